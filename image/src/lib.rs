@@ -1,1 +1,680 @@
-//! placeholder
+//! Builds the install image of the appliance and the system image it installs.
+//!
+//! Inputs are pinned in `image/packages.lock` (Debian's kernel and the few
+//! userland packages a node needs) plus the node's own binaries. The build:
+//!
+//! 1. fetches each pinned `.deb` with apt-get into a cache and checks its
+//!    SHA-256;
+//! 2. assembles the node's root filesystem — our binaries, the kernel modules
+//!    of the lock file with their dependencies, the listed package files —
+//!    and writes it as a deterministic cpio (the initramfs, zstd);
+//! 3. packs kernel + initramfs into the **system image** (squashfs), the unit
+//!    the installer writes to a disk's system slot and GRUB boots from;
+//! 4. prepares the installed disk's boot loader: GRUB for BIOS (`boot.img` +
+//!    `core.img`, set up by the installer) and UEFI (`esp.img`);
+//! 5. makes a hybrid ISO (BIOS + UEFI, CD and raw USB) whose GRUB asks for
+//!    `node1`/`node2` and boots the same system image in install mode.
+//!
+//! The same inputs give the same bytes: all times are `SOURCE_DATE_EPOCH`,
+//! all ids derive from it, and the tools that read the clock run under a
+//! fixed clock.
+//!
+//! Not done here: signing the image, and update bundles for slot B (the
+//! layout reserves the slot).
+
+#![warn(missing_docs)]
+
+pub mod cpio;
+pub mod host;
+pub mod lock;
+pub mod modules;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::cpio::Tree;
+use crate::host::run;
+use crate::lock::{Lock, Pin};
+
+/// Volume id of the install medium; the installer recognises the medium by it.
+pub const VOLUME_ID: &str = "TANDEM_INSTALL";
+
+/// Size of the EFI system partition image written by the installer.
+pub const ESP_BYTES: u64 = 64 << 20;
+
+/// GRUB modules of the installed disk's boot loader (both platforms).
+const GRUB_MODULES_COMMON: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "fat",
+    "squash4",
+    "ext2",
+    "normal",
+    "linux",
+    "search",
+    "search_fs_file",
+    "regexp",
+    "echo",
+    "test",
+    "configfile",
+    "loadenv",
+    "cat",
+    "sleep",
+    "serial",
+    "terminal",
+    "gzio",
+    "xzio",
+    "zstd",
+    "minicmd",
+];
+const GRUB_MODULES_BIOS: &[&str] = &["biosdisk", "vga", "video", "vbe"];
+const GRUB_MODULES_EFI: &[&str] = &["efi_gop", "efi_uga", "video", "all_video"];
+
+/// Errors of the image build; each names the object it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Reading or writing a file failed.
+    #[error("{path}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program could not be started.
+    #[error("cannot run {command}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program failed.
+    #[error("{command} failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last line it wrote to stderr.
+        stderr: String,
+    },
+    /// The lock file is malformed.
+    #[error("{path}: {message}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A pinned package could not be downloaded.
+    #[error(
+        "apt-get could not download {name}={version} (pinned in image/packages.lock): {reason}; if Debian no longer serves this version, pin the current one"
+    )]
+    Download {
+        /// Package name.
+        name: String,
+        /// Pinned version.
+        version: String,
+        /// apt-get's last line.
+        reason: String,
+    },
+    /// A downloaded package does not match its pin.
+    #[error("{name}={version}: SHA-256 is {actual}, image/packages.lock pins {expected}")]
+    Checksum {
+        /// Package name.
+        name: String,
+        /// Pinned version.
+        version: String,
+        /// Pinned checksum.
+        expected: String,
+        /// Checksum of the download.
+        actual: String,
+    },
+    /// Something the build needs is not where it should be.
+    #[error("{0}")]
+    Missing(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A program of ours to put into the node's root filesystem.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    /// Path inside the root filesystem, e.g. `usr/sbin/tandem-init`.
+    pub dest: String,
+    /// The built file on the build host.
+    pub source: PathBuf,
+}
+
+/// What to build and where.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The workspace root (holds `image/`).
+    pub workspace: PathBuf,
+    /// Where the results go (`target/image`).
+    pub out_dir: PathBuf,
+    /// Where downloads are kept between builds.
+    pub cache_dir: PathBuf,
+    /// Our binaries.
+    pub binaries: Vec<Binary>,
+    /// All timestamps of the image, seconds since the epoch.
+    pub source_date_epoch: u64,
+    /// Product version recorded in the image.
+    pub version: String,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The hybrid install ISO.
+    pub iso: PathBuf,
+    /// The system image (slot content).
+    pub system_image: PathBuf,
+    /// The kernel, for direct-boot tests.
+    pub kernel: PathBuf,
+    /// The initramfs (node root filesystem), for direct-boot tests.
+    pub initrd: PathBuf,
+    /// SHA-256 of the ISO, hex.
+    pub iso_sha256: String,
+}
+
+/// Runs the whole build. `log` receives one line per step.
+pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, ImageError> {
+    let lock = Lock::load(&inputs.workspace.join("image/packages.lock"))?;
+    let work = inputs.out_dir.join("work");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(io(&work))?;
+    }
+    fs::create_dir_all(&work).map_err(io(&work))?;
+
+    // 1. Pinned packages.
+    let mut extracted = Vec::new();
+    for pin in lock.pins() {
+        let deb = fetch(&pin, &inputs.cache_dir, log)?;
+        extracted.push(extract(&deb, &pin, &inputs.cache_dir)?);
+    }
+    let kernel_root = &extracted[0];
+
+    // 2. Root filesystem.
+    log("assembling the node root filesystem");
+    let mut tree = Tree::new();
+    base_layout(&mut tree, inputs);
+    for bin in &inputs.binaries {
+        let data = fs::read(&bin.source).map_err(io(&bin.source))?;
+        tree.file(&bin.dest, data, 0o755);
+    }
+    if !tree.contains("usr/sbin/tandem-init") {
+        return Err(ImageError::Missing(
+            "no usr/sbin/tandem-init among the binaries: the node would have no init".into(),
+        ));
+    }
+    tree.symlink("init", "usr/sbin/tandem-init");
+    tree.symlink("sbin/init", "../usr/sbin/tandem-init");
+    for (pkg, root) in lock.packages.iter().zip(&extracted[1..]) {
+        for inc in &pkg.include {
+            add_from_package(&mut tree, root, inc, &pkg.name)?;
+        }
+    }
+    tree.symlink("bin/sh", "busybox");
+    modules::add_modules(&mut tree, kernel_root, &lock.kernel, &work, log)?;
+
+    let epoch = u32::try_from(inputs.source_date_epoch)
+        .map_err(|_| ImageError::Missing("SOURCE_DATE_EPOCH beyond 2106".into()))?;
+    let cpio_path = work.join("initrd.cpio");
+    let mut f = fs::File::create(&cpio_path).map_err(io(&cpio_path))?;
+    tree.write_newc(std::io::BufWriter::new(&mut f), epoch)
+        .map_err(io(&cpio_path))?;
+    drop(f);
+    log(&format!(
+        "root filesystem: {} entries, {} MiB",
+        tree.iter().count(),
+        tree.content_bytes() >> 20
+    ));
+
+    // 3. System image: kernel + initramfs in a squashfs.
+    let sys = work.join("system");
+    fs::create_dir_all(sys.join("boot")).map_err(io(&sys))?;
+    let vmlinuz_src = kernel_root.join(format!("boot/vmlinuz-{}", lock.kernel.release));
+    let vmlinuz = sys.join("boot/vmlinuz");
+    fs::copy(&vmlinuz_src, &vmlinuz).map_err(io(&vmlinuz_src))?;
+    let initrd = sys.join("boot/initrd.img");
+    run(Command::new("zstd")
+        .args(["-q", "-19", "-T1", "--no-progress", "-f", "-o"])
+        .arg(&initrd)
+        .arg(&cpio_path))?;
+    write(
+        &sys.join("tandem-release"),
+        release_text(inputs, &lock).as_bytes(),
+    )?;
+    let out = &inputs.out_dir;
+    fs::create_dir_all(out).map_err(io(out))?;
+    let system_image = out.join("system.img");
+    squashfs(&sys, &system_image, inputs.source_date_epoch)?;
+    log(&format!(
+        "system image: {} ({} MiB)",
+        system_image.display(),
+        size(&system_image)? >> 20
+    ));
+
+    // 4. Boot loader of the installed disk, 5. the ISO.
+    let iso_root = work.join("iso");
+    let tdir = iso_root.join("tandem");
+    fs::create_dir_all(tdir.join("bios")).map_err(io(&tdir))?;
+    installed_bootloader(inputs, &work, &tdir)?;
+    fs::copy(&system_image, tdir.join("system.img")).map_err(io(&system_image))?;
+    let grub_dir = iso_root.join("boot/grub");
+    fs::create_dir_all(&grub_dir).map_err(io(&grub_dir))?;
+    let install_cfg = inputs.workspace.join("image/grub/install.cfg");
+    fs::copy(&install_cfg, grub_dir.join("grub.cfg")).map_err(io(&install_cfg))?;
+    write(
+        &iso_root.join("tandem/SHA256SUMS"),
+        sums(&iso_root.join("tandem"))?.as_bytes(),
+    )?;
+    let iso = out.join("tandem-install.iso");
+    make_iso(&iso_root, &iso, inputs.source_date_epoch)?;
+    let iso_sha256 = hex(&Sha256::digest(fs::read(&iso).map_err(io(&iso))?));
+    write(
+        &out.join("tandem-install.iso.sha256"),
+        format!("{iso_sha256}  tandem-install.iso\n").as_bytes(),
+    )?;
+    // Direct-boot copies for tests and developers.
+    let kernel = out.join("vmlinuz");
+    fs::copy(&vmlinuz, &kernel).map_err(io(&vmlinuz))?;
+    let initrd_out = out.join("initrd.img");
+    fs::copy(&initrd, &initrd_out).map_err(io(&initrd))?;
+    log(&format!(
+        "install image: {} ({} MiB, sha256 {iso_sha256})",
+        iso.display(),
+        size(&iso)? >> 20
+    ));
+    Ok(Output {
+        iso,
+        system_image,
+        kernel,
+        initrd: initrd_out,
+        iso_sha256,
+    })
+}
+
+fn base_layout(tree: &mut Tree, inputs: &Inputs) {
+    for d in [
+        "dev", "proc", "sys", "run", "tmp", "config", "vz", "mnt", "root", "etc", "var/lib",
+        "var/log", "medium",
+    ] {
+        tree.dir(d);
+    }
+    tree.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\ntandem-web:x:101:101:web console:/nonexistent:/bin/false\n"
+            .to_vec(),
+        0o644,
+    );
+    tree.file(
+        "etc/group",
+        b"root:x:0:\ntandem-web:x:101:\n".to_vec(),
+        0o644,
+    );
+    tree.file(
+        "etc/tandem-version",
+        format!("{}\n", inputs.version).into_bytes(),
+        0o644,
+    );
+}
+
+fn release_text(inputs: &Inputs, lock: &Lock) -> String {
+    format!(
+        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\n",
+        inputs.version, lock.kernel.release, inputs.source_date_epoch
+    )
+}
+
+/// Fetches a pinned package into the cache (or finds it there) and checks it.
+fn fetch(pin: &Pin, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf, ImageError> {
+    let debs = cache.join("debs");
+    fs::create_dir_all(&debs).map_err(io(&debs))?;
+    let path = debs.join(format!("{}_{}.deb", pin.name, pin.sha256));
+    if !path.exists() {
+        log(&format!("downloading {}={}", pin.name, pin.version));
+        let tmp = debs.join(format!("tmp-{}", pin.sha256));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let res = run(Command::new("apt-get")
+            .current_dir(&tmp)
+            .arg("download")
+            .arg("-o")
+            .arg("APT::Sandbox::User=root")
+            .arg(format!("{}={}", pin.name, pin.version)));
+        if let Err(e) = res {
+            let reason = match &e {
+                ImageError::Command { stderr, .. } => stderr.clone(),
+                other => other.to_string(),
+            };
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(ImageError::Download {
+                name: pin.name.clone(),
+                version: pin.version.clone(),
+                reason,
+            });
+        }
+        let got = fs::read_dir(&tmp)
+            .map_err(io(&tmp))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| ImageError::Missing(format!("apt-get left no .deb for {}", pin.name)))?;
+        check_sha(&got, pin)?;
+        fs::rename(&got, &path).map_err(io(&path))?;
+        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    } else {
+        check_sha(&path, pin)?;
+    }
+    Ok(path)
+}
+
+fn check_sha(path: &Path, pin: &Pin) -> Result<(), ImageError> {
+    let actual = hex(&Sha256::digest(fs::read(path).map_err(io(path))?));
+    if actual != pin.sha256 {
+        return Err(ImageError::Checksum {
+            name: pin.name.clone(),
+            version: pin.version.clone(),
+            expected: pin.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Unpacks a checked package once into the cache.
+fn extract(deb: &Path, pin: &Pin, cache: &Path) -> Result<PathBuf, ImageError> {
+    let dir = cache.join("extracted").join(&pin.sha256);
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&dir))?;
+    write(&dir.join(".complete"), b"")?;
+    Ok(dir)
+}
+
+/// Copies `include` (a file, a symlink, or "dir/" recursively) from an
+/// unpacked package into the tree.
+fn add_from_package(
+    tree: &mut Tree,
+    root: &Path,
+    include: &str,
+    pkg: &str,
+) -> Result<(), ImageError> {
+    let rel = include.trim_end_matches('/');
+    let src = root.join(rel);
+    let meta = fs::symlink_metadata(&src).map_err(|_| {
+        ImageError::Missing(format!(
+            "{include} is not in package {pkg} (image/packages.lock)"
+        ))
+    })?;
+    add_path(tree, &src, rel, &meta)
+}
+
+fn add_path(tree: &mut Tree, src: &Path, rel: &str, meta: &fs::Metadata) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io(src))?;
+        tree.symlink(rel, &target.to_string_lossy());
+    } else if ft.is_dir() {
+        tree.dir(rel);
+        let mut entries: Vec<_> = fs::read_dir(src)
+            .map_err(io(src))?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).map_err(io(&p))?;
+            let r = format!("{rel}/{}", e.file_name().to_string_lossy());
+            add_path(tree, &p, &r, &m)?;
+        }
+    } else if ft.is_file() {
+        let data = fs::read(src).map_err(io(src))?;
+        tree.file(rel, data, meta.permissions().mode());
+    }
+    Ok(())
+}
+
+fn squashfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), ImageError> {
+    if out.exists() {
+        fs::remove_file(out).map_err(io(out))?;
+    }
+    // Contents are compressed already (bzImage, zstd initramfs): store data
+    // uncompressed so that GRUB reads it without decompression.
+    run(Command::new("mksquashfs")
+        .arg(dir)
+        .arg(out)
+        .args([
+            "-noappend",
+            "-no-xattrs",
+            "-all-root",
+            "-noD",
+            "-noF",
+            "-quiet",
+            "-no-progress",
+        ])
+        .args([
+            "-mkfs-time",
+            &epoch.to_string(),
+            "-all-time",
+            &epoch.to_string(),
+        ])
+        .args(["-processors", "1"]))?;
+    Ok(())
+}
+
+/// GRUB for the installed disk: BIOS boot.img/core.img (set up by the
+/// installer) and a FAT image of the EFI system partition, gzip-compressed.
+fn installed_bootloader(inputs: &Inputs, work: &Path, tdir: &Path) -> Result<(), ImageError> {
+    let epoch = inputs.source_date_epoch;
+    let node_cfg = inputs.workspace.join("image/grub/node.cfg");
+    // BIOS: GRUB's configuration lives on the ESP, partition 2 of the disk
+    // GRUB was loaded from.
+    let core = tdir.join("bios/core.img");
+    let mut bios_mods: Vec<&str> = GRUB_MODULES_COMMON.to_vec();
+    bios_mods.extend(GRUB_MODULES_BIOS);
+    run(faketime(epoch)
+        .args(["grub-mkimage", "-O", "i386-pc", "-p", "(,gpt2)/grub", "-o"])
+        .arg(&core)
+        .args(&bios_mods))?;
+    let boot_img = Path::new("/usr/lib/grub/i386-pc/boot.img");
+    fs::copy(boot_img, tdir.join("bios/boot.img")).map_err(io(boot_img))?;
+
+    // UEFI: the removable-media path, so no firmware boot entry is needed.
+    let efi = work.join("BOOTX64.EFI");
+    let mut efi_mods: Vec<&str> = GRUB_MODULES_COMMON.to_vec();
+    efi_mods.extend(GRUB_MODULES_EFI);
+    run(faketime(epoch)
+        .args(["grub-mkimage", "-O", "x86_64-efi", "-p", "/grub", "-o"])
+        .arg(&efi)
+        .args(&efi_mods))?;
+    let esp = work.join("esp.img");
+    let f = fs::File::create(&esp).map_err(io(&esp))?;
+    f.set_len(ESP_BYTES).map_err(io(&esp))?;
+    drop(f);
+    run(faketime(epoch)
+        .args([
+            "mkfs.fat",
+            "-F",
+            "32",
+            "-n",
+            "TANDEM-ESP",
+            "-i",
+            "7A4E4400",
+            "--invariant",
+        ])
+        .arg(&esp))?;
+    let img = esp.to_string_lossy().into_owned();
+    for d in ["::/EFI", "::/EFI/BOOT", "::/grub"] {
+        run(faketime(epoch)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["mmd", "-i", &img, d]))?;
+    }
+    for (src, dst) in [
+        (efi.as_path(), "::/EFI/BOOT/BOOTX64.EFI"),
+        (node_cfg.as_path(), "::/grub/grub.cfg"),
+    ] {
+        run(faketime(epoch)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["mcopy", "-i", &img])
+            .arg(src)
+            .arg(dst))?;
+    }
+    // GRUB's environment block: exactly 1024 bytes, padded with '#'.
+    let mut env = b"# GRUB Environment Block\nslot=a\n".to_vec();
+    env.resize(1024, b'#');
+    let envf = work.join("grubenv");
+    write(&envf, &env)?;
+    run(faketime(epoch)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["mcopy", "-i", &img])
+        .arg(&envf)
+        .arg("::/grub/grubenv"))?;
+    let gz = tdir.join("esp.img.gz");
+    let data = run(Command::new("gzip").args(["-n", "-9", "-c"]).arg(&esp))?;
+    write(&gz, &data)?;
+    Ok(())
+}
+
+fn faketime(epoch: u64) -> Command {
+    let mut c = Command::new("faketime");
+    c.arg("-f")
+        .arg(format!("@{}", fmt_utc(epoch)))
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .env("TZ", "UTC");
+    c
+}
+
+/// `YYYY-MM-DD hh:mm:ss` in UTC (civil-from-days, proleptic Gregorian).
+fn fmt_utc(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn make_iso(root: &Path, iso: &Path, epoch: u64) -> Result<(), ImageError> {
+    set_mtimes(root, epoch)?;
+    if iso.exists() {
+        fs::remove_file(iso).map_err(io(iso))?;
+    }
+    let mut cmd = faketime(epoch);
+    cmd.args(["grub-mkrescue", "--compress=xz", "--locales=", "--fonts=", "--themes="])
+        .args([
+            "--install-modules=normal linux loopback squash4 iso9660 part_gpt part_msdos fat search search_fs_file search_label regexp echo test configfile serial terminal read sleep reboot halt all_video gzio xzio minicmd",
+        ])
+        .arg("-o")
+        .arg(iso)
+        .arg(root)
+        .args(["-V", VOLUME_ID])
+        .args(["--", "-volume_date", "all_file_dates", "set_to_mtime"]);
+    run(&mut cmd)?;
+    Ok(())
+}
+
+fn set_mtimes(dir: &Path, epoch: u64) -> Result<(), ImageError> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io(&d))? {
+            let p = e.map_err(io(&d))?.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            } else {
+                let f = fs::File::options().write(true).open(&p).map_err(io(&p))?;
+                f.set_modified(t).map_err(io(&p))?;
+            }
+        }
+        let f = fs::File::open(&d).map_err(io(&d))?;
+        f.set_modified(t).map_err(io(&d))?;
+    }
+    Ok(())
+}
+
+fn sums(dir: &Path) -> Result<String, ImageError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io(&d))? {
+            let p = e.map_err(io(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = String::new();
+    for f in files {
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        let digest = hex(&Sha256::digest(fs::read(&f).map_err(io(&f))?));
+        out.push_str(&format!("{digest}  {rel}\n"));
+    }
+    Ok(out)
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+    let mut f = fs::File::create(path).map_err(io(path))?;
+    f.write_all(data).map_err(io(path))
+}
+
+fn size(path: &Path) -> Result<u64, ImageError> {
+    Ok(fs::metadata(path).map_err(io(path))?.len())
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(fmt_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(fmt_utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(fmt_utc(951_782_400), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,142 @@
+//! The web console. `tandem-web cert` makes (once) and prints the TLS
+//! certificate's fingerprint; `tandem-web serve` serves HTTPS on 443 and
+//! redirects HTTP on 80.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use axum::Extension;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tandem_recovery::tls;
+use tandem_recovery::web::{self, App, ConfigDir, Peer};
+use tokio::net::TcpListener;
+
+const UNPRIVILEGED: u32 = 101;
+
+fn arg(args: &[String], name: &str) -> Result<String> {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .with_context(|| format!("missing {name}"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("cert") => cert(&args),
+        Some("serve") => serve(&args),
+        _ => {
+            eprintln!(
+                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem-web: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cert(args: &[String]) -> Result<()> {
+    let dir = PathBuf::from(arg(args, "--dir")?);
+    let fp = tls::ensure(&dir, &arg(args, "--name")?, &arg(args, "--address")?)
+        .with_context(|| format!("preparing the certificate in {}", dir.display()))?;
+    println!("{fp}");
+    Ok(())
+}
+
+fn drop_privileges() -> Result<()> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    setgroups(&[]).context("dropping supplementary groups")?;
+    setgid(Gid::from_raw(UNPRIVILEGED)).context("switching group")?;
+    setuid(Uid::from_raw(UNPRIVILEGED)).context("switching user")?;
+    if setuid(Uid::from_raw(0)).is_ok() {
+        bail!("could regain root after dropping privileges");
+    }
+    Ok(())
+}
+
+fn serve(args: &[String]) -> Result<()> {
+    let node = arg(args, "--node")?;
+    let ip: IpAddr = arg(args, "--listen")?
+        .parse()
+        .context("--listen is not an IP address")?;
+    let tls_dir = PathBuf::from(arg(args, "--tls-dir")?);
+    let config_dir = PathBuf::from(arg(args, "--config-dir")?);
+    let https_port: u16 = arg(args, "--https-port")
+        .map_or(Ok(443), |p| p.parse())
+        .context("--https-port")?;
+    let http_port: u16 = arg(args, "--http-port")
+        .map_or(Ok(80), |p| p.parse())
+        .context("--http-port")?;
+    let tls_config = tls::server_config(&tls_dir)
+        .with_context(|| format!("loading the certificate from {}", tls_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let https = TcpListener::bind(SocketAddr::new(ip, https_port))
+            .await
+            .with_context(|| format!("listening on {ip}:{https_port}"))?;
+        let http = TcpListener::bind(SocketAddr::new(ip, http_port))
+            .await
+            .with_context(|| format!("listening on {ip}:{http_port}"))?;
+        drop_privileges()?;
+        let app = Arc::new(App::new(&node, Box::new(ConfigDir(config_dir))));
+        let router = web::router(app);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+        eprintln!("tandem-web: serving https://{ip}:{https_port}/ for {node}");
+        let target = if https_port == 443 {
+            format!("https://{ip}/")
+        } else {
+            format!("https://{ip}:{https_port}/")
+        };
+        tokio::spawn(redirect(http, target));
+        loop {
+            let (tcp, peer) = match https.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("tandem-web: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let svc = router.clone().layer(Extension(Peer(peer.ip())));
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(t)) => t,
+                    _ => return,
+                };
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
+                    .await;
+            });
+        }
+    })
+}
+
+async fn redirect(listener: TcpListener, target: String) {
+    use axum::response::Redirect;
+    let router = axum::Router::new().fallback(move || {
+        let t = target.clone();
+        async move { Redirect::permanent(&t) }
+    });
+    let _ = axum::serve(listener, router).await;
+}
