@@ -561,7 +561,7 @@ fn installed_bootloader(inputs: &Inputs, work: &Path, tdir: &Path) -> Result<(),
 fn faketime(epoch: u64) -> Command {
     let mut c = Command::new("faketime");
     c.arg("-f")
-        .arg(format!("@{}", fmt_utc(epoch)))
+        .arg(fmt_utc(epoch))
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("TZ", "UTC");
     c

@@ -271,7 +271,7 @@ pub fn install(
         opts, target, &mut disk, &parts, sectors, &system, &esp_gz, &boot_img, &core_img, out,
     );
     if let Err(e) = &result {
-        out.line(&format!("Installation failed: {e:#}"));
+        let _ = e;
         out.line("Wiping the partially written partition table so that this disk does not boot.");
         let _ = wipe_table(&mut disk, sectors);
     }
@@ -338,7 +338,7 @@ fn write_all(
     write_part(&devs[3], &mut io::repeat(0).take(1 << 20), parts[3].bytes())?;
 
     out.line("[5/6] Creating the configuration partition and recording the node identity");
-    run(Command::new("mkfs.ext4")
+    run(Command::new("/sbin/mkfs.ext4")
         .args(["-q", "-F", "-L", "tandem-config"])
         .arg(&devs[4]))?;
     record_identity(&devs[4], opts)?;

@@ -1,1 +1,216 @@
-fn main() {}
+//! The project's two commands.
+//!
+//! - `cargo xtask image`: builds the install image; the last line printed is
+//!   its path.
+//! - `cargo xtask test`: installs what the tests need, builds the image, runs
+//!   every test of the workspace, then the rig tests (network namespaces and
+//!   QEMU) against that image.
+//!
+//! Missing host tools are installed with apt-get when running as root;
+//! otherwise one line names the packages to install.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the test rigs drive, beyond those of the image build.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("ip", "iproute2"),
+    ("socat", "socat"),
+];
+const TEST_FILES: &[(&str, &str)] = &[("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")];
+
+/// Binaries of the node: (package, binary, path in the root filesystem).
+const NODE_BINARIES: &[(&str, &str, &str)] = &[
+    ("tandem-init", "tandem-init", "usr/sbin/tandem-init"),
+    ("tandem-installer", "tandem-installer", "usr/sbin/tandem-installer"),
+    ("tandem-recovery", "tandem-web", "usr/sbin/tandem-web"),
+    ("tandem-recovery", "tandem-console", "usr/sbin/tandem-console"),
+];
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("image") => image().map(|iso| println!("{}", iso.display())),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask image        build the install image\n       cargo xtask test [FILTER] run the whole test suite"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs missing Debian packages, or says in one line what to install.
+fn ensure_packages(mut missing: Vec<&str>) -> Result<()> {
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !is_root() {
+        bail!("missing host packages; install them with: sudo apt-get install {list}");
+    }
+    eprintln!("xtask: installing {list}");
+    let install = |update: bool| -> Result<bool> {
+        if update {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        }
+        Ok(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?
+            .success())
+    };
+    if !install(false)? && !install(true)? {
+        bail!("apt-get could not install: {list}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).current_dir(workspace()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Builds the install image and returns its path.
+fn image() -> Result<PathBuf> {
+    let started = Instant::now();
+    ensure_packages(tandem_image::host::missing_packages())?;
+    let root = workspace();
+    let target_dir = root.join("target");
+    // Static binaries, with build paths mapped away so that the bytes do not
+    // depend on where the tree is checked out.
+    let home = std::env::var("CARGO_HOME")
+        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
+        .unwrap_or_default();
+    let rustflags = format!(
+        "-C target-feature=+crt-static --remap-path-prefix={}=/tandem --remap-path-prefix={home}=/cargo",
+        root.display()
+    );
+    let mut build = cargo();
+    build
+        .args(["build", "--release", "--locked", "--target", TARGET])
+        .env("RUSTFLAGS", rustflags)
+        .current_dir(&root);
+    for (pkg, bin, _) in NODE_BINARIES {
+        build.args(["-p", pkg, "--bin", bin]);
+    }
+    run(&mut build)?;
+    let bindir = target_dir.join(TARGET).join("release");
+    let epoch: u64 = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.parse().context("SOURCE_DATE_EPOCH is not a number")?,
+        Err(_) => git(&["log", "-1", "--format=%ct"])
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_735_689_600),
+    };
+    let version = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(rev) => format!("{}+{rev}", env!("CARGO_PKG_VERSION")),
+        None => env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let inputs = tandem_image::Inputs {
+        workspace: root.clone(),
+        out_dir: target_dir.join("image"),
+        cache_dir: cache_dir(),
+        binaries: NODE_BINARIES
+            .iter()
+            .map(|(_, bin, dest)| tandem_image::Binary {
+                dest: (*dest).to_owned(),
+                source: bindir.join(bin),
+            })
+            .collect(),
+        source_date_epoch: epoch,
+        version,
+    };
+    let out = tandem_image::build(&inputs, &mut |l| eprintln!("image: {l}"))?;
+    eprintln!("image: built in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(out.iso)
+}
+
+fn cache_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("TANDEM_CACHE") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(|_| workspace().join("target"));
+    base.join("tandem-image")
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let mut missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(prog, _)| tandem_image::host::find_program(prog).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.extend(
+        TEST_FILES
+            .iter()
+            .filter(|(f, _)| !Path::new(f).exists())
+            .map(|(_, p)| *p),
+    );
+    missing.extend(tandem_image::host::missing_packages());
+    ensure_packages(missing)?;
+    let iso = image()?;
+    let root = workspace();
+    let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
+    eprintln!("xtask: unit and integration tests");
+    run(cargo().args(["test", "--workspace", "--locked"]).current_dir(&root))?;
+    eprintln!("xtask: rig tests (QEMU, network namespaces) against {}", iso.display());
+    let mut rig = cargo();
+    rig.args(["test", "--locked", "-p", "tandem-tests", "--", "--ignored"])
+        .args(args)
+        .env("TANDEM_IMAGE_DIR", &image_dir)
+        .current_dir(&root);
+    run(&mut rig)?;
+    eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

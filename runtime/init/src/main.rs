@@ -24,6 +24,9 @@ fn say(text: &str) {
 }
 
 fn main() {
+    // SAFETY: PID 1 is single-threaded here; nothing reads the environment
+    // concurrently.
+    unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
     if let Err(e) = early_mounts() {
         say(&format!("tandem-init: {e:#}"));
     }
@@ -112,6 +115,7 @@ fn coldplug() -> usize {
     let mut tried: BTreeSet<String> = BTreeSet::new();
     // Filesystems and interfaces no device announces.
     let always = [
+        "crc32c_generic",
         "ext4",
         "squashfs",
         "isofs",
