@@ -16,16 +16,23 @@
 //! field rules then report everything at once); the TLS certificate is checked for PEM/DER
 //! shape, not parsed as X.509, and not matched against its key.
 
+pub mod archive;
+pub mod cli;
 pub mod init;
 pub mod load;
 pub mod recovery;
 pub mod schema;
 pub mod secrets;
+pub mod store;
 pub mod types;
 pub mod validate;
 
+pub use archive::{ArchiveError, ArchiveProblem, ExportOptions, ProblemKind, export, read_archive};
 pub use load::ConfigError;
 pub use schema::*;
+pub use store::{
+    ImportError, ImportMode, ImportOptions, ImportReport, Store, StoreError, import_archive,
+};
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
