@@ -729,8 +729,13 @@ fn check_members(
             MANIFEST,
             "schema-version",
             format!(
-                "{} is not a supported schema version (expected {oldest} to {SCHEMA_VERSION})",
-                manifest.schema_version
+                "{} is not a supported schema version (expected {})",
+                manifest.schema_version,
+                if oldest == SCHEMA_VERSION {
+                    SCHEMA_VERSION.to_string()
+                } else {
+                    format!("{oldest} to {SCHEMA_VERSION}")
+                }
             ),
         ));
     }

@@ -60,7 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[];
 /// oldest migration.
 pub fn migrate(doc: &mut toml::Table) -> Result<(), ConfigError> {
     let oldest = MIGRATIONS.first().map_or(SCHEMA_VERSION, |m| m.from);
-    let expected = format!("expected {oldest} to {SCHEMA_VERSION}");
+    let expected = if oldest == SCHEMA_VERSION {
+        format!("expected {SCHEMA_VERSION}")
+    } else {
+        format!("expected {oldest} to {SCHEMA_VERSION}")
+    };
     let mut version = match doc.get("schema-version") {
         None => {
             return Err(ConfigError::one(
