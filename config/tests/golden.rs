@@ -4,6 +4,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p tandem-config --test golden` rewrites the expectations;
 //! review the diff before committing it.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
