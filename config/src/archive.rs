@@ -521,6 +521,9 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
                 return Err(ArchiveError { problems });
             }
         };
+        let size = entry.size();
+        let data_start = entry.raw_file_position();
+        end = data_start.saturating_add(size.div_ceil(512).saturating_mul(512));
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         let shown = if name.is_empty() {
@@ -528,6 +531,25 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
         } else {
             name.clone()
         };
+        if end > tar.len() as u64 {
+            // The header claims more data than there is: nothing after it can be trusted.
+            let (kind, msg) = if size > MAX_MEMBER_BYTES {
+                (
+                    ProblemKind::TooLarge,
+                    format!("{size} bytes is too large (expected at most {MAX_MEMBER_BYTES})"),
+                )
+            } else {
+                (
+                    ProblemKind::Malformed,
+                    format!(
+                        "truncated (header says {size} bytes, {} present)",
+                        (tar.len() as u64).saturating_sub(data_start)
+                    ),
+                )
+            };
+            problems.push(ArchiveProblem::new(kind, &shown, "", msg));
+            return Err(ArchiveError { problems });
+        }
         let mut refuse =
             |kind, msg: String| problems.push(ArchiveProblem::new(kind, &shown, "", msg));
         if std::str::from_utf8(&raw).is_err() || raw.iter().any(|b| b.is_ascii_control()) {
@@ -583,7 +605,6 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
             );
             continue;
         }
-        let size = entry.size();
         if size > MAX_MEMBER_BYTES {
             refuse(
                 ProblemKind::TooLarge,
@@ -605,7 +626,6 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
             );
             return Err(ArchiveError { problems });
         }
-        end = entry.raw_file_position() + size.div_ceil(512) * 512;
         found.insert(name, data);
     }
     // A well-formed tar ends with two zero blocks after the last member; anything else
@@ -697,12 +717,12 @@ fn check_members(
         match serde_path_to_error::deserialize::<_, Manifest>(toml::Value::Table(t)) {
             Ok(m) => Some(m),
             Err(e) => {
-                let path = e.path().to_string();
+                let p = load::describe(&e);
                 problems.push(ArchiveProblem::new(
                     ProblemKind::Malformed,
                     MANIFEST,
-                    if path == "." { "" } else { &path },
-                    e.inner().message().trim(),
+                    &p.path,
+                    p.message,
                 ));
                 None
             }

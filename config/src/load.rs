@@ -154,37 +154,38 @@ pub fn parse_table(text: &str) -> Result<toml::Table, ConfigError> {
 /// The first field that does not fit the schema, with its path.
 pub fn from_table(doc: toml::Table) -> Result<ApplianceConfig, ConfigError> {
     serde_path_to_error::deserialize::<_, ApplianceConfig>(toml::Value::Table(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let msg = e.inner().message().trim().to_owned();
-        // serde reports a missing field at its parent; name the field itself.
-        if let Some(field) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.strip_suffix('`'))
-        {
-            let full = if path.is_empty() {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            return ConfigError::one(full, "missing");
+        ConfigError {
+            problems: vec![describe(&e)],
         }
-        if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let field = rest.split('`').next().unwrap_or_default();
-            let full = if path.is_empty() || path.ends_with(field) {
-                path.clone()
-            } else {
-                format!("{path}.{field}")
-            };
-            let full = if full.is_empty() {
-                field.to_owned()
-            } else {
-                full
-            };
-            return ConfigError::one(full, "unknown field (not part of the schema)");
-        }
-        ConfigError::one(path, msg)
     })
+}
+
+/// A deserialisation error as a path and a message that names the field itself.
+pub(crate) fn describe(e: &serde_path_to_error::Error<toml::de::Error>) -> ValidationError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let msg = e.inner().message().trim().to_owned();
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else if path.ends_with(field) {
+            path.clone()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    // serde reports a missing field at its parent; name the field itself.
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return ValidationError::new(join(field), "missing");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        return ValidationError::new(join(field), "unknown field (not part of the schema)");
+    }
+    ValidationError::new(path, msg)
 }
 
 impl ApplianceConfig {
