@@ -555,9 +555,11 @@ impl FromStr for HttpUrl {
         }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         if authority.contains('@') {
-            return Err(format!(
-                "{s:?} must not carry credentials (use the user and password fields)"
-            ));
+            // The value holds a secret: do not echo it.
+            return Err(
+                "must not carry credentials in the URL (use the user and password fields)"
+                    .to_owned(),
+            );
         }
         authority.parse::<HostPort>().map_err(|_| bad())?;
         Ok(HttpUrl(s.to_owned()))

@@ -266,6 +266,26 @@ fn commit_keeps_the_previous_configuration() {
 }
 
 #[test]
+fn staged_configuration_can_be_inspected_and_discarded() {
+    let root = tempfile::tempdir().unwrap();
+    let store = configured_store(root.path());
+    let pending = store.pending().unwrap().unwrap();
+    assert_eq!(pending.network.gateway.to_string(), "10.20.30.254");
+    store.discard().unwrap();
+    assert_eq!(store.pending().unwrap(), None);
+    assert_eq!(store.current().unwrap(), Some(config()));
+    assert!(matches!(
+        store.commit(),
+        Err(tandem_config::StoreError::NothingStaged { .. })
+    ));
+    // An invalid configuration is never staged.
+    let mut bad = config();
+    bad.heartbeat.deadtime = bad.heartbeat.keepalive;
+    assert!(store.stage(&bad).is_err());
+    assert_eq!(store.pending().unwrap(), None);
+}
+
+#[test]
 fn interrupted_write_leaves_the_previous_configuration() {
     let root = tempfile::tempdir().unwrap();
     let store = configured_store(root.path());
