@@ -349,6 +349,35 @@ pub fn export(cfg: &ApplianceConfig, opts: &ExportOptions) -> Result<Vec<u8>, Ex
     Ok(out)
 }
 
+/// Reads an upload of unknown length (an HTTP body, a file) without ever buffering more than
+/// [`MAX_ARCHIVE_BYTES`] + 1 bytes; pass the result to [`read_archive`] or
+/// [`crate::import_archive`].
+///
+/// # Errors
+/// When the upload is too large or reading fails.
+pub fn read_upload(r: impl std::io::Read) -> Result<Vec<u8>, ArchiveError> {
+    let mut out = Vec::new();
+    r.take(MAX_ARCHIVE_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ArchiveError::one(
+                ProblemKind::Malformed,
+                "",
+                "",
+                format!("could not be read completely ({e})"),
+            )
+        })?;
+    if out.len() > MAX_ARCHIVE_BYTES {
+        return Err(ArchiveError::one(
+            ProblemKind::TooLarge,
+            "",
+            "",
+            format!("is larger than {MAX_ARCHIVE_BYTES} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Whether the bytes are an age-encrypted file.
 #[must_use]
 pub fn is_encrypted(bytes: &[u8]) -> bool {
@@ -904,6 +933,16 @@ fn check_members(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_are_bounded() {
+        let big = std::io::repeat(0).take(10 * MAX_ARCHIVE_BYTES as u64);
+        assert_eq!(
+            read_upload(big).unwrap_err().to_string(),
+            "archive: is larger than 3145728 bytes"
+        );
+        assert_eq!(read_upload(&b"abc"[..]).unwrap(), b"abc");
+    }
 
     #[test]
     fn names_and_times() {

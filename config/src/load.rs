@@ -59,11 +59,24 @@ pub const MIGRATIONS: &[Migration] = &[];
 /// When the version is missing, not a number, newer than this software or older than the
 /// oldest migration.
 pub fn migrate(doc: &mut toml::Table) -> Result<(), ConfigError> {
-    let oldest = MIGRATIONS.first().map_or(SCHEMA_VERSION, |m| m.from);
-    let expected = if oldest == SCHEMA_VERSION {
-        format!("expected {SCHEMA_VERSION}")
+    migrate_with(doc, MIGRATIONS, SCHEMA_VERSION)
+}
+
+/// [`migrate`] with an explicit migration table and target version (tests exercise the
+/// machinery with tables of their own).
+///
+/// # Errors
+/// As [`migrate`].
+pub fn migrate_with(
+    doc: &mut toml::Table,
+    migrations: &[Migration],
+    target: u32,
+) -> Result<(), ConfigError> {
+    let oldest = migrations.first().map_or(target, |m| m.from);
+    let expected = if oldest == target {
+        format!("expected {target}")
     } else {
-        format!("expected {oldest} to {SCHEMA_VERSION}")
+        format!("expected {oldest} to {target}")
     };
     let mut version = match doc.get("schema-version") {
         None => {
@@ -88,14 +101,14 @@ pub fn migrate(doc: &mut toml::Table) -> Result<(), ConfigError> {
             ));
         }
     };
-    if version > SCHEMA_VERSION {
+    if version > target {
         return Err(ConfigError::one(
             "schema-version",
             format!("{version} is newer than this software supports ({expected})"),
         ));
     }
-    while version < SCHEMA_VERSION {
-        let m = MIGRATIONS
+    while version < target {
+        let m = migrations
             .iter()
             .find(|m| m.from == version)
             .ok_or_else(|| {
@@ -261,5 +274,64 @@ fn redact(t: &mut toml::Table) {
                 *v = toml::Value::String("[redacted]".to_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up version 1 → 2 change: `heartbeat.interval` renamed to `keepalive`.
+    fn rename_interval(doc: &mut toml::Table) -> Result<(), ValidationError> {
+        let hb = doc
+            .get_mut("heartbeat")
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| ValidationError::new("heartbeat", "missing"))?;
+        if let Some(v) = hb.remove("interval") {
+            hb.insert("keepalive".to_owned(), v);
+        }
+        Ok(())
+    }
+
+    const TABLE: &[Migration] = &[Migration {
+        from: 1,
+        forward: rename_interval,
+    }];
+
+    #[test]
+    fn migrations_run_in_order_and_bump_the_version() {
+        let mut doc: toml::Table = "schema-version = 1\n[heartbeat]\ninterval = \"2s\"\n"
+            .parse()
+            .unwrap();
+        migrate_with(&mut doc, TABLE, 2).unwrap();
+        assert_eq!(
+            doc.to_string(),
+            "schema-version = 2\n\n[heartbeat]\nkeepalive = \"2s\"\n"
+        );
+    }
+
+    #[test]
+    fn versions_outside_the_table_are_refused() {
+        let check = |text: &str| {
+            let mut doc: toml::Table = text.parse().unwrap();
+            migrate_with(&mut doc, TABLE, 2).unwrap_err().to_string()
+        };
+        assert_eq!(
+            check("schema-version = 3"),
+            "schema-version: 3 is newer than this software supports (expected 1 to 2)"
+        );
+        assert_eq!(
+            check("schema-version = 0"),
+            "schema-version: 0 is not a supported schema version (expected 1 to 2)"
+        );
+        assert_eq!(
+            check("schema-version = \"1\""),
+            "schema-version: string is not a number (expected 1 to 2)"
+        );
+        let mut doc: toml::Table = "schema-version = 1".parse().unwrap();
+        assert_eq!(
+            migrate_with(&mut doc, TABLE, 2).unwrap_err().to_string(),
+            "heartbeat: missing"
+        );
     }
 }
