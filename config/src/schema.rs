@@ -89,7 +89,7 @@ pub struct NetworkConfig {
 
 fn default_internal_netmask() -> Netmask {
     // 255.255.255.0; `from_prefix(24)` cannot fail.
-    Netmask::from_prefix(24).unwrap_or_else(|_| unreachable!())
+    Netmask::from_prefix(24).expect("built-in constant is valid")
 }
 
 impl NetworkConfig {
@@ -117,7 +117,7 @@ impl NetworkConfig {
 
 fn net(a: Ipv4Addr, m: Netmask) -> Ipv4Net {
     // Netmask prefixes are at most 30, so this cannot fail.
-    Ipv4Net::new(a, m.prefix()).unwrap_or_else(|_| unreachable!())
+    Ipv4Net::new(a, m.prefix()).expect("built-in constant is valid")
 }
 
 /// One node's names and addresses.
@@ -189,7 +189,7 @@ fn default_initdead() -> Millis {
     Millis::from_secs(120)
 }
 fn default_udp_port() -> Port {
-    Port::try_from(694).unwrap_or_else(|_| unreachable!())
+    Port::try_from(694).expect("built-in constant is valid")
 }
 fn default_true() -> bool {
     true
@@ -268,10 +268,10 @@ pub struct SerialPathConfig {
 }
 
 fn default_serial_device() -> DevicePath {
-    "/dev/ttyS1".parse().unwrap_or_else(|_| unreachable!())
+    "/dev/ttyS1".parse().expect("built-in constant is valid")
 }
 fn default_baud() -> Baud {
-    Baud::try_from(19200).unwrap_or_else(|_| unreachable!())
+    Baud::try_from(19200).expect("built-in constant is valid")
 }
 
 impl Default for SerialPathConfig {
@@ -353,24 +353,24 @@ impl ReplicationConfig {
 }
 
 fn default_resource() -> DrbdResource {
-    "r0".parse().unwrap_or_else(|_| unreachable!())
+    "r0".parse().expect("built-in constant is valid")
 }
 fn default_drbd_device() -> DevicePath {
-    "/dev/drbd0".parse().unwrap_or_else(|_| unreachable!())
+    "/dev/drbd0".parse().expect("built-in constant is valid")
 }
 fn default_backing() -> DevicePath {
     "/dev/disk/by-partlabel/tandem-data"
         .parse()
-        .unwrap_or_else(|_| unreachable!())
+        .expect("built-in constant is valid")
 }
 fn default_drbd_port() -> Port {
-    Port::try_from(7788).unwrap_or_else(|_| unreachable!())
+    Port::try_from(7788).expect("built-in constant is valid")
 }
 fn default_protocol() -> ReplicationProtocol {
     ReplicationProtocol::C
 }
 fn default_resync_rate() -> Rate {
-    "100M".parse().unwrap_or_else(|_| unreachable!())
+    "100M".parse().expect("built-in constant is valid")
 }
 fn default_split_brain() -> SplitBrainPolicy {
     SplitBrainPolicy::Disconnect
@@ -401,7 +401,7 @@ pub struct ServiceVeConfig {
 }
 
 fn default_ve1_hostname() -> Hostname {
-    "service".parse().unwrap_or_else(|_| unreachable!())
+    "service".parse().expect("built-in constant is valid")
 }
 fn default_ve1_address() -> Ipv4 {
     Ipv4(Ipv4Addr::new(192, 168, 255, 3))
@@ -583,7 +583,7 @@ pub struct BmcConfig {
 }
 
 fn default_ipmi_port() -> Port {
-    Port::try_from(623).unwrap_or_else(|_| unreachable!())
+    Port::try_from(623).expect("built-in constant is valid")
 }
 fn default_cipher_suite() -> u8 {
     3
