@@ -469,6 +469,8 @@ pub struct Core {
     peer_request_seen: bool,
     config_mismatch_reported: bool,
     split_brain_reported: bool,
+    /// Since when the ping-node handover condition holds.
+    ping_rule_since: Option<Instant>,
     last_now: Instant,
     counters: Counters,
     out: VecDeque<Output>,
@@ -504,6 +506,7 @@ impl Core {
             peer_request_seen: false,
             config_mismatch_reported: false,
             split_brain_reported: false,
+            ping_rule_since: None,
             last_now: now,
             counters: Counters::default(),
             out: VecDeque::new(),
@@ -539,12 +542,12 @@ impl Core {
         };
         for (i, ps) in self.paths.iter().enumerate() {
             if let (true, Some(h)) = (self.p.paths_enabled[i], ps.last_heard) {
-                consider(h.add(self.p.warntime));
-                consider(h.add(self.p.deadtime));
+                consider(h.saturating_add(self.p.warntime));
+                consider(h.saturating_add(self.p.deadtime));
             }
         }
         if self.role == Role::Starting {
-            consider(self.started.add(self.p.initdead));
+            consider(self.started.saturating_add(self.p.initdead));
         }
         for u in [self.handover_until, self.want_switchover_until]
             .into_iter()
@@ -553,9 +556,12 @@ impl Core {
             consider(u);
         }
         for l in self.ping_last.iter().flatten() {
-            consider(l.add(self.p.ping_dead));
+            consider(l.saturating_add(self.p.ping_dead));
         }
-        consider(self.started.add(self.p.ping_dead));
+        consider(self.started.saturating_add(self.p.ping_dead));
+        if let Some(since) = self.ping_rule_since {
+            consider(since.saturating_add(self.ping_rule_hold()));
+        }
         t
     }
 
@@ -567,7 +573,7 @@ impl Core {
             for index in 0..self.ping_last.len() {
                 self.out.push_back(Output::Ping { index });
             }
-            self.next_ping = now.add(self.p.keepalive);
+            self.next_ping = now.saturating_add(self.p.keepalive);
         }
         self.evaluate(now);
         if now >= self.next_send {
@@ -579,7 +585,12 @@ impl Core {
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         self.last_now = self.last_now.max(now);
         match input {
-            Input::Frame { path, bytes } => self.on_frame(now, path, bytes),
+            Input::Frame { path, bytes } => {
+                if !self.on_frame(now, path, bytes) {
+                    // A refused frame changes nothing, not even timer order.
+                    return;
+                }
+            }
             Input::LineNoise { .. } => self.counters.line_noise += 1,
             Input::PingReply { index } => {
                 if let Some(slot) = self.ping_last.get_mut(index) {
@@ -597,7 +608,7 @@ impl Core {
                 if self.role == Role::Releasing {
                     self.resources = ResourceState::Stopped;
                     if self.after_release == AfterRelease::HandOver {
-                        self.handover_until = Some(now.add(self.p.deadtime));
+                        self.handover_until = Some(now.saturating_add(self.p.deadtime));
                     }
                     self.after_release = AfterRelease::Stay;
                     self.set_role(now, Role::Passive, None);
@@ -652,7 +663,7 @@ impl Core {
                     return Err(SwitchoverError::PassiveDataNotGood);
                 }
                 self.emit(Event::SwitchoverStarted);
-                self.want_switchover_until = Some(now.add(self.p.deadtime));
+                self.want_switchover_until = Some(now.saturating_add(self.p.deadtime));
                 self.next_send = now;
             }
             Role::Starting => return Err(SwitchoverError::NoActive),
@@ -732,7 +743,7 @@ impl Core {
         self.out.push_back(Output::Event(e));
     }
 
-    fn reject(&mut self, now: Instant, path: PathId, why: Rejection) {
+    fn reject(&mut self, now: Instant, path: PathId, why: Rejection) -> bool {
         match why {
             Rejection::Decode(DecodeError::BadMac) => self.counters.bad_mac += 1,
             Rejection::Decode(_) => self.counters.malformed += 1,
@@ -747,12 +758,14 @@ impl Core {
             ps.last_reject_event = Some(now);
             self.emit(Event::FrameRejected { path, why });
         }
+        false
     }
 
-    fn on_frame(&mut self, now: Instant, path: PathId, bytes: &[u8]) {
+    /// Returns whether the frame was accepted.
+    fn on_frame(&mut self, now: Instant, path: PathId, bytes: &[u8]) -> bool {
         if !self.p.paths_enabled[path.index()] {
             // A disabled path is not used (R4.3), whatever arrives on it.
-            return;
+            return false;
         }
         let frame = match tandem_proto::decode(&self.key, bytes) {
             Ok(f) => f,
@@ -809,6 +822,7 @@ impl Core {
         } else {
             self.config_mismatch_reported = false;
         }
+        true
     }
 
     fn send_heartbeats(&mut self, now: Instant) {
@@ -836,7 +850,7 @@ impl Core {
             let frame = tandem_proto::encode(&self.key, &f);
             self.out.push_back(Output::Transmit { path, frame });
         }
-        self.next_send = now.add(self.p.keepalive);
+        self.next_send = now.saturating_add(self.p.keepalive);
     }
 
     fn set_role(&mut self, now: Instant, to: Role, reason: Option<Reason>) {
@@ -1009,9 +1023,19 @@ impl Core {
     }
 
     fn decide_holding(&mut self, now: Instant, peer: Option<Frame>) {
-        let Some(pf) = peer else { return };
-        if pf.role == Role::Acquiring || pf.role == Role::Active {
-            let survivor = self.split_brain_survivor(&pf);
+        let Some(pf) = peer else {
+            self.ping_rule_since = None;
+            return;
+        };
+        if pf.role.holds_resources() {
+            // The peer holding (or still releasing) resources while this node holds
+            // them only happens after both became active: the loser of the policy may
+            // already be releasing by the time the survivor hears it, so both report.
+            let survivor = if pf.role == Role::Releasing {
+                self.p.node
+            } else {
+                self.split_brain_survivor(&pf)
+            };
             if !self.split_brain_reported {
                 self.split_brain_reported = true;
                 self.emit(Event::SplitBrain { survivor });
@@ -1032,8 +1056,20 @@ impl Core {
         }
         let settled = now.since(self.started) >= self.p.ping_dead;
         if self.p.ping_nodes > 0 && settled && self.ping_reach == 0 && pf.ping_reach > 0 {
-            self.start_release(now, AfterRelease::HandOver, Some(Reason::PingNodes));
+            // When a shared switch dies both nodes lose their ping nodes, but not in the
+            // same instant: wait until the peer's heartbeats have had time to say so.
+            let since = *self.ping_rule_since.get_or_insert(now);
+            if now.since(since) >= self.ping_rule_hold() {
+                self.ping_rule_since = None;
+                self.start_release(now, AfterRelease::HandOver, Some(Reason::PingNodes));
+            }
+        } else {
+            self.ping_rule_since = None;
         }
+    }
+
+    fn ping_rule_hold(&self) -> Duration {
+        self.p.keepalive * 3
     }
 
     fn split_brain_survivor(&self, pf: &Frame) -> NodeId {

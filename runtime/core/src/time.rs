@@ -28,7 +28,7 @@ impl Instant {
 
     /// `self + d`, saturating.
     #[must_use]
-    pub fn add(self, d: Duration) -> Instant {
+    pub fn saturating_add(self, d: Duration) -> Instant {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Instant(self.0.saturating_add(ms))
     }
