@@ -1,0 +1,589 @@
+//! The configuration tree: [`ApplianceConfig`] and its sections.
+//!
+//! This is the only place defaults live. Field names are kebab-case in the file; unknown
+//! fields are refused everywhere.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
+    HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
+    SshPrivateKey, TlsCertificate, TlsPrivateKey, UserName,
+};
+
+/// The schema version this build writes. Older versions are migrated on load
+/// (see [`crate::migrate`]); newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole cluster configuration, both nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApplianceConfig {
+    /// Schema version of this document.
+    pub schema_version: u32,
+    /// Cluster identity.
+    pub cluster: ClusterSection,
+    /// Network settings, including each node's names and addresses.
+    pub network: NetworkConfig,
+    /// Heartbeat (cluster manager) settings.
+    pub heartbeat: HeartbeatConfig,
+    /// Block replication of the data area.
+    pub replication: ReplicationConfig,
+    /// The virtual environments' network settings.
+    pub ves: VesConfig,
+    /// E-mail notifications.
+    #[serde(default)]
+    pub notification: NotificationConfig,
+    /// Password hashes of every account.
+    pub passwords: PasswordsConfig,
+    /// Keys and certificates.
+    pub keys: KeysConfig,
+    /// Update-server access.
+    pub updates: UpdatesConfig,
+    /// Remote-support tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support: Option<SupportConfig>,
+    /// Optional peer fencing through each node's BMC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing: Option<FencingConfig>,
+}
+
+/// Cluster identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Random id fixed when the cluster is created; an archive of another cluster is refused
+    /// by a node that already belongs to one.
+    pub id: ClusterId,
+    /// A name for people (shown in the console and in notifications).
+    pub name: Hostname,
+}
+
+/// Network settings (the console's "Network" page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Netmask of the external network.
+    pub netmask: Netmask,
+    /// Default gateway on the external network.
+    pub gateway: Ipv4,
+    /// Ping nodes: failover happens when the active node reaches none of them while the
+    /// passive reaches one.
+    pub ping_nodes: Vec<Ipv4>,
+    /// DNS search path.
+    #[serde(default)]
+    pub dns_search: Vec<DomainName>,
+    /// DNS servers (one or two).
+    pub dns_servers: Vec<Ipv4>,
+    /// Netmask of the internal (crossover) network.
+    #[serde(default = "default_internal_netmask")]
+    pub internal_netmask: Netmask,
+    /// Node 1's names and addresses.
+    pub node1: NodeNetwork,
+    /// Node 2's names and addresses.
+    pub node2: NodeNetwork,
+}
+
+fn default_internal_netmask() -> Netmask {
+    // 255.255.255.0; `from_prefix(24)` cannot fail.
+    Netmask::from_prefix(24).unwrap_or_else(|_| unreachable!())
+}
+
+impl NetworkConfig {
+    /// The given node's settings.
+    #[must_use]
+    pub fn node(&self, id: NodeId) -> &NodeNetwork {
+        match id {
+            NodeId::Node1 => &self.node1,
+            NodeId::Node2 => &self.node2,
+        }
+    }
+
+    /// The node's external address with the external prefix.
+    #[must_use]
+    pub fn external_net(&self, id: NodeId) -> Ipv4Net {
+        net(self.node(id).address.addr(), self.netmask)
+    }
+
+    /// The node's internal (crossover) address with the internal prefix.
+    #[must_use]
+    pub fn internal_net(&self, id: NodeId) -> Ipv4Net {
+        net(self.node(id).internal_address.addr(), self.internal_netmask)
+    }
+}
+
+fn net(a: Ipv4Addr, m: Netmask) -> Ipv4Net {
+    // Netmask prefixes are at most 30, so this cannot fail.
+    Ipv4Net::new(a, m.prefix()).unwrap_or_else(|_| unreachable!())
+}
+
+/// One node's names and addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeNetwork {
+    /// Host name.
+    pub hostname: Hostname,
+    /// Address on the external network.
+    pub address: Ipv4,
+    /// Address on the internal (crossover) network.
+    pub internal_address: Ipv4,
+}
+
+/// The three heartbeat paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeartbeatPath {
+    /// Null-modem cable.
+    Serial,
+    /// Crossover cable.
+    Internal,
+    /// External LAN.
+    External,
+}
+
+/// Heartbeat settings. Defaults are the manual's: keepalive 5 s, deadtime 60 s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Interval between heartbeats on each path.
+    #[serde(default = "default_keepalive")]
+    pub keepalive: Millis,
+    /// Silence after which a late heartbeat is reported.
+    #[serde(default = "default_warntime")]
+    pub warntime: Millis,
+    /// Silence on every path after which the peer is declared dead.
+    #[serde(default = "default_deadtime")]
+    pub deadtime: Millis,
+    /// Deadtime used right after start-up (links and peer may come up slowly).
+    #[serde(default = "default_initdead")]
+    pub initdead: Millis,
+    /// UDP port on the internal and external networks.
+    #[serde(default = "default_udp_port")]
+    pub udp_port: Port,
+    /// Cluster authentication key; heartbeat frames are authenticated with it.
+    pub auth_key: ClusterKey,
+    /// The null-modem path.
+    #[serde(default)]
+    pub serial: SerialPathConfig,
+    /// The crossover path.
+    #[serde(default)]
+    pub internal: PathConfig,
+    /// The external LAN path.
+    #[serde(default)]
+    pub external: PathConfig,
+}
+
+fn default_keepalive() -> Millis {
+    Millis::from_secs(5)
+}
+fn default_warntime() -> Millis {
+    Millis::from_secs(10)
+}
+fn default_deadtime() -> Millis {
+    Millis::from_secs(60)
+}
+fn default_initdead() -> Millis {
+    Millis::from_secs(120)
+}
+fn default_udp_port() -> Port {
+    Port::try_from(694).unwrap_or_else(|_| unreachable!())
+}
+fn default_true() -> bool {
+    true
+}
+
+impl HeartbeatConfig {
+    /// The defaults (keepalive 5 s, warntime 10 s, deadtime 60 s, initdead 120 s, UDP 694,
+    /// all paths on) with the given key.
+    #[must_use]
+    pub fn with_key(auth_key: ClusterKey) -> HeartbeatConfig {
+        HeartbeatConfig {
+            keepalive: default_keepalive(),
+            warntime: default_warntime(),
+            deadtime: default_deadtime(),
+            initdead: default_initdead(),
+            udp_port: default_udp_port(),
+            auth_key,
+            serial: SerialPathConfig::default(),
+            internal: PathConfig::default(),
+            external: PathConfig::default(),
+        }
+    }
+
+    /// Whether a path is enabled.
+    #[must_use]
+    pub fn is_enabled(&self, p: HeartbeatPath) -> bool {
+        match p {
+            HeartbeatPath::Serial => self.serial.enabled,
+            HeartbeatPath::Internal => self.internal.enabled,
+            HeartbeatPath::External => self.external.enabled,
+        }
+    }
+
+    /// The enabled paths, in the order serial, internal, external.
+    #[must_use]
+    pub fn enabled_paths(&self) -> Vec<HeartbeatPath> {
+        [
+            HeartbeatPath::Serial,
+            HeartbeatPath::Internal,
+            HeartbeatPath::External,
+        ]
+        .into_iter()
+        .filter(|p| self.is_enabled(*p))
+        .collect()
+    }
+}
+
+/// A network heartbeat path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PathConfig {
+    /// Whether heartbeats are sent and expected on this path.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        PathConfig { enabled: true }
+    }
+}
+
+/// The serial heartbeat path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SerialPathConfig {
+    /// Whether heartbeats are sent and expected on the null-modem cable.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Serial device.
+    #[serde(default = "default_serial_device")]
+    pub device: DevicePath,
+    /// Line speed.
+    #[serde(default = "default_baud")]
+    pub baud: Baud,
+}
+
+fn default_serial_device() -> DevicePath {
+    "/dev/ttyS1".parse().unwrap_or_else(|_| unreachable!())
+}
+fn default_baud() -> Baud {
+    Baud::try_from(19200).unwrap_or_else(|_| unreachable!())
+}
+
+impl Default for SerialPathConfig {
+    fn default() -> Self {
+        SerialPathConfig {
+            enabled: true,
+            device: default_serial_device(),
+            baud: default_baud(),
+        }
+    }
+}
+
+/// DRBD replication protocol. Only C (synchronous) is accepted: a write completes only when
+/// the peer has written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationProtocol {
+    /// Synchronous replication.
+    C,
+}
+
+/// What DRBD does after a split brain with one primary (`after-sb-1pri`); automatic
+/// recovery with two primaries is never configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitBrainPolicy {
+    /// Stay disconnected and report; an operator decides.
+    Disconnect,
+    /// Discard the secondary's changes if it made none (safe automatic recovery).
+    DiscardZeroChanges,
+    /// Always discard the secondary's changes.
+    DiscardSecondary,
+}
+
+/// Block replication of the data area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// DRBD resource name.
+    #[serde(default = "default_resource")]
+    pub resource: DrbdResource,
+    /// The replicated block device.
+    #[serde(default = "default_drbd_device")]
+    pub device: DevicePath,
+    /// The backing partition on each node.
+    #[serde(default = "default_backing")]
+    pub backing: DevicePath,
+    /// TCP port on the internal network.
+    #[serde(default = "default_drbd_port")]
+    pub port: Port,
+    /// Replication protocol (only C).
+    #[serde(default = "default_protocol")]
+    pub protocol: ReplicationProtocol,
+    /// Resynchronisation rate limit.
+    #[serde(default = "default_resync_rate")]
+    pub resync_rate: Rate,
+    /// Shared secret authenticating the peers.
+    pub shared_secret: Credential,
+    /// Split-brain recovery policy.
+    #[serde(default = "default_split_brain")]
+    pub split_brain: SplitBrainPolicy,
+}
+
+impl ReplicationConfig {
+    /// The defaults (r0 on /dev/drbd0, port 7788, protocol C, 100M, disconnect) with the
+    /// given shared secret.
+    #[must_use]
+    pub fn with_secret(shared_secret: Credential) -> ReplicationConfig {
+        ReplicationConfig {
+            resource: default_resource(),
+            device: default_drbd_device(),
+            backing: default_backing(),
+            port: default_drbd_port(),
+            protocol: default_protocol(),
+            resync_rate: default_resync_rate(),
+            shared_secret,
+            split_brain: default_split_brain(),
+        }
+    }
+}
+
+fn default_resource() -> DrbdResource {
+    "r0".parse().unwrap_or_else(|_| unreachable!())
+}
+fn default_drbd_device() -> DevicePath {
+    "/dev/drbd0".parse().unwrap_or_else(|_| unreachable!())
+}
+fn default_backing() -> DevicePath {
+    "/dev/disk/by-partlabel/tandem-data"
+        .parse()
+        .unwrap_or_else(|_| unreachable!())
+}
+fn default_drbd_port() -> Port {
+    Port::try_from(7788).unwrap_or_else(|_| unreachable!())
+}
+fn default_protocol() -> ReplicationProtocol {
+    ReplicationProtocol::C
+}
+fn default_resync_rate() -> Rate {
+    "100M".parse().unwrap_or_else(|_| unreachable!())
+}
+fn default_split_brain() -> SplitBrainPolicy {
+    SplitBrainPolicy::Disconnect
+}
+
+/// The virtual environments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VesConfig {
+    /// The service VE 1 on the internal network.
+    #[serde(default)]
+    pub ve1: ServiceVeConfig,
+    /// The optional VE 101 on the external network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ve101: Option<VeConfig>,
+}
+
+/// The service VE 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServiceVeConfig {
+    /// Host name.
+    #[serde(default = "default_ve1_hostname")]
+    pub hostname: Hostname,
+    /// Address on the internal network.
+    #[serde(default = "default_ve1_address")]
+    pub address: Ipv4,
+}
+
+fn default_ve1_hostname() -> Hostname {
+    "service".parse().unwrap_or_else(|_| unreachable!())
+}
+fn default_ve1_address() -> Ipv4 {
+    Ipv4(Ipv4Addr::new(192, 168, 255, 3))
+}
+
+impl Default for ServiceVeConfig {
+    fn default() -> Self {
+        ServiceVeConfig {
+            hostname: default_ve1_hostname(),
+            address: default_ve1_address(),
+        }
+    }
+}
+
+/// A VE on the external network (VE 101).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VeConfig {
+    /// Host name.
+    pub hostname: Hostname,
+    /// Service address on the external network; it moves with the VE.
+    pub address: Ipv4,
+    /// DNS servers inside the VE; empty means the cluster's.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4>,
+    /// DNS search path inside the VE; empty means the cluster's.
+    #[serde(default)]
+    pub dns_search: Vec<DomainName>,
+}
+
+/// E-mail notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Recipients.
+    #[serde(default)]
+    pub addresses: Vec<EmailAddress>,
+    /// Sender address; empty means `root@<hostname>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<EmailAddress>,
+    /// Relay host; empty means direct delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_host: Option<HostPort>,
+    /// Send a copy to the vendor's support.
+    #[serde(default)]
+    pub copy_vendor: bool,
+    /// The vendor's support address (needed when `copy-vendor` is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_address: Option<EmailAddress>,
+}
+
+/// Password hashes (argon2id PHC strings), never clear text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PasswordsConfig {
+    /// The web console's `admin`.
+    pub admin: PasswordHash,
+    /// `root` on node 1.
+    pub root_node1: PasswordHash,
+    /// `root` on node 2.
+    pub root_node2: PasswordHash,
+    /// `root` inside VE 101 (when VE 101 exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_ve101: Option<PasswordHash>,
+    /// The VE management user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ve_manager: Option<VeManagerAccount>,
+}
+
+impl PasswordsConfig {
+    /// The root password hash of a node.
+    #[must_use]
+    pub fn root(&self, id: NodeId) -> &PasswordHash {
+        match id {
+            NodeId::Node1 => &self.root_node1,
+            NodeId::Node2 => &self.root_node2,
+        }
+    }
+}
+
+/// The VE management account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VeManagerAccount {
+    /// Login name.
+    pub user: UserName,
+    /// Password hash.
+    pub password: PasswordHash,
+}
+
+/// Keys and certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Node 1's SSH host key.
+    pub ssh_host_node1: SshPrivateKey,
+    /// Node 2's SSH host key.
+    pub ssh_host_node2: SshPrivateKey,
+    /// The key the nodes use to log in to each other over the internal network.
+    pub cluster_ssh: SshPrivateKey,
+    /// The key for the outbound support tunnel.
+    pub support_ssh: SshPrivateKey,
+    /// The web console's certificate (PEM, leaf first).
+    pub tls_certificate: TlsCertificate,
+    /// The web console's private key (PEM, PKCS#8).
+    pub tls_key: TlsPrivateKey,
+}
+
+impl KeysConfig {
+    /// The SSH host key of a node.
+    #[must_use]
+    pub fn ssh_host(&self, id: NodeId) -> &SshPrivateKey {
+        match id {
+            NodeId::Node1 => &self.ssh_host_node1,
+            NodeId::Node2 => &self.ssh_host_node2,
+        }
+    }
+}
+
+/// Update-server access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdatesConfig {
+    /// Base URL of the update server.
+    pub url: HttpUrl,
+    /// Account on the update server.
+    pub user: UserName,
+    /// Password on the update server (kept in clear: the node must present it).
+    pub password: Credential,
+}
+
+/// Remote-support tunnel (outbound SSH with a reverse port forward).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SupportConfig {
+    /// The vendor's support server.
+    pub host: HostPort,
+    /// Account on the support server.
+    pub user: UserName,
+}
+
+/// Peer fencing through the BMCs (IPMI chassis power off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FencingConfig {
+    /// Node 1's BMC.
+    pub node1: BmcConfig,
+    /// Node 2's BMC.
+    pub node2: BmcConfig,
+}
+
+impl FencingConfig {
+    /// The BMC of a node.
+    #[must_use]
+    pub fn bmc(&self, id: NodeId) -> &BmcConfig {
+        match id {
+            NodeId::Node1 => &self.node1,
+            NodeId::Node2 => &self.node2,
+        }
+    }
+}
+
+/// One BMC's address and credentials (IPMI v2.0 / RMCP+).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BmcConfig {
+    /// BMC LAN address.
+    pub address: Ipv4,
+    /// RMCP+ port.
+    #[serde(default = "default_ipmi_port")]
+    pub port: Port,
+    /// IPMI user.
+    pub user: Credential,
+    /// IPMI password.
+    pub password: Credential,
+    /// RMCP+ cipher suite.
+    #[serde(default = "default_cipher_suite")]
+    pub cipher_suite: u8,
+}
+
+fn default_ipmi_port() -> Port {
+    Port::try_from(623).unwrap_or_else(|_| unreachable!())
+}
+fn default_cipher_suite() -> u8 {
+    3
+}

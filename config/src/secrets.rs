@@ -1,0 +1,201 @@
+//! Checks and generators for the secret material of the configuration: argon2id password
+//! hashes, OpenSSH ed25519 keys, the web console's TLS certificate and key, random tokens.
+//!
+//! Randomness comes from the operating system (getrandom). Nothing here logs or returns a
+//! secret inside an error message.
+
+use argon2::password_hash::PasswordHasher as _;
+use argon2::{ARGON2ID_IDENT, Argon2, PasswordVerifier as _};
+use base64ct::{Base64, Encoding as _};
+use rand_core::{OsRng, RngCore as _};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+use crate::types::{
+    ClusterId, ClusterKey, PasswordHash, SshPrivateKey, TlsCertificate, TlsPrivateKey,
+};
+
+/// Accepts only argon2id PHC strings with parameters argon2 itself can use.
+pub(crate) fn check_password_hash(s: &str) -> Result<(), String> {
+    let bad = || {
+        "is not an argon2id password hash (expected a PHC string \"$argon2id$v=19$m=…,t=…,p=…$salt$hash\")".to_owned()
+    };
+    if s.len() > 512 {
+        return Err(bad());
+    }
+    let h = argon2::PasswordHash::new(s).map_err(|_| bad())?;
+    if h.algorithm != ARGON2ID_IDENT || h.salt.is_none() || h.hash.is_none() {
+        return Err(bad());
+    }
+    let params = argon2::Params::try_from(&h).map_err(|_| bad())?;
+    // A hostile archive must not be able to make every login cost gigabytes of memory.
+    if params.m_cost() > 256 * 1024 || params.t_cost() > 16 || params.p_cost() > 8 {
+        return Err(
+            "is an argon2id hash with parameters above the accepted maximum (m 262144, t 16, p 8)"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn check_ssh_private_key(s: &str) -> Result<(), String> {
+    let bad = || {
+        "is not an OpenSSH private key (expected \"-----BEGIN OPENSSH PRIVATE KEY-----\")"
+            .to_owned()
+    };
+    if s.len() > 16 * 1024 {
+        return Err(bad());
+    }
+    let k = PrivateKey::from_openssh(s.trim()).map_err(|_| bad())?;
+    if k.is_encrypted() {
+        return Err(
+            "is a passphrase-protected SSH key (the node must use it unattended)".to_owned(),
+        );
+    }
+    if k.algorithm() != Algorithm::Ed25519 {
+        return Err(format!("is an {} key (expected ed25519)", k.algorithm()));
+    }
+    Ok(())
+}
+
+pub(crate) fn ssh_public_key(s: &str) -> Option<String> {
+    PrivateKey::from_openssh(s.trim())
+        .ok()?
+        .public_key()
+        .to_openssh()
+        .ok()
+}
+
+/// Decodes every PEM block labelled `label`; `None` if there is none or one is malformed.
+fn pem_blocks(s: &str, label: &str) -> Option<Vec<Vec<u8>>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut out = Vec::new();
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    while let Some(l) = lines.next() {
+        if l != begin {
+            return None;
+        }
+        let mut body = String::new();
+        loop {
+            let l = lines.next()?;
+            if l == end {
+                break;
+            }
+            body.push_str(l);
+        }
+        out.push(Base64::decode_vec(&body).ok()?);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+pub(crate) fn check_tls_certificate(s: &str) -> Result<(), String> {
+    let bad =
+        || "is not a PEM certificate (expected \"-----BEGIN CERTIFICATE-----\" blocks)".to_owned();
+    if s.len() > 64 * 1024 {
+        return Err(bad());
+    }
+    let blocks = pem_blocks(s, "CERTIFICATE").ok_or_else(bad)?;
+    // DER: every certificate is a SEQUENCE.
+    if blocks.iter().any(|b| b.first() != Some(&0x30)) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+pub(crate) fn check_tls_private_key(s: &str) -> Result<(), String> {
+    let bad =
+        || "is not a PEM private key (expected \"-----BEGIN PRIVATE KEY-----\", PKCS#8)".to_owned();
+    if s.len() > 16 * 1024 || pem_blocks(s, "PRIVATE KEY").is_none_or(|b| b.len() != 1) {
+        return Err(bad());
+    }
+    rcgen::KeyPair::from_pem(s).map_err(|_| bad())?;
+    Ok(())
+}
+
+/// Hashes `password` with argon2id (library defaults: m 19 MiB, t 2, p 1) and a random salt.
+///
+/// # Errors
+/// When the password is empty or longer than 1024 bytes.
+pub fn hash_password(password: &str) -> Result<PasswordHash, String> {
+    if password.is_empty() || password.len() > 1024 {
+        return Err("a password must have 1 to 1024 bytes".to_owned());
+    }
+    let h = Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| format!("hashing failed: {e}"))?;
+    h.to_string().parse()
+}
+
+/// Whether `password` matches `hash`.
+#[must_use]
+pub fn verify_password(password: &str, hash: &PasswordHash) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash.as_str())
+        .is_ok()
+}
+
+/// A fresh ed25519 key in OpenSSH form, with `comment`.
+///
+/// # Errors
+/// When the operating system's random source fails.
+pub fn generate_ssh_key(comment: &str) -> Result<SshPrivateKey, String> {
+    let mut k = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .map_err(|e| format!("generating an ssh key: {e}"))?;
+    k.set_comment(comment);
+    let pem = k
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| format!("encoding an ssh key: {e}"))?;
+    pem.as_str().parse()
+}
+
+/// A fresh self-signed certificate (ECDSA P-256) for `names`, and its key.
+///
+/// # Errors
+/// When a name is not acceptable to the certificate builder.
+pub fn generate_tls(names: Vec<String>) -> Result<(TlsCertificate, TlsPrivateKey), String> {
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("generating the tls certificate: {e}"))?;
+    Ok((
+        ck.cert.pem().parse()?,
+        ck.signing_key.serialize_pem().parse()?,
+    ))
+}
+
+/// Random bytes from the operating system.
+#[must_use]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// A fresh random cluster id (UUID version 4 layout).
+#[must_use]
+pub fn generate_cluster_id() -> ClusterId {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    ClusterId::from_bytes(b)
+}
+
+/// A fresh cluster authentication key.
+#[must_use]
+pub fn generate_cluster_key() -> ClusterKey {
+    ClusterKey::from_bytes(random_bytes::<32>())
+}
+
+/// A random password of `len` characters from an alphabet without look-alikes.
+#[must_use]
+pub fn generate_password(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let [b] = random_bytes::<1>();
+        // Rejection sampling keeps the choice uniform.
+        let limit = 256 - 256 % ALPHABET.len();
+        if usize::from(b) < limit {
+            out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
+        }
+    }
+    out
+}

@@ -1,0 +1,473 @@
+//! Cross-field checks of a parsed configuration.
+//!
+//! Field-level checks happen while parsing (the newtypes); what is left here are the rules
+//! that relate fields to each other. Every rule runs; all problems are returned together.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::recovery;
+use crate::schema::{ApplianceConfig, HeartbeatPath};
+use crate::types::{Ipv4Net, NodeId};
+
+/// One problem in a configuration, with the dotted path of the field it concerns
+/// (`network.node2.address`). The message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted path of the field, `""` for the document as a whole.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl ValidationError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+struct Checker {
+    problems: Vec<ValidationError>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(ValidationError::new(path, message));
+    }
+}
+
+impl ApplianceConfig {
+    /// Runs every cross-field rule and returns all problems, in a stable order.
+    ///
+    /// # Errors
+    /// The list of problems, never empty.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
+        self.check_network(&mut c);
+        self.check_heartbeat(&mut c);
+        self.check_replication(&mut c);
+        self.check_ves(&mut c);
+        self.check_notification(&mut c);
+        self.check_other(&mut c);
+        if c.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(c.problems)
+        }
+    }
+
+    fn check_network(&self, c: &mut Checker) {
+        let n = &self.network;
+        let ext1 = n.external_net(NodeId::Node1);
+        let ext2 = n.external_net(NodeId::Node2);
+        let int1 = n.internal_net(NodeId::Node1);
+        let int2 = n.internal_net(NodeId::Node2);
+
+        if n.node1.hostname == n.node2.hostname {
+            c.fail(
+                "network.node2.hostname",
+                format!(
+                    "{:?} is also node1's host name (expected two different names)",
+                    n.node2.hostname.as_str()
+                ),
+            );
+        }
+        for id in NodeId::ALL {
+            let node = n.node(id);
+            let ext = n.external_net(id);
+            if !usable_unicast(node.address.addr()) {
+                c.fail(
+                    format!("network.{id}.address"),
+                    format!("{} is not a usable unicast address", node.address),
+                );
+            } else if !ext.is_host_address() {
+                c.fail(
+                    format!("network.{id}.address"),
+                    format!(
+                        "{} is the network or broadcast address of {}/{} (expected a host address)",
+                        node.address,
+                        ext.network(),
+                        ext.prefix()
+                    ),
+                );
+            }
+            let int = n.internal_net(id);
+            if !usable_unicast(node.internal_address.addr()) {
+                c.fail(
+                    format!("network.{id}.internal-address"),
+                    format!("{} is not a usable unicast address", node.internal_address),
+                );
+            } else if !int.is_host_address() {
+                c.fail(
+                    format!("network.{id}.internal-address"),
+                    format!(
+                        "{} is the network or broadcast address of {}/{} (expected a host address)",
+                        node.internal_address,
+                        int.network(),
+                        int.prefix()
+                    ),
+                );
+            }
+        }
+        if n.node1.address == n.node2.address {
+            c.fail(
+                "network.node2.address",
+                format!(
+                    "{} is also node1's address (expected two different addresses)",
+                    n.node2.address
+                ),
+            );
+        } else if ext1.network() != ext2.network() {
+            c.fail(
+                "network.node2.address",
+                format!(
+                    "{} is not in node1's network {}/{} (both nodes must be in the same subnet)",
+                    n.node2.address,
+                    ext1.network(),
+                    ext1.prefix()
+                ),
+            );
+        }
+        if n.node1.internal_address == n.node2.internal_address {
+            c.fail(
+                "network.node2.internal-address",
+                format!(
+                    "{} is also node1's internal address (expected two different addresses)",
+                    n.node2.internal_address
+                ),
+            );
+        } else if int1.network() != int2.network() {
+            c.fail(
+                "network.node2.internal-address",
+                format!(
+                    "{} is not in node1's internal network {}/{} (both nodes must be in the same subnet)",
+                    n.node2.internal_address,
+                    int1.network(),
+                    int1.prefix()
+                ),
+            );
+        }
+        if ext1.overlaps(int1) {
+            c.fail(
+                "network.node1.internal-address",
+                format!(
+                    "internal network {}/{} overlaps the external network {}/{} (expected two distinct networks)",
+                    int1.network(),
+                    int1.prefix(),
+                    ext1.network(),
+                    ext1.prefix()
+                ),
+            );
+        }
+        let gw = n.gateway.addr();
+        if !ext1.contains(gw) {
+            c.fail(
+                "network.gateway",
+                format!(
+                    "{} is not in the external network {}/{}",
+                    n.gateway,
+                    ext1.network(),
+                    ext1.prefix()
+                ),
+            );
+        } else if gw == n.node1.address.addr() || gw == n.node2.address.addr() {
+            c.fail(
+                "network.gateway",
+                format!("{} is a node's own address", n.gateway),
+            );
+        }
+        if n.ping_nodes.is_empty() {
+            c.fail(
+                "network.ping-nodes",
+                "empty (expected at least one address)",
+            );
+        }
+        for (i, p) in n.ping_nodes.iter().enumerate() {
+            if p == &n.node1.address || p == &n.node2.address {
+                c.fail(
+                    format!("network.ping-nodes[{i}]"),
+                    format!("{p} is a node's own address (expected a device outside the cluster)"),
+                );
+            }
+            if n.ping_nodes[..i].contains(p) {
+                c.fail(
+                    format!("network.ping-nodes[{i}]"),
+                    format!("{p} is listed twice"),
+                );
+            }
+        }
+        if n.dns_servers.is_empty() || n.dns_servers.len() > 2 {
+            c.fail(
+                "network.dns-servers",
+                format!(
+                    "{} servers given (expected one or two)",
+                    n.dns_servers.len()
+                ),
+            );
+        }
+        if n.dns_search.len() > 6 {
+            c.fail(
+                "network.dns-search",
+                format!("{} domains given (expected at most 6)", n.dns_search.len()),
+            );
+        }
+        // The recovery network exists only while unconfigured, but the laptop may still be
+        // plugged in while the node switches over: an overlap would route its traffic wrongly.
+        let recovery_net = recovery::NETWORK;
+        if n.internal_net(NodeId::Node1).overlaps(recovery_net) {
+            c.fail(
+                "network.node1.internal-address",
+                format!("internal network overlaps the recovery network {recovery_net}"),
+            );
+        }
+    }
+
+    fn check_heartbeat(&self, c: &mut Checker) {
+        let h = &self.heartbeat;
+        if h.keepalive.as_millis() < 100 {
+            c.fail(
+                "heartbeat.keepalive",
+                format!("{} is too short (expected at least 100ms)", h.keepalive),
+            );
+        }
+        if h.warntime <= h.keepalive {
+            c.fail(
+                "heartbeat.warntime",
+                format!(
+                    "{} must be longer than keepalive ({})",
+                    h.warntime, h.keepalive
+                ),
+            );
+        }
+        if h.deadtime.as_millis() <= 2 * h.keepalive.as_millis() {
+            c.fail(
+                "heartbeat.deadtime",
+                format!(
+                    "{} must be longer than 2 × keepalive ({})",
+                    h.deadtime, h.keepalive
+                ),
+            );
+        }
+        if h.deadtime <= h.warntime {
+            c.fail(
+                "heartbeat.deadtime",
+                format!(
+                    "{} must be longer than warntime ({})",
+                    h.deadtime, h.warntime
+                ),
+            );
+        }
+        if h.initdead < h.deadtime {
+            c.fail(
+                "heartbeat.initdead",
+                format!("{} must be at least deadtime ({})", h.initdead, h.deadtime),
+            );
+        }
+        if h.deadtime.as_millis() > 3_600_000 || h.initdead.as_millis() > 3_600_000 {
+            c.fail("heartbeat", "deadtime and initdead must be at most 60m");
+        }
+        if h.enabled_paths().is_empty() {
+            c.fail("heartbeat", "every path is disabled (expected at least one of serial, internal, external enabled)");
+        } else if !h.is_enabled(HeartbeatPath::Internal) && !h.is_enabled(HeartbeatPath::External) {
+            // The serial line cannot carry replication or management traffic; the heartbeat
+            // alone over it would declare a healthy peer whose network is gone.
+            c.fail(
+                "heartbeat",
+                "only the serial path is enabled (expected the internal or external path as well)",
+            );
+        }
+        if h.udp_port == self.replication.port {
+            c.fail(
+                "heartbeat.udp-port",
+                format!("{} is also the replication port", h.udp_port),
+            );
+        }
+    }
+
+    fn check_replication(&self, c: &mut Checker) {
+        let r = &self.replication;
+        if r.device == r.backing {
+            c.fail(
+                "replication.backing",
+                format!("{} is the replicated device itself", r.backing),
+            );
+        }
+        if r.shared_secret.expose().len() > 64 {
+            c.fail(
+                "replication.shared-secret",
+                "is longer than 64 characters (DRBD's limit)",
+            );
+        }
+        if r.shared_secret.expose().contains([' ', '"', '\\']) {
+            c.fail(
+                "replication.shared-secret",
+                "contains a space, quote or backslash (expected none)",
+            );
+        }
+    }
+
+    fn check_ves(&self, c: &mut Checker) {
+        let n = &self.network;
+        let v1 = &self.ves.ve1;
+        let int = n.internal_net(NodeId::Node1);
+        if !int.contains(v1.address.addr()) {
+            c.fail(
+                "ves.ve1.address",
+                format!(
+                    "{} is not in the internal network {}/{}",
+                    v1.address,
+                    int.network(),
+                    int.prefix()
+                ),
+            );
+        } else if v1.address == n.node1.internal_address || v1.address == n.node2.internal_address {
+            c.fail(
+                "ves.ve1.address",
+                format!("{} is a node's internal address", v1.address),
+            );
+        } else if !Ipv4Net::new(v1.address.addr(), int.prefix()).is_ok_and(Ipv4Net::is_host_address)
+        {
+            c.fail(
+                "ves.ve1.address",
+                format!("{} is not a host address", v1.address),
+            );
+        }
+        if let Some(v) = &self.ves.ve101 {
+            let ext = n.external_net(NodeId::Node1);
+            if !ext.contains(v.address.addr()) {
+                c.fail(
+                    "ves.ve101.address",
+                    format!(
+                        "{} is not in the external network {}/{}",
+                        v.address,
+                        ext.network(),
+                        ext.prefix()
+                    ),
+                );
+            } else if [n.node1.address, n.node2.address, n.gateway].contains(&v.address) {
+                c.fail(
+                    "ves.ve101.address",
+                    format!("{} is already a node's or the gateway's address", v.address),
+                );
+            }
+            if v.hostname == n.node1.hostname || v.hostname == n.node2.hostname {
+                c.fail(
+                    "ves.ve101.hostname",
+                    format!("{:?} is already a node's host name", v.hostname.as_str()),
+                );
+            }
+            if v.dns_servers.len() > 2 {
+                c.fail(
+                    "ves.ve101.dns-servers",
+                    format!(
+                        "{} servers given (expected at most two)",
+                        v.dns_servers.len()
+                    ),
+                );
+            }
+            if self.passwords.root_ve101.is_none() {
+                c.fail(
+                    "passwords.root-ve101",
+                    "missing (expected a hash when ves.ve101 exists)",
+                );
+            }
+        } else if self.passwords.root_ve101.is_some() {
+            c.fail(
+                "passwords.root-ve101",
+                "is set but ves.ve101 does not exist",
+            );
+        }
+    }
+
+    fn check_notification(&self, c: &mut Checker) {
+        let m = &self.notification;
+        if m.copy_vendor && m.vendor_address.is_none() {
+            c.fail(
+                "notification.vendor-address",
+                "missing (expected an address when copy-vendor is on)",
+            );
+        }
+        let mut seen = HashMap::new();
+        for (i, a) in m.addresses.iter().enumerate() {
+            if let Some(first) = seen.insert(a.as_str(), i) {
+                c.fail(
+                    format!("notification.addresses[{i}]"),
+                    format!("{a} is listed twice (first at [{first}])"),
+                );
+            }
+        }
+    }
+
+    fn check_other(&self, c: &mut Checker) {
+        let k = &self.keys;
+        let ssh = [
+            ("keys.ssh-host-node1", &k.ssh_host_node1),
+            ("keys.ssh-host-node2", &k.ssh_host_node2),
+            ("keys.cluster-ssh", &k.cluster_ssh),
+            ("keys.support-ssh", &k.support_ssh),
+        ];
+        for (i, (path, key)) in ssh.iter().enumerate() {
+            if let Some((other, _)) = ssh[..i]
+                .iter()
+                .find(|(_, k2)| k2.public_key() == key.public_key())
+            {
+                c.fail(
+                    *path,
+                    format!("is the same key as {other} (expected a distinct key)"),
+                );
+            }
+        }
+        if let Some(f) = &self.fencing {
+            if f.node1.address == f.node2.address {
+                c.fail(
+                    "fencing.node2.address",
+                    format!("{} is also node1's BMC address", f.node2.address),
+                );
+            }
+            for id in NodeId::ALL {
+                let b = f.bmc(id);
+                if [self.network.node1.address, self.network.node2.address].contains(&b.address) {
+                    c.fail(
+                        format!("fencing.{id}.address"),
+                        format!("{} is a node's own address (expected the BMC's)", b.address),
+                    );
+                }
+                if !matches!(b.cipher_suite, 0..=3 | 6..=8 | 11 | 12 | 15..=17) {
+                    c.fail(
+                        format!("fencing.{id}.cipher-suite"),
+                        format!("{} is not an IPMI cipher suite", b.cipher_suite),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Not 0/8, loopback, multicast, broadcast or reserved.
+fn usable_unicast(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified()
+        || a.octets()[0] == 0
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.octets()[0] >= 240
+        || a.is_link_local())
+}
