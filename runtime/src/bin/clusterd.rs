@@ -10,7 +10,7 @@ use clap::Parser;
 use tandem_core::NodeId;
 use tandem_runtime::control::DEFAULT_SOCKET;
 use tandem_runtime::resources::{Chain, ServiceAddress};
-use tandem_runtime::settings::{SerialPath, Settings, UdpPath};
+use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,9 +24,16 @@ struct Cli {
     /// Control socket path.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     control: PathBuf,
-    /// File holding the cluster key (heartbeat authentication).
-    #[arg(long)]
-    key_file: PathBuf,
+    /// Cluster configuration (TOML). Without it, the heartbeat options below describe
+    /// the cluster (for bring-up and tests).
+    #[arg(long, conflicts_with_all = ["key_file", "internal", "external", "serial", "ping"])]
+    config: Option<PathBuf>,
+    /// Serial device of this node when it differs from the configuration's.
+    #[arg(long, requires = "config")]
+    serial_device: Option<PathBuf>,
+    /// File holding the cluster key (heartbeat authentication), without --config.
+    #[arg(long, required_unless_present = "config")]
+    key_file: Option<PathBuf>,
     /// Heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 5000)]
     keepalive_ms: u64,
@@ -106,16 +113,43 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         "node2" => NodeId::Node2,
         other => bail!("--node {other:?}: expected node1 or node2"),
     };
-    let mut key = std::fs::read(&cli.key_file)
-        .with_context(|| format!("reading cluster key {}", cli.key_file.display()))?;
-    while key.last().is_some_and(u8::is_ascii_whitespace) {
-        key.pop();
-    }
     let service_addresses = cli
         .service_addr
         .iter()
         .map(|s| cidr(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(path) = &cli.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        let cfg = tandem_config::ApplianceConfig::from_toml(&text)
+            .with_context(|| format!("configuration {}", path.display()))?;
+        let s = settings::from_config(
+            &cfg,
+            node,
+            LocalOptions {
+                serial_device: cli.serial_device.clone(),
+                service_interface: cli.service_if.clone(),
+                extra_service_addresses: service_addresses,
+                data_good: cli.data_good,
+                control: cli.control.clone(),
+            },
+        );
+        if !s.service_addresses.is_empty() && s.service_interface.is_none() {
+            bail!(
+                "service addresses are configured: --service-if must name the external interface"
+            );
+        }
+        return Ok(s);
+    }
+    let key_file = cli
+        .key_file
+        .as_ref()
+        .context("--key-file is required without --config")?;
+    let mut key = std::fs::read(key_file)
+        .with_context(|| format!("reading cluster key {}", key_file.display()))?;
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
     if !service_addresses.is_empty() && cli.service_if.is_none() {
         bail!("--service-addr needs --service-if");
     }
