@@ -207,7 +207,11 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
                 ext_ip(peer),
             );
             std::fs::write(etc.join("ha.cf"), hacf).unwrap();
-            std::fs::write(etc.join("authkeys"), "auth 1\n1 sha1 benchmark-cluster-key\n").unwrap();
+            std::fs::write(
+                etc.join("authkeys"),
+                "auth 1\n1 sha1 benchmark-cluster-key\n",
+            )
+            .unwrap();
             sh(&["chmod", "600", &etc.join("authkeys").display().to_string()]);
             std::fs::write(
                 etc.join("haresources"),
@@ -236,12 +240,18 @@ fn one_run(sys: System, measure_idle: bool) -> Run {
     let rig = Rig::new();
     let n1 = start(&rig, sys, 0);
     // Let node1 become active alone first, as in a real cluster that has been up.
-    wait_until(&format!("{} node1 active", sys.name()), Duration::from_secs(30), || {
-        rig.has_vip(0)
-    });
+    wait_until(
+        &format!("{} node1 active", sys.name()),
+        Duration::from_secs(30),
+        || rig.has_vip(0),
+    );
     let n2 = start(&rig, sys, 1);
     thread::sleep(Duration::from_secs(3));
-    assert!(rig.has_vip(0) && !rig.has_vip(1), "{}: node1 must stay active", sys.name());
+    assert!(
+        rig.has_vip(0) && !rig.has_vip(1),
+        "{}: node1 must stay active",
+        sys.name()
+    );
     let members = [ns_members(n1.init), ns_members(n2.init)];
     let mut idle_cpu_pct = [0.0; 2];
     if measure_idle {
@@ -258,9 +268,11 @@ fn one_run(sys: System, measure_idle: bool) -> Run {
     let mac2 = rig.mac(1);
     let t = Instant::now();
     kill(n1.init);
-    wait_until(&format!("{} takeover", sys.name()), Duration::from_secs(30), || {
-        rig.has_vip(1) && rig.lan_neigh_vip().contains(&mac2)
-    });
+    wait_until(
+        &format!("{} takeover", sys.name()),
+        Duration::from_secs(30),
+        || rig.has_vip(1) && rig.lan_neigh_vip().contains(&mac2),
+    );
     let takeover = t.elapsed();
     drop(n1);
     drop(n2);
@@ -299,7 +311,11 @@ fn main() {
         let mut first = None;
         for r in 0..runs {
             let run = one_run(sys, r == 0);
-            eprintln!("{:<18} run {r}: takeover {:.1} ms", sys.name(), ms(run.takeover));
+            eprintln!(
+                "{:<18} run {r}: takeover {:.1} ms",
+                sys.name(),
+                ms(run.takeover)
+            );
             times.push(run.takeover);
             first.get_or_insert(run);
         }
@@ -309,10 +325,19 @@ fn main() {
         let med = median(&mut times);
         results.push((sys, med, min, max, first.rss_kib, first.idle_cpu_pct));
     }
-    println!("takeover after SIGKILL of the active, keepalive 200 ms / deadtime 1 s, {runs} runs each");
+    println!(
+        "takeover after SIGKILL of the active, keepalive 200 ms / deadtime 1 s, {runs} runs each"
+    );
     println!(
         "{:<18} {:>10} {:>10} {:>10} {:>14} {:>14} {:>12} {:>12}",
-        "system", "median ms", "min ms", "max ms", "RSS act KiB", "RSS pas KiB", "idle act %", "idle pas %"
+        "system",
+        "median ms",
+        "min ms",
+        "max ms",
+        "RSS act KiB",
+        "RSS pas KiB",
+        "idle act %",
+        "idle pas %"
     );
     for (sys, med, min, max, rss, cpu) in &results {
         println!(
@@ -341,6 +366,10 @@ fn main() {
         "clusterd target takeover <= {:.0} ms: {}; RSS target <= 8192 KiB: {}",
         ms(bound),
         if ours <= bound { "met" } else { "MISSED" },
-        if results[0].4[0] <= 8192 { "met" } else { "MISSED" }
+        if results[0].4[0] <= 8192 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }

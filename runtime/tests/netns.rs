@@ -316,6 +316,25 @@ fn switchover_both_ways_moves_the_address() {
             .output()
             .unwrap()
     };
+    // `tandem events --follow` on node2 streams the switchover as it happens.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--control")
+        .arg(&rig.nodes[1].control)
+        .args(["events", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (ltx, lrx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if ltx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     // Asked on the active node.
     let out = tandem(0, &["switchover"]);
     assert!(
@@ -325,6 +344,16 @@ fn switchover_both_ways_moves_the_address() {
     );
     let took = rig.wait_roles("passive", "active", Duration::from_secs(5));
     eprintln!("switchover node1 -> node2 in {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut streamed = false;
+    while Instant::now() < deadline && !streamed {
+        if let Ok(l) = lrx.recv_timeout(Duration::from_millis(100)) {
+            streamed = l.contains("role_changed: passive -> acquiring");
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(streamed, "events --follow did not stream node2's takeover");
     assert!(rig.has_vip(1) && !rig.has_vip(0));
     // Asked on the passive node (node1 now).
     let out = tandem(0, &["switchover"]);
