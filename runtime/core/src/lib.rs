@@ -457,6 +457,8 @@ pub struct Core {
     paths: [PathState; 3],
     peer: Option<PeerView>,
     peer_alive: bool,
+    /// Since when the peer has been alive without interruption.
+    peer_alive_since: Option<Instant>,
     ping_last: Vec<Option<Instant>>,
     ping_reach: u8,
     waiting: Option<WaitReason>,
@@ -497,6 +499,7 @@ impl Core {
             paths: [PathState::default(); 3],
             peer: None,
             peer_alive: false,
+            peer_alive_since: None,
             ping_last: vec![None; pings],
             ping_reach: 0,
             waiting: None,
@@ -559,6 +562,9 @@ impl Core {
             consider(l.saturating_add(self.p.ping_dead));
         }
         consider(self.started.saturating_add(self.p.ping_dead));
+        if let Some(t) = self.peer_alive_since {
+            consider(t.saturating_add(self.election_settle()));
+        }
         if let Some(since) = self.ping_rule_since {
             consider(since.saturating_add(self.ping_rule_hold()));
         }
@@ -915,6 +921,7 @@ impl Core {
         let alive = self.paths.iter().any(|p| p.up);
         if alive != self.peer_alive {
             self.peer_alive = alive;
+            self.peer_alive_since = alive.then_some(now);
             self.emit(if alive {
                 Event::PeerAlive
             } else {
@@ -1012,6 +1019,15 @@ impl Core {
             // We released for the peer; give it the chance to take over.
             return;
         }
+        // The first frames heard may be older than the peer's latest decision (it may be
+        // taking over from this node's silence right now): elect only once the peer has
+        // been heard long enough for a frame sent after any such decision to arrive.
+        if self
+            .peer_alive_since
+            .is_none_or(|t| now.since(t) < self.election_settle())
+        {
+            return;
+        }
         match self.elected(&pf) {
             Some(n) if n == self.p.node => self.start_acquire(now, Reason::StartElected),
             Some(_) => {
@@ -1066,6 +1082,10 @@ impl Core {
         } else {
             self.ping_rule_since = None;
         }
+    }
+
+    fn election_settle(&self) -> Duration {
+        self.p.keepalive * 2
     }
 
     fn ping_rule_hold(&self) -> Duration {
