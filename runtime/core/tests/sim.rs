@@ -703,9 +703,9 @@ fn chaos(
     while t < 30_000 {
         t += plan.random_range(100..1500);
         s.run_until(t);
-        for n in 0..2 {
-            if down_until[n].is_some_and(|u| u <= t) {
-                down_until[n] = None;
+        for (n, d) in down_until.iter_mut().enumerate() {
+            if d.is_some_and(|u| u <= t) {
+                *d = None;
                 s.start(n);
             }
         }
