@@ -574,7 +574,6 @@ impl Core {
     /// Runs timers: sends heartbeats and pings when due and re-evaluates liveness and
     /// roles. Call at [`Core::poll_timeout`] (calling earlier or more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_now = self.last_now.max(now);
         if now >= self.next_ping {
             for index in 0..self.ping_last.len() {
                 self.out.push_back(Output::Ping { index });
@@ -589,7 +588,6 @@ impl Core {
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
-        self.last_now = self.last_now.max(now);
         match input {
             Input::Frame { path, bytes } => {
                 if !self.on_frame(now, path, bytes) {
@@ -956,6 +954,9 @@ impl Core {
     }
 
     fn evaluate(&mut self, now: Instant) {
+        // Deadlines up to `now` are dealt with here; only later ones are timers still
+        // to come. (A refused frame does not evaluate, so it must not move this.)
+        self.last_now = self.last_now.max(now);
         self.update_liveness(now);
         if self.want_switchover_until.is_some_and(|u| now >= u) {
             self.want_switchover_until = None;

@@ -863,3 +863,13 @@ fn restart_while_peer_takes_over_does_not_double_activate() {
         &s.violations[..3.min(s.violations.len())]
     );
 }
+
+/// Found by the forged-frames property: a refused frame moved the core's notion of
+/// "deadlines evaluated up to", so a ping-node timer due just before it never fired
+/// and the ping-node handover came late. Refused frames now leave timers alone.
+#[test]
+fn refused_frame_does_not_swallow_a_due_timer() {
+    let (_, clean) = chaos(12_651_422_971_185_572_311, 0, 0.0, false, false);
+    let (_, attacked) = chaos(12_651_422_971_185_572_311, 0, 0.0, true, false);
+    assert_eq!(clean, attacked);
+}
