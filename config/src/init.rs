@@ -89,7 +89,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
         a1.to_string(),
         a2.to_string(),
     ];
-    let (tls_certificate, tls_key) = secrets::generate_tls(tls_names)?;
+    let (tls_certificate, tls_key) = secrets::generate_tls(opts.cluster_name.as_str(), tls_names)?;
     let id = secrets::generate_cluster_id();
     let heartbeat = HeartbeatConfig::with_key(secrets::generate_cluster_key());
     let replication = ReplicationConfig::with_secret(

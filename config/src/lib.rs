@@ -1,31 +1,51 @@
 //! The cluster configuration of a tandem appliance: one schema for both nodes, its
-//! validation, and the configuration archive that carries it between nodes.
+//! validation, the configuration archive that carries it between nodes, and the store of
+//! the applied configuration on the node's config partition.
 //!
 //! What it does:
 //! - [`ApplianceConfig`] is the only schema (TOML, kebab-case, unknown fields refused) and
 //!   the only place defaults live. Values are validated newtypes ([`types`]); cross-field
 //!   rules are in [`ApplianceConfig::validate`], which returns every problem with its
-//!   dotted path (`network.node2.address: "10.0.0.300" is not an IPv4 address`).
-//! - Schema versions with forward migrations ([`load::migrate`]).
+//!   dotted path (`network.node2.address: "10.0.0.300" is not an IPv4 address`). Schema
+//!   versions are migrated forward by [`load::migrate`].
+//! - [`archive`]: export and strict in-memory reading of `tkcluster_2500_*.tar[.age]`
+//!   (manifest with SHA-256 of every member, secrets in their own members, age passphrase
+//!   encryption by default). Every refusal names the member and the field.
+//! - [`store`]: [`Store`] (stage, commit, keep the previous configuration; each write is
+//!   temporary file + fsync + rename + directory fsync) and [`import_archive`], which checks
+//!   an archive completely before writing anything and refuses another cluster's archive.
+//! - [`init`]: a new cluster's configuration with fresh keys, rendered as commented TOML;
+//!   [`secrets`]: argon2id password hashes, ed25519 SSH keys, the console's TLS certificate.
+//! - [`cli`]: the `config` subcommands of `tandem` (also the `tandem-config` binary).
 //! - [`recovery`]: the product constants of the recovery network.
 //!
-//! What it does not do: it applies nothing to the running system (addresses, services);
-//! the node runtime reads the committed configuration and does that.
+//! What it does not do: it applies nothing to the running system (addresses, services,
+//! key files); the node runtime reads the committed configuration and does that. It does
+//! not talk to the peer node.
 //!
-//! Limitations: parsing stops at the first field that does not fit the schema (the cross-
-//! field rules then report everything at once); the TLS certificate is checked for PEM/DER
-//! shape, not parsed as X.509, and not matched against its key.
+//! Limitations: parsing stops at the first field that does not fit the schema (the
+//! cross-field rules then report everything at once); the TLS certificate is checked for
+//! PEM/DER shape, not parsed as X.509, and not matched against its key; schema version 1 is
+//! the only version so far, so the migration table is empty; the store takes its lock per
+//! operation, so two concurrent imports are serialised per step, not as a whole.
 
+pub mod archive;
+pub mod cli;
 pub mod init;
 pub mod load;
 pub mod recovery;
 pub mod schema;
 pub mod secrets;
+pub mod store;
 pub mod types;
 pub mod validate;
 
+pub use archive::{ArchiveError, ArchiveProblem, ExportOptions, ProblemKind, export, read_archive};
 pub use load::ConfigError;
 pub use schema::*;
+pub use store::{
+    ImportError, ImportMode, ImportOptions, ImportReport, Store, StoreError, import_archive,
+};
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,

@@ -59,8 +59,25 @@ pub const MIGRATIONS: &[Migration] = &[];
 /// When the version is missing, not a number, newer than this software or older than the
 /// oldest migration.
 pub fn migrate(doc: &mut toml::Table) -> Result<(), ConfigError> {
-    let oldest = MIGRATIONS.first().map_or(SCHEMA_VERSION, |m| m.from);
-    let expected = format!("expected {oldest} to {SCHEMA_VERSION}");
+    migrate_with(doc, MIGRATIONS, SCHEMA_VERSION)
+}
+
+/// [`migrate`] with an explicit migration table and target version (tests exercise the
+/// machinery with tables of their own).
+///
+/// # Errors
+/// As [`migrate`].
+pub fn migrate_with(
+    doc: &mut toml::Table,
+    migrations: &[Migration],
+    target: u32,
+) -> Result<(), ConfigError> {
+    let oldest = migrations.first().map_or(target, |m| m.from);
+    let expected = if oldest == target {
+        format!("expected {target}")
+    } else {
+        format!("expected {oldest} to {target}")
+    };
     let mut version = match doc.get("schema-version") {
         None => {
             return Err(ConfigError::one(
@@ -84,14 +101,14 @@ pub fn migrate(doc: &mut toml::Table) -> Result<(), ConfigError> {
             ));
         }
     };
-    if version > SCHEMA_VERSION {
+    if version > target {
         return Err(ConfigError::one(
             "schema-version",
             format!("{version} is newer than this software supports ({expected})"),
         ));
     }
-    while version < SCHEMA_VERSION {
-        let m = MIGRATIONS
+    while version < target {
+        let m = migrations
             .iter()
             .find(|m| m.from == version)
             .ok_or_else(|| {
@@ -150,37 +167,38 @@ pub fn parse_table(text: &str) -> Result<toml::Table, ConfigError> {
 /// The first field that does not fit the schema, with its path.
 pub fn from_table(doc: toml::Table) -> Result<ApplianceConfig, ConfigError> {
     serde_path_to_error::deserialize::<_, ApplianceConfig>(toml::Value::Table(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let msg = e.inner().message().trim().to_owned();
-        // serde reports a missing field at its parent; name the field itself.
-        if let Some(field) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.strip_suffix('`'))
-        {
-            let full = if path.is_empty() {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            return ConfigError::one(full, "missing");
+        ConfigError {
+            problems: vec![describe(&e)],
         }
-        if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let field = rest.split('`').next().unwrap_or_default();
-            let full = if path.is_empty() || path.ends_with(field) {
-                path.clone()
-            } else {
-                format!("{path}.{field}")
-            };
-            let full = if full.is_empty() {
-                field.to_owned()
-            } else {
-                full
-            };
-            return ConfigError::one(full, "unknown field (not part of the schema)");
-        }
-        ConfigError::one(path, msg)
     })
+}
+
+/// A deserialisation error as a path and a message that names the field itself.
+pub(crate) fn describe(e: &serde_path_to_error::Error<toml::de::Error>) -> ValidationError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let msg = e.inner().message().trim().to_owned();
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else if path.ends_with(field) {
+            path.clone()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    // serde reports a missing field at its parent; name the field itself.
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return ValidationError::new(join(field), "missing");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        return ValidationError::new(join(field), "unknown field (not part of the schema)");
+    }
+    ValidationError::new(path, msg)
 }
 
 impl ApplianceConfig {
@@ -256,5 +274,64 @@ fn redact(t: &mut toml::Table) {
                 *v = toml::Value::String("[redacted]".to_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up version 1 → 2 change: `heartbeat.interval` renamed to `keepalive`.
+    fn rename_interval(doc: &mut toml::Table) -> Result<(), ValidationError> {
+        let hb = doc
+            .get_mut("heartbeat")
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| ValidationError::new("heartbeat", "missing"))?;
+        if let Some(v) = hb.remove("interval") {
+            hb.insert("keepalive".to_owned(), v);
+        }
+        Ok(())
+    }
+
+    const TABLE: &[Migration] = &[Migration {
+        from: 1,
+        forward: rename_interval,
+    }];
+
+    #[test]
+    fn migrations_run_in_order_and_bump_the_version() {
+        let mut doc: toml::Table = "schema-version = 1\n[heartbeat]\ninterval = \"2s\"\n"
+            .parse()
+            .unwrap();
+        migrate_with(&mut doc, TABLE, 2).unwrap();
+        assert_eq!(
+            doc.to_string(),
+            "schema-version = 2\n\n[heartbeat]\nkeepalive = \"2s\"\n"
+        );
+    }
+
+    #[test]
+    fn versions_outside_the_table_are_refused() {
+        let check = |text: &str| {
+            let mut doc: toml::Table = text.parse().unwrap();
+            migrate_with(&mut doc, TABLE, 2).unwrap_err().to_string()
+        };
+        assert_eq!(
+            check("schema-version = 3"),
+            "schema-version: 3 is newer than this software supports (expected 1 to 2)"
+        );
+        assert_eq!(
+            check("schema-version = 0"),
+            "schema-version: 0 is not a supported schema version (expected 1 to 2)"
+        );
+        assert_eq!(
+            check("schema-version = \"1\""),
+            "schema-version: string is not a number (expected 1 to 2)"
+        );
+        let mut doc: toml::Table = "schema-version = 1".parse().unwrap();
+        assert_eq!(
+            migrate_with(&mut doc, TABLE, 2).unwrap_err().to_string(),
+            "heartbeat: missing"
+        );
     }
 }

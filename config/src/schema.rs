@@ -32,6 +32,7 @@ pub struct ApplianceConfig {
     /// Block replication of the data area.
     pub replication: ReplicationConfig,
     /// The virtual environments' network settings.
+    #[serde(default)]
     pub ves: VesConfig,
     /// E-mail notifications.
     #[serde(default)]
@@ -376,7 +377,7 @@ fn default_split_brain() -> SplitBrainPolicy {
 }
 
 /// The virtual environments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VesConfig {
     /// The service VE 1 on the internal network.

@@ -148,17 +148,23 @@ pub fn generate_ssh_key(comment: &str) -> Result<SshPrivateKey, String> {
     pem.as_str().parse()
 }
 
-/// A fresh self-signed certificate (ECDSA P-256) for `names`, and its key.
+/// A fresh self-signed certificate (ECDSA P-256) named `common_name` for `names` (host
+/// names or addresses), and its key.
 ///
 /// # Errors
 /// When a name is not acceptable to the certificate builder.
-pub fn generate_tls(names: Vec<String>) -> Result<(TlsCertificate, TlsPrivateKey), String> {
-    let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("generating the tls certificate: {e}"))?;
-    Ok((
-        ck.cert.pem().parse()?,
-        ck.signing_key.serialize_pem().parse()?,
-    ))
+pub fn generate_tls(
+    common_name: &str,
+    names: Vec<String>,
+) -> Result<(TlsCertificate, TlsPrivateKey), String> {
+    let fail = |e: rcgen::Error| format!("generating the tls certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(names).map_err(fail)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let cert = params.self_signed(&key).map_err(fail)?;
+    Ok((cert.pem().parse()?, key.serialize_pem().parse()?))
 }
 
 /// Random bytes from the operating system.

@@ -555,9 +555,11 @@ impl FromStr for HttpUrl {
         }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         if authority.contains('@') {
-            return Err(format!(
-                "{s:?} must not carry credentials (use the user and password fields)"
-            ));
+            // The value holds a secret: do not echo it.
+            return Err(
+                "must not carry credentials in the URL (use the user and password fields)"
+                    .to_owned(),
+            );
         }
         authority.parse::<HostPort>().map_err(|_| bad())?;
         Ok(HttpUrl(s.to_owned()))
@@ -1007,11 +1009,27 @@ impl Serialize for Baud {
 
 impl<'de> Deserialize<'de> for Baud {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
+        let v = d.deserialize_i64(IntVisitor("a baud rate such as 19200"))?;
         u32::try_from(v)
             .map_err(|_| format!("{v} is not a supported baud rate"))
             .and_then(Baud::try_from)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Accepts an integer; anything else fails with `expecting` in the message.
+struct IntVisitor(&'static str);
+
+impl serde::de::Visitor<'_> for IntVisitor {
+    type Value = i64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
     }
 }
 
@@ -1052,7 +1070,7 @@ impl Serialize for Port {
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
+        let v = d.deserialize_i64(IntVisitor("a port number (1 to 65535)"))?;
         u16::try_from(v)
             .map_err(|_| format!("{v} is not a valid port (expected 1 to 65535)"))
             .and_then(Port::try_from)
