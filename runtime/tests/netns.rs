@@ -447,3 +447,37 @@ fn restart_of_passive_leaves_active_undisturbed_and_serial_eof_does_not_spin() {
         c1.iter().zip(&c0).map(|(a, b)| a - b).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn peer_with_another_configuration_is_reported_and_changes_no_role() {
+    let mut rig = Rig::new();
+    rig.start(0);
+    rig.wait_roles("active", "unreachable", Duration::from_secs(6));
+    // node2 runs a configuration that differs in one setting (a DNS search domain).
+    let text = std::fs::read_to_string(rig.dir.join("cluster.toml")).unwrap();
+    let mut cfg = tandem_config::ApplianceConfig::from_toml(&text).unwrap();
+    cfg.network.dns_search = vec!["example.org".parse().unwrap()];
+    let other = rig.dir.join("other.toml");
+    std::fs::write(&other, cfg.to_toml()).unwrap();
+    rig.start_with_config(1, &other);
+    rig.wait_roles("active", "passive", Duration::from_secs(6));
+    wait_until("mismatch reported on node1", Duration::from_secs(3), || {
+        event_kinds(&rig.events(0)).contains(&"config_mismatch")
+    });
+    let st = rig.status(0);
+    assert_eq!(st.peer.config_matches, Some(false));
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("different configuration")),
+        "{:?}",
+        st.warnings
+    );
+    assert!(st.counters.config_mismatch > 0);
+    assert!(event_kinds(&rig.events(1)).contains(&"config_mismatch"));
+    thread::sleep(Duration::from_millis(DEADTIME_MS));
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+}

@@ -215,12 +215,17 @@ impl Rig {
     }
 
     pub fn start(&mut self, i: usize) {
+        let cfg = self.dir.join("cluster.toml");
+        self.start_with_config(i, &cfg);
+    }
+
+    pub fn start_with_config(&mut self, i: usize, config: &Path) {
         let n = &mut self.nodes[i];
         let log = File::create(&n.log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &n.ns, env!("CARGO_BIN_EXE_clusterd")])
             .args(["--node", n.name, "--config"])
-            .arg(self.dir.join("cluster.toml"))
+            .arg(config)
             .arg("--control")
             .arg(&n.control)
             .arg("--serial-device")
