@@ -20,6 +20,13 @@
 //! heartbeats show more reachable ping nodes stays active, on a tie `node1` stays; the
 //! other releases. Data reconciliation belongs to the replication layer.
 //!
+//! Start-up rule: a node that hears no peer within initdead takes over only if its data
+//! is known good; when both nodes are up and neither holds the resources, the one with
+//! data known good is elected (both good: `node1`), after hearing the peer for two
+//! keepalives so a stale frame cannot elect a node the peer is already replacing.
+//! The ping-node handover waits three keepalives so that a switch failure seen by both
+//! nodes a moment apart does not move the services.
+//!
 //! Limitations: two nodes only; the peer's configuration digest is compared and a
 //! mismatch reported, but a mismatching peer still counts as alive (ignoring it would
 //! make both nodes active). Start-up needs the replication layer's "data known good"
