@@ -1,1 +1,24 @@
-//! placeholder
+//! Node runtime of tandem: `clusterd` and the `tandem` admin CLI.
+//!
+//! What it does: runs the sans-IO cluster core (`tandem-core`) against real IO —
+//! heartbeats over UDP on the internal and external networks and over the serial
+//! null-modem cable (serialport crate, 8N1, COBS framing from `tandem-proto`), ICMP
+//! echo to ping nodes, the ordered resource chain ([`resources::Chain`]) with service
+//! addresses added through rtnetlink and announced by gratuitous ARP, and the control
+//! API ([`control`]): versioned JSON lines on a unix socket for status, switchover and
+//! the event stream.
+//!
+//! What it does not do: decide anything (the core does), parse the configuration file
+//! format (tandem-config does; clusterd maps it into [`settings::Settings`]), or run
+//! replication, filesystems or VEs (later resources in the chain).
+//!
+//! Limitations: IPv4 only for heartbeats, ping nodes and service addresses; a failed
+//! release is reported but still counted as released so the peer can act; ping nodes
+//! use a raw ICMP socket and need `CAP_NET_RAW`.
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod daemon;
+pub mod net;
+pub mod resources;
+pub mod settings;

@@ -1,0 +1,1111 @@
+//! Sans-IO cluster core of tandem: who runs the services, decided on each node.
+//!
+//! What it does: keeps per-path peer liveness (keepalive, warntime, deadtime,
+//! initdead) on the three heartbeat paths of R1.3, authenticates and de-duplicates the
+//! peer's heartbeats (replay window per path and per boot generation), tracks ping-node
+//! reachability (R4.2), and decides roles: start-up, automatic takeover from a silent
+//! peer (R4.1), the ping-node handover, manual switchover (release on the active first,
+//! then acquire on the passive), no automatic failback, and split-brain detection and
+//! resolution (R4.5). It tells its caller what to do through [`Output`]s: frames to
+//! send per path, pings to send, resource chain forward/backward, events.
+//!
+//! What it does not do: no sockets, no clock, no threads. The caller passes `now`
+//! ([`Instant`]) to every call, feeds received bytes, ping replies and resource-chain
+//! results in through [`Core::handle`], calls [`Core::handle_timeout`] at
+//! [`Core::poll_timeout`], and drains [`Core::poll_output`]. It does not fence the peer
+//! (the resource chain's first step does, where configured) and does not run resources.
+//!
+//! Split-brain policy (stated, not silent): when a node holding the resources hears
+//! the peer also holding them, both report [`Event::SplitBrain`]; the node whose
+//! heartbeats show more reachable ping nodes stays active, on a tie `node1` stays; the
+//! other releases. Data reconciliation belongs to the replication layer.
+//!
+//! Start-up rule: a node that hears no peer within initdead takes over only if its data
+//! is known good; when both nodes are up and neither holds the resources, the one with
+//! data known good is elected (both good: `node1`), after hearing the peer for two
+//! keepalives so a stale frame cannot elect a node the peer is already replacing.
+//! The ping-node handover waits three keepalives so that a switch failure seen by both
+//! nodes a moment apart does not move the services.
+//!
+//! Limitations: two nodes only; the peer's configuration digest is compared and a
+//! mismatch reported, but a mismatching peer still counts as alive (ignoring it would
+//! make both nodes active). Start-up needs the replication layer's "data known good"
+//! fact ([`Input::DataGood`]); until it is given, a node never takes over alone.
+#![warn(missing_docs)]
+
+mod time;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+pub use tandem_proto::{
+    ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
+};
+pub use time::Instant;
+
+/// A frame this far behind the newest sequence seen on any path is stale even if its
+/// own path has not seen it (a delayed or replayed copy on a path that was down).
+pub const REPLAY_WINDOW: u64 = 8;
+
+/// Minimum spacing of `FrameRejected` events per path, so an attacker flooding the
+/// external LAN fills counters, not the event log.
+const REJECT_EVENT_SPACING: Duration = Duration::from_secs(5);
+
+/// Timing and topology of the cluster as the core needs it, mapped by the daemon from
+/// the configuration.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// This node.
+    pub node: NodeId,
+    /// Interval between heartbeats (and pings).
+    pub keepalive: Duration,
+    /// Silence after which a path is reported late.
+    pub warntime: Duration,
+    /// Silence after which a path is down; the peer is dead when every enabled path is.
+    pub deadtime: Duration,
+    /// At start-up, how long to wait for the peer before acting alone.
+    pub initdead: Duration,
+    /// Enabled paths, indexed by [`PathId::index`].
+    pub paths_enabled: [bool; 3],
+    /// Number of configured ping nodes (0 disables the ping-node rule).
+    pub ping_nodes: u8,
+    /// A ping node is unreachable after this long without a reply.
+    pub ping_dead: Duration,
+    /// SHA-256 of this node's cluster configuration.
+    pub config_digest: [u8; DIGEST_LEN],
+    /// Boot generation; must be greater than any previous run's (the daemon uses the
+    /// wall-clock time at start in microseconds).
+    pub generation: u64,
+}
+
+/// Why [`Params`] were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// Keepalive of zero.
+    #[error("keepalive must be positive")]
+    ZeroKeepalive,
+    /// Deadtime too short to survive a lost heartbeat.
+    #[error("deadtime {deadtime:?} must be at least twice keepalive {keepalive:?}")]
+    DeadtimeTooShort {
+        /// Deadtime given.
+        deadtime: Duration,
+        /// Keepalive given.
+        keepalive: Duration,
+    },
+    /// Warntime outside keepalive..deadtime.
+    #[error("warntime {warntime:?} must lie between keepalive and deadtime")]
+    BadWarntime {
+        /// Warntime given.
+        warntime: Duration,
+    },
+    /// Initdead shorter than deadtime.
+    #[error("initdead {initdead:?} must be at least deadtime")]
+    InitdeadTooShort {
+        /// Initdead given.
+        initdead: Duration,
+    },
+    /// Every path disabled.
+    #[error("at least one heartbeat path must be enabled")]
+    NoPath,
+}
+
+impl Params {
+    /// Checks the timing rules the core relies on.
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        if self.keepalive.is_zero() {
+            return Err(ParamsError::ZeroKeepalive);
+        }
+        if self.deadtime < self.keepalive * 2 {
+            return Err(ParamsError::DeadtimeTooShort {
+                deadtime: self.deadtime,
+                keepalive: self.keepalive,
+            });
+        }
+        if self.warntime < self.keepalive || self.warntime > self.deadtime {
+            return Err(ParamsError::BadWarntime {
+                warntime: self.warntime,
+            });
+        }
+        if self.initdead < self.deadtime {
+            return Err(ParamsError::InitdeadTooShort {
+                initdead: self.initdead,
+            });
+        }
+        if !self.paths_enabled.iter().any(|e| *e) {
+            return Err(ParamsError::NoPath);
+        }
+        Ok(())
+    }
+}
+
+/// Something that happened outside and that the core must know.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Bytes received on a path (one datagram, or one deframed serial chunk).
+    Frame {
+        /// Path it came in on.
+        path: PathId,
+        /// Raw bytes.
+        bytes: &'a [u8],
+    },
+    /// The serial deframer discarded a chunk (line noise).
+    LineNoise {
+        /// Path (the serial one).
+        path: PathId,
+    },
+    /// A ping node answered.
+    PingReply {
+        /// Index of the ping node in configuration order.
+        index: usize,
+    },
+    /// The replication layer says whether this node's data is known good.
+    DataGood(bool),
+    /// The resource chain finished running forward.
+    ResourcesUp,
+    /// The resource chain finished running backwards.
+    ResourcesDown,
+    /// A resource failed while running the chain.
+    ResourcesFailed,
+}
+
+/// Why a node takes over or gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Peer silent on every enabled path for deadtime.
+    PeerDead,
+    /// Peer not heard within initdead at start-up (data known good).
+    StartAlone,
+    /// Both nodes up, nobody active; this node is the one the start-up rule picks.
+    StartElected,
+    /// Operator switchover.
+    Switchover,
+    /// Active reaches no ping node while the passive reaches one (R4.2).
+    PingNodes,
+    /// Split brain resolved in the peer's favour.
+    SplitBrain,
+    /// The peer released the resources for this node.
+    Handover,
+    /// A handover was not taken up by the peer; this node takes the services back.
+    HandoverNotTaken,
+}
+
+impl Reason {
+    /// Human-readable explanation.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            Reason::PeerDead => "peer silent on every enabled path for deadtime",
+            Reason::StartAlone => "peer not heard within initdead and data known good",
+            Reason::StartElected => "start-up rule elected this node",
+            Reason::Switchover => "operator switchover",
+            Reason::PingNodes => "active node reaches no ping node, passive reaches one",
+            Reason::SplitBrain => "split brain resolved in the peer's favour",
+            Reason::Handover => "peer handed the services over",
+            Reason::HandoverNotTaken => "peer did not take the services, taking them back",
+        }
+    }
+}
+
+/// Why a node that might act stays where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Within initdead, peer not heard yet.
+    InitDead,
+    /// Peer silent but this node's replicated data is not known good.
+    DataNotGood,
+    /// Both nodes up, nobody active, neither has data known good.
+    NeitherDataGood,
+}
+
+impl WaitReason {
+    /// Human-readable explanation.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            WaitReason::InitDead => "waiting for the peer (initdead)",
+            WaitReason::DataNotGood => {
+                "peer silent, but replicated data is not known good: not taking over"
+            }
+            WaitReason::NeitherDataGood => {
+                "no node has replicated data known good: nobody takes over"
+            }
+        }
+    }
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Did not decode or authenticate.
+    Decode(DecodeError),
+    /// Authenticated but sent by this node (a loop or a reflection).
+    OwnFrame,
+    /// Authenticated but marked for another path (miswiring or re-injection).
+    WrongPath(PathId),
+    /// An old generation or sequence number: a replay or a very late copy.
+    Replay,
+}
+
+/// Notable things, for the log, the control API and notifications (R8.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A path delivers heartbeats again (or for the first time).
+    PathUp(PathId),
+    /// A path has been silent for warntime.
+    PathLate(PathId),
+    /// A path has been silent for deadtime.
+    PathDown(PathId),
+    /// The peer is heard on at least one path.
+    PeerAlive,
+    /// The peer is silent on every enabled path.
+    PeerDead,
+    /// The peer restarted (new boot generation).
+    PeerRestarted,
+    /// Role change with the reason when it is a decision.
+    RoleChanged {
+        /// Previous role.
+        from: Role,
+        /// New role.
+        to: Role,
+        /// Why, when the core decided it.
+        reason: Option<Reason>,
+    },
+    /// This node cannot act and says why.
+    Waiting(WaitReason),
+    /// The number of reachable ping nodes changed.
+    PingReach {
+        /// Reachable now.
+        reach: u8,
+        /// Configured.
+        total: u8,
+    },
+    /// The peer runs another configuration.
+    ConfigMismatch,
+    /// Both nodes hold the resources.
+    SplitBrain {
+        /// Node that stays active under the policy.
+        survivor: NodeId,
+    },
+    /// A frame was refused (rate-limited; every refusal is counted).
+    FrameRejected {
+        /// Path.
+        path: PathId,
+        /// Why.
+        why: Rejection,
+    },
+    /// A switchover request was accepted.
+    SwitchoverStarted,
+    /// The peer did not take over after a handover within deadtime.
+    HandoverNotTaken,
+    /// The resource chain failed.
+    ResourcesFailed,
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this frame on this path.
+    Transmit {
+        /// Path.
+        path: PathId,
+        /// Encoded, signed frame.
+        frame: [u8; FRAME_LEN],
+    },
+    /// Send one echo request to the ping node with this index.
+    Ping {
+        /// Index in configuration order.
+        index: usize,
+    },
+    /// Run the resource chain forward; answer with [`Input::ResourcesUp`] or
+    /// [`Input::ResourcesFailed`].
+    Acquire,
+    /// Run the resource chain backwards; answer with [`Input::ResourcesDown`].
+    Release,
+    /// Report this.
+    Event(Event),
+}
+
+/// Why a switchover request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchoverError {
+    /// The peer is not heard: nobody to hand over to.
+    #[error("peer is not alive")]
+    PeerNotAlive,
+    /// Neither node is active.
+    #[error("no node is active")]
+    NoActive,
+    /// The passive node's data is not known good.
+    #[error("passive node's replicated data is not known good")]
+    PassiveDataNotGood,
+    /// A role change is already under way.
+    #[error("a role change is already in progress")]
+    Busy,
+}
+
+/// Counters of refused or odd input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames accepted.
+    pub accepted: u64,
+    /// Frames that failed authentication.
+    pub bad_mac: u64,
+    /// Frames that were malformed (size, magic, version, fields).
+    pub malformed: u64,
+    /// Replayed or stale frames.
+    pub replayed: u64,
+    /// Frames from this node itself or for another path.
+    pub misdirected: u64,
+    /// Serial chunks discarded as line noise.
+    pub line_noise: u64,
+    /// Frames whose configuration digest differed from ours.
+    pub config_mismatch: u64,
+}
+
+/// Status of one path, for the control API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathStatus {
+    /// Path.
+    pub path: PathId,
+    /// Enabled in the configuration.
+    pub enabled: bool,
+    /// Delivering heartbeats (heard within deadtime).
+    pub up: bool,
+    /// Silent for warntime while still up.
+    pub late: bool,
+    /// Time since the last accepted frame on this path.
+    pub last_heard_ago: Option<Duration>,
+}
+
+/// What this node knows about the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Heard on at least one path.
+    pub alive: bool,
+    /// Last announced role.
+    pub role: Option<Role>,
+    /// Last announced resource state.
+    pub resources: Option<ResourceState>,
+    /// Last announced data-good flag.
+    pub data_good: bool,
+    /// Last announced ping reachability (reach, total).
+    pub ping: Option<(u8, u8)>,
+    /// Same configuration digest as ours (None before the first frame).
+    pub config_matches: Option<bool>,
+}
+
+/// Snapshot for `tandem status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub node: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Resource chain state.
+    pub resources: ResourceState,
+    /// Why the node is waiting, if it is.
+    pub waiting: Option<WaitReason>,
+    /// Data known good.
+    pub data_good: bool,
+    /// Peer view.
+    pub peer: PeerStatus,
+    /// Each path.
+    pub paths: [PathStatus; 3],
+    /// Reachable ping nodes.
+    pub ping_reach: u8,
+    /// Configured ping nodes.
+    pub ping_total: u8,
+    /// Per ping node: reachable.
+    pub ping_nodes: Vec<bool>,
+    /// Refusal counters.
+    pub counters: Counters,
+    /// Warnings for the operator.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PathState {
+    last_heard: Option<Instant>,
+    last_seq: Option<u64>,
+    up: bool,
+    late: bool,
+    last_reject_event: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeerView {
+    generation: u64,
+    sequence: u64,
+    frame: Frame,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterRelease {
+    /// Stay passive.
+    Stay,
+    /// Ask the peer to take over.
+    HandOver,
+}
+
+/// The cluster core of one node. See the crate documentation.
+#[derive(Debug)]
+pub struct Core {
+    p: Params,
+    key: ClusterKey,
+    started: Instant,
+    role: Role,
+    resources: ResourceState,
+    data_good: bool,
+    sequence: u64,
+    next_send: Instant,
+    next_ping: Instant,
+    paths: [PathState; 3],
+    peer: Option<PeerView>,
+    peer_alive: bool,
+    /// Since when the peer has been alive without interruption.
+    peer_alive_since: Option<Instant>,
+    ping_last: Vec<Option<Instant>>,
+    ping_reach: u8,
+    waiting: Option<WaitReason>,
+    after_release: AfterRelease,
+    /// Passive side: asking the active for a switchover until this instant.
+    want_switchover_until: Option<Instant>,
+    /// Released for the peer; flag it until the peer takes over or this instant.
+    handover_until: Option<Instant>,
+    /// Active side: the peer's switchover request was already acted upon.
+    peer_request_seen: bool,
+    config_mismatch_reported: bool,
+    split_brain_reported: bool,
+    /// Since when the ping-node handover condition holds.
+    ping_rule_since: Option<Instant>,
+    last_now: Instant,
+    counters: Counters,
+    out: VecDeque<Output>,
+}
+
+impl Core {
+    /// A core starting at `now` in role [`Role::Starting`].
+    ///
+    /// # Errors
+    /// [`ParamsError`] when the timings are inconsistent.
+    pub fn new(now: Instant, p: Params, key: ClusterKey) -> Result<Core, ParamsError> {
+        p.validate()?;
+        let pings = usize::from(p.ping_nodes);
+        Ok(Core {
+            p,
+            key,
+            started: now,
+            role: Role::Starting,
+            resources: ResourceState::Stopped,
+            data_good: false,
+            sequence: 0,
+            next_send: now,
+            next_ping: now,
+            paths: [PathState::default(); 3],
+            peer: None,
+            peer_alive: false,
+            peer_alive_since: None,
+            ping_last: vec![None; pings],
+            ping_reach: 0,
+            waiting: None,
+            after_release: AfterRelease::Stay,
+            want_switchover_until: None,
+            handover_until: None,
+            peer_request_seen: false,
+            config_mismatch_reported: false,
+            split_brain_reported: false,
+            ping_rule_since: None,
+            last_now: now,
+            counters: Counters::default(),
+            out: VecDeque::new(),
+        })
+    }
+
+    /// This node's current role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Refusal counters.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_send.min(self.next_ping);
+        let mut consider = |at: Instant| {
+            // Deadlines already handled would make the caller spin.
+            if at > self.last_now {
+                t = t.min(at);
+            }
+        };
+        for (i, ps) in self.paths.iter().enumerate() {
+            if let (true, Some(h)) = (self.p.paths_enabled[i], ps.last_heard) {
+                consider(h.saturating_add(self.p.warntime));
+                consider(h.saturating_add(self.p.deadtime));
+            }
+        }
+        if self.role == Role::Starting {
+            consider(self.started.saturating_add(self.p.initdead));
+        }
+        for u in [self.handover_until, self.want_switchover_until]
+            .into_iter()
+            .flatten()
+        {
+            consider(u);
+        }
+        for l in self.ping_last.iter().flatten() {
+            consider(l.saturating_add(self.p.ping_dead));
+        }
+        consider(self.started.saturating_add(self.p.ping_dead));
+        if let Some(t) = self.peer_alive_since {
+            consider(t.saturating_add(self.election_settle()));
+        }
+        if let Some(since) = self.ping_rule_since {
+            consider(since.saturating_add(self.ping_rule_hold()));
+        }
+        t
+    }
+
+    /// Runs timers: sends heartbeats and pings when due and re-evaluates liveness and
+    /// roles. Call at [`Core::poll_timeout`] (calling earlier or more often is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_ping {
+            for index in 0..self.ping_last.len() {
+                self.out.push_back(Output::Ping { index });
+            }
+            self.next_ping = now.saturating_add(self.p.keepalive);
+        }
+        self.evaluate(now);
+        if now >= self.next_send {
+            self.send_heartbeats(now);
+        }
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Frame { path, bytes } => {
+                if !self.on_frame(now, path, bytes) {
+                    // A refused frame changes nothing, not even timer order.
+                    return;
+                }
+            }
+            Input::LineNoise { .. } => self.counters.line_noise += 1,
+            Input::PingReply { index } => {
+                if let Some(slot) = self.ping_last.get_mut(index) {
+                    *slot = Some(now);
+                }
+            }
+            Input::DataGood(good) => self.data_good = good,
+            Input::ResourcesUp => {
+                if self.role == Role::Acquiring {
+                    self.resources = ResourceState::Running;
+                    self.set_role(now, Role::Active, None);
+                }
+            }
+            Input::ResourcesDown => {
+                if self.role == Role::Releasing {
+                    self.resources = ResourceState::Stopped;
+                    if self.after_release == AfterRelease::HandOver {
+                        self.handover_until = Some(now.saturating_add(self.p.deadtime));
+                    }
+                    self.after_release = AfterRelease::Stay;
+                    self.set_role(now, Role::Passive, None);
+                }
+            }
+            Input::ResourcesFailed => {
+                self.resources = ResourceState::Failed;
+                self.emit(Event::ResourcesFailed);
+                // A failed chain holds whatever it got; give it all back so the
+                // peer (or an operator) can act. Releasing is idempotent for the chain.
+                if self.role == Role::Acquiring || self.role == Role::Active {
+                    self.start_release(now, AfterRelease::HandOver, None);
+                }
+            }
+        }
+        self.evaluate(now);
+        if now >= self.next_send {
+            self.send_heartbeats(now);
+        }
+    }
+
+    /// Operator switchover, asked on either node. On the active node the release starts
+    /// at once; on the passive node the request travels to the active in heartbeats.
+    ///
+    /// # Errors
+    /// [`SwitchoverError`] when the cluster is not in a state to switch over.
+    pub fn switchover(&mut self, now: Instant) -> Result<(), SwitchoverError> {
+        let peer = self
+            .peer
+            .filter(|_| self.peer_alive)
+            .ok_or(SwitchoverError::PeerNotAlive)?;
+        match self.role {
+            Role::Active => {
+                if peer.frame.role != Role::Passive {
+                    return Err(SwitchoverError::Busy);
+                }
+                if !peer.frame.data_good {
+                    return Err(SwitchoverError::PassiveDataNotGood);
+                }
+                self.emit(Event::SwitchoverStarted);
+                self.start_release(now, AfterRelease::HandOver, Some(Reason::Switchover));
+            }
+            Role::Passive => {
+                if peer.frame.role != Role::Active {
+                    return Err(if peer.frame.role.holds_resources() {
+                        SwitchoverError::Busy
+                    } else {
+                        SwitchoverError::NoActive
+                    });
+                }
+                if !self.data_good {
+                    return Err(SwitchoverError::PassiveDataNotGood);
+                }
+                self.emit(Event::SwitchoverStarted);
+                self.want_switchover_until = Some(now.saturating_add(self.p.deadtime));
+                self.next_send = now;
+            }
+            Role::Starting => return Err(SwitchoverError::NoActive),
+            Role::Acquiring | Role::Releasing => return Err(SwitchoverError::Busy),
+        }
+        self.send_heartbeats(now);
+        Ok(())
+    }
+
+    /// A status snapshot.
+    #[must_use]
+    pub fn status(&self, now: Instant) -> Status {
+        let paths = PathId::ALL.map(|path| {
+            let ps = &self.paths[path.index()];
+            PathStatus {
+                path,
+                enabled: self.p.paths_enabled[path.index()],
+                up: ps.up,
+                late: ps.late,
+                last_heard_ago: ps.last_heard.map(|h| now.since(h)),
+            }
+        });
+        let mut warnings = Vec::new();
+        for ps in &paths {
+            if !ps.enabled {
+                warnings.push(format!(
+                    "{} heartbeat path disabled: split-brain risk is higher",
+                    ps.path.name()
+                ));
+            } else if self.peer.is_some() && !ps.up {
+                warnings.push(format!("{} heartbeat path down", ps.path.name()));
+            }
+        }
+        let config_matches = self
+            .peer
+            .map(|pv| pv.frame.config_digest == self.p.config_digest);
+        if config_matches == Some(false) {
+            warnings.push("peer runs a different configuration".to_string());
+        }
+        if let Some(w) = self.waiting {
+            warnings.push(w.text().to_string());
+        }
+        if self.p.ping_nodes > 0 && self.ping_reach == 0 {
+            warnings.push("no ping node reachable".to_string());
+        }
+        let peer = PeerStatus {
+            alive: self.peer_alive,
+            role: self.peer.map(|pv| pv.frame.role),
+            resources: self.peer.map(|pv| pv.frame.resources),
+            data_good: self.peer.is_some_and(|pv| pv.frame.data_good),
+            ping: self
+                .peer
+                .map(|pv| (pv.frame.ping_reach, pv.frame.ping_total)),
+            config_matches,
+        };
+        Status {
+            node: self.p.node,
+            role: self.role,
+            resources: self.resources,
+            waiting: self.waiting,
+            data_good: self.data_good,
+            peer,
+            paths,
+            ping_reach: self.ping_reach,
+            ping_total: self.p.ping_nodes,
+            ping_nodes: self
+                .ping_last
+                .iter()
+                .map(|l| l.is_some_and(|t| now.since(t) < self.p.ping_dead))
+                .collect(),
+            counters: self.counters,
+            warnings,
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn reject(&mut self, now: Instant, path: PathId, why: Rejection) -> bool {
+        match why {
+            Rejection::Decode(DecodeError::BadMac) => self.counters.bad_mac += 1,
+            Rejection::Decode(_) => self.counters.malformed += 1,
+            Rejection::Replay => self.counters.replayed += 1,
+            Rejection::OwnFrame | Rejection::WrongPath(_) => self.counters.misdirected += 1,
+        }
+        let ps = &mut self.paths[path.index()];
+        if ps
+            .last_reject_event
+            .is_none_or(|t| now.since(t) >= REJECT_EVENT_SPACING)
+        {
+            ps.last_reject_event = Some(now);
+            self.emit(Event::FrameRejected { path, why });
+        }
+        false
+    }
+
+    /// Returns whether the frame was accepted.
+    fn on_frame(&mut self, now: Instant, path: PathId, bytes: &[u8]) -> bool {
+        if !self.p.paths_enabled[path.index()] {
+            // A disabled path is not used (R4.3), whatever arrives on it.
+            return false;
+        }
+        let frame = match tandem_proto::decode(&self.key, bytes) {
+            Ok(f) => f,
+            Err(e) => return self.reject(now, path, Rejection::Decode(e)),
+        };
+        if frame.sender != self.p.node.peer() {
+            return self.reject(now, path, Rejection::OwnFrame);
+        }
+        if frame.path != path {
+            return self.reject(now, path, Rejection::WrongPath(frame.path));
+        }
+        let newer_generation = match self.peer {
+            None => true,
+            Some(pv) if frame.generation > pv.generation => true,
+            Some(pv) if frame.generation < pv.generation => {
+                return self.reject(now, path, Rejection::Replay);
+            }
+            Some(pv) => {
+                let ps = &self.paths[path.index()];
+                if ps.last_seq.is_some_and(|s| frame.sequence <= s)
+                    || frame.sequence.saturating_add(REPLAY_WINDOW) < pv.sequence
+                {
+                    return self.reject(now, path, Rejection::Replay);
+                }
+                false
+            }
+        };
+        if newer_generation {
+            if self.peer.is_some() {
+                self.emit(Event::PeerRestarted);
+                self.peer_request_seen = false;
+            }
+            for ps in &mut self.paths {
+                ps.last_seq = None;
+            }
+        }
+        self.counters.accepted += 1;
+        let ps = &mut self.paths[path.index()];
+        ps.last_heard = Some(now);
+        ps.last_seq = Some(frame.sequence);
+        if newer_generation || self.peer.is_some_and(|pv| frame.sequence > pv.sequence) {
+            self.peer = Some(PeerView {
+                generation: frame.generation,
+                sequence: frame.sequence,
+                frame,
+            });
+        }
+        if frame.config_digest != self.p.config_digest {
+            self.counters.config_mismatch += 1;
+            if !self.config_mismatch_reported {
+                self.config_mismatch_reported = true;
+                self.emit(Event::ConfigMismatch);
+            }
+        } else {
+            self.config_mismatch_reported = false;
+        }
+        true
+    }
+
+    fn send_heartbeats(&mut self, now: Instant) {
+        self.sequence += 1;
+        let want_switchover = self.want_switchover_until.is_some_and(|u| now < u);
+        let handover = self.handover_until.is_some_and(|u| now < u);
+        for path in PathId::ALL {
+            if !self.p.paths_enabled[path.index()] {
+                continue;
+            }
+            let f = Frame {
+                sender: self.p.node,
+                path,
+                role: self.role,
+                resources: self.resources,
+                data_good: self.data_good,
+                want_switchover,
+                handover,
+                ping_total: self.p.ping_nodes,
+                ping_reach: self.ping_reach,
+                generation: self.p.generation,
+                sequence: self.sequence,
+                config_digest: self.p.config_digest,
+            };
+            let frame = tandem_proto::encode(&self.key, &f);
+            self.out.push_back(Output::Transmit { path, frame });
+        }
+        self.next_send = now.saturating_add(self.p.keepalive);
+    }
+
+    fn set_role(&mut self, now: Instant, to: Role, reason: Option<Reason>) {
+        if self.role == to {
+            return;
+        }
+        let from = self.role;
+        self.role = to;
+        self.emit(Event::RoleChanged { from, to, reason });
+        // Tell the peer at once: switchover and handover latency depend on it.
+        self.next_send = now;
+    }
+
+    fn set_waiting(&mut self, w: Option<WaitReason>) {
+        if self.waiting != w {
+            self.waiting = w;
+            if let Some(w) = w {
+                self.emit(Event::Waiting(w));
+            }
+        }
+    }
+
+    fn start_acquire(&mut self, now: Instant, reason: Reason) {
+        self.set_waiting(None);
+        self.want_switchover_until = None;
+        self.handover_until = None;
+        self.resources = ResourceState::Starting;
+        self.set_role(now, Role::Acquiring, Some(reason));
+        self.out.push_back(Output::Acquire);
+    }
+
+    fn start_release(&mut self, now: Instant, after: AfterRelease, reason: Option<Reason>) {
+        self.after_release = after;
+        self.resources = ResourceState::Stopping;
+        self.set_role(now, Role::Releasing, reason);
+        self.out.push_back(Output::Release);
+    }
+
+    fn update_liveness(&mut self, now: Instant) {
+        for path in PathId::ALL {
+            let i = path.index();
+            if !self.p.paths_enabled[i] {
+                continue;
+            }
+            let ps = self.paths[i];
+            let silent = ps.last_heard.map(|h| now.since(h));
+            let up = silent.is_some_and(|s| s < self.p.deadtime);
+            let late = up && silent.is_some_and(|s| s >= self.p.warntime);
+            if up != ps.up {
+                self.emit(if up {
+                    Event::PathUp(path)
+                } else {
+                    Event::PathDown(path)
+                });
+            }
+            if late && !ps.late {
+                self.emit(Event::PathLate(path));
+            }
+            self.paths[i].up = up;
+            self.paths[i].late = late;
+        }
+        let alive = self.paths.iter().any(|p| p.up);
+        if alive != self.peer_alive {
+            self.peer_alive = alive;
+            self.peer_alive_since = alive.then_some(now);
+            self.emit(if alive {
+                Event::PeerAlive
+            } else {
+                Event::PeerDead
+            });
+        }
+        let reach = self
+            .ping_last
+            .iter()
+            .filter(|l| l.is_some_and(|t| now.since(t) < self.p.ping_dead))
+            .count();
+        let reach = u8::try_from(reach).unwrap_or(u8::MAX);
+        if reach != self.ping_reach {
+            self.ping_reach = reach;
+            self.emit(Event::PingReach {
+                reach,
+                total: self.p.ping_nodes,
+            });
+            self.next_send = now;
+        }
+    }
+
+    /// The start-up rule when both nodes are up and nobody holds the resources:
+    /// a node with data known good is preferred; between equals, `node1`.
+    fn elected(&self, peer: &Frame) -> Option<NodeId> {
+        match (self.data_good, peer.data_good) {
+            (true, true) => Some(NodeId::Node1),
+            (true, false) => Some(self.p.node),
+            (false, true) => Some(peer.sender),
+            (false, false) => None,
+        }
+    }
+
+    fn evaluate(&mut self, now: Instant) {
+        // Deadlines up to `now` are dealt with here; only later ones are timers still
+        // to come. (A refused frame does not evaluate, so it must not move this.)
+        self.last_now = self.last_now.max(now);
+        self.update_liveness(now);
+        if self.want_switchover_until.is_some_and(|u| now >= u) {
+            self.want_switchover_until = None;
+        }
+        let peer = self.peer.filter(|_| self.peer_alive).map(|pv| pv.frame);
+        if let Some(pf) = peer {
+            if !pf.want_switchover {
+                self.peer_request_seen = false;
+            }
+            if pf.role.holds_resources() && self.handover_until.is_some() {
+                // The peer took the services: the handover is complete.
+                self.handover_until = None;
+            }
+        }
+        if let Some(u) = self.handover_until
+            && now >= u
+        {
+            self.handover_until = None;
+            self.emit(Event::HandoverNotTaken);
+            if self.peer_alive && self.data_good && self.role == Role::Passive {
+                return self.start_acquire(now, Reason::HandoverNotTaken);
+            }
+        }
+        match self.role {
+            Role::Starting | Role::Passive => self.decide_idle(now, peer),
+            Role::Active | Role::Acquiring => self.decide_holding(now, peer),
+            Role::Releasing => {}
+        }
+    }
+
+    fn decide_idle(&mut self, now: Instant, peer: Option<Frame>) {
+        let Some(pf) = peer else {
+            let known_peer = self.peer.is_some();
+            let init_over = now.since(self.started) >= self.p.initdead;
+            if self.role == Role::Starting && !init_over {
+                return self.set_waiting(Some(WaitReason::InitDead));
+            }
+            // Either the peer died after we had heard it, or it was never heard.
+            if self.data_good {
+                let reason = if known_peer {
+                    Reason::PeerDead
+                } else {
+                    Reason::StartAlone
+                };
+                return self.start_acquire(now, reason);
+            }
+            return self.set_waiting(Some(WaitReason::DataNotGood));
+        };
+        if pf.role.holds_resources() {
+            self.set_waiting(None);
+            return self.set_role(now, Role::Passive, None);
+        }
+        // Peer is Starting or Passive: nobody holds the resources.
+        if pf.handover && pf.role == Role::Passive {
+            if self.data_good {
+                return self.start_acquire(now, Reason::Handover);
+            }
+            return self.set_waiting(Some(WaitReason::DataNotGood));
+        }
+        if self.handover_until.is_some() {
+            // We released for the peer; give it the chance to take over.
+            return;
+        }
+        // The first frames heard may be older than the peer's latest decision (it may be
+        // taking over from this node's silence right now): elect only once the peer has
+        // been heard long enough for a frame sent after any such decision to arrive.
+        if self
+            .peer_alive_since
+            .is_none_or(|t| now.since(t) < self.election_settle())
+        {
+            return;
+        }
+        match self.elected(&pf) {
+            Some(n) if n == self.p.node => self.start_acquire(now, Reason::StartElected),
+            Some(_) => {
+                self.set_waiting(None);
+                self.set_role(now, Role::Passive, None);
+            }
+            None => self.set_waiting(Some(WaitReason::NeitherDataGood)),
+        }
+    }
+
+    fn decide_holding(&mut self, now: Instant, peer: Option<Frame>) {
+        let Some(pf) = peer else {
+            self.ping_rule_since = None;
+            return;
+        };
+        if pf.role.holds_resources() {
+            // The peer holding (or still releasing) resources while this node holds
+            // them only happens after both became active: the loser of the policy may
+            // already be releasing by the time the survivor hears it, so both report.
+            let survivor = if pf.role == Role::Releasing {
+                self.p.node
+            } else {
+                self.split_brain_survivor(&pf)
+            };
+            if !self.split_brain_reported {
+                self.split_brain_reported = true;
+                self.emit(Event::SplitBrain { survivor });
+            }
+            if survivor != self.p.node {
+                self.start_release(now, AfterRelease::Stay, Some(Reason::SplitBrain));
+            }
+            return;
+        }
+        self.split_brain_reported = false;
+        if self.role != Role::Active || pf.role != Role::Passive || !pf.data_good {
+            return;
+        }
+        if pf.want_switchover && !self.peer_request_seen {
+            self.peer_request_seen = true;
+            self.emit(Event::SwitchoverStarted);
+            return self.start_release(now, AfterRelease::HandOver, Some(Reason::Switchover));
+        }
+        let settled = now.since(self.started) >= self.p.ping_dead;
+        if self.p.ping_nodes > 0 && settled && self.ping_reach == 0 && pf.ping_reach > 0 {
+            // When a shared switch dies both nodes lose their ping nodes, but not in the
+            // same instant: wait until the peer's heartbeats have had time to say so.
+            let since = *self.ping_rule_since.get_or_insert(now);
+            if now.since(since) >= self.ping_rule_hold() {
+                self.ping_rule_since = None;
+                self.start_release(now, AfterRelease::HandOver, Some(Reason::PingNodes));
+            }
+        } else {
+            self.ping_rule_since = None;
+        }
+    }
+
+    fn election_settle(&self) -> Duration {
+        self.p.keepalive * 2
+    }
+
+    fn ping_rule_hold(&self) -> Duration {
+        self.p.keepalive * 3
+    }
+
+    fn split_brain_survivor(&self, pf: &Frame) -> NodeId {
+        use std::cmp::Ordering;
+        match self.ping_reach.cmp(&pf.ping_reach) {
+            Ordering::Greater => self.p.node,
+            Ordering::Less => pf.sender,
+            Ordering::Equal => NodeId::Node1,
+        }
+    }
+}

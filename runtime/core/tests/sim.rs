@@ -1,0 +1,875 @@
+//! Deterministic simulation of both cluster cores over three simulated paths in
+//! virtual time: delay, isolated loss, partitions, node death and restart, ping nodes,
+//! operator switchover, and an attacker on the external LAN.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test harness: a failed unwrap is a failed test"
+)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tandem_core::{
+    ClusterKey, Core, Event, FRAME_LEN, Input, Instant, NodeId, Output, Params, PathId, Reason,
+    Role, WaitReason,
+};
+
+const KEEPALIVE: u64 = 200;
+const DEADTIME: u64 = 1000;
+const WARNTIME: u64 = 500;
+const INITDEAD: u64 = 2000;
+
+fn params(node: NodeId, generation: u64) -> Params {
+    Params {
+        node,
+        keepalive: Duration::from_millis(KEEPALIVE),
+        warntime: Duration::from_millis(WARNTIME),
+        deadtime: Duration::from_millis(DEADTIME),
+        initdead: Duration::from_millis(INITDEAD),
+        paths_enabled: [true; 3],
+        ping_nodes: 2,
+        ping_dead: Duration::from_millis(DEADTIME),
+        config_digest: [1; 32],
+        generation,
+    }
+}
+
+fn key() -> ClusterKey {
+    ClusterKey::new(b"simulation cluster key").unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    cut: bool,
+    /// Drop probability for a frame, but never two in a row (isolated loss).
+    loss: f64,
+    last_dropped: bool,
+    delay: (u64, u64),
+    /// Links keep order, like a cable or a LAN without multipath.
+    last_arrival: u64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            cut: false,
+            loss: 0.0,
+            last_dropped: false,
+            delay: (1, 5),
+            last_arrival: 0,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Msg {
+    Deliver {
+        to: usize,
+        path: usize,
+        bytes: Vec<u8>,
+    },
+    Resource {
+        node: usize,
+        generation: u64,
+        up: bool,
+    },
+    PingReply {
+        node: usize,
+        index: usize,
+    },
+}
+
+struct Node {
+    core: Option<Core>,
+    id: NodeId,
+    generation: u64,
+    data_good: bool,
+    /// Which ping nodes this node reaches.
+    ping_ok: [bool; 2],
+    resource_delay: u64,
+}
+
+struct Sim {
+    t: u64,
+    nodes: [Node; 2],
+    /// links[from][path]
+    links: [[Link; 3]; 2],
+    queue: BinaryHeap<Reverse<(u64, u64, Msg)>>,
+    qseq: u64,
+    rng: SmallRng,
+    /// (time, node, event)
+    events: Vec<(u64, usize, Event)>,
+    /// Every frame put on the external LAN (the attacker's capture).
+    captured: Vec<(u64, Vec<u8>)>,
+    /// Each time both nodes held resources while a path was up since the start.
+    violations: Vec<u64>,
+    /// Paths never cut since the start of the run.
+    never_cut: [bool; 3],
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let mk = |id| Node {
+            core: None,
+            id,
+            generation: 1,
+            data_good: true,
+            ping_ok: [true, true],
+            resource_delay: 50,
+        };
+        let mut s = Sim {
+            t: 0,
+            nodes: [mk(NodeId::Node1), mk(NodeId::Node2)],
+            links: [[Link::default(); 3]; 2],
+            queue: BinaryHeap::new(),
+            qseq: 0,
+            rng: SmallRng::seed_from_u64(seed),
+            events: Vec::new(),
+            captured: Vec::new(),
+            violations: Vec::new(),
+            never_cut: [true; 3],
+        };
+        s.start(0);
+        s.start(1);
+        s
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.t)
+    }
+
+    fn start(&mut self, n: usize) {
+        let now = self.now();
+        let node = &mut self.nodes[n];
+        node.generation += 1;
+        let mut core = Core::new(now, params(node.id, node.generation), key()).unwrap();
+        core.handle(now, Input::DataGood(node.data_good));
+        node.core = Some(core);
+        self.drain(n);
+    }
+
+    fn kill(&mut self, n: usize) {
+        self.nodes[n].core = None;
+    }
+
+    fn role(&self, n: usize) -> Option<Role> {
+        self.nodes[n].core.as_ref().map(Core::role)
+    }
+
+    fn core(&mut self, n: usize) -> &mut Core {
+        self.nodes[n].core.as_mut().unwrap()
+    }
+
+    fn push(&mut self, at: u64, m: Msg) {
+        self.qseq += 1;
+        self.queue.push(Reverse((at, self.qseq, m)));
+    }
+
+    fn set_cut(&mut self, path: usize, cut: bool) {
+        for from in 0..2 {
+            self.links[from][path].cut = cut;
+        }
+        if cut {
+            self.never_cut[path] = false;
+        }
+    }
+
+    fn drain(&mut self, n: usize) {
+        let Some(core) = self.nodes[n].core.as_mut() else {
+            return;
+        };
+        let mut outs = Vec::new();
+        while let Some(o) = core.poll_output() {
+            outs.push(o);
+        }
+        let generation = self.nodes[n].generation;
+        for o in outs {
+            match o {
+                Output::Transmit { path, frame } => {
+                    let p = path.index();
+                    if p == PathId::External.index() {
+                        self.captured.push((self.t, frame.to_vec()));
+                    }
+                    let link = self.links[n][p];
+                    if link.cut {
+                        continue;
+                    }
+                    let drop = !link.last_dropped && self.rng.random_bool(link.loss);
+                    self.links[n][p].last_dropped = drop;
+                    if drop {
+                        continue;
+                    }
+                    let d = self.rng.random_range(link.delay.0..=link.delay.1);
+                    let at = (self.t + d).max(link.last_arrival);
+                    self.links[n][p].last_arrival = at;
+                    self.push(
+                        at,
+                        Msg::Deliver {
+                            to: 1 - n,
+                            path: p,
+                            bytes: frame.to_vec(),
+                        },
+                    );
+                }
+                Output::Ping { index } => {
+                    if self.nodes[n].ping_ok[index] {
+                        self.push(self.t + 2, Msg::PingReply { node: n, index });
+                    }
+                }
+                Output::Acquire | Output::Release => {
+                    let at = self.t + self.nodes[n].resource_delay;
+                    let up = o == Output::Acquire;
+                    self.push(
+                        at,
+                        Msg::Resource {
+                            node: n,
+                            generation,
+                            up,
+                        },
+                    );
+                }
+                Output::Event(e) => self.events.push((self.t, n, e)),
+            }
+        }
+    }
+
+    fn check(&mut self) {
+        let holds = |r: Option<Role>| r.is_some_and(Role::holds_resources);
+        if holds(self.role(0)) && holds(self.role(1)) && self.never_cut.iter().any(|c| *c) {
+            self.violations.push(self.t);
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    fn run_until(&mut self, until: u64) {
+        loop {
+            let mut next = until;
+            for n in &self.nodes {
+                if let Some(c) = &n.core {
+                    next = next.min(c.poll_timeout().as_millis());
+                }
+            }
+            if let Some(Reverse((at, _, _))) = self.queue.peek() {
+                next = next.min(*at);
+            }
+            if next >= until && self.t >= until {
+                break;
+            }
+            self.t = next.max(self.t);
+            if self.t >= until {
+                self.t = until;
+                break;
+            }
+            let now = self.now();
+            while let Some(Reverse((at, _, _))) = self.queue.peek() {
+                if *at > self.t {
+                    break;
+                }
+                let Reverse((_, _, m)) = self.queue.pop().unwrap();
+                match m {
+                    Msg::Deliver { to, path, bytes } => {
+                        if let Some(c) = self.nodes[to].core.as_mut() {
+                            c.handle(
+                                now,
+                                Input::Frame {
+                                    path: PathId::ALL[path],
+                                    bytes: &bytes,
+                                },
+                            );
+                        }
+                        self.drain(to);
+                    }
+                    Msg::Resource {
+                        node,
+                        generation,
+                        up,
+                    } => {
+                        if self.nodes[node].generation == generation
+                            && let Some(c) = self.nodes[node].core.as_mut()
+                        {
+                            c.handle(
+                                now,
+                                if up {
+                                    Input::ResourcesUp
+                                } else {
+                                    Input::ResourcesDown
+                                },
+                            );
+                        }
+                        self.drain(node);
+                    }
+                    Msg::PingReply { node, index } => {
+                        if let Some(c) = self.nodes[node].core.as_mut() {
+                            c.handle(now, Input::PingReply { index });
+                        }
+                        self.drain(node);
+                    }
+                }
+                self.check();
+            }
+            for n in 0..2 {
+                if let Some(c) = self.nodes[n].core.as_mut()
+                    && c.poll_timeout() <= now
+                {
+                    c.handle_timeout(now);
+                    self.drain(n);
+                }
+            }
+            self.check();
+        }
+    }
+
+    fn active(&self) -> Option<usize> {
+        (0..2).find(|n| self.role(*n) == Some(Role::Active))
+    }
+
+    fn role_changes(&self) -> Vec<(u64, usize, Role)> {
+        self.events
+            .iter()
+            .filter_map(|(t, n, e)| match e {
+                Event::RoleChanged { to, .. } => Some((*t, *n, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn has_event(&self, node: usize, pred: impl Fn(&Event) -> bool) -> bool {
+        self.events.iter().any(|(_, n, e)| *n == node && pred(e))
+    }
+}
+
+/// Brings up a cluster and returns it with node1 active.
+fn stable(seed: u64) -> Sim {
+    let mut s = Sim::new(seed);
+    s.run_until(3000);
+    assert_eq!(s.role(0), Some(Role::Active), "{:?}", s.events);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    s
+}
+
+#[test]
+fn both_start_node1_becomes_active_without_waiting_for_initdead() {
+    let mut s = Sim::new(1);
+    s.run_until(500);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.violations.is_empty());
+}
+
+#[test]
+fn node_with_good_data_is_elected_over_node1() {
+    let mut s = Sim::new(2);
+    s.kill(0);
+    s.kill(1);
+    s.queue.clear();
+    s.nodes[0].data_good = false;
+    s.start(0);
+    s.start(1);
+    s.run_until(1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+}
+
+#[test]
+fn alone_at_start_takes_over_after_initdead_only_with_good_data() {
+    let mut s = Sim::new(3);
+    s.kill(1);
+    s.kill(0);
+    // Forget the frames the first incarnations still had on the wire.
+    s.queue.clear();
+    s.nodes[0].data_good = false;
+    s.start(0);
+    s.run_until(INITDEAD - 10);
+    assert_eq!(s.role(0), Some(Role::Starting));
+    s.run_until(INITDEAD * 3);
+    assert_eq!(s.role(0), Some(Role::Starting));
+    assert!(s.has_event(0, |e| *e == Event::Waiting(WaitReason::DataNotGood)));
+    let st = s.core(0).status(Instant::from_millis(INITDEAD * 3));
+    assert!(st.warnings.iter().any(|w| w.contains("not known good")));
+    // Replication now says the data is good: the node takes over at once.
+    let now = s.now();
+    s.core(0).handle(now, Input::DataGood(true));
+    s.drain(0);
+    s.run_until(INITDEAD * 3 + 200);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert!(s.has_event(0, |e| matches!(
+        e,
+        Event::RoleChanged {
+            reason: Some(Reason::StartAlone),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn kill_active_passive_takes_over_within_deadtime_plus_keepalive() {
+    let mut s = stable(4);
+    let killed = s.t;
+    s.kill(0);
+    s.run_until(killed + DEADTIME + KEEPALIVE);
+    let (t, _, _) = *s
+        .role_changes()
+        .iter()
+        .find(|(t, n, r)| *t > killed && *n == 1 && *r == Role::Acquiring)
+        .expect("node2 took over");
+    assert!(t - killed <= DEADTIME + KEEPALIVE, "took {} ms", t - killed);
+    s.run_until(killed + 3000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    // No automatic failback when node1 returns.
+    s.start(0);
+    s.run_until(killed + 8000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+    assert!(s.violations.is_empty());
+}
+
+#[test]
+fn each_single_path_cut_raises_event_without_failover() {
+    for path in 0..3 {
+        let mut s = stable(10 + path as u64);
+        let before = s.role_changes().len();
+        s.set_cut(path, true);
+        s.run_until(s.t + 5000);
+        assert_eq!(s.role_changes().len(), before, "path {path}");
+        let p = PathId::ALL[path];
+        assert!(s.has_event(1, |e| *e == Event::PathDown(p)));
+        assert!(!s.has_event(1, |e| *e == Event::PeerDead));
+        let now = s.now();
+        let st = s.core(1).status(now);
+        assert!(!st.paths[path].up);
+        s.set_cut(path, false);
+        s.run_until(s.t + 1000);
+        let now = s.now();
+        assert!(s.core(1).status(now).paths[path].up);
+        assert!(s.violations.is_empty());
+    }
+}
+
+#[test]
+fn all_paths_cut_gives_split_brain_which_is_detected_and_resolved() {
+    let mut s = stable(20);
+    for p in 0..3 {
+        s.set_cut(p, true);
+    }
+    s.run_until(s.t + DEADTIME + 1000);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Active));
+    let healed = s.t;
+    for p in 0..3 {
+        s.set_cut(p, false);
+    }
+    s.run_until(healed + 1000);
+    assert!(s.has_event(0, |e| *e
+        == Event::SplitBrain {
+            survivor: NodeId::Node1
+        }));
+    assert!(s.has_event(1, |e| *e
+        == Event::SplitBrain {
+            survivor: NodeId::Node1
+        }));
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Passive));
+}
+
+#[test]
+fn split_brain_survivor_is_the_node_reaching_more_ping_nodes() {
+    let mut s = stable(21);
+    for p in 0..3 {
+        s.set_cut(p, true);
+    }
+    s.nodes[0].ping_ok = [false, true];
+    s.run_until(s.t + DEADTIME + 1500);
+    for p in 0..3 {
+        s.set_cut(p, false);
+    }
+    s.run_until(s.t + 1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+}
+
+#[test]
+fn active_losing_all_ping_nodes_hands_over_to_passive_reaching_one() {
+    let mut s = stable(30);
+    s.nodes[0].ping_ok = [false, false];
+    s.nodes[1].ping_ok = [false, true];
+    let t0 = s.t;
+    s.run_until(t0 + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+    assert!(s.has_event(0, |e| matches!(
+        e,
+        Event::RoleChanged {
+            reason: Some(Reason::PingNodes),
+            ..
+        }
+    )));
+    assert!(s.violations.is_empty());
+}
+
+#[test]
+fn nothing_happens_when_both_lose_ping_nodes_or_active_reaches_one() {
+    let mut s = stable(31);
+    let before = s.role_changes().len();
+    s.nodes[0].ping_ok = [false, true];
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role_changes().len(), before);
+    s.nodes[0].ping_ok = [false, false];
+    s.nodes[1].ping_ok = [false, false];
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role_changes().len(), before);
+    assert_eq!(s.role(0), Some(Role::Active));
+}
+
+#[test]
+fn switchover_both_ways_release_before_acquire() {
+    let mut s = stable(40);
+    // Asked on the active node.
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.run_until(s.t + 1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+    // Asked on the passive node (now node1).
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.run_until(s.t + 1000);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.violations.is_empty());
+    // Release strictly before acquire each time.
+    let changes = s.role_changes();
+    for w in changes.windows(2) {
+        if w[1].2 == Role::Acquiring && w[1].0 > 3000 {
+            assert_eq!(w[0].2, Role::Passive, "{changes:?}");
+            assert_ne!(w[0].1, w[1].1);
+        }
+    }
+}
+
+#[test]
+fn switchover_refused_without_peer() {
+    let mut s = stable(41);
+    s.kill(1);
+    s.run_until(s.t + DEADTIME + 100);
+    let now = s.now();
+    assert!(s.core(0).switchover(now).is_err());
+    assert_eq!(s.role(0), Some(Role::Active));
+}
+
+#[test]
+fn restart_of_passive_leaves_active_undisturbed() {
+    let mut s = stable(50);
+    let before = s.role_changes().iter().filter(|c| c.1 == 0).count();
+    s.kill(1);
+    s.run_until(s.t + 300);
+    s.start(1);
+    s.run_until(s.t + 3000);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert_eq!(s.role_changes().iter().filter(|c| c.1 == 0).count(), before);
+    assert!(s.has_event(0, |e| *e == Event::PeerRestarted));
+}
+
+#[test]
+fn config_digest_mismatch_is_reported_and_changes_no_role() {
+    let mut s = stable(60);
+    let before = s.role_changes().len();
+    // node2 restarts with another configuration.
+    s.kill(1);
+    s.nodes[1].generation += 1;
+    let mut p = params(NodeId::Node2, s.nodes[1].generation);
+    p.config_digest = [9; 32];
+    let mut c = Core::new(s.now(), p, key()).unwrap();
+    c.handle(s.now(), Input::DataGood(true));
+    s.nodes[1].core = Some(c);
+    s.drain(1);
+    s.run_until(s.t + 3000);
+    assert!(s.has_event(0, |e| *e == Event::ConfigMismatch));
+    assert!(s.core(0).counters().config_mismatch > 0);
+    let now = s.now();
+    let st = s.core(0).status(now);
+    assert_eq!(st.peer.config_matches, Some(false));
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("different configuration"))
+    );
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(
+        s.role_changes().len(),
+        before + 1,
+        "only node2's Starting->Passive"
+    );
+}
+
+#[test]
+fn replayed_frames_do_not_keep_a_dead_peer_alive() {
+    let mut s = stable(70);
+    let captured = s.captured.clone();
+    let killed = s.t;
+    s.kill(0);
+    // The attacker replays node1's captured external frames every 50 ms.
+    let mine: Vec<_> = captured
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| tandem_proto::decode(&key(), f).unwrap().sender == NodeId::Node1)
+        .cloned()
+        .collect();
+    let mut t = killed;
+    let mut i = 0;
+    while t < killed + DEADTIME + KEEPALIVE {
+        t += 50;
+        s.run_until(t);
+        let f = &mine[i % mine.len()];
+        i += 1;
+        let now = s.now();
+        s.core(1).handle(
+            now,
+            Input::Frame {
+                path: PathId::External,
+                bytes: f,
+            },
+        );
+        s.drain(1);
+    }
+    s.run_until(killed + DEADTIME + KEEPALIVE + 100);
+    assert!(s.role(1).unwrap().holds_resources());
+    assert!(s.core(1).counters().replayed > 0);
+}
+
+#[test]
+fn disabled_path_is_not_used_and_warned() {
+    let mut p = params(NodeId::Node1, 1);
+    p.paths_enabled = [false, true, false];
+    let mut c = Core::new(Instant::from_millis(0), p, key()).unwrap();
+    c.handle_timeout(Instant::from_millis(0));
+    let mut sent = Vec::new();
+    while let Some(o) = c.poll_output() {
+        if let Output::Transmit { path, .. } = o {
+            sent.push(path);
+        }
+    }
+    assert_eq!(sent, vec![PathId::Internal]);
+    let st = c.status(Instant::from_millis(0));
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("serial heartbeat path disabled"))
+    );
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("external heartbeat path disabled"))
+    );
+}
+
+#[test]
+fn bad_params_are_refused() {
+    let mut p = params(NodeId::Node1, 1);
+    p.deadtime = Duration::from_millis(300);
+    assert!(Core::new(Instant::from_millis(0), p.clone(), key()).is_err());
+    p.deadtime = Duration::from_millis(DEADTIME);
+    p.paths_enabled = [false; 3];
+    assert!(Core::new(Instant::from_millis(0), p, key()).is_err());
+}
+
+/// A run with noisy but never silent paths, random partitions that always leave one
+/// path untouched, random switchovers and ping-node changes.
+fn chaos(
+    seed: u64,
+    untouched: usize,
+    loss: f64,
+    inject: bool,
+    crashes: bool,
+) -> (Sim, Vec<(u64, usize, Role)>) {
+    let mut s = Sim::new(seed);
+    let mut plan = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let mut attacker = SmallRng::seed_from_u64(seed ^ 0xbad);
+    for from in 0..2 {
+        for p in 0..3 {
+            s.links[from][p].loss = loss;
+            s.links[from][p].delay = (1, 40);
+        }
+    }
+    let mut t = 0;
+    let mut down_until: [Option<u64>; 2] = [None, None];
+    while t < 30_000 {
+        t += plan.random_range(100..1500);
+        s.run_until(t);
+        for (n, d) in down_until.iter_mut().enumerate() {
+            if d.is_some_and(|u| u <= t) {
+                *d = None;
+                s.start(n);
+            }
+        }
+        match plan.random_range(0..10) {
+            0..=2 => {
+                let p = plan.random_range(0..3);
+                if p != untouched {
+                    let cut = !s.links[0][p].cut;
+                    s.set_cut(p, cut);
+                }
+            }
+            3 => {
+                let n = plan.random_range(0..2);
+                let now = s.now();
+                if s.nodes[n].core.is_some() {
+                    let _ = s.core(n).switchover(now);
+                    s.drain(n);
+                }
+            }
+            4 => {
+                let n = plan.random_range(0..2);
+                let i = plan.random_range(0..2);
+                s.nodes[n].ping_ok[i] = !s.nodes[n].ping_ok[i];
+            }
+            5 if crashes => {
+                // A node crashes (power loss) and comes back after up to 3 s.
+                let n = plan.random_range(0..2);
+                if down_until[n].is_none() && down_until[1 - n].is_none() {
+                    s.kill(n);
+                    down_until[n] = Some(t + plan.random_range(50..3000));
+                }
+            }
+            _ => {}
+        }
+        // Frames old enough to be outside the replay window even on a quiet path.
+        let old = s.captured.partition_point(|(at, _)| *at + 2000 < s.t);
+        if inject && old > 0 {
+            for _ in 0..5 {
+                let n = attacker.random_range(0..2);
+                let mut f = s.captured[attacker.random_range(0..old)].1.clone();
+                if attacker.random_bool(0.3) {
+                    let i = attacker.random_range(0..FRAME_LEN);
+                    f[i] ^= 1 << attacker.random_range(0..8);
+                }
+                if attacker.random_bool(0.1) {
+                    f.truncate(attacker.random_range(0..FRAME_LEN));
+                }
+                let now = s.now();
+                if let Some(c) = s.nodes[n].core.as_mut() {
+                    c.handle(
+                        now,
+                        Input::Frame {
+                            path: PathId::External,
+                            bytes: &f,
+                        },
+                    );
+                }
+                s.drain(n);
+            }
+        }
+    }
+    for (n, d) in down_until.iter().enumerate() {
+        if d.is_some() {
+            s.start(n);
+        }
+    }
+    s.run_until(t + 5000);
+    let roles = s.role_changes();
+    (s, roles)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn never_two_actives_while_a_path_delivers_even_with_crashes(seed: u64, untouched in 0usize..3, loss in 0.0f64..0.3) {
+        let (s, _) = chaos(seed, untouched, loss, false, true);
+        prop_assert!(s.violations.is_empty(), "both held resources at {:?}", &s.violations[..s.violations.len().min(5)]);
+        // Five quiet seconds after the last disturbance exactly one node is active (no
+        // deadlock, no lingering double role), unless one node's paths are all cut.
+        let holders = (0..2).filter(|n| s.role(*n).unwrap().holds_resources()).count();
+        prop_assert!(s.active().is_some(), "no active node: {:?}", (s.role(0), s.role(1)));
+        prop_assert_eq!(holders, 1);
+    }
+
+    #[test]
+    fn forged_and_replayed_frames_change_nothing(seed: u64, untouched in 0usize..3) {
+        let (quiet, clean) = chaos(seed, untouched, 0.0, false, false);
+        for n in &quiet.nodes {
+            let c = n.core.as_ref().unwrap().counters();
+            prop_assert_eq!(c.replayed + c.bad_mac + c.malformed + c.misdirected, 0);
+        }
+        let (s, attacked) = chaos(seed, untouched, 0.0, true, false);
+        prop_assert_eq!(clean, attacked);
+        let c = s.nodes[0].core.as_ref().unwrap().counters();
+        let d = s.nodes[1].core.as_ref().unwrap().counters();
+        prop_assert!(c.replayed + c.bad_mac + c.malformed + c.misdirected > 0);
+        prop_assert!(d.replayed + d.bad_mac + d.malformed + d.misdirected > 0);
+    }
+
+    #[test]
+    fn one_lost_frame_causes_no_flap(seed: u64, at in 3000u64..6000, path in 0usize..3, whole_tick: bool) {
+        let mut s = stable(seed);
+        s.run_until(at);
+        let before = s.role_changes();
+        // Lose the next frame on one path, or on every path (a whole keepalive tick).
+        for from in 0..2 {
+            for p in 0..3 {
+                if whole_tick || p == path {
+                    s.links[from][p].loss = 1.0;
+                }
+            }
+        }
+        s.run_until(at + KEEPALIVE);
+        for from in 0..2 {
+            for p in 0..3 {
+                s.links[from][p].loss = 0.0;
+            }
+        }
+        s.run_until(at + 5000);
+        prop_assert_eq!(before, s.role_changes());
+        prop_assert!(!s.has_event(0, |e| *e == Event::PeerDead));
+        prop_assert!(!s.has_event(1, |e| *e == Event::PeerDead));
+    }
+
+    #[test]
+    fn takeover_bound_holds_for_any_kill_time(seed: u64, at in 3000u64..8000, delay_hi in 1u64..50) {
+        let mut s = Sim::new(seed);
+        for from in 0..2 { for p in 0..3 { s.links[from][p].delay = (1, delay_hi); } }
+        s.run_until(at);
+        let active = s.active().unwrap();
+        s.kill(active);
+        s.run_until(at + DEADTIME + KEEPALIVE);
+        let other = 1 - active;
+        let took = s.role_changes().iter().find(|(t, n, r)| *t >= at && *n == other && *r == Role::Acquiring).map(|c| c.0);
+        prop_assert!(took.is_some_and(|t| t - at <= DEADTIME + KEEPALIVE), "took {:?}", took.map(|t| t - at));
+    }
+}
+
+/// Found by the crash property: node1 restarts just as node2 declares it dead and takes
+/// over; node1's first frames from node2 still said "passive". The start-up election
+/// waits for fresher frames instead of acting on those.
+#[test]
+fn restart_while_peer_takes_over_does_not_double_activate() {
+    let (s, _) = chaos(
+        10_409_288_504_768_851_978,
+        0,
+        0.197_246_305_786_946_44,
+        false,
+        true,
+    );
+    assert!(
+        s.violations.is_empty(),
+        "{:?}",
+        &s.violations[..3.min(s.violations.len())]
+    );
+}
+
+/// Found by the forged-frames property: a refused frame moved the core's notion of
+/// "deadlines evaluated up to", so a ping-node timer due just before it never fired
+/// and the ping-node handover came late. Refused frames now leave timers alone.
+#[test]
+fn refused_frame_does_not_swallow_a_due_timer() {
+    let (_, clean) = chaos(12_651_422_971_185_572_311, 0, 0.0, false, false);
+    let (_, attacked) = chaos(12_651_422_971_185_572_311, 0, 0.0, true, false);
+    assert_eq!(clean, attacked);
+}

@@ -1,0 +1,237 @@
+//! `clusterd`: the cluster daemon of a tandem node. Logs go to stderr.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tandem_core::NodeId;
+use tandem_runtime::control::DEFAULT_SOCKET;
+use tandem_runtime::resources::{Chain, ServiceAddress};
+use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "clusterd",
+    about = "tandem cluster daemon: heartbeat, failover, resources"
+)]
+struct Cli {
+    /// This node: node1 or node2.
+    #[arg(long)]
+    node: String,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    control: PathBuf,
+    /// Cluster configuration (TOML). Without it, the heartbeat options below describe
+    /// the cluster (for bring-up and tests).
+    #[arg(long, conflicts_with_all = ["key_file", "internal", "external", "serial", "ping"])]
+    config: Option<PathBuf>,
+    /// Serial device of this node when it differs from the configuration's.
+    #[arg(long, requires = "config")]
+    serial_device: Option<PathBuf>,
+    /// File holding the cluster key (heartbeat authentication), without --config.
+    #[arg(long, required_unless_present = "config")]
+    key_file: Option<PathBuf>,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    keepalive_ms: u64,
+    /// Late-path warning after this many milliseconds of silence (default: half deadtime).
+    #[arg(long)]
+    warntime_ms: Option<u64>,
+    /// Peer dead after this many milliseconds of silence on every path.
+    #[arg(long, default_value_t = 60_000)]
+    deadtime_ms: u64,
+    /// Start-up wait for the peer in milliseconds (default: twice deadtime).
+    #[arg(long)]
+    initdead_ms: Option<u64>,
+    /// UDP port of the heartbeat on both networks.
+    #[arg(long, default_value_t = 694)]
+    udp_port: u16,
+    /// Internal (crossover) path as LOCAL,PEER addresses; omit to disable.
+    #[arg(long)]
+    internal: Option<String>,
+    /// External path as LOCAL,PEER addresses; omit to disable.
+    #[arg(long)]
+    external: Option<String>,
+    /// Serial heartbeat device; omit to disable.
+    #[arg(long)]
+    serial: Option<PathBuf>,
+    /// Serial baud rate (8N1).
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Ping node address (repeat for several).
+    #[arg(long = "ping")]
+    ping: Vec<Ipv4Addr>,
+    /// Interface for service addresses.
+    #[arg(long)]
+    service_if: Option<String>,
+    /// Service address as A.B.C.D/PREFIX (repeat for several).
+    #[arg(long = "service-addr")]
+    service_addr: Vec<String>,
+    /// Treat this node's replicated data as known good. Until the replication layer
+    /// reports it, a node without this flag never takes over alone.
+    #[arg(long)]
+    data_good: bool,
+}
+
+fn udp_path(flag: &str, v: &str) -> anyhow::Result<UdpPath> {
+    let (l, p) = v
+        .split_once(',')
+        .with_context(|| format!("--{flag} {v:?}: expected LOCAL,PEER"))?;
+    Ok(UdpPath {
+        local: l
+            .parse()
+            .with_context(|| format!("--{flag}: bad local address {l:?}"))?,
+        peer: p
+            .parse()
+            .with_context(|| format!("--{flag}: bad peer address {p:?}"))?,
+    })
+}
+
+fn cidr(v: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (a, p) = v
+        .split_once('/')
+        .with_context(|| format!("--service-addr {v:?}: expected A.B.C.D/PREFIX"))?;
+    let prefix: u8 = p
+        .parse()
+        .with_context(|| format!("--service-addr {v:?}: bad prefix length"))?;
+    if prefix > 32 {
+        bail!("--service-addr {v:?}: prefix length above 32");
+    }
+    Ok((
+        a.parse()
+            .with_context(|| format!("--service-addr {v:?}: bad address"))?,
+        prefix,
+    ))
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let node = match cli.node.as_str() {
+        "node1" => NodeId::Node1,
+        "node2" => NodeId::Node2,
+        other => bail!("--node {other:?}: expected node1 or node2"),
+    };
+    let service_addresses = cli
+        .service_addr
+        .iter()
+        .map(|s| cidr(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(path) = &cli.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        let cfg = tandem_config::ApplianceConfig::from_toml(&text)
+            .with_context(|| format!("configuration {}", path.display()))?;
+        let s = settings::from_config(
+            &cfg,
+            node,
+            LocalOptions {
+                serial_device: cli.serial_device.clone(),
+                service_interface: cli.service_if.clone(),
+                extra_service_addresses: service_addresses,
+                data_good: cli.data_good,
+                control: cli.control.clone(),
+            },
+        );
+        if !s.service_addresses.is_empty() && s.service_interface.is_none() {
+            bail!(
+                "service addresses are configured: --service-if must name the external interface"
+            );
+        }
+        return Ok(s);
+    }
+    let key_file = cli
+        .key_file
+        .as_ref()
+        .context("--key-file is required without --config")?;
+    let mut key = std::fs::read(key_file)
+        .with_context(|| format!("reading cluster key {}", key_file.display()))?;
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if !service_addresses.is_empty() && cli.service_if.is_none() {
+        bail!("--service-addr needs --service-if");
+    }
+    let mut s = Settings {
+        node,
+        key,
+        keepalive: Duration::from_millis(cli.keepalive_ms),
+        warntime: Duration::from_millis(cli.warntime_ms.unwrap_or(cli.deadtime_ms / 2)),
+        deadtime: Duration::from_millis(cli.deadtime_ms),
+        initdead: Duration::from_millis(cli.initdead_ms.unwrap_or(cli.deadtime_ms * 2)),
+        udp_port: cli.udp_port,
+        internal: cli
+            .internal
+            .as_deref()
+            .map(|v| udp_path("internal", v))
+            .transpose()?,
+        external: cli
+            .external
+            .as_deref()
+            .map(|v| udp_path("external", v))
+            .transpose()?,
+        serial: cli.serial.clone().map(|device| SerialPath {
+            device,
+            baud: cli.baud,
+        }),
+        ping_nodes: cli.ping.clone(),
+        service_interface: cli.service_if.clone(),
+        service_addresses,
+        data_good: cli.data_good,
+        control: cli.control.clone(),
+        config_digest: [0; 32],
+    };
+    s.config_digest = s.shared_digest();
+    Ok(s)
+}
+
+fn chain(s: &Settings) -> Chain {
+    let mut c = Chain::new();
+    if let Some(ifname) = &s.service_interface {
+        for (address, prefix) in &s.service_addresses {
+            c.push(Box::new(ServiceAddress {
+                interface: ifname.clone(),
+                address: *address,
+                prefix: *prefix,
+                garp_count: 3,
+                garp_gap: Duration::from_millis(500),
+            }));
+        }
+    }
+    c
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon still runs; it just cannot release on exit.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = settings(&cli).and_then(|s| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let c = chain(&s);
+        rt.block_on(tandem_runtime::daemon::run(s, c, shutdown_signal()))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clusterd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

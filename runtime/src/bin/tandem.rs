@@ -1,0 +1,132 @@
+//! `tandem`: the node's admin command line, a client of clusterd's control API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tandem_runtime::control::{Client, DEFAULT_SOCKET, StatusJson};
+
+#[derive(Parser, Debug)]
+#[command(name = "tandem", about = "Cluster status and control")]
+struct Cli {
+    /// clusterd's control socket.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    control: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Node, role, peer, heartbeat paths, ping nodes, resources, warnings.
+    Status {
+        /// Print the control API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the services to the other node (release here first, then acquire there).
+    Switchover,
+    /// Print recent events; with --follow keep printing new ones.
+    Events {
+        /// Keep the connection and print new events as they happen.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+fn print_status(s: &StatusJson) {
+    println!("node       {} ({})", s.node, s.role);
+    if let Some(w) = &s.waiting {
+        println!("waiting    {w}");
+    }
+    println!(
+        "peer       {} {}{}",
+        s.peer.node,
+        if s.peer.alive { "alive" } else { "silent" },
+        s.peer
+            .role
+            .as_ref()
+            .map_or(String::new(), |r| format!(", last role {r}"))
+    );
+    for p in &s.paths {
+        let heard = p.last_heard_ms_ago.map_or("never heard".to_string(), |ms| {
+            format!("last heard {ms} ms ago")
+        });
+        println!("path       {:<9} {:<8} {heard}", p.path, p.state);
+    }
+    for p in &s.ping_nodes {
+        println!(
+            "ping node  {:<15} {}",
+            p.address,
+            if p.reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+        );
+    }
+    println!(
+        "resources  {} [{}]",
+        s.resources,
+        s.resource_chain.join(", ")
+    );
+    let c = &s.counters;
+    println!(
+        "refused    bad mac {}, malformed {}, replayed {}, misdirected {}, line noise {}, bad requests {}",
+        c.bad_mac, c.malformed, c.replayed, c.misdirected, c.line_noise, c.bad_requests
+    );
+    for w in &s.warnings {
+        println!("WARNING    {w}");
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = Client::connect(&cli.control)?;
+    match cli.cmd {
+        Cmd::Status { json } => {
+            let r = client.call("status", false)?;
+            if !r.ok {
+                bail!("clusterd refused: {}", r.error.unwrap_or_default());
+            }
+            let s = r.status.context("clusterd sent no status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+        }
+        Cmd::Switchover => {
+            let r = client.call("switchover", false)?;
+            if !r.ok {
+                bail!("{}", r.error.unwrap_or_default());
+            }
+            println!("switchover started");
+        }
+        Cmd::Events { follow } => {
+            if follow {
+                client.wait_forever()?;
+            }
+            let mut r = client.call("events", follow)?;
+            loop {
+                match (&r.event, r.ok) {
+                    (Some(e), _) => println!("{} {} {}: {}", e.time_ms, e.node, e.kind, e.text),
+                    (None, true) => return Ok(()),
+                    (None, false) => eprintln!("tandem: {}", r.error.unwrap_or_default()),
+                }
+                r = client.read_response()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

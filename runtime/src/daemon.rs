@@ -1,0 +1,692 @@
+//! clusterd's event loop: the IO shell around [`tandem_core::Core`].
+//!
+//! One current-thread tokio runtime owns the core. UDP sockets are tokio sockets; the
+//! serial port (blocking, serialport crate) has a reader and a writer thread; ICMP
+//! replies come from the pinger's thread. Everything inbound reaches the loop through
+//! one channel, so the core is only ever touched from the loop.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tandem_core::{
+    ClusterKey, Core, Event, Input, Instant, Output, PathId, Reason, Rejection, Role,
+};
+use tandem_proto::SerialDeframer;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UdpSocket, UnixListener, UnixStream};
+use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc, oneshot};
+
+use crate::control::{
+    API_VERSION, CountersJson, EventJson, PathJson, PeerJson, PingJson, Request, Response,
+    StatusJson,
+};
+use crate::net::Pinger;
+use crate::resources::Chain;
+use crate::settings::Settings;
+
+/// Events kept for `tandem events` without `--follow`.
+const EVENT_BACKLOG: usize = 256;
+/// Frames queued for the serial writer before new ones are dropped (a frozen cable
+/// must not block the loop).
+const SERIAL_QUEUE: usize = 4;
+
+enum In {
+    Frame { path: PathId, bytes: Vec<u8> },
+    Noise(PathId),
+    PingReply(usize),
+    ChainUp(Result<(), String>),
+    ChainDown(Result<(), String>),
+    Control(ControlCall, oneshot::Sender<Response>),
+    Transport(String),
+}
+
+enum ControlCall {
+    Status,
+    Switchover,
+}
+
+struct EventHub {
+    node: String,
+    backlog: Mutex<VecDeque<EventJson>>,
+    tx: broadcast::Sender<EventJson>,
+}
+
+impl EventHub {
+    fn publish(&self, kind: &str, text: String) {
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        eprintln!("clusterd[{}]: {kind}: {text}", self.node);
+        let e = EventJson {
+            time_ms,
+            node: self.node.clone(),
+            kind: kind.to_string(),
+            text,
+        };
+        if let Ok(mut b) = self.backlog.lock() {
+            if b.len() == EVENT_BACKLOG {
+                b.pop_front();
+            }
+            b.push_back(e.clone());
+        }
+        // No subscriber is fine.
+        let _ = self.tx.send(e);
+    }
+}
+
+fn describe(e: &Event) -> (&'static str, String) {
+    match e {
+        Event::PathUp(p) => ("path_up", format!("{} heartbeat path up", p.name())),
+        Event::PathLate(p) => ("path_late", format!("{} heartbeat path late", p.name())),
+        Event::PathDown(p) => ("path_down", format!("{} heartbeat path down", p.name())),
+        Event::PeerAlive => ("peer_alive", "peer heard".into()),
+        Event::PeerDead => ("peer_dead", "peer silent on every enabled path".into()),
+        Event::PeerRestarted => ("peer_restarted", "peer restarted".into()),
+        Event::RoleChanged { from, to, reason } => (
+            "role_changed",
+            format!(
+                "{} -> {}{}",
+                from.name(),
+                to.name(),
+                reason.map_or(String::new(), |r: Reason| format!(" ({})", r.text()))
+            ),
+        ),
+        Event::Waiting(w) => ("waiting", w.text().into()),
+        Event::PingReach { reach, total } => (
+            "ping_reach",
+            format!("{reach} of {total} ping nodes reachable"),
+        ),
+        Event::ConfigMismatch => (
+            "config_mismatch",
+            "peer runs a different configuration".into(),
+        ),
+        Event::SplitBrain { survivor } => (
+            "split_brain",
+            format!(
+                "both nodes were active; {} stays active by policy",
+                survivor.name()
+            ),
+        ),
+        Event::FrameRejected { path, why } => (
+            "frame_rejected",
+            format!(
+                "frame on {} path refused: {}",
+                path.name(),
+                match why {
+                    Rejection::Decode(d) => d.to_string(),
+                    Rejection::OwnFrame => "own frame".into(),
+                    Rejection::WrongPath(p) => format!("marked for {} path", p.name()),
+                    Rejection::Replay => "replayed or stale".into(),
+                }
+            ),
+        ),
+        Event::SwitchoverStarted => ("switchover", "switchover started".into()),
+        Event::HandoverNotTaken => (
+            "handover_not_taken",
+            "peer did not take over after handover".into(),
+        ),
+        Event::ResourcesFailed => ("resources_failed", "resource chain failed".into()),
+    }
+}
+
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0) + Duration::from_millis(at.as_millis())
+    }
+}
+
+struct Udp {
+    sock: Arc<UdpSocket>,
+    peer: SocketAddrV4,
+}
+
+/// Runs clusterd until `shutdown` completes; on shutdown an active node releases its
+/// resources first.
+///
+/// # Errors
+/// Start-up failures (sockets, serial device, control socket), with context.
+pub async fn run(
+    settings: Settings,
+    chain: Chain,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let clock = Clock(std::time::Instant::now());
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let key = ClusterKey::new(&settings.key).context("cluster key")?;
+    let mut core =
+        Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
+    core.handle(clock.now(), Input::DataGood(settings.data_good));
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<In>();
+    let hub = Arc::new(EventHub {
+        node: settings.node.name().to_string(),
+        backlog: Mutex::new(VecDeque::new()),
+        tx: broadcast::channel(256).0,
+    });
+    let bad_requests = Arc::new(AtomicU64::new(0));
+
+    let mut udp: [Option<Udp>; 3] = [None, None, None];
+    for (path, cfg) in [
+        (PathId::Internal, settings.internal),
+        (PathId::External, settings.external),
+    ] {
+        let Some(cfg) = cfg else { continue };
+        let sock = UdpSocket::bind(SocketAddrV4::new(cfg.local, settings.udp_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "binding {} heartbeat socket {}:{}",
+                    path.name(),
+                    cfg.local,
+                    settings.udp_port
+                )
+            })?;
+        let sock = Arc::new(sock);
+        let rsock = Arc::clone(&sock);
+        let rtx = tx.clone();
+        tokio::spawn(async move {
+            // Larger than any frame so oversized datagrams are seen as such.
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match rsock.recv_from(&mut buf).await {
+                    Ok((n, _)) => {
+                        let bytes = buf[..n].to_vec();
+                        if rtx.send(In::Frame { path, bytes }).is_err() {
+                            return;
+                        }
+                    }
+                    // ICMP errors from a peer that is down surface here; keep going.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        udp[path.index()] = Some(Udp {
+            sock,
+            peer: SocketAddrV4::new(cfg.peer, settings.udp_port),
+        });
+    }
+
+    let serial_tx = match &settings.serial {
+        Some(s) => Some(start_serial(&s.device, s.baud, tx.clone())?),
+        None => None,
+    };
+
+    let mut pinger = if settings.ping_nodes.is_empty() {
+        None
+    } else {
+        let ptx = tx.clone();
+        Some(
+            Pinger::start(settings.ping_nodes.clone(), move |r| match r {
+                Some(i) => ptx.send(In::PingReply(i)).is_ok(),
+                None => !ptx.is_closed(),
+            })
+            .context("opening the ICMP socket for ping nodes")?,
+        )
+    };
+
+    let listener = bind_control(&settings.control)?;
+    tokio::spawn(control_server(
+        listener,
+        tx.clone(),
+        Arc::clone(&hub),
+        Arc::clone(&bad_requests),
+    ));
+
+    let chain_names = chain.names();
+    let chain = Arc::new(AsyncMutex::new(chain));
+    hub.publish(
+        "started",
+        format!(
+            "clusterd {} started, generation {generation}",
+            settings.node.name()
+        ),
+    );
+    for w in core.status(clock.now()).warnings {
+        if w.contains("disabled") {
+            hub.publish("warning", w);
+        }
+    }
+
+    tokio::pin!(shutdown);
+    loop {
+        while let Some(o) = core.poll_output() {
+            match o {
+                Output::Transmit { path, frame } => match path {
+                    PathId::Serial => {
+                        if let Some(stx) = &serial_tx {
+                            // Full queue: the cable is stuck; losing a heartbeat is
+                            // what a stuck cable means.
+                            let _ = stx.try_send(frame);
+                        }
+                    }
+                    _ => {
+                        if let Some(u) = &udp[path.index()] {
+                            let _ = u.sock.try_send_to(&frame, u.peer.into());
+                        }
+                    }
+                },
+                Output::Ping { index } => {
+                    if let Some(p) = pinger.as_mut() {
+                        p.send(index);
+                    }
+                }
+                Output::Acquire => {
+                    let (c, t) = (Arc::clone(&chain), tx.clone());
+                    tokio::spawn(async move {
+                        let r = c.lock().await.acquire().await.map_err(|e| chain_error(&e));
+                        let _ = t.send(In::ChainUp(r));
+                    });
+                }
+                Output::Release => {
+                    let (c, t) = (Arc::clone(&chain), tx.clone());
+                    tokio::spawn(async move {
+                        let r = c.lock().await.release().await.map_err(|e| chain_error(&e));
+                        let _ = t.send(In::ChainDown(r));
+                    });
+                }
+                Output::Event(e) => {
+                    let (kind, text) = describe(&e);
+                    hub.publish(kind, text);
+                }
+            }
+        }
+        let deadline = clock.deadline(core.poll_timeout());
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep_until(deadline) => core.handle_timeout(clock.now()),
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                let now = clock.now();
+                match msg {
+                    In::Frame { path, bytes } => core.handle(now, Input::Frame { path, bytes: &bytes }),
+                    In::Noise(path) => core.handle(now, Input::LineNoise { path }),
+                    In::PingReply(index) => core.handle(now, Input::PingReply { index }),
+                    In::ChainUp(Ok(())) => core.handle(now, Input::ResourcesUp),
+                    In::ChainUp(Err(e)) => {
+                        hub.publish("resource_error", e);
+                        core.handle(now, Input::ResourcesFailed);
+                    }
+                    In::ChainDown(r) => {
+                        if let Err(e) = r {
+                            // Reported loudly; the node still counts as released so the
+                            // cluster is not stuck with nobody able to act.
+                            hub.publish("resource_error", e);
+                        }
+                        core.handle(now, Input::ResourcesDown);
+                    }
+                    In::Transport(text) => hub.publish("transport", text),
+                    In::Control(call, reply) => {
+                        let resp = match call {
+                            ControlCall::Status => {
+                                let mut r = Response::ok();
+                                r.status = Some(status_json(
+                                    &core,
+                                    now,
+                                    &settings,
+                                    &chain_names,
+                                    bad_requests.load(Ordering::Relaxed),
+                                ));
+                                r
+                            }
+                            ControlCall::Switchover => match core.switchover(now) {
+                                Ok(()) => Response::ok(),
+                                Err(e) => Response::error(format!("switchover refused: {e}")),
+                            },
+                        };
+                        let _ = reply.send(resp);
+                    }
+                }
+            }
+        }
+    }
+
+    if core.role().holds_resources() || core.role() == Role::Acquiring {
+        hub.publish("shutdown", "releasing resources before exit".into());
+        if let Err(e) = chain.lock().await.release().await {
+            hub.publish("resource_error", chain_error(&e));
+        }
+    }
+    let _ = std::fs::remove_file(&settings.control);
+    hub.publish("stopped", "clusterd stopped".into());
+    Ok(())
+}
+
+fn chain_error(e: &crate::resources::ResourceError) -> String {
+    // Walk the source chain so the message names the kernel's reason too.
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating control socket directory {}", dir.display()))?;
+    }
+    // A socket left by a killed daemon would make bind fail.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing stale socket {}", path.display()));
+        }
+    }
+    UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))
+}
+
+async fn control_server(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<In>,
+    hub: Arc<EventHub>,
+    bad: Arc<AtomicU64>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(control_conn(
+            stream,
+            tx.clone(),
+            Arc::clone(&hub),
+            Arc::clone(&bad),
+        ));
+    }
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> bool {
+    let Ok(mut s) = serde_json::to_string(r) else {
+        return false;
+    };
+    s.push('\n');
+    w.write_all(s.as_bytes()).await.is_ok()
+}
+
+async fn control_conn(
+    stream: UnixStream,
+    tx: mpsc::UnboundedSender<In>,
+    hub: Arc<EventHub>,
+    bad: Arc<AtomicU64>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    // Bounded request size: a line longer than this is refused, not buffered forever.
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.len() > 4096 {
+            bad.fetch_add(1, Ordering::Relaxed);
+            let _ = write_line(&mut w, &Response::error("request longer than 4096 bytes")).await;
+            return;
+        }
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                bad.fetch_add(1, Ordering::Relaxed);
+                if !write_line(&mut w, &Response::error(format!("malformed request: {e}"))).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if req.version != API_VERSION {
+            bad.fetch_add(1, Ordering::Relaxed);
+            let msg = format!(
+                "unsupported api version {}, this daemon speaks {API_VERSION}",
+                req.version
+            );
+            if !write_line(&mut w, &Response::error(msg)).await {
+                return;
+            }
+            continue;
+        }
+        let call = match req.request.as_str() {
+            "status" => ControlCall::Status,
+            "switchover" => ControlCall::Switchover,
+            "events" => {
+                let mut sub = hub.tx.subscribe();
+                let backlog: Vec<EventJson> = hub
+                    .backlog
+                    .lock()
+                    .map(|b| b.iter().cloned().collect())
+                    .unwrap_or_default();
+                for e in backlog {
+                    let mut r = Response::ok();
+                    r.event = Some(e);
+                    if !write_line(&mut w, &r).await {
+                        return;
+                    }
+                }
+                if !req.follow {
+                    let _ = write_line(&mut w, &Response::ok()).await;
+                    continue;
+                }
+                loop {
+                    match sub.recv().await {
+                        Ok(e) => {
+                            let mut r = Response::ok();
+                            r.event = Some(e);
+                            if !write_line(&mut w, &r).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            let r = Response::error(format!("{n} events dropped: reader too slow"));
+                            if !write_line(&mut w, &r).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+            other => {
+                bad.fetch_add(1, Ordering::Relaxed);
+                let msg =
+                    format!("unknown request {other:?}: expected status, switchover or events");
+                if !write_line(&mut w, &Response::error(msg)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (otx, orx) = oneshot::channel();
+        if tx.send(In::Control(call, otx)).is_err() {
+            return;
+        }
+        let Ok(resp) = orx.await else { return };
+        if !write_line(&mut w, &resp).await {
+            return;
+        }
+    }
+}
+
+fn status_json(
+    core: &Core,
+    now: Instant,
+    settings: &Settings,
+    chain: &[String],
+    bad_requests: u64,
+) -> StatusJson {
+    let s = core.status(now);
+    let c = s.counters;
+    StatusJson {
+        node: s.node.name().into(),
+        role: s.role.name().into(),
+        resources: s.resources.name().into(),
+        resource_chain: chain.to_vec(),
+        waiting: s.waiting.map(|w| w.text().into()),
+        data_good: s.data_good,
+        peer: PeerJson {
+            node: s.node.peer().name().into(),
+            alive: s.peer.alive,
+            role: s.peer.role.map(|r| r.name().into()),
+            resources: s.peer.resources.map(|r| r.name().into()),
+            data_good: s.peer.data_good,
+            ping_reach: s.peer.ping.map(|p| p.0),
+            config_matches: s.peer.config_matches,
+        },
+        paths: s
+            .paths
+            .iter()
+            .map(|p| PathJson {
+                path: p.path.name().into(),
+                enabled: p.enabled,
+                state: if !p.enabled {
+                    "disabled"
+                } else if !p.up {
+                    "down"
+                } else if p.late {
+                    "late"
+                } else {
+                    "up"
+                }
+                .into(),
+                last_heard_ms_ago: p
+                    .last_heard_ago
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            })
+            .collect(),
+        ping_nodes: settings
+            .ping_nodes
+            .iter()
+            .zip(s.ping_nodes.iter())
+            .map(|(a, r)| PingJson {
+                address: a.to_string(),
+                reachable: *r,
+            })
+            .collect(),
+        counters: CountersJson {
+            accepted: c.accepted,
+            bad_mac: c.bad_mac,
+            malformed: c.malformed,
+            replayed: c.replayed,
+            misdirected: c.misdirected,
+            line_noise: c.line_noise,
+            config_mismatch: c.config_mismatch,
+            bad_requests,
+        },
+        warnings: s.warnings,
+    }
+}
+
+/// Opens the serial port 8N1 and starts its reader and writer threads. Returns the
+/// writer's queue.
+fn start_serial(
+    device: &Path,
+    baud: u32,
+    tx: mpsc::UnboundedSender<In>,
+) -> anyhow::Result<std::sync::mpsc::SyncSender<[u8; tandem_proto::FRAME_LEN]>> {
+    let dev = device.display().to_string();
+    let port = serialport::new(dev.clone(), baud)
+        .data_bits(serialport::DataBits::Eight)
+        .parity(serialport::Parity::None)
+        .stop_bits(serialport::StopBits::One)
+        .flow_control(serialport::FlowControl::None)
+        .timeout(Duration::from_millis(500))
+        .open_native()
+        .with_context(|| format!("opening serial heartbeat device {dev} at {baud} baud"))?;
+    let mut writer = port
+        .try_clone_native()
+        .with_context(|| format!("duplicating serial device {dev}"))?;
+    let mut reader = port;
+    let (wtx, wrx) = std::sync::mpsc::sync_channel::<[u8; tandem_proto::FRAME_LEN]>(SERIAL_QUEUE);
+    let wdev = dev.clone();
+    let wtx_events = tx.clone();
+    std::thread::Builder::new()
+        .name("serial-tx".into())
+        .spawn(move || {
+            let mut buf = [0u8; tandem_proto::SERIAL_BUF_LEN];
+            let mut failing = false;
+            while let Ok(frame) = wrx.recv() {
+                let Some(bytes) = tandem_proto::encode_serial(&frame, &mut buf) else {
+                    continue;
+                };
+                match writer.write_all(bytes) {
+                    Ok(()) => failing = false,
+                    Err(e) => {
+                        if !failing {
+                            let _ = wtx_events
+                                .send(In::Transport(format!("serial write on {wdev} failed: {e}")));
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        })
+        .context("starting serial writer thread")?;
+    std::thread::Builder::new()
+        .name("serial-rx".into())
+        .spawn(move || {
+            let mut d = SerialDeframer::new();
+            let mut buf = [0u8; 256];
+            let mut failing = false;
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => {
+                        // End of file or hang-up: the other end is gone. Wait instead of
+                        // spinning; data resumes when the cable does.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Ok(n) => {
+                        failing = false;
+                        for &b in &buf[..n] {
+                            let msg = match d.push(b) {
+                                Some(Ok(frame)) => In::Frame {
+                                    path: PathId::Serial,
+                                    bytes: frame.to_vec(),
+                                },
+                                Some(Err(_)) => In::Noise(PathId::Serial),
+                                None => continue,
+                            };
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing
+                            && tx
+                                .send(In::Transport(format!("serial read on {dev} failed: {e}")))
+                                .is_err()
+                        {
+                            return;
+                        }
+                        failing = true;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        })
+        .context("starting serial reader thread")?;
+    Ok(wtx)
+}

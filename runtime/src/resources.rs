@@ -1,0 +1,314 @@
+//! The ordered resource chain run on takeover (forward) and release (backwards), and
+//! the resources of this issue: service addresses with gratuitous ARP (R4.4).
+//!
+//! Later resources (fencing, replication, filesystem, links, VEs) implement
+//! [`Resource`] and are inserted before the service addresses, as the architecture's
+//! chain order says.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::net::{self, ArpError, NetlinkError};
+
+/// A boxed future, as trait methods returning futures must be object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A resource failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// The netlink part of a service address failed.
+    #[error("service address {address}/{prefix} on {interface}")]
+    Address {
+        /// Address.
+        address: Ipv4Addr,
+        /// Prefix length.
+        prefix: u8,
+        /// Interface.
+        interface: String,
+        /// Cause.
+        #[source]
+        source: NetlinkError,
+    },
+    /// Sending the gratuitous ARP failed.
+    #[error("gratuitous arp for {address} on {interface}")]
+    Arp {
+        /// Address.
+        address: Ipv4Addr,
+        /// Interface.
+        interface: String,
+        /// Cause.
+        #[source]
+        source: ArpError,
+    },
+    /// A simulated failure (tests).
+    #[error("simulated failure of {name}")]
+    Simulated {
+        /// Resource name.
+        name: String,
+    },
+}
+
+/// One step of the chain. `acquire` and `release` must be idempotent: the chain may
+/// release a resource that was never (fully) acquired.
+pub trait Resource: Send + Debug {
+    /// Name for status and errors.
+    fn name(&self) -> String;
+    /// Brings the resource up on this node.
+    fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
+    /// Takes the resource down on this node.
+    fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
+}
+
+/// Resources in takeover order.
+#[derive(Debug, Default)]
+pub struct Chain {
+    resources: Vec<Box<dyn Resource>>,
+}
+
+impl Chain {
+    /// An empty chain.
+    #[must_use]
+    pub fn new() -> Chain {
+        Chain::default()
+    }
+
+    /// Appends a resource (acquired after, released before the ones already there).
+    pub fn push(&mut self, r: Box<dyn Resource>) {
+        self.resources.push(r);
+    }
+
+    /// Names in chain order.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.resources.iter().map(|r| r.name()).collect()
+    }
+
+    /// Acquires in order; stops at the first failure and returns it. The caller
+    /// releases afterwards (release is idempotent), so nothing stays half up.
+    ///
+    /// # Errors
+    /// The first resource's failure.
+    pub async fn acquire(&mut self) -> Result<(), ResourceError> {
+        for r in &mut self.resources {
+            r.acquire().await?;
+        }
+        Ok(())
+    }
+
+    /// Releases in reverse order, trying every resource; returns the first failure.
+    ///
+    /// # Errors
+    /// The first resource's failure (the others were still attempted).
+    pub async fn release(&mut self) -> Result<(), ResourceError> {
+        let mut first = None;
+        for r in self.resources.iter_mut().rev() {
+            if let Err(e) = r.release().await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// A service address on the external interface, announced by gratuitous ARP.
+#[derive(Debug)]
+pub struct ServiceAddress {
+    /// Interface name.
+    pub interface: String,
+    /// Address.
+    pub address: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Gratuitous ARPs sent on takeover (the first at once, then one per `garp_gap`).
+    pub garp_count: u32,
+    /// Gap between gratuitous ARPs.
+    pub garp_gap: Duration,
+}
+
+impl Resource for ServiceAddress {
+    fn name(&self) -> String {
+        format!(
+            "address {}/{} on {}",
+            self.address, self.prefix, self.interface
+        )
+    }
+
+    fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            let link = net::link_info(&self.interface)
+                .await
+                .map_err(|source| self.addr_err(source))?;
+            net::add_address(link.index, self.address, self.prefix)
+                .await
+                .map_err(|source| self.addr_err(source))?;
+            let arp_err = |source| ResourceError::Arp {
+                address: self.address,
+                interface: self.interface.clone(),
+                source,
+            };
+            net::send_gratuitous_arp(link.index, link.mac, self.address).map_err(arp_err)?;
+            // Repeat in the background: a router that missed the first one learns from
+            // the next; the takeover itself does not wait for them.
+            let (idx, mac, addr, gap, n) = (
+                link.index,
+                link.mac,
+                self.address,
+                self.garp_gap,
+                self.garp_count,
+            );
+            tokio::spawn(async move {
+                for _ in 1..n {
+                    tokio::time::sleep(gap).await;
+                    if net::send_gratuitous_arp(idx, mac, addr).is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            let link = net::link_info(&self.interface)
+                .await
+                .map_err(|source| self.addr_err(source))?;
+            net::del_address(link.index, self.address, self.prefix)
+                .await
+                .map_err(|source| self.addr_err(source))
+        })
+    }
+}
+
+impl ServiceAddress {
+    fn addr_err(&self, source: NetlinkError) -> ResourceError {
+        ResourceError::Address {
+            address: self.address,
+            prefix: self.prefix,
+            interface: self.interface.clone(),
+            source,
+        }
+    }
+}
+
+/// Fault knobs and observations of a [`SimResource`], shared with the test.
+#[derive(Debug, Default)]
+pub struct SimKnobs {
+    /// The next acquire fails.
+    pub fail_acquire: AtomicBool,
+    /// The next release fails.
+    pub fail_release: AtomicBool,
+    /// Currently held.
+    pub held: AtomicBool,
+    /// Acquire calls so far.
+    pub acquires: AtomicU32,
+    /// Log of `+name` / `-name` in call order, shared by all sim resources of a chain.
+    pub log: Mutex<Vec<String>>,
+}
+
+/// A resource that only records what happens to it, with fault knobs.
+#[derive(Debug)]
+pub struct SimResource {
+    /// Name.
+    pub name: String,
+    /// Time an acquire or release takes.
+    pub delay: Duration,
+    /// Knobs.
+    pub knobs: Arc<SimKnobs>,
+}
+
+impl SimResource {
+    fn record(&self, what: String) {
+        if let Ok(mut l) = self.knobs.log.lock() {
+            l.push(what);
+        }
+    }
+}
+
+impl Resource for SimResource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.knobs.acquires.fetch_add(1, Ordering::SeqCst);
+            if self.knobs.fail_acquire.swap(false, Ordering::SeqCst) {
+                self.record(format!("!{}", self.name));
+                return Err(ResourceError::Simulated {
+                    name: self.name.clone(),
+                });
+            }
+            self.knobs.held.store(true, Ordering::SeqCst);
+            self.record(format!("+{}", self.name));
+            Ok(())
+        })
+    }
+
+    fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.record(format!("-{}", self.name));
+            if self.knobs.fail_release.swap(false, Ordering::SeqCst) {
+                return Err(ResourceError::Simulated {
+                    name: self.name.clone(),
+                });
+            }
+            self.knobs.held.store(false, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim(name: &str, knobs: &Arc<SimKnobs>) -> Box<dyn Resource> {
+        Box::new(SimResource {
+            name: name.to_string(),
+            delay: Duration::from_millis(1),
+            knobs: Arc::clone(knobs),
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn chain_acquires_in_order_and_releases_in_reverse() {
+        let k = Arc::new(SimKnobs::default());
+        let mut c = Chain::new();
+        for n in ["fence", "drbd", "mount", "address"] {
+            c.push(sim(n, &k));
+        }
+        c.acquire().await.unwrap();
+        c.release().await.unwrap();
+        assert_eq!(
+            *k.log.lock().unwrap(),
+            [
+                "+fence", "+drbd", "+mount", "+address", "-address", "-mount", "-drbd", "-fence"
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failure_stops_acquire_and_release_tries_everything() {
+        let k1 = Arc::new(SimKnobs::default());
+        let k2 = Arc::new(SimKnobs::default());
+        let mut c = Chain::new();
+        c.push(sim("a", &k1));
+        c.push(sim("b", &k2));
+        k2.fail_acquire.store(true, Ordering::SeqCst);
+        let e = c.acquire().await.unwrap_err();
+        assert_eq!(e.to_string(), "simulated failure of b");
+        assert!(k1.held.load(Ordering::SeqCst));
+        k2.fail_release.store(true, Ordering::SeqCst);
+        assert!(c.release().await.is_err());
+        // "a" was still released although "b" failed first.
+        assert!(!k1.held.load(Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,231 @@
+//! The daemon's own plain settings, filled from the cluster configuration or from
+//! command-line options, and mapped into the core's [`Params`].
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tandem_core::{NodeId, Params};
+
+/// A UDP heartbeat path: this node's address and the peer's on that network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpPath {
+    /// Local address to bind.
+    pub local: Ipv4Addr,
+    /// Peer's address.
+    pub peer: Ipv4Addr,
+}
+
+/// The serial heartbeat path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialPath {
+    /// Device, e.g. `/dev/ttyS1`.
+    pub device: PathBuf,
+    /// Baud rate (8N1).
+    pub baud: u32,
+}
+
+/// Everything clusterd needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node.
+    pub node: NodeId,
+    /// Cluster key for heartbeat authentication.
+    pub key: Vec<u8>,
+    /// Heartbeat interval.
+    pub keepalive: Duration,
+    /// Late-path warning.
+    pub warntime: Duration,
+    /// Dead peer after this silence on every path.
+    pub deadtime: Duration,
+    /// Start-up wait for the peer.
+    pub initdead: Duration,
+    /// UDP port of both UDP paths.
+    pub udp_port: u16,
+    /// Internal (crossover) path, if enabled.
+    pub internal: Option<UdpPath>,
+    /// External path, if enabled.
+    pub external: Option<UdpPath>,
+    /// Serial path, if enabled.
+    pub serial: Option<SerialPath>,
+    /// Ping nodes (R4.2).
+    pub ping_nodes: Vec<Ipv4Addr>,
+    /// Interface carrying the service addresses.
+    pub service_interface: Option<String>,
+    /// Service addresses with prefix length (R4.4).
+    pub service_addresses: Vec<(Ipv4Addr, u8)>,
+    /// Replicated data known good (until the replication layer reports it).
+    pub data_good: bool,
+    /// Control socket path.
+    pub control: PathBuf,
+    /// Digest of the cluster configuration both nodes must share.
+    pub config_digest: [u8; 32],
+}
+
+impl Settings {
+    /// The core's parameters for a run with boot generation `generation`.
+    #[must_use]
+    pub fn params(&self, generation: u64) -> Params {
+        Params {
+            node: self.node,
+            keepalive: self.keepalive,
+            warntime: self.warntime,
+            deadtime: self.deadtime,
+            initdead: self.initdead,
+            paths_enabled: [
+                self.serial.is_some(),
+                self.internal.is_some(),
+                self.external.is_some(),
+            ],
+            ping_nodes: u8::try_from(self.ping_nodes.len()).unwrap_or(u8::MAX),
+            ping_dead: self.deadtime,
+            config_digest: self.config_digest,
+            generation,
+        }
+    }
+
+    /// Digest of the settings both nodes must agree on (timings, enabled paths, ping
+    /// nodes, service addresses), used when no configuration file is given. Node-local
+    /// values (own addresses, device names) are left out.
+    #[must_use]
+    pub fn shared_digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let canon = format!(
+            "keepalive={:?};warntime={:?};deadtime={:?};initdead={:?};port={};serial={};internal={};external={};ping={:?};addrs={:?}",
+            self.keepalive,
+            self.warntime,
+            self.deadtime,
+            self.initdead,
+            self.udp_port,
+            self.serial.is_some(),
+            self.internal.is_some(),
+            self.external.is_some(),
+            self.ping_nodes,
+            self.service_addresses,
+        );
+        h.update(canon.as_bytes());
+        h.finalize().into()
+    }
+}
+
+/// Daemon options that the cluster configuration does not (yet) carry.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Serial device of this node, overriding the configuration's (which is the same
+    /// for both nodes).
+    pub serial_device: Option<PathBuf>,
+    /// External interface that carries the service addresses.
+    pub service_interface: Option<String>,
+    /// Extra service addresses beyond VE 101's.
+    pub extra_service_addresses: Vec<(Ipv4Addr, u8)>,
+    /// Replicated data known good.
+    pub data_good: bool,
+    /// Control socket.
+    pub control: PathBuf,
+}
+
+fn node_id(n: NodeId) -> tandem_config::NodeId {
+    match n {
+        NodeId::Node1 => tandem_config::NodeId::Node1,
+        NodeId::Node2 => tandem_config::NodeId::Node2,
+    }
+}
+
+/// Maps the cluster configuration into this node's settings. The configuration digest
+/// is the SHA-256 of its normalised TOML, so both nodes agree whatever the formatting.
+#[must_use]
+pub fn from_config(
+    cfg: &tandem_config::ApplianceConfig,
+    node: NodeId,
+    local: LocalOptions,
+) -> Settings {
+    use tandem_config::HeartbeatPath;
+    let hb = &cfg.heartbeat;
+    let me = cfg.network.node(node_id(node));
+    let peer = cfg.network.node(node_id(node.peer()));
+    let mut service_addresses = Vec::new();
+    if let Some(ve) = &cfg.ves.ve101 {
+        service_addresses.push((ve.address.addr(), cfg.network.netmask.prefix()));
+    }
+    service_addresses.extend(local.extra_service_addresses);
+    Settings {
+        node,
+        key: hb.auth_key.as_bytes().to_vec(),
+        keepalive: hb.keepalive.as_duration(),
+        warntime: hb.warntime.as_duration(),
+        deadtime: hb.deadtime.as_duration(),
+        initdead: hb.initdead.as_duration(),
+        udp_port: hb.udp_port.get(),
+        internal: hb.is_enabled(HeartbeatPath::Internal).then(|| UdpPath {
+            local: me.internal_address.addr(),
+            peer: peer.internal_address.addr(),
+        }),
+        external: hb.is_enabled(HeartbeatPath::External).then(|| UdpPath {
+            local: me.address.addr(),
+            peer: peer.address.addr(),
+        }),
+        serial: hb.is_enabled(HeartbeatPath::Serial).then(|| SerialPath {
+            device: local
+                .serial_device
+                .unwrap_or_else(|| PathBuf::from(hb.serial.device.as_str())),
+            baud: hb.serial.baud.get(),
+        }),
+        ping_nodes: cfg.network.ping_nodes.iter().map(|p| p.addr()).collect(),
+        service_interface: local.service_interface,
+        service_addresses,
+        data_good: local.data_good,
+        control: local.control,
+        config_digest: Sha256::digest(cfg.to_toml().as_bytes()).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> tandem_config::ApplianceConfig {
+        let (c, _) =
+            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+        c
+    }
+
+    #[test]
+    fn config_maps_mirrored_paths_for_each_node() {
+        let c = cfg();
+        let s1 = from_config(&c, NodeId::Node1, LocalOptions::default());
+        let s2 = from_config(&c, NodeId::Node2, LocalOptions::default());
+        let (e1, e2) = (s1.external.unwrap(), s2.external.unwrap());
+        assert_eq!(e1.local, e2.peer);
+        assert_eq!(e1.peer, e2.local);
+        let (i1, i2) = (s1.internal.unwrap(), s2.internal.unwrap());
+        assert_eq!(i1.local, i2.peer);
+        assert_eq!(s1.config_digest, s2.config_digest);
+        assert_eq!(s1.keepalive, Duration::from_secs(5));
+        assert_eq!(s1.key, c.heartbeat.auth_key.as_bytes().to_vec());
+        assert!(s1.params(1).validate().is_ok());
+    }
+
+    #[test]
+    fn disabled_paths_and_overrides() {
+        let mut c = cfg();
+        c.heartbeat.serial.enabled = false;
+        c.heartbeat.external.enabled = false;
+        let s = from_config(&c, NodeId::Node1, LocalOptions::default());
+        assert_eq!(s.params(1).paths_enabled, [false, true, false]);
+        c.heartbeat.serial.enabled = true;
+        let s = from_config(
+            &c,
+            NodeId::Node2,
+            LocalOptions {
+                serial_device: Some("/tmp/ttyB".into()),
+                ..LocalOptions::default()
+            },
+        );
+        assert_eq!(s.serial.unwrap().device, PathBuf::from("/tmp/ttyB"));
+        let mut other = c.clone();
+        other.heartbeat.keepalive = tandem_config::Millis(1000);
+        let d = from_config(&other, NodeId::Node2, LocalOptions::default()).config_digest;
+        assert_ne!(s.config_digest, d);
+    }
+}

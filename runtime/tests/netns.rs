@@ -1,0 +1,483 @@
+//! Two real clusterd processes in network namespaces (see `rig`): a veth "crossover",
+//! a bridged "external" LAN whose namespace also plays the ping node and the router
+//! that must learn the service address from gratuitous ARP, and a pty pair joined by
+//! socat as the serial cable. Every link can be cut. Fast profile: keepalive 200 ms,
+//! deadtime 1 s.
+//!
+//! Runs as root (namespaces, raw sockets). Needs Debian packages iproute2 and socat.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failed unwrap is a failed test"
+)]
+
+mod rig;
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rig::*;
+use tandem_runtime::control::{Client, StatusJson};
+
+fn event_kinds(ev: &[(String, String)]) -> Vec<&str> {
+    ev.iter().map(|e| e.0.as_str()).collect()
+}
+
+#[test]
+fn sigkill_of_active_moves_service_address_and_router_learns_it() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    wait_until("service address on node1", Duration::from_secs(3), || {
+        rig.has_vip(0)
+    });
+    assert!(!rig.has_vip(1));
+    rig.lan_learn_vip();
+    let mac1 = rig.mac(0);
+    let mac2 = rig.mac(1);
+    assert!(rig.lan_neigh_vip().contains(&mac1));
+
+    let t0 = Instant::now();
+    rig.kill(0);
+    wait_until(
+        "node2 active with the address",
+        Duration::from_secs(5),
+        || rig.has_vip(1) && rig.role(1) == "active",
+    );
+    let up = t0.elapsed();
+    wait_until("router sees node2's MAC", Duration::from_secs(5), || {
+        rig.lan_neigh_vip().contains(&mac2)
+    });
+    let arp = t0.elapsed();
+    eprintln!("takeover: address up after {up:?}, router updated after {arp:?}");
+    // deadtime + one keepalive, plus slack for polling and a shared machine.
+    let bound = Duration::from_millis(DEADTIME_MS + KEEPALIVE_MS + 600);
+    assert!(arp <= bound, "takeover took {arp:?}, bound {bound:?}");
+    let ev = rig.events(1);
+    assert!(
+        ev.iter()
+            .any(|(k, t)| k == "role_changed" && t.contains("peer silent")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn each_single_path_cut_raises_event_without_failover() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    let cut = |r: &Rig, path: &str, c: bool| match path {
+        "internal" => r.cut_internal(c),
+        "external" => r.cut_external(1, c),
+        _ => r.cut_serial(c),
+    };
+    for path in ["internal", "external", "serial"] {
+        cut(&rig, path, true);
+        wait_until(
+            &format!("{path} down on node2"),
+            Duration::from_secs(4),
+            || {
+                rig.status(1)
+                    .paths
+                    .iter()
+                    .any(|p| p.path == path && p.state == "down")
+            },
+        );
+        // Two more deadtimes: still no failover.
+        thread::sleep(Duration::from_millis(2 * DEADTIME_MS));
+        assert_eq!(
+            (rig.role(0).as_str(), rig.role(1).as_str()),
+            ("active", "passive")
+        );
+        let st = rig.status(1);
+        assert!(
+            st.warnings.iter().any(|w| w.contains(path)),
+            "{:?}",
+            st.warnings
+        );
+        cut(&rig, path, false);
+        wait_until(&format!("{path} up again"), Duration::from_secs(4), || {
+            rig.status(1).paths.iter().all(|p| p.state == "up")
+        });
+        let ev = rig.events(1);
+        assert!(
+            ev.iter()
+                .any(|(k, t)| k == "path_down" && t.starts_with(path)),
+            "{ev:?}"
+        );
+    }
+    assert!(!event_kinds(&rig.events(1)).contains(&"peer_dead"));
+    assert!(!event_kinds(&rig.events(0)).contains(&"peer_dead"));
+}
+
+#[test]
+fn all_paths_cut_split_brain_is_detected_and_resolved() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    rig.cut_internal(true);
+    rig.cut_external(1, true);
+    rig.cut_serial(true);
+    rig.wait_roles("active", "active", Duration::from_secs(4));
+    rig.cut_internal(false);
+    rig.cut_external(1, false);
+    rig.cut_serial(false);
+    // Equal ping reach once node2 is back on the LAN: node1 stays by policy.
+    rig.wait_roles("active", "passive", Duration::from_secs(6));
+    for i in 0..2 {
+        let ev = rig.events(i);
+        assert!(
+            event_kinds(&ev).contains(&"split_brain"),
+            "node{}: {ev:?}",
+            i + 1
+        );
+    }
+    wait_until("address only on node1", Duration::from_secs(3), || {
+        rig.has_vip(0) && !rig.has_vip(1)
+    });
+}
+
+#[test]
+fn ping_node_rules() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    wait_until(
+        "ping node reachable on both",
+        Duration::from_secs(4),
+        || (0..2).all(|i| rig.status(i).ping_nodes.iter().all(|p| p.reachable)),
+    );
+    // Both lose the ping node: nothing happens.
+    sh(&[
+        "ip",
+        "-n",
+        &rig.lan,
+        "addr",
+        "del",
+        &format!("{PING_NODE}/24"),
+        "dev",
+        "br0",
+    ]);
+    wait_until("ping node lost on both", Duration::from_secs(4), || {
+        (0..2).all(|i| rig.status(i).ping_nodes.iter().all(|p| !p.reachable))
+    });
+    thread::sleep(Duration::from_millis(2 * DEADTIME_MS));
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+    sh(&[
+        "ip",
+        "-n",
+        &rig.lan,
+        "addr",
+        "add",
+        &format!("{PING_NODE}/24"),
+        "dev",
+        "br0",
+    ]);
+    wait_until("ping node back", Duration::from_secs(4), || {
+        (0..2).all(|i| rig.status(i).ping_nodes.iter().all(|p| p.reachable))
+    });
+    // The active alone loses it (its LAN port goes down): hand over to node2.
+    rig.cut_external(0, true);
+    rig.wait_roles("passive", "active", Duration::from_secs(6));
+    let ev = rig.events(0);
+    assert!(
+        ev.iter()
+            .any(|(k, t)| k == "role_changed" && t.contains("ping node")),
+        "{ev:?}"
+    );
+    assert!(rig.has_vip(1));
+    assert!(!rig.has_vip(0));
+}
+
+#[test]
+fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    let node2 = format!("{EXT_PREFIX}.2:694");
+    // Capture node1's real heartbeats on its LAN port for a second.
+    let captured = in_netns(&rig.lan, || capture_udp("p1", 694, Duration::from_secs(1)));
+    assert!(captured.len() >= 3, "captured {}", captured.len());
+    let before = rig.status(1).counters;
+    let key = tandem_proto::ClusterKey::new(b"not the cluster key").unwrap();
+    let forged = tandem_proto::encode(
+        &key,
+        &tandem_proto::Frame {
+            sender: tandem_proto::NodeId::Node1,
+            path: tandem_proto::PathId::External,
+            role: tandem_proto::Role::Passive,
+            resources: tandem_proto::ResourceState::Stopped,
+            data_good: true,
+            want_switchover: false,
+            handover: true,
+            ping_total: 1,
+            ping_reach: 0,
+            generation: u64::MAX,
+            sequence: 1,
+            config_digest: [0; 32],
+        },
+    );
+    let caps = captured.clone();
+    in_netns(&rig.lan, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..20 {
+            for f in &caps {
+                s.send_to(f, &node2).unwrap();
+            }
+            s.send_to(&forged, &node2).unwrap();
+            s.send_to(b"garbage that is not a frame", &node2).unwrap();
+            s.send_to(&[0u8; 1400], &node2).unwrap();
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let after = rig.status(1).counters;
+    assert!(
+        after.replayed >= before.replayed + 20,
+        "{before:?} {after:?}"
+    );
+    assert!(after.bad_mac >= before.bad_mac + 20, "{before:?} {after:?}");
+    assert!(
+        after.malformed >= before.malformed + 40,
+        "{before:?} {after:?}"
+    );
+    thread::sleep(Duration::from_millis(DEADTIME_MS));
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+    // Only the start-up change (starting -> passive).
+    let changes = rig
+        .events(1)
+        .iter()
+        .filter(|(k, _)| k == "role_changed")
+        .count();
+    assert_eq!(changes, 1);
+    // An unknown control request is refused clearly and counted.
+    let mut c = Client::connect(&rig.nodes[1].control).unwrap();
+    let r = c.call("reboot-everything", false).unwrap();
+    assert!(!r.ok);
+    assert!(r.error.unwrap().contains("unknown request"));
+    assert_eq!(rig.status(1).counters.bad_requests, 1);
+}
+
+/// Collects the UDP payloads to `port` seen on interface `ifname` (packet(7) socket).
+fn capture_udp(ifname: &str, port: u16, dur: Duration) -> Vec<Vec<u8>> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};
+    // ETH_P_ALL: protocol-specific taps run after the bridge has taken forwarded frames.
+    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(eth::ALL)).unwrap();
+    // The port must exist; capture is namespace-wide (unbound packet socket).
+    rustix::net::netdevice::name_to_index(&fd, ifname).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < dur {
+        let Ok((_, n, addr)) = rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) else {
+            continue;
+        };
+        // A bridged frame shows on both ports; duplicates only make more replays.
+        let _ = addr;
+        let f = &buf[..n.min(buf.len())];
+        if f.len() < 14 + 20 + 8 || f[12..14] != [0x08, 0x00] || f[14 + 9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(f[14] & 0x0f) * 4;
+        let udp = &f[14 + ihl..];
+        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
+            continue;
+        }
+        // Frames from node1 only (towards node2).
+        if f[14 + 12..14 + 16] != [10, 77, 0, 1] {
+            continue;
+        }
+        out.push(udp[8..].to_vec());
+    }
+    out
+}
+
+#[test]
+fn switchover_both_ways_moves_the_address() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    wait_until("address on node1", Duration::from_secs(3), || {
+        rig.has_vip(0)
+    });
+    let tandem = |i: usize, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("--control")
+            .arg(&rig.nodes[i].control)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // `tandem events --follow` on node2 streams the switchover as it happens.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--control")
+        .arg(&rig.nodes[1].control)
+        .args(["events", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (ltx, lrx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if ltx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Asked on the active node.
+    let out = tandem(0, &["switchover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = rig.wait_roles("passive", "active", Duration::from_secs(5));
+    eprintln!("switchover node1 -> node2 in {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut streamed = false;
+    while Instant::now() < deadline && !streamed {
+        if let Ok(l) = lrx.recv_timeout(Duration::from_millis(100)) {
+            streamed = l.contains("role_changed: passive -> acquiring");
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(streamed, "events --follow did not stream node2's takeover");
+    assert!(rig.has_vip(1) && !rig.has_vip(0));
+    // Asked on the passive node (node1 now).
+    let out = tandem(0, &["switchover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = rig.wait_roles("active", "passive", Duration::from_secs(5));
+    eprintln!("switchover node2 -> node1 in {took:?}");
+    wait_until("address back on node1", Duration::from_secs(3), || {
+        rig.has_vip(0) && !rig.has_vip(1)
+    });
+    // Human and JSON status from the CLI.
+    let out = tandem(1, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node2 (passive)"), "{text}");
+    assert!(text.contains("serial"), "{text}");
+    let out = tandem(1, &["status", "--json"]);
+    let s: StatusJson = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.peer.role.as_deref(), Some("active"));
+    // Order on node2: release happened before node1 acquired (node2's own log).
+    let ev = rig.events(1);
+    let texts: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "role_changed")
+        .map(|e| e.1.clone())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("active -> releasing")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn restart_of_passive_leaves_active_undisturbed_and_serial_eof_does_not_spin() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    let changes = |r: &Rig| {
+        r.events(0)
+            .iter()
+            .filter(|(k, _)| k == "role_changed")
+            .count()
+    };
+    let before = changes(&rig);
+    rig.kill(1);
+    thread::sleep(Duration::from_millis(300));
+    rig.start(1);
+    rig.wait_roles("active", "passive", Duration::from_secs(5));
+    wait_until("node1 notices the restart", Duration::from_secs(3), || {
+        event_kinds(&rig.events(0)).contains(&"peer_restarted")
+    });
+    assert_eq!(changes(&rig), before);
+
+    // Kill the cable relay outright (hang-up on both ptys): readers must wait, not spin.
+    let mut s = rig.socat.take().unwrap();
+    s.kill().unwrap();
+    s.wait().unwrap();
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = stat.rsplit_once(')').unwrap().1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime (fields 14 and 15; 12 and 13 after the command name).
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let pids = [rig.pid(0), rig.pid(1)];
+    let c0: Vec<u64> = pids.iter().map(|p| cpu(*p)).collect();
+    thread::sleep(Duration::from_secs(3));
+    let c1: Vec<u64> = pids.iter().map(|p| cpu(*p)).collect();
+    for i in 0..2 {
+        let ticks = c1[i] - c0[i];
+        // 3 s at 100 ticks/s: a spinning reader would burn ~300 ticks.
+        assert!(ticks < 60, "node{} used {ticks} ticks in 3 s", i + 1);
+    }
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+    let rss_kib = |pid: u32| -> u64 {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        st.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    eprintln!(
+        "clusterd RSS (debug build): node1 {} KiB, node2 {} KiB; cpu ticks over 3 s: {:?}",
+        rss_kib(pids[0]),
+        rss_kib(pids[1]),
+        c1.iter().zip(&c0).map(|(a, b)| a - b).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn peer_with_another_configuration_is_reported_and_changes_no_role() {
+    let mut rig = Rig::new();
+    rig.start(0);
+    rig.wait_roles("active", "unreachable", Duration::from_secs(6));
+    // node2 runs a configuration that differs in one setting (a DNS search domain).
+    let text = std::fs::read_to_string(rig.dir.join("cluster.toml")).unwrap();
+    let mut cfg = tandem_config::ApplianceConfig::from_toml(&text).unwrap();
+    cfg.network.dns_search = vec!["example.org".parse().unwrap()];
+    let other = rig.dir.join("other.toml");
+    std::fs::write(&other, cfg.to_toml()).unwrap();
+    rig.start_with_config(1, &other);
+    rig.wait_roles("active", "passive", Duration::from_secs(6));
+    wait_until("mismatch reported on node1", Duration::from_secs(3), || {
+        event_kinds(&rig.events(0)).contains(&"config_mismatch")
+    });
+    let st = rig.status(0);
+    assert_eq!(st.peer.config_matches, Some(false));
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("different configuration")),
+        "{:?}",
+        st.warnings
+    );
+    assert!(st.counters.config_mismatch > 0);
+    assert!(event_kinds(&rig.events(1)).contains(&"config_mismatch"));
+    thread::sleep(Duration::from_millis(DEADTIME_MS));
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+}
