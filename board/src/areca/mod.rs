@@ -1,0 +1,1 @@
+//! Areca RAID controllers.
