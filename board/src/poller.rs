@@ -88,6 +88,9 @@ pub enum PollerOutput {
     PollAt(Millis),
 }
 
+/// One subject's health as seen in one sweep: subject, name, health, value, detail.
+type Observation = (Subject, String, Health, Option<Value>, Option<String>);
+
 #[derive(Debug)]
 struct Track {
     name: String,
@@ -124,8 +127,7 @@ impl SensorPoller {
     /// Feeds one sweep's outcome at time `now`. Drain [`Self::poll_output`] afterwards.
     pub fn handle(&mut self, now: Millis, input: PollerInput<'_>) {
         self.out.retain(|o| !matches!(o, PollerOutput::PollAt(_)));
-        let mut observed: Vec<(Subject, String, Health, Option<Value>, Option<String>)> =
-            Vec::new();
+        let mut observed: Vec<Observation> = Vec::new();
         match input {
             PollerInput::Sweep(sweep) => {
                 observed.push((Subject::Bmc, "bmc".into(), Health::Ok, None, None));

@@ -12,6 +12,9 @@ const INITIAL_CHUNK: u8 = 32;
 const MAX_RESERVATION_RETRIES: u32 = 5;
 /// Upper bound on records walked, so a BMC whose "next record" chain loops cannot hang us.
 const MAX_RECORDS: usize = 1024;
+/// The SDR header length as a Get SDR byte count.
+const HEADER_LEN_U8: u8 = 5;
+const _: () = assert!(HEADER_LEN_U8 as usize == sdr::HEADER_LEN);
 /// Slave address of the BMC; sensors owned elsewhere need bridging, which we do not do.
 const BMC_ADDR: u8 = 0x20;
 
@@ -181,7 +184,7 @@ impl<T: IpmiTransport> Bmc<T> {
             let mut bytes = Vec::with_capacity(64);
             let mut next = 0xFFFF;
             let mut off: u8 = 0;
-            let mut want: u8 = sdr::HEADER_LEN as u8;
+            let mut want: u8 = HEADER_LEN_U8;
             let mut total = usize::from(want);
             while usize::from(off) < total {
                 let n = if off == 0 {
@@ -226,7 +229,7 @@ impl<T: IpmiTransport> Bmc<T> {
                 next = u16::from_le_bytes([r.data[0], r.data[1]]);
                 bytes.extend_from_slice(&r.data[2..]);
                 off += n;
-                if off == sdr::HEADER_LEN as u8 && total == sdr::HEADER_LEN {
+                if off == HEADER_LEN_U8 && total == sdr::HEADER_LEN {
                     total += usize::from(bytes[4]);
                     want = self.chunk;
                     if total > usize::from(u8::MAX) {

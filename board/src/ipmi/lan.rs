@@ -167,7 +167,7 @@ fn parse_packet(bytes: &[u8], keys: Option<&Keys>) -> Result<Packet, String> {
     let mut payload = bytes[16..body_end].to_vec();
     if encrypted {
         let keys = keys.ok_or("encrypted packet outside a session")?;
-        if payload.len() < 32 || payload.len() % 16 != 0 {
+        if payload.len() < 32 || !payload.len().is_multiple_of(16) {
             return Err(format!("encrypted payload of {} bytes", payload.len()));
         }
         let (iv, data) = payload.split_at_mut(16);
