@@ -119,6 +119,12 @@ impl<T: IpmiTransport> Bmc<T> {
         &mut self.transport
     }
 
+    /// Swaps the transport (e.g. after a session was re-opened), keeping the SDR cache;
+    /// returns the old one.
+    pub fn replace_transport(&mut self, transport: T) -> T {
+        std::mem::replace(&mut self.transport, transport)
+    }
+
     /// How many times the whole repository has been read (cache misses).
     pub fn sdr_walks(&self) -> u64 {
         self.sdr_walks
