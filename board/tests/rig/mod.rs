@@ -238,6 +238,7 @@ pub struct Rig {
     pub lan: SocketAddr,
     pub console: SocketAddr,
     pub sensors: Vec<RigSensor>,
+    pub kcs: Option<SocketAddr>,
     /// One long-lived console connection: ipmi_sim dies of SIGPIPE when a console client
     /// goes away while it writes to it.
     console_stream: std::sync::Mutex<TcpStream>,
@@ -247,6 +248,12 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Rig {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With `kcs`, ipmi_sim also serves the VM serial protocol that QEMU's
+    /// `ipmi-bmc-extern` speaks, on [`Rig::kcs`].
+    pub fn start_with(kcs: bool) -> Self {
         require_tool("ipmi_sim", "openipmi");
         let sensors = sr2500_sensors();
         let dir = std::env::temp_dir().join(format!(
@@ -259,6 +266,10 @@ impl Rig {
         let lan_port = free_udp_port();
         let chassis = dir.join("chassis.sh");
         let console_port = free_tcp_port();
+        let kcs_port = kcs.then(free_tcp_port);
+        let kcs_line = kcs_port.map_or_else(String::new, |p| {
+            format!("serial kcs 127.0.0.1 {p} codec VM\n")
+        });
         let conf = format!(
             "name \"tandem\"\n\
              set_working_mc 0x20\n\
@@ -271,6 +282,7 @@ impl Rig {
              allowed_auths_admin none md2 md5 straight\n\
              guid a123456789abcdefa123456789abcdef\n\
              endlan\n\
+             {kcs_line}\
              chassis_control \"{}\"\n\
              console 127.0.0.1 {console_port}\n\
              user 2 true \"{USER}\" \"{PASSWORD}\" admin 10 none md2 md5 straight\n",
@@ -367,6 +379,7 @@ impl Rig {
             lan: SocketAddr::from(([127, 0, 0, 1], lan_port)),
             console,
             sensors,
+            kcs: kcs_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
             console_stream: std::sync::Mutex::new(stream),
         }
     }
