@@ -19,6 +19,8 @@
 //! Limitations: the LAN transport and `/dev/ipmi0` are blocking, one request at a time.
 //! Areca support covers the information commands only (no configuration changes).
 
+#![warn(missing_docs)]
+
 pub mod areca;
 pub mod ipmi;
 pub mod poller;

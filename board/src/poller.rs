@@ -1,4 +1,5 @@
-//! Sans-IO debouncer: sensor sweeps in, status-change events and poll deadlines out.
+//! Sans-IO debouncer: sensor sweeps and RAID polls in, status-change events and poll
+//! deadlines out.
 //!
 //! The shell calls [`SensorPoller::handle`] with the current monotonic time and the
 //! result of one sweep, then drains [`SensorPoller::poll_output`] until it returns
@@ -10,6 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::areca::{RaidReport, RaidState};
 use crate::ipmi::bmc::Sweep;
 use crate::ipmi::sdr::SensorKey;
 use crate::ipmi::sensor::{Health, Value};
@@ -43,6 +45,12 @@ pub enum Subject {
     Sensor(SensorKey),
     /// The BMC as a whole (reachability).
     Bmc,
+    /// The RAID controller as a whole (readability).
+    RaidController,
+    /// One RAID volume, by number.
+    RaidVolume(u8),
+    /// One physical disk on the RAID controller, by slot.
+    RaidDisk(u8),
 }
 
 /// A confirmed change of health.
@@ -69,6 +77,8 @@ pub struct StatusEvent {
 pub enum PollerInput<'a> {
     /// A sweep completed (possibly with per-sensor faults).
     Sweep(&'a Sweep),
+    /// A RAID poll completed. `Absent` produces nothing: no controller is not a problem.
+    Raid(&'a RaidReport),
     /// The sweep failed as a whole: the BMC did not answer or its repository is unreadable.
     SweepFailed {
         /// The error's class.
@@ -164,6 +174,56 @@ impl SensorPoller {
                     }
                 }
             }
+            PollerInput::Raid(RaidReport::Absent) => {}
+            PollerInput::Raid(RaidReport::Fault(e)) => {
+                observed.push((
+                    Subject::RaidController,
+                    "raid controller".into(),
+                    Health::Unavailable,
+                    None,
+                    Some(error_chain(e)),
+                ));
+            }
+            PollerInput::Raid(RaidReport::Present(status)) => {
+                observed.push((
+                    Subject::RaidController,
+                    "raid controller".into(),
+                    Health::Ok,
+                    None,
+                    None,
+                ));
+                for v in &status.volumes {
+                    observed.push((
+                        Subject::RaidVolume(v.number),
+                        format!("volume {}", v.name),
+                        raid_health(v.state),
+                        None,
+                        Some(v.state.to_string()),
+                    ));
+                }
+                for d in &status.disks {
+                    observed.push((
+                        Subject::RaidDisk(d.number),
+                        format!("disk {} {}", d.number, d.model),
+                        raid_health(d.state),
+                        None,
+                        Some(d.state.to_string()),
+                    ));
+                }
+                for (subject, track) in &self.tracks {
+                    if matches!(subject, Subject::RaidVolume(_) | Subject::RaidDisk(_))
+                        && !observed.iter().any(|o| &o.0 == subject)
+                    {
+                        observed.push((
+                            subject.clone(),
+                            track.name.clone(),
+                            Health::Unavailable,
+                            None,
+                            Some("no longer reported by the controller".into()),
+                        ));
+                    }
+                }
+            }
             PollerInput::SweepFailed { kind, detail } => {
                 observed.push((
                     Subject::Bmc,
@@ -174,7 +234,6 @@ impl SensorPoller {
                 ));
             }
         }
-        let mut pending = false;
         for (subject, name, health, value, detail) in observed {
             let confirm = self.config.confirm_samples;
             let track = self.tracks.entry(subject.clone()).or_insert(Track {
@@ -220,9 +279,11 @@ impl SensorPoller {
                 }));
             } else {
                 track.candidate = Some((health, count));
-                pending = true;
             }
         }
+        // Any change awaiting confirmation (from this input or another) asks for a quick
+        // re-read.
+        let pending = self.tracks.values().any(|t| t.candidate.is_some());
         let delay = if pending {
             self.config.confirm_delay
         } else {
@@ -241,6 +302,15 @@ impl SensorPoller {
         self.tracks
             .iter()
             .map(|(s, t)| (s, t.name.as_str(), t.confirmed))
+    }
+}
+
+/// Rebuilding restores redundancy but has none yet: a warning, like degraded.
+fn raid_health(state: RaidState) -> Health {
+    match state {
+        RaidState::Ok => Health::Ok,
+        RaidState::Degraded | RaidState::Rebuilding { .. } => Health::Warning,
+        RaidState::Failed => Health::Critical,
     }
 }
 
@@ -360,6 +430,47 @@ mod tests {
         let (ev, _) = step(&mut p, &mut bmc, Millis(60_000));
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].to, Health::Ok);
+    }
+
+    #[test]
+    fn raid_changes_are_debounced_too() {
+        use crate::areca::sim::SimRaid;
+        use crate::areca::{Controller, report};
+        let mut p = SensorPoller::new(PollerConfig::default());
+        let mut c = Controller::new(SimRaid::new(), None);
+        p.handle(Millis(0), PollerInput::Raid(&report(Some(&mut c))));
+        assert!(drain(&mut p).0.is_empty());
+        c.transport_mut().set_disk(1, Some(0x10));
+        c.transport_mut().set_volume(0, 0b10, 0);
+        p.handle(Millis(30_000), PollerInput::Raid(&report(Some(&mut c))));
+        let (ev, next) = drain(&mut p);
+        assert!(ev.is_empty());
+        assert_eq!(next, Millis(32_000));
+        p.handle(next, PollerInput::Raid(&report(Some(&mut c))));
+        let (ev, _) = drain(&mut p);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(
+            ev.iter()
+                .any(|e| e.subject == Subject::RaidVolume(0) && e.to == Health::Warning)
+        );
+        assert!(
+            ev.iter()
+                .any(|e| e.subject == Subject::RaidDisk(1) && e.to == Health::Critical)
+        );
+        // A controller that stops answering is reported, never "all good".
+        c.transport_mut().corrupt_checksum(true);
+        p.handle(Millis(62_000), PollerInput::Raid(&report(Some(&mut c))));
+        p.handle(Millis(64_000), PollerInput::Raid(&report(Some(&mut c))));
+        let (ev, _) = drain(&mut p);
+        assert!(
+            ev.iter()
+                .any(|e| e.subject == Subject::RaidController && e.to == Health::Unavailable),
+            "{ev:?}"
+        );
+        // No controller at all: nothing to report.
+        let mut q = SensorPoller::new(PollerConfig::default());
+        q.handle(Millis(0), PollerInput::Raid(&RaidReport::Absent));
+        assert_eq!(drain(&mut q), (vec![], Millis(30_000)));
     }
 
     #[test]

@@ -255,3 +255,16 @@ fn silent_bmc_times_out() {
     let err = tandem_board::ipmi::lan::LanSession::open(cfg).unwrap_err();
     assert_eq!(err.kind(), tandem_board::ErrorKind::Timeout, "{err}");
 }
+
+#[test]
+fn session_is_reopened_after_a_bmc_reset() {
+    let mut rig = Rig::start();
+    let mut cfg = rig.lan_config();
+    cfg.timeout = std::time::Duration::from_millis(300);
+    cfg.attempts = 2;
+    let mut bmc = Bmc::new(tandem_board::ipmi::lan::LanSession::open(cfg).unwrap());
+    let before = bmc.sweep().unwrap().readings;
+    rig.restart();
+    let after = bmc.sweep().expect("sweep after the BMC reset").readings;
+    assert_eq!(before, after);
+}

@@ -289,119 +289,186 @@ impl LanSession {
         socket
             .connect(config.addr)
             .map_err(io("connecting the udp socket"))?;
-        let session_err = |detail: String| IpmiError::Session {
-            target: target.clone(),
-            detail,
-        };
-        let user = config.user.as_bytes();
-        if user.len() > 16 || config.password.len() > 20 {
-            return Err(session_err(
-                "user name over 16 or password over 20 bytes".into(),
-            ));
-        }
-        let console_session: u32 = u32::from_le_bytes(random::<4>()) | 1;
-
-        // Open Session.
-        let mut open = vec![0x00, PRIV_ADMIN, 0, 0];
-        open.extend_from_slice(&console_session.to_le_bytes());
-        open.extend_from_slice(&[0x00, 0, 0, 0x08, 0x01, 0, 0, 0]);
-        open.extend_from_slice(&[0x01, 0, 0, 0x08, 0x01, 0, 0, 0]);
-        open.extend_from_slice(&[0x02, 0, 0, 0x08, 0x01, 0, 0, 0]);
-        let r = exchange(
-            &socket,
-            &config,
-            &setup_packet(PT_OPEN_REQ, &open),
-            PT_OPEN_RESP,
-            &target,
-        )?;
-        if r.len() < 12 || r[1] != 0 {
-            return Err(session_err(format!(
-                "open session refused (status {:#04x})",
-                r.get(1).copied().unwrap_or(0xFF)
-            )));
-        }
-        let bmc_session = u32::from_le_bytes([r[8], r[9], r[10], r[11]]);
-
-        // RAKP 1.
-        let rm: [u8; 16] = random();
-        let role = PRIV_ADMIN | LOOKUP_NAME_ONLY;
-        let ulen = u8::try_from(user.len()).unwrap_or(16);
-        let mut rakp1 = vec![0x00, 0, 0, 0];
-        rakp1.extend_from_slice(&bmc_session.to_le_bytes());
-        rakp1.extend_from_slice(&rm);
-        rakp1.extend_from_slice(&[role, 0, 0, ulen]);
-        rakp1.extend_from_slice(user);
-        let r = exchange(
-            &socket,
-            &config,
-            &setup_packet(PT_RAKP1, &rakp1),
-            PT_RAKP2,
-            &target,
-        )?;
-        if r.len() < 2 || r[1] != 0 {
-            return Err(session_err(format!(
-                "rakp 2 status {:#04x} (unknown user or bad password?)",
-                r.get(1).copied().unwrap_or(0xFF)
-            )));
-        }
-        if r.len() < 60 {
-            return Err(session_err(format!("rakp 2 of {} bytes, need 60", r.len())));
-        }
-        let rc = &r[8..24];
-        let guid = &r[24..40];
-        let kuid = pad20(&config.password);
-        let sidm = console_session.to_le_bytes();
-        let sidc = bmc_session.to_le_bytes();
-        let want = hmac(&kuid, &[&sidm, &sidc, &rm, rc, guid, &[role, ulen], user]);
-        if want[..] != r[40..60] {
-            return Err(session_err(
-                "rakp 2 key exchange code mismatch (wrong password?)".into(),
-            ));
-        }
-
-        // RAKP 3.
-        let code = hmac(&kuid, &[rc, &sidm, &[role, ulen], user]);
-        let mut rakp3 = vec![0x00, 0, 0, 0];
-        rakp3.extend_from_slice(&sidc);
-        rakp3.extend_from_slice(&code);
-        let sik = hmac(&kuid, &[&rm, rc, &[role, ulen], user]);
-        let r = exchange(
-            &socket,
-            &config,
-            &setup_packet(PT_RAKP3, &rakp3),
-            PT_RAKP4,
-            &target,
-        )?;
-        if r.len() < 2 || r[1] != 0 {
-            return Err(session_err(format!(
-                "rakp 4 status {:#04x}",
-                r.get(1).copied().unwrap_or(0xFF)
-            )));
-        }
-        if r.len() < 20 {
-            return Err(session_err(format!("rakp 4 of {} bytes, need 20", r.len())));
-        }
-        let icv = hmac(&sik, &[&rm, &sidc, guid]);
-        if icv[..12] != r[8..20] {
-            return Err(session_err("rakp 4 integrity check value mismatch".into()));
-        }
-        let k1 = hmac(&sik, &[&[0x01; 20]]);
-        let k2 = hmac(&sik, &[&[0x02; 20]]);
-        let mut aes = [0u8; 16];
-        aes.copy_from_slice(&k2[..16]);
+        let (bmc_session, keys) = handshake(&socket, &config, &target)?;
         let mut s = Self {
             socket,
             config,
             target,
             bmc_session,
-            keys: Keys { k1, aes },
+            keys,
             session_seq: 0,
             rq_seq: 0,
         };
-        let r = s.send(&Request::new(NetFn::APP, 0x3B, &[PRIV_ADMIN]))?;
-        r.ok(&s.target, "set session privilege level")?;
+        s.set_privilege()?;
         Ok(s)
     }
+
+    fn set_privilege(&mut self) -> Result<(), IpmiError> {
+        let r = self.send_once(&Request::new(NetFn::APP, 0x3B, &[PRIV_ADMIN]))?;
+        r.ok(&self.target, "set session privilege level")?;
+        Ok(())
+    }
+
+    /// Runs the handshake again on the same socket (the BMC restarted or dropped the
+    /// session as idle).
+    fn reopen(&mut self) -> Result<(), IpmiError> {
+        let (bmc_session, keys) = handshake(&self.socket, &self.config, &self.target)?;
+        self.bmc_session = bmc_session;
+        self.keys = keys;
+        self.session_seq = 0;
+        self.set_privilege()
+    }
+
+    /// One request on the current session, with retries but no re-open.
+    fn send_once(&mut self, req: &Request<'_>) -> Result<Response, IpmiError> {
+        let mut buf = [0u8; 1024];
+        for _ in 0..self.config.attempts.max(1) {
+            self.rq_seq = (self.rq_seq + 1) & 0x3F;
+            self.session_seq = self.session_seq.wrapping_add(1).max(1);
+            let msg = lan_message(req.netfn, req.lun, req.cmd, self.rq_seq, req.data);
+            let packet = session_packet(
+                &self.keys,
+                self.bmc_session,
+                self.session_seq,
+                &msg,
+                random(),
+            );
+            self.socket.send(&packet).map_err(|source| IpmiError::Io {
+                target: self.target.clone(),
+                what: "sending",
+                source,
+            })?;
+            let deadline = Instant::now() + self.config.timeout;
+            while let Some(n) = recv_until(&self.socket, &mut buf, deadline, &self.target)? {
+                // Stray, stale or forged packets are dropped; the wait goes on.
+                let Ok(p) = parse_packet(&buf[..n], Some(&self.keys)) else {
+                    continue;
+                };
+                if p.payload_type != PT_IPMI || !p.authenticated || !p.encrypted {
+                    continue;
+                }
+                let Ok((netfn, seq, cmd, cc, data)) = parse_lan_response(&p.payload) else {
+                    continue;
+                };
+                if seq == self.rq_seq && cmd == req.cmd && netfn == req.netfn.0 | 1 {
+                    return Ok(Response { cc, data });
+                }
+            }
+        }
+        Err(IpmiError::Timeout {
+            target: self.target.clone(),
+            timeout_ms: total_ms(&self.config),
+        })
+    }
+}
+
+/// Open Session and RAKP 1–4: returns the BMC's session id and the session keys.
+fn handshake(
+    socket: &UdpSocket,
+    config: &LanConfig,
+    target: &str,
+) -> Result<(u32, Keys), IpmiError> {
+    let session_err = |detail: String| IpmiError::Session {
+        target: target.to_owned(),
+        detail,
+    };
+    let user = config.user.as_bytes();
+    if user.len() > 16 || config.password.len() > 20 {
+        return Err(session_err(
+            "user name over 16 or password over 20 bytes".into(),
+        ));
+    }
+    let console_session: u32 = u32::from_le_bytes(random::<4>()) | 1;
+
+    // Open Session.
+    let mut open = vec![0x00, PRIV_ADMIN, 0, 0];
+    open.extend_from_slice(&console_session.to_le_bytes());
+    open.extend_from_slice(&[0x00, 0, 0, 0x08, 0x01, 0, 0, 0]);
+    open.extend_from_slice(&[0x01, 0, 0, 0x08, 0x01, 0, 0, 0]);
+    open.extend_from_slice(&[0x02, 0, 0, 0x08, 0x01, 0, 0, 0]);
+    let r = exchange(
+        socket,
+        config,
+        &setup_packet(PT_OPEN_REQ, &open),
+        PT_OPEN_RESP,
+        target,
+    )?;
+    if r.len() < 12 || r[1] != 0 {
+        return Err(session_err(format!(
+            "open session refused (status {:#04x})",
+            r.get(1).copied().unwrap_or(0xFF)
+        )));
+    }
+    let bmc_session = u32::from_le_bytes([r[8], r[9], r[10], r[11]]);
+
+    // RAKP 1.
+    let rm: [u8; 16] = random();
+    let role = PRIV_ADMIN | LOOKUP_NAME_ONLY;
+    let ulen = u8::try_from(user.len()).unwrap_or(16);
+    let mut rakp1 = vec![0x00, 0, 0, 0];
+    rakp1.extend_from_slice(&bmc_session.to_le_bytes());
+    rakp1.extend_from_slice(&rm);
+    rakp1.extend_from_slice(&[role, 0, 0, ulen]);
+    rakp1.extend_from_slice(user);
+    let r = exchange(
+        socket,
+        config,
+        &setup_packet(PT_RAKP1, &rakp1),
+        PT_RAKP2,
+        target,
+    )?;
+    if r.len() < 2 || r[1] != 0 {
+        return Err(session_err(format!(
+            "rakp 2 status {:#04x} (unknown user or bad password?)",
+            r.get(1).copied().unwrap_or(0xFF)
+        )));
+    }
+    if r.len() < 60 {
+        return Err(session_err(format!("rakp 2 of {} bytes, need 60", r.len())));
+    }
+    let rc = &r[8..24];
+    let guid = &r[24..40];
+    let kuid = pad20(&config.password);
+    let sidm = console_session.to_le_bytes();
+    let sidc = bmc_session.to_le_bytes();
+    let want = hmac(&kuid, &[&sidm, &sidc, &rm, rc, guid, &[role, ulen], user]);
+    if want[..] != r[40..60] {
+        return Err(session_err(
+            "rakp 2 key exchange code mismatch (wrong password?)".into(),
+        ));
+    }
+
+    // RAKP 3.
+    let code = hmac(&kuid, &[rc, &sidm, &[role, ulen], user]);
+    let mut rakp3 = vec![0x00, 0, 0, 0];
+    rakp3.extend_from_slice(&sidc);
+    rakp3.extend_from_slice(&code);
+    let sik = hmac(&kuid, &[&rm, rc, &[role, ulen], user]);
+    let r = exchange(
+        socket,
+        config,
+        &setup_packet(PT_RAKP3, &rakp3),
+        PT_RAKP4,
+        target,
+    )?;
+    if r.len() < 2 || r[1] != 0 {
+        return Err(session_err(format!(
+            "rakp 4 status {:#04x}",
+            r.get(1).copied().unwrap_or(0xFF)
+        )));
+    }
+    if r.len() < 20 {
+        return Err(session_err(format!("rakp 4 of {} bytes, need 20", r.len())));
+    }
+    let icv = hmac(&sik, &[&rm, &sidc, guid]);
+    if icv[..12] != r[8..20] {
+        return Err(session_err("rakp 4 integrity check value mismatch".into()));
+    }
+    let k1 = hmac(&sik, &[&[0x01; 20]]);
+    let k2 = hmac(&sik, &[&[0x02; 20]]);
+    let mut aes = [0u8; 16];
+    aes.copy_from_slice(&k2[..16]);
+    Ok((bmc_session, Keys { k1, aes }))
 }
 
 /// Sends one setup packet and waits for the reply of type `want`, with retries.
@@ -475,45 +542,16 @@ fn recv_until(
 }
 
 impl IpmiTransport for LanSession {
+    /// Sends on the current session; when the BMC stays silent (it restarted, or dropped
+    /// the session as idle) the session is opened again once and the request resent.
     fn send(&mut self, req: &Request<'_>) -> Result<Response, IpmiError> {
-        let mut buf = [0u8; 1024];
-        for _ in 0..self.config.attempts.max(1) {
-            self.rq_seq = (self.rq_seq + 1) & 0x3F;
-            self.session_seq = self.session_seq.wrapping_add(1).max(1);
-            let msg = lan_message(req.netfn, req.lun, req.cmd, self.rq_seq, req.data);
-            let packet = session_packet(
-                &self.keys,
-                self.bmc_session,
-                self.session_seq,
-                &msg,
-                random(),
-            );
-            self.socket.send(&packet).map_err(|source| IpmiError::Io {
-                target: self.target.clone(),
-                what: "sending",
-                source,
-            })?;
-            let deadline = Instant::now() + self.config.timeout;
-            while let Some(n) = recv_until(&self.socket, &mut buf, deadline, &self.target)? {
-                // Stray, stale or forged packets are dropped; the wait goes on.
-                let Ok(p) = parse_packet(&buf[..n], Some(&self.keys)) else {
-                    continue;
-                };
-                if p.payload_type != PT_IPMI || !p.authenticated || !p.encrypted {
-                    continue;
-                }
-                let Ok((netfn, seq, cmd, cc, data)) = parse_lan_response(&p.payload) else {
-                    continue;
-                };
-                if seq == self.rq_seq && cmd == req.cmd && netfn == req.netfn.0 | 1 {
-                    return Ok(Response { cc, data });
-                }
+        match self.send_once(req) {
+            Err(IpmiError::Timeout { .. }) if req.cmd != 0x3C || req.netfn != NetFn::APP => {
+                self.reopen()?;
+                self.send_once(req)
             }
+            other => other,
         }
-        Err(IpmiError::Timeout {
-            target: self.target.clone(),
-            timeout_ms: total_ms(&self.config),
-        })
     }
 
     fn target(&self) -> &str {
@@ -528,7 +566,7 @@ impl Drop for LanSession {
         let attempts = self.config.attempts;
         self.config.attempts = 1;
         self.config.timeout = self.config.timeout.min(Duration::from_millis(200));
-        let _ = self.send(&Request::new(NetFn::APP, 0x3C, &id));
+        let _ = self.send_once(&Request::new(NetFn::APP, 0x3C, &id));
         self.config.attempts = attempts;
     }
 }

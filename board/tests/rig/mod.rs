@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -341,38 +341,8 @@ impl Rig {
         }
         emu.push_str("mc_enable 0x20\n");
         std::fs::write(dir.join("sr2500.emu"), emu).unwrap();
-        let child = Command::new("ipmi_sim")
-            .arg("-c")
-            .arg(dir.join("lan.conf"))
-            .arg("-f")
-            .arg(dir.join("sr2500.emu"))
-            .arg("-s")
-            .arg(dir.join("state"))
-            .arg("-n")
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("ipmi_sim.log")).unwrap())
-            .spawn()
-            .expect("starting ipmi_sim");
         let console = SocketAddr::from(([127, 0, 0, 1], console_port));
-        // Ready when the console accepts connections (it binds after the LAN channel).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect_timeout(&console, Duration::from_millis(200)) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "ipmi_sim did not start within 10 s: {e}"
-                    );
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        let (child, stream) = spawn(&dir, console);
         Rig {
             child,
             dir,
@@ -461,6 +431,64 @@ impl Rig {
         }
         let text = String::from_utf8_lossy(&all);
         assert!(!text.contains("**"), "ipmi_sim console said: {text}");
+    }
+}
+
+/// Starts ipmi_sim in `dir` (state wiped) and waits until its console answers.
+fn spawn(dir: &Path, console: SocketAddr) -> (Child, TcpStream) {
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let child = Command::new("ipmi_sim")
+        .arg("-c")
+        .arg(dir.join("lan.conf"))
+        .arg("-f")
+        .arg(dir.join("sr2500.emu"))
+        .arg("-s")
+        .arg(dir.join("state"))
+        .arg("-n")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("ipmi_sim.log")).unwrap())
+        .spawn()
+        .expect("starting ipmi_sim");
+    // Ready when the console accepts connections (it binds after the LAN channel).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match TcpStream::connect_timeout(&console, Duration::from_millis(200)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "ipmi_sim did not start within 10 s: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (child, stream)
+}
+
+impl Rig {
+    /// Kills ipmi_sim and starts it again on the same ports, with fresh state: what a
+    /// BMC reset looks like from outside (every session is gone).
+    pub fn restart(&mut self) {
+        // Close our console end first so that the TIME_WAIT lands on our side: ipmi_sim
+        // sets SO_REUSEADDR only after bind and could not listen on its port again.
+        let _ = self
+            .console_stream
+            .lock()
+            .unwrap()
+            .shutdown(std::net::Shutdown::Both);
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, stream) = spawn(&self.dir, self.console);
+        self.child = child;
+        *self.console_stream.lock().unwrap() = stream;
     }
 }
 
