@@ -75,6 +75,7 @@ fn main() {
     );
     assert_eq!(bmc.sdr_walks(), 1, "the SDR cache was not reused");
 
+    let host = format!("127.0.0.1:{port}");
     let ipmitool = |args: &[&str]| {
         let mut c = Command::new("ipmitool");
         c.args([
@@ -110,7 +111,6 @@ fn main() {
             })
             .collect(),
     );
-    let host = format!("127.0.0.1:{port}");
     let cache = dir.join("freeipmi");
     std::fs::create_dir_all(&cache).expect("freeipmi cache dir");
     let freeipmi = || {
@@ -135,6 +135,28 @@ fn main() {
     time_cmd(&mut freeipmi());
     let freeipmi_t = median((0..runs).map(|_| time_cmd(&mut freeipmi())).collect());
 
+    // Process against process: our probe as a one-shot command (it has no SDR cache
+    // between runs, so it reads the repository every time) and ipmitool likewise.
+    let probe = env!("CARGO_BIN_EXE_tandem-board-probe");
+    let probe_t = median(
+        (0..runs)
+            .map(|_| {
+                time_cmd(Command::new(probe).args([
+                    "lan",
+                    &host,
+                    rig::USER,
+                    rig::PASSWORD,
+                    "--readings-only",
+                ]))
+            })
+            .collect(),
+    );
+    let ipmitool_cold = median(
+        (0..runs)
+            .map(|_| time_cmd(&mut ipmitool(&["sdr"])))
+            .collect(),
+    );
+
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("sensor sweep, {n} sensors, warm SDR caches, medians of {runs} runs:");
     println!(
@@ -152,6 +174,16 @@ fn main() {
     println!(
         "  ipmi-sensors (sdr cache)          {:8.3} ms",
         ms(freeipmi_t)
+    );
+    println!("  one-shot processes, no SDR cache:");
+    println!("  tandem-board-probe lan            {:8.3} ms", ms(probe_t));
+    println!(
+        "  ipmitool sdr                      {:8.3} ms",
+        ms(ipmitool_cold)
+    );
+    println!(
+        "  ratio: ipmitool / tandem-board-probe = {:.1}",
+        ms(ipmitool_cold) / ms(probe_t)
     );
     println!(
         "  ratios: ipmitool / ours = {:.1} (open session), {:.1} (new session); ipmi-sensors / ours = {:.1}, {:.1}",

@@ -1,8 +1,8 @@
 //! `tandem-board-probe`: reads every sensor of a BMC once and prints them, one per line.
 //!
 //! ```text
-//! tandem-board-probe ipmi [DEVICE]            in-band, default /dev/ipmi0
-//! tandem-board-probe lan HOST:PORT USER PASSWORD
+//! tandem-board-probe ipmi [DEVICE] [--identify] [--readings-only]
+//! tandem-board-probe lan HOST:PORT USER PASSWORD [--identify] [--readings-only]
 //! ```
 //!
 //! Output lines are tab-separated: `reading NAME VALUE HEALTH`, `fault NAME ERROR`, then
@@ -23,13 +23,16 @@ use tandem_board::ipmi::sensor::Value;
 fn transport(args: &[String]) -> anyhow::Result<Box<dyn IpmiTransport>> {
     match args.first().map(String::as_str) {
         Some("ipmi") => {
-            let dev = args.get(1).map_or("/dev/ipmi0", String::as_str);
+            let dev = args
+                .get(1)
+                .filter(|a| !a.starts_with("--"))
+                .map_or("/dev/ipmi0", String::as_str);
             Ok(Box::new(
                 DevIpmi::open(Path::new(dev)).with_context(|| format!("opening {dev}"))?,
             ))
         }
         Some("lan") => {
-            let [_, addr, user, password] = args else {
+            let [_, addr, user, password, ..] = args else {
                 bail!("usage: tandem-board-probe lan HOST:PORT USER PASSWORD");
             };
             let addr = addr
@@ -59,6 +62,9 @@ fn run() -> anyhow::Result<()> {
     }
     for f in &sweep.faults {
         println!("fault\t{}\t{}", f.name, ErrorWrap(&f.error));
+    }
+    if args.iter().any(|a| a == "--readings-only") {
+        return Ok(());
     }
     let started = std::time::Instant::now();
     bmc.sweep().context("reading the sensors again")?;

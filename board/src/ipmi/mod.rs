@@ -209,7 +209,11 @@ impl IpmiError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            // No device node, or a node without a driver behind it (ENXIO, ENODEV).
+            Self::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound
+                    || matches!(source.raw_os_error(), Some(6 | 19)) =>
+            {
                 ErrorKind::NotPresent
             }
             Self::Io { .. } => ErrorKind::Io,
