@@ -8,16 +8,25 @@
 //!   fault knobs. Above it: SDR repository reading with reservations, partial reads and a
 //!   cache keyed on the repository's timestamps; full and compact sensor records; reading
 //!   conversion; threshold and discrete states; SEL read/clear; chassis identify.
-//! - [`poller`]: a sans-IO debouncer that turns sensor sweeps into status-change events.
+//! - [`poller`]: a sans-IO debouncer that turns sensor sweeps and RAID reports into
+//!   status-change events, with injected time.
 //! - [`areca`]: the Areca ARC-1210/1220 message protocol (pure encoder/decoder), a
 //!   transport trait with the Linux arcmsr sysfs implementation and a simulated controller.
 //!
+//! - The `tandem-board-probe` binary: one sweep of a BMC (in-band or LAN), for installers,
+//!   diagnostics and the QEMU test.
+//!
 //! What it does not do: schedule polling, log or notify (the runtime does, driving
 //! [`poller::SensorPoller`]); bridge to sensors owned by satellite controllers (only
-//! sensors owned by the BMC itself are read); IPMI 1.5 sessions; cipher suites other than 3.
+//! sensors owned by the BMC itself are read); IPMI 1.5 sessions; cipher suites other than
+//! 3; a BMC key (Kg) other than the user's password.
 //!
-//! Limitations: the LAN transport and `/dev/ipmi0` are blocking, one request at a time.
-//! Areca support covers the information commands only (no configuration changes).
+//! Limitations: the LAN transport and `/dev/ipmi0` are blocking, one request at a time;
+//! run them on a blocking thread. The SDR cache lives in memory only. Areca support covers
+//! the information commands over the driver's sysfs message unit (no configuration
+//! changes, no SCSI READ/WRITE BUFFER path, no event log); which member disk a rebuild
+//! targets is not reported by those commands, so all members of a rebuilding set show as
+//! rebuilding.
 
 #![warn(missing_docs)]
 

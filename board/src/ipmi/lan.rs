@@ -251,21 +251,16 @@ fn parse_lan_response(m: &[u8]) -> Result<(u8, u8, u8, u8, Vec<u8>), String> {
     Ok((m[1] >> 2, m[4] >> 2, m[5], m[6], m[7..m.len() - 1].to_vec()))
 }
 
-fn random<const N: usize>() -> [u8; N] {
+/// Random bytes from the kernel. The remote console's random number feeds the session
+/// key, so there is no weaker fallback: without randomness there is no session.
+fn random<const N: usize>(target: &str) -> Result<[u8; N], IpmiError> {
     let mut b = [0u8; N];
-    // The kernel's random source only fails on ancient kernels; fall back to the clock
-    // rather than refusing to connect (the values are nonces and IVs, not keys).
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            .to_le_bytes();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = t[i % t.len()] ^ u8::try_from(i % 256).unwrap_or(0);
-        }
-    }
-    b
+    getrandom::fill(&mut b).map_err(|e| IpmiError::Io {
+        target: target.to_owned(),
+        what: "reading random bytes",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(b)
 }
 
 impl LanSession {
@@ -331,7 +326,7 @@ impl LanSession {
                 self.bmc_session,
                 self.session_seq,
                 &msg,
-                random(),
+                random(&self.target)?,
             );
             self.socket.send(&packet).map_err(|source| IpmiError::Io {
                 target: self.target.clone(),
@@ -378,7 +373,7 @@ fn handshake(
             "user name over 16 or password over 20 bytes".into(),
         ));
     }
-    let console_session: u32 = u32::from_le_bytes(random::<4>()) | 1;
+    let console_session: u32 = u32::from_le_bytes(random::<4>(target)?) | 1;
 
     // Open Session.
     let mut open = vec![0x00, PRIV_ADMIN, 0, 0];
@@ -402,7 +397,7 @@ fn handshake(
     let bmc_session = u32::from_le_bytes([r[8], r[9], r[10], r[11]]);
 
     // RAKP 1.
-    let rm: [u8; 16] = random();
+    let rm: [u8; 16] = random(target)?;
     let role = PRIV_ADMIN | LOOKUP_NAME_ONLY;
     let ulen = u8::try_from(user.len()).unwrap_or(16);
     let mut rakp1 = vec![0x00, 0, 0, 0];
