@@ -268,3 +268,18 @@ fn session_is_reopened_after_a_bmc_reset() {
     let after = bmc.sweep().expect("sweep after the BMC reset").readings;
     assert_eq!(before, after);
 }
+
+#[test]
+fn oversized_sdr_reads_shrink_until_the_bmc_accepts() {
+    let rig = Rig::start();
+    let mut bmc = Bmc::new(rig.session());
+    // ipmi_sim cannot return a whole full record in one Get SDR.
+    bmc.set_sdr_chunk(200);
+    let (records, faults) = bmc.read_repository().expect("repository");
+    assert!(faults.is_empty());
+    assert_eq!(records.len(), rig.sensors.len());
+    assert!(bmc.sdr_chunk() < 200, "chunk never shrank");
+    let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    let want: Vec<&str> = rig.sensors.iter().map(|s| s.name).collect();
+    assert_eq!(names, want);
+}

@@ -119,6 +119,17 @@ impl<T: IpmiTransport> Bmc<T> {
         &mut self.transport
     }
 
+    /// Sets the largest body chunk asked for in one Get SDR (default 32). A BMC that
+    /// cannot return that many answers 0xCA and the chunk is halved until it can.
+    pub fn set_sdr_chunk(&mut self, bytes: u8) {
+        self.chunk = bytes.max(1);
+    }
+
+    /// The current Get SDR body chunk size.
+    pub fn sdr_chunk(&self) -> u8 {
+        self.chunk
+    }
+
     /// Swaps the transport (e.g. after a session was re-opened), keeping the SDR cache;
     /// returns the old one.
     pub fn replace_transport(&mut self, transport: T) -> T {
