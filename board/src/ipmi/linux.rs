@@ -16,6 +16,9 @@ use rustix::ioctl::{Updater, ioctl};
 
 use super::{IpmiError, IpmiTransport, Request, Response};
 
+/// Where udev and devfs-era setups put the first IPMI device.
+pub const DEVICE_PATHS: [&str; 3] = ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"];
+
 const IPMICTL_SEND_COMMAND: rustix::ioctl::Opcode = 0x8028_690d;
 const IPMICTL_RECEIVE_MSG_TRUNC: rustix::ioctl::Opcode = 0xc030_690b;
 const IPMI_SYSTEM_INTERFACE_ADDR_TYPE: i32 = 0x0c;
@@ -95,6 +98,26 @@ impl DevIpmi {
             // The kernel gives up after 4 × 2 s itself; wait a little longer than that.
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// Opens the first device node that exists among `candidates` (normally
+    /// [`DEVICE_PATHS`]). `Ok(None)` when none exists: the machine has no BMC or the
+    /// driver is not loaded, which callers report as absent rather than as an error.
+    pub fn discover(candidates: &[&Path]) -> Result<Option<Self>, IpmiError> {
+        for path in candidates {
+            match Self::open(path) {
+                Ok(d) => return Ok(Some(d)),
+                Err(e) if e.kind() == crate::ErrorKind::NotPresent => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`DevIpmi::discover`] over [`DEVICE_PATHS`].
+    pub fn discover_default() -> Result<Option<Self>, IpmiError> {
+        let paths: Vec<&Path> = DEVICE_PATHS.iter().map(Path::new).collect();
+        Self::discover(&paths)
     }
 
     /// The device path.
@@ -226,6 +249,16 @@ impl IpmiTransport for DevIpmi {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn discover_without_devices_is_none() {
+        let none = DevIpmi::discover(&[
+            Path::new("/nonexistent/ipmi0"),
+            Path::new("/nonexistent/ipmi/0"),
+        ])
+        .unwrap();
+        assert!(none.is_none());
+    }
 
     #[test]
     fn missing_device_is_not_present() {
