@@ -243,6 +243,17 @@ fn wrong_password_is_a_clear_session_error() {
     cfg.password = "wrong".into();
     let err = tandem_board::ipmi::lan::LanSession::open(cfg).unwrap_err();
     assert!(err.to_string().contains("session with 127.0.0.1"), "{err}");
+    assert!(
+        matches!(err, tandem_board::ipmi::IpmiError::Session { .. }),
+        "{err}"
+    );
+    let mut cfg = rig.lan_config();
+    cfg.user = "nobody".into();
+    let err = tandem_board::ipmi::lan::LanSession::open(cfg).unwrap_err();
+    assert!(
+        matches!(err, tandem_board::ipmi::IpmiError::Session { .. }),
+        "{err}"
+    );
 }
 
 #[test]

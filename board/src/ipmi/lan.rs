@@ -386,6 +386,7 @@ fn handshake(
         config,
         &setup_packet(PT_OPEN_REQ, &open),
         PT_OPEN_RESP,
+        console_session,
         target,
     )?;
     if r.len() < 12 || r[1] != 0 {
@@ -395,6 +396,12 @@ fn handshake(
         )));
     }
     let bmc_session = u32::from_le_bytes([r[8], r[9], r[10], r[11]]);
+    // The BMC must have accepted exactly cipher suite 3's algorithms.
+    if r.len() < 36 || r[16] != 0x01 || r[24] != 0x01 || r[32] != 0x01 {
+        return Err(session_err(
+            "bmc did not accept cipher suite 3 (rakp-hmac-sha1, hmac-sha1-96, aes-cbc-128)".into(),
+        ));
+    }
 
     // RAKP 1.
     let rm: [u8; 16] = random(target)?;
@@ -410,6 +417,7 @@ fn handshake(
         config,
         &setup_packet(PT_RAKP1, &rakp1),
         PT_RAKP2,
+        console_session,
         target,
     )?;
     if r.len() < 2 || r[1] != 0 {
@@ -444,6 +452,7 @@ fn handshake(
         config,
         &setup_packet(PT_RAKP3, &rakp3),
         PT_RAKP4,
+        console_session,
         target,
     )?;
     if r.len() < 2 || r[1] != 0 {
@@ -466,15 +475,19 @@ fn handshake(
     Ok((bmc_session, Keys { k1, aes }))
 }
 
-/// Sends one setup packet and waits for the reply of type `want`, with retries.
+/// Sends one setup packet and waits for the reply of type `want` addressed to our
+/// console session id (bytes 4..8 of every setup reply), with retries. Anything else,
+/// such as a late reply to an earlier attempt, is ignored.
 fn exchange(
     socket: &UdpSocket,
     config: &LanConfig,
     packet: &[u8],
     want: u8,
+    console_session: u32,
     target: &str,
 ) -> Result<Vec<u8>, IpmiError> {
     let mut buf = [0u8; 1024];
+    let id = console_session.to_le_bytes();
     for _ in 0..config.attempts.max(1) {
         socket.send(packet).map_err(|source| IpmiError::Io {
             target: target.to_owned(),
@@ -485,6 +498,7 @@ fn exchange(
         while let Some(n) = recv_until(socket, &mut buf, deadline, target)? {
             if let Ok(p) = parse_packet(&buf[..n], None)
                 && p.payload_type == want
+                && p.payload.get(4..8) == Some(&id[..])
             {
                 return Ok(p.payload);
             }
