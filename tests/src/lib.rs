@@ -1,1 +1,436 @@
-//! placeholder
+//! Test kit for the rig tests: network namespaces the test owns, QEMU
+//! virtual machines driven over their serial console, and a small HTTPS
+//! client that runs inside a namespace and reports the server certificate.
+//!
+//! Every address the tests use (192.168.100.x) exists only inside a
+//! namespace created here; the host's own namespace is never a target.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The directory `cargo xtask image` filled (from `TANDEM_IMAGE_DIR`).
+pub fn image_dir() -> PathBuf {
+    let dir = std::env::var("TANDEM_IMAGE_DIR")
+        .expect("TANDEM_IMAGE_DIR is not set: run the rig tests with `cargo xtask test`");
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.join("tandem-install.iso").is_file(),
+        "{} holds no tandem-install.iso: run `cargo xtask image`",
+        dir.display()
+    );
+    dir
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short name for this process and call.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates a fresh directory under the target dir's tmp.
+    pub fn new(name: &str) -> Self {
+        let base = std::env::var("CARGO_TARGET_TMPDIR")
+            .map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+        let dir = base.join(unique(name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the console log and QEMU's messages of a failed test.
+            for f in ["serial.log", "qemu.stderr"] {
+                let _ = std::fs::copy(self.0.join(f), self.0.with_extension(f));
+            }
+            eprintln!("kept {}.serial.log and .qemu.stderr", self.0.display());
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name (`ip netns` list).
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up.
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        sh(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) {
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.name, "ip"])
+            .args(args));
+    }
+
+    /// A tap device in the namespace holding `addr` (CIDR), for a VM's NIC.
+    pub fn tap(&self, dev: &str, addr: &str) {
+        self.ip(&["tuntap", "add", dev, "mode", "tap"]);
+        self.ip(&["addr", "add", addr, "dev", dev]);
+        self.ip(&["link", "set", dev, "up"]);
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (sockets it makes
+    /// live there).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// A QEMU virtual machine under TCG with its first serial port on a unix
+/// socket; the test keeps one connection to it for the VM's whole life.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    serial: UnixStream,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// Where the console output is also logged.
+    pub log: PathBuf,
+    started: Instant,
+}
+
+/// How a VM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS.
+    Bios,
+    /// OVMF (UEFI), with a private copy of its variable store.
+    Uefi,
+}
+
+impl Vm {
+    /// Starts QEMU with `args` (devices, drives), inside `netns` if given.
+    pub fn start(dir: &Path, firmware: Firmware, netns: Option<&Netns>, args: &[String]) -> Self {
+        let sock = dir.join("serial.sock");
+        let log = dir.join("serial.log");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
+        cmd.args(["-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "768"])
+            .args([
+                "-display",
+                "none",
+                "-no-user-config",
+                "-nodefaults",
+                "-vga",
+                "std",
+            ])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=ser0,path={},server=on,wait=on",
+                sock.display()
+            ))
+            .args(["-serial", "chardev:ser0", "-device", "virtio-rng-pci"]);
+        if firmware == Firmware::Uefi {
+            let vars = dir.join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+                .expect("OVMF is missing: apt-get install ovmf");
+            cmd.arg("-drive")
+                .arg("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("qemu.stderr")).unwrap(),
+            ));
+        let child = cmd
+            .spawn()
+            .expect("qemu-system-x86_64 is missing: apt-get install qemu-system-x86");
+        let start = Instant::now();
+        let serial = loop {
+            if let Ok(s) = UnixStream::connect(&sock) {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "QEMU did not open its serial socket"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (out, mut reader, logp) = (output.clone(), serial.try_clone().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            let mut logf = std::fs::File::create(logp).unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = logf.write_all(&buf[..n]);
+                out.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            serial,
+            output,
+            log,
+            started: Instant::now(),
+        }
+    }
+
+    /// Everything the console printed so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Seconds since the VM was started.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Waits until the console output after byte `from` contains `needle`;
+    /// returns the offset just after it. Panics with the console tail.
+    pub fn wait_for(&mut self, from: usize, needle: &str, timeout: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let text = self.text();
+            if let Some(i) = text.get(from..).and_then(|t| t.find(needle)) {
+                return from + i + needle.len();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "QEMU exited ({status}) while waiting for {needle:?}; console:\n{}",
+                    tail(&text)
+                );
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "no {needle:?} on the console within {timeout:?}; console:\n{}",
+                    tail(&text)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Types `line` and Enter on the serial console.
+    pub fn type_line(&mut self, line: &str) {
+        // One key at a time, as a person types: firmware consoles drop keys
+        // that arrive faster than they poll.
+        for b in format!("{line}\r").bytes() {
+            self.serial.write_all(&[b]).unwrap();
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a sparse raw disk image of `bytes`.
+pub fn raw_disk(path: &Path, bytes: u64) {
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+/// Whether the first `n` bytes of a file are all zero (nothing written).
+pub fn untouched(path: &Path, n: usize) -> bool {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
+    buf.iter().all(|b| *b == 0)
+}
+
+/// One HTTPS exchange's result.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Raw header block.
+    pub headers: String,
+    /// Body text.
+    pub body: String,
+    /// SHA-256 fingerprint (`AB:CD:…`) of the server's certificate.
+    pub fingerprint: String,
+}
+
+impl HttpResponse {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RecordCert(Arc<Mutex<Vec<u8>>>, Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for RecordCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The test compares the fingerprint with the console's instead of
+        // trusting a CA: this is exactly the check the operator makes.
+        *self.0.lock().unwrap() = end_entity.to_vec();
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Sends one HTTP/1.1 request over TLS to `addr` (`ip:port`), from the
+/// calling thread's network namespace.
+pub fn https(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> std::io::Result<HttpResponse> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let der = Arc::new(Mutex::new(Vec::new()));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordCert(der.clone(), provider)))
+        .with_no_client_auth();
+    let host = addr.split(':').next().unwrap_or(addr).to_owned();
+    let name =
+        rustls::pki_types::ServerName::try_from(host.clone()).map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(std::io::Error::other)?;
+    let sock_addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let tcp = std::net::TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let body = form.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    if form.is_some() {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    tls.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    use sha2::Digest;
+    let fingerprint = sha2::Sha256::digest(&*der.lock().unwrap())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok(HttpResponse {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+        fingerprint,
+    })
+}

@@ -27,9 +27,17 @@ const TEST_FILES: &[(&str, &str)] = &[("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"
 /// Binaries of the node: (package, binary, path in the root filesystem).
 const NODE_BINARIES: &[(&str, &str, &str)] = &[
     ("tandem-init", "tandem-init", "usr/sbin/tandem-init"),
-    ("tandem-installer", "tandem-installer", "usr/sbin/tandem-installer"),
+    (
+        "tandem-installer",
+        "tandem-installer",
+        "usr/sbin/tandem-installer",
+    ),
     ("tandem-recovery", "tandem-web", "usr/sbin/tandem-web"),
-    ("tandem-recovery", "tandem-console", "usr/sbin/tandem-console"),
+    (
+        "tandem-recovery",
+        "tandem-console",
+        "usr/sbin/tandem-console",
+    ),
 ];
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -113,7 +121,11 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).current_dir(workspace()).output().ok()?;
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -203,14 +215,22 @@ fn test(args: &[String]) -> Result<()> {
     let root = workspace();
     let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
     eprintln!("xtask: unit and integration tests");
-    run(cargo().args(["test", "--workspace", "--locked"]).current_dir(&root))?;
-    eprintln!("xtask: rig tests (QEMU, network namespaces) against {}", iso.display());
+    run(cargo()
+        .args(["test", "--workspace", "--locked"])
+        .current_dir(&root))?;
+    eprintln!(
+        "xtask: rig tests (QEMU, network namespaces) against {}",
+        iso.display()
+    );
     let mut rig = cargo();
     rig.args(["test", "--locked", "-p", "tandem-tests", "--", "--ignored"])
         .args(args)
         .env("TANDEM_IMAGE_DIR", &image_dir)
         .current_dir(&root);
     run(&mut rig)?;
-    eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: all tests passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -105,7 +105,10 @@ fn kernel_release() -> String {
 }
 
 /// Loads modules for the devices present until no new device asks for one
-/// (a loaded bus driver reveals further devices). Returns how many loaded.
+/// (a loaded bus driver reveals further devices), then keeps watching in the
+/// background: USB devices, the install stick among them, enumerate seconds
+/// after their host controller's driver loads. Returns how many loaded at
+/// first.
 fn coldplug() -> usize {
     let dir = PathBuf::from("/lib/modules").join(kernel_release());
     let aliases =
@@ -113,7 +116,8 @@ fn coldplug() -> usize {
     let deps = Deps::parse(&fs::read_to_string(dir.join("modules.dep")).unwrap_or_default());
     let mut loaded: BTreeSet<String> = BTreeSet::new();
     let mut tried: BTreeSet<String> = BTreeSet::new();
-    // Filesystems and interfaces no device announces.
+    // Filesystems, checksums and interfaces no device announces (ext4 asks
+    // for crc32c through the crypto API, which cannot load modules here).
     let always = [
         "crc32c_generic",
         "ext4",
@@ -129,33 +133,57 @@ fn coldplug() -> usize {
         load(&dir, &deps, m, &mut loaded, &mut tried);
     }
     for _round in 0..6 {
-        let mut wanted = BTreeSet::new();
-        let mut stack = vec![PathBuf::from("/sys/devices")];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = fs::read_dir(&d) else { continue };
-            for e in rd.filter_map(Result::ok) {
-                let p = e.path();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() && !ft.is_symlink() {
-                    stack.push(p);
-                } else if e.file_name() == "modalias"
-                    && let Ok(a) = fs::read_to_string(&p)
-                {
-                    wanted.extend(aliases.lookup(a.trim()));
-                }
-            }
-        }
-        let before = tried.len();
-        for m in wanted {
-            load(&dir, &deps, &m, &mut loaded, &mut tried);
-        }
-        if tried.len() == before {
+        if !coldplug_round(&dir, &aliases, &deps, &mut loaded, &mut tried) {
             break;
         }
-        // Give new buses (USB, virtio) a moment to enumerate.
+        // Give new buses (virtio, PCI bridges) a moment to enumerate.
         std::thread::sleep(Duration::from_millis(300));
     }
-    loaded.len()
+    let first = loaded.len();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        loop {
+            let pause = if start.elapsed() < Duration::from_secs(90) {
+                1
+            } else {
+                30
+            };
+            std::thread::sleep(Duration::from_secs(pause));
+            coldplug_round(&dir, &aliases, &deps, &mut loaded, &mut tried);
+        }
+    });
+    first
+}
+
+/// One pass over the devices' modaliases; true if a new module was tried.
+fn coldplug_round(
+    dir: &Path,
+    aliases: &Aliases,
+    deps: &Deps,
+    loaded: &mut BTreeSet<String>,
+    tried: &mut BTreeSet<String>,
+) -> bool {
+    let mut wanted = BTreeSet::new();
+    let mut stack = vec![PathBuf::from("/sys/devices")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() && !ft.is_symlink() {
+                stack.push(p);
+            } else if e.file_name() == "modalias"
+                && let Ok(a) = fs::read_to_string(&p)
+            {
+                wanted.extend(aliases.lookup(a.trim()));
+            }
+        }
+    }
+    let before = tried.len();
+    for m in wanted {
+        load(dir, deps, &m, loaded, tried);
+    }
+    tried.len() != before
 }
 
 fn load(
