@@ -27,6 +27,17 @@ const PENDING: &str = "pending.toml";
 const PREVIOUS: &str = "previous.toml";
 const LOCK: &str = "lock";
 
+/// Whether the store in `dir` holds a committed configuration, without
+/// opening it for writing (for unprivileged readers such as the web
+/// console). Fails closed: anything but "no committed file" counts as
+/// configured.
+pub fn is_configured(dir: &Path) -> bool {
+    match fs::symlink_metadata(dir.join(CURRENT)) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Problems with the store itself (as opposed to the input).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -45,7 +45,7 @@ pub struct ConfigDir(pub PathBuf);
 
 impl NodeState for ConfigDir {
     fn configured(&self) -> bool {
-        self.0.join("current").exists()
+        tandem_config::store::is_configured(&self.0)
     }
 }
 

@@ -21,6 +21,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
     ("ip", "iproute2"),
     ("socat", "socat"),
+    ("ipmi_sim", "openipmi"),
+    ("ipmitool", "ipmitool"),
 ];
 const TEST_FILES: &[(&str, &str)] = &[("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")];
 
@@ -47,9 +49,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("image") => image().map(|iso| println!("{}", iso.display())),
         Some("test") => test(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask image        build the install image\n       cargo xtask test [FILTER] run the whole test suite"
+                "usage: cargo xtask image          build the install image\n       cargo xtask test [FILTER]   run the whole test suite\n       cargo xtask fuzz [SECONDS]  build the fuzz targets and run each (default 60 s)"
             );
             return ExitCode::from(2);
         }
@@ -232,5 +235,50 @@ fn test(args: &[String]) -> Result<()> {
         "xtask: all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Fuzz targets under `fuzz/` (cargo-fuzz, nightly toolchain).
+const FUZZ_TARGETS: &[&str] = &[
+    "config_toml",
+    "config_archive",
+    "heartbeat_frame",
+    "serial_framing",
+    "ipmi_sdr",
+    "areca_reply",
+];
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds: u64 = match args.first() {
+        Some(s) => s.parse().context("SECONDS must be a whole number")?,
+        None => 60,
+    };
+    let fuzz_dir = workspace().join("fuzz");
+    let have = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))
+            .context("installing cargo-fuzz (needs the nightly toolchain: rustup toolchain install nightly)")?;
+    }
+    run(Command::new("cargo")
+        .args(["+nightly", "fuzz", "build"])
+        .current_dir(&fuzz_dir))?;
+    for t in FUZZ_TARGETS {
+        let corpus = fuzz_dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+        let mut cmd = Command::new("cargo");
+        cmd.args(["+nightly", "fuzz", "run", t])
+            .arg(&corpus)
+            .current_dir(&fuzz_dir);
+        let seeds = fuzz_dir.join("seeds").join(t);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.arg("--").arg(format!("-max_total_time={seconds}"));
+        eprintln!("xtask: fuzzing {t} for {seconds} s");
+        run(&mut cmd)?;
+    }
     Ok(())
 }

@@ -27,6 +27,8 @@ enum Cmd {
     },
     /// Move the services to the other node (release here first, then acquire there).
     Switchover,
+    /// The cluster configuration: init, validate, export, import, show.
+    Config(tandem_config::cli::ConfigArgs),
     /// Print recent events; with --follow keep printing new ones.
     Events {
         /// Keep the connection and print new events as they happen.
@@ -84,6 +86,7 @@ fn print_status(s: &StatusJson) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
+        Cmd::Config(_) => unreachable!("handled in main"),
         Cmd::Status { json } => {
             let r = client.call("status", false)?;
             if !r.ok {
@@ -122,7 +125,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // The configuration commands work without clusterd (on an unconfigured
+    // node and on an operator's machine alike).
+    if let Cmd::Config(args) = &cli.cmd {
+        let code = tandem_config::cli::execute(args, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(code);
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tandem: {e:#}");
