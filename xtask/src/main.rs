@@ -259,15 +259,17 @@ fn fuzz(args: &[String]) -> Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
-        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))
-            .context("installing cargo-fuzz (needs the nightly toolchain: rustup toolchain install nightly)")?;
+        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"])).context(
+            "installing cargo-fuzz (needs the nightly toolchain: rustup toolchain install nightly)",
+        )?;
     }
     run(Command::new("cargo")
         .args(["+nightly", "fuzz", "build"])
         .current_dir(&fuzz_dir))?;
     for t in FUZZ_TARGETS {
         let corpus = fuzz_dir.join("corpus").join(t);
-        std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("creating {}", corpus.display()))?;
         let mut cmd = Command::new("cargo");
         cmd.args(["+nightly", "fuzz", "run", t])
             .arg(&corpus)

@@ -129,7 +129,8 @@ fn main() -> ExitCode {
     // The configuration commands work without clusterd (on an unconfigured
     // node and on an operator's machine alike).
     if let Cmd::Config(args) = &cli.cmd {
-        let code = tandem_config::cli::execute(args, &mut std::io::stdout(), &mut std::io::stderr());
+        let code =
+            tandem_config::cli::execute(args, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code);
     }
     match run(cli) {
