@@ -217,10 +217,17 @@ fn test(args: &[String]) -> Result<()> {
     let iso = image()?;
     let root = workspace();
     let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
-    eprintln!("xtask: unit and integration tests");
+    eprintln!("xtask: fuzz targets build (run them with `cargo xtask fuzz`)");
     run(cargo()
-        .args(["test", "--workspace", "--locked"])
-        .current_dir(&root))?;
+        .args(["build", "--locked", "--bins", "--manifest-path"])
+        .arg(root.join("fuzz/Cargo.toml")))?;
+    eprintln!("xtask: unit and integration tests");
+    let mut tally = Tally::default();
+    tally.run(
+        cargo()
+            .args(["test", "--workspace", "--locked"])
+            .current_dir(&root),
+    )?;
     eprintln!(
         "xtask: rig tests (QEMU, network namespaces) against {}",
         iso.display()
@@ -230,10 +237,14 @@ fn test(args: &[String]) -> Result<()> {
         .args(args)
         .env("TANDEM_IMAGE_DIR", &image_dir)
         .current_dir(&root);
-    run(&mut rig)?;
+    tally.run(&mut rig)?;
     eprintln!(
         "xtask: all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
     );
     Ok(())
 }
