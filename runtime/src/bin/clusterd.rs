@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tandem_core::NodeId;
 use tandem_runtime::control::DEFAULT_SOCKET;
+use tandem_runtime::hw::{Board, HwConfig, parse_interval};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "clusterd",
-    about = "tandem cluster daemon: heartbeat, failover, resources"
+    about = "tandem cluster daemon: heartbeat, failover, resources, hardware sensors"
 )]
 struct Cli {
     /// This node: node1 or node2.
@@ -74,6 +75,17 @@ struct Cli {
     /// reports it, a node without this flag never takes over alone.
     #[arg(long)]
     data_good: bool,
+    /// Hardware to poll: linux (the IPMI device and Areca controller, when present),
+    /// sim:SCENARIO.json (simulated, for tests) or none.
+    #[arg(long, default_value = "linux", value_parser = parse_board)]
+    board: Board,
+    /// Time between sensor polls, e.g. 30s or 500ms.
+    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    sensor_interval: Duration,
+}
+
+fn parse_board(s: &str) -> Result<Board, String> {
+    s.parse()
 }
 
 fn udp_path(flag: &str, v: &str) -> anyhow::Result<UdpPath> {
@@ -225,7 +237,11 @@ fn main() -> ExitCode {
             .build()
             .context("starting the runtime")?;
         let c = chain(&s);
-        rt.block_on(tandem_runtime::daemon::run(s, c, shutdown_signal()))
+        let hw = HwConfig {
+            board: cli.board.clone(),
+            interval: cli.sensor_interval,
+        };
+        rt.block_on(tandem_runtime::daemon::run(s, c, hw, shutdown_signal()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
