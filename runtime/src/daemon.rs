@@ -181,6 +181,18 @@ pub async fn run(
     });
     let bad_requests = Arc::new(AtomicU64::new(0));
 
+    // Started before any socket so a bad scenario file changes nothing. Hardware
+    // polling runs on its own thread; its events join the same stream and its
+    // readings are served from this snapshot without involving the loop.
+    let hw_snapshot = Arc::new(Mutex::new(crate::hw::initial_snapshot(&hw.board)));
+    let hw_hub = Arc::clone(&hub);
+    let _hw_poller = crate::hw::start(
+        &hw,
+        Arc::clone(&hw_snapshot),
+        Box::new(move |kind, text| hw_hub.publish(kind, text)),
+    )
+    .context("starting hardware polling")?;
+
     let mut udp: [Option<Udp>; 3] = [None, None, None];
     for (path, cfg) in [
         (PathId::Internal, settings.internal),
@@ -239,17 +251,6 @@ pub async fn run(
             .context("opening the ICMP socket for ping nodes")?,
         )
     };
-
-    // Hardware polling runs on its own thread; its events join the same stream and its
-    // readings are served from this snapshot without involving the loop.
-    let hw_snapshot = Arc::new(Mutex::new(crate::hw::initial_snapshot(&hw.board)));
-    let hw_hub = Arc::clone(&hub);
-    let _hw_poller = crate::hw::start(
-        &hw,
-        Arc::clone(&hw_snapshot),
-        Box::new(move |kind, text| hw_hub.publish(kind, text)),
-    )
-    .context("starting hardware polling")?;
 
     let listener = bind_control(&settings.control)?;
     tokio::spawn(control_server(

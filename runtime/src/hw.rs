@@ -280,7 +280,7 @@ fn poll_loop(
             }
             Some(Err(e)) => {
                 let detail = error_chain(e);
-                bmc_detail = Some(detail.clone());
+                bmc_detail = Some(format!("{}: {detail}", e.kind()));
                 poller.handle(
                     t,
                     PollerInput::SweepFailed {
@@ -330,8 +330,8 @@ fn describe(e: &StatusEvent, types: &BTreeMap<SensorKey, SensorType>) -> (&'stat
             Subject::Sensor(k) => types.get(k).copied(),
             _ => None,
         };
-        let (value, _) = value_text(v, t);
-        text.push_str(&format!(", reads {value}"));
+        let (value, words) = value_text(v, t);
+        text.push_str(&format!(", reads {value} ({words})"));
     }
     if let Some(d) = &e.detail {
         text.push_str(&format!(" ({d})"));
