@@ -24,13 +24,13 @@ use serde::Deserialize;
 use tandem_board::Millis;
 use tandem_board::areca::linux::{SCSI_HOST_CLASS, SysfsMu};
 use tandem_board::areca::sim::SimRaid;
-use tandem_board::areca::{ArecaTransport, Controller, RaidReport, RaidState, report};
+use tandem_board::areca::{ArecaError, Controller, RaidReport, RaidState, report};
+use tandem_board::ipmi::IpmiError;
 use tandem_board::ipmi::bmc::{Bmc, Sweep};
 use tandem_board::ipmi::linux::DevIpmi;
 use tandem_board::ipmi::sdr::{RecordBuilder, SensorKey, SensorType};
 use tandem_board::ipmi::sensor::{Health, PsuState, Value};
 use tandem_board::ipmi::sim::{SimBmc, SimSensor};
-use tandem_board::ipmi::{IpmiError, IpmiTransport};
 use tandem_board::poller::{
     PollerConfig, PollerInput, PollerOutput, SensorPoller, StatusEvent, Subject,
 };
@@ -161,13 +161,15 @@ pub fn start(
     let hw: Box<dyn Hardware> = match &config.board {
         Board::None => return Ok(None),
         Board::Linux => {
-            let bmc = DevIpmi::discover_default()
-                .context("opening the IPMI device")?
-                .map(Bmc::new);
-            let raid = SysfsMu::discover(Path::new(SCSI_HOST_CLASS))
-                .context("looking for an Areca controller")?
-                .map(|t| Controller::new(t, None));
-            if bmc.is_none() && raid.is_none() {
+            let mut hw = Real {
+                bmc: Slot::Retry,
+                raid: Slot::Retry,
+            };
+            // A device that exists but cannot be opened is that device's fault, reported
+            // by the poll loop and retried at every poll; it never stops clusterd.
+            hw.open_bmc();
+            hw.open_raid();
+            if matches!((&hw.bmc, &hw.raid), (Slot::Absent, Slot::Absent)) {
                 let mut s = initial_snapshot(&config.board);
                 s.summary = HwSummaryJson {
                     state: "absent".into(),
@@ -179,7 +181,7 @@ pub fn start(
                 }
                 return Ok(None);
             }
-            Box::new(Real { bmc, raid })
+            Box::new(hw)
         }
         Board::Sim(path) => Box::new(SimHardware::load(path)?),
     };
@@ -211,20 +213,72 @@ trait Hardware: Send {
     fn raid(&mut self) -> RaidReport;
 }
 
-struct Real<I, A> {
-    bmc: Option<Bmc<I>>,
-    raid: Option<Controller<A>>,
+/// A device of the Linux board.
+enum Slot<T> {
+    /// Not on this machine.
+    Absent,
+    /// Opened.
+    Open(T),
+    /// Exists but could not be opened; opening is retried at the next poll.
+    Retry,
 }
 
-impl<I: IpmiTransport, A: ArecaTransport> Hardware for Real<I, A> {
+struct Real {
+    bmc: Slot<Bmc<DevIpmi>>,
+    raid: Slot<Controller<SysfsMu>>,
+}
+
+impl Real {
+    fn open_bmc(&mut self) -> Option<IpmiError> {
+        match DevIpmi::discover_default() {
+            Ok(Some(d)) => self.bmc = Slot::Open(Bmc::new(d)),
+            Ok(None) => self.bmc = Slot::Absent,
+            Err(e) => {
+                self.bmc = Slot::Retry;
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    fn open_raid(&mut self) -> Option<ArecaError> {
+        match SysfsMu::discover(Path::new(SCSI_HOST_CLASS)) {
+            Ok(Some(t)) => self.raid = Slot::Open(Controller::new(t, None)),
+            Ok(None) => self.raid = Slot::Absent,
+            Err(e) => {
+                self.raid = Slot::Retry;
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
+impl Hardware for Real {
     fn refresh(&mut self) -> Result<(), String> {
         Ok(())
     }
     fn sweep(&mut self) -> Option<Result<Sweep, IpmiError>> {
-        self.bmc.as_mut().map(Bmc::sweep)
+        if matches!(self.bmc, Slot::Retry)
+            && let Some(e) = self.open_bmc()
+        {
+            return Some(Err(e));
+        }
+        match &mut self.bmc {
+            Slot::Open(b) => Some(b.sweep()),
+            _ => None,
+        }
     }
     fn raid(&mut self) -> RaidReport {
-        report(self.raid.as_mut())
+        if matches!(self.raid, Slot::Retry)
+            && let Some(e) = self.open_raid()
+        {
+            return RaidReport::Fault(e);
+        }
+        match &mut self.raid {
+            Slot::Open(c) => report(Some(c)),
+            _ => RaidReport::Absent,
+        }
     }
 }
 
