@@ -7,14 +7,17 @@
 //! the summary in `status`.
 //!
 //! Boards: `linux` (the first IPMI device node and the first Areca message unit that
-//! exist; missing hardware is "absent", not an error), `sim:FILE` (a simulated BMC and
-//! controller driven by a JSON scenario re-read before every poll, for tests and demos)
-//! and `none`.
+//! exist; missing hardware is "absent", not an error; a device that exists but fails is
+//! reported and re-opened at the next poll), `lan:ADDRESS:PORT` (a BMC over RMCP+,
+//! cipher suite 3, e.g. a BMC whose in-band interface is unusable, and the host-side
+//! tests against OpenIPMI's `ipmi_sim`), `sim:FILE` (a simulated BMC and controller
+//! driven by a JSON scenario re-read before every poll, for tests and demos) and `none`.
 //!
 //! Limitations: one BMC and one RAID controller; hardware that appears after start-up
 //! is not picked up; the SEL is not read.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,12 +28,13 @@ use tandem_board::Millis;
 use tandem_board::areca::linux::{SCSI_HOST_CLASS, SysfsMu};
 use tandem_board::areca::sim::SimRaid;
 use tandem_board::areca::{ArecaError, Controller, RaidReport, RaidState, report};
-use tandem_board::ipmi::IpmiError;
 use tandem_board::ipmi::bmc::{Bmc, Sweep};
+use tandem_board::ipmi::lan::{LanConfig, LanSession};
 use tandem_board::ipmi::linux::DevIpmi;
 use tandem_board::ipmi::sdr::{RecordBuilder, SensorKey, SensorType};
 use tandem_board::ipmi::sensor::{Health, PsuState, Value};
 use tandem_board::ipmi::sim::{SimBmc, SimSensor};
+use tandem_board::ipmi::{IpmiError, IpmiTransport};
 use tandem_board::poller::{
     PollerConfig, PollerInput, PollerOutput, SensorPoller, StatusEvent, Subject,
 };
@@ -42,6 +46,8 @@ use crate::control::{HwJson, HwSummaryJson, RaidItemJson, RaidJson, SensorJson};
 pub enum Board {
     /// This machine's IPMI device and Areca controller, when present.
     Linux,
+    /// A BMC over IPMI 2.0 LAN (RMCP+), and this machine's Areca controller when present.
+    Lan(SocketAddr),
     /// A simulated BMC and controller following a JSON scenario file.
     Sim(PathBuf),
     /// No hardware polling.
@@ -55,12 +61,19 @@ impl std::str::FromStr for Board {
         match s {
             "linux" => Ok(Self::Linux),
             "none" => Ok(Self::None),
-            _ => match s.strip_prefix("sim:") {
-                Some(f) if !f.is_empty() => Ok(Self::Sim(PathBuf::from(f))),
-                _ => Err(format!(
-                    "unknown board {s:?}: expected linux, none or sim:SCENARIO.json"
-                )),
-            },
+            _ => {
+                if let Some(f) = s.strip_prefix("sim:").filter(|f| !f.is_empty()) {
+                    Ok(Self::Sim(PathBuf::from(f)))
+                } else if let Some(a) = s.strip_prefix("lan:") {
+                    a.parse().map(Self::Lan).map_err(|_| {
+                        format!("board {s:?}: expected lan:ADDRESS:PORT, e.g. lan:10.0.0.5:623")
+                    })
+                } else {
+                    Err(format!(
+                        "unknown board {s:?}: expected linux, none, lan:ADDRESS:PORT or sim:SCENARIO.json"
+                    ))
+                }
+            }
         }
     }
 }
@@ -72,6 +85,8 @@ pub struct HwConfig {
     pub board: Board,
     /// Time between polls when nothing changes.
     pub interval: Duration,
+    /// User and password for [`Board::Lan`].
+    pub lan_credentials: Option<(String, String)>,
 }
 
 /// Parses `30`, `30s`, `500ms` or `2m` into a duration of at least 100 ms.
@@ -112,10 +127,10 @@ pub struct HwPoller {
 
 impl Drop for HwPoller {
     fn drop(&mut self) {
+        // The thread ends at its next wake-up. It is not joined: a poll blocked on a
+        // silent BMC must not hold up clusterd's exit.
         drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
@@ -160,8 +175,26 @@ pub fn start(
 ) -> anyhow::Result<Option<HwPoller>> {
     let hw: Box<dyn Hardware> = match &config.board {
         Board::None => return Ok(None),
-        Board::Linux => {
+        Board::Linux | Board::Lan(_) => {
+            let open: Opener = match &config.board {
+                Board::Lan(addr) => {
+                    let (user, password) = config
+                        .lan_credentials
+                        .clone()
+                        .context("a lan board needs the BMC's user and password")?;
+                    let lan = LanConfig::new(*addr, &user, &password);
+                    Box::new(move || {
+                        LanSession::open(lan.clone())
+                            .map(|s| Some(Box::new(s) as Box<dyn IpmiTransport>))
+                    })
+                }
+                _ => Box::new(|| {
+                    DevIpmi::discover_default()
+                        .map(|d| d.map(|d| Box::new(d) as Box<dyn IpmiTransport>))
+                }),
+            };
             let mut hw = Real {
+                open,
                 bmc: Slot::Retry,
                 raid: Slot::Retry,
             };
@@ -223,14 +256,18 @@ enum Slot<T> {
     Retry,
 }
 
+/// Opens the BMC transport: `Ok(None)` when there is none.
+type Opener = Box<dyn FnMut() -> Result<Option<Box<dyn IpmiTransport>>, IpmiError> + Send>;
+
 struct Real {
-    bmc: Slot<Bmc<DevIpmi>>,
+    open: Opener,
+    bmc: Slot<Bmc<Box<dyn IpmiTransport>>>,
     raid: Slot<Controller<SysfsMu>>,
 }
 
 impl Real {
     fn open_bmc(&mut self) -> Option<IpmiError> {
-        match DevIpmi::discover_default() {
+        match (self.open)() {
             Ok(Some(d)) => self.bmc = Slot::Open(Bmc::new(d)),
             Ok(None) => self.bmc = Slot::Absent,
             Err(e) => {
@@ -878,6 +915,16 @@ mod tests {
             Ok(Board::Sim("/tmp/s.json".into()))
         );
         assert!("sim:".parse::<Board>().unwrap_err().contains("sim:"));
+        assert_eq!(
+            "lan:127.0.0.1:623".parse::<Board>(),
+            Ok(Board::Lan("127.0.0.1:623".parse().unwrap()))
+        );
+        assert!(
+            "lan:bmc"
+                .parse::<Board>()
+                .unwrap_err()
+                .contains("lan:ADDRESS:PORT")
+        );
         assert!("ipmi".parse::<Board>().unwrap_err().contains("\"ipmi\""));
         assert_eq!(parse_interval("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));

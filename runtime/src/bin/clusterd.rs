@@ -76,12 +76,41 @@ struct Cli {
     #[arg(long)]
     data_good: bool,
     /// Hardware to poll: linux (the IPMI device and Areca controller, when present),
+    /// lan:ADDRESS:PORT (a BMC over RMCP+, with --bmc-credentials),
     /// sim:SCENARIO.json (simulated, for tests) or none.
     #[arg(long, default_value = "linux", value_parser = parse_board)]
     board: Board,
     /// Time between sensor polls, e.g. 30s or 500ms.
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
     sensor_interval: Duration,
+    /// File with the LAN BMC's user name on the first line and password on the second.
+    #[arg(long)]
+    bmc_credentials: Option<PathBuf>,
+}
+
+fn hw_config(cli: &Cli) -> anyhow::Result<HwConfig> {
+    let lan_credentials = match (&cli.board, &cli.bmc_credentials) {
+        (Board::Lan(_), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading BMC credentials {}", path.display()))?;
+            let mut lines = text.lines();
+            let (Some(user), Some(password)) = (lines.next(), lines.next()) else {
+                bail!(
+                    "BMC credentials {}: expected the user on the first line and the password on the second",
+                    path.display()
+                );
+            };
+            Some((user.to_owned(), password.to_owned()))
+        }
+        (Board::Lan(_), None) => bail!("--board lan:... needs --bmc-credentials FILE"),
+        (_, Some(_)) => bail!("--bmc-credentials is only used with --board lan:..."),
+        (_, None) => None,
+    };
+    Ok(HwConfig {
+        board: cli.board.clone(),
+        interval: cli.sensor_interval,
+        lan_credentials,
+    })
 }
 
 fn parse_board(s: &str) -> Result<Board, String> {
@@ -232,15 +261,12 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = settings(&cli).and_then(|s| {
+        let hw = hw_config(&cli)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?;
         let c = chain(&s);
-        let hw = HwConfig {
-            board: cli.board.clone(),
-            interval: cli.sensor_interval,
-        };
         rt.block_on(tandem_runtime::daemon::run(s, c, hw, shutdown_signal()))
     });
     match result {
