@@ -257,7 +257,8 @@ pub struct EventJson {
     pub time_ms: u64,
     /// Node reporting it.
     pub node: String,
-    /// Machine-readable kind (`path_down`, `role_changed`, `split_brain`, ...).
+    /// Machine-readable kind (`path_down`, `role_changed`, `split_brain`, ...; hardware:
+    /// `hw_psu`, `hw_fan`, `hw_temperature`, `hw_voltage`, `hw_sensor`, `hw_bmc`, `hw_raid`).
     pub kind: String,
     /// Human-readable text.
     pub text: String,

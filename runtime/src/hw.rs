@@ -933,6 +933,64 @@ mod tests {
         assert!(parse_interval("fast").unwrap_err().contains("\"fast\""));
     }
 
+    fn sweep_names(hw: &mut SimHardware) -> Vec<(String, Health)> {
+        let s = hw.sweep().unwrap().unwrap();
+        s.readings.into_iter().map(|r| (r.name, r.health)).collect()
+    }
+
+    #[test]
+    fn sim_scenario_changes_readings_and_repository() {
+        let dir = std::env::temp_dir().join(format!("tdm-hw-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.json");
+        let fan = |raw: u8| {
+            format!(
+                r#"{{"number": 1, "name": "Fan 1", "kind": "fan", "raw": {raw}, "m": 60,
+                     "thresholds": {{"lnc": 20, "lcr": 10}}}}"#
+            )
+        };
+        std::fs::write(&file, format!(r#"{{"sensors": [{}]}}"#, fan(100))).unwrap();
+        let mut hw = SimHardware::load(&file).unwrap();
+        assert_eq!(sweep_names(&mut hw), [("Fan 1".to_string(), Health::Ok)]);
+        assert!(matches!(hw.raid(), RaidReport::Absent));
+        // Same repository, new reading.
+        std::fs::write(&file, format!(r#"{{"sensors": [{}]}}"#, fan(15))).unwrap();
+        hw.refresh().unwrap();
+        assert_eq!(
+            sweep_names(&mut hw),
+            [("Fan 1".to_string(), Health::Warning)]
+        );
+        // A new sensor and a controller: the repository is read again.
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"sensors": [{}, {{"number": 2, "name": "PS1 Status", "kind": "psu",
+                     "states": 3}}], "raid": {{}}}}"#,
+                fan(5)
+            ),
+        )
+        .unwrap();
+        hw.refresh().unwrap();
+        assert_eq!(
+            sweep_names(&mut hw),
+            [
+                ("Fan 1".to_string(), Health::Critical),
+                ("PS1 Status".to_string(), Health::Critical)
+            ]
+        );
+        assert!(matches!(hw.raid(), RaidReport::Present(_)));
+        // A broken edit is refused by name and the hardware stays as it was.
+        std::fs::write(
+            &file,
+            r#"{"sensors": [{"number": 1, "name": "X", "kind": "fan", "speed": 3}]}"#,
+        )
+        .unwrap();
+        let e = hw.refresh().unwrap_err();
+        assert!(e.contains("s.json") && e.contains("speed"), "{e}");
+        assert_eq!(sweep_names(&mut hw).len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn thresholds_compare_like_a_bmc() {
         let t = Thresholds {
