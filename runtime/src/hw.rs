@@ -166,8 +166,9 @@ pub fn initial_snapshot(board: &Board) -> HwJson {
 /// absent in `snapshot`; with nothing to poll no thread is started.
 ///
 /// # Errors
-/// An unreadable or invalid scenario file, or an IPMI device or controller that exists
-/// but cannot be opened.
+/// An unreadable or invalid scenario file, a lan board without credentials, or no thread.
+/// A device that exists but cannot be opened is not an error here: the poll loop reports
+/// it as that device's fault and retries.
 pub fn start(
     config: &HwConfig,
     snapshot: Arc<Mutex<HwJson>>,
@@ -199,9 +200,13 @@ pub fn start(
                 raid: Slot::Retry,
             };
             // A device that exists but cannot be opened is that device's fault, reported
-            // by the poll loop and retried at every poll; it never stops clusterd.
-            hw.open_bmc();
-            hw.open_raid();
+            // by the poll loop and retried at every poll; it never stops clusterd. A LAN
+            // session is first opened on the polling thread: a silent BMC must not delay
+            // start-up.
+            if !matches!(config.board, Board::Lan(_)) {
+                let _ = hw.open_bmc();
+            }
+            let _ = hw.open_raid();
             if matches!((&hw.bmc, &hw.raid), (Slot::Absent, Slot::Absent)) {
                 let mut s = initial_snapshot(&config.board);
                 s.summary = HwSummaryJson {
@@ -246,7 +251,7 @@ trait Hardware: Send {
     fn raid(&mut self) -> RaidReport;
 }
 
-/// A device of the Linux board.
+/// A device of the linux and lan boards.
 enum Slot<T> {
     /// Not on this machine.
     Absent,
