@@ -23,7 +23,7 @@ pub const DEFAULT_SOCKET: &str = "/run/tandem/control.sock";
 pub struct Request {
     /// Must be [`API_VERSION`].
     pub version: u32,
-    /// `status`, `switchover` or `events`.
+    /// `status`, `switchover`, `events` or `hw`.
     pub request: String,
     /// For `events`: keep the connection and stream new events.
     #[serde(default)]
@@ -46,6 +46,9 @@ pub struct Response {
     /// For `events`: one event per line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<EventJson>,
+    /// For `hw`: the latest sensor readings and RAID report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hw: Option<HwJson>,
 }
 
 impl Response {
@@ -58,6 +61,7 @@ impl Response {
             error: None,
             status: None,
             event: None,
+            hw: None,
         }
     }
 
@@ -159,6 +163,91 @@ pub struct StatusJson {
     pub counters: CountersJson,
     /// Warnings for the operator.
     pub warnings: Vec<String>,
+    /// Hardware summary (sensors and RAID); absent from daemons without hardware polling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HwSummaryJson>,
+}
+
+/// Hardware summary in status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HwSummaryJson {
+    /// `ok`, `problems`, `absent` (no BMC and no RAID controller) or `pending` (not
+    /// polled yet).
+    pub state: String,
+    /// Sensors, volumes, disks and controllers whose confirmed health is not ok.
+    pub problems: u32,
+    /// One line for the operator.
+    pub text: String,
+}
+
+/// The `hw` reply: what the last poll read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HwJson {
+    /// The summary also shown in status.
+    pub summary: HwSummaryJson,
+    /// The BMC: `absent`, `ok` or `unreachable`.
+    pub bmc: String,
+    /// Why the BMC is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_detail: Option<String>,
+    /// Every sensor of the last successful sweep, in repository order.
+    pub sensors: Vec<SensorJson>,
+    /// The RAID controller.
+    pub raid: RaidJson,
+    /// Wall-clock time of the last poll, milliseconds since the Unix epoch.
+    pub polled_ms: Option<u64>,
+}
+
+/// One sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorJson {
+    /// Name from the SDR.
+    pub name: String,
+    /// `temperature`, `voltage`, `current`, `fan`, `power_supply` or `type 0xNN`.
+    pub sensor_type: String,
+    /// Converted reading of a threshold sensor.
+    pub value: Option<f64>,
+    /// Its unit.
+    pub unit: Option<String>,
+    /// Asserted state bits of a discrete sensor.
+    pub states: Option<u16>,
+    /// What the states mean (`ok`, `nc`, `cr`, `nr`; `present`, `failed`, ...).
+    pub state: String,
+    /// `ok`, `warning`, `critical` or `unavailable`, as read in the last sweep.
+    pub health: String,
+    /// Why the sensor could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The RAID controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaidJson {
+    /// `absent`, `present` or `fault`.
+    pub state: String,
+    /// Why the controller could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Model and firmware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// Volume sets.
+    pub volumes: Vec<RaidItemJson>,
+    /// Physical disks.
+    pub disks: Vec<RaidItemJson>,
+}
+
+/// One volume or disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaidItemJson {
+    /// Volume number or disk slot.
+    pub number: u8,
+    /// Volume name or disk model.
+    pub name: String,
+    /// `ok`, `degraded`, `rebuilding N.N%` or `failed`.
+    pub state: String,
+    /// `ok`, `warning` or `critical`.
+    pub health: String,
 }
 
 /// One event.
@@ -168,7 +257,8 @@ pub struct EventJson {
     pub time_ms: u64,
     /// Node reporting it.
     pub node: String,
-    /// Machine-readable kind (`path_down`, `role_changed`, `split_brain`, ...).
+    /// Machine-readable kind (`path_down`, `role_changed`, `split_brain`, ...; hardware:
+    /// `hw_psu`, `hw_fan`, `hw_temperature`, `hw_voltage`, `hw_sensor`, `hw_bmc`, `hw_raid`).
     pub kind: String,
     /// Human-readable text.
     pub text: String,

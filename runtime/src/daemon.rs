@@ -23,9 +23,10 @@ use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc, oneshot};
 
 use crate::control::{
-    API_VERSION, CountersJson, EventJson, PathJson, PeerJson, PingJson, Request, Response,
+    API_VERSION, CountersJson, EventJson, HwJson, PathJson, PeerJson, PingJson, Request, Response,
     StatusJson,
 };
+use crate::hw::HwConfig;
 use crate::net::Pinger;
 use crate::resources::Chain;
 use crate::settings::Settings;
@@ -160,6 +161,7 @@ struct Udp {
 pub async fn run(
     settings: Settings,
     chain: Chain,
+    hw: HwConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
@@ -178,6 +180,18 @@ pub async fn run(
         tx: broadcast::channel(256).0,
     });
     let bad_requests = Arc::new(AtomicU64::new(0));
+
+    // Started before any socket so a bad scenario file changes nothing. Hardware
+    // polling runs on its own thread; its events join the same stream and its
+    // readings are served from this snapshot without involving the loop.
+    let hw_snapshot = Arc::new(Mutex::new(crate::hw::initial_snapshot(&hw.board)));
+    let hw_hub = Arc::clone(&hub);
+    let _hw_poller = crate::hw::start(
+        &hw,
+        Arc::clone(&hw_snapshot),
+        Box::new(move |kind, text| hw_hub.publish(kind, text)),
+    )
+    .context("starting hardware polling")?;
 
     let mut udp: [Option<Udp>; 3] = [None, None, None];
     for (path, cfg) in [
@@ -244,6 +258,7 @@ pub async fn run(
         tx.clone(),
         Arc::clone(&hub),
         Arc::clone(&bad_requests),
+        Arc::clone(&hw_snapshot),
     ));
 
     let chain_names = chain.names();
@@ -333,13 +348,15 @@ pub async fn run(
                         let resp = match call {
                             ControlCall::Status => {
                                 let mut r = Response::ok();
-                                r.status = Some(status_json(
+                                let mut st = status_json(
                                     &core,
                                     now,
                                     &settings,
                                     &chain_names,
                                     bad_requests.load(Ordering::Relaxed),
-                                ));
+                                );
+                                st.hardware = hw_snapshot.lock().ok().map(|h| h.summary.clone());
+                                r.status = Some(st);
                                 r
                             }
                             ControlCall::Switchover => match core.switchover(now) {
@@ -398,6 +415,7 @@ async fn control_server(
     tx: mpsc::UnboundedSender<In>,
     hub: Arc<EventHub>,
     bad: Arc<AtomicU64>,
+    hw: Arc<Mutex<HwJson>>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -409,6 +427,7 @@ async fn control_server(
             tx.clone(),
             Arc::clone(&hub),
             Arc::clone(&bad),
+            Arc::clone(&hw),
         ));
     }
 }
@@ -426,6 +445,7 @@ async fn control_conn(
     tx: mpsc::UnboundedSender<In>,
     hub: Arc<EventHub>,
     bad: Arc<AtomicU64>,
+    hw: Arc<Mutex<HwJson>>,
 ) {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
@@ -460,6 +480,21 @@ async fn control_conn(
         let call = match req.request.as_str() {
             "status" => ControlCall::Status,
             "switchover" => ControlCall::Switchover,
+            "hw" => {
+                let snapshot = hw.lock().map(|h| h.clone()).ok();
+                let resp = match snapshot {
+                    Some(h) => {
+                        let mut r = Response::ok();
+                        r.hw = Some(h);
+                        r
+                    }
+                    None => Response::error("hardware snapshot unavailable"),
+                };
+                if !write_line(&mut w, &resp).await {
+                    return;
+                }
+                continue;
+            }
             "events" => {
                 let mut sub = hub.tx.subscribe();
                 let backlog: Vec<EventJson> = hub
@@ -500,7 +535,7 @@ async fn control_conn(
             other => {
                 bad.fetch_add(1, Ordering::Relaxed);
                 let msg =
-                    format!("unknown request {other:?}: expected status, switchover or events");
+                    format!("unknown request {other:?}: expected status, switchover, events or hw");
                 if !write_line(&mut w, &Response::error(msg)).await {
                     return;
                 }
@@ -584,6 +619,7 @@ fn status_json(
             bad_requests,
         },
         warnings: s.warnings,
+        hardware: None,
     }
 }
 

@@ -5,8 +5,10 @@
 //! null-modem cable (serialport crate, 8N1, COBS framing from `tandem-proto`), ICMP
 //! echo to ping nodes, the ordered resource chain ([`resources::Chain`]) with service
 //! addresses added through rtnetlink and announced by gratuitous ARP, and the control
-//! API ([`control`]): versioned JSON lines on a unix socket for status, switchover and
-//! the event stream.
+//! API ([`control`]): versioned JSON lines on a unix socket for status, switchover,
+//! hardware readings and the event stream; and hardware polling ([`hw`]: IPMI sensors and
+//! the Areca controller through `tandem-board`, on a blocking thread) whose confirmed
+//! changes join the event stream.
 //!
 //! What it does not do: decide anything (the core does), parse the configuration file
 //! format (tandem-config does; clusterd maps it into [`settings::Settings`]), or run
@@ -19,6 +21,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod hw;
 pub mod net;
 pub mod resources;
 pub mod settings;

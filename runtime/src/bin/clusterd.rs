@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tandem_core::NodeId;
 use tandem_runtime::control::DEFAULT_SOCKET;
+use tandem_runtime::hw::{Board, HwConfig, parse_interval};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "clusterd",
-    about = "tandem cluster daemon: heartbeat, failover, resources"
+    about = "tandem cluster daemon: heartbeat, failover, resources, hardware sensors"
 )]
 struct Cli {
     /// This node: node1 or node2.
@@ -74,6 +75,46 @@ struct Cli {
     /// reports it, a node without this flag never takes over alone.
     #[arg(long)]
     data_good: bool,
+    /// Hardware to poll: linux (the IPMI device and Areca controller, when present),
+    /// lan:ADDRESS:PORT (a BMC over RMCP+, with --bmc-credentials),
+    /// sim:SCENARIO.json (simulated, for tests) or none.
+    #[arg(long, default_value = "linux", value_parser = parse_board)]
+    board: Board,
+    /// Time between sensor polls, e.g. 30s or 500ms.
+    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    sensor_interval: Duration,
+    /// File with the LAN BMC's user name on the first line and password on the second.
+    #[arg(long)]
+    bmc_credentials: Option<PathBuf>,
+}
+
+fn hw_config(cli: &Cli) -> anyhow::Result<HwConfig> {
+    let lan_credentials = match (&cli.board, &cli.bmc_credentials) {
+        (Board::Lan(_), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading BMC credentials {}", path.display()))?;
+            let mut lines = text.lines();
+            let (Some(user), Some(password)) = (lines.next(), lines.next()) else {
+                bail!(
+                    "BMC credentials {}: expected the user on the first line and the password on the second",
+                    path.display()
+                );
+            };
+            Some((user.to_owned(), password.to_owned()))
+        }
+        (Board::Lan(_), None) => bail!("--board lan:... needs --bmc-credentials FILE"),
+        (_, Some(_)) => bail!("--bmc-credentials is only used with --board lan:..."),
+        (_, None) => None,
+    };
+    Ok(HwConfig {
+        board: cli.board.clone(),
+        interval: cli.sensor_interval,
+        lan_credentials,
+    })
+}
+
+fn parse_board(s: &str) -> Result<Board, String> {
+    s.parse()
 }
 
 fn udp_path(flag: &str, v: &str) -> anyhow::Result<UdpPath> {
@@ -220,12 +261,13 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = settings(&cli).and_then(|s| {
+        let hw = hw_config(&cli)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?;
         let c = chain(&s);
-        rt.block_on(tandem_runtime::daemon::run(s, c, shutdown_signal()))
+        rt.block_on(tandem_runtime::daemon::run(s, c, hw, shutdown_signal()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

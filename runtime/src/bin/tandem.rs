@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tandem_runtime::control::{Client, DEFAULT_SOCKET, StatusJson};
+use tandem_runtime::control::{Client, DEFAULT_SOCKET, HwJson, StatusJson};
 
 #[derive(Parser, Debug)]
 #[command(name = "tandem", about = "Cluster status and control")]
@@ -29,6 +29,12 @@ enum Cmd {
     Switchover,
     /// The cluster configuration: init, validate, export, import, show.
     Config(tandem_config::cli::ConfigArgs),
+    /// Hardware sensors (name, reading, health) and RAID volumes and disks.
+    Hw {
+        /// Print the control API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print recent events; with --follow keep printing new ones.
     Events {
         /// Keep the connection and print new events as they happen.
@@ -78,8 +84,62 @@ fn print_status(s: &StatusJson) {
         "refused    bad mac {}, malformed {}, replayed {}, misdirected {}, line noise {}, bad requests {}",
         c.bad_mac, c.malformed, c.replayed, c.misdirected, c.line_noise, c.bad_requests
     );
+    if let Some(h) = &s.hardware {
+        println!("hardware   {}", h.text);
+    }
     for w in &s.warnings {
         println!("WARNING    {w}");
+    }
+}
+
+fn print_hw(h: &HwJson) {
+    println!("summary    {}", h.summary.text);
+    println!(
+        "bmc        {}{}",
+        h.bmc,
+        h.bmc_detail
+            .as_ref()
+            .map_or(String::new(), |d| format!(" ({d})"))
+    );
+    for s in &h.sensors {
+        let reading = match (s.value, &s.unit, s.states) {
+            (Some(v), Some(u), _) => format!("{v:.2} {u}"),
+            (_, _, Some(st)) => format!("0x{st:04x}"),
+            _ => "na".into(),
+        };
+        println!(
+            "sensor     {:<20} {:<18} {:<11} {}{}",
+            s.name,
+            reading,
+            s.health,
+            s.state,
+            s.detail
+                .as_ref()
+                .map_or(String::new(), |d| format!(" ({d})"))
+        );
+    }
+    let r = &h.raid;
+    println!(
+        "raid       {}{}{}",
+        r.state,
+        r.controller
+            .as_ref()
+            .map_or(String::new(), |c| format!(" {c}")),
+        r.detail
+            .as_ref()
+            .map_or(String::new(), |d| format!(" ({d})"))
+    );
+    for v in &r.volumes {
+        println!(
+            "volume     {:<3} {:<20} {:<18} {}",
+            v.number, v.name, v.state, v.health
+        );
+    }
+    for d in &r.disks {
+        println!(
+            "disk       {:<3} {:<20} {:<18} {}",
+            d.number, d.name, d.state, d.health
+        );
     }
 }
 
@@ -97,6 +157,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print_status(&s);
+            }
+        }
+        Cmd::Hw { json } => {
+            let r = client.call("hw", false)?;
+            if !r.ok {
+                bail!("clusterd refused: {}", r.error.unwrap_or_default());
+            }
+            let h = r.hw.context("clusterd sent no hardware report")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                print_hw(&h);
             }
         }
         Cmd::Switchover => {
