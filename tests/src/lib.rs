@@ -142,6 +142,7 @@ pub struct Vm {
     /// Where the console output is also logged.
     pub log: PathBuf,
     started: Instant,
+    dir: PathBuf,
 }
 
 /// How a VM boots.
@@ -180,7 +181,12 @@ impl Vm {
                 "socket,id=ser0,path={},server=on,wait=on",
                 sock.display()
             ))
-            .args(["-serial", "chardev:ser0", "-device", "virtio-rng-pci"]);
+            .args(["-serial", "chardev:ser0", "-device", "virtio-rng-pci"])
+            .arg("-monitor")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.join("monitor.sock").display()
+            ));
         if firmware == Firmware::Uefi {
             let vars = dir.join("OVMF_VARS.fd");
             std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
@@ -232,7 +238,18 @@ impl Vm {
             output,
             log,
             started: Instant::now(),
+            dir: dir.to_owned(),
         }
+    }
+
+    /// Sends a command to QEMU's human monitor (e.g. `system_reset`, the
+    /// reset button).
+    pub fn monitor(&self, command: &str) {
+        let mut m =
+            UnixStream::connect(self.dir.join("monitor.sock")).expect("QEMU monitor socket");
+        m.write_all(format!("{command}\n").as_bytes()).unwrap();
+        // Let QEMU read the line before the connection goes away.
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     /// Everything the console printed so far.

@@ -202,6 +202,21 @@ fn node2_from_usb_stick_under_uefi_reaches_the_recovery_page() {
     assert!(text.contains("Recovery:  https://192.168.100.102/"));
     let fp = fingerprint_on_console(&text);
     recovery_login(&laptop, "192.168.100.102", &fp);
+
+    // Reset: the node comes back with the same identity and certificate.
+    let mark = text.len();
+    vm.monitor("system_reset");
+    let at = vm.wait_for(mark, "tandem: starting system a", 2 * MIN);
+    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
+    vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
+    std::thread::sleep(Duration::from_millis(500));
+    let again = vm.text();
+    assert_eq!(
+        fingerprint_on_console(&again[mark..]),
+        fp,
+        "the certificate is kept on the config partition"
+    );
+    recovery_login(&laptop, "192.168.100.102", &fp);
 }
 
 /// Boots the installer directly (as an unattended install would, with the
