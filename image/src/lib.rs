@@ -222,6 +222,8 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     }
     tree.symlink("init", "usr/sbin/tandem-init");
     tree.symlink("sbin/init", "../usr/sbin/tandem-init");
+    // The kernel runs /sbin/modprobe to load modules on demand.
+    tree.symlink("sbin/modprobe", "../usr/sbin/tandem-init");
     for (pkg, root) in lock.packages.iter().zip(&extracted[1..]) {
         for inc in &pkg.include {
             add_from_package(&mut tree, root, inc, &pkg.name)?;
@@ -596,7 +598,7 @@ fn make_iso(root: &Path, iso: &Path, epoch: u64) -> Result<(), ImageError> {
     let mut cmd = faketime(epoch);
     cmd.args(["grub-mkrescue", "--compress=xz", "--locales=", "--fonts=", "--themes="])
         .args([
-            "--install-modules=normal linux loopback squash4 iso9660 part_gpt part_msdos fat search search_fs_file search_label regexp echo test configfile serial terminal read sleep reboot halt all_video gzio xzio minicmd",
+            "--install-modules=normal linux loopback squash4 iso9660 part_gpt part_msdos part_acorn part_amiga part_apple part_bsd part_dfly part_dvh part_plan part_sun part_sunpc fat search search_fs_file search_label regexp echo test configfile serial terminal read sleep reboot halt all_video gzio xzio minicmd",
         ])
         .arg("-o")
         .arg(iso)

@@ -24,6 +24,12 @@ fn say(text: &str) {
 }
 
 fn main() {
+    // The kernel asks for modules it needs on demand (crypto algorithms,
+    // protocols) by running /sbin/modprobe, which is this program.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0.ends_with("modprobe") {
+        std::process::exit(modprobe(std::env::args().skip(1)));
+    }
     // SAFETY: PID 1 is single-threaded here; nothing reads the environment
     // concurrently.
     unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
@@ -219,6 +225,40 @@ fn load(
             }
         }
     }
+}
+
+/// `modprobe [-q] [--] NAME...`: loads modules by name or alias with their
+/// dependencies. Returns the exit code (1 if a name matched nothing).
+fn modprobe(args: impl Iterator<Item = String>) -> i32 {
+    let dir = PathBuf::from("/lib/modules").join(kernel_release());
+    let aliases =
+        Aliases::parse(&fs::read_to_string(dir.join("modules.alias")).unwrap_or_default());
+    let deps = Deps::parse(&fs::read_to_string(dir.join("modules.dep")).unwrap_or_default());
+    let loaded_now: BTreeSet<String> = fs::read_to_string("/proc/modules")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    let mut code = 0;
+    for name in args.filter(|a| !a.starts_with('-')) {
+        let mut names = aliases.lookup(&name);
+        if deps.load_order(&name).is_some() {
+            names.insert(name.replace('-', "_"));
+        }
+        if names.is_empty() {
+            code = 1;
+            continue;
+        }
+        for n in names {
+            if loaded_now.contains(&n) {
+                continue;
+            }
+            let (mut loaded, mut tried) = (BTreeSet::new(), BTreeSet::new());
+            load(&dir, &deps, &n, &mut loaded, &mut tried);
+        }
+    }
+    code
 }
 
 fn install() -> Result<()> {
