@@ -26,6 +26,8 @@ use subtle::ConstantTimeEq;
 pub const ADMIN: &str = "admin";
 /// The factory password, valid only while the node is unconfigured.
 pub const FACTORY_PASSWORD: &str = "relation";
+/// Largest upload accepted: the archive limit plus room for the form.
+pub const UPLOAD_LIMIT: usize = tandem_config::archive::MAX_ARCHIVE_BYTES + 64 * 1024;
 /// How long a session lives without use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Failed logins allowed before the delay grows.
@@ -68,6 +70,8 @@ struct Failures {
 pub struct App {
     node: String,
     state: Box<dyn NodeState>,
+    /// The configuration store an upload is checked against.
+    store_dir: Option<PathBuf>,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     /// Time source, replaceable in tests.
@@ -97,6 +101,7 @@ impl App {
         Self {
             node: node.to_owned(),
             state,
+            store_dir: None,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             now,
@@ -110,12 +115,26 @@ fn token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+impl App {
+    /// Checks uploads against the configuration store in `dir`.
+    #[must_use]
+    pub fn with_store(mut self, dir: PathBuf) -> Self {
+        self.store_dir = Some(dir);
+        self
+    }
+}
+
 /// The routes of the console.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/login", get(login_page).post(login))
-        .route("/upload", get(upload_page).post(upload))
+        .route(
+            "/upload",
+            get(upload_page)
+                .post(upload)
+                .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
         .route("/logout", post(logout))
         .fallback(not_found)
         .with_state(app)
@@ -301,20 +320,151 @@ async fn upload_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     .into_response()
 }
 
-async fn upload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if session_of(&app, &headers).is_none() {
-        return Redirect::to("/login").into_response();
-    }
+fn upload_result(app: &App, status: StatusCode, body: &str) -> Response {
     (
-        StatusCode::NOT_IMPLEMENTED,
+        status,
         Html(page(
             "Upload the cluster configuration",
             &app.node,
-            "<p class=\"error\">This version of the node software cannot import a configuration archive yet. \
-             Nothing was changed.</p><p><a href=\"/upload\">Back</a></p>",
+            &format!("{body}<p><a href=\"/upload\">Back to the upload page</a></p>"),
         )),
     )
         .into_response()
+}
+
+fn problems_html(problems: &[String]) -> String {
+    let items: String = problems
+        .iter()
+        .map(|p| format!("<li>{}</li>", esc(p)))
+        .collect();
+    format!(
+        "<p class=\"error\" role=\"alert\">The archive was refused. Nothing was changed.</p><ul>{items}</ul>"
+    )
+}
+
+async fn upload(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let Some((_, csrf)) = session_of(&app, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let (mut token, mut passphrase, mut archive) = (None, None, None);
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_owned();
+                let Ok(bytes) = field.bytes().await else {
+                    return upload_result(
+                        &app,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &problems_html(&[format!(
+                            "archive: the upload is larger than {} MiB or was cut off",
+                            UPLOAD_LIMIT >> 20
+                        )]),
+                    );
+                };
+                match name.as_str() {
+                    "csrf" => token = Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    "passphrase" => passphrase = Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    "archive" => archive = Some(bytes.to_vec()),
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return upload_result(
+                    &app,
+                    StatusCode::BAD_REQUEST,
+                    &problems_html(&[format!(
+                        "archive: the upload is not a complete form or is larger than {} MiB",
+                        UPLOAD_LIMIT >> 20
+                    )]),
+                );
+            }
+        }
+    }
+    if !token.is_some_and(|t| same(&t, &csrf)) {
+        return upload_result(
+            &app,
+            StatusCode::FORBIDDEN,
+            "<p class=\"error\">The form's security token does not match your session. Reload the page and upload again. Nothing was changed.</p>",
+        );
+    }
+    let Some(archive) = archive.filter(|a| !a.is_empty()) else {
+        return upload_result(
+            &app,
+            StatusCode::BAD_REQUEST,
+            &problems_html(&["archive: no file was chosen".into()]),
+        );
+    };
+    let Some(store_dir) = app.store_dir.clone() else {
+        return upload_result(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<p class=\"error\">This console has no configuration store.</p>",
+        );
+    };
+    let passphrase = passphrase.filter(|p| !p.is_empty());
+    // scrypt makes checking an encrypted archive deliberately slow: keep it
+    // off the server's event loop.
+    let checked = tokio::task::spawn_blocking(move || {
+        let store = tandem_config::store::Store::open(&store_dir)
+            .map_err(|e| vec![format!("the configuration store: {e}")])?;
+        let opts = tandem_config::store::ImportOptions {
+            mode: tandem_config::store::ImportMode::DryRun,
+            allow_other_cluster: false,
+        };
+        tandem_config::store::import_archive(&archive, passphrase.as_deref(), &store, &opts)
+            .map_err(|e| {
+                let ps: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
+                if ps.is_empty() {
+                    vec![e.to_string()]
+                } else {
+                    ps
+                }
+            })
+    })
+    .await;
+    match checked {
+        Ok(Ok(report)) => {
+            let c = &report.config;
+            let n1 = &c.network.node1;
+            let n2 = &c.network.node2;
+            upload_result(
+                &app,
+                StatusCode::OK,
+                &format!(
+                    "<p><b>The archive is valid.</b> Cluster <b>{name}</b> ({id}), written {created} by {product}{enc}.</p>\
+                     <ul><li>node1: {h1}, {a1}</li><li>node2: {h2}, {a2}</li></ul>\
+                     <p class=\"note\">Activating a configuration (fetch the data from the other node, or create the \
+                     replicated data area) is not available in this version. Nothing was changed on this node.</p>",
+                    name = esc(&c.cluster.name.to_string()),
+                    id = esc(&report.manifest.cluster_id.to_string()),
+                    created = esc(&report.manifest.created),
+                    product = esc(&report.manifest.product_version),
+                    enc = if report.encrypted {
+                        ", encrypted"
+                    } else {
+                        ", NOT encrypted"
+                    },
+                    h1 = esc(&n1.hostname.to_string()),
+                    a1 = esc(&n1.address.to_string()),
+                    h2 = esc(&n2.hostname.to_string()),
+                    a2 = esc(&n2.address.to_string()),
+                ),
+            )
+        }
+        Ok(Err(problems)) => {
+            upload_result(&app, StatusCode::BAD_REQUEST, &problems_html(&problems))
+        }
+        Err(_) => upload_result(
+            &app,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "<p class=\"error\">Checking the archive failed unexpectedly. Nothing was changed.</p>",
+        ),
+    }
 }
 
 /// Form with only the CSRF token.
@@ -456,6 +606,124 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(headers.get("set-cookie").is_none());
         assert!(body.contains("factory password is no longer valid"));
+    }
+
+    async fn login_session(r: &Router) -> (String, String) {
+        let (_, headers, _) = post_login(r, "admin", "relation").await;
+        let cookie = headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let res = r
+            .clone()
+            .oneshot(
+                Request::get("/upload")
+                    .header("cookie", &cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let i = body.find(marker).unwrap() + marker.len();
+        let csrf = body[i..i + 64].to_owned();
+        (cookie, csrf)
+    }
+
+    async fn post_upload(
+        r: &Router,
+        cookie: &str,
+        csrf: &str,
+        archive: &[u8],
+        pass: &str,
+    ) -> (StatusCode, String) {
+        let b = "XtandemBoundary";
+        let mut body = Vec::new();
+        for (name, value) in [("csrf", csrf.as_bytes()), ("passphrase", pass.as_bytes())] {
+            body.extend(
+                format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend(value);
+            body.extend(b"\r\n");
+        }
+        body.extend(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.tar\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend(archive);
+        body.extend(format!("\r\n--{b}--\r\n").as_bytes());
+        let req = Request::post("/upload")
+            .header("cookie", cookie)
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(Body::from(body))
+            .unwrap();
+        let res = r.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        (
+            status,
+            String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+                .unwrap(),
+        )
+    }
+
+    fn store_app(dir: &std::path::Path) -> Router {
+        let app = App::new("node1", Box::new(Fixed(false))).with_store(dir.to_owned());
+        router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())))
+    }
+
+    fn archive(pass: Option<&str>) -> Vec<u8> {
+        let text = include_str!("../../config/tests/cases/minimal.toml");
+        let cfg = tandem_config::ApplianceConfig::from_toml(text).unwrap();
+        tandem_config::archive::export(
+            &cfg,
+            &tandem_config::archive::ExportOptions {
+                passphrase: pass.map(str::to_owned),
+                created_unix: 1_700_000_000,
+                work_factor: 10,
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn upload_checks_the_archive_and_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("tandem-web-upload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = store_app(&dir);
+        let (cookie, csrf) = login_session(&r).await;
+
+        let (status, body) = post_upload(&r, &cookie, &csrf, &archive(None), "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("The archive is valid."), "{body}");
+        assert!(body.contains("NOT encrypted"));
+
+        let enc = archive(Some("right"));
+        let (status, body) = post_upload(&r, &cookie, &csrf, &enc, "wrong").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("The archive was refused. Nothing was changed."),
+            "{body}"
+        );
+        assert!(body.to_lowercase().contains("passphrase"), "{body}");
+        let (status, _) = post_upload(&r, &cookie, &csrf, &enc, "right").await;
+        assert_eq!(status, StatusCode::OK);
+
+        let (status, body) = post_upload(&r, &cookie, &csrf, b"this is not a tar file", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("<li>"), "{body}");
+
+        let (status, _) = post_upload(&r, &cookie, &"0".repeat(64), &archive(None), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // a dry run wrote nothing into the store
+        assert!(!tandem_config::store::is_configured(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

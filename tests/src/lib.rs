@@ -395,6 +395,42 @@ pub fn https(
     cookie: Option<&str>,
     form: Option<&str>,
 ) -> std::io::Result<HttpResponse> {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f.as_bytes()));
+    https_body(addr, method, path, cookie, body)
+}
+
+/// Multipart form data for an upload: text fields, then one file field.
+pub fn multipart(boundary: &str, fields: &[(&str, &str)], file: (&str, &[u8])) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"upload.tar\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            file.0
+        )
+        .as_bytes(),
+    );
+    body.extend(file.1);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// As [`https`] with a body of any content type.
+pub fn https_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<HttpResponse> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let der = Arc::new(Mutex::new(Vec::new()));
     let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -411,20 +447,22 @@ pub fn https(
     let tcp = std::net::TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))?;
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let body = form.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(c) = cookie {
         req.push_str(&format!("Cookie: {c}\r\n"));
     }
-    if form.is_some() {
+    if let Some((ctype, data)) = body {
         req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
+            "Content-Type: {ctype}\r\nContent-Length: {}\r\n",
+            data.len()
         ));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    tls.write_all(req.as_bytes())?;
+    let mut bytes = req.into_bytes();
+    if let Some((_, data)) = body {
+        bytes.extend_from_slice(data);
+    }
+    tls.write_all(&bytes)?;
     let mut raw = Vec::new();
     match tls.read_to_end(&mut raw) {
         Ok(_) => {}
@@ -432,7 +470,7 @@ pub fn https(
         Err(e) => return Err(e),
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, rbody) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
         .nth(1)
@@ -447,7 +485,7 @@ pub fn https(
     Ok(HttpResponse {
         status,
         headers: head.to_owned(),
-        body: body.to_owned(),
+        body: rbody.to_owned(),
         fingerprint,
     })
 }

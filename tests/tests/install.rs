@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use tandem_tests::{Firmware, Netns, Scratch, Vm, https, image_dir, raw_disk, untouched};
+use tandem_tests::{
+    Firmware, Netns, Scratch, Vm, https, https_body, image_dir, multipart, raw_disk, untouched,
+};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -92,6 +94,34 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
             upload.body.contains("Upload the cluster configuration"),
             "{}",
             upload.body
+        );
+
+        // A broken upload is refused with its reason, on the node itself.
+        let marker = "name=\"csrf\" value=\"";
+        let i = upload.body.find(marker).expect("csrf field") + marker.len();
+        let csrf = &upload.body[i..i + 64];
+        let b = "tandemrigboundary";
+        let form = multipart(
+            b,
+            &[("csrf", csrf), ("passphrase", "")],
+            ("archive", b"not an archive at all"),
+        );
+        let ctype = format!("multipart/form-data; boundary={b}");
+        let refused = https_body(
+            &addr,
+            "POST",
+            "/upload",
+            Some(&session),
+            Some((&ctype, &form)),
+        )
+        .unwrap();
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(
+            refused
+                .body
+                .contains("The archive was refused. Nothing was changed."),
+            "{}",
+            refused.body
         );
     });
 }

@@ -93,7 +93,9 @@ fn serve(args: &[String]) -> Result<()> {
             .await
             .with_context(|| format!("listening on {ip}:{http_port}"))?;
         drop_privileges()?;
-        let app = Arc::new(App::new(&node, Box::new(ConfigDir(config_dir))));
+        let app = Arc::new(
+            App::new(&node, Box::new(ConfigDir(config_dir.clone()))).with_store(config_dir),
+        );
         let router = web::router(app);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
         eprintln!("tandem-web: serving https://{ip}:{https_port}/ for {node}");
