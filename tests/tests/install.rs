@@ -20,6 +20,31 @@ fn fingerprint_on_console(text: &str) -> String {
     text[i..].lines().nth(1).unwrap_or("").trim().to_owned()
 }
 
+/// A scratch directory with an empty 8 GiB disk, and the laptop's namespace
+/// on the red cable (192.168.100.100/24 on a tap for the VM's first NIC).
+fn rig(name: &str) -> (Scratch, std::path::PathBuf, Netns) {
+    let dir = Scratch::new(name);
+    let disk = dir.0.join("disk.img");
+    raw_disk(&disk, 8 << 30);
+    let laptop = Netns::new("laptop");
+    laptop.tap("tap0", "192.168.100.100/24");
+    (dir, disk, laptop)
+}
+
+/// Waits from console offset `from` for the installed system to boot into
+/// recovery mode at `address`; returns the offset and the fingerprint shown.
+fn wait_recovery(vm: &mut Vm, from: usize, address: &str) -> (usize, String) {
+    let at = vm.wait_for(from, "tandem: starting system a", 2 * MIN);
+    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
+    let at = vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
+    std::thread::sleep(Duration::from_millis(500));
+    let text = vm.text();
+    assert!(text[from..].contains(&format!("Recovery:  https://{address}/")));
+    let fp = fingerprint_on_console(&text[from..]);
+    assert_eq!(fp.len(), 95, "fingerprint {fp:?}");
+    (at, fp)
+}
+
 /// Logs in from the laptop namespace; returns the session cookie.
 fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
     let addr = format!("{addr}:443");
@@ -130,11 +155,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
     let img = image_dir();
-    let dir = Scratch::new("node1-");
-    let disk = dir.0.join("disk.img");
-    raw_disk(&disk, 8 << 30);
-    let laptop = Netns::new("laptop");
-    laptop.tap("tap0", "192.168.100.100/24");
+    let (dir, disk, laptop) = rig("node1-");
     let iso = img.join("tandem-install.iso");
     let args: Vec<String> = [
         "-drive",
@@ -170,14 +191,7 @@ fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
     let at = vm.wait_for(at, "Installation of node1 complete", 3 * MIN);
     let install_s = t_install.elapsed().as_secs_f64();
     let t_boot = Instant::now();
-    let at = vm.wait_for(at, "tandem: starting system a", 2 * MIN);
-    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
-    vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
-    std::thread::sleep(Duration::from_millis(500));
-    let text = vm.text();
-    assert!(text.contains("Recovery:  https://192.168.100.101/"));
-    let fp = fingerprint_on_console(&text);
-    assert_eq!(fp.len(), 95, "fingerprint {fp:?}");
+    let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.101");
     recovery_login(&laptop, "192.168.100.101", &fp);
     eprintln!(
         "node1: prompt answered → installed in {install_s:.1} s; reboot → recovery page {:.1} s",
@@ -189,11 +203,7 @@ fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn node2_from_usb_stick_under_uefi_reaches_the_recovery_page() {
     let img = image_dir();
-    let dir = Scratch::new("node2-");
-    let disk = dir.0.join("disk.img");
-    raw_disk(&disk, 8 << 30);
-    let laptop = Netns::new("laptop");
-    laptop.tap("tap0", "192.168.100.100/24");
+    let (dir, disk, laptop) = rig("node2-");
     // The ISO written raw to a USB stick: a copy, attached as a disk.
     let stick = dir.0.join("stick.img");
     std::fs::copy(img.join("tandem-install.iso"), &stick).unwrap();
@@ -224,28 +234,14 @@ fn node2_from_usb_stick_under_uefi_reaches_the_recovery_page() {
     vm.type_line("node2");
     let at = vm.wait_for(at, "[install medium]", 2 * MIN);
     let at = vm.wait_for(at, "Installation of node2 complete", 3 * MIN);
-    let at = vm.wait_for(at, "tandem: starting system a", 2 * MIN);
-    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
-    vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
-    std::thread::sleep(Duration::from_millis(500));
-    let text = vm.text();
-    assert!(text.contains("Recovery:  https://192.168.100.102/"));
-    let fp = fingerprint_on_console(&text);
+    let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.102");
     recovery_login(&laptop, "192.168.100.102", &fp);
 
     // Reset: the node comes back with the same identity and certificate.
-    let mark = text.len();
+    let mark = vm.text().len();
     vm.monitor("system_reset");
-    let at = vm.wait_for(mark, "tandem: starting system a", 2 * MIN);
-    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
-    vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
-    std::thread::sleep(Duration::from_millis(500));
-    let again = vm.text();
-    assert_eq!(
-        fingerprint_on_console(&again[mark..]),
-        fp,
-        "the certificate is kept on the config partition"
-    );
+    let (_, again) = wait_recovery(&mut vm, mark, "192.168.100.102");
+    assert_eq!(again, fp, "the certificate is kept on the config partition");
     recovery_login(&laptop, "192.168.100.102", &fp);
 }
 
