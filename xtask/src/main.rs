@@ -40,6 +40,8 @@ const NODE_BINARIES: &[(&str, &str, &str)] = &[
         "tandem-console",
         "usr/sbin/tandem-console",
     ),
+    ("tandem-runtime", "clusterd", "usr/sbin/clusterd"),
+    ("tandem-runtime", "tandem", "usr/bin/tandem"),
 ];
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
