@@ -219,6 +219,19 @@ fn test(args: &[String]) -> Result<()> {
     let iso = image()?;
     let root = workspace();
     let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
+    // The same inputs must give the same bytes: build again and compare.
+    let sum =
+        |p: &Path| std::fs::read_to_string(p.with_extension("iso.sha256")).unwrap_or_default();
+    let first = sum(&iso);
+    eprintln!("xtask: rebuilding the image to check that it is reproducible");
+    let again = image()?;
+    if first.is_empty() || sum(&again) != first {
+        bail!(
+            "the image is not reproducible: two builds of the same tree differ ({} vs {})",
+            first.trim(),
+            sum(&again).trim()
+        );
+    }
     eprintln!("xtask: fuzz targets build (run them with `cargo xtask fuzz`)");
     run(cargo()
         .args(["build", "--locked", "--bins", "--manifest-path"])
