@@ -1,0 +1,181 @@
+//! Delivering a message: the [`Sender`] trait, the SMTP implementation and a simulator.
+
+use crate::plan::{MessageId, StoredMessage, UnixSecs};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{SmtpTransport, Transport};
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Why a message was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// An address in the configuration is not a valid mailbox.
+    #[error("invalid e-mail address {address:?}")]
+    Address {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: lettre::address::AddressError,
+    },
+    /// The message could not be put together.
+    #[error("cannot build message {id}")]
+    Build {
+        /// The message.
+        id: MessageId,
+        /// The cause.
+        source: lettre::error::Error,
+    },
+    /// The SMTP server refused the message or could not be reached.
+    #[error("smtp delivery of message {id} to {target} failed")]
+    Smtp {
+        /// The message.
+        id: MessageId,
+        /// The server.
+        target: SmtpTarget,
+        /// The cause.
+        source: lettre::transport::smtp::Error,
+    },
+    /// The simulator was told to fail.
+    #[error("simulated failure for message {id}: {reason}")]
+    Simulated {
+        /// The message.
+        id: MessageId,
+        /// The configured reason.
+        reason: String,
+    },
+}
+
+/// Delivers one message.
+pub trait Sender {
+    /// Sends `msg`; `Ok` means the server accepted it.
+    ///
+    /// # Errors
+    /// The message was not accepted.
+    fn send(&self, msg: &StoredMessage) -> Result<(), SendError>;
+}
+
+/// An SMTP server: the relay host from the configuration, or a directly configured server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpTarget {
+    /// Name or address.
+    pub host: String,
+    /// Port (25 when the configuration gives none).
+    pub port: u16,
+}
+
+impl fmt::Display for SmtpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// Sends over SMTP with STARTTLS when the server offers it.
+#[derive(Debug)]
+pub struct SmtpSender {
+    target: SmtpTarget,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    timeout: Duration,
+}
+
+fn mailbox(address: &str) -> Result<Mailbox, SendError> {
+    address.parse().map_err(|source| SendError::Address {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+impl SmtpSender {
+    /// A sender from `from` to every address in `to`, via `target`.
+    ///
+    /// # Errors
+    /// An address is not a valid mailbox.
+    pub fn new(target: SmtpTarget, from: &str, to: &[&str]) -> Result<Self, SendError> {
+        Ok(Self {
+            target,
+            from: mailbox(from)?,
+            to: to.iter().map(|a| mailbox(a)).collect::<Result<_, _>>()?,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Bounds each SMTP exchange (connect, each command) by `timeout`.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn smtp_err(&self, id: MessageId) -> impl FnOnce(lettre::transport::smtp::Error) -> SendError {
+        let target = self.target.clone();
+        move |source| SendError::Smtp { id, target, source }
+    }
+}
+
+fn system_time(t: UnixSecs) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t.0)
+}
+
+impl Sender for SmtpSender {
+    fn send(&self, msg: &StoredMessage) -> Result<(), SendError> {
+        let mut b = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(msg.subject())
+            .date(system_time(msg.created))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            b = b.to(to.clone());
+        }
+        let email = b
+            .body(msg.body())
+            .map_err(|source| SendError::Build { id: msg.id, source })?;
+        // Opportunistic: STARTTLS when offered, with certificate checks against the host
+        // name; plain when the server offers none (many internal relays).
+        let tls = TlsParameters::new(self.target.host.clone()).map_err(self.smtp_err(msg.id))?;
+        let transport = SmtpTransport::builder_dangerous(&self.target.host)
+            .port(self.target.port)
+            .tls(Tls::Opportunistic(tls))
+            .timeout(Some(self.timeout))
+            .build();
+        transport.send(&email).map_err(self.smtp_err(msg.id))?;
+        Ok(())
+    }
+}
+
+/// A sender for tests of the callers: records messages, fails on request.
+#[derive(Debug, Default)]
+pub struct SimSender {
+    fail: Mutex<Option<String>>,
+    sent: Mutex<Vec<StoredMessage>>,
+}
+
+impl SimSender {
+    /// Fault knob: `Some(reason)` makes every send fail, `None` succeed.
+    pub fn set_failure(&self, reason: Option<&str>) {
+        if let Ok(mut f) = self.fail.lock() {
+            *f = reason.map(str::to_owned);
+        }
+    }
+
+    /// Everything accepted so far.
+    #[must_use]
+    pub fn sent(&self) -> Vec<StoredMessage> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Sender for SimSender {
+    fn send(&self, msg: &StoredMessage) -> Result<(), SendError> {
+        let fail = self.fail.lock().ok().and_then(|f| f.clone());
+        if let Some(reason) = fail {
+            return Err(SendError::Simulated { id: msg.id, reason });
+        }
+        if let Ok(mut s) = self.sent.lock() {
+            s.push(msg.clone());
+        }
+        Ok(())
+    }
+}
