@@ -3,8 +3,10 @@
 use crate::plan::{MessageId, StoredMessage, UnixSecs};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -38,6 +40,21 @@ pub enum SendError {
         /// The cause.
         source: lettre::transport::smtp::Error,
     },
+    /// A trust anchor given in PEM could not be used.
+    #[error("invalid root certificate")]
+    Certificate {
+        /// The cause.
+        source: lettre::transport::smtp::Error,
+    },
+    /// A trust anchor given in PEM is not valid PEM.
+    #[error("invalid root certificate pem")]
+    CertificatePem {
+        /// The cause.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The PEM text given as trust anchor holds no certificate.
+    #[error("root certificate pem holds no certificate")]
+    NoCertificate,
     /// The simulator was told to fail.
     #[error("simulated failure for message {id}: {reason}")]
     Simulated {
@@ -79,6 +96,8 @@ pub struct SmtpSender {
     from: Mailbox,
     to: Vec<Mailbox>,
     timeout: Duration,
+    /// Extra trust anchors (PEM) besides the public roots, e.g. a site's internal CA.
+    extra_roots: Vec<Vec<u8>>,
 }
 
 fn mailbox(address: &str) -> Result<Mailbox, SendError> {
@@ -99,7 +118,38 @@ impl SmtpSender {
             from: mailbox(from)?,
             to: to.iter().map(|a| mailbox(a)).collect::<Result<_, _>>()?,
             timeout: Duration::from_secs(30),
+            extra_roots: Vec::new(),
         })
+    }
+
+    /// Also trusts the certificate(s) in `pem` when the server offers STARTTLS (a relay
+    /// with a certificate from the site's own CA).
+    ///
+    /// # Errors
+    /// `pem` holds no usable certificate.
+    pub fn with_root_certificate_pem(mut self, pem: &[u8]) -> Result<Self, SendError> {
+        // lettre accepts text without any certificate in it; count them ourselves.
+        let mut count = 0usize;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            cert.map_err(|source| SendError::CertificatePem { source })?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(SendError::NoCertificate);
+        }
+        Certificate::from_pem(pem).map_err(|source| SendError::Certificate { source })?;
+        self.extra_roots.push(pem.to_vec());
+        Ok(self)
+    }
+
+    fn tls_parameters(&self, id: MessageId) -> Result<TlsParameters, SendError> {
+        let mut b = TlsParameters::builder(self.target.host.clone());
+        for pem in &self.extra_roots {
+            // Checked in with_root_certificate_pem; parsing again cannot differ.
+            let cert = Certificate::from_pem(pem).map_err(self.smtp_err(id))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build().map_err(self.smtp_err(id))
     }
 
     /// Bounds each SMTP exchange (connect, each command) by `timeout`.
@@ -134,7 +184,7 @@ impl Sender for SmtpSender {
             .map_err(|source| SendError::Build { id: msg.id, source })?;
         // Opportunistic: STARTTLS when offered, with certificate checks against the host
         // name; plain when the server offers none (many internal relays).
-        let tls = TlsParameters::new(self.target.host.clone()).map_err(self.smtp_err(msg.id))?;
+        let tls = self.tls_parameters(msg.id)?;
         let transport = SmtpTransport::builder_dangerous(&self.target.host)
             .port(self.target.port)
             .tls(Tls::Opportunistic(tls))

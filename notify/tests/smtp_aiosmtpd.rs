@@ -35,8 +35,17 @@ struct Server {
 
 impl Server {
     fn start(port: u16, maildir: &Path) -> Self {
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
+        Self::start_with(port, maildir, &[])
+    }
+
+    fn start_with(port: u16, maildir: &Path, extra: &[&Path]) -> Self {
+        let mut cmd = Command::new(PYTHON);
+        cmd.args(["-m", "aiosmtpd", "-n"]);
+        if let [cert, key] = extra {
+            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        let child = cmd
+            .arg("-l")
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
@@ -200,4 +209,94 @@ fn bad_address_is_refused_with_its_name() {
     };
     let err = SmtpSender::new(target, "tandem@node1", &["not an address"]).expect_err("bad");
     assert!(err.to_string().contains("not an address"), "{err}");
+}
+
+/// A self-signed certificate for 127.0.0.1 made with the `openssl` tool: (cert, key).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "openssl is missing: apt-get install -y --no-install-recommends openssl"
+    );
+    (cert, key)
+}
+
+#[test]
+fn uses_starttls_when_offered_and_checks_the_certificate() {
+    require_aiosmtpd();
+    let work = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(work.path());
+    let maildir = work.path().join("mail");
+    let port = free_port();
+    let target = SmtpTarget {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let _server = Server::start_with(port, &maildir, &[&cert, &key]);
+    let ob = Outbox::open(work.path().join("outbox"), Policy::default()).expect("open outbox");
+    ob.push(
+        &ev("peer", "up", "down", "heartbeat lost", 10),
+        UnixSecs(10),
+    )
+    .expect("push");
+
+    // The server offers STARTTLS with a certificate nobody vouches for: the sender takes the
+    // offer, refuses the certificate and keeps the message.
+    let untrusting = SmtpSender::new(
+        target.clone(),
+        "tandem@node1.example.net",
+        &["ops@example.net"],
+    )
+    .expect("sender")
+    .with_timeout(Duration::from_secs(10));
+    let r = run_once(&ob, &untrusting, UnixSecs(10)).expect("run");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(received(&maildir).is_empty());
+    let err = &r.failed[0].1;
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // Trusting that certificate, the same message goes out over TLS.
+    let pem = std::fs::read(&cert).expect("read cert");
+    let trusting = SmtpSender::new(target, "tandem@node1.example.net", &["ops@example.net"])
+        .expect("sender")
+        .with_root_certificate_pem(&pem)
+        .expect("root certificate")
+        .with_timeout(Duration::from_secs(10));
+    let r = run_once(&ob, &trusting, UnixSecs(10_000)).expect("run");
+    assert_eq!(r.failed, vec![]);
+    assert_eq!(r.delivered.len(), 1);
+    let got = received(&maildir);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        header(&got[0], "Subject"),
+        ["[tandem node1] peer: up -> down"]
+    );
+}
+
+#[test]
+fn garbage_root_certificate_is_refused() {
+    let target = SmtpTarget {
+        host: "127.0.0.1".into(),
+        port: 25,
+    };
+    let err = SmtpSender::new(target, "tandem@node1.example.net", &["ops@example.net"])
+        .expect("sender")
+        .with_root_certificate_pem(b"not a certificate")
+        .expect_err("garbage");
+    assert!(err.to_string().contains("root certificate"), "{err}");
 }
