@@ -10,6 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+use tandem_config::schema::NotificationConfig;
 
 /// Why a message was not delivered.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,10 @@ pub enum SendError {
     /// The PEM text given as trust anchor holds no certificate.
     #[error("root certificate pem holds no certificate")]
     NoCertificate,
+    /// Neither a relay host nor a direct server is configured (direct delivery by MX
+    /// lookup is not done).
+    #[error("no relay host and no smtp server configured")]
+    NoServer,
     /// The simulator was told to fail.
     #[error("simulated failure for message {id}: {reason}")]
     Simulated {
@@ -150,6 +155,46 @@ impl SmtpSender {
             b = b.add_root_certificate(cert);
         }
         b.build().map_err(self.smtp_err(id))
+    }
+
+    /// The sender the `notification` section of the configuration asks for: to every
+    /// address (plus the vendor's when `copy-vendor` is on), from `sender` or
+    /// `root@<hostname>`, through `relay-host` (port 25 unless given) or else `direct`.
+    /// `Ok(None)` when there is nobody to write to.
+    ///
+    /// # Errors
+    /// No relay host and no `direct` server, or an address lettre does not accept.
+    pub fn from_config(
+        cfg: &NotificationConfig,
+        hostname: &str,
+        direct: Option<SmtpTarget>,
+    ) -> Result<Option<Self>, SendError> {
+        let mut to: Vec<String> = cfg
+            .addresses
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect();
+        if cfg.copy_vendor
+            && let Some(v) = &cfg.vendor_address
+        {
+            to.push(v.as_str().to_owned());
+        }
+        if to.is_empty() {
+            return Ok(None);
+        }
+        let target = match &cfg.relay_host {
+            Some(relay) => SmtpTarget {
+                host: relay.host().to_owned(),
+                port: relay.port().unwrap_or(25),
+            },
+            None => direct.ok_or(SendError::NoServer)?,
+        };
+        let from = cfg
+            .sender
+            .as_ref()
+            .map_or_else(|| format!("root@{hostname}"), |s| s.as_str().to_owned());
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        Self::new(target, &from, &to).map(Some)
     }
 
     /// Bounds each SMTP exchange (connect, each command) by `timeout`.

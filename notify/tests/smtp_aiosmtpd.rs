@@ -5,6 +5,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tandem_config::schema::NotificationConfig;
 use tandem_notify::{Event, Outbox, Policy, SmtpSender, SmtpTarget, UnixSecs, run_once};
 
 /// The interpreter the Debian package installs its module for.
@@ -299,4 +300,51 @@ fn garbage_root_certificate_is_refused() {
         .with_root_certificate_pem(b"not a certificate")
         .expect_err("garbage");
     assert!(err.to_string().contains("root certificate"), "{err}");
+}
+
+#[test]
+fn relay_host_and_recipients_come_from_the_configuration() {
+    require_aiosmtpd();
+    let work = tempfile::tempdir().expect("tempdir");
+    let maildir = work.path().join("mail");
+    let port = free_port();
+    let cfg = NotificationConfig {
+        addresses: vec!["ops@example.net".parse().expect("address")],
+        sender: None,
+        relay_host: Some(format!("127.0.0.1:{port}").parse().expect("relay")),
+        copy_vendor: true,
+        vendor_address: Some("support@vendor.example.com".parse().expect("address")),
+    };
+    let sender = SmtpSender::from_config(&cfg, "node1.example.net", None)
+        .expect("sender")
+        .expect("recipients configured")
+        .with_timeout(Duration::from_secs(10));
+    let _server = Server::start(port, &maildir);
+    let ob = Outbox::open(work.path().join("outbox"), Policy::default()).expect("open outbox");
+    ob.push(&ev("failover", "active", "passive", "", 5), UnixSecs(5))
+        .expect("push");
+    let r = run_once(&ob, &sender, UnixSecs(5)).expect("run");
+    assert_eq!(r.failed, vec![]);
+    let got = received(&maildir);
+    assert_eq!(got.len(), 1);
+    assert_eq!(header(&got[0], "From"), ["root@node1.example.net"]);
+    let rcpt = header(&got[0], "X-RcptTo").join(",");
+    assert!(
+        rcpt.contains("ops@example.net") && rcpt.contains("support@vendor.example.com"),
+        "{rcpt}"
+    );
+
+    // Nobody to write to: no sender. No relay and no direct server: a clear error.
+    let empty = NotificationConfig::default();
+    assert!(
+        SmtpSender::from_config(&empty, "node1", None)
+            .expect("empty")
+            .is_none()
+    );
+    let no_relay = NotificationConfig {
+        relay_host: None,
+        ..cfg
+    };
+    let err = SmtpSender::from_config(&no_relay, "node1", None).expect_err("no server");
+    assert!(err.to_string().contains("no relay host"), "{err}");
 }
