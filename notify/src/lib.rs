@@ -9,13 +9,14 @@
 //!   sent when the window closes.
 //! - [`SmtpSender`]: delivers a message over SMTP with `lettre`, to a host:port (the relay
 //!   host from the configuration, or a directly configured server), using STARTTLS when the
-//!   server offers it.
+//!   server offers it; [`SmtpSender::from_config`] reads the `notification` section.
 //! - [`run_once`]: one pass that sends every due message; the runtime calls it periodically.
 //!
 //! What it does not do: resolve MX records for direct delivery (the target is always one
-//!   host:port), authenticate to the relay, or run a timer of its own.
+//! host:port), authenticate to the relay, or run a timer of its own.
 //!
-//! Limitations: opportunistic STARTTLS does not protect against an attacker who strips the
+//! Limitations: delivery is at least once (a crash between the server's acceptance and the
+//! removal of the file sends that message again). Opportunistic STARTTLS does not protect against an attacker who strips the
 //! STARTTLS offer; a certificate that does not verify makes the attempt fail and retry.
 
 mod outbox;

@@ -28,6 +28,12 @@ pub enum OutboxError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// An event lacks something a message needs.
+    #[error("event field {field} is empty")]
+    EmptyField {
+        /// The field's name.
+        field: &'static str,
+    },
     /// The message to update is no longer in the outbox.
     #[error("message {id} is not in the outbox")]
     NoSuchMessage {
@@ -163,8 +169,14 @@ impl Outbox {
     /// Queues an event. The message is on disk before this returns.
     ///
     /// # Errors
-    /// Reading or writing the outbox failed; the event is then not queued.
+    /// The event has no node, kind or new state, or reading or writing the outbox failed;
+    /// the event is then not queued.
     pub fn push(&self, ev: &Event, now: UnixSecs) -> Result<Plan, OutboxError> {
+        for (field, value) in [("node", &ev.node), ("kind", &ev.kind), ("new", &ev.new)] {
+            if value.trim().is_empty() {
+                return Err(OutboxError::EmptyField { field });
+            }
+        }
         let history = self.history()?;
         let pending = self.pending()?;
         let decision = plan::plan_event(&history, &pending, ev, now, &self.policy);

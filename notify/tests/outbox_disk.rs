@@ -140,3 +140,14 @@ fn leftover_temp_files_are_removed_on_open() {
     assert!(!tmp.exists());
     assert!(ob.pending().expect("pending").is_empty());
 }
+
+#[test]
+fn event_without_node_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ob = Outbox::open(dir.path(), Policy::default()).expect("open");
+    let mut e = ev("failover", "a", "b", 1);
+    e.node = " ".into();
+    let err = ob.push(&e, UnixSecs(1)).expect_err("empty node");
+    assert!(err.to_string().contains("node"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0);
+}
