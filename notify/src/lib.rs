@@ -15,7 +15,10 @@
 //! What it does not do: resolve MX records for direct delivery (the target is always one
 //! host:port), authenticate to the relay, or run a timer of its own.
 //!
-//! Limitations: delivery is at least once (a crash between the server's acceptance and the
+//! Limitations: one process owns the directory and calls its methods one at a time (there is
+//! no file locking). Exact duplicates are recognised while pending and for one flap window
+//! after being queued. A damaged file stops [`run_once`] with an error naming it. Delivery
+//! is at least once (a crash between the server's acceptance and the
 //! removal of the file sends that message again). Opportunistic STARTTLS does not protect against an attacker who strips the
 //! STARTTLS offer; a certificate that does not verify makes the attempt fail and retry.
 

@@ -169,10 +169,10 @@ impl Outbox {
     /// Queues an event. The message is on disk before this returns.
     ///
     /// # Errors
-    /// The event has no node, kind or new state, or reading or writing the outbox failed;
+    /// The event has no node or kind, or reading or writing the outbox failed;
     /// the event is then not queued.
     pub fn push(&self, ev: &Event, now: UnixSecs) -> Result<Plan, OutboxError> {
-        for (field, value) in [("node", &ev.node), ("kind", &ev.kind), ("new", &ev.new)] {
+        for (field, value) in [("node", &ev.node), ("kind", &ev.kind)] {
             if value.trim().is_empty() {
                 return Err(OutboxError::EmptyField { field });
             }

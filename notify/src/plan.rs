@@ -63,9 +63,9 @@ pub struct Event {
     pub node: String,
     /// What changed, e.g. `failover`, `link`, `peer`.
     pub kind: String,
-    /// State before.
+    /// State before; empty for an event without states.
     pub old: String,
-    /// State after.
+    /// State after; empty for an event without states.
     pub new: String,
     /// Free text for the body.
     pub text: String,
@@ -163,7 +163,8 @@ fn one_line(s: &str) -> String {
 
 impl StoredMessage {
     /// `[tandem node1] failover: passive -> active`, or for a summary
-    /// `[tandem node1] failover flapping: 5 changes, passive -> active`.
+    /// `[tandem node1] failover flapping: 5 changes, passive -> active`; without states,
+    /// the first line of the text: `[tandem node1] split_brain: both nodes claim ...`.
     #[must_use]
     pub fn subject(&self) -> String {
         let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else {
@@ -178,6 +179,17 @@ impl StoredMessage {
                 first.old,
                 last.new
             )
+        } else if first.old.is_empty() && first.new.is_empty() {
+            // An event without states (e.g. `split_brain`): the text's first line says it.
+            let line: String = first
+                .text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(100)
+                .collect();
+            format!("[tandem {}] {}: {}", first.node, first.kind, line)
         } else {
             format!(
                 "[tandem {}] {}: {} -> {}",
@@ -350,6 +362,17 @@ mod tests {
         assert_eq!(p[0].subject(), "[tandem node1] failover: passive -> active");
         assert!(p[0].body().contains("Change: passive -> active"));
         assert!(p[0].body().contains("1970-01-01 00:01:40 UTC"));
+    }
+
+    #[test]
+    fn event_without_states_uses_its_text() {
+        let mut e = ev("split_brain", "", "", 5);
+        e.text = "both nodes claim the resources\nsecond line".into();
+        let (p, _) = feed(&[e], &Policy::default());
+        assert_eq!(
+            p[0].subject(),
+            "[tandem node1] split_brain: both nodes claim the resources"
+        );
     }
 
     #[test]
