@@ -1,0 +1,34 @@
+//! E-mail alerts for cluster events (R8.1/R8.2).
+//!
+//! What it does:
+//! - [`Outbox`]: a persistent queue in a directory (on the config partition). Each event
+//!   becomes one message file, written atomically (temp file, fsync, rename, directory
+//!   fsync), so a crash or restart loses nothing. Delivery is retried with exponential
+//!   backoff; the caller injects the time. Exact duplicate events are dropped, and a kind of
+//!   event that flaps (many changes within a window) is collected into one summary message
+//!   sent when the window closes.
+//! - [`SmtpSender`]: delivers a message over SMTP with `lettre`, to a host:port (the relay
+//!   host from the configuration, or a directly configured server), using STARTTLS when the
+//!   server offers it; [`SmtpSender::from_config`] reads the `notification` section.
+//! - [`run_once`]: one pass that sends every due message; the runtime calls it periodically.
+//!
+//! What it does not do: resolve MX records for direct delivery (the target is always one
+//! host:port), authenticate to the relay, or run a timer of its own.
+//!
+//! Limitations: one process owns the directory and calls its methods one at a time (there is
+//! no file locking). Exact duplicates are recognised while pending and for one flap window
+//! after being queued. A damaged file stops [`run_once`] with an error naming it. Delivery
+//! is at least once (a crash between the server's acceptance and the
+//! removal of the file sends that message again). Opportunistic STARTTLS does not protect against an attacker who strips the
+//! STARTTLS offer; a certificate that does not verify makes the attempt fail and retry.
+
+mod outbox;
+mod plan;
+mod smtp;
+
+pub use outbox::{Outbox, OutboxError, RunReport, run_once};
+pub use plan::{
+    Event, FlapPolicy, History, MessageId, Plan, Policy, RetryPolicy, StoredMessage, UnixSecs,
+    backoff, plan_event, remember,
+};
+pub use smtp::{SendError, Sender, SimSender, SmtpSender, SmtpTarget};
