@@ -23,8 +23,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("ipmi_sim", "openipmi"),
     ("ipmitool", "ipmitool"),
+    ("openssl", "openssl"),
 ];
-const TEST_FILES: &[(&str, &str)] = &[("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")];
+const TEST_FILES: &[(&str, &str)] = &[
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    // The SMTP server the notification tests deliver to.
+    ("/usr/lib/python3/dist-packages/aiosmtpd", "python3-aiosmtpd"),
+];
 
 /// Binaries of the node: (package, binary, path in the root filesystem).
 const NODE_BINARIES: &[(&str, &str, &str)] = &[
