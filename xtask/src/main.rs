@@ -28,7 +28,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 const TEST_FILES: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
     // The SMTP server the notification tests deliver to.
-    ("/usr/lib/python3/dist-packages/aiosmtpd", "python3-aiosmtpd"),
+    (
+        "/usr/lib/python3/dist-packages/aiosmtpd",
+        "python3-aiosmtpd",
+    ),
 ];
 
 /// Binaries of the node: (package, binary, path in the root filesystem).
