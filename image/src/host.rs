@@ -126,3 +126,10 @@ pub fn run(cmd: &mut Command) -> Result<Vec<u8>, ImageError> {
     }
     Ok(out.stdout)
 }
+
+/// True when the build runs as root (and may install packages or refresh
+/// apt's index).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

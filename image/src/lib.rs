@@ -354,12 +354,23 @@ fn fetch(pin: &Pin, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf, 
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let res = run(Command::new("apt-get")
-            .current_dir(&tmp)
-            .arg("download")
-            .arg("-o")
-            .arg("APT::Sandbox::User=root")
-            .arg(format!("{}={}", pin.name, pin.version)));
+        let download = || {
+            run(Command::new("apt-get")
+                .current_dir(&tmp)
+                .arg("download")
+                .arg("-o")
+                .arg("APT::Sandbox::User=root")
+                .arg(format!("{}={}", pin.name, pin.version)))
+        };
+        // A fresh machine's package index can be older than the pin: refresh
+        // it once per build and try again.
+        let res = download().or_else(|first| {
+            if refresh_package_index(log) {
+                download()
+            } else {
+                Err(first)
+            }
+        });
         if let Err(e) = res {
             let reason = match &e {
                 ImageError::Command { stderr, .. } => stderr.clone(),
@@ -385,6 +396,17 @@ fn fetch(pin: &Pin, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf, 
         check_sha(&path, pin)?;
     }
     Ok(path)
+}
+
+/// Runs `apt-get update` once per process (only as root, where it can write
+/// the index); true when it ran now and succeeded.
+fn refresh_package_index(log: &mut dyn FnMut(&str)) -> bool {
+    static REFRESHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if REFRESHED.swap(true, std::sync::atomic::Ordering::SeqCst) || !host::is_root() {
+        return false;
+    }
+    log("package not in the local index; running apt-get update");
+    run(Command::new("apt-get").args(["update", "-qq"])).is_ok()
 }
 
 fn check_sha(path: &Path, pin: &Pin) -> Result<(), ImageError> {

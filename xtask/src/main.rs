@@ -83,13 +83,6 @@ fn workspace() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 /// Installs missing Debian packages, or says in one line what to install.
 fn ensure_packages(mut missing: Vec<&str>) -> Result<()> {
     missing.sort_unstable();
@@ -98,7 +91,7 @@ fn ensure_packages(mut missing: Vec<&str>) -> Result<()> {
         return Ok(());
     }
     let list = missing.join(" ");
-    if !is_root() {
+    if !tandem_image::host::is_root() {
         bail!("missing host packages; install them with: sudo apt-get install {list}");
     }
     eprintln!("xtask: installing {list}");
