@@ -21,6 +21,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod drbd;
 pub mod hw;
 pub mod net;
 pub mod resources;

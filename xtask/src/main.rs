@@ -26,6 +26,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
 ];
 const TEST_FILES: &[(&str, &str)] = &[
+    // drbd-utils' back-end for the kernel's DRBD 8.4.
+    ("/lib/drbd/drbdadm-84", "drbd-utils"),
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
     // The SMTP server the notification tests deliver to.
     (
