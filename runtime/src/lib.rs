@@ -26,3 +26,4 @@ pub mod hw;
 pub mod net;
 pub mod resources;
 pub mod settings;
+pub mod ve;

@@ -1,0 +1,5 @@
+//! Virtual environments (VEs): per-VE files in the vz format ([`conf`]) and their
+//! translation to OCI runtime bundles with cgroup v2 limits ([`oci`]) for crun.
+
+pub mod conf;
+pub mod oci;
