@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod cpio;
+pub mod elf;
 pub mod host;
 pub mod lock;
 pub mod modules;
@@ -230,6 +231,15 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
         }
     }
     tree.symlink("bin/sh", "busybox");
+    let unresolved = elf::unresolved(&tree);
+    if let Some(u) = unresolved.first() {
+        return Err(ImageError::Missing(format!(
+            "{} needs {}, which no package of image/packages.lock provides ({} such gap(s) in all)",
+            u.file,
+            u.needs,
+            unresolved.len()
+        )));
+    }
     modules::add_modules(&mut tree, kernel_root, &lock.kernel, &work, log)?;
 
     let epoch = u32::try_from(inputs.source_date_epoch)
