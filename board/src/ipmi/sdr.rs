@@ -71,6 +71,8 @@ impl SensorType {
     pub const FAN: Self = Self(0x04);
     /// Power supply.
     pub const POWER_SUPPLY: Self = Self(0x08);
+    /// Power unit.
+    pub const POWER_UNIT: Self = Self(0x09);
     /// Watchdog 2.
     pub const WATCHDOG: Self = Self(0x23);
 }
