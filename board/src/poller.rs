@@ -43,6 +43,9 @@ impl Default for PollerConfig {
 pub enum Subject {
     /// One sensor.
     Sensor(SensorKey),
+    /// A sensor data record that could not be read or decoded and names no sensor, by
+    /// record id.
+    SdrRecord(u16),
     /// The BMC as a whole (reachability).
     Bmc,
     /// The RAID controller as a whole (readability).
@@ -60,7 +63,7 @@ pub struct StatusEvent {
     pub at: Millis,
     /// What changed.
     pub subject: Subject,
-    /// Sensor name (or "bmc").
+    /// Sensor name (or "bmc", or "sdr record 0xNNNN").
     pub name: String,
     /// Previous health; `None` at the first sweep.
     pub from: Option<Health>,
@@ -159,18 +162,46 @@ impl SensorPoller {
                         Some(error_chain(&f.error)),
                     ));
                 }
-                // A sensor that vanished from the repository is not silently "ok".
+                // A record that cannot be read may hide a sensor: that is a fault, under
+                // the sensor's key when the record names one that is not read otherwise.
+                for f in &sweep.record_faults {
+                    let subject = match f.key.map(Subject::Sensor) {
+                        Some(s) if !observed.iter().any(|o| o.0 == s) => s,
+                        _ => Subject::SdrRecord(f.record_id),
+                    };
+                    if observed.iter().any(|o| o.0 == subject) {
+                        continue;
+                    }
+                    observed.push((
+                        subject,
+                        f.label(),
+                        Health::Unavailable,
+                        None,
+                        Some(error_chain(&*f.error)),
+                    ));
+                }
                 for (subject, track) in &self.tracks {
-                    if matches!(subject, Subject::Sensor(_))
-                        && !observed.iter().any(|o| &o.0 == subject)
-                    {
-                        observed.push((
+                    if observed.iter().any(|o| &o.0 == subject) {
+                        continue;
+                    }
+                    match subject {
+                        // A sensor that vanished from the repository is not silently "ok".
+                        Subject::Sensor(_) => observed.push((
                             subject.clone(),
                             track.name.clone(),
                             Health::Unavailable,
                             None,
                             Some("sensor no longer in the sdr repository".into()),
-                        ));
+                        )),
+                        // A bad record that was replaced or removed is no longer a fault.
+                        Subject::SdrRecord(_) => observed.push((
+                            subject.clone(),
+                            track.name.clone(),
+                            Health::Ok,
+                            None,
+                            Some("record readable or removed".into()),
+                        )),
+                        _ => {}
                     }
                 }
             }
@@ -487,5 +518,64 @@ mod tests {
         assert!(fan.detail.as_deref().unwrap().contains("0xc3"), "{fan:?}");
         let psu = ev.iter().find(|e| e.name == "PS1 Status").unwrap();
         assert_eq!(psu.to, Health::Warning);
+    }
+
+    #[test]
+    fn unreadable_records_are_faults_not_missing_sensors() {
+        let mut p = SensorPoller::new(PollerConfig::default());
+        let mut s = sim();
+        // A third record whose linearization is nonsense, and one owned elsewhere.
+        s.add_record(
+            RecordBuilder::full(0x21, SensorType::FAN, 18, "Fan 2")
+                .linearization(0x42)
+                .build(),
+        );
+        s.add_record(
+            RecordBuilder::full(0x05, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let mut bmc = Bmc::new(s);
+        let (ev, _) = step(&mut p, &mut bmc, Millis(0));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].name, "Fan 2");
+        assert_eq!(ev[0].to, Health::Unavailable);
+        assert!(
+            matches!(ev[0].subject, Subject::Sensor(k) if k.number == 0x21),
+            "{ev:?}"
+        );
+        assert!(
+            ev[0].detail.as_deref().unwrap().contains("linearization"),
+            "{ev:?}"
+        );
+
+        // A sensor that was fine and whose record turns unreadable: one event, for the
+        // sensor, not a silent disappearance.
+        let mut p = SensorPoller::new(PollerConfig {
+            confirm_samples: 1,
+            ..PollerConfig::default()
+        });
+        let mut bmc = Bmc::new(sim());
+        step(&mut p, &mut bmc, Millis(0));
+        bmc.transport_mut().corrupt_record(0, 3);
+        bmc.transport_mut().add_record(
+            RecordBuilder::compact(0x41, SensorType::POWER_SUPPLY, 0x6F, "PS2").build(),
+        );
+        bmc.transport_mut().set_reading(0x41, 0, 0x01);
+        let (ev, _) = step(&mut p, &mut bmc, Millis(28_000));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].name, "Fan 1");
+        assert_eq!(ev[0].to, Health::Unavailable);
+        assert!(
+            ev[0].detail.as_deref().unwrap().contains("record 0x0000"),
+            "{ev:?}"
+        );
+        // The record is fixed: the fault clears.
+        bmc.transport_mut().corrupt_record(0, 0);
+        bmc.transport_mut().set_reading(0x41, 0, 0x01);
+        bmc.invalidate_cache();
+        let (ev, _) = step(&mut p, &mut bmc, Millis(56_000));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].name.as_str(), ev[0].to), ("Fan 1", Health::Ok));
     }
 }

@@ -404,6 +404,7 @@ fn event_kind(subject: &Subject, types: &BTreeMap<SensorKey, SensorType>) -> &'s
     match subject {
         Subject::Bmc => "hw_bmc",
         Subject::RaidController | Subject::RaidVolume(_) | Subject::RaidDisk(_) => "hw_raid",
+        Subject::SdrRecord(_) => "hw_sensor",
         Subject::Sensor(key) => match types.get(key).copied() {
             Some(SensorType::POWER_SUPPLY) => "hw_psu",
             Some(SensorType::FAN) => "hw_fan",
