@@ -66,6 +66,8 @@ pub struct NotRead {
     pub key: SensorKey,
     /// Its name from the SDR.
     pub name: String,
+    /// Its type.
+    pub sensor_type: sdr::SensorType,
 }
 
 /// A sensor that could not be read during a sweep.
@@ -449,6 +451,7 @@ impl<T: IpmiTransport> Bmc<T> {
                 .map(|r| NotRead {
                     key: r.key,
                     name: r.name,
+                    sensor_type: r.sensor_type,
                 })
                 .collect(),
             ..Sweep::default()

@@ -490,6 +490,7 @@ mod tests {
         assert_eq!(sweep.not_read.len(), 1);
         assert_eq!(sweep.not_read[0].name, "HSC Temp");
         assert_eq!(sweep.not_read[0].key.owner, 0x2C);
+        assert_eq!(sweep.not_read[0].sensor_type, SensorType::TEMPERATURE);
     }
 
     #[test]
