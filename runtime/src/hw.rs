@@ -13,8 +13,11 @@
 //! tests against OpenIPMI's `ipmi_sim`), `sim:FILE` (a simulated BMC and controller
 //! driven by a JSON scenario re-read before every poll, for tests and demos) and `none`.
 //!
-//! Limitations: one BMC and one RAID controller; hardware that appears after start-up
-//! is not picked up; the SEL is not read.
+//! A BMC or controller that is absent is looked for again at every poll (a failed open
+//! of the device node, a listing of the SCSI hosts): init loads `ipmi_si` and `arcmsr`
+//! while clusterd starts, so either may appear after start-up.
+//!
+//! Limitations: one BMC and one RAID controller; the SEL is not read.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -194,32 +197,16 @@ pub fn start(
                         .map(|d| d.map(|d| Box::new(d) as Box<dyn IpmiTransport>))
                 }),
             };
-            let mut hw = Real {
+            // Devices are opened on the polling thread, at its first poll and again at
+            // every later one while absent or failing: a driver may load after start-up, a
+            // silent BMC must not delay start-up, and a device that exists but cannot be
+            // opened is that device's fault, reported by the poll loop, never fatal.
+            Box::new(Real {
                 open,
                 bmc: Slot::Retry,
                 raid: Slot::Retry,
-            };
-            // A device that exists but cannot be opened is that device's fault, reported
-            // by the poll loop and retried at every poll; it never stops clusterd. A LAN
-            // session is first opened on the polling thread: a silent BMC must not delay
-            // start-up.
-            if !matches!(config.board, Board::Lan(_)) {
-                let _ = hw.open_bmc();
-            }
-            let _ = hw.open_raid();
-            if matches!((&hw.bmc, &hw.raid), (Slot::Absent, Slot::Absent)) {
-                let mut s = initial_snapshot(&config.board);
-                s.summary = HwSummaryJson {
-                    state: "absent".into(),
-                    problems: 0,
-                    text: "no BMC, no RAID controller".into(),
-                };
-                if let Ok(mut g) = snapshot.lock() {
-                    *g = s;
-                }
-                return Ok(None);
-            }
-            Box::new(hw)
+                scsi_hosts: PathBuf::from(SCSI_HOST_CLASS),
+            })
         }
         Board::Sim(path) => Box::new(SimHardware::load(path)?),
     };
@@ -253,7 +240,7 @@ trait Hardware: Send {
 
 /// A device of the linux and lan boards.
 enum Slot<T> {
-    /// Not on this machine.
+    /// Not on this machine (yet): looked for again at the next poll.
     Absent,
     /// Opened.
     Open(T),
@@ -268,6 +255,8 @@ struct Real {
     open: Opener,
     bmc: Slot<Bmc<Box<dyn IpmiTransport>>>,
     raid: Slot<Controller<SysfsMu>>,
+    /// Where Areca message units are looked for (the SCSI host class in sysfs).
+    scsi_hosts: PathBuf,
 }
 
 impl Real {
@@ -284,7 +273,7 @@ impl Real {
     }
 
     fn open_raid(&mut self) -> Option<ArecaError> {
-        match SysfsMu::discover(Path::new(SCSI_HOST_CLASS)) {
+        match SysfsMu::discover(&self.scsi_hosts) {
             Ok(Some(t)) => self.raid = Slot::Open(Controller::new(t, None)),
             Ok(None) => self.raid = Slot::Absent,
             Err(e) => {
@@ -301,7 +290,7 @@ impl Hardware for Real {
         Ok(())
     }
     fn sweep(&mut self) -> Option<Result<Sweep, IpmiError>> {
-        if matches!(self.bmc, Slot::Retry)
+        if matches!(self.bmc, Slot::Retry | Slot::Absent)
             && let Some(e) = self.open_bmc()
         {
             return Some(Err(e));
@@ -312,7 +301,7 @@ impl Hardware for Real {
         }
     }
     fn raid(&mut self) -> RaidReport {
-        if matches!(self.raid, Slot::Retry)
+        if matches!(self.raid, Slot::Retry | Slot::Absent)
             && let Some(e) = self.open_raid()
         {
             return RaidReport::Fault(e);
@@ -1010,5 +999,63 @@ mod tests {
         assert_eq!(t.compare(5), 0x03);
         assert_eq!(t.compare(200), 0x08);
         assert_eq!(t.raw(), (0b1011, [20, 10, 0, 200, 0, 0]));
+    }
+
+    fn sim_bmc() -> SimBmc {
+        let mut b = SimBmc::new();
+        b.add_record(
+            RecordBuilder::full(1, SensorType::FAN, 18, "Fan 1")
+                .factors(60, 0, 0, 0)
+                .build(),
+        );
+        b.set_reading(1, 100, 0);
+        b
+    }
+
+    #[test]
+    fn a_bmc_that_appears_late_is_found_at_a_later_poll() {
+        let dir = std::env::temp_dir().join(format!("tdm-hw-late-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Stands for /dev/ipmi0, which appears once ipmi_si has loaded.
+        let node = dir.join("ipmi0");
+        let _ = std::fs::remove_file(&node);
+        let opens = Arc::new(Mutex::new(0u32));
+        let (seen, dev) = (Arc::clone(&opens), node.clone());
+        let mut hw = Real {
+            open: Box::new(move || {
+                *seen.lock().unwrap() += 1;
+                Ok(dev
+                    .exists()
+                    .then(|| Box::new(sim_bmc()) as Box<dyn IpmiTransport>))
+            }),
+            bmc: Slot::Retry,
+            raid: Slot::Retry,
+            scsi_hosts: dir.join("scsi_host"),
+        };
+        assert!(hw.sweep().is_none());
+        assert!(hw.sweep().is_none());
+        assert!(matches!(hw.raid(), RaidReport::Absent));
+        std::fs::write(&node, b"").unwrap();
+        let sweep = hw.sweep().unwrap().unwrap();
+        assert_eq!(sweep.readings[0].name, "Fan 1");
+        // Found once: later polls use the open device without looking again.
+        hw.sweep().unwrap().unwrap();
+        assert_eq!(*opens.lock().unwrap(), 3);
+
+        // In the snapshot: absent, then present with its sensors.
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        let s = build_snapshot(&poller, None, None, &RaidReport::Absent);
+        assert_eq!(
+            (s.bmc.as_str(), s.summary.state.as_str()),
+            ("absent", "absent")
+        );
+        let sweep = Some(Ok(sweep));
+        if let Some(Ok(sw)) = &sweep {
+            poller.handle(Millis(0), PollerInput::Sweep(sw));
+        }
+        let s = build_snapshot(&poller, sweep.as_ref(), None, &RaidReport::Absent);
+        assert_eq!((s.bmc.as_str(), s.summary.state.as_str()), ("ok", "ok"));
+        assert_eq!(s.sensors.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
