@@ -149,6 +149,7 @@ pub fn initial_snapshot(board: &Board) -> HwJson {
         summary: HwSummaryJson {
             state: state.into(),
             problems: 0,
+            pending: 0,
             text: text.into(),
         },
         bmc: "absent".into(),
@@ -480,6 +481,9 @@ fn raid_health(s: RaidState) -> Health {
     }
 }
 
+/// The health and state words of a sensor owned by another controller.
+const NOT_READ: &str = "not read";
+
 fn build_snapshot(
     poller: &SensorPoller,
     sweep: Option<&Result<Sweep, IpmiError>>,
@@ -518,6 +522,34 @@ fn build_snapshot(
                 state: "na".into(),
                 health: Health::Unavailable.to_string(),
                 detail: Some(error_chain(&f.error)),
+            });
+        }
+        // A record that cannot be read may hide a sensor: shown as a fault, not left out.
+        for f in &s.record_faults {
+            sensors.push(SensorJson {
+                name: f.label(),
+                sensor_type: "unknown".into(),
+                value: None,
+                unit: None,
+                states: None,
+                state: "na".into(),
+                health: Health::Unavailable.to_string(),
+                detail: Some(error_chain(&*f.error)),
+            });
+        }
+        for n in &s.not_read {
+            sensors.push(SensorJson {
+                name: n.name.clone(),
+                sensor_type: type_name(n.sensor_type),
+                value: None,
+                unit: None,
+                states: None,
+                state: NOT_READ.into(),
+                health: NOT_READ.into(),
+                detail: Some(format!(
+                    "owned by controller {:#04x}, which is not bridged to",
+                    n.key.owner
+                )),
             });
         }
     }
@@ -571,20 +603,36 @@ fn build_snapshot(
         .filter(|(_, _, h)| h.is_some_and(|h| h != Health::Ok))
         .count();
     let problems = u32::try_from(problems).unwrap_or(u32::MAX);
+    // Seen wrong but not yet confirmed (the BMC just stopped answering, a PSU just
+    // failed): not an event yet, but not "ok" either.
+    let pending = u32::try_from(poller.pending().count()).unwrap_or(u32::MAX);
+    let pending_text = match pending {
+        0 => String::new(),
+        1 => ", 1 change awaiting confirmation".into(),
+        n => format!(", {n} changes awaiting confirmation"),
+    };
     let absent = bmc == "absent" && raid.state == "absent";
     let summary = if absent {
         HwSummaryJson {
             state: "absent".into(),
             problems: 0,
+            pending: 0,
             text: "no BMC, no RAID controller".into(),
         }
-    } else if problems == 0 {
+    } else if problems == 0 && pending == 0 {
+        let read = sensors.iter().filter(|s| s.health != NOT_READ).count();
+        let not_read = sensors.len() - read;
         HwSummaryJson {
             state: "ok".into(),
             problems: 0,
+            pending: 0,
             text: format!(
-                "ok ({} sensors, raid {})",
-                sensors.len(),
+                "ok ({read} sensors{}, raid {})",
+                if not_read > 0 {
+                    format!(", {not_read} not read")
+                } else {
+                    String::new()
+                },
                 if raid.state == "absent" {
                     "absent"
                 } else {
@@ -592,11 +640,22 @@ fn build_snapshot(
                 }
             ),
         }
+    } else if problems == 0 {
+        HwSummaryJson {
+            state: "pending".into(),
+            problems: 0,
+            pending,
+            text: format!("no confirmed problem{pending_text}"),
+        }
     } else {
         HwSummaryJson {
             state: "problems".into(),
             problems,
-            text: format!("{problems} problem{}", if problems == 1 { "" } else { "s" }),
+            pending,
+            text: format!(
+                "{problems} problem{}{pending_text}",
+                if problems == 1 { "" } else { "s" }
+            ),
         }
     };
     HwJson {
@@ -1057,5 +1116,130 @@ mod tests {
         assert_eq!((s.bmc.as_str(), s.summary.state.as_str()), ("ok", "ok"));
         assert_eq!(s.sensors.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unconfirmed_changes_are_pending_not_ok() {
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        let mut bmc = Bmc::new(sim_bmc());
+        let sweep = bmc.sweep().unwrap();
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        assert_eq!(s.summary.state, "ok");
+
+        // The BMC stops answering: one sighting, not yet an event.
+        let failed: Result<Sweep, IpmiError> = Err(IpmiError::Timeout {
+            target: "sim".into(),
+            timeout_ms: 0,
+        });
+        poller.handle(
+            Millis(28_000),
+            PollerInput::SweepFailed {
+                kind: tandem_board::ErrorKind::Timeout,
+                detail: "no answer".into(),
+            },
+        );
+        let s = build_snapshot(
+            &poller,
+            Some(&failed),
+            Some("timeout".into()),
+            &RaidReport::Absent,
+        );
+        assert_eq!(s.bmc, "unreachable");
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.pending),
+            ("pending", 1)
+        );
+        assert!(
+            s.summary.text.contains("1 change awaiting confirmation"),
+            "{s:?}"
+        );
+
+        // Confirmed: a problem.
+        poller.handle(
+            Millis(30_000),
+            PollerInput::SweepFailed {
+                kind: tandem_board::ErrorKind::Timeout,
+                detail: "no answer".into(),
+            },
+        );
+        let s = build_snapshot(&poller, Some(&failed), None, &RaidReport::Absent);
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.problems),
+            ("problems", 1)
+        );
+        assert_eq!(s.summary.pending, 0);
+    }
+
+    #[test]
+    fn bad_records_and_other_controllers_sensors_are_shown() {
+        let mut b = sim_bmc();
+        b.add_record(
+            RecordBuilder::full(2, SensorType::FAN, 18, "Fan 2")
+                .linearization(0x42)
+                .build(),
+        );
+        b.add_record(
+            RecordBuilder::full(5, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let mut bmc = Bmc::new(b);
+        let sweep = bmc.sweep().unwrap();
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let mut events = vec![];
+        while let Some(o) = poller.poll_output() {
+            if let PollerOutput::Event(e) = o {
+                events.push(describe(&e, &BTreeMap::new()));
+            }
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0]
+                .1
+                .starts_with("Fan 2: unavailable (sdr record 0x0001"),
+            "{events:?}"
+        );
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        let names: Vec<(&str, &str)> = s
+            .sensors
+            .iter()
+            .map(|x| (x.name.as_str(), x.health.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Fan 1", "ok"),
+                ("Fan 2", "unavailable"),
+                ("HSC Temp", "not read")
+            ]
+        );
+        assert!(
+            s.sensors[1]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("linearization")
+        );
+        assert_eq!(s.sensors[2].sensor_type, "temperature");
+        // The bad record is a problem; the other controller's sensor is not.
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.problems),
+            ("problems", 1)
+        );
+
+        // Without the bad record the summary is ok and counts what is not read.
+        let mut b = sim_bmc();
+        b.add_record(
+            RecordBuilder::full(5, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let sweep = Bmc::new(b).sweep().unwrap();
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        assert_eq!(s.summary.text, "ok (1 sensors, 1 not read, raid absent)");
     }
 }
