@@ -212,10 +212,10 @@ pub fn start(
         Board::Sim(path) => Box::new(SimHardware::load(path)?),
     };
     let interval = Millis(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX));
+    // The poller shortens the confirming re-reads and the regular period so that a
+    // change is reported within one interval.
     let poller = SensorPoller::new(PollerConfig {
         interval,
-        // A change is re-read sooner than the next regular poll, never later.
-        confirm_delay: Millis(PollerConfig::default().confirm_delay.0.min(interval.0)),
         ..PollerConfig::default()
     });
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -343,6 +343,9 @@ fn poll_loop(
             // Stop requested or the daemon is gone.
             _ => return,
         }
+        // Deadlines count from when the readings were taken: the time a poll takes does
+        // not add to the wait for the next one.
+        let t = now();
         match hw.refresh() {
             Ok(()) => last_refresh_error = None,
             Err(e) => {
@@ -354,7 +357,6 @@ fn poll_loop(
         }
         let sweep = hw.sweep();
         let raid = hw.raid();
-        let t = now();
         let mut bmc_detail = None;
         match &sweep {
             None => {}
