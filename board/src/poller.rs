@@ -4,10 +4,11 @@
 //! The shell calls [`SensorPoller::handle`] with the current monotonic time and the
 //! result of one sweep, then drains [`SensorPoller::poll_output`] until it returns
 //! [`PollerOutput::PollAt`], the time of the next sweep. A change of health must be seen
-//! in `confirm_samples` consecutive sweeps before it is reported; while a change awaits
-//! confirmation the next sweep is scheduled after `confirm_delay` instead of the full
-//! interval, so a real change is reported within one interval plus a few short re-reads,
-//! and a single glitch is never reported.
+//! in `confirm_samples` consecutive sweeps before it is reported, so a single glitch is
+//! never reported. While a change awaits confirmation the next sweep comes after
+//! `confirm_delay`; regular sweeps come early by the time the confirming re-reads take
+//! ([`SensorPoller::sweep_period`]), so a change is reported at most one `interval` after
+//! the sweep before it (plus the time the sweeps themselves take).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -20,9 +21,12 @@ use crate::{ErrorKind, Millis};
 /// Poller settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollerConfig {
-    /// Time between sweeps when nothing is changing (default 30 s).
+    /// The longest time from a sweep to the event for a change that sweep just missed
+    /// (default 30 s). Regular sweeps run a little more often, see
+    /// [`SensorPoller::sweep_period`].
     pub interval: Millis,
-    /// Time between sweeps while a change awaits confirmation (default 2 s).
+    /// Time between sweeps while a change awaits confirmation (default 2 s); shortened
+    /// so that all confirming re-reads together take at most half the interval.
     pub confirm_delay: Millis,
     /// Consecutive sweeps that must agree before a change is reported (default 2, min 1).
     pub confirm_samples: u8,
@@ -43,6 +47,9 @@ impl Default for PollerConfig {
 pub enum Subject {
     /// One sensor.
     Sensor(SensorKey),
+    /// A sensor data record that could not be read or decoded and names no sensor, by
+    /// record id.
+    SdrRecord(u16),
     /// The BMC as a whole (reachability).
     Bmc,
     /// The RAID controller as a whole (readability).
@@ -60,7 +67,7 @@ pub struct StatusEvent {
     pub at: Millis,
     /// What changed.
     pub subject: Subject,
-    /// Sensor name (or "bmc").
+    /// Sensor name (or "bmc", or "sdr record 0xNNNN").
     pub name: String,
     /// Previous health; `None` at the first sweep.
     pub from: Option<Health>,
@@ -112,6 +119,7 @@ struct Track {
 #[derive(Debug)]
 pub struct SensorPoller {
     config: PollerConfig,
+    period: Millis,
     tracks: BTreeMap<Subject, Track>,
     out: VecDeque<PollerOutput>,
 }
@@ -119,14 +127,36 @@ pub struct SensorPoller {
 impl SensorPoller {
     /// A poller with no history; the first sweep's non-ok states are reported at once.
     pub fn new(config: PollerConfig) -> Self {
+        let confirm_samples = config.confirm_samples.max(1);
+        let rereads = u64::from(confirm_samples - 1);
+        let confirm_delay = match rereads {
+            0 => config.confirm_delay,
+            n => Millis(config.confirm_delay.0.min(config.interval.0 / 2 / n)),
+        };
+        // A change first seen at a regular sweep is confirmed `rereads` short delays
+        // later; starting regular sweeps that much earlier keeps the whole within one
+        // interval.
+        let period = Millis(config.interval.0 - rereads * confirm_delay.0);
         Self {
             config: PollerConfig {
-                confirm_samples: config.confirm_samples.max(1),
-                ..config
+                interval: config.interval,
+                confirm_delay,
+                confirm_samples,
             },
+            period,
             tracks: BTreeMap::new(),
             out: VecDeque::new(),
         }
+    }
+
+    /// The settings in effect (the confirm delay possibly shortened).
+    pub fn config(&self) -> PollerConfig {
+        self.config
+    }
+
+    /// Time between regular sweeps: the interval less the confirming re-reads.
+    pub fn sweep_period(&self) -> Millis {
+        self.period
     }
 
     /// The first poll is due at once.
@@ -159,18 +189,46 @@ impl SensorPoller {
                         Some(error_chain(&f.error)),
                     ));
                 }
-                // A sensor that vanished from the repository is not silently "ok".
+                // A record that cannot be read may hide a sensor: that is a fault, under
+                // the sensor's key when the record names one that is not read otherwise.
+                for f in &sweep.record_faults {
+                    let subject = match f.key.map(Subject::Sensor) {
+                        Some(s) if !observed.iter().any(|o| o.0 == s) => s,
+                        _ => Subject::SdrRecord(f.record_id),
+                    };
+                    if observed.iter().any(|o| o.0 == subject) {
+                        continue;
+                    }
+                    observed.push((
+                        subject,
+                        f.label(),
+                        Health::Unavailable,
+                        None,
+                        Some(error_chain(&*f.error)),
+                    ));
+                }
                 for (subject, track) in &self.tracks {
-                    if matches!(subject, Subject::Sensor(_))
-                        && !observed.iter().any(|o| &o.0 == subject)
-                    {
-                        observed.push((
+                    if observed.iter().any(|o| &o.0 == subject) {
+                        continue;
+                    }
+                    match subject {
+                        // A sensor that vanished from the repository is not silently "ok".
+                        Subject::Sensor(_) => observed.push((
                             subject.clone(),
                             track.name.clone(),
                             Health::Unavailable,
                             None,
                             Some("sensor no longer in the sdr repository".into()),
-                        ));
+                        )),
+                        // A bad record that was replaced or removed is no longer a fault.
+                        Subject::SdrRecord(_) => observed.push((
+                            subject.clone(),
+                            track.name.clone(),
+                            Health::Ok,
+                            None,
+                            Some("record readable or removed".into()),
+                        )),
+                        _ => {}
                     }
                 }
             }
@@ -287,7 +345,7 @@ impl SensorPoller {
         let delay = if pending {
             self.config.confirm_delay
         } else {
-            self.config.interval
+            self.period
         };
         self.out.push_back(PollerOutput::PollAt(now.plus(delay)));
     }
@@ -302,6 +360,19 @@ impl SensorPoller {
         self.tracks
             .iter()
             .map(|(s, t)| (s, t.name.as_str(), t.confirmed))
+    }
+
+    /// Subjects confirmed ok whose last sweeps saw them otherwise, awaiting confirmation:
+    /// subject, name and the health seen. Not yet events, but not "all good" either.
+    pub fn pending(&self) -> impl Iterator<Item = (&Subject, &str, Health)> {
+        self.tracks
+            .iter()
+            .filter_map(|(s, t)| match (t.confirmed, t.candidate) {
+                (Some(Health::Ok), Some((h, _))) if h != Health::Ok => {
+                    Some((s, t.name.as_str(), h))
+                }
+                _ => None,
+            })
     }
 }
 
@@ -377,25 +448,56 @@ mod tests {
     }
 
     #[test]
-    fn change_is_confirmed_before_reported() {
-        let mut p = SensorPoller::new(PollerConfig::default());
+    fn change_is_confirmed_before_reported_within_one_interval() {
+        let config = PollerConfig::default();
+        let mut p = SensorPoller::new(config);
+        assert_eq!(p.sweep_period(), Millis(28_000));
         let mut bmc = Bmc::new(sim());
         p.start(Millis(0));
         assert_eq!(p.poll_output(), Some(PollerOutput::PollAt(Millis(0))));
         let (ev, next) = step(&mut p, &mut bmc, Millis(0));
         assert!(ev.is_empty());
-        assert_eq!(next, Millis(30_000));
-        // PSU fails: first sighting schedules a quick re-read, no event yet.
+        assert_eq!(next, Millis(28_000));
+        // PSU fails right after that sweep, the worst case: the first sighting at the
+        // next sweep schedules a quick re-read, no event yet.
         bmc.transport_mut().set_reading(0x40, 0, 0x03);
-        let (ev, next) = step(&mut p, &mut bmc, Millis(30_000));
+        let (ev, next) = step(&mut p, &mut bmc, next);
         assert!(ev.is_empty());
-        assert_eq!(next, Millis(32_000));
+        assert_eq!(p.pending().count(), 1);
+        assert_eq!(next, Millis(30_000));
         let (ev, next) = step(&mut p, &mut bmc, next);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].name, "PS1 Status");
         assert_eq!((ev[0].from, ev[0].to), (Some(Health::Ok), Health::Critical));
-        assert_eq!(ev[0].at, Millis(32_000));
-        assert_eq!(next, Millis(62_000));
+        assert!(ev[0].at <= config.interval, "{:?}", ev[0].at);
+        assert_eq!(p.pending().count(), 0);
+        assert_eq!(next, Millis(58_000));
+    }
+
+    #[test]
+    fn confirmation_fits_in_short_intervals() {
+        for (interval, samples, delay, period) in [
+            (1_000, 2, 500, 500),
+            (500, 2, 250, 250),
+            (100, 2, 50, 50),
+            (1_000, 3, 250, 500),
+            (30_000, 3, 2_000, 26_000),
+            (1_000, 1, 2_000, 1_000),
+        ] {
+            let p = SensorPoller::new(PollerConfig {
+                interval: Millis(interval),
+                confirm_delay: Millis(2_000),
+                confirm_samples: samples,
+            });
+            assert_eq!(
+                (p.config().confirm_delay, p.sweep_period()),
+                (Millis(delay), Millis(period)),
+                "interval {interval} samples {samples}"
+            );
+            // The worst case: missed by one regular sweep, then all the re-reads.
+            let rereads = u64::from(samples - 1);
+            assert!(period + rereads * p.config().confirm_delay.0 <= interval);
+        }
     }
 
     #[test]
@@ -409,7 +511,7 @@ mod tests {
         bmc.transport_mut().set_reading(0x20, 100, 0);
         let (ev, next) = step(&mut p, &mut bmc, next);
         assert!(ev.is_empty());
-        assert_eq!(next, Millis(62_000));
+        assert_eq!(next, Millis(60_000));
     }
 
     #[test]
@@ -446,6 +548,7 @@ mod tests {
         let (ev, next) = drain(&mut p);
         assert!(ev.is_empty());
         assert_eq!(next, Millis(32_000));
+        assert_eq!(p.pending().count(), 2);
         p.handle(next, PollerInput::Raid(&report(Some(&mut c))));
         let (ev, _) = drain(&mut p);
         assert_eq!(ev.len(), 2, "{ev:?}");
@@ -470,7 +573,7 @@ mod tests {
         // No controller at all: nothing to report.
         let mut q = SensorPoller::new(PollerConfig::default());
         q.handle(Millis(0), PollerInput::Raid(&RaidReport::Absent));
-        assert_eq!(drain(&mut q), (vec![], Millis(30_000)));
+        assert_eq!(drain(&mut q), (vec![], Millis(28_000)));
     }
 
     #[test]
@@ -487,5 +590,64 @@ mod tests {
         assert!(fan.detail.as_deref().unwrap().contains("0xc3"), "{fan:?}");
         let psu = ev.iter().find(|e| e.name == "PS1 Status").unwrap();
         assert_eq!(psu.to, Health::Warning);
+    }
+
+    #[test]
+    fn unreadable_records_are_faults_not_missing_sensors() {
+        let mut p = SensorPoller::new(PollerConfig::default());
+        let mut s = sim();
+        // A third record whose linearization is nonsense, and one owned elsewhere.
+        s.add_record(
+            RecordBuilder::full(0x21, SensorType::FAN, 18, "Fan 2")
+                .linearization(0x42)
+                .build(),
+        );
+        s.add_record(
+            RecordBuilder::full(0x05, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let mut bmc = Bmc::new(s);
+        let (ev, _) = step(&mut p, &mut bmc, Millis(0));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].name, "Fan 2");
+        assert_eq!(ev[0].to, Health::Unavailable);
+        assert!(
+            matches!(ev[0].subject, Subject::Sensor(k) if k.number == 0x21),
+            "{ev:?}"
+        );
+        assert!(
+            ev[0].detail.as_deref().unwrap().contains("linearization"),
+            "{ev:?}"
+        );
+
+        // A sensor that was fine and whose record turns unreadable: one event, for the
+        // sensor, not a silent disappearance.
+        let mut p = SensorPoller::new(PollerConfig {
+            confirm_samples: 1,
+            ..PollerConfig::default()
+        });
+        let mut bmc = Bmc::new(sim());
+        step(&mut p, &mut bmc, Millis(0));
+        bmc.transport_mut().corrupt_record(0, 3);
+        bmc.transport_mut().add_record(
+            RecordBuilder::compact(0x41, SensorType::POWER_SUPPLY, 0x6F, "PS2").build(),
+        );
+        bmc.transport_mut().set_reading(0x41, 0, 0x01);
+        let (ev, _) = step(&mut p, &mut bmc, Millis(28_000));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].name, "Fan 1");
+        assert_eq!(ev[0].to, Health::Unavailable);
+        assert!(
+            ev[0].detail.as_deref().unwrap().contains("record 0x0000"),
+            "{ev:?}"
+        );
+        // The record is fixed: the fault clears.
+        bmc.transport_mut().corrupt_record(0, 0);
+        bmc.transport_mut().set_reading(0x41, 0, 0x01);
+        bmc.invalidate_cache();
+        let (ev, _) = step(&mut p, &mut bmc, Millis(56_000));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].name.as_str(), ev[0].to), ("Fan 1", Health::Ok));
     }
 }

@@ -172,10 +172,14 @@ pub struct StatusJson {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HwSummaryJson {
     /// `ok`, `problems`, `absent` (no BMC and no RAID controller) or `pending` (not
-    /// polled yet).
+    /// polled yet, or changes seen but not yet confirmed and no confirmed problem).
     pub state: String,
     /// Sensors, volumes, disks and controllers whose confirmed health is not ok.
     pub problems: u32,
+    /// Subjects confirmed ok that the last poll saw otherwise, awaiting the confirming
+    /// re-read.
+    #[serde(default)]
+    pub pending: u32,
     /// One line for the operator.
     pub text: String,
 }
@@ -213,7 +217,8 @@ pub struct SensorJson {
     pub states: Option<u16>,
     /// What the states mean (`ok`, `nc`, `cr`, `nr`; `present`, `failed`, ...).
     pub state: String,
-    /// `ok`, `warning`, `critical` or `unavailable`, as read in the last sweep.
+    /// `ok`, `warning`, `critical` or `unavailable`, as read in the last sweep; `not read`
+    /// for a sensor of another controller than the BMC (shown, not an error).
     pub health: String,
     /// Why the sensor could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,8 +13,11 @@
 //! tests against OpenIPMI's `ipmi_sim`), `sim:FILE` (a simulated BMC and controller
 //! driven by a JSON scenario re-read before every poll, for tests and demos) and `none`.
 //!
-//! Limitations: one BMC and one RAID controller; hardware that appears after start-up
-//! is not picked up; the SEL is not read.
+//! A BMC or controller that is absent is looked for again at every poll (a failed open
+//! of the device node, a listing of the SCSI hosts): init loads `ipmi_si` and `arcmsr`
+//! while clusterd starts, so either may appear after start-up.
+//!
+//! Limitations: one BMC and one RAID controller; the SEL is not read.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -146,6 +149,7 @@ pub fn initial_snapshot(board: &Board) -> HwJson {
         summary: HwSummaryJson {
             state: state.into(),
             problems: 0,
+            pending: 0,
             text: text.into(),
         },
         bmc: "absent".into(),
@@ -194,40 +198,24 @@ pub fn start(
                         .map(|d| d.map(|d| Box::new(d) as Box<dyn IpmiTransport>))
                 }),
             };
-            let mut hw = Real {
+            // Devices are opened on the polling thread, at its first poll and again at
+            // every later one while absent or failing: a driver may load after start-up, a
+            // silent BMC must not delay start-up, and a device that exists but cannot be
+            // opened is that device's fault, reported by the poll loop, never fatal.
+            Box::new(Real {
                 open,
                 bmc: Slot::Retry,
                 raid: Slot::Retry,
-            };
-            // A device that exists but cannot be opened is that device's fault, reported
-            // by the poll loop and retried at every poll; it never stops clusterd. A LAN
-            // session is first opened on the polling thread: a silent BMC must not delay
-            // start-up.
-            if !matches!(config.board, Board::Lan(_)) {
-                let _ = hw.open_bmc();
-            }
-            let _ = hw.open_raid();
-            if matches!((&hw.bmc, &hw.raid), (Slot::Absent, Slot::Absent)) {
-                let mut s = initial_snapshot(&config.board);
-                s.summary = HwSummaryJson {
-                    state: "absent".into(),
-                    problems: 0,
-                    text: "no BMC, no RAID controller".into(),
-                };
-                if let Ok(mut g) = snapshot.lock() {
-                    *g = s;
-                }
-                return Ok(None);
-            }
-            Box::new(hw)
+                scsi_hosts: PathBuf::from(SCSI_HOST_CLASS),
+            })
         }
         Board::Sim(path) => Box::new(SimHardware::load(path)?),
     };
     let interval = Millis(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX));
+    // The poller shortens the confirming re-reads and the regular period so that a
+    // change is reported within one interval.
     let poller = SensorPoller::new(PollerConfig {
         interval,
-        // A change is re-read sooner than the next regular poll, never later.
-        confirm_delay: Millis(PollerConfig::default().confirm_delay.0.min(interval.0)),
         ..PollerConfig::default()
     });
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -253,7 +241,7 @@ trait Hardware: Send {
 
 /// A device of the linux and lan boards.
 enum Slot<T> {
-    /// Not on this machine.
+    /// Not on this machine (yet): looked for again at the next poll.
     Absent,
     /// Opened.
     Open(T),
@@ -268,6 +256,8 @@ struct Real {
     open: Opener,
     bmc: Slot<Bmc<Box<dyn IpmiTransport>>>,
     raid: Slot<Controller<SysfsMu>>,
+    /// Where Areca message units are looked for (the SCSI host class in sysfs).
+    scsi_hosts: PathBuf,
 }
 
 impl Real {
@@ -284,7 +274,7 @@ impl Real {
     }
 
     fn open_raid(&mut self) -> Option<ArecaError> {
-        match SysfsMu::discover(Path::new(SCSI_HOST_CLASS)) {
+        match SysfsMu::discover(&self.scsi_hosts) {
             Ok(Some(t)) => self.raid = Slot::Open(Controller::new(t, None)),
             Ok(None) => self.raid = Slot::Absent,
             Err(e) => {
@@ -301,7 +291,7 @@ impl Hardware for Real {
         Ok(())
     }
     fn sweep(&mut self) -> Option<Result<Sweep, IpmiError>> {
-        if matches!(self.bmc, Slot::Retry)
+        if matches!(self.bmc, Slot::Retry | Slot::Absent)
             && let Some(e) = self.open_bmc()
         {
             return Some(Err(e));
@@ -312,7 +302,7 @@ impl Hardware for Real {
         }
     }
     fn raid(&mut self) -> RaidReport {
-        if matches!(self.raid, Slot::Retry)
+        if matches!(self.raid, Slot::Retry | Slot::Absent)
             && let Some(e) = self.open_raid()
         {
             return RaidReport::Fault(e);
@@ -353,6 +343,9 @@ fn poll_loop(
             // Stop requested or the daemon is gone.
             _ => return,
         }
+        // Deadlines count from when the readings were taken: the time a poll takes does
+        // not add to the wait for the next one.
+        let t = now();
         match hw.refresh() {
             Ok(()) => last_refresh_error = None,
             Err(e) => {
@@ -364,7 +357,6 @@ fn poll_loop(
         }
         let sweep = hw.sweep();
         let raid = hw.raid();
-        let t = now();
         let mut bmc_detail = None;
         match &sweep {
             None => {}
@@ -404,6 +396,7 @@ fn event_kind(subject: &Subject, types: &BTreeMap<SensorKey, SensorType>) -> &'s
     match subject {
         Subject::Bmc => "hw_bmc",
         Subject::RaidController | Subject::RaidVolume(_) | Subject::RaidDisk(_) => "hw_raid",
+        Subject::SdrRecord(_) => "hw_sensor",
         Subject::Sensor(key) => match types.get(key).copied() {
             Some(SensorType::POWER_SUPPLY) => "hw_psu",
             Some(SensorType::FAN) => "hw_fan",
@@ -490,6 +483,9 @@ fn raid_health(s: RaidState) -> Health {
     }
 }
 
+/// The health and state words of a sensor owned by another controller.
+const NOT_READ: &str = "not read";
+
 fn build_snapshot(
     poller: &SensorPoller,
     sweep: Option<&Result<Sweep, IpmiError>>,
@@ -528,6 +524,34 @@ fn build_snapshot(
                 state: "na".into(),
                 health: Health::Unavailable.to_string(),
                 detail: Some(error_chain(&f.error)),
+            });
+        }
+        // A record that cannot be read may hide a sensor: shown as a fault, not left out.
+        for f in &s.record_faults {
+            sensors.push(SensorJson {
+                name: f.label(),
+                sensor_type: "unknown".into(),
+                value: None,
+                unit: None,
+                states: None,
+                state: "na".into(),
+                health: Health::Unavailable.to_string(),
+                detail: Some(error_chain(&*f.error)),
+            });
+        }
+        for n in &s.not_read {
+            sensors.push(SensorJson {
+                name: n.name.clone(),
+                sensor_type: type_name(n.sensor_type),
+                value: None,
+                unit: None,
+                states: None,
+                state: NOT_READ.into(),
+                health: NOT_READ.into(),
+                detail: Some(format!(
+                    "owned by controller {:#04x}, which is not bridged to",
+                    n.key.owner
+                )),
             });
         }
     }
@@ -581,20 +605,36 @@ fn build_snapshot(
         .filter(|(_, _, h)| h.is_some_and(|h| h != Health::Ok))
         .count();
     let problems = u32::try_from(problems).unwrap_or(u32::MAX);
+    // Seen wrong but not yet confirmed (the BMC just stopped answering, a PSU just
+    // failed): not an event yet, but not "ok" either.
+    let pending = u32::try_from(poller.pending().count()).unwrap_or(u32::MAX);
+    let pending_text = match pending {
+        0 => String::new(),
+        1 => ", 1 change awaiting confirmation".into(),
+        n => format!(", {n} changes awaiting confirmation"),
+    };
     let absent = bmc == "absent" && raid.state == "absent";
     let summary = if absent {
         HwSummaryJson {
             state: "absent".into(),
             problems: 0,
+            pending: 0,
             text: "no BMC, no RAID controller".into(),
         }
-    } else if problems == 0 {
+    } else if problems == 0 && pending == 0 {
+        let read = sensors.iter().filter(|s| s.health != NOT_READ).count();
+        let not_read = sensors.len() - read;
         HwSummaryJson {
             state: "ok".into(),
             problems: 0,
+            pending: 0,
             text: format!(
-                "ok ({} sensors, raid {})",
-                sensors.len(),
+                "ok ({read} sensors{}, raid {})",
+                if not_read > 0 {
+                    format!(", {not_read} not read")
+                } else {
+                    String::new()
+                },
                 if raid.state == "absent" {
                     "absent"
                 } else {
@@ -602,11 +642,22 @@ fn build_snapshot(
                 }
             ),
         }
+    } else if problems == 0 {
+        HwSummaryJson {
+            state: "pending".into(),
+            problems: 0,
+            pending,
+            text: format!("no confirmed problem{pending_text}"),
+        }
     } else {
         HwSummaryJson {
             state: "problems".into(),
             problems,
-            text: format!("{problems} problem{}", if problems == 1 { "" } else { "s" }),
+            pending,
+            text: format!(
+                "{problems} problem{}{pending_text}",
+                if problems == 1 { "" } else { "s" }
+            ),
         }
     };
     HwJson {
@@ -1009,5 +1060,188 @@ mod tests {
         assert_eq!(t.compare(5), 0x03);
         assert_eq!(t.compare(200), 0x08);
         assert_eq!(t.raw(), (0b1011, [20, 10, 0, 200, 0, 0]));
+    }
+
+    fn sim_bmc() -> SimBmc {
+        let mut b = SimBmc::new();
+        b.add_record(
+            RecordBuilder::full(1, SensorType::FAN, 18, "Fan 1")
+                .factors(60, 0, 0, 0)
+                .build(),
+        );
+        b.set_reading(1, 100, 0);
+        b
+    }
+
+    #[test]
+    fn a_bmc_that_appears_late_is_found_at_a_later_poll() {
+        let dir = std::env::temp_dir().join(format!("tdm-hw-late-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Stands for /dev/ipmi0, which appears once ipmi_si has loaded.
+        let node = dir.join("ipmi0");
+        let _ = std::fs::remove_file(&node);
+        let opens = Arc::new(Mutex::new(0u32));
+        let (seen, dev) = (Arc::clone(&opens), node.clone());
+        let mut hw = Real {
+            open: Box::new(move || {
+                *seen.lock().unwrap() += 1;
+                Ok(dev
+                    .exists()
+                    .then(|| Box::new(sim_bmc()) as Box<dyn IpmiTransport>))
+            }),
+            bmc: Slot::Retry,
+            raid: Slot::Retry,
+            scsi_hosts: dir.join("scsi_host"),
+        };
+        assert!(hw.sweep().is_none());
+        assert!(hw.sweep().is_none());
+        assert!(matches!(hw.raid(), RaidReport::Absent));
+        std::fs::write(&node, b"").unwrap();
+        let sweep = hw.sweep().unwrap().unwrap();
+        assert_eq!(sweep.readings[0].name, "Fan 1");
+        // Found once: later polls use the open device without looking again.
+        hw.sweep().unwrap().unwrap();
+        assert_eq!(*opens.lock().unwrap(), 3);
+
+        // In the snapshot: absent, then present with its sensors.
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        let s = build_snapshot(&poller, None, None, &RaidReport::Absent);
+        assert_eq!(
+            (s.bmc.as_str(), s.summary.state.as_str()),
+            ("absent", "absent")
+        );
+        let sweep = Some(Ok(sweep));
+        if let Some(Ok(sw)) = &sweep {
+            poller.handle(Millis(0), PollerInput::Sweep(sw));
+        }
+        let s = build_snapshot(&poller, sweep.as_ref(), None, &RaidReport::Absent);
+        assert_eq!((s.bmc.as_str(), s.summary.state.as_str()), ("ok", "ok"));
+        assert_eq!(s.sensors.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unconfirmed_changes_are_pending_not_ok() {
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        let mut bmc = Bmc::new(sim_bmc());
+        let sweep = bmc.sweep().unwrap();
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        assert_eq!(s.summary.state, "ok");
+
+        // The BMC stops answering: one sighting, not yet an event.
+        let failed: Result<Sweep, IpmiError> = Err(IpmiError::Timeout {
+            target: "sim".into(),
+            timeout_ms: 0,
+        });
+        poller.handle(
+            Millis(28_000),
+            PollerInput::SweepFailed {
+                kind: tandem_board::ErrorKind::Timeout,
+                detail: "no answer".into(),
+            },
+        );
+        let s = build_snapshot(
+            &poller,
+            Some(&failed),
+            Some("timeout".into()),
+            &RaidReport::Absent,
+        );
+        assert_eq!(s.bmc, "unreachable");
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.pending),
+            ("pending", 1)
+        );
+        assert!(
+            s.summary.text.contains("1 change awaiting confirmation"),
+            "{s:?}"
+        );
+
+        // Confirmed: a problem.
+        poller.handle(
+            Millis(30_000),
+            PollerInput::SweepFailed {
+                kind: tandem_board::ErrorKind::Timeout,
+                detail: "no answer".into(),
+            },
+        );
+        let s = build_snapshot(&poller, Some(&failed), None, &RaidReport::Absent);
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.problems),
+            ("problems", 1)
+        );
+        assert_eq!(s.summary.pending, 0);
+    }
+
+    #[test]
+    fn bad_records_and_other_controllers_sensors_are_shown() {
+        let mut b = sim_bmc();
+        b.add_record(
+            RecordBuilder::full(2, SensorType::FAN, 18, "Fan 2")
+                .linearization(0x42)
+                .build(),
+        );
+        b.add_record(
+            RecordBuilder::full(5, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let mut bmc = Bmc::new(b);
+        let sweep = bmc.sweep().unwrap();
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let mut events = vec![];
+        while let Some(o) = poller.poll_output() {
+            if let PollerOutput::Event(e) = o {
+                events.push(describe(&e, &BTreeMap::new()));
+            }
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0]
+                .1
+                .starts_with("Fan 2: unavailable (sdr record 0x0001"),
+            "{events:?}"
+        );
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        let names: Vec<(&str, &str)> = s
+            .sensors
+            .iter()
+            .map(|x| (x.name.as_str(), x.health.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Fan 1", "ok"),
+                ("Fan 2", "unavailable"),
+                ("HSC Temp", "not read")
+            ]
+        );
+        assert!(
+            s.sensors[1]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("linearization")
+        );
+        assert_eq!(s.sensors[2].sensor_type, "temperature");
+        // The bad record is a problem; the other controller's sensor is not.
+        assert_eq!(
+            (s.summary.state.as_str(), s.summary.problems),
+            ("problems", 1)
+        );
+
+        // Without the bad record the summary is ok and counts what is not read.
+        let mut b = sim_bmc();
+        b.add_record(
+            RecordBuilder::full(5, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let sweep = Bmc::new(b).sweep().unwrap();
+        let mut poller = SensorPoller::new(PollerConfig::default());
+        poller.handle(Millis(0), PollerInput::Sweep(&sweep));
+        let s = build_snapshot(&poller, Some(&Ok(sweep)), None, &RaidReport::Absent);
+        assert_eq!(s.summary.text, "ok (1 sensors, 1 not read, raid absent)");
     }
 }

@@ -1,8 +1,8 @@
 //! clusterd polling OpenIPMI's `ipmi_sim` (an SR2500-like sensor set, the board crate's
 //! rig) over RMCP+ on loopback with `--board lan:...`: `tandem hw --json` shows what
 //! ipmitool shows, and a power supply failure and a fan below its threshold, set through
-//! ipmi_sim's console, become events within one polling interval plus the confirming
-//! re-read. Needs the Debian packages openipmi and ipmitool.
+//! ipmi_sim's console, become events within one polling interval (the confirming re-read
+//! included). Needs the Debian packages openipmi and ipmitool.
 
 #![allow(
     clippy::unwrap_used,
@@ -132,9 +132,12 @@ fn lan_board_matches_ipmitool_and_reports_psu_and_fan_failures() {
     });
     let took = t0.elapsed();
     eprintln!("events {took:?} after the console change");
-    // One interval, the confirming re-read (at most one interval here), and slack for a
-    // shared machine and the RMCP+ round trips.
-    assert!(took <= interval * 2 + Duration::from_secs(3), "{took:?}");
+    // Within one interval. The margin is what no schedule can remove: the confirming
+    // sweep's own RMCP+ round trips (the interval counts from when a sweep starts), the
+    // thread waking up, and this test noticing the event (a `tandem events` call every
+    // 50 ms) on a shared two-core machine.
+    let margin = Duration::from_millis(400);
+    assert!(took <= interval + margin, "{took:?}");
     let h = hw(&sock).unwrap();
     assert_eq!(h.summary.state, "problems");
     let fan = h.sensors.iter().find(|s| s.name == "Sys Fan 3").unwrap();

@@ -23,6 +23,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("ipmi_sim", "openipmi"),
     ("ipmitool", "ipmitool"),
+    // The sweep bench compares against freeipmi's ipmi-sensors.
+    ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
 ];
 const TEST_FILES: &[(&str, &str)] = &[

@@ -1037,6 +1037,216 @@ mod tests {
         assert_eq!(m.power, 3);
     }
 
+    /// Replies assembled by hand, field by field, from the firmware structures as
+    /// OpenBSD's arc(4) declares them (`struct arc_fw_sysinfo`, `arc_fw_raidinfo`,
+    /// `arc_fw_volinfo`, `arc_fw_diskinfo`, all packed, little-endian) rather than with
+    /// [`fixture`], which shares the decoders' offsets. The expected values are read off
+    /// the same layout. `xx*n` stands for n bytes of xx.
+    mod literal_replies {
+        use super::*;
+
+        fn unhex(s: &str) -> Vec<u8> {
+            let mut out = vec![];
+            for tok in s.split_whitespace() {
+                let (byte, n) = tok.split_once('*').unwrap_or((tok, "1"));
+                let byte = u8::from_str_radix(byte, 16).unwrap();
+                out.extend(std::iter::repeat_n(byte, n.parse().unwrap()));
+            }
+            out
+        }
+
+        fn body(frame: &str) -> Vec<u8> {
+            match decode_areca_reply(&unhex(frame)) {
+                Ok(Reply::Data(b)) => b,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // 0x23 system info: 256 body bytes
+        const SYSINFO_REPLY: &str = concat!(
+            "5e 01 61 00 01", // header, body length 256
+            " 41 72 65 63 61 20 54 65 63 68 6e 6f 6c 6f 67 79 20 43 6f 72", //   0: vendor_name[40]
+            " 70 2e 00*18",
+            " 59 36 31 31 43 41 41 42 41 52 32 30 30 30 36 34", //  40: serial_number[16], no NUL
+            " 56 31 2e 34 39 20 32 30 31 30 2d 31 32 2d 30 32", //  56: firmware_version[16]
+            " 56 31 2e 34 34 20 32 30 30 38 2d 31 2d 32 38 00", //  72: boot_version[16]
+            " 31 32 32 30 2d 42 00*10",                         //  88: mb_version[16]
+            " 41 52 43 2d 31 32 32 30",                         // 104: model_name[8], no NUL
+            " c0 a8 01 64 c0 a8 01 64",                         // 112: local_ip[4], current_ip[4]
+            " 45 23 01 00",                                     // 120: time_tick
+            " f4 01 00 00",                                     // 124: cpu_speed 500
+            " 20 00 00 00 20 00*7",                             // 128: icache, dcache, scache
+            " 00 01 00 00 4d 01 00 00", // 140: memory_size 256, memory_speed 333
+            " 07 00 00 00",             // 148: events
+            " 00 1b 4d 00 12 34",       // 152: gsiMacAddress[6]
+            " 01 01 00 06 01 02", // 158: gsiDhcp, alarm, channel_usage, max_ata_mode, sdram_ecc, rebuild_priority
+            " 05 08 01 00 00 05 08 01 00 00", // 164: comm_a, comm_b
+            " 08",                // 174: ide_channels 8
+            " 01 00",             // 175: scsi_host_channels, ide_host_channels
+            " 10 08",             // 177: max_volume_set 16, max_raid_set 8
+            " 01 01",             // 179: ether_port, raid6_engine
+            " 00*75",             // 181: reserved[75]
+            " 54",                // checksum: bytes from the length on, mod 256
+        );
+        // 0x20 raid set 1: 272 body bytes
+        const RAIDSET_REPLY: &str = concat!(
+            "5e 01 61 10 01",                                   // header, body length 272
+            " 52 61 69 64 20 53 65 74 20 23 20 30 31 20 20 20", //   0: set_name[16], space padded
+            " 60 6c 70 74 00*4",                                //  16: capacity, capacity2
+            " 02 00 00 00",                                     //  24: fail_mask: member 1 failed
+            " 02 03 04 00*29", //  28: device_array[32]: disks 2, 3, 4
+            " 03",             //  60: member_devices 3
+            " 00",             //  61: new_member_devices
+            " 22",             //  62: raid_state
+            " 02",             //  63: volumes 2
+            " 01 02 00*14",    //  64: volume_list[16]: volumes 1, 2
+            " 00 00 00 01",    //  80: reserved1[3], free_segments
+            " 00 00 01 00 00 00 01 00 00 00 01 00*21", //  84: raw_stripes[8]
+            " 00*12",          // 116: reserved2[3]
+            " 00*112",         // 128: vol_ListX[112]
+            " 00*32",          // 240: devEncArray[32]
+            " ea",             // checksum: bytes from the length on, mod 256
+        );
+        // 0x21 volume set 2: 128 body bytes
+        const VOLUME_REPLY: &str = concat!(
+            "5e 01 61 80 00",                                   // header, body length 128
+            " 41 52 43 2d 31 32 32 30 2d 56 4f 4c 23 30 32 00", //   0: set_name[16]
+            " 00 a0 c3 18",                                     //  16: capacity: low word
+            " 01 00 00 00",                                     //  20: capacity2: high word
+            " 00*4",                                            //  24: fail_mask
+            " 80 00 00 00",                                     //  28: stripe_size 128
+            " 00*8",              //  32: new_fail_mask, new_stripe_size
+            " 08 00 00 00",       //  40: volume_status: rebuilding (bit 3)
+            " d9 01 00 00",       //  44: progress 47.3 % in 0.1 %
+            " 00 00 02 01 01 00", //  48: scsi_attr: channel, target, lun, tagged, cache, speed
+            " 03",                //  54: member_disks 3
+            " 03",                //  55: raid_level code 3 = RAID 5
+            " 00 00",             //  56: new_member_disks, new_raid_level
+            " 01",                //  58: raid_set_number 1
+            " 00",                //  59: vol_state0
+            " 00*4",              //  60: host_speed
+            " 00*4",              //  64: vol_state
+            " 00*17",             //  68: vol_array[16], num_5060volumes
+            " 00*43",             //  85: reserved[43]
+            " d4",                // checksum: bytes from the length on, mod 256
+        );
+        // 0x22 disk 3: 258 body bytes
+        const DISK_REPLY: &str = concat!(
+            "5e 01 61 02 01",                          // header, body length 258
+            " 53 54 33 35 30 30 36 33 30 4e 53 20*29", //   0: model[40], space padded
+            " 39 51 47 31 41 42 43 44 00*12",          //  40: serial[20]
+            " 33 2e 41 41 45 00 00 00",                //  60: firmware_rev[8]
+            " 30 60 38 3a 00*4",                       //  68: capacity 976773168, capacity2
+            " 88",                                     //  76: device_state 0x88
+            " 04 06 06 00", //  77: pio_mode, current_udma_mode, udma_mode, hot_spare_type
+            " 01",          //  81: raid_number 1
+            " 00*6",        //  82: scsi_attr
+            " 00*170",      //  88: reserved[170]
+            " 1b",          // checksum: bytes from the length on, mod 256
+        );
+
+        #[test]
+        fn system_info() {
+            let b = body(SYSINFO_REPLY);
+            assert_eq!(b.len(), 256);
+            let i = decode_sysinfo(&b, "c").unwrap();
+            assert_eq!(
+                i,
+                ControllerInfo {
+                    vendor: "Areca Technology Corp.".into(),
+                    model: "ARC-1220".into(),
+                    serial: "Y611CAABAR200064".into(),
+                    firmware: "V1.49 2010-12-02".into(),
+                    channels: 8,
+                    max_volume_sets: 16,
+                    max_raid_sets: 8,
+                }
+            );
+        }
+
+        #[test]
+        fn raid_set() {
+            let b = body(RAIDSET_REPLY);
+            assert_eq!(b.len(), 272);
+            let s = decode_raidset(1, &b, "c").unwrap().unwrap();
+            assert_eq!(
+                s,
+                RaidSet {
+                    number: 1,
+                    name: "Raid Set # 01".into(),
+                    members: vec![2, 3, 4],
+                    fail_mask: 0b10,
+                    raw_state: 0x22,
+                    volumes: vec![1, 2],
+                }
+            );
+        }
+
+        #[test]
+        fn volume_set() {
+            let b = body(VOLUME_REPLY);
+            assert_eq!(b.len(), 128);
+            let v = decode_volume(2, &b, "c").unwrap().unwrap();
+            assert_eq!(
+                v,
+                Volume {
+                    number: 2,
+                    name: "ARC-1220-VOL#02".into(),
+                    // capacity2 = 1, capacity = 0x18C3A000.
+                    capacity_blocks: 4_710_440_960,
+                    raid_level: 5,
+                    member_disks: 3,
+                    raid_set: 1,
+                    raw_status: 0x08,
+                    state: RaidState::Rebuilding { permille: 473 },
+                }
+            );
+            // The same volume, not rebuilding but with member 0 failed: degraded.
+            let mut b = b;
+            b[40] = 0x00;
+            b[24] = 0x01;
+            let v = decode_volume(2, &b, "c").unwrap().unwrap();
+            assert_eq!(v.state, RaidState::Degraded);
+            // Failed outranks everything.
+            b[40] = 0x02 | 0x08;
+            let v = decode_volume(2, &b, "c").unwrap().unwrap();
+            assert_eq!(v.state, RaidState::Failed);
+        }
+
+        #[test]
+        fn disk() {
+            let b = body(DISK_REPLY);
+            assert_eq!(b.len(), 258);
+            let d = decode_disk(3, &b, "c").unwrap().unwrap();
+            assert_eq!(
+                d,
+                Disk {
+                    number: 3,
+                    model: "ST3500630NS".into(),
+                    serial: "9QG1ABCD".into(),
+                    firmware: "3.AAE".into(),
+                    capacity_blocks: 976_773_168,
+                    raw_state: 0x88,
+                    // device_state 0x88 is a RAID set member; raid_number says which set.
+                    role: DiskRole::Member(1),
+                    state: RaidState::Ok,
+                }
+            );
+        }
+
+        #[test]
+        fn one_changed_byte_fails_the_checksum() {
+            for frame in [SYSINFO_REPLY, RAIDSET_REPLY, VOLUME_REPLY, DISK_REPLY] {
+                let mut f = unhex(frame);
+                f[5 + 40] ^= 0x01;
+                assert!(
+                    matches!(decode_areca_reply(&f), Err(FrameError::Checksum { .. })),
+                    "{frame}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

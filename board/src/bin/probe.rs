@@ -5,7 +5,9 @@
 //! tandem-board-probe lan HOST:PORT USER PASSWORD [--identify] [--readings-only]
 //! ```
 //!
-//! Output lines are tab-separated: `reading NAME VALUE HEALTH`, `fault NAME ERROR`, then
+//! Output lines are tab-separated: `reading NAME VALUE HEALTH`, `fault NAME ERROR`,
+//! `record-fault NAME ERROR` (an SDR record that could not be read or decoded),
+//! `not-read NAME OWNER` (a sensor of another controller), then
 //! `elapsed` (a first sweep that reads the SDR repository, and a second from the cache)
 //! and `sel COUNT`; with `--identify` the ID LED is lit for 3 s. A diagnostic for installers and the test rig; the runtime polls through
 //! the library instead.
@@ -62,6 +64,12 @@ fn run() -> anyhow::Result<()> {
     }
     for f in &sweep.faults {
         println!("fault\t{}\t{}", f.name, ErrorWrap(&f.error));
+    }
+    for f in &sweep.record_faults {
+        println!("record-fault\t{}\t{}", f.label(), ErrorWrap(&f.error));
+    }
+    for n in &sweep.not_read {
+        println!("not-read\t{}\towner {:#04x}", n.name, n.key.owner);
     }
     if args.iter().any(|a| a == "--readings-only") {
         return Ok(());

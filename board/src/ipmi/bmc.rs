@@ -1,9 +1,13 @@
 //! BMC commands over any [`IpmiTransport`]: SDR repository walk with cache, sensor
 //! sweep, SEL read/clear, chassis identify and power control.
 
-use super::sdr::{self, Sdr, SensorKey, SensorRecord, decode_sdr};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::sdr::{self, Sdr, SensorKey, SensorRecord, decode_sdr, peek_sensor};
 use super::sensor::{SensorReading, Thresholds, decode_reading, decode_thresholds};
 use super::{CompletionCode, IpmiError, IpmiTransport, NetFn, Request};
+use crate::ErrorKind;
 
 /// Largest body chunk asked for in one Get SDR; shrunk when the BMC answers 0xCA.
 /// 32 bytes plus the reply's own overhead fits the smallest message buffers BMCs use.
@@ -29,13 +33,41 @@ pub struct RepositoryInfo {
     pub erase: u32,
 }
 
-/// A record that could not be read or decoded; the walk continued past it.
-#[derive(Debug)]
+/// A record that could not be read or decoded; the walk continued past it. Kept with the
+/// SDR cache and reported by every sweep until the repository changes.
+#[derive(Debug, Clone)]
 pub struct RecordFault {
     /// The record id.
     pub record_id: u16,
+    /// The sensor the record describes, when its key bytes could be read (or, failing
+    /// that, the sensor the same record id described at the previous walk).
+    pub key: Option<SensorKey>,
+    /// The sensor's name, when its id string could be read (or known as for `key`).
+    pub name: Option<String>,
     /// Why.
-    pub error: IpmiError,
+    pub error: Arc<IpmiError>,
+}
+
+impl RecordFault {
+    /// What to call the record: its sensor's name, or its record id.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("sdr record {:#06x}", self.record_id),
+        }
+    }
+}
+
+/// A sensor owned by another controller than the BMC: listed, not read (reading it would
+/// need bridging, which this crate does not do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotRead {
+    /// Owner, LUN and number.
+    pub key: SensorKey,
+    /// Its name from the SDR.
+    pub name: String,
+    /// Its type.
+    pub sensor_type: sdr::SensorType,
 }
 
 /// A sensor that could not be read during a sweep.
@@ -56,8 +88,11 @@ pub struct Sweep {
     pub readings: Vec<SensorReading>,
     /// Sensors that failed to read; each is that sensor's fault, never "ok".
     pub faults: Vec<SensorFault>,
-    /// Records that could not be read or decoded.
-    pub record_faults: usize,
+    /// Records that could not be read or decoded: each may hide a sensor, so each is a
+    /// fault, never "ok".
+    pub record_faults: Vec<RecordFault>,
+    /// Sensors owned by other controllers, which are not read.
+    pub not_read: Vec<NotRead>,
 }
 
 /// One SEL entry, raw 16 bytes with the common fields decoded.
@@ -98,7 +133,7 @@ pub enum PowerAction {
 #[derive(Debug)]
 pub struct Bmc<T> {
     transport: T,
-    cache: Option<(RepositoryInfo, Vec<SensorRecord>, usize)>,
+    cache: Option<(RepositoryInfo, Vec<SensorRecord>, Vec<RecordFault>)>,
     chunk: u8,
     sdr_walks: u64,
 }
@@ -192,14 +227,20 @@ impl<T: IpmiTransport> Bmc<T> {
     }
 
     /// Reads one record (header, then the body in chunks). Returns the bytes and the id
-    /// of the next record.
-    fn read_record(&mut self, id: u16, resv: &mut [u8; 2]) -> Result<(Vec<u8>, u16), IpmiError> {
+    /// of the next record; a failure says how far it got.
+    fn read_record(&mut self, id: u16, resv: &mut [u8; 2]) -> Result<(Vec<u8>, u16), ReadFailure> {
         let what = "get sdr";
         let mut restarts = 0;
         'record: loop {
             let idb = id.to_le_bytes();
             let mut bytes = Vec::with_capacity(64);
-            let mut next = 0xFFFF;
+            // The next record's id, from the first well-formed reply.
+            let mut next = None;
+            let fail = |error: IpmiError, next: Option<u16>, bytes: Vec<u8>| ReadFailure {
+                error,
+                next,
+                bytes,
+            };
             let mut off: u8 = 0;
             let mut want: u8 = HEADER_LEN_U8;
             let mut total = usize::from(want);
@@ -210,16 +251,21 @@ impl<T: IpmiTransport> Bmc<T> {
                     want.min(self.chunk)
                         .min(u8::try_from(total - usize::from(off)).unwrap_or(u8::MAX))
                 };
-                let r = self.call(
+                let r = match self.call(
                     NetFn::STORAGE,
                     0x23,
                     &[resv[0], resv[1], idb[0], idb[1], off, n],
-                )?;
+                ) {
+                    Ok(r) => r,
+                    Err(e) => return Err(fail(e, None, bytes)),
+                };
                 match r.cc {
                     0 => {}
                     CompletionCode::RESERVATION_CANCELLED if restarts < MAX_RESERVATION_RETRIES => {
                         restarts += 1;
-                        *resv = self.reserve(0x22, "reserve sdr repository")?;
+                        *resv = self
+                            .reserve(0x22, "reserve sdr repository")
+                            .map_err(|e| fail(e, None, vec![]))?;
                         continue 'record;
                     }
                     CompletionCode::CANNOT_RETURN_BYTES if off != 0 && self.chunk > 1 => {
@@ -227,67 +273,98 @@ impl<T: IpmiTransport> Bmc<T> {
                         continue;
                     }
                     _ => {
-                        return Err(IpmiError::Completion {
+                        let e = IpmiError::Completion {
                             target: self.transport.target().to_owned(),
                             what,
                             cc: CompletionCode(r.cc),
-                        });
+                        };
+                        return Err(fail(e, next, bytes));
                     }
                 }
+                let reply_next =
+                    (r.data.len() >= 2).then(|| u16::from_le_bytes([r.data[0], r.data[1]]));
                 if r.data.len() != 2 + usize::from(n) {
-                    return Err(self.protocol(
+                    let e = self.protocol(
                         what,
                         format!(
                             "record {id:#06x} offset {off}: asked for {n} bytes, got {}",
                             r.data.len().saturating_sub(2)
                         ),
-                    ));
+                    );
+                    // A reply of the wrong length still names the next record.
+                    return Err(fail(e, next.or(reply_next), bytes));
                 }
-                next = u16::from_le_bytes([r.data[0], r.data[1]]);
+                next = next.or(reply_next);
                 bytes.extend_from_slice(&r.data[2..]);
                 off += n;
                 if off == HEADER_LEN_U8 && total == sdr::HEADER_LEN {
                     total += usize::from(bytes[4]);
                     want = self.chunk;
                     if total > usize::from(u8::MAX) {
-                        return Err(self.protocol(what, format!("record {id:#06x} too long")));
+                        let e = self.protocol(what, format!("record {id:#06x} too long"));
+                        return Err(fail(e, next, bytes));
                     }
                 }
             }
-            return Ok((bytes, next));
+            return Ok((bytes, next.unwrap_or(0xFFFF)));
         }
     }
 
-    /// Reads the whole repository, bypassing the cache. Records that fail to read or
-    /// decode are returned as faults; the walk continues when the next id is known.
+    /// Reads the whole repository, bypassing the cache.
+    ///
+    /// A record that fails to read (error completion code, a reply of the wrong length)
+    /// or to decode is returned as that record's fault, and the walk goes on when the
+    /// next record's id is known from the replies. Errors: the BMC does not answer, is
+    /// busy, keeps cancelling the reservation, or a record fails before naming its
+    /// successor; the repository cannot be walked then.
     pub fn read_repository(&mut self) -> Result<(Vec<SensorRecord>, Vec<RecordFault>), IpmiError> {
         let mut resv = self.reserve(0x22, "reserve sdr repository")?;
         let mut id = 0u16;
         let mut records = Vec::new();
         let mut faults = Vec::new();
-        let mut seen = 0usize;
+        let mut visited = BTreeSet::new();
         while id != 0xFFFF {
-            seen += 1;
-            if seen > MAX_RECORDS {
+            if visited.len() >= MAX_RECORDS {
                 return Err(self.protocol(
                     "get sdr",
                     format!("more than {MAX_RECORDS} records (loop?)"),
                 ));
             }
-            let (bytes, next) = self.read_record(id, &mut resv)?;
-            let record_id = u16::from_le_bytes([bytes[0], bytes[1]]);
-            match decode_sdr(&bytes) {
-                Ok(Sdr::Sensor(s)) => records.push(s),
-                Ok(Sdr::Other { .. }) => {}
-                Err(source) => faults.push(RecordFault {
-                    record_id,
-                    error: IpmiError::Record {
-                        target: self.transport.target().to_owned(),
-                        record_id,
-                        source,
-                    },
-                }),
+            if !visited.insert(id) {
+                return Err(
+                    self.protocol("get sdr", format!("record {id:#06x} reached twice (loop)"))
+                );
             }
+            let next = match self.read_record(id, &mut resv) {
+                Ok((bytes, next)) => {
+                    let record_id = u16::from_le_bytes([bytes[0], bytes[1]]);
+                    match decode_sdr(&bytes) {
+                        Ok(Sdr::Sensor(s)) => records.push(s),
+                        Ok(Sdr::Other { .. }) => {}
+                        Err(source) => {
+                            let error = IpmiError::Record {
+                                target: self.transport.target().to_owned(),
+                                record_id,
+                                source,
+                            };
+                            faults.push(record_fault(record_id, &bytes, error));
+                        }
+                    }
+                    next
+                }
+                Err(ReadFailure { error, next, bytes }) => match next {
+                    Some(next) if is_record_level(&error) => {
+                        // The first record may be asked for as id 0 whatever its real id.
+                        let record_id = match bytes.get(..2) {
+                            Some(b) if id == 0 => u16::from_le_bytes([b[0], b[1]]),
+                            _ => id,
+                        };
+                        faults.push(record_fault(record_id, &bytes, error));
+                        next
+                    }
+                    _ => return Err(error),
+                },
+            };
             if next == id {
                 return Err(
                     self.protocol("get sdr", format!("record {id:#06x} names itself as next"))
@@ -299,18 +376,28 @@ impl<T: IpmiTransport> Bmc<T> {
         Ok((records, faults))
     }
 
-    /// The sensor records, read again only when the repository's count or timestamps
-    /// changed since the last walk. Returns the records and how many failed to decode.
-    pub fn sensor_records(&mut self) -> Result<(&[SensorRecord], usize), IpmiError> {
+    /// The sensor records and the faults of the records that could not be read, read
+    /// again only when the repository's count or timestamps changed since the last walk.
+    pub fn sensor_records(&mut self) -> Result<(&[SensorRecord], &[RecordFault]), IpmiError> {
         let info = self.repository_info()?;
         let fresh = matches!(&self.cache, Some((cached, _, _)) if *cached == info);
         if !fresh {
-            let (records, faults) = self.read_repository()?;
-            self.cache = Some((info, records, faults.len()));
+            let (records, mut faults) = self.read_repository()?;
+            // A record that failed before its key was read is most likely the sensor it
+            // was at the last walk: name it so, rather than let that sensor vanish.
+            if let Some((_, old, _)) = &self.cache {
+                for f in faults.iter_mut().filter(|f| f.key.is_none()) {
+                    if let Some(r) = old.iter().find(|r| r.record_id == f.record_id) {
+                        f.key = Some(r.key);
+                        f.name = Some(r.name.clone());
+                    }
+                }
+            }
+            self.cache = Some((info, records, faults));
         }
         match &self.cache {
-            Some((_, records, faults)) => Ok((records, *faults)),
-            None => Ok((&[], 0)),
+            Some((_, records, faults)) => Ok((records, faults)),
+            None => Ok((&[], &[])),
         }
     }
 
@@ -348,16 +435,25 @@ impl<T: IpmiTransport> Bmc<T> {
     /// Reads every sensor the BMC owns, using the SDR cache.
     ///
     /// Errors: only when the repository itself cannot be read (the BMC is unreachable);
-    /// a single sensor's failure is recorded in [`Sweep::faults`].
+    /// a single sensor's failure is recorded in [`Sweep::faults`], a single record's in
+    /// [`Sweep::record_faults`]; sensors of other controllers are listed in
+    /// [`Sweep::not_read`].
     pub fn sweep(&mut self) -> Result<Sweep, IpmiError> {
         let (records, record_faults) = self.sensor_records()?;
-        let records: Vec<SensorRecord> = records
+        let (records, others): (Vec<SensorRecord>, Vec<SensorRecord>) = records
             .iter()
-            .filter(|r| r.key.owner == BMC_ADDR)
             .cloned()
-            .collect();
+            .partition(|r| r.key.owner == BMC_ADDR);
         let mut sweep = Sweep {
-            record_faults,
+            record_faults: record_faults.to_vec(),
+            not_read: others
+                .into_iter()
+                .map(|r| NotRead {
+                    key: r.key,
+                    name: r.name,
+                    sensor_type: r.sensor_type,
+                })
+                .collect(),
             ..Sweep::default()
         };
         for rec in &records {
@@ -465,5 +561,38 @@ impl<T: IpmiTransport> Bmc<T> {
             Some(b) => Ok(b & 0x01 != 0),
             None => Err(self.protocol(what, "empty reply".into())),
         }
+    }
+}
+
+/// How far a record read got before it failed.
+struct ReadFailure {
+    error: IpmiError,
+    /// The next record's id, if a reply named it.
+    next: Option<u16>,
+    /// The record's bytes read so far.
+    bytes: Vec<u8>,
+}
+
+/// Whether a failed record read is that record's problem rather than the BMC's: the BMC
+/// answered, but not with this record. A silent, busy or restarting BMC, and a
+/// reservation that keeps being cancelled, make the whole walk fail instead.
+fn is_record_level(e: &IpmiError) -> bool {
+    match e {
+        IpmiError::Completion { cc, .. } => {
+            cc.0 != CompletionCode::RESERVATION_CANCELLED
+                && matches!(e.kind(), ErrorKind::Protocol | ErrorKind::NotPresent)
+        }
+        IpmiError::Protocol { .. } => true,
+        _ => false,
+    }
+}
+
+fn record_fault(record_id: u16, bytes: &[u8], error: IpmiError) -> RecordFault {
+    let (key, name) = peek_sensor(bytes);
+    RecordFault {
+        record_id,
+        key,
+        name,
+        error: Arc::new(error),
     }
 }

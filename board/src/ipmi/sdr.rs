@@ -71,6 +71,8 @@ impl SensorType {
     pub const FAN: Self = Self(0x04);
     /// Power supply.
     pub const POWER_SUPPLY: Self = Self(0x08);
+    /// Power unit.
+    pub const POWER_UNIT: Self = Self(0x09);
     /// Watchdog 2.
     pub const WATCHDOG: Self = Self(0x23);
 }
@@ -334,6 +336,30 @@ pub fn decode_sdr(bytes: &[u8]) -> Result<Sdr, SdrError> {
     }
 }
 
+/// Best-effort look at a sensor record that could not be read or decoded in full: its
+/// key, if the bytes reach it, and its name, if the id string is complete. Other record
+/// types give nothing.
+pub fn peek_sensor(bytes: &[u8]) -> (Option<SensorKey>, Option<String>) {
+    let id_at = match bytes.get(3) {
+        Some(0x01) => 47,
+        Some(0x02) => 31,
+        _ => return (None, None),
+    };
+    let key = match bytes.get(5..8) {
+        Some(k) => SensorKey {
+            owner: k[0],
+            lun: k[1] & 0x03,
+            number: k[2],
+        },
+        None => return (None, None),
+    };
+    let name = bytes
+        .get(id_at)
+        .and_then(|t| decode_id_string(*t, &bytes[id_at + 1..]).ok())
+        .filter(|n| !n.is_empty());
+    (Some(key), name)
+}
+
 fn decode_sensor(b: &[u8], record_id: u16, full: bool) -> Result<SensorRecord, SdrError> {
     // Offset of the id string type/length byte.
     let id_at = if full { 47 } else { 31 };
@@ -585,6 +611,13 @@ impl RecordBuilder {
             self.bytes[18] = readable & 0x3F;
             self.bytes[19] = readable & 0x3F;
         }
+        self
+    }
+
+    /// Sets the owner's slave address (default 0x20, the BMC).
+    #[must_use]
+    pub fn owner(mut self, addr: u8) -> Self {
+        self.bytes[5] = addr;
         self
     }
 

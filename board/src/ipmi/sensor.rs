@@ -177,6 +177,10 @@ pub enum ReadingError {
         /// Data bytes after the completion code.
         len: usize,
     },
+    /// An available reading without the state byte: nothing says whether a threshold is
+    /// crossed or which states are asserted.
+    #[error("sensor reading reply has no state byte")]
+    NoStates,
 }
 
 /// Decodes the data of a Get Sensor Reading reply (after the completion code).
@@ -188,7 +192,14 @@ pub fn decode_reading(record: &SensorRecord, data: &[u8]) -> Result<SensorReadin
     let flags = data[1];
     // Bit 5: reading/state unavailable; bit 6 clear: scanning disabled.
     let unavailable = flags & 0x20 != 0 || flags & 0x40 == 0;
-    let byte3 = data.get(2).copied().unwrap_or(0);
+    // Byte 3 carries the threshold comparison or the discrete states: without it a
+    // reading would pass for "nothing crossed, nothing asserted". Byte 4 (discrete
+    // offsets 8-14) is optional.
+    let byte3 = match data.get(2) {
+        Some(b) => *b,
+        None if unavailable => 0,
+        None => return Err(ReadingError::NoStates),
+    };
     let byte4 = data.get(3).copied().unwrap_or(0) & 0x7F;
     let (value, health) = if unavailable {
         (Value::Unavailable, Health::Unavailable)
@@ -225,31 +236,75 @@ pub fn decode_reading(record: &SensorRecord, data: &[u8]) -> Result<SensorReadin
 
 /// The health of a discrete sensor's states.
 ///
-/// Sensor-specific types known here: power supply (0x08). Generic reading types: 0x03
-/// (state asserted), 0x05 (limit exceeded), 0x07 (severity), 0x08 (presence),
-/// 0x0B (redundancy). Everything else is reported as ok: its states carry no agreed
-/// meaning of good or bad.
+/// Sensor-specific types known here: power supply (0x08) and power unit (0x09).
+/// Generic reading types (IPMI 2.0 table 42-2): 0x03 (state asserted, on fans and
+/// temperatures), 0x04 (predictive failure), 0x05 (limit exceeded), 0x07 (severity),
+/// 0x08 (presence) and 0x0B (redundancy). Everything else is reported as ok: its states
+/// carry no agreed meaning of good or bad.
 pub fn discrete_health(sensor_type: SensorType, reading_type: u8, states: u16) -> Health {
     match (sensor_type, reading_type) {
         (SensorType::POWER_SUPPLY, 0x6F) => PsuState::from_bits(states).health(),
+        (SensorType::POWER_UNIT, 0x6F) => power_unit_health(states),
         (SensorType::WATCHDOG, _) => Health::Ok,
         // Digital "state asserted" on a fan or temperature sensor means trouble.
         (SensorType::FAN | SensorType::TEMPERATURE, 0x03) if states & 0x02 != 0 => Health::Warning,
+        (_, 0x04) if states & 0x02 != 0 => Health::Warning,
         (_, 0x05) if states & 0x02 != 0 => Health::Critical,
-        (_, 0x07) => {
-            if states & 0x1CC != 0 {
-                // Critical, non-recoverable and monitor states.
-                Health::Critical
-            } else if states & 0x12 != 0 {
-                Health::Warning
-            } else {
-                Health::Ok
-            }
-        }
+        (_, 0x07) => severity_health(states),
         (_, 0x08) if states & 0x01 != 0 => Health::Warning,
-        (_, 0x0B) if states & 0x06 != 0 => Health::Critical,
-        (_, 0x0B) if states & 0x38 != 0 => Health::Warning,
+        (_, 0x0B) => redundancy_health(states),
         _ => Health::Ok,
+    }
+}
+
+/// Generic "severity" states (reading type 0x07). Offsets: 0 transition to OK, 1 to
+/// non-critical from OK, 2 to critical from less severe, 3 to non-recoverable from less
+/// severe, 4 to non-critical from more severe, 5 to critical from non-recoverable, 6 to
+/// non-recoverable, 7 monitor, 8 informational.
+fn severity_health(states: u16) -> Health {
+    // Offsets 2, 3, 5 and 6: critical or non-recoverable, however it was reached.
+    if states & 0x006C != 0 {
+        Health::Critical
+    // Offsets 1 and 4: non-critical; 7: "monitor" asks for attention.
+    } else if states & 0x0092 != 0 {
+        Health::Warning
+    } else {
+        // Offset 0 (OK) and 8 (informational).
+        Health::Ok
+    }
+}
+
+/// Generic "redundancy" states (reading type 0x0B). Offsets: 0 fully redundant,
+/// 1 redundancy lost, 2 redundancy degraded, 3 non-redundant with sufficient resources
+/// (from redundant), 4 the same (from insufficient resources), 5 non-redundant with
+/// insufficient resources, 6 redundancy degraded from fully redundant, 7 redundancy
+/// degraded from non-redundant.
+fn redundancy_health(states: u16) -> Health {
+    // Lost redundancy, or too few resources to run at all.
+    if states & 0x0022 != 0 {
+        Health::Critical
+    // Degraded (2, 6, 7) or running without redundancy on sufficient resources (3, 4):
+    // still working, like a degraded array.
+    } else if states & 0x00DC != 0 {
+        Health::Warning
+    } else {
+        Health::Ok
+    }
+}
+
+/// Power unit states (sensor type 0x09, sensor-specific). Offsets: 0 power off / power
+/// down, 1 power cycle, 2 240VA power down, 3 interlock power down, 4 AC lost / power
+/// input lost, 5 soft power control failure, 6 power unit failure, 7 predictive failure.
+fn power_unit_health(states: u16) -> Health {
+    // Off, shut down, unpowered, failed, or not obeying power control (fencing relies
+    // on it).
+    if states & 0x007D != 0 {
+        Health::Critical
+    // A power cycle happened, or a failure is predicted.
+    } else if states & 0x0082 != 0 {
+        Health::Warning
+    } else {
+        Health::Ok
     }
 }
 
@@ -391,5 +446,87 @@ mod tests {
             Health::Warning
         );
         assert_eq!(discrete_health(SensorType(0x25), 0x08, 0x02), Health::Ok);
+        assert_eq!(
+            discrete_health(SensorType(0x0D), 0x04, 0x02),
+            Health::Warning
+        );
+    }
+
+    /// Health of each single asserted offset 0..=8 of a sensor.
+    fn by_offset(sensor_type: SensorType, reading_type: u8) -> Vec<Health> {
+        (0..=8)
+            .map(|o| discrete_health(sensor_type, reading_type, 1 << o))
+            .collect()
+    }
+
+    #[test]
+    fn severity_states() {
+        use Health::{Critical as C, Ok as O, Warning as W};
+        // OK, NC from OK, CR from less, NR from less, NC from more, CR from NR, NR,
+        // monitor, informational.
+        assert_eq!(
+            by_offset(SensorType(0x07), 0x07),
+            [O, W, C, C, W, C, C, W, O]
+        );
+        // The worst asserted state wins.
+        assert_eq!(discrete_health(SensorType(0x07), 0x07, 0x0102), W);
+        assert_eq!(discrete_health(SensorType(0x07), 0x07, 0x0021), C);
+        assert_eq!(discrete_health(SensorType(0x07), 0x07, 0), O);
+    }
+
+    #[test]
+    fn redundancy_states() {
+        use Health::{Critical as C, Ok as O, Warning as W};
+        // Fully redundant, lost, degraded, non-redundant sufficient (from redundant),
+        // non-redundant sufficient (from insufficient), non-redundant insufficient,
+        // degraded from fully redundant, degraded from non-redundant; offset 8 is unused.
+        assert_eq!(
+            by_offset(SensorType(0x0B), 0x0B),
+            [O, C, W, W, W, C, W, W, O]
+        );
+        assert_eq!(by_offset(SensorType::POWER_SUPPLY, 0x0B)[5], C);
+    }
+
+    #[test]
+    fn power_unit_states() {
+        use Health::{Critical as C, Ok as O, Warning as W};
+        // Power off, power cycle, 240VA power down, interlock power down, AC lost, soft
+        // power control failure, power unit failure, predictive failure; 8 is unused.
+        assert_eq!(
+            by_offset(SensorType::POWER_UNIT, 0x6F),
+            [C, W, C, C, C, C, C, W, O]
+        );
+        assert_eq!(discrete_health(SensorType::POWER_UNIT, 0x6F, 0), O);
+        // Through a reading reply too.
+        let r = record(
+            RecordBuilder::compact(0x60, SensorType::POWER_UNIT, 0x6F, "Power Unit").build(),
+        );
+        let reading = decode_reading(&r, &[0, 0xC0, 0x10, 0x80]).unwrap();
+        assert_eq!(reading.health, Health::Critical);
+        assert_eq!(reading.value, Value::Discrete { states: 0x10 });
+    }
+
+    #[test]
+    fn missing_state_byte_is_that_sensors_error() {
+        let fan = record(
+            RecordBuilder::full(2, SensorType::FAN, 18, "Fan 1")
+                .factors(40, 0, 0, 0)
+                .build(),
+        );
+        let psu =
+            record(RecordBuilder::compact(0x50, SensorType::POWER_SUPPLY, 0x6F, "PS1").build());
+        for r in [&fan, &psu] {
+            assert_eq!(decode_reading(r, &[150, 0xC0]), Err(ReadingError::NoStates));
+            // An unavailable reading needs no states: it is already not "ok".
+            assert_eq!(
+                decode_reading(r, &[0, 0xE0]).unwrap().health,
+                Health::Unavailable
+            );
+        }
+        // Byte 4 stays optional.
+        assert_eq!(
+            decode_reading(&psu, &[0, 0xC0, 0x01]).unwrap().health,
+            Health::Ok
+        );
     }
 }

@@ -22,7 +22,7 @@ pub struct SimSensor {
 /// Holds an SDR repository (records as given, ids assigned 0, 1, …), sensor readings, a
 /// SEL and chassis state. Fault knobs: [`SimBmc::set_unresponsive`],
 /// [`SimBmc::fail_command`], [`SimBmc::set_max_read`], [`SimBmc::cancel_reservations`],
-/// [`SimBmc::corrupt_record`].
+/// [`SimBmc::corrupt_record`], [`SimBmc::fail_record`].
 #[derive(Debug, Default)]
 pub struct SimBmc {
     records: Vec<Vec<u8>>,
@@ -39,6 +39,7 @@ pub struct SimBmc {
     max_read: Option<u8>,
     cancel_reservations: u32,
     corrupt: BTreeMap<u16, isize>,
+    failed_records: BTreeMap<u16, (u8, u8)>,
     calls: u64,
 }
 
@@ -113,6 +114,12 @@ impl SimBmc {
         self.corrupt.insert(id, delta);
     }
 
+    /// Knob: every Get SDR for record `id` at an offset of `from_offset` or more answers
+    /// completion code `cc` (0 for the header read fails the whole record, 5 only its body).
+    pub fn fail_record(&mut self, id: u16, from_offset: u8, cc: u8) {
+        self.failed_records.insert(id, (from_offset, cc));
+    }
+
     /// Number of requests received.
     pub fn call_count(&self) -> u64 {
         self.calls
@@ -169,6 +176,11 @@ impl SimBmc {
                     return cc(CompletionCode::CANNOT_RETURN_BYTES);
                 }
                 let id = u16::from_le_bytes([d[2], d[3]]);
+                if let Some((from, code)) = self.failed_records.get(&id)
+                    && d[4] >= *from
+                {
+                    return cc(*code);
+                }
                 let Some(rec) = self.served_record(id) else {
                     return cc(CompletionCode::NOT_PRESENT);
                 };
@@ -397,10 +409,52 @@ mod tests {
             let mut sim = sr2500_like();
             sim.corrupt_record(1, delta);
             let mut bmc = Bmc::new(sim);
-            let err = bmc.read_repository().unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
-            assert!(err.to_string().contains("record 0x0001"), "{err}");
+            let sweep = bmc.sweep().unwrap();
+            // The other sensors are read; Fan 1's record is a fault, not a gap.
+            let names: Vec<&str> = sweep.readings.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, ["Baseboard Temp", "BB +12.0V", "PS1 Status"]);
+            assert_eq!(sweep.record_faults.len(), 1, "{:?}", sweep.record_faults);
+            let f = &sweep.record_faults[0];
+            assert_eq!(f.record_id, 1);
+            assert_eq!(f.label(), "sdr record 0x0001");
+            assert_eq!(f.error.kind(), ErrorKind::Protocol, "{}", f.error);
+            assert!(f.error.to_string().contains("record 0x0001"), "{}", f.error);
+            // A warm sweep reports it again from the cache.
+            let again = bmc.sweep().unwrap();
+            assert_eq!(again.record_faults.len(), 1);
+            assert_eq!(bmc.sdr_walks(), 1);
         }
+    }
+
+    #[test]
+    fn error_completion_on_a_record_is_that_records_fault() {
+        let mut sim = sr2500_like();
+        // Fan 1's body fails after its key bytes were read.
+        sim.fail_record(1, 30, 0xCB);
+        let mut bmc = Bmc::new(sim);
+        bmc.set_sdr_chunk(16);
+        let sweep = bmc.sweep().unwrap();
+        assert_eq!(sweep.readings.len(), 3);
+        assert_eq!(sweep.record_faults.len(), 1);
+        let f = &sweep.record_faults[0];
+        assert_eq!(f.record_id, 1);
+        assert_eq!(
+            f.key,
+            Some(crate::ipmi::sdr::SensorKey {
+                owner: 0x20,
+                lun: 0,
+                number: 0x20
+            })
+        );
+        assert_eq!(f.error.kind(), ErrorKind::NotPresent);
+        assert!(f.error.to_string().contains("0xcb"), "{}", f.error);
+
+        // A record whose header cannot be read names no successor: the walk cannot go
+        // on, and the repository is reported unreadable (never a shorter "all good" list).
+        let mut sim = sr2500_like();
+        sim.fail_record(2, 0, 0xCB);
+        let err = Bmc::new(sim).sweep().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotPresent, "{err}");
     }
 
     #[test]
@@ -410,11 +464,33 @@ mod tests {
             .linearization(0x42)
             .build();
         bad[0] = 0;
-        sim.add_record(bad);
+        let id = sim.add_record(bad);
         let mut bmc = Bmc::new(sim);
         let sweep = bmc.sweep().unwrap();
-        assert_eq!(sweep.record_faults, 1);
         assert_eq!(sweep.readings.len(), 4);
+        assert_eq!(sweep.record_faults.len(), 1);
+        let f = &sweep.record_faults[0];
+        assert_eq!((f.record_id, f.label().as_str()), (id, "Fan 9"));
+        assert_eq!(f.key.map(|k| k.number), Some(0x50));
+        assert_eq!(f.error.kind(), ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn sensors_of_other_controllers_are_listed_not_read() {
+        let mut sim = sr2500_like();
+        sim.add_record(
+            RecordBuilder::full(0x05, SensorType::TEMPERATURE, 1, "HSC Temp")
+                .owner(0x2C)
+                .build(),
+        );
+        let mut bmc = Bmc::new(sim);
+        let sweep = bmc.sweep().unwrap();
+        assert_eq!(sweep.readings.len(), 4);
+        assert!(sweep.faults.is_empty() && sweep.record_faults.is_empty());
+        assert_eq!(sweep.not_read.len(), 1);
+        assert_eq!(sweep.not_read[0].name, "HSC Temp");
+        assert_eq!(sweep.not_read[0].key.owner, 0x2C);
+        assert_eq!(sweep.not_read[0].sensor_type, SensorType::TEMPERATURE);
     }
 
     #[test]

@@ -80,7 +80,9 @@ struct Cli {
     /// sim:SCENARIO.json (simulated, for tests) or none.
     #[arg(long, default_value = "linux", value_parser = parse_board)]
     board: Board,
-    /// Time between sensor polls, e.g. 30s or 500ms.
+    /// Sensor polling interval, e.g. 30s or 500ms: a changed reading becomes an event
+    /// within it (polls come a little more often, to leave room for the confirming
+    /// re-read).
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
     sensor_interval: Duration,
     /// File with the LAN BMC's user name on the first line and password on the second.
