@@ -266,7 +266,8 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Fuzz targets under `fuzz/` (cargo-fuzz, nightly toolchain).
+/// Fuzz targets under `fuzz/` (cargo-fuzz; nightly when installed, else the pinned
+/// toolchain with `RUSTC_BOOTSTRAP`).
 const FUZZ_TARGETS: &[&str] = &[
     "config_toml",
     "config_archive",
@@ -282,26 +283,37 @@ fn fuzz(args: &[String]) -> Result<()> {
         None => 60,
     };
     let fuzz_dir = workspace().join("fuzz");
-    let have = Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
+    // cargo-fuzz needs unstable compiler flags (sanitizers): a nightly toolchain
+    // when one is installed, otherwise the pinned toolchain with its unstable
+    // features unlocked.
+    let nightly = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let cargo_fuzz = |args: &[&str]| {
+        let mut cmd = Command::new("cargo");
+        if nightly {
+            cmd.arg("+nightly");
+        } else {
+            cmd.env("RUSTC_BOOTSTRAP", "1");
+        }
+        cmd.arg("fuzz").args(args).current_dir(&fuzz_dir);
+        cmd
+    };
+    let have = cargo_fuzz(&["--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
-        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"])).context(
-            "installing cargo-fuzz (needs the nightly toolchain: rustup toolchain install nightly)",
-        )?;
+        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))
+            .context("installing cargo-fuzz from crates.io")?;
     }
-    run(Command::new("cargo")
-        .args(["+nightly", "fuzz", "build"])
-        .current_dir(&fuzz_dir))?;
+    run(&mut cargo_fuzz(&["build"]))?;
     for t in FUZZ_TARGETS {
         let corpus = fuzz_dir.join("corpus").join(t);
         std::fs::create_dir_all(&corpus)
             .with_context(|| format!("creating {}", corpus.display()))?;
-        let mut cmd = Command::new("cargo");
-        cmd.args(["+nightly", "fuzz", "run", t])
-            .arg(&corpus)
-            .current_dir(&fuzz_dir);
+        let mut cmd = cargo_fuzz(&["run", t]);
+        cmd.arg(&corpus);
         let seeds = fuzz_dir.join("seeds").join(t);
         if seeds.is_dir() {
             cmd.arg(&seeds);
