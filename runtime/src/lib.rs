@@ -26,4 +26,5 @@ pub mod hw;
 pub mod net;
 pub mod resources;
 pub mod settings;
+pub mod storage;
 pub mod ve;

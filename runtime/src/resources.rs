@@ -45,6 +45,9 @@ pub enum ResourceError {
         #[source]
         source: ArpError,
     },
+    /// A step of the data area (filesystem, links).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// A simulated failure (tests).
     #[error("simulated failure of {name}")]
     Simulated {
