@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod drbd;
 pub mod hw;
 pub mod net;
+pub mod replication;
 pub mod resources;
 pub mod settings;
 pub mod storage;

@@ -48,6 +48,9 @@ pub enum ResourceError {
     /// A step of the data area (filesystem, links).
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The replication step.
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
     /// A simulated failure (tests).
     #[error("simulated failure of {name}")]
     Simulated {

@@ -96,3 +96,25 @@ fn drbdadm_rejects_a_host_that_is_not_in_the_cluster() {
     assert!(!ok, "{out}");
     assert!(out.contains("not defined in your config"), "{out}");
 }
+
+#[test]
+fn the_agents_file_with_its_global_section_is_accepted() {
+    let cfg = config(SplitBrainPolicy::Disconnect);
+    let dir = std::env::temp_dir().join(format!("tandem-drbd-agent-{}", std::process::id()));
+    let agent = tandem_runtime::replication::Replication::new(&cfg, &dir);
+    agent
+        .write_config(&cfg, Tuning::default())
+        .expect("writes the file");
+    let text = std::fs::read_to_string(&agent.conf).expect("written");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        text.starts_with("global {\n    usage-count no;\n}\n"),
+        "{text}"
+    );
+    let (ok, out) = drbdadm(&text, "alpha", "-d create-md r0");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("drbdmeta 0 v08 /dev/disk/by-partlabel/tandem-data internal create-md"),
+        "{out}"
+    );
+}

@@ -33,7 +33,11 @@ impl Loop {
             .arg(&img)
             .output()
             .expect("losetup runs (needs root)");
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         Loop { dir, device }
     }
@@ -100,7 +104,10 @@ fn a_damaged_filesystem_is_refused_and_not_mounted() {
     let fs = lo.fs();
     let e = fs.mount().expect_err("refused");
     let shown = e.to_string();
-    assert!(matches!(e, StorageError::Fsck { code, .. } if code >= 4), "{shown}");
+    assert!(
+        matches!(e, StorageError::Fsck { code, .. } if code >= 4),
+        "{shown}"
+    );
     assert!(shown.contains("stays unmounted"), "{shown}");
     assert!(!is_mounted(&fs.mountpoint));
 }

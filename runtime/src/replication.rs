@@ -1,0 +1,349 @@
+//! The replication agent: drives the kernel's DRBD 8.4 through drbd-utils' 8.4
+//! back-end (`drbdadm-84`, which calls `drbdsetup-84` and `drbdmeta`) with the
+//! resource file of [`crate::drbd::render_resource`], and reads its state from
+//! `/proc/drbd`.
+//!
+//! Every command failure names the command and carries DRBD's own last words, which
+//! say what to do (e.g. "Device has a net-config (use disconnect first)").
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tandem_config::ApplianceConfig;
+
+use crate::drbd::{self, DeviceStatus, ProcDrbdError, Tuning};
+use crate::resources::{BoxFuture, Resource, ResourceError};
+
+/// drbd-utils' administration tool for the kernel's DRBD 8.4.
+pub const DRBDADM: &str = "/lib/drbd/drbdadm-84";
+
+/// What went wrong driving DRBD.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// A drbdadm call failed.
+    #[error("drbdadm {args} failed (exit {code}): {detail}")]
+    Command {
+        /// The arguments.
+        args: String,
+        /// Exit code (-1 when killed or not started).
+        code: i32,
+        /// drbdadm's last line of output.
+        detail: String,
+    },
+    /// Writing the resource file failed.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `/proc/drbd` could not be read or parsed.
+    #[error("reading the replication state")]
+    Status(#[source] ProcDrbdError),
+    /// A wait ran out.
+    #[error("replication did not reach {what} within {seconds} s (last state: {last})")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        seconds: u64,
+        /// The state at the end.
+        last: String,
+    },
+}
+
+/// The replicated device of this node.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// DRBD resource name.
+    pub resource: String,
+    /// Minor number of the device.
+    pub minor: u32,
+    /// The configuration file drbdadm reads.
+    pub conf: PathBuf,
+    /// Where the kernel reports the state (`/proc/drbd`).
+    pub proc_drbd: PathBuf,
+    /// The administration tool.
+    pub drbdadm: PathBuf,
+}
+
+impl Replication {
+    /// The agent for the configured resource, its file in `dir`.
+    #[must_use]
+    pub fn new(cfg: &ApplianceConfig, dir: &Path) -> Replication {
+        let r = &cfg.replication;
+        Replication {
+            resource: r.resource.as_str().to_owned(),
+            minor: r
+                .device
+                .as_str()
+                .strip_prefix("/dev/drbd")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            conf: dir.join("drbd.conf"),
+            proc_drbd: PathBuf::from("/proc/drbd"),
+            drbdadm: PathBuf::from(DRBDADM),
+        }
+    }
+
+    /// Writes the resource file (atomically: temporary file, fsync, rename).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_config(
+        &self,
+        cfg: &ApplianceConfig,
+        tuning: Tuning,
+    ) -> Result<(), ReplicationError> {
+        let text = format!(
+            "global {{\n    usage-count no;\n}}\n{}",
+            drbd::render_resource(cfg, tuning)
+        );
+        let err = |source| ReplicationError::Write {
+            path: self.conf.clone(),
+            source,
+        };
+        if let Some(dir) = self.conf.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.conf.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.conf).map_err(err)
+    }
+
+    /// Runs `drbdadm -c CONF ARGS… RESOURCE`.
+    fn drbdadm(&self, args: &[&str]) -> Result<String, ReplicationError> {
+        let shown = args.join(" ");
+        let out = Command::new(&self.drbdadm)
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .arg(&self.resource)
+            .output()
+            .map_err(|e| ReplicationError::Command {
+                args: shown.clone(),
+                code: -1,
+                detail: format!("cannot run {}: {e}", self.drbdadm.display()),
+            })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            return Ok(text);
+        }
+        Err(ReplicationError::Command {
+            args: shown,
+            code: out.status.code().unwrap_or(-1),
+            detail: text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+                .to_owned(),
+        })
+    }
+
+    /// Writes new DRBD metadata on the backing device (destroys the replication
+    /// history; the data area's contents become meaningless).
+    ///
+    /// # Errors
+    /// drbdadm refuses (e.g. the device is attached).
+    pub fn create_metadata(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["--", "--force", "create-md"]).map(drop)
+    }
+
+    /// Attaches the backing device and connects to the peer.
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn up(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["up"]).map(drop)
+    }
+
+    /// Disconnects and detaches.
+    ///
+    /// # Errors
+    /// drbdadm refuses (e.g. the device is primary and in use).
+    pub fn down(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["down"]).map(drop)
+    }
+
+    /// Becomes primary (writable). DRBD refuses when this node's data is not current.
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn primary(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["primary"]).map(drop)
+    }
+
+    /// Becomes secondary.
+    ///
+    /// # Errors
+    /// drbdadm refuses (e.g. the device is in use).
+    pub fn secondary(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["secondary"]).map(drop)
+    }
+
+    /// Declares this node's data the current one of a brand-new, empty pair and
+    /// becomes primary: the peer then takes a full copy from it.
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn initial_primary(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["primary", "--force"]).map(drop)
+    }
+
+    /// Discards this node's data and takes a full copy from the peer.
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn invalidate(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["invalidate"]).map(drop)
+    }
+
+    /// The device's state, `None` when DRBD is not loaded or the device is not set up.
+    ///
+    /// # Errors
+    /// `/proc/drbd` has an unexpected shape.
+    pub fn status(&self) -> Result<Option<DeviceStatus>, ReplicationError> {
+        let Ok(text) = std::fs::read_to_string(&self.proc_drbd) else {
+            return Ok(None);
+        };
+        let all = drbd::parse_proc_drbd(&text).map_err(ReplicationError::Status)?;
+        Ok(all.into_iter().find(|d| d.minor == self.minor))
+    }
+
+    /// Waits until `done` holds for the device's state, polling every 200 ms.
+    ///
+    /// # Errors
+    /// The time ran out or the state could not be read.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&DeviceStatus) -> bool,
+    ) -> Result<DeviceStatus, ReplicationError> {
+        let start = Instant::now();
+        loop {
+            let st = self.status()?;
+            if let Some(s) = &st
+                && done(s)
+            {
+                return Ok(s.clone());
+            }
+            if start.elapsed() >= timeout {
+                return Err(ReplicationError::Timeout {
+                    what: what.to_owned(),
+                    seconds: timeout.as_secs(),
+                    last: st.map_or_else(|| "not set up".to_owned(), |s| summary(&s)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// One line for people: `Connected Primary/Secondary UpToDate/UpToDate`, with the
+/// resync progress when one runs.
+#[must_use]
+pub fn summary(s: &DeviceStatus) -> String {
+    let mut line = format!(
+        "{} {:?}/{:?} {:?}/{:?}",
+        s.connection, s.role, s.peer_role, s.disk, s.peer_disk
+    );
+    if let Some(r) = s.resync {
+        line.push_str(&format!(" resync {:.1}%", r.done_percent));
+        if let Some(eta) = r.eta_s {
+            line.push_str(&format!(", {eta} s left"));
+        }
+    }
+    line
+}
+
+/// The chain step that makes this node's replicated device primary on takeover
+/// and secondary on release.
+#[derive(Debug, Clone)]
+pub struct ReplicationPrimary(pub Replication);
+
+impl Resource for ReplicationPrimary {
+    fn name(&self) -> String {
+        format!("replication {} primary", self.0.resource)
+    }
+
+    fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        let r = self.0.clone();
+        Box::pin(async move { blocking(move || r.primary()).await })
+    }
+
+    fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        let r = self.0.clone();
+        Box::pin(async move {
+            blocking(move || {
+                // Already secondary (or not set up): nothing to undo.
+                match r.status()? {
+                    Some(s) if s.role == drbd::Role::Primary => r.secondary(),
+                    _ => Ok(()),
+                }
+            })
+            .await
+        })
+    }
+}
+
+async fn blocking(
+    f: impl FnOnce() -> Result<(), ReplicationError> + Send + 'static,
+) -> Result<(), ResourceError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ResourceError::from),
+        Err(e) => Err(ResourceError::from(ReplicationError::Command {
+            args: "(task)".into(),
+            code: -1,
+            detail: e.to_string(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_reads_like_drbd() {
+        let s = drbd::parse_proc_drbd(
+            " 0: cs:SyncTarget ro:Secondary/Primary ds:Inconsistent/UpToDate C r-----\n    ns:0 nr:1 dw:1 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:100\n\t[=>...] sync'ed: 10.0% (100/110)K\n\tfinish: 0:01:05 speed: 1,000 (1,000) K/sec\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            summary(&s[0]),
+            "SyncTarget Secondary/Primary Inconsistent/UpToDate resync 10.0%, 65 s left"
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_is_named() {
+        let cfg = ApplianceConfig::from_toml(include_str!("../../config/tests/cases/minimal.toml"))
+            .expect("valid");
+        let mut r = Replication::new(&cfg, Path::new("/nonexistent"));
+        r.drbdadm = PathBuf::from("/nonexistent/drbdadm-84");
+        let e = r.up().expect_err("no tool");
+        assert!(
+            e.to_string()
+                .starts_with("drbdadm up failed (exit -1): cannot run /nonexistent/drbdadm-84"),
+            "{e}"
+        );
+    }
+}
