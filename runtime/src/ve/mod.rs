@@ -2,4 +2,5 @@
 //! translation to OCI runtime bundles with cgroup v2 limits ([`oci`]) for crun.
 
 pub mod conf;
+pub mod net;
 pub mod oci;

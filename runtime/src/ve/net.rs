@@ -1,0 +1,336 @@
+//! A VE's network: a routed veth pair, as OpenVZ's venet did it.
+//!
+//! The VE sees `eth0` with its address as a /32 and a default route out of `eth0`;
+//! the node keeps the host end `ve<ID>h` without an address, routes the VE's address
+//! to it, answers ARP for it on the uplink (a proxy neighbour entry: the address
+//! appears on the LAN with the node's MAC) and announces it with gratuitous ARP. The
+//! node keeps reaching the VE, the VE reaches the LAN through the node, and on
+//! takeover the address moves with the VE like a service address.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
+use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::net::{self, NetlinkError};
+
+/// Names of a VE's veth ends.
+#[must_use]
+pub fn link_names(id: u32) -> (String, String) {
+    (format!("ve{id}h"), format!("ve{id}g"))
+}
+
+/// A VE network step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VeNetError {
+    /// A netlink request failed.
+    #[error("network of VE {id}: {what}")]
+    Netlink {
+        /// VE number.
+        id: u32,
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: NetlinkError,
+    },
+    /// Entering the VE's network namespace or setting a kernel switch failed.
+    #[error("network of VE {id}: {what}")]
+    Io {
+        /// VE number.
+        id: u32,
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sending the gratuitous ARP failed.
+    #[error("network of VE {id}: announcing {address} on {uplink}")]
+    Arp {
+        /// VE number.
+        id: u32,
+        /// The address.
+        address: Ipv4Addr,
+        /// The uplink.
+        uplink: String,
+        /// The cause.
+        #[source]
+        source: net::ArpError,
+    },
+}
+
+fn handle() -> Result<rtnetlink::Handle, NetlinkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+fn req(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |source| NetlinkError::Request { what, source }
+}
+
+async fn index_of(h: &rtnetlink::Handle, name: &str) -> Result<Option<u32>, NetlinkError> {
+    let mut links = h.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Ok(None),
+        Err(source) => Err(NetlinkError::Request {
+            what: "get link",
+            source,
+        }),
+    }
+}
+
+/// Connects the network namespace of process `pid` (the VE's first process) to the
+/// node: veth pair, routes, proxy ARP on `uplink`, gratuitous ARP.
+///
+/// # Errors
+/// Any netlink step failing; what was set up stays for [`detach`] to remove.
+pub async fn attach(
+    id: u32,
+    pid: u32,
+    addresses: &[Ipv4Addr],
+    uplink: &str,
+) -> Result<(), VeNetError> {
+    let nl = |what: &'static str| move |source| VeNetError::Netlink { id, what, source };
+    let (host, guest) = link_names(id);
+    let h = handle().map_err(nl("opening netlink"))?;
+    // A host end left from a VE that died is removed first.
+    if let Some(old) = index_of(&h, &host)
+        .await
+        .map_err(nl("looking up the host end"))?
+    {
+        h.link()
+            .del(old)
+            .execute()
+            .await
+            .map_err(req("delete stale veth"))
+            .map_err(nl("removing a stale host end"))?;
+    }
+    h.link()
+        .add(LinkVeth::new(&host, &guest).build())
+        .execute()
+        .await
+        .map_err(req("add veth"))
+        .map_err(nl("creating the veth pair"))?;
+    let guest_index = index_of(&h, &guest)
+        .await
+        .map_err(nl("looking up the VE end"))?
+        .ok_or_else(|| VeNetError::Netlink {
+            id,
+            what: "looking up the VE end",
+            source: NetlinkError::NoSuchInterface {
+                name: guest.clone(),
+            },
+        })?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(guest_index)
+                .setns_by_pid(pid)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(req("move veth"))
+        .map_err(nl("moving the VE end into the VE"))?;
+    let host_index = index_of(&h, &host)
+        .await
+        .map_err(nl("looking up the host end"))?
+        .ok_or_else(|| VeNetError::Netlink {
+            id,
+            what: "looking up the host end",
+            source: NetlinkError::NoSuchInterface { name: host.clone() },
+        })?;
+    h.link()
+        .set(LinkUnspec::new_with_index(host_index).up().build())
+        .execute()
+        .await
+        .map_err(req("link up"))
+        .map_err(nl("bringing the host end up"))?;
+    let sysctl = |path: String| {
+        std::fs::write(&path, "1").map_err(|source| VeNetError::Io {
+            id,
+            what: format!("setting {path}"),
+            source,
+        })
+    };
+    sysctl(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"))?;
+    sysctl("/proc/sys/net/ipv4/ip_forward".to_owned())?;
+    let up = net::link_info(uplink)
+        .await
+        .map_err(nl("looking up the uplink"))?;
+    for a in addresses {
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(*a, 32)
+                    .output_interface(host_index)
+                    .build(),
+            )
+            .replace()
+            .execute()
+            .await
+            .map_err(req("add route"))
+            .map_err(nl("routing the VE's address"))?;
+        h.neighbours()
+            .add(up.index, IpAddr::V4(*a))
+            .flags(NeighbourFlags::Proxy)
+            .replace()
+            .execute()
+            .await
+            .map_err(req("add proxy neighbour"))
+            .map_err(nl("answering ARP for the VE's address on the uplink"))?;
+    }
+    inside(id, pid, guest, addresses.to_vec()).await?;
+    for a in addresses {
+        net::send_gratuitous_arp(up.index, up.mac, *a).map_err(|source| VeNetError::Arp {
+            id,
+            address: *a,
+            uplink: uplink.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Configures the VE's side from a thread that joined its network namespace.
+async fn inside(
+    id: u32,
+    pid: u32,
+    guest: String,
+    addresses: Vec<Ipv4Addr>,
+) -> Result<(), VeNetError> {
+    let ns_path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&ns_path).map_err(|source| VeNetError::Io {
+        id,
+        what: format!("opening {ns_path}"),
+        source,
+    })?;
+    let job = std::thread::spawn(move || -> Result<(), VeNetError> {
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| VeNetError::Io {
+            id,
+            what: "entering the VE's network namespace".into(),
+            source: e.into(),
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| VeNetError::Io {
+                id,
+                what: "starting the netlink runtime".into(),
+                source,
+            })?;
+        rt.block_on(configure_guest(id, &guest, &addresses))
+    });
+    tokio::task::spawn_blocking(move || job.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| {
+            Err(VeNetError::Io {
+                id,
+                what: "configuring the VE's side".into(),
+                source: std::io::Error::other("the configuring thread failed"),
+            })
+        })
+}
+
+async fn configure_guest(id: u32, guest: &str, addresses: &[Ipv4Addr]) -> Result<(), VeNetError> {
+    let nl = |what: &'static str| move |source| VeNetError::Netlink { id, what, source };
+    let h = handle().map_err(nl("opening netlink in the VE"))?;
+    if let Some(lo) = index_of(&h, "lo").await.map_err(nl("looking up lo"))? {
+        h.link()
+            .set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await
+            .map_err(req("lo up"))
+            .map_err(nl("bringing lo up in the VE"))?;
+    }
+    let idx = index_of(&h, guest)
+        .await
+        .map_err(nl("looking up the VE end"))?
+        .ok_or_else(|| VeNetError::Netlink {
+            id,
+            what: "looking up the VE end",
+            source: NetlinkError::NoSuchInterface {
+                name: guest.to_owned(),
+            },
+        })?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(idx)
+                .name("eth0".to_owned())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(req("rename"))
+        .map_err(nl("naming the VE's interface eth0"))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(req("link up"))
+        .map_err(nl("bringing eth0 up"))?;
+    for a in addresses {
+        h.address()
+            .add(idx, IpAddr::V4(*a), 32)
+            .execute()
+            .await
+            .map_err(req("add address"))
+            .map_err(nl("adding the VE's address"))?;
+    }
+    h.route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .output_interface(idx)
+                .scope(netlink_packet_route::route::RouteScope::Link)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(req("add default route"))
+        .map_err(nl("adding the VE's default route"))
+}
+
+/// Removes what [`attach`] set up on the node (the VE's side goes with its
+/// namespace). Missing pieces are fine.
+///
+/// # Errors
+/// A netlink request the kernel refuses for another reason than "not there".
+pub async fn detach(id: u32, addresses: &[Ipv4Addr], uplink: &str) -> Result<(), VeNetError> {
+    let nl = |what: &'static str| move |source| VeNetError::Netlink { id, what, source };
+    let (host, _) = link_names(id);
+    let h = handle().map_err(nl("opening netlink"))?;
+    if let Ok(up) = net::link_info(uplink).await {
+        for a in addresses {
+            let mut msg = netlink_packet_route::neighbour::NeighbourMessage::default();
+            msg.header.family = netlink_packet_route::AddressFamily::Inet;
+            msg.header.ifindex = up.index;
+            msg.header.flags = NeighbourFlags::Proxy;
+            msg.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(*a)));
+            // Absent already (ENOENT) is what we want.
+            let _ = h.neighbours().del(msg).execute().await;
+        }
+    }
+    if let Some(i) = index_of(&h, &host)
+        .await
+        .map_err(nl("looking up the host end"))?
+    {
+        h.link()
+            .del(i)
+            .execute()
+            .await
+            .map_err(req("delete veth"))
+            .map_err(nl("removing the veth pair"))?;
+    }
+    Ok(())
+}
