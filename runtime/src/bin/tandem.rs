@@ -1,11 +1,12 @@
 //! `tandem`: the node's admin command line, a client of clusterd's control API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tandem_runtime::control::{Client, DEFAULT_SOCKET, HwJson, StatusJson};
+use tandem_runtime::ve;
 
 #[derive(Parser, Debug)]
 #[command(name = "tandem", about = "Cluster status and control")]
@@ -41,6 +42,178 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
+    /// Virtual environments (containers) on the active node.
+    Ve {
+        #[command(subcommand)]
+        cmd: VeCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VeCmd {
+    /// VEID NPROC STATUS IP_ADDR HOSTNAME of every VE.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a VE from an OS template (`tandem-minimal` is built in).
+    Create {
+        /// VE number.
+        id: String,
+        /// OS template in /vz/template (without .tar or .tar.gz).
+        #[arg(long, default_value = ve::manager::MINIMAL_TEMPLATE)]
+        template: String,
+        /// A VE file with the limits to start from (e.g. the tkunlimited sample).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Host name inside the VE.
+        #[arg(long)]
+        hostname: String,
+        /// Address of the VE (repeat for more).
+        #[arg(long)]
+        ip: Vec<std::net::Ipv4Addr>,
+    },
+    /// Set parameters of a VE's file: KEY=VALUE (e.g. ONBOOT=yes NUMPROC=256).
+    Set {
+        /// VE number.
+        id: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Start a VE.
+    Start {
+        /// VE number.
+        id: String,
+    },
+    /// Stop a VE (SIGTERM, SIGKILL after the grace time).
+    Stop {
+        /// VE number.
+        id: String,
+        /// Seconds to wait before killing.
+        #[arg(long, default_value_t = 10)]
+        grace: u64,
+    },
+    /// Stop and start a VE.
+    Restart {
+        /// VE number.
+        id: String,
+    },
+    /// A shell inside a running VE.
+    Enter {
+        /// VE number.
+        id: String,
+    },
+    /// Run a program inside a running VE.
+    Exec {
+        /// VE number.
+        id: String,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Remove a stopped VE and its files.
+    Destroy {
+        /// VE number.
+        id: String,
+    },
+}
+
+/// The node's VEs, routed on the external interface and, for addresses of the
+/// internal network, on the crossover interface.
+fn node_ves() -> anyhow::Result<ve::manager::Ves> {
+    let mut uplinks = Vec::new();
+    if let Ok(Some(cfg)) = tandem_config::Store::open("/config").and_then(|s| s.current()) {
+        let net = cfg.network.internal_net(tandem_config::NodeId::Node1);
+        uplinks.push((net.network(), net.prefix(), "eth1".to_owned()));
+    }
+    uplinks.push((std::net::Ipv4Addr::UNSPECIFIED, 0, "eth0".to_owned()));
+    let layout = ve::manager::Layout::node(uplinks);
+    if !layout.private_dir.parent().is_some_and(Path::is_dir) {
+        bail!(
+            "the data area /vz is not mounted on this node: VEs live on the active node (tandem status shows which)"
+        );
+    }
+    Ok(ve::manager::Ves { layout })
+}
+
+fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
+    use ve::manager::{format_list, parse_id};
+    let ves = node_ves()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cmd {
+        VeCmd::List { json } => {
+            let rows = ves.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", format_list(&rows));
+            }
+        }
+        VeCmd::Create {
+            id,
+            template,
+            config,
+            hostname,
+            ip,
+        } => {
+            let id = parse_id(&id)?;
+            let sample = match &config {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                None => String::new(),
+            };
+            ves.create(id, &template, &sample, &hostname, &ip)?;
+            println!("VE {id} created from {template}");
+        }
+        VeCmd::Set { id, pairs } => {
+            let id = parse_id(&id)?;
+            let mut changes = Vec::new();
+            for p in pairs {
+                let Some((k, v)) = p.split_once('=') else {
+                    bail!("{p:?} is not KEY=VALUE");
+                };
+                changes.push((k.to_owned(), v.trim_matches('"').to_owned()));
+            }
+            ves.set(id, &changes)?;
+            println!("VE {id} updated");
+        }
+        VeCmd::Start { id } => {
+            let id = parse_id(&id)?;
+            rt.block_on(ves.start(id))?;
+            println!("VE {id} started");
+        }
+        VeCmd::Stop { id, grace } => {
+            let id = parse_id(&id)?;
+            rt.block_on(ves.stop(id, std::time::Duration::from_secs(grace)))?;
+            println!("VE {id} stopped");
+        }
+        VeCmd::Restart { id } => {
+            let id = parse_id(&id)?;
+            rt.block_on(ves.stop(id, std::time::Duration::from_secs(10)))?;
+            rt.block_on(ves.start(id))?;
+            println!("VE {id} restarted");
+        }
+        VeCmd::Enter { id } => {
+            let id = parse_id(&id)?;
+            let code = ves.exec(id, &["/bin/sh".to_owned()], true)?;
+            return Ok(u8::try_from(code).unwrap_or(1));
+        }
+        VeCmd::Exec { id, command } => {
+            let id = parse_id(&id)?;
+            let code = ves.exec(id, &command, false)?;
+            return Ok(u8::try_from(code).unwrap_or(1));
+        }
+        VeCmd::Destroy { id } => {
+            let id = parse_id(&id)?;
+            ves.destroy(id)?;
+            println!("VE {id} destroyed");
+        }
+    }
+    Ok(0)
 }
 
 fn print_status(s: &StatusJson) {
@@ -146,7 +319,7 @@ fn print_hw(h: &HwJson) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
-        Cmd::Config(_) => unreachable!("handled in main"),
+        Cmd::Config(_) | Cmd::Ve { .. } => unreachable!("handled in main"),
         Cmd::Status { json } => {
             let r = client.call("status", false)?;
             if !r.ok {
@@ -204,6 +377,16 @@ fn main() -> ExitCode {
         let code =
             tandem_config::cli::execute(args, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code);
+    }
+    // VEs are driven directly (crun, netlink) on the active node.
+    if let Cmd::Ve { cmd } = cli.cmd {
+        return match run_ve(cmd) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("tandem: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,5 +2,6 @@
 //! translation to OCI runtime bundles with cgroup v2 limits ([`oci`]) for crun.
 
 pub mod conf;
+pub mod manager;
 pub mod net;
 pub mod oci;

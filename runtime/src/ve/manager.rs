@@ -1,0 +1,891 @@
+//! VEs on a node: create from an OS template, set parameters, start and stop under
+//! crun with the limits of their `ve-<ID>.conf` and a routed network, list, enter,
+//! destroy.
+//!
+//! Layout ([`Layout::node`]): VE files in `/etc/tandem/ves` (one of the R5.2 links,
+//! so they live in the data area and follow the active node), root filesystems in
+//! `/vz/private/<ID>`, OS templates in `/vz/template/<NAME>.tar[.gz]`, OCI bundles
+//! in `/run/tandem/ve/<ID>`. The template `tandem-minimal` is built in: the node's
+//! own busybox with a web server, enough for a first service without a download.
+//!
+//! Every operation checks before it changes anything, and undoes its own partial
+//! work when a later step fails: a VE whose network cannot be set up is not left
+//! half-started, a template that cannot be unpacked leaves no private area behind.
+
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::conf::{VeFile, VeFileError};
+use super::net::{self as venet, VeNetError};
+use super::oci::{self, BundleSpec};
+
+/// The built-in OS template.
+pub const MINIMAL_TEMPLATE: &str = "tandem-minimal";
+
+/// Where things are on a node (tests point them elsewhere).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// VE files (`ve-<ID>.conf`).
+    pub conf_dir: PathBuf,
+    /// Root filesystems (`<ID>/`).
+    pub private_dir: PathBuf,
+    /// OS templates (`<NAME>.tar`, `<NAME>.tar.gz`).
+    pub template_dir: PathBuf,
+    /// OCI bundles.
+    pub run_dir: PathBuf,
+    /// The OCI runtime.
+    pub crun: PathBuf,
+    /// The busybox the built-in template copies.
+    pub busybox: PathBuf,
+    /// Interfaces VE addresses are routed on: (network, prefix, interface); the
+    /// first that contains an address wins, the last is the default.
+    pub uplinks: Vec<(Ipv4Addr, u8, String)>,
+}
+
+impl Layout {
+    /// The node's layout with the given uplinks.
+    #[must_use]
+    pub fn node(uplinks: Vec<(Ipv4Addr, u8, String)>) -> Layout {
+        Layout {
+            conf_dir: PathBuf::from("/etc/tandem/ves"),
+            private_dir: PathBuf::from("/vz/private"),
+            template_dir: PathBuf::from("/vz/template"),
+            run_dir: PathBuf::from("/run/tandem/ve"),
+            crun: PathBuf::from("/usr/bin/crun"),
+            busybox: PathBuf::from("/bin/busybox"),
+            uplinks,
+        }
+    }
+
+    fn conf(&self, id: u32) -> PathBuf {
+        self.conf_dir.join(format!("ve-{id}.conf"))
+    }
+
+    fn private(&self, id: u32) -> PathBuf {
+        self.private_dir.join(id.to_string())
+    }
+
+    fn bundle(&self, id: u32) -> PathBuf {
+        self.run_dir.join(id.to_string())
+    }
+
+    fn uplink_for(&self, a: Ipv4Addr) -> Option<&str> {
+        self.uplinks
+            .iter()
+            .find(|(net, prefix, _)| in_net(a, *net, *prefix))
+            .or(self.uplinks.last())
+            .map(|(_, _, i)| i.as_str())
+    }
+}
+
+fn in_net(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+/// What went wrong with a VE; each says which VE and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum VeError {
+    /// No such VE.
+    #[error("VE {0} does not exist (tandem ve list shows the VEs)")]
+    Unknown(u32),
+    /// The VE exists already.
+    #[error("VE {0} exists already")]
+    Exists(u32),
+    /// The VE number is not usable.
+    #[error("{0} is not a VE number (1 to 2147483647)")]
+    BadId(String),
+    /// The VE file has problems.
+    #[error("{path}: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    File {
+        /// The VE file.
+        path: PathBuf,
+        /// Every problem.
+        problems: Vec<VeFileError>,
+    },
+    /// The template is missing.
+    #[error("no OS template {name} in {dir} (available: {available})")]
+    NoTemplate {
+        /// Asked for.
+        name: String,
+        /// Where templates live.
+        dir: PathBuf,
+        /// What is there.
+        available: String,
+    },
+    /// The VE runs and the operation needs it stopped.
+    #[error("VE {0} is running; stop it first (tandem ve stop {0})")]
+    Running(u32),
+    /// The VE is stopped and the operation needs it running.
+    #[error("VE {0} is not running (tandem ve start {0})")]
+    NotRunning(u32),
+    /// crun failed.
+    #[error("crun {args} failed for VE {id}: {detail}")]
+    Runtime {
+        /// VE number.
+        id: u32,
+        /// The arguments.
+        args: String,
+        /// crun's last line.
+        detail: String,
+    },
+    /// The VE's network.
+    #[error(transparent)]
+    Net(#[from] VeNetError),
+    /// A file operation.
+    #[error("{op} {path}")]
+    Io {
+        /// What was done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VeError {
+    let path = path.to_owned();
+    move |source| VeError::Io { op, path, source }
+}
+
+/// A VE number from the command line.
+///
+/// # Errors
+/// Not a number in 1..=i32::MAX.
+pub fn parse_id(s: &str) -> Result<u32, VeError> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=0x7fff_ffff).contains(n))
+        .ok_or_else(|| VeError::BadId(s.to_owned()))
+}
+
+/// One row of `tandem ve list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VeRow {
+    /// VE number.
+    pub id: u32,
+    /// Processes (cgroup `pids.current`), 0 when stopped.
+    pub nproc: u64,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// Addresses.
+    pub ip: Vec<Ipv4Addr>,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Formats rows like vzlist: `VEID NPROC STATUS IP_ADDR HOSTNAME`.
+#[must_use]
+pub fn format_list(rows: &[VeRow]) -> String {
+    let mut out = format!(
+        "{:>6} {:>6} {:<8} {:<15} {}\n",
+        "VEID", "NPROC", "STATUS", "IP_ADDR", "HOSTNAME"
+    );
+    for r in rows {
+        let ip = if r.ip.is_empty() {
+            "-".to_owned()
+        } else {
+            r.ip.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let nproc = if r.status == "running" {
+            r.nproc.to_string()
+        } else {
+            "-".to_owned()
+        };
+        out.push_str(&format!(
+            "{:>6} {:>6} {:<8} {:<15} {}\n",
+            r.id,
+            nproc,
+            r.status,
+            ip,
+            if r.hostname.is_empty() {
+                "-"
+            } else {
+                &r.hostname
+            }
+        ));
+    }
+    out
+}
+
+/// The VEs of a node.
+#[derive(Debug, Clone)]
+pub struct Ves {
+    /// Where things are.
+    pub layout: Layout,
+}
+
+impl Ves {
+    /// Reads and checks a VE's file.
+    ///
+    /// # Errors
+    /// The VE does not exist or its file has problems.
+    pub fn file(&self, id: u32) -> Result<VeFile, VeError> {
+        let path = self.layout.conf(id);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(VeError::Unknown(id)),
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        VeFile::parse(&text).map_err(|problems| VeError::File { path, problems })
+    }
+
+    /// The numbers of all VEs, ascending.
+    ///
+    /// # Errors
+    /// The VE directory cannot be read.
+    pub fn ids(&self) -> Result<Vec<u32>, VeError> {
+        let dir = &self.layout.conf_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("reading", dir)(e)),
+        };
+        let mut ids: Vec<u32> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("ve-")?
+                    .strip_suffix(".conf")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Creates VE `id` from `template` with the limits of `sample` (a VE file text,
+    /// e.g. the tkunlimited sample) and the given host name and addresses.
+    ///
+    /// # Errors
+    /// The VE exists, the template is missing or unreadable, or the resulting file
+    /// has problems; nothing is left behind.
+    pub fn create(
+        &self,
+        id: u32,
+        template: &str,
+        sample: &str,
+        hostname: &str,
+        ips: &[Ipv4Addr],
+    ) -> Result<(), VeError> {
+        let conf = self.layout.conf(id);
+        let private = self.layout.private(id);
+        if conf.exists() || private.exists() {
+            return Err(VeError::Exists(id));
+        }
+        let mut text = set_keys(
+            sample,
+            &[
+                ("HOSTNAME", hostname.to_owned()),
+                (
+                    "IP_ADDRESS",
+                    ips.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                ("OSTEMPLATE", template.to_owned()),
+            ],
+        );
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        VeFile::parse(&text).map_err(|problems| VeError::File {
+            path: conf.clone(),
+            problems,
+        })?;
+        let partial = self.layout.private_dir.join(format!("{id}.partial"));
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(io("creating", &partial))?;
+        let unpacked = if template == MINIMAL_TEMPLATE {
+            minimal_rootfs(&partial, &self.layout.busybox)
+        } else {
+            self.unpack_template(template, &partial)
+        };
+        if let Err(e) = unpacked {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        std::fs::rename(&partial, &private).map_err(io("moving into place", &private))?;
+        if let Err(e) = write_atomic(&conf, text.as_bytes()) {
+            let _ = std::fs::remove_dir_all(&private);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn unpack_template(&self, name: &str, dst: &Path) -> Result<(), VeError> {
+        let dir = &self.layout.template_dir;
+        let plain = dir.join(format!("{name}.tar"));
+        let gz = dir.join(format!("{name}.tar.gz"));
+        let (path, gzip) = if plain.is_file() {
+            (plain, false)
+        } else if gz.is_file() {
+            (gz, true)
+        } else {
+            let mut available: Vec<String> = std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            n.strip_suffix(".tar.gz")
+                                .or_else(|| n.strip_suffix(".tar"))
+                                .map(str::to_owned)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            available.push(MINIMAL_TEMPLATE.to_owned());
+            available.sort();
+            return Err(VeError::NoTemplate {
+                name: name.to_owned(),
+                dir: dir.clone(),
+                available: available.join(", "),
+            });
+        };
+        let f = std::fs::File::open(&path).map_err(io("opening", &path))?;
+        let reader: Box<dyn std::io::Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
+        let mut ar = tar::Archive::new(reader);
+        ar.set_preserve_permissions(true);
+        ar.set_preserve_ownerships(true);
+        ar.set_unpack_xattrs(false);
+        let entries = ar.entries().map_err(io("reading template", &path))?;
+        for entry in entries {
+            let mut entry = entry.map_err(io("reading template", &path))?;
+            // unpack_in refuses members that would land outside the root.
+            let inside = entry
+                .unpack_in(dst)
+                .map_err(io("unpacking template", &path))?;
+            if !inside {
+                return Err(VeError::Io {
+                    op: "unpacking template (a member points outside the root)",
+                    path,
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets parameters (`KEY`, `VALUE`) in a VE's file; the new file is checked as
+    /// a whole before it replaces the old one.
+    ///
+    /// # Errors
+    /// The VE does not exist or the new file has problems (the old stays).
+    pub fn set(&self, id: u32, changes: &[(String, String)]) -> Result<(), VeError> {
+        let path = self.layout.conf(id);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(VeError::Unknown(id)),
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        let pairs: Vec<(&str, String)> = changes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let new = set_keys(&text, &pairs);
+        VeFile::parse(&new).map_err(|problems| VeError::File {
+            path: path.clone(),
+            problems,
+        })?;
+        write_atomic(&path, new.as_bytes())
+    }
+
+    /// The crun state of a VE: `None` when crun does not know it.
+    fn state(&self, id: u32) -> Option<(String, u32)> {
+        let out = Command::new(&self.layout.crun)
+            .args(["state", &container(id)])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let status = v.get("status")?.as_str()?.to_owned();
+        let pid = v
+            .get("pid")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        Some((status, pid))
+    }
+
+    /// True when the VE's processes run.
+    #[must_use]
+    pub fn is_running(&self, id: u32) -> bool {
+        matches!(self.state(id), Some((s, _)) if s == "running")
+    }
+
+    fn crun(&self, id: u32, args: &[&str]) -> Result<(), VeError> {
+        let out = Command::new(&self.layout.crun)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| VeError::Runtime {
+                id,
+                args: args.join(" "),
+                detail: format!("cannot run {}: {e}", self.layout.crun.display()),
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr);
+        Err(VeError::Runtime {
+            id,
+            args: args.join(" "),
+            detail: text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+                .to_owned(),
+        })
+    }
+
+    /// Starts a VE: writes its bundle, creates the container, attaches its network,
+    /// then lets its first process run. On failure everything is taken down again.
+    ///
+    /// # Errors
+    /// The VE is unknown, running, has a bad file or no root, or a step fails.
+    pub async fn start(&self, id: u32) -> Result<(), VeError> {
+        let ve = self.file(id)?;
+        let private = self.layout.private(id);
+        if !private.is_dir() {
+            return Err(VeError::Io {
+                op: "finding the root filesystem",
+                path: private,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        match self.state(id) {
+            Some((s, _)) if s == "running" => return Err(VeError::Running(id)),
+            Some(_) => self.crun(id, &["delete", "-f", &container(id)])?,
+            None => {}
+        }
+        let bundle = self.layout.bundle(id);
+        std::fs::create_dir_all(&bundle).map_err(io("creating", &bundle))?;
+        let args = vec!["/sbin/init".to_owned()];
+        let hostname = ve.hostname.clone().unwrap_or_else(|| format!("ve{id}"));
+        let spec = oci::config_json(
+            &ve,
+            &BundleSpec {
+                id,
+                rootfs: &private,
+                args: &args,
+                hostname: &hostname,
+                netns: None,
+            },
+        );
+        write_atomic(&bundle.join("config.json"), spec.to_string().as_bytes())?;
+        let log = bundle.join("console.log");
+        let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        let err = out.try_clone().map_err(io("opening", &log))?;
+        let status = Command::new(&self.layout.crun)
+            .arg("create")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(container(id))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(|e| VeError::Runtime {
+                id,
+                args: "create".into(),
+                detail: e.to_string(),
+            })?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(VeError::Runtime {
+                id,
+                args: "create".into(),
+                detail: text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no output")
+                    .to_owned(),
+            });
+        }
+        let undo = |e: VeError| {
+            let _ = self.crun(id, &["delete", "-f", &container(id)]);
+            e
+        };
+        let pid = match self.state(id) {
+            Some((_, pid)) if pid > 0 => pid,
+            _ => {
+                return Err(undo(VeError::Runtime {
+                    id,
+                    args: "state".into(),
+                    detail: "the created VE has no process".into(),
+                }));
+            }
+        };
+        if let Some(first) = ve.ip_addresses.first() {
+            let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
+            if let Err(e) = venet::attach(id, pid, &ve.ip_addresses, &uplink).await {
+                let _ = venet::detach(id, &ve.ip_addresses, &uplink).await;
+                return Err(undo(e.into()));
+            }
+        }
+        if let Err(e) = self.crun(id, &["start", &container(id)]) {
+            if let Some(first) = ve.ip_addresses.first() {
+                let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
+                let _ = venet::detach(id, &ve.ip_addresses, &uplink).await;
+            }
+            return Err(undo(e));
+        }
+        Ok(())
+    }
+
+    /// Stops a VE: SIGTERM to its first process, SIGKILL after `grace`, then removes
+    /// the container and its network. Stopping a stopped VE changes nothing.
+    ///
+    /// # Errors
+    /// The VE is unknown or crun fails.
+    pub async fn stop(&self, id: u32, grace: Duration) -> Result<(), VeError> {
+        let ve = self.file(id)?;
+        if let Some((status, _)) = self.state(id) {
+            if status == "running" {
+                let _ = self.crun(id, &["kill", &container(id), "TERM"]);
+                let start = Instant::now();
+                while start.elapsed() < grace && self.is_running(id) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if self.is_running(id) {
+                    let _ = self.crun(id, &["kill", "-a", &container(id), "KILL"]);
+                }
+            }
+            self.crun(id, &["delete", "-f", &container(id)])?;
+        }
+        if let Some(first) = ve.ip_addresses.first() {
+            let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
+            venet::detach(id, &ve.ip_addresses, &uplink).await?;
+        }
+        Ok(())
+    }
+
+    /// All VEs with their state.
+    ///
+    /// # Errors
+    /// The VE directory cannot be read.
+    pub fn list(&self) -> Result<Vec<VeRow>, VeError> {
+        let mut rows = Vec::new();
+        for id in self.ids()? {
+            let (ip, hostname) = match self.file(id) {
+                Ok(f) => (f.ip_addresses, f.hostname.unwrap_or_default()),
+                Err(_) => (Vec::new(), "(bad VE file)".to_owned()),
+            };
+            let running = self.is_running(id);
+            let nproc = if running {
+                std::fs::read_to_string(format!(
+                    "/sys/fs/cgroup{}/pids.current",
+                    oci::cgroup_path(id)
+                ))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+            } else {
+                0
+            };
+            rows.push(VeRow {
+                id,
+                nproc,
+                status: if running { "running" } else { "stopped" }.to_owned(),
+                ip,
+                hostname,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Runs a program inside a running VE with the caller's terminal; returns its
+    /// exit code.
+    ///
+    /// # Errors
+    /// The VE is not running or crun cannot run.
+    pub fn exec(&self, id: u32, args: &[String], tty: bool) -> Result<i32, VeError> {
+        self.file(id)?;
+        if !self.is_running(id) {
+            return Err(VeError::NotRunning(id));
+        }
+        let mut cmd = Command::new(&self.layout.crun);
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("-t");
+        }
+        let status = cmd
+            .arg(container(id))
+            .args(args)
+            .status()
+            .map_err(|e| VeError::Runtime {
+                id,
+                args: "exec".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    /// Removes a stopped VE: its root filesystem and its file.
+    ///
+    /// # Errors
+    /// The VE is unknown or running, or removing fails.
+    pub fn destroy(&self, id: u32) -> Result<(), VeError> {
+        let conf = self.layout.conf(id);
+        if !conf.exists() {
+            return Err(VeError::Unknown(id));
+        }
+        if self.is_running(id) {
+            return Err(VeError::Running(id));
+        }
+        let private = self.layout.private(id);
+        // Rename first: an interrupted removal leaves a name no VE uses.
+        let doomed = self.layout.private_dir.join(format!("{id}.destroyed"));
+        if private.exists() {
+            std::fs::rename(&private, &doomed).map_err(io("moving aside", &private))?;
+        }
+        std::fs::remove_file(&conf).map_err(io("removing", &conf))?;
+        if doomed.exists() {
+            std::fs::remove_dir_all(&doomed).map_err(io("removing", &doomed))?;
+        }
+        let _ = std::fs::remove_dir_all(self.layout.bundle(id));
+        Ok(())
+    }
+}
+
+fn container(id: u32) -> String {
+    format!("ve{id}")
+}
+
+/// Replaces (or appends) `KEY="VALUE"` lines, keeping everything else as written.
+#[must_use]
+pub fn set_keys(text: &str, pairs: &[(&str, String)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for (key, value) in pairs {
+        let line = format!("{key}=\"{value}\"");
+        let prefix = format!("{key}=");
+        match lines
+            .iter_mut()
+            .find(|l| l.trim_start().starts_with(&prefix))
+        {
+            Some(l) => *l = line,
+            None => lines.push(line),
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
+    f.write_all(data).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("replacing", path))
+}
+
+/// The built-in template: busybox, an init that starts a web server on port 80
+/// serving `/var/www`, and two CGI programs: `append?TEXT` adds a line to
+/// `/var/data/log` and answers only after it is on disk (fsync), `read` returns
+/// the file.
+fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for d in [
+        "bin",
+        "sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "root",
+        "var/www/cgi-bin",
+        "var/data",
+    ] {
+        let p = root.join(d);
+        std::fs::create_dir_all(&p).map_err(io("creating", &p))?;
+    }
+    let bb = root.join("bin/busybox");
+    std::fs::copy(busybox, &bb).map_err(io("copying", busybox))?;
+    let files: &[(&str, &str, u32)] = &[
+        (
+            "sbin/init",
+            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\nexec httpd -f -p 80 -h /var/www\n",
+            0o755,
+        ),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
+        ("etc/group", "root:x:0:\n", 0o644),
+        ("var/www/index.html", "tandem VE\n", 0o644),
+        (
+            "var/www/cgi-bin/append",
+            "#!/bin/sh\necho \"$QUERY_STRING\" >> /var/data/log && sync /var/data/log && sync /var/data && printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n",
+            0o755,
+        ),
+        (
+            "var/www/cgi-bin/read",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\ncat /var/data/log 2>/dev/null\n",
+            0o755,
+        ),
+    ];
+    for (p, text, mode) in files {
+        let path = root.join(p);
+        std::fs::write(&path, text).map_err(io("writing", &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+            .map_err(io("setting the mode of", &path))?;
+    }
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))
+        .map_err(io("linking", &root.join("bin/sh")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(d: &Path) -> Layout {
+        Layout {
+            conf_dir: d.join("etc"),
+            private_dir: d.join("private"),
+            template_dir: d.join("template"),
+            run_dir: d.join("run"),
+            crun: PathBuf::from("/nonexistent/crun"),
+            busybox: std::env::current_exe().expect("own path"),
+            uplinks: vec![
+                (Ipv4Addr::new(192, 168, 255, 0), 24, "eth1".into()),
+                (Ipv4Addr::new(0, 0, 0, 0), 0, "eth0".into()),
+            ],
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tandem-ve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn create_set_destroy_and_refusals() {
+        let d = scratch("life");
+        let ves = Ves { layout: layout(&d) };
+        let ip = [Ipv4Addr::new(10, 0, 0, 50)];
+        ves.create(
+            101,
+            MINIMAL_TEMPLATE,
+            "NUMPROC=\"64\"\nONBOOT=\"yes\"\n",
+            "web",
+            &ip,
+        )
+        .expect("created");
+        assert!(matches!(
+            ves.create(101, MINIMAL_TEMPLATE, "", "web", &ip),
+            Err(VeError::Exists(101))
+        ));
+        let f = ves.file(101).expect("readable");
+        assert_eq!(f.hostname.as_deref(), Some("web"));
+        assert_eq!(f.ip_addresses, ip);
+        assert_eq!(f.numproc.limit, Some(64));
+        assert!(d.join("private/101/var/www/cgi-bin/append").is_file());
+
+        ves.set(101, &[("HOSTNAME".into(), "shop".into())])
+            .expect("set");
+        assert_eq!(ves.file(101).expect("ok").hostname.as_deref(), Some("shop"));
+        let before = std::fs::read(d.join("etc/ve-101.conf")).expect("read");
+        let e = ves
+            .set(101, &[("NUMPROC".into(), "lots".into())])
+            .expect_err("bad value");
+        assert!(e.to_string().contains("NUMPROC"), "{e}");
+        assert_eq!(
+            std::fs::read(d.join("etc/ve-101.conf")).expect("read"),
+            before
+        );
+
+        let e = ves
+            .create(102, "centos-9", "", "x", &[])
+            .expect_err("no template");
+        assert!(
+            e.to_string().contains("no OS template centos-9")
+                && e.to_string().contains(MINIMAL_TEMPLATE),
+            "{e}"
+        );
+        assert!(!d.join("private/102").exists() && !d.join("private/102.partial").exists());
+        let e = ves
+            .create(103, MINIMAL_TEMPLATE, "CPUUNITS=\"1\"\n", "x", &[])
+            .expect_err("bad sample");
+        assert!(e.to_string().contains("CPUUNITS"), "{e}");
+        assert!(!d.join("private/103").exists());
+
+        let rows = ves.list().expect("list");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "stopped");
+        let table = format_list(&rows);
+        assert!(
+            table.starts_with("  VEID  NPROC STATUS   IP_ADDR         HOSTNAME\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("   101      - stopped  10.0.0.50       shop"),
+            "{table}"
+        );
+
+        ves.destroy(101).expect("destroyed");
+        assert!(matches!(ves.destroy(101), Err(VeError::Unknown(101))));
+        assert!(!d.join("private/101").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn templates_cannot_escape_the_root() {
+        let d = scratch("escape");
+        let ves = Ves { layout: layout(&d) };
+        std::fs::create_dir_all(d.join("template")).expect("mkdir");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "etc", "/tmp").expect("link");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "etc/owned", &b"evil"[..])
+            .expect("member");
+        std::fs::write(d.join("template/evil.tar"), b.into_inner().expect("tar")).expect("write");
+        let e = ves.create(104, "evil", "", "x", &[]).expect_err("refused");
+        assert!(e.to_string().contains("template"), "{e}");
+        assert!(!std::path::Path::new("/tmp/owned").exists());
+        assert!(!d.join("private/104").exists() && !d.join("etc/ve-104.conf").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn uplink_follows_the_address() {
+        let l = layout(Path::new("/x"));
+        assert_eq!(l.uplink_for(Ipv4Addr::new(192, 168, 255, 3)), Some("eth1"));
+        assert_eq!(l.uplink_for(Ipv4Addr::new(10, 1, 2, 3)), Some("eth0"));
+        assert_eq!(parse_id("101").expect("ok"), 101);
+        assert!(parse_id("0").is_err() && parse_id("x").is_err());
+    }
+}
