@@ -12,6 +12,7 @@
 //! node has neither.
 
 pub mod modalias;
+pub mod root;
 
 /// What the kernel command line asks of init.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -33,6 +33,13 @@ fn main() {
     // SAFETY: PID 1 is single-threaded here; nothing reads the environment
     // concurrently.
     unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
+    if std::process::id() == 1 && !Path::new("/").join(tandem_init::root::MARKER).exists() {
+        // Only returns when the move failed; the node then runs on as it is.
+        let e = leave_initramfs();
+        say(&format!(
+            "tandem-init: staying on the initramfs root: {e:#}"
+        ));
+    }
     if let Err(e) = early_mounts() {
         say(&format!("tandem-init: {e:#}"));
     }
@@ -60,6 +67,37 @@ fn main() {
         let _ = nix::sys::wait::wait();
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Copies the root filesystem into a tmpfs and restarts there (see
+/// `tandem_init::root`); returns only on failure.
+fn leave_initramfs() -> anyhow::Error {
+    let step = || -> Result<()> {
+        let new = Path::new("/newroot");
+        fs::create_dir_all(new).context("creating /newroot")?;
+        mount(
+            Some("tandem-root"),
+            new,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )
+        .context("mounting a tmpfs on /newroot")?;
+        tandem_init::root::copy_tree(Path::new("/"), new, new)
+            .context("copying the root filesystem")?;
+        fs::write(new.join(tandem_init::root::MARKER), b"").context("marking the new root")?;
+        Ok(())
+    };
+    if let Err(e) = step() {
+        return e;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let err = std::os::unix::process::CommandExt::exec(
+        Command::new("/bin/busybox")
+            .args(["switch_root", "/newroot", "/init"])
+            .args(args),
+    );
+    anyhow::Error::new(err).context("running switch_root")
 }
 
 fn early_mounts() -> Result<()> {
