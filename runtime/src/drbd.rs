@@ -166,6 +166,30 @@ pub enum Connection {
     Other(String),
 }
 
+impl Connection {
+    /// True when the peers talk to each other (connected, or a resync in one of its
+    /// phases); false while waiting, disconnected or not set up.
+    #[must_use]
+    pub fn is_linked(&self) -> bool {
+        match self {
+            Connection::Connected | Connection::SyncSource | Connection::SyncTarget => true,
+            Connection::Other(s) => [
+                "WFBitMapS",
+                "WFBitMapT",
+                "WFSyncUUID",
+                "StartingSyncS",
+                "StartingSyncT",
+                "PausedSyncS",
+                "PausedSyncT",
+                "VerifyS",
+                "VerifyT",
+            ]
+            .contains(&s.as_str()),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -19,6 +19,7 @@
 //! use a raw ICMP socket and need `CAP_NET_RAW`.
 #![warn(missing_docs)]
 
+pub mod activate;
 pub mod control;
 pub mod daemon;
 pub mod drbd;

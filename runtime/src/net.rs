@@ -365,6 +365,23 @@ fn parse_echo_reply(pkt: &[u8], ident: u16, targets: &[Ipv4Addr]) -> Option<usiz
     targets.iter().position(|t| *t == src)
 }
 
+/// Sets interface `index` administratively up.
+///
+/// # Errors
+/// [`NetlinkError::Request`] when the kernel refuses.
+pub async fn set_up(index: u32) -> Result<(), NetlinkError> {
+    let handle = connection()?;
+    handle
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: "set link up",
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

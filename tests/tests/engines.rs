@@ -235,3 +235,208 @@ fn a_ve_runs_with_its_limits_and_address_under_crun() {
         "a stopped VE's address is gone"
     );
 }
+
+/// Commands of the replication test, as files in the overlay (short to type).
+const DRBDADM: &str = "/lib/drbd/drbdadm-84 -c /run/tandem/drbd/drbd.conf";
+
+fn repl_scripts() -> Vec<(String, String)> {
+    vec![
+        (
+            "t/write".into(),
+            format!(
+                "{DRBDADM} primary r0 && mount /dev/drbd0 /vz && echo \"$1\" >> /vz/data.txt && sync && umount /vz && {DRBDADM} secondary r0\n"
+            ),
+        ),
+        (
+            "t/read".into(),
+            format!(
+                "{DRBDADM} primary r0 && mount -o ro /dev/drbd0 /vz && cat /vz/data.txt && ls /vz && umount /vz && {DRBDADM} secondary r0\n"
+            ),
+        ),
+    ]
+}
+
+/// The node's start for the replication test: the configuration archive staged as
+/// the web console stages an upload, then commands from the console.
+const NODE_SCRIPT: &str = r#"
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmpfs /run
+for m in virtio_pci virtio_blk virtio_net ext4 drbd; do /sbin/modprobe $m; done
+n=0; while [ ! -b /dev/vda ] || [ ! -e /sys/class/net/eth1 ]; do sleep 0.2; n=$((n+1)); [ $n -gt 100 ] && break; done
+mkdir -p /vz /var/lib/drbd /var/run/drbd /var/lock
+tandem config import /cluster.tar --stage 2>&1
+echo "NODE-"READY
+while read line; do eval "$line"; echo "@@""rc=$?"; done
+"#;
+
+/// Types a command on a node's console and returns its output and exit code.
+fn run(vm: &mut Vm, from: &mut usize, cmd: &str, limit: Duration) -> (String, i32) {
+    vm.type_line(cmd);
+    let end = vm.wait_for(*from, "@@rc=", limit);
+    let text = vm.text();
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let rc: i32 = text[end..line_end].trim().parse().unwrap_or(-1);
+    let out = text[*from..end].to_owned();
+    *from = line_end;
+    (out, rc)
+}
+
+#[test]
+#[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
+fn two_nodes_activate_replicate_and_fetch_from_each_other() {
+    use tandem_config::init::{InitOptions, new_cluster};
+    let dir = Scratch::new("engines-drbd");
+    let lan = Netns::new("lan");
+    lan.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    for tap in ["tap0", "tap1"] {
+        lan.ip(&["tuntap", "add", tap, "mode", "tap"]);
+        lan.ip(&["link", "set", tap, "master", "br0"]);
+        lan.ip(&["link", "set", tap, "up"]);
+    }
+
+    let (mut cfg, _) = new_cluster(&InitOptions {
+        cluster_name: "drbd-rig".parse().unwrap(),
+        hostnames: ["alpha".parse().unwrap(), "beta".parse().unwrap()],
+        ..InitOptions::default()
+    })
+    .unwrap();
+    cfg.replication.backing = "/dev/vda".parse().unwrap();
+    let bytes = tandem_config::export(
+        &cfg,
+        &tandem_config::ExportOptions {
+            passphrase: None,
+            created_unix: 1_767_225_600,
+            work_factor: 10,
+        },
+    )
+    .unwrap();
+
+    let ports = [
+        40_000 + (std::process::id() % 10_000) * 2,
+        40_001 + (std::process::id() % 10_000) * 2,
+    ];
+    let mut vms = Vec::new();
+    for (i, node) in ["node1", "node2"].iter().enumerate() {
+        let sub = dir.0.join(node);
+        std::fs::create_dir_all(&sub).unwrap();
+        let mut tree = tandem_image::cpio::Tree::new();
+        let script = format!("{LEAVE_INITRAMFS}{NODE_SCRIPT}");
+        tree.file("test-init", script.into_bytes(), 0o755);
+        tree.file("cluster.tar", bytes.clone(), 0o600);
+        tree.file("config/node", format!("{node}\n").into_bytes(), 0o600);
+        for (p, text) in repl_scripts() {
+            tree.file(&p, text.into_bytes(), 0o755);
+        }
+        let mut data = std::fs::read(image_dir().join("initrd.img")).unwrap();
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+        tree.write_newc(&mut data, 0).unwrap();
+        let initrd = sub.join("initrd-test.img");
+        std::fs::write(&initrd, data).unwrap();
+        let disk = sub.join("data.img");
+        raw_disk(&disk, 96 << 20);
+        let img = image_dir();
+        let args: Vec<String> = [
+            "-kernel".to_owned(),
+            img.join("vmlinuz").to_string_lossy().into_owned(),
+            "-initrd".to_owned(),
+            initrd.to_string_lossy().into_owned(),
+            "-append".to_owned(),
+            "console=ttyS0 rdinit=/test-init panic=-1".to_owned(),
+            "-no-reboot".to_owned(),
+            "-drive".to_owned(),
+            format!("file={},if=virtio,format=raw,cache=unsafe", disk.display()),
+            "-netdev".to_owned(),
+            format!("tap,id=lan,ifname=tap{i},script=no,downscript=no"),
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev=lan,mac=52:54:00:00:0a:0{}", i + 1),
+            "-netdev".to_owned(),
+            format!(
+                "dgram,id=xo,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                ports[i],
+                ports[1 - i]
+            ),
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev=xo,mac=52:54:00:00:0b:0{}", i + 1),
+        ]
+        .to_vec();
+        vms.push(Vm::start(&sub, Firmware::Bios, Some(&lan), &args));
+    }
+    let mut at = [0usize; 2];
+    for (i, vm) in vms.iter_mut().enumerate() {
+        at[i] = vm.wait_for(0, "NODE-READY", 3 * MIN);
+        assert!(
+            vm.text()[..at[i]].contains("cluster.tar: staged"),
+            "{}",
+            vm.text()
+        );
+    }
+    let (mut vm1, mut vm2) = {
+        let mut it = vms.into_iter();
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    let (mut a1, mut a2) = (at[0], at[1]);
+
+    // node1 (reinstalled) fetches: it waits for the other node and says what to do.
+    vm1.type_line("tandem activate --fetch-from-peer --peer-wait 300");
+    let waiting = vm1.wait_for(a1, "waiting for beta on the crossover link", 2 * MIN);
+    vm1.wait_for(
+        waiting,
+        "continue activation on the other node or check the crossover cable",
+        MIN,
+    );
+    // node2 destroys: creates the data area; node1 takes the full copy.
+    let t0 = std::time::Instant::now();
+    let (out2, rc2) = run(
+        &mut vm2,
+        &mut a2,
+        "tandem activate --destroy-data --peer-wait 120",
+        5 * MIN,
+    );
+    assert_eq!(rc2, 0, "{out2}");
+    assert!(
+        out2.contains("data area created") && out2.contains("configuration activated"),
+        "{out2}"
+    );
+    let done1 = vm1.wait_for(a1, "configuration activated", 5 * MIN);
+    eprintln!(
+        "activation: destroy on node2 and full copy to node1 took {:.1} s after node2 started",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(vm1.text()[a1..done1].contains("the copy of the data area is complete"));
+    let rc_at = vm1.wait_for(done1, "@@rc=", MIN);
+    let text = vm1.text();
+    assert!(text[rc_at..].starts_with('0'), "fetch failed:\n{}", &text[a1..]);
+    a1 = rc_at + 1;
+    let (st, _) = run(&mut vm1, &mut a1, "cat /proc/drbd", MIN);
+    assert!(
+        st.contains("cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate"),
+        "{st}"
+    );
+
+    // A write acknowledged on node2 is there on node1.
+    let (w, rc) = run(
+        &mut vm2,
+        &mut a2,
+        "sh /t/write acknowledged-on-beta",
+        2 * MIN,
+    );
+    assert_eq!(rc, 0, "{w}");
+    let (r, rc) = run(&mut vm1, &mut a1, "sh /t/read", 2 * MIN);
+    assert_eq!(rc, 0, "{r}");
+    assert!(r.contains("acknowledged-on-beta"), "{r}");
+    assert!(
+        r.contains("tkcluster") && r.contains("private") && r.contains("template"),
+        "{r}"
+    );
+    // Both nodes may not be primary at once: DRBD refuses the second.
+    let (p2, rc) = run(&mut vm2, &mut a2, &format!("{DRBDADM} primary r0"), MIN);
+    assert_eq!(rc, 0, "{p2}");
+    let (p1, rc) = run(&mut vm1, &mut a1, &format!("{DRBDADM} primary r0"), MIN);
+    assert_ne!(rc, 0, "two primaries: {p1}");
+}

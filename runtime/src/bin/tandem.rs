@@ -42,6 +42,26 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
+    /// Activate the uploaded configuration: take the configured name and crossover
+    /// address, set up replication, create or fetch the data area, then commit.
+    Activate {
+        /// Create a new, empty data area (both nodes reinstalled, or a new cluster).
+        #[arg(
+            long,
+            required_unless_present = "fetch_from_peer",
+            conflicts_with = "fetch_from_peer"
+        )]
+        destroy_data: bool,
+        /// Take a full copy of the data area from the other node (this node reinstalled).
+        #[arg(long)]
+        fetch_from_peer: bool,
+        /// Directory of the node's configuration store.
+        #[arg(long, default_value = "/config")]
+        store: PathBuf,
+        /// Seconds to wait for the other node on the crossover link.
+        #[arg(long, default_value_t = 600)]
+        peer_wait: u64,
+    },
     /// Virtual environments (containers) on the active node.
     Ve {
         #[command(subcommand)]
@@ -136,6 +156,42 @@ fn node_ves() -> anyhow::Result<ve::manager::Ves> {
         );
     }
     Ok(ve::manager::Ves { layout })
+}
+
+fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<()> {
+    use tandem_runtime::activate::{DataChoice, Plan, activate, node_nics};
+    let node_text = std::fs::read_to_string(store.join("node"))
+        .with_context(|| format!("reading the node identity {}", store.join("node").display()))?;
+    let node: tandem_config::NodeId = node_text
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the node identity {:?}: {e}", node_text.trim()))?;
+    let nics = node_nics();
+    let internal_nic = nics
+        .get(1)
+        .cloned()
+        .context("this node has no second network port for the crossover cable")?;
+    let plan = Plan {
+        store: store.to_owned(),
+        node,
+        internal_nic,
+        run_dir: PathBuf::from("/run/tandem/drbd"),
+        tuning: tandem_runtime::drbd::Tuning::default(),
+        peer_wait: std::time::Duration::from_secs(peer_wait),
+        sync_wait: std::time::Duration::from_secs(7 * 24 * 3600),
+    };
+    let choice = if destroy {
+        DataChoice::Destroy
+    } else {
+        DataChoice::FetchFromPeer
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(activate(&plan, choice, &mut |line: &str| {
+        println!("{line}")
+    }))?;
+    Ok(())
 }
 
 fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
@@ -319,7 +375,9 @@ fn print_hw(h: &HwJson) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
-        Cmd::Config(_) | Cmd::Ve { .. } => unreachable!("handled in main"),
+        Cmd::Config(_) | Cmd::Ve { .. } | Cmd::Activate { .. } => {
+            unreachable!("handled in main")
+        }
         Cmd::Status { json } => {
             let r = client.call("status", false)?;
             if !r.ok {
@@ -377,6 +435,21 @@ fn main() -> ExitCode {
         let code =
             tandem_config::cli::execute(args, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code);
+    }
+    if let Cmd::Activate {
+        destroy_data,
+        fetch_from_peer: _,
+        store,
+        peer_wait,
+    } = &cli.cmd
+    {
+        return match run_activate(*destroy_data, store, *peer_wait) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: activation stopped: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     // VEs are driven directly (crun, netlink) on the active node.
     if let Cmd::Ve { cmd } = cli.cmd {

@@ -1,0 +1,351 @@
+//! Activation of an uploaded configuration (R3.3–R3.5): the node takes its
+//! configured name and crossover address, sets up replication, and either creates
+//! the data area ("destroy all data on the replicated device") or takes a full copy
+//! from the other node ("fetch replicated data from the other node"). Only when
+//! that worked is the configuration committed.
+//!
+//! Both nodes of a new cluster are activated one after the other: the first waits
+//! for the second on the crossover link and says so; the node that destroys
+//! creates the filesystem, the one that fetches copies it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tandem_config::{ApplianceConfig, DevicePath, NodeId, Store};
+
+use crate::drbd::{Connection, DiskState, Tuning};
+use crate::net;
+use crate::replication::{Replication, ReplicationError, summary};
+use crate::storage::{DataFilesystem, StorageError};
+
+/// Node-local paths kept in the data area on the active node (R5.2).
+pub const LINKED_PATHS: &[&str] = &["/etc/tandem/ves"];
+
+/// Where the data area is mounted.
+pub const DATA_MOUNT: &str = "/vz";
+
+/// What happens to the replicated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataChoice {
+    /// Create a new, empty data area (both nodes reinstalled, or a new cluster).
+    Destroy,
+    /// Take a full copy from the other node (this node reinstalled).
+    FetchFromPeer,
+}
+
+/// Why activation stopped; the configuration stays pending.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    /// Nothing to activate.
+    #[error("no configuration to activate in {0}: upload the cluster configuration archive first")]
+    NoConfig(PathBuf),
+    /// The configuration store.
+    #[error("the configuration store")]
+    Store(#[source] tandem_config::store::StoreError),
+    /// The node identity is missing or wrong.
+    #[error("{0}")]
+    Identity(String),
+    /// A network step.
+    #[error("setting up the crossover interface {nic}")]
+    Network {
+        /// The interface.
+        nic: String,
+        /// The cause.
+        #[source]
+        source: net::NetlinkError,
+    },
+    /// The peer never connected (fetch only).
+    #[error(
+        "the other node did not connect on the crossover link within {0} s: continue activation on the other node or check the crossover cable, then activate again"
+    )]
+    NoPeer(u64),
+    /// Replication.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// The data area.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Another step.
+    #[error("{what}")]
+    Step {
+        /// What was done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ActivateError {
+    let what = what.into();
+    move |source| ActivateError::Step { what, source }
+}
+
+/// The node's network interfaces in slot order (PCI address): the first is the
+/// external (recovery) port, the second the crossover.
+#[must_use]
+pub fn node_nics() -> Vec<String> {
+    let mut nics: Vec<(PathBuf, String)> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let dev = std::fs::canonicalize(e.path().join("device")).ok()?;
+                    Some((dev, name))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    nics.sort();
+    nics.into_iter().map(|(_, n)| n).collect()
+}
+
+/// `/dev/disk/by-partlabel/NAME` → the block device whose GPT name is NAME (the node
+/// has no udev to make those links); other paths unchanged.
+#[must_use]
+pub fn resolve_partlabel(path: &str) -> PathBuf {
+    let Some(label) = path.strip_prefix("/dev/disk/by-partlabel/") else {
+        return PathBuf::from(path);
+    };
+    let mut found: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("uevent"))
+                        .is_ok_and(|u| u.lines().any(|l| l == format!("PARTNAME={label}")))
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .first()
+        .map_or_else(|| PathBuf::from(path), |d| Path::new("/dev").join(d))
+}
+
+/// Everything activation needs to know about the node.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The configuration store (`/config`).
+    pub store: PathBuf,
+    /// This node.
+    pub node: NodeId,
+    /// The crossover interface.
+    pub internal_nic: String,
+    /// Where the replication file goes.
+    pub run_dir: PathBuf,
+    /// DRBD timings.
+    pub tuning: Tuning,
+    /// How long to wait for the peer before going on alone (destroy) or giving up
+    /// (fetch).
+    pub peer_wait: Duration,
+    /// How long a full copy may take (fetch).
+    pub sync_wait: Duration,
+}
+
+/// Activates the pending configuration. `say` receives progress lines for the
+/// console and the web page.
+///
+/// # Errors
+/// The first step that failed; the configuration then stays pending and the node
+/// in recovery mode.
+pub async fn activate(
+    plan: &Plan,
+    choice: DataChoice,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<ApplianceConfig, ActivateError> {
+    let store = Store::open(&plan.store).map_err(ActivateError::Store)?;
+    let mut cfg = match store.pending().map_err(ActivateError::Store)? {
+        Some(c) => c,
+        None => store
+            .current()
+            .map_err(ActivateError::Store)?
+            .ok_or_else(|| ActivateError::NoConfig(plan.store.clone()))?,
+    };
+    let me = cfg.network.node(plan.node).clone();
+    let peer = cfg.network.node(plan.node.peer()).clone();
+    say(&format!(
+        "activating {} as {} ({})",
+        cfg.cluster.name.as_str(),
+        me.hostname.as_str(),
+        plan.node
+    ));
+    rustix::system::sethostname(me.hostname.as_str().as_bytes())
+        .map_err(|e| step("setting the host name")(e.into()))?;
+
+    let nic = &plan.internal_nic;
+    let internal = cfg.network.internal_net(plan.node);
+    let link = net::link_info(nic)
+        .await
+        .map_err(|source| ActivateError::Network {
+            nic: nic.clone(),
+            source,
+        })?;
+    net::add_address(link.index, internal.addr(), internal.prefix())
+        .await
+        .map_err(|source| ActivateError::Network {
+            nic: nic.clone(),
+            source,
+        })?;
+    net::set_up(link.index)
+        .await
+        .map_err(|source| ActivateError::Network {
+            nic: nic.clone(),
+            source,
+        })?;
+    say(&format!(
+        "crossover {nic}: {}/{}",
+        internal.addr(),
+        internal.prefix()
+    ));
+
+    // The backing partition by its GPT name (no udev on the node).
+    let backing = resolve_partlabel(cfg.replication.backing.as_str());
+    if let Ok(p) = backing.to_string_lossy().parse::<DevicePath>() {
+        cfg.replication.backing = p;
+    }
+    let repl = Replication::new(&cfg, &plan.run_dir);
+    repl.write_config(&cfg, plan.tuning)?;
+    if repl
+        .status()?
+        .is_some_and(|s| s.connection != Connection::Unconfigured)
+    {
+        repl.down()?;
+    }
+    repl.create_metadata()?;
+    repl.up()?;
+    say(&format!(
+        "replication {} on {} set up; waiting for {} on the crossover link ({}:{})",
+        cfg.replication.resource.as_str(),
+        backing.display(),
+        peer.hostname.as_str(),
+        peer.internal_address.addr(),
+        cfg.replication.port.get()
+    ));
+    let connected = wait_connected(&repl, plan.peer_wait, say).await?;
+
+    let data = DataFilesystem {
+        device: PathBuf::from(cfg.replication.device.as_str()),
+        mountpoint: PathBuf::from(DATA_MOUNT),
+    };
+    match choice {
+        DataChoice::Destroy => {
+            if !connected {
+                say(&format!(
+                    "{} is not connected: going on alone; it takes a full copy when it is activated with \"fetch data from the other node\"",
+                    peer.hostname.as_str()
+                ));
+            }
+            repl.initial_primary()?;
+            say("creating the filesystem of the data area");
+            let out = std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", "tandem-vz"])
+                .arg(&data.device)
+                .output()
+                .map_err(step("running mkfs.ext4"))?;
+            if !out.status.success() {
+                let _ = repl.secondary();
+                return Err(ActivateError::Step {
+                    what: format!(
+                        "mkfs.ext4 {}: {}",
+                        data.device.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    source: std::io::Error::other("mkfs.ext4 failed"),
+                });
+            }
+            data.mount()?;
+            let layout = make_layout(Path::new(DATA_MOUNT));
+            let unmounted = data.unmount();
+            layout?;
+            unmounted?;
+            repl.secondary()?;
+            say("data area created");
+        }
+        DataChoice::FetchFromPeer => {
+            if !connected {
+                return Err(ActivateError::NoPeer(plan.peer_wait.as_secs()));
+            }
+            say("taking a full copy of the data area from the other node");
+            let start = Instant::now();
+            let mut last_shown = Instant::now() - Duration::from_secs(60);
+            loop {
+                let st = repl.status()?;
+                if let Some(s) = &st {
+                    if s.disk == DiskState::UpToDate && s.connection == Connection::Connected {
+                        break;
+                    }
+                    if last_shown.elapsed() >= Duration::from_secs(5) {
+                        say(&format!("replication: {}", summary(s)));
+                        last_shown = Instant::now();
+                    }
+                }
+                if start.elapsed() > plan.sync_wait {
+                    return Err(ReplicationError::Timeout {
+                        what: "an up-to-date copy".into(),
+                        seconds: plan.sync_wait.as_secs(),
+                        last: st.map_or_else(|| "not set up".into(), |s| summary(&s)),
+                    }
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            say("the copy of the data area is complete");
+        }
+    }
+    let committed = store.commit().map_err(ActivateError::Store)?;
+    say("configuration activated");
+    Ok(committed)
+}
+
+async fn wait_connected(
+    repl: &Replication,
+    limit: Duration,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<bool, ActivateError> {
+    let start = Instant::now();
+    let mut next_note = Duration::from_secs(10);
+    loop {
+        if let Some(s) = repl.status()?
+            && s.connection.is_linked()
+        {
+            return Ok(true);
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            return Ok(false);
+        }
+        if waited >= next_note {
+            say(
+                "the other node is not connected yet: continue activation on the other node or check the crossover cable",
+            );
+            next_note += Duration::from_secs(30);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The directories of a new data area, with the node's current copies of the
+/// linked paths.
+fn make_layout(root: &Path) -> Result<(), ActivateError> {
+    for d in ["private", "template", "backups", "tkcluster"] {
+        let p = root.join(d);
+        std::fs::create_dir_all(&p).map_err(step(format!("creating {}", p.display())))?;
+    }
+    for path in LINKED_PATHS {
+        let target = root.join("tkcluster").join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&target).map_err(step(format!("creating {}", target.display())))?;
+        let local = Path::new(path);
+        if let Ok(entries) = std::fs::read_dir(local) {
+            for e in entries.filter_map(Result::ok) {
+                let to = target.join(e.file_name());
+                std::fs::copy(e.path(), &to).map_err(step(format!(
+                    "copying {} into the data area",
+                    e.path().display()
+                )))?;
+            }
+        }
+    }
+    Ok(())
+}
