@@ -20,16 +20,16 @@ use tandem_tests::{Firmware, Netns, Scratch, Vm, image_dir, raw_disk};
 
 const MIN: Duration = Duration::from_secs(60);
 
-/// The kernel and root filesystem of the image plus `files` as a second cpio
-/// archive (the kernel unpacks both, the later on top).
-fn initrd_with(dir: &std::path::Path, files: &[(&str, &str, u32)]) -> std::path::PathBuf {
+/// The kernel and root filesystem of the image plus `files` (path, contents, mode)
+/// as a second cpio archive (the kernel unpacks both, the later on top).
+fn initrd_with(dir: &std::path::Path, files: &[(&str, &[u8], u32)]) -> std::path::PathBuf {
     let mut tree = tandem_image::cpio::Tree::new();
-    for (path, text, mode) in files {
-        tree.file(path, text.as_bytes().to_vec(), *mode);
+    for (path, data, mode) in files {
+        tree.file(path, data.to_vec(), *mode);
     }
     let mut data = std::fs::read(image_dir().join("initrd.img")).unwrap();
     // Each archive starts on a 4-byte boundary.
-    while data.len() % 4 != 0 {
+    while !data.len().is_multiple_of(4) {
         data.push(0);
     }
     tree.write_newc(&mut data, 0).unwrap();
@@ -41,8 +41,8 @@ fn initrd_with(dir: &std::path::Path, files: &[(&str, &str, u32)]) -> std::path:
 /// Boots the image's kernel with `script` as the first program.
 fn boot(dir: &Scratch, ns: &Netns, script: &str, extra: &[(&str, &str, u32)]) -> Vm {
     let script = format!("{LEAVE_INITRAMFS}{script}");
-    let mut files = vec![("test-init", script.as_str(), 0o755)];
-    files.extend_from_slice(extra);
+    let mut files: Vec<(&str, &[u8], u32)> = vec![("test-init", script.as_bytes(), 0o755)];
+    files.extend(extra.iter().map(|(p, t, m)| (*p, t.as_bytes(), *m)));
     let initrd = initrd_with(&dir.0, &files);
     let disk = dir.0.join("vz.img");
     raw_disk(&disk, 256 << 20);
@@ -323,21 +323,20 @@ fn two_nodes_activate_replicate_and_fetch_from_each_other() {
     for (i, node) in ["node1", "node2"].iter().enumerate() {
         let sub = dir.0.join(node);
         std::fs::create_dir_all(&sub).unwrap();
-        let mut tree = tandem_image::cpio::Tree::new();
         let script = format!("{LEAVE_INITRAMFS}{NODE_SCRIPT}");
-        tree.file("test-init", script.into_bytes(), 0o755);
-        tree.file("cluster.tar", bytes.clone(), 0o600);
-        tree.file("config/node", format!("{node}\n").into_bytes(), 0o600);
-        for (p, text) in repl_scripts() {
-            tree.file(&p, text.into_bytes(), 0o755);
-        }
-        let mut data = std::fs::read(image_dir().join("initrd.img")).unwrap();
-        while data.len() % 4 != 0 {
-            data.push(0);
-        }
-        tree.write_newc(&mut data, 0).unwrap();
-        let initrd = sub.join("initrd-test.img");
-        std::fs::write(&initrd, data).unwrap();
+        let node_file = format!("{node}\n");
+        let scripts = repl_scripts();
+        let mut files: Vec<(&str, &[u8], u32)> = vec![
+            ("test-init", script.as_bytes(), 0o755),
+            ("cluster.tar", &bytes, 0o600),
+            ("config/node", node_file.as_bytes(), 0o600),
+        ];
+        files.extend(
+            scripts
+                .iter()
+                .map(|(p, t)| (p.as_str(), t.as_bytes(), 0o755)),
+        );
+        let initrd = initrd_with(&sub, &files);
         let disk = sub.join("data.img");
         raw_disk(&disk, 96 << 20);
         let img = image_dir();
@@ -411,7 +410,11 @@ fn two_nodes_activate_replicate_and_fetch_from_each_other() {
     assert!(vm1.text()[a1..done1].contains("the copy of the data area is complete"));
     let rc_at = vm1.wait_for(done1, "@@rc=", MIN);
     let text = vm1.text();
-    assert!(text[rc_at..].starts_with('0'), "fetch failed:\n{}", &text[a1..]);
+    assert!(
+        text[rc_at..].starts_with('0'),
+        "fetch failed:\n{}",
+        &text[a1..]
+    );
     a1 = rc_at + 1;
     let (st, _) = run(&mut vm1, &mut a1, "cat /proc/drbd", MIN);
     assert!(
