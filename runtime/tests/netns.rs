@@ -215,6 +215,7 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
             ping_reach: 0,
             generation: u64::MAX,
             sequence: 1,
+            your_generation: 0,
             config_digest: [0; 32],
         },
     );

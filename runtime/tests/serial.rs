@@ -54,6 +54,7 @@ fn frame(seq: u64) -> Frame {
         ping_reach: 0,
         generation: 7,
         sequence: seq,
+        your_generation: 0,
         config_digest: [0; 32],
     }
 }
