@@ -1048,15 +1048,17 @@ impl Core {
             return;
         }
         // Peer is Starting or Passive: nobody holds the resources.
+        if self.handover_until.is_some() {
+            // We released for the peer; give it the chance to take over. A handover flag
+            // in its frames now is left from the handover that gave us the services (it
+            // has not yet seen us hold them): taking it would undo this switchover.
+            return;
+        }
         if pf.handover && pf.role == Role::Passive {
             if self.data_good {
                 return self.start_acquire(now, Reason::Handover);
             }
             return self.set_waiting(Some(WaitReason::DataNotGood));
-        }
-        if self.handover_until.is_some() {
-            // We released for the peer; give it the chance to take over.
-            return;
         }
         // The first frames heard may be older than the peer's latest decision (it may be
         // taking over from this node's silence right now): elect only once the peer has

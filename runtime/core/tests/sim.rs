@@ -553,6 +553,38 @@ fn switchover_both_ways_release_before_acquire() {
     }
 }
 
+/// Switching straight back: the passive's last frame still says "handing over" when the
+/// new active releases again; that flag was for the previous switchover and must not
+/// make the new active take the services straight back.
+#[test]
+fn immediate_switch_back_returns_the_services() {
+    let mut s = stable(42);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    while s.role(1) != Some(Role::Active) {
+        s.run_until(s.t + 1);
+        assert!(s.t < 5000, "no switchover");
+    }
+    let back = s.t;
+    let now = s.now();
+    s.core(1).switchover(now).unwrap();
+    s.drain(1);
+    s.run_until(back + 2000);
+    assert_eq!(
+        (s.role(0), s.role(1)),
+        (Some(Role::Active), Some(Role::Passive))
+    );
+    assert!(
+        !s.role_changes()
+            .iter()
+            .any(|(t, n, r)| *t > back && *n == 1 && *r == Role::Acquiring),
+        "{:?}",
+        s.role_changes()
+    );
+    assert!(s.violations.is_empty());
+}
+
 #[test]
 fn switchover_refused_without_peer() {
     let mut s = stable(41);
