@@ -262,6 +262,89 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
     assert_eq!(rig.status(1).counters.bad_requests, 1);
 }
 
+/// Gratuitous ARPs for `ip` seen in the calling thread's namespace for `dur`, with the
+/// sender's MAC (lower-case, colon-separated) and when they were seen.
+fn capture_garp(
+    ip: [u8; 4],
+    dur: Duration,
+    ready: std::sync::mpsc::Sender<()>,
+) -> Vec<(Instant, String)> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};
+    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(eth::ALL)).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_millis(50)),
+    )
+    .unwrap();
+    ready.send(()).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < dur {
+        let Ok((_, n, _)) = rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) else {
+            continue;
+        };
+        let f = &buf[..n.min(buf.len())];
+        // Ethernet + ARP request whose sender and target address are both `ip`.
+        if f.len() < 14 + 28 || f[12..14] != [0x08, 0x06] || f[20..22] != [0, 1] {
+            continue;
+        }
+        let arp = &f[14..];
+        if arp[14..18] != ip || arp[24..28] != ip {
+            continue;
+        }
+        let mac: Vec<String> = arp[8..14].iter().map(|b| format!("{b:02x}")).collect();
+        out.push((Instant::now(), mac.join(":")));
+    }
+    out
+}
+
+#[test]
+fn released_node_stops_announcing_after_a_quick_switchover() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    rig.lan_learn_vip();
+    let (mac1, mac2) = (rig.mac(0), rig.mac(1));
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let lan = rig.lan.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let capture = thread::spawn(move || {
+        in_netns(&lan, move || {
+            capture_garp(vip.octets(), Duration::from_secs(3), ready_tx)
+        })
+    });
+    ready.recv().unwrap();
+    let switchover = |i: usize| {
+        let mut c = Client::connect(&rig.nodes[i].control).unwrap();
+        let r = c.call("switchover", false).unwrap();
+        assert!(r.ok, "{:?}", r.error);
+    };
+    switchover(0);
+    rig.wait_roles("passive", "active", Duration::from_secs(5));
+    // Straight back, well inside node2's gap between announcements (500 ms): node2
+    // releases while its repeats are still pending.
+    switchover(1);
+    wait_until("address back on node1", Duration::from_secs(5), || {
+        rig.has_vip(0) && rig.role(0) == "active"
+    });
+    // node1 acquires only after node2 released, so node2 is silent from here on.
+    let released = Instant::now();
+    let seen = capture.join().unwrap();
+    assert!(
+        seen.iter().any(|(_, m)| *m == mac2),
+        "node2's own announcement not captured: {seen:?}"
+    );
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(t, m)| *m == mac2 && *t > released)
+        .collect();
+    assert!(late.is_empty(), "node2 announced after releasing: {late:?}");
+    wait_until("router on node1's MAC", Duration::from_secs(2), || {
+        rig.lan_neigh_vip().contains(&mac1)
+    });
+}
+
 /// Collects the UDP payloads to `port` seen on interface `ifname` (packet(7) socket).
 fn capture_udp(ifname: &str, port: u16, dur: Duration) -> Vec<Vec<u8>> {
     use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};

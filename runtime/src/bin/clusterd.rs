@@ -231,13 +231,13 @@ fn chain(s: &Settings) -> Chain {
     let mut c = Chain::new();
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
-            c.push(Box::new(ServiceAddress {
-                interface: ifname.clone(),
-                address: *address,
-                prefix: *prefix,
-                garp_count: 3,
-                garp_gap: Duration::from_millis(500),
-            }));
+            c.push(Box::new(ServiceAddress::new(
+                ifname.clone(),
+                *address,
+                *prefix,
+                3,
+                Duration::from_millis(500),
+            )));
         }
     }
     c
