@@ -43,6 +43,7 @@ enum In {
     PingReply(usize),
     ChainUp(Result<(), String>),
     ChainDown(Result<(), String>),
+    Announced(Result<(), String>),
     Control(ControlCall, oneshot::Sender<Response>),
     Transport(String),
 }
@@ -313,6 +314,17 @@ pub async fn run(
                         let _ = t.send(In::ChainDown(r));
                     });
                 }
+                Output::Announce => {
+                    hub.publish(
+                        "announce",
+                        "split brain over: announcing the service addresses again".into(),
+                    );
+                    let (c, t) = (Arc::clone(&chain), tx.clone());
+                    tokio::spawn(async move {
+                        let r = c.lock().await.announce().await.map_err(|e| chain_error(&e));
+                        let _ = t.send(In::Announced(r));
+                    });
+                }
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
                     hub.publish(kind, text);
@@ -343,6 +355,10 @@ pub async fn run(
                         }
                         core.handle(now, Input::ResourcesDown);
                     }
+                    In::Announced(Ok(())) => {}
+                    // Nothing for the core to decide: the addresses are held, only the
+                    // routers' view may stay stale until their entries expire.
+                    In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
                     In::Control(call, reply) => {
                         let resp = match call {

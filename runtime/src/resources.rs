@@ -64,6 +64,12 @@ pub trait Resource: Send + Debug {
     fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
     /// Takes the resource down on this node.
     fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
+    /// Tells the network again that this node holds the resource (after a split brain,
+    /// when routers may have learnt the peer's MAC). Called only while acquired; the
+    /// default does nothing.
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Resources in takeover order.
@@ -110,6 +116,21 @@ impl Chain {
         let mut first = None;
         for r in self.resources.iter_mut().rev() {
             if let Err(e) = r.release().await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Announces every resource again, in order, trying every resource; returns the
+    /// first failure.
+    ///
+    /// # Errors
+    /// The first resource's failure (the others were still attempted).
+    pub async fn announce(&mut self) -> Result<(), ResourceError> {
+        let mut first = None;
+        for r in &mut self.resources {
+            if let Err(e) = r.announce().await {
                 first.get_or_insert(e);
             }
         }
@@ -208,6 +229,15 @@ impl Resource for ServiceAddress {
                 .map_err(|source| self.addr_err(source))
         })
     }
+
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            let link = net::link_info(&self.interface)
+                .await
+                .map_err(|source| self.addr_err(source))?;
+            self.announce_on(link).await
+        })
+    }
 }
 
 impl ServiceAddress {
@@ -275,6 +305,8 @@ pub struct SimKnobs {
     pub held: AtomicBool,
     /// Acquire calls so far.
     pub acquires: AtomicU32,
+    /// Announce calls so far.
+    pub announces: AtomicU32,
     /// Log of `+name` / `-name` in call order, shared by all sim resources of a chain.
     pub log: Mutex<Vec<String>>,
 }
@@ -332,6 +364,14 @@ impl Resource for SimResource {
             Ok(())
         })
     }
+
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            self.knobs.announces.fetch_add(1, Ordering::SeqCst);
+            self.record(format!("~{}", self.name));
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +418,21 @@ mod tests {
         assert!(c.release().await.is_err());
         // "a" was still released although "b" failed first.
         assert!(!k1.held.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn announce_reaches_every_resource_in_order() {
+        let k = Arc::new(SimKnobs::default());
+        let mut c = Chain::new();
+        c.push(sim("drbd", &k));
+        c.push(sim("address", &k));
+        c.acquire().await.unwrap();
+        c.announce().await.unwrap();
+        assert_eq!(k.announces.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            *k.log.lock().unwrap(),
+            ["+drbd", "+address", "~drbd", "~address"]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -119,11 +119,35 @@ fn all_paths_cut_split_brain_is_detected_and_resolved() {
     rig.cut_external(1, true);
     rig.cut_serial(true);
     rig.wait_roles("active", "active", Duration::from_secs(4));
+    // As if the router had learnt node2's MAC for the address during the split brain
+    // (node2's own announcements went nowhere: its LAN port is down). The pause keeps
+    // the kernel's ARP locktime from hiding node1's announcement below.
+    let (mac1, mac2) = (rig.mac(0), rig.mac(1));
+    sh(&[
+        "ip",
+        "-n",
+        &rig.lan,
+        "neigh",
+        "replace",
+        VIP,
+        "lladdr",
+        &mac2,
+        "dev",
+        "br0",
+        "nud",
+        "reachable",
+    ]);
+    thread::sleep(Duration::from_millis(1100));
     rig.cut_internal(false);
     rig.cut_external(1, false);
     rig.cut_serial(false);
     // Equal ping reach once node2 is back on the LAN: node1 stays by policy.
     rig.wait_roles("active", "passive", Duration::from_secs(6));
+    // The survivor announces its addresses again once node2 has released them.
+    wait_until("router back on node1's MAC", Duration::from_secs(3), || {
+        rig.lan_neigh_vip().contains(&mac1)
+    });
+    assert!(event_kinds(&rig.events(0)).contains(&"announce"));
     for i in 0..2 {
         let ev = rig.events(i);
         assert!(

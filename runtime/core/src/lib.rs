@@ -341,6 +341,10 @@ pub enum Output {
     Acquire,
     /// Run the resource chain backwards; answer with [`Input::ResourcesDown`].
     Release,
+    /// Announce the held resources again (gratuitous ARP for the service addresses):
+    /// a split brain has just been resolved in this node's favour, and routers may
+    /// still point at the peer that held the same addresses. No answer is expected.
+    Announce,
     /// Report this.
     Event(Event),
 }
@@ -1103,7 +1107,14 @@ impl Core {
             }
             return;
         }
-        self.split_brain_reported = false;
+        if self.split_brain_reported {
+            // The peer no longer holds the resources: the split brain is over and this
+            // node kept them, but routers may have learnt the peer's MAC meanwhile.
+            self.split_brain_reported = false;
+            if self.role == Role::Active {
+                self.out.push_back(Output::Announce);
+            }
+        }
         if !pv.fresh || self.role != Role::Active || pf.role != Role::Passive || !pf.data_good {
             // Requests and the ping-node rule need a frame sent after the peer heard
             // this boot; a stale one may be a replay of a request already served.

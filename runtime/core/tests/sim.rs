@@ -106,6 +106,8 @@ struct Sim {
     events: Vec<(u64, usize, Event)>,
     /// Every frame put on the external LAN (the attacker's capture).
     captured: Vec<(u64, Vec<u8>)>,
+    /// (time, node) of each re-announcement of the resources.
+    announced: Vec<(u64, usize)>,
     /// Each time both nodes held resources while a path was up since the start.
     violations: Vec<u64>,
     /// Paths never cut since the start of the run.
@@ -131,6 +133,7 @@ impl Sim {
             rng: SmallRng::seed_from_u64(seed),
             events: Vec::new(),
             captured: Vec::new(),
+            announced: Vec::new(),
             violations: Vec::new(),
             never_cut: [true; 3],
         };
@@ -233,6 +236,7 @@ impl Sim {
                         },
                     );
                 }
+                Output::Announce => self.announced.push((self.t, n)),
                 Output::Event(e) => self.events.push((self.t, n, e)),
             }
         }
@@ -474,6 +478,21 @@ fn all_paths_cut_gives_split_brain_which_is_detected_and_resolved() {
         }));
     assert_eq!(s.role(0), Some(Role::Active));
     assert_eq!(s.role(1), Some(Role::Passive));
+    // Once node2 has released, node1 announces its addresses again (routers may have
+    // learnt node2's MAC during the split brain), once, and only node1.
+    let released = s
+        .role_changes()
+        .iter()
+        .find(|(t, n, r)| *t >= healed && *n == 1 && *r == Role::Passive)
+        .map(|c| c.0)
+        .unwrap();
+    assert_eq!(s.announced.len(), 1, "{:?}", s.announced);
+    let (at, n) = s.announced[0];
+    assert_eq!(n, 0);
+    assert!(
+        at >= released && at <= released + KEEPALIVE + 50,
+        "{at} {released}"
+    );
 }
 
 #[test]
