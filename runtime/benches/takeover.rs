@@ -157,11 +157,12 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
     match sys {
         System::Clusterd => {
             let script = format!(
-                "{} --node {node} --config {} --control {} --serial-device {} --service-if ext --service-addr {VIP}/24 --data-good 2>{}",
+                "{} --node {node} --config {} --control {} --serial-device {} --state-dir {} --service-if ext --service-addr {VIP}/24 --data-good 2>{}",
                 env!("CARGO_BIN_EXE_clusterd"),
                 rig.dir.join("cluster.toml").display(),
                 rig.nodes[i].control.display(),
                 rig.nodes[i].tty.display(),
+                rig.nodes[i].state.display(),
                 dir.join("clusterd.log").display(),
             );
             spawn_node(rig, i, &[], &format!("{script} & wait"))

@@ -166,9 +166,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
-    let generation = SystemTime::now()
+    // Stored durably here, before the core exists and so before any frame is sent.
+    let wall_micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let generation = crate::generation::next(&settings.state_dir, wall_micros)
+        .context("choosing the boot generation")?;
     let key = ClusterKey::new(&settings.key).context("cluster key")?;
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;

@@ -22,6 +22,7 @@
 pub mod control;
 pub mod daemon;
 pub mod drbd;
+pub mod generation;
 pub mod hw;
 pub mod net;
 pub mod resources;

@@ -556,6 +556,58 @@ fn restart_of_passive_leaves_active_undisturbed_and_serial_eof_does_not_spin() {
     );
 }
 
+/// The boot generation survives a wall clock that steps back across a restart: node2's
+/// last run (as its state directory says) had a generation an hour ahead of the clock
+/// now. Restarted twice, it must still count up, or node1 would refuse every frame of
+/// the new run as a replay of the old one.
+#[test]
+fn restart_with_the_clock_behind_the_last_generation_is_not_taken_for_a_replay() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    rig.kill(1);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let ahead = u64::try_from(wall.as_micros()).unwrap() + 3_600_000_000;
+    let file = rig.nodes[1].state.join("generation");
+    std::fs::write(&file, format!("{ahead}\n")).unwrap();
+    for restart in 1..=2u64 {
+        rig.start(1);
+        rig.wait_roles("active", "passive", Duration::from_secs(6));
+        let stored: u64 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(stored, ahead + restart);
+        wait_until(
+            "node1 accepts the restarted node2's frames",
+            Duration::from_secs(3),
+            || {
+                let n = rig
+                    .events(0)
+                    .iter()
+                    .filter(|(k, _)| k == "peer_restarted")
+                    .count();
+                u64::try_from(n).unwrap() == restart
+            },
+        );
+        // Past the old run's deadtime: liveness now comes from the new run alone.
+        thread::sleep(Duration::from_millis(DEADTIME_MS + KEEPALIVE_MS));
+        let st = rig.status(0);
+        assert!(st.peer.alive && st.paths.iter().all(|p| p.state == "up"));
+        assert_eq!(rig.status(0).counters.replayed, 0);
+        assert!(
+            rig.events(1)
+                .iter()
+                .any(|(k, t)| k == "started" && t.contains(&format!("generation {stored}"))),
+            "{:?}",
+            rig.events(1)
+        );
+        rig.kill(1);
+    }
+}
+
 #[test]
 fn peer_with_another_configuration_is_reported_and_changes_no_role() {
     let mut rig = Rig::new();

@@ -72,6 +72,8 @@ fn serial_path_frames_noise_and_forgeries() {
         Command::new(env!("CARGO_BIN_EXE_clusterd"))
             .args(["--node", "node1", "--key-file"])
             .arg(dir.join("key"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .arg("--control")
             .arg(&sock)
             .args(["--serial", &tty, "--baud", "38400"])
