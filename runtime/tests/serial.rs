@@ -41,7 +41,9 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-fn frame(seq: u64) -> Frame {
+/// The test's peer, echoing clusterd's generation `yours` as a real peer does once it
+/// has heard it.
+fn frame(seq: u64, yours: u64) -> Frame {
     Frame {
         sender: NodeId::Node2,
         path: PathId::Serial,
@@ -54,7 +56,7 @@ fn frame(seq: u64) -> Frame {
         ping_reach: 0,
         generation: 7,
         sequence: seq,
-        your_generation: 0,
+        your_generation: yours,
         config_digest: [0; 32],
     }
 }
@@ -117,12 +119,12 @@ fn serial_path_frames_noise_and_forgeries() {
             master.write_all(&[0x55; 400]).unwrap();
         }
         if seq == 6 {
-            let forged = encode(&other, &frame(1000));
+            let forged = encode(&other, &frame(1000, heard.generation));
             master
                 .write_all(encode_serial(&forged, &mut out).unwrap())
                 .unwrap();
         }
-        let f = encode(&key, &frame(seq));
+        let f = encode(&key, &frame(seq, heard.generation));
         master
             .write_all(encode_serial(&f, &mut out).unwrap())
             .unwrap();
