@@ -459,6 +459,46 @@ async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> b
     w.write_all(s.as_bytes()).await.is_ok()
 }
 
+/// Longest control request line, without its newline.
+const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, PartialEq, Eq)]
+enum RequestLine {
+    /// `line` holds the next request (newline stripped).
+    Line,
+    /// The client closed the connection.
+    End,
+    /// More than [`MAX_REQUEST`] bytes without a newline; what was read is discarded.
+    TooLong,
+}
+
+/// Reads one request line into `line`, buffering at most [`MAX_REQUEST`] + 1 bytes
+/// whatever the client sends: a client that never sends a newline costs a bounded
+/// buffer, not memory without end.
+async fn read_request_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<RequestLine> {
+    use tokio::io::AsyncReadExt;
+    line.clear();
+    let limit = u64::try_from(MAX_REQUEST + 1).unwrap_or(u64::MAX);
+    let n = (&mut *reader).take(limit).read_until(b'\n', line).await?;
+    if n == 0 {
+        return Ok(RequestLine::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() > MAX_REQUEST {
+        line.clear();
+        return Ok(RequestLine::TooLong);
+    }
+    // Otherwise the last line of a client that closed without a newline.
+    Ok(RequestLine::Line)
+}
+
 async fn control_conn(
     stream: UnixStream,
     tx: mpsc::UnboundedSender<In>,
@@ -467,15 +507,21 @@ async fn control_conn(
     hw: Arc<Mutex<HwJson>>,
 ) {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    // Bounded request size: a line longer than this is refused, not buffered forever.
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.len() > 4096 {
-            bad.fetch_add(1, Ordering::Relaxed);
-            let _ = write_line(&mut w, &Response::error("request longer than 4096 bytes")).await;
-            return;
+    let mut reader = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        match read_request_line(&mut reader, &mut line).await {
+            Ok(RequestLine::Line) => {}
+            Ok(RequestLine::End) | Err(_) => return,
+            Ok(RequestLine::TooLong) => {
+                // The rest of the line is never read: the connection ends here.
+                bad.fetch_add(1, Ordering::Relaxed);
+                let msg = format!("request longer than {MAX_REQUEST} bytes");
+                let _ = write_line(&mut w, &Response::error(msg)).await;
+                return;
+            }
         }
-        let req: Request = match serde_json::from_str(&line) {
+        let req: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
                 bad.fetch_add(1, Ordering::Relaxed);
@@ -744,4 +790,70 @@ fn start_serial(
         })
         .context("starting serial reader thread")?;
     Ok(wtx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_lines_are_split_and_stripped() {
+        let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\r\nlast";
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while read_request_line(&mut input, &mut line).await.unwrap() == RequestLine::Line {
+            got.push(String::from_utf8(line.clone()).unwrap());
+        }
+        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "last"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_line_limit_is_exact() {
+        let mut line = Vec::new();
+        let mut ok = vec![b'x'; MAX_REQUEST];
+        ok.push(b'\n');
+        let mut input = &ok[..];
+        let r = read_request_line(&mut input, &mut line).await.unwrap();
+        assert_eq!((r, line.len()), (RequestLine::Line, MAX_REQUEST));
+        let mut long = vec![b'x'; MAX_REQUEST + 1];
+        long.push(b'\n');
+        let mut input = &long[..];
+        let r = read_request_line(&mut input, &mut line).await.unwrap();
+        assert_eq!(r, RequestLine::TooLong);
+        assert!(line.is_empty());
+    }
+
+    /// A client that sends bytes forever and never a newline.
+    struct Endless {
+        given: usize,
+    }
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = buf.remaining();
+            buf.put_slice(&vec![b'x'; n]);
+            self.given += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn endless_line_is_refused_after_a_bounded_read() {
+        let mut reader = BufReader::with_capacity(1024, Endless { given: 0 });
+        let mut line = Vec::new();
+        let r = read_request_line(&mut reader, &mut line).await.unwrap();
+        assert_eq!(r, RequestLine::TooLong);
+        // At most the limit plus one buffer refill was ever read.
+        assert!(reader.get_ref().given <= MAX_REQUEST + 1 + 1024);
+        assert!(line.capacity() < 4 * MAX_REQUEST);
+    }
 }

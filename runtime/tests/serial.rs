@@ -151,5 +151,23 @@ fn serial_path_frames_noise_and_forgeries() {
     // node1 was started without --data-good and the peer says its data is good: the
     // start-up rule elects the peer, so node1 stays passive.
     assert_eq!(st.role, "passive", "{st:?}");
+
+    // A control client that never sends a newline gets a clear error after 4096 bytes
+    // and its connection is closed: clusterd does not buffer the rest.
+    let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Fits in the socket buffer, so the write completes before clusterd closes.
+    raw.write_all(&vec![b'x'; 64 * 1024]).unwrap();
+    let mut reader = std::io::BufReader::new(raw);
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut reply).unwrap();
+    let r: tandem_runtime::control::Response = serde_json::from_str(&reply).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.error.as_deref(), Some("request longer than 4096 bytes"));
+    // Then end of stream (or a reset: the unread rest of the line was dropped).
+    let mut rest = Vec::new();
+    assert!(reader.read_to_end(&mut rest).map_or(true, |n| n == 0));
+    let st = c.call("status", false).unwrap().status.unwrap();
+    assert_eq!(st.counters.bad_requests, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
