@@ -202,8 +202,21 @@ fn ping_node_rules() {
     wait_until("ping node back", Duration::from_secs(4), || {
         (0..2).all(|i| rig.status(i).ping_nodes.iter().all(|p| p.reachable))
     });
-    // The active alone loses it (its LAN port goes down): hand over to node2.
-    rig.cut_external(0, true);
+    // The active alone loses it, and only it: a blackhole route to the ping node in
+    // node1's namespace. Its LAN port stays up, so the external heartbeat path keeps
+    // delivering and the ping-node rule is what moves the services: hand over to node2.
+    let blackhole = |op: &str| {
+        sh(&[
+            "ip",
+            "-n",
+            rig.ns(0),
+            "route",
+            op,
+            "blackhole",
+            &format!("{PING_NODE}/32"),
+        ]);
+    };
+    blackhole("add");
     rig.wait_roles("passive", "active", Duration::from_secs(6));
     let ev = rig.events(0);
     assert!(
@@ -213,6 +226,25 @@ fn ping_node_rules() {
     );
     assert!(rig.has_vip(1));
     assert!(!rig.has_vip(0));
+    for i in 0..2 {
+        let st = rig.status(i);
+        assert!(
+            st.paths.iter().all(|p| p.state == "up"),
+            "node{}: every heartbeat path, the external one too, stayed up: {:?}",
+            i + 1,
+            st.paths
+        );
+        assert_eq!(st.ping_nodes[0].reachable, i == 1, "node{}", i + 1);
+    }
+    for i in 0..2 {
+        let ev = rig.events(i);
+        assert!(
+            !ev.iter().any(|(k, _)| k == "path_down" || k == "peer_dead"),
+            "node{}: {ev:?}",
+            i + 1
+        );
+    }
+    blackhole("del");
 }
 
 #[test]
