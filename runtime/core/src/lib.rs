@@ -1022,6 +1022,8 @@ impl Core {
     }
 
     fn decide_idle(&mut self, now: Instant, peer: Option<PeerView>) {
+        // A split brain this node lost is over for it; only a survivor announces.
+        self.split_brain_reported = false;
         let Some(pv) = peer else {
             let known_peer = self.peer.is_some();
             let init_over = now.since(self.started) >= self.p.initdead;
