@@ -2,6 +2,8 @@
 //!
 //! One request per line, one response per line (`events` with `follow` keeps the
 //! connection and streams one event per line). Every message carries `"version": 1`.
+//! A request line holds at most 4096 bytes: clusterd reads no further, answers
+//! `request longer than 4096 bytes` and closes the connection.
 //! The web console and the `tandem` CLI are the clients; this module holds the shared
 //! types and a small blocking client.
 

@@ -43,6 +43,7 @@ enum In {
     PingReply(usize),
     ChainUp(Result<(), String>),
     ChainDown(Result<(), String>),
+    Announced(Result<(), String>),
     Control(ControlCall, oneshot::Sender<Response>),
     Transport(String),
 }
@@ -165,9 +166,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
-    let generation = SystemTime::now()
+    // Stored durably here, before the core exists and so before any frame is sent.
+    let wall_micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let generation = crate::generation::next(&settings.state_dir, wall_micros)
+        .context("choosing the boot generation")?;
     let key = ClusterKey::new(&settings.key).context("cluster key")?;
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
@@ -313,6 +317,17 @@ pub async fn run(
                         let _ = t.send(In::ChainDown(r));
                     });
                 }
+                Output::Announce => {
+                    hub.publish(
+                        "announce",
+                        "split brain over: announcing the service addresses again".into(),
+                    );
+                    let (c, t) = (Arc::clone(&chain), tx.clone());
+                    tokio::spawn(async move {
+                        let r = c.lock().await.announce().await.map_err(|e| chain_error(&e));
+                        let _ = t.send(In::Announced(r));
+                    });
+                }
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
                     hub.publish(kind, text);
@@ -343,6 +358,10 @@ pub async fn run(
                         }
                         core.handle(now, Input::ResourcesDown);
                     }
+                    In::Announced(Ok(())) => {}
+                    // Nothing for the core to decide: the addresses are held, only the
+                    // routers' view may stay stale until their entries expire.
+                    In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
                     In::Control(call, reply) => {
                         let resp = match call {
@@ -440,6 +459,46 @@ async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> b
     w.write_all(s.as_bytes()).await.is_ok()
 }
 
+/// Longest control request line, without its newline.
+const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, PartialEq, Eq)]
+enum RequestLine {
+    /// `line` holds the next request (newline stripped).
+    Line,
+    /// The client closed the connection.
+    End,
+    /// More than [`MAX_REQUEST`] bytes without a newline; what was read is discarded.
+    TooLong,
+}
+
+/// Reads one request line into `line`, buffering at most [`MAX_REQUEST`] + 1 bytes
+/// whatever the client sends: a client that never sends a newline costs a bounded
+/// buffer, not memory without end.
+async fn read_request_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<RequestLine> {
+    use tokio::io::AsyncReadExt;
+    line.clear();
+    let limit = u64::try_from(MAX_REQUEST + 1).unwrap_or(u64::MAX);
+    let n = (&mut *reader).take(limit).read_until(b'\n', line).await?;
+    if n == 0 {
+        return Ok(RequestLine::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() > MAX_REQUEST {
+        line.clear();
+        return Ok(RequestLine::TooLong);
+    }
+    // Otherwise the last line of a client that closed without a newline.
+    Ok(RequestLine::Line)
+}
+
 async fn control_conn(
     stream: UnixStream,
     tx: mpsc::UnboundedSender<In>,
@@ -448,15 +507,21 @@ async fn control_conn(
     hw: Arc<Mutex<HwJson>>,
 ) {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    // Bounded request size: a line longer than this is refused, not buffered forever.
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.len() > 4096 {
-            bad.fetch_add(1, Ordering::Relaxed);
-            let _ = write_line(&mut w, &Response::error("request longer than 4096 bytes")).await;
-            return;
+    let mut reader = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        match read_request_line(&mut reader, &mut line).await {
+            Ok(RequestLine::Line) => {}
+            Ok(RequestLine::End) | Err(_) => return,
+            Ok(RequestLine::TooLong) => {
+                // The rest of the line is never read: the connection ends here.
+                bad.fetch_add(1, Ordering::Relaxed);
+                let msg = format!("request longer than {MAX_REQUEST} bytes");
+                let _ = write_line(&mut w, &Response::error(msg)).await;
+                return;
+            }
         }
-        let req: Request = match serde_json::from_str(&line) {
+        let req: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
                 bad.fetch_add(1, Ordering::Relaxed);
@@ -725,4 +790,70 @@ fn start_serial(
         })
         .context("starting serial reader thread")?;
     Ok(wtx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_lines_are_split_and_stripped() {
+        let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\r\nlast";
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while read_request_line(&mut input, &mut line).await.unwrap() == RequestLine::Line {
+            got.push(String::from_utf8(line.clone()).unwrap());
+        }
+        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "last"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_line_limit_is_exact() {
+        let mut line = Vec::new();
+        let mut ok = vec![b'x'; MAX_REQUEST];
+        ok.push(b'\n');
+        let mut input = &ok[..];
+        let r = read_request_line(&mut input, &mut line).await.unwrap();
+        assert_eq!((r, line.len()), (RequestLine::Line, MAX_REQUEST));
+        let mut long = vec![b'x'; MAX_REQUEST + 1];
+        long.push(b'\n');
+        let mut input = &long[..];
+        let r = read_request_line(&mut input, &mut line).await.unwrap();
+        assert_eq!(r, RequestLine::TooLong);
+        assert!(line.is_empty());
+    }
+
+    /// A client that sends bytes forever and never a newline.
+    struct Endless {
+        given: usize,
+    }
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = buf.remaining();
+            buf.put_slice(&vec![b'x'; n]);
+            self.given += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn endless_line_is_refused_after_a_bounded_read() {
+        let mut reader = BufReader::with_capacity(1024, Endless { given: 0 });
+        let mut line = Vec::new();
+        let r = read_request_line(&mut reader, &mut line).await.unwrap();
+        assert_eq!(r, RequestLine::TooLong);
+        // At most the limit plus one buffer refill was ever read.
+        assert!(reader.get_ref().given <= MAX_REQUEST + 1 + 1024);
+        assert!(line.capacity() < 4 * MAX_REQUEST);
+    }
 }

@@ -23,6 +23,7 @@ pub mod activate;
 pub mod control;
 pub mod daemon;
 pub mod drbd;
+pub mod generation;
 pub mod hw;
 pub mod net;
 pub mod replication;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use crate::net::{self, ArpError, NetlinkError};
 
 /// A boxed future, as trait methods returning futures must be object-safe.
@@ -68,6 +70,12 @@ pub trait Resource: Send + Debug {
     fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
     /// Takes the resource down on this node.
     fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
+    /// Tells the network again that this node holds the resource (after a split brain,
+    /// when routers may have learnt the peer's MAC). Called only while acquired; the
+    /// default does nothing.
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Resources in takeover order.
@@ -119,6 +127,63 @@ impl Chain {
         }
         first.map_or(Ok(()), Err)
     }
+
+    /// Announces every resource again, in order, trying every resource; returns the
+    /// first failure.
+    ///
+    /// # Errors
+    /// The first resource's failure (the others were still attempted).
+    pub async fn announce(&mut self) -> Result<(), ResourceError> {
+        let mut first = None;
+        for r in &mut self.resources {
+            if let Err(e) = r.announce().await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Announcements still to be repeated in the background, with the handle that stops
+/// them. Whoever gives the address away must [`Repeats::cancel`] them first: a repeat
+/// from the old owner after a quick switchover would point routers back at it.
+#[derive(Debug)]
+pub struct Repeats {
+    task: JoinHandle<()>,
+}
+
+impl Repeats {
+    /// Calls `send` `count - 1` more times, `gap` apart (the caller sent the first),
+    /// stopping early when it returns false. Needs a tokio runtime.
+    pub fn spawn(
+        count: u32,
+        gap: Duration,
+        mut send: impl FnMut() -> bool + Send + 'static,
+    ) -> Repeats {
+        let task = tokio::spawn(async move {
+            for _ in 1..count {
+                tokio::time::sleep(gap).await;
+                if !send() {
+                    break;
+                }
+            }
+        });
+        Repeats { task }
+    }
+
+    /// Stops the repeats. When this returns the task has ended: nothing more is sent,
+    /// even on a multi-threaded runtime where it may have been running just then.
+    pub async fn cancel(self) {
+        self.task.abort();
+        // Err(cancelled) is the expected outcome; a finished task is fine too.
+        let _ = self.task.await;
+    }
+
+    /// True once every repeat has been sent (or they were stopped).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
 }
 
 /// A service address on the external interface, announced by gratuitous ARP.
@@ -134,6 +199,8 @@ pub struct ServiceAddress {
     pub garp_count: u32,
     /// Gap between gratuitous ARPs.
     pub garp_gap: Duration,
+    /// The repeats of the last announcement, stopped by release.
+    repeats: Option<Repeats>,
 }
 
 impl Resource for ServiceAddress {
@@ -152,35 +219,14 @@ impl Resource for ServiceAddress {
             net::add_address(link.index, self.address, self.prefix)
                 .await
                 .map_err(|source| self.addr_err(source))?;
-            let arp_err = |source| ResourceError::Arp {
-                address: self.address,
-                interface: self.interface.clone(),
-                source,
-            };
-            net::send_gratuitous_arp(link.index, link.mac, self.address).map_err(arp_err)?;
-            // Repeat in the background: a router that missed the first one learns from
-            // the next; the takeover itself does not wait for them.
-            let (idx, mac, addr, gap, n) = (
-                link.index,
-                link.mac,
-                self.address,
-                self.garp_gap,
-                self.garp_count,
-            );
-            tokio::spawn(async move {
-                for _ in 1..n {
-                    tokio::time::sleep(gap).await;
-                    if net::send_gratuitous_arp(idx, mac, addr).is_err() {
-                        break;
-                    }
-                }
-            });
-            Ok(())
+            self.announce_on(link).await
         })
     }
 
     fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
         Box::pin(async move {
+            // First silence the announcements, then give the address up.
+            self.stop_repeats().await;
             let link = net::link_info(&self.interface)
                 .await
                 .map_err(|source| self.addr_err(source))?;
@@ -189,9 +235,61 @@ impl Resource for ServiceAddress {
                 .map_err(|source| self.addr_err(source))
         })
     }
+
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            let link = net::link_info(&self.interface)
+                .await
+                .map_err(|source| self.addr_err(source))?;
+            self.announce_on(link).await
+        })
+    }
 }
 
 impl ServiceAddress {
+    /// A service address announced `garp_count` times, `garp_gap` apart, on takeover.
+    #[must_use]
+    pub fn new(
+        interface: String,
+        address: Ipv4Addr,
+        prefix: u8,
+        garp_count: u32,
+        garp_gap: Duration,
+    ) -> ServiceAddress {
+        ServiceAddress {
+            interface,
+            address,
+            prefix,
+            garp_count,
+            garp_gap,
+            repeats: None,
+        }
+    }
+
+    async fn stop_repeats(&mut self) {
+        if let Some(r) = self.repeats.take() {
+            r.cancel().await;
+        }
+    }
+
+    /// Sends one gratuitous ARP now and the rest in the background: a router that
+    /// missed the first learns from the next; the takeover does not wait for them.
+    async fn announce_on(&mut self, link: net::LinkInfo) -> Result<(), ResourceError> {
+        self.stop_repeats().await;
+        net::send_gratuitous_arp(link.index, link.mac, self.address).map_err(|source| {
+            ResourceError::Arp {
+                address: self.address,
+                interface: self.interface.clone(),
+                source,
+            }
+        })?;
+        let (idx, mac, addr) = (link.index, link.mac, self.address);
+        self.repeats = Some(Repeats::spawn(self.garp_count, self.garp_gap, move || {
+            net::send_gratuitous_arp(idx, mac, addr).is_ok()
+        }));
+        Ok(())
+    }
+
     fn addr_err(&self, source: NetlinkError) -> ResourceError {
         ResourceError::Address {
             address: self.address,
@@ -213,6 +311,8 @@ pub struct SimKnobs {
     pub held: AtomicBool,
     /// Acquire calls so far.
     pub acquires: AtomicU32,
+    /// Announce calls so far.
+    pub announces: AtomicU32,
     /// Log of `+name` / `-name` in call order, shared by all sim resources of a chain.
     pub log: Mutex<Vec<String>>,
 }
@@ -270,6 +370,14 @@ impl Resource for SimResource {
             Ok(())
         })
     }
+
+    fn announce(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+        Box::pin(async move {
+            self.knobs.announces.fetch_add(1, Ordering::SeqCst);
+            self.record(format!("~{}", self.name));
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -316,5 +424,63 @@ mod tests {
         assert!(c.release().await.is_err());
         // "a" was still released although "b" failed first.
         assert!(!k1.held.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn announce_reaches_every_resource_in_order() {
+        let k = Arc::new(SimKnobs::default());
+        let mut c = Chain::new();
+        c.push(sim("drbd", &k));
+        c.push(sim("address", &k));
+        c.acquire().await.unwrap();
+        c.announce().await.unwrap();
+        assert_eq!(k.announces.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            *k.log.lock().unwrap(),
+            ["+drbd", "+address", "~drbd", "~address"]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cancelled_repeats_send_nothing_more() {
+        let sent = Arc::new(AtomicU32::new(0));
+        let s = Arc::clone(&sent);
+        let r = Repeats::spawn(100, Duration::from_millis(10), move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            true
+        });
+        while sent.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r.cancel().await;
+        let at_cancel = sent.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sent.load(Ordering::SeqCst), at_cancel);
+        assert!(at_cancel < 99, "repeats ran to the end before the cancel");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn repeats_stop_after_count_or_on_failure() {
+        let sent = Arc::new(AtomicU32::new(0));
+        let s = Arc::clone(&sent);
+        let r = Repeats::spawn(3, Duration::from_millis(1), move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            true
+        });
+        while !r.is_finished() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The caller sent the first; two repeats follow.
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+        let sent = Arc::new(AtomicU32::new(0));
+        let s = Arc::clone(&sent);
+        let r = Repeats::spawn(10, Duration::from_millis(1), move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            false
+        });
+        while !r.is_finished() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
     }
 }

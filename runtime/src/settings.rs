@@ -59,6 +59,8 @@ pub struct Settings {
     pub data_good: bool,
     /// Control socket path.
     pub control: PathBuf,
+    /// Directory for the daemon's own durable state (the boot generation).
+    pub state_dir: PathBuf,
     /// Digest of the cluster configuration both nodes must share.
     pub config_digest: [u8; 32],
 }
@@ -123,6 +125,8 @@ pub struct LocalOptions {
     pub data_good: bool,
     /// Control socket.
     pub control: PathBuf,
+    /// Directory for the daemon's own durable state.
+    pub state_dir: PathBuf,
 }
 
 fn node_id(n: NodeId) -> tandem_config::NodeId {
@@ -176,6 +180,7 @@ pub fn from_config(
         service_addresses,
         data_good: local.data_good,
         control: local.control,
+        state_dir: local.state_dir,
         config_digest: Sha256::digest(cfg.to_toml().as_bytes()).into(),
     }
 }

@@ -75,6 +75,8 @@ fn lan_board_matches_ipmitool_and_reports_psu_and_fan_failures() {
         Command::new(env!("CARGO_BIN_EXE_clusterd"))
             .args(["--node", "node1", "--key-file"])
             .arg(dir.join("key"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .arg("--control")
             .arg(&sock)
             .args(["--serial", &tty])

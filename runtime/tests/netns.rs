@@ -119,11 +119,35 @@ fn all_paths_cut_split_brain_is_detected_and_resolved() {
     rig.cut_external(1, true);
     rig.cut_serial(true);
     rig.wait_roles("active", "active", Duration::from_secs(4));
+    // As if the router had learnt node2's MAC for the address during the split brain
+    // (node2's own announcements went nowhere: its LAN port is down). The pause keeps
+    // the kernel's ARP locktime from hiding node1's announcement below.
+    let (mac1, mac2) = (rig.mac(0), rig.mac(1));
+    sh(&[
+        "ip",
+        "-n",
+        &rig.lan,
+        "neigh",
+        "replace",
+        VIP,
+        "lladdr",
+        &mac2,
+        "dev",
+        "br0",
+        "nud",
+        "reachable",
+    ]);
+    thread::sleep(Duration::from_millis(1100));
     rig.cut_internal(false);
     rig.cut_external(1, false);
     rig.cut_serial(false);
     // Equal ping reach once node2 is back on the LAN: node1 stays by policy.
     rig.wait_roles("active", "passive", Duration::from_secs(6));
+    // The survivor announces its addresses again once node2 has released them.
+    wait_until("router back on node1's MAC", Duration::from_secs(3), || {
+        rig.lan_neigh_vip().contains(&mac1)
+    });
+    assert!(event_kinds(&rig.events(0)).contains(&"announce"));
     for i in 0..2 {
         let ev = rig.events(i);
         assert!(
@@ -178,8 +202,21 @@ fn ping_node_rules() {
     wait_until("ping node back", Duration::from_secs(4), || {
         (0..2).all(|i| rig.status(i).ping_nodes.iter().all(|p| p.reachable))
     });
-    // The active alone loses it (its LAN port goes down): hand over to node2.
-    rig.cut_external(0, true);
+    // The active alone loses it, and only it: a blackhole route to the ping node in
+    // node1's namespace. Its LAN port stays up, so the external heartbeat path keeps
+    // delivering and the ping-node rule is what moves the services: hand over to node2.
+    let blackhole = |op: &str| {
+        sh(&[
+            "ip",
+            "-n",
+            rig.ns(0),
+            "route",
+            op,
+            "blackhole",
+            &format!("{PING_NODE}/32"),
+        ]);
+    };
+    blackhole("add");
     rig.wait_roles("passive", "active", Duration::from_secs(6));
     let ev = rig.events(0);
     assert!(
@@ -189,6 +226,25 @@ fn ping_node_rules() {
     );
     assert!(rig.has_vip(1));
     assert!(!rig.has_vip(0));
+    for i in 0..2 {
+        let st = rig.status(i);
+        assert!(
+            st.paths.iter().all(|p| p.state == "up"),
+            "node{}: every heartbeat path, the external one too, stayed up: {:?}",
+            i + 1,
+            st.paths
+        );
+        assert_eq!(st.ping_nodes[0].reachable, i == 1, "node{}", i + 1);
+    }
+    for i in 0..2 {
+        let ev = rig.events(i);
+        assert!(
+            !ev.iter().any(|(k, _)| k == "path_down" || k == "peer_dead"),
+            "node{}: {ev:?}",
+            i + 1
+        );
+    }
+    blackhole("del");
 }
 
 #[test]
@@ -215,6 +271,7 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
             ping_reach: 0,
             generation: u64::MAX,
             sequence: 1,
+            your_generation: 0,
             config_digest: [0; 32],
         },
     );
@@ -259,6 +316,89 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
     assert!(!r.ok);
     assert!(r.error.unwrap().contains("unknown request"));
     assert_eq!(rig.status(1).counters.bad_requests, 1);
+}
+
+/// Gratuitous ARPs for `ip` seen in the calling thread's namespace for `dur`, with the
+/// sender's MAC (lower-case, colon-separated) and when they were seen.
+fn capture_garp(
+    ip: [u8; 4],
+    dur: Duration,
+    ready: std::sync::mpsc::Sender<()>,
+) -> Vec<(Instant, String)> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};
+    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(eth::ALL)).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_millis(50)),
+    )
+    .unwrap();
+    ready.send(()).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < dur {
+        let Ok((_, n, _)) = rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) else {
+            continue;
+        };
+        let f = &buf[..n.min(buf.len())];
+        // Ethernet + ARP request whose sender and target address are both `ip`.
+        if f.len() < 14 + 28 || f[12..14] != [0x08, 0x06] || f[20..22] != [0, 1] {
+            continue;
+        }
+        let arp = &f[14..];
+        if arp[14..18] != ip || arp[24..28] != ip {
+            continue;
+        }
+        let mac: Vec<String> = arp[8..14].iter().map(|b| format!("{b:02x}")).collect();
+        out.push((Instant::now(), mac.join(":")));
+    }
+    out
+}
+
+#[test]
+fn released_node_stops_announcing_after_a_quick_switchover() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    rig.lan_learn_vip();
+    let (mac1, mac2) = (rig.mac(0), rig.mac(1));
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let lan = rig.lan.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let capture = thread::spawn(move || {
+        in_netns(&lan, move || {
+            capture_garp(vip.octets(), Duration::from_secs(3), ready_tx)
+        })
+    });
+    ready.recv().unwrap();
+    let switchover = |i: usize| {
+        let mut c = Client::connect(&rig.nodes[i].control).unwrap();
+        let r = c.call("switchover", false).unwrap();
+        assert!(r.ok, "{:?}", r.error);
+    };
+    switchover(0);
+    rig.wait_roles("passive", "active", Duration::from_secs(5));
+    // Straight back, well inside node2's gap between announcements (500 ms): node2
+    // releases while its repeats are still pending.
+    switchover(1);
+    wait_until("address back on node1", Duration::from_secs(5), || {
+        rig.has_vip(0) && rig.role(0) == "active"
+    });
+    // node1 acquires only after node2 released, so node2 is silent from here on.
+    let released = Instant::now();
+    let seen = capture.join().unwrap();
+    assert!(
+        seen.iter().any(|(_, m)| *m == mac2),
+        "node2's own announcement not captured: {seen:?}"
+    );
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(t, m)| *m == mac2 && *t > released)
+        .collect();
+    assert!(late.is_empty(), "node2 announced after releasing: {late:?}");
+    wait_until("router on node1's MAC", Duration::from_secs(2), || {
+        rig.lan_neigh_vip().contains(&mac1)
+    });
 }
 
 /// Collects the UDP payloads to `port` seen on interface `ifname` (packet(7) socket).
@@ -446,6 +586,58 @@ fn restart_of_passive_leaves_active_undisturbed_and_serial_eof_does_not_spin() {
         rss_kib(pids[1]),
         c1.iter().zip(&c0).map(|(a, b)| a - b).collect::<Vec<_>>()
     );
+}
+
+/// The boot generation survives a wall clock that steps back across a restart: node2's
+/// last run (as its state directory says) had a generation an hour ahead of the clock
+/// now. Restarted twice, it must still count up, or node1 would refuse every frame of
+/// the new run as a replay of the old one.
+#[test]
+fn restart_with_the_clock_behind_the_last_generation_is_not_taken_for_a_replay() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    rig.kill(1);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let ahead = u64::try_from(wall.as_micros()).unwrap() + 3_600_000_000;
+    let file = rig.nodes[1].state.join("generation");
+    std::fs::write(&file, format!("{ahead}\n")).unwrap();
+    for restart in 1..=2u64 {
+        rig.start(1);
+        rig.wait_roles("active", "passive", Duration::from_secs(6));
+        let stored: u64 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(stored, ahead + restart);
+        wait_until(
+            "node1 accepts the restarted node2's frames",
+            Duration::from_secs(3),
+            || {
+                let n = rig
+                    .events(0)
+                    .iter()
+                    .filter(|(k, _)| k == "peer_restarted")
+                    .count();
+                u64::try_from(n).unwrap() == restart
+            },
+        );
+        // Past the old run's deadtime: liveness now comes from the new run alone.
+        thread::sleep(Duration::from_millis(DEADTIME_MS + KEEPALIVE_MS));
+        let st = rig.status(0);
+        assert!(st.peer.alive && st.paths.iter().all(|p| p.state == "up"));
+        assert_eq!(rig.status(0).counters.replayed, 0);
+        assert!(
+            rig.events(1)
+                .iter()
+                .any(|(k, t)| k == "started" && t.contains(&format!("generation {stored}"))),
+            "{:?}",
+            rig.events(1)
+        );
+        rig.kill(1);
+    }
 }
 
 #[test]

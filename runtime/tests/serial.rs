@@ -41,7 +41,9 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-fn frame(seq: u64) -> Frame {
+/// The test's peer, echoing clusterd's generation `yours` as a real peer does once it
+/// has heard it.
+fn frame(seq: u64, yours: u64) -> Frame {
     Frame {
         sender: NodeId::Node2,
         path: PathId::Serial,
@@ -54,6 +56,7 @@ fn frame(seq: u64) -> Frame {
         ping_reach: 0,
         generation: 7,
         sequence: seq,
+        your_generation: yours,
         config_digest: [0; 32],
     }
 }
@@ -71,6 +74,8 @@ fn serial_path_frames_noise_and_forgeries() {
         Command::new(env!("CARGO_BIN_EXE_clusterd"))
             .args(["--node", "node1", "--key-file"])
             .arg(dir.join("key"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .arg("--control")
             .arg(&sock)
             .args(["--serial", &tty, "--baud", "38400"])
@@ -114,12 +119,12 @@ fn serial_path_frames_noise_and_forgeries() {
             master.write_all(&[0x55; 400]).unwrap();
         }
         if seq == 6 {
-            let forged = encode(&other, &frame(1000));
+            let forged = encode(&other, &frame(1000, heard.generation));
             master
                 .write_all(encode_serial(&forged, &mut out).unwrap())
                 .unwrap();
         }
-        let f = encode(&key, &frame(seq));
+        let f = encode(&key, &frame(seq, heard.generation));
         master
             .write_all(encode_serial(&f, &mut out).unwrap())
             .unwrap();
@@ -146,5 +151,23 @@ fn serial_path_frames_noise_and_forgeries() {
     // node1 was started without --data-good and the peer says its data is good: the
     // start-up rule elects the peer, so node1 stays passive.
     assert_eq!(st.role, "passive", "{st:?}");
+
+    // A control client that never sends a newline gets a clear error after 4096 bytes
+    // and its connection is closed: clusterd does not buffer the rest.
+    let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Fits in the socket buffer, so the write completes before clusterd closes.
+    raw.write_all(&vec![b'x'; 64 * 1024]).unwrap();
+    let mut reader = std::io::BufReader::new(raw);
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut reply).unwrap();
+    let r: tandem_runtime::control::Response = serde_json::from_str(&reply).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.error.as_deref(), Some("request longer than 4096 bytes"));
+    // Then end of stream (or a reset: the unread rest of the line was dropped).
+    let mut rest = Vec::new();
+    assert!(reader.read_to_end(&mut rest).map_or(true, |n| n == 0));
+    let st = c.call("status", false).unwrap().status.unwrap();
+    assert_eq!(st.counters.bad_requests, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,16 @@
 //! [`Core::poll_timeout`], and drains [`Core::poll_output`]. It does not fence the peer
 //! (the resource chain's first step does, where configured) and does not run resources.
 //!
+//! Fresh frames: every frame echoes the receiver's boot generation as the sender last
+//! heard it. A frame that echoes this node's *current* generation was sent after the
+//! peer heard this boot; any other authenticated frame (the peer has not heard this boot
+//! yet, or a replay captured before it: a freshly started node has no replay state for
+//! the peer's generation and accepts it) is stale. Stale frames count for liveness and
+//! may make this node step back (become passive, resolve a split brain by releasing),
+//! but this node acts on the peer's handover and switchover requests and on its role
+//! (electing itself, the ping-node handover) only from fresh frames. So a captured
+//! "passive, handing over" frame replayed at a restart cannot make a second node active.
+//!
 //! Split-brain policy (stated, not silent): when a node holding the resources hears
 //! the peer also holding them, both report [`Event::SplitBrain`]; the node whose
 //! heartbeats show more reachable ping nodes stays active, on a tie `node1` stays; the
@@ -73,8 +83,9 @@ pub struct Params {
     pub ping_dead: Duration,
     /// SHA-256 of this node's cluster configuration.
     pub config_digest: [u8; DIGEST_LEN],
-    /// Boot generation; must be greater than any previous run's (the daemon uses the
-    /// wall-clock time at start in microseconds).
+    /// Boot generation; non-zero and greater than any previous run's (the daemon
+    /// persists a counter and takes the larger of it plus one and the wall-clock time
+    /// in microseconds).
     pub generation: u64,
 }
 
@@ -107,6 +118,9 @@ pub enum ParamsError {
     /// Every path disabled.
     #[error("at least one heartbeat path must be enabled")]
     NoPath,
+    /// Generation zero means "not heard" on the wire.
+    #[error("boot generation must not be zero")]
+    ZeroGeneration,
 }
 
 impl Params {
@@ -136,6 +150,9 @@ impl Params {
         }
         if !self.paths_enabled.iter().any(|e| *e) {
             return Err(ParamsError::NoPath);
+        }
+        if self.generation == 0 {
+            return Err(ParamsError::ZeroGeneration);
         }
         Ok(())
     }
@@ -324,6 +341,10 @@ pub enum Output {
     Acquire,
     /// Run the resource chain backwards; answer with [`Input::ResourcesDown`].
     Release,
+    /// Announce the held resources again (gratuitous ARP for the service addresses):
+    /// a split brain has just been resolved in this node's favour, and routers may
+    /// still point at the peer that held the same addresses. No answer is expected.
+    Announce,
     /// Report this.
     Event(Event),
 }
@@ -439,6 +460,8 @@ struct PeerView {
     generation: u64,
     sequence: u64,
     frame: Frame,
+    /// The frame echoes this node's current generation (see the crate docs).
+    fresh: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -822,6 +845,7 @@ impl Core {
                 generation: frame.generation,
                 sequence: frame.sequence,
                 frame,
+                fresh: frame.your_generation == self.p.generation,
             });
         }
         if frame.config_digest != self.p.config_digest {
@@ -840,6 +864,7 @@ impl Core {
         self.sequence += 1;
         let want_switchover = self.want_switchover_until.is_some_and(|u| now < u);
         let handover = self.handover_until.is_some_and(|u| now < u);
+        let your_generation = self.peer.map_or(0, |pv| pv.generation);
         for path in PathId::ALL {
             if !self.p.paths_enabled[path.index()] {
                 continue;
@@ -856,6 +881,7 @@ impl Core {
                 ping_reach: self.ping_reach,
                 generation: self.p.generation,
                 sequence: self.sequence,
+                your_generation,
                 config_digest: self.p.config_digest,
             };
             let frame = tandem_proto::encode(&self.key, &f);
@@ -968,8 +994,9 @@ impl Core {
         if self.want_switchover_until.is_some_and(|u| now >= u) {
             self.want_switchover_until = None;
         }
-        let peer = self.peer.filter(|_| self.peer_alive).map(|pv| pv.frame);
-        if let Some(pf) = peer {
+        let peer = self.peer.filter(|_| self.peer_alive);
+        if let Some(pv) = peer.filter(|pv| pv.fresh) {
+            let pf = pv.frame;
             if !pf.want_switchover {
                 self.peer_request_seen = false;
             }
@@ -994,8 +1021,10 @@ impl Core {
         }
     }
 
-    fn decide_idle(&mut self, now: Instant, peer: Option<Frame>) {
-        let Some(pf) = peer else {
+    fn decide_idle(&mut self, now: Instant, peer: Option<PeerView>) {
+        // A split brain this node lost is over for it; only a survivor announces.
+        self.split_brain_reported = false;
+        let Some(pv) = peer else {
             let known_peer = self.peer.is_some();
             let init_over = now.since(self.started) >= self.p.initdead;
             if self.role == Role::Starting && !init_over {
@@ -1012,20 +1041,30 @@ impl Core {
             }
             return self.set_waiting(Some(WaitReason::DataNotGood));
         };
+        let pf = pv.frame;
         if pf.role.holds_resources() {
+            // Stepping back is safe on any authenticated frame.
             self.set_waiting(None);
             return self.set_role(now, Role::Passive, None);
         }
+        if !pv.fresh {
+            // The peer says nobody holds the resources, but it said so before it heard
+            // this boot (or this is a replay of such a frame): its handover may have been
+            // taken back since. Wait for a frame that echoes this generation.
+            return;
+        }
         // Peer is Starting or Passive: nobody holds the resources.
+        if self.handover_until.is_some() {
+            // We released for the peer; give it the chance to take over. A handover flag
+            // in its frames now is left from the handover that gave us the services (it
+            // has not yet seen us hold them): taking it would undo this switchover.
+            return;
+        }
         if pf.handover && pf.role == Role::Passive {
             if self.data_good {
                 return self.start_acquire(now, Reason::Handover);
             }
             return self.set_waiting(Some(WaitReason::DataNotGood));
-        }
-        if self.handover_until.is_some() {
-            // We released for the peer; give it the chance to take over.
-            return;
         }
         // The first frames heard may be older than the peer's latest decision (it may be
         // taking over from this node's silence right now): elect only once the peer has
@@ -1046,11 +1085,12 @@ impl Core {
         }
     }
 
-    fn decide_holding(&mut self, now: Instant, peer: Option<Frame>) {
-        let Some(pf) = peer else {
+    fn decide_holding(&mut self, now: Instant, peer: Option<PeerView>) {
+        let Some(pv) = peer else {
             self.ping_rule_since = None;
             return;
         };
+        let pf = pv.frame;
         if pf.role.holds_resources() {
             // The peer holding (or still releasing) resources while this node holds
             // them only happens after both became active: the loser of the policy may
@@ -1069,8 +1109,18 @@ impl Core {
             }
             return;
         }
-        self.split_brain_reported = false;
-        if self.role != Role::Active || pf.role != Role::Passive || !pf.data_good {
+        if self.split_brain_reported {
+            // The peer no longer holds the resources: the split brain is over and this
+            // node kept them, but routers may have learnt the peer's MAC meanwhile.
+            self.split_brain_reported = false;
+            if self.role == Role::Active {
+                self.out.push_back(Output::Announce);
+            }
+        }
+        if !pv.fresh || self.role != Role::Active || pf.role != Role::Passive || !pf.data_good {
+            // Requests and the ping-node rule need a frame sent after the peer heard
+            // this boot; a stale one may be a replay of a request already served.
+            self.ping_rule_since = None;
             return;
         }
         if pf.want_switchover && !self.peer_request_seen {

@@ -106,6 +106,8 @@ struct Sim {
     events: Vec<(u64, usize, Event)>,
     /// Every frame put on the external LAN (the attacker's capture).
     captured: Vec<(u64, Vec<u8>)>,
+    /// (time, node) of each re-announcement of the resources.
+    announced: Vec<(u64, usize)>,
     /// Each time both nodes held resources while a path was up since the start.
     violations: Vec<u64>,
     /// Paths never cut since the start of the run.
@@ -131,6 +133,7 @@ impl Sim {
             rng: SmallRng::seed_from_u64(seed),
             events: Vec::new(),
             captured: Vec::new(),
+            announced: Vec::new(),
             violations: Vec::new(),
             never_cut: [true; 3],
         };
@@ -233,6 +236,7 @@ impl Sim {
                         },
                     );
                 }
+                Output::Announce => self.announced.push((self.t, n)),
                 Output::Event(e) => self.events.push((self.t, n, e)),
             }
         }
@@ -474,6 +478,21 @@ fn all_paths_cut_gives_split_brain_which_is_detected_and_resolved() {
         }));
     assert_eq!(s.role(0), Some(Role::Active));
     assert_eq!(s.role(1), Some(Role::Passive));
+    // Once node2 has released, node1 announces its addresses again (routers may have
+    // learnt node2's MAC during the split brain), once, and only node1.
+    let released = s
+        .role_changes()
+        .iter()
+        .find(|(t, n, r)| *t >= healed && *n == 1 && *r == Role::Passive)
+        .map(|c| c.0)
+        .unwrap();
+    assert_eq!(s.announced.len(), 1, "{:?}", s.announced);
+    let (at, n) = s.announced[0];
+    assert_eq!(n, 0);
+    assert!(
+        at >= released && at <= released + KEEPALIVE + 50,
+        "{at} {released}"
+    );
 }
 
 #[test]
@@ -551,6 +570,38 @@ fn switchover_both_ways_release_before_acquire() {
             assert_ne!(w[0].1, w[1].1);
         }
     }
+}
+
+/// Switching straight back: the passive's last frame still says "handing over" when the
+/// new active releases again; that flag was for the previous switchover and must not
+/// make the new active take the services straight back.
+#[test]
+fn immediate_switch_back_returns_the_services() {
+    let mut s = stable(42);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    while s.role(1) != Some(Role::Active) {
+        s.run_until(s.t + 1);
+        assert!(s.t < 5000, "no switchover");
+    }
+    let back = s.t;
+    let now = s.now();
+    s.core(1).switchover(now).unwrap();
+    s.drain(1);
+    s.run_until(back + 2000);
+    assert_eq!(
+        (s.role(0), s.role(1)),
+        (Some(Role::Active), Some(Role::Passive))
+    );
+    assert!(
+        !s.role_changes()
+            .iter()
+            .any(|(t, n, r)| *t > back && *n == 1 && *r == Role::Acquiring),
+        "{:?}",
+        s.role_changes()
+    );
+    assert!(s.violations.is_empty());
 }
 
 #[test]
@@ -680,13 +731,126 @@ fn bad_params_are_refused() {
     assert!(Core::new(Instant::from_millis(0), p, key()).is_err());
 }
 
+/// A replayed handover: the attacker captured node1's "passive, handing over" frames
+/// during a switchover and replays one to node2 right after node2 restarts, before
+/// node1's next real heartbeat. node2 has no replay state for node1's generation yet, so
+/// the frame is accepted, but it does not echo node2's new generation: node2 must not
+/// act on it.
+#[test]
+fn replayed_handover_frame_at_passive_restart_does_not_double_activate() {
+    let mut s = stable(80);
+    // Switch over to node2 and back: node1 now runs in the same generation in which it
+    // sent "passive + handover" frames.
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.run_until(s.t + 1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    let now = s.now();
+    s.core(1).switchover(now).unwrap();
+    s.drain(1);
+    s.run_until(s.t + 1000);
+    assert_eq!(
+        (s.role(0), s.role(1)),
+        (Some(Role::Active), Some(Role::Passive))
+    );
+    let handovers: Vec<Vec<u8>> = s
+        .captured
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| {
+            let d = tandem_proto::decode(&key(), f).unwrap();
+            d.sender == NodeId::Node1 && d.handover && d.role == Role::Passive
+        })
+        .cloned()
+        .collect();
+    assert!(!handovers.is_empty(), "no handover frame captured");
+    for replay in [handovers.first().unwrap(), handovers.last().unwrap()] {
+        s.kill(1);
+        s.run_until(s.t + 300);
+        let restarted = s.t;
+        s.start(1);
+        let now = s.now();
+        s.core(1).handle(
+            now,
+            Input::Frame {
+                path: PathId::External,
+                bytes: replay,
+            },
+        );
+        s.drain(1);
+        s.run_until(restarted + 3000);
+        assert!(s.violations.is_empty(), "both active at {:?}", s.violations);
+        assert!(
+            !s.role_changes()
+                .iter()
+                .any(|(t, n, r)| *t >= restarted && *n == 1 && r.holds_resources()),
+            "restarted node2 acquired: {:?}",
+            s.role_changes()
+        );
+        assert_eq!(
+            (s.role(0), s.role(1)),
+            (Some(Role::Active), Some(Role::Passive))
+        );
+    }
+}
+
+/// What the attacker on the external LAN does during a chaos run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    None,
+    /// Forged, garbled and replayed frames old enough to be outside the replay window
+    /// even on a quiet path: they must change nothing at all.
+    Stale,
+    /// Any captured frame, of any age, garbled or not, including a burst of the peer's
+    /// frames (handover and switchover ones first) into a node the moment it restarts,
+    /// before any real heartbeat reaches it.
+    AtRestart,
+}
+
+/// Replays captured frames to a node that has just restarted, the flagged ones first.
+fn replay_into_restarted(s: &mut Sim, n: usize, attacker: &mut SmallRng) {
+    let peer = s.nodes[1 - n].id;
+    let mut theirs: Vec<Vec<u8>> = s
+        .captured
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| tandem_proto::decode(&key(), f).is_ok_and(|d| d.sender == peer))
+        .cloned()
+        .collect();
+    let flagged = |f: &Vec<u8>| {
+        let d = tandem_proto::decode(&key(), f).unwrap();
+        d.handover || d.want_switchover
+    };
+    theirs.sort_by_key(|f| !flagged(f));
+    let mut burst: Vec<Vec<u8>> = theirs.iter().take(3).cloned().collect();
+    for _ in 0..3 {
+        if !theirs.is_empty() {
+            burst.push(theirs[attacker.random_range(0..theirs.len())].clone());
+        }
+    }
+    let now = s.now();
+    for f in burst {
+        if let Some(c) = s.nodes[n].core.as_mut() {
+            c.handle(
+                now,
+                Input::Frame {
+                    path: PathId::External,
+                    bytes: &f,
+                },
+            );
+        }
+        s.drain(n);
+    }
+}
+
 /// A run with noisy but never silent paths, random partitions that always leave one
 /// path untouched, random switchovers and ping-node changes.
 fn chaos(
     seed: u64,
     untouched: usize,
     loss: f64,
-    inject: bool,
+    attack: Attack,
     crashes: bool,
 ) -> (Sim, Vec<(u64, usize, Role)>) {
     let mut s = Sim::new(seed);
@@ -707,6 +871,9 @@ fn chaos(
             if d.is_some_and(|u| u <= t) {
                 *d = None;
                 s.start(n);
+                if attack == Attack::AtRestart {
+                    replay_into_restarted(&mut s, n, &mut attacker);
+                }
             }
         }
         match plan.random_range(0..10) {
@@ -741,8 +908,12 @@ fn chaos(
             _ => {}
         }
         // Frames old enough to be outside the replay window even on a quiet path.
-        let old = s.captured.partition_point(|(at, _)| *at + 2000 < s.t);
-        if inject && old > 0 {
+        let old = match attack {
+            Attack::None => 0,
+            Attack::Stale => s.captured.partition_point(|(at, _)| *at + 2000 < s.t),
+            Attack::AtRestart => s.captured.len(),
+        };
+        if old > 0 {
             for _ in 0..5 {
                 let n = attacker.random_range(0..2);
                 let mut f = s.captured[attacker.random_range(0..old)].1.clone();
@@ -782,7 +953,7 @@ proptest! {
 
     #[test]
     fn never_two_actives_while_a_path_delivers_even_with_crashes(seed: u64, untouched in 0usize..3, loss in 0.0f64..0.3) {
-        let (s, _) = chaos(seed, untouched, loss, false, true);
+        let (s, _) = chaos(seed, untouched, loss, Attack::None, true);
         prop_assert!(s.violations.is_empty(), "both held resources at {:?}", &s.violations[..s.violations.len().min(5)]);
         // Five quiet seconds after the last disturbance exactly one node is active (no
         // deadlock, no lingering double role), unless one node's paths are all cut.
@@ -792,13 +963,25 @@ proptest! {
     }
 
     #[test]
+    fn never_two_actives_with_replays_and_forgeries_during_crash_and_restart(seed: u64, untouched in 0usize..3, loss in 0.0f64..0.3) {
+        let (s, _) = chaos(seed, untouched, loss, Attack::AtRestart, true);
+        prop_assert!(s.violations.is_empty(), "both held resources at {:?}", &s.violations[..s.violations.len().min(5)]);
+        let holders = (0..2).filter(|n| s.role(*n).unwrap().holds_resources()).count();
+        prop_assert!(s.active().is_some(), "no active node: {:?}", (s.role(0), s.role(1)));
+        prop_assert_eq!(holders, 1);
+        let c = s.nodes[0].core.as_ref().unwrap().counters();
+        let d = s.nodes[1].core.as_ref().unwrap().counters();
+        prop_assert!(c.replayed + c.bad_mac + c.malformed + d.replayed + d.bad_mac + d.malformed > 0);
+    }
+
+    #[test]
     fn forged_and_replayed_frames_change_nothing(seed: u64, untouched in 0usize..3) {
-        let (quiet, clean) = chaos(seed, untouched, 0.0, false, false);
+        let (quiet, clean) = chaos(seed, untouched, 0.0, Attack::None, false);
         for n in &quiet.nodes {
             let c = n.core.as_ref().unwrap().counters();
             prop_assert_eq!(c.replayed + c.bad_mac + c.malformed + c.misdirected, 0);
         }
-        let (s, attacked) = chaos(seed, untouched, 0.0, true, false);
+        let (s, attacked) = chaos(seed, untouched, 0.0, Attack::Stale, false);
         prop_assert_eq!(clean, attacked);
         let c = s.nodes[0].core.as_ref().unwrap().counters();
         let d = s.nodes[1].core.as_ref().unwrap().counters();
@@ -854,7 +1037,7 @@ fn restart_while_peer_takes_over_does_not_double_activate() {
         10_409_288_504_768_851_978,
         0,
         0.197_246_305_786_946_44,
-        false,
+        Attack::None,
         true,
     );
     assert!(
@@ -869,7 +1052,20 @@ fn restart_while_peer_takes_over_does_not_double_activate() {
 /// and the ping-node handover came late. Refused frames now leave timers alone.
 #[test]
 fn refused_frame_does_not_swallow_a_due_timer() {
-    let (_, clean) = chaos(12_651_422_971_185_572_311, 0, 0.0, false, false);
-    let (_, attacked) = chaos(12_651_422_971_185_572_311, 0, 0.0, true, false);
+    let (_, clean) = chaos(12_651_422_971_185_572_311, 0, 0.0, Attack::None, false);
+    let (_, attacked) = chaos(12_651_422_971_185_572_311, 0, 0.0, Attack::Stale, false);
     assert_eq!(clean, attacked);
+}
+
+/// Found by the restart-replay property before frames echoed the receiver's generation:
+/// a node that had just restarted accepted a replayed "passive, handing over" frame of
+/// the running active and acquired at once.
+#[test]
+fn replay_burst_at_restart_does_not_double_activate() {
+    let (s, _) = chaos(7_133_522_407_775_913_301, 0, 0.0, Attack::AtRestart, true);
+    assert!(
+        s.violations.is_empty(),
+        "{:?}",
+        &s.violations[..3.min(s.violations.len())]
+    );
 }

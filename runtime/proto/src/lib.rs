@@ -2,10 +2,13 @@
 //!
 //! What it does:
 //! - encodes and decodes the one heartbeat frame both nodes exchange on every path
-//!   (serial null-modem, internal crossover, external LAN): a fixed 96-byte layout,
+//!   (serial null-modem, internal crossover, external LAN): a fixed 104-byte layout,
 //!   versioned, authenticated with HMAC-SHA256 under the cluster key, carrying the
 //!   sender's boot generation and a sequence number so that the receiver can refuse
-//!   replays (the replay *policy* lives in `tandem-core`, which sees all paths);
+//!   replays, and the receiver's generation as the sender last heard it ("your
+//!   generation") so that the receiver can tell a frame sent after the peer heard its
+//!   current boot from one captured earlier (the replay *policy* lives in
+//!   `tandem-core`, which sees all paths);
 //! - frames heartbeats on a byte stream (the serial cable) with COBS and a zero
 //!   delimiter, and deframes them with a resynchronising state machine
 //!   ([`SerialDeframer`]) that recovers from line noise at the next delimiter.
@@ -14,8 +17,23 @@
 //! `tandem-core`). Decoding is a pure function of the bytes and the key, so a fuzz
 //! target is a two-liner around [`decode`] or [`SerialDeframer::push`].
 //!
-//! Limitations: one frame kind (heartbeat) in version 1; a receiver refuses any other
-//! version rather than guessing. The MAC is checked before any field is interpreted,
+//! Layout (version 2, all integers big-endian):
+//!
+//! | bytes   | field                                                       |
+//! |---------|-------------------------------------------------------------|
+//! | 0..4    | magic `TNDM`                                                |
+//! | 4       | version (2)                                                 |
+//! | 5       | kind (1 = heartbeat)                                        |
+//! | 6..8    | length (104)                                                |
+//! | 8..16   | sender, role, resources, flags, ping total, ping reach, path, reserved (0) |
+//! | 16..24  | sender's boot generation                                    |
+//! | 24..32  | sequence number                                             |
+//! | 32..40  | your generation: the receiver's generation last heard (0: none) |
+//! | 40..72  | configuration digest (SHA-256)                              |
+//! | 72..104 | HMAC-SHA256 over bytes 0..72                                |
+//!
+//! Limitations: one frame kind (heartbeat) in version 2; a receiver refuses any other
+//! version (including version 1, which had no "your generation") rather than guessing. The MAC is checked before any field is interpreted,
 //! so a peer with another key is indistinguishable from line noise except by counter.
 #![no_std]
 #![warn(missing_docs)]
@@ -33,13 +51,13 @@ use sha2::Sha256;
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"TNDM";
 /// Wire version written by this crate; the only one it accepts.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Frame kind byte of a heartbeat.
 pub const KIND_HEARTBEAT: u8 = 1;
-/// Size of a version-1 heartbeat frame in bytes (header, body and MAC).
-pub const FRAME_LEN: usize = 96;
+/// Size of a version-2 heartbeat frame in bytes (header, body and MAC).
+pub const FRAME_LEN: usize = 104;
 /// Length of the authenticated part (everything before the MAC).
-const AUTH_LEN: usize = 64;
+const AUTH_LEN: usize = 72;
 /// Length of the SHA-256 configuration digest carried in every frame.
 pub const DIGEST_LEN: usize = 32;
 
@@ -275,6 +293,11 @@ pub struct Frame {
     pub generation: u64,
     /// Sequence number within the generation; one per send tick, same on all paths.
     pub sequence: u64,
+    /// The receiver's boot generation as the sender last heard it, 0 when it has not
+    /// heard the receiver in its own current generation. A receiver acts on requests
+    /// and role claims only in frames that echo its current generation: those were
+    /// sent after the peer heard this boot, so they cannot be replays from before it.
+    pub your_generation: u64,
     /// SHA-256 digest of the sender's cluster configuration.
     pub config_digest: [u8; DIGEST_LEN],
 }
@@ -380,7 +403,7 @@ impl ClusterKey {
     }
 }
 
-/// Encodes `frame` into its 96-byte wire form, signed with `key`.
+/// Encodes `frame` into its [`FRAME_LEN`]-byte wire form, signed with `key`.
 #[must_use]
 pub fn encode(key: &ClusterKey, frame: &Frame) -> [u8; FRAME_LEN] {
     let mut b = [0u8; FRAME_LEN];
@@ -409,13 +432,14 @@ pub fn encode(key: &ClusterKey, frame: &Frame) -> [u8; FRAME_LEN] {
     b[15] = 0;
     b[16..24].copy_from_slice(&frame.generation.to_be_bytes());
     b[24..32].copy_from_slice(&frame.sequence.to_be_bytes());
-    b[32..64].copy_from_slice(&frame.config_digest);
+    b[32..40].copy_from_slice(&frame.your_generation.to_be_bytes());
+    b[40..AUTH_LEN].copy_from_slice(&frame.config_digest);
     let tag = key.tag(&b[..AUTH_LEN]);
     b[AUTH_LEN..].copy_from_slice(&tag);
     b
 }
 
-const FRAME_LEN_U16: u16 = 96;
+const FRAME_LEN_U16: u16 = 104;
 const _: () = assert!(FRAME_LEN_U16 as usize == FRAME_LEN);
 
 /// Decodes and authenticates one frame.
@@ -478,8 +502,10 @@ pub fn decode(key: &ClusterKey, buf: &[u8]) -> Result<Frame, DecodeError> {
     g.copy_from_slice(&buf[16..24]);
     let mut s = [0u8; 8];
     s.copy_from_slice(&buf[24..32]);
+    let mut y = [0u8; 8];
+    y.copy_from_slice(&buf[32..40]);
     let mut config_digest = [0u8; DIGEST_LEN];
-    config_digest.copy_from_slice(&buf[32..64]);
+    config_digest.copy_from_slice(&buf[40..AUTH_LEN]);
     Ok(Frame {
         sender,
         path,
@@ -492,6 +518,7 @@ pub fn decode(key: &ClusterKey, buf: &[u8]) -> Result<Frame, DecodeError> {
         ping_reach,
         generation: u64::from_be_bytes(g),
         sequence: u64::from_be_bytes(s),
+        your_generation: u64::from_be_bytes(y),
         config_digest,
     })
 }
@@ -513,6 +540,7 @@ mod tests {
             ping_reach: 2,
             generation: 0x0102_0304_0506_0708,
             sequence: 42,
+            your_generation: 0x1112_1314_1516_1718,
             config_digest: [7; DIGEST_LEN],
         }
     }
@@ -549,14 +577,14 @@ mod tests {
     fn sizes_are_checked() {
         let b = encode(&key(), &sample());
         assert_eq!(
-            decode(&key(), &b[..95]),
-            Err(DecodeError::Truncated { len: 95 })
+            decode(&key(), &b[..FRAME_LEN - 1]),
+            Err(DecodeError::Truncated { len: FRAME_LEN - 1 })
         );
-        let mut long = [0u8; 97];
-        long[..96].copy_from_slice(&b);
+        let mut long = [0u8; FRAME_LEN + 1];
+        long[..FRAME_LEN].copy_from_slice(&b);
         assert_eq!(
             decode(&key(), &long),
-            Err(DecodeError::Oversized { len: 97 })
+            Err(DecodeError::Oversized { len: FRAME_LEN + 1 })
         );
         assert_eq!(
             decode(&key(), b"GET / HTTP/1.1\r\n"),
@@ -566,12 +594,41 @@ mod tests {
 
     #[test]
     fn version_is_checked_before_mac() {
-        let mut b = encode(&key(), &sample());
-        b[4] = 2;
-        assert_eq!(
-            decode(&key(), &b),
-            Err(DecodeError::UnsupportedVersion { version: 2 })
-        );
+        for old_or_new in [1, 3] {
+            let mut b = encode(&key(), &sample());
+            b[4] = old_or_new;
+            assert_eq!(
+                decode(&key(), &b),
+                Err(DecodeError::UnsupportedVersion {
+                    version: old_or_new
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn layout_is_fixed() {
+        let b = encode(&key(), &sample());
+        assert_eq!(b.len(), 104);
+        assert_eq!(&b[..8], b"TNDM\x02\x01\x00\x68");
+        assert_eq!(b[16..24], 0x0102_0304_0506_0708u64.to_be_bytes());
+        assert_eq!(b[24..32], 42u64.to_be_bytes());
+        assert_eq!(b[32..40], 0x1112_1314_1516_1718u64.to_be_bytes());
+        assert_eq!(b[40..72], [7; DIGEST_LEN]);
+    }
+
+    /// The heartbeat fuzz target's seeds are real frames of this layout, signed with the
+    /// fuzz target's key: a layout change must come with new seeds.
+    #[test]
+    fn fuzz_seeds_decode() {
+        let fuzz_key = ClusterKey::new(b"fuzz").unwrap();
+        for seed in [
+            &include_bytes!("../../../fuzz/seeds/heartbeat_frame/active.bin")[..],
+            &include_bytes!("../../../fuzz/seeds/heartbeat_frame/handover.bin")[..],
+        ] {
+            let f = decode(&fuzz_key, seed).unwrap();
+            assert_eq!(encode(&fuzz_key, &f)[..], *seed);
+        }
     }
 
     #[test]
@@ -603,7 +660,7 @@ mod tests {
         }
 
         #[test]
-        fn round_trip_any(gen_: u64, seq: u64, reach in 0u8..5, extra in 0u8..5, digest: [u8; 32], flags in 0u8..8, role in 0u8..5, res in 0u8..5, path in 0u8..3) {
+        fn round_trip_any(gen_: u64, seq: u64, yours: u64, reach in 0u8..5, extra in 0u8..5, digest: [u8; 32], flags in 0u8..8, role in 0u8..5, res in 0u8..5, path in 0u8..3) {
             let f = Frame {
                 sender: NodeId::Node1,
                 path: PathId::from_wire(path).unwrap(),
@@ -616,6 +673,7 @@ mod tests {
                 ping_reach: reach,
                 generation: gen_,
                 sequence: seq,
+                your_generation: yours,
                 config_digest: digest,
             };
             proptest::prop_assert_eq!(decode(&key(), &encode(&key(), &f)), Ok(f));

@@ -25,6 +25,10 @@ struct Cli {
     /// Control socket path.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     control: PathBuf,
+    /// Directory for clusterd's durable state (the boot generation), on the writable
+    /// config partition.
+    #[arg(long, default_value = "/config/clusterd")]
+    state_dir: PathBuf,
     /// Cluster configuration (TOML). Without it, the heartbeat options below describe
     /// the cluster (for bring-up and tests).
     #[arg(long, conflicts_with_all = ["key_file", "internal", "external", "serial", "ping"])]
@@ -175,6 +179,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
                 extra_service_addresses: service_addresses,
                 data_good: cli.data_good,
                 control: cli.control.clone(),
+                state_dir: cli.state_dir.clone(),
             },
         );
         if !s.service_addresses.is_empty() && s.service_interface.is_none() {
@@ -223,6 +228,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         service_addresses,
         data_good: cli.data_good,
         control: cli.control.clone(),
+        state_dir: cli.state_dir.clone(),
         config_digest: [0; 32],
     };
     s.config_digest = s.shared_digest();
@@ -233,13 +239,13 @@ fn chain(s: &Settings) -> Chain {
     let mut c = Chain::new();
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
-            c.push(Box::new(ServiceAddress {
-                interface: ifname.clone(),
-                address: *address,
-                prefix: *prefix,
-                garp_count: 3,
-                garp_gap: Duration::from_millis(500),
-            }));
+            c.push(Box::new(ServiceAddress::new(
+                ifname.clone(),
+                *address,
+                *prefix,
+                3,
+                Duration::from_millis(500),
+            )));
         }
     }
     c

@@ -106,6 +106,8 @@ pub struct Node {
     pub child: Option<Child>,
     pub control: PathBuf,
     pub tty: PathBuf,
+    /// clusterd's state directory (the boot generation).
+    pub state: PathBuf,
     pub name: &'static str,
     pub log: PathBuf,
 }
@@ -141,6 +143,7 @@ impl Rig {
             child: None,
             control: dir.join(format!("{name}.sock")),
             tty: dir.join(format!("tty{i}")),
+            state: dir.join(format!("{name}-state")),
             name,
             log: dir.join(format!("{name}.log")),
         };
@@ -230,6 +233,8 @@ impl Rig {
             .arg(&n.control)
             .arg("--serial-device")
             .arg(&n.tty)
+            .arg("--state-dir")
+            .arg(&n.state)
             .args([
                 "--service-if",
                 "ext",
