@@ -5,9 +5,12 @@
 //! What it does:
 //! - [`ApplianceConfig`] is the only schema (TOML, kebab-case, unknown fields refused) and
 //!   the only place defaults live. Values are validated newtypes ([`types`]); cross-field
-//!   rules are in [`ApplianceConfig::validate`], which returns every problem with its
-//!   dotted path (`network.node2.address: "10.0.0.300" is not an IPv4 address`). Schema
-//!   versions are migrated forward by [`load::migrate`].
+//!   rules are in [`ApplianceConfig::validate`]. Every problem is reported with its dotted
+//!   path (`network.node2.address: "10.0.0.300" is not an IPv4 address`): all the fields
+//!   that do not fit the schema (bad values, unknown or missing fields, wrong types) are
+//!   collected in one pass ([`load::from_table`]), and the cross-field rules run, all of
+//!   them, once every field fits. Schema versions are migrated forward by
+//!   [`load::migrate`].
 //! - [`archive`]: export and strict in-memory reading of `tkcluster_2500_*.tar[.age]`
 //!   (manifest with SHA-256 of every member, secrets in their own members, age passphrase
 //!   encryption by default). Every refusal names the member and the field.
@@ -23,8 +26,7 @@
 //! key files); the node runtime reads the committed configuration and does that. It does
 //! not talk to the peer node.
 //!
-//! Limitations: parsing stops at the first field that does not fit the schema (the
-//! cross-field rules then report everything at once); the TLS certificate is checked for
+//! Limitations: the TLS certificate is checked for
 //! PEM/DER shape, not parsed as X.509, and not matched against its key; schema version 1 is
 //! the only version so far, so the migration table is empty; the store takes its lock per
 //! operation, so two concurrent imports are serialised per step, not as a whole.

@@ -623,7 +623,8 @@ fn invalid_configuration_inside_names_member_and_field() {
     rehash(&mut m);
     assert_eq!(
         refused_plain(&m),
-        "secrets/keys.toml: keys.tls-private-key: unknown field (not part of the schema)"
+        "secrets/keys.toml: keys.tls-private-key: unknown field (not part of the schema)\n\
+         secrets/keys.toml: keys.tls-key: missing"
     );
 }
 
