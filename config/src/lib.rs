@@ -26,8 +26,9 @@
 //! key files); the node runtime reads the committed configuration and does that. It does
 //! not talk to the peer node.
 //!
-//! Limitations: the TLS certificate is checked for
-//! PEM/DER shape, not parsed as X.509, and not matched against its key; schema version 1 is
+//! Limitations: the TLS certificate is parsed as X.509 and matched against its key, but
+//! its validity period and chain are not checked (the console's certificate is usually
+//! self-signed, and a configuration must not become invalid with time); schema version 1 is
 //! the only version so far, so the migration table is empty; the store takes its lock per
 //! operation, so two concurrent imports are serialised per step, not as a whole.
 
