@@ -16,7 +16,9 @@
 //!   encryption by default). Every refusal names the member and the field.
 //! - [`store`]: [`Store`] (stage, commit, keep the previous configuration; each write is
 //!   temporary file + fsync + rename + directory fsync) and [`import_archive`], which checks
-//!   an archive completely before writing anything and refuses another cluster's archive.
+//!   an archive completely before writing anything, refuses another cluster's archive,
+//!   refuses to commit over a different staged configuration, and holds the store's lock
+//!   for the whole import. A failed import leaves `config.toml` byte-identical.
 //! - [`init`]: a new cluster's configuration with fresh keys, rendered as commented TOML;
 //!   [`secrets`]: argon2id password hashes, ed25519 SSH keys, the console's TLS certificate.
 //! - [`cli`]: the `config` subcommands of `tandem` (also the `tandem-config` binary).
@@ -29,8 +31,7 @@
 //! Limitations: the TLS certificate is parsed as X.509 and matched against its key, but
 //! its validity period and chain are not checked (the console's certificate is usually
 //! self-signed, and a configuration must not become invalid with time); schema version 1 is
-//! the only version so far, so the migration table is empty; the store takes its lock per
-//! operation, so two concurrent imports are serialised per step, not as a whole.
+//! the only version so far, so the migration table is empty.
 
 pub mod archive;
 pub mod cli;
@@ -47,7 +48,8 @@ pub use archive::{ArchiveError, ArchiveProblem, ExportOptions, ProblemKind, expo
 pub use load::ConfigError;
 pub use schema::*;
 pub use store::{
-    ImportError, ImportMode, ImportOptions, ImportReport, Store, StoreError, import_archive,
+    ImportError, ImportMode, ImportOptions, ImportReport, OsFs, Store, StoreError, StoreFs,
+    import_archive,
 };
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,

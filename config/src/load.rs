@@ -167,7 +167,7 @@ pub fn parse_table(text: &str) -> Result<toml::Table, ConfigError> {
 /// Every field is checked, not just the first bad one: a value that does not fit the
 /// schema, an unknown field or a missing required field is recorded with its path, taken
 /// out of the document, and the rest is read again, until the document reads or nothing
-/// more can be learnt from it (see [`Collector`]).
+/// more can be learnt from it.
 ///
 /// # Errors
 /// Every field that does not fit the schema, each with its path, in document order.

@@ -286,6 +286,61 @@ fn staged_configuration_can_be_inspected_and_discarded() {
 }
 
 #[test]
+fn commit_is_refused_while_another_configuration_is_staged() {
+    let root = tempfile::tempdir().unwrap();
+    let store = configured_store(root.path());
+    let staged = store.pending().unwrap().unwrap();
+    let mut third = config();
+    third.network.dns_servers = vec!["10.20.30.54".parse().unwrap()];
+    let bytes = export(&third, None);
+
+    // Commit: refused, naming the way forward; nothing changes.
+    let before = snapshot(root.path());
+    let err = import_archive(&bytes, None, &store, &ImportOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "another configuration is staged in {} and committing this archive would drop it (drop it with `tandem config discard`, then import again)",
+            store.dir().join("pending.toml").display()
+        )
+    );
+    assert_eq!(snapshot(root.path()), before);
+
+    // A dry run says the same as a warning.
+    let dry = ImportOptions {
+        mode: ImportMode::DryRun,
+        ..ImportOptions::default()
+    };
+    let r = import_archive(&bytes, None, &store, &dry).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("another configuration is staged in ")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(snapshot(root.path()), before);
+
+    // Staging again replaces the staged configuration, and says so.
+    let stage = ImportOptions {
+        mode: ImportMode::Stage,
+        ..ImportOptions::default()
+    };
+    let r = import_archive(&bytes, None, &store, &stage).unwrap();
+    assert!(r.replaced_staged);
+    assert_ne!(store.pending().unwrap().unwrap(), staged);
+    assert_eq!(store.pending().unwrap(), Some(third.clone()));
+    assert_eq!(store.current().unwrap(), Some(config()));
+
+    // Committing the configuration that is staged goes ahead and clears it.
+    let r = import_archive(&bytes, None, &store, &ImportOptions::default()).unwrap();
+    assert!(r.replaced_staged);
+    assert_eq!(store.current().unwrap(), Some(third));
+    assert_eq!(store.previous().unwrap(), Some(config()));
+    assert_eq!(store.pending().unwrap(), None);
+}
+
+#[test]
 fn interrupted_write_leaves_the_previous_configuration() {
     let root = tempfile::tempdir().unwrap();
     let store = configured_store(root.path());
@@ -563,13 +618,19 @@ fn archive_of_another_cluster() {
     );
     assert_eq!(kinds, [ProblemKind::OtherCluster]);
 
-    // Deliberately re-purposing the node is possible, never by default.
+    // Deliberately re-purposing the node is possible, never by default (and not over a
+    // staged configuration).
     let root = tempfile::tempdir().unwrap();
     let store = configured_store(root.path());
     let opts = ImportOptions {
         allow_other_cluster: true,
         ..ImportOptions::default()
     };
+    assert!(matches!(
+        import_archive(&bytes, Some(PASS), &store, &opts),
+        Err(ImportError::Staged { .. })
+    ));
+    assert!(store.discard().unwrap());
     let r = import_archive(&bytes, Some(PASS), &store, &opts).unwrap();
     assert_eq!(r.previous_cluster, Some(config().cluster.id));
     assert_eq!(store.current().unwrap(), Some(other_cluster()));
