@@ -348,11 +348,10 @@ impl Collector {
             match seg {
                 serde_path_to_error::Segment::Map { key } => current.push(Step::Key(key.clone())),
                 serde_path_to_error::Segment::Seq { index } => current.push(Step::Index(*index)),
-                // Enum variants and non-string keys do not occur in the schema's tables.
-                _ => {
-                    self.problems.push(describe(e));
-                    return false;
-                }
+                // Inside the value of an enum field (`protocol = { C = 1 }`): the field is
+                // the problem, and the field is what is taken out.
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => break,
             }
         }
         let msg = e.inner().message().trim();

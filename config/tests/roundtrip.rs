@@ -459,8 +459,55 @@ fn each_tls_key_matches_only_its_own_certificate() {
     }
 }
 
+/// The dotted path of every value of a document that is not a table, in document order.
+fn leaves(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in t {
+        let p = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(sub) => leaves(sub, &p, out),
+            _ => out.push(p),
+        }
+    }
+}
+
+fn full_leaves() -> Vec<String> {
+    let t: toml::Table = base().to_toml().parse().unwrap();
+    let mut out = Vec::new();
+    leaves(&t, "", &mut out);
+    out.retain(|p| p != "schema-version");
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_bad_field_is_reported_at_its_path(
+        bad in prop::sample::subsequence(full_leaves(), 1..12)
+    ) {
+        // An inline table fits no field that is not a table: each replaced value is a
+        // problem of its own.
+        let mut t: toml::Table = base().to_toml().parse().unwrap();
+        for path in &bad {
+            let parts: Vec<&str> = path.split('.').collect();
+            let (last, tables) = parts.split_last().unwrap();
+            let table = tables.iter().fold(&mut t, |t, k| {
+                t.get_mut(*k).and_then(toml::Value::as_table_mut).unwrap()
+            });
+            let bad: toml::Table = "x = 1".parse().unwrap();
+            table.insert((*last).to_owned(), toml::Value::Table(bad));
+        }
+        let e = ApplianceConfig::parse_unvalidated(&t.to_string()).unwrap_err();
+        let mut reported: Vec<String> = e.problems.iter().map(|p| p.path.clone()).collect();
+        reported.sort();
+        let mut expected = bad.clone();
+        expected.sort();
+        prop_assert_eq!(reported, expected, "{}", e);
+    }
 
     #[test]
     fn export_import_round_trip(p in params(), encrypt in any::<bool>()) {
