@@ -612,6 +612,8 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
             tar::EntryType::Block => Some("is a block device"),
             tar::EntryType::Fifo => Some("is a FIFO"),
             tar::EntryType::Directory => Some("is a directory"),
+            tar::EntryType::GNUSparse => Some("is a sparse file"),
+            tar::EntryType::XGlobalHeader => Some("is a PAX global header"),
             _ => Some("is a special entry"),
         };
         if let Some(what) = what {
@@ -683,14 +685,35 @@ fn walk_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
     }
 }
 
+/// What went wrong reading a tar header, in words of our own: the header's bytes are never
+/// echoed, since a header field that does not parse may be a member's contents (a size
+/// that disagrees with its data puts data where the next header should be).
 fn tar_error_text(e: &std::io::Error) -> String {
     let t = e.to_string();
+    if e.kind() == std::io::ErrorKind::UnexpectedEof
+        || t.contains("EOF")
+        || t.contains("entire block")
+    {
+        return "truncated".to_owned();
+    }
+    if let Some(field) = t
+        .split(" when getting ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .filter(|f| f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    {
+        return format!("damaged header: its {field} field is not a number");
+    }
     if t.contains("checksum") {
         "header checksum mismatch".to_owned()
-    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        "truncated".to_owned()
+    } else if t.contains("numeric field") {
+        "damaged header: a number field is not a number".to_owned()
+    } else if t.contains("sparse") {
+        "damaged or misplaced sparse-file header".to_owned()
+    } else if t.contains("pax") || t.contains("extension") {
+        "damaged extended (PAX or GNU) header".to_owned()
     } else {
-        t.lines().next().unwrap_or("unreadable header").to_owned()
+        "unreadable header".to_owned()
     }
 }
 

@@ -59,6 +59,8 @@ pub enum ConfigCommand {
     Export(ExportArgs),
     /// Check an archive and make it the node's configuration.
     Import(ImportArgs),
+    /// Drop the staged configuration (pending.toml), if any.
+    Discard,
     /// Print a configuration with every secret redacted.
     Show {
         /// A TOML file; the committed configuration when absent.
@@ -196,6 +198,7 @@ pub fn execute(args: &ConfigArgs, out: &mut dyn Write, err: &mut dyn Write) -> u
         ConfigCommand::Validate { file } => cmd_validate(file, out, err),
         ConfigCommand::Export(a) => cmd_export(&args.store, a, out, err),
         ConfigCommand::Import(a) => cmd_import(&args.store, a, out, err),
+        ConfigCommand::Discard => cmd_discard(&args.store, out),
         ConfigCommand::Show { file } => cmd_show(&args.store, file.as_deref(), out),
         ConfigCommand::HashPassword => cmd_hash_password(out),
     };
@@ -246,6 +249,18 @@ fn cmd_validate(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
         None => Ok(EXIT_REFUSED),
     }
+}
+
+fn cmd_discard(store: &Path, out: &mut dyn Write) -> Result<u8, Failure> {
+    let store = Store::open(store)?;
+    let pending = store.dir().join("pending.toml");
+    let what = if store.discard()? {
+        "discarded"
+    } else {
+        "nothing staged"
+    };
+    let _ = writeln!(out, "{}: {what}", pending.display());
+    Ok(EXIT_OK)
 }
 
 fn cmd_show(store: &Path, file: Option<&Path>, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -471,10 +486,12 @@ fn cmd_import(
             for w in &r.warnings {
                 let _ = writeln!(err, "warning: {w}");
             }
-            let what = match r.mode {
-                ImportMode::DryRun => "checked (dry run, nothing written)",
-                ImportMode::Stage => "staged",
-                ImportMode::Commit => "imported",
+            let what = match (r.mode, r.replaced_staged) {
+                (ImportMode::DryRun, _) => "checked (dry run, nothing written)",
+                (ImportMode::Stage, false) => "staged",
+                (ImportMode::Stage, true) => "staged, replacing the configuration staged before",
+                (ImportMode::Commit, false) => "imported",
+                (ImportMode::Commit, true) => "imported (it was staged; no longer)",
             };
             let _ = writeln!(
                 out,
@@ -497,6 +514,10 @@ fn cmd_import(
             for p in &e.problems {
                 let _ = writeln!(err, "{}: {p}", a.file.display());
             }
+            Ok(EXIT_REFUSED)
+        }
+        Err(e @ ImportError::Staged { .. }) => {
+            let _ = writeln!(err, "{}: {e}", a.file.display());
             Ok(EXIT_REFUSED)
         }
         Err(e @ ImportError::Store(_)) => Err(Failure::Refused(anyhow::Error::new(e))),

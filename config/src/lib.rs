@@ -5,15 +5,20 @@
 //! What it does:
 //! - [`ApplianceConfig`] is the only schema (TOML, kebab-case, unknown fields refused) and
 //!   the only place defaults live. Values are validated newtypes ([`types`]); cross-field
-//!   rules are in [`ApplianceConfig::validate`], which returns every problem with its
-//!   dotted path (`network.node2.address: "10.0.0.300" is not an IPv4 address`). Schema
-//!   versions are migrated forward by [`load::migrate`].
+//!   rules are in [`ApplianceConfig::validate`]. Every problem is reported with its dotted
+//!   path (`network.node2.address: "10.0.0.300" is not an IPv4 address`): all the fields
+//!   that do not fit the schema (bad values, unknown or missing fields, wrong types) are
+//!   collected in one pass ([`load::from_table`]), and the cross-field rules run, all of
+//!   them, once every field fits. Schema versions are migrated forward by
+//!   [`load::migrate`].
 //! - [`archive`]: export and strict in-memory reading of `tkcluster_2500_*.tar[.age]`
 //!   (manifest with SHA-256 of every member, secrets in their own members, age passphrase
 //!   encryption by default). Every refusal names the member and the field.
 //! - [`store`]: [`Store`] (stage, commit, keep the previous configuration; each write is
 //!   temporary file + fsync + rename + directory fsync) and [`import_archive`], which checks
-//!   an archive completely before writing anything and refuses another cluster's archive.
+//!   an archive completely before writing anything, refuses another cluster's archive,
+//!   refuses to commit over a different staged configuration, and holds the store's lock
+//!   for the whole import. A failed import leaves `config.toml` byte-identical.
 //! - [`init`]: a new cluster's configuration with fresh keys, rendered as commented TOML;
 //!   [`secrets`]: argon2id password hashes, ed25519 SSH keys, the console's TLS certificate.
 //! - [`cli`]: the `config` subcommands of `tandem` (also the `tandem-config` binary).
@@ -23,11 +28,10 @@
 //! key files); the node runtime reads the committed configuration and does that. It does
 //! not talk to the peer node.
 //!
-//! Limitations: parsing stops at the first field that does not fit the schema (the
-//! cross-field rules then report everything at once); the TLS certificate is checked for
-//! PEM/DER shape, not parsed as X.509, and not matched against its key; schema version 1 is
-//! the only version so far, so the migration table is empty; the store takes its lock per
-//! operation, so two concurrent imports are serialised per step, not as a whole.
+//! Limitations: the TLS certificate is parsed as X.509 and matched against its key, but
+//! its validity period and chain are not checked (the console's certificate is usually
+//! self-signed, and a configuration must not become invalid with time); schema version 1 is
+//! the only version so far, so the migration table is empty.
 
 pub mod archive;
 pub mod cli;
@@ -44,7 +48,8 @@ pub use archive::{ArchiveError, ArchiveProblem, ExportOptions, ProblemKind, expo
 pub use load::ConfigError;
 pub use schema::*;
 pub use store::{
-    ImportError, ImportMode, ImportOptions, ImportReport, Store, StoreError, import_archive,
+    ImportError, ImportMode, ImportOptions, ImportReport, OsFs, Store, StoreError, StoreFs,
+    import_archive,
 };
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,

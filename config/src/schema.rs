@@ -14,7 +14,7 @@ use crate::types::{
 };
 
 /// The schema version this build writes. Older versions are migrated on load
-/// (see [`crate::migrate`]); newer ones are refused.
+/// (see [`crate::load::migrate`]); newer ones are refused.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The whole cluster configuration, both nodes.

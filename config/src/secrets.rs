@@ -88,6 +88,7 @@ fn pem_blocks(s: &str, label: &str) -> Option<Vec<Vec<u8>>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// Accepts PEM text whose every block is a whole DER X.509 certificate (leaf first).
 pub(crate) fn check_tls_certificate(s: &str) -> Result<(), String> {
     let bad =
         || "is not a PEM certificate (expected \"-----BEGIN CERTIFICATE-----\" blocks)".to_owned();
@@ -95,11 +96,41 @@ pub(crate) fn check_tls_certificate(s: &str) -> Result<(), String> {
         return Err(bad());
     }
     let blocks = pem_blocks(s, "CERTIFICATE").ok_or_else(bad)?;
-    // DER: every certificate is a SEQUENCE.
-    if blocks.iter().any(|b| b.first() != Some(&0x30)) {
-        return Err(bad());
+    let count = blocks.len();
+    for (i, der) in blocks.iter().enumerate() {
+        let whole = matches!(
+            x509_parser::parse_x509_certificate(der),
+            Ok((rest, _)) if rest.is_empty()
+        );
+        if !whole {
+            return Err(if count == 1 {
+                "is not an X.509 certificate (the PEM block does not hold a DER certificate)"
+                    .to_owned()
+            } else {
+                format!(
+                    "block {} of {count} is not an X.509 certificate (expected a DER certificate in every PEM block)",
+                    i + 1
+                )
+            });
+        }
     }
     Ok(())
+}
+
+/// Whether the private key `key` (PKCS#8 PEM) belongs to the leaf (first) certificate of
+/// `cert` (PEM): the certificate's subject public key equals the key's public key. `false`
+/// when either does not parse.
+pub(crate) fn tls_key_matches_certificate(cert: &str, key: &str) -> bool {
+    let Some(leaf) = pem_blocks(cert, "CERTIFICATE").and_then(|b| b.into_iter().next()) else {
+        return false;
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(&leaf) else {
+        return false;
+    };
+    let Ok(pair) = rcgen::KeyPair::from_pem(key) else {
+        return false;
+    };
+    parsed.public_key().subject_public_key.data.as_ref() == pair.public_key_raw()
 }
 
 pub(crate) fn check_tls_private_key(s: &str) -> Result<(), String> {
@@ -204,4 +235,57 @@ pub fn generate_password(len: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_key_matches_only_its_certificate() {
+        let (cert_a, key_a) = generate_tls("a", vec!["a".to_owned()]).unwrap();
+        let (cert_b, key_b) = generate_tls("b", vec!["b".to_owned()]).unwrap();
+        assert!(tls_key_matches_certificate(cert_a.as_str(), key_a.expose()));
+        assert!(tls_key_matches_certificate(cert_b.as_str(), key_b.expose()));
+        assert!(!tls_key_matches_certificate(
+            cert_a.as_str(),
+            key_b.expose()
+        ));
+        assert!(!tls_key_matches_certificate(
+            cert_b.as_str(),
+            key_a.expose()
+        ));
+
+        // A chain is matched by its leaf, the first block.
+        let chain = format!("{}{}", cert_a.as_str(), cert_b.as_str());
+        assert_eq!(check_tls_certificate(&chain), Ok(()));
+        assert!(tls_key_matches_certificate(&chain, key_a.expose()));
+        assert!(!tls_key_matches_certificate(&chain, key_b.expose()));
+    }
+
+    #[test]
+    fn certificates_must_be_whole_x509() {
+        let (cert, _) = generate_tls("a", vec!["a".to_owned()]).unwrap();
+        let der = pem_blocks(cert.as_str(), "CERTIFICATE").unwrap().remove(0);
+        let pem = |d: &[u8]| {
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                Base64::encode_string(d)
+            )
+        };
+        assert_eq!(check_tls_certificate(&pem(&der)), Ok(()));
+        // Cut short, or with bytes after the certificate.
+        assert!(check_tls_certificate(&pem(&der[..der.len() - 1])).is_err());
+        let mut longer = der.clone();
+        longer.push(0);
+        assert!(check_tls_certificate(&pem(&longer)).is_err());
+        // A DER SEQUENCE that is not a certificate.
+        assert_eq!(
+            check_tls_certificate(&pem(&[0x30, 0x03, 0x02, 0x01, 0x01])),
+            Err(
+                "is not an X.509 certificate (the PEM block does not hold a DER certificate)"
+                    .to_owned()
+            )
+        );
+    }
 }

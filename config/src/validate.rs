@@ -435,6 +435,15 @@ impl ApplianceConfig {
                 );
             }
         }
+        if !crate::secrets::tls_key_matches_certificate(
+            k.tls_certificate.as_str(),
+            k.tls_key.expose(),
+        ) {
+            c.fail(
+                "keys.tls-key",
+                "does not match keys.tls-certificate (expected the private key of the certificate's public key)",
+            );
+        }
         if let Some(f) = &self.fencing {
             if f.node1.address == f.node2.address {
                 c.fail(

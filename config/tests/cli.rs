@@ -202,3 +202,67 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(run(d.path(), &["--help"]).status.code(), Some(0));
 }
+
+#[test]
+fn commit_over_a_staged_configuration_names_discard() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let out = d.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let export = |name: &str| {
+        let dir = out.join(name);
+        fs::create_dir(&dir).unwrap();
+        let o = run(
+            &store,
+            &[
+                "export",
+                "--config",
+                cases.join(name).to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+                "--no-encrypt",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        text(&o.stdout).trim().to_owned()
+    };
+    let minimal = export("minimal.toml");
+    let full = export("full.toml");
+
+    let o = run(&store, &["import", "--stage", &minimal]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(": staged: cluster lab-cluster ("));
+
+    let o = run(&store, &["import", &full]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "{full}: another configuration is staged in {} and committing this archive would drop it (drop it with `tandem config discard`, then import again)\n",
+            store.join("pending.toml").display()
+        )
+    );
+    assert!(!store.join("config.toml").exists());
+
+    let o = run(&store, &["import", "--stage", &full]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(": staged, replacing the configuration staged before: "));
+
+    let o = run(&store, &["discard"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let pending = store.join("pending.toml");
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}: discarded\n", pending.display())
+    );
+    let o = run(&store, &["discard"]);
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}: nothing staged\n", pending.display())
+    );
+
+    let o = run(&store, &["import", &minimal]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(": imported: cluster lab-cluster ("));
+}
