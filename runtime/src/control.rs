@@ -168,6 +168,10 @@ pub struct StatusJson {
     /// Hardware summary (sensors and RAID); absent from daemons without hardware polling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<HwSummaryJson>,
+    /// Replication state in one line (connection, roles, disks, resync progress);
+    /// absent on daemons without a data area.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<String>,
 }
 
 /// Hardware summary in status.

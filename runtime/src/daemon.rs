@@ -46,6 +46,7 @@ enum In {
     Announced(Result<(), String>),
     Control(ControlCall, oneshot::Sender<Response>),
     Transport(String),
+    DataGood(bool),
 }
 
 enum ControlCall {
@@ -196,6 +197,46 @@ pub async fn run(
         Box::new(move |kind, text| hw_hub.publish(kind, text)),
     )
     .context("starting hardware polling")?;
+
+    // The replicated data area: its state is "data known good" for the core, a line
+    // in the status and an event when it changes (R5.3).
+    let replication_line = Arc::new(Mutex::new(None::<String>));
+    if let Some(repl) = settings.replication.clone() {
+        let (rtx, rhub, line) = (tx.clone(), Arc::clone(&hub), Arc::clone(&replication_line));
+        tokio::spawn(async move {
+            let mut last: Option<(bool, String)> = None;
+            loop {
+                let r = repl.clone();
+                let st = tokio::task::spawn_blocking(move || r.status()).await;
+                let (good, text, key) = match st {
+                    Ok(Ok(Some(s))) => {
+                        let key = format!(
+                            "{} {:?}/{:?} {:?}/{:?}",
+                            s.connection, s.role, s.peer_role, s.disk, s.peer_disk
+                        );
+                        (s.data_good(), crate::replication::summary(&s), key)
+                    }
+                    Ok(Ok(None)) => (false, "not set up".to_owned(), "not set up".to_owned()),
+                    Ok(Err(e)) => (false, format!("unreadable: {e:#}"), "unreadable".to_owned()),
+                    Err(_) => return,
+                };
+                if let Ok(mut l) = line.lock() {
+                    *l = Some(text);
+                }
+                let changed = last.as_ref().is_none_or(|(g, k)| *g != good || *k != key);
+                if changed {
+                    if last.as_ref().is_some_and(|(_, k)| *k != key) || last.is_none() {
+                        rhub.publish("replication", key.clone());
+                    }
+                    if rtx.send(In::DataGood(good)).is_err() {
+                        return;
+                    }
+                    last = Some((good, key));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
 
     let mut udp: [Option<Udp>; 3] = [None, None, None];
     for (path, cfg) in [
@@ -363,6 +404,7 @@ pub async fn run(
                     // routers' view may stay stale until their entries expire.
                     In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
+                    In::DataGood(good) => core.handle(now, Input::DataGood(good || settings.data_good)),
                     In::Control(call, reply) => {
                         let resp = match call {
                             ControlCall::Status => {
@@ -375,6 +417,7 @@ pub async fn run(
                                     bad_requests.load(Ordering::Relaxed),
                                 );
                                 st.hardware = hw_snapshot.lock().ok().map(|h| h.summary.clone());
+                                st.replication = replication_line.lock().ok().and_then(|l| l.clone());
                                 r.status = Some(st);
                                 r
                             }
@@ -685,6 +728,7 @@ fn status_json(
         },
         warnings: s.warnings,
         hardware: None,
+        replication: None,
     }
 }
 

@@ -50,6 +50,9 @@ pub enum ResourceError {
     /// A step of the data area (filesystem, links).
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The VE step.
+    #[error(transparent)]
+    Ve(#[from] crate::ve::manager::VeError),
     /// The replication step.
     #[error(transparent)]
     Replication(#[from] crate::replication::ReplicationError),

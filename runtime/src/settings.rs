@@ -63,6 +63,9 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Digest of the cluster configuration both nodes must share.
     pub config_digest: [u8; 32],
+    /// The replicated data area, when this node runs one: its state feeds "data known
+    /// good" and the status.
+    pub replication: Option<crate::replication::Replication>,
 }
 
 impl Settings {
@@ -129,7 +132,8 @@ pub struct LocalOptions {
     pub state_dir: PathBuf,
 }
 
-fn node_id(n: NodeId) -> tandem_config::NodeId {
+/// The configuration's id of a node.
+pub fn node_id(n: NodeId) -> tandem_config::NodeId {
     match n {
         NodeId::Node1 => tandem_config::NodeId::Node1,
         NodeId::Node2 => tandem_config::NodeId::Node2,
@@ -182,6 +186,7 @@ pub fn from_config(
         control: local.control,
         state_dir: local.state_dir,
         config_digest: Sha256::digest(cfg.to_toml().as_bytes()).into(),
+        replication: None,
     }
 }
 

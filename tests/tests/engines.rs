@@ -292,6 +292,8 @@ fn two_nodes_activate_replicate_and_fetch_from_each_other() {
     lan.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
     lan.ip(&["link", "add", "br0", "type", "bridge"]);
     lan.ip(&["link", "set", "br0", "up"]);
+    // The LAN's router and ping node (the configuration's 192.0.2.1).
+    lan.ip(&["addr", "add", "192.0.2.1/24", "dev", "br0"]);
     for tap in ["tap0", "tap1"] {
         lan.ip(&["tuntap", "add", tap, "mode", "tap"]);
         lan.ip(&["link", "set", tap, "master", "br0"]);
@@ -305,6 +307,20 @@ fn two_nodes_activate_replicate_and_fetch_from_each_other() {
     })
     .unwrap();
     cfg.replication.backing = "/dev/vda".parse().unwrap();
+    // Test timings (the manual's 5 s / 60 s would make the failover wait a minute);
+    // these VMs have no second serial port for the null-modem path.
+    cfg.heartbeat.keepalive = tandem_config::Millis(500);
+    cfg.heartbeat.warntime = tandem_config::Millis(1500);
+    cfg.heartbeat.deadtime = tandem_config::Millis(4000);
+    cfg.heartbeat.initdead = tandem_config::Millis(8000);
+    cfg.heartbeat.serial.enabled = false;
+    cfg.ves.ve101 = Some(tandem_config::VeConfig {
+        hostname: "web".parse().unwrap(),
+        address: tandem_config::Ipv4("192.0.2.50".parse().unwrap()),
+        dns_servers: Vec::new(),
+        dns_search: Vec::new(),
+    });
+    cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
     let bytes = tandem_config::export(
         &cfg,
         &tandem_config::ExportOptions {
@@ -442,4 +458,144 @@ fn two_nodes_activate_replicate_and_fetch_from_each_other() {
     assert_eq!(rc, 0, "{p2}");
     let (p1, rc) = run(&mut vm1, &mut a1, &format!("{DRBDADM} primary r0"), MIN);
     assert_ne!(rc, 0, "two primaries: {p1}");
+    let (o, rc) = run(&mut vm2, &mut a2, &format!("{DRBDADM} secondary r0"), MIN);
+    assert_eq!(rc, 0, "{o}");
+
+    // The cluster: clusterd on both nodes with the data area in its chain.
+    for (vm, at, node, addr) in [
+        (&mut vm1, &mut a1, "node1", "192.0.2.11"),
+        (&mut vm2, &mut a2, "node2", "192.0.2.12"),
+    ] {
+        let (o, rc) = run(
+            vm,
+            at,
+            &format!("ip addr add {addr}/24 dev eth0 && ip link set eth0 up"),
+            MIN,
+        );
+        assert_eq!(rc, 0, "{o}");
+        let (o, rc) = run(
+            vm,
+            at,
+            &format!(
+                "clusterd --node {node} --config /config/config.toml --replication --board none >/run/clusterd.log 2>&1 &"
+            ),
+            MIN,
+        );
+        assert_eq!(rc, 0, "{o}");
+    }
+    let active = wait_active(&mut vm1, &mut a1, &mut vm2, &mut a2);
+    let (mut act, mut act_at, mut pas, mut pas_at) = if active == 1 {
+        (vm1, a1, vm2, a2)
+    } else {
+        (vm2, a2, vm1, a1)
+    };
+    let (o, rc) = run(
+        &mut act,
+        &mut act_at,
+        "tandem ve create 101 --hostname web --ip 192.0.2.50 --config /limits.conf && tandem ve start 101",
+        2 * MIN,
+    );
+    assert_eq!(rc, 0, "{o}");
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/").as_deref(),
+        Some("tandem VE\n")
+    );
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/cgi-bin/append?before-switchover").as_deref(),
+        Some("ok\n")
+    );
+
+    // Switchover: the VE stops here and starts there, with its data.
+    let (o, rc) = run(&mut act, &mut act_at, "tandem switchover", MIN);
+    assert_eq!(rc, 0, "{o}");
+    wait_role(&mut pas, &mut pas_at, "active", 2 * MIN);
+    let served = wait_http(&lan, "/cgi-bin/read", 2 * MIN);
+    assert_eq!(served, "before-switchover\n");
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/cgi-bin/append?after-switchover").as_deref(),
+        Some("ok\n")
+    );
+
+    // Power loss of the (new) active node: the other takes over, every
+    // acknowledged write is there.
+    std::mem::swap(&mut act, &mut pas);
+    std::mem::swap(&mut act_at, &mut pas_at);
+    let killed = std::time::Instant::now();
+    act.monitor("quit");
+    let served = wait_http(&lan, "/cgi-bin/read", 3 * MIN);
+    eprintln!(
+        "failover: power loss of the active node -> VE answering on the other: {:.1} s (deadtime 4 s, TCG)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(served, "before-switchover\nafter-switchover\n");
+    let (st, _) = run(
+        &mut pas,
+        &mut pas_at,
+        "tandem status; tandem ve list; cat /proc/drbd",
+        MIN,
+    );
+    assert!(st.contains("(active)"), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.trim_start().starts_with("101 ") && l.contains("running")),
+        "{st}"
+    );
+    assert!(
+        st.contains("ro:Primary/Unknown ds:UpToDate/DUnknown"),
+        "{st}"
+    );
+}
+
+/// Waits for a node to report `role` in `tandem status`.
+fn wait_role(vm: &mut Vm, at: &mut usize, role: &str, limit: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let (st, _) = run(vm, at, "tandem status", MIN);
+        if st.contains(&format!("({role})")) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {role} role within {limit:?}:\n{st}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Waits until one of the two nodes is active; returns 1 or 2.
+fn wait_active(vm1: &mut Vm, a1: &mut usize, vm2: &mut Vm, a2: &mut usize) -> u8 {
+    let start = std::time::Instant::now();
+    loop {
+        let (s1, _) = run(vm1, a1, "tandem status", MIN);
+        let (s2, _) = run(vm2, a2, "tandem status", MIN);
+        let (x1, x2) = (s1.contains("(active)"), s2.contains("(active)"));
+        assert!(!(x1 && x2), "two active nodes:\n{s1}\n{s2}");
+        if x1 {
+            return 1;
+        }
+        if x2 {
+            return 2;
+        }
+        if start.elapsed() > MIN {
+            let (l1, _) = run(vm1, a1, "cat /run/clusterd.log", MIN);
+            let (l2, _) = run(vm2, a2, "cat /run/clusterd.log", MIN);
+            panic!("no active node:\n{s1}\n{s2}\nnode1 clusterd:\n{l1}\nnode2 clusterd:\n{l2}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Polls the VE's address from the LAN until `path` answers.
+fn wait_http(lan: &Netns, path: &'static str, limit: Duration) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(body) = get(lan, "192.0.2.50:80", path) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the VE did not answer {path} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

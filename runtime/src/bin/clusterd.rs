@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use tandem_core::NodeId;
+use tandem_runtime::activate;
 use tandem_runtime::control::DEFAULT_SOCKET;
 use tandem_runtime::hw::{Board, HwConfig, parse_interval};
+use tandem_runtime::replication::{Replication, ReplicationPrimary};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
+use tandem_runtime::storage::{DataFilesystem, Links};
+use tandem_runtime::ve::manager::{Layout, OnbootVes, Ves};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,6 +79,16 @@ struct Cli {
     /// Service address as A.B.C.D/PREFIX (repeat for several).
     #[arg(long = "service-addr")]
     service_addr: Vec<String>,
+    /// Run the replicated data area (with --config): DRBD, /vz, the links of R5.2
+    /// and the VEs join the takeover chain, and DRBD's state is "data known good".
+    #[arg(long, requires = "config")]
+    replication: bool,
+    /// External network interface (default: the first port).
+    #[arg(long)]
+    external_if: Option<String>,
+    /// Crossover network interface (default: the second port).
+    #[arg(long)]
+    internal_if: Option<String>,
     /// Treat this node's replicated data as known good. Until the replication layer
     /// reports it, a node without this flag never takes over alone.
     #[arg(long)]
@@ -175,7 +189,16 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             node,
             LocalOptions {
                 serial_device: cli.serial_device.clone(),
-                service_interface: cli.service_if.clone(),
+                // On a node with a data area the external port is known: the first.
+                service_interface: cli.service_if.clone().or_else(|| {
+                    cli.replication
+                        .then(|| {
+                            cli.external_if
+                                .clone()
+                                .or_else(|| activate::node_nics().first().cloned())
+                        })
+                        .flatten()
+                }),
                 extra_service_addresses: service_addresses,
                 data_good: cli.data_good,
                 control: cli.control.clone(),
@@ -230,13 +253,53 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         control: cli.control.clone(),
         state_dir: cli.state_dir.clone(),
         config_digest: [0; 32],
+        replication: None,
     };
     s.config_digest = s.shared_digest();
     Ok(s)
 }
 
-fn chain(s: &Settings) -> Chain {
+/// Sets up replication for a node with a data area: DRBD's resource file and the
+/// device attached and connecting (activation made its metadata).
+fn data_area(cfg: &tandem_config::ApplianceConfig) -> anyhow::Result<Replication> {
+    let mut cfg = cfg.clone();
+    let backing = activate::resolve_partlabel(cfg.replication.backing.as_str());
+    if let Ok(p) = backing.to_string_lossy().parse() {
+        cfg.replication.backing = p;
+    }
+    // DRBD has no hardware alias: the kernel loads it only when asked.
+    let _ = std::process::Command::new("/sbin/modprobe")
+        .arg("drbd")
+        .status();
+    let repl = Replication::new(&cfg, std::path::Path::new("/run/tandem/drbd"));
+    repl.write_config(&cfg, tandem_runtime::drbd::Tuning::default())?;
+    let configured = repl
+        .status()?
+        .is_some_and(|s| s.connection != tandem_runtime::drbd::Connection::Unconfigured);
+    if !configured {
+        repl.up()
+            .context("attaching the replicated device (was this node activated?)")?;
+    }
+    Ok(repl)
+}
+
+fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
     let mut c = Chain::new();
+    if let (Some(repl), Some(ves)) = (&s.replication, ves) {
+        c.push(Box::new(ReplicationPrimary(repl.clone())));
+        c.push(Box::new(DataFilesystem {
+            device: std::path::PathBuf::from(format!("/dev/drbd{}", repl.minor)),
+            mountpoint: std::path::PathBuf::from(activate::DATA_MOUNT),
+        }));
+        c.push(Box::new(Links {
+            data_dir: std::path::Path::new(activate::DATA_MOUNT).join("tkcluster"),
+            paths: activate::LINKED_PATHS
+                .iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
+        }));
+        c.push(Box::new(OnbootVes(ves)));
+    }
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
             c.push(Box::new(ServiceAddress::new(
@@ -268,13 +331,48 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = settings(&cli).and_then(|s| {
+    let mut ves = None;
+    let result = settings(&cli).and_then(|mut s| {
+        if cli.replication {
+            let path = cli
+                .config
+                .as_ref()
+                .context("--replication needs --config")?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let cfg = tandem_config::ApplianceConfig::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            s.replication = Some(data_area(&cfg)?);
+            let nics = activate::node_nics();
+            let ext = cli
+                .external_if
+                .clone()
+                .or_else(|| nics.first().cloned())
+                .unwrap_or_else(|| "eth0".into());
+            let int = cli
+                .internal_if
+                .clone()
+                .or_else(|| nics.get(1).cloned())
+                .unwrap_or_else(|| "eth1".into());
+            let me = settings::node_id(s.node);
+            let inet = cfg.network.internal_net(me);
+            // VE addresses are routed to their VEs (proxy ARP), not held by the node.
+            let ve_addrs: Vec<std::net::Ipv4Addr> =
+                cfg.ves.ve101.iter().map(|v| v.address.addr()).collect();
+            s.service_addresses.retain(|(a, _)| !ve_addrs.contains(a));
+            ves = Some(Ves {
+                layout: Layout::node(vec![
+                    (inet.network(), inet.prefix(), int),
+                    (std::net::Ipv4Addr::UNSPECIFIED, 0, ext),
+                ]),
+            });
+        }
         let hw = hw_config(&cli)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?;
-        let c = chain(&s);
+        let c = chain(&s, ves);
         rt.block_on(tandem_runtime::daemon::run(s, c, hw, shutdown_signal()))
     });
     match result {

@@ -671,6 +671,57 @@ impl Ves {
     }
 }
 
+/// The chain step that starts the VEs marked `ONBOOT="yes"` on takeover and stops
+/// every running VE on release.
+#[derive(Debug, Clone)]
+pub struct OnbootVes(pub Ves);
+
+impl crate::resources::Resource for OnbootVes {
+    fn name(&self) -> String {
+        "VEs with ONBOOT=yes".to_owned()
+    }
+
+    fn acquire(
+        &mut self,
+    ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
+        Box::pin(async move {
+            let ves = &self.0;
+            let mut started = Vec::new();
+            for id in ves.ids()? {
+                if !ves.file(id)?.onboot || ves.is_running(id) {
+                    continue;
+                }
+                if let Err(e) = ves.start(id).await {
+                    for done in started.iter().rev() {
+                        let _ = ves.stop(*done, Duration::from_secs(10)).await;
+                    }
+                    return Err(e.into());
+                }
+                started.push(id);
+            }
+            Ok(())
+        })
+    }
+
+    fn release(
+        &mut self,
+    ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
+        Box::pin(async move {
+            let ves = &self.0;
+            let mut first = None;
+            let ids = ves.ids()?;
+            for id in ids.into_iter().rev() {
+                if ves.is_running(id)
+                    && let Err(e) = ves.stop(id, Duration::from_secs(10)).await
+                {
+                    first.get_or_insert(e);
+                }
+            }
+            first.map_or(Ok(()), |e| Err(e.into()))
+        })
+    }
+}
+
 fn container(id: u32) -> String {
     format!("ve{id}")
 }
