@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -315,14 +315,40 @@ pub fn raw_disk(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
 }
 
-/// Whether the first `n` bytes of a file are all zero (nothing written).
-pub fn untouched(path: &Path, n: usize) -> bool {
-    let mut buf = vec![0u8; n];
-    std::fs::File::open(path)
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    buf.iter().all(|b| *b == 0)
+/// Whether nothing was written to a sparse disk image: every data extent
+/// of the file (found with `lseek(SEEK_DATA/SEEK_HOLE)`, so that the holes
+/// of a many-GiB image cost nothing) reads as zeros. On a file system
+/// without hole reporting the whole file is one extent and is read.
+pub fn untouched(path: &Path) -> bool {
+    use nix::unistd::{Whence, lseek};
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::open(path).unwrap();
+    let len = i64::try_from(f.metadata().unwrap().len()).unwrap();
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0i64;
+    while pos < len {
+        let start = match lseek(fd, pos, Whence::SeekData) {
+            Ok(o) => o,
+            // No data after `pos`.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => panic!("SEEK_DATA in {}: {e}", path.display()),
+        };
+        let end = lseek(fd, start, Whence::SeekHole).unwrap();
+        f.seek(std::io::SeekFrom::Start(u64::try_from(start).unwrap()))
+            .unwrap();
+        let mut left = u64::try_from(end - start).unwrap();
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64)).unwrap();
+            f.read_exact(&mut buf[..n]).unwrap();
+            if buf[..n].iter().any(|b| *b != 0) {
+                return false;
+            }
+            left -= n as u64;
+        }
+        pos = end;
+    }
+    true
 }
 
 /// One HTTPS exchange's result.
@@ -488,4 +514,29 @@ pub fn https_body(
         body: rbody.to_owned(),
         fingerprint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untouched_looks_at_every_data_extent_of_a_sparse_file() {
+        let dir = Scratch::new("sparse-");
+        let p = dir.0.join("disk.img");
+        raw_disk(&p, 64 << 30);
+        assert!(untouched(&p));
+        let mut f = std::fs::File::options().write(true).open(&p).unwrap();
+        // Zeros written are data extents, but still nothing.
+        f.seek(std::io::SeekFrom::Start(3 << 30)).unwrap();
+        f.write_all(&[0u8; 8192]).unwrap();
+        f.sync_all().unwrap();
+        assert!(untouched(&p));
+        // One byte far beyond the first MiB.
+        f.seek(std::io::SeekFrom::Start((40 << 30) + 12345))
+            .unwrap();
+        f.write_all(&[1]).unwrap();
+        f.sync_all().unwrap();
+        assert!(!untouched(&p));
+    }
 }
