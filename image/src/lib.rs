@@ -17,7 +17,9 @@
 //!
 //! The same inputs give the same bytes: all times are `SOURCE_DATE_EPOCH`,
 //! all ids derive from it, and the tools that read the clock run under a
-//! fixed clock.
+//! fixed clock. The host tools' own versions are inputs too (GRUB, xorriso,
+//! mksquashfs, zstd write the bytes); they are recorded, not pinned, in
+//! `build-info.txt` and the system image's `tandem-release`.
 //!
 //! Not done here: signing the image, and update bundles for slot B (the
 //! layout reserves the slot).
@@ -174,6 +176,9 @@ pub struct Inputs {
     pub source_date_epoch: u64,
     /// Product version recorded in the image.
     pub version: String,
+    /// The compiler that built the binaries (`rustc -V`), recorded with the
+    /// host tools' versions.
+    pub toolchain: String,
 }
 
 /// What a build produced.
@@ -189,6 +194,8 @@ pub struct Output {
     pub initrd: PathBuf,
     /// SHA-256 of the ISO, hex.
     pub iso_sha256: String,
+    /// What built it: toolchain and host tool versions (`build-info.txt`).
+    pub build_info: PathBuf,
 }
 
 /// Runs the whole build. `log` receives one line per step.
@@ -261,6 +268,7 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     let vmlinuz_src = kernel_root.join(format!("boot/vmlinuz-{}", lock.kernel.release));
     let vmlinuz = sys.join("boot/vmlinuz");
     fs::copy(&vmlinuz_src, &vmlinuz).map_err(io(&vmlinuz_src))?;
+    let tools = host::versions();
     let initrd = sys.join("boot/initrd.img");
     run(Command::new("zstd")
         .args(["-q", "-19", "-T1", "--no-progress", "-f", "-o"])
@@ -268,7 +276,7 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
         .arg(&cpio_path))?;
     write(
         &sys.join("tandem-release"),
-        release_text(inputs, &lock).as_bytes(),
+        release_text(inputs, &lock, &tools).as_bytes(),
     )?;
     let out = &inputs.out_dir;
     fs::create_dir_all(out).map_err(io(out))?;
@@ -290,6 +298,10 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     fs::create_dir_all(&grub_dir).map_err(io(&grub_dir))?;
     let install_cfg = inputs.workspace.join("image/grub/install.cfg");
     fs::copy(&install_cfg, grub_dir.join("grub.cfg")).map_err(io(&install_cfg))?;
+    let info = build_info(inputs, &tools);
+    write(&iso_root.join("tandem/build-info.txt"), info.as_bytes())?;
+    let build_info = out.join("build-info.txt");
+    write(&build_info, info.as_bytes())?;
     write(
         &iso_root.join("tandem/SHA256SUMS"),
         sums(&iso_root.join("tandem"))?.as_bytes(),
@@ -317,6 +329,7 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
         kernel,
         initrd: initrd_out,
         iso_sha256,
+        build_info,
     })
 }
 
@@ -345,11 +358,38 @@ fn base_layout(tree: &mut Tree, inputs: &Inputs) {
     );
 }
 
-fn release_text(inputs: &Inputs, lock: &Lock) -> String {
-    format!(
-        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\n",
-        inputs.version, lock.kernel.release, inputs.source_date_epoch
-    )
+/// The system image's `tandem-release`: what it is, and the versions of the
+/// tools its bytes depend on (a second build that differs can be explained
+/// from these lines).
+fn release_text(inputs: &Inputs, lock: &Lock, tools: &[host::ToolVersion]) -> String {
+    let mut text = format!(
+        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\ntoolchain={}\n",
+        inputs.version, lock.kernel.release, inputs.source_date_epoch, inputs.toolchain
+    );
+    for t in tools.iter().filter(|t| t.shapes_image) {
+        text.push_str(&format!("host.{}={}\n", t.name, t.version));
+    }
+    text
+}
+
+/// `build-info.txt`, on the medium and next to the ISO: the toolchain and
+/// every host tool the build ran, marked when the image bytes depend on it.
+fn build_info(inputs: &Inputs, tools: &[host::ToolVersion]) -> String {
+    let mut text = format!(
+        "# What built this image. Two builds of one commit give the same bytes only\n\
+         # with the same versions of the tools marked \"shapes-image\".\n\
+         version={}\nsource-date-epoch={}\ntoolchain={}\n",
+        inputs.version, inputs.source_date_epoch, inputs.toolchain
+    );
+    for t in tools {
+        let mark = if t.shapes_image {
+            "  # shapes-image"
+        } else {
+            ""
+        };
+        text.push_str(&format!("host.{}={}{mark}\n", t.name, t.version));
+    }
+    text
 }
 
 /// Fetches a pinned package into the cache (or finds it there) and checks it.
@@ -704,6 +744,40 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_marks_the_tools_that_shape_the_image() {
+        let inputs = Inputs {
+            workspace: PathBuf::new(),
+            out_dir: PathBuf::new(),
+            cache_dir: PathBuf::new(),
+            binaries: Vec::new(),
+            source_date_epoch: 1_700_000_000,
+            version: "0.1.0+abc".into(),
+            toolchain: "rustc 1.95.0".into(),
+        };
+        let tools = [
+            host::ToolVersion {
+                name: "apt".into(),
+                version: "2.6.1".into(),
+                shapes_image: false,
+            },
+            host::ToolVersion {
+                name: "xorriso".into(),
+                version: "1.5.4-4".into(),
+                shapes_image: true,
+            },
+        ];
+        let info = build_info(&inputs, &tools);
+        assert!(info.contains("toolchain=rustc 1.95.0\n"));
+        assert!(info.contains("host.apt=2.6.1\n"));
+        assert!(info.contains("host.xorriso=1.5.4-4  # shapes-image\n"));
+        let lock =
+            Lock::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("packages.lock")).unwrap();
+        let release = release_text(&inputs, &lock, &tools);
+        assert!(release.contains("host.xorriso=1.5.4-4\n"));
+        assert!(!release.contains("apt"), "{release}");
+    }
 
     #[test]
     fn utc_formatting() {
