@@ -103,6 +103,13 @@ impl Netns {
             .args(args));
     }
 
+    /// Sets a sysctl of the namespace (`net.*` ones are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.name, "sysctl", "-qw"])
+            .arg(format!("{key}={value}")));
+    }
+
     /// A tap device in the namespace holding `addr` (CIDR), for a VM's NIC.
     pub fn tap(&self, dev: &str, addr: &str) {
         self.ip(&["tuntap", "add", dev, "mode", "tap"]);
@@ -296,6 +303,13 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(60));
         }
     }
+}
+
+/// Prints a measured figure on the test's stderr even when the harness
+/// captures output (as it does for passing tests), so that `cargo xtask
+/// test` shows it.
+pub fn figure(text: &str) {
+    let _ = writeln!(std::io::stderr(), "figure: {text}");
 }
 
 fn tail(text: &str) -> String {
