@@ -336,7 +336,8 @@ fn node1_on_the_disk_named_at_the_prompt_from_dvd_under_uefi() {
 
 /// The install medium written raw to a USB stick, booted under BIOS, and no
 /// other disk: the prompt asks again after a typo, then the installer stops
-/// with its message and the stick keeps its bytes.
+/// with its message and the stick keeps its bytes. The answer is typed on
+/// the keyboard, and the screen shows the prompt and then the installer.
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn installer_refuses_when_only_the_usb_stick_is_there_under_bios() {
@@ -348,7 +349,10 @@ fn installer_refuses_when_only_the_usb_stick_is_there_under_bios() {
     vm.type_line("node3");
     let at = vm.wait_for(at, "'node3' is not a node name", MIN);
     let at = vm.wait_for(at, "Type node1 or node2", MIN);
-    vm.type_line("node1");
+    let prompt = vm.screen();
+    assert!(prompt.colours() > 1, "the screen shows the prompt");
+    vm.send_keys("node1\n");
+    let at = vm.wait_for(at, "Installing node1. Loading the installer", MIN);
     let at = vm.wait_for(at, "[install medium]", 2 * MIN);
     let at = vm.wait_for(
         at,
@@ -356,6 +360,14 @@ fn installer_refuses_when_only_the_usb_stick_is_there_under_bios() {
         MIN,
     );
     vm.wait_for(at, "Nothing was written to any disk.", MIN);
+    let stopped = vm.screen();
+    assert!(stopped.colours() > 1, "the screen shows the installer");
+    // More than a blinking cursor: the screen holds other text now.
+    assert!(
+        stopped.pixels_changed(&prompt) > 2000,
+        "the screen did not change from the prompt ({} pixels)",
+        stopped.pixels_changed(&prompt)
+    );
     drop(vm);
     assert!(
         std::fs::read(&stick).unwrap() == std::fs::read(img.join("tandem-install.iso")).unwrap(),
