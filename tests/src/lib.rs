@@ -249,14 +249,10 @@ impl Vm {
         }
     }
 
-    /// Sends a command to QEMU's human monitor (e.g. `system_reset`, the
-    /// reset button).
-    pub fn monitor(&self, command: &str) {
-        let mut m =
-            UnixStream::connect(self.dir.join("monitor.sock")).expect("QEMU monitor socket");
-        m.write_all(format!("{command}\n").as_bytes()).unwrap();
-        // Let QEMU read the line before the connection goes away.
-        std::thread::sleep(Duration::from_millis(300));
+    /// Runs a command on QEMU's human monitor (e.g. `system_reset`, the
+    /// reset button) and returns its answer once QEMU has carried it out.
+    pub fn monitor(&self, command: &str) -> String {
+        self.hmp().run(command)
     }
 
     /// A session on QEMU's human monitor that waits for each command's

@@ -54,13 +54,24 @@ fn wait_recovery(vm: &mut Vm, from: usize, address: &str) -> (usize, String) {
 
 /// Waits for the recovery page at `addr` to answer from the laptop
 /// namespace; returns the seconds from `since` to the first answer. Polls
-/// every 100 ms (a connection attempt fails at once while nobody listens).
+/// about every 0.1 s: a booting node refuses or ignores the connection, and
+/// an ignored one (the address is still in the laptop's ARP cache from
+/// before a reset) is given up after 0.5 s instead of TCP's seconds of SYN
+/// retries.
 fn page_answers(laptop: &Netns, addr: &str, since: Instant) -> f64 {
     let addr = format!("{addr}:443");
     laptop.run(move || {
         let start = Instant::now();
+        let sock: std::net::SocketAddr = addr.parse().unwrap();
         loop {
-            match https(&addr, "GET", "/login", None, None) {
+            let listening =
+                std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_ok();
+            let answer = if listening {
+                https(&addr, "GET", "/login", None, None)
+            } else {
+                Err(std::io::ErrorKind::NotConnected.into())
+            };
+            match answer {
                 Ok(r) if r.status == 200 => break since.elapsed().as_secs_f64(),
                 Ok(r) => panic!("the recovery page answered {}: {}", r.status, r.body),
                 Err(e) if start.elapsed() > Duration::from_secs(60) => {
@@ -208,6 +219,8 @@ fn usb_stick(dir: &std::path::Path, bootindex: u32) -> (std::path::PathBuf, Vec<
 fn reset_to_recovery_page(vm: &mut Vm, laptop: &Netns, address: &str, what: &str) -> String {
     let mark = vm.text().len();
     let reset = Instant::now();
+    // Returns once QEMU has done it: the page polled from here on cannot be
+    // the one served before the reset.
     vm.monitor("system_reset");
     let page_s = page_answers(laptop, address, reset);
     figure(&format!(
