@@ -7,7 +7,9 @@
 //!    SHA-256;
 //! 2. assembles the node's root filesystem — our binaries, the kernel modules
 //!    of the lock file with their dependencies, the listed package files —
-//!    and writes it as a deterministic cpio (the initramfs, zstd);
+//!    and writes it as a deterministic cpio (the initramfs, zstd; the
+//!    compressed result is cached by content, so an unchanged tree is not
+//!    compressed again);
 //! 3. packs kernel + initramfs into the **system image** (squashfs), the unit
 //!    the installer writes to a disk's system slot and GRUB boots from;
 //! 4. prepares the installed disk's boot loader: GRUB for BIOS (`boot.img` +
@@ -17,7 +19,9 @@
 //!
 //! The same inputs give the same bytes: all times are `SOURCE_DATE_EPOCH`,
 //! all ids derive from it, and the tools that read the clock run under a
-//! fixed clock.
+//! fixed clock. The host tools' own versions are inputs too (GRUB, xorriso,
+//! mksquashfs, zstd write the bytes); they are recorded, not pinned, in
+//! `build-info.txt` and the system image's `tandem-release`.
 //!
 //! Not done here: signing the image, and update bundles for slot B (the
 //! layout reserves the slot).
@@ -174,6 +178,9 @@ pub struct Inputs {
     pub source_date_epoch: u64,
     /// Product version recorded in the image.
     pub version: String,
+    /// The compiler that built the binaries (`rustc -V`), recorded with the
+    /// host tools' versions.
+    pub toolchain: String,
 }
 
 /// What a build produced.
@@ -189,6 +196,8 @@ pub struct Output {
     pub initrd: PathBuf,
     /// SHA-256 of the ISO, hex.
     pub iso_sha256: String,
+    /// What built it: toolchain and host tool versions (`build-info.txt`).
+    pub build_info: PathBuf,
 }
 
 /// Runs the whole build. `log` receives one line per step.
@@ -261,14 +270,12 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     let vmlinuz_src = kernel_root.join(format!("boot/vmlinuz-{}", lock.kernel.release));
     let vmlinuz = sys.join("boot/vmlinuz");
     fs::copy(&vmlinuz_src, &vmlinuz).map_err(io(&vmlinuz_src))?;
+    let tools = host::versions();
     let initrd = sys.join("boot/initrd.img");
-    run(Command::new("zstd")
-        .args(["-q", "-19", "-T1", "--no-progress", "-f", "-o"])
-        .arg(&initrd)
-        .arg(&cpio_path))?;
+    compress_initrd(&cpio_path, &initrd, &inputs.cache_dir, &tools, log)?;
     write(
         &sys.join("tandem-release"),
-        release_text(inputs, &lock).as_bytes(),
+        release_text(inputs, &lock, &tools).as_bytes(),
     )?;
     let out = &inputs.out_dir;
     fs::create_dir_all(out).map_err(io(out))?;
@@ -290,6 +297,10 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     fs::create_dir_all(&grub_dir).map_err(io(&grub_dir))?;
     let install_cfg = inputs.workspace.join("image/grub/install.cfg");
     fs::copy(&install_cfg, grub_dir.join("grub.cfg")).map_err(io(&install_cfg))?;
+    let info = build_info(inputs, &tools);
+    write(&iso_root.join("tandem/build-info.txt"), info.as_bytes())?;
+    let build_info = out.join("build-info.txt");
+    write(&build_info, info.as_bytes())?;
     write(
         &iso_root.join("tandem/SHA256SUMS"),
         sums(&iso_root.join("tandem"))?.as_bytes(),
@@ -317,6 +328,7 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
         kernel,
         initrd: initrd_out,
         iso_sha256,
+        build_info,
     })
 }
 
@@ -345,11 +357,107 @@ fn base_layout(tree: &mut Tree, inputs: &Inputs) {
     );
 }
 
-fn release_text(inputs: &Inputs, lock: &Lock) -> String {
-    format!(
-        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\n",
-        inputs.version, lock.kernel.release, inputs.source_date_epoch
-    )
+/// The system image's `tandem-release`: what it is, and the versions of the
+/// tools its bytes depend on (a second build that differs can be explained
+/// from these lines).
+fn release_text(inputs: &Inputs, lock: &Lock, tools: &[host::ToolVersion]) -> String {
+    let mut text = format!(
+        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\ntoolchain={}\n",
+        inputs.version, lock.kernel.release, inputs.source_date_epoch, inputs.toolchain
+    );
+    for t in tools.iter().filter(|t| t.shapes_image) {
+        text.push_str(&format!("host.{}={}\n", t.name, t.version));
+    }
+    text
+}
+
+/// `build-info.txt`, on the medium and next to the ISO: the toolchain and
+/// every host tool the build ran, marked when the image bytes depend on it.
+fn build_info(inputs: &Inputs, tools: &[host::ToolVersion]) -> String {
+    let mut text = format!(
+        "# What built this image. Two builds of one commit give the same bytes only\n\
+         # with the same versions of the tools marked \"shapes-image\".\n\
+         version={}\nsource-date-epoch={}\ntoolchain={}\n",
+        inputs.version, inputs.source_date_epoch, inputs.toolchain
+    );
+    for t in tools {
+        let mark = if t.shapes_image {
+            "  # shapes-image"
+        } else {
+            ""
+        };
+        text.push_str(&format!("host.{}={}{mark}\n", t.name, t.version));
+    }
+    text
+}
+
+/// zstd's settings for the initramfs.
+const INITRD_ZSTD: &[&str] = &["-q", "-19", "-T1", "--no-progress"];
+
+/// How many compressed initramfs images the cache keeps (most recently used).
+const INITRD_CACHE_KEEP: usize = 6;
+
+/// Compresses the initramfs, or reuses the result of an earlier build of the
+/// same bytes. `zstd -19` on the ~40 MiB cpio is most of a warm rebuild, and
+/// its output depends only on the input, the settings and zstd's version:
+/// the cache entry is named by the SHA-256 of exactly those, so a reused
+/// file is byte for byte what compressing again would give.
+fn compress_initrd(
+    cpio: &Path,
+    out: &Path,
+    cache: &Path,
+    tools: &[host::ToolVersion],
+    log: &mut dyn FnMut(&str),
+) -> Result<(), ImageError> {
+    let zstd_version = tools
+        .iter()
+        .find(|t| t.name == "zstd")
+        .map_or("unknown", |t| t.version.as_str());
+    let mut key = Sha256::new();
+    key.update(format!("zstd {zstd_version} {}\n", INITRD_ZSTD.join(" ")));
+    key.update(fs::read(cpio).map_err(io(cpio))?);
+    let key = hex(&key.finalize());
+    let dir = cache.join("initrd");
+    let cached = dir.join(format!("{key}.cpio.zst"));
+    if cached.is_file() {
+        fs::copy(&cached, out).map_err(io(&cached))?;
+        // Mark it used, for pruning.
+        fs::File::options()
+            .write(true)
+            .open(&cached)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .map_err(io(&cached))?;
+        log("initramfs unchanged: compressed image taken from the cache");
+        return Ok(());
+    }
+    run(Command::new("zstd")
+        .args(INITRD_ZSTD)
+        .args(["-f", "-o"])
+        .arg(out)
+        .arg(cpio))?;
+    // Into the cache under a temporary name first: an interrupted copy must
+    // never be found under the final name.
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let tmp = dir.join(format!("{key}.tmp-{}", std::process::id()));
+    fs::copy(out, &tmp).map_err(io(&tmp))?;
+    fs::rename(&tmp, &cached).map_err(io(&cached))?;
+    prune_initrd_cache(&dir)
+}
+
+/// Keeps the [`INITRD_CACHE_KEEP`] most recently used entries.
+fn prune_initrd_cache(dir: &Path) -> Result<(), ImageError> {
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".cpio.zst"))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    entries.sort_by(|a, b| b.cmp(a));
+    for (_, p) in entries.into_iter().skip(INITRD_CACHE_KEEP) {
+        fs::remove_file(&p).map_err(io(&p))?;
+    }
+    Ok(())
 }
 
 /// Fetches a pinned package into the cache (or finds it there) and checks it.
@@ -704,6 +812,83 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_initramfs_is_reused_byte_for_byte() {
+        if host::find_program("zstd").is_none() {
+            eprintln!("zstd is not installed; skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tandem-initrd-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cpio = dir.join("initrd.cpio");
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        fs::write(&cpio, &data).unwrap();
+        let tools = vec![host::ToolVersion {
+            name: "zstd".into(),
+            version: "1.5.4+dfsg2-5".into(),
+            shapes_image: true,
+        }];
+        let cache = dir.join("cache");
+        let mut lines = Vec::new();
+        let (a, b) = (dir.join("a.zst"), dir.join("b.zst"));
+        compress_initrd(&cpio, &a, &cache, &tools, &mut |l| lines.push(l.to_owned())).unwrap();
+        assert!(lines.is_empty(), "the first build compresses");
+        compress_initrd(&cpio, &b, &cache, &tools, &mut |l| lines.push(l.to_owned())).unwrap();
+        assert_eq!(lines.len(), 1, "the second build reuses");
+        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+
+        // Other bytes or another zstd: compressed again.
+        let other = vec![host::ToolVersion {
+            version: "1.5.5".into(),
+            ..tools[0].clone()
+        }];
+        lines.clear();
+        compress_initrd(&cpio, &b, &cache, &other, &mut |l| lines.push(l.to_owned())).unwrap();
+        fs::write(&cpio, &data[1..]).unwrap();
+        compress_initrd(&cpio, &b, &cache, &tools, &mut |l| lines.push(l.to_owned())).unwrap();
+        assert!(lines.is_empty());
+        let cached = fs::read_dir(cache.join("initrd")).unwrap().count();
+        assert_eq!(cached, 3);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn build_info_marks_the_tools_that_shape_the_image() {
+        let inputs = Inputs {
+            workspace: PathBuf::new(),
+            out_dir: PathBuf::new(),
+            cache_dir: PathBuf::new(),
+            binaries: Vec::new(),
+            source_date_epoch: 1_700_000_000,
+            version: "0.1.0+abc".into(),
+            toolchain: "rustc 1.95.0".into(),
+        };
+        let tools = [
+            host::ToolVersion {
+                name: "apt".into(),
+                version: "2.6.1".into(),
+                shapes_image: false,
+            },
+            host::ToolVersion {
+                name: "xorriso".into(),
+                version: "1.5.4-4".into(),
+                shapes_image: true,
+            },
+        ];
+        let info = build_info(&inputs, &tools);
+        assert!(info.contains("toolchain=rustc 1.95.0\n"));
+        assert!(info.contains("host.apt=2.6.1\n"));
+        assert!(info.contains("host.xorriso=1.5.4-4  # shapes-image\n"));
+        let lock =
+            Lock::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("packages.lock")).unwrap();
+        let release = release_text(&inputs, &lock, &tools);
+        assert!(release.contains("host.xorriso=1.5.4-4\n"));
+        assert!(!release.contains("apt"), "{release}");
+    }
 
     #[test]
     fn utc_formatting() {

@@ -236,7 +236,7 @@ pub fn discover(opts: &Options, out: &mut dyn Progress) -> Result<(Disk, PathBuf
     let medium = medium.context(
         "the install medium was not found (no DVD or USB stick carries the volume TANDEM_INSTALL)",
     )?;
-    let target = disks::choose(&disks, opts.disk.as_deref())?.clone();
+    let target = disks::choose(&disks, opts.disk.as_deref(), &opts.node)?.clone();
     gpt::plan(target.bytes / gpt::SECTOR)
         .with_context(|| format!("/dev/{} is too small", target.name))?;
     Ok((target, medium))

@@ -46,9 +46,10 @@ pub enum ChooseError {
         "no disk to install on was found; check that the disk is connected and its controller is supported"
     )]
     NoDisk,
-    /// More than one candidate.
+    /// More than one candidate. The message says what to type at the
+    /// install medium's prompt, where the operator can name the disk.
     #[error(
-        "{count} disks could take the installation: {list}; name one on the kernel command line, e.g. tandem.disk={first}"
+        "{count} disks could take the installation: {list}; to choose one, boot the install medium again and type `{node} disk={first}` at the install prompt (or another disk's name instead of {first}); unattended installs take tandem.disk={first} on the kernel command line"
     )]
     Ambiguous {
         /// How many.
@@ -57,23 +58,29 @@ pub enum ChooseError {
         list: String,
         /// The first candidate's name.
         first: String,
+        /// The node being installed, for the answer to type.
+        node: String,
     },
     /// The named disk does not exist.
-    #[error("tandem.disk={0} names no disk; disks found: {1}")]
+    #[error("disk={0} names no disk; disks found: {1}")]
     NotFound(String, String),
     /// The named disk is the install medium.
     #[error(
-        "tandem.disk={0} is the install medium; the installer never writes to the medium it runs from"
+        "disk={0} is the install medium; the installer never writes to the medium it runs from"
     )]
     NamedMedium(String),
     /// The named disk is read-only.
-    #[error("tandem.disk={0} is read-only")]
+    #[error("disk={0} is read-only")]
     ReadOnly(String),
 }
 
-/// Picks the target disk; `named` comes from `tandem.disk=` (with or
-/// without `/dev/`).
-pub fn choose<'a>(disks: &'a [Disk], named: Option<&str>) -> Result<&'a Disk, ChooseError> {
+/// Picks the target disk for `node`; `named` comes from `tandem.disk=` (typed
+/// at the install prompt as `node1 disk=sdb`; with or without `/dev/`).
+pub fn choose<'a>(
+    disks: &'a [Disk],
+    named: Option<&str>,
+    node: &str,
+) -> Result<&'a Disk, ChooseError> {
     let list = |ds: &[&Disk]| {
         ds.iter()
             .map(ToString::to_string)
@@ -118,6 +125,7 @@ pub fn choose<'a>(disks: &'a [Disk], named: Option<&str>) -> Result<&'a Disk, Ch
             count: many.len(),
             list: list(many),
             first: many[0].name.clone(),
+            node: node.to_owned(),
         }),
     }
 }
@@ -160,13 +168,15 @@ mod tests {
         let mut stick = disk("sda", 1);
         stick.is_medium = true;
         let disks = vec![stick.clone(), disk("vda", 8)];
-        assert_eq!(choose(&disks, None).unwrap().name, "vda");
+        assert_eq!(choose(&disks, None, "node1").unwrap().name, "vda");
         assert_eq!(
-            choose(&[stick.clone()], None).unwrap_err().to_string(),
+            choose(&[stick.clone()], None, "node1")
+                .unwrap_err()
+                .to_string(),
             "no disk to install on: the only disk found is the install medium itself"
         );
         assert_eq!(
-            choose(&disks, Some("/dev/sda")).unwrap_err(),
+            choose(&disks, Some("/dev/sda"), "node1").unwrap_err(),
             ChooseError::NamedMedium("sda".into())
         );
     }
@@ -174,18 +184,22 @@ mod tests {
     #[test]
     fn two_candidates_need_a_name() {
         let disks = vec![disk("vda", 8), disk("vdb", 8)];
-        let e = choose(&disks, None).unwrap_err().to_string();
+        let e = choose(&disks, None, "node2").unwrap_err().to_string();
         assert_eq!(
             e,
             "2 disks could take the installation: /dev/vda (8.0 GiB), /dev/vdb (8.0 GiB); \
-             name one on the kernel command line, e.g. tandem.disk=vda"
+             to choose one, boot the install medium again and type `node2 disk=vda` at the \
+             install prompt (or another disk's name instead of vda); unattended installs take \
+             tandem.disk=vda on the kernel command line"
         );
-        assert_eq!(choose(&disks, Some("vdb")).unwrap().name, "vdb");
-        assert!(matches!(
-            choose(&disks, Some("vdc")),
-            Err(ChooseError::NotFound(..))
-        ));
-        assert_eq!(choose(&[], None).unwrap_err(), ChooseError::NoDisk);
+        assert_eq!(choose(&disks, Some("vdb"), "node1").unwrap().name, "vdb");
+        assert_eq!(
+            choose(&disks, Some("vdc"), "node1")
+                .unwrap_err()
+                .to_string(),
+            "disk=vdc names no disk; disks found: /dev/vda (8.0 GiB), /dev/vdb (8.0 GiB)"
+        );
+        assert_eq!(choose(&[], None, "node1").unwrap_err(), ChooseError::NoDisk);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -101,6 +101,13 @@ impl Netns {
         sh(Command::new("ip")
             .args(["netns", "exec", &self.name, "ip"])
             .args(args));
+    }
+
+    /// Sets a sysctl of the namespace (`net.*` ones are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.name, "sysctl", "-qw"])
+            .arg(format!("{key}={value}")));
     }
 
     /// A tap device in the namespace holding `addr` (CIDR), for a VM's NIC.
@@ -242,14 +249,44 @@ impl Vm {
         }
     }
 
-    /// Sends a command to QEMU's human monitor (e.g. `system_reset`, the
-    /// reset button).
-    pub fn monitor(&self, command: &str) {
-        let mut m =
-            UnixStream::connect(self.dir.join("monitor.sock")).expect("QEMU monitor socket");
-        m.write_all(format!("{command}\n").as_bytes()).unwrap();
-        // Let QEMU read the line before the connection goes away.
-        std::thread::sleep(Duration::from_millis(300));
+    /// Runs a command on QEMU's human monitor (e.g. `system_reset`, the
+    /// reset button) and returns its answer once QEMU has carried it out.
+    pub fn monitor(&self, command: &str) -> String {
+        self.hmp().run(command)
+    }
+
+    /// A session on QEMU's human monitor that waits for each command's
+    /// answer.
+    pub fn hmp(&self) -> Hmp {
+        Hmp::connect(&self.dir.join("monitor.sock"))
+    }
+
+    /// Types `text` on the VM's keyboard (the screen's console, not the
+    /// serial port) with HMP `sendkey`, one key at a time as a person types.
+    pub fn send_keys(&self, text: &str) {
+        let mut hmp = self.hmp();
+        for c in text.chars() {
+            let key = match c {
+                'a'..='z' | '0'..='9' => c.to_string(),
+                ' ' => "spc".into(),
+                '=' => "equal".into(),
+                '-' => "minus".into(),
+                '\n' => "ret".into(),
+                other => panic!("no key for {other:?}"),
+            };
+            hmp.run(&format!("sendkey {key}"));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// The screen (VGA) as it is now, from HMP `screendump`.
+    pub fn screen(&self) -> Screen {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let path = self.dir.join(format!("screen-{n}.ppm"));
+        let answer = self.hmp().run(&format!("screendump {}", path.display()));
+        let data = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("screendump wrote no {}: {e}; {answer}", path.display()));
+        Screen::from_ppm(&data).unwrap_or_else(|| panic!("{} is not a PPM", path.display()))
     }
 
     /// Everything the console printed so far.
@@ -298,6 +335,108 @@ impl Vm {
     }
 }
 
+/// Prints a measured figure on the test's stderr even when the harness
+/// captures output (as it does for passing tests), so that `cargo xtask
+/// test` shows it.
+pub fn figure(text: &str) {
+    let _ = writeln!(std::io::stderr(), "figure: {text}");
+}
+
+/// A connection to QEMU's human monitor.
+#[derive(Debug)]
+pub struct Hmp {
+    sock: UnixStream,
+}
+
+impl Hmp {
+    fn connect(path: &Path) -> Self {
+        let sock = UnixStream::connect(path).expect("QEMU monitor socket");
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut hmp = Self { sock };
+        hmp.until_prompt();
+        hmp
+    }
+
+    fn until_prompt(&mut self) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"(qemu) ") {
+            let n = self.sock.read(&mut buf).expect("reading QEMU's monitor");
+            assert!(n > 0, "QEMU's monitor closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// Runs one command; returns what the monitor printed (the command's
+    /// echo included) once it is ready for the next.
+    pub fn run(&mut self, command: &str) -> String {
+        self.sock
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        self.until_prompt()
+    }
+}
+
+/// A screen image: RGB pixels, row by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screen {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `width * height` RGB triples.
+    pub rgb: Vec<u8>,
+}
+
+impl Screen {
+    /// Parses a binary PPM (`P6`, maxval 255) as QEMU's screendump writes.
+    pub fn from_ppm(data: &[u8]) -> Option<Self> {
+        // Header: magic, width, height, maxval, separated by whitespace,
+        // then exactly one whitespace byte before the pixels.
+        let mut fields = Vec::new();
+        let mut i = 0;
+        while fields.len() < 4 {
+            while data.get(i)?.is_ascii_whitespace() {
+                i += 1;
+            }
+            let start = i;
+            while !data.get(i)?.is_ascii_whitespace() {
+                i += 1;
+            }
+            fields.push(std::str::from_utf8(&data[start..i]).ok()?);
+        }
+        let (width, height) = (fields[1].parse().ok()?, fields[2].parse().ok()?);
+        if fields[0] != "P6" || fields[3] != "255" {
+            return None;
+        }
+        let rgb = data.get(i + 1..i + 1 + width * height * 3)?.to_vec();
+        Some(Self { width, height, rgb })
+    }
+
+    /// How many distinct colours it shows (1 for a blank screen).
+    pub fn colours(&self) -> usize {
+        let mut seen: Vec<&[u8]> = self.rgb.chunks(3).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
+    }
+
+    /// How many pixels differ from `other` (all of them when the sizes
+    /// differ, as when the console leaves text mode).
+    pub fn pixels_changed(&self, other: &Screen) -> usize {
+        if (self.width, self.height) != (other.width, other.height) {
+            return self.width * self.height;
+        }
+        self.rgb
+            .chunks(3)
+            .zip(other.rgb.chunks(3))
+            .filter(|(a, b)| a != b)
+            .count()
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -315,14 +454,40 @@ pub fn raw_disk(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
 }
 
-/// Whether the first `n` bytes of a file are all zero (nothing written).
-pub fn untouched(path: &Path, n: usize) -> bool {
-    let mut buf = vec![0u8; n];
-    std::fs::File::open(path)
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    buf.iter().all(|b| *b == 0)
+/// Whether nothing was written to a sparse disk image: every data extent
+/// of the file (found with `lseek(SEEK_DATA/SEEK_HOLE)`, so that the holes
+/// of a many-GiB image cost nothing) reads as zeros. On a file system
+/// without hole reporting the whole file is one extent and is read.
+pub fn untouched(path: &Path) -> bool {
+    use nix::unistd::{Whence, lseek};
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::open(path).unwrap();
+    let len = i64::try_from(f.metadata().unwrap().len()).unwrap();
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0i64;
+    while pos < len {
+        let start = match lseek(fd, pos, Whence::SeekData) {
+            Ok(o) => o,
+            // No data after `pos`.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => panic!("SEEK_DATA in {}: {e}", path.display()),
+        };
+        let end = lseek(fd, start, Whence::SeekHole).unwrap();
+        f.seek(std::io::SeekFrom::Start(u64::try_from(start).unwrap()))
+            .unwrap();
+        let mut left = u64::try_from(end - start).unwrap();
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64)).unwrap();
+            f.read_exact(&mut buf[..n]).unwrap();
+            if buf[..n].iter().any(|b| *b != 0) {
+                return false;
+            }
+            left -= n as u64;
+        }
+        pos = end;
+    }
+    true
 }
 
 /// One HTTPS exchange's result.
@@ -488,4 +653,45 @@ pub fn https_body(
         body: rbody.to_owned(),
         fingerprint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppm_screens_compare() {
+        let mut a = b"P6\n2 1\n255\n".to_vec();
+        a.extend([0, 0, 0, 0, 0, 0]);
+        let blank = Screen::from_ppm(&a).unwrap();
+        assert_eq!((blank.width, blank.height, blank.colours()), (2, 1, 1));
+        let mut b = a.clone();
+        let last = b.len() - 1;
+        b[last] = 200;
+        let text = Screen::from_ppm(&b).unwrap();
+        assert_eq!(text.colours(), 2);
+        assert_eq!(text.pixels_changed(&blank), 1);
+        assert!(Screen::from_ppm(&a[..a.len() - 1]).is_none(), "short");
+        assert!(Screen::from_ppm(b"P5\n2 1\n255\n\0\0").is_none());
+    }
+
+    #[test]
+    fn untouched_looks_at_every_data_extent_of_a_sparse_file() {
+        let dir = Scratch::new("sparse-");
+        let p = dir.0.join("disk.img");
+        raw_disk(&p, 64 << 30);
+        assert!(untouched(&p));
+        let mut f = std::fs::File::options().write(true).open(&p).unwrap();
+        // Zeros written are data extents, but still nothing.
+        f.seek(std::io::SeekFrom::Start(3 << 30)).unwrap();
+        f.write_all(&[0u8; 8192]).unwrap();
+        f.sync_all().unwrap();
+        assert!(untouched(&p));
+        // One byte far beyond the first MiB.
+        f.seek(std::io::SeekFrom::Start((40 << 30) + 12345))
+            .unwrap();
+        f.write_all(&[1]).unwrap();
+        f.sync_all().unwrap();
+        assert!(!untouched(&p));
+    }
 }

@@ -189,10 +189,26 @@ fn image() -> Result<PathBuf> {
             .collect(),
         source_date_epoch: epoch,
         version,
+        toolchain: rustc_version(),
     };
     let out = tandem_image::build(&inputs, &mut |l| eprintln!("image: {l}"))?;
     eprintln!("image: built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(out.iso)
+}
+
+/// `rustc -V` of the compiler cargo uses here (the pinned toolchain).
+fn rustc_version() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .arg("-V")
+        .current_dir(workspace())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
 }
 
 fn cache_dir() -> PathBuf {
