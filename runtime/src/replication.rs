@@ -19,6 +19,10 @@ use crate::resources::{BoxFuture, Resource, ResourceError};
 /// drbd-utils' administration tool for the kernel's DRBD 8.4.
 pub const DRBDADM: &str = "/lib/drbd/drbdadm-84";
 
+/// Where the node keeps DRBD's configuration: drbdadm's default, because the kernel
+/// runs its handlers (`fence-peer`, `split-brain`) through `drbdadm`, which reads it.
+pub const NODE_CONF_DIR: &str = "/etc";
+
 /// What went wrong driving DRBD.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {

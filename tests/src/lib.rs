@@ -255,6 +255,13 @@ impl Vm {
         self.hmp().run(command)
     }
 
+    /// Pulls the plug: QEMU is killed at once, the guest gets no chance to
+    /// write, flush or say goodbye.
+    pub fn power_loss(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A session on QEMU's human monitor that waits for each command's
     /// answer.
     pub fn hmp(&self) -> Hmp {

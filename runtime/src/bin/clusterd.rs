@@ -271,7 +271,10 @@ fn data_area(cfg: &tandem_config::ApplianceConfig) -> anyhow::Result<Replication
     let _ = std::process::Command::new("/sbin/modprobe")
         .arg("drbd")
         .status();
-    let repl = Replication::new(&cfg, std::path::Path::new("/run/tandem/drbd"));
+    let repl = Replication::new(
+        &cfg,
+        std::path::Path::new(tandem_runtime::replication::NODE_CONF_DIR),
+    );
     repl.write_config(&cfg, tandem_runtime::drbd::Tuning::default())?;
     let configured = repl
         .status()?

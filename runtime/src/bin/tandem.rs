@@ -62,10 +62,26 @@ enum Cmd {
         #[arg(long, default_value_t = 600)]
         peer_wait: u64,
     },
+    /// Replication state, and the handlers DRBD calls.
+    Replication {
+        #[command(subcommand)]
+        cmd: ReplCmd,
+    },
     /// Virtual environments (containers) on the active node.
     Ve {
         #[command(subcommand)]
         cmd: VeCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReplCmd {
+    /// Connection, roles, disk states and resync progress (from the kernel).
+    Status,
+    /// Called by DRBD (through drbdadm), not by people.
+    Handler {
+        /// fence-peer or split-brain.
+        which: String,
     },
 }
 
@@ -158,6 +174,83 @@ fn node_ves() -> anyhow::Result<ve::manager::Ves> {
     Ok(ve::manager::Ves { layout })
 }
 
+/// `tandem replication …`; the handlers answer DRBD with its exit codes.
+fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
+    match cmd {
+        ReplCmd::Status => {
+            let path = Path::new("/proc/drbd");
+            match std::fs::read_to_string(path) {
+                Ok(text) => match tandem_runtime::drbd::parse_proc_drbd(&text) {
+                    Ok(devs) if devs.is_empty() => {
+                        println!("replication is not set up on this node");
+                        0
+                    }
+                    Ok(devs) => {
+                        for d in devs {
+                            println!(
+                                "drbd{} {}",
+                                d.minor,
+                                tandem_runtime::replication::summary(&d)
+                            );
+                        }
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("tandem: {e}");
+                        1
+                    }
+                },
+                Err(_) => {
+                    println!("replication is not running (the DRBD module is not loaded)");
+                    0
+                }
+            }
+        }
+        ReplCmd::Handler { which } => match which.as_str() {
+            // DRBD asks before this node becomes primary without the peer: only a
+            // peer that clusterd sees silent on every heartbeat path may be assumed
+            // dead (exit 5: "peer unreachable", DRBD marks it outdated). Anything
+            // else keeps DRBD from going ahead.
+            "fence-peer" => {
+                let alive = Client::connect(control)
+                    .and_then(|mut c| c.call("status", false))
+                    .ok()
+                    .and_then(|r| r.status)
+                    .map(|s| s.peer.alive);
+                match alive {
+                    Some(false) => {
+                        eprintln!(
+                            "tandem: fence-peer: the peer is silent on every heartbeat path; assuming it down"
+                        );
+                        5
+                    }
+                    Some(true) => {
+                        eprintln!(
+                            "tandem: fence-peer: the peer is alive on a heartbeat path; refusing"
+                        );
+                        6
+                    }
+                    None => {
+                        eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
+                        1
+                    }
+                }
+            }
+            // Reported by clusterd from its own view; DRBD's policy (after-sb-*) acts.
+            "split-brain" => {
+                eprintln!(
+                    "tandem: DRBD reports a split brain of the replicated data; see tandem status"
+                );
+                0
+            }
+            other => {
+                eprintln!("tandem: unknown replication handler {other:?}");
+                2
+            }
+        },
+    }
+}
+
 fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<()> {
     use tandem_runtime::activate::{DataChoice, Plan, activate, node_nics};
     let node_text = std::fs::read_to_string(store.join("node"))
@@ -175,7 +268,7 @@ fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<(
         store: store.to_owned(),
         node,
         internal_nic,
-        run_dir: PathBuf::from("/run/tandem/drbd"),
+        run_dir: PathBuf::from(tandem_runtime::replication::NODE_CONF_DIR),
         tuning: tandem_runtime::drbd::Tuning::default(),
         peer_wait: std::time::Duration::from_secs(peer_wait),
         sync_wait: std::time::Duration::from_secs(7 * 24 * 3600),
@@ -375,7 +468,7 @@ fn print_hw(h: &HwJson) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
-        Cmd::Config(_) | Cmd::Ve { .. } | Cmd::Activate { .. } => {
+        Cmd::Config(_) | Cmd::Ve { .. } | Cmd::Activate { .. } | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
         Cmd::Status { json } => {
@@ -450,6 +543,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Cmd::Replication { cmd } = &cli.cmd {
+        return ExitCode::from(run_replication(cmd, &cli.control));
     }
     // VEs are driven directly (crun, netlink) on the active node.
     if let Cmd::Ve { cmd } = cli.cmd {
