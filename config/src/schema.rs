@@ -359,7 +359,7 @@ fn default_drbd_device() -> DevicePath {
     "/dev/drbd0".parse().expect("built-in constant is valid")
 }
 fn default_backing() -> DevicePath {
-    "/dev/disk/by-partlabel/tandem-data"
+    "/dev/disk/by-partlabel/data"
         .parse()
         .expect("built-in constant is valid")
 }

@@ -114,7 +114,7 @@ fn the_agents_file_with_its_global_section_is_accepted() {
     let (ok, out) = drbdadm(&text, "alpha", "-d create-md r0");
     assert!(ok, "{out}");
     assert!(
-        out.contains("drbdmeta 0 v08 /dev/disk/by-partlabel/tandem-data internal create-md"),
+        out.contains("drbdmeta 0 v08 /dev/disk/by-partlabel/data internal create-md"),
         "{out}"
     );
 }
