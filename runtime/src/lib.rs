@@ -31,3 +31,14 @@ pub mod resources;
 pub mod settings;
 pub mod storage;
 pub mod ve;
+
+/// The last non-blank line of a program's output, the one that usually says what
+/// went wrong (`"no output"` when there is none).
+pub(crate) fn last_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim()
+        .to_owned()
+}

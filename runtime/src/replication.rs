@@ -151,13 +151,7 @@ impl Replication {
         Err(ReplicationError::Command {
             args: shown,
             code: out.status.code().unwrap_or(-1),
-            detail: text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_owned(),
+            detail: crate::last_line(&text),
         })
     }
 

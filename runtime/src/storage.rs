@@ -126,13 +126,7 @@ impl DataFilesystem {
             return Err(StorageError::Fsck {
                 device: self.device.clone(),
                 code,
-                detail: text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no output")
-                    .trim()
-                    .to_owned(),
+                detail: crate::last_line(&text),
             });
         }
         std::fs::create_dir_all(&self.mountpoint).map_err(|source| StorageError::Link {

@@ -450,13 +450,7 @@ impl Ves {
         Err(VeError::Runtime {
             id,
             args: args.join(" "),
-            detail: text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_owned(),
+            detail: crate::last_line(&text),
         })
     }
 
@@ -517,12 +511,7 @@ impl Ves {
             return Err(VeError::Runtime {
                 id,
                 args: "create".into(),
-                detail: text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no output")
-                    .to_owned(),
+                detail: crate::last_line(&text),
             });
         }
         let undo = |e: VeError| {

@@ -84,6 +84,25 @@ async fn index_of(h: &rtnetlink::Handle, name: &str) -> Result<Option<u32>, Netl
     }
 }
 
+/// The index of a link that must exist.
+async fn require_index(
+    h: &rtnetlink::Handle,
+    name: &str,
+    id: u32,
+    what: &'static str,
+) -> Result<u32, VeNetError> {
+    index_of(h, name)
+        .await
+        .map_err(|source| VeNetError::Netlink { id, what, source })?
+        .ok_or_else(|| VeNetError::Netlink {
+            id,
+            what,
+            source: NetlinkError::NoSuchInterface {
+                name: name.to_owned(),
+            },
+        })
+}
+
 /// Connects the network namespace of process `pid` (the VE's first process) to the
 /// node: veth pair, routes, proxy ARP on `uplink`, gratuitous ARP.
 ///
@@ -116,16 +135,7 @@ pub async fn attach(
         .await
         .map_err(req("add veth"))
         .map_err(nl("creating the veth pair"))?;
-    let guest_index = index_of(&h, &guest)
-        .await
-        .map_err(nl("looking up the VE end"))?
-        .ok_or_else(|| VeNetError::Netlink {
-            id,
-            what: "looking up the VE end",
-            source: NetlinkError::NoSuchInterface {
-                name: guest.clone(),
-            },
-        })?;
+    let guest_index = require_index(&h, &guest, id, "looking up the VE end").await?;
     h.link()
         .set(
             LinkUnspec::new_with_index(guest_index)
@@ -136,14 +146,7 @@ pub async fn attach(
         .await
         .map_err(req("move veth"))
         .map_err(nl("moving the VE end into the VE"))?;
-    let host_index = index_of(&h, &host)
-        .await
-        .map_err(nl("looking up the host end"))?
-        .ok_or_else(|| VeNetError::Netlink {
-            id,
-            what: "looking up the host end",
-            source: NetlinkError::NoSuchInterface { name: host.clone() },
-        })?;
+    let host_index = require_index(&h, &host, id, "looking up the host end").await?;
     h.link()
         .set(LinkUnspec::new_with_index(host_index).up().build())
         .execute()
@@ -253,16 +256,7 @@ async fn configure_guest(id: u32, guest: &str, addresses: &[Ipv4Addr]) -> Result
             .map_err(req("lo up"))
             .map_err(nl("bringing lo up in the VE"))?;
     }
-    let idx = index_of(&h, guest)
-        .await
-        .map_err(nl("looking up the VE end"))?
-        .ok_or_else(|| VeNetError::Netlink {
-            id,
-            what: "looking up the VE end",
-            source: NetlinkError::NoSuchInterface {
-                name: guest.to_owned(),
-            },
-        })?;
+    let idx = require_index(&h, guest, id, "looking up the VE end").await?;
     h.link()
         .set(
             LinkUnspec::new_with_index(idx)
