@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tandem_config::{ApplianceConfig, DevicePath, NodeId, Store};
+use tandem_config::{ApplianceConfig, NodeId, Store};
 
 use crate::drbd::{Connection, DiskState, Tuning};
 use crate::net;
@@ -81,48 +81,7 @@ fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ActivateError
     move |source| ActivateError::Step { what, source }
 }
 
-/// The node's network interfaces in slot order (PCI address): the first is the
-/// external (recovery) port, the second the crossover.
-#[must_use]
-pub fn node_nics() -> Vec<String> {
-    let mut nics: Vec<(PathBuf, String)> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let dev = std::fs::canonicalize(e.path().join("device")).ok()?;
-                    Some((dev, name))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    nics.sort();
-    nics.into_iter().map(|(_, n)| n).collect()
-}
-
-/// `/dev/disk/by-partlabel/NAME` → the block device whose GPT name is NAME (the node
-/// has no udev to make those links); other paths unchanged.
-#[must_use]
-pub fn resolve_partlabel(path: &str) -> PathBuf {
-    let Some(label) = path.strip_prefix("/dev/disk/by-partlabel/") else {
-        return PathBuf::from(path);
-    };
-    let mut found: Vec<String> = std::fs::read_dir("/sys/class/block")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("uevent"))
-                        .is_ok_and(|u| u.lines().any(|l| l == format!("PARTNAME={label}")))
-                })
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
-        .first()
-        .map_or_else(|| PathBuf::from(path), |d| Path::new("/dev").join(d))
-}
+pub use tandem_init::sysfs::nics as node_nics;
 
 /// Everything activation needs to know about the node.
 #[derive(Debug, Clone)]
@@ -156,7 +115,7 @@ pub async fn activate(
     say: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ApplianceConfig, ActivateError> {
     let store = Store::open(&plan.store).map_err(ActivateError::Store)?;
-    let mut cfg = match store.pending().map_err(ActivateError::Store)? {
+    let cfg = match store.pending().map_err(ActivateError::Store)? {
         Some(c) => c,
         None => store
             .current()
@@ -200,11 +159,6 @@ pub async fn activate(
         internal.prefix()
     ));
 
-    // The backing partition by its GPT name (no udev on the node).
-    let backing = resolve_partlabel(cfg.replication.backing.as_str());
-    if let Ok(p) = backing.to_string_lossy().parse::<DevicePath>() {
-        cfg.replication.backing = p;
-    }
     let repl = Replication::new(&cfg, &plan.run_dir);
     repl.write_config(&cfg, plan.tuning)?;
     if repl
@@ -218,7 +172,7 @@ pub async fn activate(
     say(&format!(
         "replication {} on {} set up; waiting for {} on the crossover link ({}:{})",
         cfg.replication.resource.as_str(),
-        backing.display(),
+        repl.backing.display(),
         peer.hostname.as_str(),
         peer.internal_address.addr(),
         cfg.replication.port.get()

@@ -204,18 +204,16 @@ pub async fn run(
     if let Some(repl) = settings.replication.clone() {
         let (rtx, rhub, line) = (tx.clone(), Arc::clone(&hub), Arc::clone(&replication_line));
         tokio::spawn(async move {
-            let mut last: Option<(bool, String)> = None;
+            let mut last: Option<String> = None;
             loop {
                 let r = repl.clone();
                 let st = tokio::task::spawn_blocking(move || r.status()).await;
-                let (good, text, key) = match st {
-                    Ok(Ok(Some(s))) => {
-                        let key = format!(
-                            "{} {:?}/{:?} {:?}/{:?}",
-                            s.connection, s.role, s.peer_role, s.disk, s.peer_disk
-                        );
-                        (s.data_good(), crate::replication::summary(&s), key)
-                    }
+                let (good, text, state) = match st {
+                    Ok(Ok(Some(s))) => (
+                        s.data_good(),
+                        crate::replication::summary(&s),
+                        crate::replication::state_line(&s),
+                    ),
                     Ok(Ok(None)) => (false, "not set up".to_owned(), "not set up".to_owned()),
                     Ok(Err(e)) => (false, format!("unreadable: {e:#}"), "unreadable".to_owned()),
                     Err(_) => return,
@@ -223,15 +221,13 @@ pub async fn run(
                 if let Ok(mut l) = line.lock() {
                     *l = Some(text);
                 }
-                let changed = last.as_ref().is_none_or(|(g, k)| *g != good || *k != key);
-                if changed {
-                    if last.as_ref().is_some_and(|(_, k)| *k != key) || last.is_none() {
-                        rhub.publish("replication", key.clone());
-                    }
+                // Resync progress alone is no event; a change of state is.
+                if last.as_ref() != Some(&state) {
+                    rhub.publish("replication", state.clone());
                     if rtx.send(In::DataGood(good)).is_err() {
                         return;
                     }
-                    last = Some((good, key));
+                    last = Some(state);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

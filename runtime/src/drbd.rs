@@ -103,7 +103,8 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
 }
 
 /// The minor number of `/dev/drbdN` (0 for any other name).
-fn minor_of(device: &str) -> u32 {
+#[must_use]
+pub fn minor_of(device: &str) -> u32 {
     device
         .strip_prefix("/dev/drbd")
         .and_then(|n| n.parse().ok())

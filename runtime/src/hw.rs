@@ -514,30 +514,22 @@ fn build_snapshot(
                 detail: None,
             });
         }
+        let unavailable = |name: String, detail: String| SensorJson {
+            name,
+            sensor_type: "unknown".into(),
+            value: None,
+            unit: None,
+            states: None,
+            state: "na".into(),
+            health: Health::Unavailable.to_string(),
+            detail: Some(detail),
+        };
         for f in &s.faults {
-            sensors.push(SensorJson {
-                name: f.name.clone(),
-                sensor_type: "unknown".into(),
-                value: None,
-                unit: None,
-                states: None,
-                state: "na".into(),
-                health: Health::Unavailable.to_string(),
-                detail: Some(error_chain(&f.error)),
-            });
+            sensors.push(unavailable(f.name.clone(), error_chain(&f.error)));
         }
         // A record that cannot be read may hide a sensor: shown as a fault, not left out.
         for f in &s.record_faults {
-            sensors.push(SensorJson {
-                name: f.label(),
-                sensor_type: "unknown".into(),
-                value: None,
-                unit: None,
-                states: None,
-                state: "na".into(),
-                health: Health::Unavailable.to_string(),
-                detail: Some(error_chain(&*f.error)),
-            });
+            sensors.push(unavailable(f.label(), error_chain(&*f.error)));
         }
         for n in &s.not_read {
             sensors.push(SensorJson {

@@ -42,3 +42,17 @@ pub(crate) fn last_line(text: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// Replaces `path` with `data` so that a crash leaves the old or the new file,
+/// never a mix: temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -6,7 +6,6 @@
 //! Every command failure names the command and carries DRBD's own last words, which
 //! say what to do (e.g. "Device has a net-config (use disconnect first)").
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use tandem_config::ApplianceConfig;
 
 use crate::drbd::{self, DeviceStatus, ProcDrbdError, Tuning};
-use crate::resources::{BoxFuture, Resource, ResourceError};
+use crate::resources::{BoxFuture, Resource, ResourceError, blocking};
 
 /// drbd-utils' administration tool for the kernel's DRBD 8.4.
 pub const DRBDADM: &str = "/lib/drbd/drbdadm-84";
@@ -67,6 +66,9 @@ pub struct Replication {
     pub resource: String,
     /// Minor number of the device.
     pub minor: u32,
+    /// The backing partition, `/dev/disk/by-partlabel/…` resolved through sysfs (the
+    /// node has no udev to make those links).
+    pub backing: PathBuf,
     /// The configuration file drbdadm reads.
     pub conf: PathBuf,
     /// Where the kernel reports the state (`/proc/drbd`).
@@ -82,12 +84,8 @@ impl Replication {
         let r = &cfg.replication;
         Replication {
             resource: r.resource.as_str().to_owned(),
-            minor: r
-                .device
-                .as_str()
-                .strip_prefix("/dev/drbd")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
+            minor: drbd::minor_of(r.device.as_str()),
+            backing: resolve_partlabel(r.backing.as_str()),
             conf: dir.join("drbd.conf"),
             proc_drbd: PathBuf::from("/proc/drbd"),
             drbdadm: PathBuf::from(DRBDADM),
@@ -103,27 +101,18 @@ impl Replication {
         cfg: &ApplianceConfig,
         tuning: Tuning,
     ) -> Result<(), ReplicationError> {
+        let mut cfg = cfg.clone();
+        if let Ok(p) = self.backing.to_string_lossy().parse() {
+            cfg.replication.backing = p;
+        }
         let text = format!(
             "global {{\n    usage-count no;\n}}\n{}",
-            drbd::render_resource(cfg, tuning)
+            drbd::render_resource(&cfg, tuning)
         );
-        let err = |source| ReplicationError::Write {
+        crate::write_atomic(&self.conf, text.as_bytes()).map_err(|source| ReplicationError::Write {
             path: self.conf.clone(),
             source,
-        };
-        if let Some(dir) = self.conf.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = self.conf.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.conf).map_err(err)
+        })
     }
 
     /// Runs `drbdadm -c CONF ARGS… RESOURCE`.
@@ -169,6 +158,10 @@ impl Replication {
     /// # Errors
     /// drbdadm refuses.
     pub fn up(&self) -> Result<(), ReplicationError> {
+        // DRBD has no hardware alias: the kernel loads it only when asked.
+        if !self.proc_drbd.exists() {
+            let _ = Command::new("/sbin/modprobe").arg("drbd").status();
+        }
         self.drbdadm(&["up"]).map(drop)
     }
 
@@ -255,14 +248,28 @@ impl Replication {
     }
 }
 
-/// One line for people: `Connected Primary/Secondary UpToDate/UpToDate`, with the
-/// resync progress when one runs.
+/// `/dev/disk/by-partlabel/NAME` → the block device whose GPT name is NAME; other
+/// paths, and names not found, unchanged.
 #[must_use]
-pub fn summary(s: &DeviceStatus) -> String {
-    let mut line = format!(
+pub fn resolve_partlabel(path: &str) -> PathBuf {
+    path.strip_prefix("/dev/disk/by-partlabel/")
+        .and_then(tandem_init::sysfs::partition)
+        .unwrap_or_else(|| PathBuf::from(path))
+}
+
+/// The state without progress: `Connected Primary/Secondary UpToDate/UpToDate`.
+#[must_use]
+pub fn state_line(s: &DeviceStatus) -> String {
+    format!(
         "{} {:?}/{:?} {:?}/{:?}",
         s.connection, s.role, s.peer_role, s.disk, s.peer_disk
-    );
+    )
+}
+
+/// One line for people: the state, with the resync progress when one runs.
+#[must_use]
+pub fn summary(s: &DeviceStatus) -> String {
+    let mut line = state_line(s);
     if let Some(r) = s.resync {
         line.push_str(&format!(" resync {:.1}%", r.done_percent));
         if let Some(eta) = r.eta_s {
@@ -299,19 +306,6 @@ impl Resource for ReplicationPrimary {
             })
             .await
         })
-    }
-}
-
-async fn blocking(
-    f: impl FnOnce() -> Result<(), ReplicationError> + Send + 'static,
-) -> Result<(), ResourceError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ResourceError::from),
-        Err(e) => Err(ResourceError::from(ReplicationError::Command {
-            args: "(task)".into(),
-            code: -1,
-            detail: e.to_string(),
-        })),
     }
 }
 

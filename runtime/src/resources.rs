@@ -56,12 +56,28 @@ pub enum ResourceError {
     /// The replication step.
     #[error(transparent)]
     Replication(#[from] crate::replication::ReplicationError),
+    /// The thread running a blocking step ended without an answer (it panicked).
+    #[error("the task of a resource step ended abnormally: {0}")]
+    Task(String),
     /// A simulated failure (tests).
     #[error("simulated failure of {name}")]
     Simulated {
         /// Resource name.
         name: String,
     },
+}
+
+/// Runs a step's blocking work (commands, file systems) off the daemon's loop.
+pub(crate) async fn blocking<E>(
+    f: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<(), ResourceError>
+where
+    E: Into<ResourceError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(ResourceError::Task(e.to_string())),
+    }
 }
 
 /// One step of the chain. `acquire` and `release` must be idempotent: the chain may

@@ -124,6 +124,9 @@ pub struct LocalOptions {
     pub service_interface: Option<String>,
     /// Extra service addresses beyond VE 101's.
     pub extra_service_addresses: Vec<(Ipv4Addr, u8)>,
+    /// VEs run on this node and own their addresses (routed to them), so VE 101's
+    /// address is not a service address of the node.
+    pub ves_own_addresses: bool,
     /// Replicated data known good.
     pub data_good: bool,
     /// Control socket.
@@ -153,7 +156,9 @@ pub fn from_config(
     let me = cfg.network.node(node_id(node));
     let peer = cfg.network.node(node_id(node.peer()));
     let mut service_addresses = Vec::new();
-    if let Some(ve) = &cfg.ves.ve101 {
+    if let Some(ve) = &cfg.ves.ve101
+        && !local.ves_own_addresses
+    {
         service_addresses.push((ve.address.addr(), cfg.network.netmask.prefix()));
     }
     service_addresses.extend(local.extra_service_addresses);

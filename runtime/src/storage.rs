@@ -11,7 +11,7 @@ use std::process::Command;
 
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use crate::resources::{BoxFuture, Resource, ResourceError};
+use crate::resources::{BoxFuture, Resource, ResourceError, blocking};
 
 /// What went wrong in a storage step; each names the object.
 #[derive(Debug, thiserror::Error)]
@@ -194,17 +194,10 @@ impl Resource for DataFilesystem {
     }
 }
 
-async fn blocking(
-    f: impl FnOnce() -> Result<(), StorageError> + Send + 'static,
-) -> Result<(), ResourceError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ResourceError::from),
-        Err(e) => Err(ResourceError::from(StorageError::Link {
-            op: "running the storage step for",
-            path: PathBuf::from("/"),
-            source: io::Error::other(e.to_string()),
-        })),
-    }
+/// True when a filesystem is mounted on exactly `path`.
+#[must_use]
+pub fn is_mountpoint(path: &Path) -> bool {
+    mounted_source(path).is_some()
 }
 
 /// The source of the mount on exactly `mountpoint`, from `/proc/self/mountinfo`.

@@ -13,6 +13,7 @@
 
 pub mod modalias;
 pub mod root;
+pub mod sysfs;
 
 /// What the kernel command line asks of init.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

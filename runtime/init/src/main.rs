@@ -318,34 +318,6 @@ fn install() -> Result<()> {
 
 /// The first NIC: the physical interface with the lowest bus address (the
 /// left port on the SR2500's back panel).
-fn first_nic() -> Option<String> {
-    let mut nics: Vec<(PathBuf, String)> = fs::read_dir("/sys/class/net")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let dev = fs::canonicalize(e.path().join("device")).ok()?;
-            Some((dev, name))
-        })
-        .collect();
-    nics.sort();
-    nics.into_iter().next().map(|(_, n)| n)
-}
-
-fn find_partition(name: &str) -> Option<PathBuf> {
-    let mut found: Vec<String> = fs::read_dir("/sys/class/block")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| {
-            fs::read_to_string(e.path().join("uevent"))
-                .is_ok_and(|u| u.lines().any(|l| l == format!("PARTNAME={name}")))
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    found.sort();
-    found.first().map(|d| PathBuf::from("/dev").join(d))
-}
-
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("/bin/busybox")
         .arg("ip")
@@ -366,7 +338,7 @@ fn node() -> Result<()> {
     let start = Instant::now();
     let mut config_dev = None;
     while config_dev.is_none() && start.elapsed() < Duration::from_secs(10) {
-        config_dev = find_partition("config");
+        config_dev = tandem_init::sysfs::partition("config");
         if config_dev.is_none() {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -395,7 +367,10 @@ fn node() -> Result<()> {
     let _ = nix::unistd::sethostname(&node);
 
     ip(&["link", "set", "lo", "up"])?;
-    let nic = first_nic().context("no network interface was found")?;
+    let nic = tandem_init::sysfs::nics()
+        .into_iter()
+        .next()
+        .context("no network interface was found")?;
     ip(&["addr", "add", &format!("{address}/24"), "dev", &nic])?;
     ip(&["link", "set", &nic, "up"])?;
 

@@ -168,7 +168,29 @@ fn cidr(v: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
     ))
 }
 
-fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+/// The external and crossover ports: the command line's, else the first and second
+/// port in slot order.
+fn ports(cli: &Cli) -> (String, String) {
+    let nics = activate::node_nics();
+    let ext = cli
+        .external_if
+        .clone()
+        .or_else(|| nics.first().cloned())
+        .unwrap_or_else(|| "eth0".into());
+    let int = cli
+        .internal_if
+        .clone()
+        .or_else(|| nics.get(1).cloned())
+        .unwrap_or_else(|| "eth1".into());
+    (ext, int)
+}
+
+/// The daemon's settings, and the cluster configuration they came from (with
+/// --config).
+fn settings(
+    cli: &Cli,
+    ports: &(String, String),
+) -> anyhow::Result<(Settings, Option<tandem_config::ApplianceConfig>)> {
     let node = match cli.node.as_str() {
         "node1" => NodeId::Node1,
         "node2" => NodeId::Node2,
@@ -189,17 +211,13 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             node,
             LocalOptions {
                 serial_device: cli.serial_device.clone(),
-                // On a node with a data area the external port is known: the first.
-                service_interface: cli.service_if.clone().or_else(|| {
-                    cli.replication
-                        .then(|| {
-                            cli.external_if
-                                .clone()
-                                .or_else(|| activate::node_nics().first().cloned())
-                        })
-                        .flatten()
-                }),
+                // On a node with a data area the external port is known.
+                service_interface: cli
+                    .service_if
+                    .clone()
+                    .or_else(|| cli.replication.then(|| ports.0.clone())),
                 extra_service_addresses: service_addresses,
+                ves_own_addresses: cli.replication,
                 data_good: cli.data_good,
                 control: cli.control.clone(),
                 state_dir: cli.state_dir.clone(),
@@ -210,7 +228,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
                 "service addresses are configured: --service-if must name the external interface"
             );
         }
-        return Ok(s);
+        return Ok((s, Some(cfg)));
     }
     let key_file = cli
         .key_file
@@ -256,26 +274,17 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         replication: None,
     };
     s.config_digest = s.shared_digest();
-    Ok(s)
+    Ok((s, None))
 }
 
 /// Sets up replication for a node with a data area: DRBD's resource file and the
 /// device attached and connecting (activation made its metadata).
 fn data_area(cfg: &tandem_config::ApplianceConfig) -> anyhow::Result<Replication> {
-    let mut cfg = cfg.clone();
-    let backing = activate::resolve_partlabel(cfg.replication.backing.as_str());
-    if let Ok(p) = backing.to_string_lossy().parse() {
-        cfg.replication.backing = p;
-    }
-    // DRBD has no hardware alias: the kernel loads it only when asked.
-    let _ = std::process::Command::new("/sbin/modprobe")
-        .arg("drbd")
-        .status();
     let repl = Replication::new(
-        &cfg,
+        cfg,
         std::path::Path::new(tandem_runtime::replication::NODE_CONF_DIR),
     );
-    repl.write_config(&cfg, tandem_runtime::drbd::Tuning::default())?;
+    repl.write_config(cfg, tandem_runtime::drbd::Tuning::default())?;
     let configured = repl
         .status()?
         .is_some_and(|s| s.connection != tandem_runtime::drbd::Connection::Unconfigured);
@@ -334,40 +343,15 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut ves = None;
-    let result = settings(&cli).and_then(|mut s| {
+    let ports = ports(&cli);
+    let result = settings(&cli, &ports).and_then(|(mut s, cfg)| {
+        let mut ves = None;
         if cli.replication {
-            let path = cli
-                .config
-                .as_ref()
-                .context("--replication needs --config")?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let cfg = tandem_config::ApplianceConfig::from_toml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let cfg = cfg.context("--replication needs --config")?;
             s.replication = Some(data_area(&cfg)?);
-            let nics = activate::node_nics();
-            let ext = cli
-                .external_if
-                .clone()
-                .or_else(|| nics.first().cloned())
-                .unwrap_or_else(|| "eth0".into());
-            let int = cli
-                .internal_if
-                .clone()
-                .or_else(|| nics.get(1).cloned())
-                .unwrap_or_else(|| "eth1".into());
-            let me = settings::node_id(s.node);
-            let inet = cfg.network.internal_net(me);
-            // VE addresses are routed to their VEs (proxy ARP), not held by the node.
-            let ve_addrs: Vec<std::net::Ipv4Addr> =
-                cfg.ves.ve101.iter().map(|v| v.address.addr()).collect();
-            s.service_addresses.retain(|(a, _)| !ve_addrs.contains(a));
+            let (ext, int) = ports;
             ves = Some(Ves {
-                layout: Layout::node(vec![
-                    (inet.network(), inet.prefix(), int),
-                    (std::net::Ipv4Addr::UNSPECIFIED, 0, ext),
-                ]),
+                layout: Layout::for_cluster(Some(&cfg), ext, int),
             });
         }
         let hw = hw_config(&cli)?;

@@ -159,14 +159,14 @@ enum VeCmd {
 /// The node's VEs, routed on the external interface and, for addresses of the
 /// internal network, on the crossover interface.
 fn node_ves() -> anyhow::Result<ve::manager::Ves> {
-    let mut uplinks = Vec::new();
-    if let Ok(Some(cfg)) = tandem_config::Store::open("/config").and_then(|s| s.current()) {
-        let net = cfg.network.internal_net(tandem_config::NodeId::Node1);
-        uplinks.push((net.network(), net.prefix(), "eth1".to_owned()));
-    }
-    uplinks.push((std::net::Ipv4Addr::UNSPECIFIED, 0, "eth0".to_owned()));
-    let layout = ve::manager::Layout::node(uplinks);
-    if !layout.private_dir.parent().is_some_and(Path::is_dir) {
+    let cfg = tandem_config::Store::open("/config")
+        .and_then(|s| s.current())
+        .ok()
+        .flatten();
+    let nics = tandem_runtime::activate::node_nics();
+    let port = |i: usize, dflt: &str| nics.get(i).cloned().unwrap_or_else(|| dflt.to_owned());
+    let layout = ve::manager::Layout::for_cluster(cfg.as_ref(), port(0, "eth0"), port(1, "eth1"));
+    if !tandem_runtime::storage::is_mountpoint(Path::new(tandem_runtime::activate::DATA_MOUNT)) {
         bail!(
             "the data area /vz is not mounted on this node: VEs live on the active node (tandem status shows which)"
         );

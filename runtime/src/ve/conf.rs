@@ -132,10 +132,7 @@ impl VeFile {
     /// # Errors
     /// Each malformed line, unknown parameter or bad value, with its line number.
     pub fn parse(text: &str) -> Result<VeFile, Vec<VeFileError>> {
-        let mut ve = VeFile {
-            onboot: false,
-            ..VeFile::default()
-        };
+        let mut ve = VeFile::default();
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line_no = i + 1;
@@ -226,19 +223,8 @@ impl VeFile {
                 }
             }
             "HOSTNAME" => {
-                let ok = !value.is_empty()
-                    && value.len() <= 253
-                    && value.split('.').all(|l| {
-                        !l.is_empty()
-                            && l.len() <= 63
-                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                            && !l.starts_with('-')
-                            && !l.ends_with('-')
-                    });
-                if !ok {
-                    return Err(format!("{value:?} is not a host name"));
-                }
-                self.hostname = Some(value.to_owned());
+                let h: tandem_config::Hostname = value.parse()?;
+                self.hostname = Some(h.as_str().to_owned());
             }
             "IP_ADDRESS" => self.ip_addresses = addresses(value)?,
             "NAMESERVER" => self.nameservers = addresses(value)?,

@@ -12,7 +12,6 @@
 //! work when a later step fails: a VE whose network cannot be set up is not left
 //! half-started, a template that cannot be unpacked leaves no private area behind.
 
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,6 +59,24 @@ impl Layout {
         }
     }
 
+    /// The node's layout with its VE addresses routed on `int` when they are in the
+    /// cluster's crossover network (VE 1), on `ext` otherwise.
+    #[must_use]
+    pub fn for_cluster(
+        cfg: Option<&tandem_config::ApplianceConfig>,
+        ext: String,
+        int: String,
+    ) -> Layout {
+        let mut uplinks = Vec::new();
+        if let Some(cfg) = cfg {
+            // Both nodes' crossover addresses are in the same network.
+            let net = cfg.network.internal_net(tandem_config::NodeId::Node1);
+            uplinks.push((net.network(), net.prefix(), int));
+        }
+        uplinks.push((Ipv4Addr::UNSPECIFIED, 0, ext));
+        Layout::node(uplinks)
+    }
+
     fn conf(&self, id: u32) -> PathBuf {
         self.conf_dir.join(format!("ve-{id}.conf"))
     }
@@ -70,6 +87,12 @@ impl Layout {
 
     fn bundle(&self, id: u32) -> PathBuf {
         self.run_dir.join(id.to_string())
+    }
+
+    /// The interface a VE's addresses are routed on; `None` for a VE without any.
+    fn uplink_of(&self, ve: &VeFile) -> Option<String> {
+        let first = ve.ip_addresses.first()?;
+        Some(self.uplink_for(*first).unwrap_or("eth0").to_owned())
     }
 
     fn uplink_for(&self, a: Ipv4Addr) -> Option<&str> {
@@ -528,17 +551,17 @@ impl Ves {
                 }));
             }
         };
-        if let Some(first) = ve.ip_addresses.first() {
-            let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
-            if let Err(e) = venet::attach(id, pid, &ve.ip_addresses, &uplink).await {
-                let _ = venet::detach(id, &ve.ip_addresses, &uplink).await;
-                return Err(undo(e.into()));
-            }
+        let uplink = self.layout.uplink_of(&ve);
+        let started = match &uplink {
+            Some(up) => venet::attach(id, pid, &ve.ip_addresses, up)
+                .await
+                .map_err(VeError::from),
+            None => Ok(()),
         }
-        if let Err(e) = self.crun(id, &["start", &container(id)]) {
-            if let Some(first) = ve.ip_addresses.first() {
-                let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
-                let _ = venet::detach(id, &ve.ip_addresses, &uplink).await;
+        .and_then(|()| self.crun(id, &["start", &container(id)]));
+        if let Err(e) = started {
+            if let Some(up) = &uplink {
+                let _ = venet::detach(id, &ve.ip_addresses, up).await;
             }
             return Err(undo(e));
         }
@@ -565,9 +588,8 @@ impl Ves {
             }
             self.crun(id, &["delete", "-f", &container(id)])?;
         }
-        if let Some(first) = ve.ip_addresses.first() {
-            let uplink = self.layout.uplink_for(*first).unwrap_or("eth0").to_owned();
-            venet::detach(id, &ve.ip_addresses, &uplink).await?;
+        if let Some(up) = self.layout.uplink_of(&ve) {
+            venet::detach(id, &ve.ip_addresses, &up).await?;
         }
         Ok(())
     }
@@ -736,14 +758,7 @@ pub fn set_keys(text: &str, pairs: &[(&str, String)]) -> String {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VeError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
-    f.write_all(data).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("replacing", path))
+    crate::write_atomic(path, data).map_err(io("writing", path))
 }
 
 /// The built-in template: busybox, an init that starts a web server on port 80

@@ -103,6 +103,18 @@ async fn require_index(
         })
 }
 
+/// Removes the link `name` (with a veth pair, both ends) when it exists.
+async fn delete_link(h: &rtnetlink::Handle, name: &str) -> Result<(), NetlinkError> {
+    if let Some(i) = index_of(h, name).await? {
+        h.link()
+            .del(i)
+            .execute()
+            .await
+            .map_err(req("delete veth"))?;
+    }
+    Ok(())
+}
+
 /// Connects the network namespace of process `pid` (the VE's first process) to the
 /// node: veth pair, routes, proxy ARP on `uplink`, gratuitous ARP.
 ///
@@ -118,17 +130,9 @@ pub async fn attach(
     let (host, guest) = link_names(id);
     let h = handle().map_err(nl("opening netlink"))?;
     // A host end left from a VE that died is removed first.
-    if let Some(old) = index_of(&h, &host)
+    delete_link(&h, &host)
         .await
-        .map_err(nl("looking up the host end"))?
-    {
-        h.link()
-            .del(old)
-            .execute()
-            .await
-            .map_err(req("delete stale veth"))
-            .map_err(nl("removing a stale host end"))?;
-    }
+        .map_err(nl("removing a stale host end"))?;
     h.link()
         .add(LinkVeth::new(&host, &guest).build())
         .execute()
@@ -315,16 +319,7 @@ pub async fn detach(id: u32, addresses: &[Ipv4Addr], uplink: &str) -> Result<(),
             let _ = h.neighbours().del(msg).execute().await;
         }
     }
-    if let Some(i) = index_of(&h, &host)
+    delete_link(&h, &host)
         .await
-        .map_err(nl("looking up the host end"))?
-    {
-        h.link()
-            .del(i)
-            .execute()
-            .await
-            .map_err(req("delete veth"))
-            .map_err(nl("removing the veth pair"))?;
-    }
-    Ok(())
+        .map_err(nl("removing the veth pair"))
 }
