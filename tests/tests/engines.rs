@@ -202,7 +202,7 @@ fn a_ve_runs_with_its_limits_and_address_under_crun() {
     }
 
     // The VE's address answers on the LAN; a write is acknowledged only once on disk.
-    let page = get(&lan, "10.77.1.50:80", "/").expect("the VE's web server answers");
+    let page = wait_http(&lan, "10.77.1.50:80", "/", MIN);
     assert_eq!(page, "tandem VE\n");
     assert_eq!(
         get(&lan, "10.77.1.50:80", "/cgi-bin/append?first").as_deref(),
@@ -498,10 +498,9 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         2 * MIN,
     );
     assert_eq!(rc, 0, "{o}");
-    assert_eq!(
-        get(&lan, "192.0.2.50:80", "/").as_deref(),
-        Some("tandem VE\n")
-    );
+    // `ve start` returns once the VE's init runs; its web server and the
+    // LAN's neighbour entry follow a moment later.
+    assert_eq!(wait_http(&lan, "192.0.2.50:80", "/", MIN), "tandem VE\n");
     assert_eq!(
         get(&lan, "192.0.2.50:80", "/cgi-bin/append?before-switchover").as_deref(),
         Some("ok\n")
@@ -511,7 +510,7 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
     let (o, rc) = run(&mut act, &mut act_at, "tandem switchover", MIN);
     assert_eq!(rc, 0, "{o}");
     wait_role(&mut pas, &mut pas_at, "active", 2 * MIN);
-    let served = wait_http(&lan, "/cgi-bin/read", 2 * MIN);
+    let served = wait_http(&lan, "192.0.2.50:80", "/cgi-bin/read", 2 * MIN);
     assert_eq!(served, "before-switchover\n");
     assert_eq!(
         get(&lan, "192.0.2.50:80", "/cgi-bin/append?after-switchover").as_deref(),
@@ -606,15 +605,15 @@ fn wait_active(vm1: &mut Vm, a1: &mut usize, vm2: &mut Vm, a2: &mut usize) -> u8
 }
 
 /// Polls the VE's address from the LAN until `path` answers.
-fn wait_http(lan: &Netns, path: &'static str, limit: Duration) -> String {
+fn wait_http(lan: &Netns, addr: &'static str, path: &'static str, limit: Duration) -> String {
     let start = std::time::Instant::now();
     loop {
-        if let Some(body) = get(lan, "192.0.2.50:80", path) {
+        if let Some(body) = get(lan, addr, path) {
             return body;
         }
         assert!(
             start.elapsed() < limit,
-            "the VE did not answer {path} within {limit:?}"
+            "the VE did not answer {addr}{path} within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
