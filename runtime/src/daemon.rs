@@ -38,7 +38,10 @@ const EVENT_BACKLOG: usize = 256;
 const SERIAL_QUEUE: usize = 4;
 
 enum In {
-    Frame { path: PathId, bytes: Vec<u8> },
+    Frame {
+        path: PathId,
+        bytes: Vec<u8>,
+    },
     Noise(PathId),
     PingReply(usize),
     ChainUp(Result<(), String>),
@@ -46,7 +49,8 @@ enum In {
     Announced(Result<(), String>),
     Control(ControlCall, oneshot::Sender<Response>),
     Transport(String),
-    DataGood(bool),
+    /// The replication device's state, every second (`None`: not set up or unreadable).
+    Replication(Option<crate::drbd::DeviceStatus>),
 }
 
 enum ControlCall {
@@ -208,14 +212,16 @@ pub async fn run(
             loop {
                 let r = repl.clone();
                 let st = tokio::task::spawn_blocking(move || r.status()).await;
-                let (good, text, state) = match st {
-                    Ok(Ok(Some(s))) => (
-                        s.data_good(),
-                        crate::replication::summary(&s),
-                        crate::replication::state_line(&s),
-                    ),
-                    Ok(Ok(None)) => (false, "not set up".to_owned(), "not set up".to_owned()),
-                    Ok(Err(e)) => (false, format!("unreadable: {e:#}"), "unreadable".to_owned()),
+                let (device, text, state) = match st {
+                    Ok(Ok(Some(s))) => {
+                        let (text, state) = (
+                            crate::replication::summary(&s),
+                            crate::replication::state_line(&s),
+                        );
+                        (Some(s), text, state)
+                    }
+                    Ok(Ok(None)) => (None, "not set up".to_owned(), "not set up".to_owned()),
+                    Ok(Err(e)) => (None, format!("unreadable: {e:#}"), "unreadable".to_owned()),
                     Err(_) => return,
                 };
                 if let Ok(mut l) = line.lock() {
@@ -224,10 +230,12 @@ pub async fn run(
                 // Resync progress alone is no event; a change of state is.
                 if last.as_ref() != Some(&state) {
                     rhub.publish("replication", state.clone());
-                    if rtx.send(In::DataGood(good)).is_err() {
-                        return;
-                    }
                     last = Some(state);
+                }
+                // Every second: whether the data is good also depends on
+                // when the peer was last heard.
+                if rtx.send(In::Replication(device)).is_err() {
+                    return;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -317,6 +325,8 @@ pub async fn run(
         }
     }
 
+    let mut freshness = crate::drbd::Freshness::default();
+    let mut data_good_fed: Option<bool> = None;
     tokio::pin!(shutdown);
     loop {
         while let Some(o) = core.poll_output() {
@@ -400,7 +410,29 @@ pub async fn run(
                     // routers' view may stay stale until their entries expire.
                     In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
-                    In::DataGood(good) => core.handle(now, Input::DataGood(good || settings.data_good)),
+                    In::Replication(device) => {
+                        let heard = core
+                            .status(now)
+                            .paths
+                            .iter()
+                            .filter_map(|p| p.last_heard_ago)
+                            .min()
+                            .map(|ago| tandem_core::Instant::from_millis(
+                                now.as_millis().saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+                            ));
+                        let was_stale = freshness.stale();
+                        let good = freshness.update(now, device.as_ref(), heard) || settings.data_good;
+                        if freshness.stale() && !was_stale {
+                            hub.publish(
+                                "replication",
+                                "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".to_owned(),
+                            );
+                        }
+                        if data_good_fed != Some(good) {
+                            core.handle(now, Input::DataGood(good));
+                            data_good_fed = Some(good);
+                        }
+                    }
                     In::Control(call, reply) => {
                         let resp = match call {
                             ControlCall::Status => {

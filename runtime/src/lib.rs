@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod drbd;
 pub mod generation;
 pub mod hw;
+pub mod member;
 pub mod net;
 pub mod replication;
 pub mod resources;

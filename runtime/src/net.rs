@@ -382,6 +382,28 @@ pub async fn set_up(index: u32) -> Result<(), NetlinkError> {
         })
 }
 
+/// Sets the default route through `gateway` (replacing one that exists).
+///
+/// # Errors
+/// [`NetlinkError::Request`] when the kernel refuses (e.g. the gateway is not on a
+/// directly connected network).
+pub async fn set_default_route(gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+    let handle = connection()?;
+    let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: "set default route",
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

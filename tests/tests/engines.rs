@@ -256,8 +256,9 @@ fn repl_scripts() -> Vec<(String, String)> {
     ]
 }
 
-/// The node's start for the replication test: the configuration archive staged as
-/// the web console stages an upload, then commands from the console.
+/// The node's start for the replication test: a fresh config partition (as
+/// the installer leaves it: the node identity only), the configuration archive
+/// staged as the web console stages an upload, then commands from the console.
 const NODE_SCRIPT: &str = r#"
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -266,7 +267,9 @@ mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 for m in virtio_pci virtio_blk virtio_net ext4 drbd veth; do /sbin/modprobe $m; done
 n=0; while [ ! -b /dev/vda ] || [ ! -e /sys/class/net/eth1 ]; do sleep 0.2; n=$((n+1)); [ $n -gt 100 ] && break; done
-mkdir -p /vz /var/lib/drbd /var/run/drbd /var/lock
+n=0; while [ ! -b /dev/vda2 ]; do sleep 0.2; n=$((n+1)); [ $n -gt 100 ] && break; done
+mkdir -p /vz /var/lib/drbd /var/run/drbd /var/lock /config
+mkfs.ext4 -q /dev/vda1 && mount /dev/vda1 /config && cp /node-id /config/node
 tandem config import /cluster.tar --stage 2>&1
 echo "NODE-"READY
 while read line; do eval "$line"; echo "@@""rc=$?"; done
@@ -307,7 +310,6 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         ..InitOptions::default()
     })
     .unwrap();
-    cfg.replication.backing = "/dev/vda".parse().unwrap();
     // Test timings (the manual's 5 s / 60 s would make the failover wait a minute);
     // these VMs have no second serial port for the null-modem path.
     cfg.heartbeat.keepalive = tandem_config::Millis(500);
@@ -336,68 +338,10 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         40_000 + (std::process::id() % 10_000) * 2,
         40_001 + (std::process::id() % 10_000) * 2,
     ];
-    let mut vms = Vec::new();
-    for (i, node) in ["node1", "node2"].iter().enumerate() {
-        let sub = dir.0.join(node);
-        std::fs::create_dir_all(&sub).unwrap();
-        let script = format!("{LEAVE_INITRAMFS}{NODE_SCRIPT}");
-        let node_file = format!("{node}\n");
-        let scripts = repl_scripts();
-        let mut files: Vec<(&str, &[u8], u32)> = vec![
-            ("test-init", script.as_bytes(), 0o755),
-            ("cluster.tar", &bytes, 0o600),
-            ("config/node", node_file.as_bytes(), 0o600),
-            ("limits.conf", LIMITS.as_bytes(), 0o644),
-        ];
-        files.extend(
-            scripts
-                .iter()
-                .map(|(p, t)| (p.as_str(), t.as_bytes(), 0o755)),
-        );
-        let initrd = initrd_with(&sub, &files);
-        let disk = sub.join("data.img");
-        raw_disk(&disk, 96 << 20);
-        let img = image_dir();
-        let args: Vec<String> = [
-            "-kernel".to_owned(),
-            img.join("vmlinuz").to_string_lossy().into_owned(),
-            "-initrd".to_owned(),
-            initrd.to_string_lossy().into_owned(),
-            "-append".to_owned(),
-            "console=ttyS0 rdinit=/test-init panic=-1".to_owned(),
-            "-no-reboot".to_owned(),
-            "-drive".to_owned(),
-            format!("file={},if=virtio,format=raw,cache=unsafe", disk.display()),
-            "-netdev".to_owned(),
-            format!("tap,id=lan,ifname=tap{i},script=no,downscript=no"),
-            "-device".to_owned(),
-            format!("virtio-net-pci,netdev=lan,mac=52:54:00:00:0a:0{}", i + 1),
-            "-netdev".to_owned(),
-            format!(
-                "dgram,id=xo,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
-                ports[i],
-                ports[1 - i]
-            ),
-            "-device".to_owned(),
-            format!("virtio-net-pci,netdev=xo,mac=52:54:00:00:0b:0{}", i + 1),
-        ]
-        .to_vec();
-        vms.push(Vm::start(&sub, Firmware::Bios, Some(&lan), &args));
-    }
-    let mut at = [0usize; 2];
-    for (i, vm) in vms.iter_mut().enumerate() {
-        at[i] = vm.wait_for(0, "NODE-READY", 3 * MIN);
-        assert!(
-            vm.text()[..at[i]].contains("cluster.tar: staged"),
-            "{}",
-            vm.text()
-        );
-    }
-    let (mut vm1, mut vm2) = {
-        let mut it = vms.into_iter();
-        (it.next().unwrap(), it.next().unwrap())
-    };
-    let (mut a1, mut a2) = (at[0], at[1]);
+    let boot = |i: usize, run: &str| boot_node(&dir.0, i, run, &bytes, ports, &lan);
+    let (mut vm1, mut vm2) = (boot(0, "node1"), boot(1, "node2"));
+    let mut a1 = node_ready(&mut vm1);
+    let mut a2 = node_ready(&mut vm2);
 
     // node1 (reinstalled) fetches: it waits for the other node and says what to do.
     vm1.type_line("tandem activate --fetch-from-peer --peer-wait 300");
@@ -463,40 +407,37 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
     let (o, rc) = run(&mut vm2, &mut a2, &format!("{DRBDADM} secondary r0"), MIN);
     assert_eq!(rc, 0, "{o}");
 
-    // The cluster: clusterd on both nodes with the data area in its chain.
-    for (vm, at, node, addr) in [
-        (&mut vm1, &mut a1, "node1", "192.0.2.11"),
-        (&mut vm2, &mut a2, "node2", "192.0.2.12"),
+    // The node's own init takes over as it does at boot on a configured node:
+    // the configured network, then clusterd with replication, the web console.
+    member(&mut vm1, &mut a1);
+    member(&mut vm2, &mut a2);
+    for (vm, at, addr, host) in [
+        (&mut vm1, &mut a1, "192.0.2.11", "alpha"),
+        (&mut vm2, &mut a2, "192.0.2.12", "beta"),
     ] {
-        let (o, rc) = run(
-            vm,
-            at,
-            &format!("ip addr add {addr}/24 dev eth0 && ip link set eth0 up"),
-            MIN,
-        );
+        let (o, rc) = run(vm, at, "hostname; ip -4 -o addr show; ip route", MIN);
         assert_eq!(rc, 0, "{o}");
-        let (o, rc) = run(
-            vm,
-            at,
-            &format!(
-                "clusterd --node {node} --config /config/config.toml --replication --board none >/run/clusterd.log 2>&1 &"
-            ),
-            MIN,
-        );
-        assert_eq!(rc, 0, "{o}");
+        assert!(o.contains(host), "{o}");
+        assert!(o.contains(&format!("inet {addr}/24")), "{o}");
+        assert!(o.contains("default via 192.0.2.1"), "{o}");
+        assert!(!o.contains("192.168.100."), "recovery address left: {o}");
     }
     let active = wait_active(&mut vm1, &mut a1, &mut vm2, &mut a2);
-    let (mut act, mut act_at, mut pas, mut pas_at) = if active == 1 {
-        (vm1, a1, vm2, a2)
-    } else {
-        (vm2, a2, vm1, a1)
+    let web = lan.run(|| tandem_tests::https("192.0.2.11:443", "GET", "/", None, None));
+    let web = web.expect("the web console answers on the configured address");
+    assert!(web.status < 500, "{}", web.status);
+
+    let mut nodes = [(vm1, a1), (vm2, a2)];
+    let (mut act_i, mut pas_i) = if active == 1 { (0, 1) } else { (1, 0) };
+    let (o, rc) = {
+        let (vm, at) = &mut nodes[act_i];
+        run(
+            vm,
+            at,
+            "tandem ve create 101 --hostname web --ip 192.0.2.50 --config /limits.conf && tandem ve start 101",
+            2 * MIN,
+        )
     };
-    let (o, rc) = run(
-        &mut act,
-        &mut act_at,
-        "tandem ve create 101 --hostname web --ip 192.0.2.50 --config /limits.conf && tandem ve start 101",
-        2 * MIN,
-    );
     assert_eq!(rc, 0, "{o}");
     // `ve start` returns once the VE's init runs; its web server and the
     // LAN's neighbour entry follow a moment later.
@@ -507,9 +448,16 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
     );
 
     // Switchover: the VE stops here and starts there, with its data.
-    let (o, rc) = run(&mut act, &mut act_at, "tandem switchover", MIN);
-    assert_eq!(rc, 0, "{o}");
-    wait_role(&mut pas, &mut pas_at, "active", 2 * MIN);
+    {
+        let (vm, at) = &mut nodes[act_i];
+        let (o, rc) = run(vm, at, "tandem switchover", MIN);
+        assert_eq!(rc, 0, "{o}");
+    }
+    {
+        let (vm, at) = &mut nodes[pas_i];
+        wait_role(vm, at, "active", 2 * MIN);
+    }
+    std::mem::swap(&mut act_i, &mut pas_i);
     let served = wait_http(&lan, "192.0.2.50:80", "/cgi-bin/read", 2 * MIN);
     assert_eq!(served, "before-switchover\n");
     assert_eq!(
@@ -517,12 +465,10 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         Some("ok\n")
     );
 
-    // Power loss of the (new) active node: the other takes over, every
+    // Power loss of the active node: the other takes over, every
     // acknowledged write is there.
-    std::mem::swap(&mut act, &mut pas);
-    std::mem::swap(&mut act_at, &mut pas_at);
     let killed = std::time::Instant::now();
-    act.power_loss();
+    nodes[act_i].0.power_loss();
     let mut served = None;
     while killed.elapsed() < 2 * MIN {
         served = get(&lan, "192.0.2.50:80", "/cgi-bin/read");
@@ -532,10 +478,11 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let Some(served) = served else {
+        let (vm, at) = &mut nodes[pas_i];
         let (st, _) = run(
-            &mut pas,
-            &mut pas_at,
-            "tandem status; tandem ve list; cat /proc/drbd; tandem events; tail -40 /run/clusterd.log",
+            vm,
+            at,
+            "tandem status; tandem ve list; cat /proc/drbd; tandem events; tail -40 /run/log/clusterd.log",
             MIN,
         );
         panic!("no takeover after the power loss:\n{st}");
@@ -545,24 +492,245 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         killed.elapsed().as_secs_f64()
     );
     assert_eq!(served, "before-switchover\nafter-switchover\n");
-    let (st, _) = run(
-        &mut pas,
-        &mut pas_at,
-        "tandem status; tandem ve list; cat /proc/drbd",
-        MIN,
+    {
+        let (vm, at) = &mut nodes[pas_i];
+        let (st, _) = run(vm, at, "tandem status; tandem ve list; cat /proc/drbd", MIN);
+        assert!(st.contains("(active)"), "{st}");
+        assert!(
+            st.lines()
+                .any(|l| l.trim_start().starts_with("101 ") && l.contains("running")),
+            "{st}"
+        );
+        // The fence-peer handler let DRBD mark the silent peer's copy outdated: it
+        // cannot become primary with old data when it comes back.
+        assert!(
+            st.contains("ro:Primary/Unknown ds:UpToDate/Outdated"),
+            "{st}"
+        );
+    }
+    std::mem::swap(&mut act_i, &mut pas_i);
+
+    // The dead node is reinstalled (an empty disk) and fetches the data from
+    // the survivor while the services run there.
+    let name = if pas_i == 0 { "node1" } else { "node2" };
+    let mut vm = boot(pas_i, &format!("{name}-reinstalled"));
+    let mut at = node_ready(&mut vm);
+    let t0 = std::time::Instant::now();
+    let (o, rc) = run(
+        &mut vm,
+        &mut at,
+        "tandem activate --fetch-from-peer --peer-wait 120",
+        5 * MIN,
     );
-    assert!(st.contains("(active)"), "{st}");
+    assert_eq!(rc, 0, "{o}");
+    assert!(o.contains("the copy of the data area is complete"), "{o}");
+    eprintln!(
+        "reinstalled node: full copy of the data area from the active node in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    member(&mut vm, &mut at);
+    wait_role(&mut vm, &mut at, "passive", 2 * MIN);
+    let (st, _) = run(&mut vm, &mut at, "cat /proc/drbd", MIN);
     assert!(
-        st.lines()
-            .any(|l| l.trim_start().starts_with("101 ") && l.contains("running")),
+        st.contains("cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate"),
         "{st}"
     );
-    // The fence-peer handler let DRBD mark the silent peer's copy outdated: it
-    // cannot become primary with old data when it comes back.
-    assert!(
-        st.contains("ro:Primary/Unknown ds:UpToDate/Outdated"),
-        "{st}"
+    nodes[pas_i] = (vm, at);
+
+    // Crossover cable cut while both run: the heartbeat still flows on the
+    // LAN, so nothing moves; replication is down and reported, the passive
+    // copy is stale, and when the active then dies the passive does not take
+    // over with old data: never two primaries, never lost writes.
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/cgi-bin/append?before-cut").as_deref(),
+        Some("ok\n")
     );
+    nodes[pas_i].0.monitor("set_link xo off");
+    let cut = std::time::Instant::now();
+    let stale_seen = loop {
+        let (vm, at) = &mut nodes[pas_i];
+        let (st, _) = run(vm, at, "tandem status; tandem events", MIN);
+        if st.contains("copy of the data is stale") {
+            break st;
+        }
+        assert!(
+            cut.elapsed() < 2 * MIN,
+            "the cut crossover cable was not reported:\n{st}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(stale_seen.contains("(passive)"), "{stale_seen}");
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/cgi-bin/append?during-cut").as_deref(),
+        Some("ok\n"),
+        "the active node serves on"
+    );
+    {
+        let (vm, at) = &mut nodes[act_i];
+        let (st, _) = run(vm, at, "tandem status; cat /proc/drbd", MIN);
+        assert!(
+            st.contains("(active)") && st.contains("ro:Primary/Unknown"),
+            "{st}"
+        );
+    }
+    {
+        let (vm, at) = &mut nodes[pas_i];
+        let (st, _) = run(vm, at, "cat /proc/drbd", MIN);
+        assert!(st.contains("ro:Secondary/Unknown"), "{st}");
+    }
+    // The cable is back: replication reconnects and catches up; the copy is good again.
+    nodes[pas_i].0.monitor("set_link xo on");
+    let back = std::time::Instant::now();
+    loop {
+        let (vm, at) = &mut nodes[pas_i];
+        let (st, _) = run(vm, at, "cat /proc/drbd", MIN);
+        if st.contains("cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate") {
+            break;
+        }
+        assert!(
+            back.elapsed() < 2 * MIN,
+            "no resync after the cable came back:\n{st}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Switch back over to the reinstalled node: all the data is there.
+    {
+        let (vm, at) = &mut nodes[act_i];
+        let (o, rc) = run(vm, at, "tandem switchover", MIN);
+        assert_eq!(rc, 0, "{o}");
+    }
+    {
+        let (vm, at) = &mut nodes[pas_i];
+        wait_role(vm, at, "active", 2 * MIN);
+    }
+    assert_eq!(
+        wait_http(&lan, "192.0.2.50:80", "/cgi-bin/read", 2 * MIN),
+        "before-switchover\nafter-switchover\nbefore-cut\nduring-cut\n"
+    );
+}
+
+/// Boots node `i` from the image's kernel and initramfs with an empty disk
+/// (GPT: `config`, `data`) as the installer leaves it, on the LAN (`tapI`)
+/// and the crossover link (UDP between the two QEMUs); `run` names its
+/// scratch directory.
+fn boot_node(
+    dir: &std::path::Path,
+    i: usize,
+    run: &str,
+    archive: &[u8],
+    ports: [u32; 2],
+    lan: &Netns,
+) -> Vm {
+    let sub = dir.join(run);
+    std::fs::create_dir_all(&sub).unwrap();
+    let script = format!("{LEAVE_INITRAMFS}{NODE_SCRIPT}");
+    let node_file = format!("node{}\n", i + 1);
+    let scripts = repl_scripts();
+    let mut files: Vec<(&str, &[u8], u32)> = vec![
+        ("test-init", script.as_bytes(), 0o755),
+        ("cluster.tar", archive, 0o600),
+        ("node-id", node_file.as_bytes(), 0o600),
+        ("limits.conf", LIMITS.as_bytes(), 0o644),
+    ];
+    files.extend(
+        scripts
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_bytes(), 0o755)),
+    );
+    let initrd = initrd_with(&sub, &files);
+    let disk = sub.join("disk.img");
+    gpt_disk(&disk, 160 << 20);
+    let img = image_dir();
+    let args: Vec<String> = [
+        "-kernel".to_owned(),
+        img.join("vmlinuz").to_string_lossy().into_owned(),
+        "-initrd".to_owned(),
+        initrd.to_string_lossy().into_owned(),
+        "-append".to_owned(),
+        // The serial port is the test's shell: the console screen stays on tty1.
+        "console=ttyS0 rdinit=/test-init panic=-1 tandem.consoles=tty1".to_owned(),
+        "-no-reboot".to_owned(),
+        "-drive".to_owned(),
+        format!("file={},if=virtio,format=raw,cache=unsafe", disk.display()),
+        "-netdev".to_owned(),
+        format!("tap,id=lan,ifname=tap{i},script=no,downscript=no"),
+        "-device".to_owned(),
+        format!("virtio-net-pci,netdev=lan,mac=52:54:00:00:0a:0{}", i + 1),
+        "-netdev".to_owned(),
+        format!(
+            "dgram,id=xo,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+            ports[i],
+            ports[1 - i]
+        ),
+        "-device".to_owned(),
+        format!("virtio-net-pci,netdev=xo,mac=52:54:00:00:0b:0{}", i + 1),
+    ]
+    .to_vec();
+    Vm::start(&sub, Firmware::Bios, Some(lan), &args)
+}
+
+/// An empty disk with the installer's two node partitions: `config` (16 MiB)
+/// and `data` (the rest), found by name as on an installed node.
+fn gpt_disk(path: &std::path::Path, bytes: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    use tandem_installer::gpt::{Part, SECTOR, table, types};
+    raw_disk(path, bytes);
+    let sectors = bytes / SECTOR;
+    let mib = (1u64 << 20) / SECTOR;
+    let parts = [
+        Part {
+            name: "config",
+            type_guid: types::LINUX,
+            first: mib,
+            last: 17 * mib - 1,
+        },
+        Part {
+            name: "data",
+            type_guid: types::LINUX,
+            first: 17 * mib,
+            last: sectors - mib - 1,
+        },
+    ];
+    let t = table(sectors, &parts, [7; 16], &[[1; 16], [2; 16]]);
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(&t.primary).unwrap();
+    f.seek(SeekFrom::Start(t.backup_lba * SECTOR)).unwrap();
+    f.write_all(&t.backup).unwrap();
+}
+
+/// Waits for the test script's prompt; returns the console offset after it.
+fn node_ready(vm: &mut Vm) -> usize {
+    let at = vm.wait_for(0, "NODE-READY", 3 * MIN);
+    assert!(
+        vm.text()[..at].contains("cluster.tar: staged"),
+        "{}",
+        vm.text()
+    );
+    at
+}
+
+/// Hands PID 1 to the node's own init (which finds the configuration
+/// committed and starts the member), keeping the test's command loop on the
+/// serial port.
+fn member(vm: &mut Vm, at: &mut usize) {
+    vm.type_line(
+        r#"(while read line; do eval "$line"; echo "@@""rc=$?"; done) </dev/ttyS0 >/dev/ttyS0 2>&1 & exec /usr/sbin/tandem-init"#,
+    );
+    let (o, rc) = run(vm, at, "echo shell-after-init", MIN);
+    assert_eq!(rc, 0, "{o}");
+    // clusterd answers once init has brought up the network and started it.
+    let start = std::time::Instant::now();
+    loop {
+        let (o, rc) = run(vm, at, "tandem status >/dev/null 2>&1", MIN);
+        if rc == 0 {
+            return;
+        }
+        if start.elapsed() > 2 * MIN {
+            let (log, _) = run(vm, at, "ps; ls /run/log; cat /run/log/*.log", MIN);
+            panic!("clusterd did not start under init:\n{o}\n{log}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Waits for a node to report `role` in `tandem status`.
@@ -596,8 +764,8 @@ fn wait_active(vm1: &mut Vm, a1: &mut usize, vm2: &mut Vm, a2: &mut usize) -> u8
             return 2;
         }
         if start.elapsed() > MIN {
-            let (l1, _) = run(vm1, a1, "cat /run/clusterd.log", MIN);
-            let (l2, _) = run(vm2, a2, "cat /run/clusterd.log", MIN);
+            let (l1, _) = run(vm1, a1, "cat /run/log/clusterd.log", MIN);
+            let (l2, _) = run(vm2, a2, "cat /run/log/clusterd.log", MIN);
             panic!("no active node:\n{s1}\n{s2}\nnode1 clusterd:\n{l1}\nnode2 clusterd:\n{l2}");
         }
         std::thread::sleep(Duration::from_secs(1));

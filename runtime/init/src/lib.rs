@@ -3,13 +3,21 @@
 //! At boot it mounts the kernel filesystems, loads the drivers the present
 //! hardware asks for (coldplug from `modalias`), and then either runs the
 //! installer (kernel command line `tandem.install=node1|node2`) or starts the
-//! node: mounts the configuration partition, reads the node identity, brings
-//! up the recovery network on the first NIC, and supervises the web console
-//! and the console screens, restarting what exits.
+//! node: mounts the configuration partition and reads the node identity.
 //!
-//! Not done here: the cluster daemon's start (it joins when a configuration
-//! is active), and anything that needs a shell or a service manager — the
-//! node has neither.
+//! - Unconfigured (no committed configuration): recovery mode. The recovery
+//!   address on the first port, the web console and the console screens,
+//!   restarted when they exit. When an activation commits a configuration,
+//!   init waits a few seconds (the web page shows the new address), stops
+//!   these services and becomes a member.
+//! - Configured: member mode. `tandem node-up` sets the host name, the
+//!   external address with default route and DNS, and the crossover address;
+//!   then clusterd (with replication), the web console on the external address
+//!   and the console screens run supervised. If the network cannot be brought
+//!   up, the node says why and stays in recovery mode so that it can be
+//!   repaired over the red cable.
+//!
+//! Nothing here needs a shell or a service manager: the node has neither.
 
 pub mod modalias;
 pub mod root;
@@ -22,6 +30,24 @@ pub struct Boot {
     pub install: Option<String>,
     /// `tandem.slot=a|b`: which system slot booted.
     pub slot: Option<String>,
+    /// `tandem.consoles=tty1,ttyS0`: the terminals that get a console screen
+    /// (default both), e.g. when a serial port is wired to something else.
+    pub consoles: Option<Vec<String>>,
+}
+
+/// The terminals that get a console screen unless the kernel command line
+/// says otherwise.
+pub const DEFAULT_CONSOLES: [&str; 2] = ["/dev/tty1", "/dev/ttyS0"];
+
+impl Boot {
+    /// The console terminals as device paths.
+    #[must_use]
+    pub fn console_paths(&self) -> Vec<String> {
+        match &self.consoles {
+            Some(c) => c.iter().map(|t| format!("/dev/{t}")).collect(),
+            None => DEFAULT_CONSOLES.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
 }
 
 impl Boot {
@@ -33,6 +59,14 @@ impl Boot {
                 b.install = Some(v.to_owned());
             } else if let Some(v) = w.strip_prefix("tandem.slot=") {
                 b.slot = Some(v.to_owned());
+            } else if let Some(v) = w.strip_prefix("tandem.consoles=") {
+                // Terminal names only: no paths, nothing outside /dev.
+                b.consoles = Some(
+                    v.split(',')
+                        .filter(|t| !t.is_empty() && t.bytes().all(|c| c.is_ascii_alphanumeric()))
+                        .map(str::to_owned)
+                        .collect(),
+                );
             }
         }
         b
@@ -61,6 +95,11 @@ mod tests {
         );
         assert_eq!(Boot::parse("tandem.slot=a").slot.as_deref(), Some("a"));
         assert_eq!(recovery_address("node2"), Some("192.168.100.102"));
+        assert_eq!(Boot::parse("quiet").console_paths(), DEFAULT_CONSOLES);
+        assert_eq!(
+            Boot::parse("tandem.consoles=tty1,../sda,").console_paths(),
+            ["/dev/tty1"]
+        );
         assert_eq!(recovery_address("node3"), None);
     }
 }

@@ -12,11 +12,18 @@ use nix::mount::{MsFlags, mount};
 use tandem_init::modalias::{Aliases, Deps};
 use tandem_init::{Boot, recovery_address};
 
-const CONSOLES: [&str; 2] = ["/dev/tty1", "/dev/ttyS0"];
 const CONFIG: &str = "/config";
 
+/// The console terminals (kernel command line `tandem.consoles=`), read once.
+fn consoles() -> &'static [String] {
+    static CONSOLES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    CONSOLES.get_or_init(|| {
+        Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default()).console_paths()
+    })
+}
+
 fn say(text: &str) {
-    for c in CONSOLES {
+    for c in consoles() {
         if let Ok(mut f) = File::options().write(true).open(c) {
             let _ = f.write_all(format!("{text}\r\n").as_bytes());
         }
@@ -301,7 +308,7 @@ fn modprobe(args: impl Iterator<Item = String>) -> i32 {
 
 fn install() -> Result<()> {
     let status = Command::new("/usr/sbin/tandem-installer")
-        .args(CONSOLES)
+        .args(consoles())
         .stdin(Stdio::null())
         .status()
         .context("starting the installer")?;
@@ -345,8 +352,26 @@ fn node() -> Result<()> {
     }
     let config_dev = config_dev.context("no partition named \"config\" was found: this disk was not installed by the tandem installer")?;
     fs::create_dir_all(CONFIG)?;
+    if is_mountpoint(Path::new(CONFIG)) {
+        say("tandem: /config is mounted already");
+    } else {
+        mount_config(&config_dev)?;
+    }
+    node_on()
+}
+
+/// Whether `path` is a mount point (another device than its parent).
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+fn mount_config(config_dev: &Path) -> Result<()> {
     mount(
-        Some(&config_dev),
+        Some(config_dev),
         CONFIG,
         Some("ext4"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -358,27 +383,128 @@ fn node() -> Result<()> {
             config_dev.display()
         )
     })?;
+    Ok(())
+}
+
+fn node_on() -> Result<()> {
     let node = fs::read_to_string(Path::new(CONFIG).join("node"))
         .context("reading the node identity (/config/node)")?
         .trim()
         .to_owned();
-    let address = recovery_address(&node)
+    let recovery = recovery_address(&node)
         .with_context(|| format!("the node identity {node:?} is neither node1 nor node2"))?;
-    let _ = nix::unistd::sethostname(&node);
-
     ip(&["link", "set", "lo", "up"])?;
     let nic = tandem_init::sysfs::nics()
         .into_iter()
         .next()
         .context("no network interface was found")?;
-    ip(&["addr", "add", &format!("{address}/24"), "dev", &nic])?;
-    ip(&["link", "set", &nic, "up"])?;
 
+    // A committed configuration makes the node a cluster member; until then,
+    // and whenever bringing up the member's network fails, it stays reachable
+    // on the recovery network.
+    let mut member_failed = None;
+    loop {
+        if member_failed.is_none() && tandem_config::store::is_configured(Path::new(CONFIG)) {
+            match member(&node, &nic) {
+                Ok(services) => {
+                    supervise(services, || false);
+                    unreachable!("supervise(.., never) does not return");
+                }
+                Err(e) => {
+                    say(&format!(
+                        "tandem: the configured network could not be brought up: {e:#}"
+                    ));
+                    say(&format!(
+                        "tandem: the node stays in recovery mode on {recovery} (red cable) so that it can be repaired"
+                    ));
+                    member_failed = Some(format!("{e:#}"));
+                }
+            }
+        }
+        let state = match &member_failed {
+            None => "recovery".to_owned(),
+            Some(e) => format!("recovery - configured network failed: {e}"),
+        };
+        let _ = nix::unistd::sethostname(&node);
+        if let Err(e) = ip(&["addr", "add", &format!("{recovery}/24"), "dev", &nic]) {
+            // Present already after a failed move to the member network.
+            if !format!("{e:#}").contains("exists") {
+                return Err(e);
+            }
+        }
+        ip(&["link", "set", &nic, "up"])?;
+        let services = node_services(&node, &nic, recovery, &state, &[])?;
+        // Once an activation commits a configuration, the page that ran it
+        // gets a moment to show the new address before the node moves there.
+        let mut committed_at: Option<Instant> = None;
+        let running = supervise(services, || {
+            if member_failed.is_some() || !tandem_config::store::is_configured(Path::new(CONFIG)) {
+                return false;
+            }
+            let at = *committed_at.get_or_insert_with(Instant::now);
+            at.elapsed() >= MOVE_DELAY
+        });
+        stop(running);
+        say("tandem: a configuration was activated; moving to the configured network");
+    }
+}
+
+/// How long the recovery web console keeps running after an activation
+/// committed, so that its page can show the node's new address.
+const MOVE_DELAY: Duration = Duration::from_secs(10);
+
+/// Brings up the configured network (`tandem node up`) and returns the
+/// services of a cluster member: clusterd with replication, the web console
+/// on the external address, the console screens.
+fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
+    let cfg = tandem_config::Store::open(CONFIG)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .current()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("the configuration disappeared")?;
+    let id: tandem_config::NodeId = node
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the node identity {node:?}: {e}"))?;
+    let out = Command::new("/usr/sbin/tandem")
+        .args(["node-up", "--store", CONFIG])
+        .stdin(Stdio::null())
+        .output()
+        .context("running tandem node-up")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        say(&format!("tandem: {line}"));
+    }
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let address = cfg.network.node(id).address.addr().to_string();
+    let clusterd = Service::new(
+        "cluster daemon",
+        "/usr/sbin/clusterd",
+        &[
+            "--node",
+            node,
+            "--config",
+            &format!("{CONFIG}/config.toml"),
+            "--replication",
+        ],
+    );
+    node_services(node, nic, &address, "member", &[clusterd])
+}
+
+/// The web console on `address` and a console screen per terminal, after
+/// `first`.
+fn node_services(
+    node: &str,
+    nic: &str,
+    address: &str,
+    state: &str,
+    first: &[Service],
+) -> Result<Vec<Service>> {
     let tls = Path::new(CONFIG).join("recovery/tls");
     let out = Command::new("/usr/sbin/tandem-web")
         .args(["cert", "--dir"])
         .arg(&tls)
-        .args(["--name", &node, "--address", address])
+        .args(["--name", node, "--address", address])
         .output()
         .context("preparing the web console's certificate")?;
     if !out.status.success() {
@@ -390,13 +516,14 @@ fn node() -> Result<()> {
     let fingerprint = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let tls = tls.to_string_lossy().into_owned();
-    let mut services = vec![Service::new(
+    let mut services: Vec<Service> = first.iter().map(Service::again).collect();
+    services.push(Service::new(
         "web console",
         "/usr/sbin/tandem-web",
         &[
             "serve",
             "--node",
-            &node,
+            node,
             "--listen",
             address,
             "--tls-dir",
@@ -404,9 +531,9 @@ fn node() -> Result<()> {
             "--config-dir",
             CONFIG,
         ],
-    )];
+    ));
     let url = format!("https://{address}/");
-    for tty in CONSOLES {
+    for tty in consoles() {
         services.push(Service::new(
             &format!("console on {tty}"),
             "/usr/sbin/tandem-console",
@@ -414,19 +541,19 @@ fn node() -> Result<()> {
                 "--tty",
                 tty,
                 "--node",
-                &node,
+                node,
                 "--state",
-                "recovery",
+                state,
                 "--address",
                 &url,
                 "--fingerprint",
                 &fingerprint,
                 "--nic",
-                &nic,
+                nic,
             ],
         ));
     }
-    supervise(services)
+    Ok(services)
 }
 
 /// A supervised program.
@@ -438,7 +565,53 @@ struct Service {
     started: Instant,
 }
 
+/// Where the services' output goes (tmpfs; each file is cut back when it
+/// grows past [`LOG_LIMIT`], the older half kept as `NAME.log.old`).
+const LOG_DIR: &str = "/run/log";
+const LOG_LIMIT: u64 = 4 << 20;
+
 impl Service {
+    /// The service's log file, `/run/log/PROGRAM.log`, opened for appending.
+    fn log(&self) -> Option<File> {
+        let name = Path::new(&self.program)
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
+        fs::create_dir_all(LOG_DIR).ok()?;
+        File::options()
+            .create(true)
+            .append(true)
+            .open(Path::new(LOG_DIR).join(format!("{name}.log")))
+            .ok()
+    }
+
+    /// Keeps the log bounded: past the limit its content moves to `.old`
+    /// and the file starts empty (the service's append-mode descriptor
+    /// writes on at the new end).
+    fn trim_log(&self) {
+        let Some(name) = Path::new(&self.program).file_name() else {
+            return;
+        };
+        let path = Path::new(LOG_DIR).join(format!("{}.log", name.to_string_lossy()));
+        if fs::metadata(&path).is_ok_and(|m| m.len() > LOG_LIMIT) {
+            let _ = fs::copy(&path, path.with_extension("log.old"));
+            if let Ok(f) = File::options().write(true).open(&path) {
+                let _ = f.set_len(0);
+            }
+        }
+    }
+
+    /// The same program, not started.
+    fn again(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            program: self.program.clone(),
+            args: self.args.clone(),
+            child: None,
+            started: Instant::now(),
+        }
+    }
+
     fn new(name: &str, program: &str, args: &[&str]) -> Self {
         Self {
             name: name.to_owned(),
@@ -450,9 +623,13 @@ impl Service {
     }
 }
 
-/// Starts every service and restarts any that exits, at most every 2 s.
-fn supervise(mut services: Vec<Service>) -> Result<()> {
+/// Starts every service and restarts any that exits, at most every 2 s, until
+/// `done` says so; returns the services, still running.
+fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<Service> {
     loop {
+        if done() {
+            return services;
+        }
         for s in &mut services {
             let running = match &mut s.child {
                 Some(c) => matches!(c.try_wait(), Ok(None)),
@@ -463,15 +640,24 @@ fn supervise(mut services: Vec<Service>) -> Result<()> {
                     say(&format!("tandem: {} exited; restarting it", s.name));
                 }
                 s.started = Instant::now();
-                match Command::new(&s.program)
-                    .args(&s.args)
-                    .stdin(Stdio::null())
-                    .spawn()
+                let mut cmd = Command::new(&s.program);
+                cmd.args(&s.args).stdin(Stdio::null());
+                // Console screens draw on their terminal; everything else
+                // logs to a file, not over the screen.
+                if !s.program.ends_with("tandem-console")
+                    && let Some(log) = s.log()
+                    && let Ok(err) = log.try_clone()
                 {
+                    cmd.stdout(log).stderr(err);
+                }
+                match cmd.spawn() {
                     Ok(c) => s.child = Some(c),
                     Err(e) => say(&format!("tandem: cannot start {}: {e}", s.name)),
                 }
             }
+        }
+        for s in &services {
+            s.trim_log();
         }
         // Reap orphans re-parented to PID 1.
         while let Ok(s) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
@@ -481,5 +667,29 @@ fn supervise(mut services: Vec<Service>) -> Result<()> {
             }
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Ends the services (our own children, by PID): SIGTERM, then SIGKILL after 5 s.
+fn stop(services: Vec<Service>) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let mut children: Vec<Child> = services.into_iter().filter_map(|s| s.child).collect();
+    for c in &children {
+        if let Ok(pid) = i32::try_from(c.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if children.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }

@@ -67,6 +67,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ReplCmd,
     },
+    /// The node's own network from the committed configuration (init runs
+    /// this at boot and after activation): host name, external address and
+    /// default route, crossover address, DNS; the recovery address goes.
+    NodeUp {
+        /// Directory of the node's configuration store.
+        #[arg(long, default_value = "/config")]
+        store: PathBuf,
+        /// Where resolv.conf and hosts are written.
+        #[arg(long, default_value = "/etc")]
+        etc: PathBuf,
+    },
     /// Virtual environments (containers) on the active node.
     Ve {
         #[command(subcommand)]
@@ -211,13 +222,27 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             // peer that clusterd sees silent on every heartbeat path may be assumed
             // dead (exit 5: "peer unreachable", DRBD marks it outdated). Anything
             // else keeps DRBD from going ahead.
+            //
+            // On the node holding the services (DRBD calls it there when the
+            // connection breaks), a peer that is alive and passive is known
+            // to clusterd on both sides: the peer's clusterd marks its own copy
+            // stale and will not take over with it until resynchronised, so
+            // the peer counts as outdated (exit 4) and writing goes on here.
             "fence-peer" => {
-                let alive = Client::connect(control)
+                let status = Client::connect(control)
                     .and_then(|mut c| c.call("status", false))
                     .ok()
-                    .and_then(|r| r.status)
-                    .map(|s| s.peer.alive);
-                match alive {
+                    .and_then(|r| r.status);
+                let holding = status.as_ref().is_some_and(|s| {
+                    s.role == "active" && s.peer.role.as_deref() == Some("passive")
+                });
+                match status.map(|s| s.peer.alive) {
+                    Some(true) if holding => {
+                        eprintln!(
+                            "tandem: fence-peer: the peer is alive and passive; its copy is stale until resynchronised and it will not take over with it"
+                        );
+                        4
+                    }
                     Some(false) => {
                         eprintln!(
                             "tandem: fence-peer: the peer is silent on every heartbeat path; assuming it down"
@@ -251,14 +276,51 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
     }
 }
 
-fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<()> {
-    use tandem_runtime::activate::{DataChoice, Plan, activate, node_nics};
+fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
     let node_text = std::fs::read_to_string(store.join("node"))
         .with_context(|| format!("reading the node identity {}", store.join("node").display()))?;
-    let node: tandem_config::NodeId = node_text
+    node_text
         .trim()
         .parse()
-        .map_err(|e| anyhow::anyhow!("the node identity {:?}: {e}", node_text.trim()))?;
+        .map_err(|e| anyhow::anyhow!("the node identity {:?}: {e}", node_text.trim()))
+}
+
+fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
+    use tandem_runtime::member::{Ports, bring_up};
+    let node = read_node(store)?;
+    let cfg = tandem_config::Store::open(store)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .current()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| {
+            format!(
+                "no configuration is committed in {}: upload and activate one first",
+                store.display()
+            )
+        })?;
+    let nics = tandem_runtime::activate::node_nics();
+    let (Some(external), Some(internal)) = (nics.first(), nics.get(1)) else {
+        bail!(
+            "this node has {} network port(s); it needs two (external LAN, crossover cable)",
+            nics.len()
+        );
+    };
+    let ports = Ports {
+        external: external.clone(),
+        internal: internal.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for line in rt.block_on(bring_up(&cfg, node, &ports, etc))? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<()> {
+    use tandem_runtime::activate::{DataChoice, Plan, activate, node_nics};
+    let node = read_node(store)?;
     let nics = node_nics();
     let internal_nic = nics
         .get(1)
@@ -468,7 +530,11 @@ fn print_hw(h: &HwJson) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
-        Cmd::Config(_) | Cmd::Ve { .. } | Cmd::Activate { .. } | Cmd::Replication { .. } => {
+        Cmd::Config(_)
+        | Cmd::Ve { .. }
+        | Cmd::Activate { .. }
+        | Cmd::NodeUp { .. }
+        | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
         Cmd::Status { json } => {
@@ -540,6 +606,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: activation stopped: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::NodeUp { store, etc } = &cli.cmd {
+        return match run_node_up(store, etc) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: bringing up the node's network: {e:#}");
                 ExitCode::FAILURE
             }
         };
