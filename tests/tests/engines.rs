@@ -607,6 +607,48 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         wait_http(&lan, "192.0.2.50:80", "/cgi-bin/read", 2 * MIN),
         "before-switchover\nafter-switchover\nbefore-cut\nduring-cut\n"
     );
+    std::mem::swap(&mut act_i, &mut pas_i);
+
+    // The cable is cut again and then the active node dies: the passive's
+    // copy lacks what was written since the cut, so it does not take over,
+    // and says why.
+    nodes[pas_i].0.monitor("set_link xo off");
+    let cut = std::time::Instant::now();
+    loop {
+        let (vm, at) = &mut nodes[pas_i];
+        let (st, _) = run(vm, at, "tandem events", MIN);
+        if st.contains("copy of the data is stale") {
+            break;
+        }
+        assert!(
+            cut.elapsed() < 2 * MIN,
+            "the second cut was not reported:\n{st}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/cgi-bin/append?only-on-the-active").as_deref(),
+        Some("ok\n")
+    );
+    nodes[act_i].0.power_loss();
+    // Three deadtimes: a takeover would long have happened.
+    std::thread::sleep(Duration::from_secs(12));
+    let (vm, at) = &mut nodes[pas_i];
+    let (st, _) = run(vm, at, "tandem status; cat /proc/drbd", MIN);
+    assert!(
+        st.contains("(passive)") || st.contains("(starting)"),
+        "{st}"
+    );
+    assert!(
+        st.contains("replicated data is not known good: not taking over"),
+        "{st}"
+    );
+    assert!(st.contains("ro:Secondary/Unknown"), "{st}");
+    assert_eq!(
+        get(&lan, "192.0.2.50:80", "/"),
+        None,
+        "nobody serves old data"
+    );
 }
 
 /// Boots node `i` from the image's kernel and initramfs with an empty disk
@@ -726,7 +768,7 @@ fn member(vm: &mut Vm, at: &mut usize) {
             return;
         }
         if start.elapsed() > 2 * MIN {
-            let (log, _) = run(vm, at, "ps; ls /run/log; cat /run/log/*.log", MIN);
+            let (log, _) = run(vm, at, "ps; ls /run/log; tail -n 30 /run/log/*.log", MIN);
             panic!("clusterd did not start under init:\n{o}\n{log}");
         }
         std::thread::sleep(Duration::from_secs(1));

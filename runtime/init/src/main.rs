@@ -23,6 +23,15 @@ fn consoles() -> &'static [String] {
 }
 
 fn say(text: &str) {
+    // Also kept in a log: the console screens redraw over these lines.
+    if fs::create_dir_all(LOG_DIR).is_ok()
+        && let Ok(mut f) = File::options()
+            .create(true)
+            .append(true)
+            .open(Path::new(LOG_DIR).join("init.log"))
+    {
+        let _ = writeln!(f, "{text}");
+    }
     for c in consoles() {
         if let Ok(mut f) = File::options().write(true).open(c) {
             let _ = f.write_all(format!("{text}\r\n").as_bytes());
@@ -465,7 +474,7 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
     let id: tandem_config::NodeId = node
         .parse()
         .map_err(|e| anyhow::anyhow!("the node identity {node:?}: {e}"))?;
-    let out = Command::new("/usr/sbin/tandem")
+    let out = Command::new("/usr/bin/tandem")
         .args(["node-up", "--store", CONFIG])
         .stdin(Stdio::null())
         .output()
