@@ -42,10 +42,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 }
 
 /// A cluster-mode session, or where to go instead.
-fn cluster_auth(app: &App, headers: &HeaderMap) -> Result<Auth, Response> {
+fn cluster_auth(app: &App, headers: &HeaderMap) -> Result<Auth, Redirect> {
     let a = auth(app, headers)?;
     if !a.cluster {
-        return Err(Redirect::to("/upload").into_response());
+        return Err(Redirect::to("/upload"));
     }
     Ok(a)
 }
@@ -122,7 +122,7 @@ fn read_trimmed(path: &str) -> String {
 async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let peer = match get_status(&app).await {
@@ -148,8 +148,14 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         lang_line = lang.t("Language:", "Sprache:"),
         this = lang.t("This node", "Dieser Knoten"),
         node = esc(&app.node),
-        h = row(lang.t("host name", "Hostname"), &read_trimmed("/proc/sys/kernel/hostname")),
-        k = row(lang.t("kernel version", "Kernel-Version"), &read_trimmed("/proc/sys/kernel/osrelease")),
+        h = row(
+            lang.t("host name", "Hostname"),
+            &read_trimmed("/proc/sys/kernel/hostname")
+        ),
+        k = row(
+            lang.t("kernel version", "Kernel-Version"),
+            &read_trimmed("/proc/sys/kernel/osrelease")
+        ),
         v = row(lang.t("management version", "Verwaltungsversion"), VERSION),
     );
     render(&app, lang, "/home", &a, StatusCode::OK, &body)
@@ -165,7 +171,7 @@ fn read_only_note(lang: Lang) -> &'static str {
 async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let body = match get_settings(&app, lang).await {
@@ -203,8 +209,14 @@ async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 mask = row(lang.t("netmask", "Netzmaske"), &s.netmask),
                 gw = row(lang.t("gateway", "Gateway"), &s.gateway),
                 ping = row(lang.t("ping nodes", "Ping-Knoten"), &s.ping_nodes.join(" ")),
-                search = row(lang.t("DNS search path", "DNS-Suchpfad"), &s.dns_search.join(" ")),
-                dns = row(lang.t("DNS servers", "DNS-Server"), &s.dns_servers.join(", ")),
+                search = row(
+                    lang.t("DNS search path", "DNS-Suchpfad"),
+                    &s.dns_search.join(" ")
+                ),
+                dns = row(
+                    lang.t("DNS servers", "DNS-Server"),
+                    &s.dns_servers.join(", ")
+                ),
                 ser = row(
                     lang.t("serial heartbeat", "serieller Heartbeat"),
                     yes_no(lang, s.serial_heartbeat)
@@ -224,7 +236,7 @@ async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let configured = match get_settings(&app, lang).await {
@@ -269,7 +281,7 @@ async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let body = match get_settings(&app, lang).await {
@@ -303,7 +315,7 @@ async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
 async fn passwords(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let body = lang.t(
@@ -316,7 +328,7 @@ async fn passwords(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
 async fn updates(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let body = format!(
@@ -374,7 +386,7 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str) -> String {
 async fn maintenance(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let body = maintenance_body(lang, &a.csrf, "");
@@ -397,7 +409,7 @@ async fn switchover(
 ) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let fail = |status: StatusCode, msg: &str| {
@@ -431,16 +443,23 @@ async fn switchover(
         Ok(r) => {
             let reason = r.error.unwrap_or_default();
             fail(
-            StatusCode::CONFLICT,
-            &lang.f(
-                format!("The cluster daemon refused the switchover: {reason}"),
-                format!("Der Clusterdienst hat die Übergabe abgelehnt: {reason}"),
-            ),
-        )
+                StatusCode::CONFLICT,
+                &lang.f(
+                    format!("The cluster daemon refused the switchover: {reason}"),
+                    format!("Der Clusterdienst hat die Übergabe abgelehnt: {reason}"),
+                ),
+            )
         }
         Err(e) => {
             let body = maintenance_body(lang, &a.csrf, &no_daemon(lang, &e));
-            render(&app, lang, "/maintenance", &a, StatusCode::SERVICE_UNAVAILABLE, &body)
+            render(
+                &app,
+                lang,
+                "/maintenance",
+                &a,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &body,
+            )
         }
     }
 }
@@ -463,7 +482,7 @@ async fn export(
 ) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let fail = |status: StatusCode, html: &str| {
@@ -542,7 +561,9 @@ async fn events(app: &Arc<App>, last: usize) -> Result<Vec<EventJson>, String> {
     let path = app.control.clone();
     tokio::task::spawn_blocking(move || {
         let mut c = Client::connect(&path).map_err(|e| crate::helper::chain(&e))?;
-        let mut r = c.call("events", false).map_err(|e| crate::helper::chain(&e))?;
+        let mut r = c
+            .call("events", false)
+            .map_err(|e| crate::helper::chain(&e))?;
         let mut out = Vec::new();
         // The backlog, then one answer without an event; bounded in case of a bad peer.
         for _ in 0..10_000 {
@@ -592,14 +613,32 @@ fn status_html(lang: Lang, s: &StatusJson) -> String {
          <h2>{repl_h}</h2><p>{repl}</p>",
         role = row(lang.t("role of this node", "Rolle dieses Knotens"), &s.role),
         res = row(lang.t("resources", "Ressourcen"), &s.resources),
-        chain = row(lang.t("resource chain", "Ressourcenkette"), &s.resource_chain.join(" → ")),
-        wait = row(lang.t("waiting for", "wartet auf"), s.waiting.as_deref().unwrap_or("-")),
-        good = row(lang.t("data known good", "Daten bekannt gut"), yes_no(lang, s.data_good)),
+        chain = row(
+            lang.t("resource chain", "Ressourcenkette"),
+            &s.resource_chain.join(" → ")
+        ),
+        wait = row(
+            lang.t("waiting for", "wartet auf"),
+            s.waiting.as_deref().unwrap_or("-")
+        ),
+        good = row(
+            lang.t("data known good", "Daten bekannt gut"),
+            yes_no(lang, s.data_good)
+        ),
         peer_h = lang.t("Other node", "Anderer Knoten"),
         pn = row(lang.t("node", "Knoten"), &s.peer.node),
-        alive = row(lang.t("reachable", "erreichbar"), yes_no(lang, s.peer.alive)),
-        prole = row(lang.t("role", "Rolle"), s.peer.role.as_deref().unwrap_or("-")),
-        pres = row(lang.t("resources", "Ressourcen"), s.peer.resources.as_deref().unwrap_or("-")),
+        alive = row(
+            lang.t("reachable", "erreichbar"),
+            yes_no(lang, s.peer.alive)
+        ),
+        prole = row(
+            lang.t("role", "Rolle"),
+            s.peer.role.as_deref().unwrap_or("-")
+        ),
+        pres = row(
+            lang.t("resources", "Ressourcen"),
+            s.peer.resources.as_deref().unwrap_or("-")
+        ),
         pcfg = row(
             lang.t("same configuration", "gleiche Konfiguration"),
             s.peer.config_matches.map_or("-", |b| yes_no(lang, b))
@@ -657,16 +696,26 @@ fn hw_html(lang: Lang, h: &HwJson) -> String {
          <table><tr><th>#</th><th>{name}</th><th>{state}</th><th>{health}</th></tr>{vols}{disks}</table>",
         hw = lang.t("Hardware", "Hardware"),
         summary = esc(&h.summary.text),
-        bmc = row("BMC", &format!("{} {}", h.bmc, h.bmc_detail.as_deref().unwrap_or(""))),
+        bmc = row(
+            "BMC",
+            &format!("{} {}", h.bmc, h.bmc_detail.as_deref().unwrap_or(""))
+        ),
         sensor = lang.t("sensor", "Sensor"),
         kind = lang.t("type", "Typ"),
         reading = lang.t("reading", "Messwert"),
         health = lang.t("health", "Zustand"),
         raid = row(
             lang.t("controller", "Controller"),
-            &format!("{} {}", h.raid.state, h.raid.detail.as_deref().unwrap_or(""))
+            &format!(
+                "{} {}",
+                h.raid.state,
+                h.raid.detail.as_deref().unwrap_or("")
+            )
         ),
-        ctl = row(lang.t("model", "Modell"), h.raid.controller.as_deref().unwrap_or("-")),
+        ctl = row(
+            lang.t("model", "Modell"),
+            h.raid.controller.as_deref().unwrap_or("-")
+        ),
         name = lang.t("name", "Name"),
         state = lang.t("state", "Zustand"),
         vols = items(&h.raid.volumes),
@@ -677,7 +726,7 @@ fn hw_html(lang: Lang, h: &HwJson) -> String {
 async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let mut body = match get_status(&app).await {

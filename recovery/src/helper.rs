@@ -339,7 +339,11 @@ impl Local {
             notify_addresses: list(&c.notification.addresses),
             relay_host: c.notification.relay_host.as_ref().map(ToString::to_string),
             copy_vendor: c.notification.copy_vendor,
-            vendor_address: c.notification.vendor_address.as_ref().map(ToString::to_string),
+            vendor_address: c
+                .notification
+                .vendor_address
+                .as_ref()
+                .map(ToString::to_string),
             ves,
         })
     }
@@ -445,7 +449,11 @@ pub enum FrameError {
     Json(#[from] serde_json::Error),
 }
 
-fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T, payload: &[u8]) -> Result<(), FrameError> {
+fn write_frame<T: Serialize>(
+    w: &mut impl Write,
+    msg: &T,
+    payload: &[u8],
+) -> Result<(), FrameError> {
     let json = serde_json::to_vec(msg)?;
     for part in [&json[..], payload] {
         let len = u32::try_from(part.len()).map_err(|_| FrameError::TooLong(part.len()))?;
@@ -568,7 +576,10 @@ mod tests {
         );
         assert!(matches!(reply, Reply::Exported { file_name } if file_name == "x"));
         assert_eq!(out, big);
-        assert!(matches!(r.call(Call::Job, vec![]).0, Reply::Configured(true)));
+        assert!(matches!(
+            r.call(Call::Job, vec![]).0,
+            Reply::Configured(true)
+        ));
         drop(r);
         assert!(t.join().unwrap().is_ok());
     }
@@ -591,6 +602,8 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         drop(b);
         let (reply, _) = Remote::new(a).call(Call::Configured, vec![]);
-        assert!(matches!(reply, Reply::Refused(Refusal::Failed(m)) if m.contains("does not answer")));
+        assert!(
+            matches!(reply, Reply::Refused(Refusal::Failed(m)) if m.contains("does not answer"))
+        );
     }
 }

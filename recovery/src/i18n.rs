@@ -96,19 +96,29 @@ fn accept_language(v: &str) -> Option<Lang> {
         };
         let q = parts
             .find_map(|p| p.trim().strip_prefix("q="))
-            .and_then(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        // Thousandths: the header's qvalues have at most three decimals.
-        let q = if q.is_finite() && q > 0.0 {
-            (q.min(1.0) * 1000.0).round() as u32
-        } else {
-            0
-        };
+            .map_or(Some(1000), qvalue)
+            .unwrap_or(0);
         if q > 0 && best.is_none_or(|(b, _)| q > b) {
             best = Some((q, lang));
         }
     }
     best.map(|(_, l)| l)
+}
+
+/// A qvalue (`0`, `0.8`, `1.000`) in thousandths; `None` when malformed.
+fn qvalue(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int: u32 = match int {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    let frac: u32 = format!("{frac:0<3}").parse().ok()?;
+    Some((int + frac).min(1000))
 }
 
 #[cfg(test)]
@@ -129,12 +139,18 @@ mod tests {
     #[test]
     fn cookie_wins_then_accept_language_then_german() {
         assert_eq!(Lang::of(&headers(&[])), Lang::De);
-        assert_eq!(Lang::of(&headers(&[("accept-language", "en-US,en;q=0.9")])), Lang::En);
+        assert_eq!(
+            Lang::of(&headers(&[("accept-language", "en-US,en;q=0.9")])),
+            Lang::En
+        );
         assert_eq!(
             Lang::of(&headers(&[("accept-language", "fr, en;q=0.5, de;q=0.8")])),
             Lang::De
         );
-        assert_eq!(Lang::of(&headers(&[("accept-language", "fr, ja")])), Lang::De);
+        assert_eq!(
+            Lang::of(&headers(&[("accept-language", "fr, ja")])),
+            Lang::De
+        );
         assert_eq!(
             Lang::of(&headers(&[
                 ("accept-language", "de"),
@@ -143,9 +159,15 @@ mod tests {
             Lang::En
         );
         assert_eq!(
-            Lang::of(&headers(&[("cookie", "tandem_lang=xx"), ("accept-language", "en")])),
+            Lang::of(&headers(&[
+                ("cookie", "tandem_lang=xx"),
+                ("accept-language", "en")
+            ])),
             Lang::En
         );
-        assert_eq!(Lang::of(&headers(&[("accept-language", "en;q=0, de;q=nan")])), Lang::De);
+        assert_eq!(
+            Lang::of(&headers(&[("accept-language", "en;q=0, de;q=nan")])),
+            Lang::De
+        );
     }
 }

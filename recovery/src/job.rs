@@ -286,7 +286,10 @@ mod tests {
         j.start(DataChoice::DestroyData).unwrap();
         let v = wait_done(&j);
         assert_eq!(v.state, JobState::Failed { code: Some(3) });
-        let args = format!("args: activate --destroy-data --store {}", dir.join("store").display());
+        let args = format!(
+            "args: activate --destroy-data --store {}",
+            dir.join("store").display()
+        );
         assert!(v.lines.contains(&args), "{:?}", v.lines);
         assert!(v.lines.contains(&"oops".to_owned()));
         assert_eq!(v.choice, Some(DataChoice::DestroyData));
@@ -294,7 +297,10 @@ mod tests {
         let p = script(&dir, "sleep 0.3; echo done");
         let j = Jobs::new(p, dir.join("store"));
         j.start(DataChoice::FetchFromPeer).unwrap();
-        assert!(matches!(j.start(DataChoice::FetchFromPeer), Err(StartError::Running)));
+        assert!(matches!(
+            j.start(DataChoice::FetchFromPeer),
+            Err(StartError::Running)
+        ));
         assert_eq!(wait_done(&j).state, JobState::Succeeded);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -303,11 +309,17 @@ mod tests {
     fn output_is_bounded() {
         let mut s = Shared::default();
         for i in 0..(MAX_LINES + 50) {
-            s.push(&format!("line {i} {}", "x".repeat(if i == 3 { 1000 } else { 1 })));
+            s.push(&format!(
+                "line {i} {}",
+                "x".repeat(if i == 3 { 1000 } else { 1 })
+            ));
         }
         assert_eq!(s.lines.len(), MAX_LINES);
         assert!(s.lines[3].ends_with('…') && s.lines[3].chars().count() == MAX_LINE + 1);
-        assert_eq!(s.lines.last().unwrap(), &format!("line {} x", MAX_LINES + 49));
+        assert_eq!(
+            s.lines.last().unwrap(),
+            &format!("line {} x", MAX_LINES + 49)
+        );
     }
 
     #[test]

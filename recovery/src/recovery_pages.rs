@@ -40,10 +40,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 }
 
 /// A recovery-mode session, or where to go instead.
-fn recovery_auth(app: &App, headers: &HeaderMap) -> Result<Auth, Response> {
+fn recovery_auth(app: &App, headers: &HeaderMap) -> Result<Auth, Redirect> {
     let a = auth(app, headers)?;
     if a.cluster {
-        return Err(Redirect::to("/home").into_response());
+        return Err(Redirect::to("/home"));
     }
     Ok(a)
 }
@@ -175,7 +175,7 @@ fn upload_view(app: &App, lang: Lang, a: &Auth, status: StatusCode, message: &st
 async fn upload_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match recovery_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     if app.configured().await {
@@ -266,7 +266,7 @@ pub(crate) fn refusal_html(lang: Lang, r: &Refusal) -> (StatusCode, String) {
 async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multipart) -> Response {
     let a = match recovery_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let too_large = || {
@@ -286,9 +286,12 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
         match form.next_field().await {
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or("").to_owned();
-                let Ok(bytes) = field.bytes().await else {
-                    let msg = problems_html(lang, &[too_large()]);
-                    return upload_view(&app, lang, &a, StatusCode::PAYLOAD_TOO_LARGE, &msg);
+                let bytes = match field.bytes().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let msg = problems_html(lang, &[too_large()]);
+                        return upload_view(&app, lang, &a, e.status(), &msg);
+                    }
                 };
                 match name.as_str() {
                     "csrf" => token = Some(String::from_utf8_lossy(&bytes).into_owned()),
@@ -298,9 +301,10 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
                 }
             }
             Ok(None) => break,
-            Err(_) => {
+            Err(e) => {
+                // 413 when the body limit cut it off, 400 for a broken form.
                 let msg = problems_html(lang, &[too_large()]);
-                return upload_view(&app, lang, &a, StatusCode::BAD_REQUEST, &msg);
+                return upload_view(&app, lang, &a, e.status(), &msg);
             }
         }
     }
@@ -312,7 +316,10 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
         let msg = problems_html(
             lang,
             &[lang
-                .t("archive: no file was chosen", "Archiv: Es wurde keine Datei ausgewählt")
+                .t(
+                    "archive: no file was chosen",
+                    "Archiv: Es wurde keine Datei ausgewählt",
+                )
                 .to_owned()],
         );
         return upload_view(&app, lang, &a, StatusCode::BAD_REQUEST, &msg);
@@ -369,7 +376,7 @@ async fn activate(
 ) -> Response {
     let a = match recovery_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     if !same(&form.csrf, &a.csrf) {
@@ -477,7 +484,7 @@ fn progress_body(lang: Lang, v: &JobView) -> String {
 async fn progress(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match recovery_auth(&app, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
     let (body, running) = match app.ask(Call::Job, Vec::new()).await.0 {

@@ -209,7 +209,7 @@ pub(crate) struct Frame<'a> {
 }
 
 /// The cluster menu: path, English, German.
-pub(crate) const MENU: &[(&str, &str, &str)] = &[
+pub const MENU: &[(&str, &str, &str)] = &[
     ("/home", "Home", "Start"),
     ("/network", "Network", "Netzwerk"),
     ("/ves", "VEs", "VEs"),
@@ -231,7 +231,11 @@ pub(crate) fn page(f: &Frame<'_>, title: &str, body: &str) -> String {
         let items: String = MENU
             .iter()
             .map(|(p, en, de)| {
-                let cur = if *p == f.path { " aria-current=\"page\"" } else { "" };
+                let cur = if *p == f.path {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                };
                 format!("<a href=\"{p}\"{cur}>{}</a> ", esc(lang.t(en, de)))
             })
             .collect();
@@ -306,9 +310,9 @@ pub(crate) struct Auth {
 
 /// The session of a request, or where to send the browser: to the login page, saying
 /// that the session expired when the browser still had one.
-pub(crate) fn auth(app: &App, headers: &HeaderMap) -> Result<Auth, Response> {
+pub(crate) fn auth(app: &App, headers: &HeaderMap) -> Result<Auth, Redirect> {
     let Some(id) = i18n::cookie(headers, SESSION_COOKIE) else {
-        return Err(Redirect::to("/login").into_response());
+        return Err(Redirect::to("/login"));
     };
     let now = (app.now)();
     let found = app.sessions.lock().ok().and_then(|mut sessions| {
@@ -321,14 +325,14 @@ pub(crate) fn auth(app: &App, headers: &HeaderMap) -> Result<Auth, Response> {
             cluster: s.cluster,
         })
     });
-    found.ok_or_else(|| Redirect::to("/login?expired=1").into_response())
+    found.ok_or_else(|| Redirect::to("/login?expired=1"))
 }
 
 async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match auth(&app, &headers) {
         Ok(a) if a.cluster => Redirect::to("/home").into_response(),
         Ok(_) => Redirect::to("/upload").into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -548,7 +552,11 @@ async fn logout(
             };
             return (
                 StatusCode::FORBIDDEN,
-                Html(page(&f, lang.t("Log out", "Abmelden"), &error_p(csrf_message(lang)))),
+                Html(page(
+                    &f,
+                    lang.t("Log out", "Abmelden"),
+                    &error_p(csrf_message(lang)),
+                )),
             )
                 .into_response();
         }

@@ -470,9 +470,8 @@ fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener>
     // The web console runs unprivileged; its group may connect, nobody else but root.
     if let Some(gid) = group {
         use std::os::unix::fs::PermissionsExt;
-        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
-            format!("giving control socket {} to group {gid}", path.display())
-        })?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("giving control socket {} to group {gid}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("setting the mode of control socket {}", path.display()))?;
     }

@@ -102,8 +102,10 @@ fn serve(args: &[String]) -> Result<()> {
         http_port: arg(args, "--http-port")
             .map_or(Ok(80), |p| p.parse())
             .context("--http-port")?,
-        control: arg(args, "--control")
-            .map_or_else(|_| tandem_runtime::control::DEFAULT_SOCKET.into(), PathBuf::from),
+        control: arg(args, "--control").map_or_else(
+            |_| tandem_runtime::control::DEFAULT_SOCKET.into(),
+            PathBuf::from,
+        ),
         activate_program: arg(args, "--activate-program")
             .map_or_else(|_| PathBuf::from("/usr/bin/tandem"), PathBuf::from),
         node,
