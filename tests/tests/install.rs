@@ -89,8 +89,16 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
     let addr = format!("{addr}:443");
     let fp = console_fp.to_owned();
     laptop.run(move || {
+        // German unless the browser asks otherwise; the rest of the checks in English.
         let page = https(&addr, "GET", "/login", None, None).unwrap();
         assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains("Wiederherstellungsmodus"),
+            "{}",
+            page.body
+        );
+        let en = Some("tandem_lang=en");
+        let page = https(&addr, "GET", "/login", en, None).unwrap();
         assert!(page.body.contains("recovery mode"), "{}", page.body);
         assert_eq!(
             page.fingerprint, fp,
@@ -101,7 +109,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
             &addr,
             "POST",
             "/login",
-            None,
+            en,
             Some("user=admin&password=relatio"),
         )
         .unwrap();
@@ -115,7 +123,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
             &addr,
             "POST",
             "/login",
-            None,
+            en,
             Some("user=admin&password=relation"),
         )
         .unwrap();
@@ -129,7 +137,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
             &addr,
             "POST",
             "/login",
-            None,
+            en,
             Some("user=admin&password=relation"),
         )
         .unwrap();
@@ -137,7 +145,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
         assert_eq!(ok.header("location").as_deref(), Some("/upload"));
         let cookie = ok.header("set-cookie").expect("session cookie");
         assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"));
-        let session = cookie.split(';').next().unwrap().to_owned();
+        let session = format!("{}; tandem_lang=en", cookie.split(';').next().unwrap());
         let upload = https(&addr, "GET", "/upload", Some(&session), None).unwrap();
         assert_eq!(upload.status, 200);
         assert!(
