@@ -182,6 +182,26 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::cluster::routes())
         .fallback(not_found)
         .with_state(app)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// On every answer: no framing, no scripts or outside resources, no caching of pages
+/// that show the node's state, no referrer.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
 }
 
 /// HTML-escapes text.
@@ -336,7 +356,46 @@ async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     }
 }
 
-fn login_form(app: &App, lang: Lang, configured: bool, message: Option<&str>) -> String {
+/// Name of the cookie holding the login form's CSRF token (no session exists yet: the
+/// form's token must equal this cookie, which a cross-site form cannot send).
+const LOGIN_COOKIE: &str = "tandem_login";
+
+/// The login form's token: the browser's own when it has a well-formed one, else new.
+fn login_token(headers: &HeaderMap) -> String {
+    i18n::cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(token)
+}
+
+/// The login page with `message`, and the cookie that goes with its token.
+fn login_response(
+    app: &App,
+    headers: &HeaderMap,
+    configured: bool,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Response {
+    let lang = Lang::of(headers);
+    let token = login_token(headers);
+    let mut r = (
+        status,
+        Html(login_form(app, lang, configured, &token, message)),
+    )
+        .into_response();
+    let cookie = format!("{LOGIN_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn login_form(
+    app: &App,
+    lang: Lang,
+    configured: bool,
+    token: &str,
+    message: Option<&str>,
+) -> String {
     let msg = message.map(error_p).unwrap_or_default();
     let mode = if configured {
         lang.t(
@@ -361,12 +420,14 @@ fn login_form(app: &App, lang: Lang, configured: bool, message: Option<&str>) ->
         lang.t("Log in", "Anmelden"),
         &format!(
             "<p>{mode}</p>{msg}<form method=\"post\" action=\"/login\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
              <p><label>{user} <input name=\"user\" value=\"admin\" autocomplete=\"username\"></label></p>\
              <p><label>{pw} <input name=\"password\" type=\"password\" autocomplete=\"current-password\" autofocus></label></p>\
              <p><button type=\"submit\">{go}</button></p></form>",
             user = lang.t("User", "Benutzer"),
             pw = lang.t("Password", "Passwort"),
             go = lang.t("Log in", "Anmelden"),
+            token = esc(token),
         ),
     )
 }
@@ -375,7 +436,7 @@ async fn login_page(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Html<String> {
+) -> Response {
     let lang = Lang::of(&headers);
     let msg = q.contains_key("expired").then(|| {
         lang.t(
@@ -383,12 +444,15 @@ async fn login_page(
             "Ihre Sitzung ist abgelaufen (30 Minuten ohne Nutzung) oder wurde beendet. Bitte melden Sie sich erneut an.",
         )
     });
-    Html(login_form(&app, lang, app.configured().await, msg))
+    let configured = app.configured().await;
+    login_response(&app, &headers, configured, StatusCode::OK, msg)
 }
 
 /// The login form.
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
     #[serde(default)]
     user: String,
     #[serde(default)]
@@ -408,6 +472,16 @@ async fn login(
     let lang = Lang::of(&headers);
     let now = (app.now)();
     let configured = app.configured().await;
+    let expected = i18n::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(&form.csrf, &expected) {
+        return login_response(
+            &app,
+            &headers,
+            configured,
+            StatusCode::FORBIDDEN,
+            Some(csrf_message(lang)),
+        );
+    }
     if let Some(wait) = app
         .failures
         .lock()
@@ -417,16 +491,16 @@ async fn login(
         .filter(|d| !d.is_zero())
     {
         let secs = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX);
-        let html = login_form(
+        let mut r = login_response(
             &app,
-            lang,
+            &headers,
             configured,
+            StatusCode::TOO_MANY_REQUESTS,
             Some(&lang.f(
                 format!("Too many failed logins from your address. Wait {secs} seconds, then try again."),
                 format!("Zu viele fehlgeschlagene Anmeldungen von Ihrer Adresse. Warten Sie {secs} Sekunden und versuchen Sie es dann erneut."),
             )),
         );
-        let mut r = (StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response();
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -500,11 +574,13 @@ async fn login(
             format!("Falscher Benutzername oder falsches Passwort ({count}. Fehlversuch). Prüfen Sie die Feststelltaste und versuchen Sie es erneut."),
         )
     };
-    (
+    login_response(
+        &app,
+        &headers,
+        configured,
         StatusCode::UNAUTHORIZED,
-        Html(login_form(&app, lang, configured, Some(&msg))),
+        Some(&msg),
     )
-        .into_response()
 }
 
 /// Sets the language cookie and goes back to the page (a local path only).
@@ -564,7 +640,12 @@ async fn logout(
             s.remove(&a.id);
         }
     }
-    Redirect::to("/login").into_response()
+    let mut r = Redirect::to("/login").into_response();
+    let gone = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
 async fn not_found(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -149,14 +149,19 @@ async fn post(r: &Router, path: &str, cookie: &str, form: &str) -> Res {
     .await
 }
 
+/// The login form's token and the cookie that must come with it.
+async fn login_token(r: &Router) -> (String, String) {
+    let page = get(r, "/login", "").await;
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, csrf_of(&page.body))
+}
+
 async fn login(r: &Router, user: &str, pw: &str) -> Res {
-    post(
-        r,
-        "/login",
-        "",
-        &format!("user={user}&password={}", pw.replace(' ', "+")),
-    )
-    .await
+    let (cookie, csrf) = login_token(r).await;
+    let form = format!("csrf={csrf}&user={user}&password={}", pw.replace(' ', "+"));
+    post(r, "/login", &cookie, &form).await
 }
 
 fn csrf_of(body: &str) -> String {
@@ -270,6 +275,39 @@ async fn wrong_passwords_are_refused_and_slowed_down() {
         login(r, "admin", "relation").await.status,
         StatusCode::SEE_OTHER
     );
+}
+
+#[tokio::test]
+async fn login_needs_the_forms_token_and_pages_forbid_framing() {
+    let rig = rig("logincsrf", false, "exit 0");
+    let r = &rig.r;
+    let (cookie, csrf) = login_token(r).await;
+    for (cookie, form) in [
+        ("", format!("csrf={csrf}&user=admin&password=relation")),
+        (cookie.as_str(), "user=admin&password=relation".to_owned()),
+        (
+            cookie.as_str(),
+            format!("csrf={}&user=admin&password=relation", "a".repeat(64)),
+        ),
+    ] {
+        let res = post(r, "/login", cookie, &form).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form}");
+        assert!(res.body.contains("security token"), "{}", res.body);
+        let cookies: Vec<_> = res.headers.get_all("set-cookie").iter().collect();
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.to_str().unwrap().starts_with("tandem_session")),
+            "{cookies:?}"
+        );
+    }
+    // Refused forms did not count as failed logins: no waiting now.
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let csp = res.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+    assert_eq!(res.headers["x-frame-options"], "DENY");
+    assert_eq!(res.headers["cache-control"], "no-store");
 }
 
 #[tokio::test]
@@ -576,7 +614,13 @@ async fn cluster_mode_uses_the_management_password() {
     let r = &rig.r;
     let res = login(r, "admin", "relation").await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert!(res.headers.get("set-cookie").is_none());
+    let cookies: Vec<_> = res.headers.get_all("set-cookie").iter().collect();
+    assert!(
+        cookies
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("tandem_session")),
+        "{cookies:?}"
+    );
     assert!(res.body.contains("factory password is no longer valid"));
     *rig.clock.lock().unwrap() += Duration::from_secs(2);
     let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;

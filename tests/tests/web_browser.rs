@@ -376,6 +376,40 @@ fn console(dir: &Path, store: &Path, extra: &[&str]) -> (Proc, String) {
     (p, format!("https://127.0.0.1:{https}"))
 }
 
+/// The real uid of process `pid`.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The one child of `parent`: the web process the console forked.
+fn web_process(parent: u32) -> u32 {
+    let mut children = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    assert_eq!(children.len(), 1, "children of tandem-web: {children:?}");
+    children[0]
+}
+
 fn test_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(tandem_tests::unique(&format!("tdm-web-{name}")));
     let _ = std::fs::remove_dir_all(&dir);
@@ -421,16 +455,25 @@ fn recovery_upload_and_activation_in_a_browser() {
     let broken = dir.join("tkcluster_broken.tar");
     std::fs::write(&broken, &archive[..archive.len() / 2]).unwrap();
 
-    let (_web, base) = console(
+    let (web, base) = console(
         &dir,
         &store,
         &["--activate-program", program.to_str().unwrap()],
+    );
+    // Privilege separation: the process serving HTTP is uid 101, its parent root.
+    // (The port answers from the moment root bound it, a little before the drop.)
+    assert_eq!(uid_of(web.0.id()), 0);
+    let child = web_process(web.0.id());
+    wait_until(
+        "the web process to drop to uid 101",
+        Duration::from_secs(5),
+        || uid_of(child) == 101,
     );
     let d = Driver::start();
     d.go(&format!("{base}/lang?set=en&back=/login"));
     d.screenshot("recovery-login");
     login(&d, &base, "relation");
-    d.wait_text("Upload the cluster configuration", Duration::from_secs(10));
+    d.wait_text("Upload the cluster configuration", Duration::from_secs(30));
     d.screenshot("recovery-upload");
 
     d.choose_file("input[name=archive]", &broken);
@@ -457,14 +500,14 @@ fn recovery_upload_and_activation_in_a_browser() {
     d.click("input[value=destroy]");
     d.type_into("input[name=confirm]", "not-the-name");
     d.click("form[action='/activate'] button");
-    d.wait_text("type the cluster name exactly", Duration::from_secs(10));
+    d.wait_text("type the cluster name exactly", Duration::from_secs(30));
     assert!(!store.join("pending.toml").exists());
     d.screenshot("recovery-activate-wrong-name");
 
     d.click("input[value=destroy]");
     d.type_into("input[name=confirm]", "lab-cluster");
     d.click("form[action='/activate'] button");
-    let page = d.wait_text("Activation is running", Duration::from_secs(10));
+    let page = d.wait_text("Activation is running", Duration::from_secs(30));
     assert!(page.contains("http-equiv=\"refresh\""), "{page}");
     d.wait_text(
         "continue activation on the other node",
@@ -480,7 +523,7 @@ fn recovery_upload_and_activation_in_a_browser() {
 
     // German, too.
     d.go(&format!("{base}/lang?set=de&back=/progress"));
-    d.wait_text("Die Aktivierung ist abgeschlossen", Duration::from_secs(10));
+    d.wait_text("Die Aktivierung ist abgeschlossen", Duration::from_secs(30));
     d.screenshot("recovery-progress-done-de");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -560,13 +603,13 @@ fn cluster_pages_and_switchover_in_a_browser() {
     for (path, en, de) in tandem_recovery_menu() {
         for (lang, title) in [("en", en), ("de", de)] {
             d.go(&format!("{base}/lang?set={lang}&back={path}"));
-            let page = d.wait_text(&format!("<h1>{title}</h1>"), Duration::from_secs(10));
+            let page = d.wait_text(&format!("<h1>{title}</h1>"), Duration::from_secs(30));
             assert!(!page.contains("$argon2id") && !page.contains("PRIVATE KEY"));
             d.screenshot(&format!("cluster{}-{lang}", path.replace('/', "-")));
         }
     }
     d.go(&format!("{base}/lang?set=en&back=/status"));
-    let page = d.wait_text("<h1>Status</h1>", Duration::from_secs(10));
+    let page = d.wait_text("<h1>Status</h1>", Duration::from_secs(30));
     assert!(
         page.contains(&format!("role of this node</th><td>{before}</td>")),
         "{page}"
@@ -576,13 +619,13 @@ fn cluster_pages_and_switchover_in_a_browser() {
     // Switchover without the confirmation box: refused, nothing changes.
     d.go(&format!("{base}/maintenance"));
     d.click("form[action='/maintenance/switchover'] button");
-    d.wait_text("Tick the box", Duration::from_secs(10));
+    d.wait_text("Tick the box", Duration::from_secs(30));
     d.screenshot("cluster-switchover-unconfirmed");
     assert_eq!(role("node1").as_deref(), Some(before.as_str()));
 
     d.click("input[name=confirm]");
     d.click("form[action='/maintenance/switchover'] button");
-    d.wait_text("Switchover started", Duration::from_secs(10));
+    d.wait_text("Switchover started", Duration::from_secs(30));
     d.screenshot("cluster-switchover-started");
     let after = if before == "active" {
         "passive"
