@@ -564,7 +564,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
         )
     };
     let _n1 = start("node1", "127.0.0.1", "127.0.0.2");
-    let _n2 = start("node2", "127.0.0.2", "127.0.0.1");
+    let n2 = start("node2", "127.0.0.2", "127.0.0.1");
     let tandem = binary("tandem");
     let role = |node: &str| -> Option<String> {
         let out = Command::new(&tandem)
@@ -649,6 +649,69 @@ fn cluster_pages_and_switchover_in_a_browser() {
     }
     d.screenshot("cluster-status-after-switchover");
     assert_eq!(role("node1").as_deref(), Some(after));
+
+    // The archive download, with the browser's session (a headless browser keeps
+    // downloads to itself): encrypted with the passphrase typed, the committed
+    // configuration inside.
+    d.go(&format!("{base}/maintenance"));
+    let page = d.wait_text("<h1>Maintenance</h1>", Duration::from_secs(30));
+    let export = |passphrase: &str| {
+        let session = d.cmd("GET", "/cookie/tandem_session", None)["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let marker = "name=\"csrf\" value=\"";
+        let i = page.find(marker).unwrap() + marker.len();
+        let form = format!(
+            "csrf={}&passphrase={passphrase}&passphrase2={passphrase}",
+            &page[i..i + 64]
+        );
+        let addr = base.trim_start_matches("https://").to_owned();
+        tandem_tests::https(
+            &addr,
+            "POST",
+            "/maintenance/export",
+            Some(&format!("tandem_session={session}; tandem_lang=en")),
+            Some(&form),
+        )
+        .unwrap()
+    };
+    let res = export("download-passphrase");
+    assert_eq!(res.status, 200, "{}", res.body);
+    let disposition = res.header("content-disposition").unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"tkcluster_"),
+        "{disposition}"
+    );
+    assert!(tandem_config::archive::read_archive(&res.bytes, Some("wrong")).is_err());
+    let back = tandem_config::archive::read_archive(&res.bytes, Some("download-passphrase"))
+        .expect("the download is an archive that opens with the passphrase typed");
+    let committed = tandem_config::Store::open(&store)
+        .unwrap()
+        .current()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.config, committed);
+
+    // Only while both nodes run normally (R3.1): with node2 gone, refused.
+    drop(n2);
+    wait_until("node1 to miss node2", Duration::from_secs(20), || {
+        let out = Command::new(&tandem)
+            .arg("--control")
+            .arg(&sock)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout)
+            .is_ok_and(|v| v["peer"]["alive"] == Value::Bool(false))
+    });
+    let res = export("download-passphrase");
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(
+        res.body.contains("only while both nodes run normally"),
+        "{}",
+        res.body
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
