@@ -2,12 +2,14 @@
 //! Maintenance, Status.
 //!
 //! Cluster state (roles, heartbeat paths, replication, hardware, events) and the
-//! switchover come from clusterd's control API; the configured values and the archive
-//! download come from the privileged side (the store is root's). Pages that would change
+//! switchover come from clusterd's control API; the configured values, this node's VE
+//! list and the archive download come from the privileged side (the store, the data
+//! area and crun's state are root's). Pages that would change
 //! the configuration (network, notification, passwords) show the values read-only and
 //! say so: a change must reach both nodes and restart what depends on it, and that
-//! path does not exist yet. Reboot and shutdown are not offered for the same reason:
-//! there is no privileged path for them yet.
+//! path does not exist yet. Reboot and shutdown are not offered: there is no privileged
+//! path for them yet, and one that lets the web process power the node off needs its
+//! own review.
 
 use std::sync::Arc;
 
@@ -270,11 +272,37 @@ async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
         Err(e) => no_daemon(lang, &e),
     };
+    let list = match app.ask(Call::VeList, Vec::new()).await.0 {
+        Reply::Ves(v) => {
+            let rows: String = v
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        r.id,
+                        r.nproc,
+                        esc(&r.status),
+                        esc(&r.ip.join(" ")),
+                        esc(&r.hostname)
+                    )
+                })
+                .collect();
+            format!(
+                "<table><tr><th>VEID</th><th>NPROC</th><th>STATUS</th><th>IP_ADDR</th><th>HOSTNAME</th></tr>{rows}</table>"
+            )
+        }
+        Reply::Refused(r) => refusal_html(lang, &r).1,
+        other => error_p(&format!("{other:?}")),
+    };
     let note = lang.t(
-        "<p class=\"note\">The list of running VEs with their process counts is not available through the cluster daemon yet: use <code>tandem ve list</code> on the active node. Installing VE 101 from a template is not offered here yet.</p>",
-        "<p class=\"note\">Die Liste der laufenden VEs mit ihren Prozesszahlen ist über den Clusterdienst noch nicht verfügbar: Verwenden Sie <code>tandem ve list</code> auf dem aktiven Knoten. VE 101 aus einer Vorlage zu installieren, wird hier noch nicht angeboten.</p>",
+        "<p class=\"note\">Changing the VEs' network settings and installing VE 101 from a template is not offered here yet (<code>tandem ve</code> on the active node).</p>",
+        "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern und VE 101 aus einer Vorlage zu installieren, wird hier noch nicht angeboten (<code>tandem ve</code> auf dem aktiven Knoten).</p>",
     );
-    let body = format!("{configured}{running}{note}");
+    let body = format!(
+        "<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{note}",
+        lang.t("Configured", "Konfiguriert"),
+        lang.t("On this node", "Auf diesem Knoten")
+    );
     render(&app, lang, "/ves", &a, StatusCode::OK, &body)
 }
 

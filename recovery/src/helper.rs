@@ -66,6 +66,8 @@ pub enum Call {
     },
     /// The committed configuration without secrets, for the cluster pages.
     Settings,
+    /// The VEs of this node (`tandem ve list`), when the data area is mounted here.
+    VeList,
     /// Export the committed configuration as an archive encrypted with `passphrase`.
     Export {
         /// The passphrase.
@@ -138,6 +140,21 @@ pub struct Settings {
     pub ves: Vec<(String, String, String)>,
 }
 
+/// One VE as `tandem ve list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeView {
+    /// VE number.
+    pub id: u32,
+    /// Processes, 0 when stopped.
+    pub nproc: u64,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// Addresses.
+    pub ip: Vec<String>,
+    /// Host name.
+    pub hostname: String,
+}
+
 /// Why a call was refused. Each variant is shown to the operator in their language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,6 +172,8 @@ pub enum Refusal {
     },
     /// The archive was refused; every problem.
     Archive(Vec<String>),
+    /// The data area is not mounted on this node (it is the passive one).
+    NoDataArea,
     /// A passphrase or password that is too long or too short.
     BadSecret,
     /// The configuration store or another local step failed.
@@ -177,6 +196,8 @@ pub enum Reply {
     Verified(bool),
     /// Settings.
     Settings(Box<Settings>),
+    /// The VEs.
+    Ves(Vec<VeView>),
     /// The archive is in the payload, with this file name.
     Exported {
         /// File name for the download.
@@ -348,6 +369,31 @@ impl Local {
         })
     }
 
+    fn ves(&self) -> Result<Vec<VeView>, Refusal> {
+        use tandem_runtime::ve::manager::{Layout, Ves};
+        let cfg = self.current()?;
+        let data = std::path::Path::new(tandem_runtime::activate::DATA_MOUNT);
+        if !tandem_runtime::storage::is_mountpoint(data) {
+            return Err(Refusal::NoDataArea);
+        }
+        let nics = tandem_runtime::activate::node_nics();
+        let port = |i: usize, dflt: &str| nics.get(i).cloned().unwrap_or_else(|| dflt.to_owned());
+        let ves = Ves {
+            layout: Layout::for_cluster(Some(&cfg), port(0, "eth0"), port(1, "eth1")),
+        };
+        let rows = ves.list().map_err(|e| Refusal::Failed(chain(&e)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VeView {
+                id: r.id,
+                nproc: r.nproc,
+                status: r.status,
+                ip: list(&r.ip),
+                hostname: r.hostname,
+            })
+            .collect())
+    }
+
     fn export(&self, passphrase: &str) -> Result<(String, Vec<u8>), Refusal> {
         if passphrase.chars().count() < MIN_EXPORT_PASSPHRASE || passphrase.len() > MAX_SECRET {
             return Err(Refusal::BadSecret);
@@ -402,6 +448,10 @@ impl Privileged for Local {
             Call::VerifyAdmin { password } => Reply::Verified(self.verify_admin(&password)),
             Call::Settings => match self.settings() {
                 Ok(s) => Reply::Settings(Box::new(s)),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::VeList => match self.ves() {
+                Ok(v) => Reply::Ves(v),
                 Err(r) => Reply::Refused(r),
             },
             Call::Export { passphrase } => match self.export(&passphrase) {

@@ -10,12 +10,13 @@
 //! (uid/gid 101, provided by the system image) before it reads a single request and
 //! serves HTTP; the root parent executes only a closed set of typed calls (check or
 //! stage an archive, start and follow the activation job, check the management
-//! password, read the configured values without secrets, export the archive). Cluster
+//! password, read the configured values without secrets, list this node's VEs, export
+//! the archive). Cluster
 //! state and the switchover go to clusterd's control socket, which admits the
 //! `tandem-web` group when clusterd runs with `--control-group 101`.
 //!
 //! Not done yet: changing the configuration from the console (network, notification,
-//! passwords: shown read-only), reboot and shutdown, updates, the live VE list, and the
+//! passwords: shown read-only), reboot and shutdown, updates, installing VE 101, and the
 //! other node's kernel and management version on the Home page.
 
 pub mod banner;

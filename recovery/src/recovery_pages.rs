@@ -238,6 +238,16 @@ pub(crate) fn refusal_html(lang: Lang, r: &Refusal) -> (StatusCode, String) {
                 format!("Um die Daten zu löschen, geben Sie den Clusternamen genau wie angezeigt ein: {expected}. Es wurde nichts geändert."),
             )),
         ),
+        Refusal::NoDataArea => (
+            StatusCode::OK,
+            format!(
+                "<p class=\"note\">{}</p>",
+                lang.t(
+                    "The data area /vz is not mounted on this node: the VEs run on the active node. Open the console there to see them.",
+                    "Der Datenbereich /vz ist auf diesem Knoten nicht eingehängt: Die VEs laufen auf dem aktiven Knoten. Öffnen Sie dort die Konsole, um sie zu sehen.",
+                )
+            ),
+        ),
         Refusal::BadSecret => (
             StatusCode::BAD_REQUEST,
             error_p(&lang.f(

@@ -653,6 +653,20 @@ async fn cluster_mode_uses_the_management_password() {
         "{}",
         res.body
     );
+    let res = get(r, "/ves", &cookie).await;
+    assert!(
+        res.body.contains("service") && res.body.contains("192.168.255.3"),
+        "{}",
+        res.body
+    );
+    if !std::path::Path::new("/vz").exists() {
+        assert!(
+            res.body
+                .contains("The data area /vz is not mounted on this node"),
+            "{}",
+            res.body
+        );
+    }
     let res = get(r, "/network", &cookie).await;
     assert!(
         res.body.contains("10.20.30.1") && res.body.contains("alpha"),
