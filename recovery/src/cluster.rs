@@ -127,38 +127,78 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
-    let peer = match get_status(&app).await {
-        Ok(s) => format!(
-            "<h2>{} {}</h2><table>{}{}</table><p class=\"note\">{}</p>",
-            lang.t("Other node", "Anderer Knoten"),
-            esc(&s.peer.node),
-            row(lang.t("reachable", "erreichbar"), yes_no(lang, s.peer.alive)),
-            row(
-                lang.t("role", "Rolle"),
-                s.peer.role.as_deref().unwrap_or("-")
-            ),
-            lang.t(
-                "The other node's host name, kernel and management version are shown on its own console page: the cluster daemon does not report them to this node yet.",
-                "Hostname, Kernel- und Verwaltungsversion des anderen Knotens zeigt dessen eigene Konsole: Der Clusterdienst meldet sie diesem Knoten noch nicht."
-            ),
+    let hostnames = get_settings(&app, lang)
+        .await
+        .map(|s| s.nodes)
+        .unwrap_or_default();
+    let configured = |node: &str| {
+        hostnames
+            .iter()
+            .find(|n| n.node == node)
+            .map_or_else(|| "-".to_owned(), |n| n.hostname.clone())
+    };
+    let status = get_status(&app).await;
+    let peer_node = match &status {
+        Ok(s) => s.peer.node.clone(),
+        Err(_) => {
+            if app.node == "node1" {
+                "node2".to_owned()
+            } else {
+                "node1".to_owned()
+            }
+        }
+    };
+    let (peer_alive, peer_role, own_role, warn) = match &status {
+        Ok(s) => (
+            yes_no(lang, s.peer.alive).to_owned(),
+            s.peer.role.clone().unwrap_or_else(|| "-".into()),
+            s.role.clone(),
+            String::new(),
         ),
-        Err(e) => no_daemon(lang, &e),
+        Err(e) => ("-".into(), "-".into(), "-".into(), no_daemon(lang, e)),
+    };
+    let not_reported = lang.t("(shown on its own console)", "(zeigt seine eigene Konsole)");
+    let line = |k: &str, mine: &str, peer: &str| {
+        format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            esc(k),
+            esc(mine),
+            esc(peer)
+        )
     };
     let body = format!(
         "<p>{lang_line} <a href=\"/lang?set=de&amp;back=/home\">Deutsch</a> | <a href=\"/lang?set=en&amp;back=/home\">English</a></p>\
-         <h2>{this} {node}</h2><table>{h}{k}{v}</table>{peer}",
+         {warn}<table><tr><th></th><th>{node} ({this})</th><th>{peer}</th></tr>{h}{hc}{role}{alive}{k}{v}</table>",
         lang_line = lang.t("Language:", "Sprache:"),
-        this = lang.t("This node", "Dieser Knoten"),
+        this = lang.t("this node", "dieser Knoten"),
         node = esc(&app.node),
-        h = row(
+        peer = esc(&peer_node),
+        h = line(
             lang.t("host name", "Hostname"),
-            &read_trimmed("/proc/sys/kernel/hostname")
+            &read_trimmed("/proc/sys/kernel/hostname"),
+            not_reported
         ),
-        k = row(
+        hc = line(
+            lang.t("configured host name", "konfigurierter Hostname"),
+            &configured(&app.node),
+            &configured(&peer_node)
+        ),
+        role = line(lang.t("role", "Rolle"), &own_role, &peer_role),
+        alive = line(
+            lang.t("reachable", "erreichbar"),
+            yes_no(lang, true),
+            &peer_alive
+        ),
+        k = line(
             lang.t("kernel version", "Kernel-Version"),
-            &read_trimmed("/proc/sys/kernel/osrelease")
+            &read_trimmed("/proc/sys/kernel/osrelease"),
+            not_reported
         ),
-        v = row(lang.t("management version", "Verwaltungsversion"), VERSION),
+        v = line(
+            lang.t("management version", "Verwaltungsversion"),
+            VERSION,
+            not_reported
+        ),
     );
     render(&app, lang, "/home", &a, StatusCode::OK, &body)
 }
