@@ -852,6 +852,20 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "current_thread")]
+    async fn control_socket_admits_the_given_group_only() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("tandem-ctl-group-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let gid = rustix::process::getgid().as_raw();
+        let l = bind_control(&path, Some(gid)).expect("bind with a group");
+        let meta = std::fs::metadata(&path).expect("socket exists");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn request_lines_are_split_and_stripped() {
         let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\r\nlast";
         let mut line = Vec::new();
