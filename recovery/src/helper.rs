@@ -30,8 +30,11 @@ use tandem_config::{NodeId, secrets};
 
 use crate::job::{DataChoice, JobState, JobView, Jobs};
 
-/// Largest JSON part of a frame.
-const MAX_JSON: usize = 64 * 1024;
+/// Largest JSON part of a call (web process to root).
+const MAX_CALL_JSON: usize = 64 * 1024;
+/// Largest JSON part of a reply: the job's output is bounded in lines and characters
+/// (`job`), and each character takes at most 6 bytes in JSON (`\uXXXX`).
+const MAX_REPLY_JSON: usize = 4 * 1024 * 1024;
 /// Longest passphrase or password accepted from the web side.
 pub const MAX_SECRET: usize = 1024;
 /// Shortest passphrase for an exported archive.
@@ -528,9 +531,10 @@ fn read_part(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
 
 fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut impl Read,
+    max_json: usize,
     max_payload: usize,
 ) -> Result<(T, Vec<u8>), FrameError> {
-    let json = read_part(r, MAX_JSON)?;
+    let json = read_part(r, max_json)?;
     let payload = read_part(r, max_payload)?;
     Ok((serde_json::from_slice(&json)?, payload))
 }
@@ -543,27 +547,30 @@ fn read_frame<T: for<'de> Deserialize<'de>>(
 /// The first frame that could not be read or answered.
 pub fn serve(mut stream: UnixStream, exec: &dyn Privileged) -> Result<(), FrameError> {
     loop {
-        let (call, payload): (Call, Vec<u8>) = match read_frame(&mut stream, MAX_ARCHIVE_BYTES) {
-            Ok(x) => x,
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
+        let (call, payload): (Call, Vec<u8>) =
+            match read_frame(&mut stream, MAX_CALL_JSON, MAX_ARCHIVE_BYTES) {
+                Ok(x) => x,
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
         let (reply, out) = exec.call(call, payload);
         write_frame(&mut stream, &reply, &out)?;
     }
 }
 
-/// The web process's end of the channel.
+/// The web process's end of the channel. After a frame fails either way, where the
+/// next frame starts is unknown: the channel is then broken for good and every call
+/// says so (the supervisor restarts the console).
 #[derive(Debug)]
-pub struct Remote(Mutex<UnixStream>);
+pub struct Remote(Mutex<Option<UnixStream>>);
 
 impl Remote {
     /// Over `stream` (one end of the socket pair).
     #[must_use]
     pub fn new(stream: UnixStream) -> Remote {
-        Remote(Mutex::new(stream))
+        Remote(Mutex::new(Some(stream)))
     }
 }
 
@@ -578,16 +585,21 @@ impl Privileged for Remote {
                 Vec::new(),
             )
         };
-        let Ok(mut s) = self.0.lock() else {
+        let Ok(mut guard) = self.0.lock() else {
             return lost(&std::io::Error::other("channel lock poisoned"));
         };
-        if let Err(e) = write_frame(&mut *s, &call, &payload) {
-            return lost(&e);
-        }
+        let Some(s) = guard.as_mut() else {
+            return lost(&std::io::Error::other("the channel broke earlier"));
+        };
         // An export is an archive: the same bound as an upload.
-        match read_frame(&mut *s, MAX_ARCHIVE_BYTES) {
+        let result = write_frame(s, &call, &payload)
+            .and_then(|()| read_frame(s, MAX_REPLY_JSON, MAX_ARCHIVE_BYTES));
+        match result {
             Ok(x) => x,
-            Err(e) => lost(&e),
+            Err(e) => {
+                *guard = None;
+                lost(&e)
+            }
         }
     }
 }
@@ -632,6 +644,55 @@ mod tests {
         ));
         drop(r);
         assert!(t.join().unwrap().is_ok());
+    }
+
+    /// Answers every call with the largest job view the job keeps.
+    struct BigJob;
+    impl Privileged for BigJob {
+        fn call(&self, _: Call, _: Vec<u8>) -> (Reply, Vec<u8>) {
+            let line: String = "\u{1}".repeat(400);
+            let view = JobView {
+                state: JobState::Running,
+                choice: None,
+                lines: vec![line; 400],
+                new_url: None,
+            };
+            (Reply::Job(view), Vec::new())
+        }
+    }
+
+    #[test]
+    fn the_largest_job_output_crosses_the_channel() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || serve(b, &BigJob));
+        let r = Remote::new(a);
+        for _ in 0..2 {
+            match r.call(Call::Job, vec![]).0 {
+                Reply::Job(v) => assert_eq!(v.lines.len(), 400),
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(r);
+        assert!(t.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_broken_channel_stays_broken() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            // Read the call, answer with a length beyond every bound.
+            let _ = read_frame::<Call>(&mut b, MAX_CALL_JSON, MAX_ARCHIVE_BYTES);
+            b.write_all(&u32::MAX.to_be_bytes()).unwrap();
+            b
+        });
+        let r = Remote::new(a);
+        assert!(matches!(
+            r.call(Call::Job, vec![]).0,
+            Reply::Refused(Refusal::Failed(_))
+        ));
+        let _b = t.join().unwrap();
+        let (reply, _) = r.call(Call::Job, vec![]);
+        assert!(matches!(reply, Reply::Refused(Refusal::Failed(m)) if m.contains("broke earlier")));
     }
 
     #[test]
