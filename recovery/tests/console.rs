@@ -564,6 +564,11 @@ async fn a_failed_activation_says_what_to_do_and_commits_nothing() {
     assert!(done.body.contains("the peer did not answer"));
     assert!(done.body.contains("What to do next"));
     assert!(!tandem_config::store::is_configured(&rig.store));
+    // Uploading again after the failure: no warning about the staged leftover, which
+    // the next activation replaces.
+    let res = upload(r, &cookie, Some(&csrf), &archive(None), "").await;
+    assert!(res.body.contains("The archive is valid."), "{}", res.body);
+    assert!(!res.body.contains("staged"), "{}", res.body);
     // Still recovery mode: the factory password logs in.
     assert_eq!(
         login(r, "admin", "relation").await.status,
