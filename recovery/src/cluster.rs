@@ -275,6 +275,32 @@ async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     render(&app, lang, "/network", &a, StatusCode::OK, &body)
 }
 
+/// This node's VEs as `tandem ve list` shows them, or why there are none here.
+async fn ve_list_html(app: &Arc<App>, lang: Lang) -> String {
+    match app.ask(Call::VeList, Vec::new()).await.0 {
+        Reply::Ves(v) => {
+            let rows: String = v
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        r.id,
+                        r.nproc,
+                        esc(&r.status),
+                        esc(&r.ip.join(" ")),
+                        esc(&r.hostname)
+                    )
+                })
+                .collect();
+            format!(
+                "<table><tr><th>VEID</th><th>NPROC</th><th>STATUS</th><th>IP_ADDR</th><th>HOSTNAME</th></tr>{rows}</table>"
+            )
+        }
+        Reply::Refused(r) => refusal_html(lang, &r).1,
+        other => error_p(&format!("{other:?}")),
+    }
+}
+
 async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
@@ -312,28 +338,7 @@ async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
         Err(e) => no_daemon(lang, &e),
     };
-    let list = match app.ask(Call::VeList, Vec::new()).await.0 {
-        Reply::Ves(v) => {
-            let rows: String = v
-                .iter()
-                .map(|r| {
-                    format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        r.id,
-                        r.nproc,
-                        esc(&r.status),
-                        esc(&r.ip.join(" ")),
-                        esc(&r.hostname)
-                    )
-                })
-                .collect();
-            format!(
-                "<table><tr><th>VEID</th><th>NPROC</th><th>STATUS</th><th>IP_ADDR</th><th>HOSTNAME</th></tr>{rows}</table>"
-            )
-        }
-        Reply::Refused(r) => refusal_html(lang, &r).1,
-        other => error_p(&format!("{other:?}")),
-    };
+    let list = ve_list_html(&app, lang).await;
     let note = lang.t(
         "<p class=\"note\">Changing the VEs' network settings and installing VE 101 from a template is not offered here yet (<code>tandem ve</code> on the active node).</p>",
         "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern und VE 101 aus einer Vorlage zu installieren, wird hier noch nicht angeboten (<code>tandem ve</code> auf dem aktiven Knoten).</p>",
@@ -809,6 +814,11 @@ async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         }
         Err(e) => body.push_str(&no_daemon(lang, &e)),
     }
+    body.push_str(&format!(
+        "<h2>{}</h2>{}",
+        lang.t("Virtualisation", "Virtualisierung"),
+        ve_list_html(&app, lang).await
+    ));
     if let Ok(ev) = events(&app, 15).await {
         let rows: String = ev
             .iter()
