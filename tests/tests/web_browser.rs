@@ -175,13 +175,17 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    /// chromedriver and its browser with their temporary files in `dir`.
+    fn start(dir: &Path) -> Driver {
         let port = free_port();
+        let tmp = dir.join("browser-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         // Its own process group: the browsers it starts end with it (see Drop).
         let proc = Proc(
             Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
                 .process_group(0)
+                .env("TMPDIR", &tmp)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -410,13 +414,34 @@ fn web_process(parent: u32) -> u32 {
     children[0]
 }
 
-fn test_dir(name: &str) -> PathBuf {
+/// The test's directory, removed when the test ends (after everything declared later
+/// has stopped), kept with its logs when the test failed.
+struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files and logs kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn test_dir(name: &str) -> TestDir {
     let dir = std::env::temp_dir().join(tandem_tests::unique(&format!("tdm-web-{name}")));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // The web process (uid 101) must reach the control sockets in here.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    TestDir(dir)
 }
 
 fn login(d: &Driver, base: &str, password: &str) {
@@ -469,7 +494,7 @@ fn recovery_upload_and_activation_in_a_browser() {
         Duration::from_secs(5),
         || uid_of(child) == 101,
     );
-    let d = Driver::start();
+    let d = Driver::start(&dir);
     d.go(&format!("{base}/lang?set=en&back=/login"));
     d.screenshot("recovery-login");
     login(&d, &base, "relation");
@@ -525,7 +550,6 @@ fn recovery_upload_and_activation_in_a_browser() {
     d.go(&format!("{base}/lang?set=de&back=/progress"));
     d.wait_text("Die Aktivierung ist abgeschlossen", Duration::from_secs(30));
     d.screenshot("recovery-progress-done-de");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -587,7 +611,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
 
     let sock = dir.join("node1.sock");
     let (_web, base) = console(&dir, &store, &["--control", sock.to_str().unwrap()]);
-    let d = Driver::start();
+    let d = Driver::start(&dir);
     d.go(&format!("{base}/lang?set=en&back=/login"));
     login(&d, &base, "relation");
     d.wait_text(
@@ -712,7 +736,6 @@ fn cluster_pages_and_switchover_in_a_browser() {
         "{}",
         res.body
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The cluster menu as the console defines it (path, English, German title).
