@@ -826,7 +826,7 @@ async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             .map(|e| {
                 format!(
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    e.time_ms,
+                    esc(&tandem_config::archive::rfc3339(e.time_ms / 1000)),
                     esc(&e.node),
                     esc(&e.kind),
                     esc(&e.text)
