@@ -1,13 +1,29 @@
-//! The node's consoles: the web console (HTTPS, recovery mode now; the
-//! management pages of R9 come with the cluster engine) and the local
-//! console screen on the node's display and serial port.
+//! The node's consoles: the web console (HTTPS) and the local console screen on the
+//! node's display and serial port.
 //!
-//! The web process binds its ports as root, then drops to the unprivileged
-//! `tandem-web` user before it reads a single request.
+//! The web console has two modes: recovery (an unconfigured node: upload the cluster
+//! configuration archive and activate it, R3.3–R3.5) and cluster (the management pages
+//! of R9). Every page is in German and English ([`i18n`]).
 //!
-//! Not done yet: importing the uploaded archive, German pages, management
-//! mode.
+//! Privilege separation ([`helper`]): `tandem-web serve` binds its ports and reads its
+//! TLS key as root, then forks. The child drops to the unprivileged `tandem-web` user
+//! (uid/gid 101, provided by the system image) before it reads a single request and
+//! serves HTTP; the root parent executes only a closed set of typed calls (check or
+//! stage an archive, start and follow the activation job, check the management
+//! password, read the configured values without secrets, list this node's VEs, export
+//! the archive). Cluster
+//! state and the switchover go to clusterd's control socket, which admits the
+//! `tandem-web` group when clusterd runs with `--control-group 101`.
+//!
+//! Not done yet: changing the configuration from the console (network, notification,
+//! passwords: shown read-only), reboot and shutdown, updates, installing VE 101, and the
+//! other node's kernel and management version on the Home page.
 
 pub mod banner;
+pub mod cluster;
+pub mod helper;
+pub mod i18n;
+pub mod job;
+pub mod recovery_pages;
 pub mod tls;
 pub mod web;

@@ -1,10 +1,27 @@
-//! The web console's pages and their rules (recovery mode, R2.4/R3.3).
+//! The web console's routes, sessions and the page frame shared by both modes.
 //!
-//! Recovery mode: `admin` with the factory password `relation` logs in only
-//! while the node is unconfigured and lands on the upload page. Failed logins
-//! are slowed down per client address. Sessions are random tokens in
-//! Secure, HttpOnly, SameSite=Strict cookies; every form carries the
-//! session's CSRF token.
+//! Two modes, decided per request by whether the node has a committed configuration:
+//!
+//! - **Recovery** (unconfigured, R2.4/R3.3–R3.5): `admin` with the factory password
+//!   `relation` logs in, uploads the cluster configuration archive
+//!   ([`crate::recovery_pages`]), and activates it.
+//! - **Cluster** (configured, R9): `admin` with the management password (an argon2id hash
+//!   in the configuration, checked by the privileged side) reaches the management pages
+//!   ([`crate::cluster`]).
+//!
+//! A session remembers the mode it was opened in: a session opened with the factory
+//! password never reaches a cluster page, even after its own activation committed the
+//! configuration.
+//!
+//! Rules for every page: sessions are random tokens in `Secure; HttpOnly;
+//! SameSite=Strict` cookies and expire after [`SESSION_IDLE`] without use (the login page
+//! then says so); every form carries the session's CSRF token, and a POST without the
+//! right one changes nothing and says so on the same page; failed logins are slowed down
+//! per client address; every text rendered is HTML-escaped; no secret (password, hash,
+//! passphrase, key) is ever rendered. Pages work without JavaScript.
+//!
+//! The web process runs unprivileged: whatever needs root goes through
+//! [`crate::helper`]; cluster state comes from clusterd's control socket.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Extension, Form, State};
+use axum::extract::{Extension, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,6 +38,9 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::helper::{ArchiveSummary, Call, Privileged, Reply};
+use crate::i18n::{self, Lang};
 
 /// User name of the management console.
 pub const ADMIN: &str = "admin";
@@ -34,30 +54,27 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 const FREE_FAILURES: u32 = 3;
 /// Longest delay between login attempts.
 const MAX_DELAY: Duration = Duration::from_secs(60);
-
-/// Whether this node has an active configuration.
-pub trait NodeState: Send + Sync {
-    /// True once a configuration archive has been activated.
-    fn configured(&self) -> bool;
-}
-
-/// Reads the state from the configuration partition.
-#[derive(Debug, Clone)]
-pub struct ConfigDir(pub PathBuf);
-
-impl NodeState for ConfigDir {
-    fn configured(&self) -> bool {
-        tandem_config::store::is_configured(&self.0)
-    }
-}
+/// Name of the session cookie.
+const SESSION_COOKIE: &str = "tandem_session";
 
 /// The peer address of a connection (set per connection by the server).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub IpAddr);
 
-struct Session {
-    csrf: String,
+/// An archive that passed the upload check, kept for activation.
+#[derive(Clone)]
+pub(crate) struct Checked {
+    pub(crate) archive: Arc<Vec<u8>>,
+    pub(crate) passphrase: Option<String>,
+    pub(crate) summary: ArchiveSummary,
+}
+
+pub(crate) struct Session {
+    pub(crate) csrf: String,
     last_used: Instant,
+    /// Opened with the management password (cluster mode), not the factory one.
+    pub(crate) cluster: bool,
+    pub(crate) checked: Option<Checked>,
 }
 
 #[derive(Default)]
@@ -68,10 +85,10 @@ struct Failures {
 
 /// Shared state of the web console.
 pub struct App {
-    node: String,
-    state: Box<dyn NodeState>,
-    /// The configuration store an upload is checked against.
-    store_dir: Option<PathBuf>,
+    pub(crate) node: String,
+    pub(crate) helper: Box<dyn Privileged>,
+    /// clusterd's control socket.
+    pub(crate) control: PathBuf,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     /// Time source, replaceable in tests.
@@ -82,30 +99,69 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("node", &self.node)
+            .field("control", &self.control)
             .finish_non_exhaustive()
     }
 }
 
 impl App {
-    /// A console for `node` with the given state source.
-    pub fn new(node: &str, state: Box<dyn NodeState>) -> Self {
-        Self::with_clock(node, state, Box::new(Instant::now))
+    /// A console for `node` whose privileged actions go to `helper`.
+    pub fn new(node: &str, helper: Box<dyn Privileged>) -> Self {
+        Self::with_clock(node, helper, Box::new(Instant::now))
     }
 
     /// As [`App::new`] with an injected clock.
     pub fn with_clock(
         node: &str,
-        state: Box<dyn NodeState>,
+        helper: Box<dyn Privileged>,
         now: Box<dyn Fn() -> Instant + Send + Sync>,
     ) -> Self {
         Self {
             node: node.to_owned(),
-            state,
-            store_dir: None,
+            helper,
+            control: PathBuf::from("/run/tandem/control.sock"),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             now,
         }
+    }
+
+    /// Talks to clusterd on `path`.
+    #[must_use]
+    pub fn with_control(mut self, path: PathBuf) -> Self {
+        self.control = path;
+        self
+    }
+
+    /// Whether the node has a committed configuration (asked of the privileged side,
+    /// which alone can read the store). When it cannot answer, the node counts as
+    /// configured: the factory password must never open a configured node.
+    pub(crate) async fn configured(self: &Arc<Self>) -> bool {
+        match self.ask(Call::Configured, Vec::new()).await.0 {
+            Reply::Configured(c) => c,
+            _ => true,
+        }
+    }
+
+    /// One call to the privileged side, off the event loop (scrypt and argon2 are slow
+    /// by design).
+    pub(crate) async fn ask(self: &Arc<Self>, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>) {
+        let app = Arc::clone(self);
+        tokio::task::spawn_blocking(move || app.helper.call(call, payload))
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    Reply::Refused(crate::helper::Refusal::Failed(
+                        "the request to the privileged side failed unexpectedly".into(),
+                    )),
+                    Vec::new(),
+                )
+            })
+    }
+
+    /// Runs `f` on the session of `id`.
+    pub(crate) fn with_session<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        self.sessions.lock().ok()?.get_mut(id).map(f)
     }
 }
 
@@ -115,42 +171,37 @@ fn token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-impl App {
-    /// Checks uploads against the configuration store in `dir`.
-    #[must_use]
-    pub fn with_store(mut self, dir: PathBuf) -> Self {
-        self.store_dir = Some(dir);
-        self
-    }
-}
-
 /// The routes of the console.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/login", get(login_page).post(login))
-        .route(
-            "/upload",
-            get(upload_page)
-                .post(upload)
-                .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
-        )
+        .route("/lang", get(set_lang))
         .route("/logout", post(logout))
+        .merge(crate::recovery_pages::routes())
+        .merge(crate::cluster::routes())
         .fallback(not_found)
         .with_state(app)
+        .layer(axum::middleware::map_response(security_headers))
 }
 
-fn page(title: &str, node: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title} - {node}</title>\
-         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}\
-         .error{{color:#b00;font-weight:bold}} .note{{color:#555}}</style></head>\
-         <body><h1>{node}: {title}</h1>{body}</body></html>",
-        title = esc(title),
-        node = esc(node),
-    )
+/// On every answer: no framing, no scripts or outside resources, no caching of pages
+/// that show the node's state, no referrer.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
 }
 
 /// HTML-escapes text.
@@ -162,72 +213,275 @@ pub fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn session_of(app: &App, headers: &HeaderMap) -> Option<(String, String)> {
-    let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
-    let id = cookie
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "tandem_session")
-        .map(|(_, v)| v.to_owned())?;
-    let now = (app.now)();
-    let mut sessions = app.sessions.lock().ok()?;
-    sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
-    let s = sessions.get_mut(&id)?;
-    s.last_used = now;
-    Some((id, s.csrf.clone()))
+/// What a page is rendered for.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame<'a> {
+    pub(crate) lang: Lang,
+    pub(crate) node: &'a str,
+    /// Path of this page, for the language links.
+    pub(crate) path: &'a str,
+    /// The session's CSRF token, when logged in (for the logout form).
+    pub(crate) csrf: Option<&'a str>,
+    /// Show the cluster menu.
+    pub(crate) cluster_menu: bool,
+    /// Seconds after which the page reloads itself.
+    pub(crate) refresh: Option<u32>,
 }
 
-async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    match session_of(&app, &headers) {
-        Some(_) => Redirect::to("/upload").into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
-}
+/// The cluster menu: path, English, German.
+pub const MENU: &[(&str, &str, &str)] = &[
+    ("/home", "Home", "Start"),
+    ("/network", "Network", "Netzwerk"),
+    ("/ves", "VEs", "VEs"),
+    ("/notification", "Notification", "Benachrichtigung"),
+    ("/passwords", "Passwords", "Passwörter"),
+    ("/updates", "Updates", "Updates"),
+    ("/maintenance", "Maintenance", "Wartung"),
+    ("/status", "Status", "Status"),
+];
 
-fn login_form(app: &App, message: Option<&str>) -> String {
-    let msg = message
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
+/// A whole page: title, menu, language links, logout, body.
+pub(crate) fn page(f: &Frame<'_>, title: &str, body: &str) -> String {
+    let lang = f.lang;
+    let refresh = f
+        .refresh
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
         .unwrap_or_default();
-    let mode = if app.state.configured() {
-        "<p>This node is configured. Log in with the management password.</p>"
+    let menu = if f.cluster_menu {
+        let items: String = MENU
+            .iter()
+            .map(|(p, en, de)| {
+                let cur = if *p == f.path {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                };
+                format!("<a href=\"{p}\"{cur}>{}</a> ", esc(lang.t(en, de)))
+            })
+            .collect();
+        format!("<nav class=\"menu\">{items}</nav>")
     } else {
-        "<p>This node is not configured yet (recovery mode). Log in as <b>admin</b> with the factory password.</p>"
+        String::new()
     };
-    page(
-        "Log in",
-        &app.node,
-        &format!(
-            "{mode}{msg}<form method=\"post\" action=\"/login\">\
-             <p><label>User <input name=\"user\" value=\"admin\" autocomplete=\"username\"></label></p>\
-             <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" autofocus></label></p>\
-             <p><button type=\"submit\">Log in</button></p></form>"
-        ),
+    let back = esc(f.path);
+    let langs = format!(
+        "<a href=\"/lang?set=de&amp;back={back}\" lang=\"de\">Deutsch</a> | \
+         <a href=\"/lang?set=en&amp;back={back}\" lang=\"en\">English</a>"
+    );
+    let logout = f
+        .csrf
+        .map(|c| {
+            format!(
+                " <form class=\"inline\" method=\"post\" action=\"/logout\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\">{}</button></form>",
+                esc(c),
+                lang.t("Log out", "Abmelden")
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">{refresh}\
+         <title>{title} - {node}</title>\
+         <style>body{{font-family:sans-serif;max-width:52em;margin:1em auto;padding:0 1em}}\
+         .error{{color:#b00;font-weight:bold}} .ok{{color:#060;font-weight:bold}} .note{{color:#555}}\
+         .warn{{background:#fff3cd;border:1px solid #c90;padding:.5em}}\
+         .menu a{{margin-right:.6em}} .menu a[aria-current]{{font-weight:bold}}\
+         .top{{display:flex;justify-content:space-between;align-items:center;border-bottom:1px solid #ccc}}\
+         form.inline{{display:inline}} table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}\
+         pre{{background:#f4f4f4;padding:.5em;white-space:pre-wrap}}</style></head>\
+         <body><div class=\"top\"><span>tandem · {node}</span><span>{langs}{logout}</span></div>\
+         {menu}<h1>{title}</h1>{body}</body></html>",
+        code = lang.code(),
+        title = esc(title),
+        node = esc(f.node),
     )
 }
 
-async fn login_page(State(app): State<Arc<App>>) -> Html<String> {
-    Html(login_form(&app, None))
+/// A paragraph with an error message (escaped).
+pub(crate) fn error_p(msg: &str) -> String {
+    format!("<p class=\"error\" role=\"alert\">{}</p>", esc(msg))
 }
 
-/// The login form.
-#[derive(Debug, Deserialize)]
-pub struct LoginForm {
-    user: String,
-    password: String,
+/// The message for a form whose CSRF token is missing or wrong.
+pub(crate) fn csrf_message(lang: Lang) -> &'static str {
+    lang.t(
+        "The form's security token is missing or does not match your session. Nothing was changed. Send the form again from this page.",
+        "Das Sicherheitsmerkmal des Formulars fehlt oder passt nicht zu Ihrer Sitzung. Es wurde nichts geändert. Senden Sie das Formular von dieser Seite aus erneut.",
+    )
 }
 
-fn same(a: &str, b: &str) -> bool {
+/// Constant-time comparison of secrets.
+pub(crate) fn same(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes())
         .ct_eq(&Sha256::digest(b.as_bytes()))
         .into()
 }
 
+/// A logged-in request: session id, CSRF token, mode of the session.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    pub(crate) id: String,
+    pub(crate) csrf: String,
+    pub(crate) cluster: bool,
+}
+
+/// The session of a request, or where to send the browser: to the login page, saying
+/// that the session expired when the browser still had one.
+pub(crate) fn auth(app: &App, headers: &HeaderMap) -> Result<Auth, Redirect> {
+    let Some(id) = i18n::cookie(headers, SESSION_COOKIE) else {
+        return Err(Redirect::to("/login"));
+    };
+    let now = (app.now)();
+    let found = app.sessions.lock().ok().and_then(|mut sessions| {
+        sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
+        let s = sessions.get_mut(&id)?;
+        s.last_used = now;
+        Some(Auth {
+            id: id.clone(),
+            csrf: s.csrf.clone(),
+            cluster: s.cluster,
+        })
+    });
+    found.ok_or_else(|| Redirect::to("/login?expired=1"))
+}
+
+async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match auth(&app, &headers) {
+        Ok(a) if a.cluster => Redirect::to("/home").into_response(),
+        Ok(_) => Redirect::to("/upload").into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Name of the cookie holding the login form's CSRF token (no session exists yet: the
+/// form's token must equal this cookie, which a cross-site form cannot send).
+const LOGIN_COOKIE: &str = "tandem_login";
+
+/// The login form's token: the browser's own when it has a well-formed one, else new.
+fn login_token(headers: &HeaderMap) -> String {
+    i18n::cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(token)
+}
+
+/// The login page with `message`, and the cookie that goes with its token.
+fn login_response(
+    app: &App,
+    headers: &HeaderMap,
+    configured: bool,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Response {
+    let lang = Lang::of(headers);
+    let token = login_token(headers);
+    let mut r = (
+        status,
+        Html(login_form(app, lang, configured, &token, message)),
+    )
+        .into_response();
+    let cookie = format!("{LOGIN_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn login_form(
+    app: &App,
+    lang: Lang,
+    configured: bool,
+    token: &str,
+    message: Option<&str>,
+) -> String {
+    let msg = message.map(error_p).unwrap_or_default();
+    let mode = if configured {
+        lang.t(
+            "This node is configured. Log in as <b>admin</b> with the management password.",
+            "Dieser Knoten ist konfiguriert. Melden Sie sich als <b>admin</b> mit dem Verwaltungspasswort an.",
+        )
+    } else {
+        lang.t(
+            "This node is not configured yet (recovery mode). Log in as <b>admin</b> with the factory password.",
+            "Dieser Knoten ist noch nicht konfiguriert (Wiederherstellungsmodus). Melden Sie sich als <b>admin</b> mit dem Werkspasswort an.",
+        )
+    };
+    page(
+        &Frame {
+            lang,
+            node: &app.node,
+            path: "/login",
+            csrf: None,
+            cluster_menu: false,
+            refresh: None,
+        },
+        lang.t("Log in", "Anmelden"),
+        &format!(
+            "<p>{mode}</p>{msg}<form method=\"post\" action=\"/login\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+             <p><label>{user} <input name=\"user\" value=\"admin\" autocomplete=\"username\"></label></p>\
+             <p><label>{pw} <input name=\"password\" type=\"password\" autocomplete=\"current-password\" autofocus></label></p>\
+             <p><button type=\"submit\">{go}</button></p></form>",
+            user = lang.t("User", "Benutzer"),
+            pw = lang.t("Password", "Passwort"),
+            go = lang.t("Log in", "Anmelden"),
+            token = esc(token),
+        ),
+    )
+}
+
+async fn login_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let msg = q.contains_key("expired").then(|| {
+        lang.t(
+            "Your session has expired (30 minutes without use) or was ended. Please log in again.",
+            "Ihre Sitzung ist abgelaufen (30 Minuten ohne Nutzung) oder wurde beendet. Bitte melden Sie sich erneut an.",
+        )
+    });
+    let configured = app.configured().await;
+    login_response(&app, &headers, configured, StatusCode::OK, msg)
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn session_cookie(id: &str) -> String {
+    format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
 async fn login(
     State(app): State<Arc<App>>,
     Extension(Peer(ip)): Extension<Peer>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let lang = Lang::of(&headers);
     let now = (app.now)();
+    let configured = app.configured().await;
+    let expected = i18n::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(&form.csrf, &expected) {
+        return login_response(
+            &app,
+            &headers,
+            configured,
+            StatusCode::FORBIDDEN,
+            Some(csrf_message(lang)),
+        );
+    }
     if let Some(wait) = app
         .failures
         .lock()
@@ -237,22 +491,41 @@ async fn login(
         .filter(|d| !d.is_zero())
     {
         let secs = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX);
-        let html = login_form(
+        let mut r = login_response(
             &app,
-            Some(&format!(
-                "Too many failed logins from your address. Wait {secs} seconds, then try again."
+            &headers,
+            configured,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&lang.f(
+                format!("Too many failed logins from your address. Wait {secs} seconds, then try again."),
+                format!("Zu viele fehlgeschlagene Anmeldungen von Ihrer Adresse. Warten Sie {secs} Sekunden und versuchen Sie es dann erneut."),
             )),
         );
-        let mut r = (StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response();
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return r;
     }
-    let configured = app.state.configured();
     let user_ok = same(&form.user, ADMIN);
-    let pw_ok = same(&form.password, FACTORY_PASSWORD);
-    if user_ok && pw_ok && !configured {
+    let factory = same(&form.password, FACTORY_PASSWORD);
+    let pw_ok = if configured {
+        // Always ask, also for a wrong user name: the answer takes as long either way.
+        let verified = matches!(
+            app.ask(
+                Call::VerifyAdmin {
+                    password: form.password.clone()
+                },
+                Vec::new()
+            )
+            .await
+            .0,
+            Reply::Verified(true)
+        );
+        verified
+    } else {
+        factory
+    };
+    if user_ok && pw_ok {
         if let Ok(mut f) = app.failures.lock() {
             f.remove(&ip);
         }
@@ -263,12 +536,14 @@ async fn login(
                 Session {
                     csrf: token(),
                     last_used: now,
+                    cluster: configured,
+                    checked: None,
                 },
             );
         }
-        let mut r = Redirect::to("/upload").into_response();
-        let cookie = format!("tandem_session={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
+        let to = if configured { "/home" } else { "/upload" };
+        let mut r = Redirect::to(to).into_response();
+        if let Ok(v) = HeaderValue::from_str(&session_cookie(&id)) {
             r.headers_mut().insert(header::SET_COOKIE, v);
         }
         return r;
@@ -287,189 +562,51 @@ async fn login(
         e.next_allowed = Some(now + delay);
         e.count
     };
-    let msg = if user_ok && pw_ok && configured {
-        "The factory password is no longer valid: this node is configured. Use the management password."
-            .to_owned()
+    let msg = if user_ok && factory && configured {
+        lang.t(
+            "The factory password is no longer valid: this node is configured. Use the management password.",
+            "Das Werkspasswort gilt nicht mehr: Dieser Knoten ist konfiguriert. Verwenden Sie das Verwaltungspasswort.",
+        )
+        .to_owned()
     } else {
-        format!(
-            "Wrong user name or password (failed attempt {count}). Check the caps lock and try again."
+        lang.f(
+            format!("Wrong user name or password (failed attempt {count}). Check the caps lock and try again."),
+            format!("Falscher Benutzername oder falsches Passwort ({count}. Fehlversuch). Prüfen Sie die Feststelltaste und versuchen Sie es erneut."),
         )
     };
-    (StatusCode::UNAUTHORIZED, Html(login_form(&app, Some(&msg)))).into_response()
-}
-
-async fn upload_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some((_, csrf)) = session_of(&app, &headers) else {
-        return Redirect::to("/login").into_response();
-    };
-    Html(page(
-        "Upload the cluster configuration",
-        &app.node,
-        &format!(
-            "<p>This node runs in recovery mode. Upload the cluster configuration archive \
-             (<code>tkcluster_*.tar</code>) downloaded from the running cluster, then activate it.</p>\
-             <form method=\"post\" action=\"/upload\" enctype=\"multipart/form-data\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <p><label>Archive <input type=\"file\" name=\"archive\" required></label></p>\
-             <p><label>Passphrase <input type=\"password\" name=\"passphrase\"></label></p>\
-             <p><button type=\"submit\">Upload and check</button></p></form>\
-             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button type=\"submit\">Log out</button></form>"
-        ),
-    ))
-    .into_response()
-}
-
-fn upload_result(app: &App, status: StatusCode, body: &str) -> Response {
-    (
-        status,
-        Html(page(
-            "Upload the cluster configuration",
-            &app.node,
-            &format!("{body}<p><a href=\"/upload\">Back to the upload page</a></p>"),
-        )),
-    )
-        .into_response()
-}
-
-fn problems_html(problems: &[String]) -> String {
-    let items: String = problems
-        .iter()
-        .map(|p| format!("<li>{}</li>", esc(p)))
-        .collect();
-    format!(
-        "<p class=\"error\" role=\"alert\">The archive was refused. Nothing was changed.</p><ul>{items}</ul>"
+    login_response(
+        &app,
+        &headers,
+        configured,
+        StatusCode::UNAUTHORIZED,
+        Some(&msg),
     )
 }
 
-async fn upload(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    mut form: axum::extract::Multipart,
-) -> Response {
-    let Some((_, csrf)) = session_of(&app, &headers) else {
-        return Redirect::to("/login").into_response();
-    };
-    let (mut token, mut passphrase, mut archive) = (None, None, None);
-    loop {
-        match form.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or("").to_owned();
-                let Ok(bytes) = field.bytes().await else {
-                    return upload_result(
-                        &app,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &problems_html(&[format!(
-                            "archive: the upload is larger than {} MiB or was cut off",
-                            UPLOAD_LIMIT >> 20
-                        )]),
-                    );
-                };
-                match name.as_str() {
-                    "csrf" => token = Some(String::from_utf8_lossy(&bytes).into_owned()),
-                    "passphrase" => passphrase = Some(String::from_utf8_lossy(&bytes).into_owned()),
-                    "archive" => archive = Some(bytes.to_vec()),
-                    _ => {}
-                }
-            }
-            Ok(None) => break,
-            Err(_) => {
-                return upload_result(
-                    &app,
-                    StatusCode::BAD_REQUEST,
-                    &problems_html(&[format!(
-                        "archive: the upload is not a complete form or is larger than {} MiB",
-                        UPLOAD_LIMIT >> 20
-                    )]),
-                );
-            }
+/// Sets the language cookie and goes back to the page (a local path only).
+async fn set_lang(Query(q): Query<HashMap<String, String>>) -> Response {
+    let back = q
+        .get("back")
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .map_or("/", String::as_str);
+    let mut r = Redirect::to(back).into_response();
+    if let Some(lang) = q.get("set").and_then(|s| Lang::from_code(s)) {
+        let cookie = format!(
+            "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=31536000",
+            i18n::COOKIE,
+            lang.code()
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
         }
     }
-    if !token.is_some_and(|t| same(&t, &csrf)) {
-        return upload_result(
-            &app,
-            StatusCode::FORBIDDEN,
-            "<p class=\"error\">The form's security token does not match your session. Reload the page and upload again. Nothing was changed.</p>",
-        );
-    }
-    let Some(archive) = archive.filter(|a| !a.is_empty()) else {
-        return upload_result(
-            &app,
-            StatusCode::BAD_REQUEST,
-            &problems_html(&["archive: no file was chosen".into()]),
-        );
-    };
-    let Some(store_dir) = app.store_dir.clone() else {
-        return upload_result(
-            &app,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "<p class=\"error\">This console has no configuration store.</p>",
-        );
-    };
-    let passphrase = passphrase.filter(|p| !p.is_empty());
-    // scrypt makes checking an encrypted archive deliberately slow: keep it
-    // off the server's event loop.
-    let checked = tokio::task::spawn_blocking(move || {
-        let store = tandem_config::store::Store::open(&store_dir)
-            .map_err(|e| vec![format!("the configuration store: {e}")])?;
-        let opts = tandem_config::store::ImportOptions {
-            mode: tandem_config::store::ImportMode::DryRun,
-            allow_other_cluster: false,
-        };
-        tandem_config::store::import_archive(&archive, passphrase.as_deref(), &store, &opts)
-            .map_err(|e| {
-                let ps: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
-                if ps.is_empty() {
-                    vec![e.to_string()]
-                } else {
-                    ps
-                }
-            })
-    })
-    .await;
-    match checked {
-        Ok(Ok(report)) => {
-            let c = &report.config;
-            let n1 = &c.network.node1;
-            let n2 = &c.network.node2;
-            upload_result(
-                &app,
-                StatusCode::OK,
-                &format!(
-                    "<p><b>The archive is valid.</b> Cluster <b>{name}</b> ({id}), written {created} by {product}{enc}.</p>\
-                     <ul><li>node1: {h1}, {a1}</li><li>node2: {h2}, {a2}</li></ul>\
-                     <p class=\"note\">Activating a configuration (fetch the data from the other node, or create the \
-                     replicated data area) is not available in this version. Nothing was changed on this node.</p>",
-                    name = esc(&c.cluster.name.to_string()),
-                    id = esc(&report.manifest.cluster_id.to_string()),
-                    created = esc(&report.manifest.created),
-                    product = esc(&report.manifest.product_version),
-                    enc = if report.encrypted {
-                        ", encrypted"
-                    } else {
-                        ", NOT encrypted"
-                    },
-                    h1 = esc(&n1.hostname.to_string()),
-                    a1 = esc(&n1.address.to_string()),
-                    h2 = esc(&n2.hostname.to_string()),
-                    a2 = esc(&n2.address.to_string()),
-                ),
-            )
-        }
-        Ok(Err(problems)) => {
-            upload_result(&app, StatusCode::BAD_REQUEST, &problems_html(&problems))
-        }
-        Err(_) => upload_result(
-            &app,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "<p class=\"error\">Checking the archive failed unexpectedly. Nothing was changed.</p>",
-        ),
-    }
+    r
 }
 
-/// Form with only the CSRF token.
+/// A form with only the CSRF token.
 #[derive(Debug, Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 
@@ -478,262 +615,59 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some((id, csrf)) = session_of(&app, &headers) {
-        if !same(&csrf, &form.csrf) {
+    let lang = Lang::of(&headers);
+    if let Ok(a) = auth(&app, &headers) {
+        if !same(&a.csrf, &form.csrf) {
+            let f = Frame {
+                lang,
+                node: &app.node,
+                path: "/",
+                csrf: Some(&a.csrf),
+                cluster_menu: a.cluster,
+                refresh: None,
+            };
             return (
                 StatusCode::FORBIDDEN,
-                "the form's security token does not match your session; reload the page",
+                Html(page(
+                    &f,
+                    lang.t("Log out", "Abmelden"),
+                    &error_p(csrf_message(lang)),
+                )),
             )
                 .into_response();
         }
         if let Ok(mut s) = app.sessions.lock() {
-            s.remove(&id);
+            s.remove(&a.id);
         }
     }
-    Redirect::to("/login").into_response()
+    let mut r = Redirect::to("/login").into_response();
+    let gone = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
-async fn not_found(State(app): State<Arc<App>>) -> Response {
+async fn not_found(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let lang = Lang::of(&headers);
+    let f = Frame {
+        lang,
+        node: &app.node,
+        path: "/",
+        csrf: None,
+        cluster_menu: false,
+        refresh: None,
+    };
     (
         StatusCode::NOT_FOUND,
         Html(page(
-            "Not found",
-            &app.node,
-            "<p>No such page. <a href=\"/\">Start page</a></p>",
+            &f,
+            lang.t("Not found", "Nicht gefunden"),
+            lang.t(
+                "<p>No such page. <a href=\"/\">Start page</a></p>",
+                "<p>Diese Seite gibt es nicht. <a href=\"/\">Startseite</a></p>",
+            ),
         )),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    struct Fixed(bool);
-    impl NodeState for Fixed {
-        fn configured(&self) -> bool {
-            self.0
-        }
-    }
-
-    fn app(configured: bool, clock: Arc<Mutex<Instant>>) -> Router {
-        let c = clock.clone();
-        let app = App::with_clock(
-            "node1",
-            Box::new(Fixed(configured)),
-            Box::new(move || *c.lock().unwrap()),
-        );
-        router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())))
-    }
-
-    async fn post_login(r: &Router, user: &str, pw: &str) -> (StatusCode, HeaderMap, String) {
-        let req = Request::post("/login")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(format!("user={user}&password={pw}")))
-            .unwrap();
-        let res = r.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        (status, headers, body)
-    }
-
-    #[tokio::test]
-    async fn factory_login_lands_on_upload() {
-        let clock = Arc::new(Mutex::new(Instant::now()));
-        let r = app(false, clock);
-        let (status, headers, _) = post_login(&r, "admin", "relation").await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        assert_eq!(headers["location"], "/upload");
-        let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
-        assert!(
-            cookie.contains("Secure")
-                && cookie.contains("HttpOnly")
-                && cookie.contains("SameSite=Strict")
-        );
-        let session = cookie.split(';').next().unwrap().to_owned();
-        let res = r
-            .clone()
-            .oneshot(
-                Request::get("/upload")
-                    .header("cookie", session)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        assert!(body.contains("Upload the cluster configuration"));
-        assert!(body.contains("name=\"csrf\""));
-    }
-
-    #[tokio::test]
-    async fn wrong_passwords_are_refused_and_slowed_down() {
-        let clock = Arc::new(Mutex::new(Instant::now()));
-        let r = app(false, clock.clone());
-        let (status, _, body) = post_login(&r, "admin", "wrong").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body.contains("Wrong user name or password"));
-        // immediately again: must wait
-        let (status, headers, body) = post_login(&r, "admin", "relation").await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert!(body.contains("Too many failed logins"));
-        assert_eq!(headers["retry-after"], "1");
-        for _ in 0..4 {
-            *clock.lock().unwrap() += Duration::from_secs(61);
-            post_login(&r, "admin", "nope").await;
-        }
-        // five failures: the fifth costs 4 s
-        let (status, headers, _) = post_login(&r, "admin", "relation").await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(headers["retry-after"], "4");
-        *clock.lock().unwrap() += Duration::from_secs(4);
-        let (status, _, _) = post_login(&r, "admin", "relation").await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-    }
-
-    #[tokio::test]
-    async fn factory_password_is_dead_once_configured() {
-        let r = app(true, Arc::new(Mutex::new(Instant::now())));
-        let (status, headers, body) = post_login(&r, "admin", "relation").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(headers.get("set-cookie").is_none());
-        assert!(body.contains("factory password is no longer valid"));
-    }
-
-    async fn login_session(r: &Router) -> (String, String) {
-        let (_, headers, _) = post_login(r, "admin", "relation").await;
-        let cookie = headers["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let res = r
-            .clone()
-            .oneshot(
-                Request::get("/upload")
-                    .header("cookie", &cookie)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        let marker = "name=\"csrf\" value=\"";
-        let i = body.find(marker).unwrap() + marker.len();
-        let csrf = body[i..i + 64].to_owned();
-        (cookie, csrf)
-    }
-
-    async fn post_upload(
-        r: &Router,
-        cookie: &str,
-        csrf: &str,
-        archive: &[u8],
-        pass: &str,
-    ) -> (StatusCode, String) {
-        let b = "XtandemBoundary";
-        let mut body = Vec::new();
-        for (name, value) in [("csrf", csrf.as_bytes()), ("passphrase", pass.as_bytes())] {
-            body.extend(
-                format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
-                    .as_bytes(),
-            );
-            body.extend(value);
-            body.extend(b"\r\n");
-        }
-        body.extend(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.tar\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-        );
-        body.extend(archive);
-        body.extend(format!("\r\n--{b}--\r\n").as_bytes());
-        let req = Request::post("/upload")
-            .header("cookie", cookie)
-            .header("content-type", format!("multipart/form-data; boundary={b}"))
-            .body(Body::from(body))
-            .unwrap();
-        let res = r.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        (
-            status,
-            String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-                .unwrap(),
-        )
-    }
-
-    fn store_app(dir: &std::path::Path) -> Router {
-        let app = App::new("node1", Box::new(Fixed(false))).with_store(dir.to_owned());
-        router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())))
-    }
-
-    fn archive(pass: Option<&str>) -> Vec<u8> {
-        let text = include_str!("../../config/tests/cases/minimal.toml");
-        let cfg = tandem_config::ApplianceConfig::from_toml(text).unwrap();
-        tandem_config::archive::export(
-            &cfg,
-            &tandem_config::archive::ExportOptions {
-                passphrase: pass.map(str::to_owned),
-                created_unix: 1_700_000_000,
-                work_factor: 10,
-            },
-        )
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn upload_checks_the_archive_and_changes_nothing() {
-        let dir = std::env::temp_dir().join(format!("tandem-web-upload-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let r = store_app(&dir);
-        let (cookie, csrf) = login_session(&r).await;
-
-        let (status, body) = post_upload(&r, &cookie, &csrf, &archive(None), "").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(body.contains("The archive is valid."), "{body}");
-        assert!(body.contains("NOT encrypted"));
-
-        let enc = archive(Some("right"));
-        let (status, body) = post_upload(&r, &cookie, &csrf, &enc, "wrong").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body.contains("The archive was refused. Nothing was changed."),
-            "{body}"
-        );
-        assert!(body.to_lowercase().contains("passphrase"), "{body}");
-        let (status, _) = post_upload(&r, &cookie, &csrf, &enc, "right").await;
-        assert_eq!(status, StatusCode::OK);
-
-        let (status, body) = post_upload(&r, &cookie, &csrf, b"this is not a tar file", "").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body.contains("<li>"), "{body}");
-
-        let (status, _) = post_upload(&r, &cookie, &"0".repeat(64), &archive(None), "").await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-
-        // a dry run wrote nothing into the store
-        assert!(!tandem_config::store::is_configured(&dir));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn upload_without_session_goes_to_login() {
-        let r = app(false, Arc::new(Mutex::new(Instant::now())));
-        let res = r
-            .oneshot(Request::get("/upload").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        assert_eq!(res.headers()["location"], "/login");
-    }
 }

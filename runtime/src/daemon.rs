@@ -301,7 +301,7 @@ pub async fn run(
         )
     };
 
-    let listener = bind_control(&settings.control)?;
+    let listener = bind_control(&settings.control, settings.control_group)?;
     tokio::spawn(control_server(
         listener,
         tx.clone(),
@@ -484,7 +484,7 @@ fn chain_error(e: &crate::resources::ResourceError) -> String {
     s
 }
 
-fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating control socket directory {}", dir.display()))?;
@@ -497,7 +497,17 @@ fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
             return Err(e).with_context(|| format!("removing stale socket {}", path.display()));
         }
     }
-    UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
+    // The web console runs unprivileged; its group may connect, nobody else but root.
+    if let Some(gid) = group {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("giving control socket {} to group {gid}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .with_context(|| format!("setting the mode of control socket {}", path.display()))?;
+    }
+    Ok(listener)
 }
 
 async fn control_server(
@@ -872,6 +882,20 @@ mod tests {
     use tokio::io::{AsyncRead, ReadBuf};
 
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn control_socket_admits_the_given_group_only() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("tandem-ctl-group-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let gid = rustix::process::getgid().as_raw();
+        let l = bind_control(&path, Some(gid)).expect("bind with a group");
+        let meta = std::fs::metadata(&path).expect("socket exists");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn request_lines_are_split_and_stripped() {

@@ -59,6 +59,8 @@ pub struct Settings {
     pub data_good: bool,
     /// Control socket path.
     pub control: PathBuf,
+    /// Group that may use the control socket (mode 0660); `None` leaves it to root.
+    pub control_group: Option<u32>,
     /// Directory for the daemon's own durable state (the boot generation).
     pub state_dir: PathBuf,
     /// Digest of the cluster configuration both nodes must share.
@@ -131,6 +133,8 @@ pub struct LocalOptions {
     pub data_good: bool,
     /// Control socket.
     pub control: PathBuf,
+    /// Group admitted to the control socket.
+    pub control_group: Option<u32>,
     /// Directory for the daemon's own durable state.
     pub state_dir: PathBuf,
 }
@@ -189,6 +193,7 @@ pub fn from_config(
         service_addresses,
         data_good: local.data_good,
         control: local.control,
+        control_group: local.control_group,
         state_dir: local.state_dir,
         config_digest: Sha256::digest(cfg.to_toml().as_bytes()).into(),
         replication: None,

@@ -506,6 +506,8 @@ pub struct HttpResponse {
     pub headers: String,
     /// Body text.
     pub body: String,
+    /// Body bytes, as received (a download).
+    pub bytes: Vec<u8>,
     /// SHA-256 fingerprint (`AB:CD:…`) of the server's certificate.
     pub fingerprint: String,
 }
@@ -654,10 +656,16 @@ pub fn https_body(
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":");
+    let bytes = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| raw[i + 4..].to_vec())
+        .unwrap_or_default();
     Ok(HttpResponse {
         status,
         headers: head.to_owned(),
         body: rbody.to_owned(),
+        bytes,
         fingerprint,
     })
 }

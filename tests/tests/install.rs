@@ -89,55 +89,50 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
     let addr = format!("{addr}:443");
     let fp = console_fp.to_owned();
     laptop.run(move || {
+        // German unless the browser asks otherwise; the rest of the checks in English.
         let page = https(&addr, "GET", "/login", None, None).unwrap();
         assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains("Wiederherstellungsmodus"),
+            "{}",
+            page.body
+        );
+        let page = https(&addr, "GET", "/login", Some("tandem_lang=en"), None).unwrap();
         assert!(page.body.contains("recovery mode"), "{}", page.body);
+        // The login form's token comes with a cookie that must be sent back with it.
+        let login_cookie = page.header("set-cookie").expect("login form cookie");
+        let login_cookie = login_cookie.split(';').next().unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let i = page.body.find(marker).expect("csrf field") + marker.len();
+        let login_csrf = page.body[i..i + 64].to_owned();
+        let cookies = format!("tandem_lang=en; {login_cookie}");
+        let en = Some(cookies.as_str());
+        let form = |pw: &str| format!("csrf={login_csrf}&user=admin&password={pw}");
         assert_eq!(
             page.fingerprint, fp,
             "the served certificate is the one the console shows"
         );
 
-        let wrong = https(
-            &addr,
-            "POST",
-            "/login",
-            None,
-            Some("user=admin&password=relatio"),
-        )
-        .unwrap();
+        let wrong = https(&addr, "POST", "/login", en, Some(&form("relatio"))).unwrap();
         assert_eq!(wrong.status, 401);
         assert!(
             wrong.body.contains("Wrong user name or password"),
             "{}",
             wrong.body
         );
-        let too_soon = https(
-            &addr,
-            "POST",
-            "/login",
-            None,
-            Some("user=admin&password=relation"),
-        )
-        .unwrap();
+        let too_soon = https(&addr, "POST", "/login", en, Some(&form("relation"))).unwrap();
         assert_eq!(
             too_soon.status, 429,
             "a retry right after a failure is slowed down"
         );
         assert!(too_soon.body.contains("Too many failed logins"));
         std::thread::sleep(Duration::from_millis(1200));
-        let ok = https(
-            &addr,
-            "POST",
-            "/login",
-            None,
-            Some("user=admin&password=relation"),
-        )
-        .unwrap();
+        let ok = https(&addr, "POST", "/login", en, Some(&form("relation"))).unwrap();
         assert_eq!(ok.status, 303, "{}", ok.body);
         assert_eq!(ok.header("location").as_deref(), Some("/upload"));
         let cookie = ok.header("set-cookie").expect("session cookie");
         assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"));
-        let session = cookie.split(';').next().unwrap().to_owned();
+        let session = format!("{}; tandem_lang=en", cookie.split(';').next().unwrap());
         let upload = https(&addr, "GET", "/upload", Some(&session), None).unwrap();
         assert_eq!(upload.status, 200);
         assert!(

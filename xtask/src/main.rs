@@ -26,6 +26,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
+    // Browser tests of the web console (WebDriver).
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 const TEST_FILES: &[(&str, &str)] = &[
     // drbd-utils' back-end for the kernel's DRBD 8.4.

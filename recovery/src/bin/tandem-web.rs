@@ -1,8 +1,15 @@
 //! The web console. `tandem-web cert` makes (once) and prints the TLS
 //! certificate's fingerprint; `tandem-web serve` serves HTTPS on 443 and
 //! redirects HTTP on 80.
+//!
+//! `serve` binds both ports and reads the certificate as root, then forks (see
+//! `tandem_recovery::helper`): the child drops to the unprivileged user and serves
+//! HTTP; the parent stays root and answers only the child's typed calls. When either
+//! ends, the other follows, and the process exits non-zero for its supervisor to
+//! restart it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,10 +18,12 @@ use anyhow::{Context, Result, bail};
 use axum::Extension;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tandem_recovery::helper::{self, Local, Remote};
 use tandem_recovery::tls;
-use tandem_recovery::web::{self, App, ConfigDir, Peer};
+use tandem_recovery::web::{self, App, Peer};
 use tokio::net::TcpListener;
 
+/// uid and gid of the `tandem-web` user of the system image.
 const UNPRIVILEGED: u32 = 101;
 
 fn arg(args: &[String], name: &str) -> Result<String> {
@@ -31,7 +40,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args),
         _ => {
             eprintln!(
-                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N]"
+                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --control SOCKET --activate-program PATH]"
             );
             return ExitCode::from(2);
         }
@@ -67,38 +76,99 @@ fn drop_privileges() -> Result<()> {
     Ok(())
 }
 
+struct Options {
+    node: String,
+    ip: IpAddr,
+    config_dir: PathBuf,
+    https_port: u16,
+    http_port: u16,
+    control: PathBuf,
+    activate_program: PathBuf,
+}
+
 fn serve(args: &[String]) -> Result<()> {
     let node = arg(args, "--node")?;
-    let ip: IpAddr = arg(args, "--listen")?
+    let node_id: tandem_config::NodeId = node
         .parse()
-        .context("--listen is not an IP address")?;
+        .map_err(|e: String| anyhow::anyhow!("--node: {e}"))?;
+    let opts = Options {
+        ip: arg(args, "--listen")?
+            .parse()
+            .context("--listen is not an IP address")?,
+        config_dir: PathBuf::from(arg(args, "--config-dir")?),
+        https_port: arg(args, "--https-port")
+            .map_or(Ok(443), |p| p.parse())
+            .context("--https-port")?,
+        http_port: arg(args, "--http-port")
+            .map_or(Ok(80), |p| p.parse())
+            .context("--http-port")?,
+        control: arg(args, "--control").map_or_else(
+            |_| tandem_runtime::control::DEFAULT_SOCKET.into(),
+            PathBuf::from,
+        ),
+        activate_program: arg(args, "--activate-program")
+            .map_or_else(|_| PathBuf::from("/usr/bin/tandem"), PathBuf::from),
+        node,
+    };
     let tls_dir = PathBuf::from(arg(args, "--tls-dir")?);
-    let config_dir = PathBuf::from(arg(args, "--config-dir")?);
-    let https_port: u16 = arg(args, "--https-port")
-        .map_or(Ok(443), |p| p.parse())
-        .context("--https-port")?;
-    let http_port: u16 = arg(args, "--http-port")
-        .map_or(Ok(80), |p| p.parse())
-        .context("--http-port")?;
     let tls_config = tls::server_config(&tls_dir)
         .with_context(|| format!("loading the certificate from {}", tls_dir.display()))?;
+    let bind = |port: u16| {
+        let l = std::net::TcpListener::bind(SocketAddr::new(opts.ip, port))
+            .with_context(|| format!("listening on {}:{port}", opts.ip))?;
+        l.set_nonblocking(true)
+            .context("making the listening socket non-blocking")?;
+        anyhow::Ok(l)
+    };
+    let https = bind(opts.https_port)?;
+    let http = bind(opts.http_port)?;
+    let (root_end, web_end) = UnixStream::pair().context("creating the privileged channel")?;
+
+    // SAFETY: no other thread exists yet (the async runtime is built in the child only),
+    // so the child starts from a consistent copy of this single-threaded process.
+    match unsafe { nix::unistd::fork() }.context("forking the web process")? {
+        nix::unistd::ForkResult::Parent { child } => {
+            drop((web_end, https, http));
+            let exec = Local::new(opts.config_dir, node_id, opts.activate_program);
+            let served = helper::serve(root_end, &exec);
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGTERM);
+            let status = nix::sys::wait::waitpid(child, None);
+            served.context("serving the web process")?;
+            bail!("the web process ended ({status:?})");
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(root_end);
+            // Follow the privileged parent: without it nothing here can be done.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .context("asking to end with the privileged parent")?;
+            drop_privileges()?;
+            let app = App::new(&opts.node, Box::new(Remote::new(web_end)))
+                .with_control(opts.control.clone());
+            run_web(Arc::new(app), tls_config, https, http, &opts)
+        }
+    }
+}
+
+fn run_web(
+    app: Arc<App>,
+    tls_config: rustls::ServerConfig,
+    https: std::net::TcpListener,
+    http: std::net::TcpListener,
+    opts: &Options,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let (ip, https_port) = (opts.ip, opts.https_port);
     rt.block_on(async move {
-        let https = TcpListener::bind(SocketAddr::new(ip, https_port))
-            .await
-            .with_context(|| format!("listening on {ip}:{https_port}"))?;
-        let http = TcpListener::bind(SocketAddr::new(ip, http_port))
-            .await
-            .with_context(|| format!("listening on {ip}:{http_port}"))?;
-        drop_privileges()?;
-        let app = Arc::new(
-            App::new(&node, Box::new(ConfigDir(config_dir.clone()))).with_store(config_dir),
-        );
+        let https = TcpListener::from_std(https).context("serving the HTTPS socket")?;
+        let http = TcpListener::from_std(http).context("serving the HTTP socket")?;
         let router = web::router(app);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-        eprintln!("tandem-web: serving https://{ip}:{https_port}/ for {node}");
+        eprintln!(
+            "tandem-web: serving https://{ip}:{https_port}/ for {}",
+            opts.node
+        );
         let target = if https_port == 443 {
             format!("https://{ip}/")
         } else {

@@ -29,6 +29,10 @@ struct Cli {
     /// Control socket path.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     control: PathBuf,
+    /// Group id admitted to the control socket (mode 0660), e.g. 101 for the web
+    /// console's `tandem-web` user; without it only root may connect.
+    #[arg(long)]
+    control_group: Option<u32>,
     /// Directory for clusterd's durable state (the boot generation), on the writable
     /// config partition.
     #[arg(long, default_value = "/config/clusterd")]
@@ -220,6 +224,7 @@ fn settings(
                 ves_own_addresses: cli.replication,
                 data_good: cli.data_good,
                 control: cli.control.clone(),
+                control_group: cli.control_group,
                 state_dir: cli.state_dir.clone(),
             },
         );
@@ -269,6 +274,7 @@ fn settings(
         service_addresses,
         data_good: cli.data_good,
         control: cli.control.clone(),
+        control_group: cli.control_group,
         state_dir: cli.state_dir.clone(),
         config_digest: [0; 32],
         replication: None,

@@ -1,0 +1,726 @@
+//! The privileged side of the web console and the narrow channel to it.
+//!
+//! `tandem-web serve` starts as root, binds its ports, reads its TLS key, creates a
+//! socket pair and forks. The child drops to the unprivileged `tandem-web` user and
+//! serves HTTP; everything it may not do itself it asks the root parent through this
+//! module, one typed [`Call`] at a time, and the parent executes only these calls after
+//! checking them ([`Local`]). The parent never parses HTTP, HTML forms or multipart
+//! bodies; the child never opens the configuration store (`0700` root), never runs a
+//! program as root and never sees a password hash or the cluster's keys. (It does hold
+//! the HTTPS key in memory, read by root before the fork: it terminates TLS.)
+//!
+//! Frames on the socket: a 4-byte big-endian length and that many bytes of JSON, then a
+//! 4-byte length and that many bytes of payload (the archive going in, the exported
+//! archive coming out; empty otherwise). Both lengths are bounded before anything is
+//! allocated.
+//!
+//! Cluster-mode pages that show cluster state talk to clusterd's control socket
+//! directly; that socket's group must admit the `tandem-web` user (clusterd
+//! `--control-group`).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tandem_config::archive::{self, MAX_ARCHIVE_BYTES};
+use tandem_config::store::{ImportMode, ImportOptions, Store, import_archive};
+use tandem_config::{NodeId, secrets};
+
+use crate::job::{DataChoice, JobState, JobView, Jobs};
+
+/// Largest JSON part of a call (web process to root).
+const MAX_CALL_JSON: usize = 64 * 1024;
+/// Largest JSON part of a reply: the job's output is bounded in lines and characters
+/// (`job`), and each character takes at most 6 bytes in JSON (`\uXXXX`).
+const MAX_REPLY_JSON: usize = 4 * 1024 * 1024;
+/// Longest passphrase or password accepted from the web side.
+pub const MAX_SECRET: usize = 1024;
+/// Shortest passphrase for an exported archive.
+pub const MIN_EXPORT_PASSPHRASE: usize = 8;
+
+/// A request of the web process to the privileged side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Call {
+    /// Whether the node has a committed configuration.
+    Configured,
+    /// Check the archive in the payload (write nothing).
+    Check {
+        /// Its passphrase.
+        passphrase: Option<String>,
+    },
+    /// Stage the archive in the payload and start `tandem activate`.
+    Activate {
+        /// Its passphrase.
+        passphrase: Option<String>,
+        /// What happens to the replicated data.
+        choice: DataChoice,
+        /// The cluster name as typed by the operator (required for destroy).
+        confirm_name: String,
+    },
+    /// The activation job's progress.
+    Job,
+    /// Check the management password (cluster mode).
+    VerifyAdmin {
+        /// The password typed.
+        password: String,
+    },
+    /// The committed configuration without secrets, for the cluster pages.
+    Settings,
+    /// The VEs of this node (`tandem ve list`), when the data area is mounted here.
+    VeList,
+    /// Export the committed configuration as an archive encrypted with `passphrase`.
+    Export {
+        /// The passphrase.
+        passphrase: String,
+    },
+}
+
+/// A checked archive, as the upload page shows it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSummary {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Creation time of the archive.
+    pub created: String,
+    /// Product version that wrote it.
+    pub product_version: String,
+    /// Whether it was encrypted.
+    pub encrypted: bool,
+    /// `(node, hostname, external address)` of both nodes.
+    pub nodes: Vec<(String, String, String)>,
+    /// Things the operator should know.
+    pub warnings: Vec<String>,
+}
+
+/// One node's network values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSettings {
+    /// `node1` or `node2`.
+    pub node: String,
+    /// Host name.
+    pub hostname: String,
+    /// External address.
+    pub address: String,
+    /// Crossover address.
+    pub internal_address: String,
+}
+
+/// The committed configuration without any secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Both nodes.
+    pub nodes: Vec<NodeSettings>,
+    /// Netmask of the external network.
+    pub netmask: String,
+    /// Default gateway.
+    pub gateway: String,
+    /// Ping nodes.
+    pub ping_nodes: Vec<String>,
+    /// DNS search path.
+    pub dns_search: Vec<String>,
+    /// DNS servers.
+    pub dns_servers: Vec<String>,
+    /// Serial heartbeat path enabled.
+    pub serial_heartbeat: bool,
+    /// External heartbeat path enabled.
+    pub external_heartbeat: bool,
+    /// Notification recipients.
+    pub notify_addresses: Vec<String>,
+    /// Relay host, if any.
+    pub relay_host: Option<String>,
+    /// Copy to the vendor.
+    pub copy_vendor: bool,
+    /// The vendor's address.
+    pub vendor_address: Option<String>,
+    /// `(VE, host name, address)` of the configured VEs.
+    pub ves: Vec<(String, String, String)>,
+}
+
+/// One VE as `tandem ve list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeView {
+    /// VE number.
+    pub id: u32,
+    /// Processes, 0 when stopped.
+    pub nproc: u64,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// Addresses.
+    pub ip: Vec<String>,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Why a call was refused. Each variant is shown to the operator in their language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// The node is configured: recovery actions are closed.
+    Configured,
+    /// The node is not configured: cluster actions are not available.
+    NotConfigured,
+    /// An activation runs already.
+    Running,
+    /// The typed cluster name differs from the archive's.
+    NameMismatch {
+        /// The archive's cluster name (not secret: it is shown on the upload page).
+        expected: String,
+    },
+    /// The archive was refused; every problem.
+    Archive(Vec<String>),
+    /// The data area is not mounted on this node (it is the passive one).
+    NoDataArea,
+    /// A passphrase or password that is too long or too short.
+    BadSecret,
+    /// The configuration store or another local step failed.
+    Failed(String),
+}
+
+/// The answer to a [`Call`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reply {
+    /// Whether configured.
+    Configured(bool),
+    /// The archive is valid.
+    Checked(ArchiveSummary),
+    /// Activation started.
+    Started,
+    /// The job.
+    Job(JobView),
+    /// Password right or wrong.
+    Verified(bool),
+    /// Settings.
+    Settings(Box<Settings>),
+    /// The VEs.
+    Ves(Vec<VeView>),
+    /// The archive is in the payload, with this file name.
+    Exported {
+        /// File name for the download.
+        file_name: String,
+    },
+    /// Refused; nothing was changed.
+    Refused(Refusal),
+}
+
+/// Executes calls. [`Local`] does the work; [`Remote`] asks a [`Local`] in another
+/// process.
+pub trait Privileged: Send + Sync {
+    /// Executes `call` with `payload`; returns the reply and its payload.
+    fn call(&self, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>);
+}
+
+/// The privileged executor: the configuration store, the activation job, the export.
+#[derive(Debug)]
+pub struct Local {
+    store: PathBuf,
+    node: NodeId,
+    jobs: Jobs,
+    /// scrypt work factor of exported archives.
+    pub work_factor: u8,
+}
+
+impl Local {
+    /// An executor for `node`'s store in `store`, activating with `program`
+    /// (`/usr/bin/tandem` on a node).
+    #[must_use]
+    pub fn new(store: PathBuf, node: NodeId, program: PathBuf) -> Local {
+        Local {
+            jobs: Jobs::new(program, store.clone()),
+            store,
+            node,
+            work_factor: archive::EXPORT_WORK_FACTOR,
+        }
+    }
+
+    fn open(&self) -> Result<Store, Refusal> {
+        Store::open(&self.store).map_err(|e| Refusal::Failed(chain(&e)))
+    }
+
+    fn check(&self, bytes: &[u8], passphrase: Option<&str>) -> Result<ArchiveSummary, Refusal> {
+        let store = self.open()?;
+        let opts = ImportOptions {
+            mode: ImportMode::DryRun,
+            allow_other_cluster: false,
+        };
+        let mut report =
+            import_archive(bytes, passphrase, &store, &opts).map_err(import_refusal)?;
+        // The dry run warns that a staged configuration blocks a committing import. The
+        // console stages, which replaces it (a failed activation leaves one behind):
+        // that warning would only mislead here.
+        let staged = store.dir().join("pending.toml").display().to_string();
+        report.warnings.retain(|w| !w.contains(&staged));
+        let c = &report.config;
+        Ok(ArchiveSummary {
+            cluster_name: c.cluster.name.to_string(),
+            cluster_id: report.manifest.cluster_id.to_string(),
+            created: report.manifest.created.clone(),
+            product_version: report.manifest.product_version.clone(),
+            encrypted: report.encrypted,
+            nodes: NodeId::ALL
+                .iter()
+                .map(|n| {
+                    let x = c.network.node(*n);
+                    (n.to_string(), x.hostname.to_string(), x.address.to_string())
+                })
+                .collect(),
+            warnings: report.warnings,
+        })
+    }
+
+    fn activate(
+        &self,
+        bytes: &[u8],
+        passphrase: Option<&str>,
+        choice: DataChoice,
+        confirm_name: &str,
+    ) -> Result<(), Refusal> {
+        if tandem_config::store::is_configured(&self.store) {
+            return Err(Refusal::Configured);
+        }
+        if self.jobs.running() {
+            return Err(Refusal::Running);
+        }
+        // Every check before the first write: a refused activation changes nothing.
+        let contents = archive::read_archive(bytes, passphrase)
+            .map_err(|e| Refusal::Archive(e.problems.iter().map(ToString::to_string).collect()))?;
+        let name = contents.config.cluster.name.to_string();
+        if choice == DataChoice::DestroyData && confirm_name.trim() != name {
+            return Err(Refusal::NameMismatch { expected: name });
+        }
+        let store = self.open()?;
+        let opts = ImportOptions {
+            mode: ImportMode::Stage,
+            allow_other_cluster: false,
+        };
+        import_archive(bytes, passphrase, &store, &opts).map_err(import_refusal)?;
+        drop(store);
+        self.jobs.start(choice).map_err(|e| match e {
+            crate::job::StartError::Running => Refusal::Running,
+            other => Refusal::Failed(chain(&other)),
+        })
+    }
+
+    fn job(&self) -> JobView {
+        let mut v = self.jobs.view();
+        if v.state == JobState::Succeeded {
+            v.new_url = Store::open(&self.store)
+                .ok()
+                .and_then(|s| s.current().ok().flatten())
+                .map(|c| format!("https://{}/", c.network.node(self.node).address));
+        }
+        v
+    }
+
+    fn current(&self) -> Result<tandem_config::ApplianceConfig, Refusal> {
+        self.open()?
+            .current()
+            .map_err(|e| Refusal::Failed(chain(&e)))?
+            .ok_or(Refusal::NotConfigured)
+    }
+
+    fn verify_admin(&self, password: &str) -> bool {
+        if password.len() > MAX_SECRET {
+            return false;
+        }
+        self.current()
+            .is_ok_and(|c| secrets::verify_password(password, &c.passwords.admin))
+    }
+
+    fn settings(&self) -> Result<Settings, Refusal> {
+        let c = self.current()?;
+        let n = &c.network;
+        let mut ves = vec![(
+            "1".to_owned(),
+            c.ves.ve1.hostname.to_string(),
+            c.ves.ve1.address.to_string(),
+        )];
+        if let Some(v) = &c.ves.ve101 {
+            ves.push(("101".into(), v.hostname.to_string(), v.address.to_string()));
+        }
+        Ok(Settings {
+            cluster_name: c.cluster.name.to_string(),
+            nodes: NodeId::ALL
+                .iter()
+                .map(|id| {
+                    let x = n.node(*id);
+                    NodeSettings {
+                        node: id.to_string(),
+                        hostname: x.hostname.to_string(),
+                        address: x.address.to_string(),
+                        internal_address: x.internal_address.to_string(),
+                    }
+                })
+                .collect(),
+            netmask: n.netmask.to_string(),
+            gateway: n.gateway.to_string(),
+            ping_nodes: list(&n.ping_nodes),
+            dns_search: list(&n.dns_search),
+            dns_servers: list(&n.dns_servers),
+            serial_heartbeat: c.heartbeat.serial.enabled,
+            external_heartbeat: c.heartbeat.external.enabled,
+            notify_addresses: list(&c.notification.addresses),
+            relay_host: c.notification.relay_host.as_ref().map(ToString::to_string),
+            copy_vendor: c.notification.copy_vendor,
+            vendor_address: c
+                .notification
+                .vendor_address
+                .as_ref()
+                .map(ToString::to_string),
+            ves,
+        })
+    }
+
+    fn ves(&self) -> Result<Vec<VeView>, Refusal> {
+        use tandem_runtime::ve::manager::{Layout, Ves};
+        let cfg = self.current()?;
+        let data = std::path::Path::new(tandem_runtime::activate::DATA_MOUNT);
+        if !tandem_runtime::storage::is_mountpoint(data) {
+            return Err(Refusal::NoDataArea);
+        }
+        let nics = tandem_runtime::activate::node_nics();
+        let port = |i: usize, dflt: &str| nics.get(i).cloned().unwrap_or_else(|| dflt.to_owned());
+        let ves = Ves {
+            layout: Layout::for_cluster(Some(&cfg), port(0, "eth0"), port(1, "eth1")),
+        };
+        let rows = ves.list().map_err(|e| Refusal::Failed(chain(&e)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VeView {
+                id: r.id,
+                nproc: r.nproc,
+                status: r.status,
+                ip: list(&r.ip),
+                hostname: r.hostname,
+            })
+            .collect())
+    }
+
+    fn export(&self, passphrase: &str) -> Result<(String, Vec<u8>), Refusal> {
+        if passphrase.chars().count() < MIN_EXPORT_PASSPHRASE || passphrase.len() > MAX_SECRET {
+            return Err(Refusal::BadSecret);
+        }
+        let cfg = self.current()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let bytes = archive::export(
+            &cfg,
+            &archive::ExportOptions {
+                passphrase: Some(passphrase.to_owned()),
+                created_unix: now,
+                work_factor: self.work_factor,
+            },
+        )
+        .map_err(|e| Refusal::Failed(chain(&e)))?;
+        Ok((archive::archive_file_name(now, true), bytes))
+    }
+}
+
+fn list<T: ToString>(v: &[T]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
+}
+
+fn secret_ok(s: Option<&str>) -> bool {
+    s.is_none_or(|s| s.len() <= MAX_SECRET)
+}
+
+impl Privileged for Local {
+    fn call(&self, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>) {
+        let reply = match call {
+            Call::Configured => Reply::Configured(tandem_config::store::is_configured(&self.store)),
+            Call::Check { passphrase } if secret_ok(passphrase.as_deref()) => {
+                match self.check(&payload, passphrase.as_deref()) {
+                    Ok(s) => Reply::Checked(s),
+                    Err(r) => Reply::Refused(r),
+                }
+            }
+            Call::Activate {
+                passphrase,
+                choice,
+                confirm_name,
+            } if secret_ok(passphrase.as_deref()) && confirm_name.len() <= 256 => {
+                match self.activate(&payload, passphrase.as_deref(), choice, &confirm_name) {
+                    Ok(()) => Reply::Started,
+                    Err(r) => Reply::Refused(r),
+                }
+            }
+            Call::Check { .. } | Call::Activate { .. } => Reply::Refused(Refusal::BadSecret),
+            Call::Job => Reply::Job(self.job()),
+            Call::VerifyAdmin { password } => Reply::Verified(self.verify_admin(&password)),
+            Call::Settings => match self.settings() {
+                Ok(s) => Reply::Settings(Box::new(s)),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::VeList => match self.ves() {
+                Ok(v) => Reply::Ves(v),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::Export { passphrase } => match self.export(&passphrase) {
+                Ok((file_name, bytes)) => return (Reply::Exported { file_name }, bytes),
+                Err(r) => Reply::Refused(r),
+            },
+        };
+        (reply, Vec::new())
+    }
+}
+
+fn import_refusal(e: tandem_config::store::ImportError) -> Refusal {
+    let ps: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
+    if ps.is_empty() {
+        Refusal::Failed(chain(&e))
+    } else {
+        Refusal::Archive(ps)
+    }
+}
+
+/// An error with its sources, `a: b: c`.
+#[must_use]
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// Frame errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The socket.
+    #[error("privileged channel")]
+    Io(#[from] std::io::Error),
+    /// A length beyond the bounds.
+    #[error("privileged channel: frame part of {0} bytes is too long")]
+    TooLong(usize),
+    /// Not the JSON expected.
+    #[error("privileged channel: malformed frame")]
+    Json(#[from] serde_json::Error),
+}
+
+fn write_frame<T: Serialize>(
+    w: &mut impl Write,
+    msg: &T,
+    payload: &[u8],
+) -> Result<(), FrameError> {
+    let json = serde_json::to_vec(msg)?;
+    for part in [&json[..], payload] {
+        let len = u32::try_from(part.len()).map_err(|_| FrameError::TooLong(part.len()))?;
+        w.write_all(&len.to_be_bytes())?;
+        w.write_all(part)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn read_part(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(FrameError::TooLong(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+    max_json: usize,
+    max_payload: usize,
+) -> Result<(T, Vec<u8>), FrameError> {
+    let json = read_part(r, max_json)?;
+    let payload = read_part(r, max_payload)?;
+    Ok((serde_json::from_slice(&json)?, payload))
+}
+
+/// Serves calls from `stream` with `exec` until the other side closes it (the root
+/// parent's loop). A malformed or oversized frame ends the loop: the web process is
+/// the only peer, and one that sends garbage is not trusted further.
+///
+/// # Errors
+/// The first frame that could not be read or answered.
+pub fn serve(mut stream: UnixStream, exec: &dyn Privileged) -> Result<(), FrameError> {
+    loop {
+        let (call, payload): (Call, Vec<u8>) =
+            match read_frame(&mut stream, MAX_CALL_JSON, MAX_ARCHIVE_BYTES) {
+                Ok(x) => x,
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+        let (reply, out) = exec.call(call, payload);
+        write_frame(&mut stream, &reply, &out)?;
+    }
+}
+
+/// The web process's end of the channel. After a frame fails either way, where the
+/// next frame starts is unknown: the channel is then broken for good and every call
+/// says so (the supervisor restarts the console).
+#[derive(Debug)]
+pub struct Remote(Mutex<Option<UnixStream>>);
+
+impl Remote {
+    /// Over `stream` (one end of the socket pair).
+    #[must_use]
+    pub fn new(stream: UnixStream) -> Remote {
+        Remote(Mutex::new(Some(stream)))
+    }
+}
+
+impl Privileged for Remote {
+    fn call(&self, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>) {
+        let lost = |e: &dyn std::error::Error| {
+            (
+                Reply::Refused(Refusal::Failed(format!(
+                    "the privileged side of the console does not answer ({}); restart the node's web console",
+                    chain(e)
+                ))),
+                Vec::new(),
+            )
+        };
+        let Ok(mut guard) = self.0.lock() else {
+            return lost(&std::io::Error::other("channel lock poisoned"));
+        };
+        let Some(s) = guard.as_mut() else {
+            return lost(&std::io::Error::other("the channel broke earlier"));
+        };
+        // An export is an archive: the same bound as an upload.
+        let result = write_frame(s, &call, &payload)
+            .and_then(|()| read_frame(s, MAX_REPLY_JSON, MAX_ARCHIVE_BYTES));
+        match result {
+            Ok(x) => x,
+            Err(e) => {
+                *guard = None;
+                lost(&e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    struct Echo;
+    impl Privileged for Echo {
+        fn call(&self, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>) {
+            match call {
+                Call::Export { passphrase } => (
+                    Reply::Exported {
+                        file_name: passphrase,
+                    },
+                    payload,
+                ),
+                _ => (Reply::Configured(true), Vec::new()),
+            }
+        }
+    }
+
+    #[test]
+    fn calls_and_payloads_cross_the_channel() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || serve(b, &Echo));
+        let r = Remote::new(a);
+        let big = vec![7u8; MAX_ARCHIVE_BYTES];
+        let (reply, out) = r.call(
+            Call::Export {
+                passphrase: "x".into(),
+            },
+            big.clone(),
+        );
+        assert!(matches!(reply, Reply::Exported { file_name } if file_name == "x"));
+        assert_eq!(out, big);
+        assert!(matches!(
+            r.call(Call::Job, vec![]).0,
+            Reply::Configured(true)
+        ));
+        drop(r);
+        assert!(t.join().unwrap().is_ok());
+    }
+
+    /// Answers every call with the largest job view the job keeps.
+    struct BigJob;
+    impl Privileged for BigJob {
+        fn call(&self, _: Call, _: Vec<u8>) -> (Reply, Vec<u8>) {
+            let line: String = "\u{1}".repeat(400);
+            let view = JobView {
+                state: JobState::Running,
+                choice: None,
+                lines: vec![line; 400],
+                new_url: None,
+            };
+            (Reply::Job(view), Vec::new())
+        }
+    }
+
+    #[test]
+    fn the_largest_job_output_crosses_the_channel() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || serve(b, &BigJob));
+        let r = Remote::new(a);
+        for _ in 0..2 {
+            match r.call(Call::Job, vec![]).0 {
+                Reply::Job(v) => assert_eq!(v.lines.len(), 400),
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(r);
+        assert!(t.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_broken_channel_stays_broken() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            // Read the call, answer with a length beyond every bound.
+            let _ = read_frame::<Call>(&mut b, MAX_CALL_JSON, MAX_ARCHIVE_BYTES);
+            b.write_all(&u32::MAX.to_be_bytes()).unwrap();
+            b
+        });
+        let r = Remote::new(a);
+        assert!(matches!(
+            r.call(Call::Job, vec![]).0,
+            Reply::Refused(Refusal::Failed(_))
+        ));
+        let _b = t.join().unwrap();
+        let (reply, _) = r.call(Call::Job, vec![]);
+        assert!(matches!(reply, Reply::Refused(Refusal::Failed(m)) if m.contains("broke earlier")));
+    }
+
+    #[test]
+    fn oversized_or_garbage_frames_end_the_channel() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || serve(b, &Echo));
+        a.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        assert!(matches!(t.join().unwrap(), Err(FrameError::TooLong(_))));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || serve(b, &Echo));
+        write_frame(&mut a, &"not a call", &[]).unwrap();
+        assert!(matches!(t.join().unwrap(), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn a_dead_privileged_side_is_reported_not_a_panic() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let (reply, _) = Remote::new(a).call(Call::Configured, vec![]);
+        assert!(
+            matches!(reply, Reply::Refused(Refusal::Failed(m)) if m.contains("does not answer"))
+        );
+    }
+}

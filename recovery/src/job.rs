@@ -1,0 +1,332 @@
+//! The activation job: `tandem activate --fetch-from-peer|--destroy-data` run in the
+//! background by the privileged side, its output kept for the progress page.
+//!
+//! One job at a time. The output is kept in memory, bounded in lines and line length, so
+//! a chatty program costs a bounded buffer. The job ends when the program exits; its exit
+//! status decides success. `tandem activate` commits the configuration only after every
+//! step worked, so a failed job leaves the node in recovery mode with nothing committed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Lines of output kept (the oldest are dropped first, after the first few).
+const MAX_LINES: usize = 400;
+/// Longest line kept, in characters.
+const MAX_LINE: usize = 400;
+
+/// What happens to the replicated data (the operator's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataChoice {
+    /// Take a full copy from the other node (this node was reinstalled).
+    FetchFromPeer,
+    /// Create a new, empty data area (both nodes were reinstalled).
+    DestroyData,
+}
+
+impl DataChoice {
+    /// The `tandem activate` flag.
+    #[must_use]
+    pub fn flag(self) -> &'static str {
+        match self {
+            DataChoice::FetchFromPeer => "--fetch-from-peer",
+            DataChoice::DestroyData => "--destroy-data",
+        }
+    }
+
+    /// The form value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataChoice::FetchFromPeer => "fetch",
+            DataChoice::DestroyData => "destroy",
+        }
+    }
+
+    /// From the form value.
+    #[must_use]
+    pub fn from_form(s: &str) -> Option<DataChoice> {
+        match s {
+            "fetch" => Some(DataChoice::FetchFromPeer),
+            "destroy" => Some(DataChoice::DestroyData),
+            _ => None,
+        }
+    }
+}
+
+/// Where the job is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// No activation was started since the console started.
+    Idle,
+    /// The program runs.
+    Running,
+    /// The program exited with success.
+    Succeeded,
+    /// The program failed (exit code, if it exited normally) or could not be run.
+    Failed {
+        /// Exit code.
+        code: Option<i32>,
+    },
+}
+
+/// What the progress page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// State.
+    pub state: JobState,
+    /// The choice the job runs with.
+    pub choice: Option<DataChoice>,
+    /// Output lines (stdout and stderr interleaved as they came).
+    pub lines: Vec<String>,
+    /// After success: the node's new address (`https://<configured address>/`).
+    pub new_url: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Option<JobState>,
+    choice: Option<DataChoice>,
+    lines: Vec<String>,
+}
+
+impl Shared {
+    fn push(&mut self, line: &str) {
+        let mut l: String = line.chars().take(MAX_LINE).collect();
+        if l.len() < line.len() {
+            l.push('…');
+        }
+        if self.lines.len() >= MAX_LINES {
+            // Keep the start (what was set up) and the most recent lines.
+            self.lines.remove(10);
+        }
+        self.lines.push(l);
+    }
+}
+
+/// The one activation job of this node.
+#[derive(Debug)]
+pub struct Jobs {
+    program: PathBuf,
+    store: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// Why a job did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// One runs already.
+    #[error("an activation is already running")]
+    Running,
+    /// The program could not be started.
+    #[error("starting {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Jobs {
+    /// Jobs running `program activate FLAG --store STORE`.
+    #[must_use]
+    pub fn new(program: PathBuf, store: PathBuf) -> Jobs {
+        Jobs {
+            program,
+            store,
+            shared: Arc::new(Mutex::new(Shared::default())),
+        }
+    }
+
+    /// Whether a job runs now.
+    #[must_use]
+    pub fn running(&self) -> bool {
+        self.shared
+            .lock()
+            .map(|s| s.state == Some(JobState::Running))
+            .unwrap_or(false)
+    }
+
+    /// Starts the job.
+    ///
+    /// # Errors
+    /// [`StartError::Running`] while one runs, [`StartError::Spawn`] when the program
+    /// cannot be started.
+    pub fn start(&self, choice: DataChoice) -> Result<(), StartError> {
+        let mut shared = self.shared.lock().map_err(|_| StartError::Running)?;
+        if shared.state == Some(JobState::Running) {
+            return Err(StartError::Running);
+        }
+        let mut child = Command::new(&self.program)
+            .arg("activate")
+            .arg(choice.flag())
+            .arg("--store")
+            .arg(&self.store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| StartError::Spawn {
+                program: self.program.display().to_string(),
+                source,
+            })?;
+        *shared = Shared {
+            state: Some(JobState::Running),
+            choice: Some(choice),
+            lines: Vec::new(),
+        };
+        drop(shared);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let for_err = Arc::clone(&self.shared);
+        let err_reader = std::thread::spawn(move || {
+            if let Some(e) = stderr {
+                collect(e, &for_err);
+            }
+        });
+        let shared = Arc::clone(&self.shared);
+        std::thread::spawn(move || {
+            if let Some(o) = stdout {
+                collect(o, &shared);
+            }
+            let _ = err_reader.join();
+            let state = match child.wait() {
+                Ok(s) if s.success() => JobState::Succeeded,
+                Ok(s) => JobState::Failed { code: s.code() },
+                Err(_) => JobState::Failed { code: None },
+            };
+            if let Ok(mut s) = shared.lock() {
+                s.state = Some(state);
+            }
+        });
+        Ok(())
+    }
+
+    /// The job as the progress page shows it; `new_url` is filled in by the caller.
+    #[must_use]
+    pub fn view(&self) -> JobView {
+        match self.shared.lock() {
+            Ok(s) => JobView {
+                state: s.state.clone().unwrap_or(JobState::Idle),
+                choice: s.choice,
+                lines: s.lines.clone(),
+                new_url: None,
+            },
+            Err(_) => JobView {
+                state: JobState::Failed { code: None },
+                choice: None,
+                lines: vec!["the job's record was lost".into()],
+                new_url: None,
+            },
+        }
+    }
+
+    /// The store the job activates.
+    #[must_use]
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+}
+
+fn collect(r: impl Read, shared: &Mutex<Shared>) {
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                if let Ok(mut s) = shared.lock() {
+                    s.push(line.trim_end());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("activate.sh");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn wait_done(j: &Jobs) -> JobView {
+        let start = Instant::now();
+        while j.running() {
+            assert!(start.elapsed() < Duration::from_secs(10), "job hangs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        j.view()
+    }
+
+    #[test]
+    fn runs_the_program_with_the_choice_and_keeps_its_output() {
+        let dir = std::env::temp_dir().join(format!("tandem-job-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = script(&dir, "echo \"args: $*\"; echo oops >&2; exit 3");
+        let j = Jobs::new(p, dir.join("store"));
+        assert_eq!(j.view().state, JobState::Idle);
+        j.start(DataChoice::DestroyData).unwrap();
+        let v = wait_done(&j);
+        assert_eq!(v.state, JobState::Failed { code: Some(3) });
+        let args = format!(
+            "args: activate --destroy-data --store {}",
+            dir.join("store").display()
+        );
+        assert!(v.lines.contains(&args), "{:?}", v.lines);
+        assert!(v.lines.contains(&"oops".to_owned()));
+        assert_eq!(v.choice, Some(DataChoice::DestroyData));
+
+        let p = script(&dir, "sleep 0.3; echo done");
+        let j = Jobs::new(p, dir.join("store"));
+        j.start(DataChoice::FetchFromPeer).unwrap();
+        assert!(matches!(
+            j.start(DataChoice::FetchFromPeer),
+            Err(StartError::Running)
+        ));
+        assert_eq!(wait_done(&j).state, JobState::Succeeded);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut s = Shared::default();
+        for i in 0..(MAX_LINES + 50) {
+            s.push(&format!(
+                "line {i} {}",
+                "x".repeat(if i == 3 { 1000 } else { 1 })
+            ));
+        }
+        assert_eq!(s.lines.len(), MAX_LINES);
+        assert!(s.lines[3].ends_with('…') && s.lines[3].chars().count() == MAX_LINE + 1);
+        assert_eq!(
+            s.lines.last().unwrap(),
+            &format!("line {} x", MAX_LINES + 49)
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_a_clear_error() {
+        let j = Jobs::new("/nonexistent/tandem".into(), "/nonexistent".into());
+        let e = j.start(DataChoice::FetchFromPeer).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/tandem"));
+        assert_eq!(j.view().state, JobState::Idle);
+    }
+}

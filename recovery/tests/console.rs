@@ -1,0 +1,781 @@
+//! The web console's routes with tower's `oneshot`: a real privileged executor
+//! (`helper::Local`) on a temporary configuration store, an activation program that is a
+//! small shell script (real activation needs DRBD; the QEMU rig runs it), and no
+//! clusterd (the cluster pages must then say so). Every bad input gets a clear message
+//! on the same page and changes nothing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failed unwrap is a failed test"
+)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Extension;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use tandem_config::store::Store;
+use tandem_config::{ApplianceConfig, NodeId, secrets};
+use tandem_recovery::helper::{Call, Local, Privileged, Reply};
+use tandem_recovery::web::{App, Peer, router};
+use tower::ServiceExt;
+
+const ADMIN_PASSWORD: &str = "correct horse battery";
+
+struct Rig {
+    dir: PathBuf,
+    store: PathBuf,
+    clock: Arc<Mutex<Instant>>,
+    r: Router,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config() -> ApplianceConfig {
+    let text = include_str!("../../config/tests/cases/minimal.toml");
+    let mut cfg = ApplianceConfig::from_toml(text).unwrap();
+    cfg.passwords.admin = secrets::hash_password(ADMIN_PASSWORD).unwrap();
+    cfg
+}
+
+fn archive(pass: Option<&str>) -> Vec<u8> {
+    tandem_config::archive::export(
+        &config(),
+        &tandem_config::archive::ExportOptions {
+            passphrase: pass.map(str::to_owned),
+            created_unix: 1_700_000_000,
+            work_factor: 10,
+        },
+    )
+    .unwrap()
+}
+
+/// A program standing in for `tandem activate`: prints what it got, the R3.5 line,
+/// then commits (renames the staged file) or fails, as `body` says.
+fn program(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("activate.sh");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"activating with $2\"\n\
+             echo \"the other node is not connected yet: continue activation on the other node or check the crossover cable\"\n{body}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn rig(name: &str, configured: bool, activate_body: &str) -> Rig {
+    let dir = std::env::temp_dir().join(format!("tandem-console-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("config");
+    if configured {
+        let s = Store::open(&store).unwrap();
+        s.stage(&config()).unwrap();
+        s.commit().unwrap();
+    }
+    let mut local = Local::new(store.clone(), NodeId::Node1, program(&dir, activate_body));
+    local.work_factor = 10;
+    let clock = Arc::new(Mutex::new(Instant::now()));
+    let c = clock.clone();
+    let app = App::with_clock(
+        "node1",
+        Box::new(local),
+        Box::new(move || *c.lock().unwrap()),
+    )
+    .with_control(dir.join("no-clusterd.sock"));
+    let r = router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())));
+    Rig {
+        dir,
+        store,
+        clock,
+        r,
+    }
+}
+
+struct Res {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn send(r: &Router, req: Request<Body>) -> Res {
+    let res = r.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body =
+        String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    Res {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(r: &Router, path: &str, cookie: &str) -> Res {
+    send(
+        r,
+        Request::get(path)
+            .header("cookie", cookie)
+            .header("accept-language", "en")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+async fn post(r: &Router, path: &str, cookie: &str, form: &str) -> Res {
+    send(
+        r,
+        Request::post(path)
+            .header("cookie", cookie)
+            .header("accept-language", "en")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The login form's token and the cookie that must come with it.
+async fn login_token(r: &Router) -> (String, String) {
+    let page = get(r, "/login", "").await;
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, csrf_of(&page.body))
+}
+
+async fn login(r: &Router, user: &str, pw: &str) -> Res {
+    let (cookie, csrf) = login_token(r).await;
+    let form = format!("csrf={csrf}&user={user}&password={}", pw.replace(' ', "+"));
+    post(r, "/login", &cookie, &form).await
+}
+
+fn csrf_of(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let i = body.find(marker).expect("a form with a CSRF token") + marker.len();
+    body[i..i + 64].to_owned()
+}
+
+/// Logs in; returns the session cookie and the CSRF token.
+async fn session(r: &Router, pw: &str, landing: &str) -> (String, String) {
+    let res = login(r, "admin", pw).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.headers["location"], landing);
+    let cookie = res.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = get(r, landing, &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    (cookie, csrf_of(&page.body))
+}
+
+async fn upload(r: &Router, cookie: &str, csrf: Option<&str>, archive: &[u8], pass: &str) -> Res {
+    let b = "XtandemBoundary";
+    let mut body = Vec::new();
+    let mut fields = vec![("passphrase", pass.as_bytes())];
+    if let Some(c) = csrf {
+        fields.push(("csrf", c.as_bytes()));
+    }
+    for (name, value) in fields {
+        body.extend(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
+        body.extend(value);
+        body.extend(b"\r\n");
+    }
+    body.extend(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.tar\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    body.extend(archive);
+    body.extend(format!("\r\n--{b}--\r\n").as_bytes());
+    send(
+        r,
+        Request::post("/upload")
+            .header("cookie", cookie)
+            .header("accept-language", "en")
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+fn store_files(store: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+async fn wait_job_done(r: &Router, cookie: &str) -> Res {
+    let start = Instant::now();
+    loop {
+        let p = get(r, "/progress", cookie).await;
+        if !p.body.contains("http-equiv=\"refresh\"") {
+            return p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job hangs: {}",
+            p.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_and_slowed_down() {
+    let rig = rig("ratelimit", false, "exit 0");
+    let r = &rig.r;
+    let res = login(r, "admin", "wrong").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        res.body.contains("Wrong user name or password"),
+        "{}",
+        res.body
+    );
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.body.contains("Too many failed logins"));
+    assert_eq!(res.headers["retry-after"], "1");
+    for _ in 0..4 {
+        *rig.clock.lock().unwrap() += Duration::from_secs(61);
+        login(r, "admin", "nope").await;
+    }
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers["retry-after"], "4");
+    *rig.clock.lock().unwrap() += Duration::from_secs(4);
+    assert_eq!(
+        login(r, "admin", "relation").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn login_needs_the_forms_token_and_pages_forbid_framing() {
+    let rig = rig("logincsrf", false, "exit 0");
+    let r = &rig.r;
+    let (cookie, csrf) = login_token(r).await;
+    for (cookie, form) in [
+        ("", format!("csrf={csrf}&user=admin&password=relation")),
+        (cookie.as_str(), "user=admin&password=relation".to_owned()),
+        (
+            cookie.as_str(),
+            format!("csrf={}&user=admin&password=relation", "a".repeat(64)),
+        ),
+    ] {
+        let res = post(r, "/login", cookie, &form).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form}");
+        assert!(res.body.contains("security token"), "{}", res.body);
+        let cookies: Vec<_> = res.headers.get_all("set-cookie").iter().collect();
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.to_str().unwrap().starts_with("tandem_session")),
+            "{cookies:?}"
+        );
+    }
+    // Refused forms did not count as failed logins: no waiting now.
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let csp = res.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+    assert_eq!(res.headers["x-frame-options"], "DENY");
+    assert_eq!(res.headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn expired_session_goes_back_to_login_with_a_message() {
+    let rig = rig("expiry", false, "exit 0");
+    let (cookie, _) = session(&rig.r, "relation", "/upload").await;
+    *rig.clock.lock().unwrap() += Duration::from_secs(31 * 60);
+    let res = get(&rig.r, "/upload", &cookie).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers["location"], "/login?expired=1");
+    let res = get(&rig.r, "/login?expired=1", "").await;
+    assert!(
+        res.body.contains("Your session has expired"),
+        "{}",
+        res.body
+    );
+    // No cookie at all: plain login, no message.
+    let res = get(&rig.r, "/progress", "").await;
+    assert_eq!(res.headers["location"], "/login");
+}
+
+#[tokio::test]
+async fn upload_checks_the_archive_and_changes_nothing() {
+    let rig = rig("upload", false, "exit 0");
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, "relation", "/upload").await;
+
+    let res = upload(r, &cookie, Some(&csrf), &archive(None), "").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("The archive is valid."), "{}", res.body);
+    assert!(res.body.contains("NOT encrypted") && res.body.contains("lab-cluster"));
+    assert!(res.body.contains("action=\"/activate\""));
+    assert!(!res.body.contains("$argon2id"), "a secret was rendered");
+
+    let enc = archive(Some("right"));
+    let res = upload(r, &cookie, Some(&csrf), &enc, "wrong").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body
+            .contains("The archive was refused. Nothing was changed."),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.to_lowercase().contains("passphrase"),
+        "{}",
+        res.body
+    );
+    // The refused upload also withdrew the earlier archive from activation.
+    assert!(!res.body.contains("action=\"/activate\""));
+    assert_eq!(
+        upload(r, &cookie, Some(&csrf), &enc, "right").await.status,
+        StatusCode::OK
+    );
+
+    let res = upload(r, &cookie, Some(&csrf), b"this is not a tar file", "").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.body.contains("<li>"), "{}", res.body);
+
+    let res = upload(r, &cookie, Some(&"0".repeat(64)), &archive(None), "").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("security token"), "{}", res.body);
+    let res = upload(r, &cookie, None, &archive(None), "").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("Nothing was changed"), "{}", res.body);
+
+    let big = vec![0u8; tandem_recovery::web::UPLOAD_LIMIT + 1];
+    let res = upload(r, &cookie, Some(&csrf), &big, "").await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.body);
+    assert!(res.body.contains("larger than"), "{}", res.body);
+
+    assert!(
+        store_files(&rig.store).is_empty(),
+        "{:?}",
+        store_files(&rig.store)
+    );
+}
+
+#[tokio::test]
+async fn activation_refuses_bad_forms_and_changes_nothing() {
+    let rig = rig("refuse", false, "exit 0");
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, "relation", "/upload").await;
+    let res = post(
+        r,
+        "/activate",
+        &cookie,
+        &format!("csrf={csrf}&choice=fetch"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body
+            .contains("Upload and check the configuration archive first")
+    );
+
+    assert_eq!(
+        upload(r, &cookie, Some(&csrf), &archive(None), "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let cases = [
+        (
+            "choice=fetch".to_owned(),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={}&choice=fetch", "1".repeat(64)),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={csrf}&choice=format-c"),
+            StatusCode::BAD_REQUEST,
+            "Choose one of the two",
+        ),
+        (
+            format!("csrf={csrf}"),
+            StatusCode::BAD_REQUEST,
+            "Choose one of the two",
+        ),
+        (
+            format!("csrf={csrf}&choice=destroy&confirm=lab"),
+            StatusCode::BAD_REQUEST,
+            "type the cluster name exactly as shown: lab-cluster",
+        ),
+        (
+            format!("csrf={csrf}&choice=destroy"),
+            StatusCode::BAD_REQUEST,
+            "cluster name",
+        ),
+    ];
+    for (form, status, msg) in cases {
+        let res = post(r, "/activate", &cookie, &form).await;
+        assert_eq!(res.status, status, "{form}: {}", res.body);
+        assert!(res.body.contains(msg), "{form}: {}", res.body);
+        assert!(
+            res.body.contains("Nothing was changed"),
+            "{form}: {}",
+            res.body
+        );
+        assert!(store_files(&rig.store).is_empty(), "{form}");
+    }
+    let res = get(r, "/progress", &cookie).await;
+    assert!(
+        res.body.contains("No activation has been started"),
+        "{}",
+        res.body
+    );
+}
+
+#[tokio::test]
+async fn activation_runs_in_the_background_and_shows_the_new_address() {
+    // Mimics the commit of `tandem activate`: the staged file becomes the configuration.
+    let rig = rig(
+        "activate",
+        false,
+        "sleep 1; mv \"$4/pending.toml\" \"$4/config.toml\"; echo configuration activated",
+    );
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, "relation", "/upload").await;
+    assert_eq!(
+        upload(
+            r,
+            &cookie,
+            Some(&csrf),
+            &archive(Some("pass phrase")),
+            "pass phrase"
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let res = post(
+        r,
+        "/activate",
+        &cookie,
+        &format!("csrf={csrf}&choice=destroy&confirm=lab-cluster"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.headers["location"], "/progress");
+    assert_eq!(store_files(&rig.store), ["pending.toml"]);
+
+    let running = get(r, "/progress", &cookie).await;
+    assert!(
+        running.body.contains("<meta http-equiv=\"refresh\""),
+        "{}",
+        running.body
+    );
+    assert!(!running.body.contains("<script"));
+    // A second activation while one runs is refused.
+    let res = post(
+        r,
+        "/activate",
+        &cookie,
+        &format!("csrf={csrf}&choice=destroy&confirm=lab-cluster"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert!(res.body.contains("already running"));
+
+    let done = wait_job_done(r, &cookie).await;
+    assert!(
+        done.body.contains("activating with --destroy-data"),
+        "{}",
+        done.body
+    );
+    assert!(done.body.contains("Activation finished"), "{}", done.body);
+    assert!(done.body.contains("https://10.20.30.11/"), "{}", done.body);
+    assert_eq!(store_files(&rig.store), ["config.toml"]);
+    // The factory session does not become a management session.
+    let res = get(r, "/status", &cookie).await;
+    assert_eq!(res.headers["location"], "/upload");
+    let res = login(r, "admin", "relation").await;
+    assert!(
+        res.body.contains("factory password is no longer valid"),
+        "{}",
+        res.body
+    );
+}
+
+#[tokio::test]
+async fn a_failed_activation_says_what_to_do_and_commits_nothing() {
+    let rig = rig(
+        "fail",
+        false,
+        "echo 'replication: the peer did not answer' >&2; exit 1",
+    );
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, "relation", "/upload").await;
+    upload(r, &cookie, Some(&csrf), &archive(None), "").await;
+    let res = post(
+        r,
+        "/activate",
+        &cookie,
+        &format!("csrf={csrf}&choice=fetch"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let done = wait_job_done(r, &cookie).await;
+    assert!(
+        done.body.contains("Activation stopped (exit code 1)"),
+        "{}",
+        done.body
+    );
+    assert!(done.body.contains("no configuration was committed"));
+    assert!(
+        done.body
+            .contains("continue activation on the other node or check the crossover cable")
+    );
+    assert!(done.body.contains("the peer did not answer"));
+    assert!(done.body.contains("What to do next"));
+    assert!(!tandem_config::store::is_configured(&rig.store));
+    // Uploading again after the failure: no warning about the staged leftover, which
+    // the next activation replaces.
+    let res = upload(r, &cookie, Some(&csrf), &archive(None), "").await;
+    assert!(res.body.contains("The archive is valid."), "{}", res.body);
+    assert!(!res.body.contains("staged"), "{}", res.body);
+    // Still recovery mode: the factory password logs in.
+    assert_eq!(
+        login(r, "admin", "relation").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn german_by_default_english_on_request() {
+    let rig = rig("lang", false, "exit 0");
+    let res = send(&rig.r, Request::get("/login").body(Body::empty()).unwrap()).await;
+    assert!(res.body.contains("<html lang=\"de\"") && res.body.contains("Anmelden"));
+    let res = get(&rig.r, "/login", "").await;
+    assert!(res.body.contains("<html lang=\"en\"") && res.body.contains("Log in"));
+    let res = get(&rig.r, "/lang?set=de&back=/upload", "").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers["location"], "/upload");
+    let c = res.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        c.starts_with("tandem_lang=de;") && c.contains("SameSite=Strict"),
+        "{c}"
+    );
+    let res = get(&rig.r, "/login", "tandem_lang=de").await;
+    assert!(res.body.contains("Werkspasswort"), "{}", res.body);
+    let res = get(&rig.r, "/lang?set=en&back=//evil.example/", "").await;
+    assert_eq!(res.headers["location"], "/");
+    // A German session through upload and a refused activation.
+    let (cookie, csrf) = session(&rig.r, "relation", "/upload").await;
+    let cookie = format!("{cookie}; tandem_lang=de");
+    let res = post(
+        &rig.r,
+        "/activate",
+        &cookie,
+        &format!("csrf={csrf}&choice=x"),
+    )
+    .await;
+    assert!(
+        res.body.contains("Wählen Sie eine der beiden"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("Es wurde nichts geändert"));
+}
+
+#[tokio::test]
+async fn cluster_mode_uses_the_management_password() {
+    let rig = rig("cluster", true, "exit 0");
+    let r = &rig.r;
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let cookies: Vec<_> = res.headers.get_all("set-cookie").iter().collect();
+    assert!(
+        cookies
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("tandem_session")),
+        "{cookies:?}"
+    );
+    assert!(res.body.contains("factory password is no longer valid"));
+    *rig.clock.lock().unwrap() += Duration::from_secs(2);
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+
+    // Recovery pages are closed to a cluster session.
+    let res = get(r, "/upload", &cookie).await;
+    assert_eq!(res.headers["location"], "/home");
+
+    // Every page renders in both languages, without a secret, and says when clusterd
+    // does not answer.
+    for (path, en, de) in tandem_recovery::web::MENU {
+        for (lang, title) in [("en", en), ("de", de)] {
+            let res = get(r, path, &format!("{cookie}; tandem_lang={lang}")).await;
+            assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.body);
+            assert!(
+                res.body.contains(&format!("<h1>{title}</h1>")),
+                "{path} {lang}: {}",
+                res.body
+            );
+            assert!(!res.body.contains("$argon2id") && !res.body.contains("PRIVATE KEY"));
+            assert!(
+                !res.body.contains("NrTjZGu4"),
+                "{path}: shared secret rendered"
+            );
+        }
+    }
+    let res = get(r, "/status", &cookie).await;
+    assert!(
+        res.body.contains("The cluster daemon does not answer"),
+        "{}",
+        res.body
+    );
+    let res = get(r, "/ves", &cookie).await;
+    assert!(
+        res.body.contains("service") && res.body.contains("192.168.255.3"),
+        "{}",
+        res.body
+    );
+    if !std::path::Path::new("/vz").exists() {
+        assert!(
+            res.body
+                .contains("The data area /vz is not mounted on this node"),
+            "{}",
+            res.body
+        );
+    }
+    let res = get(r, "/network", &cookie).await;
+    assert!(
+        res.body.contains("10.20.30.1") && res.body.contains("alpha"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("read-only"));
+
+    // Maintenance: every bad form is refused on the same page.
+    let cases = [
+        (
+            "/maintenance/switchover",
+            "confirm=yes".to_owned(),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            "/maintenance/switchover",
+            format!("csrf={csrf}"),
+            StatusCode::BAD_REQUEST,
+            "Tick the box",
+        ),
+        (
+            "/maintenance/switchover",
+            format!("csrf={csrf}&confirm=yes"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "does not answer",
+        ),
+        (
+            "/maintenance/export",
+            "passphrase=abcdefgh&passphrase2=abcdefgh".to_owned(),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            "/maintenance/export",
+            format!("csrf={csrf}&passphrase=abcdefgh&passphrase2=abcdefgX"),
+            StatusCode::BAD_REQUEST,
+            "The two passphrases differ",
+        ),
+        (
+            "/maintenance/export",
+            format!("csrf={csrf}&passphrase=short&passphrase2=short"),
+            StatusCode::BAD_REQUEST,
+            "must have 8 to 1024 characters (it has 5)",
+        ),
+        (
+            "/maintenance/export",
+            format!("csrf={csrf}&passphrase=abcdefgh&passphrase2=abcdefgh"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "does not answer",
+        ),
+    ];
+    for (path, form, status, msg) in cases {
+        let res = post(r, path, &cookie, &form).await;
+        assert_eq!(res.status, status, "{path} {form}: {}", res.body);
+        assert!(res.body.contains(msg), "{path} {form}: {}", res.body);
+        assert!(res.body.contains("<h1>Maintenance</h1>"));
+    }
+    // Logout needs the token too.
+    let res = post(r, "/logout", &cookie, "csrf=nope").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(r, "/home", &cookie).await.status, StatusCode::OK);
+    let res = post(r, "/logout", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(res.headers["location"], "/login");
+    assert_eq!(
+        get(r, "/home", &cookie).await.headers["location"],
+        "/login?expired=1"
+    );
+}
+
+#[test]
+fn export_is_encrypted_with_the_operators_passphrase() {
+    let rig_dir =
+        std::env::temp_dir().join(format!("tandem-console-export-{}", std::process::id()));
+    let store = rig_dir.join("config");
+    let s = Store::open(&store).unwrap();
+    s.stage(&config()).unwrap();
+    let committed = s.commit().unwrap();
+    drop(s);
+    let mut local = Local::new(store, NodeId::Node1, "/nonexistent".into());
+    local.work_factor = 10;
+    let (reply, bytes) = local.call(
+        Call::Export {
+            passphrase: "a long passphrase".into(),
+        },
+        Vec::new(),
+    );
+    match reply {
+        Reply::Exported { file_name } => {
+            assert!(file_name.starts_with("tkcluster_"), "{file_name}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(tandem_config::archive::read_archive(&bytes, Some("wrong passphrase")).is_err());
+    let back = tandem_config::archive::read_archive(&bytes, Some("a long passphrase")).unwrap();
+    assert!(back.encrypted);
+    assert_eq!(back.config, committed);
+    let (reply, bytes) = local.call(
+        Call::Export {
+            passphrase: "short".into(),
+        },
+        Vec::new(),
+    );
+    assert!(matches!(reply, Reply::Refused(_)) && bytes.is_empty());
+    let _ = std::fs::remove_dir_all(&rig_dir);
+}
