@@ -13,6 +13,8 @@ use tandem_init::modalias::{Aliases, Deps};
 use tandem_init::{Boot, recovery_address};
 
 const CONFIG: &str = "/config";
+/// Group of the web console's unprivileged process (the image's `tandem-web`).
+const WEB_GID: &str = "101";
 
 /// The console terminals (kernel command line `tandem.consoles=`), read once.
 fn consoles() -> &'static [String] {
@@ -495,6 +497,9 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             "--config",
             &format!("{CONFIG}/config.toml"),
             "--replication",
+            // The web console's unprivileged process reaches the control socket.
+            "--control-group",
+            WEB_GID,
         ],
     );
     node_services(node, nic, &address, "member", &[clusterd])
