@@ -271,6 +271,10 @@ fn test(args: &[String]) -> Result<()> {
         "xtask: rig tests (QEMU, network namespaces) against {}",
         iso.display()
     );
+    // The rig tests start the node programs of this tree (clusterd, tandem-web).
+    run(cargo()
+        .args(["build", "--workspace", "--bins", "--locked"])
+        .current_dir(&root))?;
     let mut rig = cargo();
     rig.args(["test", "--locked", "-p", "tandem-tests", "--", "--ignored"])
         .args(args)
