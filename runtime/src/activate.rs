@@ -210,7 +210,8 @@ pub async fn activate(
                 });
             }
             data.mount()?;
-            let layout = make_layout(Path::new(DATA_MOUNT));
+            let layout = make_layout(Path::new(DATA_MOUNT))
+                .and_then(|()| service_ve(&cfg, Path::new(DATA_MOUNT), say));
             let unmounted = data.unmount();
             layout?;
             unmounted?;
@@ -282,6 +283,43 @@ async fn wait_connected(
 
 /// The directories of a new data area, with the node's current copies of the
 /// linked paths.
+/// The service VE 1 (R6.4) in a new data area: the built-in template, the
+/// configured host name and internal address, started with the services.
+fn service_ve(
+    cfg: &ApplianceConfig,
+    root: &Path,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), ActivateError> {
+    use crate::ve::manager::{Layout, MINIMAL_TEMPLATE, Ves};
+    let mut layout = Layout::node(Vec::new());
+    layout.conf_dir = root
+        .join("tkcluster")
+        .join(LINKED_PATHS[0].trim_start_matches('/'));
+    layout.private_dir = root.join("private");
+    layout.template_dir = root.join("template");
+    let ves = Ves { layout };
+    let v1 = &cfg.ves.ve1;
+    let made = ves
+        .create(
+            1,
+            MINIMAL_TEMPLATE,
+            "",
+            v1.hostname.as_str(),
+            &[v1.address.addr()],
+        )
+        .and_then(|()| ves.set(1, &[("ONBOOT".to_owned(), "yes".to_owned())]));
+    made.map_err(|e| ActivateError::Step {
+        what: format!("creating the service VE 1: {e}"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    say(&format!(
+        "service VE 1 ({}, {}) created",
+        v1.hostname.as_str(),
+        v1.address.addr()
+    ));
+    Ok(())
+}
+
 fn make_layout(root: &Path) -> Result<(), ActivateError> {
     for d in ["private", "template", "backups", "tkcluster"] {
         let p = root.join(d);

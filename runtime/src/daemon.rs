@@ -352,15 +352,25 @@ pub async fn run(
                 }
                 Output::Acquire => {
                     let (c, t) = (Arc::clone(&chain), tx.clone());
+                    let h = Arc::clone(&hub);
                     tokio::spawn(async move {
-                        let r = c.lock().await.acquire().await.map_err(|e| chain_error(&e));
+                        let mut chain = c.lock().await;
+                        let r = chain.acquire().await.map_err(|e| chain_error(&e));
+                        if r.is_ok() {
+                            h.publish("acquired", format!("resources up in {}", chain.timings()));
+                        }
+                        drop(chain);
                         let _ = t.send(In::ChainUp(r));
                     });
                 }
                 Output::Release => {
                     let (c, t) = (Arc::clone(&chain), tx.clone());
+                    let h = Arc::clone(&hub);
                     tokio::spawn(async move {
-                        let r = c.lock().await.release().await.map_err(|e| chain_error(&e));
+                        let mut chain = c.lock().await;
+                        let r = chain.release().await.map_err(|e| chain_error(&e));
+                        h.publish("released", format!("resources down in {}", chain.timings()));
+                        drop(chain);
                         let _ = t.send(In::ChainDown(r));
                     });
                 }

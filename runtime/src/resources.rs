@@ -101,6 +101,8 @@ pub trait Resource: Send + Debug {
 #[derive(Debug, Default)]
 pub struct Chain {
     resources: Vec<Box<dyn Resource>>,
+    /// How long each step of the last acquire or release took.
+    timings: Vec<(String, std::time::Duration)>,
 }
 
 impl Chain {
@@ -127,10 +129,27 @@ impl Chain {
     /// # Errors
     /// The first resource's failure.
     pub async fn acquire(&mut self) -> Result<(), ResourceError> {
+        self.timings.clear();
         for r in &mut self.resources {
-            r.acquire().await?;
+            let t = std::time::Instant::now();
+            let done = r.acquire().await;
+            self.timings.push((r.name(), t.elapsed()));
+            done?;
         }
         Ok(())
+    }
+
+    /// The steps of the last acquire or release with their times, e.g.
+    /// `2.1 s: replication r0 primary 0.3 s, data area /vz 1.2 s, …`.
+    #[must_use]
+    pub fn timings(&self) -> String {
+        let total: std::time::Duration = self.timings.iter().map(|(_, d)| *d).sum();
+        let steps: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2} s", d.as_secs_f64()))
+            .collect();
+        format!("{:.2} s: {}", total.as_secs_f64(), steps.join(", "))
     }
 
     /// Releases in reverse order, trying every resource; returns the first failure.
@@ -138,11 +157,14 @@ impl Chain {
     /// # Errors
     /// The first resource's failure (the others were still attempted).
     pub async fn release(&mut self) -> Result<(), ResourceError> {
+        self.timings.clear();
         let mut first = None;
         for r in self.resources.iter_mut().rev() {
+            let t = std::time::Instant::now();
             if let Err(e) = r.release().await {
                 first.get_or_insert(e);
             }
+            self.timings.push((r.name(), t.elapsed()));
         }
         first.map_or(Ok(()), Err)
     }

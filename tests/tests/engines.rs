@@ -429,6 +429,35 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
 
     let mut nodes = [(vm1, a1), (vm2, a2)];
     let (mut act_i, mut pas_i) = if active == 1 { (0, 1) } else { (1, 0) };
+    // The service VE 1, made by the activation that created the data area,
+    // runs on the active node on the internal network; the passive node
+    // reaches it over the crossover cable.
+    {
+        let (vm, at) = &mut nodes[act_i];
+        let (o, _) = run(vm, at, "tandem ve list", MIN);
+        assert!(
+            o.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.first() == Some(&"1") && l.contains("running") && l.contains("192.168.255.3")
+            }),
+            "{o}"
+        );
+    }
+    {
+        let (vm, at) = &mut nodes[pas_i];
+        let start = std::time::Instant::now();
+        loop {
+            let (o, rc) = run(vm, at, "wget -q -T 3 -O - http://192.168.255.3/", MIN);
+            if rc == 0 && o.contains("tandem VE") {
+                break;
+            }
+            assert!(
+                start.elapsed() < MIN,
+                "VE 1 does not answer over the crossover cable:\n{o}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     let (o, rc) = {
         let (vm, at) = &mut nodes[act_i];
         run(
@@ -494,6 +523,10 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
     assert_eq!(served, "before-switchover\nafter-switchover\n");
     {
         let (vm, at) = &mut nodes[pas_i];
+        let (ev, _) = run(vm, at, "tandem events", MIN);
+        for l in ev.lines().filter(|l| l.contains("resources up in")) {
+            eprintln!("takeover chain: {l}");
+        }
         let (st, _) = run(vm, at, "tandem status; tandem ve list; cat /proc/drbd", MIN);
         assert!(st.contains("(active)"), "{st}");
         assert!(
