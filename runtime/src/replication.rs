@@ -59,6 +59,27 @@ pub enum ReplicationError {
     },
 }
 
+/// Directories drbd-utils need on the node.
+const STATE_DIRS: [&str; 3] = ["/var/lib/drbd", "/var/run/drbd", "/var/lock"];
+
+/// Up to `n` last non-blank lines of a program's output, joined with " / ":
+/// drbdadm's last line is often only "Command … terminated with exit code …",
+/// the reason is before it.
+fn last_lines(text: &str, n: usize) -> String {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .rev()
+        .take(n)
+        .collect();
+    if lines.is_empty() {
+        return "no output".to_owned();
+    }
+    lines.reverse();
+    lines.join(" / ")
+}
+
 /// The replicated device of this node.
 #[derive(Debug, Clone)]
 pub struct Replication {
@@ -118,6 +139,15 @@ impl Replication {
     /// Runs `drbdadm -c CONF ARGS… RESOURCE`.
     fn drbdadm(&self, args: &[&str]) -> Result<String, ReplicationError> {
         let shown = args.join(" ");
+        // drbd-utils keep state and lock files here; the node's root starts
+        // without them (drbdmeta fails with exit code 20 when it cannot lock).
+        for dir in STATE_DIRS {
+            std::fs::create_dir_all(dir).map_err(|e| ReplicationError::Command {
+                args: shown.clone(),
+                code: -1,
+                detail: format!("cannot create {dir}: {e}"),
+            })?;
+        }
         let out = Command::new(&self.drbdadm)
             .arg("-c")
             .arg(&self.conf)
@@ -140,7 +170,7 @@ impl Replication {
         Err(ReplicationError::Command {
             args: shown,
             code: out.status.code().unwrap_or(-1),
-            detail: crate::last_line(&text),
+            detail: last_lines(&text, 3),
         })
     }
 

@@ -268,7 +268,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 for m in virtio_pci virtio_blk virtio_net ext4 drbd veth; do /sbin/modprobe $m; done
 n=0; while [ ! -b /dev/vda ] || [ ! -e /sys/class/net/eth1 ]; do sleep 0.2; n=$((n+1)); [ $n -gt 100 ] && break; done
 n=0; while [ ! -b /dev/vda2 ]; do sleep 0.2; n=$((n+1)); [ $n -gt 100 ] && break; done
-mkdir -p /vz /var/lib/drbd /var/run/drbd /var/lock /config
+mkdir -p /vz /config
 mkfs.ext4 -q /dev/vda1 && mount /dev/vda1 /config && cp /node-id /config/node
 tandem config import /cluster.tar --stage 2>&1
 echo "NODE-"READY
