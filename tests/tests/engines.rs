@@ -447,14 +447,34 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
         let (vm, at) = &mut nodes[pas_i];
         let start = std::time::Instant::now();
         loop {
-            let (o, rc) = run(vm, at, "wget -q -T 3 -O - http://192.168.255.3/", MIN);
+            // (busybox's wget crashes in this image; nc speaks the HTTP.)
+            let (o, rc) = run(
+                vm,
+                at,
+                r"printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 192.168.255.3 80",
+                MIN,
+            );
             if rc == 0 && o.contains("tandem VE") {
                 break;
             }
-            assert!(
-                start.elapsed() < MIN,
-                "VE 1 does not answer over the crossover cable:\n{o}"
-            );
+            if start.elapsed() > MIN {
+                let (p, _) = run(
+                    vm,
+                    at,
+                    "ping -c 2 -W 2 192.168.255.3; ip -4 addr; ip neigh; ip route",
+                    MIN,
+                );
+                let (vm, at) = &mut nodes[act_i];
+                let (a, _) = run(
+                    vm,
+                    at,
+                    "ip -4 addr; ip route; ip neigh show proxy; cat /proc/sys/net/ipv4/conf/eth1/forwarding /proc/sys/net/ipv4/conf/eth1/proxy_arp; tandem ve exec 1 -- ip addr; tandem ve exec 1 -- ip route; tandem ve exec 1 -- ps",
+                    MIN,
+                );
+                panic!(
+                    "VE 1 does not answer over the crossover cable:\n{o}\npassive:\n{p}\nactive:\n{a}"
+                );
+            }
             std::thread::sleep(Duration::from_secs(1));
         }
     }
