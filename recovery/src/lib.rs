@@ -8,6 +8,8 @@
 //! Not done yet: importing the uploaded archive, German pages, management
 //! mode.
 
+pub mod admin;
 pub mod banner;
+pub mod console;
 pub mod tls;
 pub mod web;

@@ -116,7 +116,8 @@ fn token() -> String {
 }
 
 impl App {
-    /// Checks uploads against the configuration store in `dir`.
+    /// Checks uploads against the configuration store in `dir`; a password set on the
+    /// node's console is read there too ([`crate::admin`]).
     #[must_use]
     pub fn with_store(mut self, dir: PathBuf) -> Self {
         self.store_dir = Some(dir);
@@ -251,8 +252,9 @@ async fn login(
     }
     let configured = app.state.configured();
     let user_ok = same(&form.user, ADMIN);
-    let pw_ok = same(&form.password, FACTORY_PASSWORD);
-    if user_ok && pw_ok && !configured {
+    // The console-set password (R13.1) when there is one, else the factory password.
+    let pw = crate::admin::check(app.store_dir.as_deref(), &form.password);
+    if user_ok && pw.opens(configured) {
         if let Ok(mut f) = app.failures.lock() {
             f.remove(&ip);
         }
@@ -287,7 +289,7 @@ async fn login(
         e.next_allowed = Some(now + delay);
         e.count
     };
-    let msg = if user_ok && pw_ok && configured {
+    let msg = if user_ok && pw == crate::admin::AdminPassword::Factory && configured {
         "The factory password is no longer valid: this node is configured. Use the management password."
             .to_owned()
     } else {
@@ -723,6 +725,34 @@ mod tests {
 
         // a dry run wrote nothing into the store
         assert!(!tandem_config::store::is_configured(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn password_set_on_the_console_replaces_the_factory_one() {
+        let dir = std::env::temp_dir().join(format!("tdm-web-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::admin::set(&dir, "console-pass-1", None).unwrap();
+        for configured in [false, true] {
+            let clock = Arc::new(Mutex::new(Instant::now()));
+            let c = clock.clone();
+            let app = App::with_clock(
+                "node1",
+                Box::new(Fixed(configured)),
+                Box::new(move || *c.lock().unwrap()),
+            )
+            .with_store(dir.clone());
+            let r =
+                router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())));
+            let (status, _, body) = post_login(&r, "admin", "relation").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "configured: {configured}");
+            assert!(body.contains("Wrong user name or password"), "{body}");
+            *clock.lock().unwrap() += Duration::from_secs(2);
+            let (status, headers, _) = post_login(&r, "admin", "console-pass-1").await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "configured: {configured}");
+            assert!(headers.get("set-cookie").is_some());
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

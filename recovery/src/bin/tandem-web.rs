@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args),
         _ => {
             eprintln!(
-                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N]"
+                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --pid-file FILE]"
             );
             return ExitCode::from(2);
         }
@@ -51,6 +51,19 @@ fn cert(args: &[String]) -> Result<()> {
         .with_context(|| format!("preparing the certificate in {}", dir.display()))?;
     println!("{fp}");
     Ok(())
+}
+
+/// Where `serve` writes its process id (`--pid-file`).
+const PID_FILE: &str = "/run/tandem/tandem-web.pid";
+
+fn write_pid(path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn drop_privileges() -> Result<()> {
@@ -80,8 +93,14 @@ fn serve(args: &[String]) -> Result<()> {
     let http_port: u16 = arg(args, "--http-port")
         .map_or(Ok(80), |p| p.parse())
         .context("--http-port")?;
+    let pid_file = arg(args, "--pid-file").map_or_else(|_| PathBuf::from(PID_FILE), PathBuf::from);
     let tls_config = tls::server_config(&tls_dir)
         .with_context(|| format!("loading the certificate from {}", tls_dir.display()))?;
+    // For the console's "restart the web console": it signals exactly this process.
+    // Not fatal: the console then says it cannot find the web console.
+    if let Err(e) = write_pid(&pid_file) {
+        eprintln!("tandem-web: {e:#}");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
