@@ -6,9 +6,11 @@
 //! rename, fsync of the directory). The web console reads it at every login:
 //!
 //! - recovery mode (unconfigured node): it replaces the factory password;
-//! - configured node: it opens this node's web console. The cluster's management
-//!   password is then set again on the active node (the manual's procedure); removing
-//!   the file returns this node to the configuration's password.
+//! - configured node: it opens this node's web console until the file is removed. The
+//!   cluster's management password is then set again on the active node (the manual's
+//!   procedure). The web console does not check the configuration's own admin hash yet
+//!   (management mode is not there), so today this file is the only way in on a
+//!   configured node.
 //!
 //! A file that cannot be read or holds no valid hash refuses every password (fail
 //! closed); setting the password again on the console repairs it.
