@@ -142,6 +142,17 @@ fn screen(a: &Args) -> Screen {
     }
 }
 
+/// Whether the screen must be drawn again: nothing drawn yet, or something the operator
+/// watches changed (a link, an address, the role or health). The menu's own result (a
+/// password just set) does not wipe the message that reports it; Enter redraws.
+fn changed(drawn: Option<&Screen>, now: &Screen) -> bool {
+    drawn.is_none_or(|d| {
+        let mut n = now.clone();
+        n.password_set = d.password_set;
+        n != *d
+    })
+}
+
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -274,17 +285,18 @@ fn carry_out(a: &Args, tty: &mut Tty, menu: &mut Menu, first: Vec<Output>) -> Re
 fn run(a: &Args) -> Result<()> {
     let mut tty = Tty::open(&a.tty)?;
     let mut menu = Menu::new(&a.node, &a.address, &a.nic);
-    let mut shown = String::new();
+    // The screen last drawn; `None` draws at the next look.
+    let mut drawn: Option<Screen> = None;
     let mut next_look = Instant::now();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 512];
     loop {
         if menu.idle() && Instant::now() >= next_look {
-            let text = console::render(&screen(a));
-            if text != shown {
+            let now = screen(a);
+            if changed(drawn.as_ref(), &now) {
                 tty.echo(true);
-                tty.write(&text)?;
-                shown = text;
+                tty.write(&console::render(&now))?;
+                drawn = Some(now);
             }
             next_look = Instant::now() + LOOK_EVERY;
         }
@@ -315,13 +327,8 @@ fn run(a: &Args) -> Result<()> {
             let line = String::from_utf8_lossy(&raw[..raw.len() - 1]).into_owned();
             let outs = menu.handle(Input::Line(line), configured(a));
             if carry_out(a, &mut tty, &mut menu, outs)? {
-                shown.clear();
+                drawn = None;
                 next_look = Instant::now();
-            } else if menu.idle() {
-                // What was just printed stays until the operator presses Enter or
-                // something on the screen changes.
-                shown = console::render(&screen(a));
-                next_look = Instant::now() + LOOK_EVERY;
             }
         }
         if pending.len() > 4096 {
