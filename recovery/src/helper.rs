@@ -330,8 +330,25 @@ impl Local {
         if password.len() > MAX_SECRET {
             return false;
         }
-        self.current()
-            .is_ok_and(|c| secrets::verify_password(password, &c.passwords.admin))
+        // A password set on the node's console (R13.1) opens in both modes;
+        // otherwise the configuration's management password, or on an
+        // unconfigured node the factory password.
+        match crate::admin::check(Some(&self.store), password) {
+            crate::admin::AdminPassword::Reset => return true,
+            crate::admin::AdminPassword::Wrong
+                if crate::admin::read(&self.store).map_or(true, |h| h.is_some()) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        match self.current() {
+            Ok(c) => secrets::verify_password(password, &c.passwords.admin),
+            Err(Refusal::NotConfigured) => {
+                crate::admin::check(None, password) == crate::admin::AdminPassword::Factory
+            }
+            Err(_) => false,
+        }
     }
 
     fn settings(&self) -> Result<Settings, Refusal> {
@@ -614,6 +631,38 @@ impl Privileged for Remote {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn the_console_set_password_replaces_the_others_in_both_modes() {
+        let dir = std::env::temp_dir().join(format!("tandem-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let local = Local::new(dir.clone(), NodeId::Node1, PathBuf::from("/bin/false"));
+        // Unconfigured, nothing set: the factory password.
+        assert!(local.verify_admin("relation"));
+        assert!(!local.verify_admin("console-pass-1"));
+        crate::admin::set(&dir, "console-pass-1", None).unwrap();
+        assert!(local.verify_admin("console-pass-1"));
+        assert!(
+            !local.verify_admin("relation"),
+            "the factory password is replaced"
+        );
+        // Configured: the console-set password still opens; a wrong one does not.
+        let (cfg, pw) =
+            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+        let store = tandem_config::Store::open(&dir).unwrap();
+        store.stage(&cfg).unwrap();
+        store.commit().unwrap();
+        assert!(local.verify_admin("console-pass-1"));
+        assert!(
+            !local.verify_admin(&pw.admin),
+            "the file decides while it exists"
+        );
+        std::fs::remove_file(dir.join(crate::admin::FILE)).unwrap();
+        assert!(local.verify_admin(&pw.admin));
+        assert!(!local.verify_admin("relation"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     struct Echo;
     impl Privileged for Echo {

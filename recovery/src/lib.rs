@@ -19,8 +19,10 @@
 //! passwords: shown read-only), reboot and shutdown, updates, installing VE 101, and the
 //! other node's kernel and management version on the Home page.
 
+pub mod admin;
 pub mod banner;
 pub mod cluster;
+pub mod console;
 pub mod helper;
 pub mod i18n;
 pub mod job;

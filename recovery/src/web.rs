@@ -508,23 +508,20 @@ async fn login(
     }
     let user_ok = same(&form.user, ADMIN);
     let factory = same(&form.password, FACTORY_PASSWORD);
-    let pw_ok = if configured {
-        // Always ask, also for a wrong user name: the answer takes as long either way.
-        let verified = matches!(
-            app.ask(
-                Call::VerifyAdmin {
-                    password: form.password.clone()
-                },
-                Vec::new()
-            )
-            .await
-            .0,
-            Reply::Verified(true)
-        );
-        verified
-    } else {
-        factory
-    };
+    // Always ask the privileged side, also for a wrong user name: the answer
+    // takes as long either way. It knows the console-set password (R13.1),
+    // the configuration's management password and the factory password.
+    let pw_ok = matches!(
+        app.ask(
+            Call::VerifyAdmin {
+                password: form.password.clone()
+            },
+            Vec::new()
+        )
+        .await
+        .0,
+        Reply::Verified(true)
+    );
     if user_ok && pw_ok {
         if let Ok(mut f) = app.failures.lock() {
             f.remove(&ip);

@@ -17,16 +17,19 @@ use anyhow::Context;
 use tandem_core::{
     ClusterKey, Core, Event, Input, Instant, Output, PathId, Reason, Rejection, Role,
 };
+use tandem_notify::UnixSecs;
 use tandem_proto::SerialDeframer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc, oneshot};
 
+use crate::alerts::{Alert, Alerts};
 use crate::control::{
     API_VERSION, CountersJson, EventJson, HwJson, PathJson, PeerJson, PingJson, Request, Response,
     StatusJson,
 };
-use crate::hw::HwConfig;
+use crate::hw::{HwConfig, HwEvent};
+use crate::mail::{MailSettings, Mailer};
 use crate::net::Pinger;
 use crate::resources::Chain;
 use crate::settings::Settings;
@@ -62,9 +65,30 @@ struct EventHub {
     node: String,
     backlog: Mutex<VecDeque<EventJson>>,
     tx: broadcast::Sender<EventJson>,
+    /// What becomes e-mail, and the mail thread; `None` without recipients.
+    mail: Option<Mutex<(Alerts, Mailer)>>,
 }
 
 impl EventHub {
+    /// Publishes an event and, when it deserves one, queues an e-mail about it. Never
+    /// waits for the mail thread.
+    fn alert(&self, kind: &str, text: String, alert: &Alert) {
+        if let Some(mail) = &self.mail {
+            let at = UnixSecs(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            );
+            if let Ok(mut m) = mail.lock() {
+                let (alerts, mailer) = &mut *m;
+                if let Some(e) = alerts.mail(alert, &text, at) {
+                    mailer.queue(e);
+                }
+            }
+        }
+        self.publish(kind, text);
+    }
+
     fn publish(&self, kind: &str, text: String) {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -160,14 +184,16 @@ struct Udp {
 }
 
 /// Runs clusterd until `shutdown` completes; on shutdown an active node releases its
-/// resources first.
+/// resources first. With `mail`, the events of R8.2 are also sent as e-mail.
 ///
 /// # Errors
-/// Start-up failures (sockets, serial device, control socket), with context.
+/// Start-up failures (sockets, serial device, control socket, mail outbox), with
+/// context.
 pub async fn run(
     settings: Settings,
     chain: Chain,
     hw: HwConfig,
+    mail: Option<MailSettings>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
@@ -183,10 +209,28 @@ pub async fn run(
     core.handle(clock.now(), Input::DataGood(settings.data_good));
 
     let (tx, mut rx) = mpsc::unbounded_channel::<In>();
+    // The mail thread reports its own trouble as events; those are never mailed.
+    let (mail_reports_tx, mut mail_reports) = mpsc::unbounded_channel::<String>();
+    let mailer = match mail {
+        Some(m) => crate::mail::start(
+            m,
+            Box::new(move |text| {
+                let _ = mail_reports_tx.send(text);
+            }),
+        )?,
+        None => None,
+    };
     let hub = Arc::new(EventHub {
         node: settings.node.name().to_string(),
         backlog: Mutex::new(VecDeque::new()),
         tx: broadcast::channel(256).0,
+        mail: mailer.map(|m| Mutex::new((Alerts::new(settings.node), m))),
+    });
+    let mail_hub = Arc::clone(&hub);
+    tokio::spawn(async move {
+        while let Some(text) = mail_reports.recv().await {
+            mail_hub.publish("mail", text);
+        }
     });
     let bad_requests = Arc::new(AtomicU64::new(0));
 
@@ -198,7 +242,19 @@ pub async fn run(
     let _hw_poller = crate::hw::start(
         &hw,
         Arc::clone(&hw_snapshot),
-        Box::new(move |kind, text| hw_hub.publish(kind, text)),
+        Box::new(move |e: HwEvent| match e.change {
+            Some(c) => hw_hub.alert(
+                e.kind,
+                e.text,
+                &Alert::Hardware {
+                    kind: e.kind.to_owned(),
+                    name: c.name,
+                    old: c.from,
+                    new: c.to,
+                },
+            ),
+            None => hw_hub.publish(e.kind, e.text),
+        }),
     )
     .context("starting hardware polling")?;
 
@@ -229,7 +285,14 @@ pub async fn run(
                 }
                 // Resync progress alone is no event; a change of state is.
                 if last.as_ref() != Some(&state) {
-                    rhub.publish("replication", state.clone());
+                    rhub.alert(
+                        "replication",
+                        state.clone(),
+                        &Alert::Replication {
+                            old: last.clone(),
+                            new: state.clone(),
+                        },
+                    );
                     last = Some(state);
                 }
                 // Every second: whether the data is good also depends on
@@ -387,7 +450,7 @@ pub async fn run(
                 }
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
-                    hub.publish(kind, text);
+                    hub.alert(kind, text, &Alert::Core(e));
                 }
             }
         }
@@ -404,14 +467,14 @@ pub async fn run(
                     In::PingReply(index) => core.handle(now, Input::PingReply { index }),
                     In::ChainUp(Ok(())) => core.handle(now, Input::ResourcesUp),
                     In::ChainUp(Err(e)) => {
-                        hub.publish("resource_error", e);
+                        hub.alert("resource_error", e, &Alert::ResourceError);
                         core.handle(now, Input::ResourcesFailed);
                     }
                     In::ChainDown(r) => {
                         if let Err(e) = r {
                             // Reported loudly; the node still counts as released so the
                             // cluster is not stuck with nobody able to act.
-                            hub.publish("resource_error", e);
+                            hub.alert("resource_error", e, &Alert::ResourceError);
                         }
                         core.handle(now, Input::ResourcesDown);
                     }
@@ -433,9 +496,13 @@ pub async fn run(
                         let was_stale = freshness.stale();
                         let good = freshness.update(now, device.as_ref(), heard) || settings.data_good;
                         if freshness.stale() && !was_stale {
-                            hub.publish(
+                            hub.alert(
                                 "replication",
                                 "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".to_owned(),
+                                &Alert::Replication {
+                                    old: Some("copy current".to_owned()),
+                                    new: "copy stale (replication lost while the other node runs)".to_owned(),
+                                },
                             );
                         }
                         if data_good_fed != Some(good) {

@@ -118,8 +118,31 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// One hardware event for the event stream: kind and text.
-pub type Notify = Box<dyn Fn(&str, String) + Send>;
+/// One hardware event for the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HwEvent {
+    /// `hw_fan`, `hw_psu`, `hw_raid`, `hw_bmc`, `hw_sim`, ...
+    pub kind: &'static str,
+    /// For people.
+    pub text: String,
+    /// The confirmed health change behind it; `None` for reports that are none (a bad
+    /// simulator scenario).
+    pub change: Option<HwChange>,
+}
+
+/// A confirmed health change of one sensor, volume, disk, controller or the BMC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HwChange {
+    /// Its name, e.g. `Fan 1`.
+    pub name: String,
+    /// Health before; `None` at the first poll.
+    pub from: Option<String>,
+    /// Health now.
+    pub to: String,
+}
+
+/// Receives the hardware events.
+pub type Notify = Box<dyn Fn(HwEvent) + Send>;
 
 /// The running poller thread; dropping it stops the thread after its current poll.
 #[derive(Debug)]
@@ -333,7 +356,15 @@ fn poll_loop(
                 PollerOutput::PollAt(t) => next = t,
                 PollerOutput::Event(e) => {
                     let (kind, text) = describe(&e, &types);
-                    notify(kind, text);
+                    notify(HwEvent {
+                        kind,
+                        text,
+                        change: Some(HwChange {
+                            name: e.name.clone(),
+                            from: e.from.map(|h| h.to_string()),
+                            to: e.to.to_string(),
+                        }),
+                    });
                 }
             }
         }
@@ -350,7 +381,11 @@ fn poll_loop(
             Ok(()) => last_refresh_error = None,
             Err(e) => {
                 if last_refresh_error.as_ref() != Some(&e) {
-                    notify("hw_sim", e.clone());
+                    notify(HwEvent {
+                        kind: "hw_sim",
+                        text: e.clone(),
+                        change: None,
+                    });
                 }
                 last_refresh_error = Some(e);
             }

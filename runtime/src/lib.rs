@@ -8,7 +8,9 @@
 //! API ([`control`]): versioned JSON lines on a unix socket for status, switchover,
 //! hardware readings and the event stream; and hardware polling ([`hw`]: IPMI sensors and
 //! the Areca controller through `tandem-board`, on a blocking thread) whose confirmed
-//! changes join the event stream.
+//! changes join the event stream; and e-mail alerts (R8): [`alerts`] decides which events
+//! are mailed with which old and new state, [`mail`] keeps them in `tandem-notify`'s
+//! outbox on the config partition and sends them from a thread of its own.
 //!
 //! What it does not do: decide anything (the core does), parse the configuration file
 //! format (tandem-config does; clusterd maps it into [`settings::Settings`]), or run
@@ -20,11 +22,13 @@
 #![warn(missing_docs)]
 
 pub mod activate;
+pub mod alerts;
 pub mod control;
 pub mod daemon;
 pub mod drbd;
 pub mod generation;
 pub mod hw;
+pub mod mail;
 pub mod member;
 pub mod net;
 pub mod replication;
@@ -56,4 +60,16 @@ pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Resu
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// An error and all its causes on one line, for logs, events and the outbox.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

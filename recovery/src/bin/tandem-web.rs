@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args),
         _ => {
             eprintln!(
-                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --control SOCKET --activate-program PATH]"
+                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --control SOCKET --activate-program PATH --pid-file FILE]"
             );
             return ExitCode::from(2);
         }
@@ -60,6 +60,19 @@ fn cert(args: &[String]) -> Result<()> {
         .with_context(|| format!("preparing the certificate in {}", dir.display()))?;
     println!("{fp}");
     Ok(())
+}
+
+/// Where `serve` writes its process id (`--pid-file`).
+const PID_FILE: &str = "/run/tandem/tandem-web.pid";
+
+fn write_pid(path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn drop_privileges() -> Result<()> {
@@ -111,8 +124,15 @@ fn serve(args: &[String]) -> Result<()> {
         node,
     };
     let tls_dir = PathBuf::from(arg(args, "--tls-dir")?);
+    let pid_file = arg(args, "--pid-file").map_or_else(|_| PathBuf::from(PID_FILE), PathBuf::from);
     let tls_config = tls::server_config(&tls_dir)
         .with_context(|| format!("loading the certificate from {}", tls_dir.display()))?;
+    // For the console's "restart the web console": it signals exactly this (root)
+    // process, whose end ends the web process too. Not fatal: the console then
+    // says it cannot find the web console.
+    if let Err(e) = write_pid(&pid_file) {
+        eprintln!("tandem-web: {e:#}");
+    }
     let bind = |port: u16| {
         let l = std::net::TcpListener::bind(SocketAddr::new(opts.ip, port))
             .with_context(|| format!("listening on {}:{port}", opts.ip))?;

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use tandem_config::schema::NotificationConfig;
 use tandem_core::NodeId;
+use tandem_notify::SmtpTarget;
 use tandem_runtime::activate;
 use tandem_runtime::control::DEFAULT_SOCKET;
 use tandem_runtime::hw::{Board, HwConfig, parse_interval};
+use tandem_runtime::mail::MailSettings;
 use tandem_runtime::replication::{Replication, ReplicationPrimary};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
@@ -110,6 +113,99 @@ struct Cli {
     /// File with the LAN BMC's user name on the first line and password on the second.
     #[arg(long)]
     bmc_credentials: Option<PathBuf>,
+    /// Outbox of e-mail alerts, kept across restarts (default: STATE_DIR/outbox).
+    #[arg(long)]
+    outbox: Option<PathBuf>,
+    /// E-mail recipient of alerts, without --config (repeat for several; the
+    /// configuration's notification addresses otherwise).
+    #[arg(long = "notify-to", conflicts_with = "config")]
+    notify_to: Vec<String>,
+    /// Relay host as HOST[:PORT] for alerts, without --config.
+    #[arg(long, conflicts_with = "config")]
+    notify_relay: Option<String>,
+    /// SMTP server HOST[:PORT] for direct delivery when no relay host is configured
+    /// (MX records are not looked up).
+    #[arg(long)]
+    smtp_server: Option<String>,
+    /// Wait after a failed delivery, e.g. 30s; it doubles per failure up to an hour.
+    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    mail_retry: Duration,
+}
+
+/// `HOST[:PORT]` as an SMTP target (port 25 when not given).
+fn smtp_target(flag: &str, v: &str) -> anyhow::Result<SmtpTarget> {
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("--{flag} {v:?}: bad port {p:?}"))?,
+        ),
+        None => (v, 25),
+    };
+    if host.is_empty() {
+        bail!("--{flag} {v:?}: expected HOST[:PORT]");
+    }
+    Ok(SmtpTarget {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// The e-mail settings: the configuration's notification section, or the --notify-*
+/// options without --config.
+fn mail_settings(
+    cli: &Cli,
+    cfg: Option<&tandem_config::ApplianceConfig>,
+    node: NodeId,
+) -> anyhow::Result<MailSettings> {
+    let (notification, hostname) = match cfg {
+        Some(cfg) => (
+            cfg.notification.clone(),
+            cfg.network
+                .node(settings::node_id(node))
+                .hostname
+                .as_str()
+                .to_owned(),
+        ),
+        None => {
+            let addresses = cli
+                .notify_to
+                .iter()
+                .map(|a| a.parse().map_err(|e| anyhow::anyhow!("--notify-to: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let relay_host = cli
+                .notify_relay
+                .as_deref()
+                .map(|r| {
+                    r.parse()
+                        .map_err(|e| anyhow::anyhow!("--notify-relay: {e}"))
+                })
+                .transpose()?;
+            (
+                NotificationConfig {
+                    addresses,
+                    relay_host,
+                    ..NotificationConfig::default()
+                },
+                node.name().to_owned(),
+            )
+        }
+    };
+    Ok(MailSettings {
+        outbox: cli
+            .outbox
+            .clone()
+            .unwrap_or_else(|| cli.state_dir.join("outbox")),
+        notification,
+        hostname,
+        direct: cli
+            .smtp_server
+            .as_deref()
+            .map(|v| smtp_target("smtp-server", v))
+            .transpose()?,
+        retry_initial: cli.mail_retry,
+        smtp_timeout: Duration::from_secs(30),
+    })
 }
 
 fn hw_config(cli: &Cli) -> anyhow::Result<HwConfig> {
@@ -353,20 +449,27 @@ fn main() -> ExitCode {
     let result = settings(&cli, &ports).and_then(|(mut s, cfg)| {
         let mut ves = None;
         if cli.replication {
-            let cfg = cfg.context("--replication needs --config")?;
-            s.replication = Some(data_area(&cfg)?);
+            let cfg = cfg.as_ref().context("--replication needs --config")?;
+            s.replication = Some(data_area(cfg)?);
             let (ext, int) = ports;
             ves = Some(Ves {
-                layout: Layout::for_cluster(Some(&cfg), ext, int),
+                layout: Layout::for_cluster(Some(cfg), ext, int),
             });
         }
         let hw = hw_config(&cli)?;
+        let mail = mail_settings(&cli, cfg.as_ref(), s.node)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?;
         let c = chain(&s, ves);
-        rt.block_on(tandem_runtime::daemon::run(s, c, hw, shutdown_signal()))
+        rt.block_on(tandem_runtime::daemon::run(
+            s,
+            c,
+            hw,
+            Some(mail),
+            shutdown_signal(),
+        ))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
