@@ -120,6 +120,9 @@ t1=$(cut -d' ' -f1 /proc/uptime)
 echo "VE START SECONDS $t0 $t1"
 tandem ve list 2>&1
 tandem ve start 101 2>&1
+echo 'secret-pw-1' | tandem ve passwd 101 2>&1
+echo "SHADOW $(grep '^root:' /vz/private/101/etc/shadow | cut -d: -f2 | cut -c1-3)"
+echo 'bad:pw' | tandem ve passwd 101 2>&1
 g=/sys/fs/cgroup/tandem.slice/ve-101
 echo "LIMITS pids=$(cat $g/pids.max) mem=$(cat $g/memory.max) weight=$(cat $g/cpu.weight) cpu=$(cat $g/cpu.max)"
 echo "ENGINE-READY"
@@ -187,6 +190,22 @@ fn a_ve_runs_with_its_limits_and_address_under_crun() {
         "{row}"
     );
     // The VE file's limits in cgroup v2.
+    // R6.3: the root password inside the VE, set by the VE's own chpasswd.
+    assert!(shown.contains("password of root in VE 101 set"), "{shown}");
+    let shadow = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("SHADOW "))
+        .unwrap_or("");
+    assert!(
+        !shadow.is_empty() && !shadow.starts_with('!'),
+        "no password hash in the VE's /etc/shadow: {shadow:?}"
+    );
+    assert!(
+        shown.contains(
+            "the password may not contain ':' or control characters; nothing was changed"
+        ),
+        "{shown}"
+    );
     assert!(
         shown.contains("LIMITS pids=100 mem=67108864 weight=200 cpu=50000 100000"),
         "{shown}"

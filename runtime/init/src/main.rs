@@ -410,6 +410,7 @@ fn node_on() -> Result<()> {
         .next()
         .context("no network interface was found")?;
 
+    catch_power_signals();
     // A committed configuration makes the node a cluster member; until then,
     // and whenever bringing up the member's network fails, it stays reachable
     // on the recovery network.
@@ -418,8 +419,8 @@ fn node_on() -> Result<()> {
         if member_failed.is_none() && tandem_config::store::is_configured(Path::new(CONFIG)) {
             match member(&node, &nic) {
                 Ok(services) => {
-                    supervise(services, || false);
-                    unreachable!("supervise(.., never) does not return");
+                    let running = supervise(services, power_requested);
+                    power_off_or_restart(running);
                 }
                 Err(e) => {
                     say(&format!(
@@ -449,13 +450,19 @@ fn node_on() -> Result<()> {
         // gets a moment to show the new address before the node moves there.
         let mut committed_at: Option<Instant> = None;
         let running = supervise(services, || {
+            if power_requested() {
+                return true;
+            }
             if member_failed.is_some() || !tandem_config::store::is_configured(Path::new(CONFIG)) {
                 return false;
             }
             let at = *committed_at.get_or_insert_with(Instant::now);
             at.elapsed() >= MOVE_DELAY
         });
-        stop(running);
+        if power_requested() {
+            power_off_or_restart(running);
+        }
+        stop(running, Duration::from_secs(5));
         say("tandem: a configuration was activated; moving to the configured network");
     }
 }
@@ -684,8 +691,78 @@ fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<
     }
 }
 
-/// Ends the services (our own children, by PID): SIGTERM, then SIGKILL after 5 s.
-fn stop(services: Vec<Service>) {
+/// What was asked of init by signal: 0 nothing, else the signal number.
+static POWER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_power_signal(sig: nix::libc::c_int) {
+    POWER.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGTERM asks init to restart the node, SIGUSR2 to power it off (the web
+/// console's Maintenance page sends them).
+fn catch_power_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_power_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGUSR2] {
+        // SAFETY: the handler only stores into an atomic, which is
+        // async-signal-safe.
+        if let Err(e) = unsafe { sigaction(sig, &action) } {
+            say(&format!("tandem-init: cannot catch {sig}: {e}"));
+        }
+    }
+}
+
+fn power_requested() -> bool {
+    POWER.load(std::sync::atomic::Ordering::SeqCst) != 0
+}
+
+/// Stops the services (clusterd releases what it holds, so the other node
+/// takes over), writes everything out, unmounts and restarts or powers off.
+fn power_off_or_restart(running: Vec<Service>) -> ! {
+    let off = POWER.load(std::sync::atomic::Ordering::SeqCst) == nix::libc::SIGUSR2;
+    say(if off {
+        "tandem: shutting down: stopping the services (the other node takes them over)"
+    } else {
+        "tandem: restarting: stopping the services (the other node takes them over)"
+    });
+    // clusterd's release (VEs, /vz, replication) may take a while.
+    stop(running, Duration::from_secs(120));
+    nix::unistd::sync();
+    for m in ["/vz", CONFIG] {
+        if let Err(e) = nix::mount::umount(m)
+            && e != nix::errno::Errno::EINVAL
+        {
+            say(&format!("tandem: unmounting {m}: {e}"));
+        }
+    }
+    nix::unistd::sync();
+    say(if off {
+        "tandem: powering off"
+    } else {
+        "tandem: restarting"
+    });
+    let mode = if off {
+        nix::sys::reboot::RebootMode::RB_POWER_OFF
+    } else {
+        nix::sys::reboot::RebootMode::RB_AUTOBOOT
+    };
+    let e = nix::sys::reboot::reboot(mode);
+    say(&format!(
+        "tandem: the kernel refused to {}: {e:?}",
+        if off { "power off" } else { "restart" }
+    ));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Ends the services (our own children, by PID): SIGTERM, then SIGKILL after
+/// `grace`.
+fn stop(services: Vec<Service>, grace: Duration) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let mut children: Vec<Child> = services.into_iter().filter_map(|s| s.child).collect();
@@ -695,7 +772,7 @@ fn stop(services: Vec<Service>) {
         }
     }
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < grace {
         children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
         if children.is_empty() {
             return;

@@ -160,6 +160,15 @@ enum VeCmd {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Set a user's password inside a running VE (asked twice without echo
+    /// on a terminal, else the first line of standard input).
+    Passwd {
+        /// VE number.
+        id: String,
+        /// The user.
+        #[arg(long, default_value = "root")]
+        user: String,
+    },
     /// Remove a stopped VE and its files.
     Destroy {
         /// VE number.
@@ -274,6 +283,41 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             }
         },
     }
+}
+
+/// A new password: typed twice without echo on a terminal, else the first
+/// line of standard input.
+fn read_new_password(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, isatty, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let read_line = || -> anyhow::Result<String> {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    if !isatty(&stdin) {
+        return read_line();
+    }
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
+    let ask = |p: &str| -> anyhow::Result<String> {
+        eprint!("{p}: ");
+        std::io::stderr().flush()?;
+        let l = read_line();
+        eprintln!();
+        l
+    };
+    let first = ask(prompt);
+    let second = ask("again");
+    tcsetattr(&stdin, OptionalActions::Now, &saved)?;
+    let (first, second) = (first?, second?);
+    if first != second {
+        bail!("the two entries differ; nothing was changed");
+    }
+    Ok(first)
 }
 
 fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
@@ -417,6 +461,12 @@ fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
             let id = parse_id(&id)?;
             let code = ves.exec(id, &command, false)?;
             return Ok(u8::try_from(code).unwrap_or(1));
+        }
+        VeCmd::Passwd { id, user } => {
+            let id = parse_id(&id)?;
+            let password = read_new_password(&format!("new password for {user} in VE {id}"))?;
+            ves.set_password(id, &user, &password)?;
+            println!("password of {user} in VE {id} set");
         }
         VeCmd::Destroy { id } => {
             let id = parse_id(&id)?;

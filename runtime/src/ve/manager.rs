@@ -122,6 +122,9 @@ pub enum VeError {
     /// The VE exists already.
     #[error("VE {0} exists already")]
     Exists(u32),
+    /// A user name or password that cannot be set.
+    #[error("{0}; nothing was changed")]
+    Password(String),
     /// The VE number is not usable.
     #[error("{0} is not a VE number (1 to 2147483647)")]
     BadId(String),
@@ -655,6 +658,73 @@ impl Ves {
         Ok(status.code().unwrap_or(-1))
     }
 
+    /// Sets `user`'s password inside a running VE (R6.3) with the VE's own
+    /// `chpasswd`, so the hash is in the format its system reads.
+    ///
+    /// # Errors
+    /// The VE is unknown or stopped, the user name or password cannot be
+    /// written in chpasswd's `user:password` line, or chpasswd failed.
+    pub fn set_password(&self, id: u32, user: &str, password: &str) -> Result<(), VeError> {
+        use std::io::Write as _;
+        let bad = |what: &str| VeError::Password(what.to_owned());
+        if user.is_empty()
+            || user.len() > 32
+            || !user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(bad(
+                "the user name may have letters, digits, '_', '-' and '.' only (at most 32)",
+            ));
+        }
+        if password.is_empty() || password.len() > 256 {
+            return Err(bad("the password must have 1 to 256 characters"));
+        }
+        if password.chars().any(|c| c == ':' || c.is_control()) {
+            return Err(bad(
+                "the password may not contain ':' or control characters",
+            ));
+        }
+        self.file(id)?;
+        if !self.is_running(id) {
+            return Err(VeError::NotRunning(id));
+        }
+        let runtime = |detail: String| VeError::Runtime {
+            id,
+            args: "exec chpasswd".into(),
+            detail,
+        };
+        let mut child = Command::new(&self.layout.crun)
+            .arg("exec")
+            .arg(container(id))
+            .arg("chpasswd")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| runtime(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(format!("{user}:{password}\n").as_bytes())
+                .map_err(|e| runtime(e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| runtime(e.to_string()))?;
+        if !out.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return Err(runtime(format!(
+                "chpasswd in VE {id} failed: {}",
+                crate::last_line(&text)
+            )));
+        }
+        Ok(())
+    }
+
     /// Removes a stopped VE: its root filesystem and its file.
     ///
     /// # Errors
@@ -793,6 +863,8 @@ fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
         ),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
         ("etc/group", "root:x:0:\n", 0o644),
+        // Locked until `tandem ve passwd` sets a password.
+        ("etc/shadow", "root:!:20000:0:99999:7:::\n", 0o600),
         ("var/www/index.html", "tandem VE\n", 0o644),
         (
             "var/www/cgi-bin/append",
