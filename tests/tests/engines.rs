@@ -122,7 +122,7 @@ tandem ve list 2>&1
 tandem ve start 101 2>&1
 echo 'secret-pw-1' | tandem ve passwd 101 2>&1
 echo "SHADOW $(grep '^root:' /vz/private/101/etc/shadow | cut -d: -f2 | cut -c1-3)"
-echo 'bad:pw' | tandem ve passwd 101 2>&1
+echo 'secret-pw-2' | tandem ve passwd 101 --user nobody 2>&1
 g=/sys/fs/cgroup/tandem.slice/ve-101
 echo "LIMITS pids=$(cat $g/pids.max) mem=$(cat $g/memory.max) weight=$(cat $g/cpu.weight) cpu=$(cat $g/cpu.max)"
 echo "ENGINE-READY"
@@ -190,7 +190,7 @@ fn a_ve_runs_with_its_limits_and_address_under_crun() {
         "{row}"
     );
     // The VE file's limits in cgroup v2.
-    // R6.3: the root password inside the VE, set by the VE's own chpasswd.
+    // R6.3: the root password inside the VE.
     assert!(shown.contains("password of root in VE 101 set"), "{shown}");
     let shadow = shown
         .lines()

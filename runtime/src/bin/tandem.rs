@@ -160,8 +160,8 @@ enum VeCmd {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
-    /// Set a user's password inside a running VE (asked twice without echo
-    /// on a terminal, else the first line of standard input).
+    /// Set a user's password inside a VE (asked twice without echo on a
+    /// terminal, else the first line of standard input).
     Passwd {
         /// VE number.
         id: String,

@@ -658,14 +658,19 @@ impl Ves {
         Ok(status.code().unwrap_or(-1))
     }
 
-    /// Sets `user`'s password inside a running VE (R6.3) with the VE's own
-    /// `chpasswd`, so the hash is in the format its system reads.
+    /// Sets `user`'s password in a VE (R6.3): a SHA-512 crypt hash (`$6$`,
+    /// which every Linux system reads) in the VE's `/etc/shadow`, replaced
+    /// atomically. The VE's files are opened beneath its root only
+    /// (`openat2` with `RESOLVE_IN_ROOT`, no symlink followed at the end), so
+    /// nothing a VE's root user links there can make the node write outside
+    /// it. Running or stopped alike.
     ///
     /// # Errors
-    /// The VE is unknown or stopped, the user name or password cannot be
-    /// written in chpasswd's `user:password` line, or chpasswd failed.
+    /// The VE is unknown, the user name or password cannot be used, the user
+    /// has no line in the VE's `/etc/shadow`, or the file cannot be replaced.
     pub fn set_password(&self, id: u32, user: &str, password: &str) -> Result<(), VeError> {
-        use std::io::Write as _;
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use std::io::{Read as _, Write as _};
         let bad = |what: &str| VeError::Password(what.to_owned());
         if user.is_empty()
             || user.len() > 32
@@ -680,49 +685,80 @@ impl Ves {
         if password.is_empty() || password.len() > 256 {
             return Err(bad("the password must have 1 to 256 characters"));
         }
-        if password.chars().any(|c| c == ':' || c.is_control()) {
-            return Err(bad(
-                "the password may not contain ':' or control characters",
-            ));
+        if password.chars().any(char::is_control) {
+            return Err(bad("the password may not contain control characters"));
         }
         self.file(id)?;
-        if !self.is_running(id) {
-            return Err(VeError::NotRunning(id));
-        }
-        let runtime = |detail: String| VeError::Runtime {
-            id,
-            args: "exec chpasswd".into(),
-            detail,
+        let root = self.layout.private(id);
+        let shadow_path = root.join("etc/shadow");
+        let fail = |what: &'static str| {
+            let p = shadow_path.clone();
+            move |e: rustix::io::Errno| io(what, &p)(std::io::Error::from(e))
         };
-        let mut child = Command::new(&self.layout.crun)
-            .arg("exec")
-            .arg(container(id))
-            .arg("chpasswd")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| runtime(e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(format!("{user}:{password}\n").as_bytes())
-                .map_err(|e| runtime(e.to_string()))?;
+        let root_fd = rustix::fs::open(
+            &root,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail("opening the root of"))?;
+        let etc = rustix::fs::openat2(
+            &root_fd,
+            "etc",
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+        .map_err(fail("opening the directory of"))?;
+        let old = rustix::fs::openat2(
+            &etc,
+            "shadow",
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(fail("opening"))?;
+        let stat = rustix::fs::fstat(&old).map_err(fail("reading"))?;
+        let mut text = String::new();
+        std::fs::File::from(old)
+            .read_to_string(&mut text)
+            .map_err(io("reading", &shadow_path))?;
+        let hash = sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
+            .map_err(|e| bad(&format!("hashing the password: {e:?}")))?;
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        let new = shadow_with(&text, user, &hash, days).ok_or_else(|| {
+            bad(&format!(
+                "the VE has no user {user} (no line for it in /etc/shadow)"
+            ))
+        })?;
+        let tmp = ".shadow.tandem-new";
+        let _ = rustix::fs::unlinkat(&etc, tmp, rustix::fs::AtFlags::empty());
+        let fd = rustix::fs::openat2(
+            &etc,
+            tmp,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(stat.st_mode & 0o7777),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(fail("creating the new"))?;
+        let written = rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(stat.st_uid)),
+            Some(rustix::fs::Gid::from_raw(stat.st_gid)),
+        )
+        .map_err(fail("keeping the owner of"))
+        .and_then(|()| {
+            let mut f = std::fs::File::from(fd);
+            f.write_all(new.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io("writing", &shadow_path))
+        })
+        .and_then(|()| rustix::fs::renameat(&etc, tmp, &etc, "shadow").map_err(fail("replacing")));
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&etc, tmp, rustix::fs::AtFlags::empty());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| runtime(e.to_string()))?;
-        if !out.status.success() {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return Err(runtime(format!(
-                "chpasswd in VE {id} failed: {}",
-                crate::last_line(&text)
-            )));
-        }
-        Ok(())
+        written
     }
 
     /// Removes a stopped VE: its root filesystem and its file.
@@ -835,6 +871,27 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VeError> {
 /// serving `/var/www`, and two CGI programs: `append?TEXT` adds a line to
 /// `/var/data/log` and answers only after it is on disk (fsync), `read` returns
 /// the file.
+/// `/etc/shadow` with `user`'s hash and last-change day replaced; `None`
+/// when the user has no line.
+fn shadow_with(text: &str, user: &str, hash: &str, days: u64) -> Option<String> {
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + hash.len());
+    for line in text.lines() {
+        let mut fields: Vec<&str> = line.split(':').collect();
+        if fields.len() >= 3 && fields[0] == user && !found {
+            found = true;
+            let day = days.to_string();
+            fields[1] = hash;
+            fields[2] = &day;
+            out.push_str(&fields.join(":"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    found.then_some(out)
+}
+
 fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
     use std::os::unix::fs::PermissionsExt as _;
     for d in [
@@ -1004,6 +1061,68 @@ mod tests {
         assert!(e.to_string().contains("template"), "{e}");
         assert!(!std::path::Path::new("/tmp/owned").exists());
         assert!(!d.join("private/104").exists() && !d.join("etc/ve-104.conf").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn shadow_lines_are_replaced_for_the_user_only() {
+        let t = "root:!:20000:0:99999:7:::\nweb:*:20000:0:99999:7:::\n";
+        let n = shadow_with(t, "web", "$6$salt$hash", 20500).unwrap();
+        assert_eq!(
+            n,
+            "root:!:20000:0:99999:7:::\nweb:$6$salt$hash:20500:0:99999:7:::\n"
+        );
+        assert_eq!(shadow_with(t, "nobody", "$6$x", 1), None);
+    }
+
+    #[test]
+    fn a_password_goes_into_the_ves_shadow_and_never_through_a_link() {
+        let d = std::env::temp_dir().join(format!("tandem-ve-pw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let ves = Ves {
+            layout: Layout {
+                conf_dir: d.join("conf"),
+                private_dir: d.join("private"),
+                template_dir: d.join("template"),
+                run_dir: d.join("run"),
+                crun: PathBuf::from("/nonexistent/crun"),
+                busybox: PathBuf::from("/nonexistent/busybox"),
+                uplinks: Vec::new(),
+            },
+        };
+        std::fs::create_dir_all(d.join("conf")).unwrap();
+        std::fs::write(d.join("conf/ve-7.conf"), "HOSTNAME=\"x\"\n").unwrap();
+        let etc = d.join("private/7/etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("shadow"), "root:!:1:0:99999:7:::\n").unwrap();
+        ves.set_password(7, "root", "good password").unwrap();
+        let text = std::fs::read_to_string(etc.join("shadow")).unwrap();
+        let hash = text.split(':').nth(1).unwrap();
+        assert!(hash.starts_with("$6$"), "{text}");
+        assert!(sha_crypt::sha512_check("good password", hash).is_ok());
+        assert!(matches!(
+            ves.set_password(7, "nobody", "good password"),
+            Err(VeError::Password(_))
+        ));
+        assert!(matches!(
+            ves.set_password(7, "root", "line\nbreak"),
+            Err(VeError::Password(_))
+        ));
+        assert!(matches!(
+            ves.set_password(8, "root", "good password"),
+            Err(VeError::Unknown(8))
+        ));
+        // A VE's root user points its shadow at a file of the node: refused,
+        // the node's file untouched.
+        let outside = d.join("node-file");
+        std::fs::write(&outside, "root:keep:1:0:99999:7:::\n").unwrap();
+        std::fs::remove_file(etc.join("shadow")).unwrap();
+        std::os::unix::fs::symlink(&outside, etc.join("shadow")).unwrap();
+        assert!(ves.set_password(7, "root", "good password").is_err());
+        assert_eq!(
+            std::fs::read_to_string(&outside).unwrap(),
+            "root:keep:1:0:99999:7:::\n"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
