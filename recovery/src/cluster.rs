@@ -324,28 +324,28 @@ async fn ve101_html(
     list: &Reply,
 ) -> String {
     let title = format!("<h2>{}</h2>", lang.t("VE 101", "VE 101"));
-    if let Reply::Ves(rows) = list {
-        if let Some(r) = rows.iter().find(|r| r.id == 101) {
-            return format!(
-                "{title}<p id=\"ve101-state\">{}</p>",
-                lang.f(
-                    format!(
-                        "VE 101 is installed on this node: <b>{}</b>, {} processes, address {}, host name {}.",
-                        esc(&r.status),
-                        r.nproc,
-                        esc(&r.ip.join(" ")),
-                        esc(&r.hostname)
-                    ),
-                    format!(
-                        "VE 101 ist auf diesem Knoten installiert: <b>{}</b>, {} Prozesse, Adresse {}, Hostname {}.",
-                        esc(&r.status),
-                        r.nproc,
-                        esc(&r.ip.join(" ")),
-                        esc(&r.hostname)
-                    ),
-                )
-            );
-        }
+    if let Reply::Ves(rows) = list
+        && let Some(r) = rows.iter().find(|r| r.id == 101)
+    {
+        return format!(
+            "{title}<p id=\"ve101-state\">{}</p>",
+            lang.f(
+                format!(
+                    "VE 101 is installed on this node: <b>{}</b>, {} processes, address {}, host name {}.",
+                    esc(&r.status),
+                    r.nproc,
+                    esc(&r.ip.join(" ")),
+                    esc(&r.hostname)
+                ),
+                format!(
+                    "VE 101 ist auf diesem Knoten installiert: <b>{}</b>, {} Prozesse, Adresse {}, Hostname {}.",
+                    esc(&r.status),
+                    r.nproc,
+                    esc(&r.ip.join(" ")),
+                    esc(&r.hostname)
+                ),
+            )
+        );
     }
     let Some(settings) = settings else {
         return String::new();
