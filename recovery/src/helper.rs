@@ -14,6 +14,15 @@
 //! archive coming out; empty otherwise). Both lengths are bounded before anything is
 //! allocated.
 //!
+//! The two calls that change the node beyond the store are narrow as well. `Power`
+//! sends init (PID 1; [`Local::init_pid`]) SIGTERM to restart or SIGUSR2 to power off,
+//! only on a configured node. `InstallVe101` takes nothing from the web side but the
+//! name of a template, which must be one of those listed (the built-in one, or a
+//! `NAME.tar[.gz]` in the data area's template directory, names without a path); the
+//! host name and address come from the committed configuration. It runs
+//! `tandem ve create`, `ve set 101 ONBOOT=yes` and `ve start 101` one after the other
+//! and stops at the first that fails; meanwhile the channel waits.
+//!
 //! Cluster-mode pages that show cluster state talk to clusterd's control socket
 //! directly; that socket's group must admit the `tandem-web` user (clusterd
 //! `--control-group`).
@@ -772,8 +781,8 @@ fn run_step(program: &std::path::Path, args: &[&str], limit: std::time::Duration
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!(
-                    "did not finish within {} minutes and was stopped",
-                    limit.as_secs() / 60
+                    "did not finish within {} seconds and was stopped",
+                    limit.as_secs()
                 ));
             }
             Err(e) => break Err(format!("waiting for it failed: {e}")),
@@ -1141,6 +1150,78 @@ mod tests {
         let t = std::thread::spawn(move || serve(b, &Echo));
         write_frame(&mut a, &"not a call", &[]).unwrap();
         assert!(matches!(t.join().unwrap(), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn a_step_ends_with_its_program_not_with_what_it_left_running() {
+        use std::time::{Duration, Instant};
+        // A daemon the program starts keeps the output open: the step still ends.
+        let start = Instant::now();
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &["-c", "sleep 30 & echo started; echo warning >&2"],
+            Duration::from_secs(20),
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{s:?}");
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.output, "started\nwarning");
+        assert_eq!(
+            s.command,
+            "tandem -c sleep 30 & echo started; echo warning >&2"
+        );
+
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &["-c", "echo half; sleep 30"],
+            Duration::from_millis(300),
+        );
+        assert!(!s.ok);
+        assert_eq!(
+            s.output,
+            "half\ndid not finish within 0 seconds and was stopped"
+        );
+
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &[
+                "-c",
+                "head -c 20000 /dev/zero | tr '\\0' x; echo; echo last; exit 4",
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(!s.ok);
+        assert!(s.output.starts_with("… x"), "{}", &s.output[..20]);
+        assert!(s.output.ends_with("x\nlast\nexit code 4"), "{s:?}");
+        assert!(s.output.len() < STEP_OUTPUT + 100);
+
+        let s = run_step(
+            std::path::Path::new("/nonexistent/tandem"),
+            &["ve", "start", "101"],
+            Duration::from_secs(1),
+        );
+        assert!(
+            !s.ok && s.output.starts_with("cannot run /nonexistent/tandem"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn template_names_cannot_name_a_path() {
+        for ok in ["debian-12", "centos-7-x86_64", "tandem-minimal", "a.b+c"] {
+            assert!(template_name_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "..",
+            "a b",
+            "x\n",
+            &"a".repeat(101),
+        ] {
+            assert!(!template_name_ok(bad), "{bad:?}");
+        }
     }
 
     #[test]
