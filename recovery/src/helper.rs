@@ -730,6 +730,7 @@ fn template_name_ok(n: &str) -> bool {
 /// most `limit`.
 fn run_step(program: &std::path::Path, args: &[&str], limit: std::time::Duration) -> InstallStep {
     use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
     let command = format!("tandem {}", args.join(" "));
     let fail = |output: String| InstallStep {
         command: command.clone(),
@@ -745,6 +746,7 @@ fn run_step(program: &std::path::Path, args: &[&str], limit: std::time::Duration
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path);
     let _ = std::fs::remove_file(&path);
     let mut file = match file {
