@@ -164,6 +164,7 @@ fn serve(args: &[String]) -> Result<()> {
     let http = bind(opts.http_port)?;
     let (root_end, web_end) = UnixStream::pair().context("creating the privileged channel")?;
 
+    let parent = nix::unistd::getpid();
     // SAFETY: no other thread exists yet (the async runtime is built in the child only),
     // so the child starts from a consistent copy of this single-threaded process.
     match unsafe { nix::unistd::fork() }.context("forking the web process")? {
@@ -184,10 +185,15 @@ fn serve(args: &[String]) -> Result<()> {
         }
         nix::unistd::ForkResult::Child => {
             drop(root_end);
-            // Follow the privileged parent: without it nothing here can be done.
+            drop_privileges()?;
+            // Follow the privileged parent: without it nothing here can be done. Asked
+            // after the switch of user, which clears this setting (prctl(2)); a parent
+            // that ended in between is caught by the check after it.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
                 .context("asking to end with the privileged parent")?;
-            drop_privileges()?;
+            if nix::unistd::getppid() != parent {
+                bail!("the privileged parent ended before the web process started");
+            }
             let app = App::new(&opts.node, Box::new(Remote::new(web_end)))
                 .with_control(opts.control.clone());
             run_web(Arc::new(app), tls_config, https, http, &opts)
