@@ -7,9 +7,14 @@
 //! area and crun's state are root's). Pages that would change
 //! the configuration (network, notification, passwords) show the values read-only and
 //! say so: a change must reach both nodes and restart what depends on it, and that
-//! path does not exist yet. Reboot and shutdown are not offered: there is no privileged
-//! path for them yet, and one that lets the web process power the node off needs its
-//! own review.
+//! path does not exist yet.
+//!
+//! Maintenance restarts or shuts down this node only (the other node from its own
+//! console): the privileged side signals init, which stops the services (clusterd
+//! releases them to the other node when that one runs) and then the machine. The page
+//! says beforehand, from clusterd's status, what happens to the services. The VEs page
+//! installs VE 101 from an OS template on the node that holds the data area, with the
+//! host name and address of the committed configuration.
 
 use std::sync::Arc;
 
@@ -21,7 +26,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tandem_runtime::control::{Client, EventJson, HwJson, StatusJson};
 
-use crate::helper::{Call, MAX_SECRET, MIN_EXPORT_PASSPHRASE, Reply, Settings};
+use crate::helper::{
+    Call, InstallReport, MAX_SECRET, MIN_EXPORT_PASSPHRASE, PowerAction, Refusal, Reply, Settings,
+};
 use crate::i18n::Lang;
 use crate::recovery_pages::refusal_html;
 use crate::web::{App, Auth, Frame, auth, csrf_message, error_p, esc, page, same};
@@ -34,12 +41,14 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/home", get(home))
         .route("/network", get(network))
         .route("/ves", get(ves))
+        .route("/ves/install", post(install_ve101))
         .route("/notification", get(notification))
         .route("/passwords", get(passwords))
         .route("/updates", get(updates))
         .route("/maintenance", get(maintenance))
         .route("/maintenance/switchover", post(switchover))
         .route("/maintenance/export", post(export))
+        .route("/maintenance/power", post(power))
         .route("/status", get(status))
 }
 
@@ -276,8 +285,8 @@ async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 /// This node's VEs as `tandem ve list` shows them, or why there are none here.
-async fn ve_list_html(app: &Arc<App>, lang: Lang) -> String {
-    match app.ask(Call::VeList, Vec::new()).await.0 {
+fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
+    match reply {
         Reply::Ves(v) => {
             let rows: String = v
                 .iter()
@@ -296,18 +305,140 @@ async fn ve_list_html(app: &Arc<App>, lang: Lang) -> String {
                 "<table><tr><th>VEID</th><th>NPROC</th><th>STATUS</th><th>IP_ADDR</th><th>HOSTNAME</th></tr>{rows}</table>"
             )
         }
-        Reply::Refused(r) => refusal_html(lang, &r).1,
+        Reply::Refused(r) => refusal_html(lang, r).1,
         other => error_p(&format!("{other:?}")),
     }
 }
 
-async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+async fn ve_list_html(app: &Arc<App>, lang: Lang) -> String {
+    ve_rows_html(lang, &app.ask(Call::VeList, Vec::new()).await.0)
+}
+
+/// The VE 101 part of the VEs page: its state when it exists, else the installation
+/// form when it can be installed here, else why not.
+async fn ve101_html(
+    app: &Arc<App>,
+    lang: Lang,
+    csrf: &str,
+    settings: Option<&Settings>,
+    list: &Reply,
+) -> String {
+    let title = format!("<h2>{}</h2>", lang.t("VE 101", "VE 101"));
+    if let Reply::Ves(rows) = list
+        && let Some(r) = rows.iter().find(|r| r.id == 101)
+    {
+        return format!(
+            "{title}<p id=\"ve101-state\">{}</p>",
+            lang.f(
+                format!(
+                    "VE 101 is installed on this node: <b>{}</b>, {} processes, address {}, host name {}.",
+                    esc(&r.status),
+                    r.nproc,
+                    esc(&r.ip.join(" ")),
+                    esc(&r.hostname)
+                ),
+                format!(
+                    "VE 101 ist auf diesem Knoten installiert: <b>{}</b>, {} Prozesse, Adresse {}, Hostname {}.",
+                    esc(&r.status),
+                    r.nproc,
+                    esc(&r.ip.join(" ")),
+                    esc(&r.hostname)
+                ),
+            )
+        );
+    }
+    let Some(settings) = settings else {
+        return String::new();
     };
-    let lang = Lang::of(&headers);
-    let configured = match get_settings(&app, lang).await {
+    let Some((_, hostname, address)) = settings.ves.iter().find(|(id, _, _)| id == "101") else {
+        return format!(
+            "{title}<p class=\"note\">{}</p>",
+            lang.t(
+                "The configuration has no VE 101. To install it, add ves.ve101 (host name and address) to the configuration and import it on both nodes.",
+                "Die Konfiguration enthält keine VE 101. Um sie zu installieren, nehmen Sie ves.ve101 (Hostname und Adresse) in die Konfiguration auf und importieren Sie diese auf beiden Knoten.",
+            )
+        );
+    };
+    match list {
+        Reply::Ves(_) => {}
+        Reply::Refused(Refusal::NoDataArea) => {
+            return format!(
+                "{title}<p class=\"note\">{}</p>",
+                lang.t(
+                    "VE 101 can be installed only on the active node, where the data area is mounted. Open the console of the active node.",
+                    "VE 101 lässt sich nur auf dem aktiven Knoten installieren, wo der Datenbereich eingehängt ist. Öffnen Sie die Konsole des aktiven Knotens.",
+                )
+            );
+        }
+        // The list above says what went wrong.
+        _ => return String::new(),
+    }
+    let templates = match app.ask(Call::VeTemplates, Vec::new()).await.0 {
+        Reply::Templates(t) => t,
+        Reply::Refused(r) => return format!("{title}{}", refusal_html(lang, &r).1),
+        other => return format!("{title}{}", error_p(&format!("{other:?}"))),
+    };
+    let options: String = templates
+        .iter()
+        .map(|t| {
+            let label = if t == tandem_runtime::ve::manager::MINIMAL_TEMPLATE {
+                format!(
+                    "{} ({})",
+                    esc(t),
+                    lang.t(
+                        "built in: busybox and a web server",
+                        "eingebaut: busybox und ein Webserver"
+                    )
+                )
+            } else {
+                esc(t)
+            };
+            format!("<option value=\"{}\">{label}</option>", esc(t))
+        })
+        .collect();
+    format!(
+        "{title}<p>{text}</p>\
+         <form id=\"install-ve101\" method=\"post\" action=\"/ves/install\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><label>{tl} <select name=\"template\">{options}</select></label></p>\
+         <p><label><input type=\"checkbox\" name=\"confirm\" value=\"yes\"> {confirm}</label></p>\
+         <p><button type=\"submit\">{go}</button></p></form><p class=\"note\">{more}</p>",
+        text = lang.f(
+            format!(
+                "VE 101 is not installed yet. Install it from an OS template with the configured host name <b>{}</b> and address <b>{}</b>: it is marked to start with the services (ONBOOT=yes) and started now; after a takeover it runs on the other node.",
+                esc(hostname),
+                esc(address)
+            ),
+            format!(
+                "VE 101 ist noch nicht installiert. Installieren Sie sie aus einer OS-Vorlage mit dem konfigurierten Hostnamen <b>{}</b> und der Adresse <b>{}</b>: Sie wird zum Start mit den Diensten markiert (ONBOOT=yes) und sofort gestartet; nach einer Übernahme läuft sie auf dem anderen Knoten.",
+                esc(hostname),
+                esc(address)
+            ),
+        ),
+        csrf = esc(csrf),
+        tl = lang.t("OS template", "OS-Vorlage"),
+        confirm = lang.t(
+            "Yes, install VE 101 from this template and start it",
+            "Ja, VE 101 aus dieser Vorlage installieren und starten"
+        ),
+        go = lang.t("Install VE 101", "VE 101 installieren"),
+        more = lang.t(
+            "More templates: copy a root filesystem as NAME.tar or NAME.tar.gz to /vz/template on the active node; it then shows in this list.",
+            "Weitere Vorlagen: Kopieren Sie ein Wurzeldateisystem als NAME.tar oder NAME.tar.gz nach /vz/template auf dem aktiven Knoten; es erscheint dann in dieser Liste.",
+        ),
+    )
+}
+
+/// The VEs page with `message` on top.
+async fn ves_page(
+    app: &Arc<App>,
+    lang: Lang,
+    a: &Auth,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let settings = get_settings(app, lang).await;
+    let configured = match &settings {
         Ok(s) => {
             let rows: String = s
                 .ves
@@ -327,9 +458,9 @@ async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 lang.t("address", "Adresse")
             )
         }
-        Err(e) => e,
+        Err(e) => e.clone(),
     };
-    let running = match get_status(&app).await {
+    let running = match get_status(app).await {
         Ok(s) => format!(
             "<p>{}: <b>{}</b> ({})</p>",
             lang.t("Resources of this node", "Ressourcen dieses Knotens"),
@@ -338,17 +469,159 @@ async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
         Err(e) => no_daemon(lang, &e),
     };
-    let list = ve_list_html(&app, lang).await;
+    let reply = app.ask(Call::VeList, Vec::new()).await.0;
+    let list = ve_rows_html(lang, &reply);
+    let ve101 = ve101_html(app, lang, &a.csrf, settings.as_ref().ok(), &reply).await;
     let note = lang.t(
-        "<p class=\"note\">Changing the VEs' network settings and installing VE 101 from a template is not offered here yet (<code>tandem ve</code> on the active node).</p>",
-        "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern und VE 101 aus einer Vorlage zu installieren, wird hier noch nicht angeboten (<code>tandem ve</code> auf dem aktiven Knoten).</p>",
+        "<p class=\"note\">Changing the VEs' network settings is not offered here yet (<code>tandem ve set</code> on the active node).</p>",
+        "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern, wird hier noch nicht angeboten (<code>tandem ve set</code> auf dem aktiven Knoten).</p>",
     );
     let body = format!(
-        "<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{note}",
+        "{message}<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{ve101}{note}",
         lang.t("Configured", "Konfiguriert"),
         lang.t("On this node", "Auf diesem Knoten")
     );
-    render(&app, lang, "/ves", &a, StatusCode::OK, &body)
+    render(app, lang, "/ves", a, status, &body)
+}
+
+async fn ves(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let a = match cluster_auth(&app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(&headers);
+    ves_page(&app, lang, &a, StatusCode::OK, "").await
+}
+
+/// The VE 101 installation form.
+#[derive(Debug, Deserialize)]
+pub struct InstallForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// What the installation did, step by step, and what to do after a failed step.
+fn install_html(lang: Lang, r: &InstallReport) -> String {
+    let t = esc(&r.template);
+    let head = if r.complete() {
+        format!(
+            "<p class=\"ok\" role=\"status\">{}</p>",
+            lang.f(
+                format!("VE 101 was installed from {t}, marked to start with the services and started."),
+                format!("VE 101 wurde aus {t} installiert, zum Start mit den Diensten markiert und gestartet."),
+            )
+        )
+    } else {
+        let failed = r.steps.iter().position(|s| !s.ok).unwrap_or(r.steps.len());
+        error_p(&match failed {
+            0 => lang.f(
+                format!("VE 101 could not be created from {}: nothing was installed. Read the message below (for a template of your own: is it a root filesystem as .tar or .tar.gz?), correct the cause, then install again.", r.template),
+                format!("VE 101 konnte nicht aus {} angelegt werden: Es wurde nichts installiert. Lesen Sie die Meldung unten (bei einer eigenen Vorlage: Ist sie ein Wurzeldateisystem als .tar oder .tar.gz?), beheben Sie die Ursache und installieren Sie erneut.", r.template),
+            ),
+            1 => lang.f(
+                "VE 101 was created but could not be marked to start with the services, and it was not started. Read the message below, then run `tandem ve set 101 ONBOOT=yes` and `tandem ve start 101` on this node.".to_owned(),
+                "VE 101 wurde angelegt, konnte aber nicht zum Start mit den Diensten markiert werden und wurde nicht gestartet. Lesen Sie die Meldung unten und führen Sie dann `tandem ve set 101 ONBOOT=yes` und `tandem ve start 101` auf diesem Knoten aus.".to_owned(),
+            ),
+            _ => lang.f(
+                "VE 101 was created and marked to start with the services, but it did not start. Read the message below, correct the cause, then start it with `tandem ve start 101` on this node; it also starts with the services at the next takeover.".to_owned(),
+                "VE 101 wurde angelegt und zum Start mit den Diensten markiert, ist aber nicht gestartet. Lesen Sie die Meldung unten, beheben Sie die Ursache und starten Sie sie mit `tandem ve start 101` auf diesem Knoten; sie startet auch bei der nächsten Übernahme mit den Diensten.".to_owned(),
+            ),
+        })
+    };
+    let steps: String = r
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "<p><code>{}</code>: {}</p>{}",
+                esc(&s.command),
+                if s.ok {
+                    lang.t("done", "erledigt")
+                } else {
+                    lang.t("failed", "fehlgeschlagen")
+                },
+                if s.output.is_empty() {
+                    String::new()
+                } else {
+                    format!("<pre>{}</pre>", esc(&s.output))
+                }
+            )
+        })
+        .collect();
+    format!("{head}{steps}")
+}
+
+async fn install_ve101(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<InstallForm>,
+) -> Response {
+    let a = match cluster_auth(&app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(&headers);
+    if !same(&form.csrf, &a.csrf) {
+        return ves_page(
+            &app,
+            lang,
+            &a,
+            StatusCode::FORBIDDEN,
+            &error_p(csrf_message(lang)),
+        )
+        .await;
+    }
+    if form.template.is_empty() {
+        let msg = error_p(lang.t(
+            "Choose the OS template to install VE 101 from. Nothing was changed.",
+            "Wählen Sie die OS-Vorlage, aus der VE 101 installiert werden soll. Es wurde nichts geändert.",
+        ));
+        return ves_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
+    }
+    if form.confirm != "yes" {
+        let msg = error_p(lang.t(
+            "Tick the box to confirm the installation of VE 101. Nothing was changed.",
+            "Kreuzen Sie das Feld an, um die Installation von VE 101 zu bestätigen. Es wurde nichts geändert.",
+        ));
+        return ves_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
+    }
+    let call = Call::InstallVe101 {
+        template: form.template,
+    };
+    match app.ask(call, Vec::new()).await.0 {
+        Reply::Installed(report) => {
+            let status = if report.complete() {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            ves_page(&app, lang, &a, status, &install_html(lang, &report)).await
+        }
+        Reply::Refused(r) => {
+            let (status, html) = refusal_html(lang, &r);
+            // Not installed: the passive node has no data area.
+            let status = if r == Refusal::NoDataArea {
+                StatusCode::CONFLICT
+            } else {
+                status
+            };
+            ves_page(&app, lang, &a, status, &html).await
+        }
+        other => {
+            ves_page(
+                &app,
+                lang,
+                &a,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_p(&format!("{other:?}")),
+            )
+            .await
+        }
+    }
 }
 
 async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -415,7 +688,7 @@ async fn updates(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     render(&app, lang, "/updates", &a, StatusCode::OK, &body)
 }
 
-fn maintenance_body(lang: Lang, csrf: &str, message: &str) -> String {
+fn maintenance_body(lang: Lang, csrf: &str, message: &str, power: &str) -> String {
     let csrf = esc(csrf);
     format!(
         "{message}<h2>{sw}</h2><p>{sw_text}</p>\
@@ -428,8 +701,7 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str) -> String {
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><label>{pass} <input type=\"password\" name=\"passphrase\" autocomplete=\"new-password\"></label></p>\
          <p><label>{pass2} <input type=\"password\" name=\"passphrase2\" autocomplete=\"new-password\"></label></p>\
-         <p><button type=\"submit\">{ex_go}</button></p></form>\
-         <h2>{rb}</h2><p class=\"note\">{rb_text}</p>",
+         <p><button type=\"submit\">{ex_go}</button></p></form>{power}",
         sw = lang.t("Switchover", "Übergabe (Switchover)"),
         sw_text = lang.t(
             "The VEs stop on the active node and then start on the other one.",
@@ -448,12 +720,112 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str) -> String {
         pass = lang.t("Passphrase", "Passphrase"),
         pass2 = lang.t("Passphrase again", "Passphrase wiederholen"),
         ex_go = lang.t("Download", "Herunterladen"),
-        rb = lang.t("Reboot and shut down", "Neustart und Herunterfahren"),
+    )
+}
+
+/// The other node's name when clusterd cannot tell.
+fn other_node(node: &str) -> &'static str {
+    if node == "node1" { "node2" } else { "node1" }
+}
+
+/// What a restart or shutdown of this node does to the services, from clusterd's
+/// status taken just before.
+fn power_effect(lang: Lang, node: &str, status: &Result<StatusJson, String>) -> String {
+    let node = esc(node);
+    match status {
+        Ok(s) => {
+            let other = esc(&s.peer.node);
+            let role = esc(&s.role);
+            match (s.role == "active", s.peer.alive) {
+                (true, true) => lang.f(
+                    format!("This node ({node}) is <b>active</b>: it runs the services. On the way down clusterd releases them and {other} takes them over, a switchover in effect: the services are interrupted while the VEs stop here and start on {other}."),
+                    format!("Dieser Knoten ({node}) ist <b>aktiv</b>: Er betreibt die Dienste. Beim Herunterfahren gibt clusterd sie frei und {other} übernimmt sie, wie bei einer Übergabe: Die Dienste sind unterbrochen, während die VEs hier anhalten und auf {other} starten."),
+                ),
+                (true, false) => lang.f(
+                    format!("This node ({node}) is <b>active</b> and the other node ({other}) is <b>not reachable</b>: restarting or shutting down <b>stops the services</b>, and no node takes them over. After a restart they come back with this node; after a shutdown only when a node is switched on again."),
+                    format!("Dieser Knoten ({node}) ist <b>aktiv</b> und der andere Knoten ({other}) ist <b>nicht erreichbar</b>: Neustart oder Herunterfahren <b>beendet die Dienste</b>, und kein Knoten übernimmt sie. Nach einem Neustart kommen sie mit diesem Knoten zurück, nach dem Herunterfahren erst, wenn ein Knoten wieder eingeschaltet wird."),
+                ),
+                (false, true) => lang.f(
+                    format!("This node ({node}) is <b>{role}</b>: the services run on {other} and go on running there. While this node is down the services have no standby node; replication catches up when it is back."),
+                    format!("Dieser Knoten ({node}) ist <b>{role}</b>: Die Dienste laufen auf {other} und laufen dort weiter. Solange dieser Knoten fehlt, haben die Dienste keinen Ersatzknoten; die Replikation holt nach, wenn er zurück ist."),
+                ),
+                (false, false) => lang.f(
+                    format!("This node ({node}) is <b>{role}</b> and the other node ({other}) is <b>not reachable</b>: the services run on neither node now, and none will run while this node is down."),
+                    format!("Dieser Knoten ({node}) ist <b>{role}</b> und der andere Knoten ({other}) ist <b>nicht erreichbar</b>: Die Dienste laufen derzeit auf keinem Knoten, und solange dieser Knoten fehlt, läuft keiner."),
+                ),
+            }
+        }
+        Err(e) => lang.f(
+            format!("The cluster daemon does not answer ({}), so it is unknown whether this node ({node}) runs the services. If it does, they stop unless the other node takes them over.", esc(e)),
+            format!("Der Clusterdienst antwortet nicht ({}), daher ist unbekannt, ob dieser Knoten ({node}) die Dienste betreibt. Falls ja, enden sie, sofern der andere Knoten sie nicht übernimmt.", esc(e)),
+        ),
+    }
+}
+
+/// The restart and shutdown forms, after the warning.
+fn power_html(lang: Lang, csrf: &str, node: &str, status: &Result<StatusJson, String>) -> String {
+    let csrf = esc(csrf);
+    let other = match status {
+        Ok(s) => esc(&s.peer.node),
+        Err(_) => other_node(node).to_owned(),
+    };
+    let n = esc(node);
+    let form = |action: &str, confirm: String, go: &str| {
+        format!(
+            "<form id=\"{action}\" method=\"post\" action=\"/maintenance/power\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"action\" value=\"{action}\">\
+             <p><label><input type=\"checkbox\" name=\"confirm\" value=\"yes\"> {confirm}</label></p>\
+             <p><button type=\"submit\">{go}</button></p></form>"
+        )
+    };
+    format!(
+        "<h2>{title}</h2><p class=\"warn\" role=\"note\">{effect}</p>\
+         <h3>{rb}</h3><p>{rb_text}</p>{rb_form}\
+         <h3>{off}</h3><p>{off_text}</p>{off_form}\
+         <p class=\"note\">{other_text}</p>",
+        title = lang.t("Restart or shut down this node", "Diesen Knoten neu starten oder herunterfahren"),
+        effect = power_effect(lang, node, status),
+        rb = lang.t("Restart this node", "Diesen Knoten neu starten"),
         rb_text = lang.t(
-            "Rebooting or shutting down a node is not offered here yet: the console has no privileged path for it. Use the node's console.",
-            "Einen Knoten neu zu starten oder herunterzufahren, wird hier noch nicht angeboten: Die Konsole hat dafür keinen privilegierten Weg. Verwenden Sie die Konsole des Knotens."
+            "The node stops its services and programs, restarts, and joins the cluster again. The console is back at the same address after about a minute.",
+            "Der Knoten beendet seine Dienste und Programme, startet neu und tritt dem Cluster wieder bei. Die Konsole ist nach etwa einer Minute unter derselben Adresse wieder erreichbar.",
+        ),
+        rb_form = form(
+            "reboot",
+            lang.f(format!("Yes, restart {n} now"), format!("Ja, {n} jetzt neu starten")),
+            lang.t("Restart this node", "Diesen Knoten neu starten"),
+        ),
+        off = lang.t("Shut down this node", "Diesen Knoten herunterfahren"),
+        off_text = lang.t(
+            "The node stops its services and programs and switches itself off. It stays off until it is switched on at the machine (power button) or through its BMC (remote management); this console cannot switch it on.",
+            "Der Knoten beendet seine Dienste und Programme und schaltet sich aus. Er bleibt aus, bis er an der Maschine (Einschaltknopf) oder über sein BMC (Fernverwaltung) eingeschaltet wird; diese Konsole kann ihn nicht einschalten.",
+        ),
+        off_form = form(
+            "poweroff",
+            lang.f(format!("Yes, shut down {n} now"), format!("Ja, {n} jetzt herunterfahren")),
+            lang.t("Shut down this node", "Diesen Knoten herunterfahren"),
+        ),
+        other_text = lang.f(
+            format!("This console restarts or shuts down only this node ({n}). To restart or shut down {other}, use that node's own console at its own address."),
+            format!("Diese Konsole startet oder fährt nur diesen Knoten ({n}) herunter. Um {other} neu zu starten oder herunterzufahren, verwenden Sie die eigene Konsole jenes Knotens unter seiner Adresse."),
         ),
     )
+}
+
+/// The Maintenance page with `message` on top, with clusterd's current status in the
+/// restart and shutdown warning.
+async fn maintenance_page(
+    app: &Arc<App>,
+    lang: Lang,
+    a: &Auth,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let cluster = get_status(app).await;
+    let power = power_html(lang, &a.csrf, &app.node, &cluster);
+    let body = maintenance_body(lang, &a.csrf, message, &power);
+    render(app, lang, "/maintenance", a, status, &body)
 }
 
 async fn maintenance(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -462,8 +834,7 @@ async fn maintenance(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
-    let body = maintenance_body(lang, &a.csrf, "");
-    render(&app, lang, "/maintenance", &a, StatusCode::OK, &body)
+    maintenance_page(&app, lang, &a, StatusCode::OK, "").await
 }
 
 /// The switchover form.
@@ -485,21 +856,22 @@ async fn switchover(
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
-    let fail = |status: StatusCode, msg: &str| {
-        let body = maintenance_body(lang, &a.csrf, &error_p(msg));
-        render(&app, lang, "/maintenance", &a, status, &body)
-    };
     if !same(&form.csrf, &a.csrf) {
-        return fail(StatusCode::FORBIDDEN, csrf_message(lang));
+        return maintenance_page(
+            &app,
+            lang,
+            &a,
+            StatusCode::FORBIDDEN,
+            &error_p(csrf_message(lang)),
+        )
+        .await;
     }
     if form.confirm != "yes" {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            lang.t(
-                "Tick the box to confirm the switchover. Nothing was changed.",
-                "Kreuzen Sie das Feld an, um die Übergabe zu bestätigen. Es wurde nichts geändert.",
-            ),
-        );
+        let msg = error_p(lang.t(
+            "Tick the box to confirm the switchover. Nothing was changed.",
+            "Kreuzen Sie das Feld an, um die Übergabe zu bestätigen. Es wurde nichts geändert.",
+        ));
+        return maintenance_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
     }
     match control(&app, "switchover").await {
         Ok(r) if r.ok => {
@@ -510,31 +882,155 @@ async fn switchover(
                     "Die Übergabe wurde gestartet. Die Statusseite zeigt den Verlauf."
                 )
             );
-            let body = maintenance_body(lang, &a.csrf, &msg);
-            render(&app, lang, "/maintenance", &a, StatusCode::OK, &body)
+            maintenance_page(&app, lang, &a, StatusCode::OK, &msg).await
         }
         Ok(r) => {
             let reason = r.error.unwrap_or_default();
-            fail(
-                StatusCode::CONFLICT,
-                &lang.f(
-                    format!("The cluster daemon refused the switchover: {reason}"),
-                    format!("Der Clusterdienst hat die Übergabe abgelehnt: {reason}"),
-                ),
-            )
+            let msg = error_p(&lang.f(
+                format!("The cluster daemon refused the switchover: {reason}"),
+                format!("Der Clusterdienst hat die Übergabe abgelehnt: {reason}"),
+            ));
+            maintenance_page(&app, lang, &a, StatusCode::CONFLICT, &msg).await
         }
         Err(e) => {
-            let body = maintenance_body(lang, &a.csrf, &no_daemon(lang, &e));
-            render(
+            maintenance_page(
                 &app,
                 lang,
-                "/maintenance",
                 &a,
                 StatusCode::SERVICE_UNAVAILABLE,
-                &body,
+                &no_daemon(lang, &e),
             )
+            .await
         }
     }
+}
+
+/// The restart and shutdown forms.
+#[derive(Debug, Deserialize)]
+pub struct PowerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn power(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<PowerForm>,
+) -> Response {
+    let a = match cluster_auth(&app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(&headers);
+    if !same(&form.csrf, &a.csrf) {
+        return maintenance_page(
+            &app,
+            lang,
+            &a,
+            StatusCode::FORBIDDEN,
+            &error_p(csrf_message(lang)),
+        )
+        .await;
+    }
+    let Some(action) = PowerAction::from_form(&form.action) else {
+        let msg = error_p(lang.t(
+            "Choose restart or shut down with one of the two buttons below. Nothing was done.",
+            "Wählen Sie Neustart oder Herunterfahren mit einer der beiden Schaltflächen unten. Es wurde nichts ausgeführt.",
+        ));
+        return maintenance_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
+    };
+    if form.confirm != "yes" {
+        let msg = error_p(match action {
+            PowerAction::Reboot => lang.t(
+                "Tick the box to confirm the restart of this node. Nothing was done.",
+                "Kreuzen Sie das Feld an, um den Neustart dieses Knotens zu bestätigen. Es wurde nichts ausgeführt.",
+            ),
+            PowerAction::Poweroff => lang.t(
+                "Tick the box to confirm the shutdown of this node. Nothing was done.",
+                "Kreuzen Sie das Feld an, um das Herunterfahren dieses Knotens zu bestätigen. Es wurde nichts ausgeführt.",
+            ),
+        });
+        return maintenance_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
+    }
+    // The state before: what happens to the services is decided by it.
+    let cluster = get_status(&app).await;
+    match app.ask(Call::Power { action }, Vec::new()).await.0 {
+        Reply::PowerSignalled(_) => powering_page(&app, lang, &headers, action, &cluster),
+        Reply::Refused(Refusal::Failed(m)) => {
+            let msg = error_p(&lang.f(
+                format!("The node could not be told to {}: {m}. Nothing was done. Try again; if it fails again, restart or switch off the node at the machine or through its BMC.", match action { PowerAction::Reboot => "restart", PowerAction::Poweroff => "shut down" }),
+                format!("Dem Knoten konnte nicht mitgeteilt werden, {}: {m}. Es wurde nichts ausgeführt. Versuchen Sie es erneut; scheitert es wieder, starten Sie den Knoten an der Maschine oder über sein BMC neu bzw. schalten Sie ihn dort aus.", match action { PowerAction::Reboot => "neu zu starten", PowerAction::Poweroff => "herunterzufahren" }),
+            ));
+            maintenance_page(&app, lang, &a, StatusCode::INTERNAL_SERVER_ERROR, &msg).await
+        }
+        Reply::Refused(r) => {
+            let (status, html) = refusal_html(lang, &r);
+            maintenance_page(&app, lang, &a, status, &html).await
+        }
+        other => {
+            maintenance_page(
+                &app,
+                lang,
+                &a,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_p(&format!("{other:?}")),
+            )
+            .await
+        }
+    }
+}
+
+/// The page after a restart or shutdown was started: what happens and what to do.
+fn powering_page(
+    app: &App,
+    lang: Lang,
+    headers: &HeaderMap,
+    action: PowerAction,
+    cluster: &Result<StatusJson, String>,
+) -> Response {
+    let node = esc(&app.node);
+    let address = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("https://{}/", esc(h)));
+    let effect = power_effect(lang, &app.node, cluster);
+    let (title, text) = match action {
+        PowerAction::Reboot => (
+            lang.t("This node is restarting", "Dieser Knoten startet neu"),
+            match &address {
+                Some(url) => lang.f(
+                    format!("{node} is restarting now. The console comes back at the same address, <a href=\"{url}\">{url}</a>, in about a minute; then log in again. If it is not back after five minutes, look at the node's screen or its BMC."),
+                    format!("{node} startet jetzt neu. Die Konsole ist in etwa einer Minute unter derselben Adresse wieder erreichbar, <a href=\"{url}\">{url}</a>; melden Sie sich dann erneut an. Ist sie nach fünf Minuten nicht zurück, sehen Sie am Bildschirm des Knotens oder in seinem BMC nach."),
+                ),
+                None => lang.f(
+                    format!("{node} is restarting now. The console comes back at the same address in about a minute; then log in again. If it is not back after five minutes, look at the node's screen or its BMC."),
+                    format!("{node} startet jetzt neu. Die Konsole ist in etwa einer Minute unter derselben Adresse wieder erreichbar; melden Sie sich dann erneut an. Ist sie nach fünf Minuten nicht zurück, sehen Sie am Bildschirm des Knotens oder in seinem BMC nach."),
+                ),
+            },
+        ),
+        PowerAction::Poweroff => (
+            lang.t("This node is shutting down", "Dieser Knoten fährt herunter"),
+            lang.f(
+                format!("{node} is shutting down now and then stays off. To use it again, switch it on at the machine (power button) or through its BMC (remote management); this console cannot switch it on. The other node's console stays reachable at its own address."),
+                format!("{node} fährt jetzt herunter und bleibt danach aus. Um ihn wieder zu nutzen, schalten Sie ihn an der Maschine (Einschaltknopf) oder über sein BMC (Fernverwaltung) ein; diese Konsole kann ihn nicht einschalten. Die Konsole des anderen Knotens bleibt unter ihrer eigenen Adresse erreichbar."),
+            ),
+        ),
+    };
+    let f = Frame {
+        lang,
+        node: &app.node,
+        path: "/maintenance",
+        csrf: None,
+        cluster_menu: false,
+        refresh: None,
+    };
+    let body = format!("<p class=\"ok\" role=\"status\">{text}</p><p class=\"warn\">{effect}</p>");
+    (StatusCode::OK, Html(page(&f, title, &body))).into_response()
 }
 
 /// The export form.
@@ -558,45 +1054,51 @@ async fn export(
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
-    let fail = |status: StatusCode, html: &str| {
-        let body = maintenance_body(lang, &a.csrf, html);
-        render(&app, lang, "/maintenance", &a, status, &body)
-    };
     if !same(&form.csrf, &a.csrf) {
-        return fail(StatusCode::FORBIDDEN, &error_p(csrf_message(lang)));
+        return maintenance_page(
+            &app,
+            lang,
+            &a,
+            StatusCode::FORBIDDEN,
+            &error_p(csrf_message(lang)),
+        )
+        .await;
     }
     if form.passphrase != form.passphrase2 {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            &error_p(lang.t(
-                "The two passphrases differ. Type the same passphrase twice.",
-                "Die beiden Passphrasen unterscheiden sich. Geben Sie zweimal dieselbe Passphrase ein.",
-            )),
-        );
+        let msg = error_p(lang.t(
+            "The two passphrases differ. Type the same passphrase twice.",
+            "Die beiden Passphrasen unterscheiden sich. Geben Sie zweimal dieselbe Passphrase ein.",
+        ));
+        return maintenance_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
     }
     let n = form.passphrase.chars().count();
     if n < MIN_EXPORT_PASSPHRASE || form.passphrase.len() > MAX_SECRET {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            &error_p(&lang.f(
-                format!("The passphrase must have {MIN_EXPORT_PASSPHRASE} to {MAX_SECRET} characters (it has {n})."),
-                format!("Die Passphrase muss {MIN_EXPORT_PASSPHRASE} bis {MAX_SECRET} Zeichen haben (sie hat {n})."),
-            )),
-        );
+        let msg = error_p(&lang.f(
+            format!("The passphrase must have {MIN_EXPORT_PASSPHRASE} to {MAX_SECRET} characters (it has {n})."),
+            format!("Die Passphrase muss {MIN_EXPORT_PASSPHRASE} bis {MAX_SECRET} Zeichen haben (sie hat {n})."),
+        ));
+        return maintenance_page(&app, lang, &a, StatusCode::BAD_REQUEST, &msg).await;
     }
     // R3.1: only while both nodes run normally, so the archive holds what both use.
     match get_status(&app).await {
         Ok(s) if s.peer.alive && s.peer.config_matches != Some(false) => {}
         Ok(_) => {
-            return fail(
-                StatusCode::CONFLICT,
-                &error_p(lang.t(
-                    "The configuration archive can be downloaded only while both nodes run normally: the other node is not reachable or has another configuration. See the Status page.",
-                    "Das Konfigurationsarchiv lässt sich nur herunterladen, wenn beide Knoten normal laufen: Der andere Knoten ist nicht erreichbar oder hat eine andere Konfiguration. Siehe Statusseite.",
-                )),
-            );
+            let msg = error_p(lang.t(
+                "The configuration archive can be downloaded only while both nodes run normally: the other node is not reachable or has another configuration. See the Status page.",
+                "Das Konfigurationsarchiv lässt sich nur herunterladen, wenn beide Knoten normal laufen: Der andere Knoten ist nicht erreichbar oder hat eine andere Konfiguration. Siehe Statusseite.",
+            ));
+            return maintenance_page(&app, lang, &a, StatusCode::CONFLICT, &msg).await;
         }
-        Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &no_daemon(lang, &e)),
+        Err(e) => {
+            return maintenance_page(
+                &app,
+                lang,
+                &a,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &no_daemon(lang, &e),
+            )
+            .await;
+        }
     }
     let call = Call::Export {
         passphrase: form.passphrase,
@@ -621,12 +1123,18 @@ async fn export(
         }
         (Reply::Refused(r), _) => {
             let (status, html) = refusal_html(lang, &r);
-            fail(status, &html)
+            maintenance_page(&app, lang, &a, status, &html).await
         }
-        (other, _) => fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &error_p(&format!("{other:?}")),
-        ),
+        (other, _) => {
+            maintenance_page(
+                &app,
+                lang,
+                &a,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_p(&format!("{other:?}")),
+            )
+            .await
+        }
     }
 }
 

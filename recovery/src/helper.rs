@@ -14,6 +14,15 @@
 //! archive coming out; empty otherwise). Both lengths are bounded before anything is
 //! allocated.
 //!
+//! The two calls that change the node beyond the store are narrow as well. `Power`
+//! sends init (PID 1; [`Local::init_pid`]) SIGTERM to restart or SIGUSR2 to power off,
+//! only on a configured node. `InstallVe101` takes nothing from the web side but the
+//! name of a template, which must be one of those listed (the built-in one, or a
+//! `NAME.tar[.gz]` in the data area's template directory, names without a path); the
+//! host name and address come from the committed configuration. It runs
+//! `tandem ve create`, `ve set 101 ONBOOT=yes` and `ve start 101` one after the other
+//! and stops at the first that fails; meanwhile the channel waits.
+//!
 //! Cluster-mode pages that show cluster state talk to clusterd's control socket
 //! directly; that socket's group must admit the `tandem-web` user (clusterd
 //! `--control-group`).
@@ -23,6 +32,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tandem_config::archive::{self, MAX_ARCHIVE_BYTES};
 use tandem_config::store::{ImportMode, ImportOptions, Store, import_archive};
@@ -76,7 +87,97 @@ pub enum Call {
         /// The passphrase.
         passphrase: String,
     },
+    /// Restart or power off this node: a signal to init, which stops the services
+    /// (clusterd releases them to the other node) and then the machine.
+    Power {
+        /// Restart or power off.
+        action: PowerAction,
+    },
+    /// The OS templates VE 101 can be installed from (data area mounted here).
+    VeTemplates,
+    /// Install VE 101 from `template` with the configured host name and address,
+    /// mark it to start with the services and start it.
+    InstallVe101 {
+        /// A name from [`Call::VeTemplates`]' answer.
+        template: String,
+    },
 }
+
+/// What [`Call::Power`] does to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerAction {
+    /// Restart the node (SIGTERM to init).
+    Reboot,
+    /// Switch the node off (SIGUSR2 to init).
+    Poweroff,
+}
+
+impl PowerAction {
+    /// The signal init takes for this action.
+    #[must_use]
+    pub fn signal(self) -> Signal {
+        match self {
+            PowerAction::Reboot => Signal::SIGTERM,
+            PowerAction::Poweroff => Signal::SIGUSR2,
+        }
+    }
+
+    /// The form value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::Poweroff => "poweroff",
+        }
+    }
+
+    /// From the form value.
+    #[must_use]
+    pub fn from_form(s: &str) -> Option<PowerAction> {
+        match s {
+            "reboot" => Some(PowerAction::Reboot),
+            "poweroff" => Some(PowerAction::Poweroff),
+            _ => None,
+        }
+    }
+}
+
+/// One program run of a VE installation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallStep {
+    /// The command line, as the operator would type it.
+    pub command: String,
+    /// Whether it exited with success.
+    pub ok: bool,
+    /// Its output (the end, when long), and how it ended when it failed.
+    pub output: String,
+}
+
+/// What the installation of VE 101 did, step by step; it stops at the first failed
+/// step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallReport {
+    /// The template used.
+    pub template: String,
+    /// Create, mark to start with the services, start: those that ran.
+    pub steps: Vec<InstallStep>,
+}
+
+impl InstallReport {
+    /// Whether every step ran and worked.
+    #[must_use]
+    pub fn complete(&self) -> bool {
+        self.steps.len() == INSTALL_STEPS && self.steps.iter().all(|s| s.ok)
+    }
+}
+
+/// Create, set ONBOOT, start.
+pub const INSTALL_STEPS: usize = 3;
+/// Longest time one step of a VE installation may take (unpacking a large template).
+const INSTALL_STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Output kept of one step, in bytes (the end).
+const STEP_OUTPUT: usize = 8 * 1024;
 
 /// A checked archive, as the upload page shows it (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +278,17 @@ pub enum Refusal {
     Archive(Vec<String>),
     /// The data area is not mounted on this node (it is the passive one).
     NoDataArea,
+    /// The configuration has no VE 101 (`ves.ve101`).
+    NoVe101,
+    /// The template asked for is not one of those offered.
+    BadTemplate {
+        /// The name asked for.
+        name: String,
+        /// The names offered.
+        available: Vec<String>,
+    },
+    /// The VE exists already.
+    VeExists(u32),
     /// A passphrase or password that is too long or too short.
     BadSecret,
     /// The configuration store or another local step failed.
@@ -206,6 +318,12 @@ pub enum Reply {
         /// File name for the download.
         file_name: String,
     },
+    /// Init was sent the action's signal.
+    PowerSignalled(PowerAction),
+    /// The OS templates for VE 101, the built-in one first.
+    Templates(Vec<String>),
+    /// The installation of VE 101 ran (see each step).
+    Installed(InstallReport),
     /// Refused; nothing was changed.
     Refused(Refusal),
 }
@@ -217,6 +335,50 @@ pub trait Privileged: Send + Sync {
     fn call(&self, call: Call, payload: Vec<u8>) -> (Reply, Vec<u8>);
 }
 
+/// Where this node's VEs live, and the program that installs them.
+#[derive(Debug, Clone)]
+pub struct VeSite {
+    /// Mount point of the replicated data area: VEs are handled only while it is
+    /// mounted here (on the active node).
+    pub data_mount: PathBuf,
+    /// OS templates (`NAME.tar`, `NAME.tar.gz`).
+    pub template_dir: PathBuf,
+    /// VE files (`ve-ID.conf`).
+    pub conf_dir: PathBuf,
+    /// Root filesystems (`ID/`).
+    pub private_dir: PathBuf,
+    /// `tandem`, run as `tandem ve create|set|start`.
+    pub program: PathBuf,
+}
+
+impl VeSite {
+    /// The node's: `/vz`, `/etc/tandem/ves`, `/usr/bin/tandem`.
+    #[must_use]
+    pub fn node() -> VeSite {
+        let data = PathBuf::from(tandem_runtime::activate::DATA_MOUNT);
+        VeSite {
+            template_dir: data.join("template"),
+            private_dir: data.join("private"),
+            data_mount: data,
+            conf_dir: PathBuf::from("/etc/tandem/ves"),
+            program: PathBuf::from("/usr/bin/tandem"),
+        }
+    }
+
+    /// The data area at `data` (templates and root filesystems inside it), VE files in
+    /// `conf_dir`, installed with `program`.
+    #[must_use]
+    pub fn at(data: &std::path::Path, conf_dir: PathBuf, program: PathBuf) -> VeSite {
+        VeSite {
+            data_mount: data.to_owned(),
+            template_dir: data.join("template"),
+            private_dir: data.join("private"),
+            conf_dir,
+            program,
+        }
+    }
+}
+
 /// The privileged executor: the configuration store, the activation job, the export.
 #[derive(Debug)]
 pub struct Local {
@@ -225,6 +387,11 @@ pub struct Local {
     jobs: Jobs,
     /// scrypt work factor of exported archives.
     pub work_factor: u8,
+    /// The process that takes the power signals: init, PID 1 on a node (tests name a
+    /// child of their own).
+    pub init_pid: i32,
+    /// The VEs' places and installer.
+    pub ve: VeSite,
 }
 
 impl Local {
@@ -237,6 +404,8 @@ impl Local {
             store,
             node,
             work_factor: archive::EXPORT_WORK_FACTOR,
+            init_pid: 1,
+            ve: VeSite::node(),
         }
     }
 
@@ -398,15 +567,14 @@ impl Local {
     fn ves(&self) -> Result<Vec<VeView>, Refusal> {
         use tandem_runtime::ve::manager::{Layout, Ves};
         let cfg = self.current()?;
-        let data = std::path::Path::new(tandem_runtime::activate::DATA_MOUNT);
-        if !tandem_runtime::storage::is_mountpoint(data) {
-            return Err(Refusal::NoDataArea);
-        }
+        self.data_area()?;
         let nics = tandem_runtime::activate::node_nics();
         let port = |i: usize, dflt: &str| nics.get(i).cloned().unwrap_or_else(|| dflt.to_owned());
-        let ves = Ves {
-            layout: Layout::for_cluster(Some(&cfg), port(0, "eth0"), port(1, "eth1")),
-        };
+        let mut layout = Layout::for_cluster(Some(&cfg), port(0, "eth0"), port(1, "eth1"));
+        layout.conf_dir.clone_from(&self.ve.conf_dir);
+        layout.private_dir.clone_from(&self.ve.private_dir);
+        layout.template_dir.clone_from(&self.ve.template_dir);
+        let ves = Ves { layout };
         let rows = ves.list().map_err(|e| Refusal::Failed(chain(&e)))?;
         Ok(rows
             .into_iter()
@@ -438,6 +606,217 @@ impl Local {
         )
         .map_err(|e| Refusal::Failed(chain(&e)))?;
         Ok((archive::archive_file_name(now, true), bytes))
+    }
+}
+
+impl Local {
+    fn data_area(&self) -> Result<(), Refusal> {
+        if tandem_runtime::storage::is_mountpoint(&self.ve.data_mount) {
+            Ok(())
+        } else {
+            Err(Refusal::NoDataArea)
+        }
+    }
+
+    fn power(&self, action: PowerAction) -> Result<(), Refusal> {
+        self.current()?;
+        // 0 and negative numbers would signal process groups: never.
+        if self.init_pid <= 0 {
+            return Err(Refusal::Failed(format!(
+                "{} is not a process number for init",
+                self.init_pid
+            )));
+        }
+        let sig = action.signal();
+        kill(Pid::from_raw(self.init_pid), sig).map_err(|e| {
+            Refusal::Failed(format!(
+                "sending {sig} to init (process {}) failed: {e}",
+                self.init_pid
+            ))
+        })
+    }
+
+    /// The OS templates in the data area, `tandem-minimal` first. Only names that
+    /// `tandem ve create --template` takes and that cannot name a path.
+    fn templates(&self) -> Result<Vec<String>, Refusal> {
+        use tandem_runtime::ve::manager::MINIMAL_TEMPLATE;
+        self.data_area()?;
+        let mut names: Vec<String> = std::fs::read_dir(&self.ve.template_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().is_file())
+                    .filter_map(|e| {
+                        let n = e.file_name().to_str()?.to_owned();
+                        let stem = n
+                            .strip_suffix(".tar.gz")
+                            .or_else(|| n.strip_suffix(".tar"))?;
+                        template_name_ok(stem).then(|| stem.to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        names.retain(|n| n != MINIMAL_TEMPLATE);
+        names.insert(0, MINIMAL_TEMPLATE.to_owned());
+        Ok(names)
+    }
+
+    fn ve_exists(&self, id: u32) -> bool {
+        self.ve.conf_dir.join(format!("ve-{id}.conf")).exists()
+            || self.ve.private_dir.join(id.to_string()).exists()
+    }
+
+    fn install_ve101(&self, template: &str) -> Result<InstallReport, Refusal> {
+        let cfg = self.current()?;
+        let Some(v) = &cfg.ves.ve101 else {
+            return Err(Refusal::NoVe101);
+        };
+        let available = self.templates()?;
+        if !available.iter().any(|n| n == template) {
+            return Err(Refusal::BadTemplate {
+                name: template.chars().take(100).collect(),
+                available,
+            });
+        }
+        if self.ve_exists(101) {
+            return Err(Refusal::VeExists(101));
+        }
+        // Host name and address from the committed configuration only.
+        let hostname = v.hostname.to_string();
+        let address = v.address.to_string();
+        let steps: [&[&str]; INSTALL_STEPS] = [
+            &[
+                "ve",
+                "create",
+                "101",
+                "--template",
+                template,
+                "--hostname",
+                &hostname,
+                "--ip",
+                &address,
+            ],
+            &["ve", "set", "101", "ONBOOT=yes"],
+            &["ve", "start", "101"],
+        ];
+        let mut report = InstallReport {
+            template: template.to_owned(),
+            steps: Vec::new(),
+        };
+        for args in steps {
+            let step = run_step(&self.ve.program, args, INSTALL_STEP_LIMIT);
+            let ok = step.ok;
+            report.steps.push(step);
+            if !ok {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A template name `tandem ve create` takes and that names no path.
+fn template_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 100
+        && !n.starts_with('.')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+}
+
+/// Runs `program args` with its output in an unlinked file (a VE started by it may keep
+/// the output open long after the program ended: a pipe would never close), for at
+/// most `limit`.
+fn run_step(program: &std::path::Path, args: &[&str], limit: std::time::Duration) -> InstallStep {
+    use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
+    let command = format!("tandem {}", args.join(" "));
+    let fail = |output: String| InstallStep {
+        command: command.clone(),
+        ok: false,
+        output,
+    };
+    let path = std::env::temp_dir().join(format!(
+        "tandem-web-step-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path);
+    let _ = std::fs::remove_file(&path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(format!(
+                "cannot create a file for its output in {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    let (out, err) = match (file.try_clone(), file.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(format!("cannot pass the output file: {e}")),
+    };
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot run {}: {e}", program.display())),
+    };
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if start.elapsed() < limit => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "did not finish within {} seconds and was stopped",
+                    limit.as_secs()
+                ));
+            }
+            Err(e) => break Err(format!("waiting for it failed: {e}")),
+        }
+    };
+    let mut text = Vec::new();
+    let _ = file.rewind();
+    let _ = file.read_to_end(&mut text);
+    let cut = text.len().saturating_sub(STEP_OUTPUT);
+    let mut output = String::from_utf8_lossy(&text[cut..]).trim_end().to_owned();
+    if cut > 0 {
+        output.insert_str(0, "… ");
+    }
+    let ok = matches!(&status, Ok(s) if s.success());
+    let ending = match status {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(match s.code() {
+            Some(c) => format!("exit code {c}"),
+            None => format!("ended by a signal ({s})"),
+        }),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = ending {
+        if !output.is_empty() {
+            output.push('\n');
+        }
+        output.push_str(&e);
+    }
+    InstallStep {
+        command,
+        ok,
+        output,
     }
 }
 
@@ -482,6 +861,18 @@ impl Privileged for Local {
             },
             Call::Export { passphrase } => match self.export(&passphrase) {
                 Ok((file_name, bytes)) => return (Reply::Exported { file_name }, bytes),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::Power { action } => match self.power(action) {
+                Ok(()) => Reply::PowerSignalled(action),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::VeTemplates => match self.current().and_then(|_| self.templates()) {
+                Ok(t) => Reply::Templates(t),
+                Err(r) => Reply::Refused(r),
+            },
+            Call::InstallVe101 { template } => match self.install_ve101(&template) {
+                Ok(report) => Reply::Installed(report),
                 Err(r) => Reply::Refused(r),
             },
         };
@@ -761,6 +1152,78 @@ mod tests {
         let t = std::thread::spawn(move || serve(b, &Echo));
         write_frame(&mut a, &"not a call", &[]).unwrap();
         assert!(matches!(t.join().unwrap(), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn a_step_ends_with_its_program_not_with_what_it_left_running() {
+        use std::time::{Duration, Instant};
+        // A daemon the program starts keeps the output open: the step still ends.
+        let start = Instant::now();
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &["-c", "sleep 30 & echo started; echo warning >&2"],
+            Duration::from_secs(20),
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{s:?}");
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.output, "started\nwarning");
+        assert_eq!(
+            s.command,
+            "tandem -c sleep 30 & echo started; echo warning >&2"
+        );
+
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &["-c", "echo half; sleep 30"],
+            Duration::from_millis(300),
+        );
+        assert!(!s.ok);
+        assert_eq!(
+            s.output,
+            "half\ndid not finish within 0 seconds and was stopped"
+        );
+
+        let s = run_step(
+            std::path::Path::new("/bin/sh"),
+            &[
+                "-c",
+                "head -c 20000 /dev/zero | tr '\\0' x; echo; echo last; exit 4",
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(!s.ok);
+        assert!(s.output.starts_with("… x"), "{}", &s.output[..20]);
+        assert!(s.output.ends_with("x\nlast\nexit code 4"), "{s:?}");
+        assert!(s.output.len() < STEP_OUTPUT + 100);
+
+        let s = run_step(
+            std::path::Path::new("/nonexistent/tandem"),
+            &["ve", "start", "101"],
+            Duration::from_secs(1),
+        );
+        assert!(
+            !s.ok && s.output.starts_with("cannot run /nonexistent/tandem"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn template_names_cannot_name_a_path() {
+        for ok in ["debian-12", "centos-7-x86_64", "tandem-minimal", "a.b+c"] {
+            assert!(template_name_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "..",
+            "a b",
+            "x\n",
+            &"a".repeat(101),
+        ] {
+            assert!(!template_name_ok(bad), "{bad:?}");
+        }
     }
 
     #[test]

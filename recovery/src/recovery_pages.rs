@@ -248,6 +248,33 @@ pub(crate) fn refusal_html(lang: Lang, r: &Refusal) -> (StatusCode, String) {
                 )
             ),
         ),
+        Refusal::NoVe101 => (
+            StatusCode::CONFLICT,
+            error_p(lang.t(
+                "The configuration has no VE 101 (ves.ve101 with host name and address). Nothing was changed. Add it to the configuration and import it on both nodes first.",
+                "Die Konfiguration enthält keine VE 101 (ves.ve101 mit Hostname und Adresse). Es wurde nichts geändert. Nehmen Sie sie zuerst in die Konfiguration auf und importieren Sie diese auf beiden Knoten.",
+            )),
+        ),
+        Refusal::BadTemplate { name, available } => (
+            StatusCode::BAD_REQUEST,
+            error_p(&lang.f(
+                format!(
+                    "There is no OS template {name:?} to choose. Nothing was changed. Choose one of the list: {}.",
+                    available.join(", ")
+                ),
+                format!(
+                    "Eine OS-Vorlage {name:?} steht nicht zur Wahl. Es wurde nichts geändert. Wählen Sie eine aus der Liste: {}.",
+                    available.join(", ")
+                ),
+            )),
+        ),
+        Refusal::VeExists(id) => (
+            StatusCode::CONFLICT,
+            error_p(&lang.f(
+                format!("VE {id} exists already (its file or its root filesystem is there). Nothing was changed. The VE list shows its state."),
+                format!("VE {id} gibt es bereits (ihre Datei oder ihr Wurzeldateisystem ist vorhanden). Es wurde nichts geändert. Die VE-Liste zeigt ihren Zustand."),
+            )),
+        ),
         Refusal::BadSecret => (
             StatusCode::BAD_REQUEST,
             error_p(&lang.f(

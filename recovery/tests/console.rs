@@ -77,17 +77,29 @@ fn program(dir: &Path, body: &str) -> PathBuf {
 }
 
 fn rig(name: &str, configured: bool, activate_body: &str) -> Rig {
+    rig_with(name, configured.then(config), activate_body, |_, _| {})
+}
+
+/// A rig whose store holds `cfg` (none: unconfigured) and whose privileged executor
+/// `tune` adjusts (given the rig's directory).
+fn rig_with(
+    name: &str,
+    cfg: Option<ApplianceConfig>,
+    activate_body: &str,
+    tune: impl FnOnce(&mut Local, &Path),
+) -> Rig {
     let dir = std::env::temp_dir().join(format!("tandem-console-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = dir.join("config");
-    if configured {
+    if let Some(cfg) = cfg {
         let s = Store::open(&store).unwrap();
-        s.stage(&config()).unwrap();
+        s.stage(&cfg).unwrap();
         s.commit().unwrap();
     }
     let mut local = Local::new(store.clone(), NodeId::Node1, program(&dir, activate_body));
     local.work_factor = 10;
+    tune(&mut local, &dir);
     let clock = Arc::new(Mutex::new(Instant::now()));
     let c = clock.clone();
     let app = App::with_clock(
@@ -778,4 +790,559 @@ fn export_is_encrypted_with_the_operators_passphrase() {
     );
     assert!(matches!(reply, Reply::Refused(_)) && bytes.is_empty());
     let _ = std::fs::remove_dir_all(&rig_dir);
+}
+
+/// A process standing in for init: it ends by the first signal it gets (sleep takes
+/// the default action for TERM and USR2), and is killed when the test ends.
+struct StandIn(std::process::Child);
+
+impl StandIn {
+    fn start() -> StandIn {
+        let c = std::process::Command::new("sleep")
+            .arg("120")
+            .spawn()
+            .unwrap();
+        assert_ne!(c.id(), 1);
+        StandIn(c)
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).unwrap()
+    }
+
+    fn alive(&mut self) -> bool {
+        // Give a stray signal time to arrive.
+        std::thread::sleep(Duration::from_millis(100));
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// The signal that ended it (waits up to five seconds).
+    fn ended_by(&mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s.signal();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn restart_and_shutdown_need_the_token_and_the_box_then_signal_init() {
+    let mut init = StandIn::start();
+    let pid = init.pid();
+    let rig = rig_with("power", Some(config()), "exit 0", |l, _| l.init_pid = pid);
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+
+    let page = get(r, "/maintenance", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for text in [
+        "Restart or shut down this node",
+        "form id=\"reboot\" method=\"post\" action=\"/maintenance/power\"",
+        "form id=\"poweroff\" method=\"post\" action=\"/maintenance/power\"",
+        "Restart this node",
+        "Shut down this node",
+        // No clusterd in this rig: the warning says what that means.
+        "The cluster daemon does not answer",
+        "use that node's own console",
+        "through its BMC",
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    let de = get(r, "/maintenance", &format!("{cookie}; tandem_lang=de")).await;
+    assert!(
+        de.body.contains("Diesen Knoten neu starten")
+            && de.body.contains("Der Clusterdienst antwortet nicht"),
+        "{}",
+        de.body
+    );
+
+    let cases = [
+        (
+            "action=reboot&confirm=yes".to_owned(),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={}&action=reboot&confirm=yes", "0".repeat(64)),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={csrf}&action=reboot"),
+            StatusCode::BAD_REQUEST,
+            "Tick the box to confirm the restart of this node. Nothing was done.",
+        ),
+        (
+            format!("csrf={csrf}&action=poweroff&confirm=no"),
+            StatusCode::BAD_REQUEST,
+            "Tick the box to confirm the shutdown of this node. Nothing was done.",
+        ),
+        (
+            format!("csrf={csrf}&action=halt&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "Choose restart or shut down",
+        ),
+        (
+            format!("csrf={csrf}&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "Choose restart or shut down",
+        ),
+    ];
+    for (form, status, msg) in cases {
+        let res = post(r, "/maintenance/power", &cookie, &form).await;
+        assert_eq!(res.status, status, "{form}: {}", res.body);
+        assert!(res.body.contains(msg), "{form}: {}", res.body);
+        assert!(res.body.contains("<h1>Maintenance</h1>"), "{form}");
+        assert!(init.alive(), "{form}: the stand-in for init got a signal");
+    }
+    let de = post(
+        r,
+        "/maintenance/power",
+        &format!("{cookie}; tandem_lang=de"),
+        &format!("csrf={csrf}&action=reboot"),
+    )
+    .await;
+    assert!(
+        de.body.contains("Neustart dieses Knotens zu bestätigen"),
+        "{}",
+        de.body
+    );
+    assert!(init.alive());
+
+    let res = send(
+        r,
+        Request::post("/maintenance/power")
+            .header("cookie", &cookie)
+            .header("accept-language", "en")
+            .header("host", "10.20.30.11")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}&action=reboot&confirm=yes")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("<h1>This node is restarting</h1>"),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("comes back at the same address, <a href=\"https://10.20.30.11/\">"),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        init.ended_by(),
+        Some(libc_signal("TERM")),
+        "restart is SIGTERM to init"
+    );
+
+    // Shutdown: SIGUSR2, and the page says how to switch the node on again.
+    let mut init = StandIn::start();
+    let pid = init.pid();
+    let rig = rig_with("poweroff", Some(config()), "exit 0", |l, _| {
+        l.init_pid = pid
+    });
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        &rig.r,
+        "/maintenance/power",
+        &cookie,
+        &format!("csrf={csrf}&action=poweroff&confirm=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("<h1>This node is shutting down</h1>"),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("at the machine (power button) or through its BMC"),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        init.ended_by(),
+        Some(libc_signal("USR2")),
+        "shutdown is SIGUSR2 to init"
+    );
+}
+
+fn libc_signal(name: &str) -> i32 {
+    use nix::sys::signal::Signal;
+    match name {
+        "TERM" => Signal::SIGTERM as i32,
+        "USR2" => Signal::SIGUSR2 as i32,
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn the_power_call_is_refused_on_an_unconfigured_node_and_for_a_bad_pid() {
+    use tandem_recovery::helper::{PowerAction, Refusal};
+    let mut init = StandIn::start();
+    let dir = std::env::temp_dir().join(format!(
+        "tandem-console-power-unconf-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut local = Local::new(dir.join("config"), NodeId::Node1, "/nonexistent".into());
+    local.init_pid = init.pid();
+    let (reply, _) = local.call(
+        Call::Power {
+            action: PowerAction::Reboot,
+        },
+        Vec::new(),
+    );
+    assert!(
+        matches!(reply, Reply::Refused(Refusal::NotConfigured)),
+        "{reply:?}"
+    );
+    assert!(init.alive());
+    let s = Store::open(dir.join("config")).unwrap();
+    s.stage(&config()).unwrap();
+    s.commit().unwrap();
+    for bad in [0, -1] {
+        local.init_pid = bad;
+        let (reply, _) = local.call(
+            Call::Power {
+                action: PowerAction::Poweroff,
+            },
+            Vec::new(),
+        );
+        assert!(
+            matches!(&reply, Reply::Refused(Refusal::Failed(m)) if m.contains("not a process number")),
+            "{reply:?}"
+        );
+    }
+    assert!(init.alive());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cluster configuration with a VE 101.
+fn config_with_ve101() -> ApplianceConfig {
+    let mut cfg = config();
+    cfg.ves.ve101 = Some(tandem_config::VeConfig {
+        hostname: "app".parse().unwrap(),
+        address: "10.20.30.101".parse().unwrap(),
+        dns_servers: Vec::new(),
+        dns_search: Vec::new(),
+    });
+    cfg.passwords.root_ve101 = Some(cfg.passwords.root_node1.clone());
+    cfg
+}
+
+/// A program standing in for `tandem`: logs its arguments to `calls.log`; `ve create`
+/// writes the VE file `tandem ve list` reads; `body` runs last (e.g. to fail `ve start`).
+fn ve_program(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("tandem.sh");
+    let conf = dir.join("ves");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+             if [ \"$1 $2\" = 've create' ]; then\n\
+               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
+               echo \"VE 101 created from $5\"\nfi\n{body}\n",
+            log = dir.join("calls.log").display(),
+            conf = conf.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn calls(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default()
+}
+
+/// A rig whose data area is "mounted" (`/` is a mount point on every system; the
+/// templates, VE files and root filesystems are in the rig's directory).
+fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
+    rig_with(name, Some(cfg), "exit 0", |l, dir| {
+        let template = dir.join("template");
+        std::fs::create_dir_all(&template).unwrap();
+        for f in [
+            "debian-12.tar",
+            "centos-7.tar.gz",
+            "notes.txt",
+            ".hidden.tar",
+            "bad name.tar",
+        ] {
+            std::fs::write(template.join(f), b"").unwrap();
+        }
+        std::fs::create_dir_all(template.join("dir.tar")).unwrap();
+        let data = if mounted {
+            PathBuf::from("/")
+        } else {
+            dir.to_owned()
+        };
+        l.ve = tandem_recovery::helper::VeSite {
+            data_mount: data,
+            template_dir: template,
+            conf_dir: dir.join("ves"),
+            private_dir: dir.join("private"),
+            program: ve_program(dir, body),
+        };
+    })
+}
+
+#[tokio::test]
+async fn ve101_installs_from_a_listed_template_with_the_configured_name_and_address() {
+    let rig = ve_rig("ve101", config_with_ve101(), true, "exit 0");
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let page = get(r, "/ves", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("form id=\"install-ve101\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("host name <b>app</b> and address <b>10.20.30.101</b>"),
+        "{}",
+        page.body
+    );
+    let options: Vec<&str> = page
+        .body
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| o.split('"').next().unwrap())
+        .collect();
+    assert_eq!(
+        options,
+        ["tandem-minimal", "centos-7", "debian-12"],
+        "{}",
+        page.body
+    );
+
+    let cases = [
+        (
+            "template=debian-12&confirm=yes".to_owned(),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={}&template=debian-12&confirm=yes", "f".repeat(64)),
+            StatusCode::FORBIDDEN,
+            "security token",
+        ),
+        (
+            format!("csrf={csrf}&template=debian-12"),
+            StatusCode::BAD_REQUEST,
+            "Tick the box to confirm the installation of VE 101. Nothing was changed.",
+        ),
+        (
+            format!("csrf={csrf}&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "Choose the OS template",
+        ),
+        (
+            format!("csrf={csrf}&template=..%2F..%2Fetc%2Fpasswd&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "There is no OS template &quot;../../etc/passwd&quot; to choose. Nothing was changed.",
+        ),
+        (
+            format!("csrf={csrf}&template=%2Fvz%2Ftemplate%2Fdebian-12&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "There is no OS template",
+        ),
+        (
+            format!("csrf={csrf}&template=notes&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "Choose one of the list: tandem-minimal, centos-7, debian-12.",
+        ),
+        (
+            format!("csrf={csrf}&template=dir&confirm=yes"),
+            StatusCode::BAD_REQUEST,
+            "There is no OS template",
+        ),
+    ];
+    for (form, status, msg) in cases {
+        let res = post(r, "/ves/install", &cookie, &form).await;
+        assert_eq!(res.status, status, "{form}: {}", res.body);
+        assert!(res.body.contains(msg), "{form}: {}", res.body);
+        assert!(res.body.contains("<h1>VEs</h1>"), "{form}");
+        assert_eq!(calls(&rig.dir), "", "{form}: the program ran");
+    }
+
+    let res = post(
+        r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=debian-12&confirm=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains(
+            "VE 101 was installed from debian-12, marked to start with the services and started."
+        ),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains("VE 101 created from debian-12"),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        calls(&rig.dir),
+        "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
+         ve set 101 ONBOOT=yes\n\
+         ve start 101\n"
+    );
+    // Installed: its state instead of the form, and a second installation is refused.
+    assert!(
+        res.body.contains("VE 101 is installed on this node"),
+        "{}",
+        res.body
+    );
+    assert!(
+        !res.body.contains("form id=\"install-ve101\""),
+        "{}",
+        res.body
+    );
+    let res = post(
+        r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert!(res.body.contains("VE 101 exists already"), "{}", res.body);
+    assert_eq!(calls(&rig.dir).lines().count(), 3);
+    let de = get(r, "/ves", &format!("{cookie}; tandem_lang=de")).await;
+    assert!(
+        de.body.contains("VE 101 ist auf diesem Knoten installiert"),
+        "{}",
+        de.body
+    );
+}
+
+#[tokio::test]
+async fn a_failed_ve101_step_says_what_failed_and_what_to_do() {
+    let rig = ve_rig(
+        "ve101fail",
+        config_with_ve101(),
+        true,
+        "if [ \"$2\" = start ]; then echo 'crun: cannot start the container' >&2; exit 3; fi",
+    );
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        &rig.r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("but it did not start"), "{}", res.body);
+    assert!(
+        res.body
+            .contains("crun: cannot start the container\nexit code 3"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("tandem ve start 101"), "{}", res.body);
+    assert_eq!(calls(&rig.dir).lines().count(), 3);
+
+    // The program missing: the create step says so, nothing else runs.
+    let rig = ve_rig("ve101noprog", config_with_ve101(), true, "exit 0");
+    std::fs::remove_file(rig.dir.join("tandem.sh")).unwrap();
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        &rig.r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("could not be created from tandem-minimal: nothing was installed"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("cannot run"), "{}", res.body);
+}
+
+#[tokio::test]
+async fn ve101_is_not_offered_without_the_data_area_or_the_configuration() {
+    // The passive node: no data area here.
+    let rig = ve_rig("ve101passive", config_with_ve101(), false, "exit 0");
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let page = get(&rig.r, "/ves", &cookie).await;
+    assert!(
+        page.body
+            .contains("can be installed only on the active node"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("form id=\"install-ve101\""));
+    let res = post(
+        &rig.r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert!(
+        res.body.contains("The data area /vz is not mounted"),
+        "{}",
+        res.body
+    );
+    assert_eq!(calls(&rig.dir), "");
+
+    // No VE 101 in the configuration.
+    let rig = ve_rig("ve101none", config(), true, "exit 0");
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let page = get(&rig.r, "/ves", &cookie).await;
+    assert!(
+        page.body.contains("The configuration has no VE 101"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("form id=\"install-ve101\""));
+    let res = post(
+        &rig.r,
+        "/ves/install",
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert!(res.body.contains("has no VE 101"), "{}", res.body);
+    assert_eq!(calls(&rig.dir), "");
 }

@@ -10,7 +10,10 @@
 //! - cluster mode, a committed configuration and a real clusterd pair on loopback
 //!   (127.0.0.1 and 127.0.0.2, one heartbeat path): log in with the management password,
 //!   visit every page in both languages, switch over from Maintenance and see Status
-//!   follow.
+//!   follow; restart and shut down "this node" from Maintenance, where the signals go to
+//!   a process of this test standing in for init (never to this machine's PID 1); install
+//!   VE 101 on the VEs page from a template in a tmpfs standing in for the data area,
+//!   with a script standing in for `tandem ve`.
 //!
 //! A PNG screenshot of every page goes to `target/screenshots/`. Needs root and the
 //! Debian packages chromium and chromium-driver; `tandem-web`, `clusterd` and `tandem`
@@ -552,15 +555,95 @@ fn recovery_upload_and_activation_in_a_browser() {
     d.screenshot("recovery-progress-done-de");
 }
 
+/// A tmpfs mounted for the test, unmounted when it ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tandem-test-vz"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs on {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A child of this test standing in for init: it writes the name of every TERM and
+/// USR2 it gets to `log` and goes on running (until the test ends).
+fn stand_in_init(log: &Path) -> Proc {
+    let p = Proc(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo TERM >> {0}' TERM; trap 'echo USR2 >> {0}' USR2; echo ready >> {0}; while :; do sleep 0.1; done",
+                log.display()
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(p.0.id() > 1);
+    wait_until("the stand-in for init", Duration::from_secs(5), || {
+        std::fs::read_to_string(log).is_ok_and(|s| s.contains("ready"))
+    });
+    p
+}
+
+/// A program standing in for `tandem` (`ve create|set|start`): logs its arguments and
+/// writes the VE file `tandem ve list` reads.
+fn stand_in_tandem(dir: &Path, conf: &Path) -> PathBuf {
+    let p = dir.join("tandem-ve.sh");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+             if [ \"$1 $2\" = 've create' ]; then\n\
+               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\nONBOOT=\"yes\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
+               echo \"VE 101 created from $5\"\nfi\n",
+            log = dir.join("ve-calls.log").display(),
+            conf = conf.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
 #[test]
 #[ignore = "needs root, chromium and chromium-driver: run `cargo xtask test`"]
 fn cluster_pages_and_switchover_in_a_browser() {
     let dir = test_dir("cluster");
     let store = dir.join("config");
+    let mut cfg = config();
+    cfg.ves.ve101 = Some(tandem_config::VeConfig {
+        hostname: "app".parse().unwrap(),
+        address: "10.20.30.101".parse().unwrap(),
+        dns_servers: Vec::new(),
+        dns_search: Vec::new(),
+    });
+    cfg.passwords.root_ve101 = Some(cfg.passwords.root_node1.clone());
     let s = tandem_config::Store::open(&store).unwrap();
-    s.stage(&config()).unwrap();
+    s.stage(&cfg).unwrap();
     s.commit().unwrap();
     drop(s);
+    // The data area: a tmpfs with one OS template besides the built-in one.
+    let vz = Tmpfs::mount(&dir.join("vz"));
+    std::fs::create_dir_all(vz.0.join("template")).unwrap();
+    std::fs::write(vz.0.join("template/debian-12.tar"), b"").unwrap();
+    let ve_conf = dir.join("ves");
+    let ve_program = stand_in_tandem(&dir, &ve_conf);
+    let init_log = dir.join("init.log");
+    let init = stand_in_init(&init_log);
+    let init_pid = init.0.id().to_string();
 
     // A clusterd pair on loopback, the crossover path only, fast timings; the web
     // console's group may use node1's control socket.
@@ -610,7 +693,33 @@ fn cluster_pages_and_switchover_in_a_browser() {
     let before = role("node1").unwrap();
 
     let sock = dir.join("node1.sock");
-    let (_web, base) = console(&dir, &store, &["--control", sock.to_str().unwrap()]);
+    let (_web, base) = console(
+        &dir,
+        &store,
+        &[
+            "--control",
+            sock.to_str().unwrap(),
+            "--init-pid",
+            &init_pid,
+            "--data-area",
+            vz.0.to_str().unwrap(),
+            "--ve-conf-dir",
+            ve_conf.to_str().unwrap(),
+            "--ve-program",
+            ve_program.to_str().unwrap(),
+        ],
+    );
+    // Restart and shutdown go to the stand-in, never to PID 1: checked before any form
+    // is sent.
+    wait_until(
+        "the console to name the process it signals",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(dir.join("web.log")).is_ok_and(|l| {
+                l.contains(&format!("restart and shutdown signal process {init_pid}\n"))
+            })
+        },
+    );
     let d = Driver::start(&dir);
     d.go(&format!("{base}/lang?set=en&back=/login"));
     login(&d, &base, "relation");
@@ -640,6 +749,80 @@ fn cluster_pages_and_switchover_in_a_browser() {
     );
     assert!(page.contains("internal"), "{page}");
 
+    // Restart and shutdown of this node: the effect on the services first, from
+    // clusterd (both nodes run).
+    d.go(&format!("{base}/maintenance"));
+    let page = d.wait_text("Restart or shut down this node", Duration::from_secs(30));
+    if before == "active" {
+        assert!(page.contains("node2 takes them over"), "{page}");
+    } else {
+        assert!(page.contains("the services run on node2"), "{page}");
+    }
+    assert!(page.contains("use that node's own console"), "{page}");
+    d.screenshot("cluster-maintenance-power");
+    d.click("form#reboot button");
+    d.wait_text(
+        "Tick the box to confirm the restart",
+        Duration::from_secs(30),
+    );
+    d.screenshot("cluster-restart-unconfirmed");
+    d.click("form#poweroff button");
+    d.wait_text(
+        "Tick the box to confirm the shutdown",
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&init_log).unwrap(), "ready\n");
+    d.click("form#reboot input[name=confirm]");
+    d.click("form#reboot button");
+    let page = d.wait_text("This node is restarting", Duration::from_secs(30));
+    assert!(page.contains("comes back at the same address"), "{page}");
+    d.screenshot("cluster-restarting");
+    wait_until(
+        "TERM at the stand-in for init",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&init_log).unwrap() == "ready\nTERM\n",
+    );
+    d.go(&format!("{base}/lang?set=de&back=/maintenance"));
+    d.wait_text("Diesen Knoten herunterfahren", Duration::from_secs(30));
+    d.click("form#poweroff input[name=confirm]");
+    d.click("form#poweroff button");
+    let page = d.wait_text("Dieser Knoten fährt herunter", Duration::from_secs(30));
+    assert!(page.contains("BMC"), "{page}");
+    d.screenshot("cluster-shutting-down-de");
+    wait_until(
+        "USR2 at the stand-in for init",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&init_log).unwrap() == "ready\nTERM\nUSR2\n",
+    );
+    d.go(&format!("{base}/lang?set=en&back=/ves"));
+
+    // VE 101 from a template, with the configured host name and address.
+    let page = d.wait_text("Install VE 101", Duration::from_secs(30));
+    assert!(page.contains("<option value=\"debian-12\">"), "{page}");
+    d.screenshot("cluster-ve101-form");
+    d.click("form#install-ve101 button");
+    d.wait_text(
+        "Tick the box to confirm the installation of VE 101",
+        Duration::from_secs(30),
+    );
+    assert!(!dir.join("ve-calls.log").exists());
+    d.click("form#install-ve101 option[value='debian-12']");
+    d.click("form#install-ve101 input[name=confirm]");
+    d.click("form#install-ve101 button");
+    let page = d.wait_text(
+        "VE 101 was installed from debian-12",
+        Duration::from_secs(60),
+    );
+    assert!(page.contains("VE 101 is installed on this node"), "{page}");
+    d.screenshot("cluster-ve101-installed");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ve-calls.log")).unwrap(),
+        "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
+         ve set 101 ONBOOT=yes\n\
+         ve start 101\n"
+    );
+
     // Switchover without the confirmation box: refused, nothing changes.
     d.go(&format!("{base}/maintenance"));
     d.click("form[action='/maintenance/switchover'] button");
@@ -647,7 +830,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     d.screenshot("cluster-switchover-unconfirmed");
     assert_eq!(role("node1").as_deref(), Some(before.as_str()));
 
-    d.click("input[name=confirm]");
+    d.click("form[action='/maintenance/switchover'] input[name=confirm]");
     d.click("form[action='/maintenance/switchover'] button");
     d.wait_text("Switchover started", Duration::from_secs(30));
     d.screenshot("cluster-switchover-started");
@@ -736,6 +919,23 @@ fn cluster_pages_and_switchover_in_a_browser() {
         "{}",
         res.body
     );
+    // With node2 gone, Maintenance warns that a restart or shutdown here stops the
+    // services (node1 is active now or becomes so).
+    let start = Instant::now();
+    loop {
+        d.go(&format!("{base}/maintenance"));
+        let page = d.source();
+        if page.contains("is <b>active</b> and the other node (node2) is <b>not reachable</b>") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no warning that the services stop: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    d.screenshot("cluster-maintenance-power-peer-gone");
+    drop(init);
 }
 
 /// The cluster menu as the console defines it (path, English, German title).

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args),
         _ => {
             eprintln!(
-                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --control SOCKET --activate-program PATH --pid-file FILE]"
+                "usage: tandem-web cert --dir DIR --name NAME --address IP\n       tandem-web serve --node NAME --listen IP --tls-dir DIR --config-dir DIR [--https-port N --http-port N --control SOCKET --activate-program PATH --pid-file FILE --init-pid N --ve-program PATH --data-area DIR --ve-conf-dir DIR]"
             );
             return ExitCode::from(2);
         }
@@ -97,6 +97,9 @@ struct Options {
     http_port: u16,
     control: PathBuf,
     activate_program: PathBuf,
+    /// Takes the restart and shutdown signals: init (tests name a stand-in).
+    init_pid: i32,
+    ve: helper::VeSite,
 }
 
 fn serve(args: &[String]) -> Result<()> {
@@ -121,6 +124,23 @@ fn serve(args: &[String]) -> Result<()> {
         ),
         activate_program: arg(args, "--activate-program")
             .map_or_else(|_| PathBuf::from("/usr/bin/tandem"), PathBuf::from),
+        init_pid: match arg(args, "--init-pid") {
+            Ok(p) => p
+                .parse::<i32>()
+                .ok()
+                .filter(|p| *p > 0)
+                .with_context(|| format!("--init-pid {p:?} is not a process number"))?,
+            Err(_) => 1,
+        },
+        ve: {
+            let node = helper::VeSite::node();
+            let data = arg(args, "--data-area").map_or(node.data_mount.clone(), PathBuf::from);
+            helper::VeSite::at(
+                &data,
+                arg(args, "--ve-conf-dir").map_or(node.conf_dir, PathBuf::from),
+                arg(args, "--ve-program").map_or(node.program, PathBuf::from),
+            )
+        },
         node,
     };
     let tls_dir = PathBuf::from(arg(args, "--tls-dir")?);
@@ -144,12 +164,19 @@ fn serve(args: &[String]) -> Result<()> {
     let http = bind(opts.http_port)?;
     let (root_end, web_end) = UnixStream::pair().context("creating the privileged channel")?;
 
+    let parent = nix::unistd::getpid();
     // SAFETY: no other thread exists yet (the async runtime is built in the child only),
     // so the child starts from a consistent copy of this single-threaded process.
     match unsafe { nix::unistd::fork() }.context("forking the web process")? {
         nix::unistd::ForkResult::Parent { child } => {
             drop((web_end, https, http));
-            let exec = Local::new(opts.config_dir, node_id, opts.activate_program);
+            let mut exec = Local::new(opts.config_dir, node_id, opts.activate_program);
+            exec.init_pid = opts.init_pid;
+            exec.ve = opts.ve;
+            eprintln!(
+                "tandem-web: restart and shutdown signal process {}",
+                exec.init_pid
+            );
             let served = helper::serve(root_end, &exec);
             let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGTERM);
             let status = nix::sys::wait::waitpid(child, None);
@@ -158,10 +185,15 @@ fn serve(args: &[String]) -> Result<()> {
         }
         nix::unistd::ForkResult::Child => {
             drop(root_end);
-            // Follow the privileged parent: without it nothing here can be done.
+            drop_privileges()?;
+            // Follow the privileged parent: without it nothing here can be done. Asked
+            // after the switch of user, which clears this setting (prctl(2)); a parent
+            // that ended in between is caught by the check after it.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
                 .context("asking to end with the privileged parent")?;
-            drop_privileges()?;
+            if nix::unistd::getppid() != parent {
+                bail!("the privileged parent ended before the web process started");
+            }
             let app = App::new(&opts.node, Box::new(Remote::new(web_end)))
                 .with_control(opts.control.clone());
             run_web(Arc::new(app), tls_config, https, http, &opts)
