@@ -89,6 +89,14 @@ fn upload_and_activate(addr: &str, archive: &[u8], passphrase: &str, choice: &st
     SESSIONS.with(|s| s.borrow_mut().push((addr.to_owned(), session)));
 }
 
+/// The management password of the test's configuration (for logins in
+/// threads of the LAN namespace).
+static ADMIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn passwords_admin() -> String {
+    ADMIN.get().cloned().unwrap_or_default()
+}
+
 thread_local! {
     static SESSIONS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -292,6 +300,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     // Both leave the recovery network for their configured addresses and
     // form the cluster; the management console shows the roles.
     let admin = passwords.admin.clone();
+    ADMIN.set(passwords.admin.clone()).unwrap();
     let (a1, a2) = ("192.0.2.11:443", "192.0.2.12:443");
     let (s1, s2) = lan.run(move || {
         answers(a1, 2 * MIN);
@@ -355,12 +364,69 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         assert!(st.body.contains("Primary/Secondary"), "{}", st.body);
     });
 
-    // Power loss of the (new) active node: the other takes over.
-    let (new_act_vm, survivor, survivor_s) = if active == 1 {
-        (1, a1, s1)
+    // Restart of the (new) active node from its Maintenance page: it releases
+    // the services on the way down, the other node takes them over, and it
+    // comes back from its disk as a member, passive.
+    let (restarted, restarted_vm, other, other_s) = if active == 1 {
+        (a2, 1, a1, s1.clone())
     } else {
-        (0, a2, s2)
+        (a1, 0, a2, s2.clone())
     };
+    let restarted_s = if active == 1 { s2.clone() } else { s1.clone() };
+    let console_at = vms[restarted_vm].text().len();
+    let t = Instant::now();
+    let back_s = lan.run(move || {
+        let m = https(restarted, "GET", "/maintenance", Some(&restarted_s), None).unwrap();
+        assert!(m.body.contains("id=\"reboot\""), "{}", m.body);
+        let form = format!("csrf={}&action=reboot&confirm=yes", csrf(&m));
+        let r = https(
+            restarted,
+            "POST",
+            "/maintenance/power",
+            Some(&restarted_s),
+            Some(&form),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("is restarting now"), "{}", r.body);
+        let start = Instant::now();
+        while role(other, &other_s).as_deref() != Some("active") {
+            assert!(
+                start.elapsed() < 2 * MIN,
+                "{other} did not take over from the restarting node"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let took = start.elapsed().as_secs_f64();
+        // The restarted node's console answers again, in cluster mode.
+        std::thread::sleep(Duration::from_secs(5));
+        answers(restarted, 4 * MIN);
+        let s = login(restarted, &passwords_admin());
+        let start = Instant::now();
+        while role(restarted, &s).as_deref() != Some("passive") {
+            assert!(
+                start.elapsed() < 2 * MIN,
+                "{restarted} did not come back passive: {:?}",
+                role(restarted, &s)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (s, took)
+    });
+    let (restarted_s, took) = back_s;
+    let text = vms[restarted_vm].text();
+    assert!(
+        text[console_at..].contains("tandem: restarting"),
+        "the node's console shows no orderly restart:\n{}",
+        &text[console_at..]
+    );
+    figure(&format!(
+        "installed nodes: restart of the active node from its Maintenance page -> the other active {took:.1} s; restarted node back passive after {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Power loss of the active node: the restarted one takes over.
+    let (new_act_vm, survivor, survivor_s) = (1 - restarted_vm, restarted, restarted_s);
     let killed = Instant::now();
     vms[new_act_vm].power_loss();
     let took = lan.run(move || {
