@@ -278,7 +278,8 @@ impl Freshness {
             self.disconnected_at = None;
             return false;
         };
-        if s.connection == Connection::Connected {
+        // Connected, or resynchronising in either direction: the two talk.
+        if s.connection.is_linked() {
             self.disconnected_at = None;
             self.stale = false;
             return s.data_good();
@@ -480,6 +481,18 @@ mod tests {
         // Later silence does not make it good again; only a reconnection does.
         assert!(!f.update(t(60_000), Some(&cut), Some(t(12_500))));
         assert!(f.update(t(61_000), Some(&secondary(Connection::Connected)), None));
+        assert!(!f.stale());
+        // Syncing to the peer (this node the source) is being connected too.
+        assert!(f.update(
+            t(62_000),
+            Some(&secondary(Connection::SyncSource)),
+            Some(t(65_000))
+        ));
+        assert!(f.update(
+            t(70_000),
+            Some(&secondary(Connection::SyncSource)),
+            Some(t(69_000))
+        ));
         assert!(!f.stale());
     }
 

@@ -915,7 +915,10 @@ fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
     let files: &[(&str, &str, u32)] = &[
         (
             "sbin/init",
-            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\nexec httpd -f -p 80 -h /var/www\n",
+            // The VE's PID 1: the kernel delivers it only signals it handles,
+            // so it ends the web server on TERM itself (a stop takes no grace
+            // period).
+            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\ntrap 'kill $p 2>/dev/null; exit 0' TERM INT\nhttpd -f -p 80 -h /var/www &\np=$!\nwait $p\n",
             0o755,
         ),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
