@@ -135,6 +135,33 @@ fn progress_until(addr: &str, needle: &str, limit: Duration) -> String {
     }
 }
 
+/// Asks VE 101's web server (192.0.2.50:80, plain HTTP) for `path` until it
+/// answers 200 or `limit` passes; returns the body.
+fn ve_http(path: &str, limit: Duration) -> String {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let addr: std::net::SocketAddr = "192.0.2.50:80".parse().unwrap();
+    loop {
+        let answer = (|| {
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: ve\r\n\r\n").ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
+        })();
+        if let Some(body) = answer {
+            return body;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "VE 101 did not answer {path} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// A page's text without its tags, for failure messages.
 fn text_of(html: &str) -> String {
     let mut out = String::new();
@@ -213,6 +240,12 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     cfg.heartbeat.initdead = tandem_config::Millis(8000);
     cfg.heartbeat.serial.enabled = false;
     cfg.replication.resync_rate = "400M".parse().unwrap();
+    cfg.ves.ve101 = Some(tandem_config::VeConfig {
+        hostname: "web".parse().unwrap(),
+        address: tandem_config::Ipv4("192.0.2.50".parse().unwrap()),
+        dns_servers: Vec::new(),
+        dns_search: Vec::new(),
+    });
     let passphrase = "red cable passphrase";
     let archive = tandem_config::export(
         &cfg,
@@ -351,12 +384,30 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         std::thread::sleep(Duration::from_secs(1));
     };
 
-    // Switchover from the Maintenance page of the active node.
+    // VE 101 installed from the VEs page of the active node: the built-in
+    // template, the configured name and address; its web server answers on
+    // the LAN and keeps what it is sent on the replicated data area.
     let (act, act_s, pas, pas_s) = if active == 1 {
         (a1, s1.clone(), a2, s2.clone())
     } else {
         (a2, s2.clone(), a1, s1.clone())
     };
+    let session = act_s.clone();
+    lan.run(move || {
+        let page = https(act, "GET", "/ves", Some(&session), None).unwrap();
+        assert!(page.body.contains("id=\"install-ve101\""), "{}", page.body);
+        let form = format!("csrf={}&template=tandem-minimal&confirm=yes", csrf(&page));
+        let r = https(act, "POST", "/ves/install", Some(&session), Some(&form)).unwrap();
+        assert!(
+            r.body.contains("VE 101 was installed from tandem-minimal"),
+            "{}",
+            text_of(&r.body)
+        );
+        assert_eq!(ve_http("/", MIN), "tandem VE\n");
+        assert_eq!(ve_http("/cgi-bin/append?installed", MIN), "ok\n");
+    });
+
+    // Switchover from the Maintenance page of the active node.
     lan.run(move || {
         let m = https(act, "GET", "/maintenance", Some(&act_s), None).unwrap();
         assert_eq!(m.status, 200, "{}", m.body);
@@ -380,6 +431,8 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         }
         let st = https(pas, "GET", "/status", Some(&pas_s), None).unwrap();
         assert!(st.body.contains("Primary/Secondary"), "{}", st.body);
+        assert_eq!(ve_http("/cgi-bin/read", 2 * MIN), "installed\n");
+        assert_eq!(ve_http("/cgi-bin/append?after-switchover", MIN), "ok\n");
     });
 
     // Restart of the (new) active node from its Maintenance page: it releases
@@ -437,6 +490,11 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
             );
             std::thread::sleep(Duration::from_secs(1));
         }
+        assert_eq!(
+            ve_http("/cgi-bin/read", 2 * MIN),
+            "installed\nafter-switchover\n"
+        );
+        assert_eq!(ve_http("/cgi-bin/append?after-restart", MIN), "ok\n");
         (s, took)
     });
     let (restarted_s, took) = back_s;
@@ -468,6 +526,11 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         let took = killed.elapsed().as_secs_f64();
         let st = https(survivor, "GET", "/status", Some(&survivor_s), None).unwrap();
         assert!(st.body.contains("Primary/Unknown"), "{}", st.body);
+        // Every write the VE acknowledged before the power loss is there.
+        assert_eq!(
+            ve_http("/cgi-bin/read", 2 * MIN),
+            "installed\nafter-switchover\nafter-restart\n"
+        );
         took
     });
     figure(&format!(
