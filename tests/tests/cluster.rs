@@ -246,6 +246,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         dns_servers: Vec::new(),
         dns_search: Vec::new(),
     });
+    cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
     let passphrase = "red cable passphrase";
     let archive = tandem_config::export(
         &cfg,
