@@ -555,26 +555,43 @@ fn install_html(lang: Lang, r: &InstallReport) -> String {
     format!("{head}{steps}")
 }
 
+/// The page a cluster form is on (where a refused form is shown again).
+#[derive(Debug, Clone, Copy)]
+enum FormPage {
+    Maintenance,
+    Ves,
+}
+
+/// The cluster session of a form's POST and its language, once the form's
+/// CSRF token matched; otherwise the answer to send (the login page, or the
+/// form's page with the message, nothing done).
+async fn form_session(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    csrf: &str,
+    page: FormPage,
+) -> Result<(Auth, Lang), Response> {
+    let a = cluster_auth(app, headers).map_err(IntoResponse::into_response)?;
+    let lang = Lang::of(headers);
+    if same(csrf, &a.csrf) {
+        return Ok((a, lang));
+    }
+    let msg = error_p(csrf_message(lang));
+    Err(match page {
+        FormPage::Maintenance => maintenance_page(app, lang, &a, StatusCode::FORBIDDEN, &msg).await,
+        FormPage::Ves => ves_page(app, lang, &a, StatusCode::FORBIDDEN, &msg).await,
+    })
+}
+
 async fn install_ve101(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Form(form): Form<InstallForm>,
 ) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let (a, lang) = match form_session(&app, &headers, &form.csrf, FormPage::Ves).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let lang = Lang::of(&headers);
-    if !same(&form.csrf, &a.csrf) {
-        return ves_page(
-            &app,
-            lang,
-            &a,
-            StatusCode::FORBIDDEN,
-            &error_p(csrf_message(lang)),
-        )
-        .await;
-    }
     if form.template.is_empty() {
         let msg = error_p(lang.t(
             "Choose the OS template to install VE 101 from. Nothing was changed.",
@@ -851,21 +868,10 @@ async fn switchover(
     headers: HeaderMap,
     Form(form): Form<SwitchoverForm>,
 ) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let (a, lang) = match form_session(&app, &headers, &form.csrf, FormPage::Maintenance).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let lang = Lang::of(&headers);
-    if !same(&form.csrf, &a.csrf) {
-        return maintenance_page(
-            &app,
-            lang,
-            &a,
-            StatusCode::FORBIDDEN,
-            &error_p(csrf_message(lang)),
-        )
-        .await;
-    }
     if form.confirm != "yes" {
         let msg = error_p(lang.t(
             "Tick the box to confirm the switchover. Nothing was changed.",
@@ -921,21 +927,10 @@ async fn power(
     headers: HeaderMap,
     Form(form): Form<PowerForm>,
 ) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let (a, lang) = match form_session(&app, &headers, &form.csrf, FormPage::Maintenance).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let lang = Lang::of(&headers);
-    if !same(&form.csrf, &a.csrf) {
-        return maintenance_page(
-            &app,
-            lang,
-            &a,
-            StatusCode::FORBIDDEN,
-            &error_p(csrf_message(lang)),
-        )
-        .await;
-    }
     let Some(action) = PowerAction::from_form(&form.action) else {
         let msg = error_p(lang.t(
             "Choose restart or shut down with one of the two buttons below. Nothing was done.",
@@ -1049,21 +1044,10 @@ async fn export(
     headers: HeaderMap,
     Form(form): Form<ExportForm>,
 ) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let (a, lang) = match form_session(&app, &headers, &form.csrf, FormPage::Maintenance).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let lang = Lang::of(&headers);
-    if !same(&form.csrf, &a.csrf) {
-        return maintenance_page(
-            &app,
-            lang,
-            &a,
-            StatusCode::FORBIDDEN,
-            &error_p(csrf_message(lang)),
-        )
-        .await;
-    }
     if form.passphrase != form.passphrase2 {
         let msg = error_p(lang.t(
             "The two passphrases differ. Type the same passphrase twice.",

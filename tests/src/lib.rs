@@ -670,6 +670,57 @@ pub fn https_body(
     })
 }
 
+/// A LAN for two nodes: a namespace with a bridge holding the router and
+/// ping node 192.0.2.1/24 (and `extra` addresses, e.g. the red-cable laptop),
+/// and the taps `tap0`, `tap1` for the nodes' first ports.
+pub fn two_node_lan(extra: &[&str]) -> Netns {
+    let lan = Netns::new("lan");
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    lan.ip(&["addr", "add", "192.0.2.1/24", "dev", "br0"]);
+    for a in extra {
+        lan.ip(&["addr", "add", a, "dev", "br0"]);
+    }
+    for tap in ["tap0", "tap1"] {
+        lan.ip(&["tuntap", "add", tap, "mode", "tap"]);
+        lan.ip(&["link", "set", tap, "master", "br0"]);
+        lan.ip(&["link", "set", tap, "up"]);
+    }
+    lan
+}
+
+/// A new cluster's configuration for the rigs: nodes `alpha` (192.0.2.11)
+/// and `beta` (192.0.2.12), VE 101 `web` at 192.0.2.50, and test timings
+/// (the manual's 5 s / 60 s would make a failover wait a minute); the VMs
+/// have no null-modem cable. Returns it with its initial passwords.
+pub fn rig_config(
+    name: &str,
+) -> (
+    tandem_config::ApplianceConfig,
+    tandem_config::init::InitialPasswords,
+) {
+    use tandem_config::init::{InitOptions, new_cluster};
+    let (mut cfg, passwords) = new_cluster(&InitOptions {
+        cluster_name: name.parse().unwrap(),
+        hostnames: ["alpha".parse().unwrap(), "beta".parse().unwrap()],
+        ..InitOptions::default()
+    })
+    .unwrap();
+    cfg.heartbeat.keepalive = tandem_config::Millis(500);
+    cfg.heartbeat.warntime = tandem_config::Millis(1500);
+    cfg.heartbeat.deadtime = tandem_config::Millis(4000);
+    cfg.heartbeat.initdead = tandem_config::Millis(8000);
+    cfg.heartbeat.serial.enabled = false;
+    cfg.ves.ve101 = Some(tandem_config::VeConfig {
+        hostname: "web".parse().unwrap(),
+        address: tandem_config::Ipv4("192.0.2.50".parse().unwrap()),
+        dns_servers: Vec::new(),
+        dns_search: Vec::new(),
+    });
+    cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
+    (cfg, passwords)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use tandem_tests::{
-    Firmware, HttpResponse, Netns, Scratch, Vm, figure, https, https_body, image_dir, multipart,
-    raw_disk,
+    Firmware, HttpResponse, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk,
+    rig_config, two_node_lan,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -210,43 +210,13 @@ fn answers(addr: &str, limit: Duration) {
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
-    use tandem_config::init::{InitOptions, new_cluster};
     let dir = Scratch::new("cluster-");
     // One LAN namespace: the laptop on the red cable (192.168.100.100) and,
     // after activation, the company LAN with its router and ping node
     // (192.0.2.1), both on one bridge with the nodes' first ports.
-    let lan = Netns::new("lan");
-    lan.ip(&["link", "add", "br0", "type", "bridge"]);
-    lan.ip(&["link", "set", "br0", "up"]);
-    lan.ip(&["addr", "add", "192.168.100.100/24", "dev", "br0"]);
-    lan.ip(&["addr", "add", "192.0.2.1/24", "dev", "br0"]);
-    for tap in ["tap0", "tap1"] {
-        lan.ip(&["tuntap", "add", tap, "mode", "tap"]);
-        lan.ip(&["link", "set", tap, "master", "br0"]);
-        lan.ip(&["link", "set", tap, "up"]);
-    }
-
-    let (mut cfg, passwords) = new_cluster(&InitOptions {
-        cluster_name: "rig-cluster".parse().unwrap(),
-        hostnames: ["alpha".parse().unwrap(), "beta".parse().unwrap()],
-        ..InitOptions::default()
-    })
-    .unwrap();
-    // Test timings (the manual's 5 s / 60 s would make a failover wait a
-    // minute); these VMs have no null-modem cable.
-    cfg.heartbeat.keepalive = tandem_config::Millis(500);
-    cfg.heartbeat.warntime = tandem_config::Millis(1500);
-    cfg.heartbeat.deadtime = tandem_config::Millis(4000);
-    cfg.heartbeat.initdead = tandem_config::Millis(8000);
-    cfg.heartbeat.serial.enabled = false;
+    let lan = two_node_lan(&["192.168.100.100/24"]);
+    let (mut cfg, passwords) = rig_config("rig-cluster");
     cfg.replication.resync_rate = "400M".parse().unwrap();
-    cfg.ves.ve101 = Some(tandem_config::VeConfig {
-        hostname: "web".parse().unwrap(),
-        address: tandem_config::Ipv4("192.0.2.50".parse().unwrap()),
-        dns_servers: Vec::new(),
-        dns_search: Vec::new(),
-    });
-    cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
     let passphrase = "red cable passphrase";
     let archive = tandem_config::export(
         &cfg,

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use tandem_tests::{Firmware, Netns, Scratch, Vm, image_dir, raw_disk};
+use tandem_tests::{Firmware, Netns, Scratch, Vm, image_dir, raw_disk, rig_config, two_node_lan};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -309,40 +309,10 @@ fn run(vm: &mut Vm, from: &mut usize, cmd: &str, limit: Duration) -> (String, i3
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn two_nodes_activate_replicate_switch_over_and_fail_over() {
-    use tandem_config::init::{InitOptions, new_cluster};
     let dir = Scratch::new("engines-drbd");
-    let lan = Netns::new("lan");
+    let lan = two_node_lan(&[]);
     lan.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
-    lan.ip(&["link", "add", "br0", "type", "bridge"]);
-    lan.ip(&["link", "set", "br0", "up"]);
-    // The LAN's router and ping node (the configuration's 192.0.2.1).
-    lan.ip(&["addr", "add", "192.0.2.1/24", "dev", "br0"]);
-    for tap in ["tap0", "tap1"] {
-        lan.ip(&["tuntap", "add", tap, "mode", "tap"]);
-        lan.ip(&["link", "set", tap, "master", "br0"]);
-        lan.ip(&["link", "set", tap, "up"]);
-    }
-
-    let (mut cfg, _) = new_cluster(&InitOptions {
-        cluster_name: "drbd-rig".parse().unwrap(),
-        hostnames: ["alpha".parse().unwrap(), "beta".parse().unwrap()],
-        ..InitOptions::default()
-    })
-    .unwrap();
-    // Test timings (the manual's 5 s / 60 s would make the failover wait a minute);
-    // these VMs have no second serial port for the null-modem path.
-    cfg.heartbeat.keepalive = tandem_config::Millis(500);
-    cfg.heartbeat.warntime = tandem_config::Millis(1500);
-    cfg.heartbeat.deadtime = tandem_config::Millis(4000);
-    cfg.heartbeat.initdead = tandem_config::Millis(8000);
-    cfg.heartbeat.serial.enabled = false;
-    cfg.ves.ve101 = Some(tandem_config::VeConfig {
-        hostname: "web".parse().unwrap(),
-        address: tandem_config::Ipv4("192.0.2.50".parse().unwrap()),
-        dns_servers: Vec::new(),
-        dns_search: Vec::new(),
-    });
-    cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
+    let (cfg, _) = rig_config("drbd-rig");
     let bytes = tandem_config::export(
         &cfg,
         &tandem_config::ExportOptions {
