@@ -289,7 +289,11 @@ impl Freshness {
             // This node holds the data: the peer's copy is the one left behind.
             return s.data_good();
         }
-        if peer_last_heard.is_some_and(|h| h > since.saturating_add(Self::MARGIN)) {
+        // Only a copy that would otherwise count as good can be stale: after
+        // a restart DRBD shows it `Consistent` until it has talked to the
+        // peer, which is not good anyway and no news.
+        if s.data_good() && peer_last_heard.is_some_and(|h| h > since.saturating_add(Self::MARGIN))
+        {
             self.stale = true;
         }
         s.data_good() && !self.stale
@@ -504,6 +508,14 @@ mod tests {
         let lost = secondary(Connection::WfConnection);
         assert!(f.update(t(5_000), Some(&lost), Some(t(4_800))));
         assert!(f.update(t(30_000), Some(&lost), Some(t(4_800))));
+        // A node that starts with a merely consistent copy, waiting for the
+        // peer it hears: not good, and not reported stale either.
+        let mut fresh = Freshness::default();
+        let mut booting = secondary(Connection::WfConnection);
+        booting.disk = DiskState::Consistent;
+        assert!(!fresh.update(t(0), Some(&booting), Some(t(0))));
+        assert!(!fresh.update(t(5_000), Some(&booting), Some(t(4_900))));
+        assert!(!fresh.stale());
         let mut primary = lost.clone();
         primary.role = Role::Primary;
         assert!(f.update(t(40_000), Some(&primary), Some(t(39_000))));
