@@ -309,9 +309,19 @@ fn node2_from_usb_stick_under_uefi_reaches_the_recovery_page() {
 /// Logs in from the laptop namespace as admin with `password`; returns the status.
 fn login_status(laptop: &Netns, addr: &str, password: &str) -> u16 {
     let addr = format!("{addr}:443");
-    let form = format!("user=admin&password={password}");
+    let password = password.to_owned();
     laptop.run(move || {
-        https(&addr, "POST", "/login", None, Some(&form))
+        // The login form's token comes with a cookie that goes back with it.
+        let page = https(&addr, "GET", "/login", None, None).unwrap();
+        let cookie = page.header("set-cookie").expect("login form cookie");
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let marker = "name=\"csrf\" value=\"";
+        let i = page.body.find(marker).expect("csrf field") + marker.len();
+        let form = format!(
+            "csrf={}&user=admin&password={password}",
+            &page.body[i..i + 64]
+        );
+        https(&addr, "POST", "/login", Some(&cookie), Some(&form))
             .unwrap()
             .status
     })
