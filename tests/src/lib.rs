@@ -513,6 +513,27 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The CSRF token of the page's forms (their hidden `csrf` field).
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let i = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf field in:\n{}", self.body))
+            + marker.len();
+        self.body[i..i + 64].to_owned()
+    }
+
+    /// The `name=value` of the cookie the answer sets.
+    pub fn cookie(&self) -> String {
+        self.header("set-cookie")
+            .expect("a cookie")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// A header's value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {

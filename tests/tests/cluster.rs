@@ -15,45 +15,25 @@
 use std::time::{Duration, Instant};
 
 use tandem_tests::{
-    Firmware, HttpResponse, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk,
-    rig_config, two_node_lan,
+    Firmware, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk, rig_config,
+    two_node_lan,
 };
 
 const MIN: Duration = Duration::from_secs(60);
-
-/// A page's CSRF token (the forms' hidden field).
-fn csrf(page: &HttpResponse) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let i = page
-        .body
-        .find(marker)
-        .unwrap_or_else(|| panic!("no csrf field in:\n{}", page.body))
-        + marker.len();
-    page.body[i..i + 64].to_owned()
-}
-
-fn cookie_of(r: &HttpResponse) -> String {
-    r.header("set-cookie")
-        .expect("a cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 /// Logs in at `addr` (`ip:443`) in English; returns the session cookies.
 fn login(addr: &str, password: &str) -> String {
     let page = https(addr, "GET", "/login", Some("tandem_lang=en"), None).unwrap();
     assert_eq!(page.status, 200, "{}", page.body);
-    let cookies = format!("tandem_lang=en; {}", cookie_of(&page));
+    let cookies = format!("tandem_lang=en; {}", page.cookie());
     let form = format!(
         "csrf={}&user=admin&password={}",
-        csrf(&page),
+        page.csrf(),
         password.replace('+', "%2B").replace('&', "%26")
     );
     let ok = https(addr, "POST", "/login", Some(&cookies), Some(&form)).unwrap();
     assert_eq!(ok.status, 303, "login at {addr}: {}", ok.body);
-    format!("{}; tandem_lang=en", cookie_of(&ok))
+    format!("{}; tandem_lang=en", ok.cookie())
 }
 
 /// Uploads the archive and starts the activation with `choice`.
@@ -64,7 +44,7 @@ fn upload_and_activate(addr: &str, archive: &[u8], passphrase: &str, choice: &st
     let b = "tandemclusterboundary";
     let body = multipart(
         b,
-        &[("csrf", &csrf(&upload)), ("passphrase", passphrase)],
+        &[("csrf", &upload.csrf()), ("passphrase", passphrase)],
         ("archive", archive),
     );
     let ctype = format!("multipart/form-data; boundary={b}");
@@ -82,7 +62,7 @@ fn upload_and_activate(addr: &str, archive: &[u8], passphrase: &str, choice: &st
         "{}",
         checked.body
     );
-    let form = format!("csrf={}&choice={choice}&confirm={confirm}", csrf(&checked));
+    let form = format!("csrf={}&choice={choice}&confirm={confirm}", checked.csrf());
     let started = https(addr, "POST", "/activate", Some(&session), Some(&form)).unwrap();
     assert_eq!(started.status, 303, "{}", started.body);
     assert_eq!(started.header("location").as_deref(), Some("/progress"));
@@ -367,7 +347,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     lan.run(move || {
         let page = https(act, "GET", "/ves", Some(&session), None).unwrap();
         assert!(page.body.contains("id=\"install-ve101\""), "{}", page.body);
-        let form = format!("csrf={}&template=tandem-minimal&confirm=yes", csrf(&page));
+        let form = format!("csrf={}&template=tandem-minimal&confirm=yes", page.csrf());
         let r = https(act, "POST", "/ves/install", Some(&session), Some(&form)).unwrap();
         assert!(
             r.body.contains("VE 101 was installed from tandem-minimal"),
@@ -382,7 +362,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     lan.run(move || {
         let m = https(act, "GET", "/maintenance", Some(&act_s), None).unwrap();
         assert_eq!(m.status, 200, "{}", m.body);
-        let form = format!("csrf={}&confirm=yes", csrf(&m));
+        let form = format!("csrf={}&confirm=yes", m.csrf());
         let r = https(
             act,
             "POST",
@@ -420,7 +400,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     let back_s = lan.run(move || {
         let m = https(restarted, "GET", "/maintenance", Some(&restarted_s), None).unwrap();
         assert!(m.body.contains("id=\"reboot\""), "{}", m.body);
-        let form = format!("csrf={}&action=reboot&confirm=yes", csrf(&m));
+        let form = format!("csrf={}&action=reboot&confirm=yes", m.csrf());
         let r = https(
             restarted,
             "POST",

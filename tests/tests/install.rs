@@ -100,11 +100,8 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
         let page = https(&addr, "GET", "/login", Some("tandem_lang=en"), None).unwrap();
         assert!(page.body.contains("recovery mode"), "{}", page.body);
         // The login form's token comes with a cookie that must be sent back with it.
-        let login_cookie = page.header("set-cookie").expect("login form cookie");
-        let login_cookie = login_cookie.split(';').next().unwrap();
-        let marker = "name=\"csrf\" value=\"";
-        let i = page.body.find(marker).expect("csrf field") + marker.len();
-        let login_csrf = page.body[i..i + 64].to_owned();
+        let login_cookie = page.cookie();
+        let login_csrf = page.csrf();
         let cookies = format!("tandem_lang=en; {login_cookie}");
         let en = Some(cookies.as_str());
         let form = |pw: &str| format!("csrf={login_csrf}&user=admin&password={pw}");
@@ -142,9 +139,7 @@ fn recovery_login(laptop: &Netns, addr: &str, console_fp: &str) {
         );
 
         // A broken upload is refused with its reason, on the node itself.
-        let marker = "name=\"csrf\" value=\"";
-        let i = upload.body.find(marker).expect("csrf field") + marker.len();
-        let csrf = &upload.body[i..i + 64];
+        let csrf = &upload.csrf();
         let b = "tandemrigboundary";
         let form = multipart(
             b,
@@ -313,14 +308,8 @@ fn login_status(laptop: &Netns, addr: &str, password: &str) -> u16 {
     laptop.run(move || {
         // The login form's token comes with a cookie that goes back with it.
         let page = https(&addr, "GET", "/login", None, None).unwrap();
-        let cookie = page.header("set-cookie").expect("login form cookie");
-        let cookie = cookie.split(';').next().unwrap().to_owned();
-        let marker = "name=\"csrf\" value=\"";
-        let i = page.body.find(marker).expect("csrf field") + marker.len();
-        let form = format!(
-            "csrf={}&user=admin&password={password}",
-            &page.body[i..i + 64]
-        );
+        let cookie = page.cookie();
+        let form = format!("csrf={}&user=admin&password={password}", page.csrf());
         https(&addr, "POST", "/login", Some(&cookie), Some(&form))
             .unwrap()
             .status
