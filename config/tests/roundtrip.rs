@@ -176,7 +176,7 @@ fn services() -> impl Strategy<Value = Services> {
         prop_oneof![
             "/dev/ttyS[0-9]",
             "/dev/ttyUSB[0-9]",
-            "/dev/serial/by-id/[A-Za-z0-9_.:+-]{1,24}",
+            "/dev/serial/by-id/[A-Za-z0-9_:+-][A-Za-z0-9_.:+-]{0,23}",
         ],
         prop::sample::select(Baud::ALLOWED.to_vec()),
         "[a-z0-9_-]{1,32}",
