@@ -102,6 +102,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
         cluster: ClusterSection {
             id,
             name: opts.cluster_name.clone(),
+            revision: 1,
         },
         network: NetworkConfig {
             netmask: opts.netmask,
@@ -178,6 +179,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "cluster.name",
         "A name for people: shown in the console and in notifications.",
+    ),
+    (
+        "cluster.revision",
+        "Counts the changes made on the running cluster; a node takes the other node's configuration only when its revision is higher.",
     ),
     (
         "network",

@@ -50,9 +50,27 @@ pub struct Migration {
     pub forward: fn(&mut toml::Table) -> Result<(), ValidationError>,
 }
 
-/// Every migration, in order. Version 1 is the first schema, so the list is empty; a change
-/// of the schema adds one entry here and bumps [`SCHEMA_VERSION`].
-pub const MIGRATIONS: &[Migration] = &[];
+/// Every migration, in order; a change of the schema adds one entry here and bumps
+/// [`SCHEMA_VERSION`].
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    forward: add_revision,
+}];
+
+/// 1 → 2: `cluster.revision` counts the changes made on the running cluster; a
+/// configuration from before it has had none since it was written, so it starts at 1.
+fn add_revision(doc: &mut toml::Table) -> Result<(), ValidationError> {
+    match doc.get_mut("cluster") {
+        Some(toml::Value::Table(cluster)) => {
+            cluster
+                .entry("revision")
+                .or_insert(toml::Value::Integer(1));
+            Ok(())
+        }
+        // Validation names the missing or malformed section.
+        _ => Ok(()),
+    }
+}
 
 /// Brings a document of any supported version to [`SCHEMA_VERSION`].
 ///
@@ -238,7 +256,7 @@ pub(crate) const REQUIRED: &[(&str, &[&str])] = &[
             "updates",
         ],
     ),
-    ("cluster", &["id", "name"]),
+    ("cluster", &["id", "name", "revision"]),
     (
         "network",
         &[
@@ -699,6 +717,29 @@ mod tests {
             v
         };
         assert_eq!(sorted(derived), sorted(listed));
+    }
+
+    #[test]
+    fn a_schema_1_document_gets_revision_1() {
+        let mut doc: toml::Table = include_str!("../tests/cases/full.toml").parse().unwrap();
+        doc.insert("schema-version".to_owned(), toml::Value::Integer(1));
+        let Some(toml::Value::Table(cluster)) = doc.get_mut("cluster") else {
+            panic!("no cluster table");
+        };
+        cluster.remove("revision");
+        let text = toml::to_string(&doc).unwrap();
+        let cfg = crate::ApplianceConfig::from_toml(&text).unwrap();
+        assert_eq!(cfg.schema_version, crate::schema::SCHEMA_VERSION);
+        assert_eq!(cfg.cluster.revision, 1);
+        // A revision already there is kept.
+        let mut doc: toml::Table = include_str!("../tests/cases/full.toml").parse().unwrap();
+        doc.insert("schema-version".to_owned(), toml::Value::Integer(1));
+        let Some(toml::Value::Table(cluster)) = doc.get_mut("cluster") else {
+            panic!("no cluster table");
+        };
+        cluster.insert("revision".to_owned(), toml::Value::Integer(7));
+        let cfg = crate::ApplianceConfig::from_toml(&toml::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(cfg.cluster.revision, 7);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::types::{
 
 /// The schema version this build writes. Older versions are migrated on load
 /// (see [`crate::load::migrate`]); newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The whole cluster configuration, both nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,10 @@ pub struct ClusterSection {
     pub id: ClusterId,
     /// A name for people (shown in the console and in notifications).
     pub name: Hostname,
+    /// Counts the configuration's changes: every change made on a running cluster
+    /// raises it by one, and a node takes a configuration from the other node only
+    /// when its revision is higher than the one it has (schema 2).
+    pub revision: u64,
 }
 
 /// Network settings (the console's "Network" page).
