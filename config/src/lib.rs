@@ -49,7 +49,7 @@ pub use load::ConfigError;
 pub use schema::*;
 pub use store::{
     ImportError, ImportMode, ImportOptions, ImportReport, OsFs, Store, StoreError, StoreFs,
-    import_archive,
+    UpdateError, import_archive,
 };
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,

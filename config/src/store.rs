@@ -459,6 +459,48 @@ impl Store {
     }
 }
 
+/// Why [`Store::update`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E: std::error::Error + 'static> {
+    /// The node has no committed configuration to change.
+    #[error("this node has no committed configuration")]
+    NotConfigured,
+    /// The caller's rule refused the change.
+    #[error(transparent)]
+    Refused(E),
+    /// The new configuration is not valid, or the store failed.
+    #[error(transparent)]
+    Stage(#[from] StageError),
+}
+
+impl<E: std::error::Error + 'static> From<StoreError> for UpdateError<E> {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Stage(StageError::Store(e))
+    }
+}
+
+impl Store {
+    /// Replaces the committed configuration with the one `change` makes from it, all
+    /// under the store's lock, so that two changes never interleave and the rule in
+    /// `change` sees the configuration it replaces. A staged (`pending.toml`)
+    /// configuration is left alone. Returns the replaced configuration and, as with
+    /// every commit, a durability warning if the last directory sync failed.
+    ///
+    /// # Errors
+    /// Nothing committed, `change` refuses, the result is not valid, or a write fails
+    /// before the commit point; `config.toml` is then as it was.
+    pub fn update<E: std::error::Error + 'static>(
+        &self,
+        change: impl FnOnce(&ApplianceConfig) -> Result<ApplianceConfig, E>,
+    ) -> Result<(ApplianceConfig, Option<String>), UpdateError<E>> {
+        let lock = self.lock()?;
+        let old = self.read(CURRENT)?.ok_or(UpdateError::NotConfigured)?;
+        let new = change(&old).map_err(UpdateError::Refused)?;
+        let warning = self.install_locked(&lock, &new)?;
+        Ok((old, warning))
+    }
+}
+
 /// Problems staging a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

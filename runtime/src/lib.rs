@@ -23,6 +23,7 @@
 
 pub mod activate;
 pub mod alerts;
+pub mod confsync;
 pub mod control;
 pub mod daemon;
 pub mod drbd;

@@ -186,6 +186,9 @@ pub enum Input<'a> {
     ResourcesDown,
     /// A resource failed while running the chain.
     ResourcesFailed,
+    /// The cluster configuration changed on this node: heartbeats from now on carry
+    /// this digest, and a peer that still differs is reported again.
+    ConfigDigest([u8; DIGEST_LEN]),
 }
 
 /// Why a node takes over or gives up.
@@ -632,6 +635,10 @@ impl Core {
                 }
             }
             Input::DataGood(good) => self.data_good = good,
+            Input::ConfigDigest(digest) => {
+                self.p.config_digest = digest;
+                self.config_mismatch_reported = false;
+            }
             Input::ResourcesUp => {
                 if self.role == Role::Acquiring {
                     self.resources = ResourceState::Running;

@@ -658,6 +658,30 @@ fn config_digest_mismatch_is_reported_and_changes_no_role() {
         before + 1,
         "only node2's Starting->Passive"
     );
+
+    // node2 takes node1's configuration while running: the warning goes.
+    let now = s.now();
+    s.core(1).handle(now, Input::ConfigDigest([1; 32]));
+    s.drain(1);
+    s.run_until(s.t + 3000);
+    let now = s.now();
+    let st = s.core(0).status(now);
+    assert_eq!(st.peer.config_matches, Some(true));
+    assert!(!st.warnings.iter().any(|w| w.contains("configuration")));
+    // A later change on node1 alone is reported again.
+    let mismatches = |s: &Sim| {
+        s.events
+            .iter()
+            .filter(|(_, n, e)| *n == 0 && *e == Event::ConfigMismatch)
+            .count()
+    };
+    let reported = mismatches(&s);
+    let now = s.now();
+    s.core(0).handle(now, Input::ConfigDigest([5; 32]));
+    s.drain(0);
+    s.run_until(s.t + 3000);
+    assert_eq!(mismatches(&s), reported + 1);
+    assert_eq!(s.role(0), Some(Role::Active));
 }
 
 #[test]
