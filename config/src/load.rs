@@ -62,9 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 fn add_revision(doc: &mut toml::Table) -> Result<(), ValidationError> {
     match doc.get_mut("cluster") {
         Some(toml::Value::Table(cluster)) => {
-            cluster
-                .entry("revision")
-                .or_insert(toml::Value::Integer(1));
+            cluster.entry("revision").or_insert(toml::Value::Integer(1));
             Ok(())
         }
         // Validation names the missing or malformed section.

@@ -497,7 +497,8 @@ pub fn offer(
 ) -> Result<Outcome, OfferError> {
     let unreachable = |source| OfferError::Unreachable { addr, source };
     let mut challenge = [0u8; 8];
-    getrandom::fill(&mut challenge).map_err(|e| unreachable(std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut challenge)
+        .map_err(|e| unreachable(std::io::Error::other(e.to_string())))?;
     let challenge = u64::from_le_bytes(challenge);
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
     s.set_read_timeout(Some(timeout)).map_err(unreachable)?;
@@ -525,6 +526,255 @@ pub fn offer(
             "the reply does not answer this offer".into(),
         ))),
     }
+}
+
+/// How long each step of an offer to the peer may take.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What [`apply`] did.
+#[derive(Debug)]
+pub struct Applied {
+    /// The revision now committed here.
+    pub revision: u64,
+    /// What changed.
+    pub changes: Changes,
+    /// The other node committed it too (false with `this_node_only`).
+    pub peer: bool,
+    /// Things the operator should know (clusterd not reached, durability doubts).
+    pub notes: Vec<String>,
+}
+
+/// Why [`apply`] changed nothing (or, for [`ApplyError::Local`], nothing here).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The new configuration is not valid; every problem with its field.
+    #[error("the new configuration is not valid:\n{0}")]
+    Invalid(tandem_config::ConfigError),
+    /// This node's store has no configuration or cannot be read.
+    #[error("this node's configuration: {0}")]
+    Store(String),
+    /// Refused by the rule for a running cluster.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The other node cannot be reached; nothing changed anywhere.
+    #[error(
+        "{source}. Nothing was changed. Check that the other node runs and the crossover cable; \
+         if the other node is down, make the change on this node only: the other node takes it \
+         when it is back"
+    )]
+    PeerUnreachable {
+        /// The cause.
+        #[source]
+        source: OfferError,
+    },
+    /// The other node refused; nothing changed anywhere.
+    #[error("the other node refused the change: {0}. Nothing was changed")]
+    PeerRefused(String),
+    /// The other node already has a newer configuration.
+    #[error(
+        "the other node already has revision {0}, newer than the configuration this change was \
+         made on. Nothing was changed; this node takes the newer one in a moment: reload the page \
+         and make the change again"
+    )]
+    PeerNewer(u64),
+    /// The other node committed the change but this node could not.
+    #[error(
+        "the other node took revision {revision}, but this node could not: {reason}. The other \
+         node offers it to this node again while the two differ"
+    )]
+    Local {
+        /// The revision the other node has now.
+        revision: u64,
+        /// Why this node could not commit.
+        reason: String,
+    },
+}
+
+/// Makes `text` the cluster's configuration: checks it, has the other node commit it
+/// (unless `this_node_only`), commits it here and tells clusterd (at `control`) to put
+/// it in effect. The other node goes first so that a refusal there changes nothing.
+///
+/// # Errors
+/// See [`ApplyError`]; in every case but [`ApplyError::Local`] nothing changed on
+/// either node.
+pub fn apply(
+    store: &Store,
+    me: NodeId,
+    text: &str,
+    this_node_only: bool,
+    control: &Path,
+) -> Result<Applied, ApplyError> {
+    let new = ApplianceConfig::from_toml(text).map_err(ApplyError::Invalid)?;
+    let old = store
+        .current()
+        .map_err(|e| ApplyError::Store(crate::error_chain(&e)))?
+        .ok_or_else(|| ApplyError::Store("no configuration is committed on this node".into()))?;
+    judge(&old, &new).map_err(ApplyError::Refused)?;
+    let text = new.to_toml();
+    let mut peer = false;
+    if !this_node_only {
+        let key = SyncKey::derive(old.heartbeat.auth_key.as_bytes());
+        let outcome = offer(&key, me, peer_endpoint(&old, me), &text, OFFER_TIMEOUT)
+            .map_err(|source| ApplyError::PeerUnreachable { source })?;
+        match outcome {
+            Outcome::Accepted { .. } | Outcome::NotNewer { same: true, .. } => peer = true,
+            Outcome::NotNewer { have, .. } => return Err(ApplyError::PeerNewer(have)),
+            Outcome::Refused { reason } => return Err(ApplyError::PeerRefused(reason)),
+        }
+    }
+    let accepted = accept(store, &text).or_else(|e| match e {
+        // The other node offered it here in the meantime (it differed from this one).
+        AcceptError::Refused(Refusal::NotNewer { same: true, .. }) => Ok(Accepted {
+            changes: Changes::between(&old, &new),
+            config: new.clone(),
+            warning: None,
+        }),
+        e => Err(e),
+    });
+    let accepted = accepted.map_err(|e| {
+        if peer {
+            ApplyError::Local {
+                revision: new.cluster.revision,
+                reason: e.to_string(),
+            }
+        } else {
+            match e {
+                AcceptError::Refused(r) => ApplyError::Refused(r),
+                other => ApplyError::Store(other.to_string()),
+            }
+        }
+    })?;
+    let mut notes: Vec<String> = accepted.warning.into_iter().collect();
+    if let Err(e) = reload(control) {
+        notes.push(format!(
+            "the cluster daemon did not take the change now ({e}); it takes it when it starts again"
+        ));
+    }
+    Ok(Applied {
+        revision: accepted.config.cluster.revision,
+        changes: accepted.changes,
+        peer,
+        notes,
+    })
+}
+
+/// Asks clusterd to put the committed configuration in effect.
+///
+/// # Errors
+/// clusterd cannot be reached or refuses.
+pub fn reload(control: &Path) -> Result<(), String> {
+    let mut c = crate::control::Client::connect(control).map_err(|e| e.to_string())?;
+    let r = c.call("reload-config", false).map_err(|e| e.to_string())?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(r.error.unwrap_or_default())
+    }
+}
+
+/// What clusterd needs to take part in the exchange.
+#[derive(Debug, Clone)]
+pub struct SyncSetup {
+    /// The node's configuration store.
+    pub store: std::path::PathBuf,
+    /// This node.
+    pub node: NodeId,
+    /// The exchange key.
+    pub key: SyncKey,
+    /// Where this node listens (its crossover address).
+    pub listen: SocketAddr,
+    /// Where the other node listens.
+    pub peer: SocketAddr,
+}
+
+impl SyncSetup {
+    /// The setup for `node` of the cluster configured in `cfg`, kept in `store`.
+    #[must_use]
+    pub fn new(cfg: &ApplianceConfig, node: NodeId, store: std::path::PathBuf) -> SyncSetup {
+        SyncSetup {
+            store,
+            node,
+            key: SyncKey::derive(cfg.heartbeat.auth_key.as_bytes()),
+            listen: own_endpoint(cfg, node),
+            peer: peer_endpoint(cfg, node),
+        }
+    }
+}
+
+/// Longest time a connection may take to deliver its offer.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers the other node's offers on `listener` until the task is dropped; every
+/// configuration committed goes to `committed`. Connections are handled one at a time
+/// (changes are rare; a slow peer cannot pile up work).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    setup: SyncSetup,
+    committed: tokio::sync::mpsc::UnboundedSender<Accepted>,
+    report: impl Fn(String),
+) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        match tokio::time::timeout(RECEIVE_TIMEOUT, receive(stream, &setup)).await {
+            Ok(Ok(Some(a))) => {
+                let _ = committed.send(a);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => report(format!("configuration exchange with {from} refused: {e}")),
+            Err(_) => report(format!(
+                "configuration exchange with {from}: no complete offer within {} s",
+                RECEIVE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// Reads one offer, answers it and returns what was committed.
+async fn receive(
+    mut stream: tokio::net::TcpStream,
+    setup: &SyncSetup,
+) -> Result<Option<Accepted>, FrameError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut header = [0u8; HEADER_LEN];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| FrameError::Message(format!("reading: {e}")))?;
+    let mut body = vec![0u8; body_len(&header)?];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| FrameError::Message(format!("reading: {e}")))?;
+    let Message::Offer { challenge, config } = open(&setup.key, setup.node.peer(), b'O', &body)?
+    else {
+        return Err(FrameError::Message("not an offer".into()));
+    };
+    let dir = setup.store.clone();
+    let (outcome, accepted) = tokio::task::spawn_blocking(move || match Store::open(&dir) {
+        Ok(store) => answer(&store, &config),
+        Err(e) => (
+            Outcome::Refused {
+                reason: format!(
+                    "this node's configuration store: {}",
+                    crate::error_chain(&e)
+                ),
+            },
+            None,
+        ),
+    })
+    .await
+    .map_err(|e| FrameError::Message(e.to_string()))?;
+    let reply = seal(
+        &setup.key,
+        setup.node,
+        &Message::Reply { challenge, outcome },
+    );
+    // The change is committed whether or not the answer arrives: report it anyway.
+    let _ = stream.write_all(&reply).await;
+    Ok(accepted)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc, oneshot};
 
 use crate::alerts::{Alert, Alerts};
+use crate::confsync::SyncSetup;
 use crate::control::{
     API_VERSION, CountersJson, EventJson, HwJson, PathJson, PeerJson, PingJson, Request, Response,
     StatusJson,
@@ -54,19 +55,57 @@ enum In {
     Transport(String),
     /// The replication device's state, every second (`None`: not set up or unreadable).
     Replication(Option<crate::drbd::DeviceStatus>),
+    /// A configuration was committed on this node (by the other node's offer).
+    ConfigCommitted,
 }
 
 enum ControlCall {
     Status,
     Switchover,
+    /// Put the committed configuration in effect (after `tandem apply`).
+    ReloadConfig,
 }
 
 struct EventHub {
     node: String,
     backlog: Mutex<VecDeque<EventJson>>,
     tx: broadcast::Sender<EventJson>,
-    /// What becomes e-mail, and the mail thread; `None` without recipients.
-    mail: Option<Mutex<(Alerts, Mailer)>>,
+    /// What becomes e-mail, and the mail thread; `None` when clusterd runs without
+    /// e-mail settings at all.
+    mail: Option<Mutex<MailState>>,
+}
+
+/// The e-mail side of the hub.
+struct MailState {
+    alerts: Alerts,
+    /// The thread, once there is somebody to mail.
+    mailer: Option<Mailer>,
+    settings: MailSettings,
+    /// Where the thread reports its own trouble.
+    reports: mpsc::UnboundedSender<String>,
+}
+
+impl MailState {
+    fn start(&mut self) {
+        if self.mailer.is_some() || !crate::mail::has_recipients(&self.settings.notification) {
+            return;
+        }
+        let reports = self.reports.clone();
+        match crate::mail::start(
+            self.settings.clone(),
+            Box::new(move |text| {
+                let _ = reports.send(text);
+            }),
+        ) {
+            Ok(m) => self.mailer = m,
+            Err(e) => {
+                let _ = self.reports.send(format!(
+                    "e-mail alerts are off: {}",
+                    crate::error_chain(&*e)
+                ));
+            }
+        }
+    }
 }
 
 impl EventHub {
@@ -80,13 +119,30 @@ impl EventHub {
                     .map_or(0, |d| d.as_secs()),
             );
             if let Ok(mut m) = mail.lock() {
-                let (alerts, mailer) = &mut *m;
-                if let Some(e) = alerts.mail(alert, &text, at) {
+                let m = &mut *m;
+                if let Some(mailer) = &m.mailer
+                    && crate::mail::has_recipients(&m.settings.notification)
+                    && let Some(e) = m.alerts.mail(alert, &text, at)
+                {
                     mailer.queue(e);
                 }
             }
         }
         self.publish(kind, text);
+    }
+
+    /// New notification settings (a configuration change): the mail thread starts
+    /// when there was nobody to mail before, or sends with the new ones.
+    fn set_notification(&self, n: &tandem_config::schema::NotificationConfig) {
+        if let Some(mail) = &self.mail
+            && let Ok(mut m) = mail.lock()
+        {
+            m.settings.notification = n.clone();
+            match &m.mailer {
+                Some(mailer) => mailer.set_notification(n.clone()),
+                None => m.start(),
+            }
+        }
     }
 
     fn publish(&self, kind: &str, text: String) {
@@ -184,7 +240,9 @@ struct Udp {
 }
 
 /// Runs clusterd until `shutdown` completes; on shutdown an active node releases its
-/// resources first. With `mail`, the events of R8.2 are also sent as e-mail.
+/// resources first. With `mail`, the events of R8.2 are also sent as e-mail. With
+/// `sync`, configuration changes are exchanged with the other node (see
+/// [`crate::confsync`]) and put in effect here.
 ///
 /// # Errors
 /// Start-up failures (sockets, serial device, control socket, mail outbox), with
@@ -194,6 +252,7 @@ pub async fn run(
     chain: Chain,
     hw: HwConfig,
     mail: Option<MailSettings>,
+    sync: Option<SyncSetup>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
@@ -211,20 +270,21 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<In>();
     // The mail thread reports its own trouble as events; those are never mailed.
     let (mail_reports_tx, mut mail_reports) = mpsc::unbounded_channel::<String>();
-    let mailer = match mail {
-        Some(m) => crate::mail::start(
-            m,
-            Box::new(move |text| {
-                let _ = mail_reports_tx.send(text);
-            }),
-        )?,
-        None => None,
-    };
+    let mail = mail.map(|ms| {
+        let mut m = MailState {
+            alerts: Alerts::new(settings.node),
+            mailer: None,
+            settings: ms,
+            reports: mail_reports_tx,
+        };
+        m.start();
+        Mutex::new(m)
+    });
     let hub = Arc::new(EventHub {
         node: settings.node.name().to_string(),
         backlog: Mutex::new(VecDeque::new()),
         tx: broadcast::channel(256).0,
-        mail: mailer.map(|m| Mutex::new((Alerts::new(settings.node), m))),
+        mail,
     });
     let mail_hub = Arc::clone(&hub);
     tokio::spawn(async move {
@@ -373,6 +433,14 @@ pub async fn run(
         Arc::clone(&hw_snapshot),
     ));
 
+    let mut running_cfg = match &sync {
+        Some(setup) => Some(committed_config(setup)?),
+        None => None,
+    };
+    if let Some(setup) = &sync {
+        start_config_exchange(setup.clone(), tx.clone(), Arc::clone(&hub)).await;
+    }
+
     let chain_names = chain.names();
     let chain = Arc::new(AsyncMutex::new(chain));
     hub.publish(
@@ -510,8 +578,19 @@ pub async fn run(
                             data_good_fed = Some(good);
                         }
                     }
+                    In::ConfigCommitted => {
+                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub) {
+                            hub.publish("config", e);
+                        }
+                    }
                     In::Control(call, reply) => {
                         let resp = match call {
+                            ControlCall::ReloadConfig => {
+                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub) {
+                                    Ok(()) => Response::ok(),
+                                    Err(e) => Response::error(e),
+                                }
+                            }
                             ControlCall::Status => {
                                 let mut r = Response::ok();
                                 let mut st = status_json(
@@ -546,6 +625,143 @@ pub async fn run(
     }
     let _ = std::fs::remove_file(&settings.control);
     hub.publish("stopped", "clusterd stopped".into());
+    Ok(())
+}
+
+/// How often a node whose configuration differs from the other node's offers its own.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
+
+/// The configuration committed in the store of `setup`.
+fn committed_config(setup: &SyncSetup) -> anyhow::Result<tandem_config::ApplianceConfig> {
+    tandem_config::Store::open(&setup.store)
+        .and_then(|s| s.current())
+        .map_err(|e| anyhow::anyhow!("{}", crate::error_chain(&e)))?
+        .with_context(|| format!("no configuration is committed in {}", setup.store.display()))
+}
+
+/// Listens for the other node's offers and starts the task that offers this node's
+/// configuration while the two differ. A listener that cannot start is reported and
+/// leaves clusterd running: changes then reach this node when it starts again.
+async fn start_config_exchange(
+    setup: SyncSetup,
+    tx: mpsc::UnboundedSender<In>,
+    hub: Arc<EventHub>,
+) {
+    match tokio::net::TcpListener::bind(setup.listen).await {
+        Ok(listener) => {
+            let (ctx, mut crx) = mpsc::unbounded_channel();
+            let h = Arc::clone(&hub);
+            tokio::spawn(crate::confsync::serve(listener, setup.clone(), ctx, move |t| {
+                h.publish("config", t);
+            }));
+            let t = tx.clone();
+            tokio::spawn(async move {
+                while crx.recv().await.is_some() {
+                    if t.send(In::ConfigCommitted).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => hub.publish(
+            "config",
+            format!(
+                "configuration exchange off: cannot listen on {}: {e}; changes made on the other node reach this one when it starts again",
+                setup.listen
+            ),
+        ),
+    }
+    tokio::spawn(catch_up(setup, tx, hub));
+}
+
+/// While the other node's heartbeat carries another configuration digest, offers this
+/// node's configuration to it every [`CATCH_UP_EVERY`]; the node with the higher
+/// revision wins. Reports what happens, each different outcome once.
+async fn catch_up(setup: SyncSetup, tx: mpsc::UnboundedSender<In>, hub: Arc<EventHub>) {
+    use crate::confsync::{OFFER_TIMEOUT, Outcome, offer};
+    let mut last: Option<String> = None;
+    loop {
+        tokio::time::sleep(CATCH_UP_EVERY).await;
+        let (otx, orx) = oneshot::channel();
+        if tx.send(In::Control(ControlCall::Status, otx)).is_err() {
+            return;
+        }
+        let Ok(r) = orx.await else { return };
+        if r.status.and_then(|s| s.peer.config_matches) != Some(false) {
+            last = None;
+            continue;
+        }
+        let s = setup.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let cfg = committed_config(&s).map_err(|e| format!("{e:#}"))?;
+            offer(&s.key, s.node, s.peer, &cfg.to_toml(), OFFER_TIMEOUT)
+                .map(|o| (cfg.cluster.revision, o))
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        let text = match answer {
+            Ok(Ok((_, Outcome::Accepted { revision }))) => {
+                hub.publish(
+                    "config",
+                    format!("the other node took this node's configuration revision {revision}"),
+                );
+                last = None;
+                continue;
+            }
+            Ok(Ok((mine, Outcome::NotNewer { have, same: false }))) if have == mine => format!(
+                "both nodes have configuration revision {mine}, with different contents: make the change again on one node"
+            ),
+            // The other node is newer (it offers its own) or the same.
+            Ok(Ok((_, Outcome::NotNewer { .. }))) => continue,
+            Ok(Ok((_, Outcome::Refused { reason }))) => {
+                format!("the other node refused this node's configuration: {reason}")
+            }
+            Ok(Err(e)) => format!("cannot offer this node's configuration: {e}"),
+            Err(e) => format!("cannot offer this node's configuration: {e}"),
+        };
+        if last.as_deref() != Some(text.as_str()) {
+            hub.publish("config", text.clone());
+            last = Some(text);
+        }
+    }
+}
+
+/// Puts the committed configuration in effect: the heartbeat carries its digest,
+/// e-mail goes to its recipients; network and heartbeat settings wait for the next
+/// start. Reports the change as an event.
+fn reload_config(
+    sync: Option<&SyncSetup>,
+    running: &mut Option<tandem_config::ApplianceConfig>,
+    core: &mut Core,
+    now: tandem_core::Instant,
+    hub: &EventHub,
+) -> Result<(), String> {
+    let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
+    let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
+    if running.as_ref() == Some(&cfg) {
+        return Ok(());
+    }
+    let changes = running
+        .as_ref()
+        .map(|old| crate::confsync::Changes::between(old, &cfg))
+        .unwrap_or_default();
+    core.handle(
+        now,
+        Input::ConfigDigest(crate::settings::config_digest(&cfg)),
+    );
+    if changes.sections.contains(&"notification") {
+        hub.set_notification(&cfg.notification);
+    }
+    let mut text = format!(
+        "configuration revision {} in effect (changed: {})",
+        cfg.cluster.revision,
+        changes.list()
+    );
+    if changes.needs_restart() {
+        text.push_str("; network and heartbeat settings take effect when this node starts again");
+    }
+    hub.publish("config", text);
+    *running = Some(cfg);
     Ok(())
 }
 
@@ -703,6 +919,7 @@ async fn control_conn(
         let call = match req.request.as_str() {
             "status" => ControlCall::Status,
             "switchover" => ControlCall::Switchover,
+            "reload-config" => ControlCall::ReloadConfig,
             "hw" => {
                 let snapshot = hw.lock().map(|h| h.clone()).ok();
                 let resp = match snapshot {
@@ -757,8 +974,9 @@ async fn control_conn(
             }
             other => {
                 bad.fetch_add(1, Ordering::Relaxed);
-                let msg =
-                    format!("unknown request {other:?}: expected status, switchover, events or hw");
+                let msg = format!(
+                    "unknown request {other:?}: expected status, switchover, events, hw or reload-config"
+                );
                 if !write_line(&mut w, &Response::error(msg)).await {
                     return;
                 }

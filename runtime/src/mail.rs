@@ -47,14 +47,26 @@ pub type Report = Box<dyn Fn(String) + Send>;
 /// The running mail thread. Dropping it ends the thread after its current step.
 #[derive(Debug)]
 pub struct Mailer {
-    tx: mpsc::Sender<tandem_notify::Event>,
+    tx: mpsc::Sender<Msg>,
+}
+
+/// What the mail thread is told.
+enum Msg {
+    Event(tandem_notify::Event),
+    Notification(NotificationConfig),
 }
 
 impl Mailer {
     /// Hands `event` to the mail thread. Never blocks; a thread that has ended (its
     /// outbox failed) drops the event, which it has already reported.
     pub fn queue(&self, event: tandem_notify::Event) {
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Msg::Event(event));
+    }
+
+    /// New recipients, sender and relay host (a configuration change): messages
+    /// still queued go out with them. Never blocks.
+    pub fn set_notification(&self, notification: NotificationConfig) {
+        let _ = self.tx.send(Msg::Notification(notification));
     }
 }
 
@@ -97,19 +109,35 @@ fn policy(retry_initial: Duration) -> Policy {
 /// # Errors
 /// The outbox directory cannot be created or read, or the thread cannot start.
 pub fn start(settings: MailSettings, report: Report) -> anyhow::Result<Option<Mailer>> {
-    let sender = match SmtpSender::from_config(
+    if !has_recipients(&settings.notification) {
+        return Ok(None);
+    }
+    let outbox = Outbox::open(&settings.outbox, policy(settings.retry_initial))
+        .with_context(|| format!("opening the mail outbox {}", settings.outbox.display()))?;
+    let sender = make_sender(&settings, &report);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    std::thread::Builder::new()
+        .name("mail".into())
+        .spawn(move || mail_loop(&outbox, &settings, sender, &rx, &report))
+        .context("starting the mail thread")?;
+    Ok(Some(Mailer { tx }))
+}
+
+/// Whether `n` names anybody to mail: an address, or the vendor's copy.
+#[must_use]
+pub fn has_recipients(n: &NotificationConfig) -> bool {
+    !n.addresses.is_empty() || (n.copy_vendor && n.vendor_address.is_some())
+}
+
+/// The SMTP sender for `settings`, or `None` (reported) when it cannot send.
+fn make_sender(settings: &MailSettings, report: &Report) -> Option<SmtpSender> {
+    match SmtpSender::from_config(
         &settings.notification,
         &settings.hostname,
         settings.direct.clone(),
     ) {
-        Ok(None) => return Ok(None),
-        Ok(Some(s)) => Ok(s.with_timeout(settings.smtp_timeout)),
-        Err(e) => Err(e),
-    };
-    let outbox = Outbox::open(&settings.outbox, policy(settings.retry_initial))
-        .with_context(|| format!("opening the mail outbox {}", settings.outbox.display()))?;
-    let sender = match sender {
-        Ok(s) => Some(s),
+        Ok(Some(s)) => Some(s.with_timeout(settings.smtp_timeout)),
+        Ok(None) => None,
         Err(e) => {
             report(format!(
                 "e-mail is queued in {} but not sent: {} (set a relay host in the notification settings)",
@@ -118,42 +146,47 @@ pub fn start(settings: MailSettings, report: Report) -> anyhow::Result<Option<Ma
             ));
             None
         }
-    };
-    let (tx, rx) = mpsc::channel::<tandem_notify::Event>();
-    std::thread::Builder::new()
-        .name("mail".into())
-        .spawn(move || mail_loop(&outbox, sender.as_ref(), &rx, &report))
-        .context("starting the mail thread")?;
-    Ok(Some(Mailer { tx }))
+    }
 }
 
 fn mail_loop(
     outbox: &Outbox,
-    sender: Option<&SmtpSender>,
-    rx: &mpsc::Receiver<tandem_notify::Event>,
+    settings: &MailSettings,
+    mut sender: Option<SmtpSender>,
+    rx: &mpsc::Receiver<Msg>,
     report: &Report,
 ) {
+    let mut settings = settings.clone();
     // Messages left by an earlier run are tried at once.
     let mut wait = Duration::ZERO;
     let mut failing: Option<String> = None;
     loop {
         let first = match rx.recv_timeout(wait) {
-            Ok(e) => Some(e),
+            Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        for e in first.into_iter().chain(rx.try_iter()) {
-            if let Err(err) = outbox.push(&e, unix_now()) {
-                report(format!(
-                    "e-mail about {} on {} lost: {}",
-                    e.kind,
-                    e.node,
-                    crate::error_chain(&err)
-                ));
+        for m in first.into_iter().chain(rx.try_iter()) {
+            match m {
+                Msg::Event(e) => {
+                    if let Err(err) = outbox.push(&e, unix_now()) {
+                        report(format!(
+                            "e-mail about {} on {} lost: {}",
+                            e.kind,
+                            e.node,
+                            crate::error_chain(&err)
+                        ));
+                    }
+                }
+                Msg::Notification(n) => {
+                    settings.notification = n;
+                    sender = make_sender(&settings, report);
+                    failing = None;
+                }
             }
         }
         let now = unix_now();
-        if let Some(sender) = sender {
+        if let Some(sender) = &sender {
             match run_once(outbox, sender as &dyn Sender, now) {
                 Ok(r) => {
                     if let Some((id, why)) = r.failed.first() {

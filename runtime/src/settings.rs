@@ -147,6 +147,13 @@ pub fn node_id(n: NodeId) -> tandem_config::NodeId {
     }
 }
 
+/// The digest both nodes' heartbeats carry: SHA-256 of the normalised TOML, so both
+/// nodes agree whatever the formatting of their files.
+#[must_use]
+pub fn config_digest(cfg: &tandem_config::ApplianceConfig) -> [u8; 32] {
+    Sha256::digest(cfg.to_toml().as_bytes()).into()
+}
+
 /// Maps the cluster configuration into this node's settings. The configuration digest
 /// is the SHA-256 of its normalised TOML, so both nodes agree whatever the formatting.
 #[must_use]
@@ -195,7 +202,7 @@ pub fn from_config(
         control: local.control,
         control_group: local.control_group,
         state_dir: local.state_dir,
-        config_digest: Sha256::digest(cfg.to_toml().as_bytes()).into(),
+        config_digest: config_digest(cfg),
         replication: None,
     }
 }

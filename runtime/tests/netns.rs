@@ -673,3 +673,159 @@ fn peer_with_another_configuration_is_reported_and_changes_no_role() {
         ("active", "passive")
     );
 }
+
+/// `tandem apply` run on node `i` (in its namespace) with `args`: exit code, stdout,
+/// stderr.
+fn apply(rig: &Rig, i: usize, file: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", rig.ns(i), env!("CARGO_BIN_EXE_tandem")])
+        .arg("--control")
+        .arg(&rig.nodes[i].control)
+        .arg("apply")
+        .arg(file)
+        .arg("--store")
+        .arg(rig.store(i))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn committed(rig: &Rig, i: usize) -> tandem_config::ApplianceConfig {
+    tandem_config::Store::open(rig.store(i))
+        .unwrap()
+        .current()
+        .unwrap()
+        .unwrap()
+}
+
+/// The committed configuration of node `i` changed by `f`, with the next revision,
+/// written to a file.
+fn next_revision(
+    rig: &Rig,
+    i: usize,
+    name: &str,
+    f: impl FnOnce(&mut tandem_config::ApplianceConfig),
+) -> std::path::PathBuf {
+    let mut cfg = committed(rig, i);
+    cfg.cluster.revision += 1;
+    f(&mut cfg);
+    let path = rig.dir.join(name);
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    path
+}
+
+#[test]
+fn configuration_changes_reach_both_nodes_and_a_returning_node_catches_up() {
+    let mut rig = Rig::new();
+    rig.start_with_store(0);
+    rig.start_with_store(1);
+    rig.wait_roles("active", "passive", Duration::from_secs(10));
+    let base = committed(&rig, 0).cluster.revision;
+
+    // A change on node1 reaches node2 first, then node1; both put it in effect.
+    let file = next_revision(&rig, 0, "notify.toml", |c| {
+        c.notification.addresses = vec!["ops@example.com".parse().unwrap()];
+    });
+    let (code, out, err) = apply(&rig, 0, &file, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "revision {} in effect on both nodes (changed: notification)",
+            base + 1
+        )),
+        "{out}"
+    );
+    for i in 0..2 {
+        let c = committed(&rig, i);
+        assert_eq!(c.cluster.revision, base + 1);
+        assert_eq!(c.notification.addresses[0].to_string(), "ops@example.com");
+    }
+    let in_effect = format!("configuration revision {} in effect", base + 1);
+    for i in 0..2 {
+        wait_until("the change in effect", Duration::from_secs(5), || {
+            rig.events(i)
+                .iter()
+                .any(|(k, t)| k == "config" && t.contains(&in_effect))
+        });
+    }
+    wait_until("digests agree", Duration::from_secs(5), || {
+        rig.status(0).peer.config_matches == Some(true)
+            && rig.status(1).peer.config_matches == Some(true)
+    });
+
+    // A change of what only an activation may change is refused by node1 itself;
+    // nothing changes anywhere.
+    let bad = next_revision(&rig, 0, "port.toml", |c| {
+        c.heartbeat.udp_port = 7001.try_into().unwrap();
+    });
+    let (code, _, err) = apply(&rig, 0, &bad, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("heartbeat.udp-port"), "{err}");
+    assert!(err.contains("only a new configuration archive"), "{err}");
+    // Garbage on the exchange port is refused and reported; nothing changes.
+    let peer =
+        std::net::SocketAddr::from((rig.internal[1], committed(&rig, 1).heartbeat.udp_port.get()));
+    in_netns(rig.ns(0), move || {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect(peer).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    });
+    wait_until("garbage reported", Duration::from_secs(5), || {
+        rig.events(1)
+            .iter()
+            .any(|(k, t)| k == "config" && t.contains("bad magic"))
+    });
+    for i in 0..2 {
+        assert_eq!(committed(&rig, i).cluster.revision, base + 1);
+    }
+
+    // node2 is down: the change is refused as a whole unless made on node1 only.
+    rig.kill(1);
+    let file = next_revision(&rig, 0, "dns.toml", |c| {
+        c.network.dns_search = vec!["example.org".parse().unwrap()];
+    });
+    let (code, _, err) = apply(&rig, 0, &file, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not answer") && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(committed(&rig, 0).cluster.revision, base + 1);
+    let (code, out, err) = apply(&rig, 0, &file, &["--this-node-only"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("this node only"), "{out}");
+    assert!(
+        out.contains("take effect when each node starts again"),
+        "{out}"
+    );
+    assert_eq!(committed(&rig, 0).cluster.revision, base + 2);
+    assert_eq!(committed(&rig, 1).cluster.revision, base + 1);
+
+    // node2 comes back with the older revision and takes node1's.
+    rig.start_with_store(1);
+    wait_until("node2 catches up", Duration::from_secs(40), || {
+        committed(&rig, 1).cluster.revision == base + 2
+    });
+    assert_eq!(committed(&rig, 1), committed(&rig, 0));
+    wait_until("node1 reports it", Duration::from_secs(5), || {
+        rig.events(0).iter().any(|(k, t)| {
+            k == "config"
+                && t.contains(&format!(
+                    "the other node took this node's configuration revision {}",
+                    base + 2
+                ))
+        })
+    });
+    wait_until("digests agree again", Duration::from_secs(5), || {
+        rig.status(1).peer.config_matches == Some(true)
+    });
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+}

@@ -503,6 +503,8 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             node,
             "--config",
             &format!("{CONFIG}/config.toml"),
+            "--store",
+            CONFIG,
             "--replication",
             // The web console's unprivileged process reaches the control socket.
             "--control-group",

@@ -11,6 +11,7 @@ use tandem_config::schema::NotificationConfig;
 use tandem_core::NodeId;
 use tandem_notify::SmtpTarget;
 use tandem_runtime::activate;
+use tandem_runtime::confsync::SyncSetup;
 use tandem_runtime::control::DEFAULT_SOCKET;
 use tandem_runtime::hw::{Board, HwConfig, parse_interval};
 use tandem_runtime::mail::MailSettings;
@@ -44,6 +45,11 @@ struct Cli {
     /// the cluster (for bring-up and tests).
     #[arg(long, conflicts_with_all = ["key_file", "internal", "external", "serial", "ping"])]
     config: Option<PathBuf>,
+    /// The node's configuration store (with --config, which is then its committed
+    /// file): configuration changes are exchanged with the other node over the
+    /// crossover network and put in effect here.
+    #[arg(long, requires = "config")]
+    store: Option<PathBuf>,
     /// Serial device of this node when it differs from the configuration's.
     #[arg(long, requires = "config")]
     serial_device: Option<PathBuf>,
@@ -462,12 +468,21 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the runtime")?;
+        let sync = match (&cli.store, &cfg) {
+            (Some(store), Some(cfg)) => Some(SyncSetup::new(
+                cfg,
+                settings::node_id(s.node),
+                store.clone(),
+            )),
+            _ => None,
+        };
         let c = chain(&s, ves);
         rt.block_on(tandem_runtime::daemon::run(
             s,
             c,
             hw,
             Some(mail),
+            sync,
             shutdown_signal(),
         ))
     });

@@ -78,6 +78,22 @@ enum Cmd {
         #[arg(long, default_value = "/etc")]
         etc: PathBuf,
     },
+    /// Make FILE the cluster's configuration on both nodes: the other node commits it
+    /// first, then this one, and clusterd puts it in effect (network and heartbeat
+    /// settings when each node starts again). FILE must be this node's configuration
+    /// with `cluster.revision` raised by one; the cluster's identity, keys and
+    /// replication settings change only with an activation.
+    Apply {
+        /// The new configuration (TOML).
+        file: PathBuf,
+        /// The other node is down: change this node only; the other node takes the
+        /// change when it is back.
+        #[arg(long)]
+        this_node_only: bool,
+        /// Directory of the node's configuration store.
+        #[arg(long, default_value = "/config")]
+        store: PathBuf,
+    },
     /// Virtual environments (containers) on the active node.
     Ve {
         #[command(subcommand)]
@@ -327,6 +343,48 @@ fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
         .trim()
         .parse()
         .map_err(|e| anyhow::anyhow!("the node identity {:?}: {e}", node_text.trim()))
+}
+
+fn run_apply(
+    file: &Path,
+    this_node_only: bool,
+    store: &Path,
+    control: &Path,
+) -> anyhow::Result<()> {
+    use tandem_runtime::confsync::{ApplyError, apply};
+    let node = read_node(store)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let st = tandem_config::Store::open(store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let a = match apply(&st, node, &text, this_node_only, control) {
+        Ok(a) => a,
+        // The other node has it: this is not "nothing changed".
+        Err(e @ ApplyError::Local { .. }) => {
+            eprintln!("tandem: {e}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "revision {} in effect on {} (changed: {})",
+        a.revision,
+        if a.peer {
+            "both nodes"
+        } else {
+            "this node only; the other node takes it when it is back"
+        },
+        a.changes.list()
+    );
+    if a.changes.needs_restart() {
+        println!(
+            "network and heartbeat settings take effect when each node starts again: \
+             restart the passive node, switch over, then restart the other"
+        );
+    }
+    for n in a.notes {
+        println!("note: {n}");
+    }
+    Ok(())
 }
 
 fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
@@ -584,6 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Cmd::Ve { .. }
         | Cmd::Activate { .. }
         | Cmd::NodeUp { .. }
+        | Cmd::Apply { .. }
         | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
@@ -671,6 +730,20 @@ fn main() -> ExitCode {
     }
     if let Cmd::Replication { cmd } = &cli.cmd {
         return ExitCode::from(run_replication(cmd, &cli.control));
+    }
+    if let Cmd::Apply {
+        file,
+        this_node_only,
+        store,
+    } = &cli.cmd
+    {
+        return match run_apply(file, *this_node_only, store, &cli.control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: configuration not changed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     // VEs are driven directly (crun, netlink) on the active node.
     if let Cmd::Ve { cmd } = cli.cmd {

@@ -10,6 +10,7 @@
     reason = "test harness shared by several targets: a failed unwrap is a failed run"
 )]
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsFd;
@@ -222,7 +223,34 @@ impl Rig {
         self.start_with_config(i, &cfg);
     }
 
+    /// Node `i`'s configuration store (created with the rig's configuration by
+    /// [`Rig::start_with_store`]).
+    pub fn store(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}-store", self.nodes[i].name))
+    }
+
+    /// Starts node `i` as an installed node runs: the committed configuration of its
+    /// store, and the store for configuration changes (`--store`). The store is made
+    /// on the first start and kept across restarts.
+    pub fn start_with_store(&mut self, i: usize) {
+        let store = self.store(i);
+        if !store.join("config.toml").exists() {
+            let text = std::fs::read_to_string(self.dir.join("cluster.toml")).unwrap();
+            let cfg = ApplianceConfig::from_toml(&text).unwrap();
+            let st = tandem_config::Store::open(&store).unwrap();
+            st.stage(&cfg).unwrap();
+            st.commit().unwrap();
+            std::fs::write(store.join("node"), self.nodes[i].name).unwrap();
+        }
+        let config = store.join("config.toml");
+        self.spawn(i, &config, &[OsStr::new("--store"), store.as_os_str()]);
+    }
+
     pub fn start_with_config(&mut self, i: usize, config: &Path) {
+        self.spawn(i, config, &[]);
+    }
+
+    fn spawn(&mut self, i: usize, config: &Path, extra: &[&OsStr]) {
         let n = &mut self.nodes[i];
         let log = File::create(&n.log).unwrap();
         let child = Command::new("ip")
@@ -242,6 +270,7 @@ impl Rig {
                 &format!("{VIP}/24"),
                 "--data-good",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
