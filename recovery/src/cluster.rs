@@ -4,10 +4,8 @@
 //! Cluster state (roles, heartbeat paths, replication, hardware, events) and the
 //! switchover come from clusterd's control API; the configured values, this node's VE
 //! list and the archive download come from the privileged side (the store, the data
-//! area and crun's state are root's). Pages that would change
-//! the configuration (network, notification, passwords) show the values read-only and
-//! say so: a change must reach both nodes and restart what depends on it, and that
-//! path does not exist yet.
+//! area and crun's state are root's). The Network, Notification and Passwords pages
+//! change the configuration on both nodes (see [`settings`]).
 //!
 //! Maintenance restarts or shuts down this node only (the other node from its own
 //! console): the privileged side signals init, which stops the services (clusterd
@@ -15,6 +13,8 @@
 //! says beforehand, from clusterd's status, what happens to the services. The VEs page
 //! installs VE 101 from an OS template on the node that holds the data area, with the
 //! host name and address of the committed configuration.
+
+mod settings;
 
 use std::sync::Arc;
 
@@ -39,11 +39,20 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/home", get(home))
-        .route("/network", get(network))
+        .route(
+            "/network",
+            get(settings::network).post(settings::save_network),
+        )
         .route("/ves", get(ves))
         .route("/ves/install", post(install_ve101))
-        .route("/notification", get(notification))
-        .route("/passwords", get(passwords))
+        .route(
+            "/notification",
+            get(settings::notification).post(settings::save_notification),
+        )
+        .route(
+            "/passwords",
+            get(settings::passwords).post(settings::save_passwords),
+        )
         .route("/updates", get(updates))
         .route("/maintenance", get(maintenance))
         .route("/maintenance/switchover", post(switchover))
@@ -210,78 +219,6 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
     );
     render(&app, lang, "/home", &a, StatusCode::OK, &body)
-}
-
-fn read_only_note(lang: Lang) -> &'static str {
-    lang.t(
-        "<p class=\"note\">These values are shown read-only. Changing them must reach both nodes and restart what depends on them; the console cannot do that yet. Change them in the configuration (<code>tandem config</code>) and import it on both nodes.</p>",
-        "<p class=\"note\">Diese Werte werden nur angezeigt. Eine Änderung muss beide Knoten erreichen und neu starten, was davon abhängt; das kann die Konsole noch nicht. Ändern Sie sie in der Konfiguration (<code>tandem config</code>) und importieren Sie sie auf beiden Knoten.</p>",
-    )
-}
-
-async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
-    let body = match get_settings(&app, lang).await {
-        Ok(s) => {
-            let nodes: String = s
-                .nodes
-                .iter()
-                .map(|n| {
-                    format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        esc(&n.node),
-                        esc(&n.hostname),
-                        esc(&n.address),
-                        esc(&n.internal_address)
-                    )
-                })
-                .collect();
-            let mut warn = String::new();
-            if !s.serial_heartbeat || !s.external_heartbeat {
-                warn = format!(
-                    "<p class=\"warn\">{}</p>",
-                    lang.t(
-                        "A heartbeat path is disabled: the risk of a split brain (both nodes active) rises.",
-                        "Ein Heartbeat-Pfad ist abgeschaltet: Das Risiko eines Split-Brain (beide Knoten aktiv) steigt."
-                    )
-                );
-            }
-            format!(
-                "<table><tr><th>{n}</th><th>{h}</th><th>{ip}</th><th>{xo}</th></tr>{nodes}</table>\
-                 <table>{mask}{gw}{ping}{search}{dns}{ser}{ext}</table>{warn}{note}",
-                n = lang.t("node", "Knoten"),
-                h = lang.t("host name", "Hostname"),
-                ip = lang.t("address", "Adresse"),
-                xo = lang.t("crossover address", "Crossover-Adresse"),
-                mask = row(lang.t("netmask", "Netzmaske"), &s.netmask),
-                gw = row(lang.t("gateway", "Gateway"), &s.gateway),
-                ping = row(lang.t("ping nodes", "Ping-Knoten"), &s.ping_nodes.join(" ")),
-                search = row(
-                    lang.t("DNS search path", "DNS-Suchpfad"),
-                    &s.dns_search.join(" ")
-                ),
-                dns = row(
-                    lang.t("DNS servers", "DNS-Server"),
-                    &s.dns_servers.join(", ")
-                ),
-                ser = row(
-                    lang.t("serial heartbeat", "serieller Heartbeat"),
-                    yes_no(lang, s.serial_heartbeat)
-                ),
-                ext = row(
-                    lang.t("external heartbeat", "externer Heartbeat"),
-                    yes_no(lang, s.external_heartbeat)
-                ),
-                note = read_only_note(lang),
-            )
-        }
-        Err(e) => e,
-    };
-    render(&app, lang, "/network", &a, StatusCode::OK, &body)
 }
 
 /// This node's VEs as `tandem ve list` shows them, or why there are none here.
@@ -639,53 +576,6 @@ async fn install_ve101(
             .await
         }
     }
-}
-
-async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
-    let body = match get_settings(&app, lang).await {
-        Ok(s) => format!(
-            "<table>{}{}{}{}</table>{}",
-            row(
-                lang.t("addresses", "Adressen"),
-                &s.notify_addresses.join(", ")
-            ),
-            row(
-                lang.t("relay host", "Relay-Host"),
-                s.relay_host
-                    .as_deref()
-                    .unwrap_or(lang.t("none (direct delivery)", "keiner (direkte Zustellung)"))
-            ),
-            row(
-                lang.t("copy to the vendor", "Kopie an den Hersteller"),
-                yes_no(lang, s.copy_vendor)
-            ),
-            row(
-                lang.t("vendor address", "Herstelleradresse"),
-                s.vendor_address.as_deref().unwrap_or("-")
-            ),
-            read_only_note(lang),
-        ),
-        Err(e) => e,
-    };
-    render(&app, lang, "/notification", &a, StatusCode::OK, &body)
-}
-
-async fn passwords(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
-    let body = lang.t(
-        "<p class=\"note\">Changing passwords is not available in the console yet: the password hashes are part of the cluster configuration, and a change must reach both nodes together or they would disagree about their configuration. Set new passwords in the configuration (<code>tandem config</code>) and import it on both nodes.</p>",
-        "<p class=\"note\">Passwörter lassen sich in der Konsole noch nicht ändern: Die Passwort-Hashes gehören zur Clusterkonfiguration, und eine Änderung muss beide Knoten zugleich erreichen, sonst unterscheiden sich ihre Konfigurationen. Setzen Sie neue Passwörter in der Konfiguration (<code>tandem config</code>) und importieren Sie sie auf beiden Knoten.</p>",
-    );
-    render(&app, lang, "/passwords", &a, StatusCode::OK, body)
 }
 
 async fn updates(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

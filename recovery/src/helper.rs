@@ -101,6 +101,16 @@ pub enum Call {
         /// A name from [`Call::VeTemplates`]' answer.
         template: String,
     },
+    /// Change settings on both nodes (or on this one only, the other being down),
+    /// starting from configuration `revision` (the one the page showed).
+    ChangeSettings {
+        /// The change.
+        change: Box<crate::change::SettingsChange>,
+        /// The revision the page showed.
+        revision: u64,
+        /// The other node is down: change this node only.
+        this_node_only: bool,
+    },
 }
 
 /// What [`Call::Power`] does to this node.
@@ -199,7 +209,7 @@ pub struct ArchiveSummary {
 }
 
 /// One node's network values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSettings {
     /// `node1` or `node2`.
     pub node: String,
@@ -216,6 +226,8 @@ pub struct NodeSettings {
 pub struct Settings {
     /// Cluster name.
     pub cluster_name: String,
+    /// The configuration's revision (a change names the one it started from).
+    pub revision: u64,
     /// Both nodes.
     pub nodes: Vec<NodeSettings>,
     /// Netmask of the external network.
@@ -324,8 +336,45 @@ pub enum Reply {
     Templates(Vec<String>),
     /// The installation of VE 101 ran (see each step).
     Installed(InstallReport),
+    /// The settings change is in effect.
+    Changed(ChangeReport),
+    /// The settings change was not made.
+    ChangeRefused(ChangeRefusal),
     /// Refused; nothing was changed.
     Refused(Refusal),
+}
+
+/// What a settings change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeReport {
+    /// The revision now in effect.
+    pub revision: u64,
+    /// The sections that changed.
+    pub changed: Vec<String>,
+    /// Both nodes have it (false: this node only).
+    pub both_nodes: bool,
+    /// Network or heartbeat settings: in effect when each node starts again.
+    pub needs_restart: bool,
+    /// Anything else the operator should know.
+    pub notes: Vec<String>,
+}
+
+/// Why a settings change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeRefusal {
+    /// Problems with the form's fields; nothing changed.
+    Fields(Vec<crate::change::FieldProblem>),
+    /// The configuration changed since the page was shown; nothing changed.
+    Stale {
+        /// The revision now committed.
+        have: u64,
+    },
+    /// Refused by the other node, the other node unreachable, or refused by the
+    /// rules for a running cluster; nothing changed.
+    NotMade(String),
+    /// The other node took the change but this node could not.
+    OnlyPeer(String),
 }
 
 /// Executes calls. [`Local`] does the work; [`Remote`] asks a [`Local`] in another
@@ -392,6 +441,9 @@ pub struct Local {
     pub init_pid: i32,
     /// The VEs' places and installer.
     pub ve: VeSite,
+    /// clusterd's control socket (a settings change asks it to put the change in
+    /// effect).
+    pub control: PathBuf,
 }
 
 impl Local {
@@ -406,6 +458,7 @@ impl Local {
             work_factor: archive::EXPORT_WORK_FACTOR,
             init_pid: 1,
             ve: VeSite::node(),
+            control: PathBuf::from(tandem_runtime::control::DEFAULT_SOCKET),
         }
     }
 
@@ -533,6 +586,7 @@ impl Local {
         }
         Ok(Settings {
             cluster_name: c.cluster.name.to_string(),
+            revision: c.cluster.revision,
             nodes: NodeId::ALL
                 .iter()
                 .map(|id| {
@@ -606,6 +660,54 @@ impl Local {
         )
         .map_err(|e| Refusal::Failed(chain(&e)))?;
         Ok((archive::archive_file_name(now, true), bytes))
+    }
+}
+
+impl Local {
+    /// Makes a settings change from the console's pages on both nodes.
+    fn change_settings(
+        &self,
+        change: &crate::change::SettingsChange,
+        revision: u64,
+        this_node_only: bool,
+    ) -> Reply {
+        use tandem_runtime::confsync::{ApplyError, apply};
+        let cfg = match self.current() {
+            Ok(c) => c,
+            Err(r) => return Reply::Refused(r),
+        };
+        if cfg.cluster.revision != revision {
+            return Reply::ChangeRefused(ChangeRefusal::Stale {
+                have: cfg.cluster.revision,
+            });
+        }
+        let new = match crate::change::make(&cfg, change) {
+            Ok(n) => n,
+            Err(problems) => return Reply::ChangeRefused(ChangeRefusal::Fields(problems)),
+        };
+        let store = match self.open() {
+            Ok(s) => s,
+            Err(r) => return Reply::Refused(r),
+        };
+        match apply(
+            &store,
+            self.node,
+            &new.to_toml(),
+            this_node_only,
+            &self.control,
+        ) {
+            Ok(a) => Reply::Changed(ChangeReport {
+                revision: a.revision,
+                needs_restart: a.changes.needs_restart(),
+                changed: a.changes.sections.iter().map(|s| (*s).to_owned()).collect(),
+                both_nodes: a.peer,
+                notes: a.notes,
+            }),
+            Err(e @ ApplyError::Local { .. }) => {
+                Reply::ChangeRefused(ChangeRefusal::OnlyPeer(e.to_string()))
+            }
+            Err(e) => Reply::ChangeRefused(ChangeRefusal::NotMade(e.to_string())),
+        }
     }
 }
 
@@ -875,6 +977,11 @@ impl Privileged for Local {
                 Ok(report) => Reply::Installed(report),
                 Err(r) => Reply::Refused(r),
             },
+            Call::ChangeSettings {
+                change,
+                revision,
+                this_node_only,
+            } => self.change_settings(&change, revision, this_node_only),
         };
         (reply, Vec::new())
     }

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod banner;
+pub mod change;
 pub mod cluster;
 pub mod console;
 pub mod helper;

@@ -99,6 +99,7 @@ fn rig_with(
     }
     let mut local = Local::new(store.clone(), NodeId::Node1, program(&dir, activate_body));
     local.work_factor = 10;
+    local.control = dir.join("no-clusterd.sock");
     tune(&mut local, &dir);
     let clock = Arc::new(Mutex::new(Instant::now()));
     let c = clock.clone();
@@ -690,7 +691,7 @@ async fn cluster_mode_uses_the_management_password() {
         "{}",
         res.body
     );
-    assert!(res.body.contains("read-only"));
+    assert!(res.body.contains("<form id=\"network\""), "{}", res.body);
 
     // Maintenance: every bad form is refused on the same page.
     let cases = [
@@ -1345,4 +1346,185 @@ async fn ve101_is_not_offered_without_the_data_area_or_the_configuration() {
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     assert!(res.body.contains("has no VE 101"), "{}", res.body);
     assert_eq!(calls(&rig.dir), "");
+}
+
+/// The value of form field `name` in `body`.
+fn field_value(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let i = body.find(&marker).expect("the field") + marker.len();
+    let j = body[i..].find('"').unwrap();
+    body[i..i + j].to_owned()
+}
+
+#[tokio::test]
+async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
+    // Every change here is made on this node only: the other node's crossover
+    // address is not one a test may send to (the two-node rigs cover the exchange).
+    let cfg = config();
+    let rig = rig_with("settings", Some(cfg.clone()), "exit 0", |_, _| {});
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let store = Store::open(&rig.store).unwrap();
+    let committed = || store.current().unwrap().unwrap();
+    let rev = cfg.cluster.revision;
+
+    let page = get(r, "/notification", &cookie).await;
+    assert!(
+        page.body.contains("<form id=\"notification\""),
+        "{}",
+        page.body
+    );
+    assert_eq!(field_value(&page.body, "revision"), rev.to_string());
+
+    // No token; a bad address and relay host; a stale revision: nothing changes.
+    let res = post(
+        r,
+        "/notification",
+        &cookie,
+        &format!("revision={rev}&addresses=ops%40example.com"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("security token"), "{}", res.body);
+    let res = post(
+        r,
+        "/notification",
+        &cookie,
+        &format!("csrf={csrf}&revision={rev}&addresses=ops%40&relay_host=a+b&this_node_only=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body.contains("<b>addresses</b>") && res.body.contains("<b>relay host</b>"),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains(">ops@</textarea>"),
+        "what was typed comes back: {}",
+        res.body
+    );
+    let res = post(
+        r,
+        "/network",
+        &cookie,
+        &format!("csrf={csrf}&revision={}&node1_hostname=x", rev + 7),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    assert!(res.body.contains("changed meanwhile"), "{}", res.body);
+    assert_eq!(committed(), cfg);
+
+    // This node only: committed here with the next revision.
+    let res = post(
+        r,
+        "/notification",
+        &cookie,
+        &format!("csrf={csrf}&revision={rev}&addresses=ops%40example.com%0D%0Anight%40example.com&this_node_only=yes"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains(&format!(
+            "Saved on this node only as configuration revision {}",
+            rev + 1
+        )),
+        "{}",
+        res.body
+    );
+    // clusterd is not running here: the page says when the change takes effect.
+    assert!(res.body.contains("when it starts again"), "{}", res.body);
+    let now = committed();
+    assert_eq!(now.cluster.revision, rev + 1);
+    assert_eq!(now.notification.addresses.len(), 2);
+    assert_eq!(field_value(&res.body, "revision"), (rev + 1).to_string());
+
+    // Network: a bad address is named, then a good change says it needs restarts.
+    let page = get(r, "/network", &cookie).await;
+    let mut form: Vec<(String, String)> = [
+        "node1_hostname",
+        "node1_address",
+        "node2_hostname",
+        "node2_address",
+        "netmask",
+        "gateway",
+        "ping_nodes",
+        "dns_search",
+        "dns_server1",
+        "dns_server2",
+    ]
+    .iter()
+    .map(|f| ((*f).to_owned(), field_value(&page.body, f)))
+    .collect();
+    form.push(("serial_heartbeat".into(), "yes".into()));
+    let encode = |form: &[(String, String)], extra: &str| {
+        let mut s = format!("csrf={csrf}&revision={}&this_node_only=yes", rev + 1);
+        for (k, v) in form {
+            s.push_str(&format!("&{k}={}", v.replace(' ', "+")));
+        }
+        s.push_str(extra);
+        s
+    };
+    form[3].1 = "10.20.30.300".into();
+    let res = post(r, "/network", &cookie, &encode(&form, "")).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body.contains("<b>node2 address</b>") && res.body.contains("10.20.30.300"),
+        "{}",
+        res.body
+    );
+    assert_eq!(committed().cluster.revision, rev + 1);
+    form[3].1 = now.network.node2.address.to_string();
+    form[7].1 = "lab.example example.org".into();
+    let res = post(r, "/network", &cookie, &encode(&form, "")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("take effect when each node starts again"),
+        "{}",
+        res.body
+    );
+    let after = committed();
+    assert_eq!(after.cluster.revision, rev + 2);
+    assert_eq!(after.network.dns_search.len(), 2);
+    assert!(!after.heartbeat.external.enabled, "unticked box: path off");
+
+    // Password: a typo is refused; then the new one opens the console, the old not.
+    let res = post(
+        r,
+        "/passwords",
+        &cookie,
+        &format!(
+            "csrf={csrf}&revision={}&new=new+secret+1&confirm=new+secret+2&this_node_only=yes",
+            rev + 2
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body.contains("<b>new password again</b>"),
+        "{}",
+        res.body
+    );
+    assert!(
+        !res.body.contains("new secret"),
+        "a password is never echoed"
+    );
+    let res = post(
+        r,
+        "/passwords",
+        &cookie,
+        &format!(
+            "csrf={csrf}&revision={}&new=new+secret+1&confirm=new+secret+1&this_node_only=yes",
+            rev + 2
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    *rig.clock.lock().unwrap() += Duration::from_secs(10);
+    assert_eq!(
+        login(r, "admin", ADMIN_PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    *rig.clock.lock().unwrap() += Duration::from_secs(10);
+    session(r, "new secret 1", "/home").await;
 }

@@ -1,0 +1,553 @@
+//! The Network, Notification and Passwords pages (R9.3, R9.5, R9.6): the committed
+//! values in a form; a change goes to both nodes (see [`crate::change`] and
+//! [`tandem_runtime::confsync`]). A form that is refused comes back with what was
+//! typed (never a password) and every problem next to its field's name.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{cluster_auth, get_settings, render};
+use crate::change::{FieldProblem, NetworkForm, NotificationForm, SettingsChange};
+use crate::helper::{Call, ChangeRefusal, ChangeReport, Reply, Settings};
+use crate::i18n::Lang;
+use crate::recovery_pages::refusal_html;
+use crate::web::{App, csrf_message, error_p, esc, same};
+
+/// Which page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Network,
+    Notification,
+    Passwords,
+}
+
+impl Page {
+    fn path(self) -> &'static str {
+        match self {
+            Page::Network => "/network",
+            Page::Notification => "/notification",
+            Page::Passwords => "/passwords",
+        }
+    }
+}
+
+/// What a form shows: the committed values, or what was typed.
+enum Values {
+    Network(NetworkForm),
+    Notification(NotificationForm),
+    Passwords,
+}
+
+fn network_values(s: &Settings) -> NetworkForm {
+    let node = |i: usize| s.nodes.get(i).cloned().unwrap_or_default();
+    let (n1, n2) = (node(0), node(1));
+    NetworkForm {
+        node1_hostname: n1.hostname,
+        node1_address: n1.address,
+        node2_hostname: n2.hostname,
+        node2_address: n2.address,
+        netmask: s.netmask.clone(),
+        gateway: s.gateway.clone(),
+        ping_nodes: s.ping_nodes.join(" "),
+        dns_search: s.dns_search.join(" "),
+        dns_server1: s.dns_servers.first().cloned().unwrap_or_default(),
+        dns_server2: s.dns_servers.get(1).cloned().unwrap_or_default(),
+        serial_heartbeat: s.serial_heartbeat,
+        external_heartbeat: s.external_heartbeat,
+    }
+}
+
+fn notification_values(s: &Settings) -> NotificationForm {
+    NotificationForm {
+        addresses: s.notify_addresses.join("\n"),
+        relay_host: s.relay_host.clone().unwrap_or_default(),
+        copy_vendor: s.copy_vendor,
+    }
+}
+
+fn label(lang: Lang, field: &str) -> String {
+    let (en, de) = match field {
+        "node1_hostname" => ("node1 host name", "Hostname node1"),
+        "node1_address" => ("node1 address", "Adresse node1"),
+        "node2_hostname" => ("node2 host name", "Hostname node2"),
+        "node2_address" => ("node2 address", "Adresse node2"),
+        "netmask" => ("netmask", "Netzmaske"),
+        "gateway" => ("gateway", "Gateway"),
+        "ping_nodes" => ("ping nodes", "Ping-Knoten"),
+        "dns_search" => ("DNS search path", "DNS-Suchpfad"),
+        "dns_server1" => ("DNS server 1", "DNS-Server 1"),
+        "dns_server2" => ("DNS server 2", "DNS-Server 2"),
+        "serial_heartbeat" => ("heartbeat paths", "Heartbeat-Pfade"),
+        "addresses" => ("addresses", "Adressen"),
+        "relay_host" => ("relay host", "Relay-Host"),
+        "copy_vendor" => ("copy to the vendor", "Kopie an den Hersteller"),
+        "new" => ("new password", "neues Passwort"),
+        "confirm" => ("new password again", "neues Passwort wiederholen"),
+        other => return other.to_owned(),
+    };
+    lang.t(en, de).to_owned()
+}
+
+fn problems_html(lang: Lang, ps: &[FieldProblem]) -> String {
+    let items: String = ps
+        .iter()
+        .map(|p| {
+            format!(
+                "<li><b>{}</b>: {}</li>",
+                esc(&label(lang, &p.field)),
+                esc(&p.message)
+            )
+        })
+        .collect();
+    format!(
+        "<div class=\"error\" role=\"alert\"><p>{}</p><ul>{items}</ul></div>",
+        lang.t(
+            "The change was not made. Correct these fields:",
+            "Die Änderung wurde nicht vorgenommen. Korrigieren Sie diese Felder:"
+        )
+    )
+}
+
+fn text_input(name: &str, label: &str, value: &str) -> String {
+    format!(
+        "<p><label>{} <input type=\"text\" name=\"{name}\" value=\"{}\"></label></p>",
+        esc(label),
+        esc(value)
+    )
+}
+
+fn checkbox(name: &str, label: &str, on: bool) -> String {
+    format!(
+        "<p><label><input type=\"checkbox\" name=\"{name}\" value=\"yes\"{}> {}</label></p>",
+        if on { " checked" } else { "" },
+        esc(label)
+    )
+}
+
+/// The part every form ends with: the token, the revision, "the other node is
+/// down", the button.
+fn form_tail(lang: Lang, csrf: &str, revision: u64) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"revision\" value=\"{revision}\">\
+         <p><label><input type=\"checkbox\" name=\"this_node_only\" value=\"yes\"> {}</label></p>\
+         <p><button type=\"submit\">{}</button></p></form>",
+        esc(csrf),
+        lang.t(
+            "The other node is down: change this node only (the other node takes the change when it is back)",
+            "Der andere Knoten ist ausgefallen: nur diesen Knoten ändern (der andere übernimmt die Änderung, sobald er wieder läuft)"
+        ),
+        lang.t("Save on both nodes", "Auf beiden Knoten speichern"),
+    )
+}
+
+fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
+    let tail = form_tail(lang, csrf, revision);
+    match values {
+        Values::Network(v) => format!(
+            "<form id=\"network\" method=\"post\" action=\"/network\">\
+             <h2>node1</h2>{h1}{a1}<h2>node2</h2>{h2}{a2}<h2>{net}</h2>{mask}{gw}{ping}{search}{d1}{d2}\
+             <h2>{hb}</h2>{ser}{ext}<p class=\"warn\">{hb_warn}</p><p class=\"note\">{restart}</p>{tail}",
+            h1 = text_input("node1_hostname", lang.t("host name", "Hostname"), &v.node1_hostname),
+            a1 = text_input("node1_address", lang.t("address", "Adresse"), &v.node1_address),
+            h2 = text_input("node2_hostname", lang.t("host name", "Hostname"), &v.node2_hostname),
+            a2 = text_input("node2_address", lang.t("address", "Adresse"), &v.node2_address),
+            net = lang.t("Network", "Netzwerk"),
+            mask = text_input("netmask", lang.t("netmask", "Netzmaske"), &v.netmask),
+            gw = text_input("gateway", lang.t("gateway", "Gateway"), &v.gateway),
+            ping = text_input(
+                "ping_nodes",
+                lang.t("ping nodes (separated by spaces)", "Ping-Knoten (durch Leerzeichen getrennt)"),
+                &v.ping_nodes
+            ),
+            search = text_input(
+                "dns_search",
+                lang.t("DNS search path (separated by spaces)", "DNS-Suchpfad (durch Leerzeichen getrennt)"),
+                &v.dns_search
+            ),
+            d1 = text_input("dns_server1", lang.t("DNS server 1", "DNS-Server 1"), &v.dns_server1),
+            d2 = text_input("dns_server2", lang.t("DNS server 2 (optional)", "DNS-Server 2 (optional)"), &v.dns_server2),
+            hb = lang.t("Heartbeat", "Heartbeat"),
+            ser = checkbox(
+                "serial_heartbeat",
+                lang.t("heartbeat over the serial cable", "Heartbeat über das serielle Kabel"),
+                v.serial_heartbeat
+            ),
+            ext = checkbox(
+                "external_heartbeat",
+                lang.t("heartbeat over the external network", "Heartbeat über das externe Netz"),
+                v.external_heartbeat
+            ),
+            hb_warn = lang.t(
+                "Each heartbeat path switched off raises the risk of a split brain (both nodes active) when the remaining paths fail.",
+                "Jeder abgeschaltete Heartbeat-Pfad erhöht das Risiko eines Split-Brain (beide Knoten aktiv), wenn die übrigen Pfade ausfallen."
+            ),
+            restart = lang.t(
+                "Network and heartbeat settings take effect when each node starts again: afterwards restart the passive node, switch over, then restart the other one (Maintenance page).",
+                "Netzwerk- und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie danach den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
+            ),
+        ),
+        Values::Notification(v) => format!(
+            "<form id=\"notification\" method=\"post\" action=\"/notification\">\
+             <p><label>{addr}<br><textarea name=\"addresses\" rows=\"4\" cols=\"40\">{addresses}</textarea></label></p>\
+             {relay}{vendor}<p class=\"note\">{effect}</p>{tail}",
+            addr = lang.t("E-mail addresses (one per line)", "E-Mail-Adressen (eine pro Zeile)"),
+            addresses = esc(&v.addresses),
+            relay = text_input(
+                "relay_host",
+                lang.t("relay host (HOST or HOST:PORT; empty: direct delivery)", "Relay-Host (HOST oder HOST:PORT; leer: direkte Zustellung)"),
+                &v.relay_host
+            ),
+            vendor = checkbox(
+                "copy_vendor",
+                lang.t("send a copy to the vendor's support", "eine Kopie an den Support des Herstellers senden"),
+                v.copy_vendor
+            ),
+            effect = lang.t(
+                "A change takes effect at once on both nodes; messages still waiting in the outbox go to the new recipients.",
+                "Eine Änderung wirkt sofort auf beiden Knoten; Nachrichten, die noch im Postausgang warten, gehen an die neuen Empfänger."
+            ),
+        ),
+        Values::Passwords => format!(
+            "<h2>{title}</h2><p>{text}</p>\
+             <form id=\"passwords\" method=\"post\" action=\"/passwords\">\
+             <p><label>{new} <input type=\"password\" name=\"new\" autocomplete=\"new-password\"></label></p>\
+             <p><label>{again} <input type=\"password\" name=\"confirm\" autocomplete=\"new-password\"></label></p>{tail}\
+             <p class=\"note\">{others}</p>",
+            title = lang.t("Management password (user admin)", "Verwaltungspasswort (Benutzer admin)"),
+            text = lang.f(
+                format!("It opens this console on both nodes; at least {} characters. A password set on a node's local console (password reset) is replaced by it.", crate::change::MIN_PASSWORD),
+                format!("Es öffnet diese Konsole auf beiden Knoten; mindestens {} Zeichen. Ein an der lokalen Konsole eines Knotens gesetztes Passwort (Passwort-Rücksetzung) wird dadurch ersetzt.", crate::change::MIN_PASSWORD),
+            ),
+            new = lang.t("New password", "Neues Passwort"),
+            again = lang.t("New password again", "Neues Passwort wiederholen"),
+            others = lang.t(
+                "The root password of VE 101 is set inside the VE on the active node: tandem ve passwd 101. The nodes themselves have no password login: they are run from this console and their local console.",
+                "Das root-Passwort der VE 101 wird in der VE auf dem aktiven Knoten gesetzt: tandem ve passwd 101. Die Knoten selbst haben keine Passwort-Anmeldung: Sie werden über diese Konsole und ihre lokale Konsole bedient."
+            ),
+        ),
+    }
+}
+
+/// The page: `message`, then the form with `values` (the committed ones when `None`).
+async fn show(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    page: Page,
+    status: StatusCode,
+    message: &str,
+    values: Option<Values>,
+) -> Response {
+    let a = match cluster_auth(app, headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(headers);
+    let body = match get_settings(app, lang).await {
+        Ok(s) => {
+            let values = values.unwrap_or_else(|| match page {
+                Page::Network => Values::Network(network_values(&s)),
+                Page::Notification => Values::Notification(notification_values(&s)),
+                Page::Passwords => Values::Passwords,
+            });
+            format!("{message}{}", form_html(lang, &values, &a.csrf, s.revision))
+        }
+        Err(e) => format!("{message}{e}"),
+    };
+    render(app, lang, page.path(), &a, status, &body)
+}
+
+pub(super) async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    show(&app, &headers, Page::Network, StatusCode::OK, "", None).await
+}
+
+pub(super) async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    show(&app, &headers, Page::Notification, StatusCode::OK, "", None).await
+}
+
+pub(super) async fn passwords(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    show(&app, &headers, Page::Passwords, StatusCode::OK, "", None).await
+}
+
+fn yes(v: &str) -> bool {
+    v == "yes"
+}
+
+/// The Network form as posted.
+#[derive(Debug, Deserialize)]
+pub(super) struct NetworkPost {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    this_node_only: String,
+    #[serde(default)]
+    node1_hostname: String,
+    #[serde(default)]
+    node1_address: String,
+    #[serde(default)]
+    node2_hostname: String,
+    #[serde(default)]
+    node2_address: String,
+    #[serde(default)]
+    netmask: String,
+    #[serde(default)]
+    gateway: String,
+    #[serde(default)]
+    ping_nodes: String,
+    #[serde(default)]
+    dns_search: String,
+    #[serde(default)]
+    dns_server1: String,
+    #[serde(default)]
+    dns_server2: String,
+    #[serde(default)]
+    serial_heartbeat: String,
+    #[serde(default)]
+    external_heartbeat: String,
+}
+
+/// The Notification form as posted.
+#[derive(Debug, Deserialize)]
+pub(super) struct NotificationPost {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    this_node_only: String,
+    #[serde(default)]
+    addresses: String,
+    #[serde(default)]
+    relay_host: String,
+    #[serde(default)]
+    copy_vendor: String,
+}
+
+/// The Passwords form as posted.
+#[derive(Debug, Deserialize)]
+pub(super) struct PasswordsPost {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    this_node_only: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub(super) async fn save_network(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<NetworkPost>,
+) -> Response {
+    let form = NetworkForm {
+        node1_hostname: f.node1_hostname,
+        node1_address: f.node1_address,
+        node2_hostname: f.node2_hostname,
+        node2_address: f.node2_address,
+        netmask: f.netmask,
+        gateway: f.gateway,
+        ping_nodes: f.ping_nodes,
+        dns_search: f.dns_search,
+        dns_server1: f.dns_server1,
+        dns_server2: f.dns_server2,
+        serial_heartbeat: yes(&f.serial_heartbeat),
+        external_heartbeat: yes(&f.external_heartbeat),
+    };
+    let values = Values::Network(form.clone());
+    let change = SettingsChange::Network(form);
+    submit(
+        &app,
+        &headers,
+        Page::Network,
+        &f.csrf,
+        f.revision,
+        yes(&f.this_node_only),
+        change,
+        values,
+    )
+    .await
+}
+
+pub(super) async fn save_notification(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<NotificationPost>,
+) -> Response {
+    let form = NotificationForm {
+        addresses: f.addresses,
+        relay_host: f.relay_host,
+        copy_vendor: yes(&f.copy_vendor),
+    };
+    let values = Values::Notification(form.clone());
+    let change = SettingsChange::Notification(form);
+    submit(
+        &app,
+        &headers,
+        Page::Notification,
+        &f.csrf,
+        f.revision,
+        yes(&f.this_node_only),
+        change,
+        values,
+    )
+    .await
+}
+
+pub(super) async fn save_passwords(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<PasswordsPost>,
+) -> Response {
+    let change = SettingsChange::AdminPassword {
+        new: f.new,
+        confirm: f.confirm,
+    };
+    submit(
+        &app,
+        &headers,
+        Page::Passwords,
+        &f.csrf,
+        f.revision,
+        yes(&f.this_node_only),
+        change,
+        Values::Passwords,
+    )
+    .await
+}
+
+fn changed_html(lang: Lang, r: &ChangeReport) -> String {
+    let changed = r.changed.join(", ");
+    let mut html = format!(
+        "<p class=\"ok\" role=\"status\">{}</p>",
+        esc(&if r.both_nodes {
+            lang.f(
+                format!("Saved on both nodes as configuration revision {} (changed: {changed}).", r.revision),
+                format!("Auf beiden Knoten als Konfigurationsrevision {} gespeichert (geändert: {changed}).", r.revision),
+            )
+        } else {
+            lang.f(
+                format!("Saved on this node only as configuration revision {} (changed: {changed}). The other node takes it as soon as it is back.", r.revision),
+                format!("Nur auf diesem Knoten als Konfigurationsrevision {} gespeichert (geändert: {changed}). Der andere Knoten übernimmt sie, sobald er wieder läuft.", r.revision),
+            )
+        })
+    );
+    if r.needs_restart {
+        html.push_str(&format!(
+            "<p class=\"warn\">{}</p>",
+            lang.t(
+                "Network and heartbeat settings take effect when each node starts again: restart the passive node, switch over, then restart the other one (Maintenance page).",
+                "Netzwerk- und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
+            )
+        ));
+    }
+    for n in &r.notes {
+        html.push_str(&format!("<p class=\"note\">{}</p>", esc(n)));
+    }
+    html
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per page; the arguments are the form's parts"
+)]
+async fn submit(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    page: Page,
+    csrf: &str,
+    revision: u64,
+    this_node_only: bool,
+    change: SettingsChange,
+    typed: Values,
+) -> Response {
+    let a = match cluster_auth(app, headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(headers);
+    if !same(csrf, &a.csrf) {
+        let msg = error_p(csrf_message(lang));
+        return show(app, headers, page, StatusCode::FORBIDDEN, &msg, Some(typed)).await;
+    }
+    let call = Call::ChangeSettings {
+        change: Box::new(change),
+        revision,
+        this_node_only,
+    };
+    match app.ask(call, Vec::new()).await.0 {
+        Reply::Changed(r) => {
+            show(
+                app,
+                headers,
+                page,
+                StatusCode::OK,
+                &changed_html(lang, &r),
+                None,
+            )
+            .await
+        }
+        Reply::ChangeRefused(ChangeRefusal::Fields(ps)) => {
+            show(
+                app,
+                headers,
+                page,
+                StatusCode::BAD_REQUEST,
+                &problems_html(lang, &ps),
+                Some(typed),
+            )
+            .await
+        }
+        Reply::ChangeRefused(ChangeRefusal::Stale { have }) => {
+            let msg = error_p(&lang.f(
+                format!("The configuration was changed meanwhile (it is now revision {have}). Nothing was changed: the form below shows the current values; make your change again."),
+                format!("Die Konfiguration wurde inzwischen geändert (jetzt Revision {have}). Es wurde nichts geändert: Das Formular zeigt die aktuellen Werte; nehmen Sie Ihre Änderung erneut vor."),
+            ));
+            show(app, headers, page, StatusCode::CONFLICT, &msg, None).await
+        }
+        Reply::ChangeRefused(ChangeRefusal::NotMade(why)) => {
+            let msg = error_p(&lang.f(
+                format!("The change was not made: {why}."),
+                format!("Die Änderung wurde nicht vorgenommen: {why}."),
+            ));
+            show(app, headers, page, StatusCode::CONFLICT, &msg, Some(typed)).await
+        }
+        Reply::ChangeRefused(ChangeRefusal::OnlyPeer(why)) => {
+            let msg = error_p(&why);
+            show(
+                app,
+                headers,
+                page,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &msg,
+                None,
+            )
+            .await
+        }
+        Reply::Refused(r) => {
+            let (status, html) = refusal_html(lang, &r);
+            show(app, headers, page, status, &html, Some(typed)).await
+        }
+        other => {
+            let msg = error_p(&format!("{other:?}"));
+            show(
+                app,
+                headers,
+                page,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &msg,
+                None,
+            )
+            .await
+        }
+    }
+}
