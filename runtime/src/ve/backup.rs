@@ -171,6 +171,9 @@ impl Sink for File {
     }
 }
 
+/// Opens the temporary file of a copy: its path and permission bits.
+pub type OpenSink = dyn Fn(&Path, u32) -> io::Result<Box<dyn Sink>>;
+
 /// Creates (or truncates) the temporary file at `path` with `mode`.
 fn open_file(path: &Path, mode: u32) -> io::Result<Box<dyn Sink>> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -217,7 +220,7 @@ impl TemplateBackup {
     /// As [`TemplateBackup::run`].
     pub fn run_with(
         &self,
-        open: &dyn Fn(&Path, u32) -> io::Result<Box<dyn Sink>>,
+        open: &OpenSink,
         on_copy: &mut dyn FnMut(&TemplateCopy),
     ) -> Result<BackupReport, BackupError> {
         if !crate::storage::is_mountpoint(&self.data_mount) {
@@ -291,11 +294,7 @@ impl TemplateBackup {
         }
     }
 
-    fn backup_one(
-        &self,
-        file: &str,
-        open: &dyn Fn(&Path, u32) -> io::Result<Box<dyn Sink>>,
-    ) -> Result<TemplateCopy, BackupError> {
+    fn backup_one(&self, file: &str, open: &OpenSink) -> Result<TemplateCopy, BackupError> {
         use std::os::unix::fs::PermissionsExt;
         let src_path = self.template_dir.join(file);
         let dst = self.backup_dir.join(file);
