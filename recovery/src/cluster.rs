@@ -873,13 +873,21 @@ fn backup_html(lang: Lang, v: &BackupView) -> String {
                 format!("In {} gibt es keine OS-Vorlagen: Es wurde nichts gesichert. Die eingebaute Vorlage tandem-minimal braucht keine Sicherung.", esc(&v.template_dir)),
             )
         ),
-        None => format!(
-            "<p class=\"ok\" role=\"status\">{}</p>",
-            lang.f(
-                format!("The template cache is backed up in {dir}: {} templates, {total}; {copied} copied, {replaced} replaced, {unchanged} unchanged.", v.copies.len()),
-                format!("Der Vorlagen-Cache ist in {dir} gesichert: {} Vorlagen, {total}; {copied} kopiert, {replaced} ersetzt, {unchanged} unverändert.", v.copies.len()),
+        None => {
+            let count = v.copies.len();
+            let (en, de) = if count == 1 {
+                ("template", "Vorlage")
+            } else {
+                ("templates", "Vorlagen")
+            };
+            format!(
+                "<p class=\"ok\" role=\"status\">{}</p>",
+                lang.f(
+                    format!("The template cache is backed up in {dir}: {count} {en}, {total}; {copied} copied, {replaced} replaced, {unchanged} unchanged."),
+                    format!("Der Vorlagen-Cache ist in {dir} gesichert: {count} {de}, {total}; {copied} kopiert, {replaced} ersetzt, {unchanged} unverändert."),
+                )
             )
-        ),
+        }
         Some(f) => {
             let next = if f.disk_full {
                 lang.t(

@@ -836,7 +836,8 @@ fn cluster_pages_and_switchover_in_a_browser() {
         Duration::from_secs(30),
     );
     assert!(
-        page.contains("<tr><td>debian-12.tar</td><td>0 bytes</td><td>copied</td></tr>"),
+        page.contains("<tr><td>debian-12.tar</td><td>0 bytes</td><td>copied</td></tr>")
+            && page.contains(": 1 template, 0 bytes; 1 copied, 0 replaced, 0 unchanged."),
         "{page}"
     );
     assert!(vz.0.join("backups/templatecache/debian-12.tar").is_file());
