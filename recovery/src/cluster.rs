@@ -10,9 +10,12 @@
 //! Maintenance restarts or shuts down this node only (the other node from its own
 //! console): the privileged side signals init, which stops the services (clusterd
 //! releases them to the other node when that one runs) and then the machine. The page
-//! says beforehand, from clusterd's status, what happens to the services. The VEs page
-//! installs VE 101 from an OS template on the node that holds the data area, with the
-//! host name and address of the committed configuration.
+//! says beforehand, from clusterd's status, what happens to the services. It also backs
+//! up the OS template cache of the data area (R9.8) on the node that holds it, and lists
+//! each template and what happened to it. The VEs page installs VE 101 from an OS
+//! template on the node that holds the data area, with the host name and address of the
+//! committed configuration: the installation runs in the background, and its progress
+//! page reloads itself (no JavaScript) until it shows how it ended.
 
 mod settings;
 
@@ -27,14 +30,19 @@ use serde::Deserialize;
 use tandem_runtime::control::{Client, EventJson, HwJson, StatusJson};
 
 use crate::helper::{
-    Call, InstallReport, MAX_SECRET, MIN_EXPORT_PASSPHRASE, PowerAction, Refusal, Reply, Settings,
+    BackupView, Call, InstallReport, MAX_SECRET, MIN_EXPORT_PASSPHRASE, PowerAction, Refusal,
+    Reply, Settings,
 };
 use crate::i18n::Lang;
+use crate::job::{InstallView, JobState};
 use crate::recovery_pages::refusal_html;
 use crate::web::{App, Auth, Frame, auth, csrf_message, error_p, esc, page, same};
 
 /// The management version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The progress page of the VE 101 installation.
+pub const INSTALL_PROGRESS: &str = "/ves/install/progress";
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -53,11 +61,13 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/passwords",
             get(settings::passwords).post(settings::save_passwords),
         )
+        .route(INSTALL_PROGRESS, get(install_progress))
         .route("/updates", get(updates))
         .route("/maintenance", get(maintenance))
         .route("/maintenance/switchover", post(switchover))
         .route("/maintenance/export", post(export))
         .route("/maintenance/power", post(power))
+        .route("/maintenance/backup-templates", post(backup_templates))
         .route("/status", get(status))
 }
 
@@ -261,6 +271,19 @@ async fn ve101_html(
     list: &Reply,
 ) -> String {
     let title = format!("<h2>{}</h2>", lang.t("VE 101", "VE 101"));
+    if let Reply::Install(v) = app.ask(Call::InstallJob, Vec::new()).await.0
+        && v.state == JobState::Running
+    {
+        let t = esc(v.template.as_deref().unwrap_or(""));
+        return format!(
+            "{title}<p class=\"note\" role=\"status\">{} <a href=\"{INSTALL_PROGRESS}\">{}</a></p>",
+            lang.f(
+                format!("VE 101 is being installed from {t}."),
+                format!("VE 101 wird aus {t} installiert."),
+            ),
+            lang.t("Show the progress", "Fortschritt anzeigen"),
+        );
+    }
     if let Reply::Ves(rows) = list
         && let Some(r) = rows.iter().find(|r| r.id == 101)
     {
@@ -469,8 +492,12 @@ fn install_html(lang: Lang, r: &InstallReport) -> String {
             ),
         })
     };
-    let steps: String = r
-        .steps
+    format!("{head}{}", steps_html(lang, r))
+}
+
+/// The steps that ran, with their output.
+fn steps_html(lang: Lang, r: &InstallReport) -> String {
+    r.steps
         .iter()
         .map(|s| {
             format!(
@@ -488,8 +515,7 @@ fn install_html(lang: Lang, r: &InstallReport) -> String {
                 }
             )
         })
-        .collect();
-    format!("{head}{steps}")
+        .collect()
 }
 
 /// The page a cluster form is on (where a refused form is shown again).
@@ -547,13 +573,9 @@ async fn install_ve101(
         template: form.template,
     };
     match app.ask(call, Vec::new()).await.0 {
-        Reply::Installed(report) => {
-            let status = if report.complete() {
-                StatusCode::OK
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            ves_page(&app, lang, &a, status, &install_html(lang, &report)).await
+        // Started, or one runs already (a second click): its progress page either way.
+        Reply::InstallStarted | Reply::Refused(Refusal::InstallRunning) => {
+            Redirect::to(INSTALL_PROGRESS).into_response()
         }
         Reply::Refused(r) => {
             let (status, html) = refusal_html(lang, &r);
@@ -576,6 +598,75 @@ async fn install_ve101(
             .await
         }
     }
+}
+
+/// What the progress page of the VE 101 installation says.
+fn install_progress_body(lang: Lang, v: &InstallView) -> String {
+    let back = format!(
+        "<p><a href=\"/ves\">{}</a></p>",
+        lang.t("To the VE list", "Zur VE-Liste")
+    );
+    let report = v.report();
+    match &v.state {
+        JobState::Idle => format!(
+            "<p>{}</p>{back}",
+            lang.t(
+                "No installation of VE 101 was started since the console started. The VEs page shows whether VE 101 is installed and offers the installation.",
+                "Seit dem Start der Konsole wurde keine Installation von VE 101 begonnen. Die VE-Seite zeigt, ob VE 101 installiert ist, und bietet die Installation an.",
+            )
+        ),
+        JobState::Running => {
+            let t = esc(v.template.as_deref().unwrap_or(""));
+            let now = v.current.as_deref().map_or_else(String::new, |c| {
+                format!(
+                    "<p>{}: <code>{}</code></p>",
+                    lang.t("Running now", "Läuft gerade"),
+                    esc(c)
+                )
+            });
+            format!(
+                "<p role=\"status\"><b>{}</b> {}</p>{}{now}",
+                lang.f(
+                    format!("VE 101 is being installed from {t}."),
+                    format!("VE 101 wird aus {t} installiert."),
+                ),
+                lang.t(
+                    "This page reloads itself every few seconds.",
+                    "Diese Seite lädt sich alle paar Sekunden neu."
+                ),
+                steps_html(lang, &report),
+            )
+        }
+        JobState::Succeeded | JobState::Failed { .. } => {
+            format!("{}{back}", install_html(lang, &report))
+        }
+    }
+}
+
+async fn install_progress(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let a = match cluster_auth(&app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(&headers);
+    let (body, running) = match app.ask(Call::InstallJob, Vec::new()).await.0 {
+        Reply::Install(v) => (
+            install_progress_body(lang, &v),
+            v.state == JobState::Running,
+        ),
+        Reply::Refused(r) => (refusal_html(lang, &r).1, false),
+        other => (error_p(&format!("{other:?}")), false),
+    };
+    let f = Frame {
+        lang,
+        node: &app.node,
+        path: INSTALL_PROGRESS,
+        csrf: Some(&a.csrf),
+        cluster_menu: true,
+        refresh: running.then_some(2),
+    };
+    let title = lang.t("Installation of VE 101", "Installation von VE 101");
+    (StatusCode::OK, Html(page(&f, title, &body))).into_response()
 }
 
 async fn updates(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -608,7 +699,11 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str, power: &str) -> Strin
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><label>{pass} <input type=\"password\" name=\"passphrase\" autocomplete=\"new-password\"></label></p>\
          <p><label>{pass2} <input type=\"password\" name=\"passphrase2\" autocomplete=\"new-password\"></label></p>\
-         <p><button type=\"submit\">{ex_go}</button></p></form>{power}",
+         <p><button type=\"submit\">{ex_go}</button></p></form>\
+         <h2>{tc}</h2><p>{tc_text}</p>\
+         <form id=\"backup-templates\" method=\"post\" action=\"/maintenance/backup-templates\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><button type=\"submit\">{tc_go}</button></p></form>{power}",
         sw = lang.t("Switchover", "Übergabe (Switchover)"),
         sw_text = lang.t(
             "The VEs stop on the active node and then start on the other one.",
@@ -627,6 +722,112 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str, power: &str) -> Strin
         pass = lang.t("Passphrase", "Passphrase"),
         pass2 = lang.t("Passphrase again", "Passphrase wiederholen"),
         ex_go = lang.t("Download", "Herunterladen"),
+        tc = lang.t("Template cache", "Vorlagen-Cache"),
+        tc_text = lang.t(
+            "Copy every OS template of the data area (/vz/template) into /vz/backups/templatecache. A template whose backup is identical is left alone, a changed one is replaced. This works on the active node, where the data area is mounted. The built-in template tandem-minimal has no file and needs no backup.",
+            "Jede OS-Vorlage des Datenbereichs (/vz/template) nach /vz/backups/templatecache kopieren. Eine Vorlage mit gleicher Sicherung bleibt unberührt, eine geänderte wird ersetzt. Das geht auf dem aktiven Knoten, wo der Datenbereich eingehängt ist. Die eingebaute Vorlage tandem-minimal hat keine Datei und braucht keine Sicherung.",
+        ),
+        tc_go = lang.t("Back up template cache", "Vorlagen-Cache sichern"),
+    )
+}
+
+/// A size for people: bytes, KiB, MiB or GiB with one decimal.
+fn size_text(lang: Lang, bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    let Some((div, unit)) = UNITS.iter().find(|(d, _)| bytes >= *d) else {
+        return format!("{bytes} {}", lang.t("bytes", "Bytes"));
+    };
+    // One decimal, rounded down, without floating point.
+    let tenths = bytes.saturating_mul(10) / div;
+    let sep = lang.t(".", ",");
+    format!("{}{sep}{} {unit}", tenths / 10, tenths % 10)
+}
+
+/// What a backup of the template cache did: each template and its outcome, and where
+/// and why it stopped when it did.
+fn backup_html(lang: Lang, v: &BackupView) -> String {
+    use tandem_runtime::ve::backup::CopyOutcome;
+    let n = |o: CopyOutcome| v.copies.iter().filter(|c| c.outcome == o).count();
+    let (copied, replaced, unchanged) = (
+        n(CopyOutcome::Copied),
+        n(CopyOutcome::Replaced),
+        n(CopyOutcome::Unchanged),
+    );
+    let total = size_text(lang, v.copies.iter().map(|c| c.bytes).sum());
+    let dir = esc(&v.backup_dir);
+    let head = match &v.failure {
+        None if v.copies.is_empty() => format!(
+            "<p class=\"ok\" role=\"status\">{}</p>",
+            lang.f(
+                format!("There are no OS templates in {}: nothing was backed up. The built-in template tandem-minimal needs no backup.", esc(&v.template_dir)),
+                format!("In {} gibt es keine OS-Vorlagen: Es wurde nichts gesichert. Die eingebaute Vorlage tandem-minimal braucht keine Sicherung.", esc(&v.template_dir)),
+            )
+        ),
+        None => {
+            let count = v.copies.len();
+            let (en, de) = if count == 1 {
+                ("template", "Vorlage")
+            } else {
+                ("templates", "Vorlagen")
+            };
+            format!(
+                "<p class=\"ok\" role=\"status\">{}</p>",
+                lang.f(
+                    format!("The template cache is backed up in {dir}: {count} {en}, {total}; {copied} copied, {replaced} replaced, {unchanged} unchanged."),
+                    format!("Der Vorlagen-Cache ist in {dir} gesichert: {count} {de}, {total}; {copied} kopiert, {replaced} ersetzt, {unchanged} unverändert."),
+                )
+            )
+        }
+        Some(f) => {
+            let next = if f.disk_full {
+                lang.t(
+                    "The data area is full. Free space in /vz (for example backups in /vz/backups or VEs no longer needed), then back up the template cache again.",
+                    "Der Datenbereich ist voll. Schaffen Sie Platz in /vz (etwa Sicherungen in /vz/backups oder nicht mehr benötigte VEs) und sichern Sie den Vorlagen-Cache dann erneut.",
+                )
+            } else {
+                lang.t(
+                    "Correct the cause, then back up the template cache again; templates already backed up are then left alone.",
+                    "Beheben Sie die Ursache und sichern Sie den Vorlagen-Cache dann erneut; bereits gesicherte Vorlagen bleiben dabei unberührt.",
+                )
+            };
+            format!(
+                "{}<p class=\"warn\">{next}</p>",
+                error_p(&lang.f(
+                    format!("The backup of the template cache stopped: {}. The template being copied was not written (its unfinished copy was removed, an older backup of it is kept); the templates listed below are backed up completely, the others were not tried.", f.message),
+                    format!("Die Sicherung des Vorlagen-Caches wurde abgebrochen: {}. Die gerade kopierte Vorlage wurde nicht geschrieben (ihre unfertige Kopie wurde entfernt, eine ältere Sicherung bleibt erhalten); die unten aufgeführten Vorlagen sind vollständig gesichert, die übrigen wurden nicht versucht.", f.message),
+                ))
+            )
+        }
+    };
+    let rows: String = v
+        .copies
+        .iter()
+        .map(|c| {
+            let outcome = match c.outcome {
+                CopyOutcome::Copied => lang.t("copied", "kopiert"),
+                CopyOutcome::Replaced => lang.t("replaced", "ersetzt"),
+                CopyOutcome::Unchanged => lang.t("unchanged", "unverändert"),
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{outcome}</td></tr>",
+                esc(&c.file),
+                size_text(lang, c.bytes)
+            )
+        })
+        .collect();
+    let table = if rows.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<table id=\"template-backup\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+            lang.t("template", "Vorlage"),
+            lang.t("size", "Größe"),
+            lang.t("result", "Ergebnis"),
+        )
+    };
+    format!(
+        "<h2>{}</h2>{head}{table}",
+        lang.t("Template cache backup", "Sicherung des Vorlagen-Caches")
     )
 }
 
@@ -795,6 +996,55 @@ async fn switchover(
                 &a,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &no_daemon(lang, &e),
+            )
+            .await
+        }
+    }
+}
+
+/// The template cache backup form.
+#[derive(Debug, Deserialize)]
+pub struct BackupForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn backup_templates(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<BackupForm>,
+) -> Response {
+    let (a, lang) = match form_session(&app, &headers, &form.csrf, FormPage::Maintenance).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match app.ask(Call::BackupTemplates, Vec::new()).await.0 {
+        Reply::TemplatesBackedUp(v) => {
+            let status = match &v.failure {
+                None => StatusCode::OK,
+                Some(f) if f.disk_full => StatusCode::INSUFFICIENT_STORAGE,
+                Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            maintenance_page(&app, lang, &a, status, &backup_html(lang, &v)).await
+        }
+        Reply::Refused(Refusal::NoDataArea) => {
+            let msg = error_p(lang.t(
+                "The data area /vz is on the other node: this node is passive and holds no template cache. Nothing was done. Open the console of the active node and back up the template cache there.",
+                "Der Datenbereich /vz liegt auf dem anderen Knoten: Dieser Knoten ist passiv und hat keinen Vorlagen-Cache. Es wurde nichts ausgeführt. Öffnen Sie die Konsole des aktiven Knotens und sichern Sie den Vorlagen-Cache dort.",
+            ));
+            maintenance_page(&app, lang, &a, StatusCode::CONFLICT, &msg).await
+        }
+        Reply::Refused(r) => {
+            let (status, html) = refusal_html(lang, &r);
+            maintenance_page(&app, lang, &a, status, &html).await
+        }
+        other => {
+            maintenance_page(
+                &app,
+                lang,
+                &a,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_p(&format!("{other:?}")),
             )
             .await
         }

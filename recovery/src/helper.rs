@@ -19,9 +19,15 @@
 //! only on a configured node. `InstallVe101` takes nothing from the web side but the
 //! name of a template, which must be one of those listed (the built-in one, or a
 //! `NAME.tar[.gz]` in the data area's template directory, names without a path); the
-//! host name and address come from the committed configuration. It runs
-//! `tandem ve create`, `ve set 101 ONBOOT=yes` and `ve start 101` one after the other
-//! and stops at the first that fails; meanwhile the channel waits.
+//! host name and address come from the committed configuration. Once every check
+//! passed it starts a background job ([`crate::job::InstallJob`], one at a time) that
+//! runs `tandem ve create`, `ve set 101 ONBOOT=yes` and `ve start 101` one after the
+//! other and stops at the first that fails; `InstallJob` reports its progress.
+//! `BackupTemplates` takes nothing from the web side: it copies the data area's
+//! template files into its `backups/templatecache` with the same library code as
+//! `tandem ve backup-templates` ([`tandem_runtime::ve::backup`]); meanwhile the
+//! channel waits (templates are copied at disk speed, and an unchanged one is only
+//! read).
 //!
 //! Cluster-mode pages that show cluster state talk to clusterd's control socket
 //! directly; that socket's group must admit the `tandem-web` user (clusterd
@@ -39,7 +45,9 @@ use tandem_config::archive::{self, MAX_ARCHIVE_BYTES};
 use tandem_config::store::{ImportMode, ImportOptions, Store, import_archive};
 use tandem_config::{NodeId, secrets};
 
-use crate::job::{DataChoice, JobState, JobView, Jobs};
+use tandem_runtime::ve::backup::{BackupError, TemplateBackup, TemplateCopy};
+
+use crate::job::{DataChoice, InstallJob, InstallStartError, InstallView, JobState, JobView, Jobs};
 
 /// Largest JSON part of a call (web process to root).
 const MAX_CALL_JSON: usize = 64 * 1024;
@@ -95,8 +103,8 @@ pub enum Call {
     },
     /// The OS templates VE 101 can be installed from (data area mounted here).
     VeTemplates,
-    /// Install VE 101 from `template` with the configured host name and address,
-    /// mark it to start with the services and start it.
+    /// Start the installation of VE 101 from `template` with the configured host name
+    /// and address (marked to start with the services, and started) in the background.
     InstallVe101 {
         /// A name from [`Call::VeTemplates`]' answer.
         template: String,
@@ -111,6 +119,10 @@ pub enum Call {
         /// The other node is down: change this node only.
         this_node_only: bool,
     },
+    /// The installation of VE 101: its progress, or how it ended.
+    InstallJob,
+    /// Back up the OS templates of the data area into its `backups/templatecache`.
+    BackupTemplates,
 }
 
 /// What [`Call::Power`] does to this node.
@@ -188,6 +200,30 @@ pub const INSTALL_STEPS: usize = 3;
 const INSTALL_STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Output kept of one step, in bytes (the end).
 const STEP_OUTPUT: usize = 8 * 1024;
+
+/// What a backup of the template cache did: every template backed up, and where it
+/// stopped when it did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    /// The template directory.
+    pub template_dir: String,
+    /// Where the backups are.
+    pub backup_dir: String,
+    /// The templates backed up (all of them, unless `failure`), by file name.
+    pub copies: Vec<TemplateCopy>,
+    /// Why the backup stopped: the template being copied was not written (its
+    /// temporary copy removed, an older backup of it kept), the ones after it not tried.
+    pub failure: Option<BackupFailure>,
+}
+
+/// Why a backup of the template cache stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailure {
+    /// The error with its causes.
+    pub message: String,
+    /// The data area ran out of space.
+    pub disk_full: bool,
+}
 
 /// A checked archive, as the upload page shows it (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +337,8 @@ pub enum Refusal {
     },
     /// The VE exists already.
     VeExists(u32),
+    /// An installation of VE 101 runs already.
+    InstallRunning,
     /// A passphrase or password that is too long or too short.
     BadSecret,
     /// The configuration store or another local step failed.
@@ -334,8 +372,12 @@ pub enum Reply {
     PowerSignalled(PowerAction),
     /// The OS templates for VE 101, the built-in one first.
     Templates(Vec<String>),
-    /// The installation of VE 101 ran (see each step).
-    Installed(InstallReport),
+    /// The installation of VE 101 started in the background.
+    InstallStarted,
+    /// The installation of VE 101.
+    Install(InstallView),
+    /// The backup of the template cache ran (see each template, and where it stopped).
+    TemplatesBackedUp(BackupView),
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.
@@ -396,6 +438,8 @@ pub struct VeSite {
     pub conf_dir: PathBuf,
     /// Root filesystems (`ID/`).
     pub private_dir: PathBuf,
+    /// Backups of the OS templates.
+    pub backup_dir: PathBuf,
     /// `tandem`, run as `tandem ve create|set|start`.
     pub program: PathBuf,
 }
@@ -408,6 +452,7 @@ impl VeSite {
         VeSite {
             template_dir: data.join("template"),
             private_dir: data.join("private"),
+            backup_dir: data.join(tandem_runtime::ve::backup::BACKUP_SUBDIR),
             data_mount: data,
             conf_dir: PathBuf::from("/etc/tandem/ves"),
             program: PathBuf::from("/usr/bin/tandem"),
@@ -422,6 +467,7 @@ impl VeSite {
             data_mount: data.to_owned(),
             template_dir: data.join("template"),
             private_dir: data.join("private"),
+            backup_dir: data.join(tandem_runtime::ve::backup::BACKUP_SUBDIR),
             conf_dir,
             program,
         }
@@ -434,6 +480,7 @@ pub struct Local {
     store: PathBuf,
     node: NodeId,
     jobs: Jobs,
+    install: InstallJob,
     /// scrypt work factor of exported archives.
     pub work_factor: u8,
     /// The process that takes the power signals: init, PID 1 on a node (tests name a
@@ -453,6 +500,7 @@ impl Local {
     pub fn new(store: PathBuf, node: NodeId, program: PathBuf) -> Local {
         Local {
             jobs: Jobs::new(program, store.clone()),
+            install: InstallJob::default(),
             store,
             node,
             work_factor: archive::EXPORT_WORK_FACTOR,
@@ -741,22 +789,13 @@ impl Local {
     /// The OS templates in the data area, `tandem-minimal` first. Only names that
     /// `tandem ve create --template` takes and that cannot name a path.
     fn templates(&self) -> Result<Vec<String>, Refusal> {
-        use tandem_runtime::ve::manager::MINIMAL_TEMPLATE;
+        use tandem_runtime::ve::manager::{MINIMAL_TEMPLATE, template_files};
         self.data_area()?;
-        let mut names: Vec<String> = std::fs::read_dir(&self.ve.template_dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().is_file())
-                    .filter_map(|e| {
-                        let n = e.file_name().to_str()?.to_owned();
-                        let stem = n
-                            .strip_suffix(".tar.gz")
-                            .or_else(|| n.strip_suffix(".tar"))?;
-                        template_name_ok(stem).then(|| stem.to_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut names: Vec<String> = template_files(&self.ve.template_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         names.sort();
         names.dedup();
         names.retain(|n| n != MINIMAL_TEMPLATE);
@@ -769,7 +808,11 @@ impl Local {
             || self.ve.private_dir.join(id.to_string()).exists()
     }
 
-    fn install_ve101(&self, template: &str) -> Result<InstallReport, Refusal> {
+    fn install_ve101(&self, template: &str) -> Result<(), Refusal> {
+        // A second request while one runs: the running one is what to show.
+        if self.install.running() {
+            return Err(Refusal::InstallRunning);
+        }
         let cfg = self.current()?;
         let Some(v) = &cfg.ves.ve101 else {
             return Err(Refusal::NoVe101);
@@ -802,29 +845,46 @@ impl Local {
             &["ve", "set", "101", "ONBOOT=yes"],
             &["ve", "start", "101"],
         ];
-        let mut report = InstallReport {
-            template: template.to_owned(),
-            steps: Vec::new(),
-        };
-        for args in steps {
-            let step = run_step(&self.ve.program, args, INSTALL_STEP_LIMIT);
-            let ok = step.ok;
-            report.steps.push(step);
-            if !ok {
-                break;
-            }
-        }
-        Ok(report)
+        let steps = steps
+            .iter()
+            .map(|a| a.iter().map(|s| (*s).to_owned()).collect())
+            .collect();
+        let program = self.ve.program.clone();
+        self.install
+            .start(template, steps, move |args| {
+                run_step(&program, args, INSTALL_STEP_LIMIT)
+            })
+            .map_err(|e| match e {
+                InstallStartError::Running => Refusal::InstallRunning,
+                other => Refusal::Failed(chain(&other)),
+            })
     }
-}
 
-/// A template name `tandem ve create` takes and that names no path.
-fn template_name_ok(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 100
-        && !n.starts_with('.')
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+    /// The template cache backed up as `tandem ve backup-templates` does it.
+    fn backup_templates(&self) -> Result<BackupView, Refusal> {
+        self.current()?;
+        let backup = TemplateBackup {
+            data_mount: self.ve.data_mount.clone(),
+            template_dir: self.ve.template_dir.clone(),
+            backup_dir: self.ve.backup_dir.clone(),
+        };
+        let mut copies = Vec::new();
+        let result = backup.run(&mut |c| copies.push(c.clone()));
+        let failure = match result {
+            Ok(_) => None,
+            Err(BackupError::NotMounted { .. }) => return Err(Refusal::NoDataArea),
+            Err(e) => Some(BackupFailure {
+                message: chain(&e),
+                disk_full: e.is_disk_full(),
+            }),
+        };
+        Ok(BackupView {
+            template_dir: backup.template_dir.display().to_string(),
+            backup_dir: backup.backup_dir.display().to_string(),
+            copies,
+            failure,
+        })
+    }
 }
 
 /// Runs `program args` with its output in an unlinked file (a VE started by it may keep
@@ -974,7 +1034,12 @@ impl Privileged for Local {
                 Err(r) => Reply::Refused(r),
             },
             Call::InstallVe101 { template } => match self.install_ve101(&template) {
-                Ok(report) => Reply::Installed(report),
+                Ok(()) => Reply::InstallStarted,
+                Err(r) => Reply::Refused(r),
+            },
+            Call::InstallJob => Reply::Install(self.install.view()),
+            Call::BackupTemplates => match self.backup_templates() {
+                Ok(v) => Reply::TemplatesBackedUp(v),
                 Err(r) => Reply::Refused(r),
             },
             Call::ChangeSettings {
@@ -1316,6 +1381,7 @@ mod tests {
 
     #[test]
     fn template_names_cannot_name_a_path() {
+        use tandem_runtime::ve::manager::template_name_ok;
         for ok in ["debian-12", "centos-7-x86_64", "tandem-minimal", "a.b+c"] {
             assert!(template_name_ok(ok), "{ok}");
         }

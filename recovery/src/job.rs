@@ -1,10 +1,16 @@
-//! The activation job: `tandem activate --fetch-from-peer|--destroy-data` run in the
-//! background by the privileged side, its output kept for the progress page.
+//! The background jobs of the privileged side, each followed on a progress page.
 //!
-//! One job at a time. The output is kept in memory, bounded in lines and line length, so
-//! a chatty program costs a bounded buffer. The job ends when the program exits; its exit
-//! status decides success. `tandem activate` commits the configuration only after every
-//! step worked, so a failed job leaves the node in recovery mode with nothing committed.
+//! The activation job ([`Jobs`]): `tandem activate --fetch-from-peer|--destroy-data`, its
+//! output kept for the progress page. One job at a time. The output is kept in memory,
+//! bounded in lines and line length, so a chatty program costs a bounded buffer. The job
+//! ends when the program exits; its exit status decides success. `tandem activate`
+//! commits the configuration only after every step worked, so a failed job leaves the
+//! node in recovery mode with nothing committed.
+//!
+//! The installation of VE 101 ([`InstallJob`]): its steps (`tandem ve create`, `ve set`,
+//! `ve start`) one after the other on a thread of their own, stopping at the first that
+//! fails, each step's output kept (bounded by the step runner). One installation at a
+//! time; meanwhile the channel to the privileged side answers other calls.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -12,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+
+use crate::helper::{InstallReport, InstallStep};
 
 /// Lines of output kept (the oldest are dropped first, after the first few).
 const MAX_LINES: usize = 400;
@@ -235,6 +243,152 @@ impl Jobs {
     }
 }
 
+/// Where the installation of VE 101 is, as its progress page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallView {
+    /// Idle (none since the console started), running, succeeded (every step worked)
+    /// or failed (a step failed; no exit code).
+    pub state: JobState,
+    /// The template it installs from.
+    pub template: Option<String>,
+    /// The steps done so far, in order.
+    pub steps: Vec<InstallStep>,
+    /// The command running now.
+    pub current: Option<String>,
+}
+
+impl InstallView {
+    /// The steps done, as the report of a finished installation.
+    #[must_use]
+    pub fn report(&self) -> InstallReport {
+        InstallReport {
+            template: self.template.clone().unwrap_or_default(),
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+/// The one VE 101 installation of this node.
+#[derive(Debug)]
+pub struct InstallJob {
+    shared: Arc<Mutex<InstallView>>,
+}
+
+impl Default for InstallJob {
+    fn default() -> Self {
+        InstallJob {
+            shared: Arc::new(Mutex::new(InstallView {
+                state: JobState::Idle,
+                template: None,
+                steps: Vec::new(),
+                current: None,
+            })),
+        }
+    }
+}
+
+/// Why an installation did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallStartError {
+    /// One runs already.
+    #[error("an installation of VE 101 is already running")]
+    Running,
+    /// No thread for it.
+    #[error("starting the installation's thread")]
+    Thread(#[source] std::io::Error),
+}
+
+impl InstallJob {
+    /// Whether an installation runs now.
+    #[must_use]
+    pub fn running(&self) -> bool {
+        self.shared
+            .lock()
+            .map(|s| s.state == JobState::Running)
+            .unwrap_or(false)
+    }
+
+    /// Starts the installation from `template`: `steps` (arguments of `tandem`) one
+    /// after the other through `run`, until one fails. Call only after every check
+    /// passed: from here on the job reports, nothing refuses.
+    ///
+    /// # Errors
+    /// [`InstallStartError::Running`] while one runs (the running one goes on),
+    /// [`InstallStartError::Thread`] when no thread can be started (nothing ran).
+    pub fn start<F>(
+        &self,
+        template: &str,
+        steps: Vec<Vec<String>>,
+        run: F,
+    ) -> Result<(), InstallStartError>
+    where
+        F: Fn(&[&str]) -> InstallStep + Send + 'static,
+    {
+        let mut view = self.shared.lock().map_err(|_| InstallStartError::Running)?;
+        if view.state == JobState::Running {
+            return Err(InstallStartError::Running);
+        }
+        let before = view.clone();
+        *view = InstallView {
+            state: JobState::Running,
+            template: Some(template.to_owned()),
+            steps: Vec::new(),
+            current: None,
+        };
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("ve101-install".into())
+            .spawn(move || {
+                let total = steps.len();
+                let mut all_ok = true;
+                for args in steps {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    if let Ok(mut v) = shared.lock() {
+                        v.current = Some(format!("tandem {}", args.join(" ")));
+                    }
+                    let step = run(&args);
+                    let ok = step.ok;
+                    if let Ok(mut v) = shared.lock() {
+                        v.steps.push(step);
+                        v.current = None;
+                    }
+                    if !ok {
+                        all_ok = false;
+                        break;
+                    }
+                }
+                if let Ok(mut v) = shared.lock() {
+                    v.state = if all_ok && v.steps.len() == total {
+                        JobState::Succeeded
+                    } else {
+                        JobState::Failed { code: None }
+                    };
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                *view = before;
+                Err(InstallStartError::Thread(e))
+            }
+        }
+    }
+
+    /// The installation as its progress page shows it.
+    #[must_use]
+    pub fn view(&self) -> InstallView {
+        match self.shared.lock() {
+            Ok(v) => v.clone(),
+            Err(_) => InstallView {
+                state: JobState::Failed { code: None },
+                template: None,
+                steps: Vec::new(),
+                current: Some("the installation's record was lost".into()),
+            },
+        }
+    }
+}
+
 fn collect(r: impl Read, shared: &Mutex<Shared>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
@@ -320,6 +474,95 @@ mod tests {
             s.lines.last().unwrap(),
             &format!("line {} x", MAX_LINES + 49)
         );
+    }
+
+    fn step(args: &[&str], ok: bool) -> InstallStep {
+        InstallStep {
+            command: format!("tandem {}", args.join(" ")),
+            ok,
+            output: String::new(),
+        }
+    }
+
+    fn wait_installed(j: &InstallJob) -> InstallView {
+        let start = Instant::now();
+        while j.running() {
+            assert!(start.elapsed() < Duration::from_secs(10), "job hangs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        j.view()
+    }
+
+    fn steps() -> Vec<Vec<String>> {
+        ["ve create 101", "ve set 101 ONBOOT=yes", "ve start 101"]
+            .iter()
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn the_installation_runs_its_steps_in_the_background_one_at_a_time() {
+        let j = InstallJob::default();
+        assert_eq!(j.view().state, JobState::Idle);
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        j.start("debian-12", steps(), move |args| {
+            // Each step waits for the test's go.
+            let _ = go_rx.lock().unwrap().recv();
+            step(args, true)
+        })
+        .unwrap();
+        // Running, the first step current, nothing done yet; a second start is refused
+        // and the first goes on.
+        let v = j.view();
+        assert_eq!(v.state, JobState::Running);
+        assert_eq!(v.template.as_deref(), Some("debian-12"));
+        assert!(matches!(
+            j.start("other", steps(), |a| step(a, true)),
+            Err(InstallStartError::Running)
+        ));
+        let start = Instant::now();
+        while j.view().current.is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(j.view().current.as_deref(), Some("tandem ve create 101"));
+        go_tx.send(()).unwrap();
+        while j.view().steps.is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(j.view().steps[0].command, "tandem ve create 101");
+        assert_eq!(j.view().state, JobState::Running);
+        go_tx.send(()).unwrap();
+        go_tx.send(()).unwrap();
+        let v = wait_installed(&j);
+        assert_eq!(v.state, JobState::Succeeded);
+        assert_eq!(v.steps.len(), 3);
+        assert!(v.current.is_none());
+        assert!(v.report().complete());
+        assert_eq!(v.template.as_deref(), Some("debian-12"));
+    }
+
+    #[test]
+    fn the_installation_stops_at_the_first_failed_step() {
+        let j = InstallJob::default();
+        j.start("tandem-minimal", steps(), |args| {
+            step(args, args[1] != "set")
+        })
+        .unwrap();
+        let v = wait_installed(&j);
+        assert_eq!(v.state, JobState::Failed { code: None });
+        let ran: Vec<&str> = v.steps.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(
+            ran,
+            ["tandem ve create 101", "tandem ve set 101 ONBOOT=yes"]
+        );
+        assert!(!v.report().complete());
+        // Finished: another may start.
+        j.start("tandem-minimal", steps(), |args| step(args, true))
+            .unwrap();
+        assert_eq!(wait_installed(&j).state, JobState::Succeeded);
     }
 
     #[test]

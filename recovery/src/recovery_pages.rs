@@ -275,6 +275,18 @@ pub(crate) fn refusal_html(lang: Lang, r: &Refusal) -> (StatusCode, String) {
                 format!("VE {id} gibt es bereits (ihre Datei oder ihr Wurzeldateisystem ist vorhanden). Es wurde nichts geändert. Die VE-Liste zeigt ihren Zustand."),
             )),
         ),
+        Refusal::InstallRunning => (
+            StatusCode::CONFLICT,
+            format!(
+                "{}<p><a href=\"{}\">{}</a></p>",
+                error_p(lang.t(
+                    "An installation of VE 101 is already running. Nothing else was started.",
+                    "Eine Installation von VE 101 läuft bereits. Es wurde nichts weiteres gestartet.",
+                )),
+                crate::cluster::INSTALL_PROGRESS,
+                lang.t("Show its progress", "Fortschritt anzeigen")
+            ),
+        ),
         Refusal::BadSecret => (
             StatusCode::BAD_REQUEST,
             error_p(&lang.f(

@@ -1099,9 +1099,40 @@ fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
             template_dir: template,
             conf_dir: dir.join("ves"),
             private_dir: dir.join("private"),
+            backup_dir: dir.join("backups/templatecache"),
             program: ve_program(dir, body),
         };
     })
+}
+
+/// Follows the installation's progress page until it stops reloading itself.
+async fn wait_install_done(r: &Router, cookie: &str) -> Res {
+    let start = Instant::now();
+    loop {
+        let p = get(r, "/ves/install/progress", cookie).await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        if !p.body.contains("http-equiv=\"refresh\"") {
+            return p;
+        }
+        assert!(
+            p.body.contains("VE 101 is being installed from"),
+            "{}",
+            p.body
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "installation hangs: {}",
+            p.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Posts the installation form; it must answer with the way to the progress page.
+async fn start_install(r: &Router, cookie: &str, form: &str) {
+    let res = post(r, "/ves/install", cookie, form).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.headers["location"], "/ves/install/progress");
 }
 
 #[tokio::test]
@@ -1185,14 +1216,13 @@ async fn ve101_installs_from_a_listed_template_with_the_configured_name_and_addr
         assert_eq!(calls(&rig.dir), "", "{form}: the program ran");
     }
 
-    let res = post(
+    start_install(
         r,
-        "/ves/install",
         &cookie,
         &format!("csrf={csrf}&template=debian-12&confirm=yes"),
     )
     .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = wait_install_done(r, &cookie).await;
     assert!(
         res.body.contains(
             "VE 101 was installed from debian-12, marked to start with the services and started."
@@ -1205,6 +1235,11 @@ async fn ve101_installs_from_a_listed_template_with_the_configured_name_and_addr
         "{}",
         res.body
     );
+    assert!(
+        res.body.contains("<a href=\"/ves\">To the VE list</a>"),
+        "{}",
+        res.body
+    );
     assert_eq!(
         calls(&rig.dir),
         "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
@@ -1212,6 +1247,7 @@ async fn ve101_installs_from_a_listed_template_with_the_configured_name_and_addr
          ve start 101\n"
     );
     // Installed: its state instead of the form, and a second installation is refused.
+    let res = get(r, "/ves", &cookie).await;
     assert!(
         res.body.contains("VE 101 is installed on this node"),
         "{}",
@@ -1249,19 +1285,13 @@ async fn a_failed_ve101_step_says_what_failed_and_what_to_do() {
         "if [ \"$2\" = start ]; then echo 'crun: cannot start the container' >&2; exit 3; fi",
     );
     let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
-    let res = post(
+    start_install(
         &rig.r,
-        "/ves/install",
         &cookie,
         &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
     )
     .await;
-    assert_eq!(
-        res.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        res.body
-    );
+    let res = wait_install_done(&rig.r, &cookie).await;
     assert!(res.body.contains("but it did not start"), "{}", res.body);
     assert!(
         res.body
@@ -1276,19 +1306,13 @@ async fn a_failed_ve101_step_says_what_failed_and_what_to_do() {
     let rig = ve_rig("ve101noprog", config_with_ve101(), true, "exit 0");
     std::fs::remove_file(rig.dir.join("tandem.sh")).unwrap();
     let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
-    let res = post(
+    start_install(
         &rig.r,
-        "/ves/install",
         &cookie,
         &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
     )
     .await;
-    assert_eq!(
-        res.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        res.body
-    );
+    let res = wait_install_done(&rig.r, &cookie).await;
     assert!(
         res.body
             .contains("could not be created from tandem-minimal: nothing was installed"),
@@ -1346,6 +1370,271 @@ async fn ve101_is_not_offered_without_the_data_area_or_the_configuration() {
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     assert!(res.body.contains("has no VE 101"), "{}", res.body);
     assert_eq!(calls(&rig.dir), "");
+}
+
+#[tokio::test]
+async fn ve101_installs_in_the_background_one_installation_at_a_time() {
+    // `ve start` waits until the test creates `go` beside the program.
+    let rig = ve_rig(
+        "ve101job",
+        config_with_ve101(),
+        true,
+        "if [ \"$2\" = start ]; then n=0; while [ ! -e \"$(dirname \"$0\")/go\" ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done; echo 'VE 101 started'; fi",
+    );
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let idle = get(r, "/ves/install/progress", &cookie).await;
+    assert_eq!(idle.status, StatusCode::OK);
+    assert!(
+        idle.body
+            .contains("No installation of VE 101 was started since the console started"),
+        "{}",
+        idle.body
+    );
+    assert!(!idle.body.contains("http-equiv=\"refresh\""));
+
+    let form = format!("csrf={csrf}&template=debian-12&confirm=yes");
+    start_install(r, &cookie, &form).await;
+    // The progress page reloads itself and shows the steps done and the one running.
+    let start = Instant::now();
+    let running = loop {
+        let p = get(r, "/ves/install/progress", &cookie).await;
+        if p.body
+            .contains("Running now: <code>tandem ve start 101</code>")
+        {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", p.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        running.body.contains("<meta http-equiv=\"refresh\""),
+        "{}",
+        running.body
+    );
+    assert!(
+        running
+            .body
+            .contains("VE 101 is being installed from debian-12."),
+        "{}",
+        running.body
+    );
+    assert!(
+        running.body.contains(
+            "<code>tandem ve create 101 --template debian-12 --hostname app --ip 10.20.30.101</code>: done"
+        ),
+        "{}",
+        running.body
+    );
+    assert!(
+        running
+            .body
+            .contains("<code>tandem ve set 101 ONBOOT=yes</code>: done"),
+        "{}",
+        running.body
+    );
+    assert!(!running.body.contains("was installed"), "{}", running.body);
+    // The VEs page points to the running installation instead of offering another.
+    let ves = get(r, "/ves", &cookie).await;
+    assert!(
+        ves.body
+            .contains("VE 101 is being installed from debian-12.")
+            && ves.body.contains("href=\"/ves/install/progress\""),
+        "{}",
+        ves.body
+    );
+    assert!(
+        !ves.body.contains("form id=\"install-ve101\""),
+        "{}",
+        ves.body
+    );
+    // A second request: still the token check, then the running job, no second one.
+    let res = post(r, "/ves/install", &cookie, "template=debian-12&confirm=yes").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    start_install(
+        r,
+        &cookie,
+        &format!("csrf={csrf}&template=tandem-minimal&confirm=yes"),
+    )
+    .await;
+    assert_eq!(calls(&rig.dir).matches("ve create").count(), 1);
+
+    std::fs::write(rig.dir.join("go"), b"").unwrap();
+    let done = wait_install_done(r, &cookie).await;
+    assert!(
+        done.body.contains(
+            "VE 101 was installed from debian-12, marked to start with the services and started."
+        ),
+        "{}",
+        done.body
+    );
+    assert!(done.body.contains("VE 101 started"), "{}", done.body);
+    assert!(
+        done.body.contains("<a href=\"/ves\">To the VE list</a>"),
+        "{}",
+        done.body
+    );
+    assert_eq!(calls(&rig.dir).lines().count(), 3);
+    let de = get(
+        r,
+        "/ves/install/progress",
+        &format!("{cookie}; tandem_lang=de"),
+    )
+    .await;
+    assert!(
+        de.body.contains("VE 101 wurde aus debian-12 installiert")
+            && de.body.contains("Zur VE-Liste"),
+        "{}",
+        de.body
+    );
+    // Not logged in: the login page, not the job.
+    let anon = get(r, "/ves/install/progress", "").await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+}
+
+fn backup_files(rig: &Rig) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(rig.dir.join("backups/templatecache"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn the_template_cache_backup_needs_the_token_and_lists_each_template() {
+    let rig = ve_rig("tplbackup", config_with_ve101(), true, "exit 0");
+    let template = rig.dir.join("template");
+    std::fs::write(template.join("debian-12.tar"), b"debian").unwrap();
+    std::fs::write(template.join("centos-7.tar.gz"), vec![3u8; 2048]).unwrap();
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let page = get(r, "/maintenance", &cookie).await;
+    assert!(
+        page.body.contains(
+            "<form id=\"backup-templates\" method=\"post\" action=\"/maintenance/backup-templates\">"
+        ) && page.body.contains("Back up template cache"),
+        "{}",
+        page.body
+    );
+
+    for form in [String::new(), format!("csrf={}", "f".repeat(64))] {
+        let res = post(r, "/maintenance/backup-templates", &cookie, &form).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form}: {}", res.body);
+        assert!(res.body.contains("security token"), "{}", res.body);
+        assert!(!rig.dir.join("backups").exists(), "{form}: written");
+    }
+
+    let form = format!("csrf={csrf}");
+    let res = post(r, "/maintenance/backup-templates", &cookie, &form).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains(
+            "<tr><td>centos-7.tar.gz</td><td>2.0 KiB</td><td>copied</td></tr>\
+             <tr><td>debian-12.tar</td><td>6 bytes</td><td>copied</td></tr></table>"
+        ),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("2 templates, 2.0 KiB; 2 copied, 0 replaced, 0 unchanged."),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("<h1>Maintenance</h1>"));
+    assert_eq!(backup_files(&rig), ["centos-7.tar.gz", "debian-12.tar"]);
+    assert_eq!(
+        std::fs::read(rig.dir.join("backups/templatecache/debian-12.tar")).unwrap(),
+        b"debian"
+    );
+
+    // Again, one changed: replaced; the other unchanged. In German.
+    std::fs::write(template.join("debian-12.tar"), b"debian 12.9").unwrap();
+    let de = post(
+        r,
+        "/maintenance/backup-templates",
+        &format!("{cookie}; tandem_lang=de"),
+        &form,
+    )
+    .await;
+    assert_eq!(de.status, StatusCode::OK, "{}", de.body);
+    assert!(
+        de.body.contains(
+            "<tr><td>centos-7.tar.gz</td><td>2,0 KiB</td><td>unverändert</td></tr>\
+             <tr><td>debian-12.tar</td><td>11 Bytes</td><td>ersetzt</td></tr>"
+        ),
+        "{}",
+        de.body
+    );
+    assert!(de.body.contains("Sicherung des Vorlagen-Caches"));
+
+    // A failure: a directory where debian-12.tar's backup belongs. The page says
+    // what stopped it; the template before it is listed, nothing half-written stays.
+    std::fs::remove_file(rig.dir.join("backups/templatecache/debian-12.tar")).unwrap();
+    std::fs::create_dir_all(rig.dir.join("backups/templatecache/debian-12.tar/x")).unwrap();
+    let res = post(r, "/maintenance/backup-templates", &cookie, &form).await;
+    assert_eq!(
+        res.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains(
+            "The backup of the template cache stopped: backing up debian-12.tar: renaming into place"
+        ),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("<td>centos-7.tar.gz</td><td>2.0 KiB</td><td>unchanged</td>"),
+        "{}",
+        res.body
+    );
+    assert!(!res.body.contains("<td>debian-12.tar</td>"), "{}", res.body);
+    assert_eq!(backup_files(&rig), ["centos-7.tar.gz", "debian-12.tar"]);
+
+    // No templates: said so, nothing written.
+    std::fs::remove_dir_all(rig.dir.join("backups")).unwrap();
+    for f in ["debian-12.tar", "centos-7.tar.gz"] {
+        std::fs::remove_file(template.join(f)).unwrap();
+    }
+    let res = post(r, "/maintenance/backup-templates", &cookie, &form).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("There are no OS templates in")
+            && res.body.contains("tandem-minimal needs no backup"),
+        "{}",
+        res.body
+    );
+    assert!(!rig.dir.join("backups").exists());
+}
+
+#[tokio::test]
+async fn the_passive_node_says_where_to_back_up_the_template_cache() {
+    let rig = ve_rig("tplpassive", config_with_ve101(), false, "exit 0");
+    std::fs::write(rig.dir.join("template/debian-12.tar"), b"debian").unwrap();
+    let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        &rig.r,
+        "/maintenance/backup-templates",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert!(
+        res.body.contains("The data area /vz is on the other node")
+            && res.body.contains("back up the template cache there"),
+        "{}",
+        res.body
+    );
+    assert!(!rig.dir.join("backups").exists());
 }
 
 /// The value of form field `name` in `body`.

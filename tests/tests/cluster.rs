@@ -5,8 +5,9 @@
 //! activate: node1 "fetch data from the other node" (it waits, and says to
 //! continue on the other node), node2 "destroy all data" (typing the cluster
 //! name). Both then move to their configured addresses on the LAN, form the
-//! cluster, and the management console shows and moves the roles; a power
-//! loss of the active node makes the other take over.
+//! cluster, and the management console installs VE 101 (following its
+//! progress page), backs up the template cache, shows and moves the roles; a
+//! power loss of the active node makes the other take over.
 //!
 //! These tests need the image and root; `cargo xtask test` runs them.
 
@@ -336,26 +337,100 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     };
 
     // VE 101 installed from the VEs page of the active node: the built-in
-    // template, the configured name and address; its web server answers on
-    // the LAN and keeps what it is sent on the replicated data area.
+    // template, the configured name and address; the installation runs in the
+    // background and its progress page reloads itself until it is done. Its
+    // web server answers on the LAN and keeps what it is sent on the
+    // replicated data area.
     let (act, act_s, pas, pas_s) = if active == 1 {
         (a1, s1.clone(), a2, s2.clone())
     } else {
         (a2, s2.clone(), a1, s1.clone())
     };
     let session = act_s.clone();
+    let t = Instant::now();
     lan.run(move || {
         let page = https(act, "GET", "/ves", Some(&session), None).unwrap();
         assert!(page.body.contains("id=\"install-ve101\""), "{}", page.body);
         let form = format!("csrf={}&template=tandem-minimal&confirm=yes", page.csrf());
         let r = https(act, "POST", "/ves/install", Some(&session), Some(&form)).unwrap();
+        assert_eq!(r.status, 303, "{}", text_of(&r.body));
+        let progress = r.header("location").unwrap();
+        assert_eq!(progress, "/ves/install/progress");
+        let start = Instant::now();
+        let done = loop {
+            let p = https(act, "GET", &progress, Some(&session), None).unwrap();
+            assert_eq!(p.status, 200, "{}", text_of(&p.body));
+            if !p.body.contains("http-equiv=\"refresh\"") {
+                break p;
+            }
+            assert!(
+                p.body
+                    .contains("VE 101 is being installed from tandem-minimal"),
+                "{}",
+                text_of(&p.body)
+            );
+            assert!(
+                start.elapsed() < 5 * MIN,
+                "the installation did not end:\n{}",
+                text_of(&p.body)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        };
         assert!(
-            r.body.contains("VE 101 was installed from tandem-minimal"),
+            done.body
+                .contains("VE 101 was installed from tandem-minimal"),
             "{}",
-            text_of(&r.body)
+            text_of(&done.body)
         );
         assert_eq!(ve_http("/", MIN), "tandem VE\n");
         assert_eq!(ve_http("/cgi-bin/append?installed", MIN), "ok\n");
+    });
+    figure(&format!(
+        "VE 101 from the built-in template through the web console's progress page: {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // The template cache backup from the Maintenance page: the passive node
+    // says where the data area is; the active one backs up what
+    // /vz/template holds (on a fresh data area only the built-in template,
+    // which has no file) and says so.
+    let (session, pas_session) = (act_s.clone(), pas_s.clone());
+    lan.run(move || {
+        let m = https(pas, "GET", "/maintenance", Some(&pas_session), None).unwrap();
+        assert!(m.body.contains("id=\"backup-templates\""), "{}", m.body);
+        let form = format!("csrf={}", m.csrf());
+        let r = https(
+            pas,
+            "POST",
+            "/maintenance/backup-templates",
+            Some(&pas_session),
+            Some(&form),
+        )
+        .unwrap();
+        assert_eq!(r.status, 409, "{}", text_of(&r.body));
+        assert!(
+            r.body.contains("The data area /vz is on the other node"),
+            "{}",
+            text_of(&r.body)
+        );
+        let m = https(act, "GET", "/maintenance", Some(&session), None).unwrap();
+        let form = format!("csrf={}", m.csrf());
+        let r = https(
+            act,
+            "POST",
+            "/maintenance/backup-templates",
+            Some(&session),
+            Some(&form),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", text_of(&r.body));
+        assert!(
+            r.body.contains(
+                "There are no OS templates in /vz/template: nothing was backed up. The built-in template tandem-minimal needs no backup."
+            ),
+            "{}",
+            text_of(&r.body)
+        );
     });
 
     // Switchover from the Maintenance page of the active node.

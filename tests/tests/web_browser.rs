@@ -13,7 +13,8 @@
 //!   follow; restart and shut down "this node" from Maintenance, where the signals go to
 //!   a process of this test standing in for init (never to this machine's PID 1); install
 //!   VE 101 on the VEs page from a template in a tmpfs standing in for the data area,
-//!   with a script standing in for `tandem ve`.
+//!   with a script standing in for `tandem ve`, following its progress page until it
+//!   ends; back up the template cache of that tmpfs from Maintenance.
 //!
 //! A PNG screenshot of every page goes to `target/screenshots/`. Needs root and the
 //! Debian packages chromium and chromium-driver; `tandem-web`, `clusterd` and `tandem`
@@ -810,18 +811,37 @@ fn cluster_pages_and_switchover_in_a_browser() {
     d.click("form#install-ve101 option[value='debian-12']");
     d.click("form#install-ve101 input[name=confirm]");
     d.click("form#install-ve101 button");
+    // The progress page reloads itself (no JavaScript) until the installation ended.
     let page = d.wait_text(
         "VE 101 was installed from debian-12",
         Duration::from_secs(60),
     );
-    assert!(page.contains("VE 101 is installed on this node"), "{page}");
+    assert!(d.url().ends_with("/ves/install/progress"), "{}", d.url());
+    assert!(!page.contains("http-equiv=\"refresh\""), "{page}");
     d.screenshot("cluster-ve101-installed");
+    d.click("p > a[href='/ves']");
+    d.wait_text("VE 101 is installed on this node", Duration::from_secs(30));
     assert_eq!(
         std::fs::read_to_string(dir.join("ve-calls.log")).unwrap(),
         "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
          ve set 101 ONBOOT=yes\n\
          ve start 101\n"
     );
+
+    // The template cache of the data area: each template listed with what happened.
+    d.go(&format!("{base}/maintenance"));
+    d.click("form#backup-templates button");
+    let page = d.wait_text(
+        "The template cache is backed up in",
+        Duration::from_secs(30),
+    );
+    assert!(
+        page.contains("<tr><td>debian-12.tar</td><td>0 bytes</td><td>copied</td></tr>")
+            && page.contains(": 1 template, 0 bytes; 1 copied, 0 replaced, 0 unchanged."),
+        "{page}"
+    );
+    assert!(vz.0.join("backups/templatecache/debian-12.tar").is_file());
+    d.screenshot("cluster-template-backup");
 
     // Switchover without the confirmation box: refused, nothing changes.
     d.go(&format!("{base}/maintenance"));

@@ -190,6 +190,10 @@ enum VeCmd {
         /// VE number.
         id: String,
     },
+    /// Copy every OS template of /vz/template into /vz/backups/templatecache
+    /// (identical backups are left alone, changed ones replaced; the built-in
+    /// tandem-minimal has no file and needs no backup).
+    BackupTemplates,
 }
 
 /// The node's VEs, routed on the external interface and, for addresses of the
@@ -451,8 +455,46 @@ fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<(
     Ok(())
 }
 
+/// `tandem ve backup-templates`: one line per template as it is done, then the total.
+fn run_backup_templates() -> anyhow::Result<()> {
+    use ve::backup::{CopyOutcome, TemplateBackup};
+    let backup = TemplateBackup::node();
+    let report = backup.run(&mut |c| {
+        println!(
+            "{:<40} {:>14} bytes  {}",
+            c.file,
+            c.bytes,
+            c.outcome.as_str()
+        );
+    })?;
+    if report.copies.is_empty() {
+        println!(
+            "no OS templates in {}: nothing to back up (the built-in {} needs no backup)",
+            backup.template_dir.display(),
+            ve::manager::MINIMAL_TEMPLATE
+        );
+        return Ok(());
+    }
+    println!(
+        "total: {} template{}, {} bytes in {}: {} copied, {} replaced, {} unchanged",
+        report.copies.len(),
+        if report.copies.len() == 1 { "" } else { "s" },
+        report.total_bytes(),
+        report.backup_dir.display(),
+        report.count(CopyOutcome::Copied),
+        report.count(CopyOutcome::Replaced),
+        report.count(CopyOutcome::Unchanged)
+    );
+    Ok(())
+}
+
 fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
     use ve::manager::{format_list, parse_id};
+    if let VeCmd::BackupTemplates = cmd {
+        // Its own check of the data area, with its own message for the passive node.
+        run_backup_templates()?;
+        return Ok(0);
+    }
     let ves = node_ves()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -531,6 +573,7 @@ fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
             ves.destroy(id)?;
             println!("VE {id} destroyed");
         }
+        VeCmd::BackupTemplates => unreachable!("handled above"),
     }
     Ok(0)
 }

@@ -24,6 +24,45 @@ use super::oci::{self, BundleSpec};
 /// The built-in OS template.
 pub const MINIMAL_TEMPLATE: &str = "tandem-minimal";
 
+/// Whether `name` is a template name `tandem ve create --template` takes that names
+/// no path: letters, digits, `.`, `_`, `-`, `+`, not starting with a dot, at most 100.
+#[must_use]
+pub fn template_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+}
+
+/// The template files in `dir`: `(NAME, file name)` of every regular file
+/// `NAME.tar` or `NAME.tar.gz` with a [`template_name_ok`] name, by file name. A
+/// missing directory has none.
+///
+/// # Errors
+/// The directory exists but cannot be read.
+pub fn template_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_owned();
+            let stem = file
+                .strip_suffix(".tar.gz")
+                .or_else(|| file.strip_suffix(".tar"))?;
+            template_name_ok(stem).then(|| (stem.to_owned(), file.clone()))
+        })
+        .collect();
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
+
 /// Where things are on a node (tests point them elsewhere).
 #[derive(Debug, Clone)]
 pub struct Layout {
