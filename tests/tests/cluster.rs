@@ -433,6 +433,40 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         );
     });
 
+    // A settings change on one node's Notification page reaches the other node:
+    // the other node commits it first, then this one, and both put it in effect.
+    let (session, pas_session) = (act_s.clone(), pas_s.clone());
+    lan.run(move || {
+        let page = https(act, "GET", "/notification", Some(&session), None).unwrap();
+        assert_eq!(page.status, 200, "{}", page.body);
+        let marker = "name=\"revision\" value=\"";
+        let at = page.body.find(marker).expect("the revision field") + marker.len();
+        let rev: u64 = page.body[at..].split('"').next().unwrap().parse().unwrap();
+        let form = format!(
+            "csrf={}&revision={rev}&addresses=ops%40example.com",
+            page.csrf()
+        );
+        let r = https(act, "POST", "/notification", Some(&session), Some(&form)).unwrap();
+        assert_eq!(r.status, 200, "{}", text_of(&r.body));
+        assert!(
+            r.body.contains(&format!(
+                "Saved on both nodes as configuration revision {} (changed: notification)",
+                rev + 1
+            )),
+            "{}",
+            text_of(&r.body)
+        );
+        let other = https(pas, "GET", "/notification", Some(&pas_session), None).unwrap();
+        assert!(
+            other.body.contains(">ops@example.com</textarea>")
+                && other
+                    .body
+                    .contains(&format!("name=\"revision\" value=\"{}\"", rev + 1)),
+            "{}",
+            text_of(&other.body)
+        );
+    });
+
     // Switchover from the Maintenance page of the active node.
     lan.run(move || {
         let m = https(act, "GET", "/maintenance", Some(&act_s), None).unwrap();
