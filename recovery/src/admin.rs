@@ -6,11 +6,10 @@
 //! rename, fsync of the directory). The web console reads it at every login:
 //!
 //! - recovery mode (unconfigured node): it replaces the factory password;
-//! - configured node: it opens this node's web console until the file is removed. The
-//!   cluster's management password is then set again on the active node (the manual's
-//!   procedure). The web console does not check the configuration's own admin hash yet
-//!   (management mode is not there), so today this file is the only way in on a
-//!   configured node.
+//! - configured node: it opens this node's web console in place of the configuration's
+//!   management password, until the management password is set again on the Passwords
+//!   page (the manual's procedure): that change removes the file on both nodes
+//!   ([`tandem_runtime::confsync::CONSOLE_PASSWORD`]).
 //!
 //! A file that cannot be read or holds no valid hash refuses every password (fail
 //! closed); setting the password again on the console repairs it.
@@ -28,7 +27,7 @@ use tandem_config::secrets::{hash_password, verify_password};
 use crate::web::FACTORY_PASSWORD;
 
 /// File name in the config directory.
-pub const FILE: &str = "admin.hash";
+pub const FILE: &str = tandem_runtime::confsync::CONSOLE_PASSWORD;
 /// The web console's group (user and group `tandem-web` in the system image).
 pub const WEB_GROUP: u32 = 101;
 /// Shortest password the console accepts.

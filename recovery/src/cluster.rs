@@ -936,6 +936,19 @@ async fn maintenance_page(
     render(app, lang, "/maintenance", a, status, &body)
 }
 
+/// The Maintenance page for an answer of the privileged side that its handler does
+/// not expect: a refusal in the operator's words, or the answer as it came.
+async fn maintenance_unexpected(app: &Arc<App>, lang: Lang, a: &Auth, reply: Reply) -> Response {
+    let (status, html) = match reply {
+        Reply::Refused(r) => refusal_html(lang, &r),
+        other => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_p(&format!("{other:?}")),
+        ),
+    };
+    maintenance_page(app, lang, a, status, &html).await
+}
+
 async fn maintenance(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
@@ -1034,20 +1047,7 @@ async fn backup_templates(
             ));
             maintenance_page(&app, lang, &a, StatusCode::CONFLICT, &msg).await
         }
-        Reply::Refused(r) => {
-            let (status, html) = refusal_html(lang, &r);
-            maintenance_page(&app, lang, &a, status, &html).await
-        }
-        other => {
-            maintenance_page(
-                &app,
-                lang,
-                &a,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &error_p(&format!("{other:?}")),
-            )
-            .await
-        }
+        other => maintenance_unexpected(&app, lang, &a, other).await,
     }
 }
 
@@ -1102,20 +1102,7 @@ async fn power(
             ));
             maintenance_page(&app, lang, &a, StatusCode::INTERNAL_SERVER_ERROR, &msg).await
         }
-        Reply::Refused(r) => {
-            let (status, html) = refusal_html(lang, &r);
-            maintenance_page(&app, lang, &a, status, &html).await
-        }
-        other => {
-            maintenance_page(
-                &app,
-                lang,
-                &a,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &error_p(&format!("{other:?}")),
-            )
-            .await
-        }
+        other => maintenance_unexpected(&app, lang, &a, other).await,
     }
 }
 

@@ -13,13 +13,12 @@
 //! password, read the configured values without secrets, list this node's VEs, export
 //! the archive, signal init to restart or power off the node, list the OS templates,
 //! start and follow the installation of VE 101 in the background, back up the OS
-//! template cache). Cluster
+//! template cache, change settings on both nodes). Cluster
 //! state and the switchover go to clusterd's control socket, which admits the
 //! `tandem-web` group when clusterd runs with `--control-group 101`.
 //!
-//! Not done yet: changing the configuration from the console (network, notification,
-//! passwords: shown read-only), updates, and the other node's kernel and management
-//! version on the Home page. The backup of the template cache runs inside its call:
+//! Not done yet: updates, and the other node's kernel and management version on the
+//! Home page. The backup of the template cache runs inside its call:
 //! while it copies, other calls to the privileged side wait.
 
 pub mod admin;

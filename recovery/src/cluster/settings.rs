@@ -277,15 +277,24 @@ fn yes(v: &str) -> bool {
     v == "yes"
 }
 
+/// What every settings form posts besides its fields.
+#[derive(Debug, Deserialize)]
+pub(super) struct Common {
+    #[serde(default)]
+    csrf: String,
+    /// The revision the page showed (text: numbers inside a flattened form arrive as
+    /// text; anything but a number matches no revision and changes nothing).
+    #[serde(default)]
+    revision: String,
+    #[serde(default)]
+    this_node_only: String,
+}
+
 /// The Network form as posted.
 #[derive(Debug, Deserialize)]
 pub(super) struct NetworkPost {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    revision: u64,
-    #[serde(default)]
-    this_node_only: String,
+    #[serde(flatten)]
+    common: Common,
     #[serde(default)]
     node1_hostname: String,
     #[serde(default)]
@@ -315,12 +324,8 @@ pub(super) struct NetworkPost {
 /// The Notification form as posted.
 #[derive(Debug, Deserialize)]
 pub(super) struct NotificationPost {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    revision: u64,
-    #[serde(default)]
-    this_node_only: String,
+    #[serde(flatten)]
+    common: Common,
     #[serde(default)]
     addresses: String,
     #[serde(default)]
@@ -332,12 +337,8 @@ pub(super) struct NotificationPost {
 /// The Passwords form as posted.
 #[derive(Debug, Deserialize)]
 pub(super) struct PasswordsPost {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    revision: u64,
-    #[serde(default)]
-    this_node_only: String,
+    #[serde(flatten)]
+    common: Common,
     #[serde(default)]
     new: String,
     #[serde(default)]
@@ -365,17 +366,7 @@ pub(super) async fn save_network(
     };
     let values = Values::Network(form.clone());
     let change = SettingsChange::Network(form);
-    submit(
-        &app,
-        &headers,
-        Page::Network,
-        &f.csrf,
-        f.revision,
-        yes(&f.this_node_only),
-        change,
-        values,
-    )
-    .await
+    submit(&app, &headers, Page::Network, &f.common, change, values).await
 }
 
 pub(super) async fn save_notification(
@@ -394,9 +385,7 @@ pub(super) async fn save_notification(
         &app,
         &headers,
         Page::Notification,
-        &f.csrf,
-        f.revision,
-        yes(&f.this_node_only),
+        &f.common,
         change,
         values,
     )
@@ -416,9 +405,7 @@ pub(super) async fn save_passwords(
         &app,
         &headers,
         Page::Passwords,
-        &f.csrf,
-        f.revision,
-        yes(&f.this_node_only),
+        &f.common,
         change,
         Values::Passwords,
     )
@@ -456,17 +443,11 @@ fn changed_html(lang: Lang, r: &ChangeReport) -> String {
     html
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site per page; the arguments are the form's parts"
-)]
 async fn submit(
     app: &Arc<App>,
     headers: &HeaderMap,
     page: Page,
-    csrf: &str,
-    revision: u64,
-    this_node_only: bool,
+    common: &Common,
     change: SettingsChange,
     typed: Values,
 ) -> Response {
@@ -475,14 +456,14 @@ async fn submit(
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(headers);
-    if !same(csrf, &a.csrf) {
+    if !same(&common.csrf, &a.csrf) {
         let msg = error_p(csrf_message(lang));
         return show(app, headers, page, StatusCode::FORBIDDEN, &msg, Some(typed)).await;
     }
     let call = Call::ChangeSettings {
         change: Box::new(change),
-        revision,
-        this_node_only,
+        revision: common.revision.trim().parse().unwrap_or(u64::MAX),
+        this_node_only: yes(&common.this_node_only),
     };
     match app.ask(call, Vec::new()).await.0 {
         Reply::Changed(r) => {
