@@ -185,7 +185,19 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
         Err(e) => ("-".into(), "-".into(), "-".into(), no_daemon(lang, e)),
     };
-    let not_reported = lang.t("(shown on its own console)", "(zeigt seine eigene Konsole)");
+    // This node's facts, and the other node's over the crossover link (clusterd asks
+    // it while it hears it).
+    let facts = control(&app, "facts").await.ok().and_then(|r| r.facts);
+    let own = facts.as_ref().map(|f| f.own.clone());
+    let peer = facts.and_then(|f| f.peer);
+    let unknown = lang.t(
+        "(not known: the node does not answer)",
+        "(unbekannt: der Knoten antwortet nicht)",
+    );
+    let fact = |f: &Option<tandem_runtime::confsync::NodeFacts>,
+                get: fn(&tandem_runtime::confsync::NodeFacts) -> String| {
+        f.as_ref().map_or_else(|| unknown.to_owned(), get)
+    };
     let line = |k: &str, mine: &str, peer: &str| {
         format!(
             "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
@@ -196,15 +208,15 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     };
     let body = format!(
         "<p>{lang_line} <a href=\"/lang?set=de&amp;back=/home\">Deutsch</a> | <a href=\"/lang?set=en&amp;back=/home\">English</a></p>\
-         {warn}<table><tr><th></th><th>{node} ({this})</th><th>{peer}</th></tr>{h}{hc}{role}{alive}{k}{v}</table>",
+         {warn}<table><tr><th></th><th>{node} ({this})</th><th>{peer_name}</th></tr>{h}{hc}{role}{alive}{k}{v}{hw}{rev}</table>",
         lang_line = lang.t("Language:", "Sprache:"),
         this = lang.t("this node", "dieser Knoten"),
         node = esc(&app.node),
-        peer = esc(&peer_node),
+        peer_name = esc(&peer_node),
         h = line(
             lang.t("host name", "Hostname"),
             &read_trimmed("/proc/sys/kernel/hostname"),
-            not_reported
+            &fact(&peer, |f| f.hostname.clone())
         ),
         hc = line(
             lang.t("configured host name", "konfigurierter Hostname"),
@@ -220,12 +232,22 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         k = line(
             lang.t("kernel version", "Kernel-Version"),
             &read_trimmed("/proc/sys/kernel/osrelease"),
-            not_reported
+            &fact(&peer, |f| f.kernel.clone())
         ),
         v = line(
             lang.t("management version", "Verwaltungsversion"),
             VERSION,
-            not_reported
+            &fact(&peer, |f| f.version.clone())
+        ),
+        hw = line(
+            lang.t("hardware", "Hardware"),
+            &fact(&own, |f| f.hardware.clone()),
+            &fact(&peer, |f| f.hardware.clone())
+        ),
+        rev = line(
+            lang.t("configuration revision", "Konfigurationsrevision"),
+            &fact(&own, |f| f.revision.to_string()),
+            &fact(&peer, |f| f.revision.to_string())
         ),
     );
     render(&app, lang, "/home", &a, StatusCode::OK, &body)

@@ -90,6 +90,66 @@ pub enum Message {
         /// What the node did with it.
         outcome: Outcome,
     },
+    /// "Who are you?": host name, kernel, versions (the console's Home page).
+    Describe {
+        /// Random, repeated in the answer.
+        challenge: u64,
+    },
+    /// The answer to [`Message::Describe`].
+    Facts {
+        /// The question's challenge.
+        challenge: u64,
+        /// The node's facts.
+        facts: NodeFacts,
+    },
+}
+
+/// What a node tells about itself (R9.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeFacts {
+    /// `node1` or `node2`.
+    pub node: String,
+    /// The running host name.
+    pub hostname: String,
+    /// The running kernel's release.
+    pub kernel: String,
+    /// The management software's version.
+    pub version: String,
+    /// The machine: vendor, product and serial number as its firmware reports them.
+    pub hardware: String,
+    /// The revision of its committed configuration.
+    pub revision: u64,
+}
+
+fn read_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+impl NodeFacts {
+    /// This node's facts, with configuration revision `revision`.
+    #[must_use]
+    pub fn local(node: NodeId, revision: u64) -> NodeFacts {
+        let dmi = |f: &str| read_line(&format!("/sys/class/dmi/id/{f}"));
+        let hardware: Vec<String> = [
+            dmi("sys_vendor"),
+            dmi("product_name"),
+            dmi("product_serial"),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+        NodeFacts {
+            node: node.to_string(),
+            hostname: read_line("/proc/sys/kernel/hostname"),
+            kernel: read_line("/proc/sys/kernel/osrelease"),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            hardware: hardware.join(" "),
+            revision,
+        }
+    }
 }
 
 /// What a node did with an offered configuration.
@@ -120,6 +180,8 @@ impl Message {
         match self {
             Message::Offer { .. } => b'O',
             Message::Reply { .. } => b'R',
+            Message::Describe { .. } => b'D',
+            Message::Facts { .. } => b'F',
         }
     }
 }
@@ -502,29 +564,12 @@ pub fn offer(
     config: &str,
     timeout: Duration,
 ) -> Result<Outcome, OfferError> {
-    let unreachable = |source| OfferError::Unreachable { addr, source };
-    let mut challenge = [0u8; 8];
-    getrandom::fill(&mut challenge)
-        .map_err(|e| unreachable(std::io::Error::other(e.to_string())))?;
-    let challenge = u64::from_le_bytes(challenge);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
-    s.set_read_timeout(Some(timeout)).map_err(unreachable)?;
-    s.set_write_timeout(Some(timeout)).map_err(unreachable)?;
-    let frame = seal(
-        key,
-        me,
-        &Message::Offer {
-            challenge,
-            config: config.to_owned(),
-        },
-    );
-    s.write_all(&frame).map_err(unreachable)?;
-    let mut header = [0u8; HEADER_LEN];
-    s.read_exact(&mut header).map_err(unreachable)?;
-    let len = body_len(&header).map_err(OfferError::BadReply)?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).map_err(unreachable)?;
-    match open(key, me.peer(), b'R', &body).map_err(OfferError::BadReply)? {
+    let challenge = new_challenge(addr)?;
+    let msg = Message::Offer {
+        challenge,
+        config: config.to_owned(),
+    };
+    match request(key, me, addr, &msg, b'R', timeout)? {
         Message::Reply {
             challenge: c,
             outcome,
@@ -533,6 +578,67 @@ pub fn offer(
             "the reply does not answer this offer".into(),
         ))),
     }
+}
+
+/// Asks the peer at `addr` for its facts.
+///
+/// # Errors
+/// The peer cannot be reached or its answer is not an authentic one.
+pub fn describe(
+    key: &SyncKey,
+    me: NodeId,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<NodeFacts, OfferError> {
+    let challenge = new_challenge(addr)?;
+    match request(
+        key,
+        me,
+        addr,
+        &Message::Describe { challenge },
+        b'F',
+        timeout,
+    )? {
+        Message::Facts {
+            challenge: c,
+            facts,
+        } if c == challenge => Ok(facts),
+        _ => Err(OfferError::BadReply(FrameError::Message(
+            "the answer does not answer this question".into(),
+        ))),
+    }
+}
+
+fn new_challenge(addr: SocketAddr) -> Result<u64, OfferError> {
+    let mut challenge = [0u8; 8];
+    getrandom::fill(&mut challenge).map_err(|e| OfferError::Unreachable {
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(u64::from_le_bytes(challenge))
+}
+
+/// Sends `msg` to the peer at `addr` and returns its answer, a message of kind
+/// `answer_kind` sealed by the peer.
+fn request(
+    key: &SyncKey,
+    me: NodeId,
+    addr: SocketAddr,
+    msg: &Message,
+    answer_kind: u8,
+    timeout: Duration,
+) -> Result<Message, OfferError> {
+    let unreachable = |source| OfferError::Unreachable { addr, source };
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
+    s.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+    s.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+    s.write_all(&seal(key, me, msg)).map_err(unreachable)?;
+    let mut header = [0u8; HEADER_LEN];
+    s.read_exact(&mut header).map_err(unreachable)?;
+    let len = body_len(&header).map_err(OfferError::BadReply)?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).map_err(unreachable)?;
+    open(key, me.peer(), answer_kind, &body).map_err(OfferError::BadReply)
 }
 
 /// How long each step of an offer to the peer may take.
@@ -755,9 +861,29 @@ async fn receive(
         .read_exact(&mut body)
         .await
         .map_err(|e| FrameError::Message(format!("reading: {e}")))?;
-    let Message::Offer { challenge, config } = open(&setup.key, setup.node.peer(), b'O', &body)?
-    else {
-        return Err(FrameError::Message("not an offer".into()));
+    let peer = setup.node.peer();
+    let (challenge, config) = match open(&setup.key, peer, b'O', &body) {
+        Ok(Message::Offer { challenge, config }) => (challenge, config),
+        Ok(_) => return Err(FrameError::Message("not an offer".into())),
+        Err(offer_error) => match open(&setup.key, peer, b'D', &body) {
+            Ok(Message::Describe { challenge }) => {
+                let dir = setup.store.clone();
+                let node = setup.node;
+                let facts = tokio::task::spawn_blocking(move || {
+                    let revision = Store::open(&dir)
+                        .ok()
+                        .and_then(|s| s.current().ok().flatten())
+                        .map_or(0, |c| c.cluster.revision);
+                    NodeFacts::local(node, revision)
+                })
+                .await
+                .map_err(|e| FrameError::Message(e.to_string()))?;
+                let answer = seal(&setup.key, setup.node, &Message::Facts { challenge, facts });
+                let _ = stream.write_all(&answer).await;
+                return Ok(None);
+            }
+            _ => return Err(offer_error),
+        },
     };
     let dir = setup.store.clone();
     let (outcome, accepted) = tokio::task::spawn_blocking(move || match Store::open(&dir) {
@@ -1004,5 +1130,77 @@ mod tests {
         drop(dead);
         let e = offer(&key, NodeId::Node1, dead_addr, "x", Duration::from_secs(2)).unwrap_err();
         assert!(e.to_string().contains(&dead_addr.to_string()), "{e}");
+    }
+
+    #[test]
+    fn the_daemons_side_answers_offers_and_questions() {
+        let old = cfg();
+        let (_d, store) = store_with(&old);
+        let key = SyncKey::derive(old.heartbeat.auth_key.as_bytes());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let setup = SyncSetup {
+            store: store.dir().to_owned(),
+            node: NodeId::Node2,
+            key: key.clone(),
+            listen: addr,
+            peer: addr,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = std::sync::Arc::clone(&reports);
+        rt.spawn(serve(listener, setup, tx, move |t| {
+            r.lock().unwrap().push(t)
+        }));
+        let ask = |f: Box<dyn FnOnce() -> Result<String, OfferError> + Send>| {
+            rt.block_on(async { tokio::task::spawn_blocking(f).await.unwrap() })
+        };
+        let k = key.clone();
+        let facts = ask(Box::new(move || {
+            describe(&k, NodeId::Node1, addr, Duration::from_secs(10)).map(|f| format!("{f:?}"))
+        }))
+        .unwrap();
+        assert!(facts.contains("node: \"node2\""), "{facts}");
+        assert!(
+            facts.contains(&format!("revision: {}", old.cluster.revision)),
+            "{facts}"
+        );
+        assert!(facts.contains(env!("CARGO_PKG_VERSION")), "{facts}");
+
+        let mut new = old.clone();
+        new.cluster.revision += 1;
+        new.notification.addresses = vec!["ops@example.com".parse().unwrap()];
+        let (k, text) = (key.clone(), new.to_toml());
+        let outcome = ask(Box::new(move || {
+            offer(&k, NodeId::Node1, addr, &text, Duration::from_secs(10)).map(|o| format!("{o:?}"))
+        }))
+        .unwrap();
+        assert!(outcome.starts_with("Accepted"), "{outcome}");
+        let accepted = rt.block_on(rx.recv()).unwrap();
+        assert_eq!(accepted.config, new);
+
+        // A question sealed as if from node2 itself (a reflected frame) is refused.
+        let k = key.clone();
+        let e = ask(Box::new(move || {
+            describe(&k, NodeId::Node2, addr, Duration::from_secs(10)).map(|f| format!("{f:?}"))
+        }))
+        .unwrap_err();
+        assert!(matches!(e, OfferError::Unreachable { .. }), "{e}");
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+        assert!(
+            reports
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| t.contains("not authentic")),
+            "{:?}",
+            reports.lock().unwrap()
+        );
     }
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_SOCKET: &str = "/run/tandem/control.sock";
 pub struct Request {
     /// Must be [`API_VERSION`].
     pub version: u32,
-    /// `status`, `switchover`, `events` or `hw`.
+    /// `status`, `switchover`, `events`, `hw`, `facts` or `reload-config`.
     pub request: String,
     /// For `events`: keep the connection and stream new events.
     #[serde(default)]
@@ -51,6 +51,22 @@ pub struct Response {
     /// For `hw`: the latest sensor readings and RAID report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hw: Option<HwJson>,
+    /// For `facts`: this node's and the other node's host name, kernel, versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<FactsJson>,
+}
+
+/// The answer to `facts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactsJson {
+    /// This node.
+    pub own: crate::confsync::NodeFacts,
+    /// The other node, asked over the crossover link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::confsync::NodeFacts>,
+    /// Why the other node's facts are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_error: Option<String>,
 }
 
 impl Response {
@@ -64,6 +80,7 @@ impl Response {
             status: None,
             event: None,
             hw: None,
+            facts: None,
         }
     }
 

@@ -427,6 +427,7 @@ pub async fn run(
     let listener = bind_control(&settings.control, settings.control_group)?;
     tokio::spawn(control_server(
         listener,
+        sync.clone(),
         tx.clone(),
         Arc::clone(&hub),
         Arc::clone(&bad_requests),
@@ -628,6 +629,52 @@ pub async fn run(
     Ok(())
 }
 
+/// How long `facts` waits for the other node.
+const FACTS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// This node's facts and, over the configuration exchange, the other node's (asked
+/// only while its heartbeat is heard, so that a dead node costs no wait).
+async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Response {
+    let Some(setup) = sync else {
+        return Response::error(
+            "this clusterd runs without a configuration store (--store): no facts to exchange",
+        );
+    };
+    let (otx, orx) = oneshot::channel();
+    let heard = tx.send(In::Control(ControlCall::Status, otx)).is_ok()
+        && orx
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| s.peer.alive);
+    let answer = tokio::task::spawn_blocking(move || {
+        let revision = committed_config(&setup).map_or(0, |c| c.cluster.revision);
+        let own = crate::confsync::NodeFacts::local(setup.node, revision);
+        let (peer, peer_error) = if heard {
+            match crate::confsync::describe(&setup.key, setup.node, setup.peer, FACTS_TIMEOUT) {
+                Ok(f) => (Some(f), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, Some("the other node is not heard".to_owned()))
+        };
+        crate::control::FactsJson {
+            own,
+            peer,
+            peer_error,
+        }
+    })
+    .await;
+    match answer {
+        Ok(f) => {
+            let mut r = Response::ok();
+            r.facts = Some(f);
+            r
+        }
+        Err(e) => Response::error(format!("facts: {e}")),
+    }
+}
+
 /// How often a node whose configuration differs from the other node's offers its own.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
 
@@ -805,6 +852,7 @@ fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener>
 
 async fn control_server(
     listener: UnixListener,
+    sync: Option<SyncSetup>,
     tx: mpsc::UnboundedSender<In>,
     hub: Arc<EventHub>,
     bad: Arc<AtomicU64>,
@@ -817,6 +865,7 @@ async fn control_server(
         };
         tokio::spawn(control_conn(
             stream,
+            sync.clone(),
             tx.clone(),
             Arc::clone(&hub),
             Arc::clone(&bad),
@@ -875,6 +924,7 @@ async fn read_request_line<R: tokio::io::AsyncBufRead + Unpin>(
 
 async fn control_conn(
     stream: UnixStream,
+    sync: Option<SyncSetup>,
     tx: mpsc::UnboundedSender<In>,
     hub: Arc<EventHub>,
     bad: Arc<AtomicU64>,
@@ -920,6 +970,13 @@ async fn control_conn(
             "status" => ControlCall::Status,
             "switchover" => ControlCall::Switchover,
             "reload-config" => ControlCall::ReloadConfig,
+            "facts" => {
+                let resp = facts(sync.clone(), &tx).await;
+                if !write_line(&mut w, &resp).await {
+                    return;
+                }
+                continue;
+            }
             "hw" => {
                 let snapshot = hw.lock().map(|h| h.clone()).ok();
                 let resp = match snapshot {
@@ -975,7 +1032,7 @@ async fn control_conn(
             other => {
                 bad.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
-                    "unknown request {other:?}: expected status, switchover, events, hw or reload-config"
+                    "unknown request {other:?}: expected status, switchover, events, hw, facts or reload-config"
                 );
                 if !write_line(&mut w, &Response::error(msg)).await {
                     return;

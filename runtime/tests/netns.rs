@@ -757,6 +757,20 @@ fn configuration_changes_reach_both_nodes_and_a_returning_node_catches_up() {
         rig.status(0).peer.config_matches == Some(true)
             && rig.status(1).peer.config_matches == Some(true)
     });
+    // The other node's facts come over the same link (the console's Home page).
+    let f = Client::connect(&rig.nodes[0].control)
+        .unwrap()
+        .call("facts", false)
+        .unwrap()
+        .facts
+        .unwrap();
+    assert_eq!(f.own.node, "node1");
+    let peer = f.peer.expect("the other node's facts");
+    assert_eq!((peer.node.as_str(), peer.revision), ("node2", base + 1));
+    assert!(
+        !peer.kernel.is_empty() && peer.version == f.own.version,
+        "{peer:?}"
+    );
 
     // A change of what only an activation may change is refused by node1 itself;
     // nothing changes anywhere.

@@ -456,6 +456,13 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
             "{}",
             text_of(&r.body)
         );
+        // The Home page shows the other node's kernel, asked over the crossover link.
+        let home = https(act, "GET", "/home", Some(&session), None).unwrap();
+        let kernel = text_of(&home.body);
+        assert!(
+            kernel.matches("6.1.").count() >= 2 && !kernel.contains("not known"),
+            "{kernel}"
+        );
         let other = https(pas, "GET", "/notification", Some(&pas_session), None).unwrap();
         assert!(
             other.body.contains(">ops@example.com</textarea>")
