@@ -20,12 +20,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(len) = body_len(&header) {
             let body = &data[HEADER_LEN..];
             let body = &body[..len.min(body.len())];
-            for kind in [b'O', b'R'] {
+            for kind in [b'O', b'R', b'D', b'F'] {
                 assert!(open(&key, NodeId::Node1, kind, body).is_err(), "forged frame accepted");
             }
         }
     }
-    // Authentic frames with arbitrary plaintext.
-    let frame = seal_raw(&key, NodeId::Node2, b'O', data);
-    let _ = open(&key, NodeId::Node2, b'O', &frame[HEADER_LEN..]);
+    // Authentic frames of every kind with arbitrary plaintext.
+    let kind = [b'O', b'R', b'D', b'F'][usize::from(data.first().copied().unwrap_or(0) % 4)];
+    let frame = seal_raw(&key, NodeId::Node2, kind, data);
+    let _ = open(&key, NodeId::Node2, kind, &frame[HEADER_LEN..]);
 });
