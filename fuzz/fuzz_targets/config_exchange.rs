@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
             let body = &data[HEADER_LEN..];
             let body = &body[..len.min(body.len())];
             for kind in [b'O', b'R', b'D', b'F'] {
-                assert!(open(&key, NodeId::Node1, kind, body).is_err(), "forged frame accepted");
+                assert!(
+                    open(&key, NodeId::Node1, kind, body).is_err(),
+                    "forged frame accepted"
+                );
             }
         }
     }

@@ -61,6 +61,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/passwords",
             get(settings::passwords).post(settings::save_passwords),
         )
+        .route("/passwords/ve101", post(settings::save_ve101_password))
         .route(INSTALL_PROGRESS, get(install_progress))
         .route("/updates", get(updates))
         .route("/maintenance", get(maintenance))

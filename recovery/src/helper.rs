@@ -109,6 +109,14 @@ pub enum Call {
         /// A name from [`Call::VeTemplates`]' answer.
         template: String,
     },
+    /// Set the root password inside VE 101 (`tandem ve passwd 101`, on the node that
+    /// holds the data area: the VE's files are replicated, so both nodes have it).
+    Ve101Password {
+        /// The new password.
+        new: String,
+        /// Typed again.
+        confirm: String,
+    },
     /// Change settings on both nodes (or on this one only, the other being down),
     /// starting from configuration `revision` (the one the page showed).
     ChangeSettings {
@@ -378,6 +386,8 @@ pub enum Reply {
     Install(InstallView),
     /// The backup of the template cache ran (see each template, and where it stopped).
     TemplatesBackedUp(BackupView),
+    /// VE 101's root password is set.
+    Ve101PasswordSet,
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.
@@ -712,6 +722,64 @@ impl Local {
 }
 
 impl Local {
+    /// Sets the root password in VE 101 through `tandem ve passwd 101` (the password
+    /// on its standard input, never on a command line).
+    fn ve101_password(&self, new: &str, confirm: &str) -> Reply {
+        use crate::change::{FieldProblem, MAX_PASSWORD, MIN_PASSWORD};
+        use std::io::Write as _;
+        let problem = |field: &str, message: String| {
+            Reply::ChangeRefused(ChangeRefusal::Fields(vec![FieldProblem {
+                field: field.to_owned(),
+                message,
+            }]))
+        };
+        if new.chars().count() < MIN_PASSWORD || new.len() > MAX_PASSWORD {
+            return problem(
+                "ve_new",
+                format!("must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+            );
+        }
+        if new.chars().any(char::is_control) {
+            return problem("ve_new", "may not contain control characters".to_owned());
+        }
+        if new != confirm {
+            return problem("ve_confirm", "differs from the new password".to_owned());
+        }
+        if let Err(r) = self.current().and_then(|_| self.data_area()) {
+            return Reply::Refused(r);
+        }
+        if !self.ve.conf_dir.join("ve-101.conf").exists() {
+            return Reply::ChangeRefused(ChangeRefusal::NotMade(
+                "VE 101 is not installed (install it on the VEs page first)".to_owned(),
+            ));
+        }
+        let child = std::process::Command::new(&self.ve.program)
+            .args(["ve", "passwd", "101", "--user", "root"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                return Reply::Refused(Refusal::Failed(format!(
+                    "cannot run {}: {e}",
+                    self.ve.program.display()
+                )));
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "{new}");
+        }
+        match child.wait_with_output() {
+            Ok(o) if o.status.success() => Reply::Ve101PasswordSet,
+            Ok(o) => Reply::ChangeRefused(ChangeRefusal::NotMade(
+                String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            )),
+            Err(e) => Reply::Refused(Refusal::Failed(format!("tandem ve passwd: {e}"))),
+        }
+    }
+
     /// Makes a settings change from the console's pages on both nodes.
     fn change_settings(
         &self,
@@ -1047,6 +1115,7 @@ impl Privileged for Local {
                 revision,
                 this_node_only,
             } => self.change_settings(&change, revision, this_node_only),
+            Call::Ve101Password { new, confirm } => self.ve101_password(&new, &confirm),
         };
         (reply, Vec::new())
     }

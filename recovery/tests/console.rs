@@ -1817,3 +1817,74 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
     *rig.clock.lock().unwrap() += Duration::from_secs(10);
     session(r, "new secret 1", "/home").await;
 }
+
+#[tokio::test]
+async fn ve101_root_password_is_set_inside_the_ve_on_the_node_with_the_data_area() {
+    // The stand-in `tandem` records what `ve passwd` reads on its standard input.
+    let body = "if [ \"$1 $2\" = 've passwd' ]; then read pw; echo \"stdin: $pw\" >> \"$(dirname \"$0\")/calls.log\"; echo \"password of root in VE 101 set\"; fi";
+    let rig = ve_rig("vepw", config_with_ve101(), true, body);
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let page = get(r, "/passwords", &cookie).await;
+    assert!(page.body.contains("id=\"ve101-password\""), "{}", page.body);
+
+    let res = post(
+        r,
+        "/passwords/ve101",
+        &cookie,
+        "new=ve+secret+1&confirm=ve+secret+1",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = post(
+        r,
+        "/passwords/ve101",
+        &cookie,
+        &format!("csrf={csrf}&new=short&confirm=short"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body.contains("<b>new root password of VE 101</b>"),
+        "{}",
+        res.body
+    );
+    let good = format!("csrf={csrf}&new=ve+secret+1&confirm=ve+secret+1");
+    let res = post(r, "/passwords/ve101", &cookie, &good).await;
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    assert!(res.body.contains("VE 101 is not installed"), "{}", res.body);
+    assert_eq!(calls(&rig.dir), "");
+
+    std::fs::create_dir_all(rig.dir.join("ves")).unwrap();
+    std::fs::write(rig.dir.join("ves/ve-101.conf"), "HOSTNAME=\"app\"\n").unwrap();
+    let res = post(r, "/passwords/ve101", &cookie, &good).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("The root password of VE 101 is set."),
+        "{}",
+        res.body
+    );
+    // On standard input, never on the command line.
+    assert_eq!(
+        calls(&rig.dir),
+        "ve passwd 101 --user root\nstdin: ve secret 1\n"
+    );
+
+    // The passive node: nothing is run.
+    let passive = ve_rig("vepw-passive", config_with_ve101(), false, body);
+    let (cookie, csrf) = session(&passive.r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        &passive.r,
+        "/passwords/ve101",
+        &cookie,
+        &format!("csrf={csrf}&new=ve+secret+1&confirm=ve+secret+1"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    assert!(
+        res.body.contains("VE 101 runs on the other node"),
+        "{}",
+        res.body
+    );
+    assert_eq!(calls(&passive.dir), "");
+}

@@ -463,6 +463,33 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
             kernel.matches("6.1.").count() >= 2 && !kernel.contains("not known"),
             "{kernel}"
         );
+        // VE 101's root password, set inside the VE on the active node; the passive
+        // node sends the operator there.
+        let pw = https(act, "GET", "/passwords", Some(&session), None).unwrap();
+        let form = format!("csrf={}&new=ve101+root+2&confirm=ve101+root+2", pw.csrf());
+        let r = https(act, "POST", "/passwords/ve101", Some(&session), Some(&form)).unwrap();
+        assert_eq!(r.status, 200, "{}", text_of(&r.body));
+        assert!(
+            r.body.contains("The root password of VE 101 is set."),
+            "{}",
+            text_of(&r.body)
+        );
+        let pw = https(pas, "GET", "/passwords", Some(&pas_session), None).unwrap();
+        let form = format!("csrf={}&new=ve101+root+2&confirm=ve101+root+2", pw.csrf());
+        let r = https(
+            pas,
+            "POST",
+            "/passwords/ve101",
+            Some(&pas_session),
+            Some(&form),
+        )
+        .unwrap();
+        assert_eq!(r.status, 409, "{}", text_of(&r.body));
+        assert!(
+            r.body.contains("VE 101 runs on the other node"),
+            "{}",
+            text_of(&r.body)
+        );
         let other = https(pas, "GET", "/notification", Some(&pas_session), None).unwrap();
         assert!(
             other.body.contains(">ops@example.com</textarea>")

@@ -87,6 +87,14 @@ fn label(lang: Lang, field: &str) -> String {
         "copy_vendor" => ("copy to the vendor", "Kopie an den Hersteller"),
         "new" => ("new password", "neues Passwort"),
         "confirm" => ("new password again", "neues Passwort wiederholen"),
+        "ve_new" => (
+            "new root password of VE 101",
+            "neues root-Passwort der VE 101",
+        ),
+        "ve_confirm" => (
+            "new root password of VE 101 again",
+            "neues root-Passwort der VE 101 wiederholen",
+        ),
         other => return other.to_owned(),
     };
     lang.t(en, de).to_owned()
@@ -217,6 +225,12 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
              <form id=\"passwords\" method=\"post\" action=\"/passwords\">\
              <p><label>{new} <input type=\"password\" name=\"new\" autocomplete=\"new-password\"></label></p>\
              <p><label>{again} <input type=\"password\" name=\"confirm\" autocomplete=\"new-password\"></label></p>{tail}\
+             <h2>{ve_title}</h2><p>{ve_text}</p>\
+             <form id=\"ve101-password\" method=\"post\" action=\"/passwords/ve101\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <p><label>{new} <input type=\"password\" name=\"new\" autocomplete=\"new-password\"></label></p>\
+             <p><label>{again} <input type=\"password\" name=\"confirm\" autocomplete=\"new-password\"></label></p>\
+             <p><button type=\"submit\">{ve_go}</button></p></form>\
              <p class=\"note\">{others}</p>",
             title = lang.t("Management password (user admin)", "Verwaltungspasswort (Benutzer admin)"),
             text = lang.f(
@@ -225,9 +239,16 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
             ),
             new = lang.t("New password", "Neues Passwort"),
             again = lang.t("New password again", "Neues Passwort wiederholen"),
+            csrf = esc(csrf),
+            ve_title = lang.t("Root password of VE 101", "root-Passwort der VE 101"),
+            ve_text = lang.f(
+                format!("Set inside VE 101 on the node that runs it (the active one); the VE's files are replicated, so it holds on both nodes. At least {} characters.", crate::change::MIN_PASSWORD),
+                format!("Wird in der VE 101 auf dem Knoten gesetzt, der sie betreibt (dem aktiven); die Dateien der VE werden repliziert, es gilt also auf beiden Knoten. Mindestens {} Zeichen.", crate::change::MIN_PASSWORD),
+            ),
+            ve_go = lang.t("Set the root password of VE 101", "root-Passwort der VE 101 setzen"),
             others = lang.t(
-                "The root password of VE 101 is set inside the VE on the active node: tandem ve passwd 101. The nodes themselves have no password login: they are run from this console and their local console.",
-                "Das root-Passwort der VE 101 wird in der VE auf dem aktiven Knoten gesetzt: tandem ve passwd 101. Die Knoten selbst haben keine Passwort-Anmeldung: Sie werden über diese Konsole und ihre lokale Konsole bedient."
+                "The nodes themselves have no password login: they are run from this console and their local console.",
+                "Die Knoten selbst haben keine Passwort-Anmeldung: Sie werden über diese Konsole und ihre lokale Konsole bedient."
             ),
         ),
     }
@@ -410,6 +431,73 @@ pub(super) async fn save_passwords(
         Values::Passwords,
     )
     .await
+}
+
+/// The VE 101 root password form as posted.
+#[derive(Debug, Deserialize)]
+pub(super) struct Ve101PasswordPost {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub(super) async fn save_ve101_password(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<Ve101PasswordPost>,
+) -> Response {
+    let page = Page::Passwords;
+    let a = match cluster_auth(&app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let lang = Lang::of(&headers);
+    if !same(&f.csrf, &a.csrf) {
+        let msg = error_p(csrf_message(lang));
+        return show(&app, &headers, page, StatusCode::FORBIDDEN, &msg, None).await;
+    }
+    let call = Call::Ve101Password {
+        new: f.new,
+        confirm: f.confirm,
+    };
+    let (status, msg) = match app.ask(call, Vec::new()).await.0 {
+        Reply::Ve101PasswordSet => (
+            StatusCode::OK,
+            format!(
+                "<p class=\"ok\" role=\"status\">{}</p>",
+                lang.t(
+                    "The root password of VE 101 is set.",
+                    "Das root-Passwort der VE 101 ist gesetzt."
+                )
+            ),
+        ),
+        Reply::ChangeRefused(ChangeRefusal::Fields(ps)) => {
+            (StatusCode::BAD_REQUEST, problems_html(lang, &ps))
+        }
+        Reply::ChangeRefused(ChangeRefusal::NotMade(why) | ChangeRefusal::OnlyPeer(why)) => (
+            StatusCode::CONFLICT,
+            error_p(&lang.f(
+                format!("The password was not set: {why}."),
+                format!("Das Passwort wurde nicht gesetzt: {why}."),
+            )),
+        ),
+        Reply::Refused(crate::helper::Refusal::NoDataArea) => (
+            StatusCode::CONFLICT,
+            error_p(lang.t(
+                "VE 101 runs on the other node (the active one): this node does not hold the data area. Nothing was changed. Set the password in the console of the active node.",
+                "VE 101 läuft auf dem anderen Knoten (dem aktiven): Dieser Knoten hat den Datenbereich nicht. Es wurde nichts geändert. Setzen Sie das Passwort in der Konsole des aktiven Knotens.",
+            )),
+        ),
+        Reply::Refused(r) => refusal_html(lang, &r),
+        other => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_p(&format!("{other:?}")),
+        ),
+    };
+    show(&app, &headers, page, status, &msg, None).await
 }
 
 fn changed_html(lang: Lang, r: &ChangeReport) -> String {
