@@ -156,9 +156,10 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(r) => return r.into_response(),
     };
     let lang = Lang::of(&headers);
-    let hostnames = get_settings(&app, lang)
-        .await
-        .map(|s| s.nodes)
+    let settings = get_settings(&app, lang).await.ok();
+    let hostnames = settings
+        .as_ref()
+        .map(|s| s.nodes.clone())
         .unwrap_or_default();
     let configured = |node: &str| {
         hostnames
@@ -188,16 +189,29 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     };
     // This node's facts, and the other node's over the crossover link (clusterd asks
     // it while it hears it).
-    let facts = control(&app, "facts").await.ok().and_then(|r| r.facts);
-    let own = facts.as_ref().map(|f| f.own.clone());
-    let peer = facts.and_then(|f| f.peer);
+    // This node's from here (without the serial number, which only root reads).
+    let own = app.node.parse().ok().map(|id| {
+        tandem_runtime::confsync::NodeFacts::local(id, settings.as_ref().map_or(0, |s| s.revision))
+    });
+    let peer = control(&app, "facts")
+        .await
+        .ok()
+        .and_then(|r| r.facts)
+        .and_then(|f| f.peer);
     let unknown = lang.t(
-        "(not known: the node does not answer)",
-        "(unbekannt: der Knoten antwortet nicht)",
+        "(not known: no answer over the crossover link)",
+        "(unbekannt: keine Antwort über die Crossover-Verbindung)",
     );
     let fact = |f: &Option<tandem_runtime::confsync::NodeFacts>,
                 get: fn(&tandem_runtime::confsync::NodeFacts) -> String| {
-        f.as_ref().map_or_else(|| unknown.to_owned(), get)
+        f.as_ref().map_or_else(
+            || unknown.to_owned(),
+            |f| {
+                Some(get(f))
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "-".to_owned())
+            },
+        )
     };
     let line = |k: &str, mine: &str, peer: &str| {
         format!(
