@@ -1131,17 +1131,7 @@ fn import_refusal(e: tandem_config::store::ImportError) -> Refusal {
 }
 
 /// An error with its sources, `a: b: c`.
-#[must_use]
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+pub use tandem_runtime::error_chain as chain;
 
 /// Frame errors.
 #[derive(Debug, thiserror::Error)]

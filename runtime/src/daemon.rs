@@ -487,7 +487,7 @@ pub async fn run(
                     let h = Arc::clone(&hub);
                     tokio::spawn(async move {
                         let mut chain = c.lock().await;
-                        let r = chain.acquire().await.map_err(|e| chain_error(&e));
+                        let r = chain.acquire().await.map_err(|e| crate::error_chain(&e));
                         if r.is_ok() {
                             h.publish("acquired", format!("resources up in {}", chain.timings()));
                         }
@@ -500,7 +500,7 @@ pub async fn run(
                     let h = Arc::clone(&hub);
                     tokio::spawn(async move {
                         let mut chain = c.lock().await;
-                        let r = chain.release().await.map_err(|e| chain_error(&e));
+                        let r = chain.release().await.map_err(|e| crate::error_chain(&e));
                         h.publish("released", format!("resources down in {}", chain.timings()));
                         drop(chain);
                         let _ = t.send(In::ChainDown(r));
@@ -513,7 +513,12 @@ pub async fn run(
                     );
                     let (c, t) = (Arc::clone(&chain), tx.clone());
                     tokio::spawn(async move {
-                        let r = c.lock().await.announce().await.map_err(|e| chain_error(&e));
+                        let r = c
+                            .lock()
+                            .await
+                            .announce()
+                            .await
+                            .map_err(|e| crate::error_chain(&e));
                         let _ = t.send(In::Announced(r));
                     });
                 }
@@ -621,7 +626,7 @@ pub async fn run(
     if core.role().holds_resources() || core.role() == Role::Acquiring {
         hub.publish("shutdown", "releasing resources before exit".into());
         if let Err(e) = chain.lock().await.release().await {
-            hub.publish("resource_error", chain_error(&e));
+            hub.publish("resource_error", crate::error_chain(&e));
         }
     }
     let _ = std::fs::remove_file(&settings.control);
@@ -810,18 +815,6 @@ fn reload_config(
     hub.publish("config", text);
     *running = Some(cfg);
     Ok(())
-}
-
-fn chain_error(e: &crate::resources::ResourceError) -> String {
-    // Walk the source chain so the message names the kernel's reason too.
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {

@@ -402,7 +402,7 @@ fn poll_loop(
                 poller.handle(t, PollerInput::Sweep(s));
             }
             Some(Err(e)) => {
-                let detail = error_chain(e);
+                let detail = crate::error_chain(e);
                 bmc_detail = Some(format!("{}: {detail}", e.kind()));
                 poller.handle(
                     t,
@@ -560,11 +560,11 @@ fn build_snapshot(
             detail: Some(detail),
         };
         for f in &s.faults {
-            sensors.push(unavailable(f.name.clone(), error_chain(&f.error)));
+            sensors.push(unavailable(f.name.clone(), crate::error_chain(&f.error)));
         }
         // A record that cannot be read may hide a sensor: shown as a fault, not left out.
         for f in &s.record_faults {
-            sensors.push(unavailable(f.label(), error_chain(&*f.error)));
+            sensors.push(unavailable(f.label(), crate::error_chain(&*f.error)));
         }
         for n in &s.not_read {
             sensors.push(SensorJson {
@@ -603,7 +603,7 @@ fn build_snapshot(
         },
         RaidReport::Fault(e) => RaidJson {
             state: "fault".into(),
-            detail: Some(error_chain(e)),
+            detail: Some(crate::error_chain(e)),
             controller: None,
             volumes: vec![],
             disks: vec![],
@@ -699,17 +699,6 @@ fn build_snapshot(
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         ),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 // ---- Simulated board ----

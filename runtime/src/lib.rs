@@ -63,8 +63,10 @@ pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Resu
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// An error and all its causes on one line, for logs, events and the outbox.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and all its causes on one line (`a: b: c`), for logs, events, the outbox
+/// and the web console's messages.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
