@@ -220,22 +220,24 @@ fn reset_to_recovery_page(vm: &mut Vm, laptop: &Netns, address: &str, what: &str
     fp
 }
 
+/// The SR2500's NIC (Intel 80003ES2LAN, e1000e), on the laptop's tap.
+fn sr2500_nic_on_laptop() -> [String; 4] {
+    [
+        "-netdev",
+        "tap,id=n0,ifname=tap0,script=no,downscript=no",
+        "-device",
+        "e1000e,netdev=n0",
+    ]
+    .map(String::from)
+}
+
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
     let img = image_dir();
     let (dir, disk, laptop) = rig("node1-");
     let mut args = drives(&[&disk], &img.join("tandem-install.iso"));
-    // The SR2500's NIC (Intel 80003ES2LAN, e1000e), on the laptop's tap.
-    args.extend(
-        [
-            "-netdev",
-            "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device",
-            "e1000e,netdev=n0",
-        ]
-        .map(String::from),
-    );
+    args.extend(sr2500_nic_on_laptop());
     let mut vm = Vm::start(&dir.0, Firmware::Bios, Some(&laptop), &args);
     let at = vm.wait_for(0, "Type node1 or node2", MIN);
     vm.type_line("nod1");
@@ -328,15 +330,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     let img = image_dir();
     let (dir, disk, laptop) = rig("console-");
     let mut args = drives(&[&disk], &img.join("tandem-install.iso"));
-    args.extend(
-        [
-            "-netdev",
-            "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device",
-            "e1000e,netdev=n0",
-        ]
-        .map(String::from),
-    );
+    args.extend(sr2500_nic_on_laptop());
     let mut vm = Vm::start(&dir.0, Firmware::Bios, Some(&laptop), &args);
     let at = vm.wait_for(0, "Type node1 or node2", MIN);
     vm.type_line("node1");
