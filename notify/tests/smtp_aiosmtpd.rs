@@ -1,93 +1,15 @@
 //! Delivery to a real SMTP server: Python's aiosmtpd (Debian package `python3-aiosmtpd`),
 //! started on 127.0.0.1 with a free port, storing what it receives in a Maildir.
 
-use std::net::{TcpListener, TcpStream};
+mod aiosmtpd;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aiosmtpd::{Server, free_port, received, require_aiosmtpd};
 use tandem_config::schema::NotificationConfig;
 use tandem_notify::{Event, Outbox, Policy, SmtpSender, SmtpTarget, UnixSecs, run_once};
-
-/// The interpreter the Debian package installs its module for.
-const PYTHON: &str = "/usr/bin/python3";
-
-fn require_aiosmtpd() {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "aiosmtpd is missing: apt-get install -y --no-install-recommends python3-aiosmtpd"
-    );
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A running aiosmtpd; killed by its PID when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(port: u16, maildir: &Path) -> Self {
-        Self::start_with(port, maildir, &[])
-    }
-
-    fn start_with(port: u16, maildir: &Path, extra: &[&Path]) -> Self {
-        let mut cmd = Command::new(PYTHON);
-        cmd.args(["-m", "aiosmtpd", "-n"]);
-        if let [cert, key] = extra {
-            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
-        }
-        let child = cmd
-            .arg("-l")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
-        let server = Self { child };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not listen on port {port} within 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Child::kill signals exactly this process id.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every message the server stored, as text.
-fn received(maildir: &Path) -> Vec<String> {
-    let new = maildir.join("new");
-    let Ok(rd) = std::fs::read_dir(&new) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).expect("read received message"))
-        .collect()
-}
 
 fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
     msg.lines()

@@ -11,31 +11,20 @@
 )]
 
 use std::fs::File;
-use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tandem_runtime::control::Client;
 
-/// The interpreter the Debian package installs its module for.
-const PYTHON: &str = "/usr/bin/python3";
+#[path = "../../notify/tests/aiosmtpd/mod.rs"]
+mod aiosmtpd;
+
+use aiosmtpd::{Server as Smtp, free_port as free_tcp_port, received, require_aiosmtpd};
+
 const KEEPALIVE_MS: u64 = 200;
 const DEADTIME_MS: u64 = 1000;
-
-fn require_aiosmtpd() {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "aiosmtpd is missing: apt-get install -y --no-install-recommends python3-aiosmtpd"
-    );
-}
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -48,66 +37,23 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Durat
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn free_udp_port() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap().port()
 }
 
-/// A running aiosmtpd; killed by its process id when dropped.
-struct Smtp(Child);
-
-impl Smtp {
-    fn start(port: u16, maildir: &Path) -> Self {
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Smtp(child);
-        wait_until("aiosmtpd listening", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        s
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The subjects of every message the server stored.
 fn subjects(maildir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(maildir.join("new")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let mut text = String::new();
-        if File::open(e.path())
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .is_err()
-        {
-            continue;
-        }
-        for l in text.lines().take_while(|l| !l.is_empty()) {
-            if let Some(s) = l.strip_prefix("Subject: ") {
-                out.push(s.to_owned());
-            }
-        }
-    }
+    let mut out: Vec<String> = received(maildir)
+        .iter()
+        .flat_map(|m| {
+            m.lines()
+                .take_while(|l| !l.is_empty())
+                .filter_map(|l| l.strip_prefix("Subject: "))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     out.sort();
     out
 }
