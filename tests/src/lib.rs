@@ -710,6 +710,24 @@ pub fn two_node_lan(extra: &[&str]) -> Netns {
     lan
 }
 
+/// The configuration archive of `cfg` as a rig uploads it: encrypted with
+/// `passphrase` (none: plain), a fixed creation time, a light key-derivation cost.
+///
+/// # Panics
+/// When the export fails.
+#[must_use]
+pub fn rig_archive(cfg: &tandem_config::ApplianceConfig, passphrase: Option<&str>) -> Vec<u8> {
+    tandem_config::export(
+        cfg,
+        &tandem_config::ExportOptions {
+            passphrase: passphrase.map(str::to_owned),
+            created_unix: 1_767_225_600,
+            work_factor: 10,
+        },
+    )
+    .expect("exporting the rig's configuration")
+}
+
 /// A new cluster's configuration for the rigs: nodes `alpha` (192.0.2.11)
 /// and `beta` (192.0.2.12), VE 101 `web` at 192.0.2.50, and test timings
 /// (the manual's 5 s / 60 s would make a failover wait a minute); the VMs

@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use tandem_tests::{
-    Firmware, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk, rig_config,
-    two_node_lan,
+    Firmware, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk, rig_archive,
+    rig_config, two_node_lan,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -199,15 +199,7 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     let (mut cfg, passwords) = rig_config("rig-cluster");
     cfg.replication.resync_rate = "400M".parse().unwrap();
     let passphrase = "red cable passphrase";
-    let archive = tandem_config::export(
-        &cfg,
-        &tandem_config::ExportOptions {
-            passphrase: Some(passphrase.into()),
-            created_unix: 1_767_225_600,
-            work_factor: 10,
-        },
-    )
-    .unwrap();
+    let archive = rig_archive(&cfg, Some(passphrase));
 
     // Install both nodes from the DVD, at the same time.
     let ports = [

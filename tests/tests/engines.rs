@@ -16,7 +16,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use tandem_tests::{Firmware, Netns, Scratch, Vm, image_dir, raw_disk, rig_config, two_node_lan};
+use tandem_tests::{
+    Firmware, Netns, Scratch, Vm, image_dir, raw_disk, rig_archive, rig_config, two_node_lan,
+};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -313,15 +315,7 @@ fn two_nodes_activate_replicate_switch_over_and_fail_over() {
     let lan = two_node_lan(&[]);
     lan.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
     let (cfg, _) = rig_config("drbd-rig");
-    let bytes = tandem_config::export(
-        &cfg,
-        &tandem_config::ExportOptions {
-            passphrase: None,
-            created_unix: 1_767_225_600,
-            work_factor: 10,
-        },
-    )
-    .unwrap();
+    let bytes = rig_archive(&cfg, None);
 
     let ports = [
         40_000 + (std::process::id() % 10_000) * 2,
