@@ -37,6 +37,29 @@ fn login(addr: &str, password: &str) -> String {
     format!("{}; tandem_lang=en", ok.cookie())
 }
 
+/// Opens `page` at `addr` and posts its form: the page's CSRF token and `fields`
+/// (`&`-separated, already encoded) to `action`. With `form_id`, the page must
+/// hold that form.
+fn post_form(
+    addr: &str,
+    session: &str,
+    page: &str,
+    form_id: Option<&str>,
+    action: &str,
+    fields: &str,
+) -> tandem_tests::HttpResponse {
+    let p = https(addr, "GET", page, Some(session), None).unwrap();
+    if let Some(id) = form_id {
+        assert!(p.body.contains(&format!("id=\"{id}\"")), "{}", p.body);
+    }
+    let form = if fields.is_empty() {
+        format!("csrf={}", p.csrf())
+    } else {
+        format!("csrf={}&{fields}", p.csrf())
+    };
+    https(addr, "POST", action, Some(session), Some(&form)).unwrap()
+}
+
 /// Uploads the archive and starts the activation with `choice`.
 fn upload_and_activate(addr: &str, archive: &[u8], passphrase: &str, choice: &str, confirm: &str) {
     let session = login(addr, "relation");
@@ -341,10 +364,14 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     let session = act_s.clone();
     let t = Instant::now();
     lan.run(move || {
-        let page = https(act, "GET", "/ves", Some(&session), None).unwrap();
-        assert!(page.body.contains("id=\"install-ve101\""), "{}", page.body);
-        let form = format!("csrf={}&template=tandem-minimal&confirm=yes", page.csrf());
-        let r = https(act, "POST", "/ves/install", Some(&session), Some(&form)).unwrap();
+        let r = post_form(
+            act,
+            &session,
+            "/ves",
+            Some("install-ve101"),
+            "/ves/install",
+            "template=tandem-minimal&confirm=yes",
+        );
         assert_eq!(r.status, 303, "{}", text_of(&r.body));
         let progress = r.header("location").unwrap();
         assert_eq!(progress, "/ves/install/progress");
@@ -388,33 +415,28 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     // which has no file) and says so.
     let (session, pas_session) = (act_s.clone(), pas_s.clone());
     lan.run(move || {
-        let m = https(pas, "GET", "/maintenance", Some(&pas_session), None).unwrap();
-        assert!(m.body.contains("id=\"backup-templates\""), "{}", m.body);
-        let form = format!("csrf={}", m.csrf());
-        let r = https(
+        let r = post_form(
             pas,
-            "POST",
+            &pas_session,
+            "/maintenance",
+            Some("backup-templates"),
             "/maintenance/backup-templates",
-            Some(&pas_session),
-            Some(&form),
-        )
-        .unwrap();
+            "",
+        );
         assert_eq!(r.status, 409, "{}", text_of(&r.body));
         assert!(
             r.body.contains("The data area /vz is on the other node"),
             "{}",
             text_of(&r.body)
         );
-        let m = https(act, "GET", "/maintenance", Some(&session), None).unwrap();
-        let form = format!("csrf={}", m.csrf());
-        let r = https(
+        let r = post_form(
             act,
-            "POST",
+            &session,
+            "/maintenance",
+            None,
             "/maintenance/backup-templates",
-            Some(&session),
-            Some(&form),
-        )
-        .unwrap();
+            "",
+        );
         assert_eq!(r.status, 200, "{}", text_of(&r.body));
         assert!(
             r.body.contains(
@@ -457,25 +479,29 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
         );
         // VE 101's root password, set inside the VE on the active node; the passive
         // node sends the operator there.
-        let pw = https(act, "GET", "/passwords", Some(&session), None).unwrap();
-        let form = format!("csrf={}&new=ve101+root+2&confirm=ve101+root+2", pw.csrf());
-        let r = https(act, "POST", "/passwords/ve101", Some(&session), Some(&form)).unwrap();
+        let new_pw = "new=ve101+root+2&confirm=ve101+root+2";
+        let r = post_form(
+            act,
+            &session,
+            "/passwords",
+            None,
+            "/passwords/ve101",
+            new_pw,
+        );
         assert_eq!(r.status, 200, "{}", text_of(&r.body));
         assert!(
             r.body.contains("The root password of VE 101 is set."),
             "{}",
             text_of(&r.body)
         );
-        let pw = https(pas, "GET", "/passwords", Some(&pas_session), None).unwrap();
-        let form = format!("csrf={}&new=ve101+root+2&confirm=ve101+root+2", pw.csrf());
-        let r = https(
+        let r = post_form(
             pas,
-            "POST",
+            &pas_session,
+            "/passwords",
+            None,
             "/passwords/ve101",
-            Some(&pas_session),
-            Some(&form),
-        )
-        .unwrap();
+            new_pw,
+        );
         assert_eq!(r.status, 409, "{}", text_of(&r.body));
         assert!(
             r.body.contains("VE 101 runs on the other node"),
@@ -533,17 +559,14 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     let console_at = vms[restarted_vm].text().len();
     let t = Instant::now();
     let back_s = lan.run(move || {
-        let m = https(restarted, "GET", "/maintenance", Some(&restarted_s), None).unwrap();
-        assert!(m.body.contains("id=\"reboot\""), "{}", m.body);
-        let form = format!("csrf={}&action=reboot&confirm=yes", m.csrf());
-        let r = https(
+        let r = post_form(
             restarted,
-            "POST",
+            &restarted_s,
+            "/maintenance",
+            Some("reboot"),
             "/maintenance/power",
-            Some(&restarted_s),
-            Some(&form),
-        )
-        .unwrap();
+            "action=reboot&confirm=yes",
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.body.contains("is restarting now"), "{}", r.body);
         let start = Instant::now();
