@@ -93,6 +93,24 @@ pub const MIN_PASSWORD: usize = crate::admin::MIN_LEN;
 /// Longest accepted password.
 pub const MAX_PASSWORD: usize = 1024;
 
+/// A new password typed twice, in the form fields `fields` (new, again): long
+/// enough and the same both times.
+///
+/// # Errors
+/// The problem, at its field.
+pub fn new_password(new: &str, again: &str, fields: (&str, &str)) -> Result<(), FieldProblem> {
+    if new.chars().count() < MIN_PASSWORD || new.len() > MAX_PASSWORD {
+        return Err(FieldProblem::new(
+            fields.0,
+            format!("must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        ));
+    }
+    if new != again {
+        return Err(FieldProblem::new(fields.1, "differs from the new password"));
+    }
+    Ok(())
+}
+
 /// The configuration path each form field sets, for mapping the rules' problems back.
 const FIELDS: &[(&str, &str)] = &[
     ("network.node1.hostname", "node1_hostname"),
@@ -208,21 +226,11 @@ pub fn make(
             n.copy_vendor = f.copy_vendor;
         }
         SettingsChange::AdminPassword { new: pw, confirm } => {
-            if pw.chars().count() < MIN_PASSWORD || pw.len() > MAX_PASSWORD {
-                p.push(FieldProblem::new(
-                    "new",
-                    format!("must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
-                ));
-            } else if pw != confirm {
-                p.push(FieldProblem::new(
-                    "confirm",
-                    "differs from the new password",
-                ));
-            } else {
-                match secrets::hash_password(pw) {
-                    Ok(h) => new.passwords.admin = h,
-                    Err(e) => p.push(FieldProblem::new("new", e)),
-                }
+            let hashed = new_password(pw, confirm, ("new", "confirm"))
+                .and_then(|()| secrets::hash_password(pw).map_err(|e| FieldProblem::new("new", e)));
+            match hashed {
+                Ok(h) => new.passwords.admin = h,
+                Err(e) => p.push(e),
             }
         }
     }

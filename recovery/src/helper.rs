@@ -725,30 +725,22 @@ impl Local {
     /// Sets the root password in VE 101 through `tandem ve passwd 101` (the password
     /// on its standard input, never on a command line).
     fn ve101_password(&self, new: &str, confirm: &str) -> Reply {
-        use crate::change::{FieldProblem, MAX_PASSWORD, MIN_PASSWORD};
+        use crate::change::{FieldProblem, new_password};
         use std::io::Write as _;
-        let problem = |field: &str, message: String| {
-            Reply::ChangeRefused(ChangeRefusal::Fields(vec![FieldProblem {
-                field: field.to_owned(),
-                message,
-            }]))
-        };
-        if new.chars().count() < MIN_PASSWORD || new.len() > MAX_PASSWORD {
-            return problem(
-                "ve_new",
-                format!("must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
-            );
+        let refused = |p: FieldProblem| Reply::ChangeRefused(ChangeRefusal::Fields(vec![p]));
+        if let Err(p) = new_password(new, confirm, ("ve_new", "ve_confirm")) {
+            return refused(p);
         }
         if new.chars().any(char::is_control) {
-            return problem("ve_new", "may not contain control characters".to_owned());
-        }
-        if new != confirm {
-            return problem("ve_confirm", "differs from the new password".to_owned());
+            return refused(FieldProblem {
+                field: "ve_new".to_owned(),
+                message: "may not contain control characters".to_owned(),
+            });
         }
         if let Err(r) = self.current().and_then(|_| self.data_area()) {
             return Reply::Refused(r);
         }
-        if !self.ve.conf_dir.join("ve-101.conf").exists() {
+        if !self.ve_exists(101) {
             return Reply::ChangeRefused(ChangeRefusal::NotMade(
                 "VE 101 is not installed (install it on the VEs page first)".to_owned(),
             ));

@@ -36,6 +36,7 @@ impl Page {
 }
 
 /// What a form shows: the committed values, or what was typed.
+#[derive(Clone)]
 enum Values {
     Network(NetworkForm),
     Notification(NotificationForm),
@@ -298,6 +299,33 @@ fn yes(v: &str) -> bool {
     v == "yes"
 }
 
+/// The form's language once the session is a cluster session and `csrf` its token;
+/// otherwise the answer: the login page, or the form's page with `typed` (the
+/// committed values when `None`) and the token message, nothing done.
+async fn form_session(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    page: Page,
+    csrf: &str,
+    typed: Option<&Values>,
+) -> Result<Lang, Response> {
+    let a = cluster_auth(app, headers).map_err(IntoResponse::into_response)?;
+    let lang = Lang::of(headers);
+    if same(csrf, &a.csrf) {
+        return Ok(lang);
+    }
+    let msg = error_p(csrf_message(lang));
+    Err(show(
+        app,
+        headers,
+        page,
+        StatusCode::FORBIDDEN,
+        &msg,
+        typed.cloned(),
+    )
+    .await)
+}
+
 /// What every settings form posts besides its fields.
 #[derive(Debug, Deserialize)]
 pub(super) struct Common {
@@ -450,15 +478,10 @@ pub(super) async fn save_ve101_password(
     Form(f): Form<Ve101PasswordPost>,
 ) -> Response {
     let page = Page::Passwords;
-    let a = match cluster_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let lang = match form_session(&app, &headers, page, &f.csrf, None).await {
+        Ok(lang) => lang,
+        Err(r) => return r,
     };
-    let lang = Lang::of(&headers);
-    if !same(&f.csrf, &a.csrf) {
-        let msg = error_p(csrf_message(lang));
-        return show(&app, &headers, page, StatusCode::FORBIDDEN, &msg, None).await;
-    }
     let call = Call::Ve101Password {
         new: f.new,
         confirm: f.confirm,
@@ -539,15 +562,10 @@ async fn submit(
     change: SettingsChange,
     typed: Values,
 ) -> Response {
-    let a = match cluster_auth(app, headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+    let lang = match form_session(app, headers, page, &common.csrf, Some(&typed)).await {
+        Ok(lang) => lang,
+        Err(r) => return r,
     };
-    let lang = Lang::of(headers);
-    if !same(&common.csrf, &a.csrf) {
-        let msg = error_p(csrf_message(lang));
-        return show(app, headers, page, StatusCode::FORBIDDEN, &msg, Some(typed)).await;
-    }
     let call = Call::ChangeSettings {
         change: Box::new(change),
         revision: common.revision.trim().parse().unwrap_or(u64::MAX),
