@@ -483,8 +483,8 @@ impl Store {
     /// Replaces the committed configuration with the one `change` makes from it, all
     /// under the store's lock, so that two changes never interleave and the rule in
     /// `change` sees the configuration it replaces. A staged (`pending.toml`)
-    /// configuration is left alone. Returns the replaced configuration and, as with
-    /// every commit, a durability warning if the last directory sync failed.
+    /// configuration is left alone. Returns, as every commit does, a durability
+    /// warning if the last directory sync failed.
     ///
     /// # Errors
     /// Nothing committed, `change` refuses, the result is not valid, or a write fails
@@ -492,12 +492,11 @@ impl Store {
     pub fn update<E: std::error::Error + 'static>(
         &self,
         change: impl FnOnce(&ApplianceConfig) -> Result<ApplianceConfig, E>,
-    ) -> Result<(ApplianceConfig, Option<String>), UpdateError<E>> {
+    ) -> Result<Option<String>, UpdateError<E>> {
         let lock = self.lock()?;
         let old = self.read(CURRENT)?.ok_or(UpdateError::NotConfigured)?;
         let new = change(&old).map_err(UpdateError::Refused)?;
-        let warning = self.install_locked(&lock, &new)?;
-        Ok((old, warning))
+        Ok(self.install_locked(&lock, &new)?)
     }
 }
 

@@ -469,7 +469,7 @@ pub enum AcceptError {
 pub fn accept(store: &Store, text: &str) -> Result<Accepted, AcceptError> {
     let new = ApplianceConfig::from_toml(text).map_err(|e| AcceptError::Invalid(e.to_string()))?;
     let mut changes = None;
-    let (_, warning) = store
+    let warning = store
         .update(|old| {
             changes = Some(judge(old, &new)?);
             Ok::<_, Refusal>(new.clone())
@@ -817,13 +817,13 @@ impl SyncSetup {
 /// Longest time a connection may take to deliver its offer.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Answers the other node's offers on `listener` until the task is dropped; every
-/// configuration committed goes to `committed`. Connections are handled one at a time
+/// Answers the other node's offers and questions on `listener` until the task is
+/// dropped; `committed` hears of every configuration committed. Connections are handled one at a time
 /// (changes are rare; a slow peer cannot pile up work).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     setup: SyncSetup,
-    committed: tokio::sync::mpsc::UnboundedSender<Accepted>,
+    committed: impl Fn(Accepted),
     report: impl Fn(String),
 ) {
     loop {
@@ -832,9 +832,7 @@ pub async fn serve(
             continue;
         };
         match tokio::time::timeout(RECEIVE_TIMEOUT, receive(stream, &setup)).await {
-            Ok(Ok(Some(a))) => {
-                let _ = committed.send(a);
-            }
+            Ok(Ok(Some(a))) => committed(a),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => report(format!("configuration exchange with {from} refused: {e}")),
             Err(_) => report(format!(
@@ -1155,9 +1153,14 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let r = std::sync::Arc::clone(&reports);
-        rt.spawn(serve(listener, setup, tx, move |t| {
-            r.lock().unwrap().push(t)
-        }));
+        rt.spawn(serve(
+            listener,
+            setup,
+            move |a| {
+                let _ = tx.send(a);
+            },
+            move |t| r.lock().unwrap().push(t),
+        ));
         let ask = |f: Box<dyn FnOnce() -> Result<String, OfferError> + Send>| {
             rt.block_on(async { tokio::task::spawn_blocking(f).await.unwrap() })
         };

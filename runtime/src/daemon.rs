@@ -701,19 +701,15 @@ async fn start_config_exchange(
 ) {
     match tokio::net::TcpListener::bind(setup.listen).await {
         Ok(listener) => {
-            let (ctx, mut crx) = mpsc::unbounded_channel();
-            let h = Arc::clone(&hub);
-            tokio::spawn(crate::confsync::serve(listener, setup.clone(), ctx, move |t| {
-                h.publish("config", t);
-            }));
-            let t = tx.clone();
-            tokio::spawn(async move {
-                while crx.recv().await.is_some() {
-                    if t.send(In::ConfigCommitted).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (t, h) = (tx.clone(), Arc::clone(&hub));
+            tokio::spawn(crate::confsync::serve(
+                listener,
+                setup.clone(),
+                move |_| {
+                    let _ = t.send(In::ConfigCommitted);
+                },
+                move |text| h.publish("config", text),
+            ));
         }
         Err(e) => hub.publish(
             "config",
