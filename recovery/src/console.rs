@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+pub use tandem_runtime::control::StatusJson as Status;
+use tandem_runtime::control::{API_VERSION, Response};
 
 use crate::banner;
 
@@ -20,67 +21,6 @@ pub struct Port {
     pub addresses: Vec<String>,
 }
 
-/// The part of clusterd's `status` answer the screen shows (control API version 1).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Status {
-    /// This node's role.
-    pub role: String,
-    /// Why the node waits, if it does.
-    #[serde(default)]
-    pub waiting: Option<String>,
-    /// The peer.
-    pub peer: StatusPeer,
-    /// Heartbeat paths.
-    #[serde(default)]
-    pub paths: Vec<StatusPath>,
-    /// Hardware summary.
-    #[serde(default)]
-    pub hardware: Option<StatusHardware>,
-    /// Replication in one line.
-    #[serde(default)]
-    pub replication: Option<String>,
-    /// Warnings for the operator.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-/// The peer in [`Status`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StatusPeer {
-    /// Its name.
-    pub node: String,
-    /// Heard on at least one path.
-    pub alive: bool,
-}
-
-/// A heartbeat path in [`Status`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StatusPath {
-    /// `serial`, `internal` or `external`.
-    pub path: String,
-    /// `up`, `late`, `down` or `disabled`.
-    pub state: String,
-}
-
-/// The hardware summary in [`Status`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StatusHardware {
-    /// `ok`, `problems`, `absent` or `pending`.
-    pub state: String,
-    /// One line for people.
-    pub text: String,
-}
-
-#[derive(Deserialize)]
-struct StatusReply {
-    version: u32,
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    status: Option<Status>,
-}
-
 /// The `status` request line of control API version 1.
 pub const STATUS_REQUEST: &str = "{\"version\":1,\"request\":\"status\"}\n";
 
@@ -89,10 +29,13 @@ pub const STATUS_REQUEST: &str = "{\"version\":1,\"request\":\"status\"}\n";
 /// # Errors
 /// Not JSON, another API version, a refusal, or no status in it.
 pub fn parse_status(line: &str) -> Result<Status, String> {
-    let r: StatusReply =
+    let r: Response =
         serde_json::from_str(line).map_err(|e| format!("unreadable status answer: {e}"))?;
-    if r.version != 1 {
-        return Err(format!("control API version {} (expected 1)", r.version));
+    if r.version != API_VERSION {
+        return Err(format!(
+            "control API version {} (expected {API_VERSION})",
+            r.version
+        ));
     }
     if !r.ok {
         return Err(r.error.unwrap_or_else(|| "status refused".into()));
