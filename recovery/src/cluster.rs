@@ -144,12 +144,6 @@ fn row(k: &str, v: &str) -> String {
     format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v))
 }
 
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "-".to_owned())
-}
-
 async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let a = match cluster_auth(&app, &headers) {
         Ok(a) => a,
@@ -230,7 +224,7 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         peer_name = esc(&peer_node),
         h = line(
             lang.t("host name", "Hostname"),
-            &read_trimmed("/proc/sys/kernel/hostname"),
+            &fact(&own, |f| f.hostname.clone()),
             &fact(&peer, |f| f.hostname.clone())
         ),
         hc = line(
@@ -246,7 +240,7 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
         k = line(
             lang.t("kernel version", "Kernel-Version"),
-            &read_trimmed("/proc/sys/kernel/osrelease"),
+            &fact(&own, |f| f.kernel.clone()),
             &fact(&peer, |f| f.kernel.clone())
         ),
         v = line(
