@@ -634,6 +634,13 @@ pub async fn run(
     Ok(())
 }
 
+/// The cluster loop's answer to a status request; `None` once the loop has ended.
+async fn status_now(tx: &mpsc::UnboundedSender<In>) -> Option<Response> {
+    let (otx, orx) = oneshot::channel();
+    tx.send(In::Control(ControlCall::Status, otx)).ok()?;
+    orx.await.ok()
+}
+
 /// How long `facts` waits for the other node.
 const FACTS_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -645,13 +652,10 @@ async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Respo
             "this clusterd runs without a configuration store (--store): no facts to exchange",
         );
     };
-    let (otx, orx) = oneshot::channel();
-    let heard = tx.send(In::Control(ControlCall::Status, otx)).is_ok()
-        && orx
-            .await
-            .ok()
-            .and_then(|r| r.status)
-            .is_some_and(|s| s.peer.alive);
+    let heard = status_now(tx)
+        .await
+        .and_then(|r| r.status)
+        .is_some_and(|s| s.peer.alive);
     let answer = tokio::task::spawn_blocking(move || {
         let revision = committed_config(&setup).map_or(0, |c| c.cluster.revision);
         let own = crate::confsync::NodeFacts::local(setup.node, revision);
@@ -730,11 +734,9 @@ async fn catch_up(setup: SyncSetup, tx: mpsc::UnboundedSender<In>, hub: Arc<Even
     let mut last: Option<String> = None;
     loop {
         tokio::time::sleep(CATCH_UP_EVERY).await;
-        let (otx, orx) = oneshot::channel();
-        if tx.send(In::Control(ControlCall::Status, otx)).is_err() {
+        let Some(r) = status_now(&tx).await else {
             return;
-        }
-        let Ok(r) = orx.await else { return };
+        };
         if r.status.and_then(|s| s.peer.config_matches) != Some(false) {
             last = None;
             continue;
