@@ -59,7 +59,11 @@ pub fn install_matrix() -> Vec<Combo> {
 pub fn all() -> Vec<Scenario> {
     let mut list: Vec<Scenario> = install_matrix()
         .into_iter()
-        .map(|combo| Scenario::new(&combo.name(), &combo.proves(), move |run| install_scenario(&combo, run)))
+        .map(|combo| {
+            Scenario::new(&combo.name(), &combo.proves(), move |run| {
+                install_scenario(&combo, run)
+            })
+        })
         .collect();
     list.push(Scenario::new(
         "install-again-prompt",
@@ -140,7 +144,11 @@ fn install_again_prompt(run: &mut Run) {
     vm.type_line("yes");
     let t = Instant::now();
     let at = vm.wait_for(at, "Installation of node2 complete", 4 * MIN);
-    run.figure("confirmed → node2 installed", t.elapsed().as_secs_f64(), "s");
+    run.figure(
+        "confirmed → node2 installed",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
     let at = vm.wait_for(at, "This machine's disk holds the installed node2", 2 * MIN);
     wait_recovery(&mut vm, at, "192.168.100.102");
     let (s, _) = page_answers(&laptop, "192.168.100.102", t, 4 * MIN);

@@ -363,7 +363,11 @@ pub fn install_and_reach_recovery(
     combo: &Combo,
     watch: &mut dyn FnMut(std::sync::Arc<std::sync::Mutex<Vec<u8>>>),
 ) -> InstallFigures {
-    let (dir, disk, laptop) = rig(&format!("{}-", combo.controller.name()), combo.format, 8 << 30);
+    let (dir, disk, laptop) = rig(
+        &format!("{}-", combo.controller.name()),
+        combo.format,
+        8 << 30,
+    );
     let (medium_boot, disk_boot) = if combo.medium_first { (1, 2) } else { (2, 1) };
     let mut args = disk_drive(&disk, combo.format);
     args.extend(combo.controller.args(disk_boot));
@@ -394,9 +398,14 @@ pub fn install_and_reach_recovery(
     }
     let (page_s, served) = page_answers(&laptop, "192.168.100.101", restart, 4 * MIN);
     let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.101");
-    assert_eq!(served, fp, "the served certificate is the one the console shows");
+    assert_eq!(
+        served, fp,
+        "the served certificate is the one the console shows"
+    );
     let text = vm.text();
-    let boot = text[at..].find("tandem: starting system a").map_or(at, |i| at + i);
+    let boot = text[at..]
+        .find("tandem: starting system a")
+        .map_or(at, |i| at + i);
     InstallFigures {
         random_install_s,
         install_s,

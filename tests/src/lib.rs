@@ -187,26 +187,25 @@ impl Vm {
         if !args.iter().any(|a| a == "-smp") {
             cmd.args(["-smp", "1"]);
         }
-        cmd
-            .args([
-                "-display",
-                "none",
-                "-no-user-config",
-                "-nodefaults",
-                "-vga",
-                "std",
-            ])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=ser0,path={},server=on,wait=on",
-                sock.display()
-            ))
-            .args(["-serial", "chardev:ser0"])
-            .arg("-monitor")
-            .arg(format!(
-                "unix:{},server=on,wait=off",
-                dir.join("monitor.sock").display()
-            ));
+        cmd.args([
+            "-display",
+            "none",
+            "-no-user-config",
+            "-nodefaults",
+            "-vga",
+            "std",
+        ])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=ser0,path={},server=on,wait=on",
+            sock.display()
+        ))
+        .args(["-serial", "chardev:ser0"])
+        .arg("-monitor")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            dir.join("monitor.sock").display()
+        ));
         if firmware == Firmware::Uefi {
             let vars = dir.join("OVMF_VARS.fd");
             std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)

@@ -209,7 +209,10 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .unwrap_or_else(|| "panicked".to_owned());
     // The kit's waits append the console tail: the report has it apart.
-    text.split("; console:\n").next().unwrap_or(&text).to_owned()
+    text.split("; console:\n")
+        .next()
+        .unwrap_or(&text)
+        .to_owned()
 }
 
 /// The whole report of a run of the catalogue.
@@ -284,7 +287,9 @@ impl Report {
                 r.seconds,
                 opt(r.downtime_s.map(|d| format!("{d:.1} s"))),
                 opt(r.writes_lost.map(|w| w.to_string())),
-                opt(r.two_primaries_seen.map(|b| if b { "YES" } else { "no" }.to_owned())),
+                opt(r
+                    .two_primaries_seen
+                    .map(|b| if b { "YES" } else { "no" }.to_owned())),
                 if r.alerts.is_empty() {
                     "–".to_owned()
                 } else {
@@ -319,7 +324,10 @@ impl Report {
                 }
             }
             for (machine, tail) in &r.log_tails {
-                let _ = writeln!(md, "\nConsole of {machine} (last lines):\n\n```\n{tail}\n```");
+                let _ = writeln!(
+                    md,
+                    "\nConsole of {machine} (last lines):\n\n```\n{tail}\n```"
+                );
             }
         }
         md
@@ -336,7 +344,10 @@ mod tests {
 
     fn fails(r: &mut Run) {
         r.figure("before", 2.0, "s");
-        r.watch("node1", Arc::new(Mutex::new(b"line one\nline two\n".to_vec())));
+        r.watch(
+            "node1",
+            Arc::new(Mutex::new(b"line one\nline two\n".to_vec())),
+        );
         panic!("no \"State\" on the console within 60s; console:\nlots of text");
     }
 

@@ -164,7 +164,10 @@ fn node1_from_dvd_first_on_ahci_without_rng_under_bios_reaches_the_recovery_page
     let restart = Instant::now();
     let (page_s, served) = page_answers(&laptop, "192.168.100.101", restart, 4 * MIN);
     let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.101");
-    assert_eq!(served, fp, "the served certificate is the one the console shows");
+    assert_eq!(
+        served, fp,
+        "the served certificate is the one the console shows"
+    );
     let text = vm.text();
     let boot = at + text[at..].find("tandem: starting system a").unwrap();
     let random_boot_s = install::random_ready_s(&text, boot).expect("random pool line");
@@ -243,7 +246,10 @@ fn the_install_medium_asks_before_erasing_an_installed_node() {
         .unwrap();
     let record = tandem_tests::scenario::run_one(&s);
     for f in &record.figures {
-        figure(&format!("install again: {} {:.1} {}", f.key, f.value, f.unit));
+        figure(&format!(
+            "install again: {} {:.1} {}",
+            f.key, f.value, f.unit
+        ));
     }
     assert_eq!(
         record.outcome,

@@ -85,12 +85,21 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let mut records = Vec::new();
     for (i, s) in chosen.iter().enumerate() {
-        eprintln!("scenario {}/{} {}: {}", i + 1, chosen.len(), s.name, s.proves);
+        eprintln!(
+            "scenario {}/{} {}: {}",
+            i + 1,
+            chosen.len(),
+            s.name,
+            s.proves
+        );
         let r = run_one(s);
         match &r.outcome {
             Outcome::Passed => eprintln!("scenario {}: passed in {:.0} s", s.name, r.seconds),
             Outcome::Failed(why) => {
-                eprintln!("scenario {}: FAILED after {:.0} s: {why}", s.name, r.seconds);
+                eprintln!(
+                    "scenario {}: FAILED after {:.0} s: {why}",
+                    s.name, r.seconds
+                );
             }
             Outcome::NotAvailable(why) => eprintln!("scenario {}: not available: {why}", s.name),
         }
