@@ -106,7 +106,7 @@ impl Client {
     ///
     /// # Errors
     /// IO or decoding failures, [`ClientError::NoAnswer`] at end of stream.
-    pub fn next(&mut self) -> Result<Reply, ClientError> {
+    pub fn read_reply(&mut self) -> Result<Reply, ClientError> {
         self.next_with_payload().map(|(r, _)| r)
     }
 
