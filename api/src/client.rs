@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::wire::{self, MAX_PAYLOAD, MAX_REPLY_LINE, ReplyLine};
-use crate::{API_VERSION, Reply, Request, Token};
+use crate::{API_VERSION, EventJson, FactsJson, Refusal, Reply, Request, StatusJson, Token};
 
 /// Errors of the control client.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,21 @@ pub enum ClientError {
     /// The daemon closed the connection without answering.
     #[error("daemon closed the connection without answering")]
     NoAnswer,
+    /// The daemon refused the request.
+    #[error("clusterd refused: {0}")]
+    Refused(Refusal),
+    /// The daemon answered something else than the request asks for.
+    #[error("unexpected answer from clusterd: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    fn unexpected(r: &Reply) -> ClientError {
+        match r {
+            Reply::Refused(r) => ClientError::Refused(r.clone()),
+            other => ClientError::Unexpected(format!("{other:?}")),
+        }
+    }
 }
 
 /// A connection to clusterd's control socket. Requests go one at a time; each waits
@@ -139,6 +154,49 @@ impl Client {
         Ok((r.reply, payload))
     }
 
+    /// The cluster's state.
+    ///
+    /// # Errors
+    /// IO, decoding, or a refusal (recovery mode).
+    pub fn status(&mut self) -> Result<StatusJson, ClientError> {
+        match self.call(&Request::Status)? {
+            Reply::Status(s) => Ok(*s),
+            other => Err(ClientError::unexpected(&other)),
+        }
+    }
+
+    /// This node's and the other node's facts.
+    ///
+    /// # Errors
+    /// IO, decoding, or a refusal.
+    pub fn facts(&mut self) -> Result<FactsJson, ClientError> {
+        match self.call(&Request::Facts)? {
+            Reply::Facts(f) => Ok(*f),
+            other => Err(ClientError::unexpected(&other)),
+        }
+    }
+
+    /// The recent events (the backlog), oldest first, at most `limit` of them read.
+    ///
+    /// # Errors
+    /// IO, decoding, or a refusal.
+    pub fn events(&mut self, limit: usize) -> Result<Vec<EventJson>, ClientError> {
+        let mut out = Vec::new();
+        let mut r = self.call(&Request::Events { follow: false })?;
+        loop {
+            match r {
+                Reply::Event(e) => {
+                    if out.len() < limit {
+                        out.push(e);
+                    }
+                }
+                Reply::Done => return Ok(out),
+                other => return Err(ClientError::unexpected(&other)),
+            }
+            r = self.read_reply()?;
+        }
+    }
+
     /// Waits for replies without a read timeout (for `events` with `follow`).
     ///
     /// # Errors
@@ -146,6 +204,48 @@ impl Client {
     pub fn wait_forever(&mut self) -> Result<(), ClientError> {
         self.reader.get_ref().set_read_timeout(None)?;
         Ok(())
+    }
+}
+
+/// The way to clusterd's control API: blocking calls, each with the session's token.
+/// [`Socket`] is the real one; tests of a client may serve it in-process.
+pub trait Api: Send + Sync {
+    /// Sends `request` (with `payload`) and returns the reply and its payload.
+    ///
+    /// # Errors
+    /// The request could not be sent or its reply not read.
+    fn call(
+        &self,
+        token: Option<&Token>,
+        request: &Request,
+        payload: &[u8],
+    ) -> Result<(Reply, Vec<u8>), ClientError>;
+
+    /// The recent events, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`Api::call`], or a refusal.
+    fn events(&self, limit: usize) -> Result<Vec<EventJson>, ClientError>;
+}
+
+/// The control socket at a path: a connection per call.
+#[derive(Debug, Clone)]
+pub struct Socket(pub std::path::PathBuf);
+
+impl Api for Socket {
+    fn call(
+        &self,
+        token: Option<&Token>,
+        request: &Request,
+        payload: &[u8],
+    ) -> Result<(Reply, Vec<u8>), ClientError> {
+        Client::connect(&self.0)?
+            .with_token(token.cloned())
+            .call_with(request, payload)
+    }
+
+    fn events(&self, limit: usize) -> Result<Vec<EventJson>, ClientError> {
+        Client::connect(&self.0)?.events(limit)
     }
 }
 

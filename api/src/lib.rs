@@ -31,7 +31,7 @@ mod status;
 mod views;
 pub mod wire;
 
-pub use client::{Client, ClientError, ask};
+pub use client::{Api, Client, ClientError, Socket, ask};
 pub use reply::{
     Lockout, LockoutScope, LoginRefusal, Mode, Refusal, Reply, SessionInfo, SessionKind,
 };
@@ -63,6 +63,15 @@ pub const MIN_EXPORT_PASSPHRASE: usize = 8;
 
 /// Shortest management or VE password, in characters.
 pub const MIN_PASSWORD: usize = 8;
+
+/// The built-in OS template of VEs (busybox and a web server), always available.
+pub const MINIMAL_TEMPLATE: &str = "tandem-minimal";
+
+/// User name of the management console.
+pub const ADMIN_USER: &str = "admin";
+
+/// The factory password of `admin`, valid only while the node is unconfigured (R2.4).
+pub const FACTORY_PASSWORD: &str = "relation";
 
 /// A password or passphrase: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -146,4 +155,18 @@ mod tests {
         }
         assert_eq!(format!("{:?}", Secret::from("pw")), "Secret([redacted])");
     }
+}
+
+/// An error and all its causes on one line (`a: b: c`), for logs, events, the
+/// outbox and the consoles' messages: the one error-chain printer of the workspace.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

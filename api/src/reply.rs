@@ -200,6 +200,9 @@ pub enum Refusal {
     /// clusterd runs in recovery mode (the node is not a cluster member).
     #[error("this node is not a cluster member (recovery mode): {0} is not available")]
     RecoveryMode(String),
+    /// The cluster loop does not answer (clusterd is stopping, or stuck).
+    #[error("the cluster loop does not answer: {0}")]
+    ClusterDown(String),
     /// clusterd runs as a cluster member: recovery requests are closed.
     #[error("this node is configured: recovery actions are closed")]
     Configured,

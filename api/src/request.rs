@@ -49,8 +49,13 @@ pub enum Request {
     Session,
     /// Ends the session of the request's token.
     Logout,
-    /// The state of the login throttle ([`crate::Reply::Lockout`]).
-    LoginLockout,
+    /// The login lockout in force for `source` (or, without it, the worst one)
+    /// ([`crate::Reply::Lockout`]).
+    LoginLockout {
+        /// The address a login would come from.
+        #[serde(default)]
+        source: Option<IpAddr>,
+    },
     /// Root only: lift the login lockout and forget every failed login.
     LiftLockout,
     /// Root only: set the console password of `admin` (R13.1).
@@ -69,6 +74,9 @@ pub enum Request {
         /// Its passphrase.
         passphrase: Option<Secret>,
     },
+    /// The archive this session checked last ([`crate::Reply::Checked`]), if it still
+    /// holds one.
+    CheckedArchive,
     /// Stage the archive this session checked last and activate it (recovery mode).
     Activate {
         /// What happens to the replicated data.
@@ -154,7 +162,7 @@ impl Request {
                 | Request::Login { .. }
                 | Request::Session
                 | Request::Logout
-                | Request::LoginLockout
+                | Request::LoginLockout { .. }
         )
     }
 

@@ -104,23 +104,7 @@ pub enum Message {
     },
 }
 
-/// What a node tells about itself (R9.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct NodeFacts {
-    /// `node1` or `node2`.
-    pub node: String,
-    /// The running host name.
-    pub hostname: String,
-    /// The running kernel's release.
-    pub kernel: String,
-    /// The management software's version.
-    pub version: String,
-    /// The machine: vendor, product and serial number as its firmware reports them.
-    pub hardware: String,
-    /// The revision of its committed configuration.
-    pub revision: u64,
-}
+pub use tandem_api::NodeFacts;
 
 fn read_line(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -128,27 +112,25 @@ fn read_line(path: &str) -> String {
         .unwrap_or_default()
 }
 
-impl NodeFacts {
-    /// This node's facts, with configuration revision `revision`.
-    #[must_use]
-    pub fn local(node: NodeId, revision: u64) -> NodeFacts {
-        let dmi = |f: &str| read_line(&format!("/sys/class/dmi/id/{f}"));
-        let hardware: Vec<String> = [
-            dmi("sys_vendor"),
-            dmi("product_name"),
-            dmi("product_serial"),
-        ]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect();
-        NodeFacts {
-            node: node.to_string(),
-            hostname: read_line("/proc/sys/kernel/hostname"),
-            kernel: read_line("/proc/sys/kernel/osrelease"),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            hardware: hardware.join(" "),
-            revision,
-        }
+/// This node's facts, with configuration revision `revision`.
+#[must_use]
+pub fn local_facts(node: NodeId, revision: u64) -> NodeFacts {
+    let dmi = |f: &str| read_line(&format!("/sys/class/dmi/id/{f}"));
+    let hardware: Vec<String> = [
+        dmi("sys_vendor"),
+        dmi("product_name"),
+        dmi("product_serial"),
+    ]
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect();
+    NodeFacts {
+        node: node.to_string(),
+        hostname: read_line("/proc/sys/kernel/hostname"),
+        kernel: read_line("/proc/sys/kernel/osrelease"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        hardware: hardware.join(" "),
+        revision,
     }
 }
 
@@ -704,8 +686,8 @@ pub enum ApplyError {
 }
 
 /// Makes `text` the cluster's configuration: checks it, has the other node commit it
-/// (unless `this_node_only`), commits it here and tells clusterd (at `control`) to put
-/// it in effect. The other node goes first so that a refusal there changes nothing.
+/// (unless `this_node_only`), commits it here and has clusterd put it in effect
+/// (`reload`). The other node goes first so that a refusal there changes nothing.
 ///
 /// # Errors
 /// See [`ApplyError`]; in every case but [`ApplyError::Local`] nothing changed on
@@ -715,7 +697,7 @@ pub fn apply(
     me: NodeId,
     text: &str,
     this_node_only: bool,
-    control: &Path,
+    reload: &dyn Fn() -> Result<(), String>,
 ) -> Result<Applied, ApplyError> {
     let new = ApplianceConfig::from_toml(text).map_err(ApplyError::Invalid)?;
     let old = store
@@ -758,7 +740,7 @@ pub fn apply(
         }
     })?;
     let mut notes: Vec<String> = accepted.warning.into_iter().collect();
-    if let Err(e) = reload(control) {
+    if let Err(e) = reload() {
         notes.push(format!(
             "the cluster daemon did not take the change now ({e}); it takes it when it starts again"
         ));
@@ -769,20 +751,6 @@ pub fn apply(
         peer,
         notes,
     })
-}
-
-/// Asks clusterd to put the committed configuration in effect.
-///
-/// # Errors
-/// clusterd cannot be reached or refuses.
-pub fn reload(control: &Path) -> Result<(), String> {
-    let mut c = crate::control::Client::connect(control).map_err(|e| e.to_string())?;
-    let r = c.call("reload-config", false).map_err(|e| e.to_string())?;
-    if r.ok {
-        Ok(())
-    } else {
-        Err(r.error.unwrap_or_default())
-    }
 }
 
 /// What clusterd needs to take part in the exchange.
@@ -872,7 +840,7 @@ async fn receive(
                         .ok()
                         .and_then(|s| s.current().ok().flatten())
                         .map_or(0, |c| c.cluster.revision);
-                    NodeFacts::local(node, revision)
+                    local_facts(node, revision)
                 })
                 .await
                 .map_err(|e| FrameError::Message(e.to_string()))?;

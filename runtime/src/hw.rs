@@ -42,7 +42,7 @@ use tandem_board::poller::{
     PollerConfig, PollerInput, PollerOutput, SensorPoller, StatusEvent, Subject,
 };
 
-use crate::control::{HwJson, HwSummaryJson, RaidItemJson, RaidJson, SensorJson};
+use tandem_api::{HwJson, HwSummaryJson, RaidItemJson, RaidJson, SensorJson};
 
 /// Which hardware clusterd polls.
 #[derive(Debug, Clone, PartialEq, Eq)]

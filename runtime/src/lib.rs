@@ -22,11 +22,13 @@
 #![warn(missing_docs)]
 
 pub mod activate;
+pub mod admin;
 pub mod alerts;
 pub mod confsync;
 pub mod control;
 pub mod daemon;
 pub mod drbd;
+pub mod events;
 pub mod generation;
 pub mod hw;
 pub mod mail;

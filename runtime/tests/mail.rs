@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tandem_runtime::control::Client;
+use tandem_api::Client;
 
 #[path = "../../notify/tests/aiosmtpd/mod.rs"]
 mod aiosmtpd;
@@ -148,8 +148,7 @@ impl Pair {
     fn role(&self, i: usize) -> String {
         Client::connect(&self.control(i))
             .ok()
-            .and_then(|mut c| c.call("status", false).ok())
-            .and_then(|r| r.status)
+            .and_then(|mut c| c.status().ok())
             .map_or_else(|| "unreachable".into(), |s| s.role)
     }
 

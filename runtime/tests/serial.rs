@@ -13,11 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
+use tandem_api::Client;
 use tandem_proto::{
     ClusterKey, Frame, NodeId, PathId, ResourceState, Role, SERIAL_BUF_LEN, SerialDeframer, encode,
     encode_serial,
 };
-use tandem_runtime::control::Client;
 
 const KEY: &[u8] = b"serial test cluster key";
 
@@ -134,7 +134,7 @@ fn serial_path_frames_noise_and_forgeries() {
         let _ = master.read(&mut buf);
     }
     let mut c = Client::connect(&sock).unwrap();
-    let st = c.call("status", false).unwrap().status.unwrap();
+    let st = c.status().unwrap();
     let serial = st.paths.iter().find(|p| p.path == "serial").unwrap();
     assert_ne!(serial.state, "down", "{st:?}");
     assert!(st.peer.alive);
@@ -152,7 +152,7 @@ fn serial_path_frames_noise_and_forgeries() {
     // start-up rule elects the peer, so node1 stays passive.
     assert_eq!(st.role, "passive", "{st:?}");
 
-    // A control client that never sends a newline gets a clear error after 4096 bytes
+    // A control client that never sends a newline gets a clear error after 16 KiB
     // and its connection is closed: clusterd does not buffer the rest.
     let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -161,13 +161,15 @@ fn serial_path_frames_noise_and_forgeries() {
     let mut reader = std::io::BufReader::new(raw);
     let mut reply = String::new();
     std::io::BufRead::read_line(&mut reader, &mut reply).unwrap();
-    let r: tandem_runtime::control::Response = serde_json::from_str(&reply).unwrap();
-    assert!(!r.ok);
-    assert_eq!(r.error.as_deref(), Some("request longer than 4096 bytes"));
+    let r: tandem_api::wire::ReplyLine = serde_json::from_str(&reply).unwrap();
+    assert_eq!(
+        r.reply.refusal().map(ToString::to_string).as_deref(),
+        Some("request longer than 16384 bytes")
+    );
     // Then end of stream (or a reset: the unread rest of the line was dropped).
     let mut rest = Vec::new();
     assert!(reader.read_to_end(&mut rest).map_or(true, |n| n == 0));
-    let st = c.call("status", false).unwrap().status.unwrap();
+    let st = c.status().unwrap();
     assert_eq!(st.counters.bad_requests, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

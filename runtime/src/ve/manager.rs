@@ -22,7 +22,7 @@ use super::net::{self as venet, VeNetError};
 use super::oci::{self, BundleSpec};
 
 /// The built-in OS template.
-pub const MINIMAL_TEMPLATE: &str = "tandem-minimal";
+pub use tandem_api::MINIMAL_TEMPLATE;
 
 /// Whether `name` is a template name `tandem ve create --template` takes that names
 /// no path: letters, digits, `.`, `_`, `-`, `+`, not starting with a dot, at most 100.
