@@ -140,6 +140,20 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// An error and all its causes on one line (`a: b: c`), for logs, events, the
+/// outbox and the consoles' messages: the one error-chain printer of the workspace.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,18 +169,4 @@ mod tests {
         }
         assert_eq!(format!("{:?}", Secret::from("pw")), "Secret([redacted])");
     }
-}
-
-/// An error and all its causes on one line (`a: b: c`), for logs, events, the
-/// outbox and the consoles' messages: the one error-chain printer of the workspace.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -453,9 +453,10 @@ mod tests {
                 idle.iter()
                     .filter(|s| {
                         s.set_nonblocking(true).unwrap();
+                        // End of stream or a reset: closed; WouldBlock: still open.
                         match (&**s).read(&mut [0u8; 1]) {
                             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-                            Ok(_) => true,
+                            Ok(n) => n == 0,
                         }
                     })
                     .count()

@@ -88,7 +88,7 @@ impl Admin {
 fn signal_init(pid: i32, action: PowerAction) -> Result<(), Refusal> {
     use rustix::process::{Pid, Signal, kill_process};
     // 0 and negative numbers would signal process groups: never.
-    let Some(p) = Pid::from_raw(pid).filter(|_| pid > 0) else {
+    let Some(p) = (pid > 0).then(|| Pid::from_raw(pid)).flatten() else {
         return Err(Refusal::Failed(format!(
             "{pid} is not a process number for init"
         )));
