@@ -51,14 +51,22 @@ pub(crate) fn last_line(text: &str) -> String {
         .to_owned()
 }
 
-/// Replaces `path` with `data` so that a crash leaves the old or the new file,
-/// never a mix: temporary file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `data`, file mode `mode`, so that a crash leaves the old or
+/// the new file, never a mix: temporary file (created with `mode`: a secret is never
+/// readable by others, not even for a moment), fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -2062,3 +2062,20 @@ async fn ve101_root_password_is_set_inside_the_ve_on_the_node_with_the_data_area
     );
     assert_eq!(calls(&passive.dir), "");
 }
+
+#[test]
+fn a_member_console_serves_the_clusters_own_certificate() {
+    // `tandem node-up` writes the archive's pair where init points the console.
+    let cfg = config();
+    let dir = std::env::temp_dir().join(format!("tandem-console-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    tandem_runtime::member::write_console_tls(&cfg, &dir).unwrap();
+    tandem_recovery::tls::server_config(&dir).expect("the console loads the cluster's pair");
+    // `tandem-web cert` (init, for the console screen's fingerprint) keeps it.
+    tandem_recovery::tls::ensure(&dir, "node1", "10.20.30.11").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
+        cfg.keys.tls_certificate.as_str()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

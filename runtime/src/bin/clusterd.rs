@@ -497,6 +497,10 @@ fn admin(cli: &Cli, node: tandem_config::NodeId) -> Admin {
         cli.ve_program.clone(),
     );
     a.work_factor = cli.export_work_factor;
+    eprintln!(
+        "clusterd: restart and shutdown signal process {}",
+        a.init_pid
+    );
     a
 }
 

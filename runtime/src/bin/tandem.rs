@@ -77,6 +77,10 @@ enum Cmd {
         /// Where resolv.conf and hosts are written.
         #[arg(long, default_value = "/etc")]
         etc: PathBuf,
+        /// Where the web console's certificate and key (the cluster's own) are
+        /// written.
+        #[arg(long, default_value = tandem_runtime::member::CONSOLE_TLS_DIR)]
+        tls_dir: PathBuf,
     },
     /// Make FILE the cluster's configuration on both nodes: the other node commits it
     /// first, then this one, and clusterd puts it in effect (network and heartbeat
@@ -404,8 +408,8 @@ fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Resul
     Ok(())
 }
 
-fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
-    use tandem_runtime::member::{Ports, bring_up};
+fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path) -> anyhow::Result<()> {
+    use tandem_runtime::member::{Ports, bring_up, write_console_tls};
     let node = read_node(store)?;
     let cfg = tandem_config::Store::open(store)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -434,6 +438,7 @@ fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
     for line in rt.block_on(bring_up(&cfg, node, &ports, etc))? {
         println!("{line}");
     }
+    println!("{}", write_console_tls(&cfg, tls_dir)?);
     Ok(())
 }
 
@@ -778,8 +783,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Cmd::NodeUp { store, etc } = &cli.cmd {
-        return match run_node_up(store, etc) {
+    if let Cmd::NodeUp {
+        store,
+        etc,
+        tls_dir,
+    } = &cli.cmd
+    {
+        return match run_node_up(store, etc, tls_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: bringing up the node's network: {e:#}");

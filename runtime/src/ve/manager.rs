@@ -903,7 +903,7 @@ pub fn set_keys(text: &str, pairs: &[(&str, String)]) -> String {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VeError> {
-    crate::write_atomic(path, data).map_err(io("writing", path))
+    crate::write_atomic(path, data, 0o644).map_err(io("writing", path))
 }
 
 /// The built-in template: busybox, an init that starts a web server on port 80
