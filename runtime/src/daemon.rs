@@ -240,6 +240,12 @@ pub async fn run(
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
     core.handle(clock.now(), Input::DataGood(settings.data_good));
+    // Frames of a run of the peer older than the last one heard are replays.
+    let mut peer_generation = crate::generation::peer_floor(&settings.state_dir)
+        .context("reading the peer's boot generation")?;
+    if let Some(g) = peer_generation {
+        core.handle(clock.now(), Input::PeerGenerationFloor(g));
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel::<In>();
     // The mail thread reports its own trouble as events; those are never mailed.
@@ -525,7 +531,16 @@ pub async fn run(
                 let Some(msg) = msg else { break };
                 let now = clock.now();
                 match msg {
-                    In::Frame { path, bytes } => core.handle(now, Input::Frame { path, bytes: &bytes }),
+                    In::Frame { path, bytes } => {
+                        core.handle(now, Input::Frame { path, bytes: &bytes });
+                        if let Some(g) = core.peer_generation().filter(|g| peer_generation < Some(*g)) {
+                            // Rare (the peer restarted): an fsync in the loop is fine.
+                            if let Err(e) = crate::generation::keep_peer(&settings.state_dir, g) {
+                                hub.publish("warning", format!("keeping the peer's boot generation: {}", crate::error_chain(&e)));
+                            }
+                            peer_generation = Some(g);
+                        }
+                    }
                     In::Noise(path) => core.handle(now, Input::LineNoise { path }),
                     In::PingReply(index) => core.handle(now, Input::PingReply { index }),
                     In::ChainUp(Ok(())) => core.handle(now, Input::ResourcesUp),
