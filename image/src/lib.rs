@@ -76,6 +76,14 @@ const GRUB_MODULES_COMMON: &[&str] = &[
     "zstd",
     "minicmd",
 ];
+/// GRUB's filesystem modules (its `fs.lst`), all on the install medium.
+#[rustfmt::skip]
+const GRUB_FILESYSTEMS: &[&str] = &[
+    "affs", "afs", "bfs", "btrfs", "cbfs", "cpio", "cpio_be", "exfat", "ext2", "f2fs", "fat",
+    "hfs", "hfsplus", "iso9660", "jfs", "minix", "minix2", "minix2_be", "minix3", "minix3_be",
+    "minix_be", "newc", "nilfs2", "ntfs", "odc", "procfs", "reiserfs", "romfs", "sfs", "squash4",
+    "tar", "udf", "ufs1", "ufs1_be", "ufs2", "xfs", "zfs",
+];
 const GRUB_MODULES_BIOS: &[&str] = &["biosdisk", "vga", "video", "vbe"];
 const GRUB_MODULES_EFI: &[&str] = &["efi_gop", "efi_uga", "video", "all_video"];
 
@@ -732,15 +740,26 @@ fn make_iso(root: &Path, iso: &Path, epoch: u64) -> Result<(), ImageError> {
         fs::remove_file(iso).map_err(io(iso))?;
     }
     let mut cmd = faketime(epoch);
-    cmd.args(["grub-mkrescue", "--compress=xz", "--locales=", "--fonts=", "--themes="])
-        .args([
-            "--install-modules=normal linux loopback squash4 iso9660 part_gpt part_msdos part_acorn part_amiga part_apple part_bsd part_dfly part_dvh part_plan part_sun part_sunpc fat search search_fs_file search_label regexp echo test configfile serial terminal read sleep reboot halt all_video gzio xzio minicmd",
-        ])
-        .arg("-o")
-        .arg(iso)
-        .arg(root)
-        .args(["-V", VOLUME_ID])
-        .args(["--", "-volume_date", "all_file_dates", "set_to_mtime"]);
+    // Every filesystem GRUB knows: looking for an installed node's disk
+    // probes each partition of every disk, and GRUB prints an error for each
+    // filesystem module it would try but cannot find.
+    let modules = format!(
+        "--install-modules=normal linux loopback part_gpt part_msdos part_acorn part_amiga part_apple part_bsd part_dfly part_dvh part_plan part_sun part_sunpc {} loadenv search search_fs_file search_label regexp echo test configfile serial terminal read sleep reboot halt all_video gzio xzio minicmd",
+        GRUB_FILESYSTEMS.join(" ")
+    );
+    cmd.args([
+        "grub-mkrescue",
+        "--compress=xz",
+        "--locales=",
+        "--fonts=",
+        "--themes=",
+    ])
+    .arg(modules)
+    .arg("-o")
+    .arg(iso)
+    .arg(root)
+    .args(["-V", VOLUME_ID])
+    .args(["--", "-volume_date", "all_file_dates", "set_to_mtime"]);
     run(&mut cmd)?;
     Ok(())
 }

@@ -124,6 +124,51 @@ pub fn scan() -> (Vec<Disk>, Option<PathBuf>) {
     (disks, medium)
 }
 
+/// PCI storage controllers (class 01) that no driver took: the disks behind
+/// them are invisible to the installer.
+pub fn controllers_without_driver() -> Vec<String> {
+    let Ok(rd) = fs::read_dir("/sys/bus/pci/devices") else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = rd
+        .filter_map(Result::ok)
+        .filter(|e| !e.path().join("driver").exists())
+        .filter_map(|e| {
+            let dir = e.path();
+            let class = u32::from_str_radix(
+                read_sys(&dir, "class").trim_start_matches("0x"),
+                16,
+            )
+            .ok()?;
+            let kind = disks::storage_class(class)?;
+            let id = |f: &str| read_sys(&dir, f).trim_start_matches("0x").to_owned();
+            Some(format!(
+                "{kind} at PCI {} [{}:{}]",
+                e.file_name().to_string_lossy(),
+                id("vendor"),
+                id("device")
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Opens the tray of the optical drive `dev` (CDROMEJECT), so that the
+/// machine starts from its disk even when the DVD comes first in the boot
+/// order.
+pub fn eject(dev: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(dev)?;
+    // SAFETY: CDROMEJECT takes no argument; the descriptor is the drive,
+    // open for the duration of the call.
+    unsafe { ioctl::cdrom_eject(f.as_raw_fd()) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
 fn part_dev(disk: &str, n: usize) -> PathBuf {
     let sep = if disk.ends_with(|c: char| c.is_ascii_digit()) {
         "p"
@@ -140,6 +185,11 @@ mod ioctl {
         blkrrpart,
         0x12,
         95
+    );
+    nix::ioctl_none_bad!(
+        /// CDROMEJECT: open the tray (linux/cdrom.h).
+        cdrom_eject,
+        0x5309
     );
 }
 use ioctl::blkrrpart;
@@ -236,7 +286,20 @@ pub fn discover(opts: &Options, out: &mut dyn Progress) -> Result<(Disk, PathBuf
     let medium = medium.context(
         "the install medium was not found (no DVD or USB stick carries the volume TANDEM_INSTALL)",
     )?;
-    let target = disks::choose(&disks, opts.disk.as_deref(), &opts.node)?.clone();
+    let target = match disks::choose(&disks, opts.disk.as_deref(), &opts.node) {
+        Ok(d) => d.clone(),
+        Err(e @ (disks::ChooseError::NoDisk | disks::ChooseError::OnlyMedium(_))) => {
+            let orphans = controllers_without_driver();
+            if orphans.is_empty() {
+                return Err(e.into());
+            }
+            bail!(
+                "{e}; storage controllers without a driver in this system: {}",
+                orphans.join(", ")
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
     gpt::plan(target.bytes / gpt::SECTOR)
         .with_context(|| format!("/dev/{} is too small", target.name))?;
     Ok((target, medium))
@@ -428,6 +491,48 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// The file on the configuration partition that names the installed node
+/// for the install medium's boot loader.
+pub const NODE_GRUBENV: &str = "node.grubenv";
+
+/// A GRUB environment block (exactly 1024 bytes, padded with `#`) naming the
+/// node and the installed version. Values are restricted to what the block
+/// can carry on one line.
+#[must_use]
+pub fn node_grubenv(node: &str, version: &str) -> Vec<u8> {
+    let clean = |v: &str| -> String {
+        v.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+            .take(100)
+            .collect()
+    };
+    let mut env = format!(
+        "# GRUB Environment Block\ntandem_node={}\ntandem_version={}\n",
+        clean(node),
+        clean(version)
+    )
+    .into_bytes();
+    env.resize(1024, b'#');
+    env
+}
+
+fn write_seed(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 512];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("reading the kernel's random pool")?;
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(&seed)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 fn record_identity(dev: &Path, opts: &Options) -> Result<()> {
     let at = Path::new("/run/tandem-install/config");
     fs::create_dir_all(at)?;
@@ -448,9 +553,32 @@ fn record_identity(dev: &Path, opts: &Options) -> Result<()> {
         let mut f = File::create(at.join("installed"))?;
         f.write_all(format!("version={}\n", opts.version).as_bytes())?;
         f.sync_all()?;
+        // What the install medium's boot loader shows when it finds this
+        // disk again (a GRUB environment block).
+        let mut f = File::create(at.join(NODE_GRUBENV))?;
+        f.write_all(&node_grubenv(&opts.node, &opts.version))?;
+        f.sync_all()?;
+        // The first boot's random seed, from the pool that made this
+        // disk's GUIDs (init credits it once and replaces it).
+        write_seed(&at.join("random-seed"))?;
         File::open(at)?.sync_all()?;
         Ok(())
     })();
     nix::mount::umount(at).context("unmounting the configuration partition")?;
     res.context("writing the node identity")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_grubenv_is_a_grub_environment_block() {
+        let env = node_grubenv("node2", "0.1.0+abc123\nslot=b");
+        assert_eq!(env.len(), 1024);
+        let text = String::from_utf8(env).unwrap();
+        assert!(text.starts_with(
+            "# GRUB Environment Block\ntandem_node=node2\ntandem_version=0.1.0+abc123slotb\n#"
+        ));
+    }
 }

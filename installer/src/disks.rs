@@ -139,6 +139,25 @@ pub fn is_disk_name(name: &str) -> bool {
         && !name.contains("rpmb")
 }
 
+/// What a PCI storage controller is, from its class code (`0x01SSPP`), for
+/// messages; `None` for other classes.
+#[must_use]
+pub fn storage_class(class: u32) -> Option<&'static str> {
+    if class >> 16 != 0x01 {
+        return None;
+    }
+    Some(match (class >> 8) & 0xff {
+        0x00 => "SCSI controller",
+        0x01 => "IDE controller",
+        0x04 => "RAID controller",
+        0x05 => "ATA controller",
+        0x06 => "SATA controller",
+        0x07 => "SAS controller",
+        0x08 => "NVMe controller",
+        _ => "storage controller",
+    })
+}
+
 /// Whether an ISO 9660 primary volume descriptor (the 2048 bytes at offset
 /// 32768) carries `volume_id`.
 pub fn is_install_medium(pvd: &[u8], volume_id: &str) -> bool {
@@ -200,6 +219,14 @@ mod tests {
             "disk=vdc names no disk; disks found: /dev/vda (8.0 GiB), /dev/vdb (8.0 GiB)"
         );
         assert_eq!(choose(&[], None, "node1").unwrap_err(), ChooseError::NoDisk);
+    }
+
+    #[test]
+    fn storage_classes() {
+        assert_eq!(storage_class(0x010400), Some("RAID controller"));
+        assert_eq!(storage_class(0x010802), Some("NVMe controller"));
+        assert_eq!(storage_class(0x018000), Some("storage controller"));
+        assert_eq!(storage_class(0x020000), None, "a NIC");
     }
 
     #[test]

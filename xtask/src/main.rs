@@ -151,12 +151,16 @@ fn image() -> Result<PathBuf> {
     let root = workspace();
     let target_dir = root.join("target");
     // Static binaries, with build paths mapped away so that the bytes do not
-    // depend on where the tree is checked out.
+    // depend on where the tree is checked out. `getrandom` calls the kernel's
+    // getrandom() directly: in a static binary its default looks the libc
+    // function up with dlsym, fails, and falls back to polling /dev/random,
+    // which never starts the kernel's jitter entropy generator (minutes of
+    // waiting at boot on a machine without a hardware RNG).
     let home = std::env::var("CARGO_HOME")
         .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
         .unwrap_or_default();
     let rustflags = format!(
-        "-C target-feature=+crt-static --remap-path-prefix={}=/tandem --remap-path-prefix={home}=/cargo",
+        "-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\" --remap-path-prefix={}=/tandem --remap-path-prefix={home}=/cargo",
         root.display()
     );
     let mut build = cargo();

@@ -48,9 +48,23 @@ fn main() -> ExitCode {
     match apply::install(&opts, &target, &medium, &mut out) {
         Ok(()) => {
             out.line(&format!(
-                "Installation of {node} complete in {:.0} s. Restarting from the disk; remove the install medium.",
+                "Installation of {node} complete in {:.0} s.",
                 start.elapsed().as_secs_f64()
             ));
+            let optical = medium
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sr"));
+            if optical {
+                match apply::eject(&medium) {
+                    Ok(()) => out.line("The DVD was ejected: take it out of the drive."),
+                    Err(e) => out.line(&format!(
+                        "The DVD could not be ejected ({e}); take it out of the drive."
+                    )),
+                }
+            }
+            out.line(
+                "Restarting from the disk. Should the install medium start again, it starts the installed node by itself after 10 s.",
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

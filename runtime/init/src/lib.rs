@@ -19,6 +19,7 @@
 //!
 //! Nothing here needs a shell or a service manager: the node has neither.
 
+pub mod entropy;
 pub mod modalias;
 pub mod root;
 pub mod sysfs;

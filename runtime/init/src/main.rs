@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::mount::{MsFlags, mount};
+use tandem_init::entropy::{self, SeedFile};
 use tandem_init::modalias::{Aliases, Deps};
 use tandem_init::{Boot, recovery_address};
 
@@ -53,6 +54,9 @@ fn main() {
     // SAFETY: PID 1 is single-threaded here; nothing reads the environment
     // concurrently.
     unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
+    // The kernel gathers entropy while the drivers load (and keeps what it
+    // gathered across the move out of the initramfs).
+    entropy::start_kernel_jitter();
     if std::process::id() == 1 && !Path::new("/").join(tandem_init::root::MARKER).exists() {
         // Only returns when the move failed; the node then runs on as it is.
         let e = leave_initramfs();
@@ -65,14 +69,19 @@ fn main() {
     }
     let boot = Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
     let start = Instant::now();
+    let started_at = entropy::since_kernel_start();
     let loaded = coldplug();
     say(&format!(
-        "tandem: {} drivers loaded in {:.1} s",
+        "tandem: {} drivers loaded in {:.1} s (init started {:.1} s after the kernel)",
         loaded,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        started_at.as_secs_f64()
     ));
     let result = match &boot.install {
-        Some(_) => install(),
+        Some(_) => {
+            random_pool(None);
+            install()
+        }
         None => node(),
     };
     if let Err(e) = result {
@@ -355,22 +364,101 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 fn node() -> Result<()> {
+    // Disk controllers of servers (SAS/RAID) may present their disks seconds
+    // after their driver loaded.
+    const DISK_WAIT: Duration = Duration::from_secs(30);
     let start = Instant::now();
     let mut config_dev = None;
-    while config_dev.is_none() && start.elapsed() < Duration::from_secs(10) {
+    let mut said = false;
+    while config_dev.is_none() && start.elapsed() < DISK_WAIT {
         config_dev = tandem_init::sysfs::partition("config");
         if config_dev.is_none() {
+            if !said && start.elapsed() > Duration::from_secs(1) {
+                say(&format!(
+                    "tandem: waiting for the disk's configuration partition (at most {} s)",
+                    DISK_WAIT.as_secs()
+                ));
+                said = true;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let config_dev = config_dev.context("no partition named \"config\" was found: this disk was not installed by the tandem installer")?;
+    let config_dev = config_dev.with_context(|| format!("no partition named \"config\" was found within {} s: the disk is missing, its controller has no driver in this system, or it was not installed by the tandem installer", DISK_WAIT.as_secs()))?;
     fs::create_dir_all(CONFIG)?;
     if is_mountpoint(Path::new(CONFIG)) {
         say("tandem: /config is mounted already");
     } else {
         mount_config(&config_dev)?;
     }
+    random_pool(Some(Path::new(CONFIG)));
     node_on()
+}
+
+/// How long init waits for the random pool before it says that it cannot
+/// make it ready.
+const RANDOM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Makes sure the kernel's random pool is ready before anything that needs
+/// random numbers starts (see `tandem_init::entropy`), and says when. With
+/// `config`, the seed file there is credited and then replaced.
+fn random_pool(config: Option<&Path>) {
+    let seed = config.map(SeedFile::in_dir);
+    let mut from_seed = false;
+    if let Some(seed) = &seed {
+        match seed.load() {
+            Ok(credited) => from_seed = credited,
+            Err(e) => say(&format!(
+                "tandem: the random seed file {} could not be read: {e}",
+                seed.path().display()
+            )),
+        }
+    }
+    let was_ready = entropy::pool_ready();
+    let mut waiting = |waited: Duration| {
+        let s = waited.as_secs();
+        if s == 1 || s.is_multiple_of(10) {
+            say(&format!(
+                "tandem: waiting for the kernel's random pool ({s} s of at most {} s)",
+                RANDOM_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    if entropy::wait_ready(RANDOM_TIMEOUT, &mut waiting) {
+        let how = if was_ready && from_seed {
+            " (seed file credited)"
+        } else {
+            ""
+        };
+        // The kernel's own record says when; without it, now.
+        let at = entropy::ready_at().unwrap_or_else(entropy::since_kernel_start);
+        say(&format!(
+            "tandem: random pool ready {:.1} s after the kernel started{how}",
+            at.as_secs_f64()
+        ));
+    } else {
+        say(&format!(
+            "tandem: THE RANDOM POOL IS NOT READY after {} s: programs that need random numbers (the installer, the web console's certificate) wait until the kernel has gathered enough. Attach a hardware random number generator, or enable the CPU's RDRAND in the firmware setup, and restart.",
+            RANDOM_TIMEOUT.as_secs()
+        ));
+        std::thread::spawn(|| {
+            while !entropy::pool_ready() {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            say(&format!(
+                "tandem: random pool ready {:.1} s after the kernel started",
+                entropy::since_kernel_start().as_secs_f64()
+            ));
+        });
+    }
+    if let Some(seed) = &seed
+        && entropy::pool_ready()
+        && let Err(e) = seed.refresh()
+    {
+        say(&format!(
+            "tandem: the random seed file {} could not be written: {e}",
+            seed.path().display()
+        ));
+    }
 }
 
 /// Whether `path` is a mount point (another device than its parent).
@@ -759,6 +847,12 @@ fn power_off_or_restart(running: Vec<Service>) -> ! {
     });
     // clusterd's release (VEs, /vz, replication) may take a while.
     stop(running, Duration::from_secs(120));
+    // A fresh seed for the next boot (as at every boot: never credit one twice).
+    if entropy::pool_ready()
+        && let Err(e) = SeedFile::in_dir(Path::new(CONFIG)).refresh()
+    {
+        say(&format!("tandem: writing the random seed file: {e}"));
+    }
     nix::unistd::sync();
     for m in ["/vz", CONFIG] {
         if let Err(e) = nix::mount::umount(m)
