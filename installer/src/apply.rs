@@ -135,11 +135,8 @@ pub fn controllers_without_driver() -> Vec<String> {
         .filter(|e| !e.path().join("driver").exists())
         .filter_map(|e| {
             let dir = e.path();
-            let class = u32::from_str_radix(
-                read_sys(&dir, "class").trim_start_matches("0x"),
-                16,
-            )
-            .ok()?;
+            let class =
+                u32::from_str_radix(read_sys(&dir, "class").trim_start_matches("0x"), 16).ok()?;
             let kind = disks::storage_class(class)?;
             let id = |f: &str| read_sys(&dir, f).trim_start_matches("0x").to_owned();
             Some(format!(

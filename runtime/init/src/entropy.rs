@@ -51,13 +51,8 @@ pub const SEED_CREDIT_BITS: u32 = 256;
 pub fn pool_ready() -> bool {
     let mut b = [0u8; 1];
     // SAFETY: the buffer is valid for writes of its length for the call.
-    let n = unsafe {
-        nix::libc::getrandom(
-            b.as_mut_ptr().cast(),
-            b.len(),
-            nix::libc::GRND_NONBLOCK,
-        )
-    };
+    let n =
+        unsafe { nix::libc::getrandom(b.as_mut_ptr().cast(), b.len(), nix::libc::GRND_NONBLOCK) };
     n == 1
 }
 
@@ -306,7 +301,11 @@ mod tests {
             0o600
         );
         seed.refresh().unwrap();
-        assert_ne!(fs::read(seed.path()).unwrap(), first, "a new seed each time");
+        assert_ne!(
+            fs::read(seed.path()).unwrap(),
+            first,
+            "a new seed each time"
+        );
         assert!(!seed.path().with_extension("tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -201,11 +201,7 @@ fn mail_settings(
     let (notification, hostname) = match cfg {
         Some(cfg) => (
             cfg.notification.clone(),
-            cfg.network
-                .node(settings::node_id(node))
-                .hostname
-                .as_str()
-                .to_owned(),
+            cfg.network.node(node).hostname.as_str().to_owned(),
         ),
         None => {
             let addresses = cli
@@ -331,11 +327,10 @@ fn settings(
     cli: &Cli,
     ports: &(String, String),
 ) -> anyhow::Result<(Settings, Option<tandem_config::ApplianceConfig>)> {
-    let node = match cli.node.as_str() {
-        "node1" => NodeId::Node1,
-        "node2" => NodeId::Node2,
-        other => bail!("--node {other:?}: expected node1 or node2"),
-    };
+    let node: NodeId = cli
+        .node
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--node {:?}: {e}", cli.node))?;
     let service_addresses = cli
         .service_addr
         .iter()
@@ -562,15 +557,11 @@ fn main() -> ExitCode {
             .build()
             .context("starting the runtime")?;
         let sync = match (&cli.store, &cfg) {
-            (Some(store), Some(cfg)) => Some(SyncSetup::new(
-                cfg,
-                settings::node_id(s.node),
-                store.clone(),
-            )),
+            (Some(store), Some(cfg)) => Some(SyncSetup::new(cfg, s.node, store.clone())),
             _ => None,
         };
         let c = chain(&s, ves);
-        let admin = admin(&cli, settings::node_id(s.node));
+        let admin = admin(&cli, s.node);
         rt.block_on(tandem_runtime::daemon::run(
             s,
             c,
