@@ -117,6 +117,10 @@ impl Pair {
             .arg(KEEPALIVE_MS.to_string())
             .arg("--deadtime-ms")
             .arg(DEADTIME_MS.to_string())
+            .arg("--warntime-ms")
+            .arg((DEADTIME_MS / 2).to_string())
+            .arg("--initdead-ms")
+            .arg((DEADTIME_MS * 2).to_string())
             .args(["--board", "none", "--data-good"])
             .args([
                 "--notify-to",

@@ -658,6 +658,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
                 .args(["--control-group", "101"])
                 .args(["--internal", &format!("{local},{peer}"), "--udp-port", &udp])
                 .args(["--keepalive-ms", "200", "--deadtime-ms", "1500"])
+                .args(["--warntime-ms", "750", "--initdead-ms", "3000"])
                 .args(["--board", "none", "--data-good"])
                 .stdout(Stdio::null())
                 .stderr(log)

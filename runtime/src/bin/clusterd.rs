@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use tandem_api::DEFAULT_SOCKET;
-use tandem_config::schema::NotificationConfig;
+use tandem_config::schema::{self, NotificationConfig};
 use tandem_core::NodeId;
 use tandem_notify::SmtpTarget;
 use tandem_runtime::activate;
@@ -90,20 +90,23 @@ struct Cli {
     /// File holding the cluster key (heartbeat authentication), without --config.
     #[arg(long, required_unless_present_any = ["config", "recovery"])]
     key_file: Option<PathBuf>,
+    // Without --config these describe the heartbeat; their defaults are the
+    // configuration's (tandem_config::schema), the one place defaults live.
     /// Heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = schema::DEFAULT_KEEPALIVE.as_millis())]
     keepalive_ms: u64,
-    /// Late-path warning after this many milliseconds of silence (default: half deadtime).
-    #[arg(long)]
-    warntime_ms: Option<u64>,
+    /// Late-path warning after this many milliseconds of silence (between keepalive
+    /// and deadtime).
+    #[arg(long, default_value_t = schema::DEFAULT_WARNTIME.as_millis())]
+    warntime_ms: u64,
     /// Peer dead after this many milliseconds of silence on every path.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = schema::DEFAULT_DEADTIME.as_millis())]
     deadtime_ms: u64,
-    /// Start-up wait for the peer in milliseconds (default: twice deadtime).
-    #[arg(long)]
-    initdead_ms: Option<u64>,
+    /// Start-up wait for the peer in milliseconds (at least deadtime).
+    #[arg(long, default_value_t = schema::DEFAULT_INITDEAD.as_millis())]
+    initdead_ms: u64,
     /// UDP port of the heartbeat on both networks.
-    #[arg(long, default_value_t = 694)]
+    #[arg(long, default_value_t = schema::DEFAULT_UDP_PORT)]
     udp_port: u16,
     /// Internal (crossover) path as LOCAL,PEER addresses; omit to disable.
     #[arg(long)]
@@ -115,7 +118,7 @@ struct Cli {
     #[arg(long)]
     serial: Option<PathBuf>,
     /// Serial baud rate (8N1).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = schema::DEFAULT_BAUD)]
     baud: u32,
     /// Ping node address (repeat for several).
     #[arg(long = "ping")]
@@ -382,9 +385,9 @@ fn settings(
         node,
         key,
         keepalive: Duration::from_millis(cli.keepalive_ms),
-        warntime: Duration::from_millis(cli.warntime_ms.unwrap_or(cli.deadtime_ms / 2)),
+        warntime: Duration::from_millis(cli.warntime_ms),
         deadtime: Duration::from_millis(cli.deadtime_ms),
-        initdead: Duration::from_millis(cli.initdead_ms.unwrap_or(cli.deadtime_ms * 2)),
+        initdead: Duration::from_millis(cli.initdead_ms),
         udp_port: cli.udp_port,
         internal: cli
             .internal
