@@ -140,6 +140,17 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// Whether two secrets (passwords, tokens) are equal, in time that does not depend on
+/// where they differ or how long they are (both are hashed first).
+#[must_use]
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a.as_bytes())
+        .ct_eq(&Sha256::digest(b.as_bytes()))
+        .into()
+}
+
 /// An error and all its causes on one line (`a: b: c`), for logs, events, the
 /// outbox and the consoles' messages: the one error-chain printer of the workspace.
 #[must_use]

@@ -18,25 +18,17 @@ use axum::extract::{Extension, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tandem_api::{
     ADMIN_USER, FACTORY_PASSWORD, Lockout, LockoutScope, LoginRefusal, Reply, Request, SessionKind,
 };
 
 use crate::app::App;
 use crate::i18n::{self, Lang};
-use crate::page::{Frame, csrf_message, error_p, esc, page};
+use crate::page::{Frame, csrf_message, error_p, esc, page, plain};
 use crate::visit::{SESSION_COOKIE, Visit, token_of};
 use crate::web::Peer;
 
-/// Constant-time comparison of secrets.
-#[must_use]
-pub fn same(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes())
-        .ct_eq(&Sha256::digest(b.as_bytes()))
-        .into()
-}
+pub use tandem_api::same_secret as same;
 
 /// `path` when it is a path of this console (see the module documentation), else `/`.
 #[must_use]
@@ -348,24 +340,14 @@ pub async fn logout(
 /// Any other path.
 pub async fn not_found(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let lang = Lang::of(&headers);
-    let f = Frame {
-        lang,
-        node: &app.node,
-        path: "/",
-        csrf: None,
-        cluster_menu: false,
-        refresh: None,
-    };
+    let body = lang.t(
+        "<p>No such page. <a href=\"/\">Start page</a></p>",
+        "<p>Diese Seite gibt es nicht. <a href=\"/\">Startseite</a></p>",
+    );
+    let title = lang.t("Not found", "Nicht gefunden");
     (
         StatusCode::NOT_FOUND,
-        Html(page(
-            &f,
-            lang.t("Not found", "Nicht gefunden"),
-            lang.t(
-                "<p>No such page. <a href=\"/\">Start page</a></p>",
-                "<p>Diese Seite gibt es nicht. <a href=\"/\">Startseite</a></p>",
-            ),
-        )),
+        Html(plain(&app.node, lang, title, body)),
     )
         .into_response()
 }

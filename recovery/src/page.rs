@@ -99,6 +99,32 @@ pub fn page(f: &Frame<'_>, title: &str, body: &str) -> String {
     )
 }
 
+/// A page outside any session (no menu, no logout) with `title` and `body`.
+#[must_use]
+pub fn plain(node: &str, lang: Lang, title: &str, body: &str) -> String {
+    page(
+        &Frame {
+            lang,
+            node,
+            path: "/",
+            csrf: None,
+            cluster_menu: false,
+            refresh: None,
+        },
+        title,
+        body,
+    )
+}
+
+/// The warnings for the operator, one paragraph each (escaped).
+#[must_use]
+pub fn warnings_html(warnings: &[String]) -> String {
+    warnings
+        .iter()
+        .map(|w| format!("<p class=\"warn\">{}</p>", esc(w)))
+        .collect()
+}
+
 /// A paragraph with an error message (escaped).
 pub fn error_p(msg: &str) -> String {
     format!("<p class=\"error\" role=\"alert\">{}</p>", esc(msg))

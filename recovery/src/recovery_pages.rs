@@ -57,11 +57,7 @@ fn summary_html(lang: Lang, s: &ArchiveSummary) -> String {
         .iter()
         .map(|(n, h, a)| format!("<li>{}: {}, {}</li>", esc(n), esc(h), esc(a)))
         .collect();
-    let warnings: String = s
-        .warnings
-        .iter()
-        .map(|w| format!("<p class=\"warn\">{}</p>", esc(w)))
-        .collect();
+    let warnings = crate::page::warnings_html(&s.warnings);
     let enc = if s.encrypted {
         lang.t("encrypted", "verschlüsselt")
     } else {

@@ -21,7 +21,7 @@ use tandem_api::{Refusal, Reply, Request as ApiRequest, SessionKind, Token};
 
 use crate::app::App;
 use crate::i18n::{self, Lang};
-use crate::page::{Frame, csrf_message, error_p, page};
+use crate::page::{Frame, csrf_message, error_p, page, plain};
 
 /// Name of the session cookie (its value is clusterd's session token).
 pub const SESSION_COOKIE: &str = "tandem_session";
@@ -47,21 +47,18 @@ pub fn token_of(headers: &HeaderMap) -> Option<Token> {
 
 /// A page for when clusterd does not answer.
 fn no_daemon_page(app: &App, lang: Lang, why: &str) -> Response {
-    let f = Frame {
-        lang,
-        node: &app.node,
-        path: "/",
-        csrf: None,
-        cluster_menu: false,
-        refresh: None,
-    };
     let msg = error_p(&lang.f(
         format!("The cluster daemon does not answer ({why}). Check on the node's console that clusterd runs, then reload this page."),
         format!("Der Clusterdienst antwortet nicht ({why}). Prüfen Sie an der Konsole des Knotens, ob clusterd läuft, und laden Sie diese Seite dann neu."),
     ));
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Html(page(&f, lang.t("Not available", "Nicht verfügbar"), &msg)),
+        Html(plain(
+            &app.node,
+            lang,
+            lang.t("Not available", "Nicht verfügbar"),
+            &msg,
+        )),
     )
         .into_response()
 }

@@ -73,16 +73,6 @@ pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8], mode: u32) -> st
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// An error and all its causes on one line (`a: b: c`), for logs, events, the outbox
-/// and the web console's messages.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// An error and all its causes on one line (`a: b: c`): the control API's, the one
+/// printer of error chains for logs, events, the outbox and the consoles.
+pub use tandem_api::error_chain;

@@ -72,32 +72,8 @@ fn serial_path_frames_noise_and_forgeries() {
     let dir = std::env::temp_dir().join(format!("tdm-serial-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("key"), KEY).unwrap();
-    let (mut master, slave) = TTYPort::pair().unwrap();
-    let tty = slave.name().unwrap();
-    master.set_timeout(Duration::from_millis(100)).unwrap();
     let sock = dir.join("control.sock");
-    let _d = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_clusterd"))
-            .args(["--node", "node1", "--key-file"])
-            .arg(dir.join("key"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--control")
-            .arg(&sock)
-            .args(["--serial", &tty, "--baud", "38400"])
-            .args(["--keepalive-ms", "200", "--deadtime-ms", "1000"])
-            .args(["--warntime-ms", "500", "--initdead-ms", "2000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until("control socket", Duration::from_secs(10), || {
-        Client::connect(&sock).is_ok()
-    });
-    drop(slave);
-
+    let (_d, mut master) = start(&dir, &dir.join("state"), &sock);
     // clusterd's own heartbeats arrive on our end of the cable, COBS-framed.
     let key = ClusterKey::new(KEY).unwrap();
     let mut d = SerialDeframer::new();

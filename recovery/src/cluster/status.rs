@@ -30,11 +30,7 @@ fn status_html(lang: Lang, s: &StatusJson) -> String {
             )
         })
         .collect();
-    let warnings: String = s
-        .warnings
-        .iter()
-        .map(|w| format!("<p class=\"warn\">{}</p>", esc(w)))
-        .collect();
+    let warnings = crate::page::warnings_html(&s.warnings);
     let ping: Vec<String> = s
         .ping_nodes
         .iter()

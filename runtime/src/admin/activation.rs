@@ -311,6 +311,18 @@ mod tests {
         }
     }
 
+    /// A store with a new cluster's configuration staged.
+    fn staged() -> (tempfile::TempDir, tandem_config::ApplianceConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, _) =
+            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+        tandem_config::Store::open(dir.path())
+            .unwrap()
+            .stage(&cfg)
+            .unwrap();
+        (dir, cfg)
+    }
+
     fn wait(j: &ActivationJob) -> ActivationView {
         let start = std::time::Instant::now();
         while j.running() {
@@ -322,13 +334,7 @@ mod tests {
 
     #[test]
     fn the_job_runs_in_the_background_reports_typed_events_and_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cfg, _) =
-            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
-        tandem_config::Store::open(dir.path())
-            .unwrap()
-            .stage(&cfg)
-            .unwrap();
+        let (dir, cfg) = staged();
         let engine = Engine::Sim {
             delay: Duration::from_millis(200),
             fail: false,
@@ -353,13 +359,7 @@ mod tests {
 
     #[test]
     fn a_failed_job_says_why_and_commits_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cfg, _) =
-            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
-        tandem_config::Store::open(dir.path())
-            .unwrap()
-            .stage(&cfg)
-            .unwrap();
+        let (dir, _) = staged();
         let engine = Engine::Sim {
             delay: Duration::ZERO,
             fail: true,

@@ -20,8 +20,6 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tandem_api::{FACTORY_PASSWORD, MAX_SECRET, MIN_PASSWORD};
 use tandem_config::PasswordHash;
 use tandem_config::secrets::{hash_password, verify_password};
@@ -109,13 +107,7 @@ pub fn set(dir: &Path, password: &str) -> Result<(), ConsolePasswordError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-/// Constant-time comparison of two secrets of any length.
-#[must_use]
-pub fn same(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes())
-        .ct_eq(&Sha256::digest(b.as_bytes()))
-        .into()
-}
+pub use tandem_api::same_secret as same;
 
 /// Whether `password` opens the web console of the node whose store is `dir`:
 /// the console-set password when there is one (a damaged file opens nothing), else

@@ -100,6 +100,14 @@ fn secs(d: Duration) -> u64 {
     u64::try_from(d.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
+fn lockout(scope: LockoutScope, failures: u32, left: Duration) -> Lockout {
+    Lockout {
+        scope,
+        failures,
+        seconds_left: secs(left),
+    }
+}
+
 /// The throttle. Use it under one lock: [`Throttle::begin`], check the password,
 /// then [`Throttle::succeeded`] when it was right.
 #[derive(Debug, Default)]
@@ -133,52 +141,41 @@ impl Throttle {
         }
         let rec = self.by_address.entry(source).or_default();
         rec.expire(now);
-        if let Some(left) = self.global.locked(now) {
-            rec.fail(now, FREE_FAILURES, LOCK_AFTER, false);
-            self.global.failures = self.global.failures.saturating_add(1);
-            return Err(LoginRefusal::Locked(Lockout {
-                scope: LockoutScope::Everyone,
-                failures: self.global.failures,
-                seconds_left: secs(left),
-            }));
-        }
-        if let Some(left) = rec.locked(now) {
-            rec.fail(now, FREE_FAILURES, LOCK_AFTER, false);
-            self.global.fail(now, GLOBAL_FREE, GLOBAL_LOCK_AFTER, false);
-            return Err(LoginRefusal::Locked(Lockout {
-                scope: LockoutScope::Address(source),
-                failures: rec.failures,
-                seconds_left: secs(left),
-            }));
-        }
         let wait = match (rec.wait(now), self.global.wait(now)) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        if let Some(wait) = wait {
-            rec.fail(now, FREE_FAILURES, LOCK_AFTER, false);
+        if self.locked(now, source).is_some() || wait.is_some() {
+            // Refused unchecked, and counted as failed.
+            if let Some(rec) = self.by_address.get_mut(&source) {
+                rec.fail(now, FREE_FAILURES, LOCK_AFTER, false);
+            }
             self.global.fail(now, GLOBAL_FREE, GLOBAL_LOCK_AFTER, false);
-            let failures = rec.failures;
-            return Err(match (rec.locked(now), self.global.locked(now)) {
-                (_, Some(left)) => LoginRefusal::Locked(Lockout {
-                    scope: LockoutScope::Everyone,
-                    failures: self.global.failures,
-                    seconds_left: secs(left),
-                }),
-                (Some(left), None) => LoginRefusal::Locked(Lockout {
-                    scope: LockoutScope::Address(source),
-                    failures,
-                    seconds_left: secs(left),
-                }),
-                (None, None) => LoginRefusal::Wait {
-                    seconds: secs(wait),
-                    failures,
-                },
-            });
+            return Err(self.locked(now, source).unwrap_or(LoginRefusal::Wait {
+                seconds: secs(wait.unwrap_or_default()),
+                failures: self.failures(source),
+            }));
         }
-        rec.fail(now, FREE_FAILURES, LOCK_AFTER, true);
+        if let Some(rec) = self.by_address.get_mut(&source) {
+            rec.fail(now, FREE_FAILURES, LOCK_AFTER, true);
+        }
         self.global.fail(now, GLOBAL_FREE, GLOBAL_LOCK_AFTER, true);
         Ok(())
+    }
+
+    /// The refusal of a lockout that holds for `source` now, if any.
+    fn locked(&self, now: Instant, source: IpAddr) -> Option<LoginRefusal> {
+        if let Some(left) = self.global.locked(now) {
+            return Some(LoginRefusal::Locked(lockout(
+                LockoutScope::Everyone,
+                self.global.failures,
+                left,
+            )));
+        }
+        let rec = self.by_address.get(&source)?;
+        rec.locked(now).map(|left| {
+            LoginRefusal::Locked(lockout(LockoutScope::Address(source), rec.failures, left))
+        })
     }
 
     /// The attempt [`Throttle::begin`] let through had the right password: its
@@ -200,22 +197,9 @@ impl Throttle {
     /// The refusal for a wrong password just checked for `source`.
     #[must_use]
     pub fn wrong(&self, now: Instant, source: IpAddr) -> LoginRefusal {
-        let rec = self.by_address.get(&source).copied().unwrap_or_default();
-        match (rec.locked(now), self.global.locked(now)) {
-            (_, Some(left)) => LoginRefusal::Locked(Lockout {
-                scope: LockoutScope::Everyone,
-                failures: self.global.failures,
-                seconds_left: secs(left),
-            }),
-            (Some(left), None) => LoginRefusal::Locked(Lockout {
-                scope: LockoutScope::Address(source),
-                failures: rec.failures,
-                seconds_left: secs(left),
-            }),
-            (None, None) => LoginRefusal::Wrong {
-                failures: rec.failures,
-            },
-        }
+        self.locked(now, source).unwrap_or(LoginRefusal::Wrong {
+            failures: self.failures(source),
+        })
     }
 
     /// The lockout in force, if any: the global one, else the address with the most
@@ -223,42 +207,26 @@ impl Throttle {
     #[must_use]
     pub fn lockout(&self, now: Instant) -> Option<Lockout> {
         if let Some(left) = self.global.locked(now) {
-            return Some(Lockout {
-                scope: LockoutScope::Everyone,
-                failures: self.global.failures,
-                seconds_left: secs(left),
-            });
+            return Some(lockout(LockoutScope::Everyone, self.global.failures, left));
         }
         self.by_address
             .iter()
             .filter_map(|(a, r)| r.locked(now).map(|left| (a, r, left)))
             .max_by_key(|(_, r, _)| r.failures)
-            .map(|(a, r, left)| Lockout {
-                scope: LockoutScope::Address(*a),
-                failures: r.failures,
-                seconds_left: secs(left),
-            })
+            .map(|(a, r, left)| lockout(LockoutScope::Address(*a), r.failures, left))
     }
 
     /// The lockout a login from `source` meets now (the global one, or the address's);
     /// without an address, [`Throttle::lockout`].
     #[must_use]
     pub fn lockout_for(&self, now: Instant, source: Option<IpAddr>) -> Option<Lockout> {
-        let Some(source) = source else {
-            return self.lockout(now);
-        };
-        if let Some(l) = self
-            .lockout(now)
-            .filter(|l| l.scope == LockoutScope::Everyone)
-        {
-            return Some(l);
+        match source {
+            None => self.lockout(now),
+            Some(source) => match self.locked(now, source) {
+                Some(LoginRefusal::Locked(l)) => Some(l),
+                _ => None,
+            },
         }
-        let r = self.by_address.get(&source)?;
-        r.locked(now).map(|left| Lockout {
-            scope: LockoutScope::Address(source),
-            failures: r.failures,
-            seconds_left: secs(left),
-        })
     }
 
     /// Lifts every lockout and forgets every failure (the node's console).
