@@ -12,7 +12,6 @@
     reason = "test harness: a failed unwrap is a failed test"
 )]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1189,27 +1188,6 @@ fn config_with_ve101() -> ApplianceConfig {
     cfg
 }
 
-/// A program standing in for `tandem`: logs its arguments to `calls.log`; `ve create`
-/// writes the VE file `tandem ve list` reads; `body` runs last (e.g. to fail `ve start`).
-fn ve_program(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("tandem.sh");
-    let conf = dir.join("ves");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
-             if [ \"$1 $2\" = 've create' ]; then\n\
-               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
-               echo \"VE 101 created from $5\"\nfi\n{body}\n",
-            log = dir.join("calls.log").display(),
-            conf = conf.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
 fn calls(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default()
 }
@@ -1241,7 +1219,7 @@ fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
             conf_dir: dir.join("ves"),
             private_dir: dir.join("private"),
             backup_dir: dir.join("backups/templatecache"),
-            program: ve_program(dir, body),
+            program: tandem_tests::stand_in_tandem(dir, body),
         };
     })
 }

@@ -582,26 +582,6 @@ fn stand_in_init(log: &Path) -> Proc {
     p
 }
 
-/// A program standing in for `tandem` (`ve create|set|start`): logs its arguments and
-/// writes the VE file `tandem ve list` reads.
-fn stand_in_tandem(dir: &Path, conf: &Path) -> PathBuf {
-    let p = dir.join("tandem-ve.sh");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
-             if [ \"$1 $2\" = 've create' ]; then\n\
-               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\nONBOOT=\"yes\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
-               echo \"VE 101 created from $5\"\nfi\n",
-            log = dir.join("ve-calls.log").display(),
-            conf = conf.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
 #[test]
 #[ignore = "needs root, chromium and chromium-driver: run `cargo xtask test`"]
 fn cluster_pages_and_switchover_in_a_browser() {
@@ -624,7 +604,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     std::fs::create_dir_all(vz.0.join("template")).unwrap();
     std::fs::write(vz.0.join("template/debian-12.tar"), b"").unwrap();
     let ve_conf = dir.join("ves");
-    let ve_program = stand_in_tandem(&dir, &ve_conf);
+    let ve_program = tandem_tests::stand_in_tandem(&dir, "");
     let init_log = dir.join("init.log");
     let init = stand_in_init(&init_log);
     let init_pid = init.0.id().to_string();
@@ -714,7 +694,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     login(&d, &base, ADMIN_PASSWORD);
     d.wait_text("management version", Duration::from_secs(20));
 
-    for (path, en, de) in tandem_recovery_menu() {
+    for &(path, en, de) in tandem_recovery::page::MENU {
         for (lang, title) in [("en", en), ("de", de)] {
             d.go(&format!("{base}/lang?set={lang}&back={path}"));
             let page = d.wait_text(&format!("<h1>{title}</h1>"), Duration::from_secs(30));
@@ -787,7 +767,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
         "Tick the box to confirm the installation of VE 101",
         Duration::from_secs(30),
     );
-    assert!(!dir.join("ve-calls.log").exists());
+    assert!(!dir.join("calls.log").exists());
     d.click("form#install-ve101 option[value='debian-12']");
     d.click("form#install-ve101 input[name=confirm]");
     d.click("form#install-ve101 button");
@@ -802,7 +782,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     d.click("p > a[href='/ves']");
     d.wait_text("VE 101 is installed on this node", Duration::from_secs(30));
     assert_eq!(
-        std::fs::read_to_string(dir.join("ve-calls.log")).unwrap(),
+        std::fs::read_to_string(dir.join("calls.log")).unwrap(),
         "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
          ve set 101 ONBOOT=yes\n\
          ve start 101\n"
@@ -936,18 +916,4 @@ fn cluster_pages_and_switchover_in_a_browser() {
     }
     d.screenshot("cluster-maintenance-power-peer-gone");
     drop(init);
-}
-
-/// The cluster menu as the console defines it (path, English, German title).
-fn tandem_recovery_menu() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![
-        ("/home", "Home", "Start"),
-        ("/network", "Network", "Netzwerk"),
-        ("/ves", "VEs", "VEs"),
-        ("/notification", "Notification", "Benachrichtigung"),
-        ("/passwords", "Passwords", "Passwörter"),
-        ("/updates", "Updates", "Updates"),
-        ("/maintenance", "Maintenance", "Wartung"),
-        ("/status", "Status", "Status"),
-    ]
 }
