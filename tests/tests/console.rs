@@ -2057,3 +2057,100 @@ fn a_member_console_serves_the_clusters_own_certificate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 request on a connection of its own to `addr`: status, headers and body.
+fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+/// `n` connections to `addr` that send nothing, from 127.0.0.1 (the administrator's
+/// own address) and from 250 other addresses of 127/8.
+fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    use std::os::fd::AsRawFd;
+    let std::net::SocketAddr::V4(to) = addr else {
+        panic!("IPv4")
+    };
+    (0..n)
+        .map(|i| {
+            let src = if i % 2 == 0 {
+                std::net::Ipv4Addr::LOCALHOST
+            } else {
+                std::net::Ipv4Addr::new(127, 0, 2, u8::try_from(i % 250).unwrap() + 1)
+            };
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::empty(),
+                None,
+            )
+            .unwrap();
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(std::net::SocketAddrV4::new(src, 0)),
+            )
+            .unwrap();
+            connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+            std::net::TcpStream::from(fd)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_idle_connections_do_not_stop_an_admin_login() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use tandem_recovery::listen::{Limits, serve};
+    // Descriptors as scarce as on a node (its limit is 1024): 500 idle connections
+    // held by the console as well as by this test would exhaust them.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 900, hard).unwrap();
+    let rig = rig("idle", false, commits());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, None, rig.r.clone(), Limits::default()));
+    let idle = tokio::task::spawn_blocking(move || idle_connections(addr, 500))
+        .await
+        .unwrap();
+    assert_eq!(idle.len(), 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The administrator (from 127.0.0.1 too) logs in as a browser does.
+    let t0 = Instant::now();
+    let (status, page) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            "GET /login HTTP/1.1\r\nHost: node1\r\nAccept-Language: en\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{page}");
+    let cookie = page
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let form = format!("csrf={}&user=admin&password=relation", csrf_of(&page));
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: node1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let (status, answer) = tokio::task::spawn_blocking(move || http(addr, &request))
+        .await
+        .unwrap();
+    assert_eq!(status, 303, "{answer}");
+    assert!(answer.contains("tandem_session="), "{answer}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    drop(idle);
+}
