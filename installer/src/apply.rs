@@ -27,6 +27,9 @@ pub struct Options {
     pub medium_mount: PathBuf,
     /// How long to wait for the medium (USB sticks appear late).
     pub medium_wait: Duration,
+    /// How long to wait for a disk besides the medium (SAS and RAID
+    /// controllers present theirs late).
+    pub disk_wait: Duration,
     /// The version being installed, recorded with the identity.
     pub version: String,
 }
@@ -265,16 +268,56 @@ fn mount_medium(dev: &Path, at: &Path) -> Result<Medium> {
     })
 }
 
-/// Finds the medium and the target disk. Waits for the medium, which a USB
-/// stick may take seconds to present.
+/// How long the list of disks must stay the same before the installer
+/// chooses: SAS and RAID controllers present their disks one after the
+/// other, seconds after their driver loaded.
+const DISKS_SETTLE: Duration = Duration::from_secs(3);
+
+/// Finds the medium and the target disk. Waits for the medium (a USB stick
+/// may take seconds to present), and for the disks: until their list has
+/// not changed for a moment, and while there is none besides the medium, up
+/// to `opts.disk_wait`; says what it waits for.
 pub fn discover(opts: &Options, out: &mut dyn Progress) -> Result<(Disk, PathBuf)> {
     let start = Instant::now();
+    let mut last: Vec<String> = Vec::new();
+    let mut changed = Instant::now();
+    let mut said_medium = false;
+    let mut said_disks = false;
     let (disks, medium) = loop {
         let (disks, medium) = scan();
-        if medium.is_some() || start.elapsed() > opts.medium_wait {
+        let names: Vec<String> = disks.iter().map(|d| d.name.clone()).collect();
+        if names != last {
+            last = names;
+            changed = Instant::now();
+        }
+        let waited = start.elapsed();
+        let candidates = disks.iter().filter(|d| !d.is_medium).count();
+        if medium.is_none() {
+            if waited > opts.medium_wait {
+                break (disks, medium);
+            }
+            if !said_medium && waited > Duration::from_secs(2) {
+                out.line(&format!(
+                    "  waiting for the install medium (at most {} s)",
+                    opts.medium_wait.as_secs()
+                ));
+                said_medium = true;
+            }
+        } else if candidates == 0 {
+            if waited > opts.disk_wait {
+                break (disks, medium);
+            }
+            if !said_disks && waited > Duration::from_secs(2) {
+                out.line(&format!(
+                    "  waiting for a disk to appear (at most {} s)",
+                    opts.disk_wait.as_secs()
+                ));
+                said_disks = true;
+            }
+        } else if changed.elapsed() >= DISKS_SETTLE {
             break (disks, medium);
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(250));
     };
     for d in &disks {
         let role = if d.is_medium { " [install medium]" } else { "" };

@@ -7,6 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod catalogue;
+pub mod install;
+pub mod scenario;
+
 use std::io::{Read, Seek, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -127,7 +131,8 @@ impl Netns {
             f()
         })
         .join()
-        .unwrap()
+        // The thread's own panic, with its message, not a bare `Any`.
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
     }
 }
 
@@ -163,6 +168,10 @@ pub enum Firmware {
 
 impl Vm {
     /// Starts QEMU with `args` (devices, drives), inside `netns` if given.
+    ///
+    /// The machine has what servers have, not the rig's conveniences: no
+    /// random number generator device (add `-device virtio-rng-pci` to
+    /// `args` to give it one), one CPU unless `args` holds `-smp`.
     pub fn start(dir: &Path, firmware: Firmware, netns: Option<&Netns>, args: &[String]) -> Self {
         let sock = dir.join("serial.sock");
         let log = dir.join("serial.log");
@@ -174,7 +183,11 @@ impl Vm {
             }
             None => Command::new("qemu-system-x86_64"),
         };
-        cmd.args(["-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "768"])
+        cmd.args(["-accel", "tcg", "-cpu", "qemu64", "-m", "768"]);
+        if !args.iter().any(|a| a == "-smp") {
+            cmd.args(["-smp", "1"]);
+        }
+        cmd
             .args([
                 "-display",
                 "none",
@@ -188,7 +201,7 @@ impl Vm {
                 "socket,id=ser0,path={},server=on,wait=on",
                 sock.display()
             ))
-            .args(["-serial", "chardev:ser0", "-device", "virtio-rng-pci"])
+            .args(["-serial", "chardev:ser0"])
             .arg("-monitor")
             .arg(format!(
                 "unix:{},server=on,wait=off",
@@ -294,6 +307,12 @@ impl Vm {
         let data = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("screendump wrote no {}: {e}; {answer}", path.display()));
         Screen::from_ppm(&data).unwrap_or_else(|| panic!("{} is not a PPM", path.display()))
+    }
+
+    /// The console output buffer, shared: it outlives the VM (a report
+    /// shows its tail after a failure).
+    pub fn console(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.output.clone()
     }
 
     /// Everything the console printed so far.
@@ -444,7 +463,8 @@ impl Screen {
     }
 }
 
-fn tail(text: &str) -> String {
+/// The last 40 lines of `text`.
+pub fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }

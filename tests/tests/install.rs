@@ -7,81 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+use tandem_tests::install::{
+    self, Controller, DiskFormat, MIN, Medium, page_answers, sr2500_nic_on_laptop, wait_recovery,
+};
 use tandem_tests::{
     Firmware, Netns, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk,
     untouched,
 };
-
-const MIN: Duration = Duration::from_secs(60);
-
-fn fingerprint_on_console(text: &str) -> String {
-    let i = text
-        .rfind("HTTPS certificate SHA-256:")
-        .expect("fingerprint line");
-    text[i..].lines().nth(1).unwrap_or("").trim().to_owned()
-}
-
-/// A scratch directory with an empty 8 GiB disk, and the laptop's namespace
-/// on the red cable (192.168.100.100/24 on a tap for the VM's first NIC).
-fn rig(name: &str) -> (Scratch, std::path::PathBuf, Netns) {
-    let dir = Scratch::new(name);
-    let disk = dir.0.join("disk.img");
-    raw_disk(&disk, 8 << 30);
-    let laptop = Netns::new("laptop");
-    laptop.tap("tap0", "192.168.100.100/24");
-    // While the node boots nothing answers ARP, and each connection attempt
-    // would wait for three 1 s probes: probe every 100 ms instead, so that
-    // the time to the first answer is measured to about 0.1 s.
-    laptop.sysctl("net.ipv4.neigh.tap0.retrans_time_ms", "100");
-    (dir, disk, laptop)
-}
-
-/// Waits from console offset `from` for the installed system to boot into
-/// recovery mode at `address`; returns the offset and the fingerprint shown.
-fn wait_recovery(vm: &mut Vm, from: usize, address: &str) -> (usize, String) {
-    let at = vm.wait_for(from, "tandem: starting system a", 2 * MIN);
-    let at = vm.wait_for(at, "State:     recovery", 2 * MIN);
-    let at = vm.wait_for(at, "HTTPS certificate SHA-256:", MIN);
-    // The fingerprint is the next line: wait for its end.
-    let at = vm.wait_for(at, "\n", MIN);
-    let at = vm.wait_for(at, "\n", MIN);
-    let text = vm.text();
-    assert!(text[from..].contains(&format!("Recovery:  https://{address}/")));
-    let fp = fingerprint_on_console(&text[from..]);
-    assert_eq!(fp.len(), 95, "fingerprint {fp:?}");
-    (at, fp)
-}
-
-/// Waits for the recovery page at `addr` to answer from the laptop
-/// namespace; returns the seconds from `since` to the first answer. Polls
-/// about every 0.1 s: a booting node refuses or ignores the connection, and
-/// an ignored one (the address is still in the laptop's ARP cache from
-/// before a reset) is given up after 0.5 s instead of TCP's seconds of SYN
-/// retries.
-fn page_answers(laptop: &Netns, addr: &str, since: Instant) -> f64 {
-    let addr = format!("{addr}:443");
-    laptop.run(move || {
-        let start = Instant::now();
-        let sock: std::net::SocketAddr = addr.parse().unwrap();
-        loop {
-            let listening =
-                std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_ok();
-            let answer = if listening {
-                https(&addr, "GET", "/login", None, None)
-            } else {
-                Err(std::io::ErrorKind::NotConnected.into())
-            };
-            match answer {
-                Ok(r) if r.status == 200 => break since.elapsed().as_secs_f64(),
-                Ok(r) => panic!("the recovery page answered {}: {}", r.status, r.body),
-                Err(e) if start.elapsed() > Duration::from_secs(60) => {
-                    panic!("the recovery page at https://{addr}/ did not answer: {e}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    })
-}
 
 /// Checks the page and the login from the laptop namespace (the page
 /// answers already: see [`page_answers`]).
@@ -189,21 +121,6 @@ fn drives(disks: &[&std::path::Path], dvd: &std::path::Path) -> Vec<String> {
     args
 }
 
-/// The ISO written raw to a USB stick: a copy, attached as a USB disk.
-fn usb_stick(dir: &std::path::Path, bootindex: u32) -> (std::path::PathBuf, Vec<String>) {
-    let stick = dir.join("stick.img");
-    std::fs::copy(image_dir().join("tandem-install.iso"), &stick).unwrap();
-    let args = vec![
-        "-device".into(),
-        "qemu-xhci,id=xhci".into(),
-        "-drive".into(),
-        format!("file={},if=none,id=stick,format=raw", stick.display()),
-        "-device".into(),
-        format!("usb-storage,bus=xhci.0,drive=stick,bootindex={bootindex}"),
-    ];
-    (stick, args)
-}
-
 /// Resets the VM (the reset button) and measures, from the reset, when the
 /// console shows recovery mode and when the recovery page answers.
 fn reset_to_recovery_page(vm: &mut Vm, laptop: &Netns, address: &str, what: &str) -> String {
@@ -212,7 +129,7 @@ fn reset_to_recovery_page(vm: &mut Vm, laptop: &Netns, address: &str, what: &str
     // Returns once QEMU has done it: the page polled from here on cannot be
     // the one served before the reset.
     vm.monitor("system_reset");
-    let page_s = page_answers(laptop, address, reset);
+    let (page_s, _) = page_answers(laptop, address, reset, 3 * MIN);
     figure(&format!(
         "{what}: reset (power-on of the installed disk) → recovery page answering {page_s:.1} s"
     ));
@@ -220,23 +137,18 @@ fn reset_to_recovery_page(vm: &mut Vm, laptop: &Netns, address: &str, what: &str
     fp
 }
 
-/// The SR2500's NIC (Intel 80003ES2LAN, e1000e), on the laptop's tap.
-fn sr2500_nic_on_laptop() -> [String; 4] {
-    [
-        "-netdev",
-        "tap,id=n0,ifname=tap0,script=no,downscript=no",
-        "-device",
-        "e1000e,netdev=n0",
-    ]
-    .map(String::from)
-}
-
+/// A server as operators have them: the disk on the onboard SATA (AHCI)
+/// controller, the DVD drive on its second port and first in the boot
+/// order, no hardware random number generator. The DVD is ejected after the
+/// install (QEMU's BIOS closes the tray again at the restart; then the DVD
+/// starts the installed node after its countdown).
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
-fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
-    let img = image_dir();
-    let (dir, disk, laptop) = rig("node1-");
-    let mut args = drives(&[&disk], &img.join("tandem-install.iso"));
+fn node1_from_dvd_first_on_ahci_without_rng_under_bios_reaches_the_recovery_page() {
+    let (dir, disk, laptop) = install::rig("node1-", DiskFormat::Raw, 8 << 30);
+    let mut args = install::disk_drive(&disk, DiskFormat::Raw);
+    args.extend(Controller::Ahci.args(2));
+    args.extend(install::medium_args(Medium::Dvd, &dir.0, 1, true));
     args.extend(sr2500_nic_on_laptop());
     let mut vm = Vm::start(&dir.0, Firmware::Bios, Some(&laptop), &args);
     let at = vm.wait_for(0, "Type node1 or node2", MIN);
@@ -245,13 +157,24 @@ fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
     let at = vm.wait_for(at, "Type node1 or node2", MIN);
     vm.type_line("node1");
     let answered = Instant::now();
-    let at = vm.wait_for(at, "Installation of node1 complete", 3 * MIN);
+    let at = vm.wait_for(at, "Installation of node1 complete", 4 * MIN);
     let install_s = answered.elapsed().as_secs_f64();
+    let random_s = install::random_ready_s(&vm.text(), 0).expect("random pool line");
+    let at = vm.wait_for(at, "The DVD was ejected", MIN);
     let restart = Instant::now();
-    let page_s = page_answers(&laptop, "192.168.100.101", restart);
+    let (page_s, served) = page_answers(&laptop, "192.168.100.101", restart, 4 * MIN);
     let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.101");
+    assert_eq!(served, fp, "the served certificate is the one the console shows");
+    let text = vm.text();
+    let boot = at + text[at..].find("tandem: starting system a").unwrap();
+    let random_boot_s = install::random_ready_s(&text, boot).expect("random pool line");
+    assert!(
+        text[boot..].contains("(seed file credited)"),
+        "the first boot credits the installer's seed file"
+    );
     figure(&format!(
-        "node1, DVD, BIOS: prompt answered → install complete {install_s:.1} s; \
+        "node1, AHCI, no RNG, DVD first, BIOS: random pool ready {random_s:.1} s after the kernel started (installer), {random_boot_s:.1} s (first boot); \
+         prompt answered → install complete {install_s:.1} s; \
          restart after the install → recovery page answering {page_s:.1} s (first boot: makes the certificate)"
     ));
     recovery_login(&laptop, "192.168.100.101", &fp);
@@ -261,46 +184,73 @@ fn node1_from_dvd_under_bios_reaches_the_recovery_page() {
     assert_eq!(again, fp, "the certificate is kept on the config partition");
 }
 
+/// The USB stick stays in and comes first in the boot order: after the
+/// install it starts again, finds the installed node on the disk, says so,
+/// and starts it after its countdown; so at every power-on.
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
-fn node2_from_usb_stick_under_uefi_reaches_the_recovery_page() {
-    let (dir, disk, laptop) = rig("node2-");
-    let mut args: Vec<String> = [
-        "-drive",
-        &format!(
-            "file={},if=none,id=d0,format=raw,cache=unsafe",
-            disk.display()
-        ),
-        "-device",
-        "virtio-blk-pci,drive=d0,bootindex=1",
-        "-netdev",
-        "tap,id=n0,ifname=tap0,script=no,downscript=no",
-        "-device",
-        "virtio-net-pci,netdev=n0",
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect();
-    let (_stick, stick_args) = usb_stick(&dir.0, 2);
-    args.extend(stick_args);
+fn node2_from_usb_stick_first_under_uefi_reaches_the_recovery_page() {
+    let (dir, disk, laptop) = install::rig("node2-", DiskFormat::Raw, 8 << 30);
+    let mut args = install::disk_drive(&disk, DiskFormat::Raw);
+    args.extend(Controller::Virtio.args(2));
+    args.extend(install::medium_args(Medium::Usb, &dir.0, 1, false));
+    args.extend(
+        [
+            "-netdev",
+            "tap,id=n0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
+        .map(String::from),
+    );
     let mut vm = Vm::start(&dir.0, Firmware::Uefi, Some(&laptop), &args);
     let at = vm.wait_for(0, "Type node1 or node2", 2 * MIN);
     vm.type_line("node2");
     let answered = Instant::now();
     let at = vm.wait_for(at, "[install medium]", 2 * MIN);
-    let at = vm.wait_for(at, "Installation of node2 complete", 3 * MIN);
+    let at = vm.wait_for(at, "Installation of node2 complete", 4 * MIN);
     let install_s = answered.elapsed().as_secs_f64();
     figure(&format!(
         "node2, USB stick, UEFI: prompt answered → install complete {install_s:.1} s"
     ));
+    let at = vm.wait_for(at, "This machine's disk holds the installed node2", 2 * MIN);
+    let counted = Instant::now();
+    let at = vm.wait_for(at, "Starting the installed node2 from the disk", MIN);
+    let countdown = counted.elapsed().as_secs_f64();
+    assert!(
+        (8.0..20.0).contains(&countdown),
+        "the stick starts the installed node after its 10 s countdown ({countdown:.1} s)"
+    );
     let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.102");
-    page_answers(&laptop, "192.168.100.102", Instant::now());
+    page_answers(&laptop, "192.168.100.102", Instant::now(), 2 * MIN);
     recovery_login(&laptop, "192.168.100.102", &fp);
 
     // Reset: the node comes back with the same identity and certificate.
     let again = reset_to_recovery_page(&mut vm, &laptop, "192.168.100.102", "node2, UEFI");
     assert_eq!(again, fp, "the certificate is kept on the config partition");
     recovery_login(&laptop, "192.168.100.102", &fp);
+}
+
+/// A disk holding node1, the install medium first: typing node2 at the
+/// countdown asks for a confirmation; `no` starts node1, `yes` installs
+/// node2 (the release catalogue's `install-again-prompt`).
+#[test]
+#[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
+fn the_install_medium_asks_before_erasing_an_installed_node() {
+    let s = tandem_tests::catalogue::all()
+        .into_iter()
+        .find(|s| s.name == "install-again-prompt")
+        .unwrap();
+    let record = tandem_tests::scenario::run_one(&s);
+    for f in &record.figures {
+        figure(&format!("install again: {} {:.1} {}", f.key, f.value, f.unit));
+    }
+    assert_eq!(
+        record.outcome,
+        tandem_tests::scenario::Outcome::Passed,
+        "{:#?}",
+        record.log_tails
+    );
 }
 
 /// Logs in from the laptop namespace as admin with `password`; returns the status.
@@ -328,7 +278,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     const ADDR: &str = "192.168.100.101";
     const NEW: &str = "Sesam-oeffne-7";
     let img = image_dir();
-    let (dir, disk, laptop) = rig("console-");
+    let (dir, disk, laptop) = install::rig("console-", DiskFormat::Raw, 8 << 30);
     let mut args = drives(&[&disk], &img.join("tandem-install.iso"));
     args.extend(sr2500_nic_on_laptop());
     let mut vm = Vm::start(&dir.0, Firmware::Bios, Some(&laptop), &args);
@@ -337,7 +287,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     let at = vm.wait_for(at, "Installation of node1 complete", 3 * MIN);
     let (at, _fp) = wait_recovery(&mut vm, at, ADDR);
     let at = vm.wait_for(at, "Choose 1, 2 or 3 and press Enter: ", MIN);
-    page_answers(&laptop, ADDR, Instant::now());
+    page_answers(&laptop, ADDR, Instant::now(), MIN);
     let screen = vm.text();
     assert!(
         screen[..at].contains("Network:   ") && screen[..at].contains(&format!("{ADDR}/24")),
@@ -389,7 +339,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
         "console: web console restarted (SIGTERM, init starts it again) in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
-    page_answers(&laptop, ADDR, Instant::now());
+    page_answers(&laptop, ADDR, Instant::now(), MIN);
     // The failed login above slows the next one down for a second.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(login_status(&laptop, ADDR, NEW), 303, "after the restart");
@@ -447,7 +397,8 @@ fn node1_on_the_disk_named_at_the_prompt_from_dvd_under_uefi() {
 fn installer_refuses_when_only_the_usb_stick_is_there_under_bios() {
     let img = image_dir();
     let dir = Scratch::new("stick-");
-    let (stick, args) = usb_stick(&dir.0, 1);
+    let args = install::medium_args(Medium::Usb, &dir.0, 1, false);
+    let stick = dir.0.join("stick.img");
     let mut vm = Vm::start(&dir.0, Firmware::Bios, None, &args);
     let at = vm.wait_for(0, "Type node1 or node2", MIN);
     vm.type_line("node3");
@@ -480,8 +431,9 @@ fn installer_refuses_when_only_the_usb_stick_is_there_under_bios() {
 }
 
 /// Boots the installer directly (as an unattended install would, with the
-/// node on the kernel command line) with the DVD attached and `disks`.
-fn installer_refuses(disks: &[u64], expect: &str) {
+/// node on the kernel command line) with the DVD attached and `disks`, and
+/// the devices `extra`.
+fn installer_refuses(disks: &[u64], extra: &[&str], expect: &str) {
     let img = image_dir();
     let dir = Scratch::new("refuse-");
     let mut args: Vec<String> = [
@@ -512,6 +464,7 @@ fn installer_refuses(disks: &[u64], expect: &str) {
         args.push(format!("virtio-blk-pci,drive=d{i}"));
         paths.push(p);
     }
+    args.extend(extra.iter().map(ToString::to_string));
     let mut vm = Vm::start(&dir.0, Firmware::Bios, None, &args);
     let at = vm.wait_for(0, "INSTALLATION STOPPED: ", 2 * MIN);
     vm.wait_for(at, "Nothing was written to any disk.", MIN);
@@ -530,7 +483,20 @@ fn installer_refuses(disks: &[u64], expect: &str) {
 #[test]
 #[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
 fn installer_refuses_when_there_is_no_disk() {
-    installer_refuses(&[], "no disk to install on was found");
+    installer_refuses(&[], &[], "no disk to install on was found");
+}
+
+/// A disk behind a controller the system has no driver for (VMware's
+/// paravirtual SCSI): the installer names the controller.
+#[test]
+#[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
+fn installer_names_the_controller_without_a_driver() {
+    installer_refuses(
+        &[],
+        &["-device", "pvscsi,id=pv"],
+        "no disk to install on was found; check that the disk is connected and its controller is supported; \
+         storage controllers without a driver in this system: SCSI controller at PCI 0000:00:",
+    );
 }
 
 #[test]
@@ -538,6 +504,7 @@ fn installer_refuses_when_there_is_no_disk() {
 fn installer_refuses_two_candidate_disks() {
     installer_refuses(
         &[8 << 30, 8 << 30],
+        &[],
         "2 disks could take the installation: /dev/vda (8.0 GiB), /dev/vdb (8.0 GiB); \
          to choose one, boot the install medium again and type `node1 disk=vda` at the install prompt",
     );
@@ -548,6 +515,7 @@ fn installer_refuses_two_candidate_disks() {
 fn installer_refuses_a_disk_too_small() {
     installer_refuses(
         &[2 << 30],
+        &[],
         "the disk holds 2048 MiB; the appliance needs at least 2371 MiB",
     );
 }

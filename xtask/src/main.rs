@@ -67,9 +67,10 @@ fn main() -> ExitCode {
         Some("image") => image().map(|iso| println!("{}", iso.display())),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("scenarios") => scenarios(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask image          build the install image\n       cargo xtask test [FILTER]   run the whole test suite\n       cargo xtask fuzz [SECONDS]  build the fuzz targets and run each (default 60 s)"
+                "usage: cargo xtask image          build the install image\n       cargo xtask test [FILTER]   run the whole test suite\n       cargo xtask scenarios --list | --all | NAME...\n                                   the release catalogue on QEMU machines (report in target/scenarios/)\n       cargo xtask fuzz [SECONDS]  build the fuzz targets and run each (default 60 s)"
             );
             return ExitCode::from(2);
         }
@@ -229,21 +230,32 @@ fn cache_dir() -> PathBuf {
     base.join("tandem-image")
 }
 
+/// Installs what the rig tests drive. Twice if need be: installing one
+/// package can remove another (Debian's qemu-system-x86 replaces a newer
+/// qemu-utils from backports, taking qemu-img with it).
+fn ensure_test_packages() -> Result<()> {
+    let missing = || {
+        let mut m: Vec<&str> = TEST_PACKAGES
+            .iter()
+            .filter(|(prog, _)| tandem_image::host::find_program(prog).is_none())
+            .map(|(_, pkg)| *pkg)
+            .collect();
+        m.extend(
+            TEST_FILES
+                .iter()
+                .filter(|(f, _)| !Path::new(f).exists())
+                .map(|(_, p)| *p),
+        );
+        m.extend(tandem_image::host::missing_packages());
+        m
+    };
+    ensure_packages(missing())?;
+    ensure_packages(missing())
+}
+
 fn test(args: &[String]) -> Result<()> {
     let started = Instant::now();
-    let mut missing: Vec<&str> = TEST_PACKAGES
-        .iter()
-        .filter(|(prog, _)| tandem_image::host::find_program(prog).is_none())
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    missing.extend(
-        TEST_FILES
-            .iter()
-            .filter(|(f, _)| !Path::new(f).exists())
-            .map(|(_, p)| *p),
-    );
-    missing.extend(tandem_image::host::missing_packages());
-    ensure_packages(missing)?;
+    ensure_test_packages()?;
     let iso = image()?;
     let root = workspace();
     let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
@@ -291,6 +303,52 @@ fn test(args: &[String]) -> Result<()> {
     );
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
+}
+
+/// The release catalogue: builds the image and the node programs, then runs
+/// the scenarios named (or `--all`) on QEMU machines installed from that
+/// image; the report goes to `target/scenarios/report.{json,md}`.
+fn scenarios(args: &[String]) -> Result<()> {
+    let root = workspace();
+    let runner = || {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "tandem-tests",
+            "--bin",
+            "tandem-scenarios",
+            "--",
+        ])
+        .current_dir(&root);
+        c
+    };
+    if args.is_empty() || args.iter().any(|a| a == "--list") {
+        let mut c = runner();
+        if args.is_empty() {
+            c.arg("--help");
+        } else {
+            c.arg("--list");
+        }
+        return run(&mut c);
+    }
+    if !tandem_image::host::is_root() {
+        bail!("the scenarios need root (network namespaces, QEMU taps): run as root");
+    }
+    ensure_test_packages()?;
+    let iso = image()?;
+    let image_dir = iso.parent().map(Path::to_owned).unwrap_or_default();
+    run(cargo()
+        .args(["build", "--workspace", "--bins", "--locked"])
+        .current_dir(&root))?;
+    run(runner()
+        .args(args)
+        .arg("--out")
+        .arg(root.join("target/scenarios"))
+        .env("TANDEM_IMAGE_DIR", &image_dir))
+    .context("a scenario failed: see target/scenarios/report.md")
 }
 
 /// Fuzz targets under `fuzz/` (cargo-fuzz; nightly when installed, else the pinned

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         disk: cmdline.disk,
         medium_mount: PathBuf::from("/medium"),
         medium_wait: Duration::from_secs(20),
+        disk_wait: Duration::from_secs(30),
         version: std::fs::read_to_string("/etc/tandem-version")
             .unwrap_or_default()
             .trim()
