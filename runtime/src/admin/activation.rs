@@ -141,37 +141,29 @@ impl ActivationJob {
             self.node,
             self.engine.clone(),
         );
-        let spawned = std::thread::Builder::new()
-            .name("activation".into())
-            .spawn(move || {
-                let events = Arc::clone(&job);
-                let mut say = move |e: ActivationEvent| {
-                    eprintln!("clusterd: activation: {e}");
-                    if let Ok(mut s) = events.lock() {
-                        s.push(e);
+        let spawned = super::start_thread("activation", "the activation", move || {
+            let events = Arc::clone(&job);
+            let mut say = move |e: ActivationEvent| {
+                eprintln!("clusterd: activation: {e}");
+                if let Ok(mut s) = events.lock() {
+                    s.push(e);
+                }
+            };
+            let result = run(&engine, store, node, choice, &mut say);
+            if let Ok(mut s) = job.lock() {
+                s.state = match result {
+                    Ok(()) => JobState::Succeeded,
+                    Err(error) => {
+                        eprintln!("clusterd: activation failed: {error}");
+                        JobState::Failed { error }
                     }
                 };
-                let result = run(&engine, store, node, choice, &mut say);
-                if let Ok(mut s) = job.lock() {
-                    s.state = match result {
-                        Ok(()) => JobState::Succeeded,
-                        Err(error) => {
-                            eprintln!("clusterd: activation failed: {error}");
-                            JobState::Failed { error }
-                        }
-                    };
-                }
-            });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                *shared = before;
-                Err(Refusal::Failed(format!(
-                    "starting the activation: {}",
-                    error_chain(&e)
-                )))
             }
+        });
+        if spawned.is_err() {
+            *shared = before;
         }
+        spawned
     }
 
     /// The activation as its progress page shows it; after success with this node's

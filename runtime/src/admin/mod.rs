@@ -84,6 +84,22 @@ impl Admin {
     }
 }
 
+/// Runs a background job's `work` on a thread of its own named `name`.
+///
+/// # Errors
+/// No thread could be started (`what` says which job's).
+fn start_thread(
+    name: &str,
+    what: &str,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<(), Refusal> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+        .map(|_| ())
+        .map_err(|e| Refusal::Failed(format!("starting {what}: {}", error_chain(&e))))
+}
+
 /// Sends init (process `pid`) the signal of `action`.
 fn signal_init(pid: i32, action: PowerAction) -> Result<(), Refusal> {
     use rustix::process::{Pid, Signal, kill_process};

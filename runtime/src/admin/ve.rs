@@ -320,9 +320,8 @@ impl InstallJob {
             current: None,
         };
         let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("ve101-install".into())
-            .spawn(move || {
+        let spawned =
+            super::start_thread("ve101-install", "the installation's thread", move || {
                 let total = steps.len();
                 let mut all_ok = true;
                 for args in steps {
@@ -351,16 +350,10 @@ impl InstallJob {
                     };
                 }
             });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                *view = before;
-                Err(Refusal::Failed(format!(
-                    "starting the installation's thread: {}",
-                    error_chain(&e)
-                )))
-            }
+        if spawned.is_err() {
+            *view = before;
         }
+        spawned
     }
 
     /// The installation as its progress page shows it.
