@@ -218,7 +218,7 @@ fn node2_from_usb_stick_first_under_uefi_reaches_the_recovery_page() {
     let at = vm.wait_for(at, "Starting the installed node2 from the disk", MIN);
     let countdown = counted.elapsed().as_secs_f64();
     assert!(
-        (8.0..20.0).contains(&countdown),
+        (8.0..60.0).contains(&countdown),
         "the stick starts the installed node after its 10 s countdown ({countdown:.1} s)"
     );
     let (_, fp) = wait_recovery(&mut vm, at, "192.168.100.102");
