@@ -45,10 +45,12 @@ pub const MAX_ARCHIVE_BYTES: usize = 3 * 1024 * 1024;
 /// scrypt work factor (log2 N) used for export: about 256 MiB and a second of work, fixed
 /// rather than calibrated so that a slow node can still open what a fast one wrote.
 pub const EXPORT_WORK_FACTOR: u8 = 18;
-/// Largest scrypt work factor accepted on import: 2^20 needs 1 GiB of memory; more would
-/// let a hostile upload exhaust the node. Fuzzing builds accept far less so that inputs
-/// that reach the key derivation stay fast (the bound itself is what is tested there).
-pub const MAX_WORK_FACTOR: u8 = if cfg!(fuzzing) { 4 } else { 20 };
+/// Largest scrypt work factor accepted on import: the factory's own ([`EXPORT_WORK_FACTOR`],
+/// 256 MiB). An archive may not ask the node for more memory and time than an archive
+/// this product writes needs: every step up doubles both, and the console's upload is
+/// reachable from the network. Fuzzing builds accept far less so that inputs that reach
+/// the key derivation stay fast (the bound itself is what is tested there).
+pub const MAX_WORK_FACTOR: u8 = if cfg!(fuzzing) { 4 } else { EXPORT_WORK_FACTOR };
 
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 /// The product string written into the manifest and the archive name.
@@ -232,21 +234,21 @@ pub fn rfc3339(unix: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// Unix seconds → (year, month, day, hour, minute, second), proleptic Gregorian, UTC.
-fn civil(unix: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Days-to-civil for non-negative day counts (after Howard Hinnant's public algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+/// Unix seconds → (year, month, day, hour, minute, second), UTC. Times beyond the
+/// calendar's range (year 9999) show as its end.
+fn civil(unix: u64) -> (i32, u8, u8, u8, u8, u8) {
+    let t = i64::try_from(unix)
+        .ok()
+        .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+        .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
+    (
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    )
 }
 
 fn is_rfc3339_utc(s: &str) -> bool {
@@ -978,5 +980,32 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert!(is_rfc3339_utc(&rfc3339(4_102_444_800)));
         assert!(!is_rfc3339_utc("2007-05-10 17:43:09"));
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn archives_asking_for_more_work_than_the_factory_are_refused() {
+        let cfg = crate::init::new_cluster(&crate::init::InitOptions::default())
+            .unwrap()
+            .0;
+        let opts = |work_factor| ExportOptions {
+            passphrase: Some("passphrase".into()),
+            created_unix: 0,
+            work_factor,
+        };
+        assert!(matches!(
+            export(&cfg, &opts(EXPORT_WORK_FACTOR + 1)),
+            Err(ExportError::WorkFactor(_))
+        ));
+        // The work factor is in the archive's header, read before any work is done:
+        // one above the factory's is refused without a key derivation.
+        let bytes = export(&cfg, &opts(10)).unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let line_end = text.find(" 10\n").expect("the scrypt stanza");
+        let mut hostile = bytes.clone();
+        hostile.splice(line_end..line_end + 3, b" 19".iter().copied());
+        let e = read_archive(&hostile, Some("passphrase")).unwrap_err();
+        assert!(e.to_string().contains("work factor 19 is too high"), "{e}");
+        assert!(read_archive(&bytes, Some("passphrase")).is_ok());
     }
 }

@@ -180,20 +180,33 @@ pub struct HeartbeatConfig {
     pub external: PathConfig,
 }
 
+/// Default interval between heartbeats (the manual's).
+pub const DEFAULT_KEEPALIVE: Millis = Millis::from_secs(5);
+/// Default silence after which a late heartbeat is reported.
+pub const DEFAULT_WARNTIME: Millis = Millis::from_secs(10);
+/// Default silence on every path after which the peer is dead (the manual's).
+pub const DEFAULT_DEADTIME: Millis = Millis::from_secs(60);
+/// Default deadtime right after start-up.
+pub const DEFAULT_INITDEAD: Millis = Millis::from_secs(120);
+/// Default UDP port of the heartbeat.
+pub const DEFAULT_UDP_PORT: u16 = 694;
+/// Default line speed of the serial heartbeat.
+pub const DEFAULT_BAUD: u32 = 19200;
+
 fn default_keepalive() -> Millis {
-    Millis::from_secs(5)
+    DEFAULT_KEEPALIVE
 }
 fn default_warntime() -> Millis {
-    Millis::from_secs(10)
+    DEFAULT_WARNTIME
 }
 fn default_deadtime() -> Millis {
-    Millis::from_secs(60)
+    DEFAULT_DEADTIME
 }
 fn default_initdead() -> Millis {
-    Millis::from_secs(120)
+    DEFAULT_INITDEAD
 }
 fn default_udp_port() -> Port {
-    Port::try_from(694).expect("built-in constant is valid")
+    Port::try_from(DEFAULT_UDP_PORT).expect("built-in constant is valid")
 }
 fn default_true() -> bool {
     true
@@ -275,7 +288,7 @@ fn default_serial_device() -> DevicePath {
     "/dev/ttyS1".parse().expect("built-in constant is valid")
 }
 fn default_baud() -> Baud {
-    Baud::try_from(19200).expect("built-in constant is valid")
+    Baud::try_from(DEFAULT_BAUD).expect("built-in constant is valid")
 }
 
 impl Default for SerialPathConfig {

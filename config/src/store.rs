@@ -641,6 +641,20 @@ pub fn import_archive(
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let contents = archive::read_archive(bytes, passphrase).map_err(ImportError::Refused)?;
+    import_contents(contents, store, opts)
+}
+
+/// As [`import_archive`], for an archive already read (decrypted and checked) with
+/// [`archive::read_archive`]: a caller that checks an archive first and stages it later
+/// decrypts it once.
+///
+/// # Errors
+/// See [`import_archive`].
+pub fn import_contents(
+    contents: archive::ArchiveContents,
+    store: &Store,
+    opts: &ImportOptions,
+) -> Result<ImportReport, ImportError> {
     // A dry run writes nothing, so it need not wait for (or hold up) a running import.
     let lock = match opts.mode {
         ImportMode::DryRun => None,

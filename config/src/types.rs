@@ -37,57 +37,7 @@ macro_rules! string_serde {
     };
 }
 
-/// One of the two nodes of the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeId {
-    /// The first node (`node1`).
-    Node1,
-    /// The second node (`node2`).
-    Node2,
-}
-
-impl NodeId {
-    /// Both nodes, in order.
-    pub const ALL: [NodeId; 2] = [NodeId::Node1, NodeId::Node2];
-
-    /// The other node.
-    #[must_use]
-    pub fn peer(self) -> NodeId {
-        match self {
-            NodeId::Node1 => NodeId::Node2,
-            NodeId::Node2 => NodeId::Node1,
-        }
-    }
-
-    /// `"node1"` or `"node2"`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeId::Node1 => "node1",
-            NodeId::Node2 => "node2",
-        }
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NodeId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "node1" => Ok(NodeId::Node1),
-            "node2" => Ok(NodeId::Node2),
-            _ => Err(format!(
-                "{s:?} is not a node name (expected node1 or node2)"
-            )),
-        }
-    }
-}
+pub use tandem_proto::NodeId;
 
 /// A duration in whole milliseconds, written `"500ms"`, `"5s"` or `"2m"` in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -459,10 +459,15 @@ impl ApplianceConfig {
                         format!("{} is a node's own address (expected the BMC's)", b.address),
                     );
                 }
-                if !matches!(b.cipher_suite, 0..=3 | 6..=8 | 11 | 12 | 15..=17) {
+                // The fencing client speaks suite 3 only: a configuration that names
+                // another would be accepted and then fail when a fence is needed.
+                if b.cipher_suite != 3 {
                     c.fail(
                         format!("fencing.{id}.cipher-suite"),
-                        format!("{} is not an IPMI cipher suite", b.cipher_suite),
+                        format!(
+                            "{} is not supported: the BMC client speaks cipher suite 3 only (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)",
+                            b.cipher_suite
+                        ),
                     );
                 }
             }

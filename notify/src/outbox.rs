@@ -248,18 +248,6 @@ impl Outbox {
     }
 }
 
-/// The error and all its causes on one line, for the stored `last_error`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// Sends every due message once; failures stay queued with their error.
 ///
 /// # Errors
@@ -277,7 +265,7 @@ pub fn run_once(
                 report.delivered.push(m.id);
             }
             Err(e) => {
-                let text = chain(&e);
+                let text = tandem_api::error_chain(&e);
                 outbox.mark_failed(m.id, now, &text)?;
                 report.failed.push((m.id, text));
             }

@@ -16,34 +16,23 @@ impl UnixSecs {
 }
 
 impl fmt::Display for UnixSecs {
-    /// `2026-11-25 06:24:34 UTC`.
+    /// `2026-11-25 06:24:34 UTC` (times past year 9999 show as its end).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = self.0 / 86_400;
-        let rem = self.0 % 86_400;
-        let (y, m, d) = civil_from_days(days);
+        let t = i64::try_from(self.0)
+            .ok()
+            .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+            .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
         write!(
             f,
-            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
         )
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (the well-known era-based algorithm: 400-year eras of 146097 days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Identifies a message in the outbox (its file is `msg-<id>.json`).

@@ -1,12 +1,13 @@
 //! The local console screen (R2.2, R13.1) without IO: what the screen shows, and the
 //! menu as a state machine fed with the lines the operator types. `tandem-console` does
-//! the IO: the terminal (echo off for passwords), clusterd's control API, the addresses,
-//! the password file, the web console's process.
+//! the IO: the terminal (echo off for passwords), clusterd's control API (status, the
+//! web console's login lockout, setting the console password, lifting the lockout),
+//! the addresses, the web console's process.
 
 use std::fmt;
 
-pub use tandem_runtime::control::StatusJson as Status;
-use tandem_runtime::control::{API_VERSION, Response};
+pub use tandem_api::StatusJson as Status;
+use tandem_api::{Lockout, LockoutScope, MIN_PASSWORD};
 
 use crate::banner;
 
@@ -21,27 +22,18 @@ pub struct Port {
     pub addresses: Vec<String>,
 }
 
-/// The `status` request line of control API version 1.
-pub const STATUS_REQUEST: &str = "{\"version\":1,\"request\":\"status\"}\n";
-
-/// Reads clusterd's answer to [`STATUS_REQUEST`].
-///
-/// # Errors
-/// Not JSON, another API version, a refusal, or no status in it.
-pub fn parse_status(line: &str) -> Result<Status, String> {
-    let r: Response =
-        serde_json::from_str(line).map_err(|e| format!("unreadable status answer: {e}"))?;
-    if r.version != API_VERSION {
-        return Err(format!(
-            "control API version {} (expected {API_VERSION})",
-            r.version
-        ));
-    }
-    if !r.ok {
-        return Err(r.error.unwrap_or_else(|| "status refused".into()));
-    }
-    r.status
-        .ok_or_else(|| "status answer without status".into())
+/// The line for a login lockout of the web console.
+#[must_use]
+pub fn lockout_line(l: &Lockout) -> String {
+    let who = match &l.scope {
+        LockoutScope::Address(a) => format!("from {a}"),
+        LockoutScope::Everyone => "from every address".to_owned(),
+    };
+    format!(
+        "Web login: LOCKED {who} after {} failed logins ({} min left; 4 lifts it)",
+        l.failures,
+        l.seconds_left.div_ceil(60)
+    )
 }
 
 /// The health lines for the screen from clusterd's status.
@@ -103,14 +95,17 @@ pub struct Screen {
     pub configured: bool,
     /// Whether an admin password was set on this console.
     pub password_set: bool,
+    /// The web console's login lockout, when logins are locked.
+    pub lockout: Option<Lockout>,
 }
 
 /// The menu's choices and question, at the bottom of the screen.
 pub const MENU: &str = "    1  Reset the admin password of the web console\r\n\
                         \x20   2  Show the recovery network\r\n\
-                        \x20   3  Restart the web console\r\n";
+                        \x20   3  Restart the web console\r\n\
+                        \x20   4  Lift the web console's login lockout\r\n";
 /// The menu's question.
-pub const CHOOSE: &str = "    Choose 1, 2 or 3 and press Enter: ";
+pub const CHOOSE: &str = "    Choose 1, 2, 3 or 4 and press Enter: ";
 
 fn link_text(p: &Port) -> String {
     match p.link.as_str() {
@@ -138,6 +133,9 @@ pub fn render(s: &Screen) -> String {
             }
         }
         None => o.push_str("    Health:    cluster daemon not running\r\n"),
+    }
+    if let Some(l) = &s.lockout {
+        o.push_str(&format!("    {}\r\n", lockout_line(l)));
     }
     if s.configured {
         o.push_str(&format!(
@@ -230,6 +228,7 @@ enum Step {
     Repeat(Secret),
     ConfirmPassword(Secret),
     ConfirmRestart,
+    ConfirmLift,
     /// An effect runs; its result comes as [`Input::Done`].
     Busy,
 }
@@ -261,6 +260,8 @@ pub enum Output {
     SetPassword(Secret),
     /// Restart the web console, then report with [`Input::Done`].
     RestartWeb,
+    /// Lift the web console's login lockout, then report with [`Input::Done`].
+    LiftLockout,
 }
 
 /// The console menu: sans-IO, one [`Input`] in, the [`Output`]s to carry out back.
@@ -336,8 +337,7 @@ impl Menu {
                     let mut text = format!(
                         "\r\n    New admin password for the web console of {} (at least {} characters;\r\n\
                          \x20   not shown while typed; empty to cancel): ",
-                        self.node,
-                        crate::admin::MIN_LEN
+                        self.node, MIN_PASSWORD
                     );
                     if configured {
                         text = format!(
@@ -362,9 +362,16 @@ impl Menu {
                         true,
                     )]
                 }
+                "4" => {
+                    self.step = Step::ConfirmLift;
+                    vec![prompt(
+                        "\r\n    Lift the web console's login lockout and forget every failed login? [y/N]: ",
+                        true,
+                    )]
+                }
                 other => vec![
                     Output::Print(format!(
-                        "\r\n    Unknown choice {other:?}: type 1, 2 or 3 and press Enter.\r\n"
+                        "\r\n    Unknown choice {other:?}: type 1, 2, 3 or 4 and press Enter.\r\n"
                     )),
                     choose(),
                 ],
@@ -376,11 +383,11 @@ impl Menu {
                         choose(),
                     ];
                 }
-                if l.chars().count() < crate::admin::MIN_LEN {
+                if l.chars().count() < MIN_PASSWORD {
                     return vec![
                         Output::Print(format!(
                             "\r\n    Too short: at least {} characters. Nothing was changed.\r\n\r\n",
-                            crate::admin::MIN_LEN
+                            MIN_PASSWORD
                         )),
                         choose(),
                     ];
@@ -419,6 +426,17 @@ impl Menu {
                         Output::Print("\r\n    Cancelled; nothing was changed.\r\n\r\n".into()),
                         choose(),
                     ]
+                }
+            }
+            (Step::ConfirmLift, Input::Line(l)) => {
+                if yes(&l) {
+                    self.step = Step::Busy;
+                    vec![
+                        Output::Print("    Lifting the login lockout ...\r\n".into()),
+                        Output::LiftLockout,
+                    ]
+                } else {
+                    vec![Output::Print("\r\n    Cancelled.\r\n\r\n".into()), choose()]
                 }
             }
             (Step::ConfirmRestart, Input::Line(l)) => {
@@ -595,6 +613,7 @@ mod tests {
             fingerprint: "AB:CD".into(),
             configured: false,
             password_set: false,
+            lockout: None,
         }
     }
 
@@ -611,7 +630,7 @@ mod tests {
             "               eth1: link down - is the cable plugged in?\r\n",
             "    HTTPS certificate SHA-256:\r\n      AB:CD\r\n",
             "    1  Reset the admin password",
-            "    3  Restart the web console\r\n",
+            "    4  Lift the web console's login lockout\r\n",
         ] {
             assert!(t.contains(want), "{want:?} not in\n{t}");
         }
@@ -626,8 +645,8 @@ mod tests {
 
     #[test]
     fn status_from_clusterd_becomes_health_lines() {
-        let line = r#"{"version":1,"ok":true,"status":{"node":"node1","role":"active","resources":"running","resource_chain":[],"waiting":null,"data_good":true,"peer":{"node":"node2","alive":false,"role":null,"resources":null,"data_good":false,"ping_reach":null,"config_matches":null},"paths":[{"path":"serial","enabled":true,"state":"down","last_heard_ms_ago":null},{"path":"internal","enabled":true,"state":"up","last_heard_ms_ago":10}],"ping_nodes":[],"counters":{"accepted":1,"bad_mac":0,"malformed":0,"replayed":0,"misdirected":0,"line_noise":0,"config_mismatch":0,"bad_requests":0},"warnings":["a","b"],"hardware":{"state":"ok","problems":0,"pending":0,"text":"all sensors ok"},"replication":"Connected Primary/Secondary"}}"#;
-        let st = parse_status(line).expect("status");
+        let json = r#"{"node":"node1","role":"active","resources":"running","resource_chain":[],"waiting":null,"data_good":true,"peer":{"node":"node2","alive":false,"role":null,"resources":null,"data_good":false,"ping_reach":null,"config_matches":null},"paths":[{"path":"serial","enabled":true,"state":"down","last_heard_ms_ago":null},{"path":"internal","enabled":true,"state":"up","last_heard_ms_ago":10}],"ping_nodes":[],"counters":{"accepted":1,"bad_mac":0,"malformed":0,"replayed":0,"misdirected":0,"line_noise":0,"config_mismatch":0,"bad_requests":0},"warnings":["a","b"],"hardware":{"state":"ok","problems":0,"pending":0,"text":"all sensors ok"},"replication":"Connected Primary/Secondary"}"#;
+        let st: Status = serde_json::from_str(json).expect("status");
         assert_eq!(st.role, "active");
         let h = health(&st);
         assert_eq!(
@@ -640,12 +659,28 @@ mod tests {
                 "Warnings:  a (and 1 more: tandem status)",
             ]
         );
-        assert!(
-            parse_status(r#"{"version":1,"ok":false,"error":"busy"}"#)
-                .unwrap_err()
-                .contains("busy")
-        );
-        assert!(parse_status(r#"{"version":2,"ok":true}"#).is_err());
-        assert!(parse_status("garbage").is_err());
+    }
+
+    #[test]
+    fn a_lockout_shows_and_item_four_lifts_it() {
+        let mut s = screen();
+        s.lockout = Some(Lockout {
+            scope: LockoutScope::Address("192.168.100.100".parse().unwrap()),
+            failures: 12,
+            seconds_left: 600,
+        });
+        assert!(render(&s).contains(
+            "    Web login: LOCKED from 192.168.100.100 after 12 failed logins (10 min left; 4 lifts it)\r\n"
+        ));
+        let mut m = menu();
+        let out = m.handle(line("4"), false);
+        assert!(printed(&out).contains("Lift the web console's login lockout"));
+        let out = m.handle(line("y"), false);
+        assert_eq!(out.last(), Some(&Output::LiftLockout));
+        let out = m.handle(Input::Done(Ok("Logins are open again.".into())), false);
+        assert!(printed(&out).contains("Logins are open again."));
+        let _ = m.handle(line("4"), false);
+        let out = m.handle(line("n"), false);
+        assert!(printed(&out).contains("Cancelled"));
     }
 }

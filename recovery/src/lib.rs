@@ -5,30 +5,30 @@
 //! configuration archive and activate it, R3.3–R3.5) and cluster (the management pages
 //! of R9). Every page is in German and English ([`i18n`]).
 //!
-//! Privilege separation ([`helper`]): `tandem-web serve` binds its ports and reads its
-//! TLS key as root, then forks. The child drops to the unprivileged `tandem-web` user
-//! (uid/gid 101, provided by the system image) before it reads a single request and
-//! serves HTTP; the root parent executes only a closed set of typed calls (check or
-//! stage an archive, start and follow the activation job, check the management
-//! password, read the configured values without secrets, list this node's VEs, export
-//! the archive, signal init to restart or power off the node, list the OS templates,
-//! start and follow the installation of VE 101 in the background, back up the OS
-//! template cache, change settings on both nodes). Cluster
-//! state and the switchover go to clusterd's control socket, which admits the
-//! `tandem-web` group when clusterd runs with `--control-group 101`.
+//! Privilege: `tandem-web serve` binds its ports and reads its TLS key as root, then
+//! drops to the unprivileged `tandem-web` user (uid/gid 101, provided by the system
+//! image) before it reads a single request. It holds no privileged helper of its own:
+//! everything it shows or changes is a typed request to clusterd's control API
+//! (`tandem_api`), carrying the token of the session clusterd opened at login; clusterd
+//! checks it on every request, counts failed logins, and ends sessions. The web process
+//! parses HTTP, forms and uploads and renders pages; it never sees a password hash or
+//! the cluster's keys (it does hold the HTTPS key in memory: it terminates TLS).
 //!
-//! Not done yet: updates, and the other node's kernel and management version on the
-//! Home page. The backup of the template cache runs inside its call:
-//! while it copies, other calls to the privileged side wait.
+//! The local console screen ([`console`]) runs as root on the node's terminals and asks
+//! clusterd the same way (as root, without a session).
+//!
+//! Not done yet: updates.
 
-pub mod admin;
+pub mod app;
 pub mod banner;
-pub mod change;
 pub mod cluster;
 pub mod console;
-pub mod helper;
 pub mod i18n;
-pub mod job;
+pub mod listen;
+pub mod login;
+pub mod page;
 pub mod recovery_pages;
+pub mod refusal;
 pub mod tls;
+pub mod visit;
 pub mod web;

@@ -3,29 +3,30 @@
 //! the latter confirmed by typing the cluster name), and follow the activation on a page
 //! that reloads itself (no JavaScript).
 //!
-//! The checked archive stays in the session (in the unprivileged process's memory) until
-//! activation; activation hands it to the privileged side, which checks it again,
-//! stages it and starts `tandem activate`. A refused upload or activation changes
-//! nothing.
+//! clusterd checks the upload (decrypting it once) and keeps the checked archive for
+//! the session that uploaded it; activation stages that copy and runs the activation in
+//! clusterd, whose typed progress this page shows in the operator's language. A refused
+//! upload or activation changes nothing.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Form, Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-
-use crate::helper::{Call, Refusal, Reply};
-use crate::i18n::Lang;
-use crate::job::{DataChoice, JobState, JobView};
-use crate::web::{
-    App, Auth, Checked, Frame, UPLOAD_LIMIT, auth, csrf_message, error_p, esc, page, same,
+use tandem_api::{
+    ActivationEvent, ActivationView, ArchiveSummary, DataChoice, JobState, Reply, Request,
 };
 
-/// The text `tandem activate` prints while the other node is missing (R3.5).
-pub const PEER_MISSING: &str = "continue activation on the other node or check the crossover cable";
+use crate::app::App;
+use crate::i18n::Lang;
+use crate::login::same;
+use crate::page::{Frame, csrf_message, error_p, esc, page};
+use crate::refusal::{problems_html, refusal_html};
+use crate::visit::{Posted, Recovery, Visit};
+use crate::web::UPLOAD_LIMIT;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -39,38 +40,24 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/progress", get(progress))
 }
 
-/// A recovery-mode session, or where to go instead.
-fn recovery_auth(app: &App, headers: &HeaderMap) -> Result<Auth, Redirect> {
-    let a = auth(app, headers)?;
-    if a.cluster {
-        return Err(Redirect::to("/home"));
-    }
-    Ok(a)
-}
-
-fn frame<'a>(app: &'a App, lang: Lang, path: &'a str, a: &'a Auth) -> Frame<'a> {
+fn frame<'a>(app: &'a App, path: &'a str, v: &'a Visit) -> Frame<'a> {
     Frame {
-        lang,
+        lang: v.lang,
         node: &app.node,
         path,
-        csrf: Some(&a.csrf),
+        csrf: Some(v.csrf.as_str()),
         cluster_menu: false,
         refresh: None,
     }
 }
 
-fn summary_html(lang: Lang, c: &Checked) -> String {
-    let s = &c.summary;
+fn summary_html(lang: Lang, s: &ArchiveSummary) -> String {
     let nodes: String = s
         .nodes
         .iter()
         .map(|(n, h, a)| format!("<li>{}: {}, {}</li>", esc(n), esc(h), esc(a)))
         .collect();
-    let warnings: String = s
-        .warnings
-        .iter()
-        .map(|w| format!("<p class=\"warn\">{}</p>", esc(w)))
-        .collect();
+    let warnings = crate::page::warnings_html(&s.warnings);
     let enc = if s.encrypted {
         lang.t("encrypted", "verschlüsselt")
     } else {
@@ -94,8 +81,8 @@ fn summary_html(lang: Lang, c: &Checked) -> String {
     )
 }
 
-fn activate_form(lang: Lang, csrf: &str, c: &Checked) -> String {
-    let name = esc(&c.summary.cluster_name);
+fn activate_form(lang: Lang, csrf: &str, s: &ArchiveSummary) -> String {
+    let name = esc(&s.cluster_name);
     format!(
         "<h2>{h}</h2><form method=\"post\" action=\"/activate\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -133,15 +120,22 @@ fn activate_form(lang: Lang, csrf: &str, c: &Checked) -> String {
 
 /// The upload page with `message` on top, the upload form, and the checked archive's
 /// activation form when there is one.
-fn upload_view(app: &App, lang: Lang, a: &Auth, status: StatusCode, message: &str) -> Response {
-    let checked = app.with_session(&a.id, |s| s.checked.clone()).flatten();
+fn upload_view(
+    app: &App,
+    v: &Visit,
+    checked: Option<&ArchiveSummary>,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let lang = v.lang;
+    let csrf = v.csrf.as_str();
     let activate = checked
         .as_ref()
         .map(|c| {
             format!(
                 "{}{}<hr>",
                 summary_html(lang, c),
-                activate_form(lang, &a.csrf, c)
+                activate_form(lang, csrf, c)
             )
         })
         .unwrap_or_default();
@@ -156,7 +150,7 @@ fn upload_view(app: &App, lang: Lang, a: &Auth, status: StatusCode, message: &st
             "This node runs in recovery mode. Upload the cluster configuration archive (<code>tkcluster_*.tar</code>) downloaded from the running cluster, then activate it.",
             "Dieser Knoten läuft im Wiederherstellungsmodus. Laden Sie das Konfigurationsarchiv des Clusters (<code>tkcluster_*.tar</code>) hoch, das vom laufenden Cluster heruntergeladen wurde, und aktivieren Sie es dann."
         ),
-        csrf = esc(&a.csrf),
+        csrf = esc(csrf),
         archive = lang.t("Archive", "Archiv"),
         pass = lang.t("Passphrase", "Passphrase"),
         go = lang.t("Upload and check", "Hochladen und prüfen"),
@@ -165,159 +159,35 @@ fn upload_view(app: &App, lang: Lang, a: &Auth, status: StatusCode, message: &st
         "Upload the cluster configuration",
         "Clusterkonfiguration hochladen",
     );
-    (
-        status,
-        Html(page(&frame(app, lang, "/upload", a), title, &body)),
-    )
-        .into_response()
+    (status, Html(page(&frame(app, "/upload", v), title, &body))).into_response()
 }
 
-async fn upload_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match recovery_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
+/// The archive this session checked last, as clusterd keeps it.
+async fn checked(app: &Arc<App>, v: &Visit) -> Option<ArchiveSummary> {
+    match app.ask(Some(&v.token), Request::CheckedArchive).await {
+        Ok(Reply::Checked(s)) => Some(s),
+        _ => None,
+    }
+}
+
+async fn upload_page(State(app): State<Arc<App>>, Recovery(v): Recovery) -> Response {
     if app.configured().await {
-        let msg = error_p(lang.t(
+        let msg = error_p(v.lang.t(
             "This node is configured: the recovery pages are closed. Log in again with the management password.",
             "Dieser Knoten ist konfiguriert: Die Wiederherstellungsseiten sind geschlossen. Melden Sie sich erneut mit dem Verwaltungspasswort an.",
         ));
-        return upload_view(&app, lang, &a, StatusCode::CONFLICT, &msg);
+        return upload_view(&app, &v, None, StatusCode::CONFLICT, &msg);
     }
-    upload_view(&app, lang, &a, StatusCode::OK, "")
+    let c = checked(&app, &v).await;
+    upload_view(&app, &v, c.as_ref(), StatusCode::OK, "")
 }
 
-fn problems_html(lang: Lang, problems: &[String]) -> String {
-    let items: String = problems
-        .iter()
-        .map(|p| format!("<li>{}</li>", esc(p)))
-        .collect();
-    format!(
-        "{}<ul>{items}</ul>",
-        error_p(lang.t(
-            "The archive was refused. Nothing was changed.",
-            "Das Archiv wurde abgelehnt. Es wurde nichts geändert."
-        ))
-    )
-}
-
-/// A refusal of the privileged side, in the operator's language.
-pub(crate) fn refusal_html(lang: Lang, r: &Refusal) -> (StatusCode, String) {
-    match r {
-        Refusal::Archive(ps) => (StatusCode::BAD_REQUEST, problems_html(lang, ps)),
-        Refusal::Configured => (
-            StatusCode::CONFLICT,
-            error_p(lang.t(
-                "This node is already configured: activation is only for a node in recovery mode. Nothing was changed.",
-                "Dieser Knoten ist bereits konfiguriert: Aktivieren ist nur im Wiederherstellungsmodus möglich. Es wurde nichts geändert.",
-            )),
-        ),
-        Refusal::NotConfigured => (
-            StatusCode::CONFLICT,
-            error_p(lang.t(
-                "This node is not configured yet.",
-                "Dieser Knoten ist noch nicht konfiguriert.",
-            )),
-        ),
-        Refusal::Running => (
-            StatusCode::CONFLICT,
-            format!(
-                "{}<p><a href=\"/progress\">{}</a></p>",
-                error_p(lang.t(
-                    "An activation is already running. Nothing was changed.",
-                    "Eine Aktivierung läuft bereits. Es wurde nichts geändert.",
-                )),
-                lang.t("Show its progress", "Fortschritt anzeigen")
-            ),
-        ),
-        Refusal::NameMismatch { expected } => (
-            StatusCode::BAD_REQUEST,
-            error_p(&lang.f(
-                format!("To destroy the data, type the cluster name exactly as shown: {expected}. Nothing was changed."),
-                format!("Um die Daten zu löschen, geben Sie den Clusternamen genau wie angezeigt ein: {expected}. Es wurde nichts geändert."),
-            )),
-        ),
-        Refusal::NoDataArea => (
-            StatusCode::OK,
-            format!(
-                "<p class=\"note\">{}</p>",
-                lang.t(
-                    "The data area /vz is not mounted on this node: the VEs run on the active node. Open the console there to see them.",
-                    "Der Datenbereich /vz ist auf diesem Knoten nicht eingehängt: Die VEs laufen auf dem aktiven Knoten. Öffnen Sie dort die Konsole, um sie zu sehen.",
-                )
-            ),
-        ),
-        Refusal::NoVe101 => (
-            StatusCode::CONFLICT,
-            error_p(lang.t(
-                "The configuration has no VE 101 (ves.ve101 with host name and address). Nothing was changed. Add it to the configuration and import it on both nodes first.",
-                "Die Konfiguration enthält keine VE 101 (ves.ve101 mit Hostname und Adresse). Es wurde nichts geändert. Nehmen Sie sie zuerst in die Konfiguration auf und importieren Sie diese auf beiden Knoten.",
-            )),
-        ),
-        Refusal::BadTemplate { name, available } => (
-            StatusCode::BAD_REQUEST,
-            error_p(&lang.f(
-                format!(
-                    "There is no OS template {name:?} to choose. Nothing was changed. Choose one of the list: {}.",
-                    available.join(", ")
-                ),
-                format!(
-                    "Eine OS-Vorlage {name:?} steht nicht zur Wahl. Es wurde nichts geändert. Wählen Sie eine aus der Liste: {}.",
-                    available.join(", ")
-                ),
-            )),
-        ),
-        Refusal::VeExists(id) => (
-            StatusCode::CONFLICT,
-            error_p(&lang.f(
-                format!("VE {id} exists already (its file or its root filesystem is there). Nothing was changed. The VE list shows its state."),
-                format!("VE {id} gibt es bereits (ihre Datei oder ihr Wurzeldateisystem ist vorhanden). Es wurde nichts geändert. Die VE-Liste zeigt ihren Zustand."),
-            )),
-        ),
-        Refusal::InstallRunning => (
-            StatusCode::CONFLICT,
-            format!(
-                "{}<p><a href=\"{}\">{}</a></p>",
-                error_p(lang.t(
-                    "An installation of VE 101 is already running. Nothing else was started.",
-                    "Eine Installation von VE 101 läuft bereits. Es wurde nichts weiteres gestartet.",
-                )),
-                crate::cluster::INSTALL_PROGRESS,
-                lang.t("Show its progress", "Fortschritt anzeigen")
-            ),
-        ),
-        Refusal::BadSecret => (
-            StatusCode::BAD_REQUEST,
-            error_p(&lang.f(
-                format!(
-                    "The passphrase must have {} to {} characters. Nothing was changed.",
-                    crate::helper::MIN_EXPORT_PASSPHRASE,
-                    crate::helper::MAX_SECRET
-                ),
-                format!(
-                    "Die Passphrase muss {} bis {} Zeichen haben. Es wurde nichts geändert.",
-                    crate::helper::MIN_EXPORT_PASSPHRASE,
-                    crate::helper::MAX_SECRET
-                ),
-            )),
-        ),
-        Refusal::Failed(m) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            error_p(&lang.f(
-                format!("{m}. Nothing was changed; try again, and if it persists restart the node."),
-                format!("{m}. Es wurde nichts geändert; versuchen Sie es erneut und starten Sie den Knoten neu, wenn der Fehler bleibt."),
-            )),
-        ),
-    }
-}
-
-async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multipart) -> Response {
-    let a = match recovery_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
+async fn upload(
+    State(app): State<Arc<App>>,
+    Recovery(v): Recovery,
+    mut form: Multipart,
+) -> Response {
+    let lang = v.lang;
     let too_large = || {
         lang.f(
             format!(
@@ -339,7 +209,7 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
                     Ok(b) => b,
                     Err(e) => {
                         let msg = problems_html(lang, &[too_large()]);
-                        return upload_view(&app, lang, &a, e.status(), &msg);
+                        return upload_view(&app, &v, None, e.status(), &msg);
                     }
                 };
                 match name.as_str() {
@@ -353,13 +223,14 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
             Err(e) => {
                 // 413 when the body limit cut it off, 400 for a broken form.
                 let msg = problems_html(lang, &[too_large()]);
-                return upload_view(&app, lang, &a, e.status(), &msg);
+                return upload_view(&app, &v, None, e.status(), &msg);
             }
         }
     }
-    if !token.is_some_and(|t| same(&t, &a.csrf)) {
+    if !token.is_some_and(|t| same(&t, v.csrf.as_str())) {
         let msg = error_p(csrf_message(lang));
-        return upload_view(&app, lang, &a, StatusCode::FORBIDDEN, &msg);
+        let c = checked(&app, &v).await;
+        return upload_view(&app, &v, c.as_ref(), StatusCode::FORBIDDEN, &msg);
     }
     let Some(archive) = archive.filter(|a| !a.is_empty()) else {
         let msg = problems_html(
@@ -371,47 +242,39 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, mut form: Multi
                 )
                 .to_owned()],
         );
-        return upload_view(&app, lang, &a, StatusCode::BAD_REQUEST, &msg);
+        return upload_view(&app, &v, None, StatusCode::BAD_REQUEST, &msg);
     };
     let passphrase = passphrase.filter(|p| !p.is_empty());
-    let archive = Arc::new(archive);
-    let call = Call::Check {
-        passphrase: passphrase.clone(),
+    let req = Request::CheckArchive {
+        passphrase: passphrase.map(Into::into),
     };
-    match app.ask(call, archive.to_vec()).await.0 {
-        Reply::Checked(summary) => {
-            let checked = Checked {
-                archive,
-                passphrase,
-                summary,
-            };
-            app.with_session(&a.id, |s| s.checked = Some(checked));
-            upload_view(&app, lang, &a, StatusCode::OK, "")
+    match app.ask_with(Some(&v.token), req, archive).await {
+        Ok((Reply::Checked(summary), _)) => {
+            upload_view(&app, &v, Some(&summary), StatusCode::OK, "")
         }
-        Reply::Refused(r) => {
-            // A refused upload also forgets an earlier checked archive: what is shown
-            // for activation is always the last upload.
-            app.with_session(&a.id, |s| s.checked = None);
+        // A refused upload also forgets an earlier checked archive (clusterd does):
+        // what is shown for activation is always the last upload.
+        Ok((Reply::Refused(r), _)) => {
             let (status, msg) = refusal_html(lang, &r);
-            upload_view(&app, lang, &a, status, &msg)
+            upload_view(&app, &v, None, status, &msg)
         }
-        other => unexpected(&app, lang, &a, &other),
+        Ok((other, _)) => unexpected(&app, &v, &format!("{other:?}")),
+        Err(e) => unexpected(&app, &v, &e.0),
     }
 }
 
-fn unexpected(app: &App, lang: Lang, a: &Auth, reply: &Reply) -> Response {
+fn unexpected(app: &App, v: &Visit, what: &str) -> Response {
+    let lang = v.lang;
     let msg = error_p(&lang.f(
-        format!("The privileged side answered something unexpected ({reply:?}). Nothing was changed."),
-        format!("Die privilegierte Seite hat unerwartet geantwortet ({reply:?}). Es wurde nichts geändert."),
+        format!("The cluster daemon answered unexpectedly or not at all ({what}). Nothing was changed."),
+        format!("Der Clusterdienst hat unerwartet oder gar nicht geantwortet ({what}). Es wurde nichts geändert."),
     ));
-    upload_view(app, lang, a, StatusCode::INTERNAL_SERVER_ERROR, &msg)
+    upload_view(app, v, None, StatusCode::INTERNAL_SERVER_ERROR, &msg)
 }
 
 /// The activation form.
 #[derive(Debug, Deserialize)]
 pub struct ActivateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     choice: String,
     #[serde(default)]
@@ -420,50 +283,79 @@ pub struct ActivateForm {
 
 async fn activate(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(form): Form<ActivateForm>,
+    Posted {
+        visit: Recovery(v),
+        form,
+    }: Posted<Recovery, ActivateForm>,
 ) -> Response {
-    let a = match recovery_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(&headers);
-    if !same(&form.csrf, &a.csrf) {
-        let msg = error_p(csrf_message(lang));
-        return upload_view(&app, lang, &a, StatusCode::FORBIDDEN, &msg);
-    }
+    let lang = v.lang;
+    let c = checked(&app, &v).await;
     let Some(choice) = DataChoice::from_form(&form.choice) else {
         let msg = error_p(lang.t(
             "Choose one of the two ways to activate: fetch the data from the other node, or destroy all data on the replicated device. Nothing was changed.",
             "Wählen Sie eine der beiden Arten der Aktivierung: Daten vom anderen Knoten holen oder alle Daten auf dem replizierten Gerät löschen. Es wurde nichts geändert.",
         ));
-        return upload_view(&app, lang, &a, StatusCode::BAD_REQUEST, &msg);
+        return upload_view(&app, &v, c.as_ref(), StatusCode::BAD_REQUEST, &msg);
     };
-    let Some(checked) = app.with_session(&a.id, |s| s.checked.clone()).flatten() else {
-        let msg = error_p(lang.t(
-            "Upload and check the configuration archive first. Nothing was changed.",
-            "Laden Sie zuerst das Konfigurationsarchiv hoch und lassen Sie es prüfen. Es wurde nichts geändert.",
-        ));
-        return upload_view(&app, lang, &a, StatusCode::BAD_REQUEST, &msg);
-    };
-    let call = Call::Activate {
-        passphrase: checked.passphrase.clone(),
+    let req = Request::Activate {
         choice,
         confirm_name: form.confirm,
     };
-    match app.ask(call, checked.archive.to_vec()).await.0 {
-        Reply::Started => Redirect::to("/progress").into_response(),
-        Reply::Refused(r) => {
+    match app.ask(Some(&v.token), req).await {
+        Ok(Reply::ActivationStarted) => Redirect::to("/progress").into_response(),
+        Ok(Reply::Refused(r)) => {
             let (status, msg) = refusal_html(lang, &r);
-            upload_view(&app, lang, &a, status, &msg)
+            upload_view(&app, &v, c.as_ref(), status, &msg)
         }
-        other => unexpected(&app, lang, &a, &other),
+        Ok(other) => unexpected(&app, &v, &format!("{other:?}")),
+        Err(e) => unexpected(&app, &v, &e.0),
     }
 }
 
-fn progress_body(lang: Lang, v: &JobView) -> String {
+/// One step of the activation in the operator's language.
+#[must_use]
+pub fn event_text(lang: Lang, e: &ActivationEvent) -> String {
+    if lang == Lang::En {
+        return e.to_string();
+    }
+    match e {
+        ActivationEvent::Started {
+            cluster,
+            hostname,
+            node,
+        } => format!("Aktivierung von {cluster} als {hostname} ({node})"),
+        ActivationEvent::Crossover { nic, address } => format!("Crossover {nic}: {address}"),
+        ActivationEvent::WaitingForPeer {
+            resource,
+            backing,
+            peer,
+            endpoint,
+        } => format!(
+            "Replikation {resource} auf {backing} eingerichtet; warte auf {peer} über die Crossover-Verbindung ({endpoint})"
+        ),
+        ActivationEvent::PeerMissing => "Der andere Knoten ist noch nicht verbunden: Setzen Sie die Aktivierung auf dem anderen Knoten fort oder prüfen Sie das Crossover-Kabel".to_owned(),
+        ActivationEvent::GoingOnAlone { peer } => format!(
+            "{peer} ist nicht verbunden: Es geht allein weiter; er erhält eine vollständige Kopie, wenn er mit „Daten vom anderen Knoten holen“ aktiviert wird"
+        ),
+        ActivationEvent::CreatingFilesystem => {
+            "Das Dateisystem des Datenbereichs wird angelegt".to_owned()
+        }
+        ActivationEvent::ServiceVe { hostname, address } => {
+            format!("Dienst-VE 1 ({hostname}, {address}) angelegt")
+        }
+        ActivationEvent::DataAreaCreated => "Datenbereich angelegt".to_owned(),
+        ActivationEvent::CopyStarted => {
+            "Vollständige Kopie des Datenbereichs vom anderen Knoten".to_owned()
+        }
+        ActivationEvent::CopyProgress { replication } => format!("Replikation: {replication}"),
+        ActivationEvent::CopyComplete => "Die Kopie des Datenbereichs ist vollständig".to_owned(),
+        ActivationEvent::Committed => "Konfiguration aktiviert".to_owned(),
+    }
+}
+
+fn progress_body(lang: Lang, v: &ActivationView) -> String {
     let mut body = String::new();
-    let waiting_for_peer = v.lines.iter().any(|l| l.contains(PEER_MISSING));
+    let waiting_for_peer = v.peer_missing();
     match &v.state {
         JobState::Idle => {
             return lang
@@ -501,11 +393,10 @@ fn progress_body(lang: Lang, v: &JobView) -> String {
                 ));
             }
         }
-        JobState::Failed { code } => {
-            let code = code.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        JobState::Failed { error } => {
             body.push_str(&error_p(&lang.f(
-                format!("Activation stopped (exit code {code}). The node stays in recovery mode; no configuration was committed."),
-                format!("Die Aktivierung wurde abgebrochen (Exit-Code {code}). Der Knoten bleibt im Wiederherstellungsmodus; es wurde keine Konfiguration übernommen."),
+                format!("Activation stopped: {error}. The node stays in recovery mode; no configuration was committed."),
+                format!("Die Aktivierung wurde abgebrochen: {error}. Der Knoten bleibt im Wiederherstellungsmodus; es wurde keine Konfiguration übernommen."),
             )));
             if waiting_for_peer {
                 body.push_str(&format!(
@@ -517,31 +408,32 @@ fn progress_body(lang: Lang, v: &JobView) -> String {
                 ));
             }
             body.push_str(lang.t(
-                "<p>What to do next: read the last lines below, remove the cause, then <a href=\"/upload\">upload and activate again</a>.</p>",
-                "<p>Wie es weitergeht: Lesen Sie die letzten Zeilen unten, beheben Sie die Ursache und <a href=\"/upload\">laden Sie das Archiv erneut hoch und aktivieren Sie es</a>.</p>",
+                "<p>What to do next: read the steps below, remove the cause, then <a href=\"/upload\">upload and activate again</a>.</p>",
+                "<p>Wie es weitergeht: Lesen Sie die Schritte unten, beheben Sie die Ursache und <a href=\"/upload\">laden Sie das Archiv erneut hoch und aktivieren Sie es</a>.</p>",
             ));
         }
     }
-    let lines: String = v.lines.iter().map(|l| format!("{}\n", esc(l))).collect();
+    let steps: String = v
+        .events
+        .iter()
+        .map(|e| format!("<li>{}</li>", esc(&event_text(lang, e))))
+        .collect();
     body.push_str(&format!(
-        "<h2>{}</h2><pre>{lines}</pre>",
-        lang.t("Output", "Ausgabe")
+        "<h2>{}</h2><ol id=\"steps\">{steps}</ol>",
+        lang.t("Steps", "Schritte")
     ));
     body
 }
 
-async fn progress(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let a = match recovery_auth(&app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+async fn progress(State(app): State<Arc<App>>, Recovery(v): Recovery) -> Response {
+    let lang = v.lang;
+    let (body, running) = match app.ask(Some(&v.token), Request::Activation).await {
+        Ok(Reply::Activation(a)) => (progress_body(lang, &a), a.state == JobState::Running),
+        Ok(Reply::Refused(r)) => (refusal_html(lang, &r).1, false),
+        Ok(other) => (error_p(&format!("{other:?}")), false),
+        Err(e) => (error_p(&e.0), false),
     };
-    let lang = Lang::of(&headers);
-    let (body, running) = match app.ask(Call::Job, Vec::new()).await.0 {
-        Reply::Job(v) => (progress_body(lang, &v), v.state == JobState::Running),
-        Reply::Refused(r) => (refusal_html(lang, &r).1, false),
-        other => (error_p(&format!("{other:?}")), false),
-    };
-    let mut f = frame(&app, lang, "/progress", &a);
+    let mut f = frame(&app, "/progress", &v);
     f.refresh = running.then_some(2);
     Html(page(&f, lang.t("Activation", "Aktivierung"), &body)).into_response()
 }

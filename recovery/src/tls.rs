@@ -129,6 +129,21 @@ pub fn server_config(dir: &Path) -> Result<rustls::ServerConfig, TlsError> {
     Ok(cfg)
 }
 
+/// A TLS acceptor with a certificate made for the test (tests of the listeners).
+#[cfg(test)]
+pub(crate) fn tests_acceptor() -> tokio_rustls::TlsAcceptor {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("config");
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

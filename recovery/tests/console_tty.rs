@@ -1,8 +1,12 @@
 //! `tandem-console` on a pseudo-terminal, driven as an operator would: the screen with
-//! the role and health from a stand-in clusterd (its control socket answering
-//! `status`), the password reset without echo, the web console restart by its PID file
-//! (a stand-in `tandem-web` restarted by the test as init does, and a decoy process that
-//! must not be signalled), and the redraw when clusterd goes away. No network.
+//! the role and health from a stand-in clusterd (its control socket answering `status`
+//! and the login lockout, and taking the requests the menu sends in the control API's
+//! wire format), the password reset without echo (sent to clusterd, never shown), the
+//! web console's login lockout shown and lifted, the web console restart by its PID
+//! file (a stand-in `tandem-web` restarted by the test as init does, and a decoy
+//! process that must not be signalled), and the redraw when clusterd goes away. No
+//! network. That clusterd stores the password and lifts the lockout is tested with
+//! clusterd (`tandem_runtime::control`).
 
 #![allow(
     clippy::unwrap_used,
@@ -19,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tandem_recovery::admin::{self, AdminPassword};
+use tandem_api::wire::{RequestLine, parse_request, reply_line};
+use tandem_api::{Lockout, LockoutScope, Reply, Request, StatusJson};
 
-const STATUS: &str = r#"{"version":1,"ok":true,"status":{"node":"node1","role":"passive","resources":"stopped","resource_chain":[],"waiting":null,"data_good":true,"peer":{"node":"node2","alive":true,"role":"active","resources":"running","data_good":true,"ping_reach":null,"config_matches":true},"paths":[{"path":"serial","enabled":true,"state":"up","last_heard_ms_ago":100},{"path":"internal","enabled":true,"state":"up","last_heard_ms_ago":100},{"path":"external","enabled":false,"state":"disabled","last_heard_ms_ago":null}],"ping_nodes":[],"counters":{"accepted":9,"bad_mac":0,"malformed":0,"replayed":0,"misdirected":0,"line_noise":0,"config_mismatch":0,"bad_requests":0},"warnings":[],"hardware":{"state":"ok","problems":0,"pending":0,"text":"12 sensors ok"}}}"#;
+const STATUS: &str = r#"{"node":"node1","role":"passive","resources":"stopped","resource_chain":[],"waiting":null,"data_good":true,"peer":{"node":"node2","alive":true,"role":"active","resources":"running","data_good":true,"ping_reach":null,"config_matches":true},"paths":[{"path":"serial","enabled":true,"state":"up","last_heard_ms_ago":100},{"path":"internal","enabled":true,"state":"up","last_heard_ms_ago":100},{"path":"external","enabled":false,"state":"disabled","last_heard_ms_ago":null}],"ping_nodes":[],"counters":{"accepted":9,"bad_mac":0,"malformed":0,"replayed":0,"misdirected":0,"line_noise":0,"config_mismatch":0,"bad_requests":0},"warnings":[],"hardware":{"state":"ok","problems":0,"pending":0,"text":"12 sensors ok"}}"#;
 
 struct Killed(Child);
 
@@ -71,11 +76,24 @@ impl Terminal {
     }
 }
 
-/// A stand-in clusterd: answers every `status` request on `sock` until `stop` is set.
-fn fake_clusterd(sock: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// What the stand-in clusterd was asked, and whether logins are locked.
+#[derive(Default)]
+struct Asked {
+    requests: Vec<RequestLine>,
+    locked: bool,
+}
+
+/// A stand-in clusterd: answers `status` and the login lockout, and takes the console
+/// password and the lifting of the lockout, until `stop` is set.
+fn fake_clusterd(
+    sock: &Path,
+    stop: Arc<AtomicBool>,
+    asked: Arc<Mutex<Asked>>,
+) -> std::thread::JoinHandle<()> {
     let listener = UnixListener::bind(sock).unwrap();
     listener.set_nonblocking(true).unwrap();
     let path = sock.to_owned();
+    let status: StatusJson = serde_json::from_str(STATUS).unwrap();
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             match listener.accept() {
@@ -83,9 +101,29 @@ fn fake_clusterd(sock: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
                     s.set_nonblocking(false).unwrap();
                     let mut line = String::new();
                     let mut r = BufReader::new(&s);
-                    if r.read_line(&mut line).is_ok() && line.contains("\"status\"") {
-                        let _ = (&s).write_all(format!("{STATUS}\n").as_bytes());
+                    if r.read_line(&mut line).is_err() {
+                        continue;
                     }
+                    let Ok(req) = parse_request(line.trim_end().as_bytes()) else {
+                        continue;
+                    };
+                    let mut a = asked.lock().unwrap();
+                    let reply = match &req.request {
+                        Request::Status => Reply::Status(Box::new(status.clone())),
+                        Request::LoginLockout { .. } => Reply::Lockout(a.locked.then(|| Lockout {
+                            scope: LockoutScope::Address("192.168.100.100".parse().unwrap()),
+                            failures: 12,
+                            seconds_left: 600,
+                        })),
+                        Request::LiftLockout => {
+                            a.locked = false;
+                            Reply::Done
+                        }
+                        _ => Reply::Done,
+                    };
+                    a.requests.push(req);
+                    drop(a);
+                    let _ = (&s).write_all(&reply_line(&reply, 0).unwrap());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -109,7 +147,8 @@ fn console_menu_on_a_terminal() {
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let sock = dir.join("control.sock");
     let stop = Arc::new(AtomicBool::new(false));
-    let clusterd = fake_clusterd(&sock, Arc::clone(&stop));
+    let asked: Arc<Mutex<Asked>> = Arc::default();
+    let clusterd = fake_clusterd(&sock, Arc::clone(&stop), Arc::clone(&asked));
 
     // The stand-in web console, restarted by a supervisor thread as init does.
     let web = program_named(&dir, "tandem-web");
@@ -192,7 +231,7 @@ fn console_menu_on_a_terminal() {
         "    Heartbeat: serial up, internal up, external disabled",
     );
     let at = t.wait_for(at, "    Hardware:  ok (12 sensors ok)");
-    let at = t.wait_for(at, "Choose 1, 2 or 3 and press Enter: ");
+    let at = t.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ");
 
     // Password reset: typed twice, never shown, stored as argon2id.
     let before = at;
@@ -205,12 +244,30 @@ fn console_menu_on_a_terminal() {
     t.type_line("yes");
     let at = t.wait_for(at, "Done: node1's web console now takes this password");
     assert!(!t.text()[before..].contains("Geheim"), "password echoed");
-    let cfg = dir.join("config");
-    assert_eq!(
-        admin::check(Some(&cfg), "Geheim-12345"),
-        AdminPassword::Reset
+    let sent: Vec<String> = asked
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter_map(|r| match &r.request {
+            Request::SetConsolePassword { password } => Some(password.expose().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, ["Geheim-12345"], "one request to clusterd, as root");
+
+    // Logins of the web console get locked: the screen says so; 4 lifts it.
+    asked.lock().unwrap().locked = true;
+    let at = t.wait_for(
+        at,
+        "Web login: LOCKED from 192.168.100.100 after 12 failed logins (10 min left; 4 lifts it)",
     );
-    assert_eq!(admin::check(Some(&cfg), "relation"), AdminPassword::Wrong);
+    let at = t.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ");
+    t.type_line("4");
+    let at = t.wait_for(at, "[y/N]: ");
+    t.type_line("y");
+    let at = t.wait_for(at, "logins are open again");
+    assert!(!asked.lock().unwrap().locked);
 
     // A PID file naming another program: nothing is signalled.
     let decoy = Killed(
@@ -221,7 +278,7 @@ fn console_menu_on_a_terminal() {
     );
     let real = std::fs::read_to_string(&pid_file).unwrap();
     std::fs::write(&pid_file, format!("{}\n", decoy.0.id())).unwrap();
-    let at = t.wait_for(at, "Choose 1, 2 or 3 and press Enter: ");
+    let at = t.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ");
     t.type_line("3");
     let at = t.wait_for(at, "[y/N]: ");
     t.type_line("y");
@@ -232,7 +289,7 @@ fn console_menu_on_a_terminal() {
 
     // The real one: SIGTERM, and the supervisor's new process is reported.
     let first = web_pids.lock().unwrap()[0];
-    let at = t.wait_for(at, "Choose 1, 2 or 3 and press Enter: ");
+    let at = t.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ");
     t.type_line("3");
     let at = t.wait_for(at, "[y/N]: ");
     t.type_line("y");

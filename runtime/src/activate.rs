@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tandem_api::{ActivationEvent, DataChoice};
 use tandem_config::{ApplianceConfig, NodeId, Store};
 
 use crate::drbd::{Connection, DiskState, Tuning};
@@ -23,15 +24,6 @@ pub const LINKED_PATHS: &[&str] = &["/etc/tandem/ves"];
 
 /// Where the data area is mounted.
 pub const DATA_MOUNT: &str = "/vz";
-
-/// What happens to the replicated data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataChoice {
-    /// Create a new, empty data area (both nodes reinstalled, or a new cluster).
-    Destroy,
-    /// Take a full copy from the other node (this node reinstalled).
-    FetchFromPeer,
-}
 
 /// Why activation stopped; the configuration stays pending.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +95,8 @@ pub struct Plan {
     pub sync_wait: Duration,
 }
 
-/// Activates the pending configuration. `say` receives progress lines for the
-/// console and the web page.
+/// Activates the pending configuration. `say` receives each step as it happens (the
+/// web console shows them, `tandem activate` prints them).
 ///
 /// # Errors
 /// The first step that failed; the configuration then stays pending and the node
@@ -112,7 +104,7 @@ pub struct Plan {
 pub async fn activate(
     plan: &Plan,
     choice: DataChoice,
-    say: &mut (dyn FnMut(&str) + Send),
+    say: &mut (dyn FnMut(ActivationEvent) + Send),
 ) -> Result<ApplianceConfig, ActivateError> {
     let store = Store::open(&plan.store).map_err(ActivateError::Store)?;
     let cfg = match store.pending().map_err(ActivateError::Store)? {
@@ -124,12 +116,11 @@ pub async fn activate(
     };
     let me = cfg.network.node(plan.node).clone();
     let peer = cfg.network.node(plan.node.peer()).clone();
-    say(&format!(
-        "activating {} as {} ({})",
-        cfg.cluster.name.as_str(),
-        me.hostname.as_str(),
-        plan.node
-    ));
+    say(ActivationEvent::Started {
+        cluster: cfg.cluster.name.to_string(),
+        hostname: me.hostname.to_string(),
+        node: plan.node,
+    });
     rustix::system::sethostname(me.hostname.as_str().as_bytes())
         .map_err(|e| step("setting the host name")(e.into()))?;
 
@@ -153,11 +144,10 @@ pub async fn activate(
             nic: nic.clone(),
             source,
         })?;
-    say(&format!(
-        "crossover {nic}: {}/{}",
-        internal.addr(),
-        internal.prefix()
-    ));
+    say(ActivationEvent::Crossover {
+        nic: nic.clone(),
+        address: format!("{}/{}", internal.addr(), internal.prefix()),
+    });
 
     let repl = Replication::new(&cfg, &plan.run_dir);
     repl.write_config(&cfg, plan.tuning)?;
@@ -169,14 +159,16 @@ pub async fn activate(
     }
     repl.create_metadata()?;
     repl.up()?;
-    say(&format!(
-        "replication {} on {} set up; waiting for {} on the crossover link ({}:{})",
-        cfg.replication.resource.as_str(),
-        repl.backing.display(),
-        peer.hostname.as_str(),
-        peer.internal_address.addr(),
-        cfg.replication.port.get()
-    ));
+    say(ActivationEvent::WaitingForPeer {
+        resource: cfg.replication.resource.to_string(),
+        backing: repl.backing.display().to_string(),
+        peer: peer.hostname.to_string(),
+        endpoint: format!(
+            "{}:{}",
+            peer.internal_address.addr(),
+            cfg.replication.port.get()
+        ),
+    });
     let connected = wait_connected(&repl, plan.peer_wait, say).await?;
 
     let data = DataFilesystem {
@@ -184,15 +176,14 @@ pub async fn activate(
         mountpoint: PathBuf::from(DATA_MOUNT),
     };
     match choice {
-        DataChoice::Destroy => {
+        DataChoice::DestroyData => {
             if !connected {
-                say(&format!(
-                    "{} is not connected: going on alone; it takes a full copy when it is activated with \"fetch data from the other node\"",
-                    peer.hostname.as_str()
-                ));
+                say(ActivationEvent::GoingOnAlone {
+                    peer: peer.hostname.to_string(),
+                });
             }
             repl.initial_primary()?;
-            say("creating the filesystem of the data area");
+            say(ActivationEvent::CreatingFilesystem);
             let out = std::process::Command::new("mkfs.ext4")
                 .args(["-q", "-F", "-L", "tandem-vz"])
                 .arg(&data.device)
@@ -216,13 +207,13 @@ pub async fn activate(
             layout?;
             unmounted?;
             repl.secondary()?;
-            say("data area created");
+            say(ActivationEvent::DataAreaCreated);
         }
         DataChoice::FetchFromPeer => {
             if !connected {
                 return Err(ActivateError::NoPeer(plan.peer_wait.as_secs()));
             }
-            say("taking a full copy of the data area from the other node");
+            say(ActivationEvent::CopyStarted);
             let start = Instant::now();
             let mut last_shown = Instant::now() - Duration::from_secs(60);
             loop {
@@ -232,7 +223,9 @@ pub async fn activate(
                         break;
                     }
                     if last_shown.elapsed() >= Duration::from_secs(5) {
-                        say(&format!("replication: {}", summary(s)));
+                        say(ActivationEvent::CopyProgress {
+                            replication: summary(s),
+                        });
                         last_shown = Instant::now();
                     }
                 }
@@ -246,18 +239,18 @@ pub async fn activate(
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            say("the copy of the data area is complete");
+            say(ActivationEvent::CopyComplete);
         }
     }
     let committed = store.commit().map_err(ActivateError::Store)?;
-    say("configuration activated");
+    say(ActivationEvent::Committed);
     Ok(committed)
 }
 
 async fn wait_connected(
     repl: &Replication,
     limit: Duration,
-    say: &mut (dyn FnMut(&str) + Send),
+    say: &mut (dyn FnMut(ActivationEvent) + Send),
 ) -> Result<bool, ActivateError> {
     let start = Instant::now();
     let mut next_note = Duration::from_secs(10);
@@ -272,9 +265,7 @@ async fn wait_connected(
             return Ok(false);
         }
         if waited >= next_note {
-            say(
-                "the other node is not connected yet: continue activation on the other node or check the crossover cable",
-            );
+            say(ActivationEvent::PeerMissing);
             next_note += Duration::from_secs(30);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -288,7 +279,7 @@ async fn wait_connected(
 fn service_ve(
     cfg: &ApplianceConfig,
     root: &Path,
-    say: &mut (dyn FnMut(&str) + Send),
+    say: &mut (dyn FnMut(ActivationEvent) + Send),
 ) -> Result<(), ActivateError> {
     use crate::ve::manager::{Layout, MINIMAL_TEMPLATE, Ves};
     let mut layout = Layout::node(Vec::new());
@@ -312,11 +303,10 @@ fn service_ve(
         what: format!("creating the service VE 1: {e}"),
         source: std::io::Error::other(e.to_string()),
     })?;
-    say(&format!(
-        "service VE 1 ({}, {}) created",
-        v1.hostname.as_str(),
-        v1.address.addr()
-    ));
+    say(ActivationEvent::ServiceVe {
+        hostname: v1.hostname.to_string(),
+        address: v1.address.addr().to_string(),
+    });
     Ok(())
 }
 

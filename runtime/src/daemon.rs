@@ -5,38 +5,36 @@
 //! replies come from the pinger's thread. Everything inbound reaches the loop through
 //! one channel, so the core is only ever touched from the loop.
 
-use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::SocketAddrV4;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use tandem_api::{
+    CountersJson, FactsJson, PathJson, PeerJson, PingJson, Refusal, Reply, StatusJson,
+};
 use tandem_core::{
     ClusterKey, Core, Event, Input, Instant, Output, PathId, Reason, Rejection, Role,
 };
 use tandem_notify::UnixSecs;
 use tandem_proto::SerialDeframer;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UdpSocket, UnixListener, UnixStream};
-use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc, oneshot};
+use tokio::net::UdpSocket;
+use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
+use crate::admin::Admin;
 use crate::alerts::{Alert, Alerts};
 use crate::confsync::SyncSetup;
-use crate::control::{
-    API_VERSION, CountersJson, EventJson, HwJson, PathJson, PeerJson, PingJson, Request, Response,
-    StatusJson,
-};
+use crate::control::{ClusterCall, ClusterLink, Service};
+use crate::events::EventFeed;
 use crate::hw::{HwConfig, HwEvent};
 use crate::mail::{MailSettings, Mailer};
 use crate::net::Pinger;
 use crate::resources::Chain;
 use crate::settings::Settings;
 
-/// Events kept for `tandem events` without `--follow`.
-const EVENT_BACKLOG: usize = 256;
 /// Frames queued for the serial writer before new ones are dropped (a frozen cable
 /// must not block the loop).
 const SERIAL_QUEUE: usize = 4;
@@ -51,7 +49,7 @@ enum In {
     ChainUp(Result<(), String>),
     ChainDown(Result<(), String>),
     Announced(Result<(), String>),
-    Control(ControlCall, oneshot::Sender<Response>),
+    Control(ClusterCall, oneshot::Sender<Reply>),
     Transport(String),
     /// The replication device's state, every second (`None`: not set up or unreadable).
     Replication(Option<crate::drbd::DeviceStatus>),
@@ -59,17 +57,8 @@ enum In {
     ConfigCommitted,
 }
 
-enum ControlCall {
-    Status,
-    Switchover,
-    /// Put the committed configuration in effect (after `tandem apply`).
-    ReloadConfig,
-}
-
 struct EventHub {
-    node: String,
-    backlog: Mutex<VecDeque<EventJson>>,
-    tx: broadcast::Sender<EventJson>,
+    feed: Arc<EventFeed>,
     /// What becomes e-mail, and the mail thread; `None` when clusterd runs without
     /// e-mail settings at all.
     mail: Option<Mutex<MailState>>,
@@ -146,24 +135,7 @@ impl EventHub {
     }
 
     fn publish(&self, kind: &str, text: String) {
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        eprintln!("clusterd[{}]: {kind}: {text}", self.node);
-        let e = EventJson {
-            time_ms,
-            node: self.node.clone(),
-            kind: kind.to_string(),
-            text,
-        };
-        if let Ok(mut b) = self.backlog.lock() {
-            if b.len() == EVENT_BACKLOG {
-                b.pop_front();
-            }
-            b.push_back(e.clone());
-        }
-        // No subscriber is fine.
-        let _ = self.tx.send(e);
+        self.feed.publish(kind, text);
     }
 }
 
@@ -242,7 +214,8 @@ struct Udp {
 /// Runs clusterd until `shutdown` completes; on shutdown an active node releases its
 /// resources first. With `mail`, the events of R8.2 are also sent as e-mail. With
 /// `sync`, configuration changes are exchanged with the other node (see
-/// [`crate::confsync`]) and put in effect here.
+/// [`crate::confsync`]) and put in effect here. The control API ([`crate::control`])
+/// serves `admin`'s privileged actions beside the cluster's state.
 ///
 /// # Errors
 /// Start-up failures (sockets, serial device, control socket, mail outbox), with
@@ -253,6 +226,7 @@ pub async fn run(
     hw: HwConfig,
     mail: Option<MailSettings>,
     sync: Option<SyncSetup>,
+    admin: Admin,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock(std::time::Instant::now());
@@ -266,6 +240,12 @@ pub async fn run(
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
     core.handle(clock.now(), Input::DataGood(settings.data_good));
+    // Frames of a run of the peer older than the last one heard are replays.
+    let mut peer_generation = crate::generation::peer_floor(&settings.state_dir)
+        .context("reading the peer's boot generation")?;
+    if let Some(g) = peer_generation {
+        core.handle(clock.now(), Input::PeerGenerationFloor(g));
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel::<In>();
     // The mail thread reports its own trouble as events; those are never mailed.
@@ -281,9 +261,7 @@ pub async fn run(
         Mutex::new(m)
     });
     let hub = Arc::new(EventHub {
-        node: settings.node.name().to_string(),
-        backlog: Mutex::new(VecDeque::new()),
-        tx: broadcast::channel(256).0,
+        feed: Arc::new(EventFeed::new(settings.node.name())),
         mail,
     });
     let mail_hub = Arc::clone(&hub);
@@ -292,7 +270,6 @@ pub async fn run(
             mail_hub.publish("mail", text);
         }
     });
-    let bad_requests = Arc::new(AtomicU64::new(0));
 
     // Started before any socket so a bad scenario file changes nothing. Hardware
     // polling runs on its own thread; its events join the same stream and its
@@ -424,15 +401,33 @@ pub async fn run(
         )
     };
 
-    let listener = bind_control(&settings.control, settings.control_group)?;
-    tokio::spawn(control_server(
-        listener,
-        sync.clone(),
-        tx.clone(),
-        Arc::clone(&hub),
-        Arc::clone(&bad_requests),
-        Arc::clone(&hw_snapshot),
-    ));
+    let listener = crate::control::bind(&settings.control, settings.control_group)?;
+    let link = {
+        let (tx, sync) = (tx.clone(), sync.clone());
+        ClusterLink {
+            ask: Arc::new(move |call| {
+                let (otx, orx) = oneshot::channel();
+                match call {
+                    // Facts wait for the other node: not in the loop.
+                    ClusterCall::Facts => {
+                        let (tx, sync) = (tx.clone(), sync.clone());
+                        tokio::spawn(async move {
+                            let _ = otx.send(facts(sync, &tx).await);
+                        });
+                    }
+                    other => {
+                        let _ = tx.send(In::Control(other, otx));
+                    }
+                }
+                orx
+            }),
+            events: Arc::clone(&hub.feed),
+            hw: Arc::clone(&hw_snapshot),
+        }
+    };
+    let service = Arc::new(Service::new(admin, Some(link)));
+    let bad_requests = Arc::clone(&service.bad_requests);
+    tokio::spawn(crate::control::serve(listener, Arc::clone(&service)));
 
     let mut running_cfg = match &sync {
         Some(setup) => Some(committed_config(setup)?),
@@ -536,7 +531,16 @@ pub async fn run(
                 let Some(msg) = msg else { break };
                 let now = clock.now();
                 match msg {
-                    In::Frame { path, bytes } => core.handle(now, Input::Frame { path, bytes: &bytes }),
+                    In::Frame { path, bytes } => {
+                        core.handle(now, Input::Frame { path, bytes: &bytes });
+                        if let Some(g) = core.peer_generation().filter(|g| peer_generation < Some(*g)) {
+                            // Rare (the peer restarted): an fsync in the loop is fine.
+                            if let Err(e) = crate::generation::keep_peer(&settings.state_dir, g) {
+                                hub.publish("warning", format!("keeping the peer's boot generation: {}", crate::error_chain(&e)));
+                            }
+                            peer_generation = Some(g);
+                        }
+                    }
                     In::Noise(path) => core.handle(now, Input::LineNoise { path }),
                     In::PingReply(index) => core.handle(now, Input::PingReply { index }),
                     In::ChainUp(Ok(())) => core.handle(now, Input::ResourcesUp),
@@ -585,20 +589,19 @@ pub async fn run(
                         }
                     }
                     In::ConfigCommitted => {
-                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub) {
+                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
                             hub.publish("config", e);
                         }
                     }
                     In::Control(call, reply) => {
                         let resp = match call {
-                            ControlCall::ReloadConfig => {
-                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub) {
-                                    Ok(()) => Response::ok(),
-                                    Err(e) => Response::error(e),
+                            ClusterCall::ReloadConfig => {
+                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
+                                    Ok(()) => Reply::Done,
+                                    Err(e) => Reply::Refused(Refusal::Failed(e)),
                                 }
                             }
-                            ControlCall::Status => {
-                                let mut r = Response::ok();
+                            ClusterCall::Status => {
                                 let mut st = status_json(
                                     &core,
                                     now,
@@ -608,13 +611,14 @@ pub async fn run(
                                 );
                                 st.hardware = hw_snapshot.lock().ok().map(|h| h.summary.clone());
                                 st.replication = replication_line.lock().ok().and_then(|l| l.clone());
-                                r.status = Some(st);
-                                r
+                                Reply::Status(Box::new(st))
                             }
-                            ControlCall::Switchover => match core.switchover(now) {
-                                Ok(()) => Response::ok(),
-                                Err(e) => Response::error(format!("switchover refused: {e}")),
+                            ClusterCall::Switchover => match core.switchover(now) {
+                                Ok(()) => Reply::Done,
+                                Err(e) => Reply::Refused(Refusal::Switchover(e.to_string())),
                             },
+                            // Answered outside the loop (see the link).
+                            ClusterCall::Facts => Reply::Refused(Refusal::Failed("facts are not asked of the loop".into())),
                         };
                         let _ = reply.send(resp);
                     }
@@ -634,11 +638,14 @@ pub async fn run(
     Ok(())
 }
 
-/// The cluster loop's answer to a status request; `None` once the loop has ended.
-async fn status_now(tx: &mpsc::UnboundedSender<In>) -> Option<Response> {
+/// The cluster loop's status; `None` once the loop has ended.
+async fn status_now(tx: &mpsc::UnboundedSender<In>) -> Option<StatusJson> {
     let (otx, orx) = oneshot::channel();
-    tx.send(In::Control(ControlCall::Status, otx)).ok()?;
-    orx.await.ok()
+    tx.send(In::Control(ClusterCall::Status, otx)).ok()?;
+    match orx.await.ok()? {
+        Reply::Status(s) => Some(*s),
+        _ => None,
+    }
 }
 
 /// How long `facts` waits for the other node.
@@ -646,19 +653,17 @@ const FACTS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// This node's facts and, over the configuration exchange, the other node's (asked
 /// only while its heartbeat is heard, so that a dead node costs no wait).
-async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Response {
+async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Reply {
     let Some(setup) = sync else {
-        return Response::error(
-            "this clusterd runs without a configuration store (--store): no facts to exchange",
-        );
+        return Reply::Refused(Refusal::Failed(
+            "this clusterd runs without a configuration store (--store): no facts to exchange"
+                .into(),
+        ));
     };
-    let heard = status_now(tx)
-        .await
-        .and_then(|r| r.status)
-        .is_some_and(|s| s.peer.alive);
+    let heard = status_now(tx).await.is_some_and(|s| s.peer.alive);
     let answer = tokio::task::spawn_blocking(move || {
         let revision = committed_config(&setup).map_or(0, |c| c.cluster.revision);
-        let own = crate::confsync::NodeFacts::local(setup.node, revision);
+        let own = crate::confsync::local_facts(setup.node, revision);
         let (peer, peer_error) = if heard {
             match crate::confsync::describe(&setup.key, setup.node, setup.peer, FACTS_TIMEOUT) {
                 Ok(f) => (Some(f), None),
@@ -667,7 +672,7 @@ async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Respo
         } else {
             (None, Some("the other node is not heard".to_owned()))
         };
-        crate::control::FactsJson {
+        FactsJson {
             own,
             peer,
             peer_error,
@@ -675,12 +680,8 @@ async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Respo
     })
     .await;
     match answer {
-        Ok(f) => {
-            let mut r = Response::ok();
-            r.facts = Some(f);
-            r
-        }
-        Err(e) => Response::error(format!("facts: {e}")),
+        Ok(f) => Reply::Facts(Box::new(f)),
+        Err(e) => Reply::Refused(Refusal::Failed(format!("facts: {e}"))),
     }
 }
 
@@ -734,10 +735,10 @@ async fn catch_up(setup: SyncSetup, tx: mpsc::UnboundedSender<In>, hub: Arc<Even
     let mut last: Option<String> = None;
     loop {
         tokio::time::sleep(CATCH_UP_EVERY).await;
-        let Some(r) = status_now(&tx).await else {
+        let Some(st) = status_now(&tx).await else {
             return;
         };
-        if r.status.and_then(|s| s.peer.config_matches) != Some(false) {
+        if st.peer.config_matches != Some(false) {
             last = None;
             continue;
         }
@@ -785,6 +786,7 @@ fn reload_config(
     core: &mut Core,
     now: tandem_core::Instant,
     hub: &EventHub,
+    service: &Service,
 ) -> Result<(), String> {
     let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
     let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
@@ -802,6 +804,10 @@ fn reload_config(
     if changes.sections.contains(&"notification") {
         hub.set_notification(&cfg.notification);
     }
+    if changes.admin_password {
+        // Whoever logged in with the old password is logged out, on both nodes.
+        service.end_sessions();
+    }
     let mut text = format!(
         "configuration revision {} in effect (changed: {})",
         cfg.cluster.revision,
@@ -813,233 +819,6 @@ fn reload_config(
     hub.publish("config", text);
     *running = Some(cfg);
     Ok(())
-}
-
-fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating control socket directory {}", dir.display()))?;
-    }
-    // A socket left by a killed daemon would make bind fail.
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("removing stale socket {}", path.display()));
-        }
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
-    // The web console runs unprivileged; its group may connect, nobody else but root.
-    if let Some(gid) = group {
-        use std::os::unix::fs::PermissionsExt;
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .with_context(|| format!("giving control socket {} to group {gid}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .with_context(|| format!("setting the mode of control socket {}", path.display()))?;
-    }
-    Ok(listener)
-}
-
-async fn control_server(
-    listener: UnixListener,
-    sync: Option<SyncSetup>,
-    tx: mpsc::UnboundedSender<In>,
-    hub: Arc<EventHub>,
-    bad: Arc<AtomicU64>,
-    hw: Arc<Mutex<HwJson>>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        tokio::spawn(control_conn(
-            stream,
-            sync.clone(),
-            tx.clone(),
-            Arc::clone(&hub),
-            Arc::clone(&bad),
-            Arc::clone(&hw),
-        ));
-    }
-}
-
-async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> bool {
-    let Ok(mut s) = serde_json::to_string(r) else {
-        return false;
-    };
-    s.push('\n');
-    w.write_all(s.as_bytes()).await.is_ok()
-}
-
-/// Longest control request line, without its newline.
-const MAX_REQUEST: usize = 4096;
-
-#[derive(Debug, PartialEq, Eq)]
-enum RequestLine {
-    /// `line` holds the next request (newline stripped).
-    Line,
-    /// The client closed the connection.
-    End,
-    /// More than [`MAX_REQUEST`] bytes without a newline; what was read is discarded.
-    TooLong,
-}
-
-/// Reads one request line into `line`, buffering at most [`MAX_REQUEST`] + 1 bytes
-/// whatever the client sends: a client that never sends a newline costs a bounded
-/// buffer, not memory without end.
-async fn read_request_line<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<RequestLine> {
-    use tokio::io::AsyncReadExt;
-    line.clear();
-    let limit = u64::try_from(MAX_REQUEST + 1).unwrap_or(u64::MAX);
-    let n = (&mut *reader).take(limit).read_until(b'\n', line).await?;
-    if n == 0 {
-        return Ok(RequestLine::End);
-    }
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    } else if line.len() > MAX_REQUEST {
-        line.clear();
-        return Ok(RequestLine::TooLong);
-    }
-    // Otherwise the last line of a client that closed without a newline.
-    Ok(RequestLine::Line)
-}
-
-async fn control_conn(
-    stream: UnixStream,
-    sync: Option<SyncSetup>,
-    tx: mpsc::UnboundedSender<In>,
-    hub: Arc<EventHub>,
-    bad: Arc<AtomicU64>,
-    hw: Arc<Mutex<HwJson>>,
-) {
-    let (r, mut w) = stream.into_split();
-    let mut reader = BufReader::new(r);
-    let mut line = Vec::new();
-    loop {
-        match read_request_line(&mut reader, &mut line).await {
-            Ok(RequestLine::Line) => {}
-            Ok(RequestLine::End) | Err(_) => return,
-            Ok(RequestLine::TooLong) => {
-                // The rest of the line is never read: the connection ends here.
-                bad.fetch_add(1, Ordering::Relaxed);
-                let msg = format!("request longer than {MAX_REQUEST} bytes");
-                let _ = write_line(&mut w, &Response::error(msg)).await;
-                return;
-            }
-        }
-        let req: Request = match serde_json::from_slice(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                bad.fetch_add(1, Ordering::Relaxed);
-                if !write_line(&mut w, &Response::error(format!("malformed request: {e}"))).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if req.version != API_VERSION {
-            bad.fetch_add(1, Ordering::Relaxed);
-            let msg = format!(
-                "unsupported api version {}, this daemon speaks {API_VERSION}",
-                req.version
-            );
-            if !write_line(&mut w, &Response::error(msg)).await {
-                return;
-            }
-            continue;
-        }
-        let call = match req.request.as_str() {
-            "status" => ControlCall::Status,
-            "switchover" => ControlCall::Switchover,
-            "reload-config" => ControlCall::ReloadConfig,
-            "facts" => {
-                let resp = facts(sync.clone(), &tx).await;
-                if !write_line(&mut w, &resp).await {
-                    return;
-                }
-                continue;
-            }
-            "hw" => {
-                let snapshot = hw.lock().map(|h| h.clone()).ok();
-                let resp = match snapshot {
-                    Some(h) => {
-                        let mut r = Response::ok();
-                        r.hw = Some(h);
-                        r
-                    }
-                    None => Response::error("hardware snapshot unavailable"),
-                };
-                if !write_line(&mut w, &resp).await {
-                    return;
-                }
-                continue;
-            }
-            "events" => {
-                let mut sub = hub.tx.subscribe();
-                let backlog: Vec<EventJson> = hub
-                    .backlog
-                    .lock()
-                    .map(|b| b.iter().cloned().collect())
-                    .unwrap_or_default();
-                for e in backlog {
-                    let mut r = Response::ok();
-                    r.event = Some(e);
-                    if !write_line(&mut w, &r).await {
-                        return;
-                    }
-                }
-                if !req.follow {
-                    let _ = write_line(&mut w, &Response::ok()).await;
-                    continue;
-                }
-                loop {
-                    match sub.recv().await {
-                        Ok(e) => {
-                            let mut r = Response::ok();
-                            r.event = Some(e);
-                            if !write_line(&mut w, &r).await {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            let r = Response::error(format!("{n} events dropped: reader too slow"));
-                            if !write_line(&mut w, &r).await {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }
-            other => {
-                bad.fetch_add(1, Ordering::Relaxed);
-                let msg = format!(
-                    "unknown request {other:?}: expected status, switchover, events, hw, facts or reload-config"
-                );
-                if !write_line(&mut w, &Response::error(msg)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let (otx, orx) = oneshot::channel();
-        if tx.send(In::Control(call, otx)).is_err() {
-            return;
-        }
-        let Ok(resp) = orx.await else { return };
-        if !write_line(&mut w, &resp).await {
-            return;
-        }
-    }
 }
 
 fn status_json(
@@ -1215,84 +994,4 @@ fn start_serial(
         })
         .context("starting serial reader thread")?;
     Ok(wtx)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use tokio::io::{AsyncRead, ReadBuf};
-
-    use super::*;
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn control_socket_admits_the_given_group_only() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("tandem-ctl-group-{}", std::process::id()));
-        let path = dir.join("control.sock");
-        let gid = rustix::process::getgid().as_raw();
-        let l = bind_control(&path, Some(gid)).expect("bind with a group");
-        let meta = std::fs::metadata(&path).expect("socket exists");
-        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
-        assert_eq!(meta.gid(), gid);
-        drop(l);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn request_lines_are_split_and_stripped() {
-        let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\r\nlast";
-        let mut line = Vec::new();
-        let mut got = Vec::new();
-        while read_request_line(&mut input, &mut line).await.unwrap() == RequestLine::Line {
-            got.push(String::from_utf8(line.clone()).unwrap());
-        }
-        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "last"]);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn request_line_limit_is_exact() {
-        let mut line = Vec::new();
-        let mut ok = vec![b'x'; MAX_REQUEST];
-        ok.push(b'\n');
-        let mut input = &ok[..];
-        let r = read_request_line(&mut input, &mut line).await.unwrap();
-        assert_eq!((r, line.len()), (RequestLine::Line, MAX_REQUEST));
-        let mut long = vec![b'x'; MAX_REQUEST + 1];
-        long.push(b'\n');
-        let mut input = &long[..];
-        let r = read_request_line(&mut input, &mut line).await.unwrap();
-        assert_eq!(r, RequestLine::TooLong);
-        assert!(line.is_empty());
-    }
-
-    /// A client that sends bytes forever and never a newline.
-    struct Endless {
-        given: usize,
-    }
-
-    impl AsyncRead for Endless {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            let n = buf.remaining();
-            buf.put_slice(&vec![b'x'; n]);
-            self.given += n;
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn endless_line_is_refused_after_a_bounded_read() {
-        let mut reader = BufReader::with_capacity(1024, Endless { given: 0 });
-        let mut line = Vec::new();
-        let r = read_request_line(&mut reader, &mut line).await.unwrap();
-        assert_eq!(r, RequestLine::TooLong);
-        // At most the limit plus one buffer refill was ever read.
-        assert!(reader.get_ref().given <= MAX_REQUEST + 1 + 1024);
-        assert!(line.capacity() < 4 * MAX_REQUEST);
-    }
 }

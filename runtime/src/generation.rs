@@ -10,6 +10,11 @@
 //! The file is replaced atomically (write, fsync, rename, fsync the directory) before
 //! the daemon sends anything, so no frame ever carries a generation that could be
 //! handed out again.
+//!
+//! The peer's generation is kept too ([`PEER_FILE`]): the highest one heard, stored
+//! when it grows. At the next start it is the core's floor for the peer
+//! (`Input::PeerGenerationFloor`), so frames captured from an older run of the peer
+//! and replayed after this node restarted are refused as replays.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 /// File in the state directory that holds the last generation, in decimal.
 pub const FILE: &str = "generation";
+/// File in the state directory that holds the peer's highest generation heard.
+pub const PEER_FILE: &str = "peer-generation";
 
 /// The boot generation could not be chosen or kept.
 #[derive(Debug, thiserror::Error)]
@@ -65,38 +72,63 @@ pub fn choose(last: Option<u64>, clock: u64) -> Option<u64> {
 /// [`GenerationError`] when the file cannot be read, parsed or written; the caller must
 /// not start heartbeats then.
 pub fn next(dir: &Path, clock: u64) -> Result<u64, GenerationError> {
-    let path = dir.join(FILE);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| GenerationError::Io { path, source }
-    };
-    let last = match fs::read_to_string(&path) {
-        Ok(text) => Some(
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| GenerationError::Corrupt {
-                    path: path.clone(),
-                    content: text.chars().take(40).collect(),
-                })?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let generation =
-        choose(last, clock).ok_or(GenerationError::Exhausted { path: path.clone() })?;
+    let last = read(dir, FILE)?;
+    let generation = choose(last, clock).ok_or(GenerationError::Exhausted {
+        path: dir.join(FILE),
+    })?;
+    write(dir, FILE, generation)?;
+    Ok(generation)
+}
+
+/// The peer's highest generation kept in `dir` (`None`: never heard, or the state
+/// directory is new).
+///
+/// # Errors
+/// The file exists but cannot be read or holds no number.
+pub fn peer_floor(dir: &Path) -> Result<Option<u64>, GenerationError> {
+    read(dir, PEER_FILE)
+}
+
+/// Keeps `generation` as the peer's highest in `dir`, durably.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn keep_peer(dir: &Path, generation: u64) -> Result<(), GenerationError> {
+    write(dir, PEER_FILE, generation)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenerationError + use<> {
+    let path = path.to_path_buf();
+    move |source| GenerationError::Io { path, source }
+}
+
+fn read(dir: &Path, name: &str) -> Result<Option<u64>, GenerationError> {
+    let path = dir.join(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| GenerationError::Corrupt {
+                path: path.clone(),
+                content: text.chars().take(40).collect(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+fn write(dir: &Path, name: &str, n: u64) -> Result<(), GenerationError> {
+    let path = dir.join(name);
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(format!("{generation}\n").as_bytes())
-        .map_err(io(&tmp))?;
+    f.write_all(format!("{n}\n").as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io(&path))?;
     // The rename itself is durable only once the directory is synced.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(generation)
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]
@@ -118,6 +150,21 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tdm-gen-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn the_peers_generation_is_kept_beside_ours() {
+        let d = dir("peer");
+        assert_eq!(peer_floor(&d).unwrap(), None);
+        keep_peer(&d, 42).unwrap();
+        assert_eq!(peer_floor(&d).unwrap(), Some(42));
+        assert_eq!(fs::read_to_string(d.join(PEER_FILE)).unwrap(), "42\n");
+        fs::write(d.join(PEER_FILE), "x").unwrap();
+        assert!(matches!(
+            peer_floor(&d),
+            Err(GenerationError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

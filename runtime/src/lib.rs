@@ -22,11 +22,13 @@
 #![warn(missing_docs)]
 
 pub mod activate;
+pub mod admin;
 pub mod alerts;
 pub mod confsync;
 pub mod control;
 pub mod daemon;
 pub mod drbd;
+pub mod events;
 pub mod generation;
 pub mod hw;
 pub mod mail;
@@ -49,30 +51,28 @@ pub(crate) fn last_line(text: &str) -> String {
         .to_owned()
 }
 
-/// Replaces `path` with `data` so that a crash leaves the old or the new file,
-/// never a mix: temporary file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `data`, file mode `mode`, so that a crash leaves the old or
+/// the new file, never a mix: temporary file (created with `mode`: a secret is never
+/// readable by others, not even for a moment), fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// An error and all its causes on one line (`a: b: c`), for logs, events, the outbox
-/// and the web console's messages.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// An error and all its causes on one line (`a: b: c`): the control API's, the one
+/// printer of error chains for logs, events, the outbox and the consoles.
+pub use tandem_api::error_chain;

@@ -167,7 +167,7 @@ pub async fn bring_up(
 
     for (name, text) in [("resolv.conf", resolv_conf(cfg)), ("hosts", hosts(cfg))] {
         let path = etc.join(name);
-        crate::write_atomic(&path, text.as_bytes()).map_err(|source| MemberError::Io {
+        crate::write_atomic(&path, text.as_bytes(), 0o644).map_err(|source| MemberError::Io {
             what: format!("writing {}", path.display()),
             source,
         })?;
@@ -184,9 +184,55 @@ pub async fn bring_up(
     Ok(done)
 }
 
+/// Where the web console of a member finds its certificate and key: the cluster's
+/// own, from the configuration (R3.2), written by [`write_console_tls`].
+pub const CONSOLE_TLS_DIR: &str = "/run/tandem/tls";
+
+/// Writes the configuration's TLS certificate (`cert.pem`, 0644) and key (`key.pem`,
+/// 0600) for the web console into `dir`, each replaced atomically.
+///
+/// # Errors
+/// A file could not be written (the error names it); the previous one is then
+/// unchanged.
+pub fn write_console_tls(cfg: &ApplianceConfig, dir: &Path) -> std::io::Result<String> {
+    let keys = &cfg.keys;
+    for (name, text, mode) in [
+        ("key.pem", keys.tls_key.expose(), 0o600),
+        ("cert.pem", keys.tls_certificate.as_str(), 0o644),
+    ] {
+        let path = dir.join(name);
+        crate::write_atomic(&path, text.as_bytes(), mode).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+        })?;
+    }
+    Ok(format!("web console certificate in {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_gets_the_clusters_certificate_and_only_root_its_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cfg = tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default())
+            .expect("cluster")
+            .0;
+        let dir = tempfile::tempdir().expect("dir");
+        write_console_tls(&cfg, dir.path()).expect("written");
+        let mode = |f: &str| {
+            std::fs::metadata(dir.path().join(f))
+                .expect("file")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("key.pem"), mode("cert.pem")), (0o600, 0o644));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cert.pem")).expect("cert"),
+            cfg.keys.tls_certificate.as_str()
+        );
+    }
 
     #[test]
     fn name_service_files_follow_the_configuration() {

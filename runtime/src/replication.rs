@@ -130,9 +130,12 @@ impl Replication {
             "global {{\n    usage-count no;\n}}\n{}",
             drbd::render_resource(&cfg, tuning)
         );
-        crate::write_atomic(&self.conf, text.as_bytes()).map_err(|source| ReplicationError::Write {
-            path: self.conf.clone(),
-            source,
+        // It holds the replication's shared secret: root's only.
+        crate::write_atomic(&self.conf, text.as_bytes(), 0o600).map_err(|source| {
+            ReplicationError::Write {
+                path: self.conf.clone(),
+                source,
+            }
         })
     }
 
@@ -353,6 +356,24 @@ mod tests {
             summary(&s[0]),
             "SyncTarget Secondary/Primary Inconsistent/UpToDate resync 10.0%, 65 s left"
         );
+    }
+
+    #[test]
+    fn the_resource_file_with_its_secret_is_roots_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cfg = ApplianceConfig::from_toml(include_str!("../../config/tests/cases/minimal.toml"))
+            .expect("valid");
+        let dir = tempfile::tempdir().expect("dir");
+        let r = Replication::new(&cfg, dir.path());
+        // An older, world-readable file is replaced by one that is not.
+        std::fs::write(&r.conf, "old").expect("old");
+        std::fs::set_permissions(&r.conf, std::fs::Permissions::from_mode(0o644)).expect("mode");
+        r.write_config(&cfg, drbd::Tuning::default())
+            .expect("written");
+        let meta = std::fs::metadata(&r.conf).expect("file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(&r.conf).expect("read");
+        assert!(text.contains("shared-secret"), "{text}");
     }
 
     #[test]

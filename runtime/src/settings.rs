@@ -139,14 +139,6 @@ pub struct LocalOptions {
     pub state_dir: PathBuf,
 }
 
-/// The configuration's id of a node.
-pub fn node_id(n: NodeId) -> tandem_config::NodeId {
-    match n {
-        NodeId::Node1 => tandem_config::NodeId::Node1,
-        NodeId::Node2 => tandem_config::NodeId::Node2,
-    }
-}
-
 /// The digest both nodes' heartbeats carry: SHA-256 of the normalised TOML, so both
 /// nodes agree whatever the formatting of their files.
 #[must_use]
@@ -164,8 +156,8 @@ pub fn from_config(
 ) -> Settings {
     use tandem_config::HeartbeatPath;
     let hb = &cfg.heartbeat;
-    let me = cfg.network.node(node_id(node));
-    let peer = cfg.network.node(node_id(node.peer()));
+    let me = cfg.network.node(node);
+    let peer = cfg.network.node(node.peer());
     let mut service_addresses = Vec::new();
     if let Some(ve) = &cfg.ves.ve101
         && !local.ves_own_addresses

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use serialport::{SerialPort, TTYPort};
-use tandem_runtime::control::{HwJson, SensorJson, StatusJson};
+use tandem_api::{HwJson, SensorJson, StatusJson};
 
 struct Daemon(Child);
 

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
-use tandem_runtime::control::HwJson;
+use tandem_api::HwJson;
 
 struct Daemon(Child);
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tandem_runtime::control::Client;
+use tandem_api::Client;
 
 #[path = "../../notify/tests/aiosmtpd/mod.rs"]
 mod aiosmtpd;
@@ -117,6 +117,10 @@ impl Pair {
             .arg(KEEPALIVE_MS.to_string())
             .arg("--deadtime-ms")
             .arg(DEADTIME_MS.to_string())
+            .arg("--warntime-ms")
+            .arg((DEADTIME_MS / 2).to_string())
+            .arg("--initdead-ms")
+            .arg((DEADTIME_MS * 2).to_string())
             .args(["--board", "none", "--data-good"])
             .args([
                 "--notify-to",
@@ -148,8 +152,7 @@ impl Pair {
     fn role(&self, i: usize) -> String {
         Client::connect(&self.control(i))
             .ok()
-            .and_then(|mut c| c.call("status", false).ok())
-            .and_then(|r| r.status)
+            .and_then(|mut c| c.status().ok())
             .map_or_else(|| "unreachable".into(), |s| s.role)
     }
 

@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rig::*;
-use tandem_runtime::control::{Client, StatusJson};
+use tandem_api::{Client, StatusJson};
 
 fn event_kinds(ev: &[(String, String)]) -> Vec<&str> {
     ev.iter().map(|e| e.0.as_str()).collect()
@@ -311,10 +311,24 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
         .count();
     assert_eq!(changes, 1);
     // An unknown control request is refused clearly and counted.
-    let mut c = Client::connect(&rig.nodes[1].control).unwrap();
-    let r = c.call("reboot-everything", false).unwrap();
-    assert!(!r.ok);
-    assert!(r.error.unwrap().contains("unknown request"));
+    let mut raw = std::os::unix::net::UnixStream::connect(&rig.nodes[1].control).unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"{\"version\":2,\"request\":\"reboot-everything\"}\n",
+    )
+    .unwrap();
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(raw), &mut reply).unwrap();
+    let r: tandem_api::wire::ReplyLine = serde_json::from_str(&reply).unwrap();
+    assert!(!r.reply.is_ok());
+    assert!(
+        r.reply
+            .refusal()
+            .unwrap()
+            .to_string()
+            .contains("unknown request"),
+        "{reply}"
+    );
     assert_eq!(rig.status(1).counters.bad_requests, 1);
 }
 
@@ -373,8 +387,8 @@ fn released_node_stops_announcing_after_a_quick_switchover() {
     ready.recv().unwrap();
     let switchover = |i: usize| {
         let mut c = Client::connect(&rig.nodes[i].control).unwrap();
-        let r = c.call("switchover", false).unwrap();
-        assert!(r.ok, "{:?}", r.error);
+        let r = c.call(&tandem_api::Request::Switchover).unwrap();
+        assert!(r.is_ok(), "{r:?}");
     };
     switchover(0);
     rig.wait_roles("passive", "active", Duration::from_secs(5));
@@ -683,8 +697,6 @@ fn apply(rig: &Rig, i: usize, file: &std::path::Path, args: &[&str]) -> (i32, St
         .arg(&rig.nodes[i].control)
         .arg("apply")
         .arg(file)
-        .arg("--store")
-        .arg(rig.store(i))
         .args(args)
         .output()
         .unwrap();
@@ -760,9 +772,7 @@ fn configuration_changes_reach_both_nodes_and_a_returning_node_catches_up() {
     // The other node's facts come over the same link (the console's Home page).
     let f = Client::connect(&rig.nodes[0].control)
         .unwrap()
-        .call("facts", false)
-        .unwrap()
-        .facts
+        .facts()
         .unwrap();
     assert_eq!(f.own.node, "node1");
     let peer = f.peer.expect("the other node's facts");

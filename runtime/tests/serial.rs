@@ -1,6 +1,7 @@
 //! clusterd on a pty as its only heartbeat path, with the test playing the peer on the
 //! other end of the "cable": frames in both directions, line noise, oversized chunks,
-//! and frames signed with the wrong key. No network traffic at all.
+//! frames signed with the wrong key, and frames of an older run of the peer replayed
+//! after clusterd restarted. No network traffic at all.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,11 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
+use tandem_api::Client;
 use tandem_proto::{
     ClusterKey, Frame, NodeId, PathId, ResourceState, Role, SERIAL_BUF_LEN, SerialDeframer, encode,
     encode_serial,
 };
-use tandem_runtime::control::Client;
 
 const KEY: &[u8] = b"serial test cluster key";
 
@@ -44,6 +45,11 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 /// The test's peer, echoing clusterd's generation `yours` as a real peer does once it
 /// has heard it.
 fn frame(seq: u64, yours: u64) -> Frame {
+    frame_of(7, seq, yours)
+}
+
+/// A frame of the peer's run `generation`.
+fn frame_of(generation: u64, seq: u64, yours: u64) -> Frame {
     Frame {
         sender: NodeId::Node2,
         path: PathId::Serial,
@@ -54,7 +60,7 @@ fn frame(seq: u64, yours: u64) -> Frame {
         handover: false,
         ping_total: 0,
         ping_reach: 0,
-        generation: 7,
+        generation,
         sequence: seq,
         your_generation: yours,
         config_digest: [0; 32],
@@ -66,31 +72,8 @@ fn serial_path_frames_noise_and_forgeries() {
     let dir = std::env::temp_dir().join(format!("tdm-serial-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("key"), KEY).unwrap();
-    let (mut master, slave) = TTYPort::pair().unwrap();
-    let tty = slave.name().unwrap();
-    master.set_timeout(Duration::from_millis(100)).unwrap();
     let sock = dir.join("control.sock");
-    let _d = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_clusterd"))
-            .args(["--node", "node1", "--key-file"])
-            .arg(dir.join("key"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--control")
-            .arg(&sock)
-            .args(["--serial", &tty, "--baud", "38400"])
-            .args(["--keepalive-ms", "200", "--deadtime-ms", "1000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until("control socket", Duration::from_secs(10), || {
-        Client::connect(&sock).is_ok()
-    });
-    drop(slave);
-
+    let (_d, mut master) = start(&dir, &dir.join("state"), &sock);
     // clusterd's own heartbeats arrive on our end of the cable, COBS-framed.
     let key = ClusterKey::new(KEY).unwrap();
     let mut d = SerialDeframer::new();
@@ -134,7 +117,7 @@ fn serial_path_frames_noise_and_forgeries() {
         let _ = master.read(&mut buf);
     }
     let mut c = Client::connect(&sock).unwrap();
-    let st = c.call("status", false).unwrap().status.unwrap();
+    let st = c.status().unwrap();
     let serial = st.paths.iter().find(|p| p.path == "serial").unwrap();
     assert_ne!(serial.state, "down", "{st:?}");
     assert!(st.peer.alive);
@@ -152,7 +135,7 @@ fn serial_path_frames_noise_and_forgeries() {
     // start-up rule elects the peer, so node1 stays passive.
     assert_eq!(st.role, "passive", "{st:?}");
 
-    // A control client that never sends a newline gets a clear error after 4096 bytes
+    // A control client that never sends a newline gets a clear error after 16 KiB
     // and its connection is closed: clusterd does not buffer the rest.
     let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -161,13 +144,99 @@ fn serial_path_frames_noise_and_forgeries() {
     let mut reader = std::io::BufReader::new(raw);
     let mut reply = String::new();
     std::io::BufRead::read_line(&mut reader, &mut reply).unwrap();
-    let r: tandem_runtime::control::Response = serde_json::from_str(&reply).unwrap();
-    assert!(!r.ok);
-    assert_eq!(r.error.as_deref(), Some("request longer than 4096 bytes"));
+    let r: tandem_api::wire::ReplyLine = serde_json::from_str(&reply).unwrap();
+    assert_eq!(
+        r.reply.refusal().map(ToString::to_string).as_deref(),
+        Some("request longer than 16384 bytes")
+    );
     // Then end of stream (or a reset: the unread rest of the line was dropped).
     let mut rest = Vec::new();
     assert!(reader.read_to_end(&mut rest).map_or(true, |n| n == 0));
-    let st = c.call("status", false).unwrap().status.unwrap();
+    let st = c.status().unwrap();
     assert_eq!(st.counters.bad_requests, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// clusterd on a fresh pty with state directory `state`; the test's end of the cable.
+fn start(
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    sock: &std::path::Path,
+) -> (Daemon, TTYPort) {
+    let (mut master, slave) = TTYPort::pair().unwrap();
+    let tty = slave.name().unwrap();
+    master.set_timeout(Duration::from_millis(50)).unwrap();
+    let d = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_clusterd"))
+            .args(["--node", "node1", "--key-file"])
+            .arg(dir.join("key"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--control")
+            .arg(sock)
+            .args(["--serial", &tty, "--baud", "38400"])
+            .args(["--keepalive-ms", "200", "--deadtime-ms", "1000"])
+            .args(["--warntime-ms", "500", "--initdead-ms", "2000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("control socket", Duration::from_secs(10), || {
+        Client::connect(sock).is_ok()
+    });
+    drop(slave);
+    (d, master)
+}
+
+/// Sends `frames` down the cable, draining clusterd's own frames meanwhile.
+fn send(master: &mut TTYPort, frames: &[[u8; tandem_proto::FRAME_LEN]]) {
+    let mut out = [0u8; SERIAL_BUF_LEN];
+    let mut buf = [0u8; 512];
+    for f in frames {
+        master
+            .write_all(encode_serial(f, &mut out).unwrap())
+            .unwrap();
+        master.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = master.read(&mut buf);
+    }
+}
+
+#[test]
+fn a_replay_of_an_older_peer_run_after_a_restart_is_refused() {
+    let dir = std::env::temp_dir().join(format!("tdm-serial-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    let (state, sock) = (dir.join("state"), dir.join("control.sock"));
+    let key = ClusterKey::new(KEY).unwrap();
+
+    // The peer's run 7, captured by an attacker on the way; then the peer restarts
+    // (run 8), and clusterd keeps that.
+    let captured: Vec<_> = (1..=12).map(|s| encode(&key, &frame_of(7, s, 0))).collect();
+    {
+        let (_d, mut master) = start(&dir, &state, &sock);
+        send(&mut master, &captured[..3]);
+        send(&mut master, &[encode(&key, &frame_of(8, 1, 0))]);
+        wait_until("the peer's run kept", Duration::from_secs(5), || {
+            std::fs::read_to_string(state.join("peer-generation")).is_ok_and(|g| g == "8\n")
+        });
+    }
+
+    // clusterd restarts; the captured frames of run 7 are replayed: every one is
+    // refused, none counts as the peer heard.
+    let (_d, mut master) = start(&dir, &state, &sock);
+    send(&mut master, &captured);
+    let st = Client::connect(&sock).unwrap().status().unwrap();
+    assert_eq!(st.counters.accepted, 0, "{:?}", st.counters);
+    assert!(st.counters.replayed >= 12, "{:?}", st.counters);
+    assert!(!st.peer.alive, "{st:?}");
+    // The peer's current run is heard.
+    send(&mut master, &[encode(&key, &frame_of(8, 2, 0))]);
+    let st = Client::connect(&sock).unwrap().status().unwrap();
+    assert_eq!(st.counters.accepted, 1, "{:?}", st.counters);
+    assert!(st.peer.alive, "{st:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

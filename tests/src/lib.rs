@@ -779,6 +779,32 @@ pub fn rig_config(
     (cfg, passwords)
 }
 
+/// A program standing in for `tandem` as clusterd runs it for the web console's VE 101
+/// (`ve create|set|start|passwd`): logs its arguments to `DIR/calls.log`; `ve create`
+/// writes the VE file `DIR/ves/ve-101.conf` that the VE list reads; `body` (shell) runs
+/// last, e.g. to fail a step.
+#[must_use]
+pub fn stand_in_tandem(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("tandem.sh");
+    let conf = dir.join("ves");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+             if [ \"$1 $2\" = 've create' ]; then\n\
+               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\nONBOOT=\"yes\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
+               echo \"VE 101 created from $5\"\nfi\n{body}\n",
+            log = dir.join("calls.log").display(),
+            conf = conf.display(),
+        ),
+    )
+    .expect("writing the stand-in for tandem");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+        .expect("making the stand-in runnable");
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
 //! The web console in a real headless Chromium, driven through WebDriver (chromedriver,
-//! plain HTTP with JSON on loopback). Two consoles run on 127.0.0.1 as root, so the
-//! privilege separation of `tandem-web serve` is the real one (the web process runs as
-//! uid 101):
+//! plain HTTP with JSON on loopback). Two consoles run on 127.0.0.1, started as root, so
+//! the privilege separation is the real one (the web process drops to uid 101 and asks
+//! clusterd for everything, with its session's token):
 //!
-//! - recovery mode, empty configuration store: log in with the factory password, upload
-//!   a broken archive (the errors show), upload a valid one, activate it (the activation
-//!   program is a script standing in for `tandem activate`, which needs DRBD: the QEMU
-//!   rig runs the real one) and follow the progress page until the new address shows;
+//! - recovery mode, empty configuration store, clusterd in recovery mode: log in with
+//!   the factory password, upload a broken archive (the errors show), upload a valid
+//!   one, activate it (clusterd's activation simulated with `--activation sim`: the
+//!   real one needs DRBD, and the QEMU rig runs it) and follow the progress page until
+//!   the new address shows;
 //! - cluster mode, a committed configuration and a real clusterd pair on loopback
 //!   (127.0.0.1 and 127.0.0.2, one heartbeat path): log in with the management password,
 //!   visit every page in both languages, switch over from Maintenance and see Status
@@ -339,9 +340,9 @@ fn config() -> tandem_config::ApplianceConfig {
     cfg
 }
 
-/// A console on 127.0.0.1 with its own TLS directory, as root (it forks and drops the
-/// web process to uid 101).
-fn console(dir: &Path, store: &Path, extra: &[&str]) -> (Proc, String) {
+/// A console on 127.0.0.1 with its own TLS directory, started as root (it drops to
+/// uid 101 once its ports are bound), asking clusterd on `control`.
+fn console(dir: &Path, control: &Path) -> (Proc, String) {
     let web = binary("tandem-web");
     let tls = dir.join("tls");
     let out = Command::new(&web)
@@ -368,11 +369,10 @@ fn console(dir: &Path, store: &Path, extra: &[&str]) -> (Proc, String) {
                 "--tls-dir",
             ])
             .arg(&tls)
-            .arg("--config-dir")
-            .arg(store)
+            .arg("--control")
+            .arg(control)
             .args(["--https-port", &https.to_string()])
             .args(["--http-port", &http.to_string()])
-            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -393,29 +393,6 @@ fn uid_of(pid: u32) -> u32 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
-}
-
-/// The one child of `parent`: the web process the console forked.
-fn web_process(parent: u32) -> u32 {
-    let mut children = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after the ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            children.push(pid);
-        }
-    }
-    assert_eq!(children.len(), 1, "children of tandem-web: {children:?}");
-    children[0]
 }
 
 /// The test's directory, removed when the test ends (after everything declared later
@@ -459,17 +436,25 @@ fn login(d: &Driver, base: &str, password: &str) {
 fn recovery_upload_and_activation_in_a_browser() {
     let dir = test_dir("recovery");
     let store = dir.join("config");
-    // Stands in for `tandem activate`: the R3.5 line, a while of work, then the commit
-    // (the staged file becomes the configuration), as the real one does on success.
-    let program = dir.join("activate.sh");
-    std::fs::write(
-        &program,
-        "#!/bin/sh\necho \"activating ($2)\"\n\
-         echo \"the other node is not connected yet: continue activation on the other node or check the crossover cable\"\n\
-         sleep 4\nmv \"$4/pending.toml\" \"$4/config.toml\"\necho \"configuration activated\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // clusterd in recovery mode, as init starts it on a node that is not a member;
+    // its activation simulated (the R3.5 line, four seconds of work, the commit):
+    // the real one needs DRBD, and the QEMU rig runs it.
+    let sock = dir.join("recovery.sock");
+    let clusterd = Proc(
+        Command::new(binary("clusterd"))
+            .args(["--node", "node1", "--recovery", "--store"])
+            .arg(&store)
+            .arg("--control")
+            .arg(&sock)
+            .args(["--control-group", "101", "--activation", "sim:4000"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("clusterd.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("clusterd's control socket", Duration::from_secs(10), || {
+        sock.exists()
+    });
     let good = dir.join("tkcluster_good.tar");
     let archive = tandem_config::archive::export(
         &config(),
@@ -484,19 +469,13 @@ fn recovery_upload_and_activation_in_a_browser() {
     let broken = dir.join("tkcluster_broken.tar");
     std::fs::write(&broken, &archive[..archive.len() / 2]).unwrap();
 
-    let (web, base) = console(
-        &dir,
-        &store,
-        &["--activate-program", program.to_str().unwrap()],
-    );
-    // Privilege separation: the process serving HTTP is uid 101, its parent root.
+    let (web, base) = console(&dir, &sock);
+    // The process serving HTTP is uid 101, with no privileged helper beside it.
     // (The port answers from the moment root bound it, a little before the drop.)
-    assert_eq!(uid_of(web.0.id()), 0);
-    let child = web_process(web.0.id());
     wait_until(
         "the web process to drop to uid 101",
         Duration::from_secs(5),
-        || uid_of(child) == 101,
+        || uid_of(web.0.id()) == 101,
     );
     let d = Driver::start(&dir);
     d.go(&format!("{base}/lang?set=en&back=/login"));
@@ -546,7 +525,10 @@ fn recovery_upload_and_activation_in_a_browser() {
     // The page reloads itself (meta refresh): no navigation from the test.
     let page = d.wait_text("Activation finished", Duration::from_secs(30));
     assert!(page.contains("https://10.20.30.11/"), "{page}");
-    assert!(page.contains("activating (--destroy-data)"), "{page}");
+    assert!(
+        page.contains("activating lab-cluster as alpha (node1)"),
+        "{page}"
+    );
     d.screenshot("recovery-progress-done");
     assert!(tandem_config::store::is_configured(&store));
 
@@ -554,6 +536,7 @@ fn recovery_upload_and_activation_in_a_browser() {
     d.go(&format!("{base}/lang?set=de&back=/progress"));
     d.wait_text("Die Aktivierung ist abgeschlossen", Duration::from_secs(30));
     d.screenshot("recovery-progress-done-de");
+    drop(clusterd);
 }
 
 /// A tmpfs mounted for the test, unmounted when it ends.
@@ -599,26 +582,6 @@ fn stand_in_init(log: &Path) -> Proc {
     p
 }
 
-/// A program standing in for `tandem` (`ve create|set|start`): logs its arguments and
-/// writes the VE file `tandem ve list` reads.
-fn stand_in_tandem(dir: &Path, conf: &Path) -> PathBuf {
-    let p = dir.join("tandem-ve.sh");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
-             if [ \"$1 $2\" = 've create' ]; then\n\
-               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\nONBOOT=\"yes\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
-               echo \"VE 101 created from $5\"\nfi\n",
-            log = dir.join("ve-calls.log").display(),
-            conf = conf.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
 #[test]
 #[ignore = "needs root, chromium and chromium-driver: run `cargo xtask test`"]
 fn cluster_pages_and_switchover_in_a_browser() {
@@ -641,7 +604,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     std::fs::create_dir_all(vz.0.join("template")).unwrap();
     std::fs::write(vz.0.join("template/debian-12.tar"), b"").unwrap();
     let ve_conf = dir.join("ves");
-    let ve_program = stand_in_tandem(&dir, &ve_conf);
+    let ve_program = tandem_tests::stand_in_tandem(&dir, "");
     let init_log = dir.join("init.log");
     let init = stand_in_init(&init_log);
     let init_pid = init.0.id().to_string();
@@ -657,6 +620,17 @@ fn cluster_pages_and_switchover_in_a_browser() {
             Command::new(&clusterd)
                 .args(["--node", node, "--key-file"])
                 .arg(dir.join("key"))
+                // The console's privileged actions: this store, the tmpfs data area,
+                // the stand-ins for init and `tandem ve`.
+                .arg("--store")
+                .arg(&store)
+                .args(["--init-pid", &init_pid, "--data-area"])
+                .arg(&vz.0)
+                .arg("--ve-conf-dir")
+                .arg(&ve_conf)
+                .arg("--ve-program")
+                .arg(&ve_program)
+                .args(["--export-work-factor", "10"])
                 .arg("--state-dir")
                 .arg(dir.join(format!("{node}-state")))
                 .arg("--control")
@@ -664,6 +638,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
                 .args(["--control-group", "101"])
                 .args(["--internal", &format!("{local},{peer}"), "--udp-port", &udp])
                 .args(["--keepalive-ms", "200", "--deadtime-ms", "1500"])
+                .args(["--warntime-ms", "750", "--initdead-ms", "3000"])
                 .args(["--board", "none", "--data-good"])
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -694,29 +669,14 @@ fn cluster_pages_and_switchover_in_a_browser() {
     let before = role("node1").unwrap();
 
     let sock = dir.join("node1.sock");
-    let (_web, base) = console(
-        &dir,
-        &store,
-        &[
-            "--control",
-            sock.to_str().unwrap(),
-            "--init-pid",
-            &init_pid,
-            "--data-area",
-            vz.0.to_str().unwrap(),
-            "--ve-conf-dir",
-            ve_conf.to_str().unwrap(),
-            "--ve-program",
-            ve_program.to_str().unwrap(),
-        ],
-    );
+    let (_web, base) = console(&dir, &sock);
     // Restart and shutdown go to the stand-in, never to PID 1: checked before any form
     // is sent.
     wait_until(
-        "the console to name the process it signals",
+        "clusterd to name the process it signals",
         Duration::from_secs(10),
         || {
-            std::fs::read_to_string(dir.join("web.log")).is_ok_and(|l| {
+            std::fs::read_to_string(dir.join("node1.log")).is_ok_and(|l| {
                 l.contains(&format!("restart and shutdown signal process {init_pid}\n"))
             })
         },
@@ -734,7 +694,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     login(&d, &base, ADMIN_PASSWORD);
     d.wait_text("management version", Duration::from_secs(20));
 
-    for (path, en, de) in tandem_recovery_menu() {
+    for &(path, en, de) in tandem_recovery::page::MENU {
         for (lang, title) in [("en", en), ("de", de)] {
             d.go(&format!("{base}/lang?set={lang}&back={path}"));
             let page = d.wait_text(&format!("<h1>{title}</h1>"), Duration::from_secs(30));
@@ -807,7 +767,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
         "Tick the box to confirm the installation of VE 101",
         Duration::from_secs(30),
     );
-    assert!(!dir.join("ve-calls.log").exists());
+    assert!(!dir.join("calls.log").exists());
     d.click("form#install-ve101 option[value='debian-12']");
     d.click("form#install-ve101 input[name=confirm]");
     d.click("form#install-ve101 button");
@@ -822,7 +782,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
     d.click("p > a[href='/ves']");
     d.wait_text("VE 101 is installed on this node", Duration::from_secs(30));
     assert_eq!(
-        std::fs::read_to_string(dir.join("ve-calls.log")).unwrap(),
+        std::fs::read_to_string(dir.join("calls.log")).unwrap(),
         "ve create 101 --template debian-12 --hostname app --ip 10.20.30.101\n\
          ve set 101 ONBOOT=yes\n\
          ve start 101\n"
@@ -956,18 +916,4 @@ fn cluster_pages_and_switchover_in_a_browser() {
     }
     d.screenshot("cluster-maintenance-power-peer-gone");
     drop(init);
-}
-
-/// The cluster menu as the console defines it (path, English, German title).
-fn tandem_recovery_menu() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![
-        ("/home", "Home", "Start"),
-        ("/network", "Network", "Netzwerk"),
-        ("/ves", "VEs", "VEs"),
-        ("/notification", "Notification", "Benachrichtigung"),
-        ("/passwords", "Passwords", "Passwörter"),
-        ("/updates", "Updates", "Updates"),
-        ("/maintenance", "Maintenance", "Wartung"),
-        ("/status", "Status", "Status"),
-    ]
 }

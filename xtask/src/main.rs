@@ -360,6 +360,8 @@ const FUZZ_TARGETS: &[&str] = &[
     "serial_framing",
     "ipmi_sdr",
     "areca_reply",
+    "config_exchange",
+    "control_request",
 ];
 
 fn fuzz(args: &[String]) -> Result<()> {

@@ -63,10 +63,18 @@ fn run() -> anyhow::Result<()> {
         println!("reading\t{}\t{value}\t{}", r.name, r.health);
     }
     for f in &sweep.faults {
-        println!("fault\t{}\t{}", f.name, ErrorWrap(&f.error));
+        println!(
+            "fault\t{}\t{}",
+            f.name,
+            tandem_board::poller::error_chain(&f.error)
+        );
     }
     for f in &sweep.record_faults {
-        println!("record-fault\t{}\t{}", f.label(), ErrorWrap(&f.error));
+        println!(
+            "record-fault\t{}\t{}",
+            f.label(),
+            tandem_board::poller::error_chain(&*f.error)
+        );
     }
     for n in &sweep.not_read {
         println!("not-read\t{}\towner {:#04x}", n.name, n.key.owner);
@@ -92,21 +100,6 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// Prints an error with its whole source chain.
-#[derive(Debug)]
-struct ErrorWrap<'a>(&'a tandem_board::ipmi::IpmiError);
-
-impl std::fmt::Display for ErrorWrap<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cur = std::error::Error::source(self.0);
-        while let Some(c) = cur {
-            write!(f, ": {c}")?;
-            cur = c.source();
-        }
-        Ok(())
-    }
-}
-
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use subtle::ConstantTimeEq;
 
 use super::{IpmiError, IpmiTransport, NetFn, Request, Response, checksum};
 
@@ -90,6 +91,13 @@ pub struct LanSession {
     rq_seq: u8,
 }
 
+/// Compares a computed authentication code with a received one in time that does not
+/// depend on where they differ (a variable-time comparison lets an attacker on the
+/// LAN find a valid code byte by byte).
+fn same(computed: &[u8], received: &[u8]) -> bool {
+    computed.ct_eq(received).into()
+}
+
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
     // HMAC accepts keys of any length; the error branch cannot happen.
     let mut mac = <HmacSha1 as Mac>::new_from_slice(key).expect("hmac takes any key length");
@@ -160,7 +168,7 @@ fn parse_packet(bytes: &[u8], keys: Option<&Keys>) -> Result<Packet, String> {
         }
         let code_at = bytes.len() - 12;
         let want = hmac(&keys.k1, &[&bytes[4..code_at]]);
-        if want[..12] != bytes[code_at..] {
+        if !same(&want[..12], &bytes[code_at..]) {
             return Err("integrity check failed".into());
         }
     }
@@ -435,7 +443,7 @@ fn handshake(
     let sidm = console_session.to_le_bytes();
     let sidc = bmc_session.to_le_bytes();
     let want = hmac(&kuid, &[&sidm, &sidc, &rm, rc, guid, &[role, ulen], user]);
-    if want[..] != r[40..60] {
+    if !same(&want[..], &r[40..60]) {
         return Err(session_err(
             "rakp 2 key exchange code mismatch (wrong password?)".into(),
         ));
@@ -465,7 +473,7 @@ fn handshake(
         return Err(session_err(format!("rakp 4 of {} bytes, need 20", r.len())));
     }
     let icv = hmac(&sik, &[&rm, &sidc, guid]);
-    if icv[..12] != r[8..20] {
+    if !same(&icv[..12], &r[8..20]) {
         return Err(session_err("rakp 4 integrity check value mismatch".into()));
     }
     let k1 = hmac(&sik, &[&[0x01; 20]]);
@@ -605,6 +613,14 @@ mod tests {
             assert_eq!(parsed.session_id, 0x1234);
             assert!(parsed.encrypted && parsed.authenticated);
         }
+    }
+
+    #[test]
+    fn codes_compare_whole_and_by_length() {
+        assert!(same(&[1, 2, 3], &[1, 2, 3]));
+        assert!(!same(&[1, 2, 3], &[1, 2, 4]));
+        assert!(!same(&[1, 2, 3], &[1, 2]));
+        assert!(!same(&[], &[0]));
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! name in large letters, its role and health (from clusterd when it runs), its
 //! addresses, how to reach the recovery page, and a menu read from the same terminal:
 //! reset the admin password (R13.1), show the recovery network, restart the web
-//! console. It redraws when what it shows changes (a link, an address, the role).
-//! See `tandem_recovery::console` for the screen and the menu.
+//! console, lift the web console's login lockout. It redraws when what it shows changes
+//! (a link, an address, the role, a lockout). The password and the lockout are
+//! clusterd's: the console asks its control API as root. See
+//! `tandem_recovery::console` for the screen and the menu.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{self, LocalFlags, SetArg};
-use tandem_recovery::admin;
-use tandem_recovery::console::{self, Input, Menu, Output, Port, STATUS_REQUEST, Screen, Status};
+use tandem_api::{Client, Lockout, Reply, Request};
+use tandem_recovery::console::{self, Input, Menu, Output, Port, Screen, Status};
 
 /// How often the screen's contents are looked at again.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -59,15 +60,30 @@ fn parse_args() -> Option<Args> {
     })
 }
 
-/// clusterd's status, when it answers within a second.
+/// clusterd's status (none in recovery mode or when it does not answer).
 fn status(control: &Path) -> Option<Status> {
-    let s = UnixStream::connect(control).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
-    (&s).write_all(STATUS_REQUEST.as_bytes()).ok()?;
-    let mut line = String::new();
-    BufReader::new(s.take(1 << 20)).read_line(&mut line).ok()?;
-    console::parse_status(&line).ok()
+    Client::connect(control).ok()?.status().ok()
+}
+
+/// The web console's login lockout, when logins are locked.
+fn lockout(control: &Path) -> Option<Lockout> {
+    match tandem_api::ask(control, None, &Request::LoginLockout { source: None }) {
+        Ok(Reply::Lockout(l)) => l,
+        _ => None,
+    }
+}
+
+/// One request of the menu to clusterd: `done` on success, else why not.
+fn ask_done(control: &Path, request: &Request, done: String) -> Result<String, String> {
+    match tandem_api::ask(control, None, request) {
+        Ok(Reply::Done) => Ok(done),
+        Ok(Reply::Refused(r)) => Err(format!("clusterd refused: {r}")),
+        Ok(other) => Err(format!("unexpected answer from clusterd: {other:?}")),
+        Err(e) => Err(format!(
+            "{}; is clusterd running? (see /run/log/clusterd.log)",
+            tandem_api::error_chain(&e)
+        )),
+    }
 }
 
 /// The network ports (every interface but loopback), the first port first, with their
@@ -138,7 +154,8 @@ fn screen(a: &Args) -> Screen {
         recovery_url: a.address.clone(),
         fingerprint: a.fingerprint.clone(),
         configured: configured(a),
-        password_set: matches!(admin::read(&a.config_dir), Ok(Some(_))),
+        password_set: a.config_dir.join("admin.hash").exists(),
+        lockout: lockout(&a.control),
     }
 }
 
@@ -268,10 +285,25 @@ fn carry_out(a: &Args, tty: &mut Tty, menu: &mut Menu, first: Vec<Output>) -> Re
             Output::Redraw => redraw = true,
             Output::SetPassword(pw) => {
                 let configured = configured(a);
-                let r = admin::set(&a.config_dir, &pw.0, Some(admin::WEB_GROUP))
-                    .map(|()| console::password_done(&a.node, configured))
-                    .map_err(|e| format!("{:#}", anyhow::Error::new(e)));
+                let req = Request::SetConsolePassword {
+                    password: pw.0.into(),
+                };
+                let r = ask_done(
+                    &a.control,
+                    &req,
+                    console::password_done(&a.node, configured),
+                );
                 queue.extend(menu.handle(Input::Done(r), configured));
+            }
+            Output::LiftLockout => {
+                let r = ask_done(
+                    &a.control,
+                    &Request::LiftLockout,
+                    "The web console's logins are open again; every failed login is forgotten."
+                        .to_owned(),
+                );
+                redraw = true;
+                queue.extend(menu.handle(Input::Done(r), configured(a)));
             }
             Output::RestartWeb => {
                 let r = restart_web(&a.web_pid).map_err(|e| format!("{e:#}"));

@@ -1,21 +1,26 @@
 //! The Network, Notification and Passwords pages (R9.3, R9.5, R9.6): the committed
-//! values in a form; a change goes to both nodes (see [`crate::change`] and
-//! [`tandem_runtime::confsync`]). A form that is refused comes back with what was
-//! typed (never a password) and every problem next to its field's name.
+//! values in a form; a change goes to clusterd, which makes it on both nodes. A form
+//! that is refused comes back with what was typed (never a password) and every problem
+//! next to its field's name. Changing the management password needs the current one,
+//! and ends every session on both nodes (this one too: the page says to log in again).
 
 use std::sync::Arc;
 
-use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
+use tandem_api::{
+    ChangeRefusal, ChangeReport, FieldProblem, MIN_PASSWORD, NetworkForm, NotificationForm,
+    Refusal, Reply, Request, Settings, SettingsChange,
+};
 
-use super::{cluster_auth, get_settings, render};
-use crate::change::{FieldProblem, NetworkForm, NotificationForm, SettingsChange};
-use crate::helper::{Call, ChangeRefusal, ChangeReport, Reply, Settings};
+use super::{ask_reply, get_settings, render};
+use crate::app::App;
 use crate::i18n::Lang;
-use crate::recovery_pages::refusal_html;
-use crate::web::{App, csrf_message, error_p, esc, same};
+use crate::page::{Frame, error_p, esc, page};
+use crate::refusal::refusal_html;
+use crate::visit::{Cluster, Posted, Visit};
 
 /// Which page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,7 @@ fn label(lang: Lang, field: &str) -> String {
         "addresses" => ("addresses", "Adressen"),
         "relay_host" => ("relay host", "Relay-Host"),
         "copy_vendor" => ("copy to the vendor", "Kopie an den Hersteller"),
+        "current" => ("current password", "aktuelles Passwort"),
         "new" => ("new password", "neues Passwort"),
         "confirm" => ("new password again", "neues Passwort wiederholen"),
         "ve_new" => (
@@ -224,6 +230,7 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
         Values::Passwords => format!(
             "<h2>{title}</h2><p>{text}</p>\
              <form id=\"passwords\" method=\"post\" action=\"/passwords\">\
+             <p><label>{current} <input type=\"password\" name=\"current\" autocomplete=\"current-password\"></label></p>\
              <p><label>{new} <input type=\"password\" name=\"new\" autocomplete=\"new-password\"></label></p>\
              <p><label>{again} <input type=\"password\" name=\"confirm\" autocomplete=\"new-password\"></label></p>{tail}\
              <h2>{ve_title}</h2><p>{ve_text}</p>\
@@ -235,16 +242,17 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
              <p class=\"note\">{others}</p>",
             title = lang.t("Management password (user admin)", "Verwaltungspasswort (Benutzer admin)"),
             text = lang.f(
-                format!("It opens this console on both nodes; at least {} characters. A password set on a node's local console (password reset) is replaced by it.", crate::change::MIN_PASSWORD),
-                format!("Es öffnet diese Konsole auf beiden Knoten; mindestens {} Zeichen. Ein an der lokalen Konsole eines Knotens gesetztes Passwort (Passwort-Rücksetzung) wird dadurch ersetzt.", crate::change::MIN_PASSWORD),
+                format!("It opens this console on both nodes; at least {} characters. A password set on a node's local console (password reset) is replaced by it.", MIN_PASSWORD),
+                format!("Es öffnet diese Konsole auf beiden Knoten; mindestens {} Zeichen. Ein an der lokalen Konsole eines Knotens gesetztes Passwort (Passwort-Rücksetzung) wird dadurch ersetzt.", MIN_PASSWORD),
             ),
+            current = lang.t("Current password", "Aktuelles Passwort"),
             new = lang.t("New password", "Neues Passwort"),
             again = lang.t("New password again", "Neues Passwort wiederholen"),
             csrf = esc(csrf),
             ve_title = lang.t("Root password of VE 101", "root-Passwort der VE 101"),
             ve_text = lang.f(
-                format!("Set inside VE 101 on the node that runs it (the active one); the VE's files are replicated, so it holds on both nodes. At least {} characters.", crate::change::MIN_PASSWORD),
-                format!("Wird in der VE 101 auf dem Knoten gesetzt, der sie betreibt (dem aktiven); die Dateien der VE werden repliziert, es gilt also auf beiden Knoten. Mindestens {} Zeichen.", crate::change::MIN_PASSWORD),
+                format!("Set inside VE 101 on the node that runs it (the active one); the VE's files are replicated, so it holds on both nodes. At least {} characters.", MIN_PASSWORD),
+                format!("Wird in der VE 101 auf dem Knoten gesetzt, der sie betreibt (dem aktiven); die Dateien der VE werden repliziert, es gilt also auf beiden Knoten. Mindestens {} Zeichen.", MIN_PASSWORD),
             ),
             ve_go = lang.t("Set the root password of VE 101", "root-Passwort der VE 101 setzen"),
             others = lang.t(
@@ -258,79 +266,49 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
 /// The page: `message`, then the form with `values` (the committed ones when `None`).
 async fn show(
     app: &Arc<App>,
-    headers: &HeaderMap,
+    a: &Visit,
     page: Page,
     status: StatusCode,
     message: &str,
     values: Option<Values>,
 ) -> Response {
-    let a = match cluster_auth(app, headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let lang = Lang::of(headers);
-    let body = match get_settings(app, lang).await {
+    let lang = a.lang;
+    let body = match get_settings(app, a).await {
         Ok(s) => {
             let values = values.unwrap_or_else(|| match page {
                 Page::Network => Values::Network(network_values(&s)),
                 Page::Notification => Values::Notification(notification_values(&s)),
                 Page::Passwords => Values::Passwords,
             });
-            format!("{message}{}", form_html(lang, &values, &a.csrf, s.revision))
+            format!(
+                "{message}{}",
+                form_html(lang, &values, a.csrf.as_str(), s.revision)
+            )
         }
         Err(e) => format!("{message}{e}"),
     };
-    render(app, lang, page.path(), &a, status, &body)
+    render(app, lang, page.path(), a, status, &body)
 }
 
-pub(super) async fn network(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    show(&app, &headers, Page::Network, StatusCode::OK, "", None).await
+pub(super) async fn network(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    show(&app, &a, Page::Network, StatusCode::OK, "", None).await
 }
 
-pub(super) async fn notification(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    show(&app, &headers, Page::Notification, StatusCode::OK, "", None).await
+pub(super) async fn notification(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    show(&app, &a, Page::Notification, StatusCode::OK, "", None).await
 }
 
-pub(super) async fn passwords(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    show(&app, &headers, Page::Passwords, StatusCode::OK, "", None).await
+pub(super) async fn passwords(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    show(&app, &a, Page::Passwords, StatusCode::OK, "", None).await
 }
 
 fn yes(v: &str) -> bool {
     v == "yes"
 }
 
-/// The form's language once the session is a cluster session and `csrf` its token;
-/// otherwise the answer: the login page, or the form's page with `typed` (the
-/// committed values when `None`) and the token message, nothing done.
-async fn form_session(
-    app: &Arc<App>,
-    headers: &HeaderMap,
-    page: Page,
-    csrf: &str,
-    typed: Option<&Values>,
-) -> Result<Lang, Response> {
-    let a = cluster_auth(app, headers).map_err(IntoResponse::into_response)?;
-    let lang = Lang::of(headers);
-    if same(csrf, &a.csrf) {
-        return Ok(lang);
-    }
-    let msg = error_p(csrf_message(lang));
-    Err(show(
-        app,
-        headers,
-        page,
-        StatusCode::FORBIDDEN,
-        &msg,
-        typed.cloned(),
-    )
-    .await)
-}
-
 /// What every settings form posts besides its fields.
 #[derive(Debug, Deserialize)]
 pub(super) struct Common {
-    #[serde(default)]
-    csrf: String,
     /// The revision the page showed (text: numbers inside a flattened form arrive as
     /// text; anything but a number matches no revision and changes nothing).
     #[serde(default)]
@@ -389,6 +367,8 @@ pub(super) struct PasswordsPost {
     #[serde(flatten)]
     common: Common,
     #[serde(default)]
+    current: String,
+    #[serde(default)]
     new: String,
     #[serde(default)]
     confirm: String,
@@ -396,8 +376,10 @@ pub(super) struct PasswordsPost {
 
 pub(super) async fn save_network(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<NetworkPost>,
+    Posted {
+        visit: Cluster(a),
+        form: f,
+    }: Posted<Cluster, NetworkPost>,
 ) -> Response {
     let form = NetworkForm {
         node1_hostname: f.node1_hostname,
@@ -415,13 +397,15 @@ pub(super) async fn save_network(
     };
     let values = Values::Network(form.clone());
     let change = SettingsChange::Network(form);
-    submit(&app, &headers, Page::Network, &f.common, change, values).await
+    submit(&app, &a, Page::Network, &f.common, change, values).await
 }
 
 pub(super) async fn save_notification(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<NotificationPost>,
+    Posted {
+        visit: Cluster(a),
+        form: f,
+    }: Posted<Cluster, NotificationPost>,
 ) -> Response {
     let form = NotificationForm {
         addresses: f.addresses,
@@ -430,29 +414,24 @@ pub(super) async fn save_notification(
     };
     let values = Values::Notification(form.clone());
     let change = SettingsChange::Notification(form);
-    submit(
-        &app,
-        &headers,
-        Page::Notification,
-        &f.common,
-        change,
-        values,
-    )
-    .await
+    submit(&app, &a, Page::Notification, &f.common, change, values).await
 }
 
 pub(super) async fn save_passwords(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<PasswordsPost>,
+    Posted {
+        visit: Cluster(a),
+        form: f,
+    }: Posted<Cluster, PasswordsPost>,
 ) -> Response {
     let change = SettingsChange::AdminPassword {
-        new: f.new,
-        confirm: f.confirm,
+        current: f.current.into(),
+        new: f.new.into(),
+        confirm: f.confirm.into(),
     };
     submit(
         &app,
-        &headers,
+        &a,
         Page::Passwords,
         &f.common,
         change,
@@ -465,8 +444,6 @@ pub(super) async fn save_passwords(
 #[derive(Debug, Deserialize)]
 pub(super) struct Ve101PasswordPost {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     new: String,
     #[serde(default)]
     confirm: String,
@@ -474,19 +451,18 @@ pub(super) struct Ve101PasswordPost {
 
 pub(super) async fn save_ve101_password(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<Ve101PasswordPost>,
+    Posted {
+        visit: Cluster(a),
+        form: f,
+    }: Posted<Cluster, Ve101PasswordPost>,
 ) -> Response {
     let page = Page::Passwords;
-    let lang = match form_session(&app, &headers, page, &f.csrf, None).await {
-        Ok(lang) => lang,
-        Err(r) => return r,
+    let lang = a.lang;
+    let req = Request::Ve101Password {
+        new: f.new.into(),
+        confirm: f.confirm.into(),
     };
-    let call = Call::Ve101Password {
-        new: f.new,
-        confirm: f.confirm,
-    };
-    let (status, msg) = match app.ask(call, Vec::new()).await.0 {
+    let (status, msg) = match ask_reply(&app, &a, req).await {
         Reply::Ve101PasswordSet => (
             StatusCode::OK,
             format!(
@@ -507,7 +483,7 @@ pub(super) async fn save_ve101_password(
                 format!("Das Passwort wurde nicht gesetzt: {why}."),
             )),
         ),
-        Reply::Refused(crate::helper::Refusal::NoDataArea) => (
+        Reply::Refused(Refusal::NoDataArea) => (
             StatusCode::CONFLICT,
             error_p(lang.t(
                 "VE 101 runs on the other node (the active one): this node does not hold the data area. Nothing was changed. Set the password in the console of the active node.",
@@ -520,7 +496,7 @@ pub(super) async fn save_ve101_password(
             error_p(&format!("{other:?}")),
         ),
     };
-    show(&app, &headers, page, status, &msg, None).await
+    show(&app, &a, page, status, &msg, None).await
 }
 
 fn changed_html(lang: Lang, r: &ChangeReport) -> String {
@@ -554,39 +530,62 @@ fn changed_html(lang: Lang, r: &ChangeReport) -> String {
     html
 }
 
+/// The page after the management password changed: every session has ended.
+fn logged_out_page(app: &App, lang: Lang, r: &ChangeReport) -> Response {
+    let f = Frame {
+        lang,
+        node: &app.node,
+        path: "/passwords",
+        csrf: None,
+        cluster_menu: false,
+        refresh: None,
+    };
+    let body = format!(
+        "{}<p>{}</p><p><a href=\"/login\">{}</a></p>",
+        changed_html(lang, r),
+        lang.t(
+            "The management password changed: every session of the console on both nodes has ended, this one too. Log in again with the new password.",
+            "Das Verwaltungspasswort wurde geändert: Jede Sitzung der Konsole auf beiden Knoten ist beendet, auch diese. Melden Sie sich mit dem neuen Passwort erneut an.",
+        ),
+        lang.t("Log in", "Anmelden"),
+    );
+    let mut resp = (
+        StatusCode::OK,
+        Html(page(&f, lang.t("Passwords", "Passwörter"), &body)),
+    )
+        .into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+        "{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        crate::visit::SESSION_COOKIE
+    )) {
+        resp.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
 async fn submit(
     app: &Arc<App>,
-    headers: &HeaderMap,
+    a: &Visit,
     page: Page,
     common: &Common,
     change: SettingsChange,
     typed: Values,
 ) -> Response {
-    let lang = match form_session(app, headers, page, &common.csrf, Some(&typed)).await {
-        Ok(lang) => lang,
-        Err(r) => return r,
-    };
-    let call = Call::ChangeSettings {
+    let lang = a.lang;
+    let req = Request::ChangeSettings {
         change: Box::new(change),
         revision: common.revision.trim().parse().unwrap_or(u64::MAX),
         this_node_only: yes(&common.this_node_only),
     };
-    match app.ask(call, Vec::new()).await.0 {
+    match ask_reply(app, a, req).await {
+        Reply::Changed(r) if r.sessions_ended => logged_out_page(app, lang, &r),
         Reply::Changed(r) => {
-            show(
-                app,
-                headers,
-                page,
-                StatusCode::OK,
-                &changed_html(lang, &r),
-                None,
-            )
-            .await
+            show(app, a, page, StatusCode::OK, &changed_html(lang, &r), None).await
         }
         Reply::ChangeRefused(ChangeRefusal::Fields(ps)) => {
             show(
                 app,
-                headers,
+                a,
                 page,
                 StatusCode::BAD_REQUEST,
                 &problems_html(lang, &ps),
@@ -599,42 +598,26 @@ async fn submit(
                 format!("The configuration was changed meanwhile (it is now revision {have}). Nothing was changed: the form below shows the current values; make your change again."),
                 format!("Die Konfiguration wurde inzwischen geändert (jetzt Revision {have}). Es wurde nichts geändert: Das Formular zeigt die aktuellen Werte; nehmen Sie Ihre Änderung erneut vor."),
             ));
-            show(app, headers, page, StatusCode::CONFLICT, &msg, None).await
+            show(app, a, page, StatusCode::CONFLICT, &msg, None).await
         }
         Reply::ChangeRefused(ChangeRefusal::NotMade(why)) => {
             let msg = error_p(&lang.f(
                 format!("The change was not made: {why}."),
                 format!("Die Änderung wurde nicht vorgenommen: {why}."),
             ));
-            show(app, headers, page, StatusCode::CONFLICT, &msg, Some(typed)).await
+            show(app, a, page, StatusCode::CONFLICT, &msg, Some(typed)).await
         }
         Reply::ChangeRefused(ChangeRefusal::OnlyPeer(why)) => {
             let msg = error_p(&why);
-            show(
-                app,
-                headers,
-                page,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &msg,
-                None,
-            )
-            .await
+            show(app, a, page, StatusCode::INTERNAL_SERVER_ERROR, &msg, None).await
         }
         Reply::Refused(r) => {
             let (status, html) = refusal_html(lang, &r);
-            show(app, headers, page, status, &html, Some(typed)).await
+            show(app, a, page, status, &html, Some(typed)).await
         }
         other => {
             let msg = error_p(&format!("{other:?}"));
-            show(
-                app,
-                headers,
-                page,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &msg,
-                None,
-            )
-            .await
+            show(app, a, page, StatusCode::INTERNAL_SERVER_ERROR, &msg, None).await
         }
     }
 }

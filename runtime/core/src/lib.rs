@@ -189,6 +189,11 @@ pub enum Input<'a> {
     /// The cluster configuration changed on this node: heartbeats from now on carry
     /// this digest, and a peer that still differs is reported again.
     ConfigDigest([u8; DIGEST_LEN]),
+    /// The highest boot generation of the peer heard before this start (kept by the
+    /// daemon across restarts): frames of an older generation are replays from now on,
+    /// also before the peer's current generation is heard. Give it before the first
+    /// frame; it only ever raises the floor.
+    PeerGenerationFloor(u64),
 }
 
 /// Why a node takes over or gives up.
@@ -489,6 +494,8 @@ pub struct Core {
     next_ping: Instant,
     paths: [PathState; 3],
     peer: Option<PeerView>,
+    /// Peer generations below this are replays (see [`Input::PeerGenerationFloor`]).
+    peer_floor: u64,
     peer_alive: bool,
     /// Since when the peer has been alive without interruption.
     peer_alive_since: Option<Instant>,
@@ -531,6 +538,7 @@ impl Core {
             next_ping: now,
             paths: [PathState::default(); 3],
             peer: None,
+            peer_floor: 0,
             peer_alive: false,
             peer_alive_since: None,
             ping_last: vec![None; pings],
@@ -553,6 +561,13 @@ impl Core {
     #[must_use]
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The peer's boot generation last heard (the daemon keeps the highest across
+    /// restarts and gives it back as [`Input::PeerGenerationFloor`]).
+    #[must_use]
+    pub fn peer_generation(&self) -> Option<u64> {
+        self.peer.map(|pv| pv.generation)
     }
 
     /// Refusal counters.
@@ -635,6 +650,7 @@ impl Core {
                 }
             }
             Input::DataGood(good) => self.data_good = good,
+            Input::PeerGenerationFloor(g) => self.peer_floor = self.peer_floor.max(g),
             Input::ConfigDigest(digest) => {
                 self.p.config_digest = digest;
                 self.config_mismatch_reported = false;
@@ -819,6 +835,10 @@ impl Core {
             return self.reject(now, path, Rejection::WrongPath(frame.path));
         }
         let newer_generation = match self.peer {
+            // A generation the peer had before this node's last start: a replay.
+            None if frame.generation < self.peer_floor => {
+                return self.reject(now, path, Rejection::Replay);
+            }
             None => true,
             Some(pv) if frame.generation > pv.generation => true,
             Some(pv) if frame.generation < pv.generation => {

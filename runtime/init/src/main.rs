@@ -14,6 +14,8 @@ use tandem_init::modalias::{Aliases, Deps};
 use tandem_init::{Boot, recovery_address};
 
 const CONFIG: &str = "/config";
+/// Where `tandem node-up` writes the cluster's web certificate for a member.
+const MEMBER_TLS: &str = "/run/tandem/tls";
 /// Group of the web console's unprivileged process (the image's `tandem-web`).
 const WEB_GID: &str = "101";
 
@@ -533,7 +535,7 @@ fn node_on() -> Result<()> {
             }
         }
         ip(&["link", "set", &nic, "up"])?;
-        let services = node_services(&node, &nic, recovery, &state, &[])?;
+        let services = node_services(&node, &nic, recovery, &state, &[recovery_clusterd(&node)])?;
         // Once an activation commits a configuration, the page that ran it
         // gets a moment to show the new address before the node moves there.
         let mut committed_at: Option<Instant> = None;
@@ -558,6 +560,25 @@ fn node_on() -> Result<()> {
 /// How long the recovery web console keeps running after an activation
 /// committed, so that its page can show the node's new address.
 const MOVE_DELAY: Duration = Duration::from_secs(10);
+
+/// clusterd in recovery mode: the control API alone, through which the web
+/// console checks and activates an archive (and the console screen sets the
+/// web console's password).
+fn recovery_clusterd(node: &str) -> Service {
+    Service::new(
+        "cluster daemon (recovery mode)",
+        "/usr/sbin/clusterd",
+        &[
+            "--node",
+            node,
+            "--recovery",
+            "--store",
+            CONFIG,
+            "--control-group",
+            WEB_GID,
+        ],
+    )
+}
 
 /// Brings up the configured network (`tandem node up`) and returns the
 /// services of a cluster member: clusterd with replication, the web console
@@ -611,7 +632,14 @@ fn node_services(
     state: &str,
     first: &[Service],
 ) -> Result<Vec<Service>> {
-    let tls = Path::new(CONFIG).join("recovery/tls");
+    // A member serves the cluster's own certificate (written by `tandem
+    // node-up`) and HSTS; recovery mode its self-made one.
+    let member = state == "member";
+    let tls = if member {
+        PathBuf::from(MEMBER_TLS)
+    } else {
+        Path::new(CONFIG).join("recovery/tls")
+    };
     let out = Command::new("/usr/sbin/tandem-web")
         .args(["cert", "--dir"])
         .arg(&tls)
@@ -628,21 +656,19 @@ fn node_services(
 
     let tls = tls.to_string_lossy().into_owned();
     let mut services: Vec<Service> = first.iter().map(Service::again).collect();
-    services.push(Service::new(
-        "web console",
-        "/usr/sbin/tandem-web",
-        &[
-            "serve",
-            "--node",
-            node,
-            "--listen",
-            address,
-            "--tls-dir",
-            &tls,
-            "--config-dir",
-            CONFIG,
-        ],
-    ));
+    let mut web = vec![
+        "serve",
+        "--node",
+        node,
+        "--listen",
+        address,
+        "--tls-dir",
+        &tls,
+    ];
+    if member {
+        web.push("--hsts");
+    }
+    services.push(Service::new("web console", "/usr/sbin/tandem-web", &web));
     let url = format!("https://{address}/");
     for tty in consoles() {
         services.push(Service::new(

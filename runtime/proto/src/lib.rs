@@ -63,8 +63,12 @@ pub const DIGEST_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// One of the two cluster nodes.
+/// One of the two cluster nodes: the one node identity of the workspace (the
+/// configuration, the control API and the heartbeat all use this type). Written
+/// `node1`, `node2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum NodeId {
     /// `node1`
     Node1,
@@ -73,6 +77,9 @@ pub enum NodeId {
 }
 
 impl NodeId {
+    /// Both nodes, in order.
+    pub const ALL: [NodeId; 2] = [NodeId::Node1, NodeId::Node2];
+
     /// The other node of the pair.
     #[must_use]
     pub fn peer(self) -> NodeId {
@@ -91,6 +98,12 @@ impl NodeId {
         }
     }
 
+    /// The same as [`NodeId::name`].
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        self.name()
+    }
+
     fn to_wire(self) -> u8 {
         match self {
             NodeId::Node1 => 1,
@@ -103,6 +116,28 @@ impl NodeId {
             1 => Some(NodeId::Node1),
             2 => Some(NodeId::Node2),
             _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A text that names no node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a node name (expected node1 or node2)")]
+pub struct NotANode;
+
+impl core::str::FromStr for NodeId {
+    type Err = NotANode;
+    fn from_str(s: &str) -> Result<NodeId, NotANode> {
+        match s {
+            "node1" => Ok(NodeId::Node1),
+            "node2" => Ok(NodeId::Node2),
+            _ => Err(NotANode),
         }
     }
 }

@@ -1,4 +1,10 @@
-//! `clusterd`: the cluster daemon of a tandem node. Logs go to stderr.
+//! `clusterd`: the cluster daemon of a tandem node, and the one privileged service of
+//! its control API. Logs go to stderr.
+//!
+//! On a cluster member it runs the cluster (heartbeat, failover, resources, sensors,
+//! e-mail) and serves the control API. With `--recovery` (a node that is not a member
+//! yet: init starts it so in recovery mode) it serves only the control API's recovery
+//! and login requests: the web console checks and activates an archive through it.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -7,12 +13,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use tandem_config::schema::NotificationConfig;
+use tandem_api::DEFAULT_SOCKET;
+use tandem_config::schema::{self, NotificationConfig};
 use tandem_core::NodeId;
 use tandem_notify::SmtpTarget;
 use tandem_runtime::activate;
+use tandem_runtime::admin::Admin;
+use tandem_runtime::admin::activation::Engine;
+use tandem_runtime::admin::ve::VeSite;
 use tandem_runtime::confsync::SyncSetup;
-use tandem_runtime::control::DEFAULT_SOCKET;
 use tandem_runtime::hw::{Board, HwConfig, parse_interval};
 use tandem_runtime::mail::MailSettings;
 use tandem_runtime::replication::{Replication, ReplicationPrimary};
@@ -30,6 +39,30 @@ struct Cli {
     /// This node: node1 or node2.
     #[arg(long)]
     node: String,
+    /// Recovery mode: serve only the control API (login, archive check and
+    /// activation) for a node that is not a cluster member (yet).
+    #[arg(long, conflicts_with_all = ["config", "key_file"])]
+    recovery: bool,
+    /// How an activation's steps run: node (DRBD, the data area, VE 1) or, for tests of
+    /// the console, sim[:DELAY_MS[:fail]].
+    #[arg(long, default_value = "node")]
+    activation: Engine,
+    /// The process that takes the restart (SIGTERM) and power-off (SIGUSR2) signals of
+    /// the Maintenance page: init.
+    #[arg(long, default_value_t = 1)]
+    init_pid: i32,
+    /// The replicated data area (VEs, templates, backups).
+    #[arg(long, default_value = tandem_runtime::activate::DATA_MOUNT)]
+    data_area: PathBuf,
+    /// Where the VE files are.
+    #[arg(long, default_value = "/etc/tandem/ves")]
+    ve_conf_dir: PathBuf,
+    /// The program that installs VEs (`tandem ve create|set|start|passwd`).
+    #[arg(long, default_value = "/usr/bin/tandem")]
+    ve_program: PathBuf,
+    /// scrypt work factor of archives exported from the console.
+    #[arg(long, default_value_t = tandem_config::archive::EXPORT_WORK_FACTOR)]
+    export_work_factor: u8,
     /// Control socket path.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     control: PathBuf,
@@ -45,31 +78,35 @@ struct Cli {
     /// the cluster (for bring-up and tests).
     #[arg(long, conflicts_with_all = ["key_file", "internal", "external", "serial", "ping"])]
     config: Option<PathBuf>,
-    /// The node's configuration store (with --config, which is then its committed
-    /// file): configuration changes are exchanged with the other node over the
-    /// crossover network and put in effect here.
-    #[arg(long, requires = "config")]
+    /// The node's configuration store (default /config): the console's privileged
+    /// actions act on it; with --config (its committed file) configuration changes are
+    /// also exchanged with the other node over the crossover network and put in effect
+    /// here.
+    #[arg(long)]
     store: Option<PathBuf>,
     /// Serial device of this node when it differs from the configuration's.
     #[arg(long, requires = "config")]
     serial_device: Option<PathBuf>,
     /// File holding the cluster key (heartbeat authentication), without --config.
-    #[arg(long, required_unless_present = "config")]
+    #[arg(long, required_unless_present_any = ["config", "recovery"])]
     key_file: Option<PathBuf>,
+    // Without --config these describe the heartbeat; their defaults are the
+    // configuration's (tandem_config::schema), the one place defaults live.
     /// Heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = schema::DEFAULT_KEEPALIVE.as_millis())]
     keepalive_ms: u64,
-    /// Late-path warning after this many milliseconds of silence (default: half deadtime).
-    #[arg(long)]
-    warntime_ms: Option<u64>,
+    /// Late-path warning after this many milliseconds of silence (between keepalive
+    /// and deadtime).
+    #[arg(long, default_value_t = schema::DEFAULT_WARNTIME.as_millis())]
+    warntime_ms: u64,
     /// Peer dead after this many milliseconds of silence on every path.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = schema::DEFAULT_DEADTIME.as_millis())]
     deadtime_ms: u64,
-    /// Start-up wait for the peer in milliseconds (default: twice deadtime).
-    #[arg(long)]
-    initdead_ms: Option<u64>,
+    /// Start-up wait for the peer in milliseconds (at least deadtime).
+    #[arg(long, default_value_t = schema::DEFAULT_INITDEAD.as_millis())]
+    initdead_ms: u64,
     /// UDP port of the heartbeat on both networks.
-    #[arg(long, default_value_t = 694)]
+    #[arg(long, default_value_t = schema::DEFAULT_UDP_PORT)]
     udp_port: u16,
     /// Internal (crossover) path as LOCAL,PEER addresses; omit to disable.
     #[arg(long)]
@@ -81,7 +118,7 @@ struct Cli {
     #[arg(long)]
     serial: Option<PathBuf>,
     /// Serial baud rate (8N1).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = schema::DEFAULT_BAUD)]
     baud: u32,
     /// Ping node address (repeat for several).
     #[arg(long = "ping")]
@@ -167,11 +204,7 @@ fn mail_settings(
     let (notification, hostname) = match cfg {
         Some(cfg) => (
             cfg.notification.clone(),
-            cfg.network
-                .node(settings::node_id(node))
-                .hostname
-                .as_str()
-                .to_owned(),
+            cfg.network.node(node).hostname.as_str().to_owned(),
         ),
         None => {
             let addresses = cli
@@ -297,11 +330,10 @@ fn settings(
     cli: &Cli,
     ports: &(String, String),
 ) -> anyhow::Result<(Settings, Option<tandem_config::ApplianceConfig>)> {
-    let node = match cli.node.as_str() {
-        "node1" => NodeId::Node1,
-        "node2" => NodeId::Node2,
-        other => bail!("--node {other:?}: expected node1 or node2"),
-    };
+    let node: NodeId = cli
+        .node
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--node {:?}: {e}", cli.node))?;
     let service_addresses = cli
         .service_addr
         .iter()
@@ -353,9 +385,9 @@ fn settings(
         node,
         key,
         keepalive: Duration::from_millis(cli.keepalive_ms),
-        warntime: Duration::from_millis(cli.warntime_ms.unwrap_or(cli.deadtime_ms / 2)),
+        warntime: Duration::from_millis(cli.warntime_ms),
         deadtime: Duration::from_millis(cli.deadtime_ms),
-        initdead: Duration::from_millis(cli.initdead_ms.unwrap_or(cli.deadtime_ms * 2)),
+        initdead: Duration::from_millis(cli.initdead_ms),
         udp_port: cli.udp_port,
         internal: cli
             .internal
@@ -449,8 +481,67 @@ async fn shutdown_signal() {
     }
 }
 
+/// The privileged actions of the console, on this node's store.
+fn admin(cli: &Cli, node: tandem_config::NodeId) -> Admin {
+    let store = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/config"));
+    let mut a = Admin::new(store, node, cli.activation.clone());
+    a.init_pid = cli.init_pid;
+    a.ve = VeSite::at(
+        &cli.data_area,
+        cli.ve_conf_dir.clone(),
+        cli.ve_program.clone(),
+    );
+    a.work_factor = cli.export_work_factor;
+    eprintln!(
+        "clusterd: restart and shutdown signal process {}",
+        a.init_pid
+    );
+    a
+}
+
+/// Recovery mode: the control API alone until a signal ends it.
+fn recovery(cli: &Cli) -> anyhow::Result<()> {
+    let node: tandem_config::NodeId = cli
+        .node
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--node: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = tandem_runtime::control::bind(&cli.control, cli.control_group)?;
+        let service = std::sync::Arc::new(tandem_runtime::control::Service::new(
+            admin(cli, node),
+            None,
+        ));
+        eprintln!(
+            "clusterd: {node} in recovery mode: control API on {}",
+            cli.control.display()
+        );
+        tokio::select! {
+            () = tandem_runtime::control::serve(listener, service) => {}
+            () = shutdown_signal() => {}
+        }
+        let _ = std::fs::remove_file(&cli.control);
+        Ok(())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.recovery {
+        return match recovery(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clusterd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let ports = ports(&cli);
     let result = settings(&cli, &ports).and_then(|(mut s, cfg)| {
         let mut ves = None;
@@ -469,20 +560,18 @@ fn main() -> ExitCode {
             .build()
             .context("starting the runtime")?;
         let sync = match (&cli.store, &cfg) {
-            (Some(store), Some(cfg)) => Some(SyncSetup::new(
-                cfg,
-                settings::node_id(s.node),
-                store.clone(),
-            )),
+            (Some(store), Some(cfg)) => Some(SyncSetup::new(cfg, s.node, store.clone())),
             _ => None,
         };
         let c = chain(&s, ves);
+        let admin = admin(&cli, s.node);
         rt.block_on(tandem_runtime::daemon::run(
             s,
             c,
             hw,
             Some(mail),
             sync,
+            admin,
             shutdown_signal(),
         ))
     });

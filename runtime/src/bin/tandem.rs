@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tandem_runtime::control::{Client, DEFAULT_SOCKET, HwJson, StatusJson};
+use tandem_api::{Client, DEFAULT_SOCKET, HwJson, Reply, Request, StatusJson};
 use tandem_runtime::ve;
 
 #[derive(Parser, Debug)]
@@ -77,6 +77,10 @@ enum Cmd {
         /// Where resolv.conf and hosts are written.
         #[arg(long, default_value = "/etc")]
         etc: PathBuf,
+        /// Where the web console's certificate and key (the cluster's own) are
+        /// written.
+        #[arg(long, default_value = tandem_runtime::member::CONSOLE_TLS_DIR)]
+        tls_dir: PathBuf,
     },
     /// Make FILE the cluster's configuration on both nodes: the other node commits it
     /// first, then this one, and clusterd puts it in effect (network and heartbeat
@@ -90,9 +94,6 @@ enum Cmd {
         /// change when it is back.
         #[arg(long)]
         this_node_only: bool,
-        /// Directory of the node's configuration store.
-        #[arg(long, default_value = "/config")]
-        store: PathBuf,
     },
     /// Virtual environments (containers) on the active node.
     Ve {
@@ -258,10 +259,10 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             // stale and will not take over with it until resynchronised, so
             // the peer counts as outdated (exit 4) and writing goes on here.
             "fence-peer" => {
-                let status = Client::connect(control)
-                    .and_then(|mut c| c.call("status", false))
-                    .ok()
-                    .and_then(|r| r.status);
+                let status = match tandem_api::ask(control, None, &Request::Status) {
+                    Ok(Reply::Status(s)) => Some(*s),
+                    _ => None,
+                };
                 let holding = status.as_ref().is_some_and(|s| {
                     s.role == "active" && s.peer.role.as_deref() == Some("passive")
                 });
@@ -349,41 +350,57 @@ fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
         .map_err(|e| anyhow::anyhow!("the node identity {:?}: {e}", node_text.trim()))
 }
 
-fn run_apply(
-    file: &Path,
-    this_node_only: bool,
-    store: &Path,
-    control: &Path,
-) -> anyhow::Result<()> {
-    use tandem_runtime::confsync::{ApplyError, apply};
-    let node = read_node(store)?;
+/// `tandem apply`: the change goes to clusterd, which makes it on both nodes. Exit
+/// code 2 when only the other node took it.
+fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Result<()> {
+    use tandem_api::ChangeRefusal;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let st = tandem_config::Store::open(store).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let a = match apply(&st, node, &text, this_node_only, control) {
-        Ok(a) => a,
+    let (reply, _) = Client::connect(control)?
+        .call_with(&Request::ApplyConfig { this_node_only }, text.as_bytes())?;
+    let a = match reply {
+        Reply::Changed(a) => a,
         // The other node has it: this is not "nothing changed".
-        Err(e @ ApplyError::Local { .. }) => {
+        Reply::ChangeRefused(ChangeRefusal::OnlyPeer(e)) => {
             eprintln!("tandem: {e}");
             std::process::exit(2);
         }
-        Err(e) => return Err(e.into()),
+        Reply::ChangeRefused(ChangeRefusal::Fields(ps)) => bail!(
+            "the new configuration is not valid:\n{}",
+            ps.iter()
+                .map(|p| format!("  {}: {}", p.field, p.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        Reply::ChangeRefused(ChangeRefusal::NotMade(e)) => bail!("{e}"),
+        Reply::ChangeRefused(ChangeRefusal::Stale { have }) => {
+            bail!("this node's configuration changed meanwhile (revision {have})")
+        }
+        Reply::Refused(r) => bail!("{r}"),
+        other => bail!("unexpected answer from clusterd: {other:?}"),
+    };
+    let changed = if a.changed.is_empty() {
+        "none".to_owned()
+    } else {
+        a.changed.join(", ")
     };
     println!(
-        "revision {} in effect on {} (changed: {})",
+        "revision {} in effect on {} (changed: {changed})",
         a.revision,
-        if a.peer {
+        if a.both_nodes {
             "both nodes"
         } else {
             "this node only; the other node takes it when it is back"
         },
-        a.changes.list()
     );
-    if a.changes.needs_restart() {
+    if a.needs_restart {
         println!(
             "network and heartbeat settings take effect when each node starts again: \
              restart the passive node, switch over, then restart the other"
         );
+    }
+    if a.sessions_ended {
+        println!("the management password changed: every web console session was ended");
     }
     for n in a.notes {
         println!("note: {n}");
@@ -391,8 +408,8 @@ fn run_apply(
     Ok(())
 }
 
-fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
-    use tandem_runtime::member::{Ports, bring_up};
+fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path) -> anyhow::Result<()> {
+    use tandem_runtime::member::{Ports, bring_up, write_console_tls};
     let node = read_node(store)?;
     let cfg = tandem_config::Store::open(store)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -421,11 +438,13 @@ fn run_node_up(store: &Path, etc: &Path) -> anyhow::Result<()> {
     for line in rt.block_on(bring_up(&cfg, node, &ports, etc))? {
         println!("{line}");
     }
+    println!("{}", write_console_tls(&cfg, tls_dir)?);
     Ok(())
 }
 
 fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<()> {
-    use tandem_runtime::activate::{DataChoice, Plan, activate, node_nics};
+    use tandem_api::DataChoice;
+    use tandem_runtime::activate::{Plan, activate, node_nics};
     let node = read_node(store)?;
     let nics = node_nics();
     let internal_nic = nics
@@ -442,16 +461,14 @@ fn run_activate(destroy: bool, store: &Path, peer_wait: u64) -> anyhow::Result<(
         sync_wait: std::time::Duration::from_secs(7 * 24 * 3600),
     };
     let choice = if destroy {
-        DataChoice::Destroy
+        DataChoice::DestroyData
     } else {
         DataChoice::FetchFromPeer
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(activate(&plan, choice, &mut |line: &str| {
-        println!("{line}")
-    }))?;
+    rt.block_on(activate(&plan, choice, &mut |e| println!("{e}")))?;
     Ok(())
 }
 
@@ -678,6 +695,14 @@ fn print_hw(h: &HwJson) {
     }
 }
 
+/// The reply, or clusterd's refusal as an error.
+fn expect(reply: Reply) -> anyhow::Result<Reply> {
+    match reply {
+        Reply::Refused(r) => bail!("clusterd refused: {r}"),
+        other => Ok(other),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.control)?;
     match cli.cmd {
@@ -690,11 +715,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled in main")
         }
         Cmd::Status { json } => {
-            let r = client.call("status", false)?;
-            if !r.ok {
-                bail!("clusterd refused: {}", r.error.unwrap_or_default());
-            }
-            let s = r.status.context("clusterd sent no status")?;
+            let Reply::Status(s) = expect(client.call(&Request::Status)?)? else {
+                bail!("clusterd sent no status");
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -702,36 +725,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Hw { json } => {
-            let r = client.call("hw", false)?;
-            if !r.ok {
-                bail!("clusterd refused: {}", r.error.unwrap_or_default());
-            }
-            let h = r.hw.context("clusterd sent no hardware report")?;
+            let Reply::Hw(h) = expect(client.call(&Request::Hw)?)? else {
+                bail!("clusterd sent no hardware report");
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&h)?);
             } else {
                 print_hw(&h);
             }
         }
-        Cmd::Switchover => {
-            let r = client.call("switchover", false)?;
-            if !r.ok {
-                bail!("{}", r.error.unwrap_or_default());
-            }
-            println!("switchover started");
-        }
+        Cmd::Switchover => match client.call(&Request::Switchover)? {
+            Reply::Refused(r) => bail!("{r}"),
+            _ => println!("switchover started"),
+        },
         Cmd::Events { follow } => {
             if follow {
                 client.wait_forever()?;
             }
-            let mut r = client.call("events", follow)?;
+            let mut r = client.call(&Request::Events { follow })?;
             loop {
-                match (&r.event, r.ok) {
-                    (Some(e), _) => println!("{} {} {}: {}", e.time_ms, e.node, e.kind, e.text),
-                    (None, true) => return Ok(()),
-                    (None, false) => eprintln!("tandem: {}", r.error.unwrap_or_default()),
+                match r {
+                    Reply::Event(e) => println!("{} {} {}: {}", e.time_ms, e.node, e.kind, e.text),
+                    Reply::EventsDropped(n) => {
+                        eprintln!("tandem: {n} events dropped: reader too slow");
+                    }
+                    Reply::Refused(r) => bail!("clusterd refused: {r}"),
+                    _ => return Ok(()),
                 }
-                r = client.read_response()?;
+                r = client.read_reply()?;
             }
         }
     }
@@ -762,8 +783,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Cmd::NodeUp { store, etc } = &cli.cmd {
-        return match run_node_up(store, etc) {
+    if let Cmd::NodeUp {
+        store,
+        etc,
+        tls_dir,
+    } = &cli.cmd
+    {
+        return match run_node_up(store, etc, tls_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: bringing up the node's network: {e:#}");
@@ -777,10 +803,9 @@ fn main() -> ExitCode {
     if let Cmd::Apply {
         file,
         this_node_only,
-        store,
     } = &cli.cmd
     {
-        return match run_apply(file, *this_node_only, store, &cli.control) {
+        return match run_apply(file, *this_node_only, &cli.control) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: configuration not changed: {e:#}");

@@ -39,40 +39,7 @@ pub struct TemplateBackup {
     pub backup_dir: PathBuf,
 }
 
-/// What happened to one template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CopyOutcome {
-    /// There was no backup of it: copied.
-    Copied,
-    /// Its backup differed: replaced.
-    Replaced,
-    /// Its backup is identical (size and SHA-256): left alone.
-    Unchanged,
-}
-
-impl CopyOutcome {
-    /// `copied`, `replaced`, `unchanged`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CopyOutcome::Copied => "copied",
-            CopyOutcome::Replaced => "replaced",
-            CopyOutcome::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// One template file and what the backup did with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateCopy {
-    /// File name (`debian-12.tar.gz`).
-    pub file: String,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// Copied, replaced or unchanged.
-    pub outcome: CopyOutcome,
-}
+pub use tandem_api::{CopyOutcome, TemplateCopy};
 
 /// A finished backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

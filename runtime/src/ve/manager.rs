@@ -22,7 +22,7 @@ use super::net::{self as venet, VeNetError};
 use super::oci::{self, BundleSpec};
 
 /// The built-in OS template.
-pub const MINIMAL_TEMPLATE: &str = "tandem-minimal";
+pub use tandem_api::MINIMAL_TEMPLATE;
 
 /// Whether `name` is a template name `tandem ve create --template` takes that names
 /// no path: letters, digits, `.`, `_`, `-`, `+`, not starting with a dot, at most 100.
@@ -903,7 +903,7 @@ pub fn set_keys(text: &str, pairs: &[(&str, String)]) -> String {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VeError> {
-    crate::write_atomic(path, data).map_err(io("writing", path))
+    crate::write_atomic(path, data, 0o644).map_err(io("writing", path))
 }
 
 /// The built-in template: busybox, an init that starts a web server on port 80

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tandem_api::{Client, StatusJson};
 use tandem_config::init::{InitOptions, new_cluster};
 use tandem_config::{ApplianceConfig, Ipv4, Millis, Netmask};
-use tandem_runtime::control::{Client, StatusJson};
 
 pub const KEEPALIVE_MS: u64 = 200;
 pub const DEADTIME_MS: u64 = 1000;
@@ -297,26 +297,23 @@ impl Rig {
 
     pub fn status(&self, i: usize) -> StatusJson {
         let mut c = Client::connect(&self.nodes[i].control).unwrap();
-        c.call("status", false).unwrap().status.unwrap()
+        c.status().unwrap()
     }
 
     pub fn role(&self, i: usize) -> String {
         Client::connect(&self.nodes[i].control)
             .ok()
-            .and_then(|mut c| c.call("status", false).ok())
-            .and_then(|r| r.status)
+            .and_then(|mut c| c.status().ok())
             .map_or_else(|| "unreachable".into(), |s| s.role)
     }
 
     pub fn events(&self, i: usize) -> Vec<(String, String)> {
         let mut c = Client::connect(&self.nodes[i].control).unwrap();
-        let mut out = Vec::new();
-        let mut r = c.call("events", false).unwrap();
-        while let Some(e) = r.event {
-            out.push((e.kind, e.text));
-            r = c.read_response().unwrap();
-        }
-        out
+        c.events(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.text))
+            .collect()
     }
 
     pub fn wait_roles(&self, r0: &str, r1: &str, limit: Duration) -> Duration {

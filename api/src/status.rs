@@ -1,98 +1,18 @@
-//! Control API: versioned JSON lines over a unix stream socket.
-//!
-//! One request per line, one response per line (`events` with `follow` keeps the
-//! connection and streams one event per line). Every message carries `"version": 1`.
-//! A request line holds at most 4096 bytes: clusterd reads no further, answers
-//! `request longer than 4096 bytes` and closes the connection.
-//! The web console and the `tandem` CLI are the clients; this module holds the shared
-//! types and a small blocking client.
-
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::Duration;
+//! The cluster's state, hardware readings, events and node facts.
 
 use serde::{Deserialize, Serialize};
-
-/// Control API version spoken by this build.
-pub const API_VERSION: u32 = 1;
-
-/// Default control socket path on a node.
-pub const DEFAULT_SOCKET: &str = "/run/tandem/control.sock";
-
-/// A client request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
-    /// Must be [`API_VERSION`].
-    pub version: u32,
-    /// `status`, `switchover`, `events`, `hw`, `facts` or `reload-config`.
-    pub request: String,
-    /// For `events`: keep the connection and stream new events.
-    #[serde(default)]
-    pub follow: bool,
-}
-
-/// A reply line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response {
-    /// [`API_VERSION`].
-    pub version: u32,
-    /// Whether the request succeeded.
-    pub ok: bool,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// For `status`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusJson>,
-    /// For `events`: one event per line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<EventJson>,
-    /// For `hw`: the latest sensor readings and RAID report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hw: Option<HwJson>,
-    /// For `facts`: this node's and the other node's host name, kernel, versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts: Option<FactsJson>,
-}
 
 /// The answer to `facts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactsJson {
     /// This node.
-    pub own: crate::confsync::NodeFacts,
+    pub own: NodeFacts,
     /// The other node, asked over the crossover link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<crate::confsync::NodeFacts>,
+    pub peer: Option<NodeFacts>,
     /// Why the other node's facts are missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_error: Option<String>,
-}
-
-impl Response {
-    /// A success without payload.
-    #[must_use]
-    pub fn ok() -> Response {
-        Response {
-            version: API_VERSION,
-            ok: true,
-            error: None,
-            status: None,
-            event: None,
-            hw: None,
-            facts: None,
-        }
-    }
-
-    /// A failure with its reason.
-    #[must_use]
-    pub fn error(msg: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            error: Some(msg.into()),
-            ..Response::ok()
-        }
-    }
 }
 
 /// One heartbeat path in status.
@@ -292,88 +212,20 @@ pub struct EventJson {
     pub text: String,
 }
 
-/// Errors of the control client.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// Could not connect to the daemon.
-    #[error("cannot connect to control socket {path}")]
-    Connect {
-        /// Socket path.
-        path: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Lost the connection.
-    #[error("control connection failed")]
-    Io(#[from] std::io::Error),
-    /// The daemon answered something that is not a response.
-    #[error("malformed response from daemon")]
-    Malformed(#[from] serde_json::Error),
-    /// The daemon closed the connection without answering.
-    #[error("daemon closed the connection without answering")]
-    NoAnswer,
-}
-
-/// A connection to clusterd's control socket.
-#[derive(Debug)]
-pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Client {
-    /// Connects to `path`.
-    ///
-    /// # Errors
-    /// [`ClientError::Connect`] when nobody listens there.
-    pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let s = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.display().to_string(),
-            source,
-        })?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let writer = s.try_clone()?;
-        Ok(Client {
-            reader: BufReader::new(s),
-            writer,
-        })
-    }
-
-    /// Sends `request` and reads one response line.
-    ///
-    /// # Errors
-    /// IO or decoding failures.
-    pub fn call(&mut self, request: &str, follow: bool) -> Result<Response, ClientError> {
-        let req = Request {
-            version: API_VERSION,
-            request: request.to_string(),
-            follow,
-        };
-        let mut line = serde_json::to_string(&req)?;
-        line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
-        self.read_response()
-    }
-
-    /// Reads the next response line (for streamed events).
-    ///
-    /// # Errors
-    /// IO or decoding failures, [`ClientError::NoAnswer`] at end of stream.
-    pub fn read_response(&mut self) -> Result<Response, ClientError> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(ClientError::NoAnswer);
-        }
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    /// Waits for events without a read timeout (for `events --follow`).
-    ///
-    /// # Errors
-    /// IO failures.
-    pub fn wait_forever(&mut self) -> Result<(), ClientError> {
-        self.reader.get_ref().set_read_timeout(None)?;
-        Ok(())
-    }
+/// What a node tells about itself (R9.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeFacts {
+    /// `node1` or `node2`.
+    pub node: String,
+    /// The running host name.
+    pub hostname: String,
+    /// The running kernel's release.
+    pub kernel: String,
+    /// The management software's version.
+    pub version: String,
+    /// The machine: vendor, product and serial number as its firmware reports them.
+    pub hardware: String,
+    /// The revision of its committed configuration.
+    pub revision: u64,
 }

@@ -1,8 +1,10 @@
-//! The web console's routes with tower's `oneshot`: a real privileged executor
-//! (`helper::Local`) on a temporary configuration store, an activation program that is a
-//! small shell script (real activation needs DRBD; the QEMU rig runs it), and no
-//! clusterd (the cluster pages must then say so). Every bad input gets a clear message
-//! on the same page and changes nothing.
+//! The web console's routes with tower's `oneshot` against clusterd's real control
+//! service in the same process (`tandem_runtime::control::Service`, asked as the web
+//! console's unprivileged user, so that every request needs its session's token): a
+//! temporary configuration store, a simulated activation (real activation needs DRBD;
+//! the QEMU rig runs it), and a cluster loop that does not answer (the cluster pages
+//! must then say so). Every bad input gets a clear message on the same page and
+//! changes nothing.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,7 +12,6 @@
     reason = "test harness: a failed unwrap is a failed test"
 )]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,13 +21,77 @@ use axum::body::Body;
 use axum::extract::Extension;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use tandem_api::wire::RequestLine;
+use tandem_api::{Api, ClientError, EventJson, Reply, Token};
 use tandem_config::store::Store;
 use tandem_config::{ApplianceConfig, NodeId, secrets};
-use tandem_recovery::helper::{Call, Local, Privileged, Reply};
-use tandem_recovery::web::{App, Peer, router};
+use tandem_recovery::app::App;
+use tandem_recovery::web::{Peer, router};
+use tandem_runtime::admin::Admin;
+use tandem_runtime::admin::activation::Engine;
+use tandem_runtime::admin::ve::VeSite;
+use tandem_runtime::control::{ClusterLink, Handled, Service};
 use tower::ServiceExt;
 
 const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// The web console's user: not root, so clusterd's service wants a token.
+const WEB_UID: u32 = 101;
+
+/// clusterd's control service in this process, asked as the web console asks it.
+struct InProcess {
+    service: Arc<Service>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        // Dropped inside the test's own runtime, where waiting is not allowed.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Api for InProcess {
+    fn call(
+        &self,
+        token: Option<&Token>,
+        request: &tandem_api::Request,
+        payload: &[u8],
+    ) -> Result<(Reply, Vec<u8>), ClientError> {
+        let line = RequestLine {
+            version: tandem_api::API_VERSION,
+            token: token.cloned(),
+            payload: payload.len() as u64,
+            request: request.clone(),
+        };
+        let (s, p) = (Arc::clone(&self.service), payload.to_vec());
+        let rt = self.rt.as_ref().expect("running");
+        match rt.block_on(async move { s.handle(WEB_UID, line, p).await }) {
+            Handled::One(r, out) => Ok((r, out)),
+            Handled::Events { .. } => Err(ClientError::Unexpected("events".into())),
+        }
+    }
+
+    fn events(&self, limit: usize) -> Result<Vec<EventJson>, ClientError> {
+        let link = self.service.cluster().expect("a member");
+        let (mut backlog, _) = link.events.subscribe();
+        let skip = backlog.len().saturating_sub(limit);
+        Ok(backlog.split_off(skip))
+    }
+}
+
+/// A cluster loop that has ended: every question to it goes unanswered.
+fn loop_down() -> ClusterLink {
+    ClusterLink {
+        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
+        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
+        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
+            &tandem_runtime::hw::Board::None,
+        ))),
+    }
+}
 
 struct Rig {
     dir: PathBuf,
@@ -60,55 +125,86 @@ fn archive(pass: Option<&str>) -> Vec<u8> {
     .unwrap()
 }
 
-/// A program standing in for `tandem activate`: prints what it got, the R3.5 line,
-/// then commits (renames the staged file) or fails, as `body` says.
-fn program(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("activate.sh");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\necho \"activating with $2\"\n\
-             echo \"the other node is not connected yet: continue activation on the other node or check the crossover cable\"\n{body}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+/// An activation that says what a node says and commits after a second.
+fn commits() -> Engine {
+    Engine::Sim {
+        delay: Duration::from_secs(1),
+        fail: false,
+    }
 }
 
-fn rig(name: &str, configured: bool, activate_body: &str) -> Rig {
-    rig_with(name, configured.then(config), activate_body, |_, _| {})
+/// An activation whose other node never connects.
+fn fails() -> Engine {
+    Engine::Sim {
+        delay: Duration::from_millis(200),
+        fail: true,
+    }
 }
 
-/// A rig whose store holds `cfg` (none: unconfigured) and whose privileged executor
-/// `tune` adjusts (given the rig's directory).
+fn rig(name: &str, configured: bool, engine: Engine) -> Rig {
+    rig_with(name, configured.then(config), engine, |_, _| {})
+}
+
+/// A rig whose store holds `cfg` (none: unconfigured) and whose privileged side
+/// `tune` adjusts (given the rig's directory). Its data area is not mounted.
 fn rig_with(
     name: &str,
     cfg: Option<ApplianceConfig>,
-    activate_body: &str,
-    tune: impl FnOnce(&mut Local, &Path),
+    engine: Engine,
+    tune: impl FnOnce(&mut Admin, &Path),
+) -> Rig {
+    rig_full(name, cfg, engine, tune, false)
+}
+
+/// As [`rig_with`]; `hsts`: the console serves the cluster's certificate.
+fn rig_full(
+    name: &str,
+    cfg: Option<ApplianceConfig>,
+    engine: Engine,
+    tune: impl FnOnce(&mut Admin, &Path),
+    hsts: bool,
 ) -> Rig {
     let dir = std::env::temp_dir().join(format!("tandem-console-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = dir.join("config");
+    let configured = cfg.is_some();
     if let Some(cfg) = cfg {
         let s = Store::open(&store).unwrap();
         s.stage(&cfg).unwrap();
         s.commit().unwrap();
     }
-    let mut local = Local::new(store.clone(), NodeId::Node1, program(&dir, activate_body));
-    local.work_factor = 10;
-    local.control = dir.join("no-clusterd.sock");
-    tune(&mut local, &dir);
+    let mut admin = Admin::new(store.clone(), NodeId::Node1, engine);
+    admin.work_factor = 10;
+    admin.ve = VeSite::at(
+        &dir.join("vz"),
+        dir.join("ves"),
+        "/nonexistent/tandem".into(),
+    );
+    tune(&mut admin, &dir);
     let clock = Arc::new(Mutex::new(Instant::now()));
     let c = clock.clone();
-    let app = App::with_clock(
-        "node1",
-        Box::new(local),
+    // A member's clusterd (whose cluster loop does not answer), or clusterd in
+    // recovery mode.
+    let link = configured.then(loop_down);
+    let service = Arc::new(Service::with_clock(
+        admin,
+        link,
         Box::new(move || *c.lock().unwrap()),
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = App::new(
+        "node1",
+        Box::new(InProcess {
+            service,
+            rt: Some(rt),
+        }),
     )
-    .with_control(dir.join("no-clusterd.sock"));
+    .with_hsts(hsts);
     let r = router(Arc::new(app)).layer(Extension(Peer("192.168.100.100".parse().unwrap())));
     Rig {
         dir,
@@ -263,7 +359,7 @@ async fn wait_job_done(r: &Router, cookie: &str) -> Res {
 
 #[tokio::test]
 async fn wrong_passwords_are_refused_and_slowed_down() {
-    let rig = rig("ratelimit", false, "exit 0");
+    let rig = rig("ratelimit", false, commits());
     let r = &rig.r;
     let res = login(r, "admin", "wrong").await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
@@ -280,10 +376,12 @@ async fn wrong_passwords_are_refused_and_slowed_down() {
         *rig.clock.lock().unwrap() += Duration::from_secs(61);
         login(r, "admin", "nope").await;
     }
+    // Seven failures counted (the early attempt too): the wait has doubled to 8 s.
     let res = login(r, "admin", "relation").await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(res.headers["retry-after"], "4");
-    *rig.clock.lock().unwrap() += Duration::from_secs(4);
+    assert_eq!(res.headers["retry-after"], "8");
+    assert!(res.body.contains("(7)"), "{}", res.body);
+    *rig.clock.lock().unwrap() += Duration::from_secs(8);
     assert_eq!(
         login(r, "admin", "relation").await.status,
         StatusCode::SEE_OTHER
@@ -291,8 +389,81 @@ async fn wrong_passwords_are_refused_and_slowed_down() {
 }
 
 #[tokio::test]
+async fn twenty_wrong_logins_at_once_count_as_twenty_and_lock_out() {
+    let rig = rig("lockout", false, commits());
+    let r = &rig.r;
+    let tries: Vec<_> = (0..20)
+        .map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move { login(&r, "admin", "wrong").await.status })
+        })
+        .collect();
+    for t in tries {
+        let status = t.await.unwrap();
+        assert!(
+            [
+                StatusCode::UNAUTHORIZED,
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::LOCKED
+            ]
+            .contains(&status),
+            "{status}"
+        );
+    }
+    // The login page says so, with what to do.
+    let page = get(r, "/login", "").await;
+    assert!(
+        page.body.contains(
+            "Logins from your address (192.168.100.100) are locked after 20 failed logins."
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("choose 4"), "{}", page.body);
+    // The right password does not open while locked out.
+    let res = login(r, "admin", "relation").await;
+    assert_eq!(res.status, StatusCode::LOCKED, "{}", res.body);
+    assert!(res.headers.contains_key("retry-after"));
+    // It ends by itself after its time.
+    *rig.clock.lock().unwrap() += Duration::from_secs(16 * 60);
+    assert_eq!(
+        login(r, "admin", "relation").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_eight_hours_after_login_however_busy() {
+    let rig = rig("lifetime", false, commits());
+    let (cookie, _) = session(&rig.r, "relation", "/upload").await;
+    for _ in 0..16 {
+        *rig.clock.lock().unwrap() += Duration::from_secs(29 * 60);
+        let res = get(&rig.r, "/upload", &cookie).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    }
+    *rig.clock.lock().unwrap() += Duration::from_secs(29 * 60);
+    let res = get(&rig.r, "/upload", &cookie).await;
+    assert_eq!(res.headers["location"], "/login?expired=1");
+    let res = get(&rig.r, "/login?expired=1", "").await;
+    assert!(res.body.contains("8 hours after login"), "{}", res.body);
+}
+
+#[tokio::test]
+async fn hsts_with_the_clusters_certificate_only() {
+    let plain = rig("nohsts", false, commits());
+    let res = get(&plain.r, "/login", "").await;
+    assert!(!res.headers.contains_key("strict-transport-security"));
+    let member = rig_full("hsts", Some(config()), commits(), |_, _| {}, true);
+    let res = get(&member.r, "/login", "").await;
+    assert_eq!(
+        res.headers["strict-transport-security"],
+        tandem_recovery::web::HSTS
+    );
+}
+
+#[tokio::test]
 async fn login_needs_the_forms_token_and_pages_forbid_framing() {
-    let rig = rig("logincsrf", false, "exit 0");
+    let rig = rig("logincsrf", false, commits());
     let r = &rig.r;
     let (cookie, csrf) = login_token(r).await;
     for (cookie, form) in [
@@ -325,18 +496,14 @@ async fn login_needs_the_forms_token_and_pages_forbid_framing() {
 
 #[tokio::test]
 async fn expired_session_goes_back_to_login_with_a_message() {
-    let rig = rig("expiry", false, "exit 0");
+    let rig = rig("expiry", false, commits());
     let (cookie, _) = session(&rig.r, "relation", "/upload").await;
     *rig.clock.lock().unwrap() += Duration::from_secs(31 * 60);
     let res = get(&rig.r, "/upload", &cookie).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.headers["location"], "/login?expired=1");
     let res = get(&rig.r, "/login?expired=1", "").await;
-    assert!(
-        res.body.contains("Your session has expired"),
-        "{}",
-        res.body
-    );
+    assert!(res.body.contains("Your session has ended"), "{}", res.body);
     // No cookie at all: plain login, no message.
     let res = get(&rig.r, "/progress", "").await;
     assert_eq!(res.headers["location"], "/login");
@@ -344,7 +511,7 @@ async fn expired_session_goes_back_to_login_with_a_message() {
 
 #[tokio::test]
 async fn upload_checks_the_archive_and_changes_nothing() {
-    let rig = rig("upload", false, "exit 0");
+    let rig = rig("upload", false, commits());
     let r = &rig.r;
     let (cookie, csrf) = session(r, "relation", "/upload").await;
 
@@ -401,7 +568,7 @@ async fn upload_checks_the_archive_and_changes_nothing() {
 
 #[tokio::test]
 async fn activation_refuses_bad_forms_and_changes_nothing() {
-    let rig = rig("refuse", false, "exit 0");
+    let rig = rig("refuse", false, commits());
     let r = &rig.r;
     let (cookie, csrf) = session(r, "relation", "/upload").await;
     let res = post(
@@ -477,11 +644,7 @@ async fn activation_refuses_bad_forms_and_changes_nothing() {
 #[tokio::test]
 async fn activation_runs_in_the_background_and_shows_the_new_address() {
     // Mimics the commit of `tandem activate`: the staged file becomes the configuration.
-    let rig = rig(
-        "activate",
-        false,
-        "sleep 1; mv \"$4/pending.toml\" \"$4/config.toml\"; echo configuration activated",
-    );
+    let rig = rig("activate", false, commits());
     let r = &rig.r;
     let (cookie, csrf) = session(r, "relation", "/upload").await;
     assert_eq!(
@@ -527,7 +690,8 @@ async fn activation_runs_in_the_background_and_shows_the_new_address() {
 
     let done = wait_job_done(r, &cookie).await;
     assert!(
-        done.body.contains("activating with --destroy-data"),
+        done.body
+            .contains("activating lab-cluster as alpha (node1)"),
         "{}",
         done.body
     );
@@ -547,11 +711,7 @@ async fn activation_runs_in_the_background_and_shows_the_new_address() {
 
 #[tokio::test]
 async fn a_failed_activation_says_what_to_do_and_commits_nothing() {
-    let rig = rig(
-        "fail",
-        false,
-        "echo 'replication: the peer did not answer' >&2; exit 1",
-    );
+    let rig = rig("fail", false, fails());
     let r = &rig.r;
     let (cookie, csrf) = session(r, "relation", "/upload").await;
     upload(r, &cookie, Some(&csrf), &archive(None), "").await;
@@ -564,17 +724,12 @@ async fn a_failed_activation_says_what_to_do_and_commits_nothing() {
     .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let done = wait_job_done(r, &cookie).await;
-    assert!(
-        done.body.contains("Activation stopped (exit code 1)"),
-        "{}",
-        done.body
-    );
+    assert!(done.body.contains("Activation stopped: "), "{}", done.body);
     assert!(done.body.contains("no configuration was committed"));
     assert!(
         done.body
             .contains("continue activation on the other node or check the crossover cable")
     );
-    assert!(done.body.contains("the peer did not answer"));
     assert!(done.body.contains("What to do next"));
     assert!(!tandem_config::store::is_configured(&rig.store));
     // Uploading again after the failure: no warning about the staged leftover, which
@@ -591,7 +746,7 @@ async fn a_failed_activation_says_what_to_do_and_commits_nothing() {
 
 #[tokio::test]
 async fn german_by_default_english_on_request() {
-    let rig = rig("lang", false, "exit 0");
+    let rig = rig("lang", false, commits());
     let res = send(&rig.r, Request::get("/login").body(Body::empty()).unwrap()).await;
     assert!(res.body.contains("<html lang=\"de\"") && res.body.contains("Anmelden"));
     let res = get(&rig.r, "/login", "").await;
@@ -606,8 +761,18 @@ async fn german_by_default_english_on_request() {
     );
     let res = get(&rig.r, "/login", "tandem_lang=de").await;
     assert!(res.body.contains("Werkspasswort"), "{}", res.body);
-    let res = get(&rig.r, "/lang?set=en&back=//evil.example/", "").await;
-    assert_eq!(res.headers["location"], "/");
+    for evil in [
+        "//evil.example/",
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%5Cevil.example",
+        "https://evil.example/",
+        "/..%2F..%2Fevil",
+    ] {
+        let res = get(&rig.r, &format!("/lang?set=en&back={evil}"), "").await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{evil}");
+        assert_eq!(res.headers["location"], "/", "{evil}");
+    }
     // A German session through upload and a refused activation.
     let (cookie, csrf) = session(&rig.r, "relation", "/upload").await;
     let cookie = format!("{cookie}; tandem_lang=de");
@@ -628,7 +793,7 @@ async fn german_by_default_english_on_request() {
 
 #[tokio::test]
 async fn cluster_mode_uses_the_management_password() {
-    let rig = rig("cluster", true, "exit 0");
+    let rig = rig("cluster", true, commits());
     let r = &rig.r;
     let res = login(r, "admin", "relation").await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
@@ -649,7 +814,7 @@ async fn cluster_mode_uses_the_management_password() {
 
     // Every page renders in both languages, without a secret, and says when clusterd
     // does not answer.
-    for (path, en, de) in tandem_recovery::web::MENU {
+    for (path, en, de) in tandem_recovery::page::MENU {
         for (lang, title) in [("en", en), ("de", de)] {
             let res = get(r, path, &format!("{cookie}; tandem_lang={lang}")).await;
             assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.body);
@@ -758,6 +923,7 @@ async fn cluster_mode_uses_the_management_password() {
 
 #[test]
 fn export_is_encrypted_with_the_operators_passphrase() {
+    use tandem_runtime::admin::archive::export;
     let rig_dir =
         std::env::temp_dir().join(format!("tandem-console-export-{}", std::process::id()));
     let store = rig_dir.join("config");
@@ -765,31 +931,16 @@ fn export_is_encrypted_with_the_operators_passphrase() {
     s.stage(&config()).unwrap();
     let committed = s.commit().unwrap();
     drop(s);
-    let mut local = Local::new(store, NodeId::Node1, "/nonexistent".into());
-    local.work_factor = 10;
-    let (reply, bytes) = local.call(
-        Call::Export {
-            passphrase: "a long passphrase".into(),
-        },
-        Vec::new(),
-    );
-    match reply {
-        Reply::Exported { file_name } => {
-            assert!(file_name.starts_with("tkcluster_"), "{file_name}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let (file_name, bytes) = export(&store, "a long passphrase", 10).unwrap();
+    assert!(file_name.starts_with("tkcluster_"), "{file_name}");
     assert!(tandem_config::archive::read_archive(&bytes, Some("wrong passphrase")).is_err());
     let back = tandem_config::archive::read_archive(&bytes, Some("a long passphrase")).unwrap();
     assert!(back.encrypted);
     assert_eq!(back.config, committed);
-    let (reply, bytes) = local.call(
-        Call::Export {
-            passphrase: "short".into(),
-        },
-        Vec::new(),
+    assert_eq!(
+        export(&store, "short", 10),
+        Err(tandem_api::Refusal::BadSecret)
     );
-    assert!(matches!(reply, Reply::Refused(_)) && bytes.is_empty());
     let _ = std::fs::remove_dir_all(&rig_dir);
 }
 
@@ -842,7 +993,7 @@ impl Drop for StandIn {
 async fn restart_and_shutdown_need_the_token_and_the_box_then_signal_init() {
     let mut init = StandIn::start();
     let pid = init.pid();
-    let rig = rig_with("power", Some(config()), "exit 0", |l, _| l.init_pid = pid);
+    let rig = rig_with("power", Some(config()), commits(), |l, _| l.init_pid = pid);
     let r = &rig.r;
     let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
 
@@ -954,7 +1105,7 @@ async fn restart_and_shutdown_need_the_token_and_the_box_then_signal_init() {
     // Shutdown: SIGUSR2, and the page says how to switch the node on again.
     let mut init = StandIn::start();
     let pid = init.pid();
-    let rig = rig_with("poweroff", Some(config()), "exit 0", |l, _| {
+    let rig = rig_with("poweroff", Some(config()), commits(), |l, _| {
         l.init_pid = pid
     });
     let (cookie, csrf) = session(&rig.r, ADMIN_PASSWORD, "/home").await;
@@ -995,40 +1146,29 @@ fn libc_signal(name: &str) -> i32 {
 
 #[test]
 fn the_power_call_is_refused_on_an_unconfigured_node_and_for_a_bad_pid() {
-    use tandem_recovery::helper::{PowerAction, Refusal};
+    use tandem_api::{PowerAction, Refusal};
     let mut init = StandIn::start();
     let dir = std::env::temp_dir().join(format!(
         "tandem-console-power-unconf-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut local = Local::new(dir.join("config"), NodeId::Node1, "/nonexistent".into());
-    local.init_pid = init.pid();
-    let (reply, _) = local.call(
-        Call::Power {
-            action: PowerAction::Reboot,
-        },
-        Vec::new(),
-    );
-    assert!(
-        matches!(reply, Reply::Refused(Refusal::NotConfigured)),
-        "{reply:?}"
+    let mut admin = Admin::new(dir.join("config"), NodeId::Node1, commits());
+    admin.init_pid = init.pid();
+    assert_eq!(
+        admin.power(PowerAction::Reboot),
+        Err(Refusal::NotConfigured)
     );
     assert!(init.alive());
     let s = Store::open(dir.join("config")).unwrap();
     s.stage(&config()).unwrap();
     s.commit().unwrap();
     for bad in [0, -1] {
-        local.init_pid = bad;
-        let (reply, _) = local.call(
-            Call::Power {
-                action: PowerAction::Poweroff,
-            },
-            Vec::new(),
-        );
+        admin.init_pid = bad;
+        let r = admin.power(PowerAction::Poweroff);
         assert!(
-            matches!(&reply, Reply::Refused(Refusal::Failed(m)) if m.contains("not a process number")),
-            "{reply:?}"
+            matches!(&r, Err(Refusal::Failed(m)) if m.contains("not a process number")),
+            "{r:?}"
         );
     }
     assert!(init.alive());
@@ -1048,27 +1188,6 @@ fn config_with_ve101() -> ApplianceConfig {
     cfg
 }
 
-/// A program standing in for `tandem`: logs its arguments to `calls.log`; `ve create`
-/// writes the VE file `tandem ve list` reads; `body` runs last (e.g. to fail `ve start`).
-fn ve_program(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("tandem.sh");
-    let conf = dir.join("ves");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
-             if [ \"$1 $2\" = 've create' ]; then\n\
-               mkdir -p '{conf}' && printf 'HOSTNAME=\"%s\"\\nIP_ADDRESS=\"%s\"\\nOSTEMPLATE=\"%s\"\\n' \"$7\" \"$9\" \"$5\" > '{conf}/ve-101.conf'\n\
-               echo \"VE 101 created from $5\"\nfi\n{body}\n",
-            log = dir.join("calls.log").display(),
-            conf = conf.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
 fn calls(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default()
 }
@@ -1076,7 +1195,7 @@ fn calls(dir: &Path) -> String {
 /// A rig whose data area is "mounted" (`/` is a mount point on every system; the
 /// templates, VE files and root filesystems are in the rig's directory).
 fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
-    rig_with(name, Some(cfg), "exit 0", |l, dir| {
+    rig_with(name, Some(cfg), commits(), |l, dir| {
         let template = dir.join("template");
         std::fs::create_dir_all(&template).unwrap();
         for f in [
@@ -1094,13 +1213,13 @@ fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
         } else {
             dir.to_owned()
         };
-        l.ve = tandem_recovery::helper::VeSite {
+        l.ve = VeSite {
             data_mount: data,
             template_dir: template,
             conf_dir: dir.join("ves"),
             private_dir: dir.join("private"),
             backup_dir: dir.join("backups/templatecache"),
-            program: ve_program(dir, body),
+            program: tandem_tests::stand_in_tandem(dir, body),
         };
     })
 }
@@ -1650,7 +1769,7 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
     // Every change here is made on this node only: the other node's crossover
     // address is not one a test may send to (the two-node rigs cover the exchange).
     let cfg = config();
-    let rig = rig_with("settings", Some(cfg.clone()), "exit 0", |_, _| {});
+    let rig = rig_with("settings", Some(cfg.clone()), commits(), |_, _| {});
     let r = &rig.r;
     let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
     let store = Store::open(&rig.store).unwrap();
@@ -1783,7 +1902,7 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
         "/passwords",
         &cookie,
         &format!(
-            "csrf={csrf}&revision={}&new=new+secret+1&confirm=new+secret+2&this_node_only=yes",
+            "csrf={csrf}&revision={}&current=correct+horse+battery&new=new+secret+1&confirm=new+secret+2&this_node_only=yes",
             rev + 2
         ),
     )
@@ -1798,17 +1917,50 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
         !res.body.contains("new secret"),
         "a password is never echoed"
     );
+    // Without the password in use now: refused, and nothing changes.
     let res = post(
         r,
         "/passwords",
         &cookie,
         &format!(
-            "csrf={csrf}&revision={}&new=new+secret+1&confirm=new+secret+1&this_node_only=yes",
+            "csrf={csrf}&revision={}&current=not+it&new=new+secret+1&confirm=new+secret+1&this_node_only=yes",
+            rev + 2
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body
+            .contains("<b>current password</b>: is not the password in use now"),
+        "{}",
+        res.body
+    );
+    assert_eq!(committed().cluster.revision, rev + 2);
+    let (other_cookie, _) = session(r, ADMIN_PASSWORD, "/home").await;
+    let res = post(
+        r,
+        "/passwords",
+        &cookie,
+        &format!(
+            "csrf={csrf}&revision={}&current=correct+horse+battery&new=new+secret+1&confirm=new+secret+1&this_node_only=yes",
             rev + 2
         ),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body
+            .contains("every session of the console on both nodes has ended"),
+        "{}",
+        res.body
+    );
+    // Every session ended: this one and another one.
+    for c in [&cookie, &other_cookie] {
+        assert_eq!(
+            get(r, "/home", c).await.headers["location"],
+            "/login?expired=1"
+        );
+    }
     *rig.clock.lock().unwrap() += Duration::from_secs(10);
     assert_eq!(
         login(r, "admin", ADMIN_PASSWORD).await.status,
@@ -1887,4 +2039,118 @@ async fn ve101_root_password_is_set_inside_the_ve_on_the_node_with_the_data_area
         res.body
     );
     assert_eq!(calls(&passive.dir), "");
+}
+
+#[test]
+fn a_member_console_serves_the_clusters_own_certificate() {
+    // `tandem node-up` writes the archive's pair where init points the console.
+    let cfg = config();
+    let dir = std::env::temp_dir().join(format!("tandem-console-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    tandem_runtime::member::write_console_tls(&cfg, &dir).unwrap();
+    tandem_recovery::tls::server_config(&dir).expect("the console loads the cluster's pair");
+    // `tandem-web cert` (init, for the console screen's fingerprint) keeps it.
+    tandem_recovery::tls::ensure(&dir, "node1", "10.20.30.11").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
+        cfg.keys.tls_certificate.as_str()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One HTTP/1.1 request on a connection of its own to `addr`: status, headers and body.
+fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+/// `n` connections to `addr` that send nothing, from 127.0.0.1 (the administrator's
+/// own address) and from 250 other addresses of 127/8.
+fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    use std::os::fd::AsRawFd;
+    let std::net::SocketAddr::V4(to) = addr else {
+        panic!("IPv4")
+    };
+    (0..n)
+        .map(|i| {
+            let src = if i % 2 == 0 {
+                std::net::Ipv4Addr::LOCALHOST
+            } else {
+                std::net::Ipv4Addr::new(127, 0, 2, u8::try_from(i % 250).unwrap() + 1)
+            };
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::empty(),
+                None,
+            )
+            .unwrap();
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(std::net::SocketAddrV4::new(src, 0)),
+            )
+            .unwrap();
+            connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+            std::net::TcpStream::from(fd)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_idle_connections_do_not_stop_an_admin_login() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use tandem_recovery::listen::{Limits, serve};
+    // Descriptors as scarce as on a node (its limit is 1024): 500 idle connections
+    // held by the console as well as by this test would exhaust them.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 900, hard).unwrap();
+    let rig = rig("idle", false, commits());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, None, rig.r.clone(), Limits::default()));
+    let idle = tokio::task::spawn_blocking(move || idle_connections(addr, 500))
+        .await
+        .unwrap();
+    assert_eq!(idle.len(), 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The administrator (from 127.0.0.1 too) logs in as a browser does.
+    let t0 = Instant::now();
+    let (status, page) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            "GET /login HTTP/1.1\r\nHost: node1\r\nAccept-Language: en\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{page}");
+    let cookie = page
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let form = format!("csrf={}&user=admin&password=relation", csrf_of(&page));
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: node1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let (status, answer) = tokio::task::spawn_blocking(move || http(addr, &request))
+        .await
+        .unwrap();
+    assert_eq!(status, 303, "{answer}");
+    assert!(answer.contains("tandem_session="), "{answer}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    drop(idle);
 }

@@ -1,97 +1,72 @@
-//! Settings changes from the console's Network, Notification and Passwords pages
-//! (R9.3, R9.5, R9.6), made on the root side.
+//! The configured values without secrets, and changes from the console's Network,
+//! Notification and Passwords pages (R9.3, R9.5, R9.6).
 //!
 //! A change starts from the configuration the page showed (its revision travels with
 //! the form, so a change made meanwhile elsewhere is not overwritten), sets the form's
 //! fields, raises the revision and is checked by the configuration's own rules. Every
 //! problem names its form field. The result goes to both nodes through
-//! [`tandem_runtime::confsync::apply`]: the other node first, then this one.
+//! [`crate::confsync::apply`]: the other node first, then this one. Changing the
+//! management password needs the password in use now.
 
-use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use tandem_api::{
+    ChangeRefusal, ChangeReport, FieldProblem, MAX_SECRET, MIN_PASSWORD, NodeId, NodeSettings,
+    Refusal, Reply, Settings, SettingsChange,
+};
 use tandem_config::{
     ApplianceConfig, DomainName, EmailAddress, HostPort, Hostname, Ipv4, Netmask, secrets,
 };
 
-/// The Network page's fields, as typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkForm {
-    /// node1's host name.
-    pub node1_hostname: String,
-    /// node1's external address.
-    pub node1_address: String,
-    /// node2's host name.
-    pub node2_hostname: String,
-    /// node2's external address.
-    pub node2_address: String,
-    /// Netmask of the external network.
-    pub netmask: String,
-    /// Default gateway.
-    pub gateway: String,
-    /// Ping nodes, separated by spaces or commas.
-    pub ping_nodes: String,
-    /// DNS search path, separated by spaces or commas.
-    pub dns_search: String,
-    /// First DNS server.
-    pub dns_server1: String,
-    /// Second DNS server (may be empty).
-    pub dns_server2: String,
-    /// Serial heartbeat on.
-    pub serial_heartbeat: bool,
-    /// External heartbeat on.
-    pub external_heartbeat: bool,
+fn list<T: ToString>(v: &[T]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
 }
 
-/// The Notification page's fields, as typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotificationForm {
-    /// Recipients, one per line (or separated by commas or spaces).
-    pub addresses: String,
-    /// Relay host as `HOST[:PORT]`, empty for none.
-    pub relay_host: String,
-    /// Copy to the vendor's support.
-    pub copy_vendor: bool,
-}
-
-/// One change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SettingsChange {
-    /// The Network page.
-    Network(NetworkForm),
-    /// The Notification page.
-    Notification(NotificationForm),
-    /// The management password (user `admin`), typed twice.
-    AdminPassword {
-        /// The new password.
-        new: String,
-        /// Typed again.
-        confirm: String,
-    },
-}
-
-/// A problem with one form field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldProblem {
-    /// The form field (`node1_address`, …), or the configuration path when no field
-    /// of the form matches.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl FieldProblem {
-    fn new(field: &str, message: impl Into<String>) -> FieldProblem {
-        FieldProblem {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+/// The committed configuration `c` without any secret.
+#[must_use]
+pub fn view(c: &ApplianceConfig) -> Settings {
+    let n = &c.network;
+    let mut ves = vec![(
+        "1".to_owned(),
+        c.ves.ve1.hostname.to_string(),
+        c.ves.ve1.address.to_string(),
+    )];
+    if let Some(v) = &c.ves.ve101 {
+        ves.push(("101".into(), v.hostname.to_string(), v.address.to_string()));
+    }
+    Settings {
+        cluster_name: c.cluster.name.to_string(),
+        revision: c.cluster.revision,
+        nodes: NodeId::ALL
+            .iter()
+            .map(|id| {
+                let x = n.node(*id);
+                NodeSettings {
+                    node: id.to_string(),
+                    hostname: x.hostname.to_string(),
+                    address: x.address.to_string(),
+                    internal_address: x.internal_address.to_string(),
+                }
+            })
+            .collect(),
+        netmask: n.netmask.to_string(),
+        gateway: n.gateway.to_string(),
+        ping_nodes: list(&n.ping_nodes),
+        dns_search: list(&n.dns_search),
+        dns_servers: list(&n.dns_servers),
+        serial_heartbeat: c.heartbeat.serial.enabled,
+        external_heartbeat: c.heartbeat.external.enabled,
+        notify_addresses: list(&c.notification.addresses),
+        relay_host: c.notification.relay_host.as_ref().map(ToString::to_string),
+        copy_vendor: c.notification.copy_vendor,
+        vendor_address: c
+            .notification
+            .vendor_address
+            .as_ref()
+            .map(ToString::to_string),
+        ves,
     }
 }
-
-/// Shortest management password.
-pub const MIN_PASSWORD: usize = crate::admin::MIN_LEN;
-/// Longest accepted password.
-pub const MAX_PASSWORD: usize = 1024;
 
 /// A new password typed twice, in the form fields `fields` (new, again): long
 /// enough and the same both times.
@@ -99,10 +74,10 @@ pub const MAX_PASSWORD: usize = 1024;
 /// # Errors
 /// The problem, at its field.
 pub fn new_password(new: &str, again: &str, fields: (&str, &str)) -> Result<(), FieldProblem> {
-    if new.chars().count() < MIN_PASSWORD || new.len() > MAX_PASSWORD {
+    if new.chars().count() < MIN_PASSWORD || new.len() > MAX_SECRET {
         return Err(FieldProblem::new(
             fields.0,
-            format!("must have {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+            format!("must have {MIN_PASSWORD} to {MAX_SECRET} characters"),
         ));
     }
     if new != again {
@@ -225,9 +200,13 @@ pub fn make(
             };
             n.copy_vendor = f.copy_vendor;
         }
-        SettingsChange::AdminPassword { new: pw, confirm } => {
-            let hashed = new_password(pw, confirm, ("new", "confirm"))
-                .and_then(|()| secrets::hash_password(pw).map_err(|e| FieldProblem::new("new", e)));
+        SettingsChange::AdminPassword {
+            new: pw, confirm, ..
+        } => {
+            let hashed =
+                new_password(pw.expose(), confirm.expose(), ("new", "confirm")).and_then(|()| {
+                    secrets::hash_password(pw.expose()).map_err(|e| FieldProblem::new("new", e))
+                });
             match hashed {
                 Ok(h) => new.passwords.admin = h,
                 Err(e) => p.push(e),
@@ -247,8 +226,82 @@ pub fn make(
     Ok(new)
 }
 
+/// Makes `change` (from a page that showed `revision`) on both nodes, or on this one
+/// only; `reload` puts the result in effect in clusterd. A management password change
+/// needs the password that opens the console now.
+#[must_use]
+pub fn change(
+    store: &Path,
+    node: NodeId,
+    change: &SettingsChange,
+    revision: u64,
+    this_node_only: bool,
+    reload: &dyn Fn() -> Result<(), String>,
+) -> Reply {
+    let cfg = match super::current(store) {
+        Ok(c) => c,
+        Err(r) => return Reply::Refused(r),
+    };
+    if cfg.cluster.revision != revision {
+        return Reply::ChangeRefused(ChangeRefusal::Stale {
+            have: cfg.cluster.revision,
+        });
+    }
+    if let SettingsChange::AdminPassword { current, .. } = change
+        && !super::password::opens(store, current.expose())
+    {
+        return Reply::ChangeRefused(ChangeRefusal::Fields(vec![FieldProblem::new(
+            "current",
+            "is not the password in use now",
+        )]));
+    }
+    let new = match make(&cfg, change) {
+        Ok(n) => n,
+        Err(problems) => return Reply::ChangeRefused(ChangeRefusal::Fields(problems)),
+    };
+    apply(store, node, &new.to_toml(), this_node_only, reload)
+}
+
+/// Makes the configuration `text` the cluster's (see [`crate::confsync::apply`]).
+#[must_use]
+pub fn apply(
+    store: &Path,
+    node: NodeId,
+    text: &str,
+    this_node_only: bool,
+    reload: &dyn Fn() -> Result<(), String>,
+) -> Reply {
+    use crate::confsync::ApplyError;
+    let store = match tandem_config::Store::open(store) {
+        Ok(s) => s,
+        Err(e) => return Reply::Refused(Refusal::Failed(crate::error_chain(&e))),
+    };
+    match crate::confsync::apply(&store, node, text, this_node_only, reload) {
+        Ok(a) => Reply::Changed(ChangeReport {
+            revision: a.revision,
+            needs_restart: a.changes.needs_restart(),
+            changed: a.changes.sections.iter().map(|s| (*s).to_owned()).collect(),
+            both_nodes: a.peer,
+            sessions_ended: a.changes.admin_password,
+            notes: a.notes,
+        }),
+        Err(e @ ApplyError::Local { .. }) => {
+            Reply::ChangeRefused(ChangeRefusal::OnlyPeer(e.to_string()))
+        }
+        Err(ApplyError::Invalid(e)) => Reply::ChangeRefused(ChangeRefusal::Fields(
+            e.problems
+                .iter()
+                .map(|p| FieldProblem::new(field_of(&p.path), p.message.clone()))
+                .collect(),
+        )),
+        Err(e) => Reply::ChangeRefused(ChangeRefusal::NotMade(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use tandem_api::{NetworkForm, NotificationForm};
+
     use super::*;
 
     fn cfg() -> ApplianceConfig {
@@ -290,7 +343,7 @@ mod tests {
         assert!(!new.heartbeat.external.enabled);
         assert_eq!(new.keys, c.keys);
         assert_eq!(new.passwords, c.passwords);
-        tandem_runtime::confsync::judge(&c, &new).unwrap();
+        crate::confsync::judge(&c, &new).unwrap();
     }
 
     #[test]
@@ -347,16 +400,19 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:?}");
 
         let short = SettingsChange::AdminPassword {
+            current: "".into(),
             new: "short".into(),
             confirm: "short".into(),
         };
         assert_eq!(make(&c, &short).unwrap_err()[0].field, "new");
         let typo = SettingsChange::AdminPassword {
+            current: "".into(),
             new: "long enough 1".into(),
             confirm: "long enough 2".into(),
         };
         assert_eq!(make(&c, &typo).unwrap_err()[0].field, "confirm");
         let ok = SettingsChange::AdminPassword {
+            current: "".into(),
             new: "long enough 1".into(),
             confirm: "long enough 1".into(),
         };

@@ -1,0 +1,334 @@
+//! What a client may ask.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// A request to clusterd. On the wire it is flattened into the request line
+/// (`{"version":2,"request":"status"}`); see [`crate::wire`].
+///
+/// The groups below say who may ask; the privileged side enforces it:
+///
+/// - *anyone who may connect* (root and the web console's group): the cluster's state;
+/// - *a session* (the token in the request line, or a root client): everything that
+///   changes the node or reveals the configuration;
+/// - *root only* (the node's own console and CLI): lifting the login lockout, setting
+///   the console password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    /// The cluster's state ([`crate::Reply::Status`]).
+    Status,
+    /// The latest hardware readings ([`crate::Reply::Hw`]).
+    Hw,
+    /// The recent events, then (with `follow`) every new one as it happens.
+    Events {
+        /// Keep the connection and stream new events.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// This node's facts and the other node's ([`crate::Reply::Facts`]).
+    Facts,
+    /// Whether the node is configured and whether clusterd runs in recovery mode
+    /// ([`crate::Reply::Mode`]).
+    Mode,
+    /// Log in as `user` with `password`, for a client at `source`. Answered by
+    /// [`crate::Reply::LoggedIn`] or [`crate::Reply::LoginRefused`].
+    Login {
+        /// The user name typed.
+        user: String,
+        /// The password typed.
+        password: Secret,
+        /// The address the login came from (the login throttle counts per address).
+        source: IpAddr,
+    },
+    /// The session of the request's token ([`crate::Reply::Session`]); refreshes its
+    /// idle time.
+    Session,
+    /// Ends the session of the request's token.
+    Logout,
+    /// The login lockout in force for `source` (or, without it, the worst one)
+    /// ([`crate::Reply::Lockout`]).
+    LoginLockout {
+        /// The address a login would come from.
+        #[serde(default)]
+        source: Option<IpAddr>,
+    },
+    /// Root only: lift the login lockout and forget every failed login.
+    LiftLockout,
+    /// Root only: set the console password of `admin` (R13.1).
+    SetConsolePassword {
+        /// The new password.
+        password: Secret,
+    },
+
+    /// Move the services to the other node (R9.8).
+    Switchover,
+    /// Put the committed configuration in effect (after it changed on disk).
+    ReloadConfig,
+    /// Check the archive in the payload (recovery mode): decrypted once and kept for
+    /// [`Request::Activate`] of this session.
+    CheckArchive {
+        /// Its passphrase.
+        passphrase: Option<Secret>,
+    },
+    /// The archive this session checked last ([`crate::Reply::Checked`]), if it still
+    /// holds one.
+    CheckedArchive,
+    /// Stage the archive this session checked last and activate it (recovery mode).
+    Activate {
+        /// What happens to the replicated data.
+        choice: DataChoice,
+        /// The cluster name as typed (required for [`DataChoice::DestroyData`]).
+        confirm_name: String,
+    },
+    /// The activation's progress ([`crate::Reply::Activation`]).
+    Activation,
+    /// The committed configuration without secrets ([`crate::Reply::Settings`]).
+    Settings,
+    /// This node's VEs, when the data area is mounted here.
+    VeList,
+    /// The committed configuration as an archive encrypted with `passphrase`, in the
+    /// reply's payload.
+    Export {
+        /// The passphrase.
+        passphrase: Secret,
+    },
+    /// Restart or power off this node.
+    Power {
+        /// Which.
+        action: PowerAction,
+    },
+    /// The OS templates VE 101 can be installed from.
+    VeTemplates,
+    /// Install VE 101 from `template` in the background, with the configured host name
+    /// and address.
+    InstallVe101 {
+        /// One of [`Request::VeTemplates`]' names.
+        template: String,
+    },
+    /// The installation of VE 101 ([`crate::Reply::Install`]).
+    Ve101Install,
+    /// Set the root password inside VE 101.
+    Ve101Password {
+        /// The new password.
+        new: Secret,
+        /// Typed again.
+        confirm: Secret,
+    },
+    /// Change settings on both nodes (or on this one only, the other being down),
+    /// starting from configuration `revision` (the one the page showed).
+    ChangeSettings {
+        /// The change.
+        change: Box<SettingsChange>,
+        /// The revision the page showed.
+        revision: u64,
+        /// The other node is down: change this node only.
+        this_node_only: bool,
+    },
+    /// Make the configuration in the payload (TOML) the cluster's, on both nodes
+    /// (or on this one only).
+    ApplyConfig {
+        /// The other node is down: change this node only.
+        this_node_only: bool,
+    },
+    /// Back up the OS templates of the data area into its `backups/templatecache`.
+    BackupTemplates,
+}
+
+impl Request {
+    /// The request's name on the wire (`status`, `change-settings`, ...).
+    #[must_use]
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("request").and_then(|r| r.as_str().map(str::to_owned)))
+            .unwrap_or_default()
+    }
+
+    /// Whether any client that may connect may ask it (it changes nothing and reveals
+    /// no configuration).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            Request::Status
+                | Request::Hw
+                | Request::Events { .. }
+                | Request::Facts
+                | Request::Mode
+                | Request::Login { .. }
+                | Request::Session
+                | Request::Logout
+                | Request::LoginLockout { .. }
+        )
+    }
+
+    /// Whether only root on the node may ask it.
+    #[must_use]
+    pub fn is_root_only(&self) -> bool {
+        matches!(
+            self,
+            Request::LiftLockout | Request::SetConsolePassword { .. } | Request::ReloadConfig
+        )
+    }
+}
+
+/// What happens to the replicated data at activation (the operator's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataChoice {
+    /// Take a full copy from the other node (only this node was reinstalled).
+    FetchFromPeer,
+    /// Create a new, empty data area (both nodes were reinstalled, or a new cluster).
+    DestroyData,
+}
+
+impl DataChoice {
+    /// The `tandem activate` flag.
+    #[must_use]
+    pub fn flag(self) -> &'static str {
+        match self {
+            DataChoice::FetchFromPeer => "--fetch-from-peer",
+            DataChoice::DestroyData => "--destroy-data",
+        }
+    }
+
+    /// The form value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataChoice::FetchFromPeer => "fetch",
+            DataChoice::DestroyData => "destroy",
+        }
+    }
+
+    /// From the form value.
+    #[must_use]
+    pub fn from_form(s: &str) -> Option<DataChoice> {
+        match s {
+            "fetch" => Some(DataChoice::FetchFromPeer),
+            "destroy" => Some(DataChoice::DestroyData),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Request::Power`] does to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerAction {
+    /// Restart the node.
+    Reboot,
+    /// Switch the node off.
+    Poweroff,
+}
+
+impl PowerAction {
+    /// The form value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::Poweroff => "poweroff",
+        }
+    }
+
+    /// From the form value.
+    #[must_use]
+    pub fn from_form(s: &str) -> Option<PowerAction> {
+        match s {
+            "reboot" => Some(PowerAction::Reboot),
+            "poweroff" => Some(PowerAction::Poweroff),
+            _ => None,
+        }
+    }
+}
+
+/// The Network page's fields, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkForm {
+    /// node1's host name.
+    pub node1_hostname: String,
+    /// node1's external address.
+    pub node1_address: String,
+    /// node2's host name.
+    pub node2_hostname: String,
+    /// node2's external address.
+    pub node2_address: String,
+    /// Netmask of the external network.
+    pub netmask: String,
+    /// Default gateway.
+    pub gateway: String,
+    /// Ping nodes, separated by spaces or commas.
+    pub ping_nodes: String,
+    /// DNS search path, separated by spaces or commas.
+    pub dns_search: String,
+    /// First DNS server.
+    pub dns_server1: String,
+    /// Second DNS server (may be empty).
+    pub dns_server2: String,
+    /// Serial heartbeat on.
+    pub serial_heartbeat: bool,
+    /// External heartbeat on.
+    pub external_heartbeat: bool,
+}
+
+/// The Notification page's fields, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationForm {
+    /// Recipients, one per line (or separated by commas or spaces).
+    pub addresses: String,
+    /// Relay host as `HOST[:PORT]`, empty for none.
+    pub relay_host: String,
+    /// Copy to the vendor's support.
+    pub copy_vendor: bool,
+}
+
+/// One change from the console's settings pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingsChange {
+    /// The Network page.
+    Network(NetworkForm),
+    /// The Notification page.
+    Notification(NotificationForm),
+    /// The management password (user `admin`): the current one, the new one typed
+    /// twice. Every session on both nodes ends when it changed.
+    AdminPassword {
+        /// The password in use now.
+        current: Secret,
+        /// The new password.
+        new: Secret,
+        /// Typed again.
+        confirm: Secret,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_their_simple_wire_form() {
+        let v = serde_json::to_value(Request::Status).unwrap();
+        assert_eq!(v, serde_json::json!({"request": "status"}));
+        let r: Request = serde_json::from_str(r#"{"request":"events","follow":true}"#).unwrap();
+        assert_eq!(r, Request::Events { follow: true });
+        let r: Request = serde_json::from_str(r#"{"request":"events"}"#).unwrap();
+        assert_eq!(r, Request::Events { follow: false });
+        assert_eq!(
+            Request::ChangeSettings {
+                change: Box::new(SettingsChange::Notification(NotificationForm::default())),
+                revision: 1,
+                this_node_only: false
+            }
+            .name(),
+            "change-settings"
+        );
+        assert!(Request::Status.is_open() && !Request::Switchover.is_open());
+        assert!(Request::LiftLockout.is_root_only());
+    }
+}

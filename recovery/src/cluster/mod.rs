@@ -1,0 +1,180 @@
+//! Cluster mode pages (R9): Home, Network, VEs, Notification, Passwords, Updates,
+//! Maintenance, Status. One file per page (the settings pages share one).
+//!
+//! Everything shown and done goes through clusterd's control API with the session's
+//! token: the cluster's state (roles, heartbeat paths, replication, hardware, events),
+//! the configured values without secrets, this node's VEs, and every change —
+//! switchover, settings on both nodes ([`settings`]), the archive download, restart or
+//! shutdown, VE 101 and the template backup. The web process does none of it itself.
+
+mod home;
+mod maintenance;
+mod settings;
+mod status;
+mod ves;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tandem_api::{Refusal, Reply, Request, Settings, StatusJson};
+
+use crate::app::App;
+use crate::i18n::Lang;
+use crate::page::{Frame, error_p, esc, page};
+use crate::refusal::refusal_html;
+use crate::visit::{Cluster, Visit};
+
+/// The management version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The progress page of the VE 101 installation.
+pub const INSTALL_PROGRESS: &str = "/ves/install/progress";
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/home", get(home::home))
+        .route(
+            "/network",
+            get(settings::network).post(settings::save_network),
+        )
+        .route("/ves", get(ves::ves))
+        .route("/ves/install", post(ves::install_ve101))
+        .route(
+            "/notification",
+            get(settings::notification).post(settings::save_notification),
+        )
+        .route(
+            "/passwords",
+            get(settings::passwords).post(settings::save_passwords),
+        )
+        .route("/passwords/ve101", post(settings::save_ve101_password))
+        .route(INSTALL_PROGRESS, get(ves::install_progress))
+        .route("/updates", get(updates))
+        .route("/maintenance", get(maintenance::maintenance))
+        .route("/maintenance/switchover", post(maintenance::switchover))
+        .route("/maintenance/export", post(maintenance::export))
+        .route("/maintenance/power", post(maintenance::power))
+        .route(
+            "/maintenance/backup-templates",
+            post(maintenance::backup_templates),
+        )
+        .route("/status", get(status::status))
+}
+
+fn render(
+    app: &App,
+    lang: Lang,
+    path: &str,
+    a: &Visit,
+    status: StatusCode,
+    body: &str,
+) -> Response {
+    let title = crate::page::MENU
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map_or("", |(_, en, de)| lang.t(en, de));
+    let f = Frame {
+        lang,
+        node: &app.node,
+        path,
+        csrf: Some(a.csrf.as_str()),
+        cluster_menu: true,
+        refresh: None,
+    };
+    (status, Html(page(&f, title, body))).into_response()
+}
+
+/// One request for the session of `a`; when clusterd cannot be asked, a refusal that
+/// says so.
+async fn ask_reply(app: &Arc<App>, a: &Visit, request: Request) -> Reply {
+    match app.ask(Some(&a.token), request).await {
+        Ok(r) => r,
+        Err(e) => Reply::Refused(Refusal::Failed(format!(
+            "the cluster daemon does not answer ({})",
+            e.0
+        ))),
+    }
+}
+
+fn no_daemon(lang: Lang, e: &str) -> String {
+    error_p(&lang.f(
+        format!("The cluster daemon does not answer ({e}). Check on the node's console that clusterd runs."),
+        format!("Der Clusterdienst antwortet nicht ({e}). Prüfen Sie an der Konsole des Knotens, ob clusterd läuft."),
+    ))
+}
+
+async fn get_status(app: &Arc<App>) -> Result<StatusJson, String> {
+    match app.ask(None, Request::Status).await {
+        Ok(Reply::Status(s)) => Ok(*s),
+        Ok(Reply::Refused(r)) => Err(r.to_string()),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.0),
+    }
+}
+
+async fn get_settings(app: &Arc<App>, a: &Visit) -> Result<Settings, String> {
+    match ask_reply(app, a, Request::Settings).await {
+        Reply::Settings(s) => Ok(*s),
+        Reply::Refused(r) => Err(refusal_html(a.lang, &r).1),
+        other => Err(error_p(&format!("{other:?}"))),
+    }
+}
+
+fn yes_no(lang: Lang, b: bool) -> &'static str {
+    if b {
+        lang.t("yes", "ja")
+    } else {
+        lang.t("no", "nein")
+    }
+}
+
+fn row(k: &str, v: &str) -> String {
+    format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v))
+}
+
+/// This node's VEs as `tandem ve list` shows them, or why there are none here.
+fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
+    match reply {
+        Reply::Ves(v) => {
+            let rows: String = v
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        r.id,
+                        r.nproc,
+                        esc(&r.status),
+                        esc(&r.ip.join(" ")),
+                        esc(&r.hostname)
+                    )
+                })
+                .collect();
+            format!(
+                "<table><tr><th>VEID</th><th>NPROC</th><th>STATUS</th><th>IP_ADDR</th><th>HOSTNAME</th></tr>{rows}</table>"
+            )
+        }
+        Reply::Refused(r) => refusal_html(lang, r).1,
+        other => error_p(&format!("{other:?}")),
+    }
+}
+
+async fn ve_list_html(app: &Arc<App>, a: &Visit) -> String {
+    ve_rows_html(a.lang, &ask_reply(app, a, Request::VeList).await)
+}
+
+async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    let lang = a.lang;
+    let body = format!(
+        "<table>{}</table><p class=\"note\">{}</p>",
+        row(lang.t("installed version", "installierte Version"), VERSION),
+        lang.t(
+            "Listing and applying updates is not available yet.",
+            "Updates anzuzeigen und einzuspielen ist noch nicht möglich."
+        )
+    );
+    render(&app, lang, "/updates", &a, StatusCode::OK, &body)
+}
