@@ -10,6 +10,7 @@
 pub mod catalogue;
 pub mod install;
 pub mod scenario;
+pub mod web;
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::net::UnixStream;
@@ -265,6 +266,11 @@ impl Vm {
     /// reset button) and returns its answer once QEMU has carried it out.
     pub fn monitor(&self, command: &str) -> String {
         self.hmp().run(command)
+    }
+
+    /// Whether QEMU has ended (the guest powered off, or it was killed).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Pulls the plug: QEMU is killed at once, the guest gets no chance to

@@ -15,83 +15,15 @@
 
 use std::time::{Duration, Instant};
 
+use tandem_tests::web::{
+    answers, http_get, login, post_form, progress_until, role, text_of, upload_and_activate,
+};
 use tandem_tests::{
-    Firmware, Scratch, Vm, figure, https, https_body, image_dir, multipart, raw_disk, rig_archive,
-    rig_config, two_node_lan,
+    Firmware, Scratch, Vm, figure, https, image_dir, raw_disk, rig_archive, rig_config,
+    two_node_lan,
 };
 
 const MIN: Duration = Duration::from_secs(60);
-
-/// Logs in at `addr` (`ip:443`) in English; returns the session cookies.
-fn login(addr: &str, password: &str) -> String {
-    let page = https(addr, "GET", "/login", Some("tandem_lang=en"), None).unwrap();
-    assert_eq!(page.status, 200, "{}", page.body);
-    let cookies = format!("tandem_lang=en; {}", page.cookie());
-    let form = format!(
-        "csrf={}&user=admin&password={}",
-        page.csrf(),
-        password.replace('+', "%2B").replace('&', "%26")
-    );
-    let ok = https(addr, "POST", "/login", Some(&cookies), Some(&form)).unwrap();
-    assert_eq!(ok.status, 303, "login at {addr}: {}", ok.body);
-    format!("{}; tandem_lang=en", ok.cookie())
-}
-
-/// Opens `page` at `addr` and posts its form: the page's CSRF token and `fields`
-/// (`&`-separated, already encoded) to `action`. With `form_id`, the page must
-/// hold that form.
-fn post_form(
-    addr: &str,
-    session: &str,
-    page: &str,
-    form_id: Option<&str>,
-    action: &str,
-    fields: &str,
-) -> tandem_tests::HttpResponse {
-    let p = https(addr, "GET", page, Some(session), None).unwrap();
-    if let Some(id) = form_id {
-        assert!(p.body.contains(&format!("id=\"{id}\"")), "{}", p.body);
-    }
-    let form = if fields.is_empty() {
-        format!("csrf={}", p.csrf())
-    } else {
-        format!("csrf={}&{fields}", p.csrf())
-    };
-    https(addr, "POST", action, Some(session), Some(&form)).unwrap()
-}
-
-/// Uploads the archive and starts the activation with `choice`.
-fn upload_and_activate(addr: &str, archive: &[u8], passphrase: &str, choice: &str, confirm: &str) {
-    let session = login(addr, "relation");
-    let upload = https(addr, "GET", "/upload", Some(&session), None).unwrap();
-    assert_eq!(upload.status, 200, "{}", upload.body);
-    let b = "tandemclusterboundary";
-    let body = multipart(
-        b,
-        &[("csrf", &upload.csrf()), ("passphrase", passphrase)],
-        ("archive", archive),
-    );
-    let ctype = format!("multipart/form-data; boundary={b}");
-    let checked = https_body(
-        addr,
-        "POST",
-        "/upload",
-        Some(&session),
-        Some((&ctype, &body)),
-    )
-    .unwrap();
-    assert_eq!(checked.status, 200, "{}", checked.body);
-    assert!(
-        checked.body.contains("action=\"/activate\""),
-        "{}",
-        checked.body
-    );
-    let form = format!("csrf={}&choice={choice}&confirm={confirm}", checked.csrf());
-    let started = https(addr, "POST", "/activate", Some(&session), Some(&form)).unwrap();
-    assert_eq!(started.status, 303, "{}", started.body);
-    assert_eq!(started.header("location").as_deref(), Some("/progress"));
-    SESSIONS.with(|s| s.borrow_mut().push((addr.to_owned(), session)));
-}
 
 /// The management password of the test's configuration (for logins in
 /// threads of the LAN namespace).
@@ -101,114 +33,9 @@ fn passwords_admin() -> String {
     ADMIN.get().cloned().unwrap_or_default()
 }
 
-thread_local! {
-    static SESSIONS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn session_for(addr: &str) -> String {
-    SESSIONS.with(|s| {
-        s.borrow()
-            .iter()
-            .rev()
-            .find(|(a, _)| a == addr)
-            .map(|(_, c)| c.clone())
-            .expect("a session")
-    })
-}
-
-/// Polls the activation's progress page until it contains `needle`.
-fn progress_until(addr: &str, needle: &str, limit: Duration) -> String {
-    let session = session_for(addr);
-    let start = Instant::now();
-    loop {
-        let p = https(addr, "GET", "/progress", Some(&session), None).unwrap();
-        assert!(
-            !p.body.contains("Activation stopped"),
-            "activation at {addr} failed:\n{}",
-            p.body
-        );
-        if p.body.contains(needle) {
-            return p.body;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "no {needle:?} on the progress page at {addr} within {limit:?}:\n{}",
-            p.body
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// Asks VE 101's web server (192.0.2.50:80, plain HTTP) for `path` until it
-/// answers 200 or `limit` passes; returns the body.
+/// VE 101's web server (plain HTTP on its address).
 fn ve_http(path: &str, limit: Duration) -> String {
-    use std::io::{Read, Write};
-    let start = Instant::now();
-    let addr: std::net::SocketAddr = "192.0.2.50:80".parse().unwrap();
-    loop {
-        let answer = (|| {
-            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: ve\r\n\r\n").ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            let (head, body) = text.split_once("\r\n\r\n")?;
-            (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
-        })();
-        if let Some(body) = answer {
-            return body;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "VE 101 did not answer {path} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// A page's text without its tags, for failure messages.
-fn text_of(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The role a node's Status page shows (cluster mode).
-fn role(addr: &str, session: &str) -> Option<String> {
-    let page = https(addr, "GET", "/status", Some(session), None).ok()?;
-    let marker = "<th>role of this node</th><td>";
-    let i = page.body.find(marker)? + marker.len();
-    let end = page.body[i..].find('<')? + i;
-    Some(page.body[i..end].to_owned())
-}
-
-/// Waits until the node at `addr` answers its login page.
-fn answers(addr: &str, limit: Duration) {
-    let start = Instant::now();
-    let sock: std::net::SocketAddr = addr.parse().unwrap();
-    loop {
-        if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_ok()
-            && https(addr, "GET", "/login", None, None).is_ok_and(|r| r.status == 200)
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "nothing answers at https://{addr}/ within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    http_get("192.0.2.50:80", path, limit)
 }
 
 #[test]
@@ -295,19 +122,20 @@ fn two_installed_nodes_activate_from_the_web_console_and_fail_over() {
     lan.run(move || {
         answers(n1, 2 * MIN);
         answers(n2, 2 * MIN);
-        upload_and_activate(n1, &archive2, passphrase, "fetch", "");
+        let p1 = upload_and_activate(n1, &archive2, passphrase, "fetch", "");
         let waiting = progress_until(
             n1,
+            &p1,
             "continue activation on the other node or check the crossover cable",
             3 * MIN,
         );
         assert!(waiting.contains("http-equiv=\"refresh\""), "{waiting}");
         // node2 destroys: typing the cluster name is the confirmation.
         let t = Instant::now();
-        upload_and_activate(n2, &archive2, passphrase, "destroy", "rig-cluster");
-        let done2 = progress_until(n2, "Activation finished", 5 * MIN);
+        let p2 = upload_and_activate(n2, &archive2, passphrase, "destroy", "rig-cluster");
+        let done2 = progress_until(n2, &p2, "Activation finished", 5 * MIN);
         assert!(done2.contains("https://192.0.2.12/"), "{done2}");
-        let done1 = progress_until(n1, "Activation finished", 10 * MIN);
+        let done1 = progress_until(n1, &p1, "Activation finished", 10 * MIN);
         assert!(done1.contains("https://192.0.2.11/"), "{done1}");
         figure(&format!(
             "activation from the web consoles: destroy on node2, full copy of its 1 GiB data area to node1: {:.0} s",

@@ -292,7 +292,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     vm.type_line("node1");
     let at = vm.wait_for(at, "Installation of node1 complete", 3 * MIN);
     let (at, _fp) = wait_recovery(&mut vm, at, ADDR);
-    let at = vm.wait_for(at, "Choose 1, 2 or 3 and press Enter: ", MIN);
+    let at = vm.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ", MIN);
     page_answers(&laptop, ADDR, Instant::now(), MIN);
     let screen = vm.text();
     assert!(
@@ -303,7 +303,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     vm.type_line("2");
     let at = vm.wait_for(at, "Recovery network", MIN);
     let at = vm.wait_for(at, "192.168.100.100/24, no gateway, no DNS", MIN);
-    let at = vm.wait_for(at, "Choose 1, 2 or 3 and press Enter: ", MIN);
+    let at = vm.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ", MIN);
 
     let before_reset = at;
     vm.type_line("1");
@@ -335,7 +335,7 @@ fn console_menu_resets_the_admin_password_and_restarts_the_web_console() {
     );
 
     // Restart of the web console from the menu: a new process, same password.
-    let at = vm.wait_for(at, "Choose 1, 2 or 3 and press Enter: ", MIN);
+    let at = vm.wait_for(at, "Choose 1, 2, 3 or 4 and press Enter: ", MIN);
     vm.type_line("3");
     let at = vm.wait_for(at, "Restart the web console?", MIN);
     vm.type_line("y");
