@@ -70,6 +70,27 @@ pub fn all() -> Vec<Scenario> {
         "a disk holding node1, the install medium first: typing node2 at the countdown asks for a confirmation; `no` starts node1, `yes` installs node2",
         install_again_prompt,
     ));
+    list.extend(crate::failover::scenarios());
+    list.push(Scenario::not_yet(
+        "all-links-lost",
+        "serial, crossover and LAN cut with both nodes running: fencing decides, exactly one node keeps running and serving",
+        "fencing through the peer's BMC is not built into the takeover yet",
+    ));
+    list.push(Scenario::not_yet(
+        "split-brain-resolve",
+        "a DRBD split brain with writes on both sides: announced on both nodes, resolved by the operator's choice of survivor, the victim's writes discarded as announced",
+        "split-brain detection and guided resolution are not built yet",
+    ));
+    list.push(Scenario::not_yet(
+        "clusterd-crash-active",
+        "the cluster daemon of the active node crashes: init restarts it and the services stay where they are, or the peer takes over safely",
+        "needs a way into the node to crash a process (SSH is not built yet)",
+    ));
+    list.push(Scenario::not_yet(
+        "ve-crash",
+        "VE 101's processes crash: the node restarts the VE and alerts",
+        "VE health checks (restart and alert on a crash) are not built yet",
+    ));
     list.push(Scenario::not_yet(
         "update-rolling",
         "a signed update bundle installed on both nodes one after the other, services moved by one switchover",

@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod catalogue;
+pub mod failover;
 pub mod install;
+pub mod pair;
 pub mod scenario;
 pub mod web;
 

@@ -80,6 +80,9 @@ pub struct Run {
     pub two_primaries_seen: Option<bool>,
     /// Alerts the rig's SMTP server received (subjects).
     pub alerts: Vec<String>,
+    /// More to show when the scenario fails, filled by the scenario's own
+    /// guards while it unwinds (e.g. the nodes' Status pages): (what, text).
+    pub on_failure: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 /// One measured figure.
@@ -178,14 +181,23 @@ pub fn run_one(s: &Scenario) -> Record {
     let log_tails = if outcome == Outcome::Passed {
         Vec::new()
     } else {
-        run.consoles
+        let mut tails: Vec<(String, String)> = run
+            .consoles
             .iter()
             .map(|(m, c)| {
                 let text = String::from_utf8_lossy(&c.lock().unwrap_or_else(|e| e.into_inner()))
                     .into_owned();
                 (m.clone(), crate::tail(&text))
             })
-            .collect()
+            .collect();
+        tails.extend(
+            run.on_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        tails
     };
     Record {
         name: s.name.clone(),

@@ -1,0 +1,621 @@
+//! The release catalogue's scenarios on the pair (R11.1): switchover, power
+//! loss, resets, path failures, shutdowns. Each boots the pair from the
+//! activated base disks, starts the client's write workload against VE 101,
+//! injects the fault from outside the guests as it happens on real hardware
+//! (QEMU's monitor, link state, the serial cable), asserts what the README's
+//! "What happens when …" table says the pair does, and records the service
+//! downtime the client saw, acknowledged writes lost, whether two active
+//! nodes were ever seen, and the alerts the relay received.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::install::MIN;
+use crate::pair::{self, Client, Node, Pair, PrimaryWatch, other, wait_until};
+use crate::scenario::{Run, Scenario};
+use crate::{Scratch, image_dir};
+
+/// What a pair scenario gets: the pair with its client running, and the
+/// node that was active when it started.
+pub struct Ctx<'a> {
+    /// The pair.
+    pub pair: &'a Arc<Pair>,
+    /// The client's workload.
+    pub client: &'a Client,
+    /// The active node at the start.
+    pub active: Node,
+    /// The record.
+    pub run: &'a mut Run,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// Waits until node `n` is active (its Status page says so); returns the
+    /// seconds since `since`.
+    pub fn wait_active(&self, n: Node, since: Instant, limit: Duration) -> f64 {
+        wait_until(&format!("node{} active", n + 1), limit, || {
+            (self.pair.role(n).as_deref() == Some("active")).then_some(())
+        });
+        since.elapsed().as_secs_f64()
+    }
+
+    /// Waits until node `n` is passive with an up-to-date, connected copy.
+    pub fn wait_passive_in_sync(&self, n: Node, limit: Duration) {
+        wait_until(
+            &format!("node{} passive with its copy up to date", n + 1),
+            limit,
+            || {
+                let st = self.pair.status(n)?;
+                (st.contains("role of this node passive") && st.contains("UpToDate/UpToDate"))
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Asserts that node `n` stays `role` for `d` (nothing moves).
+    pub fn stays(&self, n: Node, role: &str, d: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < d {
+            if let Some(r) = self.pair.role(n) {
+                assert_eq!(r, role, "node{} changed its role", n + 1);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits until an alert containing `what` arrived after the first
+    /// `before` ones.
+    pub fn alert_after(&self, before: usize, what: &str, limit: Duration) {
+        wait_until(&format!("a new alert {what:?}"), limit, || {
+            self.pair
+                .smtp
+                .subjects()
+                .iter()
+                .skip(before)
+                .any(|s| s.contains(what))
+                .then_some(())
+        });
+    }
+
+    /// Records the takeover chain of node `n`'s last takeover, per step.
+    pub fn steps(&mut self, n: Node) {
+        let steps = wait_until("the takeover's steps in the events", MIN, || {
+            let s = self.pair.last_acquire(n);
+            (!s.is_empty()).then_some(s)
+        });
+        self.run.takeover_steps = steps;
+    }
+
+    /// Waits until the relay received an alert whose subject contains `what`.
+    pub fn alert(&self, what: &str, limit: Duration) {
+        wait_until(&format!("an alert {what:?}"), limit, || {
+            self.pair
+                .smtp
+                .subjects()
+                .iter()
+                .any(|s| s.contains(what))
+                .then_some(())
+        });
+    }
+}
+
+/// Where the pair's base disks are kept between runs.
+fn base_dir() -> PathBuf {
+    image_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("scenarios-base")
+}
+
+/// A pair scenario: boots the pair, runs `f` with the client writing, then
+/// checks the data and fills the record.
+pub fn pair_scenario(name: &str, proves: &str, f: fn(&mut Ctx<'_>)) -> Scenario {
+    let name_owned = name.to_owned();
+    Scenario::new(name, proves, move |run| {
+        let base = pair::base(&base_dir());
+        if base.made_in_s > 0.0 {
+            run.figure(
+                "pair base made (install, activate, VE 101)",
+                base.made_in_s,
+                "s",
+            );
+        }
+        let dir = Scratch::new(&format!("{name_owned}-"));
+        let t = Instant::now();
+        let pair = Arc::new(Pair::boot(&base, &dir.0));
+        for (m, c) in pair.consoles() {
+            run.watch(&m, c);
+        }
+        let _report = FailureReport {
+            pair: pair.clone(),
+            into: run.on_failure.clone(),
+        };
+        let active = pair.wait_formed(5 * MIN);
+        run.figure("pair booted and formed", t.elapsed().as_secs_f64(), "s");
+        let watch = PrimaryWatch::start(&pair);
+        let client = pair.client(&name_owned);
+        client.wait_acked(5, MIN);
+        let mut ctx = Ctx {
+            pair: &pair,
+            client: &client,
+            active,
+            run,
+        };
+        f(&mut ctx);
+        // Every acknowledged write is there, on whichever node serves now.
+        let (acked, lost, gap) = client.finish(&pair.lan);
+        run.figure("writes acknowledged", acked as f64, "count");
+        run.downtime_s = Some(gap);
+        run.writes_lost = Some(lost);
+        run.two_primaries_seen = Some(watch.finish());
+        run.alerts = pair.smtp.subjects();
+        assert_eq!(lost, 0, "acknowledged writes were lost");
+        assert_eq!(
+            run.two_primaries_seen,
+            Some(false),
+            "two active nodes were seen"
+        );
+        drop(dir);
+    })
+}
+
+/// A pair scenario without the client's workload (it destroys the data on
+/// purpose).
+pub fn bare_pair_scenario(name: &str, proves: &str, f: fn(&Pair, &mut Run)) -> Scenario {
+    let name_owned = name.to_owned();
+    Scenario::new(name, proves, move |run| {
+        let base = pair::base(&base_dir());
+        let dir = Scratch::new(&format!("{name_owned}-"));
+        let t = Instant::now();
+        let pair = Arc::new(Pair::boot(&base, &dir.0));
+        for (m, c) in pair.consoles() {
+            run.watch(&m, c);
+        }
+        let _report = FailureReport {
+            pair: pair.clone(),
+            into: run.on_failure.clone(),
+        };
+        pair.wait_formed(5 * MIN);
+        run.figure("pair booted and formed", t.elapsed().as_secs_f64(), "s");
+        let watch = PrimaryWatch::start(&pair);
+        f(&pair, run);
+        run.two_primaries_seen = Some(watch.finish());
+        run.alerts = pair.smtp.subjects();
+        assert_eq!(
+            run.two_primaries_seen,
+            Some(false),
+            "two active nodes were seen"
+        );
+    })
+}
+
+/// On a failure (while the scenario unwinds), puts both nodes' Status pages
+/// and the mail received into the report.
+struct FailureReport {
+    pair: Arc<Pair>,
+    into: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Drop for FailureReport {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut v = self.into.lock().unwrap_or_else(|e| e.into_inner());
+        for n in 0..2 {
+            let page = self
+                .pair
+                .status(n)
+                .unwrap_or_else(|| "(the console does not answer)".to_owned());
+            v.push((format!("node{}'s Status page", n + 1), page));
+        }
+        v.push((
+            "mail received (subjects)".to_owned(),
+            self.pair.smtp.subjects().join("\n"),
+        ));
+    }
+}
+
+/// The pair scenarios of the catalogue.
+#[must_use]
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        pair_scenario(
+            "switchover",
+            "switchover from the active node's Maintenance page: the other node takes the services, the first becomes passive in sync; downtime = the switchover",
+            switchover,
+        ),
+        pair_scenario(
+            "switchback",
+            "two switchovers in a row: the services return to the node that had them; no write lost",
+            switchback,
+        ),
+        pair_scenario(
+            "power-off-active",
+            "power loss of the active node: the other takes over after the deadtime; back on, the first rejoins passive and resynchronises",
+            power_off_active,
+        ),
+        pair_scenario(
+            "power-off-passive",
+            "power loss of the passive node: the active one keeps serving without interruption and alerts; back on, the passive rejoins in sync",
+            power_off_passive,
+        ),
+        pair_scenario(
+            "reset-active",
+            "reset button of the active node: the other takes over; the reset node comes back passive",
+            reset_active,
+        ),
+        pair_scenario(
+            "shutdown-active",
+            "shutdown of the active node from its Maintenance page: it releases the services in order and the other takes them over",
+            shutdown_active,
+        ),
+        pair_scenario(
+            "shutdown-passive",
+            "shutdown of the passive node from its Maintenance page: the active one keeps serving",
+            shutdown_passive,
+        ),
+        pair_scenario(
+            "reboot-passive",
+            "restart of the passive node from its Maintenance page: it comes back passive and in sync; the service never stops",
+            reboot_passive,
+        ),
+        pair_scenario(
+            "serial-cut",
+            "the serial cable pulled and put back: nothing moves (two paths remain)",
+            serial_cut,
+        ),
+        pair_scenario(
+            "crossover-cut",
+            "the crossover cable pulled: nothing moves (the LAN and serial paths remain), replication stops; back in, the copies resynchronise",
+            crossover_cut,
+        ),
+        pair_scenario(
+            "external-cut-active",
+            "the active node's LAN cable pulled: it no longer reaches the ping node, the passive still does: the services move to the passive (ping-node rule)",
+            external_cut_active,
+        ),
+        pair_scenario(
+            "external-cut-passive",
+            "the passive node's LAN cable pulled: nothing moves",
+            external_cut_passive,
+        ),
+        pair_scenario(
+            "disk-fail-active",
+            "the active node's disk fails (I/O errors): DRBD detaches it and the node serves through the other node's copy; no write lost; alert",
+            disk_fail_active,
+        ),
+        pair_scenario(
+            "disk-fail-passive",
+            "the passive node's disk fails: the active node keeps serving; alert",
+            disk_fail_passive,
+        ),
+        pair_scenario(
+            "kernel-panic-active",
+            "the active node's kernel panics (the BMC's diagnostic interrupt): the other takes over; the panicked node restarts by itself and rejoins passive",
+            kernel_panic_active,
+        ),
+        pair_scenario(
+            "config-change-peer-down",
+            "a settings change made on this node only while the other is off reaches the other node when it is back",
+            config_change_peer_down,
+        ),
+        pair_scenario(
+            "reinstall-passive-fetch",
+            "the passive node reinstalled from the DVD and activated with \"fetch data from the other node\": it copies the data and rejoins passive; the service never stops",
+            reinstall_passive_fetch,
+        ),
+        bare_pair_scenario(
+            "reinstall-both-destroy",
+            "both nodes reinstalled from the DVD, activated with \"destroy\" on node2 and \"fetch\" on node1: a new cluster with an empty data area",
+            reinstall_both_destroy,
+        ),
+        pair_scenario(
+            "two-paths-cut",
+            "serial cable and crossover cable pulled: the LAN path alone keeps the pair together, nothing moves",
+            two_paths_cut,
+        ),
+    ]
+}
+
+/// Runs a form's page and posts it with its revision field (the settings
+/// pages refuse a page older than the committed revision).
+fn save_notification(c: &Ctx<'_>, n: Node, addresses: &str, this_node_only: bool) -> String {
+    let status = c.pair.get(n, "/notification");
+    let marker = "name=\"revision\" value=\"";
+    let at = status.find(marker).expect("the revision field") + marker.len();
+    let rev: u64 = status[at..]
+        .split('"')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .expect("a revision");
+    let mut fields = format!("revision={rev}&addresses={addresses}");
+    if this_node_only {
+        fields.push_str("&this_node_only=yes");
+    }
+    let r = c.pair.post(n, "/notification", "/notification", &fields);
+    assert_eq!(r.status, 200, "{}", crate::web::text_of(&r.body));
+    crate::web::text_of(&r.body)
+}
+
+fn switchover(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    let r = c
+        .pair
+        .post(a, "/maintenance", "/maintenance/switchover", "confirm=yes");
+    assert!(r.status < 400, "switchover refused: {}", r.status);
+    let s = c.wait_active(p, t, 2 * MIN);
+    c.run.figure("switchover: the other node active", s, "s");
+    c.steps(p);
+    c.wait_passive_in_sync(a, 3 * MIN);
+    c.client.wait_acked(5, MIN);
+    c.alert("switchover", MIN);
+}
+
+fn switchback(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    for (from, to) in [(a, p), (p, a)] {
+        let t = Instant::now();
+        let r = c.pair.post(
+            from,
+            "/maintenance",
+            "/maintenance/switchover",
+            "confirm=yes",
+        );
+        assert!(r.status < 400, "switchover refused: {}", r.status);
+        c.wait_active(to, t, 2 * MIN);
+        c.wait_passive_in_sync(from, 3 * MIN);
+        c.client.wait_acked(3, MIN);
+    }
+}
+
+fn power_off_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    // The plug pulled: QEMU is killed at once.
+    c.pair.power_loss(a);
+    let s = c.wait_active(p, t, 3 * MIN);
+    c.run.figure("power loss → the other node active", s, "s");
+    c.steps(p);
+    c.client.wait_acked(5, MIN);
+    c.alert("failover", 2 * MIN);
+    c.pair.power_on(a);
+    c.wait_passive_in_sync(a, 5 * MIN);
+}
+
+fn power_off_passive(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    c.pair.power_loss(p);
+    c.stays(a, "active", Duration::from_secs(15));
+    c.client.wait_acked(5, MIN);
+    c.alert("peer", 2 * MIN);
+    c.pair.power_on(p);
+    c.wait_passive_in_sync(p, 5 * MIN);
+}
+
+fn reset_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    c.pair.monitor(a, "system_reset");
+    let s = c.wait_active(p, t, 3 * MIN);
+    c.run.figure("reset → the other node active", s, "s");
+    c.steps(p);
+    c.client.wait_acked(5, MIN);
+    c.wait_passive_in_sync(a, 5 * MIN);
+}
+
+fn shutdown_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    let r = c.pair.post(
+        a,
+        "/maintenance",
+        "/maintenance/power",
+        "action=poweroff&confirm=yes",
+    );
+    assert_eq!(r.status, 200, "power-off refused");
+    let s = c.wait_active(p, t, 3 * MIN);
+    c.run.figure("shutdown → the other node active", s, "s");
+    c.steps(p);
+    c.client.wait_acked(5, MIN);
+}
+
+fn shutdown_passive(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let r = c.pair.post(
+        p,
+        "/maintenance",
+        "/maintenance/power",
+        "action=poweroff&confirm=yes",
+    );
+    assert_eq!(r.status, 200, "power-off refused");
+    c.stays(a, "active", Duration::from_secs(20));
+    c.client.wait_acked(5, MIN);
+}
+
+fn reboot_passive(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let r = c.pair.post(
+        p,
+        "/maintenance",
+        "/maintenance/power",
+        "action=reboot&confirm=yes",
+    );
+    assert_eq!(r.status, 200, "restart refused");
+    std::thread::sleep(Duration::from_secs(10));
+    c.wait_passive_in_sync(p, 5 * MIN);
+    assert_eq!(c.pair.role(a).as_deref(), Some("active"));
+}
+
+fn serial_cut(c: &mut Ctx<'_>) {
+    let a = c.active;
+    c.pair.cut_serial();
+    c.stays(a, "active", Duration::from_secs(20));
+    c.stays(other(a), "passive", Duration::from_secs(2));
+    c.pair.connect_serial();
+    c.client.wait_acked(5, MIN);
+}
+
+fn crossover_cut(c: &mut Ctx<'_>) {
+    let a = c.active;
+    c.pair.crossover(false);
+    c.stays(a, "active", Duration::from_secs(20));
+    c.stays(other(a), "passive", Duration::from_secs(2));
+    c.client.wait_acked(5, MIN);
+    c.pair.crossover(true);
+    c.wait_passive_in_sync(other(a), 5 * MIN);
+}
+
+fn external_cut_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    c.pair.set_link(a, "nic-lan", false);
+    let s = c.wait_active(p, t, 3 * MIN);
+    c.run
+        .figure("LAN cut at the active node → the other active", s, "s");
+    c.steps(p);
+    c.client.wait_acked(5, MIN);
+    c.pair.set_link(a, "nic-lan", true);
+    c.wait_passive_in_sync(a, 5 * MIN);
+}
+
+fn external_cut_passive(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    c.pair.set_link(p, "nic-lan", false);
+    c.stays(a, "active", Duration::from_secs(20));
+    c.client.wait_acked(5, MIN);
+    c.pair.set_link(p, "nic-lan", true);
+    c.wait_passive_in_sync(p, 3 * MIN);
+}
+
+fn two_paths_cut(c: &mut Ctx<'_>) {
+    let a = c.active;
+    c.pair.cut_serial();
+    c.pair.crossover(false);
+    c.stays(a, "active", Duration::from_secs(20));
+    c.client.wait_acked(5, MIN);
+    c.pair.crossover(true);
+    c.pair.connect_serial();
+    c.wait_passive_in_sync(other(a), 5 * MIN);
+}
+
+fn disk_fail_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let before = c.pair.smtp.subjects().len();
+    // The disk starts returning I/O errors (its backing is gone).
+    c.pair.monitor(a, "drive_del d0");
+    // DRBD detaches the failed disk and serves through the other node's copy.
+    c.client.wait_acked(20, 2 * MIN);
+    c.alert_after(before, "replication", 2 * MIN);
+    assert_eq!(c.pair.role(p).as_deref(), Some("passive"));
+}
+
+fn disk_fail_passive(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let before = c.pair.smtp.subjects().len();
+    c.pair.monitor(p, "drive_del d0");
+    c.client.wait_acked(20, 2 * MIN);
+    c.alert_after(before, "replication", 2 * MIN);
+    c.stays(a, "active", Duration::from_secs(10));
+}
+
+fn kernel_panic_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    // The BMC's diagnostic interrupt: the node's kernel panics on it.
+    c.pair.monitor(a, "nmi");
+    let s = c.wait_active(p, t, 3 * MIN);
+    c.run.figure("kernel panic → the other node active", s, "s");
+    c.steps(p);
+    c.client.wait_acked(5, MIN);
+    // The panicked node restarts by itself and rejoins passive.
+    c.wait_passive_in_sync(a, 6 * MIN);
+}
+
+fn config_change_peer_down(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    c.pair.power_loss(p);
+    std::thread::sleep(Duration::from_secs(10));
+    let said = save_notification(c, a, "ops%40example.com%0D%0Anight%40example.com", true);
+    assert!(said.contains("Saved on this node only"), "{said}");
+    c.pair.power_on(p);
+    c.wait_passive_in_sync(p, 5 * MIN);
+    wait_until(
+        "the changed recipients on the node that was down",
+        2 * MIN,
+        || {
+            c.pair
+                .get(p, "/notification")
+                .contains("night@example.com")
+                .then_some(())
+        },
+    );
+}
+
+fn reinstall_passive_fetch(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let t = Instant::now();
+    c.pair.reinstall(p);
+    c.run.figure(
+        "passive node reinstalled from the DVD",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    let t = Instant::now();
+    c.pair.activate(p, "fetch", "");
+    c.run.figure(
+        "activation with a full copy from the other node",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    c.wait_passive_in_sync(p, 10 * MIN);
+    assert_eq!(c.pair.role(a).as_deref(), Some("active"));
+}
+
+/// Scenarios that reinstall both nodes erase the data on purpose: they run
+/// without the client.
+fn reinstall_both_destroy(pair: &Pair, run: &mut Run) {
+    let t = Instant::now();
+    pair.reinstall(0);
+    pair.reinstall(1);
+    run.figure(
+        "both nodes reinstalled from the DVD",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    let t = Instant::now();
+    pair.activate_both();
+    run.figure(
+        "activation: node2 destroys, node1 fetches",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    let act = wait_until("the cluster formed again", 5 * MIN, || {
+        match (pair.role(0).as_deref(), pair.role(1).as_deref()) {
+            (Some("active"), Some("passive")) => Some(0),
+            (Some("passive"), Some("active")) => Some(1),
+            _ => None,
+        }
+    });
+    wait_until("the copies in sync", 10 * MIN, || {
+        pair.status(other(act))?
+            .contains("UpToDate/UpToDate")
+            .then_some(())
+    });
+    // A new data area: VE 101 is not installed on it.
+    let ves = pair.get(act, "/ves");
+    assert!(
+        !ves.contains("VE 101 runs") && ves.contains("install-ve101"),
+        "the new data area still holds VE 101:\n{}",
+        crate::web::text_of(&ves)
+    );
+}

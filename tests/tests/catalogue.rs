@@ -1,0 +1,42 @@
+//! The release catalogue's representative subset, run by `cargo xtask test`
+//! (the whole catalogue: `cargo xtask scenarios --all`): the pair installed
+//! from the DVD and activated through its consoles (the catalogue's base),
+//! then the power loss of the active node with the client's workload
+//! running — takeover, no acknowledged write lost, never two active nodes,
+//! the alert mailed, the node rejoining passive in sync.
+//!
+//! These tests need the image and root; `cargo xtask test` runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tandem_tests::figure;
+use tandem_tests::scenario::{Outcome, run_one};
+
+fn run_scenario(name: &str) {
+    let s = tandem_tests::catalogue::all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("the catalogue has no scenario {name}"));
+    let record = run_one(&s);
+    for f in &record.figures {
+        figure(&format!("{name}: {} {:.1} {}", f.key, f.value, f.unit));
+    }
+    if let Some(d) = record.downtime_s {
+        figure(&format!(
+            "{name}: service downtime seen by the client {d:.1} s"
+        ));
+    }
+    assert_eq!(
+        record.outcome,
+        Outcome::Passed,
+        "{:#?}\nalerts: {:?}",
+        record.log_tails,
+        record.alerts
+    );
+}
+
+#[test]
+#[ignore = "needs the install image, QEMU and root: run `cargo xtask test`"]
+fn catalogue_power_loss_of_the_active_node() {
+    run_scenario("power-off-active");
+}
