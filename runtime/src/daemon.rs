@@ -191,6 +191,30 @@ fn describe(e: &Event) -> (&'static str, String) {
             "peer did not take over after handover".into(),
         ),
         Event::ResourcesFailed => ("resources_failed", "resource chain failed".into()),
+        Event::ReleaseFailed => (
+            "release_failed",
+            "resources could not be released: this node may still hold the data".into(),
+        ),
+        Event::FenceStarted => (
+            "fence",
+            "peer silent: powering it off through its BMC before taking over".into(),
+        ),
+        Event::Fenced => ("fenced", "peer powered off".into()),
+        Event::FenceFailed { peer, why } => (
+            "fence_failed",
+            format!(
+                "{} silent and could not be powered off: check it and confirm ({why})",
+                peer.name()
+            ),
+        ),
+        Event::FenceConfirmed => (
+            "fence_confirmed",
+            "operator confirmed the silent peer is down".into(),
+        ),
+        Event::CopyStale => (
+            "replication",
+            "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".into(),
+        ),
     }
 }
 
@@ -517,6 +541,15 @@ pub async fn run(
                         let _ = t.send(In::Announced(r));
                     });
                 }
+                Output::Fence => {
+                    core.handle(
+                        clock.now(),
+                        Input::FenceResult(tandem_core::FenceResult::Failed(
+                            "no fencing device is configured",
+                        )),
+                    );
+                }
+                Output::Outdate => {}
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
                     hub.alert(kind, text, &Alert::Core(e));

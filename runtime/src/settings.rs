@@ -89,6 +89,7 @@ impl Settings {
             ping_dead: self.deadtime,
             config_digest: self.config_digest,
             generation,
+            fencing: tandem_core::FencePolicy::Off,
         }
     }
 
