@@ -48,6 +48,8 @@ enum In {
     PingReply(usize),
     ChainUp(Result<(), String>),
     ChainDown(Result<(), String>),
+    /// A fence ended: the BMC's answer, or why it failed (and whether it ran out of time).
+    Fenced(Result<String, (bool, String)>),
     Announced(Result<(), String>),
     Control(ClusterCall, oneshot::Sender<Reply>),
     Transport(String),
@@ -263,7 +265,11 @@ pub async fn run(
     let key = ClusterKey::new(&settings.key).context("cluster key")?;
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
-    core.handle(clock.now(), Input::DataGood(settings.data_good));
+    if settings.replication.is_none() {
+        // No replicated data area on this node: there is no copy that could be stale.
+        // With one, DRBD's state decides (In::Replication).
+        core.handle(clock.now(), Input::DataGood(true));
+    }
     // Frames of a run of the peer older than the last one heard are replays.
     let mut peer_generation = crate::generation::peer_floor(&settings.state_dir)
         .context("reading the peer's boot generation")?;
@@ -476,10 +482,20 @@ pub async fn run(
         }
     }
 
-    let mut freshness = crate::drbd::Freshness::default();
-    let mut data_good_fed: Option<bool> = None;
     tokio::pin!(shutdown);
+    // Set when a shutdown hands the services over: the loop runs on until the peer
+    // holds them (or this instant), so the peer takes over from a clean release
+    // instead of from silence, which would make it fence this node.
+    let mut leaving_until: Option<Instant> = None;
     loop {
+        if let Some(until) = leaving_until {
+            let now = clock.now();
+            let st = core.status(now);
+            let peer_holds = st.peer.role.is_some_and(Role::holds_resources);
+            if now >= until || (st.role == Role::Passive && peer_holds) {
+                break;
+            }
+        }
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit { path, frame } => match path {
@@ -541,15 +557,53 @@ pub async fn run(
                         let _ = t.send(In::Announced(r));
                     });
                 }
-                Output::Fence => {
-                    core.handle(
+                Output::Fence => match settings.fencing.as_ref() {
+                    Some(f) => {
+                        let fencer = f.fencer.clone();
+                        hub.publish(
+                            "fence",
+                            format!(
+                                "{} silent: powering it off through its BMC {} before taking over",
+                                fencer.peer, fencer.addr
+                            ),
+                        );
+                        let t = tx.clone();
+                        tokio::spawn(async move {
+                            // The fencer keeps its own bound; this one only guards against
+                            // a thread that never returns.
+                            let bound = fencer.timeout + Duration::from_secs(5);
+                            let work = tokio::task::spawn_blocking(move || fencer.fence());
+                            let r = match tokio::time::timeout(bound, work).await {
+                                Ok(Ok(Ok(text))) => Ok(text),
+                                Ok(Ok(Err(e))) => Err((e.timed_out(), crate::error_chain(&e))),
+                                Ok(Err(e)) => Err((false, format!("the fence task failed: {e}"))),
+                                Err(_) => {
+                                    Err((true, "the fence did not end within its bound".into()))
+                                }
+                            };
+                            let _ = t.send(In::Fenced(r));
+                        });
+                    }
+                    None => core.handle(
                         clock.now(),
                         Input::FenceResult(tandem_core::FenceResult::Failed(
                             "no fencing device is configured",
                         )),
-                    );
+                    ),
+                },
+                Output::Outdate => {
+                    if let Some(repl) = settings.replication.clone() {
+                        let h = Arc::clone(&hub);
+                        tokio::spawn(async move {
+                            let text = match tokio::task::spawn_blocking(move || repl.outdate()).await {
+                                Ok(Ok(())) => "this node's copy is recorded as outdated in DRBD's metadata: it is refused for primary, also after a restart, until it was resynchronised".to_owned(),
+                                Ok(Err(e)) => format!("recording this node's copy as outdated failed: {}", crate::error_chain(&e)),
+                                Err(e) => format!("recording this node's copy as outdated failed: {e}"),
+                            };
+                            h.publish("replication", text);
+                        });
+                    }
                 }
-                Output::Outdate => {}
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
                     hub.alert(kind, text, &Alert::Core(e));
@@ -558,7 +612,15 @@ pub async fn run(
         }
         let deadline = clock.deadline(core.poll_timeout());
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown, if leaving_until.is_none() => {
+                let now = clock.now();
+                if core.role() == Role::Active && core.switchover(now).is_ok() {
+                    hub.publish("shutdown", "handing the services over to the peer before exit".into());
+                    leaving_until = Some(now.saturating_add(settings.deadtime * 2));
+                } else {
+                    break;
+                }
+            }
             () = tokio::time::sleep_until(deadline) => core.handle_timeout(clock.now()),
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
@@ -581,13 +643,25 @@ pub async fn run(
                         hub.alert("resource_error", e, &Alert::ResourceError);
                         core.handle(now, Input::ResourcesFailed);
                     }
-                    In::ChainDown(r) => {
-                        if let Err(e) = r {
-                            // Reported loudly; the node still counts as released so the
-                            // cluster is not stuck with nobody able to act.
-                            hub.alert("resource_error", e, &Alert::ResourceError);
-                        }
-                        core.handle(now, Input::ResourcesDown);
+                    In::ChainDown(Ok(())) => core.handle(now, Input::ResourcesDown),
+                    In::ChainDown(Err(e)) => {
+                        // Not released: this node may still hold the data. The core keeps
+                        // saying so; the peer takes over only after fencing this node.
+                        hub.alert("resource_error", format!("release failed: {e}"), &Alert::ResourceError);
+                        core.handle(now, Input::ReleaseFailed);
+                    }
+                    In::Fenced(Ok(text)) => {
+                        hub.publish("fence", text);
+                        core.handle(now, Input::FenceResult(tandem_core::FenceResult::PoweredOff));
+                    }
+                    In::Fenced(Err((timed_out, text))) => {
+                        hub.publish("fence", text.clone());
+                        let r = if timed_out {
+                            tandem_core::FenceResult::TimedOut
+                        } else {
+                            tandem_core::FenceResult::Failed(&text)
+                        };
+                        core.handle(now, Input::FenceResult(r));
                     }
                     In::Announced(Ok(())) => {}
                     // Nothing for the core to decide: the addresses are held, only the
@@ -595,31 +669,14 @@ pub async fn run(
                     In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
                     In::Replication(device) => {
-                        let heard = core
-                            .status(now)
-                            .paths
-                            .iter()
-                            .filter_map(|p| p.last_heard_ago)
-                            .min()
-                            .map(|ago| tandem_core::Instant::from_millis(
-                                now.as_millis().saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
-                            ));
-                        let was_stale = freshness.stale();
-                        let good = freshness.update(now, device.as_ref(), heard) || settings.data_good;
-                        if freshness.stale() && !was_stale {
-                            hub.alert(
-                                "replication",
-                                "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".to_owned(),
-                                &Alert::Replication {
-                                    old: Some("copy current".to_owned()),
-                                    new: "copy stale (replication lost while the other node runs)".to_owned(),
-                                },
-                            );
-                        }
-                        if data_good_fed != Some(good) {
-                            core.handle(now, Input::DataGood(good));
-                            data_good_fed = Some(good);
-                        }
+                        // The core judges freshness from DRBD's state and from when the
+                        // peer was last heard; an outdated copy stays refused because DRBD
+                        // keeps the mark in its metadata.
+                        let input = match &device {
+                            Some(d) => Input::Replica(replica_of(d)),
+                            None => Input::DataGood(false),
+                        };
+                        core.handle(now, input);
                     }
                     In::ConfigCommitted => {
                         if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
@@ -669,6 +726,20 @@ pub async fn run(
     let _ = std::fs::remove_file(&settings.control);
     hub.publish("stopped", "clusterd stopped".into());
     Ok(())
+}
+
+/// The replicated device's state in the core's terms.
+fn replica_of(d: &crate::drbd::DeviceStatus) -> tandem_core::Replica {
+    use crate::drbd::{DiskState, Role as DrbdRole};
+    tandem_core::Replica {
+        disk: match d.disk {
+            DiskState::UpToDate => tandem_core::ReplicaDisk::UpToDate,
+            DiskState::Outdated => tandem_core::ReplicaDisk::Outdated,
+            _ => tandem_core::ReplicaDisk::Other,
+        },
+        connected: d.connection.is_linked(),
+        primary: d.role == DrbdRole::Primary,
+    }
 }
 
 /// The cluster loop's status; `None` once the loop has ended.

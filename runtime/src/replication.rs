@@ -222,6 +222,37 @@ impl Replication {
         self.drbdadm(&["secondary"]).map(drop)
     }
 
+    /// Records this node's copy as outdated in DRBD's metadata (`drbdadm outdate`): it
+    /// stays refused for primary across restarts and reboots until a resync from the
+    /// peer makes it current again. Only on a secondary.
+    ///
+    /// # Errors
+    /// drbdadm refuses (e.g. the device is primary).
+    pub fn outdate(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["outdate"]).map(drop)
+    }
+
+    /// Connects to the peer; with `discard_my_data`, as the victim of a split brain
+    /// whose changes since the split are thrown away (DRBD's own resolution).
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn connect(&self, discard_my_data: bool) -> Result<(), ReplicationError> {
+        if discard_my_data {
+            self.drbdadm(&["connect", "--discard-my-data"]).map(drop)
+        } else {
+            self.drbdadm(&["connect"]).map(drop)
+        }
+    }
+
+    /// Disconnects from the peer (stand-alone).
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn disconnect(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["disconnect"]).map(drop)
+    }
+
     /// Declares this node's data the current one of a brand-new, empty pair and
     /// becomes primary: the peer then takes a full copy from it.
     ///

@@ -139,10 +139,6 @@ struct Cli {
     /// Crossover network interface (default: the second port).
     #[arg(long)]
     internal_if: Option<String>,
-    /// Treat this node's replicated data as known good. Until the replication layer
-    /// reports it, a node without this flag never takes over alone.
-    #[arg(long)]
-    data_good: bool,
     /// Hardware to poll: linux (the IPMI device and Areca controller, when present),
     /// lan:ADDRESS:PORT (a BMC over RMCP+, with --bmc-credentials),
     /// sim:SCENARIO.json (simulated, for tests) or none.
@@ -356,7 +352,6 @@ fn settings(
                     .or_else(|| cli.replication.then(|| ports.0.clone())),
                 extra_service_addresses: service_addresses,
                 ves_own_addresses: cli.replication,
-                data_good: cli.data_good,
                 control: cli.control.clone(),
                 control_group: cli.control_group,
                 state_dir: cli.state_dir.clone(),
@@ -406,7 +401,7 @@ fn settings(
         ping_nodes: cli.ping.clone(),
         service_interface: cli.service_if.clone(),
         service_addresses,
-        data_good: cli.data_good,
+        fencing: None,
         control: cli.control.clone(),
         control_group: cli.control_group,
         state_dir: cli.state_dir.clone(),

@@ -268,7 +268,6 @@ impl Rig {
                 "ext",
                 "--service-addr",
                 &format!("{VIP}/24"),
-                "--data-good",
             ])
             .args(extra)
             .stdin(Stdio::null())
