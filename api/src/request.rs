@@ -136,6 +136,20 @@ pub enum Request {
     },
     /// Back up the OS templates of the data area into its `backups/templatecache`.
     BackupTemplates,
+    /// The operator checked that the silent peer is down (its fence failed) and
+    /// confirms it: this node then takes over. `node` is the peer's name as typed.
+    FenceConfirm {
+        /// The silent peer's name, typed (`node1` or `node2`).
+        node: String,
+    },
+    /// Start from this node's own copy of the data although it is not known good
+    /// (outdated, or only consistent after a reboot), because the other node's copy is
+    /// lost. The peer must be silent; fencing still applies. `confirm_name` is the
+    /// cluster's name as typed.
+    ForcePrimary {
+        /// The cluster's name, typed.
+        confirm_name: String,
+    },
 }
 
 impl Request {

@@ -109,6 +109,13 @@ pub struct StatusJson {
     /// absent on daemons without a data area.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<String>,
+    /// The fence of the peer, when one is under way, done or failed (`delay`,
+    /// `in progress`, `powered off`, `failed: why`, `confirmed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// Fencing is off: split brain is possible when every path is lost.
+    #[serde(default)]
+    pub fencing_off: bool,
 }
 
 /// Hardware summary in status.

@@ -57,6 +57,8 @@ enum In {
     Replication(Option<crate::drbd::DeviceStatus>),
     /// A configuration was committed on this node (by the other node's offer).
     ConfigCommitted,
+    /// DRBD was told to take this node's copy as current (operator's force-primary).
+    Forced(Result<(), String>, oneshot::Sender<Reply>),
 }
 
 struct EventHub {
@@ -678,6 +680,19 @@ pub async fn run(
                         };
                         core.handle(now, input);
                     }
+                    In::Forced(r, reply) => {
+                        let resp = match r.map_err(|e| format!("making this node's copy current failed: {e}")).and_then(|()| core.force_copy_good(now).map_err(|e| e.to_string())) {
+                            Ok(()) => {
+                                hub.publish(
+                                    "replication",
+                                    "the operator declared this node's copy the one to start from: it takes over (after fencing the other node, where configured); the other node's changes since the two parted are lost".into(),
+                                );
+                                Reply::Done
+                            }
+                            Err(e) => Reply::Refused(Refusal::Failed(e)),
+                        };
+                        let _ = reply.send(resp);
+                    }
                     In::ConfigCommitted => {
                         if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
                             hub.publish("config", e);
@@ -709,6 +724,44 @@ pub async fn run(
                             },
                             // Answered outside the loop (see the link).
                             ClusterCall::Facts => Reply::Refused(Refusal::Failed("facts are not asked of the loop".into())),
+                            ClusterCall::FenceConfirm(n) if n != settings.node.peer() => Reply::Refused(Refusal::Failed(format!(
+                                "{} is this node: type the name of the silent node, {}; nothing was changed",
+                                n.name(),
+                                settings.node.peer().name()
+                            ))),
+                            ClusterCall::FenceConfirm(n) => match core.confirm_fence(now) {
+                                Ok(()) => {
+                                    hub.publish(
+                                        "fence_confirmed",
+                                        format!("the operator confirmed that {} is down: taking over", n.name()),
+                                    );
+                                    Reply::Done
+                                }
+                                Err(e) => Reply::Refused(Refusal::Failed(format!("{e}; nothing was changed"))),
+                            },
+                            ClusterCall::ForcePrimary => {
+                                let st = core.status(now);
+                                match (&settings.replication, st.peer.alive, st.role.holds_resources()) {
+                                    (None, _, _) => Reply::Refused(Refusal::Failed("this node runs no replicated data area; nothing was changed".into())),
+                                    (_, true, _) => Reply::Refused(Refusal::Failed(format!("{}; nothing was changed", tandem_core::ForceError::PeerAlive))),
+                                    (_, _, true) => Reply::Refused(Refusal::Failed(format!("{}; nothing was changed", tandem_core::ForceError::Holding))),
+                                    (Some(repl), false, false) => {
+                                        let (repl, t) = (repl.clone(), tx.clone());
+                                        tokio::spawn(async move {
+                                            // DRBD marks the copy current only as primary;
+                                            // the takeover then promotes it in its turn.
+                                            let r = tokio::task::spawn_blocking(move || {
+                                                repl.initial_primary().and_then(|()| repl.secondary())
+                                            })
+                                            .await
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|r| r.map_err(|e| crate::error_chain(&e)));
+                                            let _ = t.send(In::Forced(r, reply));
+                                        });
+                                        continue;
+                                    }
+                                }
+                            }
                         };
                         let _ = reply.send(resp);
                     }
@@ -993,6 +1046,14 @@ fn status_json(
         warnings: s.warnings,
         hardware: None,
         replication: None,
+        fence: s.fence.map(|f| match f {
+            tandem_core::FenceStatus::Delay => "waiting the tiebreak delay".to_owned(),
+            tandem_core::FenceStatus::InProgress => "in progress".to_owned(),
+            tandem_core::FenceStatus::PoweredOff => "powered off".to_owned(),
+            tandem_core::FenceStatus::Failed(why) => format!("failed: {why}"),
+            tandem_core::FenceStatus::Confirmed => "confirmed down by the operator".to_owned(),
+        }),
+        fencing_off: s.fencing_off,
     }
 }
 

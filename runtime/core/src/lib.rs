@@ -514,6 +514,17 @@ pub enum ConfirmError {
     PeerAlive,
 }
 
+/// Why an operator's "start from this node's copy" was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForceError {
+    /// The peer is heard: its copy is there; use a switchover.
+    #[error("the other node is heard: its copy is not lost (use a switchover)")]
+    PeerAlive,
+    /// This node already holds the resources.
+    #[error("this node already holds the resources")]
+    Holding,
+}
+
 /// Counters of refused or odd input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -964,6 +975,24 @@ impl Core {
         if now >= self.next_send {
             self.send_heartbeats(now);
         }
+        Ok(())
+    }
+
+    /// The operator declares this node's copy the one to start from (the peer's is
+    /// lost), after the replication layer made it current (`drbdadm primary --force`):
+    /// the stale mark is dropped. Fencing still applies before a takeover.
+    ///
+    /// # Errors
+    /// [`ForceError`] while the peer is heard or this node holds the resources.
+    pub fn force_copy_good(&mut self, now: Instant) -> Result<(), ForceError> {
+        if self.peer_alive {
+            return Err(ForceError::PeerAlive);
+        }
+        if self.role.holds_resources() {
+            return Err(ForceError::Holding);
+        }
+        self.copy_stale = false;
+        self.replica_disconnected_at = Some(now);
         Ok(())
     }
 

@@ -1657,3 +1657,36 @@ fn a_peer_silent_with_the_replication_leaves_the_copy_good() {
     assert!(s.outdated.is_empty());
     assert_eq!(s.role(1), Some(Role::Active));
 }
+
+#[test]
+fn forcing_a_stale_copy_is_refused_while_the_peer_is_heard_and_still_fences() {
+    let mut s = fenced(403);
+    let now = s.now();
+    assert_eq!(
+        s.core(1).force_copy_good(now),
+        Err(tandem_core::ForceError::PeerAlive)
+    );
+    assert_eq!(
+        s.core(0).force_copy_good(now),
+        Err(tandem_core::ForceError::PeerAlive)
+    );
+    // node2's copy went stale, then node1 was lost for good.
+    s.set_cut(PathId::Internal.index(), true);
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + 3000);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.kill(0);
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    // The operator forces node2's copy (DRBD made it current): fence, then takeover.
+    let now = s.now();
+    s.core(1).force_copy_good(now).unwrap();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + 2000);
+    assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
+    assert_eq!(s.role(1), Some(Role::Active));
+}

@@ -100,6 +100,83 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VeCmd,
     },
+    /// Fencing of the other node.
+    Fence {
+        #[command(subcommand)]
+        cmd: FenceCmd,
+    },
+    /// This node's copy of the replicated data.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FenceCmd {
+    /// After a failed fence: confirm that the silent node is down (checked by hand:
+    /// powered off, or cut from the data and the service network), so that this node
+    /// takes over. Type the silent node's name.
+    Confirm {
+        /// The silent node's name, typed: node1 or node2.
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCmd {
+    /// Start from this node's own copy although it is not known good (outdated, or
+    /// only consistent after a reboot), because the other node's copy is lost. The
+    /// other node must be silent; its changes since the two parted are lost. Type the
+    /// cluster's name to confirm.
+    ForcePrimary {
+        /// The cluster's name, typed.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+/// How long the fence-peer handler waits for the peer to say its copy is outdated.
+const OUTDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn fence_peer_handler(control: &Path) -> u8 {
+    let status = || match tandem_api::ask(control, None, &Request::Status) {
+        Ok(Reply::Status(s)) => Some(*s),
+        _ => None,
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let Some(s) = status() else {
+            eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
+            return 1;
+        };
+        if s.fence.as_deref() == Some("powered off") {
+            eprintln!("tandem: fence-peer: the peer was powered off through its BMC");
+            return 7;
+        }
+        if !s.peer.alive {
+            eprintln!(
+                "tandem: fence-peer: the peer is silent on every heartbeat path: unreachable, not outdated"
+            );
+            return 5;
+        }
+        let passive = s.peer.role.as_deref() == Some("passive");
+        if passive && !s.peer.data_good {
+            eprintln!(
+                "tandem: fence-peer: the peer says its copy is not current (it records it as outdated)"
+            );
+            return 4;
+        }
+        if start.elapsed() >= OUTDATE_WAIT {
+            eprintln!(
+                "tandem: fence-peer: the peer is alive ({}) and did not mark its copy outdated within {} s; refusing",
+                s.peer.role.as_deref().unwrap_or("role unknown"),
+                OUTDATE_WAIT.as_secs()
+            );
+            return 6;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,49 +325,18 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             }
         }
         ReplCmd::Handler { which } => match which.as_str() {
-            // DRBD asks before this node becomes primary without the peer: only a
-            // peer that clusterd sees silent on every heartbeat path may be assumed
-            // dead (exit 5: "peer unreachable", DRBD marks it outdated). Anything
-            // else keeps DRBD from going ahead.
-            //
-            // On the node holding the services (DRBD calls it there when the
-            // connection breaks), a peer that is alive and passive is known
-            // to clusterd on both sides: the peer's clusterd marks its own copy
-            // stale and will not take over with it until resynchronised, so
-            // the peer counts as outdated (exit 4) and writing goes on here.
-            "fence-peer" => {
-                let status = match tandem_api::ask(control, None, &Request::Status) {
-                    Ok(Reply::Status(s)) => Some(*s),
-                    _ => None,
-                };
-                let holding = status.as_ref().is_some_and(|s| {
-                    s.role == "active" && s.peer.role.as_deref() == Some("passive")
-                });
-                match status.map(|s| s.peer.alive) {
-                    Some(true) if holding => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is alive and passive; its copy is stale until resynchronised and it will not take over with it"
-                        );
-                        4
-                    }
-                    Some(false) => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is silent on every heartbeat path; assuming it down"
-                        );
-                        5
-                    }
-                    Some(true) => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is alive on a heartbeat path; refusing"
-                        );
-                        6
-                    }
-                    None => {
-                        eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
-                        1
-                    }
-                }
-            }
+            // DRBD calls this on a primary that lost the replication link, and before
+            // promoting without the peer. Its exit code is recorded by DRBD (4: the peer's
+            // copy is outdated, 5: the peer is unreachable, 7: the peer was fenced), so
+            // only what is known is said:
+            // - the peer was powered off by this node's fence: 7;
+            // - the peer is alive and passive: its clusterd, hearing this node while the
+            //   replication is gone, records its own copy as outdated in DRBD's metadata
+            //   (`drbdadm outdate`) and says so in its heartbeats; wait for that word
+            //   (bounded), then 4. Without it, refuse;
+            // - the peer is silent on every path: 5 (it is not outdated; it cannot take
+            //   over without fencing this node first, where fencing is on).
+            "fence-peer" => fence_peer_handler(control),
             // Reported by clusterd from its own view; DRBD's policy (after-sb-*) acts.
             "split-brain" => {
                 eprintln!(
@@ -737,6 +783,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Switchover => match client.call(&Request::Switchover)? {
             Reply::Refused(r) => bail!("{r}"),
             _ => println!("switchover started"),
+        },
+        Cmd::Fence {
+            cmd: FenceCmd::Confirm { node },
+        } => match client.call(&Request::FenceConfirm { node: node.clone() })? {
+            Reply::Refused(r) => bail!("{r}"),
+            _ => println!("{node} confirmed down: this node takes over"),
+        },
+        Cmd::Data {
+            cmd: DataCmd::ForcePrimary { confirm },
+        } => match client.call(&Request::ForcePrimary {
+            confirm_name: confirm.clone(),
+        })? {
+            Reply::Refused(r) => bail!("{r}"),
+            _ => println!("this node's copy is the one to start from: it takes over"),
         },
         Cmd::Events { follow } => {
             if follow {

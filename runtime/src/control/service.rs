@@ -42,6 +42,10 @@ pub enum ClusterCall {
     ReloadConfig,
     /// This node's and the other node's facts.
     Facts,
+    /// The operator confirms that this silent peer is down (its fence failed).
+    FenceConfirm(tandem_config::NodeId),
+    /// Start from this node's own copy (the cluster name was checked).
+    ForcePrimary,
 }
 
 /// The way to the cluster loop of a member node.
@@ -362,6 +366,38 @@ impl Service {
                     Ok(a.ve.ve101_password(new.expose(), confirm.expose()))
                 })
                 .await
+            }
+            Request::FenceConfirm { node } => match node.trim().parse::<tandem_config::NodeId>() {
+                Ok(n) => {
+                    self.cluster_call(ClusterCall::FenceConfirm(n), "fence-confirm")
+                        .await
+                }
+                Err(_) => refused(Refusal::Failed(format!(
+                    "{node:?} is not a node name: type the silent node's name, node1 or node2; nothing was changed"
+                ))),
+            },
+            Request::ForcePrimary { confirm_name } => {
+                let checked = self
+                    .blocking(move |a| {
+                        let cfg = crate::admin::current(&a.store)?;
+                        let name = cfg.cluster.name.as_str().to_owned();
+                        if confirm_name.trim() == name {
+                            Ok(())
+                        } else {
+                            Err(Refusal::Failed(format!(
+                                "the name typed is not the cluster's name ({name}); nothing was changed"
+                            )))
+                        }
+                    })
+                    .await
+                    .and_then(|r| r);
+                match checked {
+                    Ok(()) => {
+                        self.cluster_call(ClusterCall::ForcePrimary, "force-primary")
+                            .await
+                    }
+                    Err(r) => refused(r),
+                }
             }
             Request::BackupTemplates => {
                 self.admin_reply(|a| {
