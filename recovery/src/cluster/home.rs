@@ -6,16 +6,92 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use tandem_api::{NodeFacts, Reply, Request};
+use serde::Deserialize;
+use tandem_api::{NodeFacts, Reply, Request, StatusJson};
 
-use super::{VERSION, get_settings, get_status, no_daemon, render, yes_no};
+use super::{VERSION, ask_reply, get_settings, get_status, no_daemon, render, yes_no};
 use crate::app::App;
-use crate::page::esc;
-use crate::visit::Cluster;
+use crate::i18n::Lang;
+use crate::page::{error_p, esc};
+use crate::refusal::refusal_html;
+use crate::visit::{Cluster, Posted, Visit};
+
+/// What may cost the data's safety, at the top of the Home page: fencing off (split
+/// brain possible), a fence that failed (with the confirmation form), a copy that is
+/// stale.
+fn safety_banner(lang: Lang, s: &StatusJson, csrf: &str) -> String {
+    let mut out = String::new();
+    if s.fencing_off {
+        out.push_str(&format!(
+            "<p class=\"warn\" role=\"alert\">{}</p>",
+            esc(lang.t(
+                "Fencing is off: if every heartbeat path is lost while both nodes run, both may become active (split brain). Configure the BMCs of both nodes ([fencing]) so that a node powers the silent one off before it takes over.",
+                "Fencing ist aus: Fallen alle Heartbeat-Wege aus, während beide Knoten laufen, können beide aktiv werden (Split Brain). Tragen Sie die BMCs beider Knoten ein ([fencing]), damit ein Knoten den stummen ausschaltet, bevor er übernimmt.",
+            ))
+        ));
+    }
+    if let Some(why) = s.fence.as_deref().and_then(|f| f.strip_prefix("failed: ")) {
+        let peer = esc(&s.peer.node);
+        out.push_str(&format!(
+            "<div class=\"error\" role=\"alert\"><p>{head}</p><p>{why}</p><p>{what}</p>\
+             <form method=\"post\" action=\"/fence-confirm\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <p><label>{label} <input name=\"node\" autocomplete=\"off\"></label></p>\
+             <p><button type=\"submit\">{go}</button></p></form></div>",
+            head = esc(&lang.f(
+                format!("{peer} silent and could not be powered off: check it and confirm"),
+                format!("{peer} ist stumm und ließ sich nicht ausschalten: prüfen und bestätigen"),
+            )),
+            why = esc(why),
+            what = esc(&lang.f(
+                format!("This node stays passive. Make sure {peer} is down (powered off, or cut from the data and the service network), then type its name to take over here."),
+                format!("Dieser Knoten bleibt passiv. Stellen Sie sicher, dass {peer} aus ist (ausgeschaltet oder von Daten- und Dienstnetz getrennt), und tippen Sie dann seinen Namen, um hier zu übernehmen."),
+            )),
+            label = esc(lang.t("Node name", "Knotenname")),
+            go = esc(lang.t("Confirm it is down and take over", "Bestätigen und übernehmen")),
+            csrf = esc(csrf),
+        ));
+    }
+    out
+}
+
+/// The fence confirmation form.
+#[derive(Debug, Deserialize)]
+pub struct FenceConfirmForm {
+    #[serde(default)]
+    node: String,
+}
+
+pub(super) async fn fence_confirm(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form,
+    }: Posted<Cluster, FenceConfirmForm>,
+) -> Response {
+    let lang = a.lang;
+    let msg = match ask_reply(&app, &a, Request::FenceConfirm { node: form.node }).await {
+        Reply::Done => format!(
+            "<p class=\"ok\" role=\"status\">{}</p>",
+            esc(lang.t(
+                "Confirmed: this node takes over. The Status page shows how it goes.",
+                "Bestätigt: Dieser Knoten übernimmt. Die Statusseite zeigt den Verlauf.",
+            ))
+        ),
+        Reply::Refused(r) => refusal_html(lang, &r).1,
+        other => error_p(&format!("unexpected answer: {other:?}")),
+    };
+    home_page(&app, &a, &msg).await
+}
 
 pub(super) async fn home(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    home_page(&app, &a, "").await
+}
+
+async fn home_page(app: &Arc<App>, a: &Visit, message: &str) -> Response {
+    let app = Arc::clone(app);
     let lang = a.lang;
-    let settings = get_settings(&app, &a).await.ok();
+    let settings = get_settings(&app, a).await.ok();
     let hostnames = settings
         .as_ref()
         .map(|s| s.nodes.clone())
@@ -42,7 +118,7 @@ pub(super) async fn home(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Re
             yes_no(lang, s.peer.alive).to_owned(),
             s.peer.role.clone().unwrap_or_else(|| "-".into()),
             s.role.clone(),
-            String::new(),
+            format!("{message}{}", safety_banner(lang, s, a.csrf.as_str())),
         ),
         Err(e) => ("-".into(), "-".into(), "-".into(), no_daemon(lang, e)),
     };
@@ -120,5 +196,38 @@ pub(super) async fn home(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Re
             &fact(&peer, |f| f.revision.to_string())
         ),
     );
-    render(&app, lang, "/home", &a, StatusCode::OK, &body)
+    render(&app, lang, "/home", a, StatusCode::OK, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(json_tail: &str) -> StatusJson {
+        serde_json::from_str(&format!(
+            r#"{{"node":"node2","role":"passive","resources":"stopped","resource_chain":[],"waiting":null,"data_good":true,"peer":{{"node":"node1","alive":false,"role":"active","resources":"running","data_good":true,"ping_reach":null,"config_matches":true}},"paths":[],"ping_nodes":[],"counters":{{"accepted":0,"bad_mac":0,"malformed":0,"replayed":0,"misdirected":0,"line_noise":0,"config_mismatch":0,"bad_requests":0}},"warnings":[]{json_tail}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn home_warns_when_fencing_is_off_and_offers_the_confirmation_after_a_failed_fence() {
+        assert_eq!(safety_banner(Lang::En, &status(""), "t"), "");
+        let off = safety_banner(Lang::En, &status(r#","fencing_off":true"#), "t");
+        assert!(off.contains("Fencing is off"), "{off}");
+        assert!(off.contains("split brain"), "{off}");
+        let failed = safety_banner(
+            Lang::En,
+            &status(r#","fence":"failed: no answer from 10.0.0.21:623""#),
+            "tok",
+        );
+        assert!(
+            failed.contains("node1 silent and could not be powered off: check it and confirm"),
+            "{failed}"
+        );
+        assert!(failed.contains("no answer from 10.0.0.21:623"));
+        assert!(failed.contains("action=\"/fence-confirm\""));
+        assert!(failed.contains("value=\"tok\""));
+        assert!(!failed.contains("Fencing is off"));
+    }
 }

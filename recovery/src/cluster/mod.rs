@@ -37,6 +37,7 @@ pub const INSTALL_PROGRESS: &str = "/ves/install/progress";
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/home", get(home::home))
+        .route("/fence-confirm", post(home::fence_confirm))
         .route(
             "/network",
             get(settings::network).post(settings::save_network),
