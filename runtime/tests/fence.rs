@@ -265,3 +265,38 @@ fn a_fence_that_fails_keeps_the_survivor_passive_until_the_operator_confirms() {
         Some("confirmed down by the operator")
     );
 }
+
+#[test]
+fn the_active_announces_its_address_again_when_the_peer_is_heard_after_every_path_was_lost() {
+    let bmc = bmc_rig::Rig::start();
+    let mut rig = Rig::new();
+    let relay = Relay::start(&rig, bmc.lan);
+    with_fencing(&rig, Millis::from_secs(2));
+    rig.start_both();
+    // node1's BMC unreachable: node2 cannot fence it and stays passive.
+    relay.open.store(false, Ordering::SeqCst);
+    cut_everything(&rig);
+    wait_until("fence failed", Duration::from_secs(20), || {
+        rig.status(1).fence.is_some_and(|f| f.starts_with("failed"))
+    });
+    let mac1 = rig.mac(0);
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let lan = rig.lan.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let capture = thread::spawn(move || {
+        in_netns(&lan, move || {
+            capture_garp(vip.octets(), Duration::from_secs(7), ready_tx)
+        })
+    });
+    ready.recv().unwrap();
+    // Every path back: node1 hears node2 again and tells the routers once more.
+    rig.cut_internal(false);
+    rig.cut_external(0, false);
+    rig.cut_serial(false);
+    let seen = capture.join().unwrap();
+    let node1 = announcements(&seen, &mac1);
+    assert_eq!(node1.len(), 5, "{seen:?}");
+    assert_eq!(rig.role(0), "active");
+    assert_eq!(rig.role(1), "passive");
+    assert!(rig.status(1).fence.is_none());
+}

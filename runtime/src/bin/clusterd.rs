@@ -430,6 +430,13 @@ fn data_area(cfg: &tandem_config::ApplianceConfig) -> anyhow::Result<Replication
     Ok(repl)
 }
 
+/// Gratuitous ARPs for every served address after a takeover, a VE start, and when
+/// the other node is heard again after every path was lost (a router that missed one
+/// learns from the next).
+const GARP_COUNT: u32 = 5;
+/// Their spacing.
+const GARP_GAP: Duration = Duration::from_secs(1);
+
 fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
     let mut c = Chain::new();
     if let (Some(repl), Some(ves)) = (&s.replication, ves) {
@@ -445,7 +452,7 @@ fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
                 .map(std::path::PathBuf::from)
                 .collect(),
         }));
-        c.push(Box::new(OnbootVes(ves)));
+        c.push(Box::new(OnbootVes::new(ves, GARP_COUNT, GARP_GAP)));
     }
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
@@ -453,8 +460,8 @@ fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
                 ifname.clone(),
                 *address,
                 *prefix,
-                3,
-                Duration::from_millis(500),
+                GARP_COUNT,
+                GARP_GAP,
             )));
         }
     }
