@@ -59,6 +59,8 @@ enum In {
     ConfigCommitted,
     /// DRBD was told to take this node's copy as current (operator's force-primary).
     Forced(Result<(), String>, oneshot::Sender<Reply>),
+    /// This node's part of a split-brain resolution ran (what was done, or why not).
+    Resolved(Result<String, String>, oneshot::Sender<Reply>),
 }
 
 struct EventHub {
@@ -489,6 +491,10 @@ pub async fn run(
     // holds them (or this instant), so the peer takes over from a clean release
     // instead of from silence, which would make it fence this node.
     let mut leaving_until: Option<Instant> = None;
+    // A DRBD split brain stays announced until the replication connects again, also
+    // across restarts.
+    let split_brain_marker = settings.state_dir.join("split-brain");
+    let mut split_brain = split_brain_marker.exists();
     loop {
         if let Some(until) = leaving_until {
             let now = clock.now();
@@ -679,6 +685,28 @@ pub async fn run(
                             None => Input::DataGood(false),
                         };
                         core.handle(now, input);
+                        if split_brain && device.as_ref().is_some_and(|d| d.connection.is_linked()) {
+                            split_brain = false;
+                            let _ = std::fs::remove_file(&split_brain_marker);
+                            hub.alert(
+                                "split_brain",
+                                "split brain of the replicated data resolved: the two nodes are connected again (resynchronising)".into(),
+                                &Alert::Replication {
+                                    old: Some("split brain".into()),
+                                    new: "connected".into(),
+                                },
+                            );
+                        }
+                    }
+                    In::Resolved(r, reply) => {
+                        let resp = match r {
+                            Ok(text) => {
+                                hub.publish("split_brain", text);
+                                Reply::Done
+                            }
+                            Err(e) => Reply::Refused(Refusal::Failed(e)),
+                        };
+                        let _ = reply.send(resp);
                     }
                     In::Forced(r, reply) => {
                         let resp = match r.map_err(|e| format!("making this node's copy current failed: {e}")).and_then(|()| core.force_copy_good(now).map_err(|e| e.to_string())) {
@@ -716,6 +744,10 @@ pub async fn run(
                                 );
                                 st.hardware = hw_snapshot.lock().ok().map(|h| h.summary.clone());
                                 st.replication = replication_line.lock().ok().and_then(|l| l.clone());
+                                st.split_brain = split_brain;
+                                if split_brain {
+                                    st.warnings.push(SPLIT_BRAIN_TEXT.to_owned());
+                                }
                                 Reply::Status(Box::new(st))
                             }
                             ClusterCall::Switchover => match core.switchover(now) {
@@ -739,6 +771,44 @@ pub async fn run(
                                 }
                                 Err(e) => Reply::Refused(Refusal::Failed(format!("{e}; nothing was changed"))),
                             },
+                            ClusterCall::SplitBrainDetected => {
+                                if !split_brain {
+                                    split_brain = true;
+                                    if let Err(e) = crate::write_atomic(&split_brain_marker, b"split brain\n", 0o600) {
+                                        hub.publish("warning", format!("keeping the split-brain mark: {e}"));
+                                    }
+                                    hub.alert(
+                                        "split_brain",
+                                        SPLIT_BRAIN_TEXT.to_owned(),
+                                        &Alert::Replication {
+                                            old: Some("connected".into()),
+                                            new: "split brain".into(),
+                                        },
+                                    );
+                                }
+                                Reply::Done
+                            }
+                            ClusterCall::ResolveSplitBrain(survivor) => {
+                                let victim = survivor != settings.node;
+                                match &settings.replication {
+                                    None => Reply::Refused(Refusal::Failed("this node runs no replicated data area; nothing was changed".into())),
+                                    Some(_) if victim && core.role().holds_resources() => Reply::Refused(Refusal::Failed(format!(
+                                        "this node holds the services: move them to {} first (switchover), or name this node as the survivor; nothing was changed",
+                                        survivor.name()
+                                    ))),
+                                    Some(repl) => {
+                                        let (repl, t) = (repl.clone(), tx.clone());
+                                        tokio::spawn(async move {
+                                            let r = tokio::task::spawn_blocking(move || resolve_split_brain(&repl, victim))
+                                                .await
+                                                .map_err(|e| e.to_string())
+                                                .and_then(|r| r);
+                                            let _ = t.send(In::Resolved(r, reply));
+                                        });
+                                        continue;
+                                    }
+                                }
+                            }
                             ClusterCall::ForcePrimary => {
                                 let st = core.status(now);
                                 match (&settings.replication, st.peer.alive, st.role.holds_resources()) {
@@ -781,6 +851,38 @@ pub async fn run(
     Ok(())
 }
 
+/// What a DRBD split brain is called in alerts, the status and the console.
+const SPLIT_BRAIN_TEXT: &str = "split brain of the replicated data: both nodes changed it while apart; nothing was discarded. Compare both sides with tandem split-brain and choose the survivor (tandem split-brain resolve)";
+
+/// This node's part of DRBD's own split-brain resolution: the victim becomes secondary
+/// and connects discarding its changes since the split; the survivor connects.
+fn resolve_split_brain(
+    repl: &crate::replication::Replication,
+    victim: bool,
+) -> Result<String, String> {
+    use crate::drbd::{Connection, Role as DrbdRole};
+    let err = |e: crate::replication::ReplicationError| crate::error_chain(&e);
+    let st = repl
+        .status()
+        .map_err(err)?
+        .ok_or("the replicated device is not set up on this node")?;
+    if victim {
+        if st.role == DrbdRole::Primary {
+            repl.secondary().map_err(err)?;
+        }
+        if st.connection != Connection::StandAlone {
+            repl.disconnect().map_err(err)?;
+        }
+        repl.connect(true).map_err(err)?;
+        Ok("split brain: this node is the victim: secondary, connecting with --discard-my-data (its changes since the split are discarded; it resynchronises from the survivor)".into())
+    } else {
+        if st.connection == Connection::StandAlone {
+            repl.connect(false).map_err(err)?;
+        }
+        Ok("split brain: this node is the survivor: connecting (its data stays and is copied to the victim)".into())
+    }
+}
+
 /// The replicated device's state in the core's terms.
 fn replica_of(d: &crate::drbd::DeviceStatus) -> tandem_core::Replica {
     use crate::drbd::{DiskState, Role as DrbdRole};
@@ -819,8 +921,8 @@ async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Reply
     };
     let heard = status_now(tx).await.is_some_and(|s| s.peer.alive);
     let answer = tokio::task::spawn_blocking(move || {
-        let revision = committed_config(&setup).map_or(0, |c| c.cluster.revision);
-        let own = crate::confsync::local_facts(setup.node, revision);
+        let cfg = committed_config(&setup).ok();
+        let own = crate::confsync::local_facts(setup.node, cfg.as_ref());
         let (peer, peer_error) = if heard {
             match crate::confsync::describe(&setup.key, setup.node, setup.peer, FACTS_TIMEOUT) {
                 Ok(f) => (Some(f), None),
@@ -1054,6 +1156,7 @@ fn status_json(
             tandem_core::FenceStatus::Confirmed => "confirmed down by the operator".to_owned(),
         }),
         fencing_off: s.fencing_off,
+        split_brain: false,
     }
 }
 

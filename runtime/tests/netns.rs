@@ -844,3 +844,66 @@ fn takeover_announces_the_service_address_five_times_a_second_apart() {
         );
     }
 }
+
+#[test]
+fn a_replication_split_brain_is_announced_until_resolved_and_survives_a_restart() {
+    let mut rig = Rig::new();
+    rig.start_with_store(0);
+    rig.start_with_store(1);
+    rig.wait_roles("active", "passive", Duration::from_secs(10));
+    let socks = [rig.nodes[0].control.clone(), rig.nodes[1].control.clone()];
+    let ask = |i: usize, r: tandem_api::Request| {
+        let mut c = Client::connect(&socks[i]).unwrap();
+        c.call(&r).unwrap()
+    };
+    // What DRBD's split-brain handler sends (as root).
+    assert!(ask(1, tandem_api::Request::SplitBrainDetected).is_ok());
+    let st = rig.status(1);
+    assert!(st.split_brain);
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.starts_with("split brain of the replicated data")),
+        "{:?}",
+        st.warnings
+    );
+    assert!(
+        rig.events(1)
+            .iter()
+            .any(|e| e.0 == "split_brain" && e.1.contains("nothing was discarded")),
+        "{:?}",
+        rig.events(1)
+    );
+    // A restart of clusterd still announces it.
+    rig.kill(1);
+    rig.start_with_store(1);
+    assert!(rig.status(1).split_brain);
+    // Resolution needs the cluster's name and a node name, and a data area.
+    let refused = |r: tandem_api::Reply| r.refusal().map(ToString::to_string).unwrap_or_default();
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node1".into(),
+            confirm_name: "not-the-name".into(),
+        },
+    );
+    assert!(refused(r).contains("is not the cluster's name"));
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node3".into(),
+            confirm_name: "x".into(),
+        },
+    );
+    assert!(refused(r).contains("is not a node name"));
+    let name = committed(&rig, 1).cluster.name.as_str().to_owned();
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node1".into(),
+            confirm_name: name,
+        },
+    );
+    assert!(refused(r).contains("runs no replicated data area"));
+    assert!(rig.status(1).split_brain);
+}

@@ -21,6 +21,15 @@ use crate::visit::{Cluster, Posted, Visit};
 /// stale.
 fn safety_banner(lang: Lang, s: &StatusJson, csrf: &str) -> String {
     let mut out = String::new();
+    if s.split_brain {
+        out.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            esc(lang.t(
+                "Split brain of the replicated data: both nodes changed it while apart. Nothing was discarded. On a node's console compare both sides with `tandem split-brain`, then choose the node whose data stays with `tandem split-brain resolve --survivor NODE --confirm CLUSTER-NAME` on both nodes: the other node's changes since the split are discarded.",
+                "Split Brain der replizierten Daten: Beide Knoten haben sie getrennt voneinander geändert. Es wurde nichts verworfen. Vergleichen Sie an der Konsole eines Knotens beide Seiten mit `tandem split-brain` und wählen Sie dann mit `tandem split-brain resolve --survivor KNOTEN --confirm CLUSTERNAME` auf beiden Knoten den Knoten, dessen Daten bleiben: Die Änderungen des anderen seit der Trennung werden verworfen.",
+            ))
+        ));
+    }
     if s.fencing_off {
         out.push_str(&format!(
             "<p class=\"warn\" role=\"alert\">{}</p>",
@@ -229,5 +238,8 @@ mod tests {
         assert!(failed.contains("action=\"/fence-confirm\""));
         assert!(failed.contains("value=\"tok\""));
         assert!(!failed.contains("Fencing is off"));
+        let sb = safety_banner(Lang::En, &status(r#","split_brain":true"#), "t");
+        assert!(sb.contains("Split brain of the replicated data"), "{sb}");
+        assert!(sb.contains("tandem split-brain resolve"), "{sb}");
     }
 }

@@ -100,6 +100,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VeCmd,
     },
+    /// A split brain of the replicated data: both sides (role, DRBD's state and
+    /// generation identifiers, data out of sync, last write); `resolve` runs DRBD's own
+    /// resolution for this node.
+    SplitBrain {
+        #[command(subcommand)]
+        cmd: Option<SplitBrainCmd>,
+    },
     /// Fencing of the other node.
     Fence {
         #[command(subcommand)]
@@ -109,6 +116,24 @@ enum Cmd {
     Data {
         #[command(subcommand)]
         cmd: DataCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SplitBrainCmd {
+    /// Keep SURVIVOR's data and discard the other node's changes since the split: on
+    /// the victim, `drbdadm secondary` and `connect --discard-my-data`; on the survivor,
+    /// `connect`. Run it on both nodes (either order), then it follows the resync.
+    Resolve {
+        /// The node whose data stays: node1 or node2.
+        #[arg(long)]
+        survivor: String,
+        /// The cluster's name, typed.
+        #[arg(long)]
+        confirm: String,
+        /// Follow the replication for up to this many seconds (0: do not).
+        #[arg(long, default_value_t = 600)]
+        follow: u64,
     },
 }
 
@@ -337,13 +362,22 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             // - the peer is silent on every path: 5 (it is not outdated; it cannot take
             //   over without fencing this node first, where fencing is on).
             "fence-peer" => fence_peer_handler(control),
-            // Reported by clusterd from its own view; DRBD's policy (after-sb-*) acts.
-            "split-brain" => {
-                eprintln!(
-                    "tandem: DRBD reports a split brain of the replicated data; see tandem status"
-                );
-                0
-            }
+            // DRBD found a split brain it does not resolve by itself: clusterd announces
+            // it (alert, status, console) until the operator resolves it.
+            "split-brain" => match tandem_api::ask(control, None, &Request::SplitBrainDetected) {
+                Ok(Reply::Done) => {
+                    eprintln!(
+                        "tandem: split brain of the replicated data reported to clusterd; see tandem split-brain"
+                    );
+                    0
+                }
+                other => {
+                    eprintln!(
+                        "tandem: split brain of the replicated data; clusterd did not take the report: {other:?}"
+                    );
+                    1
+                }
+            },
             other => {
                 eprintln!("tandem: unknown replication handler {other:?}");
                 2
@@ -784,6 +818,87 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Reply::Refused(r) => bail!("{r}"),
             _ => println!("switchover started"),
         },
+        Cmd::SplitBrain { cmd: None } => {
+            let st = match client.call(&Request::Status)? {
+                Reply::Status(s) => *s,
+                Reply::Refused(r) => bail!("{r}"),
+                other => bail!("unexpected answer {other:?}"),
+            };
+            println!(
+                "split brain: {}",
+                if st.split_brain {
+                    "yes (reported by DRBD, not resolved)"
+                } else {
+                    "none reported"
+                }
+            );
+            let facts = match client.call(&Request::Facts)? {
+                Reply::Facts(f) => Some(*f),
+                _ => None,
+            };
+            let side = |name: &str, role: Option<&str>, f: Option<&tandem_api::NodeFacts>| {
+                println!("{name}: role {}", role.unwrap_or("unknown"));
+                match f.and_then(|f| f.replication.as_ref()) {
+                    Some(r) => {
+                        println!("  replication        {}", r.state);
+                        println!("  generation ids     {}", r.generation_ids);
+                        println!("  out of sync        {} KiB", r.out_of_sync_kib);
+                        println!(
+                            "  last write         {}",
+                            r.last_write.as_deref().unwrap_or("unknown")
+                        );
+                    }
+                    None => println!("  replication        not known"),
+                }
+            };
+            side(
+                &format!("{} (this node)", st.node),
+                Some(&st.role),
+                facts.as_ref().map(|f| &f.own),
+            );
+            side(
+                &st.peer.node,
+                st.peer.role.as_deref(),
+                facts.as_ref().and_then(|f| f.peer.as_ref()),
+            );
+            if let Some(e) = facts.as_ref().and_then(|f| f.peer_error.as_deref()) {
+                println!("  ({e})");
+            }
+        }
+        Cmd::SplitBrain {
+            cmd:
+                Some(SplitBrainCmd::Resolve {
+                    survivor,
+                    confirm,
+                    follow,
+                }),
+        } => {
+            match client.call(&Request::ResolveSplitBrain {
+                survivor: survivor.clone(),
+                confirm_name: confirm.clone(),
+            })? {
+                Reply::Refused(r) => bail!("{r}"),
+                _ => println!(
+                    "this node's part is done; run the same on the other node if not done yet"
+                ),
+            }
+            let start = std::time::Instant::now();
+            let mut last = String::new();
+            while start.elapsed().as_secs() < follow {
+                let line = match client.call(&Request::Status)? {
+                    Reply::Status(s) => s.replication.unwrap_or_default(),
+                    _ => String::new(),
+                };
+                if line != last {
+                    println!("replication: {line}");
+                    if line.starts_with("Connected") && !line.contains("resync") {
+                        break;
+                    }
+                    last = line;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
         Cmd::Fence {
             cmd: FenceCmd::Confirm { node },
         } => match client.call(&Request::FenceConfirm { node: node.clone() })? {
