@@ -300,3 +300,38 @@ fn the_active_announces_its_address_again_when_the_peer_is_heard_after_every_pat
     assert_eq!(rig.role(1), "passive");
     assert!(rig.status(1).fence.is_none());
 }
+
+#[test]
+fn a_clean_shutdown_of_the_active_hands_over_and_is_never_fenced() {
+    let bmc = bmc_rig::Rig::start();
+    let mut rig = Rig::new();
+    let _relay = Relay::start(&rig, bmc.lan);
+    with_fencing(&rig, Millis::from_secs(10));
+    rig.start_both();
+    // SIGTERM, as init sends it at shutdown.
+    let pid = rustix::process::Pid::from_raw(i32::try_from(rig.pid(0)).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    wait_until("node2 active", Duration::from_secs(10), || {
+        rig.role(1) == "active" && rig.has_vip(1)
+    });
+    // node1's clusterd ends once node2 holds the services.
+    let mut child = rig.nodes[0].child.take().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node1 did not exit"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Well past deadtime: nobody was fenced.
+    thread::sleep(Duration::from_secs(3));
+    assert!(bmc.chassis_log().is_empty(), "{}", bmc.chassis_log());
+    let ev = rig.events(1);
+    assert!(!ev.iter().any(|e| e.0 == "fence"), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.0 == "role_changed" && e.1.contains("peer handed the services over")),
+        "{ev:?}"
+    );
+}
