@@ -151,6 +151,18 @@ fn with_fencing(rig: &Rig, timeout: Millis) {
     std::fs::write(path, text).unwrap();
 }
 
+/// The exit code of DRBD's fence-peer handler run against node `i`'s clusterd.
+fn fence_peer_handler(rig: &Rig, i: usize) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--control")
+        .arg(&rig.nodes[i].control)
+        .args(["replication", "handler", "fence-peer"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
 fn cut_everything(rig: &Rig) {
     rig.cut_internal(true);
     rig.cut_external(0, true);
@@ -207,6 +219,8 @@ fn all_paths_cut_the_survivor_powers_the_other_off_through_its_bmc_before_taking
     );
     let st = rig.status(1);
     assert_eq!(st.fence.as_deref(), Some("powered off"));
+    // DRBD's fence-peer handler on node2 now answers "peer fenced" (7).
+    assert_eq!(fence_peer_handler(&rig, 1), Some(7));
     eprintln!("all paths cut -> node1 powered off via ipmi_sim -> node2 active in {took:?}");
 }
 
@@ -233,6 +247,8 @@ fn a_fence_that_fails_keeps_the_survivor_passive_until_the_operator_confirms() {
                 .starts_with("node1 silent and could not be powered off: check it and confirm")),
         "{ev:?}"
     );
+    // DRBD's fence-peer handler: the peer is unreachable, not outdated (5).
+    assert_eq!(fence_peer_handler(&rig, 1), Some(5));
     // It stays passive and does not take the address on its own.
     thread::sleep(Duration::from_secs(2));
     assert_eq!(rig.role(1), "passive");
