@@ -624,7 +624,9 @@ pub async fn run(
                 let now = clock.now();
                 if core.role() == Role::Active && core.switchover(now).is_ok() {
                     hub.publish("shutdown", "handing the services over to the peer before exit".into());
-                    leaving_until = Some(now.saturating_add(settings.deadtime * 2));
+                    // Before the core would take the services back (handover not taken
+                    // within deadtime of the release), and within init's grace.
+                    leaving_until = Some(now.saturating_add(settings.deadtime));
                 } else {
                     break;
                 }
