@@ -495,6 +495,9 @@ pub async fn run(
     // across restarts.
     let split_brain_marker = settings.state_dir.join("split-brain");
     let mut split_brain = split_brain_marker.exists();
+    // The operator asked for a resolution on this node (else DRBD's own after-sb
+    // policy resolved it when the nodes connect again).
+    let mut split_brain_resolving = false;
     loop {
         if let Some(until) = leaving_until {
             let now = clock.now();
@@ -690,9 +693,14 @@ pub async fn run(
                         if split_brain && device.as_ref().is_some_and(|d| d.connection.is_linked()) {
                             split_brain = false;
                             let _ = std::fs::remove_file(&split_brain_marker);
+                            let by = if std::mem::take(&mut split_brain_resolving) {
+                                "by the operator's choice"
+                            } else {
+                                "by the replication's split-brain policy (replication.split-brain): the changes of the node it discarded since the split are gone"
+                            };
                             hub.alert(
                                 "split_brain",
-                                "split brain of the replicated data resolved: the two nodes are connected again (resynchronising)".into(),
+                                format!("split brain of the replicated data resolved {by}; the two nodes are connected again (resynchronising)"),
                                 &Alert::Replication {
                                     old: Some("split brain".into()),
                                     new: "connected".into(),
@@ -703,6 +711,7 @@ pub async fn run(
                     In::Resolved(r, reply) => {
                         let resp = match r {
                             Ok(text) => {
+                                split_brain_resolving = true;
                                 hub.publish("split_brain", text);
                                 Reply::Done
                             }
@@ -854,7 +863,7 @@ pub async fn run(
 }
 
 /// What a DRBD split brain is called in alerts, the status and the console.
-const SPLIT_BRAIN_TEXT: &str = "split brain of the replicated data: both nodes changed it while apart; nothing was discarded. Compare both sides with tandem split-brain and choose the survivor (tandem split-brain resolve)";
+const SPLIT_BRAIN_TEXT: &str = "split brain of the replicated data: both nodes changed it while apart; nothing was discarded by this node. Compare both sides with tandem split-brain and choose the survivor (tandem split-brain resolve); an automatic split-brain policy, where configured, is reported when the nodes connect again";
 
 /// This node's part of DRBD's own split-brain resolution: the victim becomes secondary
 /// and connects discarding its changes since the split; the survivor connects.

@@ -75,6 +75,7 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
          \x20   }}\n\
          \x20   handlers {{\n\
          \x20       fence-peer \"{h} replication handler fence-peer\";\n\
+         \x20       initial-split-brain \"{h} replication handler split-brain\";\n\
          \x20       split-brain \"{h} replication handler split-brain\";\n\
          \x20   }}\n",
         res = r.resource.as_str(),
