@@ -21,13 +21,46 @@ use crate::visit::{Cluster, Posted, Visit};
 /// stale.
 fn safety_banner(lang: Lang, s: &StatusJson, csrf: &str) -> String {
     let mut out = String::new();
+    let csrf_field = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(csrf)
+    );
+    let name_field = format!(
+        "<p><label>{} <input name=\"confirm_name\" autocomplete=\"off\"></label></p>",
+        esc(lang.t("Cluster name", "Clustername"))
+    );
     if s.split_brain {
         out.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">{}</p>",
+            "<div class=\"error\" role=\"alert\"><p>{}</p>\
+             <form method=\"post\" action=\"/split-brain/resolve\">{csrf_field}\
+             <p><label>{keep} <select name=\"survivor\"><option value=\"\"></option><option>node1</option><option>node2</option></select></label></p>\
+             {name_field}<p><button type=\"submit\">{go}</button></p></form></div>",
             esc(lang.t(
                 "Split brain of the replicated data: both nodes changed it while apart. Nothing was discarded. On a node's console compare both sides with `tandem split-brain`, then choose the node whose data stays with `tandem split-brain resolve --survivor NODE --confirm CLUSTER-NAME` on both nodes: the other node's changes since the split are discarded.",
                 "Split Brain der replizierten Daten: Beide Knoten haben sie getrennt voneinander geändert. Es wurde nichts verworfen. Vergleichen Sie an der Konsole eines Knotens beide Seiten mit `tandem split-brain` und wählen Sie dann mit `tandem split-brain resolve --survivor KNOTEN --confirm CLUSTERNAME` auf beiden Knoten den Knoten, dessen Daten bleiben: Die Änderungen des anderen seit der Trennung werden verworfen.",
-            ))
+            )),
+            keep = esc(lang.t("Keep the data of", "Daten behalten von")),
+            go = esc(lang.t(
+                "Resolve on this node (then on the other)",
+                "Auf diesem Knoten auflösen (dann auf dem anderen)"
+            )),
+        ));
+    }
+    let stale = s
+        .waiting
+        .as_deref()
+        .is_some_and(|w| w.contains("not known good"));
+    if stale && !s.peer.alive {
+        out.push_str(&format!(
+            "<div class=\"warn\"><p>{}</p><form method=\"post\" action=\"/force-primary\">{csrf_field}{name_field}<p><button type=\"submit\">{go}</button></p></form></div>",
+            esc(lang.t(
+                "This node's copy of the data is not known good and the other node is silent, so this node does not take over. If the other node's copy is lost for good, start from this node's copy: the other node's changes since the two parted are lost. Type the cluster's name to confirm.",
+                "Die Datenkopie dieses Knotens ist nicht als aktuell bekannt und der andere Knoten ist stumm, daher übernimmt dieser Knoten nicht. Ist die Kopie des anderen Knotens endgültig verloren, starten Sie mit der Kopie dieses Knotens: Die Änderungen des anderen seit der Trennung gehen verloren. Tippen Sie zur Bestätigung den Clusternamen.",
+            )),
+            go = esc(lang.t(
+                "Start from this node's copy",
+                "Mit der Kopie dieses Knotens starten"
+            )),
         ));
     }
     if s.fencing_off {
@@ -62,6 +95,106 @@ fn safety_banner(lang: Lang, s: &StatusJson, csrf: &str) -> String {
         ));
     }
     out
+}
+
+/// Both nodes' copies of the replicated data side by side (what a split brain's
+/// survivor is chosen by), when either node reports one.
+fn replica_rows(lang: Lang, own: Option<&NodeFacts>, peer: Option<&NodeFacts>) -> String {
+    let (r1, r2) = (
+        own.and_then(|f| f.replication.as_ref()),
+        peer.and_then(|f| f.replication.as_ref()),
+    );
+    if r1.is_none() && r2.is_none() {
+        return String::new();
+    }
+    let cell = |r: Option<&tandem_api::ReplicaFacts>,
+                get: fn(&tandem_api::ReplicaFacts) -> String| {
+        esc(&r.map_or_else(|| "-".to_owned(), get))
+    };
+    let row = |k: &str, get: fn(&tandem_api::ReplicaFacts) -> String| {
+        format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            esc(k),
+            cell(r1, get),
+            cell(r2, get)
+        )
+    };
+    [
+        row(lang.t("replication", "Replikation"), |r| r.state.clone()),
+        row(
+            lang.t("generation identifiers", "Generationskennungen"),
+            |r| r.generation_ids.clone(),
+        ),
+        row(lang.t("out of sync", "nicht synchron"), |r| {
+            format!("{} KiB", r.out_of_sync_kib)
+        }),
+        row(lang.t("last write", "letzter Schreibzugriff"), |r| {
+            r.last_write.clone().unwrap_or_else(|| "-".to_owned())
+        }),
+    ]
+    .concat()
+}
+
+/// The split-brain resolution form.
+#[derive(Debug, Deserialize)]
+pub struct ResolveForm {
+    #[serde(default)]
+    survivor: String,
+    #[serde(default)]
+    confirm_name: String,
+}
+
+pub(super) async fn resolve_split_brain(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form,
+    }: Posted<Cluster, ResolveForm>,
+) -> Response {
+    let request = Request::ResolveSplitBrain {
+        survivor: form.survivor,
+        confirm_name: form.confirm_name,
+    };
+    let done = a.lang.t(
+        "This node's part of the resolution is done. Do the same on the other node; the Status page shows the resynchronisation.",
+        "Der Teil dieses Knotens ist erledigt. Tun Sie dasselbe auf dem anderen Knoten; die Statusseite zeigt die Resynchronisation.",
+    );
+    answer(&app, &a, request, done).await
+}
+
+/// The force-primary form.
+#[derive(Debug, Deserialize)]
+pub struct ForceForm {
+    #[serde(default)]
+    confirm_name: String,
+}
+
+pub(super) async fn force_primary(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form,
+    }: Posted<Cluster, ForceForm>,
+) -> Response {
+    let request = Request::ForcePrimary {
+        confirm_name: form.confirm_name,
+    };
+    let done = a.lang.t(
+        "This node's copy is the one to start from: it takes over (after fencing the other node, where configured).",
+        "Die Kopie dieses Knotens ist die maßgebliche: Er übernimmt (nachdem er den anderen Knoten ausgeschaltet hat, wo eingerichtet).",
+    );
+    answer(&app, &a, request, done).await
+}
+
+/// Asks `request` and shows Home with what came of it.
+async fn answer(app: &Arc<App>, a: &Visit, request: Request, done: &str) -> Response {
+    let lang = a.lang;
+    let msg = match ask_reply(app, a, request).await {
+        Reply::Done => format!("<p class=\"ok\" role=\"status\">{}</p>", esc(done)),
+        Reply::Refused(r) => refusal_html(lang, &r).1,
+        other => error_p(&format!("unexpected answer: {other:?}")),
+    };
+    home_page(app, a, &msg).await
 }
 
 /// The fence confirmation form.
@@ -163,7 +296,7 @@ async fn home_page(app: &Arc<App>, a: &Visit, message: &str) -> Response {
     };
     let body = format!(
         "<p>{lang_line} <a href=\"/lang?set=de&amp;back=/home\">Deutsch</a> | <a href=\"/lang?set=en&amp;back=/home\">English</a></p>\
-         {warn}<table><tr><th></th><th>{node} ({this})</th><th>{peer_name}</th></tr>{h}{hc}{role}{alive}{k}{v}{hw}{rev}</table>",
+         {warn}<table><tr><th></th><th>{node} ({this})</th><th>{peer_name}</th></tr>{h}{hc}{role}{alive}{k}{v}{hw}{rev}{repl}</table>",
         lang_line = lang.t("Language:", "Sprache:"),
         this = lang.t("this node", "dieser Knoten"),
         node = esc(&app.node),
@@ -204,6 +337,7 @@ async fn home_page(app: &Arc<App>, a: &Visit, message: &str) -> Response {
             &fact(&own, |f| f.revision.to_string()),
             &fact(&peer, |f| f.revision.to_string())
         ),
+        repl = replica_rows(lang, own.as_ref(), peer.as_ref()),
     );
     render(&app, lang, "/home", a, StatusCode::OK, &body)
 }
@@ -241,5 +375,43 @@ mod tests {
         let sb = safety_banner(Lang::En, &status(r#","split_brain":true"#), "t");
         assert!(sb.contains("Split brain of the replicated data"), "{sb}");
         assert!(sb.contains("tandem split-brain resolve"), "{sb}");
+        assert!(sb.contains("action=\"/split-brain/resolve\""), "{sb}");
+        assert!(sb.contains("name=\"confirm_name\""), "{sb}");
+        // A stale copy with the other node silent: the force-primary form.
+        let mut stale = status("");
+        stale.waiting =
+            Some("peer silent, but replicated data is not known good: not taking over".into());
+        let f = safety_banner(Lang::En, &stale, "t");
+        assert!(f.contains("action=\"/force-primary\""), "{f}");
+        stale.peer.alive = true;
+        assert!(!safety_banner(Lang::En, &stale, "t").contains("/force-primary"));
+    }
+
+    #[test]
+    fn both_copies_side_by_side() {
+        let facts = |state: &str| NodeFacts {
+            node: "node1".into(),
+            hostname: "a".into(),
+            kernel: "k".into(),
+            version: "v".into(),
+            hardware: "h".into(),
+            revision: 1,
+            replication: Some(tandem_api::ReplicaFacts {
+                state: state.into(),
+                generation_ids: "AAAA:BBBB:0:0".into(),
+                out_of_sync_kib: 12,
+                last_write: Some("Sun Dec  6 06:52:20 2026".into()),
+            }),
+        };
+        assert_eq!(replica_rows(Lang::En, None, None), "");
+        let rows = replica_rows(
+            Lang::En,
+            Some(&facts("StandAlone Primary/Unknown")),
+            Some(&facts("StandAlone Secondary/Unknown")),
+        );
+        assert!(rows.contains("StandAlone Primary/Unknown"));
+        assert!(rows.contains("StandAlone Secondary/Unknown"));
+        assert!(rows.contains("AAAA:BBBB:0:0"));
+        assert!(rows.contains("12 KiB"));
     }
 }
