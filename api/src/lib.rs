@@ -40,7 +40,7 @@ pub use request::{
 };
 pub use status::{
     CountersJson, EventJson, FactsJson, HwJson, HwSummaryJson, NodeFacts, PathJson, PeerJson,
-    PingJson, RaidItemJson, RaidJson, SensorJson, StatusJson,
+    PingJson, RaidItemJson, RaidJson, ReplicaFacts, SensorJson, StatusJson,
 };
 pub use tandem_config::NodeId;
 pub use views::{

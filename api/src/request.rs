@@ -136,6 +136,33 @@ pub enum Request {
     },
     /// Back up the OS templates of the data area into its `backups/templatecache`.
     BackupTemplates,
+    /// The operator checked that the silent peer is down (its fence failed) and
+    /// confirms it: this node then takes over. `node` is the peer's name as typed.
+    FenceConfirm {
+        /// The silent peer's name, typed (`node1` or `node2`).
+        node: String,
+    },
+    /// Root only (DRBD's split-brain handler): DRBD found a split brain of the
+    /// replicated data. Nothing is discarded; the operator resolves it.
+    SplitBrainDetected,
+    /// This node's part of resolving a split brain of the replicated data, with DRBD's
+    /// own means: on the victim `secondary` and `connect --discard-my-data` (its
+    /// changes since the split are thrown away), on the survivor `connect`. Asked on
+    /// both nodes. `confirm_name` is the cluster's name as typed.
+    ResolveSplitBrain {
+        /// The node whose data stays (`node1` or `node2`), typed.
+        survivor: String,
+        /// The cluster's name, typed.
+        confirm_name: String,
+    },
+    /// Start from this node's own copy of the data although it is not known good
+    /// (outdated, or only consistent after a reboot), because the other node's copy is
+    /// lost. The peer must be silent; fencing still applies. `confirm_name` is the
+    /// cluster's name as typed.
+    ForcePrimary {
+        /// The cluster's name, typed.
+        confirm_name: String,
+    },
 }
 
 impl Request {
@@ -171,7 +198,10 @@ impl Request {
     pub fn is_root_only(&self) -> bool {
         matches!(
             self,
-            Request::LiftLockout | Request::SetConsolePassword { .. } | Request::ReloadConfig
+            Request::LiftLockout
+                | Request::SetConsolePassword { .. }
+                | Request::ReloadConfig
+                | Request::SplitBrainDetected
         )
     }
 }

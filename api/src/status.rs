@@ -109,6 +109,17 @@ pub struct StatusJson {
     /// absent on daemons without a data area.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<String>,
+    /// The fence of the peer, when one is under way, done or failed (`delay`,
+    /// `in progress`, `powered off`, `failed: why`, `confirmed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// Fencing is off: split brain is possible when every path is lost.
+    #[serde(default)]
+    pub fencing_off: bool,
+    /// DRBD reported a split brain of the replicated data that the operator has not
+    /// resolved yet.
+    #[serde(default)]
+    pub split_brain: bool,
 }
 
 /// Hardware summary in status.
@@ -228,4 +239,21 @@ pub struct NodeFacts {
     pub hardware: String,
     /// The revision of its committed configuration.
     pub revision: u64,
+    /// Its copy of the replicated data, where it runs one (for a split brain: both
+    /// sides side by side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicaFacts>,
+}
+
+/// One node's copy of the replicated data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaFacts {
+    /// DRBD's state in one line (connection, roles, disks, resync progress).
+    pub state: String,
+    /// DRBD's generation identifiers (`drbdadm get-gi`): current, bitmap, history.
+    pub generation_ids: String,
+    /// Data this node has written that the other node lacks, or the reverse, in KiB.
+    pub out_of_sync_kib: u64,
+    /// When the data area's file system was last written (its superblock's word).
+    pub last_write: Option<String>,
 }

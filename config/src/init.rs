@@ -384,7 +384,19 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("support.user", "Account on the support server."),
     (
         "fencing",
-        "Optional: before taking over from a silent peer, power it off through its BMC.",
+        "Optional: before taking over from a silent peer, power it off through its BMC. Without this section a node takes over without fencing, and the console warns that split brain is possible.",
+    ),
+    (
+        "fencing.policy",
+        "required: no takeover from a silent peer until its BMC powered it off (or the operator confirmed it is down after a failed fence); off: take over without fencing (split brain possible).",
+    ),
+    (
+        "fencing.timeout",
+        "How long one fence may take: chassis power off, then chassis status until it reads off.",
+    ),
+    (
+        "fencing.node1-delay",
+        "node1 waits this long before fencing, so that when both nodes lose every path at once node2's fence lands first.",
     ),
     ("fencing.*", "BMC of this node."),
     ("fencing.*.address", "BMC LAN address."),
@@ -422,7 +434,7 @@ const OPTIONAL_EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "fencing",
-        "# [fencing.node1]\n# address = \"192.0.2.21\"\n# user = \"admin\"\n# password = \"...\"\n#\n# [fencing.node2]\n# address = \"192.0.2.22\"\n# user = \"admin\"\n# password = \"...\"\n",
+        "# [fencing]\n# policy = \"required\"\n# timeout = \"30s\"\n# node1-delay = \"15s\"\n#\n# [fencing.node1]\n# address = \"192.0.2.21\"\n# user = \"admin\"\n# password = \"...\"\n#\n# [fencing.node2]\n# address = \"192.0.2.22\"\n# user = \"admin\"\n# password = \"...\"\n",
     ),
 ];
 

@@ -560,14 +560,51 @@ pub struct SupportConfig {
     pub user: UserName,
 }
 
-/// Peer fencing through the BMCs (IPMI chassis power off).
+/// Peer fencing through the BMCs (IPMI chassis power off). Without this section a
+/// node takes over from a silent peer without fencing it (and the console warns that
+/// split brain is possible).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FencingConfig {
+    /// `required`: no takeover from a silent peer until its BMC powered it off (or the
+    /// operator confirmed it is down after a failed fence); `off`: take over without.
+    #[serde(default)]
+    pub policy: FencingPolicy,
+    /// How long a fence may take: power off, then chassis status until it reads off.
+    #[serde(default = "default_fence_timeout")]
+    pub timeout: Millis,
+    /// How long node1 waits before fencing, so that when both nodes lose every path at
+    /// once node2's fence lands first and exactly one node is powered off. Longer than
+    /// a fence takes.
+    #[serde(default = "default_node1_delay")]
+    pub node1_delay: Millis,
     /// Node 1's BMC.
     pub node1: BmcConfig,
     /// Node 2's BMC.
     pub node2: BmcConfig,
+}
+
+/// Whether a silent peer is powered off before a takeover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FencingPolicy {
+    /// No takeover from a silent peer before it was powered off.
+    #[default]
+    Required,
+    /// Take over without fencing: split brain is possible.
+    Off,
+}
+
+/// Default bound of one fence.
+pub const DEFAULT_FENCE_TIMEOUT: Millis = Millis::from_secs(30);
+/// Default tiebreak wait of node1 before it fences.
+pub const DEFAULT_NODE1_DELAY: Millis = Millis::from_secs(15);
+
+fn default_fence_timeout() -> Millis {
+    DEFAULT_FENCE_TIMEOUT
+}
+fn default_node1_delay() -> Millis {
+    DEFAULT_NODE1_DELAY
 }
 
 impl FencingConfig {

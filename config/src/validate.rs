@@ -445,6 +445,29 @@ impl ApplianceConfig {
             );
         }
         if let Some(f) = &self.fencing {
+            if f.timeout.as_millis() < 1000 || f.timeout.as_millis() > 300_000 {
+                c.fail(
+                    "fencing.timeout",
+                    format!("{} is out of range (expected 1s to 5m)", f.timeout),
+                );
+            }
+            if f.node1_delay.as_millis() > 600_000 {
+                c.fail(
+                    "fencing.node1-delay",
+                    format!("{} is out of range (expected at most 10m)", f.node1_delay),
+                );
+            }
+            if f.policy == crate::schema::FencingPolicy::Required
+                && f.node1_delay.as_millis() < 1000
+            {
+                c.fail(
+                    "fencing.node1-delay",
+                    format!(
+                        "{} is too short (expected at least 1s: when both nodes lose every path at once, node2's fence must land before node1's is sent)",
+                        f.node1_delay
+                    ),
+                );
+            }
             if f.node1.address == f.node2.address {
                 c.fail(
                     "fencing.node2.address",

@@ -426,6 +426,9 @@ fn build(p: &Params, tls: &[(TlsCertificate, TlsPrivateKey)]) -> Option<Applianc
         user: "tandem".parse().unwrap(),
     });
     c.fencing = p.fencing.then(|| FencingConfig {
+        policy: tandem_config::schema::FencingPolicy::Off,
+        timeout: tandem_config::Millis::from_secs(20),
+        node1_delay: tandem_config::Millis(2500),
         node1: BmcConfig {
             address: Ipv4(Ipv4Addr::new(192, 0, 2, 21)),
             port: 623.try_into().unwrap(),

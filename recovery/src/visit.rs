@@ -158,6 +158,7 @@ pub fn form_page(path: &str) -> &'static str {
         "ves" => "/ves",
         "maintenance" => "/maintenance",
         "upload" | "activate" => "/upload",
+        "fence-confirm" | "split-brain" | "force-primary" => "/home",
         _ => "/",
     }
 }

@@ -204,7 +204,7 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
     match sys {
         System::Clusterd => {
             let script = format!(
-                "{} --node {node} --config {} --control {} --serial-device {} --state-dir {} --service-if ext --service-addr {VIP}/24 --data-good 2>{}",
+                "{} --node {node} --config {} --control {} --serial-device {} --state-dir {} --service-if ext --service-addr {VIP}/24 2>{}",
                 env!("CARGO_BIN_EXE_clusterd"),
                 rig.dir.join("cluster.toml").display(),
                 rig.nodes[i].control.display(),

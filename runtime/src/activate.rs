@@ -184,28 +184,38 @@ pub async fn activate(
             }
             repl.initial_primary()?;
             say(ActivationEvent::CreatingFilesystem);
-            let out = std::process::Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-L", "tandem-vz"])
-                .arg(&data.device)
-                .output()
-                .map_err(step("running mkfs.ext4"))?;
-            if !out.status.success() {
+            let made = (|| -> Result<(), ActivateError> {
+                let out = std::process::Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-L", "tandem-vz"])
+                    .arg(&data.device)
+                    .output()
+                    .map_err(step("running mkfs.ext4"))?;
+                if !out.status.success() {
+                    return Err(ActivateError::Step {
+                        what: format!(
+                            "mkfs.ext4 {}: {}",
+                            data.device.display(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ),
+                        source: std::io::Error::other("mkfs.ext4 failed"),
+                    });
+                }
+                data.mount()?;
+                let layout = make_layout(Path::new(DATA_MOUNT))
+                    .and_then(|()| service_ve(&cfg, Path::new(DATA_MOUNT), say));
+                let unmounted = data.unmount();
+                layout?;
+                unmounted?;
+                Ok(())
+            })();
+            if let Err(e) = made {
+                // Whatever step failed, give back what was taken, in reverse: the data
+                // area unmounted, the device secondary (a half-made area must not stay
+                // writable here). The error names the step.
+                let _ = data.unmount();
                 let _ = repl.secondary();
-                return Err(ActivateError::Step {
-                    what: format!(
-                        "mkfs.ext4 {}: {}",
-                        data.device.display(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                    source: std::io::Error::other("mkfs.ext4 failed"),
-                });
+                return Err(e);
             }
-            data.mount()?;
-            let layout = make_layout(Path::new(DATA_MOUNT))
-                .and_then(|()| service_ve(&cfg, Path::new(DATA_MOUNT), say));
-            let unmounted = data.unmount();
-            layout?;
-            unmounted?;
             repl.secondary()?;
             say(ActivationEvent::DataAreaCreated);
         }

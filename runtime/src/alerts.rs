@@ -4,7 +4,8 @@
 //! Mailed: role changes that end in a settled role (`failover`, `switchover`,
 //! `takeover` or `role`, by the core's reason, old and new settled role), heartbeat
 //! paths going down and coming back, the peer lost and back, split brain, resource
-//! chain failures, replication state changes and hardware/RAID health changes.
+//! chain failures (acquire and release), the peer powered off or a fence that failed,
+//! a stale copy, replication state changes and hardware/RAID health changes.
 //! Not mailed: what happens at every start (the first time a path or the peer is
 //! heard, `starting -> passive`), late paths, ping-node reach, refused frames.
 
@@ -53,7 +54,11 @@ pub struct Alerts {
 fn role_kind(reason: Option<Reason>) -> &'static str {
     match reason {
         Some(
-            Reason::PeerDead | Reason::PingNodes | Reason::SplitBrain | Reason::HandoverNotTaken,
+            Reason::PeerDead
+            | Reason::PingNodes
+            | Reason::SplitBrain
+            | Reason::HandoverNotTaken
+            | Reason::PeerReleaseFailed,
         ) => "failover",
         Some(Reason::Switchover | Reason::Handover) => "switchover",
         Some(Reason::StartAlone | Reason::StartElected) => "takeover",
@@ -167,6 +172,10 @@ impl Alerts {
                 heard.then(|| self.event(&peer, "dead", "alive", text, at))
             }
             Event::SplitBrain { .. } => Some(self.event("split_brain", "", "", text, at)),
+            Event::FenceFailed { .. } => Some(self.event("fencing", "", "failed", text, at)),
+            Event::Fenced => Some(self.event("fencing", "", "powered off", text, at)),
+            Event::ReleaseFailed => Some(self.event("resources", "", "release failed", text, at)),
+            Event::CopyStale => Some(self.event("replication", "current", "stale", text, at)),
             // Reported through the role change or the resource error that goes with it,
             // or not a state change an operator is mailed about.
             Event::PathLate(_)
@@ -177,7 +186,9 @@ impl Alerts {
             | Event::FrameRejected { .. }
             | Event::SwitchoverStarted
             | Event::HandoverNotTaken
-            | Event::ResourcesFailed => None,
+            | Event::ResourcesFailed
+            | Event::FenceStarted
+            | Event::FenceConfirmed => None,
         }
     }
 }

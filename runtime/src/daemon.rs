@@ -48,6 +48,8 @@ enum In {
     PingReply(usize),
     ChainUp(Result<(), String>),
     ChainDown(Result<(), String>),
+    /// A fence ended: the BMC's answer, or why it failed (and whether it ran out of time).
+    Fenced(Result<String, (bool, String)>),
     Announced(Result<(), String>),
     Control(ClusterCall, oneshot::Sender<Reply>),
     Transport(String),
@@ -55,6 +57,10 @@ enum In {
     Replication(Option<crate::drbd::DeviceStatus>),
     /// A configuration was committed on this node (by the other node's offer).
     ConfigCommitted,
+    /// DRBD was told to take this node's copy as current (operator's force-primary).
+    Forced(Result<(), String>, oneshot::Sender<Reply>),
+    /// This node's part of a split-brain resolution ran (what was done, or why not).
+    Resolved(Result<String, String>, oneshot::Sender<Reply>),
 }
 
 struct EventHub {
@@ -191,6 +197,30 @@ fn describe(e: &Event) -> (&'static str, String) {
             "peer did not take over after handover".into(),
         ),
         Event::ResourcesFailed => ("resources_failed", "resource chain failed".into()),
+        Event::ReleaseFailed => (
+            "release_failed",
+            "resources could not be released: this node may still hold the data".into(),
+        ),
+        Event::FenceStarted => (
+            "fence",
+            "peer silent: powering it off through its BMC before taking over".into(),
+        ),
+        Event::Fenced => ("fenced", "peer powered off".into()),
+        Event::FenceFailed { peer, why } => (
+            "fence_failed",
+            format!(
+                "{} silent and could not be powered off: check it and confirm ({why})",
+                peer.name()
+            ),
+        ),
+        Event::FenceConfirmed => (
+            "fence_confirmed",
+            "operator confirmed the silent peer is down".into(),
+        ),
+        Event::CopyStale => (
+            "replication",
+            "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".into(),
+        ),
     }
 }
 
@@ -239,7 +269,11 @@ pub async fn run(
     let key = ClusterKey::new(&settings.key).context("cluster key")?;
     let mut core =
         Core::new(clock.now(), settings.params(generation), key).context("heartbeat timings")?;
-    core.handle(clock.now(), Input::DataGood(settings.data_good));
+    if settings.replication.is_none() {
+        // No replicated data area on this node: there is no copy that could be stale.
+        // With one, DRBD's state decides (In::Replication).
+        core.handle(clock.now(), Input::DataGood(true));
+    }
     // Frames of a run of the peer older than the last one heard are replays.
     let mut peer_generation = crate::generation::peer_floor(&settings.state_dir)
         .context("reading the peer's boot generation")?;
@@ -452,10 +486,27 @@ pub async fn run(
         }
     }
 
-    let mut freshness = crate::drbd::Freshness::default();
-    let mut data_good_fed: Option<bool> = None;
     tokio::pin!(shutdown);
+    // Set when a shutdown hands the services over: the loop runs on until the peer
+    // holds them (or this instant), so the peer takes over from a clean release
+    // instead of from silence, which would make it fence this node.
+    let mut leaving_until: Option<Instant> = None;
+    // A DRBD split brain stays announced until the replication connects again, also
+    // across restarts.
+    let split_brain_marker = settings.state_dir.join("split-brain");
+    let mut split_brain = split_brain_marker.exists();
+    // The operator asked for a resolution on this node (else DRBD's own after-sb
+    // policy resolved it when the nodes connect again).
+    let mut split_brain_resolving = false;
     loop {
+        if let Some(until) = leaving_until {
+            let now = clock.now();
+            let st = core.status(now);
+            let peer_holds = st.peer.role.is_some_and(Role::holds_resources);
+            if now >= until || (st.role == Role::Passive && peer_holds) {
+                break;
+            }
+        }
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit { path, frame } => match path {
@@ -517,6 +568,53 @@ pub async fn run(
                         let _ = t.send(In::Announced(r));
                     });
                 }
+                Output::Fence => match settings.fencing.as_ref() {
+                    Some(f) => {
+                        let fencer = f.fencer.clone();
+                        hub.publish(
+                            "fence",
+                            format!(
+                                "{} silent: powering it off through its BMC {} before taking over",
+                                fencer.peer, fencer.addr
+                            ),
+                        );
+                        let t = tx.clone();
+                        tokio::spawn(async move {
+                            // The fencer keeps its own bound; this one only guards against
+                            // a thread that never returns.
+                            let bound = fencer.timeout + Duration::from_secs(5);
+                            let work = tokio::task::spawn_blocking(move || fencer.fence());
+                            let r = match tokio::time::timeout(bound, work).await {
+                                Ok(Ok(Ok(text))) => Ok(text),
+                                Ok(Ok(Err(e))) => Err((e.timed_out(), crate::error_chain(&e))),
+                                Ok(Err(e)) => Err((false, format!("the fence task failed: {e}"))),
+                                Err(_) => {
+                                    Err((true, "the fence did not end within its bound".into()))
+                                }
+                            };
+                            let _ = t.send(In::Fenced(r));
+                        });
+                    }
+                    None => core.handle(
+                        clock.now(),
+                        Input::FenceResult(tandem_core::FenceResult::Failed(
+                            "no fencing device is configured",
+                        )),
+                    ),
+                },
+                Output::Outdate => {
+                    if let Some(repl) = settings.replication.clone() {
+                        let h = Arc::clone(&hub);
+                        tokio::spawn(async move {
+                            let text = match tokio::task::spawn_blocking(move || repl.outdate()).await {
+                                Ok(Ok(())) => "this node's copy is recorded as outdated in DRBD's metadata: it is refused for primary, also after a restart, until it was resynchronised".to_owned(),
+                                Ok(Err(e)) => format!("recording this node's copy as outdated failed: {}", crate::error_chain(&e)),
+                                Err(e) => format!("recording this node's copy as outdated failed: {e}"),
+                            };
+                            h.publish("replication", text);
+                        });
+                    }
+                }
                 Output::Event(e) => {
                     let (kind, text) = describe(&e);
                     hub.alert(kind, text, &Alert::Core(e));
@@ -525,7 +623,17 @@ pub async fn run(
         }
         let deadline = clock.deadline(core.poll_timeout());
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown, if leaving_until.is_none() => {
+                let now = clock.now();
+                if core.role() == Role::Active && core.switchover(now).is_ok() {
+                    hub.publish("shutdown", "handing the services over to the peer before exit".into());
+                    // Before the core would take the services back (handover not taken
+                    // within deadtime of the release), and within init's grace.
+                    leaving_until = Some(now.saturating_add(settings.deadtime));
+                } else {
+                    break;
+                }
+            }
             () = tokio::time::sleep_until(deadline) => core.handle_timeout(clock.now()),
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
@@ -548,13 +656,25 @@ pub async fn run(
                         hub.alert("resource_error", e, &Alert::ResourceError);
                         core.handle(now, Input::ResourcesFailed);
                     }
-                    In::ChainDown(r) => {
-                        if let Err(e) = r {
-                            // Reported loudly; the node still counts as released so the
-                            // cluster is not stuck with nobody able to act.
-                            hub.alert("resource_error", e, &Alert::ResourceError);
-                        }
-                        core.handle(now, Input::ResourcesDown);
+                    In::ChainDown(Ok(())) => core.handle(now, Input::ResourcesDown),
+                    In::ChainDown(Err(e)) => {
+                        // Not released: this node may still hold the data. The core keeps
+                        // saying so; the peer takes over only after fencing this node.
+                        hub.alert("resource_error", format!("release failed: {e}"), &Alert::ResourceError);
+                        core.handle(now, Input::ReleaseFailed);
+                    }
+                    In::Fenced(Ok(text)) => {
+                        hub.publish("fence", text);
+                        core.handle(now, Input::FenceResult(tandem_core::FenceResult::PoweredOff));
+                    }
+                    In::Fenced(Err((timed_out, text))) => {
+                        hub.publish("fence", text.clone());
+                        let r = if timed_out {
+                            tandem_core::FenceResult::TimedOut
+                        } else {
+                            tandem_core::FenceResult::Failed(&text)
+                        };
+                        core.handle(now, Input::FenceResult(r));
                     }
                     In::Announced(Ok(())) => {}
                     // Nothing for the core to decide: the addresses are held, only the
@@ -562,31 +682,55 @@ pub async fn run(
                     In::Announced(Err(e)) => hub.publish("resource_error", e),
                     In::Transport(text) => hub.publish("transport", text),
                     In::Replication(device) => {
-                        let heard = core
-                            .status(now)
-                            .paths
-                            .iter()
-                            .filter_map(|p| p.last_heard_ago)
-                            .min()
-                            .map(|ago| tandem_core::Instant::from_millis(
-                                now.as_millis().saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
-                            ));
-                        let was_stale = freshness.stale();
-                        let good = freshness.update(now, device.as_ref(), heard) || settings.data_good;
-                        if freshness.stale() && !was_stale {
+                        // The core judges freshness from DRBD's state and from when the
+                        // peer was last heard; an outdated copy stays refused because DRBD
+                        // keeps the mark in its metadata.
+                        let input = match &device {
+                            Some(d) => Input::Replica(replica_of(d)),
+                            None => Input::DataGood(false),
+                        };
+                        core.handle(now, input);
+                        if split_brain && device.as_ref().is_some_and(|d| d.connection.is_linked()) {
+                            split_brain = false;
+                            let _ = std::fs::remove_file(&split_brain_marker);
+                            let by = if std::mem::take(&mut split_brain_resolving) {
+                                "by the operator's choice"
+                            } else {
+                                "by the replication's split-brain policy (replication.split-brain): the changes of the node it discarded since the split are gone"
+                            };
                             hub.alert(
-                                "replication",
-                                "this node's copy of the data is stale: replication was lost while the other node kept running; it will not take over until the two nodes are connected and resynchronised (check the crossover cable)".to_owned(),
+                                "split_brain",
+                                format!("split brain of the replicated data resolved {by}; the two nodes are connected again (resynchronising)"),
                                 &Alert::Replication {
-                                    old: Some("copy current".to_owned()),
-                                    new: "copy stale (replication lost while the other node runs)".to_owned(),
+                                    old: Some("split brain".into()),
+                                    new: "connected".into(),
                                 },
                             );
                         }
-                        if data_good_fed != Some(good) {
-                            core.handle(now, Input::DataGood(good));
-                            data_good_fed = Some(good);
-                        }
+                    }
+                    In::Resolved(r, reply) => {
+                        let resp = match r {
+                            Ok(text) => {
+                                split_brain_resolving = true;
+                                hub.publish("split_brain", text);
+                                Reply::Done
+                            }
+                            Err(e) => Reply::Refused(Refusal::Failed(e)),
+                        };
+                        let _ = reply.send(resp);
+                    }
+                    In::Forced(r, reply) => {
+                        let resp = match r.map_err(|e| format!("making this node's copy current failed: {e}")).and_then(|()| core.force_copy_good(now).map_err(|e| e.to_string())) {
+                            Ok(()) => {
+                                hub.publish(
+                                    "replication",
+                                    "the operator declared this node's copy the one to start from: it takes over (after fencing the other node, where configured); the other node's changes since the two parted are lost".into(),
+                                );
+                                Reply::Done
+                            }
+                            Err(e) => Reply::Refused(Refusal::Failed(e)),
+                        };
+                        let _ = reply.send(resp);
                     }
                     In::ConfigCommitted => {
                         if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
@@ -611,6 +755,10 @@ pub async fn run(
                                 );
                                 st.hardware = hw_snapshot.lock().ok().map(|h| h.summary.clone());
                                 st.replication = replication_line.lock().ok().and_then(|l| l.clone());
+                                st.split_brain = split_brain;
+                                if split_brain {
+                                    st.warnings.push(SPLIT_BRAIN_TEXT.to_owned());
+                                }
                                 Reply::Status(Box::new(st))
                             }
                             ClusterCall::Switchover => match core.switchover(now) {
@@ -619,6 +767,82 @@ pub async fn run(
                             },
                             // Answered outside the loop (see the link).
                             ClusterCall::Facts => Reply::Refused(Refusal::Failed("facts are not asked of the loop".into())),
+                            ClusterCall::FenceConfirm(n) if n != settings.node.peer() => Reply::Refused(Refusal::Failed(format!(
+                                "{} is this node: type the name of the silent node, {}; nothing was changed",
+                                n.name(),
+                                settings.node.peer().name()
+                            ))),
+                            ClusterCall::FenceConfirm(n) => match core.confirm_fence(now) {
+                                Ok(()) => {
+                                    hub.publish(
+                                        "fence_confirmed",
+                                        format!("the operator confirmed that {} is down: taking over", n.name()),
+                                    );
+                                    Reply::Done
+                                }
+                                Err(e) => Reply::Refused(Refusal::Failed(format!("{e}; nothing was changed"))),
+                            },
+                            ClusterCall::SplitBrainDetected => {
+                                if !split_brain {
+                                    split_brain = true;
+                                    if let Err(e) = crate::write_atomic(&split_brain_marker, b"split brain\n", 0o600) {
+                                        hub.publish("warning", format!("keeping the split-brain mark: {e}"));
+                                    }
+                                    hub.alert(
+                                        "split_brain",
+                                        SPLIT_BRAIN_TEXT.to_owned(),
+                                        &Alert::Replication {
+                                            old: Some("connected".into()),
+                                            new: "split brain".into(),
+                                        },
+                                    );
+                                }
+                                Reply::Done
+                            }
+                            ClusterCall::ResolveSplitBrain(survivor) => {
+                                let victim = survivor != settings.node;
+                                match &settings.replication {
+                                    None => Reply::Refused(Refusal::Failed("this node runs no replicated data area; nothing was changed".into())),
+                                    Some(_) if victim && core.role().holds_resources() => Reply::Refused(Refusal::Failed(format!(
+                                        "this node holds the services: move them to {} first (switchover), or name this node as the survivor; nothing was changed",
+                                        survivor.name()
+                                    ))),
+                                    Some(repl) => {
+                                        let (repl, t) = (repl.clone(), tx.clone());
+                                        tokio::spawn(async move {
+                                            let r = tokio::task::spawn_blocking(move || resolve_split_brain(&repl, victim))
+                                                .await
+                                                .map_err(|e| e.to_string())
+                                                .and_then(|r| r);
+                                            let _ = t.send(In::Resolved(r, reply));
+                                        });
+                                        continue;
+                                    }
+                                }
+                            }
+                            ClusterCall::ForcePrimary => {
+                                let st = core.status(now);
+                                match (&settings.replication, st.peer.alive, st.role.holds_resources()) {
+                                    (None, _, _) => Reply::Refused(Refusal::Failed("this node runs no replicated data area; nothing was changed".into())),
+                                    (_, true, _) => Reply::Refused(Refusal::Failed(format!("{}; nothing was changed", tandem_core::ForceError::PeerAlive))),
+                                    (_, _, true) => Reply::Refused(Refusal::Failed(format!("{}; nothing was changed", tandem_core::ForceError::Holding))),
+                                    (Some(repl), false, false) => {
+                                        let (repl, t) = (repl.clone(), tx.clone());
+                                        tokio::spawn(async move {
+                                            // DRBD marks the copy current only as primary;
+                                            // the takeover then promotes it in its turn.
+                                            let r = tokio::task::spawn_blocking(move || {
+                                                repl.initial_primary().and_then(|()| repl.secondary())
+                                            })
+                                            .await
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|r| r.map_err(|e| crate::error_chain(&e)));
+                                            let _ = t.send(In::Forced(r, reply));
+                                        });
+                                        continue;
+                                    }
+                                }
+                            }
                         };
                         let _ = reply.send(resp);
                     }
@@ -636,6 +860,52 @@ pub async fn run(
     let _ = std::fs::remove_file(&settings.control);
     hub.publish("stopped", "clusterd stopped".into());
     Ok(())
+}
+
+/// What a DRBD split brain is called in alerts, the status and the console.
+const SPLIT_BRAIN_TEXT: &str = "split brain of the replicated data: both nodes changed it while apart; nothing was discarded by this node. Compare both sides with tandem split-brain and choose the survivor (tandem split-brain resolve); an automatic split-brain policy, where configured, is reported when the nodes connect again";
+
+/// This node's part of DRBD's own split-brain resolution: the victim becomes secondary
+/// and connects discarding its changes since the split; the survivor connects.
+fn resolve_split_brain(
+    repl: &crate::replication::Replication,
+    victim: bool,
+) -> Result<String, String> {
+    use crate::drbd::{Connection, Role as DrbdRole};
+    let err = |e: crate::replication::ReplicationError| crate::error_chain(&e);
+    let st = repl
+        .status()
+        .map_err(err)?
+        .ok_or("the replicated device is not set up on this node")?;
+    if victim {
+        if st.role == DrbdRole::Primary {
+            repl.secondary().map_err(err)?;
+        }
+        if st.connection != Connection::StandAlone {
+            repl.disconnect().map_err(err)?;
+        }
+        repl.connect(true).map_err(err)?;
+        Ok("split brain: this node is the victim: secondary, connecting with --discard-my-data (its changes since the split are discarded; it resynchronises from the survivor)".into())
+    } else {
+        if st.connection == Connection::StandAlone {
+            repl.connect(false).map_err(err)?;
+        }
+        Ok("split brain: this node is the survivor: connecting (its data stays and is copied to the victim)".into())
+    }
+}
+
+/// The replicated device's state in the core's terms.
+fn replica_of(d: &crate::drbd::DeviceStatus) -> tandem_core::Replica {
+    use crate::drbd::{DiskState, Role as DrbdRole};
+    tandem_core::Replica {
+        disk: match d.disk {
+            DiskState::UpToDate => tandem_core::ReplicaDisk::UpToDate,
+            DiskState::Outdated => tandem_core::ReplicaDisk::Outdated,
+            _ => tandem_core::ReplicaDisk::Other,
+        },
+        connected: d.connection.is_linked(),
+        primary: d.role == DrbdRole::Primary,
+    }
 }
 
 /// The cluster loop's status; `None` once the loop has ended.
@@ -662,8 +932,8 @@ async fn facts(sync: Option<SyncSetup>, tx: &mpsc::UnboundedSender<In>) -> Reply
     };
     let heard = status_now(tx).await.is_some_and(|s| s.peer.alive);
     let answer = tokio::task::spawn_blocking(move || {
-        let revision = committed_config(&setup).map_or(0, |c| c.cluster.revision);
-        let own = crate::confsync::local_facts(setup.node, revision);
+        let cfg = committed_config(&setup).ok();
+        let own = crate::confsync::local_facts(setup.node, cfg.as_ref());
         let (peer, peer_error) = if heard {
             match crate::confsync::describe(&setup.key, setup.node, setup.peer, FACTS_TIMEOUT) {
                 Ok(f) => (Some(f), None),
@@ -889,6 +1159,15 @@ fn status_json(
         warnings: s.warnings,
         hardware: None,
         replication: None,
+        fence: s.fence.map(|f| match f {
+            tandem_core::FenceStatus::Delay => "waiting the tiebreak delay".to_owned(),
+            tandem_core::FenceStatus::InProgress => "in progress".to_owned(),
+            tandem_core::FenceStatus::PoweredOff => "powered off".to_owned(),
+            tandem_core::FenceStatus::Failed(why) => format!("failed: {why}"),
+            tandem_core::FenceStatus::Confirmed => "confirmed down by the operator".to_owned(),
+        }),
+        fencing_off: s.fencing_off,
+        split_brain: false,
     }
 }
 

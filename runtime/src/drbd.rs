@@ -75,6 +75,7 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
          \x20   }}\n\
          \x20   handlers {{\n\
          \x20       fence-peer \"{h} replication handler fence-peer\";\n\
+         \x20       initial-split-brain \"{h} replication handler split-brain\";\n\
          \x20       split-brain \"{h} replication handler split-brain\";\n\
          \x20   }}\n",
         res = r.resource.as_str(),
@@ -246,66 +247,6 @@ impl DeviceStatus {
     }
 }
 
-/// Whether this node's copy may be made primary without losing acknowledged
-/// writes, judged over time (sans-IO: the caller passes `now` and when the
-/// peer was last heard on any heartbeat path).
-///
-/// DRBD alone cannot tell a dead peer from a cut crossover cable: in both
-/// cases the secondary sees its disk `UpToDate` and the connection gone. But
-/// a peer that is still heard after replication went away may have written
-/// on alone, so this copy is stale until the two are connected again. A peer
-/// that falls silent together with the connection (power loss) leaves the
-/// copy good: with protocol C every write it acknowledged is here.
-#[derive(Debug, Clone, Default)]
-pub struct Freshness {
-    disconnected_at: Option<tandem_core::Instant>,
-    stale: bool,
-}
-
-impl Freshness {
-    /// How long after the disconnection a heartbeat from the peer still may
-    /// have been sent before it (frames in flight, the status poll's delay).
-    pub const MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
-
-    /// Takes the latest replication state; returns whether the data is good.
-    pub fn update(
-        &mut self,
-        now: tandem_core::Instant,
-        status: Option<&DeviceStatus>,
-        peer_last_heard: Option<tandem_core::Instant>,
-    ) -> bool {
-        let Some(s) = status else {
-            self.disconnected_at = None;
-            return false;
-        };
-        // Connected, or resynchronising in either direction: the two talk.
-        if s.connection.is_linked() {
-            self.disconnected_at = None;
-            self.stale = false;
-            return s.data_good();
-        }
-        let since = *self.disconnected_at.get_or_insert(now);
-        if s.role == Role::Primary {
-            // This node holds the data: the peer's copy is the one left behind.
-            return s.data_good();
-        }
-        // Only a copy that would otherwise count as good can be stale: after
-        // a restart DRBD shows it `Consistent` until it has talked to the
-        // peer, which is not good anyway and no news.
-        if s.data_good() && peer_last_heard.is_some_and(|h| h > since.saturating_add(Self::MARGIN))
-        {
-            self.stale = true;
-        }
-        s.data_good() && !self.stale
-    }
-
-    /// True once the peer was heard after replication went away.
-    #[must_use]
-    pub fn stale(&self) -> bool {
-        self.stale
-    }
-}
-
 /// `/proc/drbd` did not have the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("/proc/drbd line {line}: {message}")]
@@ -456,71 +397,6 @@ fn hms(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secondary(connection: Connection) -> DeviceStatus {
-        DeviceStatus {
-            minor: 0,
-            connection,
-            role: Role::Secondary,
-            peer_role: Role::Unknown,
-            disk: DiskState::UpToDate,
-            peer_disk: DiskState::DUnknown,
-            out_of_sync_kib: 0,
-            resync: None,
-        }
-    }
-
-    #[test]
-    fn a_peer_heard_after_the_disconnection_makes_this_copy_stale() {
-        use tandem_core::Instant;
-        let t = Instant::from_millis;
-        let mut f = Freshness::default();
-        assert!(f.update(t(0), Some(&secondary(Connection::Connected)), Some(t(0))));
-        // Cable cut at 10 s: the peer is still heard at 11 s (in the margin), then at 13 s.
-        let cut = secondary(Connection::WfConnection);
-        assert!(f.update(t(10_000), Some(&cut), Some(t(9_900))));
-        assert!(f.update(t(11_000), Some(&cut), Some(t(11_000))));
-        assert!(!f.update(t(13_000), Some(&cut), Some(t(12_500))));
-        assert!(f.stale());
-        // Later silence does not make it good again; only a reconnection does.
-        assert!(!f.update(t(60_000), Some(&cut), Some(t(12_500))));
-        assert!(f.update(t(61_000), Some(&secondary(Connection::Connected)), None));
-        assert!(!f.stale());
-        // Syncing to the peer (this node the source) is being connected too.
-        assert!(f.update(
-            t(62_000),
-            Some(&secondary(Connection::SyncSource)),
-            Some(t(65_000))
-        ));
-        assert!(f.update(
-            t(70_000),
-            Some(&secondary(Connection::SyncSource)),
-            Some(t(69_000))
-        ));
-        assert!(!f.stale());
-    }
-
-    #[test]
-    fn a_peer_silent_with_the_disconnection_leaves_the_copy_good() {
-        use tandem_core::Instant;
-        let t = Instant::from_millis;
-        let mut f = Freshness::default();
-        let lost = secondary(Connection::WfConnection);
-        assert!(f.update(t(5_000), Some(&lost), Some(t(4_800))));
-        assert!(f.update(t(30_000), Some(&lost), Some(t(4_800))));
-        // A node that starts with a merely consistent copy, waiting for the
-        // peer it hears: not good, and not reported stale either.
-        let mut fresh = Freshness::default();
-        let mut booting = secondary(Connection::WfConnection);
-        booting.disk = DiskState::Consistent;
-        assert!(!fresh.update(t(0), Some(&booting), Some(t(0))));
-        assert!(!fresh.update(t(5_000), Some(&booting), Some(t(4_900))));
-        assert!(!fresh.stale());
-        let mut primary = lost.clone();
-        primary.role = Role::Primary;
-        assert!(f.update(t(40_000), Some(&primary), Some(t(39_000))));
-        assert!(!f.update(t(41_000), None, None));
-    }
 
     const SYNCING: &str = "version: 8.4.11 (api:1/proto:86-101)
 srcversion: 211FB288A383ED945B83420 

@@ -16,8 +16,10 @@
 //! format (tandem-config does; clusterd maps it into [`settings::Settings`]), or run
 //! replication, filesystems or VEs (later resources in the chain).
 //!
-//! Limitations: IPv4 only for heartbeats, ping nodes and service addresses; a failed
-//! release is reported but still counted as released so the peer can act; ping nodes
+//! Fencing ([`fence`]): the core's "fence peer" is an RMCP+ chassis power-off to the
+//! peer's BMC, confirmed by the chassis status, within the configured bound.
+//!
+//! Limitations: IPv4 only for heartbeats, ping nodes and service addresses; ping nodes
 //! use a raw ICMP socket and need `CAP_NET_RAW`.
 #![warn(missing_docs)]
 
@@ -29,6 +31,7 @@ pub mod control;
 pub mod daemon;
 pub mod drbd;
 pub mod events;
+pub mod fence;
 pub mod generation;
 pub mod hw;
 pub mod mail;

@@ -222,6 +222,37 @@ impl Replication {
         self.drbdadm(&["secondary"]).map(drop)
     }
 
+    /// Records this node's copy as outdated in DRBD's metadata (`drbdadm outdate`): it
+    /// stays refused for primary across restarts and reboots until a resync from the
+    /// peer makes it current again. Only on a secondary.
+    ///
+    /// # Errors
+    /// drbdadm refuses (e.g. the device is primary).
+    pub fn outdate(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["outdate"]).map(drop)
+    }
+
+    /// Connects to the peer; with `discard_my_data`, as the victim of a split brain
+    /// whose changes since the split are thrown away (DRBD's own resolution).
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn connect(&self, discard_my_data: bool) -> Result<(), ReplicationError> {
+        if discard_my_data {
+            self.drbdadm(&["connect", "--discard-my-data"]).map(drop)
+        } else {
+            self.drbdadm(&["connect"]).map(drop)
+        }
+    }
+
+    /// Disconnects from the peer (stand-alone).
+    ///
+    /// # Errors
+    /// drbdadm refuses.
+    pub fn disconnect(&self) -> Result<(), ReplicationError> {
+        self.drbdadm(&["disconnect"]).map(drop)
+    }
+
     /// Declares this node's data the current one of a brand-new, empty pair and
     /// becomes primary: the peer then takes a full copy from it.
     ///
@@ -299,6 +330,41 @@ pub fn state_line(s: &DeviceStatus) -> String {
     )
 }
 
+/// The "Last write time" of an ext4 superblock as `dumpe2fs -h` prints it.
+#[must_use]
+pub fn last_write_of(dumpe2fs: &str) -> Option<String> {
+    dumpe2fs
+        .lines()
+        .find_map(|l| l.strip_prefix("Last write time:"))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+impl Replication {
+    /// This node's copy for the operator: state, generation identifiers, data out of
+    /// sync and the file system's last write. `None` when DRBD does not run here.
+    #[must_use]
+    pub fn facts(&self) -> Option<tandem_api::ReplicaFacts> {
+        let st = self.status().ok().flatten()?;
+        let generation_ids = self
+            .drbdadm(&["get-gi"])
+            .map(|t| crate::last_line(&t))
+            .unwrap_or_else(|e| format!("unreadable: {e}"));
+        let last_write = Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&self.backing)
+            .output()
+            .ok()
+            .and_then(|o| last_write_of(&String::from_utf8_lossy(&o.stdout)));
+        Some(tandem_api::ReplicaFacts {
+            state: summary(&st),
+            generation_ids,
+            out_of_sync_kib: st.out_of_sync_kib,
+            last_write,
+        })
+    }
+}
+
 /// One line for people: the state, with the resync progress when one runs.
 #[must_use]
 pub fn summary(s: &DeviceStatus) -> String {
@@ -345,6 +411,16 @@ impl Resource for ReplicationPrimary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_last_write_time_of_the_file_system() {
+        let text = "dumpe2fs 1.47.0 (5-Feb-2023)\nFilesystem volume name:   <none>\nLast mount time:          Sun Dec  6 06:40:01 2026\nLast write time:          Sun Dec  6 06:52:20 2026\nMount count:              3\n";
+        assert_eq!(
+            last_write_of(text).as_deref(),
+            Some("Sun Dec  6 06:52:20 2026")
+        );
+        assert_eq!(last_write_of("dumpe2fs: Bad magic number\n"), None);
+    }
 
     #[test]
     fn summary_reads_like_drbd() {

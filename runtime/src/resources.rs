@@ -59,6 +59,19 @@ pub enum ResourceError {
     /// The thread running a blocking step ended without an answer (it panicked).
     #[error("the task of a resource step ended abnormally: {0}")]
     Task(String),
+    /// A step of the chain failed; which one, and why.
+    #[error("step {index} of {total} ({step})")]
+    Step {
+        /// The step's resource name.
+        step: String,
+        /// 1-based position in the chain.
+        index: usize,
+        /// Steps in the chain.
+        total: usize,
+        /// Why.
+        #[source]
+        source: Box<ResourceError>,
+    },
     /// A simulated failure (tests).
     #[error("simulated failure of {name}")]
     Simulated {
@@ -123,18 +136,25 @@ impl Chain {
         self.resources.iter().map(|r| r.name()).collect()
     }
 
-    /// Acquires in order; stops at the first failure and returns it. The caller
-    /// releases afterwards (release is idempotent), so nothing stays half up.
+    /// Acquires in order; stops at the first failure and returns it, naming the
+    /// step. The caller releases afterwards (release is idempotent, in reverse order),
+    /// so nothing stays half up.
     ///
     /// # Errors
-    /// The first resource's failure.
+    /// [`ResourceError::Step`]: the first resource's failure.
     pub async fn acquire(&mut self) -> Result<(), ResourceError> {
         self.timings.clear();
-        for r in &mut self.resources {
+        let total = self.resources.len();
+        for (i, r) in self.resources.iter_mut().enumerate() {
             let t = std::time::Instant::now();
             let done = r.acquire().await;
             self.timings.push((r.name(), t.elapsed()));
-            done?;
+            done.map_err(|e| ResourceError::Step {
+                step: r.name(),
+                index: i + 1,
+                total,
+                source: Box::new(e),
+            })?;
         }
         Ok(())
     }
@@ -152,17 +172,25 @@ impl Chain {
         format!("{:.2} s: {}", total.as_secs_f64(), steps.join(", "))
     }
 
-    /// Releases in reverse order, trying every resource; returns the first failure.
+    /// Releases in reverse order, trying every resource; returns the first failure,
+    /// naming the step.
     ///
     /// # Errors
-    /// The first resource's failure (the others were still attempted).
+    /// [`ResourceError::Step`]: the first resource's failure (the others were still
+    /// attempted).
     pub async fn release(&mut self) -> Result<(), ResourceError> {
         self.timings.clear();
         let mut first = None;
-        for r in self.resources.iter_mut().rev() {
+        let total = self.resources.len();
+        for (i, r) in self.resources.iter_mut().enumerate().rev() {
             let t = std::time::Instant::now();
             if let Err(e) = r.release().await {
-                first.get_or_insert(e);
+                first.get_or_insert(ResourceError::Step {
+                    step: r.name(),
+                    index: i + 1,
+                    total,
+                    source: Box::new(e),
+                });
             }
             self.timings.push((r.name(), t.elapsed()));
         }
@@ -459,12 +487,92 @@ mod tests {
         c.push(sim("b", &k2));
         k2.fail_acquire.store(true, Ordering::SeqCst);
         let e = c.acquire().await.unwrap_err();
-        assert_eq!(e.to_string(), "simulated failure of b");
+        assert_eq!(
+            crate::error_chain(&e),
+            "step 2 of 2 (b): simulated failure of b"
+        );
         assert!(k1.held.load(Ordering::SeqCst));
         k2.fail_release.store(true, Ordering::SeqCst);
         assert!(c.release().await.is_err());
         // "a" was still released although "b" failed first.
         assert!(!k1.held.load(Ordering::SeqCst));
+    }
+
+    /// A takeover that fails at any step gives back what it took, in reverse order,
+    /// and says which step failed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn failure_at_each_step_releases_in_reverse_and_names_the_step() {
+        let names = ["fence", "drbd", "mount", "links", "ves", "address"];
+        for failing in 0..names.len() {
+            // One log shared by every step; each step fails on its own knob.
+            let k = Arc::new(SimKnobs::default());
+            let mut chain = Chain::new();
+            for (i, n) in names.iter().enumerate() {
+                let kk = Arc::new(SimKnobs::default());
+                kk.fail_acquire.store(i == failing, Ordering::SeqCst);
+                chain.push(Box::new(SharedLog {
+                    inner: SimResource {
+                        name: (*n).to_string(),
+                        delay: Duration::from_millis(1),
+                        knobs: kk,
+                    },
+                    log: Arc::clone(&k),
+                }));
+            }
+            let e = chain.acquire().await.unwrap_err();
+            assert_eq!(
+                crate::error_chain(&e),
+                format!(
+                    "step {} of {} ({}): simulated failure of {}",
+                    failing + 1,
+                    names.len(),
+                    names[failing],
+                    names[failing]
+                )
+            );
+            chain.release().await.unwrap();
+            let log = k.log.lock().unwrap().clone();
+            let mut want: Vec<String> = names[..failing].iter().map(|n| format!("+{n}")).collect();
+            want.push(format!("!{}", names[failing]));
+            want.extend(names.iter().rev().map(|n| format!("-{n}")));
+            assert_eq!(log, want, "failing step {failing}");
+        }
+    }
+
+    /// A sim resource recording into a log shared with other resources.
+    #[derive(Debug)]
+    struct SharedLog {
+        inner: SimResource,
+        log: Arc<SimKnobs>,
+    }
+
+    impl Resource for SharedLog {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+            Box::pin(async move {
+                let r = self.inner.acquire().await;
+                let mark = if r.is_ok() { "+" } else { "!" };
+                self.log
+                    .log
+                    .lock()
+                    .unwrap()
+                    .push(format!("{mark}{}", self.inner.name));
+                r
+            })
+        }
+        fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+            Box::pin(async move {
+                let r = self.inner.release().await;
+                self.log
+                    .log
+                    .lock()
+                    .unwrap()
+                    .push(format!("-{}", self.inner.name));
+                r
+            })
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

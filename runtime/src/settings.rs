@@ -55,8 +55,8 @@ pub struct Settings {
     pub service_interface: Option<String>,
     /// Service addresses with prefix length (R4.4).
     pub service_addresses: Vec<(Ipv4Addr, u8)>,
-    /// Replicated data known good (until the replication layer reports it).
-    pub data_good: bool,
+    /// Fencing of the peer before a takeover from its silence; `None`: off.
+    pub fencing: Option<FenceSettings>,
     /// Control socket path.
     pub control: PathBuf,
     /// Group that may use the control socket (mode 0660); `None` leaves it to root.
@@ -89,6 +89,12 @@ impl Settings {
             ping_dead: self.deadtime,
             config_digest: self.config_digest,
             generation,
+            fencing: match &self.fencing {
+                Some(f) if f.required => tandem_core::FencePolicy::Required {
+                    node1_delay: f.node1_delay,
+                },
+                _ => tandem_core::FencePolicy::Off,
+            },
         }
     }
 
@@ -116,6 +122,17 @@ impl Settings {
     }
 }
 
+/// How the peer is fenced.
+#[derive(Debug, Clone)]
+pub struct FenceSettings {
+    /// `required`: no takeover from a silent peer before it is powered off.
+    pub required: bool,
+    /// node1's tiebreak wait.
+    pub node1_delay: Duration,
+    /// The peer's BMC.
+    pub fencer: crate::fence::Fencer,
+}
+
 /// Daemon options that the cluster configuration does not (yet) carry.
 #[derive(Debug, Clone, Default)]
 pub struct LocalOptions {
@@ -129,8 +146,6 @@ pub struct LocalOptions {
     /// VEs run on this node and own their addresses (routed to them), so VE 101's
     /// address is not a service address of the node.
     pub ves_own_addresses: bool,
-    /// Replicated data known good.
-    pub data_good: bool,
     /// Control socket.
     pub control: PathBuf,
     /// Group admitted to the control socket.
@@ -190,7 +205,20 @@ pub fn from_config(
         ping_nodes: cfg.network.ping_nodes.iter().map(|p| p.addr()).collect(),
         service_interface: local.service_interface,
         service_addresses,
-        data_good: local.data_good,
+        fencing: cfg.fencing.as_ref().map(|f| {
+            let bmc = f.bmc(node.peer());
+            FenceSettings {
+                required: f.policy == tandem_config::schema::FencingPolicy::Required,
+                node1_delay: f.node1_delay.as_duration(),
+                fencer: crate::fence::Fencer {
+                    peer: node.peer().name().to_owned(),
+                    addr: std::net::SocketAddr::from((bmc.address.addr(), bmc.port.get())),
+                    user: bmc.user.expose().to_owned(),
+                    password: bmc.password.expose().to_owned(),
+                    timeout: f.timeout.as_duration(),
+                },
+            }
+        }),
         control: local.control,
         control_group: local.control_group,
         state_dir: local.state_dir,

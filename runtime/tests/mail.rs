@@ -121,7 +121,7 @@ impl Pair {
             .arg((DEADTIME_MS / 2).to_string())
             .arg("--initdead-ms")
             .arg((DEADTIME_MS * 2).to_string())
-            .args(["--board", "none", "--data-good"])
+            .args(["--board", "none"])
             .args([
                 "--notify-to",
                 "ops@example.net",

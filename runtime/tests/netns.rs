@@ -334,42 +334,6 @@ fn forged_garbled_and_replayed_frames_are_counted_and_change_nothing() {
 
 /// Gratuitous ARPs for `ip` seen in the calling thread's namespace for `dur`, with the
 /// sender's MAC (lower-case, colon-separated) and when they were seen.
-fn capture_garp(
-    ip: [u8; 4],
-    dur: Duration,
-    ready: std::sync::mpsc::Sender<()>,
-) -> Vec<(Instant, String)> {
-    use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};
-    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(eth::ALL)).unwrap();
-    rustix::net::sockopt::set_socket_timeout(
-        &fd,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(Duration::from_millis(50)),
-    )
-    .unwrap();
-    ready.send(()).unwrap();
-    let mut out = Vec::new();
-    let start = Instant::now();
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < dur {
-        let Ok((_, n, _)) = rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) else {
-            continue;
-        };
-        let f = &buf[..n.min(buf.len())];
-        // Ethernet + ARP request whose sender and target address are both `ip`.
-        if f.len() < 14 + 28 || f[12..14] != [0x08, 0x06] || f[20..22] != [0, 1] {
-            continue;
-        }
-        let arp = &f[14..];
-        if arp[14..18] != ip || arp[24..28] != ip {
-            continue;
-        }
-        let mac: Vec<String> = arp[8..14].iter().map(|b| format!("{b:02x}")).collect();
-        out.push((Instant::now(), mac.join(":")));
-    }
-    out
-}
-
 #[test]
 fn released_node_stops_announcing_after_a_quick_switchover() {
     let mut rig = Rig::new();
@@ -392,7 +356,7 @@ fn released_node_stops_announcing_after_a_quick_switchover() {
     };
     switchover(0);
     rig.wait_roles("passive", "active", Duration::from_secs(5));
-    // Straight back, well inside node2's gap between announcements (500 ms): node2
+    // Straight back, well inside node2's gap between announcements (1 s): node2
     // releases while its repeats are still pending.
     switchover(1);
     wait_until("address back on node1", Duration::from_secs(5), || {
@@ -852,4 +816,94 @@ fn configuration_changes_reach_both_nodes_and_a_returning_node_catches_up() {
         (rig.role(0).as_str(), rig.role(1).as_str()),
         ("active", "passive")
     );
+}
+
+#[test]
+fn takeover_announces_the_service_address_five_times_a_second_apart() {
+    let mut rig = Rig::new();
+    rig.start_both();
+    let mac2 = rig.mac(1);
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let lan = rig.lan.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let capture = thread::spawn(move || {
+        in_netns(&lan, move || {
+            capture_garp(vip.octets(), Duration::from_secs(7), ready_tx)
+        })
+    });
+    ready.recv().unwrap();
+    rig.kill(0);
+    let seen = capture.join().unwrap();
+    let node2 = announcements(&seen, &mac2);
+    assert_eq!(node2.len(), 5, "{seen:?}");
+    for w in node2.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(900) && gap <= Duration::from_millis(1500),
+            "gap {gap:?} in {node2:?}"
+        );
+    }
+}
+
+#[test]
+fn a_replication_split_brain_is_announced_until_resolved_and_survives_a_restart() {
+    let mut rig = Rig::new();
+    rig.start_with_store(0);
+    rig.start_with_store(1);
+    rig.wait_roles("active", "passive", Duration::from_secs(10));
+    let socks = [rig.nodes[0].control.clone(), rig.nodes[1].control.clone()];
+    let ask = |i: usize, r: tandem_api::Request| {
+        let mut c = Client::connect(&socks[i]).unwrap();
+        c.call(&r).unwrap()
+    };
+    // What DRBD's split-brain handler sends (as root).
+    assert!(ask(1, tandem_api::Request::SplitBrainDetected).is_ok());
+    let st = rig.status(1);
+    assert!(st.split_brain);
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.starts_with("split brain of the replicated data")),
+        "{:?}",
+        st.warnings
+    );
+    assert!(
+        rig.events(1)
+            .iter()
+            .any(|e| e.0 == "split_brain" && e.1.contains("nothing was discarded")),
+        "{:?}",
+        rig.events(1)
+    );
+    // A restart of clusterd still announces it.
+    rig.kill(1);
+    rig.start_with_store(1);
+    assert!(rig.status(1).split_brain);
+    // Resolution needs the cluster's name and a node name, and a data area.
+    let refused = |r: tandem_api::Reply| r.refusal().map(ToString::to_string).unwrap_or_default();
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node1".into(),
+            confirm_name: "not-the-name".into(),
+        },
+    );
+    assert!(refused(r).contains("is not the cluster's name"));
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node3".into(),
+            confirm_name: "x".into(),
+        },
+    );
+    assert!(refused(r).contains("is not a node name"));
+    let name = committed(&rig, 1).cluster.name.as_str().to_owned();
+    let r = ask(
+        1,
+        tandem_api::Request::ResolveSplitBrain {
+            survivor: "node1".into(),
+            confirm_name: name,
+        },
+    );
+    assert!(refused(r).contains("runs no replicated data area"));
+    assert!(rig.status(1).split_brain);
 }

@@ -53,8 +53,8 @@ fn frame_of(generation: u64, seq: u64, yours: u64) -> Frame {
     Frame {
         sender: NodeId::Node2,
         path: PathId::Serial,
-        role: Role::Passive,
-        resources: ResourceState::Stopped,
+        role: Role::Active,
+        resources: ResourceState::Running,
         data_good: true,
         want_switchover: false,
         handover: false,
@@ -131,8 +131,7 @@ fn serial_path_frames_noise_and_forgeries() {
         "{:?}",
         st.warnings
     );
-    // node1 was started without --data-good and the peer says its data is good: the
-    // start-up rule elects the peer, so node1 stays passive.
+    // The peer says it is active: node1 stays passive.
     assert_eq!(st.role, "passive", "{st:?}");
 
     // A control client that never sends a newline gets a clear error after 16 KiB

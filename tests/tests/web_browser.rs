@@ -639,7 +639,7 @@ fn cluster_pages_and_switchover_in_a_browser() {
                 .args(["--internal", &format!("{local},{peer}"), "--udp-port", &udp])
                 .args(["--keepalive-ms", "200", "--deadtime-ms", "1500"])
                 .args(["--warntime-ms", "750", "--initdead-ms", "3000"])
-                .args(["--board", "none", "--data-good"])
+                .args(["--board", "none"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

@@ -37,6 +37,9 @@ pub const INSTALL_PROGRESS: &str = "/ves/install/progress";
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/home", get(home::home))
+        .route("/fence-confirm", post(home::fence_confirm))
+        .route("/split-brain/resolve", post(home::resolve_split_brain))
+        .route("/force-primary", post(home::force_primary))
         .route(
             "/network",
             get(settings::network).post(settings::save_network),

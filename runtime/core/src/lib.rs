@@ -12,8 +12,25 @@
 //! What it does not do: no sockets, no clock, no threads. The caller passes `now`
 //! ([`Instant`]) to every call, feeds received bytes, ping replies and resource-chain
 //! results in through [`Core::handle`], calls [`Core::handle_timeout`] at
-//! [`Core::poll_timeout`], and drains [`Core::poll_output`]. It does not fence the peer
-//! (the resource chain's first step does, where configured) and does not run resources.
+//! [`Core::poll_timeout`], and drains [`Core::poll_output`]. It decides to fence the
+//! peer ([`Output::Fence`]) but does not talk to a BMC, and does not run resources.
+//!
+//! Fencing (R4.5): with [`FencePolicy::Required`] a node that would take over from a
+//! peer silent on every path (or never heard at start-up, or stuck after a failed
+//! release) first asks for the peer to be powered off and takes over only on
+//! [`FenceResult::PoweredOff`], or after the operator confirmed the peer is down
+//! ([`Core::confirm_fence`]) when the fence failed. A switchover, a handover after a
+//! clean release and the ping-node handover never fence: the peer is heard saying it
+//! released. Only a node about to take over fences; the active node never does. When
+//! both nodes would fence at once (neither holds the resources, all paths lost
+//! together), `node1` waits [`FencePolicy::Required`]'s `node1_delay` first, so
+//! `node2`'s fence lands before `node1`'s is sent: exactly one node is powered off.
+//!
+//! Freshness of this node's copy: the replication layer reports the device
+//! ([`Input::Replica`]); the core decides whether the copy may be promoted. A secondary
+//! whose replication link went away while the peer kept being heard is stale: the core
+//! says so ([`Event::CopyStale`]) and asks the shell to record it where DRBD keeps it
+//! ([`Output::Outdate`]), so a restart or reboot still refuses to promote it.
 //!
 //! Fresh frames: every frame echoes the receiver's boot generation as the sender last
 //! heard it. A frame that echoes this node's *current* generation was sent after the
@@ -61,6 +78,10 @@ pub const REPLAY_WINDOW: u64 = 8;
 /// external LAN fills counters, not the event log.
 const REJECT_EVENT_SPACING: Duration = Duration::from_secs(5);
 
+/// How long after the replication link went away a heartbeat from the peer may still
+/// have been sent before it (frames in flight, the replication poll's delay).
+pub const STALE_MARGIN: Duration = Duration::from_secs(2);
+
 /// Timing and topology of the cluster as the core needs it, mapped by the daemon from
 /// the configuration.
 #[derive(Debug, Clone)]
@@ -87,6 +108,58 @@ pub struct Params {
     /// persists a counter and takes the larger of it plus one and the wall-clock time
     /// in microseconds).
     pub generation: u64,
+    /// Whether a silent peer is powered off before this node takes over.
+    pub fencing: FencePolicy,
+}
+
+/// Whether a silent peer must be fenced before a takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencePolicy {
+    /// No takeover from a silent peer until it was powered off through its BMC, or
+    /// the operator confirmed it is down after a failed fence.
+    Required {
+        /// How long `node1` waits before fencing, so that when both nodes want to
+        /// fence at the same moment `node2`'s fence wins (deterministic tiebreak).
+        /// Longer than a fence takes.
+        node1_delay: Duration,
+    },
+    /// Take over without fencing: two active nodes are possible when every path is
+    /// lost while both run.
+    Off,
+}
+
+/// What became of a fence this node asked for ([`Output::Fence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceResult<'a> {
+    /// The peer's BMC powered it off and its chassis status reads off.
+    PoweredOff,
+    /// The BMC refused or could not be reached; why, in the BMC client's words.
+    Failed(&'a str),
+    /// The chassis did not read off within the fence timeout.
+    TimedOut,
+}
+
+/// The state of this node's replicated device, as DRBD reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    /// This node's disk.
+    pub disk: ReplicaDisk,
+    /// Connected to the peer (or resynchronising with it).
+    pub connected: bool,
+    /// This node's device is primary.
+    pub primary: bool,
+}
+
+/// This node's disk, in the terms that matter for promotion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaDisk {
+    /// Current.
+    UpToDate,
+    /// Recorded as older than the peer's (DRBD keeps this across restarts).
+    Outdated,
+    /// Anything else: inconsistent, only consistent (after a restart, before the
+    /// peer was seen), diskless, failed.
+    Other,
 }
 
 /// Why [`Params`] were refused.
@@ -178,8 +251,18 @@ pub enum Input<'a> {
         /// Index of the ping node in configuration order.
         index: usize,
     },
-    /// The replication layer says whether this node's data is known good.
+    /// This node's data is known good or not, without a replicated device to judge
+    /// (a node without a data area gives `true` once: it has nothing to be stale).
     DataGood(bool),
+    /// The replicated device's state (every poll): the core derives "data known
+    /// good" from it and from when the peer was last heard.
+    Replica(Replica),
+    /// What became of the fence asked for with [`Output::Fence`].
+    FenceResult(FenceResult<'a>),
+    /// The resource chain could not be run backwards: this node may still hold the
+    /// data. It stays [`Role::Releasing`] with resources failed; the peer takes over
+    /// only after fencing it.
+    ReleaseFailed,
     /// The resource chain finished running forward.
     ResourcesUp,
     /// The resource chain finished running backwards.
@@ -215,6 +298,8 @@ pub enum Reason {
     Handover,
     /// A handover was not taken up by the peer; this node takes the services back.
     HandoverNotTaken,
+    /// The peer could not release its resources and was fenced.
+    PeerReleaseFailed,
 }
 
 impl Reason {
@@ -230,6 +315,7 @@ impl Reason {
             Reason::SplitBrain => "split brain resolved in the peer's favour",
             Reason::Handover => "peer handed the services over",
             Reason::HandoverNotTaken => "peer did not take the services, taking them back",
+            Reason::PeerReleaseFailed => "peer could not release its resources and was fenced",
         }
     }
 }
@@ -243,6 +329,14 @@ pub enum WaitReason {
     DataNotGood,
     /// Both nodes up, nobody active, neither has data known good.
     NeitherDataGood,
+    /// `node1` waits before fencing (tiebreak).
+    FenceDelay,
+    /// Fencing the peer before taking over.
+    Fencing,
+    /// The fence failed: the peer may still run. The operator checks it and confirms.
+    FenceFailed,
+    /// The peer cannot release its resources, and fencing is off.
+    PeerReleaseFailed,
 }
 
 impl WaitReason {
@@ -256,6 +350,16 @@ impl WaitReason {
             }
             WaitReason::NeitherDataGood => {
                 "no node has replicated data known good: nobody takes over"
+            }
+            WaitReason::FenceDelay => "peer silent: waiting the tiebreak delay before fencing it",
+            WaitReason::Fencing => {
+                "peer silent: powering it off through its BMC before taking over"
+            }
+            WaitReason::FenceFailed => {
+                "peer silent and could not be powered off: check it and confirm"
+            }
+            WaitReason::PeerReleaseFailed => {
+                "peer could not release its resources and fencing is off: check it"
             }
         }
     }
@@ -327,6 +431,24 @@ pub enum Event {
     HandoverNotTaken,
     /// The resource chain failed.
     ResourcesFailed,
+    /// The resource chain could not be run backwards; this node may still hold data.
+    ReleaseFailed,
+    /// Fencing of the peer asked for.
+    FenceStarted,
+    /// The peer was powered off.
+    Fenced,
+    /// The peer could not be powered off (why); no takeover until the operator
+    /// confirms it is down.
+    FenceFailed {
+        /// The peer.
+        peer: NodeId,
+        /// Why, in the BMC client's words.
+        why: String,
+    },
+    /// The operator confirmed the silent peer is down.
+    FenceConfirmed,
+    /// This node's copy is stale: replication was lost while the peer kept running.
+    CopyStale,
 }
 
 /// What the caller must do.
@@ -350,9 +472,16 @@ pub enum Output {
     /// Run the resource chain backwards; answer with [`Input::ResourcesDown`].
     Release,
     /// Announce the held resources again (gratuitous ARP for the service addresses):
-    /// a split brain has just been resolved in this node's favour, and routers may
-    /// still point at the peer that held the same addresses. No answer is expected.
+    /// a split brain has just been resolved in this node's favour, or the peer is heard
+    /// again after every path was lost, and routers may still point at the peer. No
+    /// answer is expected.
     Announce,
+    /// Power the peer off through its BMC (then read its chassis status until off);
+    /// answer with [`Input::FenceResult`]. Exactly one answer per fence.
+    Fence,
+    /// Record this node's copy as outdated where the replication layer keeps it
+    /// (`drbdadm outdate`), so it is refused after a restart too. No answer.
+    Outdate,
     /// Report this.
     Event(Event),
 }
@@ -372,6 +501,28 @@ pub enum SwitchoverError {
     /// A role change is already under way.
     #[error("a role change is already in progress")]
     Busy,
+}
+
+/// Why an operator's confirmation that the peer is down was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// No failed fence is waiting for a confirmation.
+    #[error("no failed fence waits for a confirmation")]
+    NothingToConfirm,
+    /// The peer is heard again: it is not down.
+    #[error("the peer is heard again: it is not down")]
+    PeerAlive,
+}
+
+/// Why an operator's "start from this node's copy" was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForceError {
+    /// The peer is heard: its copy is there; use a switchover.
+    #[error("the other node is heard: its copy is not lost (use a switchover)")]
+    PeerAlive,
+    /// This node already holds the resources.
+    #[error("this node already holds the resources")]
+    Holding,
 }
 
 /// Counters of refused or odd input.
@@ -452,6 +603,48 @@ pub struct Status {
     pub counters: Counters,
     /// Warnings for the operator.
     pub warnings: Vec<String>,
+    /// The fence of the peer, when one is under way, done or failed.
+    pub fence: Option<FenceStatus>,
+    /// Fencing is configured off.
+    pub fencing_off: bool,
+}
+
+/// Where the fencing of the peer stands, for the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceStatus {
+    /// `node1` waits the tiebreak delay.
+    Delay,
+    /// Asked for, no result yet.
+    InProgress,
+    /// Powered off.
+    PoweredOff,
+    /// Failed (why); waiting for the operator's confirmation.
+    Failed(String),
+    /// The operator confirmed the peer is down.
+    Confirmed,
+}
+
+/// The fencing of the peer (see the crate docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fence {
+    Idle,
+    /// `node1`'s tiebreak wait.
+    Delay {
+        until: Instant,
+    },
+    InProgress,
+    /// Powered off at `at`: the peer counts as dead until heard after it.
+    Done {
+        at: Instant,
+    },
+    /// Failed at `at`, waiting for a confirmation or for the peer to be heard again.
+    Failed {
+        at: Instant,
+        why: String,
+    },
+    Confirmed {
+        at: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -513,6 +706,18 @@ pub struct Core {
     split_brain_reported: bool,
     /// Since when the ping-node handover condition holds.
     ping_rule_since: Option<Instant>,
+    /// The fencing of the peer.
+    fence: Fence,
+    /// Why this node takes over once the fence is done.
+    fence_reason: Reason,
+    /// The peer's boot generation when the fence was asked for.
+    fence_peer_generation: Option<u64>,
+    /// The replication link went away at this instant (and is still away).
+    replica_disconnected_at: Option<Instant>,
+    /// This node's copy is stale (see [`Input::Replica`]).
+    copy_stale: bool,
+    /// The peer was lost on every path after having been heard.
+    peer_lost: bool,
     last_now: Instant,
     counters: Counters,
     out: VecDeque<Output>,
@@ -551,6 +756,12 @@ impl Core {
             config_mismatch_reported: false,
             split_brain_reported: false,
             ping_rule_since: None,
+            fence: Fence::Idle,
+            fence_reason: Reason::PeerDead,
+            fence_peer_generation: None,
+            replica_disconnected_at: None,
+            copy_stale: false,
+            peer_lost: false,
             last_now: now,
             counters: Counters::default(),
             out: VecDeque::new(),
@@ -616,6 +827,9 @@ impl Core {
         if let Some(since) = self.ping_rule_since {
             consider(since.saturating_add(self.ping_rule_hold()));
         }
+        if let Fence::Delay { until } = self.fence {
+            consider(until);
+        }
         t
     }
 
@@ -650,6 +864,18 @@ impl Core {
                 }
             }
             Input::DataGood(good) => self.data_good = good,
+            Input::Replica(r) => self.on_replica(now, r),
+            Input::FenceResult(r) => self.on_fence_result(now, r),
+            Input::ReleaseFailed => {
+                if self.role == Role::Releasing {
+                    // Whatever the chain could not give back may still be held: keep
+                    // saying so, so the peer does not take over without fencing.
+                    self.resources = ResourceState::Failed;
+                    self.after_release = AfterRelease::Stay;
+                    self.emit(Event::ReleaseFailed);
+                    self.next_send = now;
+                }
+            }
             Input::PeerGenerationFloor(g) => self.peer_floor = self.peer_floor.max(g),
             Input::ConfigDigest(digest) => {
                 self.p.config_digest = digest;
@@ -730,6 +956,46 @@ impl Core {
         Ok(())
     }
 
+    /// The operator confirms that the silent peer is down (checked by hand, as
+    /// Pacemaker's manual fence confirmation) after a fence failed: this node then
+    /// takes over. Call only on an administrator's typed confirmation.
+    ///
+    /// # Errors
+    /// [`ConfirmError`] when no failed fence waits, or the peer is heard.
+    pub fn confirm_fence(&mut self, now: Instant) -> Result<(), ConfirmError> {
+        if !matches!(self.fence, Fence::Failed { .. }) {
+            return Err(ConfirmError::NothingToConfirm);
+        }
+        if self.peer_alive {
+            return Err(ConfirmError::PeerAlive);
+        }
+        self.fence = Fence::Confirmed { at: now };
+        self.emit(Event::FenceConfirmed);
+        self.evaluate(now);
+        if now >= self.next_send {
+            self.send_heartbeats(now);
+        }
+        Ok(())
+    }
+
+    /// The operator declares this node's copy the one to start from (the peer's is
+    /// lost), after the replication layer made it current (`drbdadm primary --force`):
+    /// the stale mark is dropped. Fencing still applies before a takeover.
+    ///
+    /// # Errors
+    /// [`ForceError`] while the peer is heard or this node holds the resources.
+    pub fn force_copy_good(&mut self, now: Instant) -> Result<(), ForceError> {
+        if self.peer_alive {
+            return Err(ForceError::PeerAlive);
+        }
+        if self.role.holds_resources() {
+            return Err(ForceError::Holding);
+        }
+        self.copy_stale = false;
+        self.replica_disconnected_at = Some(now);
+        Ok(())
+    }
+
     /// A status snapshot.
     #[must_use]
     pub fn status(&self, now: Instant) -> Status {
@@ -766,6 +1032,27 @@ impl Core {
         if self.p.ping_nodes > 0 && self.ping_reach == 0 {
             warnings.push("no ping node reachable".to_string());
         }
+        let fencing_off = self.p.fencing == FencePolicy::Off;
+        if fencing_off {
+            warnings.push(
+                "fencing is off: if every heartbeat path is lost while both nodes run, both may become active (split brain)"
+                    .to_string(),
+            );
+        }
+        if self.copy_stale {
+            warnings.push(
+                "this node's copy is stale: replication was lost while the peer kept running"
+                    .to_string(),
+            );
+        }
+        let fence = match &self.fence {
+            Fence::Idle => None,
+            Fence::Delay { .. } => Some(FenceStatus::Delay),
+            Fence::InProgress => Some(FenceStatus::InProgress),
+            Fence::Done { .. } => Some(FenceStatus::PoweredOff),
+            Fence::Failed { why, .. } => Some(FenceStatus::Failed(why.clone())),
+            Fence::Confirmed { .. } => Some(FenceStatus::Confirmed),
+        };
         let peer = PeerStatus {
             alive: self.peer_alive,
             role: self.peer.map(|pv| pv.frame.role),
@@ -793,7 +1080,165 @@ impl Core {
                 .collect(),
             counters: self.counters,
             warnings,
+            fence,
+            fencing_off,
         }
+    }
+
+    fn on_replica(&mut self, now: Instant, r: Replica) {
+        let up_to_date = r.disk == ReplicaDisk::UpToDate;
+        if r.connected {
+            self.replica_disconnected_at = None;
+            self.copy_stale = false;
+            self.data_good = up_to_date;
+            return;
+        }
+        let since = *self.replica_disconnected_at.get_or_insert(now);
+        if r.primary {
+            // This node holds the data: the peer's copy is the one left behind.
+            self.data_good = up_to_date;
+            return;
+        }
+        // DRBD alone cannot tell a dead peer from a cut crossover cable. A peer heard
+        // after replication went away may have written on alone: this copy is stale
+        // until the two are connected again. A peer silent since (power loss) leaves
+        // it good: with protocol C every write it acknowledged is here.
+        if up_to_date
+            && !self.copy_stale
+            && self
+                .last_heard_any()
+                .is_some_and(|h| h > since.saturating_add(STALE_MARGIN))
+        {
+            self.copy_stale = true;
+            self.emit(Event::CopyStale);
+            self.out.push_back(Output::Outdate);
+        }
+        self.data_good = up_to_date && !self.copy_stale;
+    }
+
+    fn on_fence_result(&mut self, now: Instant, r: FenceResult<'_>) {
+        if self.fence != Fence::InProgress {
+            return;
+        }
+        match r {
+            FenceResult::PoweredOff => {
+                self.emit(Event::Fenced);
+                self.fence = if self.peer_generation() == self.fence_peer_generation {
+                    Fence::Done { at: now }
+                } else {
+                    // The peer started again while its BMC worked: the power-off hit
+                    // an earlier boot and this one runs.
+                    Fence::Idle
+                };
+            }
+            FenceResult::Failed(why) => self.fence_failed(now, why.to_owned()),
+            FenceResult::TimedOut => self.fence_failed(
+                now,
+                "the chassis did not read off within the fence timeout".to_owned(),
+            ),
+        }
+    }
+
+    fn fence_failed(&mut self, now: Instant, why: String) {
+        self.emit(Event::FenceFailed {
+            peer: self.p.node.peer(),
+            why: why.clone(),
+        });
+        self.fence = Fence::Failed { at: now, why };
+        self.set_waiting(Some(WaitReason::FenceFailed));
+    }
+
+    fn last_heard_any(&self) -> Option<Instant> {
+        self.paths.iter().filter_map(|p| p.last_heard).max()
+    }
+
+    /// Heard within two keepalives: the peer's last word still describes it.
+    fn heard_recently(&self, now: Instant) -> bool {
+        self.last_heard_any()
+            .is_some_and(|h| now.since(h) < self.p.keepalive * 2)
+    }
+
+    fn heard_since(&self, t: Instant) -> bool {
+        self.last_heard_any().is_some_and(|h| h > t)
+    }
+
+    /// The peer was powered off (or confirmed down) and not heard since.
+    fn peer_fenced(&self) -> bool {
+        match self.fence {
+            Fence::Done { at } | Fence::Confirmed { at } => !self.heard_since(at),
+            _ => false,
+        }
+    }
+
+    /// The peer says it could not release its resources (from a fresh frame).
+    fn peer_stuck(&self) -> bool {
+        self.peer.is_some_and(|pv| {
+            pv.fresh
+                && pv.frame.role == Role::Releasing
+                && pv.frame.resources == ResourceState::Failed
+        })
+    }
+
+    /// Forgets a fence the peer has outlived: heard after it was powered off or
+    /// confirmed down, or after a failed fence (it runs; nothing to confirm), or
+    /// heard again during the tiebreak wait.
+    fn reset_fence_if_outlived(&mut self) {
+        let reset = match self.fence {
+            Fence::Idle | Fence::InProgress => false,
+            Fence::Delay { .. } => self.peer_alive,
+            Fence::Done { at } | Fence::Confirmed { at } => self.heard_since(at),
+            Fence::Failed { at, .. } => self.heard_since(at) && !self.peer_stuck(),
+        };
+        if reset {
+            self.fence = Fence::Idle;
+            if matches!(
+                self.waiting,
+                Some(WaitReason::FenceDelay | WaitReason::Fencing | WaitReason::FenceFailed)
+            ) {
+                self.set_waiting(None);
+            }
+        }
+    }
+
+    /// Takes over for `reason` once the peer is fenced, as the policy says; `delay`:
+    /// both nodes may want to fence now, so `node1` waits its tiebreak delay.
+    fn takeover_fenced(&mut self, now: Instant, reason: Reason, delay: bool) {
+        let node1_delay = match self.p.fencing {
+            FencePolicy::Off => return self.start_acquire(now, reason),
+            FencePolicy::Required { node1_delay } => node1_delay,
+        };
+        match self.fence {
+            Fence::Idle => {
+                self.fence_reason = reason;
+                if delay && self.p.node == NodeId::Node1 && !node1_delay.is_zero() {
+                    self.fence = Fence::Delay {
+                        until: now.saturating_add(node1_delay),
+                    };
+                    self.set_waiting(Some(WaitReason::FenceDelay));
+                } else {
+                    self.send_fence();
+                }
+            }
+            Fence::Delay { until } => {
+                if now >= until {
+                    self.send_fence();
+                }
+            }
+            Fence::InProgress | Fence::Failed { .. } => {}
+            Fence::Done { .. } | Fence::Confirmed { .. } => {
+                // The fence state stays: the peer counts as dead until heard again.
+                let r = self.fence_reason;
+                self.start_acquire(now, r);
+            }
+        }
+    }
+
+    fn send_fence(&mut self) {
+        self.fence = Fence::InProgress;
+        self.fence_peer_generation = self.peer_generation();
+        self.emit(Event::FenceStarted);
+        self.set_waiting(Some(WaitReason::Fencing));
+        self.out.push_back(Output::Fence);
     }
 
     fn emit(&mut self, e: Event) {
@@ -985,6 +1430,17 @@ impl Core {
             } else {
                 Event::PeerDead
             });
+            if !alive {
+                self.peer_lost = true;
+            } else if std::mem::take(&mut self.peer_lost)
+                && self.role == Role::Active
+                && self.peer.is_some_and(|pv| !pv.frame.role.holds_resources())
+            {
+                // Back after every path was lost: routers may have learnt another
+                // owner meanwhile (a peer holding them too is a split brain, which
+                // announces once resolved).
+                self.out.push_back(Output::Announce);
+            }
         }
         let reach = self
             .ping_last
@@ -1021,7 +1477,8 @@ impl Core {
         if self.want_switchover_until.is_some_and(|u| now >= u) {
             self.want_switchover_until = None;
         }
-        let peer = self.peer.filter(|_| self.peer_alive);
+        self.reset_fence_if_outlived();
+        let peer = self.peer.filter(|_| self.peer_alive && !self.peer_fenced());
         if let Some(pv) = peer.filter(|pv| pv.fresh) {
             let pf = pv.frame;
             if !pf.want_switchover {
@@ -1037,7 +1494,14 @@ impl Core {
         {
             self.handover_until = None;
             self.emit(Event::HandoverNotTaken);
-            if self.peer_alive && self.data_good && self.role == Role::Passive {
+            // Only on recent word from the peer that it holds nothing: frames that
+            // said it took over may have been lost on paths going down; a peer gone
+            // silent is taken over from the silent peer's way (fencing first).
+            if self.heard_recently(now)
+                && self.peer_alive
+                && self.data_good
+                && self.role == Role::Passive
+            {
                 return self.start_acquire(now, Reason::HandoverNotTaken);
             }
         }
@@ -1064,15 +1528,43 @@ impl Core {
                 } else {
                     Reason::StartAlone
                 };
-                return self.start_acquire(now, reason);
+                return self.takeover_fenced(now, reason, true);
+            }
+            if matches!(self.fence, Fence::Delay { .. }) {
+                self.fence = Fence::Idle;
             }
             return self.set_waiting(Some(WaitReason::DataNotGood));
         };
         let pf = pv.frame;
         if pf.role.holds_resources() {
             // Stepping back is safe on any authenticated frame.
-            self.set_waiting(None);
-            return self.set_role(now, Role::Passive, None);
+            self.set_role(now, Role::Passive, None);
+            if self.peer_stuck() {
+                // The peer may still hold the data it could not give back: take over
+                // only once it is powered off.
+                return match self.p.fencing {
+                    FencePolicy::Off => self.set_waiting(Some(WaitReason::PeerReleaseFailed)),
+                    FencePolicy::Required { .. } if self.data_good => {
+                        if self.fence == Fence::Idle {
+                            self.fence_reason = Reason::PeerReleaseFailed;
+                            self.send_fence();
+                        }
+                    }
+                    FencePolicy::Required { .. } => {
+                        self.set_waiting(Some(WaitReason::DataNotGood));
+                    }
+                };
+            }
+            if self.fence == Fence::Idle {
+                self.set_waiting(None);
+            }
+            return;
+        }
+        if !self.heard_recently(now) {
+            // Its last word that nobody holds the resources is old: frames saying it
+            // took them may have been lost on paths going down. Wait for a recent one,
+            // or for the silence that leads to fencing.
+            return;
         }
         if !pv.fresh {
             // The peer says nobody holds the resources, but it said so before it heard

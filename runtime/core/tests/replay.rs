@@ -23,6 +23,7 @@ fn params(generation: u64) -> Params {
         ping_dead: Duration::from_millis(1000),
         config_digest: [1; 32],
         generation,
+        fencing: tandem_core::FencePolicy::Off,
     }
 }
 

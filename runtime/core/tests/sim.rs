@@ -15,14 +15,18 @@ use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tandem_core::{
-    ClusterKey, Core, Event, FRAME_LEN, Input, Instant, NodeId, Output, Params, PathId, Reason,
-    Role, WaitReason,
+    ClusterKey, ConfirmError, Core, Event, FRAME_LEN, FencePolicy, FenceResult, Input, Instant,
+    NodeId, Output, Params, PathId, Reason, Replica, ReplicaDisk, Role, WaitReason,
 };
 
 const KEEPALIVE: u64 = 200;
 const DEADTIME: u64 = 1000;
 const WARNTIME: u64 = 500;
 const INITDEAD: u64 = 2000;
+/// node1's tiebreak wait before fencing.
+const FENCE_DELAY: u64 = 3000;
+/// The shell's bound on a fence (power off, then status until off).
+const FENCE_TIMEOUT: u64 = 2500;
 
 fn params(node: NodeId, generation: u64) -> Params {
     Params {
@@ -36,6 +40,7 @@ fn params(node: NodeId, generation: u64) -> Params {
         ping_dead: Duration::from_millis(DEADTIME),
         config_digest: [1; 32],
         generation,
+        fencing: FencePolicy::Off,
     }
 }
 
@@ -82,6 +87,27 @@ enum Msg {
         node: usize,
         index: usize,
     },
+    /// The peer's BMC cuts its power.
+    PowerOff {
+        target: usize,
+    },
+    /// The fence's result reaches the node that asked.
+    FenceDone {
+        node: usize,
+        generation: u64,
+        outcome: Bmc,
+    },
+}
+
+/// What the peer's BMC does with a power-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Bmc {
+    /// Powers off after half the fence time, reads off at its end.
+    Works,
+    /// Refuses (or is unreachable): the shell reports failure at the fence time.
+    Refuses,
+    /// Never reads off: the shell's timeout ends the fence.
+    Hangs,
 }
 
 struct Node {
@@ -92,6 +118,11 @@ struct Node {
     /// Which ping nodes this node reaches.
     ping_ok: [bool; 2],
     resource_delay: u64,
+    fencing: FencePolicy,
+    /// How this node's own BMC answers a power-off (asked by the peer).
+    bmc: Bmc,
+    /// How long a fence of this node takes to read off.
+    fence_time: u64,
 }
 
 struct Sim {
@@ -112,6 +143,18 @@ struct Sim {
     violations: Vec<u64>,
     /// Paths never cut since the start of the run.
     never_cut: [bool; 3],
+    /// Each time both nodes held resources, whatever the paths.
+    double_holders: Vec<u64>,
+    /// (time, fencer) of each fence asked for.
+    fences: Vec<(u64, usize)>,
+    /// (time, node) of each power-off by a fence.
+    powered_off: Vec<(u64, usize)>,
+    /// Times at which both nodes were off because of fences.
+    both_off: Vec<u64>,
+    /// (time, node) of each request to outdate the node's copy.
+    outdated: Vec<(u64, usize)>,
+    /// Nodes off because a fence powered them off (until started again).
+    fenced_off: [bool; 2],
 }
 
 impl Sim {
@@ -123,6 +166,9 @@ impl Sim {
             data_good: true,
             ping_ok: [true, true],
             resource_delay: 50,
+            fencing: FencePolicy::Off,
+            bmc: Bmc::Works,
+            fence_time: 400,
         };
         let mut s = Sim {
             t: 0,
@@ -136,6 +182,12 @@ impl Sim {
             announced: Vec::new(),
             violations: Vec::new(),
             never_cut: [true; 3],
+            double_holders: Vec::new(),
+            fences: Vec::new(),
+            powered_off: Vec::new(),
+            both_off: Vec::new(),
+            outdated: Vec::new(),
+            fenced_off: [false; 2],
         };
         s.start(0);
         s.start(1);
@@ -148,9 +200,12 @@ impl Sim {
 
     fn start(&mut self, n: usize) {
         let now = self.now();
+        self.fenced_off[n] = false;
         let node = &mut self.nodes[n];
         node.generation += 1;
-        let mut core = Core::new(now, params(node.id, node.generation), key()).unwrap();
+        let mut p = params(node.id, node.generation);
+        p.fencing = node.fencing;
+        let mut core = Core::new(now, p, key()).unwrap();
         core.handle(now, Input::DataGood(node.data_good));
         node.core = Some(core);
         self.drain(n);
@@ -237,6 +292,28 @@ impl Sim {
                     );
                 }
                 Output::Announce => self.announced.push((self.t, n)),
+                Output::Outdate => self.outdated.push((self.t, n)),
+                Output::Fence => {
+                    self.fences.push((self.t, n));
+                    let target = &self.nodes[1 - n];
+                    let (bmc, time) = (target.bmc, target.fence_time);
+                    let done_at = match bmc {
+                        Bmc::Works => {
+                            self.push(self.t + time / 2, Msg::PowerOff { target: 1 - n });
+                            self.t + time
+                        }
+                        Bmc::Refuses => self.t + time,
+                        Bmc::Hangs => self.t + FENCE_TIMEOUT,
+                    };
+                    self.push(
+                        done_at,
+                        Msg::FenceDone {
+                            node: n,
+                            generation,
+                            outcome: bmc,
+                        },
+                    );
+                }
                 Output::Event(e) => self.events.push((self.t, n, e)),
             }
         }
@@ -244,8 +321,11 @@ impl Sim {
 
     fn check(&mut self) {
         let holds = |r: Option<Role>| r.is_some_and(Role::holds_resources);
-        if holds(self.role(0)) && holds(self.role(1)) && self.never_cut.iter().any(|c| *c) {
-            self.violations.push(self.t);
+        if holds(self.role(0)) && holds(self.role(1)) {
+            self.double_holders.push(self.t);
+            if self.never_cut.iter().any(|c| *c) {
+                self.violations.push(self.t);
+            }
         }
     }
 
@@ -310,6 +390,32 @@ impl Sim {
                     Msg::PingReply { node, index } => {
                         if let Some(c) = self.nodes[node].core.as_mut() {
                             c.handle(now, Input::PingReply { index });
+                        }
+                        self.drain(node);
+                    }
+                    Msg::PowerOff { target } => {
+                        // The BMC acts whatever became of the node that asked.
+                        self.powered_off.push((self.t, target));
+                        self.kill(target);
+                        self.fenced_off[target] = true;
+                        if self.fenced_off[1 - target] {
+                            self.both_off.push(self.t);
+                        }
+                    }
+                    Msg::FenceDone {
+                        node,
+                        generation,
+                        outcome,
+                    } => {
+                        if self.nodes[node].generation == generation
+                            && let Some(c) = self.nodes[node].core.as_mut()
+                        {
+                            let r = match outcome {
+                                Bmc::Works => FenceResult::PoweredOff,
+                                Bmc::Refuses => FenceResult::Failed("RMCP+ session refused"),
+                                Bmc::Hangs => FenceResult::TimedOut,
+                            };
+                            c.handle(now, Input::FenceResult(r));
                         }
                         self.drain(node);
                     }
@@ -877,8 +983,37 @@ fn chaos(
     attack: Attack,
     crashes: bool,
 ) -> (Sim, Vec<(u64, usize, Role)>) {
+    chaos_with(seed, untouched, loss, attack, crashes, false)
+}
+
+/// [`chaos`], optionally with fencing required on both nodes, BMCs that work, refuse
+/// or hang at random, and nodes powered off by a fence switched on again later. With
+/// fencing, a node that comes back (after a crash or a fence) has a copy not known good,
+/// as DRBD attaches it after a reboot, until it has been connected to an active peer
+/// for a while (the resync).
+fn chaos_with(
+    seed: u64,
+    untouched: usize,
+    loss: f64,
+    attack: Attack,
+    crashes: bool,
+    fencing: bool,
+) -> (Sim, Vec<(u64, usize, Role)>) {
     let mut s = Sim::new(seed);
     let mut plan = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    if fencing {
+        s.kill(0);
+        s.kill(1);
+        s.queue.clear();
+        for n in 0..2 {
+            s.nodes[n].fencing = FencePolicy::Required {
+                node1_delay: Duration::from_millis(FENCE_DELAY),
+            };
+            s.nodes[n].fence_time = plan.random_range(50..FENCE_DELAY - 500);
+        }
+        s.start(0);
+        s.start(1);
+    }
     let mut attacker = SmallRng::seed_from_u64(seed ^ 0xbad);
     for from in 0..2 {
         for p in 0..3 {
@@ -892,6 +1027,22 @@ fn chaos(
         t += plan.random_range(100..1500);
         s.run_until(t);
         for (n, d) in down_until.iter_mut().enumerate() {
+            if d.is_none() && s.fenced_off[n] {
+                // Someone switches the fenced node on again.
+                *d = Some(t + plan.random_range(500..5000));
+            }
+            if fencing && d.is_some() {
+                s.nodes[n].data_good = false;
+            }
+            if fencing && d.is_none() && !s.nodes[n].data_good {
+                let now = s.now();
+                let st = s.core(n).status(now);
+                if st.peer.alive && st.peer.role == Some(Role::Active) {
+                    s.nodes[n].data_good = true;
+                    s.core(n).handle(now, Input::DataGood(true));
+                    s.drain(n);
+                }
+            }
             if d.is_some_and(|u| u <= t) {
                 *d = None;
                 s.start(n);
@@ -920,6 +1071,10 @@ fn chaos(
                 let n = plan.random_range(0..2);
                 let i = plan.random_range(0..2);
                 s.nodes[n].ping_ok[i] = !s.nodes[n].ping_ok[i];
+            }
+            6 if fencing => {
+                let n = plan.random_range(0..2);
+                s.nodes[n].bmc = [Bmc::Works, Bmc::Refuses, Bmc::Hangs][plan.random_range(0..3)];
             }
             5 if crashes => {
                 // A node crashes (power loss) and comes back after up to 3 s.
@@ -974,6 +1129,14 @@ fn chaos(
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn with_fencing_never_two_actives_even_when_every_path_is_lost(seed: u64, loss in 0.0f64..0.3) {
+        // No path is spared: every one may be cut at any time, together.
+        let (s, _) = chaos_with(seed, 3, loss, Attack::None, true, true);
+        prop_assert!(s.double_holders.is_empty(), "both held resources at {:?}", &s.double_holders[..s.double_holders.len().min(5)]);
+        prop_assert!(s.both_off.is_empty(), "both nodes powered off at {:?}", s.both_off);
+    }
 
     #[test]
     fn never_two_actives_while_a_path_delivers_even_with_crashes(seed: u64, untouched in 0usize..3, loss in 0.0f64..0.3) {
@@ -1092,4 +1255,438 @@ fn replay_burst_at_restart_does_not_double_activate() {
         "{:?}",
         &s.violations[..3.min(s.violations.len())]
     );
+}
+
+// ---- Fencing (R4.5): a silent peer is powered off before this node takes over ----
+
+/// A cluster with fencing required on both nodes, brought up with node1 active.
+fn fenced(seed: u64) -> Sim {
+    let mut s = Sim::new(seed);
+    s.kill(0);
+    s.kill(1);
+    s.queue.clear();
+    for n in 0..2 {
+        s.nodes[n].fencing = FencePolicy::Required {
+            node1_delay: Duration::from_millis(FENCE_DELAY),
+        };
+    }
+    s.start(0);
+    s.start(1);
+    s.run_until(s.t + 3000);
+    assert_eq!(s.role(0), Some(Role::Active), "{:?}", s.events);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    s
+}
+
+fn cut_all(s: &mut Sim, cut: bool) {
+    for p in 0..3 {
+        s.set_cut(p, cut);
+    }
+}
+
+fn first_change(s: &Sim, node: usize, to: Role, after: u64) -> Option<u64> {
+    s.role_changes()
+        .iter()
+        .find(|(t, n, r)| *t >= after && *n == node && *r == to)
+        .map(|c| c.0)
+}
+
+#[test]
+fn fence_succeeds_then_the_survivor_takes_over_after_the_power_off() {
+    for seed in 0..20 {
+        let mut s = fenced(100 + seed);
+        s.nodes[0].fence_time = 200 + seed * 50;
+        let cut = s.t;
+        cut_all(&mut s, true);
+        s.run_until(cut + DEADTIME + 3000);
+        // The active node never fences; the passive one fences once.
+        assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
+        let (off_at, off) = s.powered_off[0];
+        assert_eq!(off, 0);
+        let acquiring = first_change(&s, 1, Role::Acquiring, cut).expect("node2 took over");
+        assert!(
+            off_at < acquiring,
+            "power-off {off_at} after takeover {acquiring}"
+        );
+        assert_eq!(s.role(1), Some(Role::Active));
+        assert!(s.double_holders.is_empty(), "{:?}", s.double_holders);
+        assert!(s.has_event(1, |e| *e == Event::Fenced));
+        assert!(s.has_event(1, |e| matches!(
+            e,
+            Event::RoleChanged {
+                reason: Some(Reason::PeerDead),
+                ..
+            }
+        )));
+    }
+}
+
+#[test]
+fn fence_fails_the_node_stays_passive_until_the_operator_confirms() {
+    let mut s = fenced(120);
+    s.nodes[0].bmc = Bmc::Refuses;
+    // node1 really dies; its BMC cannot be reached.
+    let killed = s.t;
+    s.kill(0);
+    s.run_until(killed + DEADTIME + 5000);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.has_event(1, |e| matches!(
+        e,
+        Event::FenceFailed { peer: NodeId::Node1, why } if why.contains("refused")
+    )));
+    assert!(s.has_event(1, |e| *e == Event::Waiting(WaitReason::FenceFailed)));
+    let now = s.now();
+    let st = s.core(1).status(now);
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("could not be powered off: check it and confirm")),
+        "{:?}",
+        st.warnings
+    );
+    // The operator checked node1 is down and confirms.
+    s.core(1).confirm_fence(now).unwrap();
+    s.drain(1);
+    s.run_until(s.t + 500);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert!(s.has_event(1, |e| *e == Event::FenceConfirmed));
+    // Nothing left to confirm.
+    let now = s.now();
+    assert_eq!(
+        s.core(1).confirm_fence(now),
+        Err(ConfirmError::NothingToConfirm)
+    );
+}
+
+#[test]
+fn confirmation_is_refused_while_the_peer_is_heard_and_without_a_failed_fence() {
+    let mut s = fenced(121);
+    let now = s.now();
+    assert_eq!(
+        s.core(1).confirm_fence(now),
+        Err(ConfirmError::NothingToConfirm)
+    );
+    // All paths cut, node1 alive, its BMC unreachable: node2 waits for the operator.
+    s.nodes[0].bmc = Bmc::Refuses;
+    cut_all(&mut s, true);
+    s.run_until(s.t + DEADTIME + 2000);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert_eq!(s.role(0), Some(Role::Active));
+    // The paths come back: node1 is heard, the failed fence is forgotten.
+    cut_all(&mut s, false);
+    s.run_until(s.t + 1000);
+    let now = s.now();
+    assert_eq!(
+        s.core(1).confirm_fence(now),
+        Err(ConfirmError::NothingToConfirm)
+    );
+    let st = s.core(1).status(now);
+    assert!(st.fence.is_none(), "{:?}", st.fence);
+    assert!(s.double_holders.is_empty());
+}
+
+#[test]
+fn fence_timeout_counts_as_failed() {
+    let mut s = fenced(122);
+    s.nodes[0].bmc = Bmc::Hangs;
+    let cut = s.t;
+    cut_all(&mut s, true);
+    s.run_until(cut + DEADTIME + FENCE_TIMEOUT + 1000);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.has_event(1, |e| matches!(
+        e,
+        Event::FenceFailed { why, .. } if why.contains("fence timeout")
+    )));
+    assert!(s.powered_off.is_empty());
+    assert!(s.double_holders.is_empty());
+}
+
+#[test]
+fn peer_back_during_fencing_is_still_powered_off_and_never_both_hold() {
+    for seed in 0..20 {
+        let mut s = fenced(130 + seed);
+        // A slow BMC: the paths come back while it works.
+        s.nodes[0].fence_time = 2000;
+        let cut = s.t;
+        cut_all(&mut s, true);
+        s.run_until(cut + DEADTIME + KEEPALIVE + 100 + seed * 20);
+        assert_eq!(s.fences.len(), 1, "seed {seed}: {:?}", s.fences);
+        cut_all(&mut s, false);
+        s.run_until(cut + DEADTIME + 5000);
+        assert_eq!(s.powered_off.len(), 1);
+        assert_eq!(s.role(1), Some(Role::Active), "seed {seed}");
+        assert!(s.double_holders.is_empty(), "seed {seed}");
+    }
+}
+
+#[test]
+fn peer_back_during_a_failing_fence_keeps_its_services_and_nothing_waits() {
+    let mut s = fenced(150);
+    s.nodes[0].bmc = Bmc::Refuses;
+    s.nodes[0].fence_time = 2000;
+    let cut = s.t;
+    cut_all(&mut s, true);
+    s.run_until(cut + DEADTIME + KEEPALIVE + 200);
+    cut_all(&mut s, false);
+    s.run_until(cut + DEADTIME + 6000);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert_eq!(s.role(1), Some(Role::Passive));
+    let now = s.now();
+    let st = s.core(1).status(now);
+    assert!(st.waiting.is_none(), "{:?}", st.waiting);
+    assert!(s.double_holders.is_empty());
+}
+
+#[test]
+fn both_losing_every_path_at_once_exactly_one_fences() {
+    for seed in 0..50 {
+        let mut s = Sim::new(200 + seed);
+        s.kill(0);
+        s.kill(1);
+        s.queue.clear();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        for n in 0..2 {
+            s.nodes[n].fencing = FencePolicy::Required {
+                node1_delay: Duration::from_millis(FENCE_DELAY),
+            };
+            // Any fence time shorter than the tiebreak delay.
+            s.nodes[n].fence_time = rng.random_range(50..FENCE_DELAY - 200);
+        }
+        // Both start with every path already gone: both would fence at initdead.
+        cut_all(&mut s, true);
+        s.start(0);
+        s.start(1);
+        s.run_until(INITDEAD + FENCE_DELAY * 3);
+        assert_eq!(s.powered_off.len(), 1, "seed {seed}: {:?}", s.powered_off);
+        assert_eq!(s.powered_off[0].1, 0, "node2's fence wins");
+        assert_eq!(
+            s.fences.iter().map(|f| f.1).collect::<Vec<_>>(),
+            [1],
+            "seed {seed}"
+        );
+        assert!(s.both_off.is_empty());
+        assert!(s.double_holders.is_empty());
+        assert_eq!(s.role(1), Some(Role::Active));
+        assert!(s.has_event(0, |e| *e == Event::Waiting(WaitReason::FenceDelay)));
+    }
+}
+
+#[test]
+fn both_passive_when_every_path_goes_during_a_switchover_exactly_one_fences() {
+    for seed in 0..30 {
+        let mut s = fenced(300 + seed);
+        let now = s.now();
+        s.core(0).switchover(now).unwrap();
+        s.drain(0);
+        // node1 releases (50 ms); every path goes before node2 heard the handover.
+        s.run_until(s.t + 40 + seed);
+        cut_all(&mut s, true);
+        s.run_until(s.t + DEADTIME + FENCE_DELAY * 3);
+        assert!(s.double_holders.is_empty(), "seed {seed}");
+        assert!(s.both_off.is_empty(), "seed {seed}");
+        let holders = (0..2)
+            .filter(|n| s.role(*n).is_some_and(Role::holds_resources))
+            .count();
+        assert_eq!(holders, 1, "seed {seed}: {:?}", s.events);
+        assert!(s.powered_off.len() <= 1);
+    }
+}
+
+#[test]
+fn switchover_and_ping_node_handover_never_fence() {
+    let mut s = fenced(160);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.run_until(s.t + 1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    s.nodes[1].ping_ok = [false, false];
+    s.run_until(s.t + DEADTIME * 4);
+    assert_eq!(s.role(0), Some(Role::Active));
+    assert!(s.fences.is_empty(), "{:?}", s.fences);
+}
+
+#[test]
+fn fencing_off_takes_over_at_once_and_warns() {
+    let mut s = stable(161);
+    let now = s.now();
+    let st = s.core(0).status(now);
+    assert!(st.fencing_off);
+    assert!(st.warnings.iter().any(|w| w.contains("split brain")));
+    s.kill(0);
+    s.run_until(s.t + DEADTIME + 500);
+    assert!(s.fences.is_empty());
+    assert_ne!(s.role(1), Some(Role::Passive));
+}
+
+#[test]
+fn a_release_that_fails_is_not_a_release_and_the_peer_fences_before_taking_over() {
+    let mut s = fenced(170);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    // The chain cannot give the data back: the shell reports it.
+    s.queue
+        .retain(|Reverse((_, _, m))| !matches!(m, Msg::Resource { node: 0, .. }));
+    s.core(0).handle(now, Input::ReleaseFailed);
+    s.drain(0);
+    assert_eq!(s.role(0), Some(Role::Releasing));
+    assert!(s.has_event(0, |e| *e == Event::ReleaseFailed));
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
+    let (off_at, _) = s.powered_off[0];
+    let acquiring = first_change(&s, 1, Role::Acquiring, now.as_millis()).unwrap();
+    assert!(off_at < acquiring);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert!(s.has_event(1, |e| matches!(
+        e,
+        Event::RoleChanged {
+            reason: Some(Reason::PeerReleaseFailed),
+            ..
+        }
+    )));
+    assert!(s.double_holders.is_empty());
+}
+
+#[test]
+fn a_release_that_fails_without_fencing_leaves_the_peer_waiting() {
+    let mut s = stable(171);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.queue
+        .retain(|Reverse((_, _, m))| !matches!(m, Msg::Resource { node: 0, .. }));
+    s.core(0).handle(now, Input::ReleaseFailed);
+    s.drain(0);
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.has_event(1, |e| *e == Event::Waiting(WaitReason::PeerReleaseFailed)));
+    assert!(s.double_holders.is_empty());
+}
+
+#[test]
+fn peer_heard_again_after_every_path_was_lost_is_announced_to() {
+    let mut s = fenced(180);
+    // Only the serial cable survives... then goes too; node2's BMC refuses so node2
+    // keeps running passive.
+    s.nodes[0].bmc = Bmc::Refuses;
+    cut_all(&mut s, true);
+    s.run_until(s.t + DEADTIME + 1000);
+    assert!(s.announced.is_empty());
+    cut_all(&mut s, false);
+    s.run_until(s.t + 1000);
+    assert_eq!(s.announced.len(), 1, "{:?}", s.announced);
+    assert_eq!(s.announced[0].1, 0);
+}
+
+// ---- Freshness: "may promote" is the core's decision from the replica's state ----
+
+fn replica(disk: ReplicaDisk, connected: bool) -> Input<'static> {
+    Input::Replica(Replica {
+        disk,
+        connected,
+        primary: false,
+    })
+}
+
+#[test]
+fn a_peer_heard_after_replication_went_away_makes_this_copy_stale_and_outdated() {
+    let mut s = fenced(400);
+    let t = s.t;
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, true));
+    s.drain(1);
+    // The crossover cable is cut: replication goes, heartbeats go on (serial, external).
+    s.set_cut(PathId::Internal.index(), true);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(t + 3000);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    assert!(s.has_event(1, |e| *e == Event::CopyStale));
+    assert_eq!(s.outdated.iter().map(|o| o.1).collect::<Vec<_>>(), [1]);
+    assert!(!s.core(1).status(now).data_good);
+    // Now node1 dies: node2 must not take over with its stale copy, nor fence.
+    s.kill(0);
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    assert!(s.fences.is_empty());
+    assert!(s.has_event(1, |e| *e == Event::Waiting(WaitReason::DataNotGood)));
+}
+
+#[test]
+fn an_outdated_copy_never_promotes_even_in_a_fresh_core() {
+    // A restarted clusterd (or a rebooted node): DRBD reports the copy outdated.
+    let mut s = Sim::new(401);
+    s.kill(0);
+    s.kill(1);
+    s.queue.clear();
+    // Whatever the node believed before (it starts with data known good here), DRBD's
+    // word decides.
+    s.nodes[1].fencing = FencePolicy::Required {
+        node1_delay: Duration::from_millis(FENCE_DELAY),
+    };
+    s.start(1);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::Outdated, false));
+    s.drain(1);
+    s.run_until(INITDEAD * 4);
+    assert_eq!(s.role(1), Some(Role::Starting));
+    assert!(s.fences.is_empty());
+}
+
+#[test]
+fn a_peer_silent_with_the_replication_leaves_the_copy_good() {
+    let mut s = fenced(402);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, true));
+    s.drain(1);
+    // Power loss of node1: heartbeats and replication go together.
+    s.kill(0);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + 1500);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + DEADTIME * 3);
+    assert!(!s.has_event(1, |e| *e == Event::CopyStale));
+    assert!(s.outdated.is_empty());
+    assert_eq!(s.role(1), Some(Role::Active));
+}
+
+#[test]
+fn forcing_a_stale_copy_is_refused_while_the_peer_is_heard_and_still_fences() {
+    let mut s = fenced(403);
+    let now = s.now();
+    assert_eq!(
+        s.core(1).force_copy_good(now),
+        Err(tandem_core::ForceError::PeerAlive)
+    );
+    assert_eq!(
+        s.core(0).force_copy_good(now),
+        Err(tandem_core::ForceError::PeerAlive)
+    );
+    // node2's copy went stale, then node1 was lost for good.
+    s.set_cut(PathId::Internal.index(), true);
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + 3000);
+    let now = s.now();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.kill(0);
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    // The operator forces node2's copy (DRBD made it current): fence, then takeover.
+    let now = s.now();
+    s.core(1).force_copy_good(now).unwrap();
+    s.core(1).handle(now, replica(ReplicaDisk::UpToDate, false));
+    s.drain(1);
+    s.run_until(s.t + 2000);
+    assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
+    assert_eq!(s.role(1), Some(Role::Active));
 }

@@ -139,10 +139,6 @@ struct Cli {
     /// Crossover network interface (default: the second port).
     #[arg(long)]
     internal_if: Option<String>,
-    /// Treat this node's replicated data as known good. Until the replication layer
-    /// reports it, a node without this flag never takes over alone.
-    #[arg(long)]
-    data_good: bool,
     /// Hardware to poll: linux (the IPMI device and Areca controller, when present),
     /// lan:ADDRESS:PORT (a BMC over RMCP+, with --bmc-credentials),
     /// sim:SCENARIO.json (simulated, for tests) or none.
@@ -356,7 +352,6 @@ fn settings(
                     .or_else(|| cli.replication.then(|| ports.0.clone())),
                 extra_service_addresses: service_addresses,
                 ves_own_addresses: cli.replication,
-                data_good: cli.data_good,
                 control: cli.control.clone(),
                 control_group: cli.control_group,
                 state_dir: cli.state_dir.clone(),
@@ -406,7 +401,7 @@ fn settings(
         ping_nodes: cli.ping.clone(),
         service_interface: cli.service_if.clone(),
         service_addresses,
-        data_good: cli.data_good,
+        fencing: None,
         control: cli.control.clone(),
         control_group: cli.control_group,
         state_dir: cli.state_dir.clone(),
@@ -435,6 +430,13 @@ fn data_area(cfg: &tandem_config::ApplianceConfig) -> anyhow::Result<Replication
     Ok(repl)
 }
 
+/// Gratuitous ARPs for every served address after a takeover, a VE start, and when
+/// the other node is heard again after every path was lost (a router that missed one
+/// learns from the next).
+const GARP_COUNT: u32 = 5;
+/// Their spacing.
+const GARP_GAP: Duration = Duration::from_secs(1);
+
 fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
     let mut c = Chain::new();
     if let (Some(repl), Some(ves)) = (&s.replication, ves) {
@@ -450,7 +452,7 @@ fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
                 .map(std::path::PathBuf::from)
                 .collect(),
         }));
-        c.push(Box::new(OnbootVes(ves)));
+        c.push(Box::new(OnbootVes::new(ves, GARP_COUNT, GARP_GAP)));
     }
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
@@ -458,8 +460,8 @@ fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
                 ifname.clone(),
                 *address,
                 *prefix,
-                3,
-                Duration::from_millis(500),
+                GARP_COUNT,
+                GARP_GAP,
             )));
         }
     }

@@ -100,6 +100,108 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VeCmd,
     },
+    /// A split brain of the replicated data: both sides (role, DRBD's state and
+    /// generation identifiers, data out of sync, last write); `resolve` runs DRBD's own
+    /// resolution for this node.
+    SplitBrain {
+        #[command(subcommand)]
+        cmd: Option<SplitBrainCmd>,
+    },
+    /// Fencing of the other node.
+    Fence {
+        #[command(subcommand)]
+        cmd: FenceCmd,
+    },
+    /// This node's copy of the replicated data.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SplitBrainCmd {
+    /// Keep SURVIVOR's data and discard the other node's changes since the split: on
+    /// the victim, `drbdadm secondary` and `connect --discard-my-data`; on the survivor,
+    /// `connect`. Run it on both nodes (either order), then it follows the resync.
+    Resolve {
+        /// The node whose data stays: node1 or node2.
+        #[arg(long)]
+        survivor: String,
+        /// The cluster's name, typed.
+        #[arg(long)]
+        confirm: String,
+        /// Follow the replication for up to this many seconds (0: do not).
+        #[arg(long, default_value_t = 600)]
+        follow: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FenceCmd {
+    /// After a failed fence: confirm that the silent node is down (checked by hand:
+    /// powered off, or cut from the data and the service network), so that this node
+    /// takes over. Type the silent node's name.
+    Confirm {
+        /// The silent node's name, typed: node1 or node2.
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCmd {
+    /// Start from this node's own copy although it is not known good (outdated, or
+    /// only consistent after a reboot), because the other node's copy is lost. The
+    /// other node must be silent; its changes since the two parted are lost. Type the
+    /// cluster's name to confirm.
+    ForcePrimary {
+        /// The cluster's name, typed.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+/// How long the fence-peer handler waits for the peer to say its copy is outdated.
+const OUTDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn fence_peer_handler(control: &Path) -> u8 {
+    let status = || match tandem_api::ask(control, None, &Request::Status) {
+        Ok(Reply::Status(s)) => Some(*s),
+        _ => None,
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let Some(s) = status() else {
+            eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
+            return 1;
+        };
+        if s.fence.as_deref() == Some("powered off") {
+            eprintln!("tandem: fence-peer: the peer was powered off through its BMC");
+            return 7;
+        }
+        if !s.peer.alive {
+            eprintln!(
+                "tandem: fence-peer: the peer is silent on every heartbeat path: unreachable, not outdated"
+            );
+            return 5;
+        }
+        let passive = s.peer.role.as_deref() == Some("passive");
+        if passive && !s.peer.data_good {
+            eprintln!(
+                "tandem: fence-peer: the peer says its copy is not current (it records it as outdated)"
+            );
+            return 4;
+        }
+        if start.elapsed() >= OUTDATE_WAIT {
+            eprintln!(
+                "tandem: fence-peer: the peer is alive ({}) and did not mark its copy outdated within {} s; refusing",
+                s.peer.role.as_deref().unwrap_or("role unknown"),
+                OUTDATE_WAIT.as_secs()
+            );
+            return 6;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,56 +350,34 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             }
         }
         ReplCmd::Handler { which } => match which.as_str() {
-            // DRBD asks before this node becomes primary without the peer: only a
-            // peer that clusterd sees silent on every heartbeat path may be assumed
-            // dead (exit 5: "peer unreachable", DRBD marks it outdated). Anything
-            // else keeps DRBD from going ahead.
-            //
-            // On the node holding the services (DRBD calls it there when the
-            // connection breaks), a peer that is alive and passive is known
-            // to clusterd on both sides: the peer's clusterd marks its own copy
-            // stale and will not take over with it until resynchronised, so
-            // the peer counts as outdated (exit 4) and writing goes on here.
-            "fence-peer" => {
-                let status = match tandem_api::ask(control, None, &Request::Status) {
-                    Ok(Reply::Status(s)) => Some(*s),
-                    _ => None,
-                };
-                let holding = status.as_ref().is_some_and(|s| {
-                    s.role == "active" && s.peer.role.as_deref() == Some("passive")
-                });
-                match status.map(|s| s.peer.alive) {
-                    Some(true) if holding => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is alive and passive; its copy is stale until resynchronised and it will not take over with it"
-                        );
-                        4
-                    }
-                    Some(false) => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is silent on every heartbeat path; assuming it down"
-                        );
-                        5
-                    }
-                    Some(true) => {
-                        eprintln!(
-                            "tandem: fence-peer: the peer is alive on a heartbeat path; refusing"
-                        );
-                        6
-                    }
-                    None => {
-                        eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
-                        1
-                    }
+            // DRBD calls this on a primary that lost the replication link, and before
+            // promoting without the peer. Its exit code is recorded by DRBD (4: the peer's
+            // copy is outdated, 5: the peer is unreachable, 7: the peer was fenced), so
+            // only what is known is said:
+            // - the peer was powered off by this node's fence: 7;
+            // - the peer is alive and passive: its clusterd, hearing this node while the
+            //   replication is gone, records its own copy as outdated in DRBD's metadata
+            //   (`drbdadm outdate`) and says so in its heartbeats; wait for that word
+            //   (bounded), then 4. Without it, refuse;
+            // - the peer is silent on every path: 5 (it is not outdated; it cannot take
+            //   over without fencing this node first, where fencing is on).
+            "fence-peer" => fence_peer_handler(control),
+            // DRBD found a split brain it does not resolve by itself: clusterd announces
+            // it (alert, status, console) until the operator resolves it.
+            "split-brain" => match tandem_api::ask(control, None, &Request::SplitBrainDetected) {
+                Ok(Reply::Done) => {
+                    eprintln!(
+                        "tandem: split brain of the replicated data reported to clusterd; see tandem split-brain"
+                    );
+                    0
                 }
-            }
-            // Reported by clusterd from its own view; DRBD's policy (after-sb-*) acts.
-            "split-brain" => {
-                eprintln!(
-                    "tandem: DRBD reports a split brain of the replicated data; see tandem status"
-                );
-                0
-            }
+                other => {
+                    eprintln!(
+                        "tandem: split brain of the replicated data; clusterd did not take the report: {other:?}"
+                    );
+                    1
+                }
+            },
             other => {
                 eprintln!("tandem: unknown replication handler {other:?}");
                 2
@@ -737,6 +817,101 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Switchover => match client.call(&Request::Switchover)? {
             Reply::Refused(r) => bail!("{r}"),
             _ => println!("switchover started"),
+        },
+        Cmd::SplitBrain { cmd: None } => {
+            let st = match client.call(&Request::Status)? {
+                Reply::Status(s) => *s,
+                Reply::Refused(r) => bail!("{r}"),
+                other => bail!("unexpected answer {other:?}"),
+            };
+            println!(
+                "split brain: {}",
+                if st.split_brain {
+                    "yes (reported by DRBD, not resolved)"
+                } else {
+                    "none reported"
+                }
+            );
+            let facts = match client.call(&Request::Facts)? {
+                Reply::Facts(f) => Some(*f),
+                _ => None,
+            };
+            let side = |name: &str, role: Option<&str>, f: Option<&tandem_api::NodeFacts>| {
+                println!("{name}: role {}", role.unwrap_or("unknown"));
+                match f.and_then(|f| f.replication.as_ref()) {
+                    Some(r) => {
+                        println!("  replication        {}", r.state);
+                        println!("  generation ids     {}", r.generation_ids);
+                        println!("  out of sync        {} KiB", r.out_of_sync_kib);
+                        println!(
+                            "  last write         {}",
+                            r.last_write.as_deref().unwrap_or("unknown")
+                        );
+                    }
+                    None => println!("  replication        not known"),
+                }
+            };
+            side(
+                &format!("{} (this node)", st.node),
+                Some(&st.role),
+                facts.as_ref().map(|f| &f.own),
+            );
+            side(
+                &st.peer.node,
+                st.peer.role.as_deref(),
+                facts.as_ref().and_then(|f| f.peer.as_ref()),
+            );
+            if let Some(e) = facts.as_ref().and_then(|f| f.peer_error.as_deref()) {
+                println!("  ({e})");
+            }
+        }
+        Cmd::SplitBrain {
+            cmd:
+                Some(SplitBrainCmd::Resolve {
+                    survivor,
+                    confirm,
+                    follow,
+                }),
+        } => {
+            match client.call(&Request::ResolveSplitBrain {
+                survivor: survivor.clone(),
+                confirm_name: confirm.clone(),
+            })? {
+                Reply::Refused(r) => bail!("{r}"),
+                _ => println!(
+                    "this node's part is done; run the same on the other node if not done yet"
+                ),
+            }
+            let start = std::time::Instant::now();
+            let mut last = String::new();
+            while start.elapsed().as_secs() < follow {
+                let line = match client.call(&Request::Status)? {
+                    Reply::Status(s) => s.replication.unwrap_or_default(),
+                    _ => String::new(),
+                };
+                if line != last {
+                    println!("replication: {line}");
+                    if line.starts_with("Connected") && !line.contains("resync") {
+                        break;
+                    }
+                    last = line;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        Cmd::Fence {
+            cmd: FenceCmd::Confirm { node },
+        } => match client.call(&Request::FenceConfirm { node: node.clone() })? {
+            Reply::Refused(r) => bail!("{r}"),
+            _ => println!("{node} confirmed down: this node takes over"),
+        },
+        Cmd::Data {
+            cmd: DataCmd::ForcePrimary { confirm },
+        } => match client.call(&Request::ForcePrimary {
+            confirm_name: confirm.clone(),
+        })? {
+            Reply::Refused(r) => bail!("{r}"),
+            _ => println!("this node's copy is the one to start from: it takes over"),
         },
         Cmd::Events { follow } => {
             if follow {

@@ -10,9 +10,18 @@ fn read_line(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// This node's facts, with configuration revision `revision`.
+/// This node's facts, with its committed configuration `cfg` (its revision, and the
+/// replicated device it describes).
 #[must_use]
-pub fn local_facts(node: NodeId, revision: u64) -> NodeFacts {
+pub fn local_facts(node: NodeId, cfg: Option<&tandem_config::ApplianceConfig>) -> NodeFacts {
+    let revision = cfg.map_or(0, |c| c.cluster.revision);
+    let replication = cfg.and_then(|c| {
+        crate::replication::Replication::new(
+            c,
+            std::path::Path::new(crate::replication::NODE_CONF_DIR),
+        )
+        .facts()
+    });
     let dmi = |f: &str| read_line(&format!("/sys/class/dmi/id/{f}"));
     let hardware: Vec<String> = [
         dmi("sys_vendor"),
@@ -29,5 +38,6 @@ pub fn local_facts(node: NodeId, revision: u64) -> NodeFacts {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         hardware: hardware.join(" "),
         revision,
+        replication,
     }
 }

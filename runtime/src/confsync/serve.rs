@@ -91,11 +91,10 @@ async fn receive(
                 let dir = setup.store.clone();
                 let node = setup.node;
                 let facts = tokio::task::spawn_blocking(move || {
-                    let revision = Store::open(&dir)
+                    let cfg = Store::open(&dir)
                         .ok()
-                        .and_then(|s| s.current().ok().flatten())
-                        .map_or(0, |c| c.cluster.revision);
-                    local_facts(node, revision)
+                        .and_then(|s| s.current().ok().flatten());
+                    local_facts(node, cfg.as_ref())
                 })
                 .await
                 .map_err(|e| FrameError::Message(e.to_string()))?;

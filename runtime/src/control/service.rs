@@ -42,6 +42,15 @@ pub enum ClusterCall {
     ReloadConfig,
     /// This node's and the other node's facts.
     Facts,
+    /// The operator confirms that this silent peer is down (its fence failed).
+    FenceConfirm(tandem_config::NodeId),
+    /// Start from this node's own copy (the cluster name was checked).
+    ForcePrimary,
+    /// DRBD's split-brain handler reports a split brain.
+    SplitBrainDetected,
+    /// This node's part of resolving the split brain in this survivor's favour (the
+    /// cluster name was checked).
+    ResolveSplitBrain(tandem_config::NodeId),
 }
 
 /// The way to the cluster loop of a member node.
@@ -363,6 +372,49 @@ impl Service {
                 })
                 .await
             }
+            Request::FenceConfirm { node } => match node.trim().parse::<tandem_config::NodeId>() {
+                Ok(n) => {
+                    self.cluster_call(ClusterCall::FenceConfirm(n), "fence-confirm")
+                        .await
+                }
+                Err(_) => refused(Refusal::Failed(format!(
+                    "{node:?} is not a node name: type the silent node's name, node1 or node2; nothing was changed"
+                ))),
+            },
+            Request::SplitBrainDetected => {
+                self.cluster_call(ClusterCall::SplitBrainDetected, "split-brain-detected")
+                    .await
+            }
+            Request::ResolveSplitBrain {
+                survivor,
+                confirm_name,
+            } => {
+                let Ok(survivor) = survivor.trim().parse::<tandem_config::NodeId>() else {
+                    return refused(Refusal::Failed(format!(
+                        "{survivor:?} is not a node name: type node1 or node2; nothing was changed"
+                    )));
+                };
+                match self.check_cluster_name(confirm_name).await {
+                    Ok(()) => {
+                        self.cluster_call(
+                            ClusterCall::ResolveSplitBrain(survivor),
+                            "resolve-split-brain",
+                        )
+                        .await
+                    }
+                    Err(r) => refused(r),
+                }
+            }
+            Request::ForcePrimary { confirm_name } => {
+                let checked = self.check_cluster_name(confirm_name).await;
+                match checked {
+                    Ok(()) => {
+                        self.cluster_call(ClusterCall::ForcePrimary, "force-primary")
+                            .await
+                    }
+                    Err(r) => refused(r),
+                }
+            }
             Request::BackupTemplates => {
                 self.admin_reply(|a| {
                     crate::admin::current(&a.store)?;
@@ -454,6 +506,23 @@ impl Service {
             return Some(Refusal::RecoveryMode(request.name()));
         }
         None
+    }
+
+    /// Whether `typed` is the committed configuration's cluster name.
+    async fn check_cluster_name(&self, typed: String) -> Result<(), Refusal> {
+        self.blocking(move |a| {
+            let cfg = crate::admin::current(&a.store)?;
+            let name = cfg.cluster.name.as_str().to_owned();
+            if typed.trim() == name {
+                Ok(())
+            } else {
+                Err(Refusal::Failed(format!(
+                    "the name typed is not the cluster's name ({name}); nothing was changed"
+                )))
+            }
+        })
+        .await
+        .and_then(|r| r)
     }
 
     async fn cluster_call(&self, call: ClusterCall, name: &str) -> Handled {

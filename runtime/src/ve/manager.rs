@@ -129,7 +129,7 @@ impl Layout {
     }
 
     /// The interface a VE's addresses are routed on; `None` for a VE without any.
-    fn uplink_of(&self, ve: &VeFile) -> Option<String> {
+    pub(crate) fn uplink_of(&self, ve: &VeFile) -> Option<String> {
         let first = ve.ip_addresses.first()?;
         Some(self.uplink_for(*first).unwrap_or("eth0").to_owned())
     }
@@ -828,9 +828,76 @@ impl Ves {
 }
 
 /// The chain step that starts the VEs marked `ONBOOT="yes"` on takeover and stops
-/// every running VE on release.
-#[derive(Debug, Clone)]
-pub struct OnbootVes(pub Ves);
+/// every running VE on release. The addresses of the running VEs are announced by
+/// gratuitous ARP `garp_count` times, `garp_gap` apart, after the takeover and on each
+/// [`crate::resources::Resource::announce`] (the peer back after every path was lost,
+/// a split brain resolved): one ARP at VE start may be missed by a router.
+#[derive(Debug)]
+pub struct OnbootVes {
+    /// The VEs.
+    pub ves: Ves,
+    /// Gratuitous ARPs per announcement.
+    pub garp_count: u32,
+    /// Gap between them.
+    pub garp_gap: Duration,
+    repeats: Option<crate::resources::Repeats>,
+}
+
+impl OnbootVes {
+    /// The step for `ves`, announcing `garp_count` times `garp_gap` apart.
+    #[must_use]
+    pub fn new(ves: Ves, garp_count: u32, garp_gap: Duration) -> OnbootVes {
+        OnbootVes {
+            ves,
+            garp_count,
+            garp_gap,
+            repeats: None,
+        }
+    }
+
+    /// Each running VE's addresses with the uplink they are announced on.
+    async fn served(&self) -> Result<Vec<(crate::net::LinkInfo, Ipv4Addr)>, VeError> {
+        let mut out = Vec::new();
+        for id in self.ves.ids()? {
+            if !self.ves.is_running(id) {
+                continue;
+            }
+            let f = self.ves.file(id)?;
+            let Some(up) = self.ves.layout.uplink_of(&f) else {
+                continue;
+            };
+            let link = crate::net::link_info(&up).await.map_err(|source| {
+                VeError::Net(VeNetError::Netlink {
+                    id,
+                    what: "looking up the uplink",
+                    source,
+                })
+            })?;
+            out.extend(f.ip_addresses.iter().map(|a| (link, *a)));
+        }
+        Ok(out)
+    }
+
+    /// One gratuitous ARP for every served address now, the rest in the background.
+    async fn announce_all(&mut self) -> Result<(), crate::resources::ResourceError> {
+        if let Some(r) = self.repeats.take() {
+            r.cancel().await;
+        }
+        let served = self.served().await?;
+        let send = move || {
+            served
+                .iter()
+                .all(|(l, a)| crate::net::send_gratuitous_arp(l.index, l.mac, *a).is_ok())
+        };
+        send();
+        self.repeats = Some(crate::resources::Repeats::spawn(
+            self.garp_count,
+            self.garp_gap,
+            send,
+        ));
+        Ok(())
+    }
+}
 
 impl crate::resources::Resource for OnbootVes {
     fn name(&self) -> String {
@@ -841,7 +908,7 @@ impl crate::resources::Resource for OnbootVes {
         &mut self,
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
         Box::pin(async move {
-            let ves = &self.0;
+            let ves = &self.ves;
             let mut started = Vec::new();
             for id in ves.ids()? {
                 if !ves.file(id)?.onboot || ves.is_running(id) {
@@ -855,15 +922,25 @@ impl crate::resources::Resource for OnbootVes {
                 }
                 started.push(id);
             }
-            Ok(())
+            self.announce_all().await
         })
+    }
+
+    fn announce(
+        &mut self,
+    ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
+        Box::pin(self.announce_all())
     }
 
     fn release(
         &mut self,
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
         Box::pin(async move {
-            let ves = &self.0;
+            // Silence the announcements before the addresses go.
+            if let Some(r) = self.repeats.take() {
+                r.cancel().await;
+            }
+            let ves = &self.ves;
             let mut first = None;
             let ids = ves.ids()?;
             for id in ids.into_iter().rev() {

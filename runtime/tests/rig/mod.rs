@@ -268,7 +268,6 @@ impl Rig {
                 "ext",
                 "--service-addr",
                 &format!("{VIP}/24"),
-                "--data-good",
             ])
             .args(extra)
             .stdin(Stdio::null())
@@ -435,6 +434,60 @@ impl Rig {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
         }
     }
+}
+
+/// Gratuitous ARPs for `ip` seen on every interface of the calling thread's network
+/// namespace for `dur` (packet(7) socket): when, and from which MAC.
+pub fn capture_garp(
+    ip: [u8; 4],
+    dur: Duration,
+    ready: std::sync::mpsc::Sender<()>,
+) -> Vec<(Instant, String)> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, eth};
+    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(eth::ALL)).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_millis(50)),
+    )
+    .unwrap();
+    ready.send(()).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < dur {
+        let Ok((_, n, _)) = rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) else {
+            continue;
+        };
+        let f = &buf[..n.min(buf.len())];
+        // Ethernet + ARP request whose sender and target address are both `ip`.
+        if f.len() < 14 + 28 || f[12..14] != [0x08, 0x06] || f[20..22] != [0, 1] {
+            continue;
+        }
+        let arp = &f[14..];
+        if arp[14..18] != ip || arp[24..28] != ip {
+            continue;
+        }
+        let mac: Vec<String> = arp[8..14].iter().map(|b| format!("{b:02x}")).collect();
+        out.push((Instant::now(), mac.join(":")));
+    }
+    out
+}
+
+/// The announcements among captured ARP frames from `mac`: a frame is seen once per
+/// interface it crosses (bridge and ports), so frames within 100 ms count as one.
+pub fn announcements(seen: &[(Instant, String)], mac: &str) -> Vec<Instant> {
+    let mut out: Vec<Instant> = Vec::new();
+    for (t, m) in seen {
+        if m == mac
+            && out
+                .last()
+                .is_none_or(|l| *t - *l > Duration::from_millis(100))
+        {
+            out.push(*t);
+        }
+    }
+    out
 }
 
 /// Runs `f` on a thread inside network namespace `ns`.
