@@ -145,6 +145,12 @@ pub enum Request {
     /// Root only (DRBD's split-brain handler): DRBD found a split brain of the
     /// replicated data. Nothing is discarded; the operator resolves it.
     SplitBrainDetected,
+    /// Root only (DRBD's fence-peer handler, writes suspended): the replication lost
+    /// the other node while this node holds the data. With fencing required and the
+    /// other node silent on every heartbeat path, this node powers it off (after
+    /// node1's tiebreak delay) before writes resume; the handler follows the fence in
+    /// the status.
+    ReplicationPeerLost,
     /// This node's part of resolving a split brain of the replicated data, with DRBD's
     /// own means: on the victim `secondary` and `connect --discard-my-data` (its
     /// changes since the split are thrown away), on the survivor `connect`. Asked on
@@ -202,6 +208,7 @@ impl Request {
                 | Request::SetConsolePassword { .. }
                 | Request::ReloadConfig
                 | Request::SplitBrainDetected
+                | Request::ReplicationPeerLost
         )
     }
 }

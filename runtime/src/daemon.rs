@@ -782,6 +782,16 @@ pub async fn run(
                                 }
                                 Err(e) => Reply::Refused(Refusal::Failed(format!("{e}; nothing was changed"))),
                             },
+                            ClusterCall::ReplicationPeerLost => {
+                                let first = core.status(now).fence.is_none();
+                                if core.fence_for_data(now) && first {
+                                    hub.publish(
+                                        "replication",
+                                        "the replication lost the other node, which is silent on every path: writes wait until it is powered off".to_owned(),
+                                    );
+                                }
+                                Reply::Done
+                            }
                             ClusterCall::SplitBrainDetected => {
                                 if !split_brain {
                                     split_brain = true;

@@ -35,6 +35,19 @@ impl Default for Tuning {
 /// Program DRBD calls for its handlers; it reports to clusterd.
 pub const HANDLER: &str = "/usr/bin/tandem";
 
+/// DRBD's fencing mode. With fencing required, `resource-and-stonith`: when the
+/// replication loses the peer, the primary suspends writes until the fence-peer
+/// handler answers, which (the peer silent on every path) waits until clusterd has
+/// powered the peer off, so no write is acknowledged that a peer taking over from
+/// this node's silence would not have. Without fencing, `resource-only` (the peer is
+/// outdated where it can be told; writes go on).
+fn drbd_fencing(cfg: &ApplianceConfig) -> &'static str {
+    match &cfg.fencing {
+        Some(f) if f.policy == tandem_config::FencingPolicy::Required => "resource-and-stonith",
+        _ => "resource-only",
+    }
+}
+
 /// The DRBD resource file for the cluster, the same on both nodes.
 ///
 /// DRBD matches `on <name>` sections against the node's `uname -n`, so the node's
@@ -60,7 +73,7 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
          \x20   disk {{\n\
          \x20       resync-rate {rate}k;\n\
          \x20       c-plan-ahead 0;\n\
-         \x20       fencing resource-only;\n\
+         \x20       fencing {fencing};\n\
          \x20       on-io-error detach;\n\
          \x20   }}\n\
          \x20   net {{\n\
@@ -88,6 +101,7 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
         pto = tuning.ping_timeout_ds,
         ci = tuning.connect_int_s,
         h = HANDLER,
+        fencing = drbd_fencing(cfg),
     );
     for id in [NodeId::Node1, NodeId::Node2] {
         let n = cfg.network.node(id);
@@ -469,5 +483,37 @@ srcversion: 211FB288A383ED945B83420
             assert!(text.contains(&format!("address {}:7788;", n.internal_address.addr())));
         }
         assert_eq!(text.matches('{').count(), text.matches('}').count());
+    }
+
+    #[test]
+    fn writes_wait_for_the_fence_only_where_fencing_is_required() {
+        let mut cfg = tandem_config::ApplianceConfig::from_toml(include_str!(
+            "../../config/tests/cases/minimal.toml"
+        ))
+        .expect("the golden configuration is valid");
+        cfg.fencing = None;
+        let text = render_resource(&cfg, Tuning::default());
+        assert!(text.contains("fencing resource-only;"), "{text}");
+        let bmc = |a: &str| tandem_config::BmcConfig {
+            address: a.parse().expect("an address"),
+            port: tandem_config::Port::try_from(623).expect("a port"),
+            user: "fence".parse().expect("a user"),
+            password: "fence-secret-1".parse().expect("a password"),
+            cipher_suite: 3,
+        };
+        let mut f = tandem_config::FencingConfig {
+            policy: tandem_config::FencingPolicy::Required,
+            timeout: tandem_config::DEFAULT_FENCE_TIMEOUT,
+            node1_delay: tandem_config::DEFAULT_NODE1_DELAY,
+            node1: bmc("192.0.2.21"),
+            node2: bmc("192.0.2.22"),
+        };
+        cfg.fencing = Some(f.clone());
+        let text = render_resource(&cfg, Tuning::default());
+        assert!(text.contains("fencing resource-and-stonith;"), "{text}");
+        f.policy = tandem_config::FencingPolicy::Off;
+        cfg.fencing = Some(f);
+        let text = render_resource(&cfg, Tuning::default());
+        assert!(text.contains("fencing resource-only;"), "{text}");
     }
 }

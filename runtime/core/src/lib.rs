@@ -978,6 +978,47 @@ impl Core {
         Ok(())
     }
 
+    /// The replication lost the peer while this node holds the data (DRBD's
+    /// fence-peer handler, with I/O suspended until it answers). With fencing required
+    /// and the peer silent on every path, this node powers the peer off before writes
+    /// resume: the peer may be taking over from this node's silence, and writes
+    /// acknowledged here after that would be lost. `node1` waits its tiebreak delay
+    /// first, so that when both nodes lose every path at once exactly one is powered
+    /// off (the peer's takeover fence lands first). Returns whether a fence is under
+    /// way or done for this loss (the handler then waits for
+    /// [`FenceStatus::PoweredOff`] or [`FenceStatus::Confirmed`]); `false` when the
+    /// peer is heard (the handler waits for its copy to be outdated), fencing is off,
+    /// or this node does not hold the data.
+    pub fn fence_for_data(&mut self, now: Instant) -> bool {
+        let FencePolicy::Required { node1_delay } = self.p.fencing else {
+            return false;
+        };
+        self.evaluate(now);
+        if self.peer_alive || !matches!(self.role, Role::Active | Role::Acquiring) {
+            return false;
+        }
+        if self.fence == Fence::Idle {
+            self.fence_reason = Reason::PeerDead;
+            if self.p.node == NodeId::Node1 && !node1_delay.is_zero() {
+                self.fence = Fence::Delay {
+                    until: now.saturating_add(node1_delay),
+                };
+            } else {
+                self.send_fence_holding();
+            }
+        }
+        true
+    }
+
+    /// [`Self::send_fence`] on a node that holds the data: it waits for nothing (the
+    /// status shows the fence), it only keeps writes suspended.
+    fn send_fence_holding(&mut self) {
+        self.fence = Fence::InProgress;
+        self.fence_peer_generation = self.peer_generation();
+        self.emit(Event::FenceStarted);
+        self.out.push_back(Output::Fence);
+    }
+
     /// The operator declares this node's copy the one to start from (the peer's is
     /// lost), after the replication layer made it current (`drbdadm primary --force`):
     /// the stale mark is dropped. Fencing still applies before a takeover.
@@ -1607,6 +1648,12 @@ impl Core {
     fn decide_holding(&mut self, now: Instant, peer: Option<PeerView>) {
         let Some(pv) = peer else {
             self.ping_rule_since = None;
+            // A fence for the data (see `fence_for_data`) after node1's tiebreak wait.
+            if let Fence::Delay { until } = self.fence
+                && now >= until
+            {
+                self.send_fence_holding();
+            }
             return;
         };
         let pf = pv.frame;

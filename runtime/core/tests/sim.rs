@@ -15,8 +15,8 @@ use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tandem_core::{
-    ClusterKey, ConfirmError, Core, Event, FRAME_LEN, FencePolicy, FenceResult, Input, Instant,
-    NodeId, Output, Params, PathId, Reason, Replica, ReplicaDisk, Role, WaitReason,
+    ClusterKey, ConfirmError, Core, Event, FRAME_LEN, FencePolicy, FenceResult, FenceStatus, Input,
+    Instant, NodeId, Output, Params, PathId, Reason, Replica, ReplicaDisk, Role, WaitReason,
 };
 
 const KEEPALIVE: u64 = 200;
@@ -1469,6 +1469,91 @@ fn both_losing_every_path_at_once_exactly_one_fences() {
         assert_eq!(s.role(1), Some(Role::Active));
         assert!(s.has_event(0, |e| *e == Event::Waiting(WaitReason::FenceDelay)));
     }
+}
+
+/// DRBD's fence-peer handler on node `n` while it holds the data: asks every 250 ms
+/// (as the handler polls) from `from` for `span` ms, as long as the node runs.
+fn fence_for_data_polled(s: &mut Sim, n: usize, from: u64, span: u64) -> Vec<bool> {
+    let mut answers = Vec::new();
+    let mut t = from;
+    while t < from + span {
+        s.run_until(t);
+        if s.role(n).is_none() {
+            break;
+        }
+        let now = s.now();
+        answers.push(s.core(n).fence_for_data(now));
+        s.drain(n);
+        t += 250;
+    }
+    answers
+}
+
+#[test]
+fn the_active_losing_its_replica_to_a_silent_passive_powers_it_off_after_the_tiebreak() {
+    for seed in 0..10 {
+        let mut s = fenced(400 + seed);
+        // node2 (passive) loses power; node1's replication loses it at once.
+        let killed = s.t;
+        s.kill(1);
+        let answers = fence_for_data_polled(&mut s, 0, killed, DEADTIME + FENCE_DELAY * 2);
+        // Heard until the deadtime ran out: the handler waits for an outdate first.
+        assert_eq!(answers.first(), Some(&false), "seed {seed}");
+        assert_eq!(answers.last(), Some(&true), "seed {seed}");
+        assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [0]);
+        let (off_at, off) = s.powered_off[0];
+        assert_eq!(off, 1);
+        assert!(
+            off_at >= killed + DEADTIME + FENCE_DELAY,
+            "node1 waits its tiebreak delay: {off_at}"
+        );
+        assert_eq!(s.role(0), Some(Role::Active), "it never let go");
+        let now = s.now();
+        assert_eq!(s.core(0).status(now).fence, Some(FenceStatus::PoweredOff));
+        assert!(s.has_event(0, |e| *e == Event::Fenced));
+    }
+}
+
+#[test]
+fn every_path_lost_while_the_active_fences_for_its_replica_powers_off_exactly_one() {
+    for seed in 0..30 {
+        let mut s = fenced(500 + seed);
+        for n in 0..2 {
+            s.nodes[n].fence_time = 100 + seed * 20;
+        }
+        let cut = s.t;
+        cut_all(&mut s, true);
+        // node1 active: DRBD loses the peer too and asks for the fence.
+        fence_for_data_polled(&mut s, 0, cut, DEADTIME + FENCE_DELAY * 2);
+        s.run_until(cut + DEADTIME + FENCE_DELAY * 3);
+        assert_eq!(s.powered_off.len(), 1, "seed {seed}: {:?}", s.powered_off);
+        assert_eq!(s.powered_off[0].1, 0, "node2's fence wins");
+        assert!(s.both_off.is_empty(), "seed {seed}");
+        assert!(s.double_holders.is_empty(), "seed {seed}");
+        assert_eq!(s.role(1), Some(Role::Active), "seed {seed}");
+    }
+}
+
+#[test]
+fn no_fence_for_the_replica_while_the_peer_is_heard_or_without_fencing() {
+    let mut s = fenced(600);
+    let now = s.now();
+    // A cut crossover: replication lost, heartbeats still heard.
+    assert!(!s.core(0).fence_for_data(now));
+    // The passive does not hold the data.
+    assert!(!s.core(1).fence_for_data(now));
+    s.run_until(s.t + 5000);
+    assert!(s.fences.is_empty());
+    let mut s = Sim::new(601);
+    s.run_until(3000);
+    let killed = s.t;
+    s.kill(1);
+    let answers = fence_for_data_polled(&mut s, 0, killed, DEADTIME * 3);
+    assert!(
+        answers.iter().all(|a| !a),
+        "fencing off: nothing to wait for"
+    );
+    assert!(s.fences.is_empty());
 }
 
 #[test]

@@ -163,6 +163,8 @@ enum DataCmd {
 
 /// How long the fence-peer handler waits for the peer to say its copy is outdated.
 const OUTDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the fence-peer handler says what writes wait for.
+const SAY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn fence_peer_handler(control: &Path) -> u8 {
     let status = || match tandem_api::ask(control, None, &Request::Status) {
@@ -170,20 +172,47 @@ fn fence_peer_handler(control: &Path) -> u8 {
         _ => None,
     };
     let start = std::time::Instant::now();
+    // The first word at once, then one every `SAY_EVERY` while writes wait.
+    let mut said = start.checked_sub(SAY_EVERY).unwrap_or(start);
     loop {
         let Some(s) = status() else {
             eprintln!("tandem: fence-peer: clusterd does not answer; refusing");
             return 1;
         };
-        if s.fence.as_deref() == Some("powered off") {
-            eprintln!("tandem: fence-peer: the peer was powered off through its BMC");
-            return 7;
+        match s.fence.as_deref() {
+            Some("powered off") => {
+                eprintln!("tandem: fence-peer: the peer was powered off through its BMC");
+                return 7;
+            }
+            Some(f) if f.starts_with("confirmed") => {
+                eprintln!("tandem: fence-peer: the operator confirmed that the peer is down");
+                return 7;
+            }
+            _ => {}
         }
         if !s.peer.alive {
-            eprintln!(
-                "tandem: fence-peer: the peer is silent on every heartbeat path: unreachable, not outdated"
-            );
-            return 5;
+            if s.fencing_off {
+                eprintln!(
+                    "tandem: fence-peer: the peer is silent on every heartbeat path: unreachable, not outdated (fencing is off)"
+                );
+                return 5;
+            }
+            // Writes stay suspended until the silent peer is powered off: it may be
+            // taking over from this node's silence. clusterd fences it (node1 after its
+            // tiebreak delay); a failed fence waits for the operator's confirmation.
+            if let Err(e) = tandem_api::ask(control, None, &Request::ReplicationPeerLost) {
+                eprintln!("tandem: fence-peer: clusterd does not take the report ({e}); refusing");
+                return 1;
+            }
+            if said.elapsed() >= SAY_EVERY {
+                said = std::time::Instant::now();
+                eprintln!(
+                    "tandem: fence-peer: the peer is silent on every heartbeat path; writes are suspended until it is powered off (fence: {})",
+                    s.fence.as_deref().unwrap_or("not started")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            continue;
         }
         let passive = s.peer.role.as_deref() == Some("passive");
         if passive && !s.peer.data_good {
@@ -359,8 +388,10 @@ fn run_replication(cmd: &ReplCmd, control: &Path) -> u8 {
             //   replication is gone, records its own copy as outdated in DRBD's metadata
             //   (`drbdadm outdate`) and says so in its heartbeats; wait for that word
             //   (bounded), then 4. Without it, refuse;
-            // - the peer is silent on every path: 5 (it is not outdated; it cannot take
-            //   over without fencing this node first, where fencing is on).
+            // - the peer is silent on every path: with fencing required (DRBD's
+            //   `resource-and-stonith`: writes are suspended meanwhile), clusterd powers
+            //   it off and then 7 (a failed fence waits for the operator's
+            //   confirmation); with fencing off, 5 (it is not outdated).
             "fence-peer" => fence_peer_handler(control),
             // DRBD found a split brain it does not resolve by itself: clusterd announces
             // it (alert, status, console) until the operator resolves it.

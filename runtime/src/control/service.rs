@@ -48,6 +48,9 @@ pub enum ClusterCall {
     ForcePrimary,
     /// DRBD's split-brain handler reports a split brain.
     SplitBrainDetected,
+    /// DRBD's fence-peer handler: the replication lost the peer while this node holds
+    /// the data (fence a silent peer before writes resume, where fencing is required).
+    ReplicationPeerLost,
     /// This node's part of resolving the split brain in this survivor's favour (the
     /// cluster name was checked).
     ResolveSplitBrain(tandem_config::NodeId),
@@ -381,6 +384,10 @@ impl Service {
                     "{node:?} is not a node name: type the silent node's name, node1 or node2; nothing was changed"
                 ))),
             },
+            Request::ReplicationPeerLost => {
+                self.cluster_call(ClusterCall::ReplicationPeerLost, "replication-peer-lost")
+                    .await
+            }
             Request::SplitBrainDetected => {
                 self.cluster_call(ClusterCall::SplitBrainDetected, "split-brain-detected")
                     .await
