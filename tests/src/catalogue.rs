@@ -72,14 +72,9 @@ pub fn all() -> Vec<Scenario> {
     ));
     list.extend(crate::failover::scenarios());
     list.push(Scenario::not_yet(
-        "all-links-lost",
-        "serial, crossover and LAN cut with both nodes running: fencing decides, exactly one node keeps running and serving",
-        "fencing through the peer's BMC is not built into the takeover yet",
-    ));
-    list.push(Scenario::not_yet(
         "split-brain-resolve",
         "a DRBD split brain with writes on both sides: announced on both nodes, resolved by the operator's choice of survivor, the victim's writes discarded as announced",
-        "split-brain detection and guided resolution are not built yet",
+        "this scenario (a split brain caused on the pair, then resolved) is not written yet",
     ));
     list.push(Scenario::not_yet(
         "clusterd-crash-active",

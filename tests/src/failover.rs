@@ -323,6 +323,11 @@ pub fn scenarios() -> Vec<Scenario> {
             "serial cable and crossover cable pulled: the LAN path alone keeps the pair together, nothing moves",
             two_paths_cut,
         ),
+        pair_scenario(
+            "all-links-lost",
+            "serial, crossover and the LAN's heartbeats lost with both nodes running: fencing decides, node2's fence lands first, node1 is powered off, node2 serves; no acknowledged write lost; back on, node1 rejoins passive and resynchronises",
+            all_links_lost,
+        ),
     ]
 }
 
@@ -364,6 +369,9 @@ fn switchover(c: &mut Ctx<'_>) {
 fn switchback(c: &mut Ctx<'_>) {
     let (a, p) = (c.active, other(c.active));
     for (from, to) in [(a, p), (p, a)] {
+        // The node to take over must be passive with its copy up to date, or the
+        // cluster refuses (rightly): each switchover starts from a settled pair.
+        c.wait_passive_in_sync(to, 3 * MIN);
         let t = Instant::now();
         let r = c.pair.post(
             from,
@@ -371,7 +379,12 @@ fn switchback(c: &mut Ctx<'_>) {
             "/maintenance/switchover",
             "confirm=yes",
         );
-        assert!(r.status < 400, "switchover refused: {}", r.status);
+        assert!(
+            r.status < 400,
+            "switchover refused: {} {}",
+            r.status,
+            crate::web::text_of(&r.body)
+        );
         c.wait_active(to, t, 2 * MIN);
         c.wait_passive_in_sync(from, 3 * MIN);
         c.client.wait_acked(3, MIN);
@@ -506,6 +519,44 @@ fn two_paths_cut(c: &mut Ctx<'_>) {
     c.pair.crossover(true);
     c.pair.connect_serial();
     c.wait_passive_in_sync(other(a), 5 * MIN);
+}
+
+fn all_links_lost(c: &mut Ctx<'_>) {
+    let a = c.active;
+    let t = Instant::now();
+    // Every heartbeat path at once, both nodes running: the switch drops the
+    // heartbeats (the service and the BMCs stay reachable), the serial cable
+    // and then the crossover (replication) go.
+    c.pair.lan_heartbeat(false);
+    c.pair.cut_serial();
+    c.pair.crossover(false);
+    // Both would fence; node1 waits its tiebreak delay, so node2's lands first.
+    wait_until("node1 powered off by node2's fence", 3 * MIN, || {
+        c.pair.powered_off(0).then_some(())
+    });
+    c.run.figure(
+        "every path lost → node1 powered off by its BMC",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    let s = c.wait_active(1, t, 3 * MIN);
+    c.run.figure("every path lost → node2 active", s, "s");
+    if a == 0 {
+        c.steps(1);
+    }
+    assert!(
+        !c.pair.powered_off(1),
+        "node2 must keep running: both nodes were powered off"
+    );
+    c.client.wait_acked(5, MIN);
+    c.alert("fencing", MIN);
+    // The paths back, node1 powered on: it rejoins passive and catches up.
+    c.pair.lan_heartbeat(true);
+    c.pair.crossover(true);
+    c.pair.connect_serial();
+    c.pair.power_on(0);
+    c.wait_passive_in_sync(0, 5 * MIN);
+    c.client.wait_acked(3, MIN);
 }
 
 fn disk_fail_active(c: &mut Ctx<'_>) {

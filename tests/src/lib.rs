@@ -110,6 +110,30 @@ impl Netns {
             .args(args));
     }
 
+    /// Loads an nftables ruleset (`nft -f`) in the namespace.
+    pub fn nft(&self, ruleset: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft is missing: apt-get install nftables");
+        child
+            .stdin
+            .take()
+            .expect("nft's input")
+            .write_all(ruleset.as_bytes())
+            .expect("writing to nft");
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Sets a sysctl of the namespace (`net.*` ones are per namespace).
     pub fn sysctl(&self, key: &str, value: &str) {
         sh(Command::new("ip")
