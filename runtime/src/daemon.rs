@@ -915,6 +915,7 @@ fn replica_of(d: &crate::drbd::DeviceStatus) -> tandem_core::Replica {
         },
         connected: d.connection.is_linked(),
         primary: d.role == DrbdRole::Primary,
+        peer_secondary: d.connection.is_linked() && d.peer_role == DrbdRole::Secondary,
     }
 }
 

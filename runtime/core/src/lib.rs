@@ -148,6 +148,9 @@ pub struct Replica {
     pub connected: bool,
     /// This node's device is primary.
     pub primary: bool,
+    /// Connected, and the peer's device is secondary: the peer runs and holds no
+    /// data (DRBD refuses a second primary while the two are connected).
+    pub peer_secondary: bool,
 }
 
 /// This node's disk, in the terms that matter for promotion.
@@ -714,6 +717,8 @@ pub struct Core {
     fence_peer_generation: Option<u64>,
     /// The replication link went away at this instant (and is still away).
     replica_disconnected_at: Option<Instant>,
+    /// The last replica state said: connected, the peer's device secondary.
+    replica_peer_secondary: bool,
     /// This node's copy is stale (see [`Input::Replica`]).
     copy_stale: bool,
     /// The peer was lost on every path after having been heard.
@@ -760,6 +765,7 @@ impl Core {
             fence_reason: Reason::PeerDead,
             fence_peer_generation: None,
             replica_disconnected_at: None,
+            replica_peer_secondary: false,
             copy_stale: false,
             peer_lost: false,
             last_now: now,
@@ -1128,6 +1134,7 @@ impl Core {
 
     fn on_replica(&mut self, now: Instant, r: Replica) {
         let up_to_date = r.disk == ReplicaDisk::UpToDate;
+        self.replica_peer_secondary = r.connected && r.peer_secondary;
         if r.connected {
             self.replica_disconnected_at = None;
             self.copy_stale = false;
@@ -1569,6 +1576,17 @@ impl Core {
                 } else {
                     Reason::StartAlone
                 };
+                if self.replica_peer_secondary
+                    && matches!(self.fence, Fence::Idle | Fence::Delay { .. })
+                {
+                    // Silent on every heartbeat path, but its replication is connected
+                    // with its device secondary: it runs and holds no data (a node in
+                    // recovery mode being activated, or whose cluster daemon is down),
+                    // and DRBD refuses a second primary while connected. Powering it
+                    // off would only break what it is doing.
+                    self.fence = Fence::Idle;
+                    return self.start_acquire(now, reason);
+                }
                 return self.takeover_fenced(now, reason, true);
             }
             if matches!(self.fence, Fence::Delay { .. }) {

@@ -1671,6 +1671,7 @@ fn replica(disk: ReplicaDisk, connected: bool) -> Input<'static> {
         disk,
         connected,
         primary: false,
+        peer_secondary: connected,
     })
 }
 
@@ -1741,6 +1742,39 @@ fn a_peer_silent_with_the_replication_leaves_the_copy_good() {
     assert!(!s.has_event(1, |e| *e == Event::CopyStale));
     assert!(s.outdated.is_empty());
     assert_eq!(s.role(1), Some(Role::Active));
+}
+
+#[test]
+fn a_silent_peer_whose_replication_is_connected_and_secondary_is_not_fenced() {
+    // node2 activated first; node1 is in recovery mode fetching its copy: no
+    // heartbeats from it, but DRBD connected with its device secondary.
+    for seed in 0..10 {
+        let mut s = Sim::new(700 + seed);
+        s.kill(0);
+        s.kill(1);
+        s.queue.clear();
+        s.nodes[1].fencing = FencePolicy::Required {
+            node1_delay: Duration::from_millis(FENCE_DELAY),
+        };
+        s.start(1);
+        let now = s.now();
+        s.core(1).handle(now, replica(ReplicaDisk::UpToDate, true));
+        s.drain(1);
+        s.run_until(s.t + INITDEAD + DEADTIME * 2);
+        assert!(s.fences.is_empty(), "seed {seed}: {:?}", s.fences);
+        assert_eq!(s.role(1), Some(Role::Active), "seed {seed}");
+    }
+    // Without the replication's word the never-heard peer is fenced first.
+    let mut s = Sim::new(720);
+    s.kill(0);
+    s.kill(1);
+    s.queue.clear();
+    s.nodes[1].fencing = FencePolicy::Required {
+        node1_delay: Duration::from_millis(FENCE_DELAY),
+    };
+    s.start(1);
+    s.run_until(s.t + INITDEAD + DEADTIME * 2);
+    assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
 }
 
 #[test]
