@@ -867,6 +867,23 @@ pub async fn run(
             hub.publish("resource_error", crate::error_chain(&e));
         }
     }
+    if let Some(repl) = settings.replication.clone() {
+        // Leave the replication cleanly: the other node's DRBD then sees this copy
+        // disconnected (and outdated) on purpose, not a lost link, so it neither
+        // suspends writes for its fence-peer handler nor has this node powered off.
+        // DRBD refuses while the device is in use (a release that failed): it stays.
+        match tokio::task::spawn_blocking(move || repl.down()).await {
+            Ok(Ok(())) => hub.publish(
+                "replication",
+                "left the replication cleanly (this node's copy is outdated until it resynchronises)".into(),
+            ),
+            Ok(Err(e)) => hub.publish(
+                "warning",
+                format!("leaving the replication: {}", crate::error_chain(&e)),
+            ),
+            Err(_) => {}
+        }
+    }
     let _ = std::fs::remove_file(&settings.control);
     hub.publish("stopped", "clusterd stopped".into());
     Ok(())

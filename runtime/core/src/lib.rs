@@ -1000,7 +1000,7 @@ impl Core {
             return false;
         };
         self.evaluate(now);
-        if self.peer_alive || !matches!(self.role, Role::Active | Role::Acquiring) {
+        if self.peer_alive || !self.role.holds_resources() {
             return false;
         }
         if self.fence == Fence::Idle {
@@ -1014,6 +1014,16 @@ impl Core {
             }
         }
         true
+    }
+
+    /// A fence for the data (see [`Self::fence_for_data`]) once node1's tiebreak wait
+    /// is over.
+    fn data_fence_due(&mut self, now: Instant) {
+        if let Fence::Delay { until } = self.fence
+            && now >= until
+        {
+            self.send_fence_holding();
+        }
     }
 
     /// [`Self::send_fence`] on a node that holds the data: it waits for nothing (the
@@ -1556,6 +1566,7 @@ impl Core {
         match self.role {
             Role::Starting | Role::Passive => self.decide_idle(now, peer),
             Role::Active | Role::Acquiring => self.decide_holding(now, peer),
+            Role::Releasing if peer.is_none() => self.data_fence_due(now),
             Role::Releasing => {}
         }
     }
@@ -1666,13 +1677,7 @@ impl Core {
     fn decide_holding(&mut self, now: Instant, peer: Option<PeerView>) {
         let Some(pv) = peer else {
             self.ping_rule_since = None;
-            // A fence for the data (see `fence_for_data`) after node1's tiebreak wait.
-            if let Fence::Delay { until } = self.fence
-                && now >= until
-            {
-                self.send_fence_holding();
-            }
-            return;
+            return self.data_fence_due(now);
         };
         let pf = pv.frame;
         if pf.role.holds_resources() {
