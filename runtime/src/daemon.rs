@@ -467,6 +467,10 @@ pub async fn run(
         Some(setup) => Some(committed_config(setup)?),
         None => None,
     };
+    if let Some(fw) = &settings.firewall {
+        let cfg = running_cfg.as_ref().unwrap_or(&fw.initial);
+        put_firewall_in_effect(fw, cfg, &hub);
+    }
     if let Some(setup) = &sync {
         start_config_exchange(setup.clone(), tx.clone(), Arc::clone(&hub)).await;
     }
@@ -733,14 +737,14 @@ pub async fn run(
                         let _ = reply.send(resp);
                     }
                     In::ConfigCommitted => {
-                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
+                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service, (settings.firewall.as_ref(), settings.sshd.as_ref())) {
                             hub.publish("config", e);
                         }
                     }
                     In::Control(call, reply) => {
                         let resp = match call {
                             ClusterCall::ReloadConfig => {
-                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
+                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service, (settings.firewall.as_ref(), settings.sshd.as_ref())) {
                                     Ok(()) => Reply::Done,
                                     Err(e) => Reply::Refused(Refusal::Failed(e)),
                                 }
@@ -1057,6 +1061,7 @@ fn reload_config(
     now: tandem_core::Instant,
     hub: &EventHub,
     service: &Service,
+    (firewall, sshd): (Option<&crate::firewall::Setup>, Option<&crate::sshd::Setup>),
 ) -> Result<(), String> {
     let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
     let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
@@ -1074,6 +1079,26 @@ fn reload_config(
     if changes.sections.contains(&"notification") {
         hub.set_notification(&cfg.notification);
     }
+    if let Some(fw) = firewall
+        && changes
+            .sections
+            .iter()
+            .any(|s| matches!(*s, "access" | "network" | "heartbeat"))
+    {
+        put_firewall_in_effect(fw, &cfg, hub);
+    }
+    if let Some(ssh) = sshd
+        && changes
+            .sections
+            .iter()
+            .any(|s| matches!(*s, "access" | "network"))
+    {
+        let text = match ssh.refresh(&cfg) {
+            Ok(t) => t,
+            Err(e) => format!("ssh server not changed: {e}"),
+        };
+        hub.publish("ssh", text);
+    }
     if changes.admin_password {
         // Whoever logged in with the old password is logged out, on both nodes.
         service.end_sessions();
@@ -1089,6 +1114,20 @@ fn reload_config(
     hub.publish("config", text);
     *running = Some(cfg);
     Ok(())
+}
+
+/// Applies the packet filter for `cfg` and reports the outcome as a `firewall` event
+/// (a refused ruleset leaves the previous one in effect, and says so).
+fn put_firewall_in_effect(
+    fw: &crate::firewall::Setup,
+    cfg: &tandem_config::ApplianceConfig,
+    hub: &EventHub,
+) {
+    let text = match fw.put_in_effect(cfg) {
+        Ok(t) => t,
+        Err(e) => format!("firewall not changed: {}", crate::error_chain(&e)),
+    };
+    hub.publish("firewall", text);
 }
 
 fn status_json(

@@ -36,8 +36,9 @@ pub const NODE_ADDR: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
 /// The BMCs' addresses on the LAN.
 pub const BMC_ADDR: [&str; 2] = ["192.0.2.21", "192.0.2.22"];
 /// The mail relay on the LAN.
-const SMTP_ADDR: &str = "192.0.2.1";
-const SMTP_PORT: u16 = 2525;
+pub const SMTP_ADDR: &str = "192.0.2.1";
+/// The mail relay's port.
+pub const SMTP_PORT: u16 = 2525;
 /// BMC user of the rig.
 const BMC_USER: &str = "fence";
 const BMC_PASSWORD: &str = "fence-secret-1";
@@ -68,6 +69,8 @@ pub fn config() -> (
     cfg.notification.addresses = vec!["ops@example.com".parse().expect("an address")];
     cfg.notification.relay_host =
         Some(format!("{SMTP_ADDR}:{SMTP_PORT}").parse().expect("a relay"));
+    // The rig's relay speaks plain SMTP (the default policy would send nothing to it).
+    cfg.notification.tls = Some(tandem_config::schema::TlsPolicy::Opportunistic);
     (cfg, passwords)
 }
 

@@ -1,0 +1,275 @@
+//! The packet filter with the real `nft` in network namespaces (see `lab`): the ruleset
+//! of `tandem firewall apply` in node1's namespace, listeners standing in for the
+//! configuration sync, DRBD, the heartbeat and the web console, and probes from the
+//! other node, an outsider on the external LAN and an admin host.
+//!
+//! Runs as root (namespaces). Needs Debian packages iproute2 and nftables.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failed unwrap is a failed test"
+)]
+
+mod lab;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+
+use lab::*;
+use tandem_config::NodeId;
+use tandem_runtime::firewall::{self, ApplyError, Interfaces};
+
+const NFT: &str = "/usr/sbin/nft";
+
+fn tandem(ns: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tandem")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn nft_list(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, NFT, "list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Listeners {
+    _tcp: Vec<TcpListener>,
+    hb_internal: UdpSocket,
+    hb_external: UdpSocket,
+    _outsider: TcpListener,
+}
+
+fn listen(lab: &Lab, hb: u16, drbd: u16) -> Listeners {
+    let (tcp, hb_internal, hb_external) = in_netns(&lab.node1, move || {
+        let tcp = vec![
+            TcpListener::bind((NODE1_INT, hb)).unwrap(),
+            TcpListener::bind((NODE1_INT, drbd)).unwrap(),
+            TcpListener::bind(("0.0.0.0", 443)).unwrap(),
+            TcpListener::bind(("0.0.0.0", 22)).unwrap(),
+            TcpListener::bind(("127.0.0.1", 8000)).unwrap(),
+        ];
+        (
+            tcp,
+            UdpSocket::bind((NODE1_INT, hb)).unwrap(),
+            UdpSocket::bind((NODE1_EXT, hb)).unwrap(),
+        )
+    });
+    let outsider = in_netns(&lab.outsider, || {
+        TcpListener::bind((OUTSIDER, 8080)).unwrap()
+    });
+    Listeners {
+        _tcp: tcp,
+        hb_internal,
+        hb_external,
+        _outsider: outsider,
+    }
+}
+
+/// Every flow of the ruleset: `(what, reached)`.
+fn flows(lab: &Lab, l: &Listeners, hb: u16, drbd: u16) -> Vec<(&'static str, bool)> {
+    vec![
+        (
+            "outsider -> crossover config sync",
+            tcp_reaches(&lab.outsider, NODE1_INT, hb),
+        ),
+        (
+            "outsider -> crossover drbd",
+            tcp_reaches(&lab.outsider, NODE1_INT, drbd),
+        ),
+        (
+            "outsider -> external web console",
+            tcp_reaches(&lab.outsider, NODE1_EXT, 443),
+        ),
+        (
+            "outsider -> external ssh",
+            tcp_reaches(&lab.outsider, NODE1_EXT, 22),
+        ),
+        (
+            "outsider -> external heartbeat",
+            udp_reaches(&lab.outsider, NODE1_EXT, hb, &l.hb_external),
+        ),
+        (
+            "peer -> crossover config sync",
+            tcp_reaches(&lab.node2, NODE1_INT, hb),
+        ),
+        (
+            "peer -> crossover drbd",
+            tcp_reaches(&lab.node2, NODE1_INT, drbd),
+        ),
+        (
+            "peer -> crossover heartbeat",
+            udp_reaches(&lab.node2, NODE1_INT, hb, &l.hb_internal),
+        ),
+        (
+            "peer -> external heartbeat",
+            udp_reaches(&lab.node2, NODE1_EXT, hb, &l.hb_external),
+        ),
+        (
+            "peer (external LAN) -> web console",
+            tcp_reaches(&lab.node2, NODE1_EXT, 443),
+        ),
+        (
+            "admin -> web console",
+            tcp_reaches(&lab.admin, NODE1_EXT, 443),
+        ),
+        ("admin -> ssh", tcp_reaches(&lab.admin, NODE1_EXT, 22)),
+        (
+            "admin -> crossover drbd",
+            tcp_reaches(&lab.admin, NODE1_INT, drbd),
+        ),
+        ("node1 loopback", tcp_reaches(&lab.node1, "127.0.0.1", 8000)),
+        (
+            "node1 -> outsider (replies come back)",
+            tcp_reaches(&lab.node1, OUTSIDER, 8080),
+        ),
+    ]
+}
+
+const ALLOWED: &[&str] = &[
+    "peer -> crossover config sync",
+    "peer -> crossover drbd",
+    "peer -> crossover heartbeat",
+    "peer -> external heartbeat",
+    "admin -> web console",
+    "admin -> ssh",
+    "node1 loopback",
+    "node1 -> outsider (replies come back)",
+];
+
+fn check(got: &[(&str, bool)]) {
+    let wrong: Vec<String> = got
+        .iter()
+        .filter(|(what, reached)| *reached != ALLOWED.contains(what))
+        .map(|(what, reached)| format!("{what}: {}", if *reached { "reached" } else { "refused" }))
+        .collect();
+    assert!(wrong.is_empty(), "flows not as the ruleset says: {wrong:?}");
+}
+
+#[test]
+fn forbidden_flows_are_dropped_allowed_ones_work_and_a_broken_ruleset_changes_nothing() {
+    need_tool(NFT, "nftables");
+    let work = tempfile::tempdir().unwrap();
+    let lab = Lab::new(work.path());
+    let cfg = config();
+    let hb = cfg.heartbeat.udp_port.get();
+    let drbd = cfg.replication.port.get();
+    let cfg_path = work.path().join("cluster.toml");
+    std::fs::write(&cfg_path, cfg.to_toml()).unwrap();
+    let l = listen(&lab, hb, drbd);
+
+    // Without a filter every flow gets through: the outsider reaches the crossover
+    // services through node1 (what the filter is for).
+    let open = flows(&lab, &l, hb, drbd);
+    assert!(open.iter().all(|(_, r)| *r), "{open:?}");
+
+    // The ruleset `tandem firewall show` prints is the one applied.
+    let file = work.path().join("firewall.nft");
+    let src = [
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "--node",
+        "node1",
+        "--external-if",
+        "ext",
+        "--internal-if",
+        "xo",
+    ];
+    let (ok, shown, err) = tandem(&lab.node1, &[&["firewall", "show"][..], &src].concat());
+    assert!(ok, "{err}");
+    let ifs = Interfaces {
+        external: "ext".into(),
+        internal: "xo".into(),
+    };
+    assert_eq!(shown, firewall::ruleset(&cfg, NodeId::Node1, &ifs));
+    let t0 = std::time::Instant::now();
+    let (ok, out, err) = tandem(
+        &lab.node1,
+        &[
+            &["firewall", "apply", "--file", file.to_str().unwrap()][..],
+            &src,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    eprintln!("applied in {:?}: {out}", t0.elapsed());
+    assert!(out.contains("in effect"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), shown);
+    let loaded = nft_list(&lab.node1);
+    assert!(loaded.contains("table inet tandem"), "{loaded}");
+    check(&flows(&lab, &l, hb, drbd));
+
+    // Applying again replaces the table (no duplicate rules).
+    let (ok, _, err) = tandem(
+        &lab.node1,
+        &[
+            &["firewall", "apply", "--file", file.to_str().unwrap()][..],
+            &src,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(nft_list(&lab.node1), loaded);
+
+    // A broken ruleset (it would open everything, then fails) is refused by the check:
+    // the previous ruleset stays loaded, its file unchanged, every flow as before.
+    let broken = "table inet tandem {}\ndelete table inet tandem\n\
+                  table inet tandem {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tip saddr 300.1.2.3 accept\n\t}\n}\n";
+    let f2 = file.clone();
+    let e = in_netns(&lab.node1, move || {
+        firewall::apply(Path::new(NFT), broken, &f2).unwrap_err()
+    });
+    assert!(matches!(e, ApplyError::Refused { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("the previous ruleset stays in effect") && msg.contains("Error"),
+        "{msg}"
+    );
+    eprintln!("refused: {msg}");
+    assert_eq!(nft_list(&lab.node1), loaded);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), shown);
+    check(&flows(&lab, &l, hb, drbd));
+
+    // The same through the command line: a configuration that does not validate is
+    // refused before nft runs, naming the field.
+    let bad = cfg
+        .to_toml()
+        .replace("\"192.0.2.64/28\"", "\"192.0.2.64/40\"");
+    let bad_path = work.path().join("bad.toml");
+    std::fs::write(&bad_path, bad).unwrap();
+    let (ok, _, err) = tandem(
+        &lab.node1,
+        &[
+            "firewall",
+            "apply",
+            "--file",
+            file.to_str().unwrap(),
+            "--config",
+            bad_path.to_str().unwrap(),
+            "--node",
+            "node1",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("access.admin-networks[0]"), "{err}");
+    assert_eq!(nft_list(&lab.node1), loaded);
+
+    // The outbound list of the same configuration.
+    let (ok, out, err) = tandem(&lab.node1, &[&["firewall", "outbound"][..], &src].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("192.0.2.53") && out.contains("DNS"), "{out}");
+    assert!(out.contains("ping node"), "{out}");
+    assert!(out.contains("update server"), "{out}");
+}
