@@ -273,3 +273,76 @@ fn forbidden_flows_are_dropped_allowed_ones_work_and_a_broken_ruleset_changes_no
     assert!(out.contains("ping node"), "{out}");
     assert!(out.contains("update server"), "{out}");
 }
+
+#[test]
+fn clusterd_puts_the_ruleset_in_effect_when_it_starts() {
+    need_tool(NFT, "nftables");
+    let work = tempfile::tempdir().unwrap();
+    let lab = Lab::new(work.path());
+    let mut cfg = config();
+    // No serial cable in the lab.
+    cfg.heartbeat.serial.enabled = false;
+    let cfg_path = work.path().join("cluster.toml");
+    std::fs::write(&cfg_path, cfg.to_toml()).unwrap();
+    let sock = work.path().join("control.sock");
+    let file = work.path().join("firewall.nft");
+    assert!(!nft_list(&lab.node1).contains("table inet tandem"));
+    let log = std::fs::File::create(work.path().join("clusterd.log")).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.node1, env!("CARGO_BIN_EXE_clusterd")])
+        .args(["--node", "node1", "--config"])
+        .arg(&cfg_path)
+        .args(["--firewall", "--external-if", "ext", "--internal-if", "xo"])
+        .arg("--firewall-file")
+        .arg(&file)
+        .arg("--control")
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .args(["--board", "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let events = loop {
+        let ev: Vec<(String, String)> = tandem_api::Client::connect(&sock)
+            .ok()
+            .and_then(|mut c| c.events(usize::MAX).ok())
+            .map(|v| v.into_iter().map(|e| (e.kind, e.text)).collect())
+            .unwrap_or_default();
+        if ev.iter().any(|(k, _)| k == "firewall") {
+            break ev;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            // `ip netns exec` execs clusterd: this PID is clusterd's.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no firewall event: {ev:?}\n{}",
+                std::fs::read_to_string(work.path().join("clusterd.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let (_, text) = events.iter().find(|(k, _)| k == "firewall").unwrap();
+    assert!(text.contains("in effect"), "{text}");
+    let ifs = Interfaces {
+        external: "ext".into(),
+        internal: "xo".into(),
+    };
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        firewall::ruleset(&cfg, NodeId::Node1, &ifs)
+    );
+    let loaded = nft_list(&lab.node1);
+    assert!(loaded.contains("table inet tandem"), "{loaded}");
+    // The outsider is kept off the crossover services by the ruleset clusterd loaded.
+    let l = in_netns(&lab.node1, || TcpListener::bind((NODE1_INT, 7788)).unwrap());
+    assert!(!tcp_reaches(&lab.outsider, NODE1_INT, 7788));
+    assert!(tcp_reaches(&lab.node2, NODE1_INT, 7788));
+    drop(l);
+}

@@ -39,6 +39,11 @@ const TEST_FILES: &[(&str, &str)] = &[
         "/usr/lib/python3/dist-packages/aiosmtpd",
         "python3-aiosmtpd",
     ),
+    // The packet filter and the SSH server and client of the firewall and sshd tests.
+    ("/usr/sbin/nft", "nftables"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/bin/ssh", "openssh-client"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
 ];
 
 /// Binaries of the node: (package, binary, path in the root filesystem).
