@@ -150,7 +150,7 @@ pub struct Outbound {
 }
 
 /// The outbound connections `cfg` makes a node open (R14.1), in a stable order: DNS,
-/// mail relay, update server, support server, ping nodes.
+/// mail relay, update server, support server, the BMCs (fencing), ping nodes.
 #[must_use]
 pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
     let mut v = Vec::new();
@@ -186,6 +186,17 @@ pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
             port: Some(sup.host.port().unwrap_or(22)),
             purpose: "support server (SSH)".into(),
         });
+    }
+    if let Some(f) = &cfg.fencing {
+        for id in NodeId::ALL {
+            let b = f.bmc(id);
+            v.push(Outbound {
+                protocol: "udp",
+                destination: b.address.to_string(),
+                port: Some(b.port.get()),
+                purpose: format!("{id}'s BMC (IPMI RMCP+, fencing)"),
+            });
+        }
     }
     for p in &cfg.network.ping_nodes {
         v.push(Outbound {
@@ -497,6 +508,7 @@ mod tests {
             (m.destination.as_str(), m.port),
             ("mail.example.net", Some(2525))
         );
+        assert!(list.iter().all(|o| !o.purpose.contains("BMC")));
         let s = find("support").expect("support listed");
         assert_eq!(
             (s.destination.as_str(), s.port),
