@@ -274,61 +274,85 @@ fn forbidden_flows_are_dropped_allowed_ones_work_and_a_broken_ruleset_changes_no
     assert!(out.contains("update server"), "{out}");
 }
 
+/// clusterd's events, `(kind, text)`.
+fn events(sock: &Path) -> Vec<(String, String)> {
+    tandem_api::Client::connect(sock)
+        .ok()
+        .and_then(|mut c| c.events(usize::MAX).ok())
+        .map(|v| v.into_iter().map(|e| (e.kind, e.text)).collect())
+        .unwrap_or_default()
+}
+
+fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "timed out waiting for {what}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// clusterd in node1's namespace; killed by its PID when dropped (`ip netns exec`
+/// execs clusterd).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
-fn clusterd_puts_the_ruleset_in_effect_when_it_starts() {
+fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
     need_tool(NFT, "nftables");
     let work = tempfile::tempdir().unwrap();
     let lab = Lab::new(work.path());
     let mut cfg = config();
     // No serial cable in the lab.
     cfg.heartbeat.serial.enabled = false;
-    let cfg_path = work.path().join("cluster.toml");
-    std::fs::write(&cfg_path, cfg.to_toml()).unwrap();
+    // The node's store with the committed configuration, as on an installed node.
+    let store = work.path().join("store");
+    let st = tandem_config::Store::open(&store).unwrap();
+    st.stage(&cfg).unwrap();
+    st.commit().unwrap();
+    std::fs::write(store.join("node"), "node1").unwrap();
     let sock = work.path().join("control.sock");
     let file = work.path().join("firewall.nft");
+    let ssh_dir = work.path().join("ssh");
+    let log = work.path().join("clusterd.log");
     assert!(!nft_list(&lab.node1).contains("table inet tandem"));
-    let log = std::fs::File::create(work.path().join("clusterd.log")).unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.node1, env!("CARGO_BIN_EXE_clusterd")])
-        .args(["--node", "node1", "--config"])
-        .arg(&cfg_path)
-        .args(["--firewall", "--external-if", "ext", "--internal-if", "xo"])
-        .arg("--firewall-file")
-        .arg(&file)
-        .arg("--control")
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(work.path().join("state"))
-        .args(["--board", "none"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    let events = loop {
-        let ev: Vec<(String, String)> = tandem_api::Client::connect(&sock)
-            .ok()
-            .and_then(|mut c| c.events(usize::MAX).ok())
-            .map(|v| v.into_iter().map(|e| (e.kind, e.text)).collect())
-            .unwrap_or_default();
-        if ev.iter().any(|(k, _)| k == "firewall") {
-            break ev;
-        }
-        if t0.elapsed() > std::time::Duration::from_secs(10) {
-            // `ip netns exec` execs clusterd: this PID is clusterd's.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no firewall event: {ev:?}\n{}",
-                std::fs::read_to_string(work.path().join("clusterd.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let (_, text) = events.iter().find(|(k, _)| k == "firewall").unwrap();
+    let _daemon = Daemon(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.node1, env!("CARGO_BIN_EXE_clusterd")])
+            .args(["--node", "node1", "--config"])
+            .arg(store.join("config.toml"))
+            .arg("--store")
+            .arg(&store)
+            .args(["--firewall", "--external-if", "ext", "--internal-if", "xo"])
+            .arg("--firewall-file")
+            .arg(&file)
+            .arg("--sshd-dir")
+            .arg(&ssh_dir)
+            .arg("--control")
+            .arg(&sock)
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .args(["--board", "none"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the firewall event", &log, || {
+        events(&sock).iter().any(|(k, _)| k == "firewall")
+    });
+    let ev = events(&sock);
+    let (_, text) = ev.iter().find(|(k, _)| k == "firewall").unwrap();
     assert!(text.contains("in effect"), "{text}");
     let ifs = Interfaces {
         external: "ext".into(),
@@ -345,4 +369,54 @@ fn clusterd_puts_the_ruleset_in_effect_when_it_starts() {
     assert!(!tcp_reaches(&lab.outsider, NODE1_INT, 7788));
     assert!(tcp_reaches(&lab.node2, NODE1_INT, 7788));
     drop(l);
+
+    // A configuration change (this node only: the other node is not running) with
+    // another admin network and a key for root: the ruleset and sshd's files follow.
+    let mut next = cfg.clone();
+    next.cluster.revision += 1;
+    next.access.admin_networks = vec!["198.51.100.0/24".parse().unwrap()];
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPwP89bL4rstUl52F0q3zNJhLPZUidXi9x0aTtyqGya ops@lab";
+    next.access.root_authorized_keys = vec![key.parse().unwrap()];
+    let next_path = work.path().join("next.toml");
+    std::fs::write(&next_path, next.to_toml()).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.node1, env!("CARGO_BIN_EXE_tandem")])
+        .arg("--control")
+        .arg(&sock)
+        .arg("apply")
+        .arg(&next_path)
+        .arg("--this-node-only")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the new ruleset", &log, || {
+        nft_list(&lab.node1).contains("198.51.100.0/24")
+    });
+    assert!(!nft_list(&lab.node1).contains("192.0.2.64/28"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        firewall::ruleset(&next, NodeId::Node1, &ifs)
+    );
+    wait_for("sshd's new files", &log, || {
+        std::fs::read_to_string(ssh_dir.join("authorized_keys"))
+            .is_ok_and(|k| k == format!("{key}\n"))
+    });
+    let conf = std::fs::read_to_string(ssh_dir.join("sshd_config")).unwrap();
+    assert!(
+        conf.contains("AllowUsers root@192.168.100.0/24 root@198.51.100.0/24"),
+        "{conf}"
+    );
+    let ev = events(&sock);
+    assert_eq!(
+        ev.iter().filter(|(k, _)| k == "firewall").count(),
+        2,
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|(k, _)| k == "ssh"), "{ev:?}");
 }
