@@ -324,6 +324,18 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
         "Mail relay (host or host:port); needed when there are recipients (direct delivery to the recipients' mail exchangers is not available).",
     ),
     (
+        "access",
+        "Who may reach the nodes' web console and SSH, and root's SSH keys.",
+    ),
+    (
+        "access.admin-networks",
+        "Networks that may reach the web console and SSH (besides the recovery network).",
+    ),
+    (
+        "access.root-authorized-keys",
+        "Keys that may log in as root over SSH (authorized_keys lines); key-only, no passwords.",
+    ),
+    (
         "notification.tls",
         "\"required\" (default: STARTTLS with a valid certificate, or nothing is sent) or \"opportunistic\".",
     ),
