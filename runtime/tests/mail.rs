@@ -103,11 +103,15 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_tls(Some(TlsPolicy::Opportunistic))
+    }
+
+    fn with_tls(tls: Option<TlsPolicy>) -> Pair {
         let rig = Rig::new();
         let mut cfg = ApplianceConfig::from_toml(&config_text()).unwrap();
         cfg.notification.addresses = vec!["ops@example.net".parse().unwrap()];
         cfg.notification.relay_host = Some(format!("{PING_NODE}:{RELAY_PORT}").parse().unwrap());
-        cfg.notification.tls = Some(TlsPolicy::Opportunistic);
+        cfg.notification.tls = tls;
         let text = cfg.to_toml();
         ApplianceConfig::from_toml(&text).expect("mail configuration is valid");
         let config = rig.dir.join("mail.toml");
@@ -285,4 +289,30 @@ fn a_hanging_relay_does_not_hold_up_the_cluster() {
     );
     drop(pair);
     drop(silent);
+}
+
+#[test]
+fn with_tls_required_nothing_goes_to_a_plain_relay_and_the_events_say_why() {
+    require_aiosmtpd();
+    // No `tls` key: the default, required.
+    let mut pair = Pair::with_tls(None);
+    let maildir = pair.maildir();
+    let _smtp = Smtp::start(&pair.lan(), &maildir);
+    pair.start(0);
+    wait_until("node1 active", Duration::from_secs(10), || {
+        pair.role(0) == "active"
+    });
+    wait_until("the refusal in the events", Duration::from_secs(15), || {
+        pair.rig.events(0).iter().any(|(k, t)| {
+            k == "mail"
+                && t.contains("offers no STARTTLS and notification.tls is \"required\"")
+                && t.contains("not sent over plain text")
+        })
+    });
+    wait_until("the error in the outbox", Duration::from_secs(5), || {
+        pair.queued(0)
+            .iter()
+            .any(|m| m.contains("not sent over plain text"))
+    });
+    assert!(received(&maildir).is_empty(), "nothing in plain text");
 }
