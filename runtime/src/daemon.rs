@@ -1079,21 +1079,19 @@ fn reload_config(
     if changes.sections.contains(&"notification") {
         hub.set_notification(&cfg.notification);
     }
+    // Addresses and ports take effect when the node starts again (as the network
+    // does); who may reach the node at once.
     if let Some(fw) = firewall
-        && changes
-            .sections
-            .iter()
-            .any(|s| matches!(*s, "access" | "network" | "heartbeat"))
+        && changes.sections.contains(&"access")
     {
-        put_firewall_in_effect(fw, &cfg, hub);
+        put_firewall_in_effect(fw, &fw.effective(&cfg), hub);
     }
     if let Some(ssh) = sshd
-        && changes
-            .sections
-            .iter()
-            .any(|s| matches!(*s, "access" | "network"))
+        && changes.sections.contains(&"access")
     {
-        let text = match ssh.refresh(&cfg) {
+        // sshd listens where the node is now: the addresses clusterd started with.
+        let effective = firewall.map_or_else(|| cfg.clone(), |fw| fw.effective(&cfg));
+        let text = match ssh.refresh(&effective) {
             Ok(t) => t,
             Err(e) => format!("ssh server not changed: {e}"),
         };

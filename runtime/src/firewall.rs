@@ -3,6 +3,8 @@
 //! allow.
 //!
 //! [`ruleset`] and [`outbound`] are pure: the same configuration gives the same text.
+//! clusterd applies it at start and when `access` changes (addresses and ports change
+//! only when the node starts again, as the network does: [`Setup::effective`]).
 //! [`apply`] puts a ruleset in effect with the real `nft`: it writes the file, checks it
 //! (`nft -c -f`), and only then loads it (`nft -f`) in one transaction that replaces the
 //! `inet tandem` table as a whole. A ruleset `nft` refuses changes nothing: the previous
@@ -357,6 +359,18 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// The configuration the ruleset follows after a change to `cfg`: the access
+    /// settings (and revision) of `cfg`, the addresses and ports clusterd started
+    /// with (network and heartbeat changes take effect when the node starts again,
+    /// the filter with them).
+    #[must_use]
+    pub fn effective(&self, cfg: &ApplianceConfig) -> ApplianceConfig {
+        let mut e = (*self.initial).clone();
+        e.access = cfg.access.clone();
+        e.cluster.revision = cfg.cluster.revision;
+        e
+    }
+
     /// Generates and applies the ruleset for `cfg`; on success a line for the event
     /// stream.
     ///
@@ -519,6 +533,27 @@ mod tests {
             (u.destination.as_str(), u.port),
             ("updates.example.com", Some(8443))
         );
+    }
+
+    #[test]
+    fn a_change_takes_new_access_at_once_and_new_addresses_at_the_next_start() {
+        let c = cfg();
+        let setup = Setup {
+            nft: "/usr/sbin/nft".into(),
+            path: "/run/tandem/firewall.nft".into(),
+            node: NodeId::Node1,
+            interfaces: ifs(),
+            initial: Box::new(c.clone()),
+        };
+        let mut next = c.clone();
+        next.cluster.revision += 1;
+        next.network.node2.address = "192.0.2.99".parse().expect("address");
+        next.access.admin_networks = vec!["198.51.100.0/24".parse().expect("net")];
+        let r = ruleset(&setup.effective(&next), NodeId::Node1, &ifs());
+        assert!(r.contains("198.51.100.0/24"), "{r}");
+        assert!(r.contains("ip saddr 192.0.2.12 udp dport 694"), "{r}");
+        assert!(!r.contains("192.0.2.99"), "{r}");
+        assert!(r.contains(&format!("revision {}", next.cluster.revision)));
     }
 
     #[test]

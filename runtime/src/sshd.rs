@@ -170,7 +170,7 @@ pub fn reload(dir: &Path) -> std::io::Result<bool> {
 }
 
 /// How clusterd keeps sshd's files current: rewritten and reloaded with every
-/// configuration change.
+/// change of `access`.
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The directory of the files (sshd's `-f DIR/sshd_config`).

@@ -615,9 +615,9 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             "--store",
             CONFIG,
             "--replication",
-            // The packet filter, at start and with every configuration change.
+            // The packet filter, at start and with every change of `access`.
             "--firewall",
-            // sshd's files follow configuration changes.
+            // sshd's files follow changes of `access`.
             "--sshd-dir",
             SSH_DIR,
             // The web console's unprivileged process reaches the control socket.
@@ -641,7 +641,7 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
 }
 
 /// OpenSSH's server, and the directory of its files (`tandem node-up` writes them,
-/// clusterd rewrites them with every configuration change).
+/// clusterd rewrites them with every change of `access`).
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_DIR: &str = "/run/tandem/ssh";
 

@@ -155,7 +155,7 @@ struct Cli {
     #[arg(long)]
     outbox: Option<PathBuf>,
     /// Apply the packet filter (nftables ruleset of `tandem firewall show`) at start and
-    /// with every configuration change; a ruleset nft refuses leaves the previous one.
+    /// with every change of `access`; a ruleset nft refuses leaves the previous one.
     #[arg(long, requires = "config")]
     firewall: bool,
     /// The nft program.
@@ -165,7 +165,7 @@ struct Cli {
     #[arg(long, default_value = tandem_runtime::firewall::DEFAULT_RULESET_PATH)]
     firewall_file: PathBuf,
     /// The SSH server's directory (written by `tandem node-up`): its files are
-    /// rewritten and sshd reloaded with every configuration change.
+    /// rewritten and sshd reloaded with every change of `access`.
     #[arg(long, requires = "config")]
     sshd_dir: Option<PathBuf>,
     /// Wait after a failed delivery, e.g. 30s; it doubles per failure up to an hour.
