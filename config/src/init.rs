@@ -153,6 +153,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
         },
         support: None,
         fencing: None,
+        access: crate::schema::AccessConfig::default(),
     };
     cfg.validate().map_err(|problems| {
         problems
@@ -320,7 +321,23 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "notification.relay-host",
-        "Mail relay (host or host:port); absent means direct delivery.",
+        "Mail relay (host or host:port); needed when there are recipients (direct delivery to the recipients' mail exchangers is not available).",
+    ),
+    (
+        "access",
+        "Who may reach the nodes' web console and SSH, and root's SSH keys.",
+    ),
+    (
+        "access.admin-networks",
+        "Networks that may reach the web console and SSH (besides the recovery network).",
+    ),
+    (
+        "access.root-authorized-keys",
+        "Keys that may log in as root over SSH (authorized_keys lines); key-only, no passwords.",
+    ),
+    (
+        "notification.tls",
+        "\"required\" (default: STARTTLS with a valid certificate, or nothing is sent) or \"opportunistic\".",
     ),
     (
         "notification.copy-vendor",
@@ -428,6 +445,10 @@ pub fn field_doc(path: &str) -> Option<&'static str> {
 
 /// Example blocks for optional sections, shown commented out when the section is absent.
 const OPTIONAL_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "access",
+        "# [access]\n# Networks that may reach the web console and SSH (besides the recovery network).\n# admin-networks = [\"192.0.2.0/24\"]\n# Keys that may log in as root over SSH (authorized_keys lines).\n# root-authorized-keys = [\"ssh-ed25519 AAAA... ops@example\"]\n",
+    ),
     (
         "support",
         "# [support]\n# host = \"support.example.com:22\"\n# user = \"tandem\"\n",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    SshPrivateKey, TlsCertificate, TlsPrivateKey, UserName,
+    SshPrivateKey, SshPublicKey, TlsCertificate, TlsPrivateKey, UserName,
 };
 
 /// The schema version this build writes. Older versions are migrated on load
@@ -49,6 +49,32 @@ pub struct ApplianceConfig {
     /// Optional peer fencing through each node's BMC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing: Option<FencingConfig>,
+    /// Who may reach the nodes' management services (web console, SSH).
+    #[serde(default, skip_serializing_if = "AccessConfig::is_empty")]
+    pub access: AccessConfig,
+}
+
+/// Management access: the networks the web console and SSH accept connections from
+/// (besides the recovery network), and root's SSH keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Networks (`"192.0.2.0/24"`) from which the web console and SSH may be reached on
+    /// the external port. Empty: only the recovery network.
+    #[serde(default)]
+    pub admin_networks: Vec<Ipv4Net>,
+    /// Public keys (`authorized_keys` lines) that may log in as root over SSH. Empty:
+    /// nobody logs in over SSH.
+    #[serde(default)]
+    pub root_authorized_keys: Vec<SshPublicKey>,
+}
+
+impl AccessConfig {
+    /// Nothing configured (the section is then left out of a written file).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.admin_networks.is_empty() && self.root_authorized_keys.is_empty()
+    }
 }
 
 /// Cluster identity.
@@ -459,7 +485,8 @@ pub struct NotificationConfig {
     /// Sender address; empty means `root@<hostname>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<EmailAddress>,
-    /// Relay host; empty means direct delivery.
+    /// Relay host. Required when there are recipients: direct delivery to the
+    /// recipients' mail exchangers is not available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_host: Option<HostPort>,
     /// Send a copy to the vendor's support.
@@ -468,6 +495,29 @@ pub struct NotificationConfig {
     /// The vendor's support address (needed when `copy-vendor` is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor_address: Option<EmailAddress>,
+    /// Whether mail to the relay must be encrypted (STARTTLS). Absent means
+    /// [`TlsPolicy::Required`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPolicy>,
+}
+
+impl NotificationConfig {
+    /// The TLS policy in effect (required unless configured otherwise).
+    #[must_use]
+    pub fn tls_policy(&self) -> TlsPolicy {
+        self.tls.unwrap_or_default()
+    }
+}
+
+/// Encryption of the SMTP session with the relay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsPolicy {
+    /// STARTTLS with a valid certificate for the relay's name, or nothing is sent.
+    #[default]
+    Required,
+    /// STARTTLS when the relay offers it (certificate checked), plain text otherwise.
+    Opportunistic,
 }
 
 /// Password hashes (argon2id PHC strings), never clear text.

@@ -57,6 +57,11 @@ pub(crate) fn check_ssh_private_key(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Standard base64 (with padding) to bytes, `None` when it is not.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    Base64::decode_vec(s).ok()
+}
+
 pub(crate) fn ssh_public_key(s: &str) -> Option<String> {
     PrivateKey::from_openssh(s.trim())
         .ok()?

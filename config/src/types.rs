@@ -1186,3 +1186,126 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "[redacted] Secret([redacted])");
     }
 }
+
+/// One line of an OpenSSH `authorized_keys` file without options: the key type, the
+/// base64 key and an optional comment (`ssh-ed25519 AAAA… ops@example`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SshPublicKey(String);
+
+/// The key types an `authorized_keys` line may name (OpenSSH 9.2's, without the
+/// certificate forms).
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+impl SshPublicKey {
+    /// The line.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SshPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for SshPublicKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = "expected \"TYPE BASE64 [COMMENT]\" on one line, e.g. \"ssh-ed25519 AAAAC3Nz… ops@example\"";
+        if s.contains(['\n', '\r', '\0']) || s.chars().any(char::is_control) {
+            return Err(format!(
+                "is not an SSH public key: it contains a line break or control character ({expected})"
+            ));
+        }
+        let mut parts = s.split_whitespace();
+        let (Some(kind), Some(body)) = (parts.next(), parts.next()) else {
+            return Err(format!("{s:?} is not an SSH public key ({expected})"));
+        };
+        if !SSH_KEY_TYPES.contains(&kind) {
+            return Err(format!(
+                "{kind:?} is not a supported SSH key type (expected one of {})",
+                SSH_KEY_TYPES.join(", ")
+            ));
+        }
+        let b64_ok = body.len() >= 16
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        if !b64_ok {
+            return Err(format!("the key of {kind} is not base64 ({expected})"));
+        }
+        // The key blob starts with its own type name (a length-prefixed string):
+        // "AAAAC3NzaC1lZDI1NTE5" is the base64 of "\0\0\0\x0bssh-ed25519".
+        let decoded = crate::secrets::base64_decode(body)
+            .ok_or_else(|| format!("the key of {kind} is not base64 ({expected})"))?;
+        let name_len = decoded
+            .get(..4)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize);
+        let inner = name_len.and_then(|n| decoded.get(4..4 + n));
+        if inner != Some(kind.as_bytes()) {
+            return Err(format!(
+                "the key data does not hold a {kind} key (copy the whole line of the .pub file)"
+            ));
+        }
+        let comment: Vec<&str> = parts.collect();
+        let mut out = format!("{kind} {body}");
+        if !comment.is_empty() {
+            out.push(' ');
+            out.push_str(&comment.join(" "));
+        }
+        Ok(SshPublicKey(out))
+    }
+}
+string_serde!(SshPublicKey, "an SSH public key line");
+
+#[cfg(test)]
+mod ssh_public_key_tests {
+    use super::SshPublicKey;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPwP89bL4rstUl52F0q3zNJhLPZUidXi9x0aTtyqGya";
+
+    #[test]
+    fn accepts_a_pub_file_line_and_keeps_the_comment() {
+        let k: SshPublicKey = format!("{ED}  ops@example  laptop").parse().unwrap();
+        assert_eq!(k.as_str(), format!("{ED} ops@example laptop"));
+        let k: SshPublicKey = ED.parse().unwrap();
+        assert_eq!(k.as_str(), ED);
+    }
+
+    #[test]
+    fn refuses_what_sshd_would_not_take() {
+        for (bad, says) in [
+            ("", "not an SSH public key"),
+            ("ssh-ed25519", "not an SSH public key"),
+            (
+                "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+                "not a supported SSH key type",
+            ),
+            ("ssh-ed25519 !!!notbase64!!!xxxxx", "not base64"),
+            // An RSA blob named as ed25519.
+            (
+                "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAB",
+                "does not hold a ssh-ed25519 key",
+            ),
+            (&format!("{ED}\nssh-rsa AAAA"), "line break"),
+            (
+                &format!("command=\"x\" {ED}"),
+                "not a supported SSH key type",
+            ),
+        ] {
+            let e = bad.parse::<SshPublicKey>().unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}

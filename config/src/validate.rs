@@ -67,6 +67,7 @@ impl ApplianceConfig {
         self.check_ves(&mut c);
         self.check_notification(&mut c);
         self.check_other(&mut c);
+        self.check_access(&mut c);
         if c.problems.is_empty() {
             Ok(())
         } else {
@@ -405,12 +406,57 @@ impl ApplianceConfig {
                 "missing (expected an address when copy-vendor is on)",
             );
         }
+        let has_recipients =
+            !m.addresses.is_empty() || (m.copy_vendor && m.vendor_address.is_some());
+        if has_recipients && m.relay_host.is_none() {
+            c.fail(
+                "notification.relay-host",
+                "missing: direct delivery to the recipients' MX is not available yet; configure a relay",
+            );
+        }
         let mut seen = HashMap::new();
         for (i, a) in m.addresses.iter().enumerate() {
             if let Some(first) = seen.insert(a.as_str(), i) {
                 c.fail(
                     format!("notification.addresses[{i}]"),
                     format!("{a} is listed twice (first at [{first}])"),
+                );
+            }
+        }
+    }
+
+    fn check_access(&self, c: &mut Checker) {
+        let a = &self.access;
+        for (i, n) in a.admin_networks.iter().enumerate() {
+            let path = format!("access.admin-networks[{i}]");
+            if n.addr() != n.network() {
+                c.fail(
+                    &path,
+                    format!(
+                        "{n} has host bits set (expected the network address, {}/{})",
+                        n.network(),
+                        n.prefix()
+                    ),
+                );
+            } else if n.prefix() == 0 {
+                c.fail(
+                    &path,
+                    "0.0.0.0/0 would open the management services to every address (expected a network)",
+                );
+            }
+            if a.admin_networks[..i].contains(n) {
+                c.fail(&path, format!("{n} is listed twice"));
+            }
+        }
+        for (i, k) in a.root_authorized_keys.iter().enumerate() {
+            let key = k.as_str().split_whitespace().take(2).collect::<Vec<_>>();
+            if a.root_authorized_keys[..i]
+                .iter()
+                .any(|o| o.as_str().split_whitespace().take(2).collect::<Vec<_>>() == key)
+            {
+                c.fail(
+                    format!("access.root-authorized-keys[{i}]"),
+                    "is listed twice",
                 );
             }
         }

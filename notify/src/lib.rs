@@ -7,13 +7,15 @@
 //!   backoff; the caller injects the time. Exact duplicate events are dropped, and a kind of
 //!   event that flaps (many changes within a window) is collected into one summary message
 //!   sent when the window closes.
-//! - [`SmtpSender`]: delivers a message over SMTP with `lettre`, to a host:port (the relay
-//!   host from the configuration, or a directly configured server), using STARTTLS when the
-//!   server offers it; [`SmtpSender::from_config`] reads the `notification` section.
+//! - [`SmtpSender`]: delivers a message over SMTP with `lettre` to the relay host of the
+//!   configuration, with STARTTLS required (nothing goes out over plain text) unless
+//!   `notification.tls = "opportunistic"`; [`SmtpSender::from_config`] reads the
+//!   `notification` section.
 //! - [`run_once`]: one pass that sends every due message; the runtime calls it periodically.
 //!
-//! What it does not do: resolve MX records for direct delivery (the target is always one
-//! host:port), authenticate to the relay, or run a timer of its own.
+//! What it does not do: deliver directly to the recipients' MX (a relay is required; the
+//! configuration refuses recipients without one), authenticate to the relay, or run a
+//! timer of its own.
 //!
 //! Limitations: one process owns the directory and calls its methods one at a time (there is
 //! no file locking). Exact duplicates are recognised while pending and for one flap window

@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
-use tandem_config::schema::NotificationConfig;
+use tandem_config::schema::{NotificationConfig, TlsPolicy};
 
 /// Why a message was not delivered.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +56,25 @@ pub enum SendError {
     /// The PEM text given as trust anchor holds no certificate.
     #[error("root certificate pem holds no certificate")]
     NoCertificate,
-    /// Neither a relay host nor a direct server is configured (direct delivery by MX
-    /// lookup is not done).
-    #[error("no relay host and no smtp server configured")]
+    /// Recipients but no relay host: direct delivery to the recipients' mail
+    /// exchangers (MX lookup) is not available.
+    #[error(
+        "no relay host configured: direct delivery to the recipients' MX is not available yet; configure a relay"
+    )]
     NoServer,
+    /// The relay offers no STARTTLS while the configuration requires it: nothing is
+    /// sent over plain text.
+    #[error(
+        "relay {target} offers no STARTTLS and notification.tls is \"required\": message {id} not sent over plain text"
+    )]
+    TlsRequired {
+        /// The message.
+        id: MessageId,
+        /// The relay.
+        target: SmtpTarget,
+        /// The cause.
+        source: lettre::transport::smtp::Error,
+    },
     /// The simulator was told to fail.
     #[error("simulated failure for message {id}: {reason}")]
     Simulated {
@@ -94,10 +109,12 @@ impl fmt::Display for SmtpTarget {
     }
 }
 
-/// Sends over SMTP with STARTTLS when the server offers it.
+/// Sends over SMTP with STARTTLS: always ([`TlsPolicy::Required`], the default) or when
+/// the server offers it ([`TlsPolicy::Opportunistic`]).
 #[derive(Debug)]
 pub struct SmtpSender {
     target: SmtpTarget,
+    tls: TlsPolicy,
     from: Mailbox,
     to: Vec<Mailbox>,
     timeout: Duration,
@@ -113,13 +130,15 @@ fn mailbox(address: &str) -> Result<Mailbox, SendError> {
 }
 
 impl SmtpSender {
-    /// A sender from `from` to every address in `to`, via `target`.
+    /// A sender from `from` to every address in `to`, via `target`, with TLS required
+    /// (see [`SmtpSender::with_tls`]).
     ///
     /// # Errors
     /// An address is not a valid mailbox.
     pub fn new(target: SmtpTarget, from: &str, to: &[&str]) -> Result<Self, SendError> {
         Ok(Self {
             target,
+            tls: TlsPolicy::Required,
             from: mailbox(from)?,
             to: to.iter().map(|a| mailbox(a)).collect::<Result<_, _>>()?,
             timeout: Duration::from_secs(30),
@@ -157,17 +176,25 @@ impl SmtpSender {
         b.build().map_err(self.smtp_err(id))
     }
 
+    /// The TLS policy: [`TlsPolicy::Required`] refuses to send when the server offers
+    /// no STARTTLS.
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsPolicy) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The sender the `notification` section of the configuration asks for: to every
     /// address (plus the vendor's when `copy-vendor` is on), from `sender` or
-    /// `root@<hostname>`, through `relay-host` (port 25 unless given) or else `direct`.
-    /// `Ok(None)` when there is nobody to write to.
+    /// `root@<hostname>`, through `relay-host` (port 25 unless given), with its `tls`
+    /// policy. `Ok(None)` when there is nobody to write to.
     ///
     /// # Errors
-    /// No relay host and no `direct` server, or an address lettre does not accept.
+    /// No relay host (direct delivery is not available), or an address lettre does not
+    /// accept.
     pub fn from_config(
         cfg: &NotificationConfig,
         hostname: &str,
-        direct: Option<SmtpTarget>,
     ) -> Result<Option<Self>, SendError> {
         let mut to: Vec<String> = cfg
             .addresses
@@ -187,14 +214,14 @@ impl SmtpSender {
                 host: relay.host().to_owned(),
                 port: relay.port().unwrap_or(25),
             },
-            None => direct.ok_or(SendError::NoServer)?,
+            None => return Err(SendError::NoServer),
         };
         let from = cfg
             .sender
             .as_ref()
             .map_or_else(|| format!("root@{hostname}"), |s| s.as_str().to_owned());
         let to: Vec<&str> = to.iter().map(String::as_str).collect();
-        Self::new(target, &from, &to).map(Some)
+        Self::new(target, &from, &to).map(|s| Some(s.with_tls(cfg.tls_policy())))
     }
 
     /// Bounds each SMTP exchange (connect, each command) by `timeout`.
@@ -227,15 +254,34 @@ impl Sender for SmtpSender {
         let email = b
             .body(msg.body())
             .map_err(|source| SendError::Build { id: msg.id, source })?;
-        // Opportunistic: STARTTLS when offered, with certificate checks against the host
-        // name; plain when the server offers none (many internal relays).
-        let tls = self.tls_parameters(msg.id)?;
+        // STARTTLS with certificate checks against the host name; with the opportunistic
+        // policy plain text when the server offers none (many internal relays).
+        let params = self.tls_parameters(msg.id)?;
+        let tls = match self.tls {
+            TlsPolicy::Required => Tls::Required(params),
+            TlsPolicy::Opportunistic => Tls::Opportunistic(params),
+        };
         let transport = SmtpTransport::builder_dangerous(&self.target.host)
             .port(self.target.port)
-            .tls(Tls::Opportunistic(tls))
+            .tls(tls)
             .timeout(Some(self.timeout))
             .build();
-        transport.send(&email).map_err(self.smtp_err(msg.id))?;
+        transport.send(&email).map_err(|source| {
+            // lettre refuses before MAIL FROM when STARTTLS is required but not offered.
+            if self.tls == TlsPolicy::Required && source.to_string().contains("STARTTLS") {
+                SendError::TlsRequired {
+                    id: msg.id,
+                    target: self.target.clone(),
+                    source,
+                }
+            } else {
+                SendError::Smtp {
+                    id: msg.id,
+                    target: self.target.clone(),
+                    source,
+                }
+            }
+        })?;
         Ok(())
     }
 }

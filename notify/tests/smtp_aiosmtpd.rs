@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aiosmtpd::{Server, free_port, received, require_aiosmtpd};
-use tandem_config::schema::NotificationConfig;
+use tandem_config::schema::{NotificationConfig, TlsPolicy};
 use tandem_notify::{Event, Outbox, Policy, SmtpSender, SmtpTarget, UnixSecs, run_once};
 
 fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
@@ -45,6 +45,7 @@ fn delivers_and_keeps_messages_while_the_server_is_down() {
         &["ops@example.net", "oncall@example.org"],
     )
     .expect("sender")
+    .with_tls(TlsPolicy::Opportunistic)
     .with_timeout(Duration::from_secs(10));
     let policy = Policy::default();
     let ob = Outbox::open(work.path().join("outbox"), policy).expect("open outbox");
@@ -236,8 +237,9 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         relay_host: Some(format!("127.0.0.1:{port}").parse().expect("relay")),
         copy_vendor: true,
         vendor_address: Some("support@vendor.example.com".parse().expect("address")),
+        tls: Some(TlsPolicy::Opportunistic),
     };
-    let sender = SmtpSender::from_config(&cfg, "node1.example.net", None)
+    let sender = SmtpSender::from_config(&cfg, "node1.example.net")
         .expect("sender")
         .expect("recipients configured")
         .with_timeout(Duration::from_secs(10));
@@ -256,10 +258,10 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         "{rcpt}"
     );
 
-    // Nobody to write to: no sender. No relay and no direct server: a clear error.
+    // Nobody to write to: no sender. No relay: a clear error (no MX delivery).
     let empty = NotificationConfig::default();
     assert!(
-        SmtpSender::from_config(&empty, "node1", None)
+        SmtpSender::from_config(&empty, "node1")
             .expect("empty")
             .is_none()
     );
@@ -267,6 +269,51 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         relay_host: None,
         ..cfg
     };
-    let err = SmtpSender::from_config(&no_relay, "node1", None).expect_err("no server");
-    assert!(err.to_string().contains("no relay host"), "{err}");
+    let err = SmtpSender::from_config(&no_relay, "node1").expect_err("no server");
+    assert!(
+        err.to_string().contains(
+            "direct delivery to the recipients' MX is not available yet; configure a relay"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn required_tls_sends_nothing_to_a_relay_without_starttls() {
+    require_aiosmtpd();
+    let work = tempfile::tempdir().expect("tempdir");
+    let maildir = work.path().join("mail");
+    let port = free_port();
+    // The configuration's default policy (no `tls` key): required.
+    let cfg = NotificationConfig {
+        addresses: vec!["ops@example.net".parse().expect("address")],
+        relay_host: Some(format!("127.0.0.1:{port}").parse().expect("relay")),
+        ..NotificationConfig::default()
+    };
+    assert_eq!(cfg.tls_policy(), TlsPolicy::Required);
+    let sender = SmtpSender::from_config(&cfg, "node1.example.net")
+        .expect("sender")
+        .expect("recipients configured")
+        .with_timeout(Duration::from_secs(10));
+    let _server = Server::start(port, &maildir);
+    let ob = Outbox::open(work.path().join("outbox"), Policy::default()).expect("open outbox");
+    ob.push(&ev("failover", "active", "passive", "", 5), UnixSecs(5))
+        .expect("push");
+    let r = run_once(&ob, &sender, UnixSecs(5)).expect("run");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let why = &r.failed[0].1;
+    assert!(
+        why.contains("offers no STARTTLS and notification.tls is \"required\""),
+        "{why}"
+    );
+    assert!(received(&maildir).is_empty(), "nothing sent in plain text");
+    // The message waits in the outbox with that error.
+    let p = ob.pending().expect("pending");
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not sent over plain text")),
+        "{p:?}"
+    );
 }

@@ -467,6 +467,10 @@ pub async fn run(
         Some(setup) => Some(committed_config(setup)?),
         None => None,
     };
+    if let Some(fw) = &settings.firewall {
+        let cfg = running_cfg.as_ref().unwrap_or(&fw.initial);
+        put_firewall_in_effect(fw, cfg, &hub);
+    }
     if let Some(setup) = &sync {
         start_config_exchange(setup.clone(), tx.clone(), Arc::clone(&hub)).await;
     }
@@ -733,14 +737,14 @@ pub async fn run(
                         let _ = reply.send(resp);
                     }
                     In::ConfigCommitted => {
-                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
+                        if let Err(e) = reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service, (settings.firewall.as_ref(), settings.sshd.as_ref())) {
                             hub.publish("config", e);
                         }
                     }
                     In::Control(call, reply) => {
                         let resp = match call {
                             ClusterCall::ReloadConfig => {
-                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service) {
+                                match reload_config(sync.as_ref(), &mut running_cfg, &mut core, now, &hub, &service, (settings.firewall.as_ref(), settings.sshd.as_ref())) {
                                     Ok(()) => Reply::Done,
                                     Err(e) => Reply::Refused(Refusal::Failed(e)),
                                 }
@@ -1085,6 +1089,7 @@ fn reload_config(
     now: tandem_core::Instant,
     hub: &EventHub,
     service: &Service,
+    (firewall, sshd): (Option<&crate::firewall::Setup>, Option<&crate::sshd::Setup>),
 ) -> Result<(), String> {
     let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
     let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
@@ -1102,6 +1107,24 @@ fn reload_config(
     if changes.sections.contains(&"notification") {
         hub.set_notification(&cfg.notification);
     }
+    // Addresses and ports take effect when the node starts again (as the network
+    // does); who may reach the node at once.
+    if let Some(fw) = firewall
+        && changes.sections.contains(&"access")
+    {
+        put_firewall_in_effect(fw, &fw.effective(&cfg), hub);
+    }
+    if let Some(ssh) = sshd
+        && changes.sections.contains(&"access")
+    {
+        // sshd listens where the node is now: the addresses clusterd started with.
+        let effective = firewall.map_or_else(|| cfg.clone(), |fw| fw.effective(&cfg));
+        let text = match ssh.refresh(&effective) {
+            Ok(t) => t,
+            Err(e) => format!("ssh server not changed: {e}"),
+        };
+        hub.publish("ssh", text);
+    }
     if changes.admin_password {
         // Whoever logged in with the old password is logged out, on both nodes.
         service.end_sessions();
@@ -1117,6 +1140,20 @@ fn reload_config(
     hub.publish("config", text);
     *running = Some(cfg);
     Ok(())
+}
+
+/// Applies the packet filter for `cfg` and reports the outcome as a `firewall` event
+/// (a refused ruleset leaves the previous one in effect, and says so).
+fn put_firewall_in_effect(
+    fw: &crate::firewall::Setup,
+    cfg: &tandem_config::ApplianceConfig,
+    hub: &EventHub,
+) {
+    let text = match fw.put_in_effect(cfg) {
+        Ok(t) => t,
+        Err(e) => format!("firewall not changed: {}", crate::error_chain(&e)),
+    };
+    hub.publish("firewall", text);
 }
 
 fn status_json(

@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod drbd;
 pub mod events;
 pub mod fence;
+pub mod firewall;
 pub mod generation;
 pub mod hw;
 pub mod mail;
@@ -40,6 +41,7 @@ pub mod net;
 pub mod replication;
 pub mod resources;
 pub mod settings;
+pub mod sshd;
 pub mod storage;
 pub mod ve;
 

@@ -8,8 +8,8 @@
 //!
 //! Limitations: an event is on disk only once the mail thread has written it (a few
 //! milliseconds after it happened); a crash in between loses that one message. No MX
-//! lookup: without a relay host in the configuration, mail goes to the `direct` server
-//! given on the command line, and without either it stays queued.
+//! lookup: mail goes to the configuration's relay host only (the configuration refuses
+//! recipients without one), with its TLS policy.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tandem_config::schema::NotificationConfig;
 use tandem_notify::{
-    Outbox, Policy, RetryPolicy, Sender, SmtpSender, SmtpTarget, StoredMessage, UnixSecs, run_once,
+    Outbox, Policy, RetryPolicy, Sender, SmtpSender, StoredMessage, UnixSecs, run_once,
 };
 
 /// Longest wait between two looks at the outbox when nothing is due.
@@ -33,8 +33,6 @@ pub struct MailSettings {
     pub notification: NotificationConfig,
     /// This node's host name, for the default sender `root@<hostname>`.
     pub hostname: String,
-    /// The SMTP server to use when the configuration names no relay host.
-    pub direct: Option<SmtpTarget>,
     /// Wait after the first failed delivery; it doubles per failure up to an hour.
     pub retry_initial: Duration,
     /// Bound of each SMTP exchange.
@@ -131,11 +129,7 @@ pub fn has_recipients(n: &NotificationConfig) -> bool {
 
 /// The SMTP sender for `settings`, or `None` (reported) when it cannot send.
 fn make_sender(settings: &MailSettings, report: &Report) -> Option<SmtpSender> {
-    match SmtpSender::from_config(
-        &settings.notification,
-        &settings.hostname,
-        settings.direct.clone(),
-    ) {
+    match SmtpSender::from_config(&settings.notification, &settings.hostname) {
         Ok(Some(s)) => Some(s.with_timeout(settings.smtp_timeout)),
         Ok(None) => None,
         Err(e) => {
@@ -259,7 +253,6 @@ mod tests {
                 outbox: dir.clone(),
                 notification: NotificationConfig::default(),
                 hostname: "node1".into(),
-                direct: None,
                 retry_initial: Duration::from_secs(30),
                 smtp_timeout: Duration::from_secs(30),
             },

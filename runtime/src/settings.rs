@@ -68,6 +68,12 @@ pub struct Settings {
     /// The replicated data area, when this node runs one: its state feeds "data known
     /// good" and the status.
     pub replication: Option<crate::replication::Replication>,
+    /// The packet filter clusterd applies at start and with every configuration
+    /// change (`--firewall`).
+    pub firewall: Option<crate::firewall::Setup>,
+    /// The SSH server's files clusterd rewrites with every configuration change
+    /// (`--sshd-dir`).
+    pub sshd: Option<crate::sshd::Setup>,
 }
 
 impl Settings {
@@ -224,6 +230,8 @@ pub fn from_config(
         state_dir: local.state_dir,
         config_digest: config_digest(cfg),
         replication: None,
+        firewall: None,
+        sshd: None,
     }
 }
 

@@ -706,6 +706,7 @@ fn configuration_changes_reach_both_nodes_and_a_returning_node_catches_up() {
     // A change on node1 reaches node2 first, then node1; both put it in effect.
     let file = next_revision(&rig, 0, "notify.toml", |c| {
         c.notification.addresses = vec!["ops@example.com".parse().unwrap()];
+        c.notification.relay_host = Some(format!("{PING_NODE}:2525").parse().unwrap());
     });
     let (code, out, err) = apply(&rig, 0, &file, &[]);
     assert_eq!(code, 0, "{out}{err}");

@@ -342,7 +342,12 @@ fn save_notification(c: &Ctx<'_>, n: Node, addresses: &str, this_node_only: bool
         .next()
         .and_then(|r| r.parse().ok())
         .expect("a revision");
-    let mut fields = format!("revision={rev}&addresses={addresses}");
+    // The relay host stays (recipients without one are refused).
+    let mut fields = format!(
+        "revision={rev}&addresses={addresses}&relay_host={}%3A{}",
+        crate::pair::SMTP_ADDR,
+        crate::pair::SMTP_PORT
+    );
     if this_node_only {
         fields.push_str("&this_node_only=yes");
     }

@@ -808,6 +808,9 @@ pub fn rig_config(
         dns_search: Vec::new(),
     });
     cfg.passwords.root_ve101 = Some(tandem_config::secrets::hash_password("ve101-root").unwrap());
+    // The rig's LAN, from which the tests reach the consoles (the packet filter lets
+    // the web console and SSH be reached from the admin networks only).
+    cfg.access.admin_networks = vec!["192.0.2.0/24".parse().unwrap()];
     (cfg, passwords)
 }
 

@@ -1828,7 +1828,7 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
         r,
         "/notification",
         &cookie,
-        &format!("csrf={csrf}&revision={rev}&addresses=ops%40example.com%0D%0Anight%40example.com&this_node_only=yes"),
+        &format!("csrf={csrf}&revision={rev}&addresses=ops%40example.com%0D%0Anight%40example.com&relay_host=mail.example.com&this_node_only=yes"),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);

@@ -21,8 +21,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
     ("ip", "iproute2"),
     ("socat", "socat"),
-    // The pair scenarios drop heartbeats on the rig's switch (a bridge filter).
-    ("nft", "nftables"),
     ("ipmi_sim", "openipmi"),
     ("ipmitool", "ipmitool"),
     // The sweep bench compares against freeipmi's ipmi-sensors.
@@ -41,6 +39,12 @@ const TEST_FILES: &[(&str, &str)] = &[
         "/usr/lib/python3/dist-packages/aiosmtpd",
         "python3-aiosmtpd",
     ),
+    // The packet filter and the SSH server and client of the firewall and sshd tests
+    // (nft also drops heartbeats on the pair scenarios' switch).
+    ("/usr/sbin/nft", "nftables"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/bin/ssh", "openssh-client"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
 ];
 
 /// Binaries of the node: (package, binary, path in the root filesystem).

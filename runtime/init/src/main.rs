@@ -615,13 +615,35 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             "--store",
             CONFIG,
             "--replication",
+            // The packet filter, at start and with every change of `access`.
+            "--firewall",
+            // sshd's files follow changes of `access`.
+            "--sshd-dir",
+            SSH_DIR,
             // The web console's unprivileged process reaches the control socket.
             "--control-group",
             WEB_GID,
         ],
     );
-    node_services(node, nic, &address, "member", &[clusterd])
+    let mut first = vec![clusterd];
+    if Path::new(SSHD).exists() {
+        // Debian's sshd needs its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").context("creating /run/sshd")?;
+        first.push(Service::new(
+            "ssh server",
+            SSHD,
+            &["-D", "-e", "-f", &format!("{SSH_DIR}/sshd_config")],
+        ));
+    } else {
+        say("no SSH server in this system image: log in on the web console or the local console");
+    }
+    node_services(node, nic, &address, "member", &first)
 }
+
+/// OpenSSH's server, and the directory of its files (`tandem node-up` writes them,
+/// clusterd rewrites them with every change of `access`).
+const SSHD: &str = "/usr/sbin/sshd";
+const SSH_DIR: &str = "/run/tandem/ssh";
 
 /// The web console on `address` and a console screen per terminal, after
 /// `first`.

@@ -16,7 +16,6 @@ use clap::Parser;
 use tandem_api::DEFAULT_SOCKET;
 use tandem_config::schema::{self, NotificationConfig};
 use tandem_core::NodeId;
-use tandem_notify::SmtpTarget;
 use tandem_runtime::activate;
 use tandem_runtime::admin::Admin;
 use tandem_runtime::admin::activation::Engine;
@@ -155,92 +154,49 @@ struct Cli {
     /// Outbox of e-mail alerts, kept across restarts (default: STATE_DIR/outbox).
     #[arg(long)]
     outbox: Option<PathBuf>,
-    /// E-mail recipient of alerts, without --config (repeat for several; the
-    /// configuration's notification addresses otherwise).
-    #[arg(long = "notify-to", conflicts_with = "config")]
-    notify_to: Vec<String>,
-    /// Relay host as HOST[:PORT] for alerts, without --config.
-    #[arg(long, conflicts_with = "config")]
-    notify_relay: Option<String>,
-    /// SMTP server HOST[:PORT] for direct delivery when no relay host is configured
-    /// (MX records are not looked up).
-    #[arg(long)]
-    smtp_server: Option<String>,
+    /// Apply the packet filter (nftables ruleset of `tandem firewall show`) at start and
+    /// with every change of `access`; a ruleset nft refuses leaves the previous one.
+    #[arg(long, requires = "config")]
+    firewall: bool,
+    /// The nft program.
+    #[arg(long, default_value = "/usr/sbin/nft")]
+    nft: PathBuf,
+    /// Where the ruleset in effect is kept.
+    #[arg(long, default_value = tandem_runtime::firewall::DEFAULT_RULESET_PATH)]
+    firewall_file: PathBuf,
+    /// The SSH server's directory (written by `tandem node-up`): its files are
+    /// rewritten and sshd reloaded with every change of `access`.
+    #[arg(long, requires = "config")]
+    sshd_dir: Option<PathBuf>,
     /// Wait after a failed delivery, e.g. 30s; it doubles per failure up to an hour.
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
     mail_retry: Duration,
 }
 
-/// `HOST[:PORT]` as an SMTP target (port 25 when not given).
-fn smtp_target(flag: &str, v: &str) -> anyhow::Result<SmtpTarget> {
-    let (host, port) = match v.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("--{flag} {v:?}: bad port {p:?}"))?,
-        ),
-        None => (v, 25),
-    };
-    if host.is_empty() {
-        bail!("--{flag} {v:?}: expected HOST[:PORT]");
-    }
-    Ok(SmtpTarget {
-        host: host.to_owned(),
-        port,
-    })
-}
-
-/// The e-mail settings: the configuration's notification section, or the --notify-*
-/// options without --config.
+/// The e-mail settings: the configuration's notification section (recipients, sender,
+/// relay host, TLS policy), and nothing to mail without --config.
 fn mail_settings(
     cli: &Cli,
     cfg: Option<&tandem_config::ApplianceConfig>,
     node: NodeId,
-) -> anyhow::Result<MailSettings> {
+) -> MailSettings {
     let (notification, hostname) = match cfg {
         Some(cfg) => (
             cfg.notification.clone(),
             cfg.network.node(node).hostname.as_str().to_owned(),
         ),
-        None => {
-            let addresses = cli
-                .notify_to
-                .iter()
-                .map(|a| a.parse().map_err(|e| anyhow::anyhow!("--notify-to: {e}")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let relay_host = cli
-                .notify_relay
-                .as_deref()
-                .map(|r| {
-                    r.parse()
-                        .map_err(|e| anyhow::anyhow!("--notify-relay: {e}"))
-                })
-                .transpose()?;
-            (
-                NotificationConfig {
-                    addresses,
-                    relay_host,
-                    ..NotificationConfig::default()
-                },
-                node.name().to_owned(),
-            )
-        }
+        None => (NotificationConfig::default(), node.name().to_owned()),
     };
-    Ok(MailSettings {
+    MailSettings {
         outbox: cli
             .outbox
             .clone()
             .unwrap_or_else(|| cli.state_dir.join("outbox")),
         notification,
         hostname,
-        direct: cli
-            .smtp_server
-            .as_deref()
-            .map(|v| smtp_target("smtp-server", v))
-            .transpose()?,
         retry_initial: cli.mail_retry,
         smtp_timeout: Duration::from_secs(30),
-    })
+    }
 }
 
 fn hw_config(cli: &Cli) -> anyhow::Result<HwConfig> {
@@ -407,6 +363,8 @@ fn settings(
         state_dir: cli.state_dir.clone(),
         config_digest: [0; 32],
         replication: None,
+        firewall: None,
+        sshd: None,
     };
     s.config_digest = s.shared_digest();
     Ok((s, None))
@@ -546,6 +504,25 @@ fn main() -> ExitCode {
     }
     let ports = ports(&cli);
     let result = settings(&cli, &ports).and_then(|(mut s, cfg)| {
+        if cli.firewall {
+            let cfg = cfg.as_ref().context("--firewall needs --config")?;
+            s.firewall = Some(tandem_runtime::firewall::Setup {
+                nft: cli.nft.clone(),
+                path: cli.firewall_file.clone(),
+                node: s.node,
+                interfaces: tandem_runtime::firewall::Interfaces {
+                    external: ports.0.clone(),
+                    internal: ports.1.clone(),
+                },
+                initial: Box::new(cfg.clone()),
+            });
+        }
+        if let Some(dir) = &cli.sshd_dir {
+            s.sshd = Some(tandem_runtime::sshd::Setup {
+                dir: dir.clone(),
+                node: s.node,
+            });
+        }
         let mut ves = None;
         if cli.replication {
             let cfg = cfg.as_ref().context("--replication needs --config")?;
@@ -556,7 +533,7 @@ fn main() -> ExitCode {
             });
         }
         let hw = hw_config(&cli)?;
-        let mail = mail_settings(&cli, cfg.as_ref(), s.node)?;
+        let mail = mail_settings(&cli, cfg.as_ref(), s.node);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

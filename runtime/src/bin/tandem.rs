@@ -20,6 +20,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The node's packet filter (nftables) and the outbound connections it makes.
+    Firewall {
+        #[command(subcommand)]
+        cmd: FirewallCmd,
+    },
     /// Node, role, peer, heartbeat paths, ping nodes, resources, warnings.
     Status {
         /// Print the control API's JSON.
@@ -81,6 +86,10 @@ enum Cmd {
         /// written.
         #[arg(long, default_value = tandem_runtime::member::CONSOLE_TLS_DIR)]
         tls_dir: PathBuf,
+        /// Where the SSH server's configuration, host key and root's authorized keys
+        /// are written.
+        #[arg(long, default_value = tandem_runtime::sshd::DEFAULT_DIR)]
+        ssh_dir: PathBuf,
     },
     /// Make FILE the cluster's configuration on both nodes: the other node commits it
     /// first, then this one, and clusterd puts it in effect (network and heartbeat
@@ -452,6 +461,122 @@ fn read_new_password(prompt: &str) -> anyhow::Result<String> {
     Ok(first)
 }
 
+#[derive(Subcommand, Debug)]
+enum FirewallCmd {
+    /// Print the nftables ruleset this node applies for its configuration.
+    Show {
+        #[command(flatten)]
+        src: FirewallSource,
+    },
+    /// Print the outbound connections the configuration makes a node open (for the
+    /// firewall in front of the cluster).
+    Outbound {
+        #[command(flatten)]
+        src: FirewallSource,
+    },
+    /// Check the ruleset with nft and put it in effect now (clusterd does this at start
+    /// and with every configuration change). A ruleset nft refuses changes nothing.
+    Apply {
+        #[command(flatten)]
+        src: FirewallSource,
+        /// The nft program.
+        #[arg(long, default_value = "/usr/sbin/nft")]
+        nft: PathBuf,
+        /// Where the ruleset in effect is kept.
+        #[arg(long, default_value = tandem_runtime::firewall::DEFAULT_RULESET_PATH)]
+        file: PathBuf,
+    },
+}
+
+/// Which configuration and node: the node's store, or a file and a node name.
+#[derive(clap::Args, Debug)]
+struct FirewallSource {
+    /// The node's configuration store (its committed configuration and node identity).
+    #[arg(long, default_value = "/config")]
+    store: PathBuf,
+    /// A configuration file instead of the store's (with --node).
+    #[arg(long, requires = "node")]
+    config: Option<PathBuf>,
+    /// node1 or node2, with --config.
+    #[arg(long, requires = "config")]
+    node: Option<String>,
+    /// External interface (default: the first network port).
+    #[arg(long)]
+    external_if: Option<String>,
+    /// Crossover interface (default: the second network port).
+    #[arg(long)]
+    internal_if: Option<String>,
+}
+
+impl FirewallSource {
+    fn load(&self) -> anyhow::Result<(tandem_config::ApplianceConfig, tandem_config::NodeId)> {
+        if let (Some(path), Some(node)) = (&self.config, &self.node) {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading configuration {}", path.display()))?;
+            let cfg = tandem_config::ApplianceConfig::from_toml(&text)
+                .with_context(|| format!("configuration {}", path.display()))?;
+            let node = node
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--node {node:?}: {e}"))?;
+            return Ok((cfg, node));
+        }
+        let node = read_node(&self.store)?;
+        let cfg = tandem_config::Store::open(&self.store)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .current()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_context(|| {
+                format!(
+                    "no configuration is committed in {}: upload and activate one first",
+                    self.store.display()
+                )
+            })?;
+        Ok((cfg, node))
+    }
+
+    fn interfaces(&self) -> tandem_runtime::firewall::Interfaces {
+        let nics = tandem_runtime::activate::node_nics();
+        tandem_runtime::firewall::Interfaces {
+            external: self
+                .external_if
+                .clone()
+                .or_else(|| nics.first().cloned())
+                .unwrap_or_else(|| "eth0".into()),
+            internal: self
+                .internal_if
+                .clone()
+                .or_else(|| nics.get(1).cloned())
+                .unwrap_or_else(|| "eth1".into()),
+        }
+    }
+}
+
+fn run_firewall(cmd: &FirewallCmd) -> anyhow::Result<()> {
+    use tandem_runtime::firewall;
+    match cmd {
+        FirewallCmd::Show { src } => {
+            let (cfg, node) = src.load()?;
+            print!("{}", firewall::ruleset(&cfg, node, &src.interfaces()));
+        }
+        FirewallCmd::Outbound { src } => {
+            let (cfg, _) = src.load()?;
+            print!("{}", firewall::outbound_text(&firewall::outbound(&cfg)));
+        }
+        FirewallCmd::Apply { src, nft, file } => {
+            let (cfg, node) = src.load()?;
+            let setup = firewall::Setup {
+                nft: nft.clone(),
+                path: file.clone(),
+                node,
+                interfaces: src.interfaces(),
+                initial: Box::new(cfg.clone()),
+            };
+            println!("{}", setup.put_in_effect(&cfg)?);
+        }
+    }
+    Ok(())
+}
+
 fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
     let node_text = std::fs::read_to_string(store.join("node"))
         .with_context(|| format!("reading the node identity {}", store.join("node").display()))?;
@@ -519,7 +644,7 @@ fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Resul
     Ok(())
 }
 
-fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path) -> anyhow::Result<()> {
+fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path, ssh_dir: &Path) -> anyhow::Result<()> {
     use tandem_runtime::member::{Ports, bring_up, write_console_tls};
     let node = read_node(store)?;
     let cfg = tandem_config::Store::open(store)
@@ -550,6 +675,15 @@ fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path) -> anyhow::Result<()> {
         println!("{line}");
     }
     println!("{}", write_console_tls(&cfg, tls_dir)?);
+    let ssh = tandem_runtime::sshd::Setup {
+        dir: ssh_dir.to_owned(),
+        node,
+    };
+    println!(
+        "{}",
+        ssh.refresh(&cfg)
+            .with_context(|| format!("writing the SSH server's files to {}", ssh_dir.display()))?
+    );
     Ok(())
 }
 
@@ -821,6 +955,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Cmd::Ve { .. }
         | Cmd::Activate { .. }
         | Cmd::NodeUp { .. }
+        | Cmd::Firewall { .. }
         | Cmd::Apply { .. }
         | Cmd::Replication { .. } => {
             unreachable!("handled in main")
@@ -993,9 +1128,10 @@ fn main() -> ExitCode {
         store,
         etc,
         tls_dir,
+        ssh_dir,
     } = &cli.cmd
     {
-        return match run_node_up(store, etc, tls_dir) {
+        return match run_node_up(store, etc, tls_dir, ssh_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: bringing up the node's network: {e:#}");
@@ -1005,6 +1141,15 @@ fn main() -> ExitCode {
     }
     if let Cmd::Replication { cmd } = &cli.cmd {
         return ExitCode::from(run_replication(cmd, &cli.control));
+    }
+    if let Cmd::Firewall { cmd } = &cli.cmd {
+        return match run_firewall(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: firewall: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Cmd::Apply {
         file,

@@ -33,6 +33,7 @@ impl Changes {
         note("updates", old.updates != new.updates);
         note("support", old.support != new.support);
         note("fencing", old.fencing != new.fencing);
+        note("access", old.access != new.access);
         Changes {
             sections,
             admin_password: old.passwords.admin != new.passwords.admin,

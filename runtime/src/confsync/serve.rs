@@ -190,6 +190,7 @@ mod tests {
         let mut new = old.clone();
         new.cluster.revision += 1;
         new.notification.addresses = vec!["ops@example.com".parse().unwrap()];
+        new.notification.relay_host = Some("mail.example.com".parse().unwrap());
         let outcome = offer(
             &key,
             NodeId::Node1,
@@ -292,6 +293,7 @@ mod tests {
         let mut new = old.clone();
         new.cluster.revision += 1;
         new.notification.addresses = vec!["ops@example.com".parse().unwrap()];
+        new.notification.relay_host = Some("mail.example.com".parse().unwrap());
         let (k, text) = (key.clone(), new.to_toml());
         let outcome = ask(Box::new(move || {
             offer(&k, NodeId::Node1, addr, &text, Duration::from_secs(10)).map(|o| format!("{o:?}"))

@@ -250,6 +250,12 @@ impl Rig {
         self.spawn(i, config, &[]);
     }
 
+    /// As [`Rig::start_with_config`], with more clusterd options.
+    pub fn start_with_args(&mut self, i: usize, config: &Path, extra: &[&str]) {
+        let extra: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
+        self.spawn(i, config, &extra);
+    }
+
     fn spawn(&mut self, i: usize, config: &Path, extra: &[&OsStr]) {
         let n = &mut self.nodes[i];
         let log = File::create(&n.log).unwrap();
