@@ -48,6 +48,16 @@ fn drbd_fencing(cfg: &ApplianceConfig) -> &'static str {
     }
 }
 
+/// DRBD's `ping-int`: the tuning's, but at most half the heartbeat's deadtime (at
+/// least 1 s). An idle link that broke is noticed after `ping-int` + `ping-timeout`;
+/// that must come well within the deadtime, so that the node holding the data has
+/// its silent peer powered off (and writes go on) before the peer's own fence, which
+/// waits the deadtime and, on node1, the tiebreak delay, could land.
+fn ping_int_s(cfg: &ApplianceConfig, tuning: Tuning) -> u32 {
+    let half_deadtime = u32::try_from(cfg.heartbeat.deadtime.0 / 2000).unwrap_or(u32::MAX);
+    tuning.ping_int_s.min(half_deadtime.max(1))
+}
+
 /// The DRBD resource file for the cluster, the same on both nodes.
 ///
 /// DRBD matches `on <name>` sections against the node's `uname -n`, so the node's
@@ -97,7 +107,7 @@ pub fn render_resource(cfg: &ApplianceConfig, tuning: Tuning) -> String {
         disk = r.backing.as_str(),
         rate = r.resync_rate.kib_per_sec(),
         secret = r.shared_secret.expose(),
-        ping = tuning.ping_int_s,
+        ping = ping_int_s(cfg, tuning),
         pto = tuning.ping_timeout_ds,
         ci = tuning.connect_int_s,
         h = HANDLER,
@@ -515,5 +525,19 @@ srcversion: 211FB288A383ED945B83420
         cfg.fencing = Some(f);
         let text = render_resource(&cfg, Tuning::default());
         assert!(text.contains("fencing resource-only;"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_link_is_noticed_within_half_the_deadtime() {
+        let mut cfg = tandem_config::ApplianceConfig::from_toml(include_str!(
+            "../../config/tests/cases/minimal.toml"
+        ))
+        .expect("the golden configuration is valid");
+        cfg.heartbeat.deadtime = tandem_config::Millis(60_000);
+        assert!(render_resource(&cfg, Tuning::default()).contains("ping-int 10;"));
+        cfg.heartbeat.deadtime = tandem_config::Millis(4_000);
+        assert!(render_resource(&cfg, Tuning::default()).contains("ping-int 2;"));
+        cfg.heartbeat.deadtime = tandem_config::Millis(1_000);
+        assert!(render_resource(&cfg, Tuning::default()).contains("ping-int 1;"));
     }
 }
