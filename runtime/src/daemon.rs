@@ -2,8 +2,9 @@
 //!
 //! One current-thread tokio runtime owns the core. UDP sockets are tokio sockets; the
 //! serial port (blocking, serialport crate) has a reader and a writer thread; ICMP
-//! replies come from the pinger's thread. Everything inbound reaches the loop through
-//! one channel, so the core is only ever touched from the loop.
+//! replies are read on the loop's thread like the UDP frames. Everything inbound
+//! reaches the loop through one channel, so the core is only ever touched from the
+//! loop. The loop's timer is a timerfd (see [`Timer`]).
 
 use std::io::{Read, Write};
 use std::net::SocketAddrV4;
@@ -224,15 +225,123 @@ fn describe(e: &Event) -> (&'static str, String) {
     }
 }
 
-struct Clock(std::time::Instant);
+/// Real-time scheduling for the calling thread (`SCHED_FIFO` at the lowest priority):
+/// on a node busy with its VEs, heartbeats still go out and deadlines are still
+/// noticed on time, as no normal process can delay them. Threads and programs it
+/// starts run as usual (`SCHED_RESET_ON_FORK`). Needs `CAP_SYS_NICE`.
+pub(crate) fn realtime_thread() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the
+    // calling thread.
+    let r = unsafe {
+        libc::sched_setscheduler(
+            0,
+            libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK,
+            &raw const param,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The core's clock: CLOCK_MONOTONIC in microseconds since clusterd started.
+struct Clock {
+    base_ns: u64,
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
 
 impl Clock {
-    fn now(&self) -> Instant {
-        Instant::from_millis(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    fn start() -> Clock {
+        Clock {
+            base_ns: monotonic_ns(),
+        }
     }
 
-    fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.0) + Duration::from_millis(at.as_millis())
+    fn now(&self) -> Instant {
+        Instant::from_micros(monotonic_ns().saturating_sub(self.base_ns) / 1000)
+    }
+
+    /// `at` on CLOCK_MONOTONIC, for an absolute timer.
+    fn timespec(&self, at: Instant) -> rustix::time::Timespec {
+        let ns = self
+            .base_ns
+            .saturating_add(at.as_micros().saturating_mul(1000));
+        rustix::time::Timespec {
+            tv_sec: i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX),
+            tv_nsec: i64::try_from(ns % 1_000_000_000).unwrap_or(0),
+        }
+    }
+}
+
+/// The loop's timer: a timerfd on CLOCK_MONOTONIC, armed at the core's next deadline
+/// to the microsecond (tokio's timers round up to whole milliseconds, and its poll
+/// waits in milliseconds again), and re-armed only when that deadline moves.
+struct Timer {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new() -> std::io::Result<Timer> {
+        use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        Ok(Timer {
+            fd: crate::net::register_readable(fd)?,
+            armed: None,
+        })
+    }
+
+    fn arm(&mut self, clock: &Clock, at: Instant) {
+        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+        if self.armed == Some(at) {
+            return;
+        }
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: clock.timespec(at),
+        };
+        // An absolute time in the past expires at once, which is what a due deadline
+        // needs; the call itself cannot fail on a valid timerfd and value.
+        if timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &spec).is_ok() {
+            self.armed = Some(at);
+        }
+    }
+
+    /// Until the armed deadline has passed.
+    async fn expired(&mut self) {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                // Not reachable with a registered timerfd; never spin on it.
+                return std::future::pending().await;
+            };
+            let mut count = [0u8; 8];
+            match rustix::io::read(self.fd.get_ref(), &mut count) {
+                Ok(_) => {
+                    // Read: nothing more until the next expiry, which the kernel
+                    // reports afresh.
+                    ready.clear_ready();
+                    self.armed = None;
+                    return;
+                }
+                Err(_) => ready.clear_ready(),
+            }
+        }
     }
 }
 
@@ -259,7 +368,9 @@ pub async fn run(
     admin: Admin,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let clock = Clock(std::time::Instant::now());
+    let realtime = realtime_thread();
+    let clock = Clock::start();
+    let mut timer = Timer::new().context("creating the loop's timer")?;
     // Stored durably here, before the core exists and so before any frame is sent.
     let wall_micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -298,6 +409,12 @@ pub async fn run(
         feed: Arc::new(EventFeed::new(settings.node.name())),
         mail,
     });
+    if let Err(e) = realtime {
+        hub.publish(
+            "warning",
+            format!("running without real-time priority ({e}): a busy node may delay heartbeats"),
+        );
+    }
     let mail_hub = Arc::clone(&hub);
     tokio::spawn(async move {
         while let Some(text) = mail_reports.recv().await {
@@ -427,9 +544,8 @@ pub async fn run(
     } else {
         let ptx = tx.clone();
         Some(
-            Pinger::start(settings.ping_nodes.clone(), move |r| match r {
-                Some(i) => ptx.send(In::PingReply(i)).is_ok(),
-                None => !ptx.is_closed(),
+            Pinger::start(settings.ping_nodes.clone(), move |i| {
+                ptx.send(In::PingReply(i)).is_ok()
             })
             .context("opening the ICMP socket for ping nodes")?,
         )
@@ -625,7 +741,7 @@ pub async fn run(
                 }
             }
         }
-        let deadline = clock.deadline(core.poll_timeout());
+        timer.arm(&clock, core.poll_timeout());
         tokio::select! {
             () = &mut shutdown, if leaving_until.is_none() => {
                 let now = clock.now();
@@ -638,7 +754,7 @@ pub async fn run(
                     break;
                 }
             }
-            () = tokio::time::sleep_until(deadline) => core.handle_timeout(clock.now()),
+            () = timer.expired() => core.handle_timeout(clock.now()),
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
                 let now = clock.now();
@@ -1262,6 +1378,8 @@ fn start_serial(
     std::thread::Builder::new()
         .name("serial-tx".into())
         .spawn(move || {
+            // As the loop's thread (which already reported a failure).
+            let _ = realtime_thread();
             let mut buf = [0u8; tandem_proto::SERIAL_BUF_LEN];
             let mut failing = false;
             while let Ok(frame) = wrx.recv() {
@@ -1284,6 +1402,7 @@ fn start_serial(
     std::thread::Builder::new()
         .name("serial-rx".into())
         .spawn(move || {
+            let _ = realtime_thread();
             let mut d = SerialDeframer::new();
             let mut buf = [0u8; 256];
             let mut failing = false;

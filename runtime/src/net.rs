@@ -12,7 +12,9 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
 use rustix::net::addr::{SocketAddrArg, SocketAddrLen, SocketAddrOpaque};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType, eth, ipproto};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, eth, ipproto};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// A netlink operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -250,16 +252,6 @@ pub fn send_gratuitous_arp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(
     Ok(())
 }
 
-/// ICMP echo to ping nodes over one raw socket; replies arrive on a channel as the
-/// ping node's index.
-#[derive(Debug)]
-pub struct Pinger {
-    fd: Arc<OwnedFd>,
-    targets: Vec<Ipv4Addr>,
-    ident: u16,
-    seq: u16,
-}
-
 fn icmp_checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in data.chunks(2) {
@@ -273,54 +265,81 @@ fn icmp_checksum(data: &[u8]) -> u16 {
     !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
+/// Registers `fd` with the current tokio runtime, to wait until it is readable.
+///
+/// # Errors
+/// No runtime, or the kernel refused the registration.
+pub(crate) fn register_readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes `fd` over, so the descriptor stays open and refers to
+    // the same file description until the AsyncFd drops, and `OwnedFd::as_raw_fd`
+    // always returns that descriptor.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
+}
+
+/// ICMP echo to ping nodes over one raw socket; replies are read on the daemon's
+/// runtime as the socket becomes readable and reported as the ping node's index.
+#[derive(Debug)]
+pub struct Pinger {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    targets: Vec<Ipv4Addr>,
+    ident: u16,
+    seq: u16,
+}
+
 impl Pinger {
-    /// Opens the raw socket and starts the receiver thread, which calls `reply` with
-    /// the index of each answering ping node (and with `None` about twice a second)
-    /// until `reply` returns false.
+    /// Opens the raw socket and starts the receiving task on the current tokio
+    /// runtime, which calls `reply` with the index of each answering ping node until
+    /// `reply` returns false. Nothing runs between replies: the task sleeps until the
+    /// kernel has one.
     ///
     /// # Errors
-    /// The socket error (needs `CAP_NET_RAW`).
+    /// The socket error (needs `CAP_NET_RAW`), or no tokio runtime to register it with.
     pub fn start(
         targets: Vec<Ipv4Addr>,
-        reply: impl Fn(Option<usize>) -> bool + Send + 'static,
+        reply: impl Fn(usize) -> bool + Send + 'static,
     ) -> std::io::Result<Pinger> {
-        let fd = rustix::net::socket(AddressFamily::INET, SocketType::RAW, Some(ipproto::ICMP))?;
-        // A bounded wait lets the thread notice that the daemon is gone.
-        rustix::net::sockopt::set_socket_timeout(
-            &fd,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(Duration::from_millis(500)),
+        let fd = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::RAW,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            Some(ipproto::ICMP),
         )?;
-        let fd = Arc::new(fd);
+        let fd = Arc::new(register_readable(fd)?);
         let ident = u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
         let rfd = Arc::clone(&fd);
         let t = targets.clone();
-        std::thread::Builder::new()
-            .name("ping-rx".into())
-            .spawn(move || {
-                let mut buf = [0u8; 1500];
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                let Ok(mut ready) = rfd.readable().await else {
+                    return;
+                };
                 loop {
-                    let n = match rustix::net::recvfrom(&*rfd, &mut buf[..], RecvFlags::empty()) {
+                    let n = match rustix::net::recvfrom(
+                        rfd.get_ref(),
+                        &mut buf[..],
+                        RecvFlags::empty(),
+                    ) {
                         Ok((_, n, _)) => n,
-                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
-                            // Timeout: check the daemon still listens.
-                            if !reply(None) {
-                                return;
-                            }
-                            continue;
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(rustix::io::Errno::AGAIN) => {
+                            ready.clear_ready();
+                            break;
                         }
                         Err(_) => {
-                            std::thread::sleep(Duration::from_millis(500));
-                            continue;
+                            ready.clear_ready();
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            break;
                         }
                     };
                     if let Some(i) = parse_echo_reply(&buf[..n.min(buf.len())], ident, &t)
-                        && !reply(Some(i))
+                        && !reply(i)
                     {
                         return;
                     }
                 }
-            })?;
+            }
+        });
         Ok(Pinger {
             fd,
             targets,
@@ -344,7 +363,7 @@ impl Pinger {
         let c = icmp_checksum(&p);
         p[2..4].copy_from_slice(&c.to_be_bytes());
         let _ = rustix::net::sendto(
-            &*self.fd,
+            self.fd.get_ref(),
             &p,
             SendFlags::DONTWAIT,
             &SocketAddrV4::new(target, 0),

@@ -842,7 +842,9 @@ impl Core {
     /// Runs timers: sends heartbeats and pings when due and re-evaluates liveness and
     /// roles. Call at [`Core::poll_timeout`] (calling earlier or more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_ping {
+        // Pings go out with the heartbeats, so that one wake-up serves both: a ping
+        // sent before its time only refreshes reachability sooner.
+        if now >= self.next_ping || now >= self.next_send {
             for index in 0..self.ping_last.len() {
                 self.out.push_back(Output::Ping { index });
             }
