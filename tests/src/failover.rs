@@ -328,6 +328,11 @@ pub fn scenarios() -> Vec<Scenario> {
             "serial, crossover and the LAN's heartbeats lost with both nodes running: fencing decides, node2's fence lands first, node1 is powered off, node2 serves; no acknowledged write lost; back on, node1 rejoins passive and resynchronises",
             all_links_lost,
         ),
+        pair_scenario(
+            "all-links-lost-node1-active",
+            "as all-links-lost with node1 holding the services: its writes are suspended from the moment replication is lost, node2 powers it off and takes over; no acknowledged write lost",
+            all_links_lost_node1_active,
+        ),
     ]
 }
 
@@ -526,6 +531,23 @@ fn two_paths_cut(c: &mut Ctx<'_>) {
     c.wait_passive_in_sync(other(a), 5 * MIN);
 }
 
+fn all_links_lost_node1_active(c: &mut Ctx<'_>) {
+    if c.active != 0 {
+        // node1 takes the services first (a switchover from node2's page).
+        c.wait_passive_in_sync(0, 3 * MIN);
+        let t = Instant::now();
+        let r = c
+            .pair
+            .post(1, "/maintenance", "/maintenance/switchover", "confirm=yes");
+        assert!(r.status < 400, "switchover refused: {}", r.status);
+        c.wait_active(0, t, 2 * MIN);
+        c.wait_passive_in_sync(1, 3 * MIN);
+        c.client.wait_acked(3, MIN);
+        c.active = 0;
+    }
+    all_links_lost(c);
+}
+
 fn all_links_lost(c: &mut Ctx<'_>) {
     let a = c.active;
     let t = Instant::now();
@@ -555,11 +577,12 @@ fn all_links_lost(c: &mut Ctx<'_>) {
     );
     c.client.wait_acked(5, MIN);
     c.alert("fencing", MIN);
-    // The paths back, node1 powered on: it rejoins passive and catches up.
+    // The paths back, node1 powered on (its new machine's links are up): it
+    // rejoins passive and catches up.
     c.pair.lan_heartbeat(true);
-    c.pair.crossover(true);
-    c.pair.connect_serial();
+    c.pair.set_link(1, "nic-xo", true);
     c.pair.power_on(0);
+    c.pair.connect_serial();
     c.wait_passive_in_sync(0, 5 * MIN);
     c.client.wait_acked(3, MIN);
 }
