@@ -72,11 +72,6 @@ pub fn all() -> Vec<Scenario> {
     ));
     list.extend(crate::failover::scenarios());
     list.push(Scenario::not_yet(
-        "split-brain-resolve",
-        "a DRBD split brain with writes on both sides: announced on both nodes, resolved by the operator's choice of survivor, the victim's writes discarded as announced",
-        "this scenario (a split brain caused on the pair, then resolved) is not written yet",
-    ));
-    list.push(Scenario::not_yet(
         "clusterd-crash-active",
         "the cluster daemon of the active node crashes: init restarts it and the services stay where they are, or the peer takes over safely",
         "needs a way into the node to crash a process (SSH is not built yet)",

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::install::MIN;
 use crate::pair::{self, Client, Node, Pair, PrimaryWatch, other, wait_until};
 use crate::scenario::{Run, Scenario};
+use crate::web::{http_get, text_of};
 use crate::{Scratch, image_dir};
 
 /// What a pair scenario gets: the pair with its client running, and the
@@ -317,6 +318,11 @@ pub fn scenarios() -> Vec<Scenario> {
             "reinstall-both-destroy",
             "both nodes reinstalled from the DVD, activated with \"destroy\" on node2 and \"fetch\" on node1: a new cluster with an empty data area",
             reinstall_both_destroy,
+        ),
+        bare_pair_scenario(
+            "split-brain-resolve",
+            "the operator forces the passive node's stale copy after the active one lost its power (force-primary, fencing first); the old active comes back with writes of its own: a DRBD split brain, announced on both nodes, resolved from the console in favour of the forced node; the victim's writes discarded as announced, the survivor's kept",
+            split_brain_resolve,
         ),
         pair_scenario(
             "two-paths-cut",
@@ -662,6 +668,114 @@ fn reinstall_passive_fetch(c: &mut Ctx<'_>) {
 
 /// Scenarios that reinstall both nodes erase the data on purpose: they run
 /// without the client.
+/// Appends `line` to VE 101's log (the service's data on the replicated area).
+fn append(pair: &Pair, line: &str) {
+    let path = format!("/cgi-bin/append?{line}");
+    let r = pair.lan.run(move || http_get(pair::VE, &path, 2 * MIN));
+    assert_eq!(r, "ok\n", "appending {line}");
+}
+
+fn split_brain_resolve(pair: &Pair, run: &mut Run) {
+    let a = if pair.role(0).as_deref() == Some("active") {
+        0
+    } else {
+        1
+    };
+    let p = other(a);
+    let (an, pn) = (format!("node{}", a + 1), format!("node{}", p + 1));
+    let status_has = |n: Node, what: &str, limit: Duration| {
+        wait_until(&format!("node{} status: {what}", n + 1), limit, || {
+            pair.status(n)?.contains(what).then_some(())
+        });
+    };
+    // The crossover goes: the passive copy is stale (the active one is heard),
+    // and the active node writes on alone.
+    pair.crossover(false);
+    status_has(p, "stale", 2 * MIN);
+    append(pair, "written-by-the-old-active-after-the-cut");
+    // The active node loses its power: the passive one does not start from its
+    // stale copy.
+    pair.power_loss(a);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(
+        pair.role(p).as_deref(),
+        Some("passive"),
+        "a stale copy was promoted"
+    );
+    // The operator declares the passive copy the one to start from (typing the
+    // cluster's name): it fences the other node, then takes over.
+    let t = Instant::now();
+    let r = pair.post(
+        p,
+        "/home",
+        "/force-primary",
+        &format!("confirm_name={}", pair::CLUSTER),
+    );
+    assert!(
+        r.status < 400,
+        "force-primary refused: {}",
+        text_of(&r.body)
+    );
+    wait_until(&format!("{pn} active"), 3 * MIN, || {
+        (pair.role(p).as_deref() == Some("active")).then_some(())
+    });
+    run.figure(
+        "force-primary → the forced node active",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    append(pair, "written-by-the-survivor");
+    // The old active node comes back, the crossover too: both copies changed
+    // while apart.
+    pair.set_link(p, "nic-xo", true);
+    pair.power_on(a);
+    pair.connect_serial();
+    let t = Instant::now();
+    for n in [a, p] {
+        status_has(n, "split brain of the replicated data", 5 * MIN);
+    }
+    run.figure(
+        "split brain announced on both nodes",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    assert_eq!(pair.role(a).as_deref(), Some("passive"));
+    // Resolved from the console, on both nodes: the forced node survives.
+    let t = Instant::now();
+    for n in [a, p] {
+        let r = pair.post(
+            n,
+            "/home",
+            "/split-brain/resolve",
+            &format!("survivor={pn}&confirm_name={}", pair::CLUSTER),
+        );
+        assert!(
+            r.status < 400,
+            "resolution refused on node{}: {}",
+            n + 1,
+            text_of(&r.body)
+        );
+    }
+    wait_until(&format!("{an} passive and in sync"), 5 * MIN, || {
+        let st = pair.status(a)?;
+        (st.contains("role of this node passive") && st.contains("UpToDate/UpToDate")).then_some(())
+    });
+    run.figure(
+        "resolution → the victim in sync",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    let log = pair
+        .lan
+        .run(|| http_get(pair::VE, "/cgi-bin/read", 2 * MIN));
+    assert!(log.contains("written-by-the-survivor"), "{log}");
+    assert!(
+        !log.contains("written-by-the-old-active-after-the-cut"),
+        "the victim's write survived: {log}"
+    );
+    assert!(log.contains("base"), "{log}");
+}
+
 fn reinstall_both_destroy(pair: &Pair, run: &mut Run) {
     let t = Instant::now();
     pair.reinstall(0);

@@ -995,17 +995,24 @@ impl Core {
     /// off (the peer's takeover fence lands first). Returns whether a fence is under
     /// way or done for this loss (the handler then waits for
     /// [`FenceStatus::PoweredOff`] or [`FenceStatus::Confirmed`]); `false` when the
-    /// peer is heard (the handler waits for its copy to be outdated), fencing is off,
-    /// or this node does not hold the data.
+    /// peer is heard (the handler waits for its copy to be outdated) or fencing is off.
+    /// On a node that holds nothing (DRBD promoting it for the operator's
+    /// force-primary) the fence is sent at once.
     pub fn fence_for_data(&mut self, now: Instant) -> bool {
         let FencePolicy::Required { node1_delay } = self.p.fencing else {
             return false;
         };
         self.evaluate(now);
-        if self.peer_alive || !self.role.holds_resources() {
+        if self.peer_alive {
             return false;
         }
-        if self.fence == Fence::Idle {
+        if self.fence == Fence::Idle && !self.role.holds_resources() {
+            // DRBD promotes a node that holds nothing only for clusterd: a takeover
+            // fences first (and finds the fence done), so this is the operator's
+            // force-primary, which says the peer is gone: no tiebreak wait.
+            self.fence_reason = Reason::PeerDead;
+            self.send_fence();
+        } else if self.fence == Fence::Idle {
             self.fence_reason = Reason::PeerDead;
             if self.p.node == NodeId::Node1 && !node1_delay.is_zero() {
                 self.fence = Fence::Delay {

@@ -1535,12 +1535,43 @@ fn every_path_lost_while_the_active_fences_for_its_replica_powers_off_exactly_on
 }
 
 #[test]
+fn forcing_the_copy_of_a_passive_node1_fences_the_silent_peer_at_once() {
+    let mut s = fenced(610);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.drain(0);
+    s.run_until(s.t + 3000);
+    assert_eq!(s.role(0), Some(Role::Passive));
+    // The crossover went first (node1's copy stale), then node2 lost its power.
+    let now = s.now();
+    s.core(0).handle(now, replica(ReplicaDisk::Outdated, false));
+    s.drain(0);
+    let killed = s.t;
+    s.kill(1);
+    s.run_until(killed + DEADTIME + 500);
+    assert_eq!(
+        s.role(0),
+        Some(Role::Passive),
+        "no takeover with a stale copy"
+    );
+    assert!(s.fences.is_empty());
+    // The operator forces node1's copy: DRBD's promotion asks for the fence.
+    let asked = s.t;
+    let answers = fence_for_data_polled(&mut s, 0, asked, 2000);
+    assert!(answers.iter().all(|a| *a));
+    let (at, fencer) = s.fences[0];
+    assert_eq!(fencer, 0);
+    assert!(at < asked + 500, "no tiebreak wait for a forced copy: {at}");
+    let now = s.now();
+    assert_eq!(s.core(0).status(now).fence, Some(FenceStatus::PoweredOff));
+}
+
+#[test]
 fn no_fence_for_the_replica_while_the_peer_is_heard_or_without_fencing() {
     let mut s = fenced(600);
     let now = s.now();
     // A cut crossover: replication lost, heartbeats still heard.
     assert!(!s.core(0).fence_for_data(now));
-    // The passive does not hold the data.
     assert!(!s.core(1).fence_for_data(now));
     s.run_until(s.t + 5000);
     assert!(s.fences.is_empty());
