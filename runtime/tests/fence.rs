@@ -247,10 +247,22 @@ fn a_fence_that_fails_keeps_the_survivor_passive_until_the_operator_confirms() {
                 .starts_with("node1 silent and could not be powered off: check it and confirm")),
         "{ev:?}"
     );
-    // DRBD's fence-peer handler: the peer is unreachable, not outdated (5).
-    assert_eq!(fence_peer_handler(&rig, 1), Some(5));
+    // DRBD's fence-peer handler (as on a promotion): with fencing required it
+    // waits while the fence has failed; it answers only once the operator has
+    // confirmed the peer down.
+    let mut handler = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--control")
+        .arg(&rig.nodes[1].control)
+        .args(["replication", "handler", "fence-peer"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // It stays passive and does not take the address on its own.
     thread::sleep(Duration::from_secs(2));
+    assert!(
+        handler.try_wait().unwrap().is_none(),
+        "the handler answered before the confirmation"
+    );
     assert_eq!(rig.role(1), "passive");
     assert!(!rig.has_vip(1));
     assert!(bmc.chassis_log().is_empty());
@@ -273,6 +285,12 @@ fn a_fence_that_fails_keeps_the_survivor_passive_until_the_operator_confirms() {
     // The operator checked node1 is down and confirms.
     let out = tandem(&["fence", "confirm", "node1"]);
     assert!(out.status.success(), "{out:?}");
+    let answered = handler.wait_with_output().unwrap();
+    assert_eq!(answered.status.code(), Some(7), "{answered:?}");
+    assert!(
+        String::from_utf8_lossy(&answered.stderr).contains("confirmed that the peer is down"),
+        "{answered:?}"
+    );
     wait_until("node2 active", Duration::from_secs(10), || {
         rig.role(1) == "active" && rig.has_vip(1)
     });
