@@ -1300,12 +1300,10 @@ impl Core {
         }
     }
 
+    /// [`Self::send_fence_holding`] on a node about to take over: it waits for the fence.
     fn send_fence(&mut self) {
-        self.fence = Fence::InProgress;
-        self.fence_peer_generation = self.peer_generation();
-        self.emit(Event::FenceStarted);
+        self.send_fence_holding();
         self.set_waiting(Some(WaitReason::Fencing));
-        self.out.push_back(Output::Fence);
     }
 
     fn emit(&mut self, e: Event) {

@@ -520,18 +520,7 @@ impl FirewallSource {
                 .map_err(|e| anyhow::anyhow!("--node {node:?}: {e}"))?;
             return Ok((cfg, node));
         }
-        let node = read_node(&self.store)?;
-        let cfg = tandem_config::Store::open(&self.store)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .current()
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_context(|| {
-                format!(
-                    "no configuration is committed in {}: upload and activate one first",
-                    self.store.display()
-                )
-            })?;
-        Ok((cfg, node))
+        Ok((committed_config(&self.store)?, read_node(&self.store)?))
     }
 
     fn interfaces(&self) -> tandem_runtime::firewall::Interfaces {
@@ -575,6 +564,20 @@ fn run_firewall(cmd: &FirewallCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The configuration committed in `store`, or why there is none.
+fn committed_config(store: &Path) -> anyhow::Result<tandem_config::ApplianceConfig> {
+    tandem_config::Store::open(store)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .current()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| {
+            format!(
+                "no configuration is committed in {}: upload and activate one first",
+                store.display()
+            )
+        })
 }
 
 fn read_node(store: &Path) -> anyhow::Result<tandem_config::NodeId> {
@@ -647,16 +650,7 @@ fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Resul
 fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path, ssh_dir: &Path) -> anyhow::Result<()> {
     use tandem_runtime::member::{Ports, bring_up, write_console_tls};
     let node = read_node(store)?;
-    let cfg = tandem_config::Store::open(store)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .current()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_context(|| {
-            format!(
-                "no configuration is committed in {}: upload and activate one first",
-                store.display()
-            )
-        })?;
+    let cfg = committed_config(store)?;
     let nics = tandem_runtime::activate::node_nics();
     let (Some(external), Some(internal)) = (nics.first(), nics.get(1)) else {
         bail!(
