@@ -72,11 +72,6 @@ pub fn all() -> Vec<Scenario> {
     ));
     list.extend(crate::failover::scenarios());
     list.push(Scenario::not_yet(
-        "clusterd-crash-active",
-        "the cluster daemon of the active node crashes: init restarts it and the services stay where they are, or the peer takes over safely",
-        "needs a way into the node to crash a process (SSH is not built yet)",
-    ));
-    list.push(Scenario::not_yet(
         "ve-crash",
         "VE 101's processes crash: the node restarts the VE and alerts",
         "VE health checks (restart and alert on a crash) are not built yet",

@@ -325,6 +325,16 @@ pub fn scenarios() -> Vec<Scenario> {
             split_brain_resolve,
         ),
         pair_scenario(
+            "outdated-reboot",
+            "the crossover pulled, so the passive copy goes out of date while the active writes; the passive node is reset, and then the active loses its power: the out-of-date copy is still refused after the reset (DRBD's metadata), the service waits; back on, the old active takes over again with every write",
+            outdated_reboot,
+        ),
+        pair_scenario(
+            "clusterd-crash-active",
+            "the cluster daemon of the active node killed (SIGKILL, from the operator's SSH login): init restarts it, one node serves, the other is passive in sync; no write lost, never two active",
+            clusterd_crash_active,
+        ),
+        pair_scenario(
             "two-paths-cut",
             "serial cable and crossover cable pulled: the LAN path alone keeps the pair together, nothing moves",
             two_paths_cut,
@@ -483,6 +493,110 @@ fn reboot_passive(c: &mut Ctx<'_>) {
     std::thread::sleep(Duration::from_secs(10));
     c.wait_passive_in_sync(p, 5 * MIN);
     assert_eq!(c.pair.role(a).as_deref(), Some("active"));
+}
+
+/// Waits until node `n`'s Status page contains `what`.
+fn status_has(pair: &Pair, n: Node, what: &str, limit: Duration) {
+    wait_until(&format!("node{} status: {what}", n + 1), limit, || {
+        pair.status(n)?.contains(what).then_some(())
+    });
+}
+
+fn outdated_reboot(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    // The crossover goes; the active node writes on alone, so the passive copy
+    // is out of date (DRBD records it in the passive's metadata).
+    c.pair.crossover(false);
+    status_has(c.pair, p, "Outdated/", 2 * MIN);
+    c.client.wait_acked(5, MIN);
+    // The reset button on the passive node: nothing in memory survives.
+    let t = Instant::now();
+    c.pair.monitor(p, "system_reset");
+    std::thread::sleep(Duration::from_secs(5));
+    status_has(c.pair, p, "role of this node passive", 5 * MIN);
+    status_has(c.pair, p, "Outdated/", MIN);
+    c.run.figure(
+        "reset → the passive node back, its copy still out of date",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    c.client.wait_acked(3, MIN);
+    // The active node loses its power: the out-of-date copy must not serve.
+    c.pair.power_loss(a);
+    let t = Instant::now();
+    c.stays(p, "passive", Duration::from_secs(30));
+    status_has(c.pair, p, "not known good", MIN);
+    c.run.figure(
+        "power loss → the out-of-date copy still refused",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    // The old active comes back with the newest copy and takes over again;
+    // the other resynchronises from it.
+    c.pair.set_link(p, "nic-xo", true);
+    let t = Instant::now();
+    c.pair.power_on(a);
+    let s = c.wait_active(a, t, 5 * MIN);
+    c.run
+        .figure("power back on → the newest copy active again", s, "s");
+    c.steps(a);
+    c.client.wait_acked(5, MIN);
+    c.wait_passive_in_sync(p, 5 * MIN);
+}
+
+fn clusterd_pid(c: &Ctx<'_>, n: Node) -> Option<String> {
+    let (ok, out) = c.pair.ssh(n, "busybox pidof clusterd");
+    let pid = out.trim();
+    (ok && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then(|| pid.to_owned())
+}
+
+fn clusterd_crash_active(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    let before = wait_until("clusterd's PID over SSH", 2 * MIN, || clusterd_pid(c, a));
+    let t = Instant::now();
+    let (ok, out) = c.pair.ssh(a, &format!("kill -KILL {before}"));
+    assert!(ok, "kill over SSH: {out}");
+    let after = wait_until("clusterd started again by init", MIN, || {
+        clusterd_pid(c, a).filter(|pid| *pid != before)
+    });
+    c.run.figure(
+        "killed → init started clusterd again",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    // The pair settles: one node serves, the other is passive and in sync.
+    let active = wait_until("one node active, the other passive", 3 * MIN, || {
+        match (c.pair.role(a).as_deref(), c.pair.role(p).as_deref()) {
+            (Some("active"), Some("passive")) => Some(a),
+            (Some("passive"), Some("active")) => Some(p),
+            _ => None,
+        }
+    });
+    c.run.figure(
+        "killed → settled (services on the node that had them = 1)",
+        if active == a { 1.0 } else { 0.0 },
+        "yes=1",
+    );
+    c.client.wait_acked(5, MIN);
+    c.wait_passive_in_sync(other(active), 5 * MIN);
+    // The other node never tried to take data the restarted one still held.
+    let failed: Vec<String> = c
+        .pair
+        .smtp
+        .subjects()
+        .into_iter()
+        .filter(|s| s.contains(&format!("node{}] resources", p + 1)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "node{} tried a takeover: {failed:?}",
+        p + 1
+    );
+    assert_eq!(
+        clusterd_pid(c, a).as_deref(),
+        Some(after.as_str()),
+        "clusterd restarted again"
+    );
 }
 
 fn serial_cut(c: &mut Ctx<'_>) {
@@ -683,11 +797,7 @@ fn split_brain_resolve(pair: &Pair, run: &mut Run) {
     };
     let p = other(a);
     let (an, pn) = (format!("node{}", a + 1), format!("node{}", p + 1));
-    let status_has = |n: Node, what: &str, limit: Duration| {
-        wait_until(&format!("node{} status: {what}", n + 1), limit, || {
-            pair.status(n)?.contains(what).then_some(())
-        });
-    };
+    let status_has = |n: Node, what: &str, limit: Duration| status_has(pair, n, what, limit);
     // The crossover goes: the passive copy is stale (the active one is heard),
     // and the active node writes on alone.
     pair.crossover(false);

@@ -45,7 +45,7 @@ const BMC_PASSWORD: &str = "fence-secret-1";
 
 /// The version of [`config`]: counted up whenever it changes, so that bases
 /// made with an earlier one are not reused.
-const BASE_CONFIG_VERSION: u32 = 3;
+const BASE_CONFIG_VERSION: u32 = 4;
 
 /// A node of the pair: 0 is node1, 1 is node2.
 pub type Node = usize;
@@ -394,6 +394,8 @@ pub struct Base {
     pub admin: String,
     /// What making it took, seconds (0 when it was found ready).
     pub made_in_s: f64,
+    /// The private key whose public half is in root's authorized keys.
+    pub ssh_key: PathBuf,
 }
 
 /// The base for the current image: found in `dir` when an earlier run made
@@ -421,6 +423,7 @@ pub fn base(dir: &Path) -> Base {
                 cfg,
                 admin: v["admin"].as_str().unwrap_or_default().to_owned(),
                 made_in_s: 0.0,
+                ssh_key: bdir.join(SSH_KEY),
             }
         }
         Err(_) => {
@@ -458,7 +461,18 @@ fn qemu_img(args: &[&str]) {
 /// down from their Maintenance pages.
 fn make_base(dir: &Path) -> Base {
     let t0 = Instant::now();
-    let (cfg, passwords) = config();
+    let (mut cfg, passwords) = config();
+    // The operator's SSH key: root logs in with it from the LAN (an admin
+    // network of the rig's configuration).
+    let key = dir.join(SSH_KEY);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "rig-operator", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen is missing: apt-get install openssh-client");
+    assert!(out.status.success(), "ssh-keygen: {out:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("the public key");
+    cfg.access.root_authorized_keys = vec![public.trim().parse().expect("an SSH public key")];
     let archive = rig_archive(&cfg, Some(PASSPHRASE));
     let lan = lan();
     let xo = [free_port(), free_port()];
@@ -603,8 +617,12 @@ fn make_base(dir: &Path) -> Base {
         cfg,
         admin,
         made_in_s: made,
+        ssh_key: key,
     }
 }
+
+/// The file name of the operator's SSH key in the base's directory.
+const SSH_KEY: &str = "rig-ssh-key";
 
 /// The pair, booted from overlays of a [`Base`]. Shared between the scenario
 /// and its watchers: every method takes `&self`.
@@ -628,6 +646,7 @@ pub struct Pair {
     /// The configuration the pair was activated with.
     pub cfg: tandem_config::ApplianceConfig,
     sessions: Mutex<[Option<String>; 2]>,
+    ssh_key: PathBuf,
 }
 
 impl Pair {
@@ -674,6 +693,7 @@ impl Pair {
             admin: base.admin.clone(),
             cfg: base.cfg.clone(),
             sessions: Mutex::new([None, None]),
+            ssh_key: base.ssh_key.clone(),
         };
         pair.power_on(0);
         pair.power_on(1);
@@ -683,6 +703,38 @@ impl Pair {
 
     fn vms(&self) -> std::sync::MutexGuard<'_, [Option<Vm>; 2]> {
         self.vms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `command` as root on node `n` over SSH from the LAN (the operator's
+    /// key, the node's external address); returns its exit status and output.
+    pub fn ssh(&self, n: Node, command: &str) -> (bool, String) {
+        let key = self.ssh_key.clone();
+        let host = format!("root@{}", NODE_ADDR[n]);
+        let command = command.to_owned();
+        self.lan.run(move || {
+            let out = Command::new("ssh")
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "LogLevel=ERROR",
+                    "-o",
+                    "ConnectTimeout=10",
+                    "-i",
+                ])
+                .arg(&key)
+                .arg(&host)
+                .arg(&command)
+                .output()
+                .expect("ssh is missing: apt-get install openssh-client");
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), text)
+        })
     }
 
     /// Powers node `n` on (a new QEMU on its disk).

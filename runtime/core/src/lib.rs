@@ -719,6 +719,11 @@ pub struct Core {
     replica_disconnected_at: Option<Instant>,
     /// The last replica state said: connected, the peer's device secondary.
     replica_peer_secondary: bool,
+    /// The last replica state said: this node's device is primary.
+    replica_primary: bool,
+    /// The last replica state said: connected, and the peer's device not (known to
+    /// be) secondary.
+    replica_peer_primary: bool,
     /// This node's copy is stale (see [`Input::Replica`]).
     copy_stale: bool,
     /// The peer was lost on every path after having been heard.
@@ -766,6 +771,8 @@ impl Core {
             fence_peer_generation: None,
             replica_disconnected_at: None,
             replica_peer_secondary: false,
+            replica_primary: false,
+            replica_peer_primary: false,
             copy_stale: false,
             peer_lost: false,
             last_now: now,
@@ -1154,6 +1161,8 @@ impl Core {
     fn on_replica(&mut self, now: Instant, r: Replica) {
         let up_to_date = r.disk == ReplicaDisk::UpToDate;
         self.replica_peer_secondary = r.connected && r.peer_secondary;
+        self.replica_primary = r.primary;
+        self.replica_peer_primary = r.connected && !r.peer_secondary;
         if r.connected {
             self.replica_disconnected_at = None;
             self.copy_stale = false;
@@ -1526,6 +1535,16 @@ impl Core {
     /// The start-up rule when both nodes are up and nobody holds the resources:
     /// a node with data known good is preferred; between equals, `node1`.
     fn elected(&self, peer: &Frame) -> Option<NodeId> {
+        // A device already primary decides: a cluster daemon restarted while its node
+        // held the services finds the data still primary there (the chain then only
+        // confirms what is held), and DRBD refuses the other node a second primary
+        // while the two are connected.
+        if self.replica_primary && self.data_good {
+            return Some(self.p.node);
+        }
+        if self.replica_peer_primary {
+            return peer.data_good.then_some(peer.sender);
+        }
         match (self.data_good, peer.data_good) {
             (true, true) => Some(NodeId::Node1),
             (true, false) => Some(self.p.node),

@@ -1840,3 +1840,61 @@ fn forcing_a_stale_copy_is_refused_while_the_peer_is_heard_and_still_fences() {
     assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
     assert_eq!(s.role(1), Some(Role::Active));
 }
+
+#[test]
+fn a_restarted_daemon_of_the_active_node2_keeps_the_services_and_node1_does_not_try() {
+    // node2 holds the services (node1's copy was not good at the start).
+    for seed in 0..10 {
+        let mut s = Sim::new(600 + seed);
+        s.kill(0);
+        s.kill(1);
+        s.queue.clear();
+        s.nodes[0].data_good = false;
+        s.start(0);
+        s.start(1);
+        s.run_until(1000);
+        assert_eq!(s.role(1), Some(Role::Active));
+        s.nodes[0].data_good = true;
+        let now = s.now();
+        s.core(0).handle(now, Input::DataGood(true));
+        s.drain(0);
+        s.run_until(s.t + 1000);
+        // node2's cluster daemon dies and init starts it again: its DRBD device is
+        // still primary (the services ran on), connected to node1's secondary.
+        let (first1, first2) = (s.role_changes().len(), s.t);
+        s.kill(1);
+        s.run_until(s.t + 500);
+        s.start(1);
+        let now = s.now();
+        s.core(1).handle(
+            now,
+            Input::Replica(Replica {
+                disk: ReplicaDisk::UpToDate,
+                connected: true,
+                primary: true,
+                peer_secondary: true,
+            }),
+        );
+        s.drain(1);
+        let now = s.now();
+        s.core(0).handle(
+            now,
+            Input::Replica(Replica {
+                disk: ReplicaDisk::UpToDate,
+                connected: true,
+                primary: false,
+                peer_secondary: false,
+            }),
+        );
+        s.drain(0);
+        s.run_until(s.t + 5000);
+        assert_eq!(s.role(1), Some(Role::Active), "seed {seed}: {:?}", s.events);
+        assert_eq!(s.role(0), Some(Role::Passive), "seed {seed}");
+        assert!(
+            first_change(&s, 0, Role::Acquiring, first2).is_none(),
+            "seed {seed}: node1 tried to take the data node2 holds: {:?}",
+            &s.role_changes()[first1..]
+        );
+        assert!(s.fences.is_empty());
+    }
+}
