@@ -12,7 +12,7 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc};
 use super::In;
 use super::clock::{Clock, Timer};
 use super::hub::EventHub;
-use super::inputs::{Heard, Inputs};
+use super::inputs::{Heard, Heards, Inputs};
 use super::replica::SplitBrain;
 use super::udp::Udp;
 use crate::alerts::Alert;
@@ -33,8 +33,8 @@ pub(super) struct Shell {
     pub(super) hub: Arc<EventHub>,
     /// The loop's queue for results and requests (tasks wait for room in it).
     pub(super) tx: mpsc::Sender<In>,
-    /// The heard-input queue's sending side: its drop counters for the status (and,
-    /// held here, the queue stays open while the loop runs).
+    /// The heard-input queues' sending side: their drop counters for the status (and,
+    /// held here, the queues stay open while the loop runs).
     pub(super) inputs: Inputs,
     pub(super) chain: Arc<AsyncMutex<Chain>>,
     pub(super) chain_names: Vec<String>,
@@ -94,7 +94,7 @@ impl Shell {
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
         mut timer: Timer,
-        mut heard: mpsc::Receiver<Heard>,
+        mut heard: Heards,
         mut rx: mpsc::Receiver<In>,
     ) {
         tokio::pin!(shutdown);

@@ -1,12 +1,16 @@
 //! What the node hears from outside (heartbeat frames, serial line noise, ping
-//! replies) on its way to the loop: one bounded queue, offered to without waiting.
+//! replies) on its way to the loop: one bounded queue per source, offered to without
+//! waiting.
 //!
 //! The readers (the serial reader thread, one task per UDP socket, the ICMP reader)
-//! never wait for the loop: when the queue is full the input is dropped and counted
+//! never wait for the loop: when their queue is full the input is dropped and counted
 //! for its source. A flood of datagrams then costs at most [`FRAME_QUEUE`] queued
-//! inputs of memory, and a heartbeat dropped is what a flooded link means anyway (the
-//! core judges each path by what it hears in time). The counts are in the status
-//! (`dropped`), and [`report_drops`] says when dropping starts and when it stopped.
+//! inputs of memory per source, and a heartbeat dropped is what a flooded link means
+//! anyway (the core judges each path by what it hears in time). Each source has its
+//! own queue so that a flood on the LAN cannot crowd the crossover's and the serial
+//! cable's heartbeats out: the loop takes from the sources in turn ([`Heards`]). The
+//! counts are in the status (`dropped`), and [`report_drops`] says when dropping
+//! starts and when it has stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +22,12 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::hub::EventHub;
 
-/// Heard inputs queued for the loop before new ones are dropped. The fastest
-/// heartbeat (keepalive 100 ms) brings 10 frames a second on each of three paths, plus
-/// a reply per ping node and interval: 64 holds more than two seconds of everything a
-/// healthy pair sends, so a loop that pauses (an fsync, a slow control request) loses
-/// nothing, while a flood occupies at most 64 inputs of at most 2 KiB each.
-pub(super) const FRAME_QUEUE: usize = 64;
+/// Heard inputs of one source queued for the loop before new ones are dropped. The
+/// fastest heartbeat (keepalive 100 ms) brings 10 frames a second on a path, and the
+/// ping nodes a reply each per interval: 32 holds three seconds of what a healthy
+/// peer sends, so a loop that pauses (an fsync, a slow control request) loses
+/// nothing, while a flood occupies at most 32 inputs of at most 2 KiB each per source.
+pub(super) const FRAME_QUEUE: usize = 32;
 
 /// How often the drop counters are looked at for [`report_drops`].
 const DROP_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -84,25 +88,54 @@ impl Heard {
     }
 }
 
-/// The sending side of the queue with its drop counters; cloned into every reader.
+/// The sending side of the queues with their drop counters; cloned into every reader.
 #[derive(Clone)]
 pub(super) struct Inputs {
-    tx: mpsc::Sender<Heard>,
+    tx: [mpsc::Sender<Heard>; 4],
     dropped: Arc<[AtomicU64; 4]>,
 }
 
+/// The receiving side of the queues, for the loop.
+pub(super) struct Heards {
+    rx: [mpsc::Receiver<Heard>; 4],
+}
+
+impl Heards {
+    /// The next heard input, from whichever source has one (a source picked at random
+    /// among those that have: none is starved by another's flood); `None` once every
+    /// reader and [`Inputs`] is gone.
+    pub(super) async fn recv(&mut self) -> Option<Heard> {
+        let [serial, internal, external, ping] = &mut self.rx;
+        tokio::select! {
+            Some(h) = serial.recv() => Some(h),
+            Some(h) = internal.recv() => Some(h),
+            Some(h) = external.recv() => Some(h),
+            Some(h) = ping.recv() => Some(h),
+            else => None,
+        }
+    }
+}
+
 impl Inputs {
-    /// A queue of `capacity` inputs and its receiving side, for the loop.
-    pub(super) fn new(capacity: usize) -> (Inputs, mpsc::Receiver<Heard>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// Queues of `capacity` inputs per source and their receiving side.
+    pub(super) fn new(capacity: usize) -> (Inputs, Heards) {
+        let (mut tx, mut rx) = (Vec::new(), Vec::new());
+        for _ in Source::ALL {
+            let (t, r) = mpsc::channel(capacity);
+            tx.push(t);
+            rx.push(r);
+        }
+        let (Ok(tx), Ok(rx)) = (tx.try_into(), rx.try_into()) else {
+            unreachable!("one queue per source")
+        };
         let dropped = Arc::new([const { AtomicU64::new(0) }; 4]);
-        (Inputs { tx, dropped }, rx)
+        (Inputs { tx, dropped }, Heards { rx })
     }
 
     /// Queues `heard` without waiting; a full queue drops it and counts the drop.
     /// `false` once the loop has ended (the reader can stop).
     pub(super) fn offer(&self, heard: Heard) -> bool {
-        match self.tx.try_send(heard) {
+        match self.tx[heard.source() as usize].try_send(heard) {
             Ok(()) => true,
             Err(TrySendError::Full(h)) => {
                 self.dropped[h.source() as usize].fetch_add(1, Ordering::Relaxed);
@@ -114,7 +147,7 @@ impl Inputs {
 
     /// The loop has ended.
     pub(super) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.iter().all(mpsc::Sender::is_closed)
     }
 
     /// Inputs dropped so far, per source.
@@ -202,7 +235,11 @@ pub(super) async fn report_drops(inputs: Inputs, hub: Arc<EventHub>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test: a failed unwrap is a failed test")]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::panic,
+        reason = "test: a failed unwrap is a failed test"
+    )]
 
     use super::*;
 
@@ -213,40 +250,68 @@ mod tests {
         }
     }
 
+    fn now(heards: &mut Heards) -> Option<Heard> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(10), heards.recv())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
     #[test]
     fn a_full_queue_drops_without_waiting_and_counts_per_source() {
-        let (inputs, mut rx) = Inputs::new(4);
+        let (inputs, mut heards) = Inputs::new(4);
         for _ in 0..1000 {
             assert!(inputs.offer(frame(PathId::External)));
         }
-        assert!(inputs.offer(Heard::Noise(PathId::Serial)));
+        for _ in 0..6 {
+            assert!(inputs.offer(Heard::Noise(PathId::Serial)));
+        }
         assert!(inputs.offer(Heard::PingReply(0)));
-        let d = inputs.dropped();
         assert_eq!(
-            d,
+            inputs.dropped(),
             DroppedJson {
-                serial: 1,
+                serial: 2,
                 internal: 0,
                 external: 996,
-                ping: 1
+                ping: 0
             }
         );
-        // Only what fits was kept, and in order; taking makes room again.
-        let mut kept = 0;
-        while let Ok(h) = rx.try_recv() {
-            assert_eq!(h.source(), Source::External);
-            kept += 1;
+        // Only what fits was kept; taking makes room again.
+        let mut kept = [0; 4];
+        while let Some(h) = now(&mut heards) {
+            kept[h.source() as usize] += 1;
         }
-        assert_eq!(kept, 4);
+        assert_eq!(kept, [4, 0, 4, 1]);
+        assert!(inputs.offer(frame(PathId::External)));
+        assert_eq!(now(&mut heards).unwrap().source(), Source::External);
+        assert_eq!(inputs.dropped().external, 996);
+    }
+
+    #[test]
+    fn a_flood_on_the_lan_leaves_room_for_the_crossovers_frames() {
+        let (inputs, mut heards) = Inputs::new(FRAME_QUEUE);
+        for _ in 0..10 * FRAME_QUEUE {
+            inputs.offer(frame(PathId::External));
+        }
         assert!(inputs.offer(frame(PathId::Internal)));
-        assert_eq!(rx.try_recv().unwrap().source(), Source::Internal);
         assert_eq!(inputs.dropped().internal, 0);
+        // The loop reaches the crossover's frame long before it has emptied the
+        // flooded queue (the source is picked at random among those that have one).
+        let found =
+            (0..=FRAME_QUEUE).any(|_| now(&mut heards).unwrap().source() == Source::Internal);
+        assert!(found);
     }
 
     #[test]
     fn offering_to_an_ended_loop_says_so_and_counts_nothing() {
-        let (inputs, rx) = Inputs::new(4);
-        drop(rx);
+        let (inputs, heards) = Inputs::new(4);
+        drop(heards);
         assert!(inputs.is_closed());
         assert!(!inputs.offer(frame(PathId::Serial)));
         assert_eq!(inputs.dropped(), DroppedJson::default());
@@ -254,10 +319,10 @@ mod tests {
 
     #[test]
     fn a_reader_thread_is_never_blocked_by_a_loop_that_does_not_take() {
-        let (inputs, _rx) = Inputs::new(FRAME_QUEUE);
+        let (inputs, _heards) = Inputs::new(FRAME_QUEUE);
         let t = std::thread::spawn(move || {
             for _ in 0..100_000 {
-                inputs.offer(frame(PathId::Serial));
+                assert!(inputs.offer(frame(PathId::Serial)));
             }
             inputs.dropped()
         });

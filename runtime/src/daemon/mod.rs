@@ -12,22 +12,24 @@
 //! replicated data area ([`replica`]), the configuration ([`config`]), events
 //! ([`hub`], [`describe`]), the way out ([`leave`]).
 //!
-//! ## Two queues into the loop, both bounded
+//! ## Bounded queues into the loop
 //!
 //! - What is heard from outside (heartbeat frames from the serial cable, the
 //!   crossover and the LAN, serial line noise, ping replies) goes through
-//!   [`inputs::Inputs`], a queue of [`inputs::FRAME_QUEUE`] inputs. Readers never wait
-//!   for it: when it is full, the input is dropped and counted per source (status
-//!   `dropped`, and an `input_dropped` event when dropping starts and when it has
-//!   stopped). Anybody on the LAN can send datagrams faster than the loop checks
-//!   them; this bounds what that costs, and no reader thread ever blocks.
+//!   [`inputs::Inputs`], a queue of [`inputs::FRAME_QUEUE`] inputs per source.
+//!   Readers never wait for it: when a source's queue is full, the input is dropped
+//!   and counted for that source (status `dropped`, and an `input_dropped` event when
+//!   dropping starts and when it has stopped). Anybody on the LAN can send datagrams
+//!   faster than the loop checks them; this bounds what that costs, no reader thread
+//!   ever blocks, and a flood on one path leaves the other paths' queues free.
 //! - Results of actions (chain up or down, fence, announce, force-primary,
 //!   split-brain resolution), the replication's state, committed configurations and
 //!   control requests go through [`In`], a queue of [`RESULTS_QUEUE`] whose senders
 //!   are tasks that wait for room: none of these is ever dropped, and a flood of
-//!   frames cannot crowd them out (the loop takes from both queues in turn).
+//!   frames cannot crowd them out (the loop picks at random among the queues that
+//!   have something).
 //!
-//! The loop itself never sends on either queue, so a full queue cannot stall it.
+//! The loop itself never sends on any of these queues, so a full one cannot stall it.
 
 mod act;
 mod clock;
