@@ -39,8 +39,8 @@ pub use request::{
     DataChoice, NetworkForm, NotificationForm, PowerAction, Request, SettingsChange,
 };
 pub use status::{
-    CountersJson, EventJson, FactsJson, HwJson, HwSummaryJson, NodeFacts, PathJson, PeerJson,
-    PingJson, RaidItemJson, RaidJson, ReplicaFacts, SensorJson, StatusJson,
+    CountersJson, DroppedJson, EventJson, FactsJson, HwJson, HwSummaryJson, NodeFacts, PathJson,
+    PeerJson, PingJson, RaidItemJson, RaidJson, ReplicaFacts, SensorJson, StatusJson,
 };
 pub use tandem_config::NodeId;
 pub use views::{

@@ -120,6 +120,23 @@ pub struct StatusJson {
     /// resolved yet.
     #[serde(default)]
     pub split_brain: bool,
+    /// Heard inputs dropped because clusterd's input queue was full (a flood of
+    /// frames faster than it takes them); absent from daemons before the count.
+    #[serde(default)]
+    pub dropped: DroppedJson,
+}
+
+/// Heard inputs dropped at clusterd's full input queue, per source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DroppedJson {
+    /// Frames and line noise from the serial cable.
+    pub serial: u64,
+    /// Datagrams on the crossover (internal) heartbeat port.
+    pub internal: u64,
+    /// Datagrams on the external LAN heartbeat port.
+    pub external: u64,
+    /// Ping node replies.
+    pub ping: u64,
 }
 
 /// Hardware summary in status.

@@ -908,3 +908,124 @@ fn a_replication_split_brain_is_announced_until_resolved_and_survives_a_restart(
     assert!(refused(r).contains("runs no replicated data area"));
     assert!(rig.status(1).split_brain);
 }
+
+/// clusterd's resident memory in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Datagrams sent to node2's LAN heartbeat port as fast as one thread can, for longer
+/// than the deadtime: replays of node1's real frames, which node2 must check (MAC,
+/// sequence) one by one. Its per-source input queue is full at once: the excess is
+/// dropped and counted, memory does not grow with the flood, the crossover's and the
+/// serial cable's heartbeats still get through (nothing fails over), the control API
+/// keeps answering, and the drops are reported when they start and when they stopped.
+#[test]
+fn a_flood_of_lan_frames_is_dropped_and_counted_without_failover() {
+    const FLOOD: Duration = Duration::from_secs(6);
+    let mut rig = Rig::new();
+    rig.start_both();
+    let node2 = format!("{EXT_PREFIX}.2:694");
+    let captured = in_netns(&rig.lan, || capture_udp("p1", 694, Duration::from_secs(1)));
+    assert!(captured.len() >= 3, "captured {}", captured.len());
+    let pid = rig.pid(1);
+    let before = rig.status(1);
+    assert_eq!(before.dropped, tandem_api::DroppedJson::default());
+    let rss_before = rss_kib(pid);
+    let lan = rig.lan.clone();
+    let flood = thread::spawn(move || {
+        in_netns(&lan, move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < FLOOD {
+                for f in &captured {
+                    // A full socket buffer refuses now and then; the flood goes on.
+                    if s.send_to(f, &node2).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            sent
+        })
+    });
+    let (mut rss_peak, mut slowest, mut polls) = (rss_before, Duration::ZERO, 0);
+    while !flood.is_finished() {
+        let t = Instant::now();
+        let st = rig.status(1);
+        slowest = slowest.max(t.elapsed());
+        polls += 1;
+        assert_eq!(st.role, "passive", "node2 during the flood: {st:?}");
+        assert!(st.peer.alive, "node2 lost node1 during the flood: {st:?}");
+        rss_peak = rss_peak.max(rss_kib(pid));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let sent = flood.join().unwrap();
+    let after = rig.status(1);
+    let d = after.dropped;
+    eprintln!(
+        "flood: {sent} datagrams in {FLOOD:?}; dropped {d:?}; accepted {} -> {}, replayed {} -> {}; \
+         VmRSS {rss_before} KiB before, {rss_peak} KiB at most during; {polls} status requests, slowest {slowest:?}",
+        before.counters.accepted,
+        after.counters.accepted,
+        before.counters.replayed,
+        after.counters.replayed,
+    );
+    assert!(d.external > 0, "nothing dropped: {d:?} of {sent}");
+    assert_eq!(
+        (d.internal, d.serial),
+        (0, 0),
+        "the LAN flood crowded other paths out"
+    );
+    // The queue holds 32 datagrams of at most 2 KiB; allow the allocator its slack.
+    assert!(
+        rss_peak < rss_before + 8 * 1024,
+        "memory grew with the flood: {rss_before} -> {rss_peak} KiB"
+    );
+    // Requests have their own queue: the flood slows them (the loop checks frames in
+    // between, on a machine shared with builds) but never shuts them out.
+    assert!(
+        slowest < Duration::from_secs(3),
+        "status took {slowest:?} during the flood"
+    );
+    // Node1's own heartbeats kept coming over the crossover and the serial cable.
+    assert!(after.counters.accepted > before.counters.accepted);
+    thread::sleep(Duration::from_millis(DEADTIME_MS));
+    assert_eq!(
+        (rig.role(0).as_str(), rig.role(1).as_str()),
+        ("active", "passive")
+    );
+    // Only the start-up change (starting -> passive), and the peer never lost.
+    let ev = rig.events(1);
+    let kinds = event_kinds(&ev);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "role_changed").count(),
+        1,
+        "{ev:?}"
+    );
+    assert!(!kinds.contains(&"peer_dead"), "{ev:?}");
+    assert!(!event_kinds(&rig.events(0)).contains(&"peer_dead"));
+    // Reported once when dropping started, once when it has stopped (after five
+    // quiet seconds).
+    wait_until(
+        "the end of the drops reported",
+        Duration::from_secs(10),
+        || {
+            rig.events(1)
+                .iter()
+                .any(|(k, t)| k == "input_dropped" && t.contains("no longer full"))
+        },
+    );
+    let reports: Vec<_> = rig
+        .events(1)
+        .into_iter()
+        .filter(|(k, _)| k == "input_dropped")
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(reports[0].1.contains("external"), "{reports:?}");
+    assert_eq!(rig.status(1).dropped, d, "drops after the flood ended");
+}
