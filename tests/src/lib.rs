@@ -65,11 +65,24 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // Keep the console log and QEMU's messages of a failed test.
-            for f in ["serial.log", "qemu.stderr"] {
-                let _ = std::fs::copy(self.0.join(f), self.0.with_extension(f));
+            // Keep the console logs and QEMU's messages of a failed test (a
+            // pair's machines have theirs in node1/ and node2/).
+            let subdirs = std::fs::read_dir(&self.0)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| (format!("-{}", e.file_name().to_string_lossy()), e.path()));
+            for (suffix, dir) in std::iter::once((String::new(), self.0.clone())).chain(subdirs) {
+                for f in ["serial.log", "qemu.stderr"] {
+                    let from = dir.join(f);
+                    if from.exists() {
+                        let to = PathBuf::from(format!("{}{suffix}.{f}", self.0.display()));
+                        let _ = std::fs::copy(&from, &to);
+                        eprintln!("kept {}", to.display());
+                    }
+                }
             }
-            eprintln!("kept {}.serial.log and .qemu.stderr", self.0.display());
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
