@@ -67,9 +67,9 @@ pub enum Reply {
     /// The VE backup or restore started in the background.
     VeJobStarted,
     /// The VE backup or restore running, or the last one.
-    VeJob(VeJobView),
+    VeJob(Box<VeJobView>),
     /// The VE backups on the data area.
-    VeBackups(VeBackupsView),
+    VeBackups(Box<VeBackupsView>),
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.

@@ -451,11 +451,12 @@ impl Service {
                 })
                 .await
             }
-            Request::VeBackupJob => one(Reply::VeJob(self.admin.ve_backup.view())),
+            Request::VeBackupJob => one(Reply::VeJob(Box::new(self.admin.ve_backup.view()))),
             Request::VeBackups => {
                 self.admin_reply(|a| {
                     let c = crate::admin::current(&a.store)?;
-                    ve_backup::list(&ve_backup::site_of(&a.ve), &c).map(Reply::VeBackups)
+                    ve_backup::list(&ve_backup::site_of(&a.ve), &c)
+                        .map(|v| Reply::VeBackups(Box::new(v)))
                 })
                 .await
             }

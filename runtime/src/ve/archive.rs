@@ -589,7 +589,6 @@ pub fn read_backup(
             )));
         }
     }
-    drop(entries);
     // What follows the end-of-archive blocks must be padding, and the zstd stream must
     // end properly (a cut file fails here).
     let mut rest = ar.into_inner();
