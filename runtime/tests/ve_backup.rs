@@ -355,6 +355,128 @@ fn a_running_writer_is_frozen_and_every_acknowledged_record_is_restored() {
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }
 
+/// A backup that fails while the VE is frozen (its backup directory fills up) thaws
+/// the VE, and leaves no file behind.
+#[test]
+fn a_failed_backup_thaws_the_ve_and_leaves_nothing() {
+    let mut a = area("full");
+    make_ve(&a, 907, 1024);
+    // Incompressible data, more than the backup directory holds.
+    let mut noise = vec![0u8; 4 << 20];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    std::fs::write(a.site.private(907).join("var/data/noise"), &noise).unwrap();
+    let small = a.dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    lab::sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "tandem-test",
+        small.to_str().unwrap(),
+    ]);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _m = Unmount(small.clone());
+    a.site.backup_dir = small.join("ve");
+
+    let ve_cgroup = a.site.cgroup(907);
+    let rec = a.site.private(907).join("var/data/records");
+    let ack = a.dir.path().join("ack");
+    let _w = start_writer(&ve_cgroup, &rec, &ack);
+    let t = Instant::now();
+    while acked(&ack).unwrap_or(0) < 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the writer does not write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = snapshot::make(&a.site, 907, &mut |_, _| {}).unwrap_err();
+    eprintln!("full backup directory: {}", tandem_runtime::error_chain(&e));
+    assert!(e.is_disk_full(), "{e:?}");
+    let events = std::fs::read_to_string(ve_cgroup.join("cgroup.events")).unwrap();
+    assert!(events.contains("frozen 0"), "{events}");
+    let n = acked(&ack).unwrap();
+    let t = Instant::now();
+    while acked(&ack).unwrap() < n + 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the writer stays frozen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_dir(&a.site.backup_dir).unwrap().count(), 0);
+}
+
+/// Measure (run by hand, `--ignored`): the backup of a real tree (documentation and
+/// Python modules of this host, copied into a VE) against `tar | zstd -3` of the same
+/// tree, and its restore. The page cache is warmed by one `tar` first.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_backup_against_tar_zstd() {
+    let a = area("measure");
+    make_ve(&a, 908, 1024);
+    let root = a.site.private(908);
+    for src in ["/usr/share/doc", "/usr/lib/python3.11"] {
+        lab::sh(&["cp", "-a", src, root.join("var/data").to_str().unwrap()]);
+    }
+    let out = a.dir.path().join("plain.tar.zst");
+    // Both written durably (the backup fsyncs its file).
+    let tar_zstd = format!(
+        "tar -C {} -cf - . | zstd -3 -T1 -q -f -o {o} && sync {o}",
+        root.display(),
+        o = out.display()
+    );
+    // The copied tree on disk and in the page cache before either runs.
+    lab::sh(&["sync"]);
+    lab::sh(&[
+        "sh",
+        "-c",
+        &format!("tar -C {} -cf - . > /dev/null", root.display()),
+    ]);
+    let t = Instant::now();
+    lab::sh(&["sh", "-c", &tar_zstd]);
+    let plain = t.elapsed();
+    let plain_bytes = std::fs::metadata(&out).unwrap().len();
+    let made = snapshot::make(&a.site, 908, &mut |_, _| {}).unwrap();
+    let t = Instant::now();
+    let r = restore::restore(
+        &a.site,
+        &made.file,
+        Some(909),
+        &never_running,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let restore_time = t.elapsed();
+    #[allow(clippy::cast_precision_loss, reason = "a figure for people")]
+    let mib = made.manifest.total_bytes as f64 / f64::from(1 << 20);
+    eprintln!(
+        "tree: {mib:.1} MiB in {} files\n\
+         tar | zstd -3 -T1: {plain:?} ({:.1} MiB/s), {plain_bytes} bytes\n\
+         tandem backup:     {:?} ({:.1} MiB/s), {} bytes, ratio {:.2}\n\
+         tandem restore:    {restore_time:?} ({:.1} MiB/s) to VE {}",
+        made.manifest.total_files,
+        mib / plain.as_secs_f64(),
+        made.elapsed,
+        mib / made.elapsed.as_secs_f64(),
+        made.bytes,
+        made.elapsed.as_secs_f64() / plain.as_secs_f64(),
+        mib / restore_time.as_secs_f64(),
+        r.id
+    );
+    assert_eq!(tree(&root).len(), tree(&a.site.private(909)).len() + 1);
+}
+
 // ---- hostile files ----------------------------------------------------------------
 
 /// A tar member written by hand (no library check in the way).

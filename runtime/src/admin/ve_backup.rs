@@ -319,19 +319,19 @@ pub fn site_of(ve: &super::ve::VeSite) -> Site {
     }
 }
 
-/// A backup file as the request names it: a bare name in the backup directory, or an
-/// absolute path.
+/// A backup file as the request names it: a bare name in the backup directory, or
+/// (`any_path`: root on the node) an absolute path.
 ///
 /// # Errors
-/// A relative path with a directory in it.
-pub fn backup_file(site: &Site, file: &str) -> Result<PathBuf, Refusal> {
+/// A relative path with a directory in it; a path from a session.
+pub fn backup_file(site: &Site, file: &str, any_path: bool) -> Result<PathBuf, Refusal> {
     let p = Path::new(file);
-    if p.is_absolute() {
+    if p.is_absolute() && any_path {
         return Ok(p.to_owned());
     }
     if file.contains('/') || file.is_empty() || file == "." || file == ".." {
         return Err(Refusal::Failed(format!(
-            "{file:?}: name a backup file of {} or give an absolute path; nothing was done",
+            "{file:?}: name a backup file of {} (root on the node may give an absolute path); nothing was done",
             site.backup_dir.display()
         )));
     }

@@ -440,10 +440,11 @@ impl Service {
                 .await
             }
             Request::VeRestore { file, to } => {
+                let any_path = matches!(who, Who::Root);
                 self.admin_reply(move |a| {
                     crate::admin::current(&a.store)?;
                     let site = ve_backup::site_of(&a.ve);
-                    let path = ve_backup::backup_file(&site, &file)?;
+                    let path = ve_backup::backup_file(&site, &file, any_path)?;
                     let running = ve_backup::running_check(&site);
                     a.ve_backup
                         .start_restore(site, path, to, running)
@@ -1046,7 +1047,7 @@ mod tests {
             "HOSTNAME=\"ve905\"\nIP_ADDRESS=\"198.18.0.5\"\n",
         )
         .unwrap();
-        configured(&store);
+        let pw = configured(&store);
         let now = Arc::new(Mutex::new(Instant::now()));
         let n = Arc::clone(&now);
         let engine = Engine::Sim {
@@ -1113,6 +1114,19 @@ mod tests {
             )
             .await,
             Reply::Refused(Refusal::Failed(_))
+        ));
+        // A session names backups of the backup directory only, not paths of the node.
+        let session = logged_in(&s, &pw).await;
+        let from_web = line(
+            Some(&session.token),
+            Request::VeRestore {
+                file: "/etc/shadow".into(),
+                to: Some(907),
+            },
+        );
+        assert!(matches!(
+            reply(s.handle(WEB, from_web, Vec::new()).await),
+            Reply::Refused(Refusal::Failed(m)) if m.contains("root on the node")
         ));
         assert_eq!(
             ask(

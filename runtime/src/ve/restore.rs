@@ -210,6 +210,10 @@ fn unpack(
         &mut |done| progress(done, total),
     )
     .map_err(bad)?;
+    // What was unpacked is on disk before it is put in place.
+    File::open(staging)
+        .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+        .map_err(io_err("syncing", staging))?;
     // The VE file: checked before anything is put in place.
     let conf_path = staging.join(CONF_NAME);
     let mut text = std::fs::read_to_string(&conf_path).map_err(io_err("reading", &conf_path))?;

@@ -364,6 +364,10 @@ fn write(
 
     let cgroup = site.cgroup(id);
     let running = freeze::has_processes(&cgroup);
+    // Most dirty data is written out before the freeze, so that the sync while frozen
+    // is short.
+    let dir = File::open(private).map_err(err("opening", private))?;
+    rustix::fs::syncfs(&dir).map_err(|e| err("syncing the filesystem of", private)(e.into()))?;
     let from = SystemTime::now();
     let frozen = if running {
         Some(freeze::freeze(&cgroup, FREEZE_LIMIT).map_err(err("freezing", &cgroup))?)
@@ -371,12 +375,11 @@ fn write(
         None
     };
     // Frozen from here: every return thaws (the guard), the success path below.
-    let dir = File::open(private).map_err(err("opening", private))?;
     rustix::fs::syncfs(&dir).map_err(|e| err("syncing the filesystem of", private)(e.into()))?;
     let root_meta = dir.metadata().map_err(err("reading", private))?;
     w.dev = root_meta.dev();
     w.add(&mut tar, private, PRIVATE_NAME, &root_meta)
-        .map_err(err("reading the root filesystem", private))?;
+        .map_err(err("backing up the root filesystem", private))?;
     let (freeze, frozen_span) = match frozen {
         Some(f) => {
             let d = f.thaw().map_err(err("thawing", &cgroup))?;
