@@ -477,6 +477,102 @@ fn measure_backup_against_tar_zstd() {
     assert_eq!(tree(&root).len(), tree(&a.site.private(909)).len() + 1);
 }
 
+/// The CLI as the operator runs it: `tandem ve backup`, `ve backups`, `ve restore`
+/// against clusterd's control service (in this process, on a socket of the test), with
+/// progress on the error stream and the freeze time at the end.
+#[test]
+fn the_cli_backs_up_lists_and_restores_through_clusterd() {
+    use std::sync::{Arc, Mutex};
+    use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
+    use tandem_runtime::control::{self, ClusterLink, Service};
+
+    let a = area("cli");
+    make_ve(&a, 910, 8 << 20);
+    let store = a.dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let (cfg, _) =
+        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+    let s = tandem_config::Store::open(&store).unwrap();
+    s.stage(&cfg).unwrap();
+    s.commit().unwrap();
+    let engine = Engine::Sim {
+        delay: Duration::from_millis(10),
+        fail: false,
+    };
+    let mut admin = Admin::new(store, tandem_config::NodeId::Node1, engine);
+    admin.ve = VeSite::at(a.dir.path(), a.site.conf_dir.clone(), "/bin/false".into());
+    admin.ve.data_mount = PathBuf::from("/");
+    let link = ClusterLink {
+        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
+        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
+        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
+            &tandem_runtime::hw::Board::None,
+        ))),
+    };
+    let service = Arc::new(Service::new(admin, Some(link)));
+    let sock = a.dir.path().join("control.sock");
+    let listener_path = sock.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = control::bind(&listener_path, None).unwrap();
+            control::serve(l, service).await;
+        });
+    });
+    let t = Instant::now();
+    while !sock.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tandem = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("--control")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = tandem(&["ve", "backup", "910"]);
+    eprintln!("tandem ve backup 910:\n{out}{err}");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("the VE was not running (not frozen)"), "{out}");
+    assert!(
+        out.contains("not copied off: no target configured"),
+        "{out}"
+    );
+    assert!(out.contains("not backed up: private/dev/initctl"), "{out}");
+    let (ok, out, err) = tandem(&["ve", "backups"]);
+    eprintln!("tandem ve backups:\n{out}{err}");
+    assert!(
+        ok && out.contains("not copied off") && out.contains("ve-910-"),
+        "{out}{err}"
+    );
+    let name = out
+        .split_whitespace()
+        .find(|w| w.starts_with("ve-910-"))
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = tandem(&["ve", "restore", &name, "--to", "911"]);
+    eprintln!("tandem ve restore:\n{out}{err}");
+    assert!(ok && out.contains("VE 911 restored"), "{out}{err}");
+    assert!(a.site.private(911).join("var/data/big").exists());
+    // A hostile file named by path: refused, the reason printed, nothing written.
+    let bad = a.dir.path().join("bad.tar.zst");
+    std::fs::write(&bad, b"not a backup").unwrap();
+    let (ok, out, err) = tandem(&["ve", "restore", bad.to_str().unwrap(), "--to", "912"]);
+    eprintln!("tandem ve restore bad:\n{out}{err}");
+    assert!(!ok && err.contains("not a tandem VE backup"), "{out}{err}");
+    assert!(!a.site.private(912).exists());
+}
+
 // ---- hostile files ----------------------------------------------------------------
 
 /// A tar member written by hand (no library check in the way).
