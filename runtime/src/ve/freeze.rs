@@ -8,7 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The mount point of the unified (v2) cgroup hierarchy: `/sys/fs/cgroup`, or
 /// `/sys/fs/cgroup/unified` on a host with the hybrid layout.
@@ -35,6 +35,7 @@ pub fn has_processes(dir: &Path) -> bool {
 pub struct Frozen {
     dir: PathBuf,
     since: Instant,
+    confirmed: SystemTime,
     thawed: bool,
 }
 
@@ -45,14 +46,16 @@ pub struct Frozen {
 pub fn freeze(dir: &Path, limit: Duration) -> io::Result<Frozen> {
     let since = Instant::now();
     std::fs::write(dir.join("cgroup.freeze"), "1")?;
-    let frozen = Frozen {
+    let mut frozen = Frozen {
         dir: dir.to_owned(),
         since,
+        confirmed: SystemTime::now(),
         thawed: false,
     };
     loop {
         let events = std::fs::read_to_string(dir.join("cgroup.events"))?;
         if events.lines().any(|l| l.trim() == "frozen 1") {
+            frozen.confirmed = SystemTime::now();
             return Ok(frozen);
         }
         if since.elapsed() > limit {
@@ -70,6 +73,12 @@ pub fn freeze(dir: &Path, limit: Duration) -> io::Result<Frozen> {
 }
 
 impl Frozen {
+    /// When the kernel reported every process frozen (wall clock).
+    #[must_use]
+    pub fn confirmed(&self) -> SystemTime {
+        self.confirmed
+    }
+
     /// Lets the processes run again; how long they were frozen.
     ///
     /// # Errors

@@ -210,7 +210,7 @@ pub struct Made {
     pub manifest: Manifest,
     /// How long the VE was frozen (`None`: it was not running).
     pub freeze: Option<Duration>,
-    /// When the freeze began and ended (wall clock).
+    /// From when every process was frozen to just before the thaw (wall clock).
     pub frozen: Option<(SystemTime, SystemTime)>,
     /// The whole run.
     pub elapsed: Duration,
@@ -368,7 +368,6 @@ fn write(
     // is short.
     let dir = File::open(private).map_err(err("opening", private))?;
     rustix::fs::syncfs(&dir).map_err(|e| err("syncing the filesystem of", private)(e.into()))?;
-    let from = SystemTime::now();
     let frozen = if running {
         Some(freeze::freeze(&cgroup, FREEZE_LIMIT).map_err(err("freezing", &cgroup))?)
     } else {
@@ -382,8 +381,11 @@ fn write(
         .map_err(err("backing up the root filesystem", private))?;
     let (freeze, frozen_span) = match frozen {
         Some(f) => {
+            // The span in which no process of the VE ran: from the kernel's word that
+            // all were frozen to just before they may run again.
+            let span = (f.confirmed(), SystemTime::now());
             let d = f.thaw().map_err(err("thawing", &cgroup))?;
-            (Some(d), Some((from, SystemTime::now())))
+            (Some(d), Some(span))
         }
         None => (None, None),
     };
