@@ -750,6 +750,60 @@ fn hostile_files(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "not the one the manifest lists",
         ));
     }
+    // A hard link the manifest lists as one, to a file outside.
+    {
+        let (mut m, mut body) = base();
+        m.push(Member {
+            path: "private/shadow".into(),
+            kind: Kind::Hardlink,
+            size: 0,
+            sha256: None,
+            target: Some("/etc/shadow".into()),
+        });
+        body.extend(raw(
+            "private/shadow",
+            tar::EntryType::Link,
+            b"",
+            Some("/etc/shadow"),
+            None,
+        ));
+        out.push((
+            "hardlink-listed-out",
+            backup_file(&manifest(m), &body),
+            "not a file earlier in the VE",
+        ));
+    }
+    // A symlink to a directory inside, then a file written through it.
+    {
+        let (mut m, mut body) = base();
+        m.push(Member {
+            path: "private/etc".into(),
+            kind: Kind::Symlink,
+            size: 0,
+            sha256: None,
+            target: Some("/".into()),
+        });
+        m.push(file_member("private/etc/evil", b"x"));
+        body.extend(raw(
+            "private/etc",
+            tar::EntryType::Symlink,
+            b"",
+            Some("/"),
+            None,
+        ));
+        body.extend(raw(
+            "private/etc/evil",
+            tar::EntryType::Regular,
+            b"x",
+            None,
+            None,
+        ));
+        out.push((
+            "through-symlink",
+            backup_file(&manifest(m), &body),
+            "its parent is not a directory",
+        ));
+    }
     // A device node.
     {
         let (mut m, mut body) = base();
