@@ -963,6 +963,26 @@ fn hostile_backup_files_are_refused_and_nothing_is_written() {
     }
 }
 
+/// The fuzz seeds: the good one reads, every hostile one is refused.
+#[test]
+fn the_fuzz_seeds_are_read_as_the_restore_reads_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/ve_backup");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&p).unwrap();
+        let r = archive::read_backup(&bytes[..], &mut |_| Ok(None), &mut |_| {});
+        if name.starts_with("hostile-") {
+            assert!(r.is_err(), "{name} was accepted");
+        } else {
+            assert!(r.is_ok(), "{name}: {:?}", r.err());
+        }
+        n += 1;
+    }
+    assert!(n >= 10, "{n} seeds");
+}
+
 #[test]
 fn the_reader_takes_every_member_kind_it_writes() {
     let a = area("kinds");
