@@ -297,7 +297,12 @@ pub(crate) const REQUIRED: &[(&str, &[&str])] = &[
     ("fencing.node2", &["address", "user", "password"]),
     (
         "backup",
-        &["target-host", "target-user", "target-path", "target-host-key"],
+        &[
+            "target-host",
+            "target-user",
+            "target-path",
+            "target-host-key",
+        ],
     ),
 ];
 
