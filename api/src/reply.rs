@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
     ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView, Settings,
-    VeView,
+    VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -64,6 +64,12 @@ pub enum Reply {
     TemplatesBackedUp(BackupView),
     /// VE 101's root password is set.
     Ve101PasswordSet,
+    /// The VE backup or restore started in the background.
+    VeJobStarted,
+    /// The VE backup or restore running, or the last one.
+    VeJob(Box<VeJobView>),
+    /// The VE backups on the data area.
+    VeBackups(Box<VeBackupsView>),
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.

@@ -136,6 +136,27 @@ pub enum Request {
     },
     /// Back up the OS templates of the data area into its `backups/templatecache`.
     BackupTemplates,
+    /// Back up VE `id` into the data area's `backups/ve` (its cgroup frozen while it is
+    /// read), then copy it off the pair when a target is configured; runs in the
+    /// background ([`Request::VeBackupJob`]).
+    VeBackup {
+        /// The VE.
+        id: u32,
+    },
+    /// Restore VE backup `file` (a name in `backups/ve`, or a path) to VE `to` (default:
+    /// the VE it was made of, which must be stopped); runs in the background
+    /// ([`Request::VeBackupJob`]).
+    VeRestore {
+        /// The backup file.
+        file: String,
+        /// A new VE ID.
+        #[serde(default)]
+        to: Option<u32>,
+    },
+    /// The VE backup or restore running, or the last one ([`crate::Reply::VeJob`]).
+    VeBackupJob,
+    /// The VE backups on the data area ([`crate::Reply::VeBackups`]).
+    VeBackups,
     /// The operator checked that the silent peer is down (its fence failed) and
     /// confirms it: this node then takes over. `node` is the peer's name as typed.
     FenceConfirm {

@@ -403,3 +403,89 @@ pub enum ChangeRefusal {
     /// The other node took the change but this node could not.
     OnlyPeer(String),
 }
+
+/// What a VE job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VeJobKind {
+    /// A backup of a VE (and its copy off the pair, when a target is configured).
+    Backup,
+    /// A restore from a backup file.
+    Restore,
+}
+
+/// The VE backup or restore running in clusterd, or the last one (R12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeJobView {
+    /// Idle, running, succeeded or failed (why).
+    pub state: JobState,
+    /// What it does.
+    pub kind: Option<VeJobKind>,
+    /// The VE (a backup's; a restore's target once the manifest was read).
+    pub ve: Option<u32>,
+    /// What it does now (`reading`, `copying off`, …).
+    pub phase: String,
+    /// Bytes of VE data read or written so far.
+    pub bytes_done: u64,
+    /// Bytes of VE data in all (an estimate during a backup).
+    pub bytes_total: u64,
+    /// Milliseconds since it started.
+    pub elapsed_ms: u64,
+    /// What a finished job did.
+    pub report: Option<VeJobReport>,
+}
+
+/// What a finished VE backup or restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeJobReport {
+    /// The backup file (made or read).
+    pub file: String,
+    /// Its size.
+    pub file_bytes: u64,
+    /// Regular files in it.
+    pub files: u64,
+    /// Their bytes.
+    pub data_bytes: u64,
+    /// How long the VE was frozen, in microseconds (a backup of a running VE).
+    pub freeze_us: Option<u64>,
+    /// Where the backup was copied off to.
+    pub copied_to: Option<String>,
+    /// Why the copy-off failed (the backup itself is made).
+    pub copy_error: Option<String>,
+    /// Older backups of the VE deleted on the target (its `keep`).
+    pub deleted_on_target: Vec<String>,
+    /// Entries of the VE not backed up (sockets, device nodes, …).
+    pub skipped: Vec<String>,
+    /// The VE restored to.
+    pub restored_to: Option<u32>,
+    /// The restored VE's addresses were removed (restored to a new ID).
+    pub addresses_removed: bool,
+}
+
+/// The VE backups on the data area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeBackupsView {
+    /// Where they are.
+    pub dir: String,
+    /// Oldest first.
+    pub files: Vec<VeBackupFile>,
+    /// The copy-off target (`user@host:path`), when one is configured.
+    pub target: Option<String>,
+    /// The public key the node logs in to the target with (for its `authorized_keys`).
+    pub client_key: String,
+}
+
+/// One VE backup file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeBackupFile {
+    /// File name.
+    pub name: String,
+    /// The VE.
+    pub ve: u32,
+    /// When it was made (UTC, `20261206T234000Z`).
+    pub time: String,
+    /// Size.
+    pub bytes: u64,
+    /// Where it was copied off to; `None`: only on the pair's own disk.
+    pub copied_to: Option<String>,
+}

@@ -153,6 +153,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
         },
         support: None,
         fencing: None,
+        backup: None,
         access: crate::schema::AccessConfig::default(),
     };
     cfg.validate().map_err(|problems| {

@@ -295,6 +295,15 @@ pub(crate) const REQUIRED: &[(&str, &[&str])] = &[
     ("fencing", &["node1", "node2"]),
     ("fencing.node1", &["address", "user", "password"]),
     ("fencing.node2", &["address", "user", "password"]),
+    (
+        "backup",
+        &[
+            "target-host",
+            "target-user",
+            "target-path",
+            "target-host-key",
+        ],
+    ),
 ];
 
 /// One step into the document: a key of a table or an index of an array.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    SshPrivateKey, SshPublicKey, TlsCertificate, TlsPrivateKey, UserName,
+    RemoteDir, SshPrivateKey, SshPublicKey, TlsCertificate, TlsPrivateKey, UserName,
 };
 
 /// The schema version this build writes. Older versions are migrated on load
@@ -52,6 +52,9 @@ pub struct ApplianceConfig {
     /// Who may reach the nodes' management services (web console, SSH).
     #[serde(default, skip_serializing_if = "AccessConfig::is_empty")]
     pub access: AccessConfig,
+    /// Where VE backups are copied off the pair (SFTP over SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
 }
 
 /// Management access: the networks the web console and SSH accept connections from
@@ -608,6 +611,30 @@ pub struct SupportConfig {
     pub host: HostPort,
     /// Account on the support server.
     pub user: UserName,
+}
+
+/// The copy-off target of VE backups: an SSH server outside the pair that takes the
+/// backup files over SFTP. The node logs in with the cluster's own client key
+/// (`keys.cluster-ssh`, whose public key the target lists in its `authorized_keys`) and
+/// knows the target by `target-host-key` only (no trust on first use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The target, `HOST[:PORT]` (port 22 when left out).
+    pub target_host: HostPort,
+    /// The account on the target.
+    pub target_user: UserName,
+    /// The directory on the target the backups go into (absolute).
+    pub target_path: RemoteDir,
+    /// The target's SSH host key (`ssh-ed25519 AAAA…`, as in its `/etc/ssh/ssh_host_*.pub`).
+    pub target_host_key: SshPublicKey,
+    /// How many backups of each VE are kept on the target (the older ones are deleted).
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+}
+
+fn default_backup_keep() -> u32 {
+    7
 }
 
 /// Peer fencing through the BMCs (IPMI chassis power off). Without this section a

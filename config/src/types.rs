@@ -597,6 +597,57 @@ impl FromStr for UserName {
 }
 string_serde!(UserName, "a user name");
 
+/// An absolute directory on a remote host (`/srv/backups/tandem`): printable characters
+/// without quotes or backslashes (it is written into SFTP batch commands), no `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteDir(String);
+
+impl RemoteDir {
+    /// The path, without a trailing `/` (except for `/` itself).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RemoteDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RemoteDir {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!(
+                "{s:?} is not an absolute directory (expected a path starting with '/')"
+            ));
+        }
+        if s.len() > 1024 {
+            return Err("is longer than 1024 characters".to_owned());
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_control() || matches!(c, '"' | '\\' | '\'' | '#'))
+        {
+            return Err(format!(
+                "{s:?} contains {c:?} (expected a path without control characters, quotes, '\\' or '#')"
+            ));
+        }
+        if s.split('/').any(|part| part == "..") {
+            return Err(format!("{s:?} contains \"..\" (expected a plain path)"));
+        }
+        let trimmed = s.trim_end_matches('/');
+        Ok(RemoteDir(if trimmed.is_empty() {
+            "/".to_owned()
+        } else {
+            trimmed.to_owned()
+        }))
+    }
+}
+string_serde!(RemoteDir, "a directory path");
+
 /// The cluster's identity: a random 128-bit id written like a UUID
 /// (`"6f1c2a9e-0b7d-4c1e-9a55-2f0e8d3b7c41"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -490,6 +490,17 @@ impl ApplianceConfig {
                 "does not match keys.tls-certificate (expected the private key of the certificate's public key)",
             );
         }
+        if let Some(b) = &self.backup
+            && !(1..=1000).contains(&b.keep)
+        {
+            c.fail(
+                "backup.keep",
+                format!(
+                    "is {} (expected 1 to 1000 backups of each VE kept on the target)",
+                    b.keep
+                ),
+            );
+        }
         if let Some(f) = &self.fencing {
             if f.timeout.as_millis() < 1000 || f.timeout.as_millis() > 300_000 {
                 c.fail(

@@ -68,7 +68,7 @@ fn maintenance_body(lang: Lang, csrf: &str, message: &str, power: &str) -> Strin
 }
 
 /// A size for people: bytes, KiB, MiB or GiB with one decimal.
-fn size_text(lang: Lang, bytes: u64) -> String {
+pub(super) fn size_text(lang: Lang, bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     let Some((div, unit)) = UNITS.iter().find(|(d, _)| bytes >= *d) else {
         return format!("{bytes} {}", lang.t("bytes", "Bytes"));

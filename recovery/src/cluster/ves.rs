@@ -1,7 +1,8 @@
 //! The VEs page (R9.4): the configured VEs, this node's VEs, and VE 101 installed from
 //! an OS template on the node that holds the data area, with the host name and address
 //! of the committed configuration. The installation runs in clusterd in the background;
-//! its progress page reloads itself (no JavaScript) until it shows how it ended.
+//! its progress page reloads itself (no JavaScript) until it shows how it ended. The
+//! VE backups on the data area are listed with where each was copied off to (R12).
 
 use std::sync::Arc;
 
@@ -19,6 +20,62 @@ use crate::i18n::Lang;
 use crate::page::{Frame, error_p, esc, page};
 use crate::refusal::refusal_html;
 use crate::visit::{Cluster, Posted, Visit};
+
+/// The VE backups on the data area (R12): file, size, time, and where each was copied
+/// off to, or that it is only on the pair's own disk.
+fn backups_html(lang: Lang, reply: &Reply) -> String {
+    let v = match reply {
+        Reply::VeBackups(v) => v,
+        Reply::Refused(r) => return refusal_html(lang, r).1,
+        other => return error_p(&format!("{other:?}")),
+    };
+    let note = lang.t(
+        "<p class=\"note\">Backups are made and restored on the active node with <code>tandem ve backup ID</code> and <code>tandem ve restore FILE [--to ID]</code>.</p>",
+        "<p class=\"note\">Sicherungen werden auf dem aktiven Knoten mit <code>tandem ve backup ID</code> erstellt und mit <code>tandem ve restore DATEI [--to ID]</code> zurückgespielt.</p>",
+    );
+    let target = match &v.target {
+        Some(t) => lang.f(
+            format!("Copy-off target: <b>{}</b>", esc(t)),
+            format!("Auslagerungsziel: <b>{}</b>", esc(t)),
+        ),
+        None => lang
+            .t(
+                "No copy-off target is configured (<code>[backup]</code>): every backup is only on the pair's own disk.",
+                "Kein Auslagerungsziel konfiguriert (<code>[backup]</code>): jede Sicherung liegt nur auf der Platte des Clusters.",
+            )
+            .to_owned(),
+    };
+    if v.files.is_empty() {
+        return format!(
+            "<p>{}</p><p>{target}</p>{note}",
+            lang.t("No VE backups yet.", "Noch keine Sicherungen von VEs.")
+        );
+    }
+    let rows: String = v
+        .files
+        .iter()
+        .map(|f| {
+            let copied = match &f.copied_to {
+                Some(to) => esc(to),
+                None => format!("<b>{}</b>", lang.t("not copied off", "nicht ausgelagert")),
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{copied}</td></tr>",
+                esc(&f.name),
+                f.ve,
+                super::maintenance::size_text(lang, f.bytes),
+                esc(&f.time)
+            )
+        })
+        .collect();
+    format!(
+        "<table><tr><th>{}</th><th>VE</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table><p>{target}</p>{note}",
+        lang.t("file", "Datei"),
+        lang.t("size", "Größe"),
+        lang.t("time (UTC)", "Zeit (UTC)"),
+        lang.t("copied off to", "ausgelagert nach")
+    )
+}
 
 /// The VE 101 part of the VEs page: its state when it exists, else the installation
 /// form when it can be installed here, else why not.
@@ -192,14 +249,16 @@ async fn ves_page(
     let reply = ask_reply(app, a, Request::VeList).await;
     let list = ve_rows_html(lang, &reply);
     let ve101 = ve101_html(app, a, settings.as_ref().ok(), &reply).await;
+    let backups = backups_html(lang, &ask_reply(app, a, Request::VeBackups).await);
     let note = lang.t(
         "<p class=\"note\">Changing the VEs' network settings is not offered here yet (<code>tandem ve set</code> on the active node).</p>",
         "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern, wird hier noch nicht angeboten (<code>tandem ve set</code> auf dem aktiven Knoten).</p>",
     );
     let body = format!(
-        "{message}<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{ve101}{note}",
+        "{message}<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{ve101}{note}<h2>{}</h2>{backups}",
         lang.t("Configured", "Konfiguriert"),
-        lang.t("On this node", "Auf diesem Knoten")
+        lang.t("On this node", "Auf diesem Knoten"),
+        lang.t("Backups", "Sicherungen")
     );
     render(app, lang, "/ves", a, status, &body)
 }
@@ -389,4 +448,69 @@ pub(super) async fn install_progress(State(app): State<Arc<App>>, Cluster(a): Cl
     };
     let title = lang.t("Installation of VE 101", "Installation von VE 101");
     (StatusCode::OK, Html(page(&f, title, &body))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_api::{VeBackupFile, VeBackupsView};
+
+    fn view(target: Option<&str>) -> Reply {
+        Reply::VeBackups(Box::new(VeBackupsView {
+            dir: "/vz/backups/ve".into(),
+            files: vec![
+                VeBackupFile {
+                    name: "ve-101-20261206T230000Z.tar.zst".into(),
+                    ve: 101,
+                    time: "20261206T230000Z".into(),
+                    bytes: 3 << 20,
+                    copied_to: Some("tandem@backup:/srv/ve-101-20261206T230000Z.tar.zst".into()),
+                },
+                VeBackupFile {
+                    name: "ve-102-20261206T231000Z.tar.zst<b>".into(),
+                    ve: 102,
+                    time: "20261206T231000Z".into(),
+                    bytes: 1000,
+                    copied_to: None,
+                },
+            ],
+            target: target.map(str::to_owned),
+            client_key: "ssh-ed25519 AAAA".into(),
+        }))
+    }
+
+    #[test]
+    fn backups_show_which_are_only_on_the_pair() {
+        let en = backups_html(Lang::En, &view(Some("tandem@backup:/srv")));
+        assert!(
+            en.contains("<td>tandem@backup:/srv/ve-101-20261206T230000Z.tar.zst</td>"),
+            "{en}"
+        );
+        assert!(en.contains("<b>not copied off</b>"), "{en}");
+        assert!(en.contains("3.0 MiB") && en.contains("1000 bytes"), "{en}");
+        assert!(
+            en.contains("Copy-off target: <b>tandem@backup:/srv</b>"),
+            "{en}"
+        );
+        assert!(
+            en.contains("&lt;b&gt;") && !en.contains(".tar.zst<b>"),
+            "names are escaped"
+        );
+        let de = backups_html(Lang::De, &view(None));
+        assert!(de.contains("<b>nicht ausgelagert</b>"), "{de}");
+        assert!(de.contains("3,0 MiB"), "{de}");
+        assert!(de.contains("Kein Auslagerungsziel"), "{de}");
+        let none = backups_html(
+            Lang::En,
+            &Reply::VeBackups(Box::new(VeBackupsView {
+                dir: String::new(),
+                files: Vec::new(),
+                target: None,
+                client_key: String::new(),
+            })),
+        );
+        assert!(none.contains("No VE backups yet."), "{none}");
+        let passive = backups_html(Lang::En, &Reply::Refused(Refusal::NoDataArea));
+        assert!(!passive.is_empty());
+    }
 }

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod password;
 pub mod settings;
 pub mod ve;
+pub mod ve_backup;
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,8 @@ pub struct Admin {
     pub activation: activation::ActivationJob,
     /// The installation of VE 101.
     pub install: ve::InstallJob,
+    /// The VE backup or restore.
+    pub ve_backup: ve_backup::VeBackupJob,
 }
 
 impl Admin {
@@ -63,6 +66,7 @@ impl Admin {
             init_pid: 1,
             work_factor: tandem_config::archive::EXPORT_WORK_FACTOR,
             install: ve::InstallJob::default(),
+            ve_backup: ve_backup::VeBackupJob::default(),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct VeSite {
     pub private_dir: PathBuf,
     /// Backups of the OS templates.
     pub backup_dir: PathBuf,
+    /// Backups of the VEs.
+    pub ve_backup_dir: PathBuf,
     /// `tandem`, run as `tandem ve create|set|start|passwd`.
     pub program: PathBuf,
 }
@@ -61,6 +63,7 @@ impl VeSite {
             template_dir: data.join("template"),
             private_dir: data.join("private"),
             backup_dir: data.join(crate::ve::backup::BACKUP_SUBDIR),
+            ve_backup_dir: data.join(crate::ve::snapshot::VE_BACKUP_SUBDIR),
             conf_dir,
             program,
         }

@@ -335,6 +335,28 @@ enum VeCmd {
     /// (identical backups are left alone, changed ones replaced; the built-in
     /// tandem-minimal has no file and needs no backup).
     BackupTemplates,
+    /// Back up a VE (frozen while its files are read) into /vz/backups/ve, then copy
+    /// it off the pair when the configuration names a target ([backup]); through
+    /// clusterd, with progress.
+    Backup {
+        /// VE number.
+        id: String,
+    },
+    /// The VE backups in /vz/backups/ve: file, size, time, copied off or not.
+    Backups {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a VE from a backup file (checked whole before anything is written), to
+    /// the VE it was made of (stopped) or to a new VE ID; through clusterd.
+    Restore {
+        /// A backup file name in /vz/backups/ve, or a path.
+        file: String,
+        /// Restore to this new VE number instead.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// The node's VEs, routed on the external interface and, for addresses of the
@@ -829,9 +851,193 @@ fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
             ves.destroy(id)?;
             println!("VE {id} destroyed");
         }
-        VeCmd::BackupTemplates => unreachable!("handled above"),
+        VeCmd::BackupTemplates
+        | VeCmd::Backup { .. }
+        | VeCmd::Backups { .. }
+        | VeCmd::Restore { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// Bytes for people: `1.2 GiB`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss, reason = "a figure for people")]
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One progress line of a VE job: bytes done of all, rate, remaining time.
+fn job_line(v: &tandem_api::VeJobView) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "a figure for people")]
+    let secs = (v.elapsed_ms as f64 / 1000.0).max(0.001);
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a figure for people"
+    )]
+    let rate = (v.bytes_done as f64 / secs) as u64;
+    let remaining = if rate > 0 && v.bytes_total > v.bytes_done {
+        format!(", about {}s left", (v.bytes_total - v.bytes_done) / rate)
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: {} of {}, {}/s{remaining}",
+        v.phase,
+        human(v.bytes_done),
+        human(v.bytes_total),
+        human(rate)
+    )
+}
+
+/// `tandem ve backup|backups|restore`: a request to clusterd, then (for a job) its
+/// progress until it ends.
+fn run_ve_backup(cmd: &VeCmd, control: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    use tandem_api::JobState;
+    let mut client = Client::connect(control)?;
+    let request = match cmd {
+        VeCmd::Backups { json } => {
+            let Reply::VeBackups(v) = expect(client.call(&Request::VeBackups)?)? else {
+                bail!("clusterd sent no list of backups");
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            if v.files.is_empty() {
+                println!("no VE backups in {}", v.dir);
+            } else {
+                println!(
+                    "{:<36} {:>10}  {:<17} COPIED OFF",
+                    "FILE", "SIZE", "TIME (UTC)"
+                );
+            }
+            for f in &v.files {
+                println!(
+                    "{:<36} {:>10}  {:<17} {}",
+                    f.name,
+                    human(f.bytes),
+                    f.time,
+                    f.copied_to.as_deref().unwrap_or("not copied off")
+                );
+            }
+            match &v.target {
+                Some(t) => println!("copy-off target: {t}"),
+                None => {
+                    println!("copy-off target: none configured ([backup] in the configuration)")
+                }
+            }
+            println!("the node logs in to the target with: {}", v.client_key);
+            return Ok(());
+        }
+        VeCmd::Backup { id } => Request::VeBackup {
+            id: ve::manager::parse_id(id)?,
+        },
+        VeCmd::Restore { file, to } => {
+            // A path that exists here is sent whole; a bare name is one of /vz/backups/ve.
+            let p = std::path::Path::new(file);
+            let file = if file.contains('/') || p.exists() {
+                std::fs::canonicalize(p)
+                    .with_context(|| format!("{file}: no such backup file"))?
+                    .display()
+                    .to_string()
+            } else {
+                file.clone()
+            };
+            let to = to.as_deref().map(ve::manager::parse_id).transpose()?;
+            Request::VeRestore { file, to }
+        }
+        _ => bail!("not a backup command"),
+    };
+    expect(client.call(&request)?)?;
+    let tty = std::io::stderr().is_terminal();
+    let mut last_print = std::time::Instant::now();
+    let view = loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let Reply::VeJob(v) = expect(client.call(&Request::VeBackupJob)?)? else {
+            bail!("clusterd sent no job state");
+        };
+        if v.state != JobState::Running {
+            if tty {
+                eprintln!();
+            }
+            break v;
+        }
+        if tty {
+            eprint!("\r{:<100}", job_line(&v));
+        } else if last_print.elapsed() >= std::time::Duration::from_secs(2) {
+            eprintln!("{}", job_line(&v));
+            last_print = std::time::Instant::now();
+        }
+    };
+    match (&view.state, &view.report) {
+        (JobState::Failed { error }, _) => bail!("{error}"),
+        (JobState::Succeeded, Some(r)) => {
+            #[allow(clippy::cast_precision_loss, reason = "a figure for people")]
+            let secs = view.elapsed_ms as f64 / 1000.0;
+            match r.restored_to {
+                Some(id) => {
+                    println!(
+                        "VE {id} restored from {}: {} files, {} in {secs:.1}s",
+                        r.file,
+                        r.files,
+                        human(r.data_bytes)
+                    );
+                    if r.addresses_removed {
+                        println!(
+                            "its addresses were removed and ONBOOT set to no (the original VE may use them): tandem ve set {id} IP_ADDRESS=..."
+                        );
+                    }
+                }
+                None => {
+                    println!(
+                        "backup {}: {} files, {} of data, {} compressed, in {secs:.1}s",
+                        r.file,
+                        r.files,
+                        human(r.data_bytes),
+                        human(r.file_bytes)
+                    );
+                    match r.freeze_us {
+                        #[allow(clippy::cast_precision_loss, reason = "a figure for people")]
+                        Some(us) => println!("the VE was frozen for {:.1} ms", us as f64 / 1000.0),
+                        None => println!("the VE was not running (not frozen)"),
+                    }
+                    for s in &r.skipped {
+                        println!("not backed up: {s}");
+                    }
+                    match (&r.copied_to, &r.copy_error) {
+                        (Some(to), _) => {
+                            println!("copied off to {to}");
+                            for d in &r.deleted_on_target {
+                                println!("deleted on the target (beyond keep): {d}");
+                            }
+                        }
+                        (None, Some(e)) => {
+                            println!("NOT copied off: {e}");
+                            bail!("the backup was made but not copied off the pair");
+                        }
+                        (None, None) => println!(
+                            "not copied off: no target configured ([backup] in the configuration)"
+                        ),
+                    }
+                }
+            }
+        }
+        _ => bail!("the job ended without a report"),
+    }
+    Ok(())
 }
 
 fn print_status(s: &StatusJson) {
@@ -1154,6 +1360,19 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: configuration not changed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // VE backups go through clusterd (one job at a time, on the active node).
+    if let Cmd::Ve {
+        cmd: cmd @ (VeCmd::Backup { .. } | VeCmd::Backups { .. } | VeCmd::Restore { .. }),
+    } = &cli.cmd
+    {
+        return match run_ve_backup(cmd, &cli.control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e:#}");
                 ExitCode::FAILURE
             }
         };

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use super::session::Sessions;
 use super::throttle::Throttle;
 use crate::admin::archive::Checked;
-use crate::admin::{Admin, archive, password, settings};
+use crate::admin::{Admin, archive, password, settings, ve_backup};
 use crate::events::EventFeed;
 
 /// What the control server asks the cluster loop.
@@ -426,6 +426,38 @@ impl Service {
                 self.admin_reply(|a| {
                     crate::admin::current(&a.store)?;
                     a.ve.backup_templates().map(Reply::TemplatesBackedUp)
+                })
+                .await
+            }
+            Request::VeBackup { id } => {
+                self.admin_reply(move |a| {
+                    let c = crate::admin::current(&a.store)?;
+                    let site = ve_backup::site_of(&a.ve);
+                    a.ve_backup
+                        .start_backup(site, id, ve_backup::CopyOff::of(&c))
+                        .map(|()| Reply::VeJobStarted)
+                })
+                .await
+            }
+            Request::VeRestore { file, to } => {
+                let any_path = matches!(who, Who::Root);
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    let site = ve_backup::site_of(&a.ve);
+                    let path = ve_backup::backup_file(&site, &file, any_path)?;
+                    let running = ve_backup::running_check(&site);
+                    a.ve_backup
+                        .start_restore(site, path, to, running)
+                        .map(|()| Reply::VeJobStarted)
+                })
+                .await
+            }
+            Request::VeBackupJob => one(Reply::VeJob(Box::new(self.admin.ve_backup.view()))),
+            Request::VeBackups => {
+                self.admin_reply(|a| {
+                    let c = crate::admin::current(&a.store)?;
+                    ve_backup::list(&ve_backup::site_of(&a.ve), &c)
+                        .map(|v| Reply::VeBackups(Box::new(v)))
                 })
                 .await
             }
@@ -995,5 +1027,125 @@ mod tests {
             reply(s.handle(WEB, check, Vec::new()).await),
             Reply::Refused(Refusal::Configured)
         );
+    }
+
+    /// The VE backup requests end to end on a stopped VE: root starts a backup, follows
+    /// the job, lists the file (not copied off: no target), restores it to a new ID;
+    /// the web process needs a session.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ve_backups_are_typed_requests_with_a_job_to_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::create_dir_all(data.join("private/905/etc")).unwrap();
+        std::fs::write(data.join("private/905/etc/hostname"), "ve905\n").unwrap();
+        let confs = dir.path().join("ves");
+        std::fs::create_dir_all(&confs).unwrap();
+        std::fs::write(
+            confs.join("ve-905.conf"),
+            "HOSTNAME=\"ve905\"\nIP_ADDRESS=\"198.18.0.5\"\n",
+        )
+        .unwrap();
+        let pw = configured(&store);
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let n = Arc::clone(&now);
+        let engine = Engine::Sim {
+            delay: Duration::from_millis(100),
+            fail: false,
+        };
+        let mut admin = Admin::new(store.clone(), tandem_api::NodeId::Node1, engine);
+        admin.ve = crate::admin::ve::VeSite::at(&data, confs.clone(), "/bin/false".into());
+        // `/` is a mount point everywhere: the data area counts as mounted.
+        admin.ve.data_mount = "/".into();
+        let s = Arc::new(Service::with_clock(
+            admin,
+            Some(loop_double()),
+            Box::new(move || *n.lock().unwrap()),
+        ));
+        let ask = |uid: u32, r: Request| {
+            let s = Arc::clone(&s);
+            async move { reply(s.handle(uid, line(None, r), Vec::new()).await) }
+        };
+        assert_eq!(
+            ask(WEB, Request::VeBackup { id: 905 }).await,
+            Reply::Refused(Refusal::NoSession)
+        );
+        let wait = || async {
+            loop {
+                match ask(0, Request::VeBackupJob).await {
+                    Reply::VeJob(v) if v.state == JobState::Running => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Reply::VeJob(v) => return v,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert!(matches!(
+            ask(0, Request::VeBackup { id: 999 }).await,
+            Reply::Refused(Refusal::Failed(m)) if m.contains("VE 999 does not exist")
+        ));
+        assert_eq!(
+            ask(0, Request::VeBackup { id: 905 }).await,
+            Reply::VeJobStarted
+        );
+        let v = wait().await;
+        assert_eq!(v.state, JobState::Succeeded, "{v:?}");
+        let r = v.report.unwrap();
+        assert_eq!(
+            (r.freeze_us, &r.copied_to, &r.copy_error),
+            (None, &None, &None)
+        );
+        let Reply::VeBackups(list) = ask(0, Request::VeBackups).await else {
+            panic!("no list");
+        };
+        assert_eq!(list.files.len(), 1);
+        assert_eq!(list.files[0].copied_to, None);
+        assert!(list.target.is_none() && list.client_key.starts_with("ssh-ed25519 "));
+        let file = list.files[0].name.clone();
+        assert!(matches!(
+            ask(
+                0,
+                Request::VeRestore {
+                    file: "../x".into(),
+                    to: None
+                }
+            )
+            .await,
+            Reply::Refused(Refusal::Failed(_))
+        ));
+        // A session names backups of the backup directory only, not paths of the node.
+        let session = logged_in(&s, &pw).await;
+        let from_web = line(
+            Some(&session.token),
+            Request::VeRestore {
+                file: "/etc/shadow".into(),
+                to: Some(907),
+            },
+        );
+        assert!(matches!(
+            reply(s.handle(WEB, from_web, Vec::new()).await),
+            Reply::Refused(Refusal::Failed(m)) if m.contains("root on the node")
+        ));
+        assert_eq!(
+            ask(
+                0,
+                Request::VeRestore {
+                    file,
+                    to: Some(906)
+                }
+            )
+            .await,
+            Reply::VeJobStarted
+        );
+        let v = wait().await;
+        assert_eq!(v.state, JobState::Succeeded, "{v:?}");
+        assert_eq!(v.report.unwrap().restored_to, Some(906));
+        assert_eq!(
+            std::fs::read_to_string(data.join("private/906/etc/hostname")).unwrap(),
+            "ve905\n"
+        );
+        assert!(confs.join("ve-906.conf").exists());
     }
 }
