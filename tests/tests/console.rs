@@ -1219,6 +1219,7 @@ fn ve_rig(name: &str, cfg: ApplianceConfig, mounted: bool, body: &str) -> Rig {
             conf_dir: dir.join("ves"),
             private_dir: dir.join("private"),
             backup_dir: dir.join("backups/templatecache"),
+            ve_backup_dir: dir.join("backups/ve"),
             program: tandem_tests::stand_in_tandem(dir, body),
         };
     })
