@@ -552,6 +552,9 @@ fn clusterd_pid(c: &Ctx<'_>, n: Node) -> Option<String> {
 
 fn clusterd_crash_active(c: &mut Ctx<'_>) {
     let (a, p) = (c.active, other(c.active));
+    // From a settled pair: the other node passive with its copy up to date.
+    c.wait_passive_in_sync(p, 5 * MIN);
+    let alerts_before = c.pair.smtp.subjects().len();
     let before = wait_until("clusterd's PID over SSH", 2 * MIN, || clusterd_pid(c, a));
     let t = Instant::now();
     let (ok, out) = c.pair.ssh(a, &format!("kill -KILL {before}"));
@@ -585,7 +588,8 @@ fn clusterd_crash_active(c: &mut Ctx<'_>) {
         .smtp
         .subjects()
         .into_iter()
-        .filter(|s| s.contains(&format!("node{}] resources", p + 1)))
+        .skip(alerts_before)
+        .filter(|s| s.contains(&format!("node{}] resources", p + 1)) || s.contains("fencing"))
         .collect();
     assert!(
         failed.is_empty(),
