@@ -672,11 +672,11 @@ pub async fn run(
                         let _ = t.send(In::ChainDown(r));
                     });
                 }
-                Output::Announce => {
-                    hub.publish(
-                        "announce",
-                        "split brain over: announcing the service addresses again".into(),
-                    );
+                Output::Announce(why) => {
+                    // The periodic refresh is routine: it would fill the event log.
+                    if why != tandem_core::AnnounceReason::Refresh {
+                        hub.publish("announce", why.text().into());
+                    }
                     let (c, t) = (Arc::clone(&chain), tx.clone());
                     tokio::spawn(async move {
                         let r = c
