@@ -237,6 +237,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
         "UDP port of the heartbeat on the internal and external networks.",
     ),
     (
+        "heartbeat.garp-refresh",
+        "Optional: while active, announce the service addresses again (gratuitous ARP) every this long, for switches and routers that forget them. Absent or \"0s\": off. 10s to 1h.",
+    ),
+    (
         "heartbeat.auth-key",
         "Secret key authenticating heartbeat frames (64 hex digits). Keep it secret.",
     ),

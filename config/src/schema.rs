@@ -196,6 +196,11 @@ pub struct HeartbeatConfig {
     /// UDP port on the internal and external networks.
     #[serde(default = "default_udp_port")]
     pub udp_port: Port,
+    /// While active, announce the service addresses again (gratuitous ARP) every this
+    /// long, for switches and routers that forget them; absent or `0s`: off (as
+    /// keepalived's `garp_master_refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_refresh: Option<Millis>,
     /// Cluster authentication key; heartbeat frames are authenticated with it.
     pub auth_key: ClusterKey,
     /// The null-modem path.
@@ -219,6 +224,11 @@ pub const DEFAULT_DEADTIME: Millis = Millis::from_secs(60);
 pub const DEFAULT_INITDEAD: Millis = Millis::from_secs(120);
 /// Default UDP port of the heartbeat.
 pub const DEFAULT_UDP_PORT: u16 = 694;
+/// Shortest periodic re-announcement: an announcement is a burst of gratuitous ARPs
+/// 1 s apart (5 of them), which the next one must not cut short.
+pub const MIN_GARP_REFRESH: Millis = Millis::from_secs(10);
+/// Longest periodic re-announcement.
+pub const MAX_GARP_REFRESH: Millis = Millis::from_secs(3600);
 /// Default line speed of the serial heartbeat.
 pub const DEFAULT_BAUD: u32 = 19200;
 
@@ -252,6 +262,7 @@ impl HeartbeatConfig {
             deadtime: default_deadtime(),
             initdead: default_initdead(),
             udp_port: default_udp_port(),
+            garp_refresh: None,
             auth_key,
             serial: SerialPathConfig::default(),
             internal: PathConfig::default(),
@@ -267,6 +278,12 @@ impl HeartbeatConfig {
             HeartbeatPath::Internal => self.internal.enabled,
             HeartbeatPath::External => self.external.enabled,
         }
+    }
+
+    /// The periodic re-announcement interval, `None` when off (absent or `0s`).
+    #[must_use]
+    pub fn garp_refresh(&self) -> Option<Millis> {
+        self.garp_refresh.filter(|m| m.as_millis() > 0)
     }
 
     /// The enabled paths, in the order serial, internal, external.

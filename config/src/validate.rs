@@ -285,6 +285,18 @@ impl ApplianceConfig {
         if h.deadtime.as_millis() > 3_600_000 || h.initdead.as_millis() > 3_600_000 {
             c.fail("heartbeat", "deadtime and initdead must be at most 60m");
         }
+        if let Some(r) = h.garp_refresh()
+            && (r < crate::schema::MIN_GARP_REFRESH || r > crate::schema::MAX_GARP_REFRESH)
+        {
+            c.fail(
+                "heartbeat.garp-refresh",
+                format!(
+                    "{r} is out of range (expected 0s for off, or {} to {})",
+                    crate::schema::MIN_GARP_REFRESH,
+                    crate::schema::MAX_GARP_REFRESH
+                ),
+            );
+        }
         if h.enabled_paths().is_empty() {
             c.fail("heartbeat", "every path is disabled (expected at least one of serial, internal, external enabled)");
         } else if !h.is_enabled(HeartbeatPath::Internal) && !h.is_enabled(HeartbeatPath::External) {

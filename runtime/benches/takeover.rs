@@ -22,11 +22,21 @@
 //! Also memory (RSS and PSS, summed over each node's processes) and idle CPU (scheduler
 //! run time over 10 s in the first runs, from `/proc/<pid>/task/<tid>/schedstat`).
 //!
+//! A second case, the **ping-node hand-over**: the active node loses its ping node
+//! (an nftables rule in its namespace drops what it sends there) while the passive
+//! still reaches it. Measured from the start of the command that adds the rule to the
+//! passive's first gratuitous ARP in the same capture, against heartbeat 3.0.6 with
+//! ipfail at the same settings (ping node dead after 1 s without a reply); the bound
+//! is deadtime + 1 s, worst run. keepalived's nearest counterpart, a tracked ping
+//! script lowering the priority, with preemption, runs too.
+//!
 //! Run as root: `cargo bench -p tandem-runtime --bench takeover`. `TANDEM_BENCH_RUNS`
-//! sets the runs per system (default 20), `TANDEM_BENCH_IDLE_RUNS` the runs that also
-//! sample idle CPU (default 5), `TANDEM_BENCH_SYSTEMS` a comma-separated choice of
-//! `clusterd`, `clusterd-ext`, `heartbeat`, `keepalived` (default all). Needs Debian
-//! packages iproute2, socat, heartbeat (with resource-agents) and keepalived.
+//! sets the runs per system and case (default 20), `TANDEM_BENCH_IDLE_RUNS` the runs
+//! that also sample idle CPU (default 5), `TANDEM_BENCH_SYSTEMS` a comma-separated
+//! choice of `clusterd`, `clusterd-ext`, `heartbeat`, `keepalived` (default all),
+//! `TANDEM_BENCH_CASES` one of `kill`, `ping` or both (default both; the ping case runs
+//! `clusterd`, `heartbeat` and `keepalived` of the chosen systems). Needs Debian packages iproute2,
+//! socat, nftables, heartbeat (with resource-agents) and keepalived.
 //!
 //! Each node's daemons run in their own PID namespace (plus UTS and mount namespaces
 //! for heartbeat, which insists on `uname -n` and its own state directory); "SIGKILL of
@@ -207,6 +217,8 @@ const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// 0.33 s and an integer priority below 255.) Both nodes get the same values.
 const KEEPALIVED_ADVERT_CS: u64 = 32;
 const KEEPALIVED_PRIORITY: u64 = 224;
+/// How much a keepalived node's priority drops while it reaches no ping node.
+const KEEPALIVED_PING_WEIGHT: u64 = 50;
 const _: () = assert!(
     3 * KEEPALIVED_ADVERT_CS * 256 + (256 - KEEPALIVED_PRIORITY) * KEEPALIVED_ADVERT_CS
         == DEADTIME_MS / 10 * 256
@@ -467,7 +479,25 @@ fn cluster_config(sys: System) -> String {
     text
 }
 
-fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
+/// Which failure a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// SIGKILL of the active node.
+    Kill,
+    /// The active node loses its ping node while the passive still reaches it.
+    PingLoss,
+}
+
+impl Case {
+    fn key(self) -> &'static str {
+        match self {
+            Case::Kill => "kill",
+            Case::PingLoss => "ping",
+        }
+    }
+}
+
+fn start(rig: &Rig, sys: System, i: usize, case: Case) -> NodeProc {
     let dir = rig.dir.join(format!("sys{}", i + 1));
     std::fs::create_dir_all(&dir).unwrap();
     let node = rig.nodes[i].name;
@@ -489,10 +519,29 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
         System::Keepalived => {
             // Same priority on both nodes, so each has the 1 s master-down interval;
             // `nopreempt` keeps node1 master once it is (no failback, as ours).
+            //
+            // The ping node: keepalived's nearest counterpart of ipfail is a tracked
+            // script that lowers the node's priority while it fails (every 1 s, the
+            // shortest interval; a reply must come within 1 s), with preemption on, so
+            // that the backup takes over from a master advertising less. Between equal
+            // priorities nothing moves: no failback once the master reaches it again.
+            let (script, track, preempt) = if case == Case::PingLoss {
+                (
+                    format!(
+                        "vrrp_script ping_node {{\n  script \"/usr/bin/ping -n -q -c 1 -W 1 {PING_NODE}\"\n  \
+                         interval 1\n  timeout 2\n  fall 1\n  rise 1\n  weight -{KEEPALIVED_PING_WEIGHT}\n}}\n"
+                    ),
+                    "  track_script {\n    ping_node\n  }\n",
+                    "",
+                )
+            } else {
+                (String::new(), "", "  nopreempt\n")
+            };
             let conf = format!(
-                "global_defs {{\n  router_id {node}\n  vrrp_version 3\n}}\n\
+                "global_defs {{\n  router_id {node}\n  vrrp_version 3\n  script_user root\n  enable_script_security\n}}\n\
+                 {script}\
                  vrrp_instance VI_1 {{\n  state BACKUP\n  interface ext\n  virtual_router_id 51\n  \
-                 priority {KEEPALIVED_PRIORITY}\n  advert_int 0.{KEEPALIVED_ADVERT_CS:02}\n  nopreempt\n  \
+                 priority {KEEPALIVED_PRIORITY}\n  advert_int 0.{KEEPALIVED_ADVERT_CS:02}\n{preempt}{track}  \
                  virtual_ipaddress {{\n    {VIP}/24 dev ext\n  }}\n}}\n",
             );
             let cf = dir.join("keepalived.conf");
@@ -516,7 +565,7 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
                 sh(&["cp", "-a", &format!("{from}/."), &to.display().to_string()]);
             }
             let peer = 1 - i;
-            let hacf = format!(
+            let mut hacf = format!(
                 "logfile {}\nkeepalive 200ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\n\
                  udpport 694\nbaud 115200\nserial {}\nucast xo {}\nucast ext {}\n\
                  auto_failback off\nnode node1\nnode node2\ncrm no\n",
@@ -525,6 +574,15 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
                 rig.internal[peer],
                 ext_ip(peer),
             );
+            if case == Case::PingLoss {
+                // The ping node and ipfail, at clusterd's settings: a ping node is
+                // dead after 1 s without a reply (clusterd: deadtime), pinged every
+                // keepalive.
+                hacf.push_str(&format!(
+                    "ping {PING_NODE}\ndeadping 1\n\
+                     respawn hacluster {IPFAIL}\napiauth ipfail gid=haclient uid=hacluster\n"
+                ));
+            }
             std::fs::write(etc.join("ha.cf"), hacf).unwrap();
             std::fs::write(
                 etc.join("authkeys"),
@@ -548,6 +606,9 @@ fn start(rig: &Rig, sys: System, i: usize) -> NodeProc {
         }
     }
 }
+
+/// Heartbeat's ping-node failover helper (Debian's path).
+const IPFAIL: &str = "/usr/libexec/heartbeat/ipfail";
 
 /// The clusterd binary under test: `TANDEM_BENCH_CLUSTERD` (to compare a build of
 /// another revision in the same run), else the one cargo built for this benchmark.
@@ -576,14 +637,14 @@ fn one_run(sys: System, jitter: &mut Jitter, sample_idle: bool) -> Run {
         .heartbeat
         .udp_port
         .get();
-    let n1 = start(&rig, sys, 0);
+    let n1 = start(&rig, sys, 0, Case::Kill);
     // Let node1 become active alone first, as in a real cluster that has been up.
     wait_until(
         &format!("{} node1 active", sys.name()),
         Duration::from_secs(30),
         || rig.has_vip(0),
     );
-    let n2 = start(&rig, sys, 1);
+    let n2 = start(&rig, sys, 1, Case::Kill);
     thread::sleep(Duration::from_secs(3));
     assert!(
         rig.has_vip(0) && !rig.has_vip(1),
@@ -647,6 +708,100 @@ fn one_run(sys: System, jitter: &mut Jitter, sample_idle: bool) -> Run {
         delay,
         mem_kib,
         idle_cpu_pct,
+    }
+}
+
+/// One ping-node hand-over run: the hand-over time, the time the cut command took
+/// (ns), and whether the active node had given the address up by the end of the run.
+/// `None` when no hand-over came within [`PING_LIMIT`].
+struct PingRun {
+    handover_ns: Option<i128>,
+    cut_cmd_ns: i128,
+    released: bool,
+}
+
+/// How long a ping-node run waits for the hand-over.
+const PING_LIMIT: Duration = Duration::from_secs(30);
+
+/// The active node (node1) loses its ping node: from then on the ping node drops what
+/// node1 sends it (an nftables rule added in the LAN namespace in one command at the
+/// measured instant), while node2 still reaches it. Measured from the start of that command (the
+/// rule cannot be in effect earlier, so the times are upper bounds by at most the
+/// command's own run time, which is reported) to node2's first gratuitous ARP for the
+/// service address in the LAN capture (kernel receive timestamps, same clock).
+fn ping_run(sys: System, jitter: &mut Jitter) -> PingRun {
+    let rig = Rig::new();
+    let udp_port = ApplianceConfig::from_toml(&config_text())
+        .unwrap()
+        .heartbeat
+        .udp_port
+        .get();
+    // The table and chain exist before the run; the cut adds the one rule. The ping
+    // node (the LAN namespace's own address) stops hearing node1, as when the link
+    // between the switch and the router fails: node1 sees silence, not an error.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &rig.lan,
+        "nft",
+        "add table inet benchcut; add chain inet benchcut in { type filter hook input priority 0 ; policy accept ; }",
+    ]);
+    let n1 = start(&rig, sys, 0, Case::PingLoss);
+    wait_until(
+        &format!("{} node1 active", sys.name()),
+        Duration::from_secs(30),
+        || rig.has_vip(0),
+    );
+    let n2 = start(&rig, sys, 1, Case::PingLoss);
+    // Both nodes hear each other and have seen the ping node answer; heartbeat has
+    // started ipfail (respawned once heartbeat is up).
+    thread::sleep(Duration::from_secs(5));
+    assert!(
+        rig.has_vip(0) && !rig.has_vip(1),
+        "{}: node1 must stay active while both reach the ping node",
+        sys.name()
+    );
+    rig.lan_learn_vip();
+    let mac2b = mac_bytes(&rig.mac(1));
+    let capture = Capture::start(&rig.lan, udp_port);
+    // The cut lands anywhere in the ping cycle.
+    thread::sleep(sys.interval() + jitter.below(sys.interval()));
+    let cut_at = realtime_ns();
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &rig.lan,
+        "nft",
+        &format!("add rule inet benchcut in ip saddr {} drop", ext_ip(0)),
+    ]);
+    let cut_cmd_ns = realtime_ns() - cut_at;
+    let start = Instant::now();
+    let mut garp = None;
+    while start.elapsed() < PING_LIMIT && garp.is_none() {
+        thread::sleep(Duration::from_millis(10));
+        garp = capture
+            .snapshot()
+            .iter()
+            .find(|(at, s)| *at > cut_at && *s == Seen::Garp(mac2b))
+            .map(|(at, _)| *at);
+    }
+    drop(capture);
+    let mut released = false;
+    if garp.is_some() {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) && !released {
+            released = !rig.has_vip(0) && rig.has_vip(1);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(n1);
+    drop(n2);
+    PingRun {
+        handover_ns: garp.map(|g| g - cut_at),
+        cut_cmd_ns,
+        released,
     }
 }
 
@@ -717,6 +872,29 @@ fn main() {
             "install the Debian package heartbeat (apt-get install -y --no-install-recommends heartbeat resource-agents)"
         );
     }
+    let cases: Vec<Case> = match std::env::var("TANDEM_BENCH_CASES") {
+        Ok(list) => list
+            .split(',')
+            .map(|k| {
+                *[Case::Kill, Case::PingLoss]
+                    .iter()
+                    .find(|c| c.key() == k.trim())
+                    .unwrap_or_else(|| {
+                        panic!("unknown case {k:?} in TANDEM_BENCH_CASES (expected kill, ping)")
+                    })
+            })
+            .collect(),
+        Err(_) => vec![Case::Kill, Case::PingLoss],
+    };
+    if cases.contains(&Case::PingLoss) {
+        need_tool("nft", "nftables");
+        if systems.contains(&System::Heartbeat) {
+            assert!(
+                Path::new(IPFAIL).exists(),
+                "heartbeat's ipfail is missing at {IPFAIL}"
+            );
+        }
+    }
     let runs = env_usize("TANDEM_BENCH_RUNS", 20).max(1);
     let idle_runs = env_usize("TANDEM_BENCH_IDLE_RUNS", 5).clamp(1, runs);
     let seed = std::time::SystemTime::now()
@@ -728,7 +906,8 @@ fn main() {
     eprintln!("pre-kill delay seed {seed}");
     let mut jitter = Jitter(seed);
     let mut all: Vec<Vec<Run>> = systems.iter().map(|_| Vec::new()).collect();
-    for r in 0..runs {
+    let kill_runs = if cases.contains(&Case::Kill) { runs } else { 0 };
+    for r in 0..kill_runs {
         for (k, &sys) in systems.iter().enumerate() {
             let run = one_run(sys, &mut jitter, r < idle_runs);
             eprintln!(
@@ -747,9 +926,130 @@ fn main() {
             all[k].push(run);
         }
     }
+    // The ping-node hand-over: clusterd in its own profile, heartbeat with ipfail,
+    // keepalived with a tracked ping script.
+    let ping_systems: Vec<System> = if cases.contains(&Case::PingLoss) {
+        systems
+            .iter()
+            .copied()
+            .filter(|s| matches!(s, System::Clusterd | System::Heartbeat | System::Keepalived))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut ping_all: Vec<Vec<PingRun>> = ping_systems.iter().map(|_| Vec::new()).collect();
+    for r in 0..runs {
+        for (k, &sys) in ping_systems.iter().enumerate() {
+            let run = ping_run(sys, &mut jitter);
+            eprintln!(
+                "{:<18} ping-node run {r}: hand-over {}, cut command {:.1} ms, active released: {}",
+                ping_name(sys),
+                run.handover_ns
+                    .map_or("NONE within 30 s".to_owned(), |h| format!(
+                        "{:.1} ms",
+                        ms(h)
+                    )),
+                ms(run.cut_cmd_ns),
+                run.released,
+            );
+            ping_all[k].push(run);
+        }
+    }
+    if kill_runs > 0 {
+        summarise_kill(&systems, &all, runs, idle_runs);
+    }
+    if !ping_systems.is_empty() {
+        report_ping(&ping_systems, &ping_all);
+    }
+}
+
+fn ping_name(sys: System) -> &'static str {
+    match sys {
+        System::Heartbeat => "heartbeat+ipfail",
+        System::Keepalived => "keepalived+script",
+        s => s.name(),
+    }
+}
+
+fn report_ping(systems: &[System], all: &[Vec<PingRun>]) {
+    let bound = i128::try_from((WINDOW + Duration::from_secs(1)).as_nanos()).unwrap();
+    println!(
+        "Ping-node hand-over: the active node (node1) loses its ping node (the ping node \
+         drops what node1 sends it: one nftables rule added in its namespace by one \
+         command), the passive still reaches it; from the start of that command (the rule is not in effect earlier: \
+         the times are upper bounds by at most the command's run time) to the passive's \
+         first gratuitous ARP in the LAN capture. keepalive 200 ms, deadtime 1 s, ping \
+         node dead after 1 s without a reply (heartbeat: deadping 1, ipfail; keepalived: \
+         a ping script every 1 s with a 1 s reply wait lowering the priority by \
+         {KEEPALIVED_PING_WEIGHT}, preemption on); bound deadtime + 1 s = {:.0} ms.",
+        ms(bound)
+    );
+    println!(
+        "{:<18} {:>5} {:>28} {:>10} {:>14} {:>18}",
+        "system",
+        "runs",
+        "hand-over ms med/p95/worst",
+        "no hand-over",
+        "cut cmd ms med",
+        "worst <= bound"
+    );
+    let mut spreads = Vec::new();
+    for (&sys, runs) in systems.iter().zip(all) {
+        let done: Vec<i128> = runs.iter().filter_map(|r| r.handover_ns).collect();
+        let missing = runs.len() - done.len();
+        let cut = median_u(
+            &runs
+                .iter()
+                .map(|r| u64::try_from(r.cut_cmd_ns).unwrap_or(0))
+                .collect::<Vec<_>>(),
+        );
+        let sp = (!done.is_empty()).then(|| spread(&done));
+        let not_released = runs
+            .iter()
+            .filter(|r| r.handover_ns.is_some() && !r.released)
+            .count();
+        println!(
+            "{:<18} {:>5} {:>28} {:>10} {:>14.1} {:>18}{}",
+            ping_name(sys),
+            runs.len(),
+            sp.map_or("-".to_owned(), |v| format!(
+                "{:.1} / {:.1} / {:.1}",
+                ms(v[0]),
+                ms(v[1]),
+                ms(v[2])
+            )),
+            missing,
+            cut as f64 / 1e6,
+            match sp {
+                Some(v) if missing == 0 && v[2] <= bound => "met",
+                _ => "MISSED",
+            },
+            if not_released > 0 {
+                format!(" ({not_released} runs: the active still held the address)")
+            } else {
+                String::new()
+            }
+        );
+        spreads.push((sys, sp));
+    }
+    let find = |s: System| spreads.iter().find(|(k, _)| *k == s).and_then(|(_, v)| *v);
+    for peer in [System::Heartbeat, System::Keepalived] {
+        if let (Some(c), Some(h)) = (find(System::Clusterd), find(peer)) {
+            println!(
+                "ratio clusterd / {} (ping-node hand-over): {:.3}x median, {:.3}x p95, {:.3}x worst",
+                ping_name(peer),
+                ms(c[0]) / ms(h[0]),
+                ms(c[1]) / ms(h[1]),
+                ms(c[2]) / ms(h[2]),
+            );
+        }
+    }
+}
+
+fn summarise_kill(systems: &[System], all: &[Vec<Run>], runs: usize, idle_runs: usize) {
     let results: Vec<Summary> = systems
         .iter()
-        .zip(&all)
+        .zip(all)
         .map(|(&sys, runs)| {
             let per = |f: &dyn Fn(&Run) -> u64| median_u(&runs.iter().map(f).collect::<Vec<_>>());
             let cpu = |k: usize| {

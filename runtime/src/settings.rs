@@ -51,6 +51,8 @@ pub struct Settings {
     pub serial: Option<SerialPath>,
     /// Ping nodes (R4.2).
     pub ping_nodes: Vec<Ipv4Addr>,
+    /// While active, announce the service addresses again this often; `None`: off.
+    pub garp_refresh: Option<Duration>,
     /// Interface carrying the service addresses.
     pub service_interface: Option<String>,
     /// Service addresses with prefix length (R4.4).
@@ -101,6 +103,7 @@ impl Settings {
                 },
                 _ => tandem_core::FencePolicy::Off,
             },
+            garp_refresh: self.garp_refresh,
         }
     }
 
@@ -209,6 +212,7 @@ pub fn from_config(
             baud: hb.serial.baud.get(),
         }),
         ping_nodes: cfg.network.ping_nodes.iter().map(|p| p.addr()).collect(),
+        garp_refresh: hb.garp_refresh().map(tandem_config::Millis::as_duration),
         service_interface: local.service_interface,
         service_addresses,
         fencing: cfg.fencing.as_ref().map(|f| {
@@ -259,6 +263,19 @@ mod tests {
         assert_eq!(s1.keepalive, Duration::from_secs(5));
         assert_eq!(s1.key, c.heartbeat.auth_key.as_bytes().to_vec());
         assert!(s1.params(1).validate().is_ok());
+        assert_eq!(s1.params(1).garp_refresh, None);
+    }
+
+    #[test]
+    fn garp_refresh_maps_to_the_core_and_zero_is_off() {
+        let mut c = cfg();
+        c.heartbeat.garp_refresh = Some(tandem_config::Millis::from_secs(60));
+        let s = from_config(&c, NodeId::Node1, LocalOptions::default());
+        assert_eq!(s.params(1).garp_refresh, Some(Duration::from_secs(60)));
+        assert!(s.params(1).validate().is_ok());
+        c.heartbeat.garp_refresh = Some(tandem_config::Millis(0));
+        let s = from_config(&c, NodeId::Node1, LocalOptions::default());
+        assert_eq!(s.params(1).garp_refresh, None);
     }
 
     #[test]

@@ -846,6 +846,84 @@ fn takeover_announces_the_service_address_five_times_a_second_apart() {
     }
 }
 
+/// The bursts among `announcements` (a burst: announcements less than 3 s apart):
+/// when each began and how many it held.
+fn bursts(announced: &[Instant]) -> Vec<(Instant, usize)> {
+    let mut out: Vec<(Instant, usize)> = Vec::new();
+    let mut last: Option<Instant> = None;
+    for t in announced {
+        match (last, out.last_mut()) {
+            (Some(l), Some(b)) if *t - l < Duration::from_secs(3) => b.1 += 1,
+            _ => out.push((*t, 1)),
+        }
+        last = Some(*t);
+    }
+    out
+}
+
+#[test]
+fn garp_refresh_announces_periodically_while_active_only() {
+    const REFRESH: Duration = Duration::from_secs(10);
+    let mut rig = Rig::new();
+    let mut cfg = tandem_config::ApplianceConfig::from_toml(&config_text()).unwrap();
+    cfg.heartbeat.garp_refresh = Some(tandem_config::Millis::from_secs(10));
+    let path = rig.dir.join("refresh.toml");
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let lan_ns = rig.lan.clone();
+    let capture = |secs: u64| {
+        let lan = lan_ns.clone();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let h = thread::spawn(move || {
+            in_netns(&lan, move || {
+                capture_garp(vip.octets(), Duration::from_secs(secs), ready_tx)
+            })
+        });
+        ready.recv().unwrap();
+        h
+    };
+    let first = capture(30);
+    rig.start_with_config(0, &path);
+    rig.start_with_config(1, &path);
+    rig.wait_roles("active", "passive", Duration::from_secs(10));
+    let (mac1, mac2) = (rig.mac(0), rig.mac(1));
+    let seen = first.join().unwrap();
+    // The takeover's burst, then one burst per refresh interval, each of five ARPs a
+    // second apart; nothing from the passive node.
+    let b = bursts(&announcements(&seen, &mac1));
+    assert!(b.len() >= 3, "{b:?} in {seen:?}");
+    assert!(b.iter().take(3).all(|x| x.1 == 5), "{b:?}");
+    for w in b.windows(2).take(2) {
+        let gap = w[1].0 - w[0].0;
+        assert!(
+            gap >= REFRESH - Duration::from_millis(300)
+                && gap <= REFRESH + Duration::from_millis(500),
+            "refresh gap {gap:?} in {b:?}"
+        );
+    }
+    assert!(announcements(&seen, &mac2).is_empty(), "{seen:?}");
+    // After a switchover the refresh moves with the services: node1 is silent.
+    let second = capture(13);
+    let mut c = Client::connect(&rig.nodes[0].control).unwrap();
+    let r = c.call(&tandem_api::Request::Switchover).unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    rig.wait_roles("passive", "active", Duration::from_secs(5));
+    let released = Instant::now();
+    let seen = second.join().unwrap();
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(t, m)| *m == mac1 && *t > released)
+        .collect();
+    assert!(late.is_empty(), "node1 announced after releasing: {late:?}");
+    let b = bursts(&announcements(&seen, &mac2));
+    assert_eq!(b.len(), 2, "{b:?} in {seen:?}");
+    let gap = b[1].0 - b[0].0;
+    assert!(
+        gap >= REFRESH - Duration::from_millis(300) && gap <= REFRESH + Duration::from_millis(500),
+        "refresh gap {gap:?} in {b:?}"
+    );
+}
+
 #[test]
 fn a_replication_split_brain_is_announced_until_resolved_and_survives_a_restart() {
     let mut rig = Rig::new();

@@ -26,6 +26,13 @@
 //! together), `node1` waits [`FencePolicy::Required`]'s `node1_delay` first, so
 //! `node2`'s fence lands before `node1`'s is sent: exactly one node is powered off.
 //!
+//! Announcements: acquiring the resources announces them (the shell's gratuitous
+//! ARPs); the core asks for them again ([`Output::Announce`]) when a split brain ends in
+//! this node's favour, when the peer is heard again after every path was lost, and,
+//! with [`Params::garp_refresh`] set, every refresh interval while active (a deadline
+//! like the others; none while passive or releasing). Any announcement restarts the
+//! interval, so two never come close together.
+//!
 //! Freshness of this node's copy: the replication layer reports the device
 //! ([`Input::Replica`]); the core decides whether the copy may be promoted. A secondary
 //! whose replication link went away while the peer kept being heard is stale: the core
@@ -110,6 +117,10 @@ pub struct Params {
     pub generation: u64,
     /// Whether a silent peer is powered off before this node takes over.
     pub fencing: FencePolicy,
+    /// While active, announce the resources again this often ([`Output::Announce`]
+    /// with [`AnnounceReason::Refresh`]); `None`: only on takeover and the events that
+    /// call for it.
+    pub garp_refresh: Option<Duration>,
 }
 
 /// Whether a silent peer must be fenced before a takeover.
@@ -197,6 +208,9 @@ pub enum ParamsError {
     /// Generation zero means "not heard" on the wire.
     #[error("boot generation must not be zero")]
     ZeroGeneration,
+    /// A refresh interval of zero (off is `None`).
+    #[error("gratuitous ARP refresh interval must be positive (off is none)")]
+    ZeroGarpRefresh,
 }
 
 impl Params {
@@ -229,6 +243,9 @@ impl Params {
         }
         if self.generation == 0 {
             return Err(ParamsError::ZeroGeneration);
+        }
+        if self.garp_refresh.is_some_and(|r| r.is_zero()) {
+            return Err(ParamsError::ZeroGarpRefresh);
         }
         Ok(())
     }
@@ -474,11 +491,9 @@ pub enum Output {
     Acquire,
     /// Run the resource chain backwards; answer with [`Input::ResourcesDown`].
     Release,
-    /// Announce the held resources again (gratuitous ARP for the service addresses):
-    /// a split brain has just been resolved in this node's favour, or the peer is heard
-    /// again after every path was lost, and routers may still point at the peer. No
-    /// answer is expected.
-    Announce,
+    /// Announce the held resources again (gratuitous ARP for the service addresses),
+    /// for the reason given. Only while this node holds them; no answer is expected.
+    Announce(AnnounceReason),
     /// Power the peer off through its BMC (then read its chassis status until off);
     /// answer with [`Input::FenceResult`]. Exactly one answer per fence.
     Fence,
@@ -487,6 +502,35 @@ pub enum Output {
     Outdate,
     /// Report this.
     Event(Event),
+}
+
+/// Why the held resources are announced again ([`Output::Announce`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnounceReason {
+    /// A split brain has just been resolved in this node's favour: routers may still
+    /// point at the peer.
+    SplitBrainOver,
+    /// The peer is heard again after every path was lost: routers may have learnt
+    /// another owner meanwhile.
+    PeerBack,
+    /// The periodic refresh ([`Params::garp_refresh`]).
+    Refresh,
+}
+
+impl AnnounceReason {
+    /// One line for the event log.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            AnnounceReason::SplitBrainOver => {
+                "split brain over: announcing the service addresses again"
+            }
+            AnnounceReason::PeerBack => {
+                "peer heard again after every path was lost: announcing the service addresses again"
+            }
+            AnnounceReason::Refresh => "periodic refresh of the service addresses",
+        }
+    }
 }
 
 /// Why a switchover request was refused.
@@ -728,6 +772,8 @@ pub struct Core {
     copy_stale: bool,
     /// The peer was lost on every path after having been heard.
     peer_lost: bool,
+    /// While active with the refresh on: when the resources are announced next.
+    next_refresh: Option<Instant>,
     last_now: Instant,
     counters: Counters,
     out: VecDeque<Output>,
@@ -775,6 +821,7 @@ impl Core {
             replica_peer_primary: false,
             copy_stale: false,
             peer_lost: false,
+            next_refresh: None,
             last_now: now,
             counters: Counters::default(),
             out: VecDeque::new(),
@@ -842,6 +889,9 @@ impl Core {
         }
         if let Fence::Delay { until } = self.fence {
             consider(until);
+        }
+        if let Some(r) = self.next_refresh {
+            consider(r);
         }
         t
     }
@@ -1442,9 +1492,31 @@ impl Core {
         }
         let from = self.role;
         self.role = to;
+        // Acquiring announced the resources: the first refresh is one interval later.
+        self.next_refresh = if to == Role::Active {
+            self.p.garp_refresh.map(|r| now.saturating_add(r))
+        } else {
+            None
+        };
         self.emit(Event::RoleChanged { from, to, reason });
         // Tell the peer at once: switchover and handover latency depend on it.
         self.next_send = now;
+    }
+
+    /// Announces the held resources again; the next periodic refresh is one full
+    /// interval after this one, so two announcements never come close together.
+    fn announce(&mut self, now: Instant, why: AnnounceReason) {
+        self.out.push_back(Output::Announce(why));
+        if self.next_refresh.is_some() {
+            self.next_refresh = self.p.garp_refresh.map(|r| now.saturating_add(r));
+        }
+    }
+
+    /// The periodic refresh, when due (only while active: leaving the role clears it).
+    fn refresh_due(&mut self, now: Instant) {
+        if self.role == Role::Active && self.next_refresh.is_some_and(|r| now >= r) {
+            self.announce(now, AnnounceReason::Refresh);
+        }
     }
 
     fn set_waiting(&mut self, w: Option<WaitReason>) {
@@ -1513,7 +1585,7 @@ impl Core {
                 // Back after every path was lost: routers may have learnt another
                 // owner meanwhile (a peer holding them too is a split brain, which
                 // announces once resolved).
-                self.out.push_back(Output::Announce);
+                self.announce(now, AnnounceReason::PeerBack);
             }
         }
         let reach = self
@@ -1558,6 +1630,7 @@ impl Core {
         // to come. (A refused frame does not evaluate, so it must not move this.)
         self.last_now = self.last_now.max(now);
         self.update_liveness(now);
+        self.refresh_due(now);
         if self.want_switchover_until.is_some_and(|u| now >= u) {
             self.want_switchover_until = None;
         }
@@ -1729,7 +1802,7 @@ impl Core {
             // node kept them, but routers may have learnt the peer's MAC meanwhile.
             self.split_brain_reported = false;
             if self.role == Role::Active {
-                self.out.push_back(Output::Announce);
+                self.announce(now, AnnounceReason::SplitBrainOver);
             }
         }
         if !pv.fresh || self.role != Role::Active || pf.role != Role::Passive || !pf.data_good {

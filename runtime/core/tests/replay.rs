@@ -24,6 +24,7 @@ fn params(generation: u64) -> Params {
         config_digest: [1; 32],
         generation,
         fencing: tandem_core::FencePolicy::Off,
+        garp_refresh: None,
     }
 }
 

@@ -15,8 +15,9 @@ use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tandem_core::{
-    ClusterKey, ConfirmError, Core, Event, FRAME_LEN, FencePolicy, FenceResult, FenceStatus, Input,
-    Instant, NodeId, Output, Params, PathId, Reason, Replica, ReplicaDisk, Role, WaitReason,
+    AnnounceReason, ClusterKey, ConfirmError, Core, Event, FRAME_LEN, FencePolicy, FenceResult,
+    FenceStatus, Input, Instant, NodeId, Output, Params, PathId, Reason, Replica, ReplicaDisk,
+    Role, WaitReason,
 };
 
 const KEEPALIVE: u64 = 200;
@@ -41,6 +42,7 @@ fn params(node: NodeId, generation: u64) -> Params {
         config_digest: [1; 32],
         generation,
         fencing: FencePolicy::Off,
+        garp_refresh: None,
     }
 }
 
@@ -123,6 +125,8 @@ struct Node {
     bmc: Bmc,
     /// How long a fence of this node takes to read off.
     fence_time: u64,
+    /// Periodic re-announcement while active.
+    garp_refresh: Option<Duration>,
 }
 
 struct Sim {
@@ -137,8 +141,8 @@ struct Sim {
     events: Vec<(u64, usize, Event)>,
     /// Every frame put on the external LAN (the attacker's capture).
     captured: Vec<(u64, Vec<u8>)>,
-    /// (time, node) of each re-announcement of the resources.
-    announced: Vec<(u64, usize)>,
+    /// (time, node, why) of each re-announcement of the resources.
+    announced: Vec<(u64, usize, AnnounceReason)>,
     /// Each time both nodes held resources while a path was up since the start.
     violations: Vec<u64>,
     /// Paths never cut since the start of the run.
@@ -169,6 +173,7 @@ impl Sim {
             fencing: FencePolicy::Off,
             bmc: Bmc::Works,
             fence_time: 400,
+            garp_refresh: None,
         };
         let mut s = Sim {
             t: 0,
@@ -205,6 +210,7 @@ impl Sim {
         node.generation += 1;
         let mut p = params(node.id, node.generation);
         p.fencing = node.fencing;
+        p.garp_refresh = node.garp_refresh;
         let mut core = Core::new(now, p, key()).unwrap();
         core.handle(now, Input::DataGood(node.data_good));
         node.core = Some(core);
@@ -291,7 +297,7 @@ impl Sim {
                         },
                     );
                 }
-                Output::Announce => self.announced.push((self.t, n)),
+                Output::Announce(why) => self.announced.push((self.t, n, why)),
                 Output::Outdate => self.outdated.push((self.t, n)),
                 Output::Fence => {
                     self.fences.push((self.t, n));
@@ -593,8 +599,9 @@ fn all_paths_cut_gives_split_brain_which_is_detected_and_resolved() {
         .map(|c| c.0)
         .unwrap();
     assert_eq!(s.announced.len(), 1, "{:?}", s.announced);
-    let (at, n) = s.announced[0];
+    let (at, n, why) = s.announced[0];
     assert_eq!(n, 0);
+    assert_eq!(why, AnnounceReason::SplitBrainOver);
     assert!(
         at >= released && at <= released + KEEPALIVE + 50,
         "{at} {released}"
@@ -858,7 +865,13 @@ fn bad_params_are_refused() {
     assert!(Core::new(Instant::from_millis(0), p.clone(), key()).is_err());
     p.deadtime = Duration::from_millis(DEADTIME);
     p.paths_enabled = [false; 3];
-    assert!(Core::new(Instant::from_millis(0), p, key()).is_err());
+    assert!(Core::new(Instant::from_millis(0), p.clone(), key()).is_err());
+    p.paths_enabled = [true; 3];
+    p.garp_refresh = Some(Duration::ZERO);
+    assert_eq!(
+        Core::new(Instant::from_millis(0), p, key()).err(),
+        Some(tandem_core::ParamsError::ZeroGarpRefresh)
+    );
 }
 
 /// A replayed handover: the attacker captured node1's "passive, handing over" frames
@@ -1693,6 +1706,128 @@ fn peer_heard_again_after_every_path_was_lost_is_announced_to() {
     s.run_until(s.t + 1000);
     assert_eq!(s.announced.len(), 1, "{:?}", s.announced);
     assert_eq!(s.announced[0].1, 0);
+    assert_eq!(s.announced[0].2, AnnounceReason::PeerBack);
+}
+
+// ---- Periodic gratuitous-ARP refresh ----
+
+const REFRESH: u64 = 10_000;
+
+/// A cluster whose nodes refresh their announcements every [`REFRESH`] ms while active,
+/// brought up with node1 active.
+fn refreshing(seed: u64) -> Sim {
+    let mut s = Sim::new(seed);
+    s.kill(0);
+    s.kill(1);
+    s.queue.clear();
+    for n in 0..2 {
+        s.nodes[n].garp_refresh = Some(Duration::from_millis(REFRESH));
+    }
+    s.start(0);
+    s.start(1);
+    s.run_until(s.t + 3000);
+    assert_eq!(s.role(0), Some(Role::Active), "{:?}", s.events);
+    assert_eq!(s.role(1), Some(Role::Passive));
+    s
+}
+
+fn refreshes(s: &Sim, node: usize) -> Vec<u64> {
+    s.announced
+        .iter()
+        .filter(|(_, n, why)| *n == node && *why == AnnounceReason::Refresh)
+        .map(|a| a.0)
+        .collect()
+}
+
+#[test]
+fn refresh_announces_at_the_interval_while_active_and_stops_on_release() {
+    for seed in 0..20 {
+        let mut s = refreshing(1900 + seed);
+        let active_at = first_change(&s, 0, Role::Active, 0).unwrap();
+        s.run_until(active_at + 5 * REFRESH + REFRESH / 2);
+        // One refresh per interval after becoming active, on the dot (virtual time),
+        // from the active node only; nothing else was announced.
+        let expect: Vec<u64> = (1..=5).map(|k| active_at + k * REFRESH).collect();
+        assert_eq!(refreshes(&s, 0), expect, "seed {seed}");
+        assert!(refreshes(&s, 1).is_empty());
+        assert_eq!(s.announced.len(), 5);
+        // A switchover: node1 releases, node2 takes over and refreshes from then on.
+        let t = s.t;
+        let now = s.now();
+        s.core(0).switchover(now).unwrap();
+        s.drain(0);
+        s.run_until(t + 3 * REFRESH + REFRESH / 2);
+        let released = first_change(&s, 0, Role::Releasing, t).unwrap();
+        let took = first_change(&s, 1, Role::Active, t).unwrap();
+        assert!(
+            refreshes(&s, 0).iter().all(|at| *at < released),
+            "seed {seed}: node1 refreshed after its release: {:?}",
+            s.announced
+        );
+        let expect: Vec<u64> = (1..=3).map(|k| took + k * REFRESH).collect();
+        assert_eq!(refreshes(&s, 1), expect, "seed {seed}");
+    }
+}
+
+#[test]
+fn refresh_off_announces_nothing_beyond_the_events_that_call_for_it() {
+    let mut s = stable(1950);
+    s.run_until(s.t + 10 * REFRESH);
+    assert!(s.announced.is_empty(), "{:?}", s.announced);
+    // A ping-node handover and a switchover move the services without any announce
+    // from the core (the takeover's own ARPs are the acquire's).
+    s.nodes[0].ping_ok = [false, false];
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Active));
+    s.run_until(s.t + 5 * REFRESH);
+    assert!(s.announced.is_empty(), "{:?}", s.announced);
+}
+
+#[test]
+fn refresh_never_runs_on_a_passive_or_releasing_node() {
+    let mut s = refreshing(1960);
+    // node1 loses its ping nodes: it releases for node2 (ping-node handover).
+    s.nodes[0].ping_ok = [false, false];
+    let t = s.t;
+    s.run_until(t + 4 * REFRESH);
+    assert_eq!(s.role(0), Some(Role::Passive));
+    assert_eq!(s.role(1), Some(Role::Active));
+    let released = first_change(&s, 0, Role::Releasing, t).unwrap();
+    assert!(refreshes(&s, 0).iter().all(|at| *at < released));
+    let took = first_change(&s, 1, Role::Active, t).unwrap();
+    assert_eq!(
+        refreshes(&s, 1),
+        (1..=3).map(|k| took + k * REFRESH).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn another_announcement_restarts_the_refresh_interval() {
+    // After a split brain the survivor announces; its next refresh is a full interval
+    // later, not a moment after (two bursts of ARPs close together).
+    let mut s = refreshing(1970);
+    cut_all(&mut s, true);
+    s.run_until(s.t + DEADTIME + 1000);
+    assert_eq!(s.role(1), Some(Role::Active));
+    let healed = s.t;
+    cut_all(&mut s, false);
+    s.run_until(healed + 2 * REFRESH + REFRESH / 2);
+    let over = s
+        .announced
+        .iter()
+        .find(|(t, n, why)| *t >= healed && *n == 0 && *why == AnnounceReason::SplitBrainOver)
+        .map(|a| a.0)
+        .unwrap_or_else(|| panic!("{:?}", s.announced));
+    let after: Vec<u64> = refreshes(&s, 0).into_iter().filter(|t| *t > over).collect();
+    assert_eq!(
+        after,
+        vec![over + REFRESH, over + 2 * REFRESH],
+        "{:?}",
+        s.announced
+    );
+    // The loser stopped refreshing when it released.
+    let lost = first_change(&s, 1, Role::Releasing, healed).unwrap();
+    assert!(refreshes(&s, 1).iter().all(|t| *t < lost));
 }
 
 // ---- Freshness: "may promote" is the core's decision from the replica's state ----

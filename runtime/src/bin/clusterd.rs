@@ -355,6 +355,7 @@ fn settings(
             baud: cli.baud,
         }),
         ping_nodes: cli.ping.clone(),
+        garp_refresh: None,
         service_interface: cli.service_if.clone(),
         service_addresses,
         fencing: None,

@@ -34,7 +34,7 @@ impl Shell {
             }
             Output::Acquire => self.acquire(),
             Output::Release => self.release(),
-            Output::Announce => self.announce(),
+            Output::Announce(why) => self.announce(why),
             Output::Fence => self.fence(),
             Output::Outdate => self.outdate(),
             Output::Event(e) => {
@@ -87,11 +87,11 @@ impl Shell {
         });
     }
 
-    fn announce(&self) {
-        self.hub.publish(
-            "announce",
-            "split brain over: announcing the service addresses again".into(),
-        );
+    fn announce(&self, why: tandem_core::AnnounceReason) {
+        // The periodic refresh is routine: it would fill the event log.
+        if why != tandem_core::AnnounceReason::Refresh {
+            self.hub.publish("announce", why.text().into());
+        }
         let (c, t) = (Arc::clone(&self.chain), self.tx.clone());
         tokio::spawn(async move {
             let r = c
