@@ -199,6 +199,16 @@ impl Sim {
         s
     }
 
+    /// A run whose two nodes are both stopped, with nothing in flight: a test
+    /// sets them up, then starts them.
+    fn stopped(seed: u64) -> Sim {
+        let mut s = Sim::new(seed);
+        s.kill(0);
+        s.kill(1);
+        s.queue.clear();
+        s
+    }
+
     fn now(&self) -> Instant {
         Instant::from_millis(self.t)
     }
@@ -479,10 +489,7 @@ fn both_start_node1_becomes_active_without_waiting_for_initdead() {
 
 #[test]
 fn node_with_good_data_is_elected_over_node1() {
-    let mut s = Sim::new(2);
-    s.kill(0);
-    s.kill(1);
-    s.queue.clear();
+    let mut s = Sim::stopped(2);
     s.nodes[0].data_good = false;
     s.start(0);
     s.start(1);
@@ -1274,10 +1281,7 @@ fn replay_burst_at_restart_does_not_double_activate() {
 
 /// A cluster with fencing required on both nodes, brought up with node1 active.
 fn fenced(seed: u64) -> Sim {
-    let mut s = Sim::new(seed);
-    s.kill(0);
-    s.kill(1);
-    s.queue.clear();
+    let mut s = Sim::stopped(seed);
     for n in 0..2 {
         s.nodes[n].fencing = FencePolicy::Required {
             node1_delay: Duration::from_millis(FENCE_DELAY),
@@ -1453,10 +1457,7 @@ fn peer_back_during_a_failing_fence_keeps_its_services_and_nothing_waits() {
 #[test]
 fn both_losing_every_path_at_once_exactly_one_fences() {
     for seed in 0..50 {
-        let mut s = Sim::new(200 + seed);
-        s.kill(0);
-        s.kill(1);
-        s.queue.clear();
+        let mut s = Sim::stopped(200 + seed);
         let mut rng = SmallRng::seed_from_u64(seed);
         for n in 0..2 {
             s.nodes[n].fencing = FencePolicy::Required {
@@ -1716,10 +1717,7 @@ const REFRESH: u64 = 10_000;
 /// A cluster whose nodes refresh their announcements every [`REFRESH`] ms while active,
 /// brought up with node1 active.
 fn refreshing(seed: u64) -> Sim {
-    let mut s = Sim::new(seed);
-    s.kill(0);
-    s.kill(1);
-    s.queue.clear();
+    let mut s = Sim::stopped(seed);
     for n in 0..2 {
         s.nodes[n].garp_refresh = Some(Duration::from_millis(REFRESH));
     }
@@ -1871,10 +1869,7 @@ fn a_peer_heard_after_replication_went_away_makes_this_copy_stale_and_outdated()
 #[test]
 fn an_outdated_copy_never_promotes_even_in_a_fresh_core() {
     // A restarted clusterd (or a rebooted node): DRBD reports the copy outdated.
-    let mut s = Sim::new(401);
-    s.kill(0);
-    s.kill(1);
-    s.queue.clear();
+    let mut s = Sim::stopped(401);
     // Whatever the node believed before (it starts with data known good here), DRBD's
     // word decides.
     s.nodes[1].fencing = FencePolicy::Required {
@@ -1915,10 +1910,7 @@ fn a_silent_peer_whose_replication_is_connected_and_secondary_is_not_fenced() {
     // node2 activated first; node1 is in recovery mode fetching its copy: no
     // heartbeats from it, but DRBD connected with its device secondary.
     for seed in 0..10 {
-        let mut s = Sim::new(700 + seed);
-        s.kill(0);
-        s.kill(1);
-        s.queue.clear();
+        let mut s = Sim::stopped(700 + seed);
         s.nodes[1].fencing = FencePolicy::Required {
             node1_delay: Duration::from_millis(FENCE_DELAY),
         };
@@ -1931,10 +1923,7 @@ fn a_silent_peer_whose_replication_is_connected_and_secondary_is_not_fenced() {
         assert_eq!(s.role(1), Some(Role::Active), "seed {seed}");
     }
     // Without the replication's word the never-heard peer is fenced first.
-    let mut s = Sim::new(720);
-    s.kill(0);
-    s.kill(1);
-    s.queue.clear();
+    let mut s = Sim::stopped(720);
     s.nodes[1].fencing = FencePolicy::Required {
         node1_delay: Duration::from_millis(FENCE_DELAY),
     };
@@ -1980,10 +1969,7 @@ fn forcing_a_stale_copy_is_refused_while_the_peer_is_heard_and_still_fences() {
 fn a_restarted_daemon_of_the_active_node2_keeps_the_services_and_node1_does_not_try() {
     // node2 holds the services (node1's copy was not good at the start).
     for seed in 0..10 {
-        let mut s = Sim::new(600 + seed);
-        s.kill(0);
-        s.kill(1);
-        s.queue.clear();
+        let mut s = Sim::stopped(600 + seed);
         s.nodes[0].data_good = false;
         s.start(0);
         s.start(1);
