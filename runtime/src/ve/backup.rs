@@ -210,16 +210,11 @@ impl TemplateBackup {
         }
         self.make_backup_dir()
             .map_err(dir_err("creating", &self.backup_dir))?;
-        let lock = File::open(&self.backup_dir).map_err(dir_err("opening", &self.backup_dir))?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(BackupError::Busy {
-                    dir: self.backup_dir.clone(),
-                });
-            }
-            Err(e) => return Err(dir_err("locking", &self.backup_dir)(e.into())),
-        }
+        let lock = super::try_lock_dir(&self.backup_dir)
+            .map_err(dir_err("locking", &self.backup_dir))?
+            .ok_or_else(|| BackupError::Busy {
+                dir: self.backup_dir.clone(),
+            })?;
         self.remove_leftovers();
         for (_, file) in templates {
             let copy = self.backup_one(&file, open)?;

@@ -14,3 +14,18 @@ pub mod net;
 pub mod oci;
 pub mod restore;
 pub mod snapshot;
+
+/// Takes an exclusive lock on directory `dir` without waiting (one backup or
+/// restore at a time): `None` while another process holds it. The lock lasts as
+/// long as the returned file is open.
+///
+/// # Errors
+/// Opening the directory or locking it failed.
+pub(crate) fn try_lock_dir(dir: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let f = std::fs::File::open(dir)?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -132,16 +132,11 @@ impl Site {
                 d = p.parent();
             }
         }
-        let lock = File::open(&self.backup_dir).map_err(err("opening", &self.backup_dir))?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(SiteError::Busy {
-                    dir: self.backup_dir.clone(),
-                });
-            }
-            Err(e) => return Err(err("locking", &self.backup_dir)(e.into())),
-        }
+        let lock = super::try_lock_dir(&self.backup_dir)
+            .map_err(err("locking", &self.backup_dir))?
+            .ok_or_else(|| SiteError::Busy {
+                dir: self.backup_dir.clone(),
+            })?;
         if let Ok(entries) = std::fs::read_dir(&self.backup_dir) {
             for e in entries.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
