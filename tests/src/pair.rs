@@ -523,21 +523,7 @@ fn make_base(dir: &Path) -> Base {
         child: None,
     };
     cable.connect();
-    let (n1, n2) = ("192.168.100.101:443", "192.168.100.102:443");
-    lan.run(move || {
-        answers(n1, 3 * MIN);
-        answers(n2, 3 * MIN);
-        let p1 = crate::web::upload_and_activate(n1, &archive, PASSPHRASE, "fetch", "");
-        progress_until(
-            n1,
-            &p1,
-            "continue activation on the other node or check the crossover cable",
-            5 * MIN,
-        );
-        let p2 = crate::web::upload_and_activate(n2, &archive, PASSPHRASE, "destroy", CLUSTER);
-        progress_until(n2, &p2, "Activation finished", 10 * MIN);
-        progress_until(n1, &p1, "Activation finished", 15 * MIN);
-    });
+    lan.run(move || activate_both_in_recovery(&archive));
     let admin = passwords.admin.clone();
     let a = admin.clone();
     lan.run(move || {
@@ -619,6 +605,25 @@ fn make_base(dir: &Path) -> Base {
         made_in_s: made,
         ssh_key: key,
     }
+}
+
+/// Activates both nodes in recovery mode from `archive` through their web
+/// consoles (run in the LAN): node1 fetches and waits for node2, which
+/// destroys.
+fn activate_both_in_recovery(archive: &[u8]) {
+    let (n1, n2) = ("192.168.100.101:443", "192.168.100.102:443");
+    answers(n1, 3 * MIN);
+    answers(n2, 3 * MIN);
+    let p1 = crate::web::upload_and_activate(n1, archive, PASSPHRASE, "fetch", "");
+    progress_until(
+        n1,
+        &p1,
+        "continue activation on the other node or check the crossover cable",
+        5 * MIN,
+    );
+    let p2 = crate::web::upload_and_activate(n2, archive, PASSPHRASE, "destroy", CLUSTER);
+    progress_until(n2, &p2, "Activation finished", 10 * MIN);
+    progress_until(n1, &p1, "Activation finished", 15 * MIN);
 }
 
 /// The file name of the operator's SSH key in the base's directory.
@@ -810,21 +815,7 @@ impl Pair {
     /// node2, which destroys.
     pub fn activate_both(&self) {
         let archive = rig_archive(&self.cfg, Some(PASSPHRASE));
-        self.lan.run(move || {
-            let (n1, n2) = ("192.168.100.101:443", "192.168.100.102:443");
-            answers(n1, 3 * MIN);
-            answers(n2, 3 * MIN);
-            let p1 = crate::web::upload_and_activate(n1, &archive, PASSPHRASE, "fetch", "");
-            progress_until(
-                n1,
-                &p1,
-                "continue activation on the other node or check the crossover cable",
-                5 * MIN,
-            );
-            let p2 = crate::web::upload_and_activate(n2, &archive, PASSPHRASE, "destroy", CLUSTER);
-            progress_until(n2, &p2, "Activation finished", 10 * MIN);
-            progress_until(n1, &p1, "Activation finished", 15 * MIN);
-        });
+        self.lan.run(move || activate_both_in_recovery(&archive));
     }
 
     /// A page of node `n`'s console (its HTML), empty when it does not answer.
