@@ -497,6 +497,25 @@ impl Case {
     }
 }
 
+/// Starts node1 and waits until it is active alone (as in a cluster that has
+/// been up), then node2; after `settle` node1 must still be the active one.
+fn start_pair(rig: &Rig, sys: System, case: Case, settle: Duration) -> [NodeProc; 2] {
+    let n1 = start(rig, sys, 0, case);
+    wait_until(
+        &format!("{} node1 active", sys.name()),
+        Duration::from_secs(30),
+        || rig.has_vip(0),
+    );
+    let n2 = start(rig, sys, 1, case);
+    thread::sleep(settle);
+    assert!(
+        rig.has_vip(0) && !rig.has_vip(1),
+        "{}: node1 must stay active once node2 runs",
+        sys.name()
+    );
+    [n1, n2]
+}
+
 fn start(rig: &Rig, sys: System, i: usize, case: Case) -> NodeProc {
     let dir = rig.dir.join(format!("sys{}", i + 1));
     std::fs::create_dir_all(&dir).unwrap();
@@ -637,20 +656,7 @@ fn one_run(sys: System, jitter: &mut Jitter, sample_idle: bool) -> Run {
         .heartbeat
         .udp_port
         .get();
-    let n1 = start(&rig, sys, 0, Case::Kill);
-    // Let node1 become active alone first, as in a real cluster that has been up.
-    wait_until(
-        &format!("{} node1 active", sys.name()),
-        Duration::from_secs(30),
-        || rig.has_vip(0),
-    );
-    let n2 = start(&rig, sys, 1, Case::Kill);
-    thread::sleep(Duration::from_secs(3));
-    assert!(
-        rig.has_vip(0) && !rig.has_vip(1),
-        "{}: node1 must stay active",
-        sys.name()
-    );
+    let [n1, n2] = start_pair(&rig, sys, Case::Kill, Duration::from_secs(3));
     let members = [ns_members(n1.init), ns_members(n2.init)];
     let idle_cpu_pct = sample_idle.then(|| {
         let c0 = [cpu_ns(&members[0]), cpu_ns(&members[1])];
@@ -747,21 +753,9 @@ fn ping_run(sys: System, jitter: &mut Jitter) -> PingRun {
         "nft",
         "add table inet benchcut; add chain inet benchcut in { type filter hook input priority 0 ; policy accept ; }",
     ]);
-    let n1 = start(&rig, sys, 0, Case::PingLoss);
-    wait_until(
-        &format!("{} node1 active", sys.name()),
-        Duration::from_secs(30),
-        || rig.has_vip(0),
-    );
-    let n2 = start(&rig, sys, 1, Case::PingLoss);
-    // Both nodes hear each other and have seen the ping node answer; heartbeat has
-    // started ipfail (respawned once heartbeat is up).
-    thread::sleep(Duration::from_secs(5));
-    assert!(
-        rig.has_vip(0) && !rig.has_vip(1),
-        "{}: node1 must stay active while both reach the ping node",
-        sys.name()
-    );
+    // After 5 s both nodes hear each other and have seen the ping node answer;
+    // heartbeat has started ipfail (respawned once heartbeat is up).
+    let [n1, n2] = start_pair(&rig, sys, Case::PingLoss, Duration::from_secs(5));
     rig.lan_learn_vip();
     let mac2b = mac_bytes(&rig.mac(1));
     let capture = Capture::start(&rig.lan, udp_port);
