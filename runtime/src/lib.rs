@@ -56,6 +56,18 @@ pub(crate) fn last_line(text: &str) -> String {
         .to_owned()
 }
 
+/// Creates (or truncates) `path` for writing, readable and writable by its owner only
+/// from the moment it exists.
+pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Replaces `path` with `data`, file mode `mode`, so that a crash leaves the old or
 /// the new file, never a mix: temporary file (created with `mode`: a secret is never
 /// readable by others, not even for a moment), fsync, rename, fsync of the directory.

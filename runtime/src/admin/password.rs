@@ -17,7 +17,6 @@
 
 use std::fs::{self, File};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use tandem_api::{FACTORY_PASSWORD, MAX_SECRET, MIN_PASSWORD};
@@ -92,13 +91,7 @@ pub fn set(dir: &Path, password: &str) -> Result<(), ConsolePasswordError> {
         let p = p.to_owned();
         move |source| ConsolePasswordError::Io { path: p, source }
     };
-    let mut f = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
+    let mut f = crate::create_private(&tmp).map_err(io(&tmp))?;
     f.write_all(format!("{}\n", hash.as_str()).as_bytes())
         .map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;

@@ -26,6 +26,20 @@ struct Inner {
     started: Option<Instant>,
 }
 
+/// A job view in `state` with nothing done yet.
+fn blank(state: JobState) -> VeJobView {
+    VeJobView {
+        state,
+        kind: None,
+        ve: None,
+        phase: String::new(),
+        bytes_done: 0,
+        bytes_total: 0,
+        elapsed_ms: 0,
+        report: None,
+    }
+}
+
 /// The one VE backup-or-restore job of this node.
 #[derive(Debug, Clone)]
 pub struct VeBackupJob {
@@ -36,16 +50,7 @@ impl Default for VeBackupJob {
     fn default() -> Self {
         VeBackupJob {
             shared: Arc::new(Mutex::new(Inner {
-                view: VeJobView {
-                    state: JobState::Idle,
-                    kind: None,
-                    ve: None,
-                    phase: String::new(),
-                    bytes_done: 0,
-                    bytes_total: 0,
-                    elapsed_ms: 0,
-                    report: None,
-                },
+                view: blank(JobState::Idle),
                 started: None,
             })),
         }
@@ -92,18 +97,9 @@ impl VeBackupJob {
                 }
                 v
             }
-            Err(_) => VeJobView {
-                state: JobState::Failed {
-                    error: "the job's state was lost".into(),
-                },
-                kind: None,
-                ve: None,
-                phase: String::new(),
-                bytes_done: 0,
-                bytes_total: 0,
-                elapsed_ms: 0,
-                report: None,
-            },
+            Err(_) => blank(JobState::Failed {
+                error: "the job's state was lost".into(),
+            }),
         }
     }
 
@@ -129,14 +125,10 @@ impl VeBackupJob {
             )));
         }
         g.view = VeJobView {
-            state: JobState::Running,
             kind: Some(kind),
             ve,
             phase: "starting".into(),
-            bytes_done: 0,
-            bytes_total: 0,
-            elapsed_ms: 0,
-            report: None,
+            ..blank(JobState::Running)
         };
         g.started = Some(Instant::now());
         Ok(())

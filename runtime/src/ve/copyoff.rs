@@ -294,13 +294,7 @@ impl Drop for Private {
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), CopyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    crate::create_private(path)
         .and_then(|mut f| f.write_all(data))
         .map_err(|e| CopyError::Local {
             op: format!("writing {}", path.display()),

@@ -146,14 +146,6 @@ pub fn restore(
     }
     let _lock = site.lock()?;
     let staging = site.private_dir.join(format!(".restore-{id}"));
-    let io_err = |op, p: &Path| {
-        let p = p.to_owned();
-        move |source| RestoreError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&site.private_dir).map_err(io_err("creating", &site.private_dir))?;
     let r = unpack(site, id, same, &manifest, &staging, &open, &bad, progress);
@@ -179,14 +171,6 @@ fn unpack(
     bad: &dyn Fn(ReadError) -> RestoreError,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(bool, bool), RestoreError> {
-    let io_err = |op, p: &Path| {
-        let p = p.to_owned();
-        move |source| RestoreError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -277,4 +261,10 @@ fn free_bytes(dir: &Path) -> u64 {
         dir.parent().unwrap_or(Path::new("/"))
     };
     rustix::fs::statvfs(probe).map_or(0, |s| s.f_bfree.saturating_mul(s.f_frsize))
+}
+
+/// The error of `op` on `path` failing with an I/O error (for `map_err`).
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RestoreError {
+    let path = path.to_owned();
+    move |source| RestoreError::Io { op, path, source }
 }

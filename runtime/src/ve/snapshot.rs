@@ -113,14 +113,6 @@ impl Site {
     /// # Errors
     /// [`SiteError::Busy`] while another runs; the directory's failures.
     pub fn lock(&self) -> Result<File, SiteError> {
-        let err = |op, p: &Path| {
-            let p = p.to_owned();
-            move |source| SiteError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
         if !self.backup_dir.is_dir() {
             std::fs::create_dir_all(&self.backup_dir).map_err(err("creating", &self.backup_dir))?;
             let mut d = self.backup_dir.parent();
@@ -312,16 +304,8 @@ fn write(
     dst: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Written, SiteError> {
-    let err = |op, p: &Path| {
-        let p = p.to_owned();
-        move |source| SiteError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
     let total = estimate(private);
-    let out = create(body).map_err(err("creating", body))?;
+    let out = crate::create_private(body).map_err(err("creating", body))?;
     let mut enc =
         zstd::stream::write::Encoder::new(out, 3).map_err(err("compressing into", body))?;
     // A content checksum per frame: a flipped bit is found by the decoder too.
@@ -419,7 +403,7 @@ fn write(
         e.finish()
             .map_err(err("compressing the manifest for", dst))?
     };
-    let mut f = create(tmp).map_err(err("creating", tmp))?;
+    let mut f = crate::create_private(tmp).map_err(err("creating", tmp))?;
     f.write_all(&head).map_err(err("writing", tmp))?;
     let mut data = File::open(body).map_err(err("reading", body))?;
     io::copy(&mut data, &mut f).map_err(err("writing", tmp))?;
@@ -430,16 +414,6 @@ fn write(
         .and_then(|d| d.sync_all())
         .map_err(err("syncing", &site.backup_dir))?;
     Ok((manifest, freeze, frozen_span))
-}
-
-fn create(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
 }
 
 /// The bytes of the regular files below `dir` (for progress; 0 when unreadable).
@@ -664,6 +638,12 @@ pub fn list(dir: &Path) -> io::Result<Vec<Listed>> {
     }
     out.sort_by(|a, b| (&a.stamp, a.ve).cmp(&(&b.stamp, b.ve)));
     Ok(out)
+}
+
+/// The error of `op` on `path` failing with an I/O error (for `map_err`).
+fn err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SiteError {
+    let path = path.to_owned();
+    move |source| SiteError::Io { op, path, source }
 }
 
 #[cfg(test)]
