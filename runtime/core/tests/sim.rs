@@ -1965,6 +1965,16 @@ fn forcing_a_stale_copy_is_refused_while_the_peer_is_heard_and_still_fences() {
     assert_eq!(s.role(1), Some(Role::Active));
 }
 
+/// An up-to-date copy connected to the peer's, with both devices' roles given.
+fn connected_replica(primary: bool, peer_secondary: bool) -> Input<'static> {
+    Input::Replica(Replica {
+        disk: ReplicaDisk::UpToDate,
+        connected: true,
+        primary,
+        peer_secondary,
+    })
+}
+
 #[test]
 fn a_restarted_daemon_of_the_active_node2_keeps_the_services_and_node1_does_not_try() {
     // node2 holds the services (node1's copy was not good at the start).
@@ -1987,26 +1997,10 @@ fn a_restarted_daemon_of_the_active_node2_keeps_the_services_and_node1_does_not_
         s.run_until(s.t + 500);
         s.start(1);
         let now = s.now();
-        s.core(1).handle(
-            now,
-            Input::Replica(Replica {
-                disk: ReplicaDisk::UpToDate,
-                connected: true,
-                primary: true,
-                peer_secondary: true,
-            }),
-        );
+        s.core(1).handle(now, connected_replica(true, true));
         s.drain(1);
         let now = s.now();
-        s.core(0).handle(
-            now,
-            Input::Replica(Replica {
-                disk: ReplicaDisk::UpToDate,
-                connected: true,
-                primary: false,
-                peer_secondary: false,
-            }),
-        );
+        s.core(0).handle(now, connected_replica(false, false));
         s.drain(0);
         s.run_until(s.t + 5000);
         assert_eq!(s.role(1), Some(Role::Active), "seed {seed}: {:?}", s.events);
