@@ -93,6 +93,8 @@ impl Heard {
 pub(super) struct Inputs {
     tx: [mpsc::Sender<Heard>; 4],
     dropped: Arc<[AtomicU64; 4]>,
+    /// Wakes [`report_drops`] at a drop: it sleeps while nothing is dropped.
+    drop_seen: Arc<tokio::sync::Notify>,
 }
 
 /// The receiving side of the queues, for the loop.
@@ -129,7 +131,15 @@ impl Inputs {
             unreachable!("one queue per source")
         };
         let dropped = Arc::new([const { AtomicU64::new(0) }; 4]);
-        (Inputs { tx, dropped }, Heards { rx })
+        let drop_seen = Arc::new(tokio::sync::Notify::new());
+        (
+            Inputs {
+                tx,
+                dropped,
+                drop_seen,
+            },
+            Heards { rx },
+        )
     }
 
     /// Queues `heard` without waiting; a full queue drops it and counts the drop.
@@ -139,6 +149,7 @@ impl Inputs {
             Ok(()) => true,
             Err(TrySendError::Full(h)) => {
                 self.dropped[h.source() as usize].fetch_add(1, Ordering::Relaxed);
+                self.drop_seen.notify_one();
                 true
             }
             Err(TrySendError::Closed(_)) => false,
@@ -220,13 +231,19 @@ impl DropReport {
 }
 
 /// Publishes an `input_dropped` event when inputs start being dropped and when that
-/// has stopped; at most one line each [`DROP_CHECK_EVERY`]. Ends with the loop.
+/// has stopped; at most one line each [`DROP_CHECK_EVERY`]. While nothing is dropped
+/// it sleeps until the first drop wakes it (no periodic wake-up at idle). Ends with
+/// the loop.
 pub(super) async fn report_drops(inputs: Inputs, hub: Arc<EventHub>) {
     let mut report = DropReport::default();
-    let mut every = tokio::time::interval(DROP_CHECK_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inputs.is_closed() {
-        every.tick().await;
+        if report.quiet.is_none() {
+            tokio::select! {
+                () = inputs.drop_seen.notified() => {}
+                () = inputs.tx[0].closed() => return,
+            }
+        }
+        tokio::time::sleep(DROP_CHECK_EVERY).await;
         if let Some(text) = report.check(inputs.dropped()) {
             hub.publish("input_dropped", text);
         }
