@@ -841,22 +841,32 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The items of `all` named (by `key`) in the comma-separated list of variable
+/// `var`; all of them when it is not set.
+fn chosen<T: Copy>(var: &str, all: &[T], key: fn(T) -> &'static str) -> Vec<T> {
+    let Ok(list) = std::env::var(var) else {
+        return all.to_vec();
+    };
+    list.split(',')
+        .map(|k| {
+            *all.iter()
+                .find(|t| key(**t) == k.trim())
+                .unwrap_or_else(|| {
+                    let known: Vec<_> = all.iter().map(|t| key(*t)).collect();
+                    panic!(
+                        "unknown {k:?} in {var} (expected one of {})",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     need_tool("ip", "iproute2");
     need_tool("socat", "socat");
-    let systems: Vec<System> = match std::env::var("TANDEM_BENCH_SYSTEMS") {
-        Ok(list) => list
-            .split(',')
-            .map(|k| {
-                *System::ALL
-                    .iter()
-                    .find(|s| s.key() == k.trim())
-                    .unwrap_or_else(|| panic!("unknown system {k:?} in TANDEM_BENCH_SYSTEMS"))
-            })
-            .collect(),
-        Err(_) => System::ALL.to_vec(),
-    };
+    let systems = chosen("TANDEM_BENCH_SYSTEMS", &System::ALL, System::key);
     if systems.contains(&System::Keepalived) {
         need_tool("keepalived", "keepalived");
     }
@@ -866,20 +876,11 @@ fn main() {
             "install the Debian package heartbeat (apt-get install -y --no-install-recommends heartbeat resource-agents)"
         );
     }
-    let cases: Vec<Case> = match std::env::var("TANDEM_BENCH_CASES") {
-        Ok(list) => list
-            .split(',')
-            .map(|k| {
-                *[Case::Kill, Case::PingLoss]
-                    .iter()
-                    .find(|c| c.key() == k.trim())
-                    .unwrap_or_else(|| {
-                        panic!("unknown case {k:?} in TANDEM_BENCH_CASES (expected kill, ping)")
-                    })
-            })
-            .collect(),
-        Err(_) => vec![Case::Kill, Case::PingLoss],
-    };
+    let cases = chosen(
+        "TANDEM_BENCH_CASES",
+        &[Case::Kill, Case::PingLoss],
+        Case::key,
+    );
     if cases.contains(&Case::PingLoss) {
         need_tool("nft", "nftables");
         if systems.contains(&System::Heartbeat) {

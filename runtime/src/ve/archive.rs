@@ -290,20 +290,27 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The header of a regular file of `size` bytes owned by root, without its name.
+#[must_use]
+pub fn file_header(size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
 /// The tar bytes of one regular-file member holding `data` (header, data, padding),
 /// without the end-of-archive blocks: the manifest's frame.
 ///
 /// # Errors
 /// The name does not fit a tar header.
 pub fn member_bytes(name: &str, data: &[u8], mtime: u64) -> io::Result<Vec<u8>> {
-    let mut h = tar::Header::new_gnu();
+    let mut h = file_header(data.len() as u64, 0o600, mtime);
     h.set_path(name)?;
-    h.set_size(data.len() as u64);
-    h.set_mode(0o600);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
     let mut out = Vec::with_capacity(512 + data.len() + 512);
     out.extend_from_slice(h.as_bytes());

@@ -324,13 +324,7 @@ fn write(
         dev: 0,
     };
     // The VE file: it changes only through clusterd, read before the freeze.
-    let mut h = tar::Header::new_gnu();
-    h.set_size(conf.len() as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(unix);
-    h.set_entry_type(tar::EntryType::Regular);
+    let mut h = archive::file_header(conf.len() as u64, 0o644, unix);
     tar.append_data(&mut h, CONF_NAME, conf)
         .map_err(err("writing", body))?;
     w.members.push(Member {
