@@ -26,6 +26,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
+    // The update tests drive RAUC's service on a bus of their own, with its GRUB
+    // back-end.
+    ("rauc", "rauc"),
+    ("dbus-daemon", "dbus"),
+    ("grub-editenv", "grub-common"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
