@@ -142,6 +142,7 @@ pub async fn run(
         job: admin.update.clone(),
         init_pid: admin.init_pid,
         trial: None,
+        deadline: std::time::Duration::ZERO,
     };
     let service = control::serve(
         &settings,

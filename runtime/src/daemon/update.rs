@@ -16,12 +16,8 @@ use crate::admin::update::UpdateJob;
 use crate::alerts::Alert;
 use crate::update::record::{Boot, Pending};
 
-/// How a new system proves itself: healthy for 10 s without a break, within 5 min
-/// of clusterd's start (a pair under load forms in well under a minute).
-pub const RULE: TrialRule = TrialRule {
-    settle: Duration::from_secs(10),
-    deadline: Duration::from_secs(300),
-};
+/// How long every health fact must hold before a new system is kept.
+pub const SETTLE: Duration = Duration::from_secs(10);
 
 /// How long the start waits for the update service to answer.
 const SERVICE_WAIT: Duration = Duration::from_secs(60);
@@ -31,6 +27,8 @@ pub(super) struct Updates {
     pub(super) job: UpdateJob,
     pub(super) init_pid: i32,
     pub(super) trial: Option<(Trial, Pending)>,
+    /// The trial's deadline (`updates.trial-deadline`).
+    pub(super) deadline: Duration,
 }
 
 /// Reads what this boot is, off the loop: an ordinary boot is committed at once, a
@@ -85,6 +83,14 @@ impl Shell {
     /// The first boot of a new system begins its trial.
     pub(super) fn trial_begins(&mut self, p: Pending) {
         let now = self.clock.now();
+        self.updates.deadline = self.running_cfg.as_ref().map_or(
+            Duration::from(tandem_config::schema::DEFAULT_TRIAL_DEADLINE),
+            |c| Duration::from(c.updates.trial_deadline()),
+        );
+        let rule = TrialRule {
+            settle: SETTLE,
+            deadline: self.updates.deadline,
+        };
         self.hub.publish(
             "update",
             format!(
@@ -92,10 +98,10 @@ impl Shell {
                 p.to_version,
                 p.to_slot,
                 p.from_version,
-                RULE.deadline.as_secs() / 60
+                rule.deadline.as_secs() / 60
             ),
         );
-        self.updates.trial = Some((Trial::new(RULE, now), p));
+        self.updates.trial = Some((Trial::new(rule, now), p));
     }
 
     /// The trial's check, at each replication reading (every second).
@@ -161,7 +167,7 @@ impl Shell {
                     format!(
                         "update to {} did not become healthy within {} min ({}), but this node runs the services: it stays on {} until the services are moved (tandem switchover) and it is restarted, which goes back to {}",
                         p.to_version,
-                        RULE.deadline.as_secs() / 60,
+                        self.updates.deadline.as_secs() / 60,
                         health.missing().join(", "),
                         p.to_version,
                         p.from_version
@@ -177,7 +183,7 @@ impl Shell {
                 let text = format!(
                     "update to {} did not become healthy within {} min ({}): going back to {}",
                     p.to_version,
-                    RULE.deadline.as_secs() / 60,
+                    self.updates.deadline.as_secs() / 60,
                     health.missing().join(", "),
                     p.from_version
                 );
