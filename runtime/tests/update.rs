@@ -299,6 +299,7 @@ fn pending() -> Pending {
         from_slot: "A".into(),
         from_version: "0.5.0+abc".into(),
         installed_at: 1,
+        held: false,
     }
 }
 

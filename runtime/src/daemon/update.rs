@@ -177,6 +177,12 @@ impl Shell {
                         new: p.to_version.clone(),
                     },
                 );
+                let (job, hub) = (self.updates.job.clone(), Arc::clone(&self.hub));
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = job.updater.hold() {
+                        hub.publish("update", e.0);
+                    }
+                });
             }
             TrialStep::GiveUp => {
                 self.updates.job.set_trial(None);

@@ -174,6 +174,7 @@ impl Updater {
             from_slot,
             from_version: self.running_version(),
             installed_at: now_secs(),
+            held: false,
         };
         let mut record = self.record().unwrap_or_default();
         record.pending = Some(pending.clone());
@@ -261,6 +262,21 @@ impl Updater {
                 .map_err(|e| fail(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// The trial ran out on the node that runs the services: the record says the new
+    /// system is held, so init's own deadline leaves the node running.
+    ///
+    /// # Errors
+    /// The record cannot be written.
+    pub fn hold(&self) -> Result<(), UpdateError> {
+        let mut record = self.record()?;
+        if let Some(p) = &mut record.pending {
+            p.held = true;
+        }
+        record
+            .save(&self.state_dir)
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// Gives the booted (trial) slot up: marked bad, so the next start takes the

@@ -31,6 +31,10 @@ pub struct Pending {
     pub from_version: String,
     /// When the install finished (seconds since the epoch).
     pub installed_at: u64,
+    /// The trial ran out while this node ran the services: it stays on the new
+    /// system until it is restarted (init's own deadline must not restart it).
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// One line of the history.
@@ -163,6 +167,7 @@ mod tests {
             from_slot: "A".into(),
             from_version: "0.1.0".into(),
             installed_at: 1,
+            held: false,
         }
     }
 
