@@ -32,51 +32,67 @@ pub(super) struct Updates {
 }
 
 /// Reads what this boot is, off the loop: an ordinary boot is committed at once, a
-/// rollback reported and committed, a trial handed to the loop.
+/// rollback reported and committed, a trial handed to the loop. Each question to
+/// RAUC runs on a blocking thread of its own; the waits between them are the loop's
+/// timers, so a shutdown never waits for the update service.
 pub(super) fn start(job: UpdateJob, tx: mpsc::Sender<In>, hub: Arc<EventHub>) {
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         let started = std::time::Instant::now();
         let boot = loop {
-            match job.updater.boot() {
-                Ok(b) => break b,
-                Err(e) if started.elapsed() >= SERVICE_WAIT => {
+            let j = job.clone();
+            match tokio::task::spawn_blocking(move || j.updater.boot()).await {
+                Ok(Ok(b)) => break b,
+                Ok(Err(e)) if e.engine_missing() => {
+                    hub.publish("update", format!("updates are not possible here: {e}"));
+                    return;
+                }
+                Ok(Err(e)) if started.elapsed() >= SERVICE_WAIT => {
                     hub.publish(
                         "update",
                         format!("the system slots are unknown, nothing is committed: {e}"),
                     );
                     return;
                 }
-                Err(_) => std::thread::sleep(Duration::from_secs(2)),
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_secs(2)).await,
+                Err(_) => return,
             }
         };
-        match boot {
-            Boot::Ordinary => {
-                if let Err(e) = job.updater.commit(None) {
-                    hub.publish("update", e.0);
-                }
-            }
-            Boot::RolledBack(p) => {
-                let text = job
-                    .updater
-                    .rolled_back(&p)
-                    .unwrap_or_else(|e| format!("update to {} failed: {e}", p.to_version));
-                hub.alert(
-                    "update",
-                    text,
-                    &Alert::Update {
-                        old: p.from_version.clone(),
-                        new: p.to_version.clone(),
-                    },
-                );
-                if let Err(e) = job.updater.commit(None) {
-                    hub.publish("update", e.0);
-                }
-            }
-            Boot::Trial(p) => {
-                let _ = tx.blocking_send(In::UpdateTrial(p));
-            }
+        let after = tokio::task::spawn_blocking(move || after_boot(&job, boot, &hub)).await;
+        if let Ok(Some(p)) = after {
+            let _ = tx.send(In::UpdateTrial(p)).await;
         }
     });
+}
+
+/// Acts on what this boot is; returns the update whose trial begins.
+fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> Option<Pending> {
+    match boot {
+        Boot::Ordinary => {
+            if let Err(e) = job.updater.commit(None) {
+                hub.publish("update", e.0);
+            }
+            None
+        }
+        Boot::RolledBack(p) => {
+            let text = job
+                .updater
+                .rolled_back(&p)
+                .unwrap_or_else(|e| format!("update to {} failed: {e}", p.to_version));
+            hub.alert(
+                "update",
+                text,
+                &Alert::Update {
+                    old: p.from_version.clone(),
+                    new: p.to_version.clone(),
+                },
+            );
+            if let Err(e) = job.updater.commit(None) {
+                hub.publish("update", e.0);
+            }
+            None
+        }
+        Boot::Trial(p) => Some(p),
+    }
 }
 
 impl Shell {

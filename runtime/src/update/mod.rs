@@ -42,8 +42,32 @@ pub struct Updater {
 #[error("{0}")]
 pub struct UpdateError(pub String);
 
+/// The words of an [`UpdateError`] whose cause is that the engine is not installed.
+const NO_ENGINE: &str = "the update engine (rauc) is not installed";
+
+impl UpdateError {
+    /// The engine is not installed (a test machine, not a node): asking again will
+    /// not help.
+    #[must_use]
+    pub fn engine_missing(&self) -> bool {
+        self.0.contains(NO_ENGINE)
+    }
+}
+
 fn fail(text: impl Into<String>) -> UpdateError {
     UpdateError(text.into())
+}
+
+/// The operator's words for a failure to talk to RAUC.
+fn engine(e: &rauc::RaucError) -> String {
+    match e {
+        rauc::RaucError::Start { source, program }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            format!("{NO_ENGINE} ({program})")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Seconds since the epoch.
@@ -117,9 +141,12 @@ impl Updater {
     /// # Errors
     /// RAUC cannot tell.
     pub fn status(&self) -> Result<Status, UpdateError> {
-        self.rauc
-            .status()
-            .map_err(|e| fail(format!("the update service cannot tell the slots: {e}")))
+        self.rauc.status().map_err(|e| {
+            fail(format!(
+                "the update service cannot tell the slots: {}",
+                engine(&e)
+            ))
+        })
     }
 
     /// Checks `bundle` without writing anything: signature (RAUC, against the
