@@ -68,6 +68,7 @@
 #![warn(missing_docs)]
 
 mod time;
+pub mod ve_health;
 
 use std::collections::VecDeque;
 use std::time::Duration;
