@@ -13,6 +13,7 @@ pub mod manager;
 pub mod net;
 pub mod oci;
 pub mod restore;
+pub mod seccomp;
 pub mod snapshot;
 
 /// Takes an exclusive lock on directory `dir` without waiting (one backup or
