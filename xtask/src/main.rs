@@ -26,6 +26,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
+    // The OCI runtime of the VE tests, and the busybox of their built-in template.
+    ("crun", "crun"),
+    ("busybox", "busybox-static"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),

@@ -681,7 +681,9 @@ impl Ves {
             return Err(VeError::NotRunning(id));
         }
         let mut cmd = Command::new(&self.layout.crun);
-        cmd.arg("exec");
+        // crun exec takes the capabilities and the seccomp filter from the VE's
+        // configuration but not its noNewPrivileges.
+        cmd.args(["exec", "--no-new-privs"]);
         if tty {
             cmd.arg("-t");
         }
