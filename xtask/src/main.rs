@@ -26,9 +26,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
-    // The OCI runtime of the VE tests, and the busybox of their built-in template.
+    // The OCI runtime of the VE tests.
     ("crun", "crun"),
-    ("busybox", "busybox-static"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
@@ -44,6 +43,8 @@ const TEST_FILES: &[(&str, &str)] = &[
     ),
     // The packet filter and the SSH server and client of the firewall and sshd tests
     // (nft also drops heartbeats on the pair scenarios' switch).
+    // The busybox the VE tests' built-in template copies.
+    ("/bin/busybox", "busybox-static"),
     ("/usr/sbin/nft", "nftables"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/ssh", "openssh-client"),
