@@ -206,6 +206,12 @@ impl VeHealth {
         self.state
     }
 
+    /// Whether a start was asked for and not yet reported.
+    #[must_use]
+    pub fn is_starting(&self) -> bool {
+        self.starting
+    }
+
     /// Crashes within the window at `now`.
     #[must_use]
     pub fn crashes(&self, now: Instant) -> u32 {
@@ -232,6 +238,10 @@ impl VeHealth {
     pub fn handle(&mut self, now: Instant, input: VeInput) {
         match input {
             VeInput::Started => {
+                if !self.starting {
+                    // A start nobody asked for any more (stopped meanwhile).
+                    return;
+                }
                 let was_restart = self.starting && self.crashes(now) > 0;
                 self.starting = false;
                 self.stopping = false;

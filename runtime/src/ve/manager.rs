@@ -492,6 +492,15 @@ impl Ves {
         Some((status, pid))
     }
 
+    /// The pid (in the node's pid namespace) of a running VE's first process.
+    #[must_use]
+    pub fn init_pid(&self, id: u32) -> Option<u32> {
+        match self.state(id) {
+            Some((s, pid)) if s == "running" && pid > 0 => Some(pid),
+            _ => None,
+        }
+    }
+
     /// True when the VE's processes run.
     #[must_use]
     pub fn is_running(&self, id: u32) -> bool {

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod conf;
 pub mod copyoff;
 pub mod freeze;
+pub mod health;
 pub mod manager;
 pub mod net;
 pub mod oci;
