@@ -345,8 +345,11 @@ impl VeHealth {
     }
 
     /// The operator (or the chain) starts the VE: a given-up or stopped VE is watched
-    /// again. The shell starts it itself and reports [`VeInput::Started`].
+    /// again, with a fresh count of crashes. The shell starts it itself and reports
+    /// [`VeInput::Started`].
     pub fn start_requested(&mut self) {
+        // Somebody chose to run it: earlier crashes are not held against this run.
+        self.crashes.clear();
         self.state = VeState::Running;
         self.starting = true;
         self.stopping = false;

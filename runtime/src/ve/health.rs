@@ -115,7 +115,7 @@ fn secs(d: Duration) -> String {
     }
 }
 
-fn event(id: u32, a: &VeAlert) -> VeEvent {
+fn event(id: u32, a: &VeAlert, run_dir: &std::path::Path) -> VeEvent {
     match a {
         VeAlert::Stopped => VeEvent {
             id,
@@ -158,9 +158,10 @@ fn event(id: u32, a: &VeAlert) -> VeEvent {
             old: "crashed",
             new: "given up",
             text: format!(
-                "VE {id} crashed {count} times within {}: {}; it is not restarted any more. Check its log (/run/tandem/ve/{id}/console.log) and its programs, then start it with tandem ve start {id}",
+                "VE {id} crashed {count} times within {}: {}; it is not restarted any more. Check its log ({}) and its programs, then start it with tandem ve start {id}",
                 secs(*window),
-                describe(crash)
+                describe(crash),
+                run_dir.join(id.to_string()).join("console.log").display()
             ),
         },
     }
@@ -280,7 +281,7 @@ impl VeSupervisor {
     fn act(&self, id: u32, o: VeOutput) {
         match o {
             VeOutput::Alert(a) => {
-                let e = event(id, &a);
+                let e = event(id, &a, &self.ves.layout.run_dir);
                 let sink = self.lock().sink.clone();
                 match sink {
                     Some(s) => s(e),
@@ -406,11 +407,6 @@ impl VeSupervisor {
         }
         self.entry(id);
         if let Some(w) = self.lock().ves.get_mut(&id) {
-            if w.health.state() != VeState::Stopped {
-                w.health
-                    .handle(Instant::default(), VeInput::Stopping(StopCause::Release));
-                while w.health.poll_output().is_some() {}
-            }
             w.health.start_requested();
             w.run += 1;
         }
@@ -523,6 +519,7 @@ mod tests {
                 restart_in: Duration::from_secs(2),
                 count: 2,
             },
+            std::path::Path::new("/run/tandem/ve"),
         );
         assert_eq!(
             e.text,
@@ -535,6 +532,12 @@ mod tests {
                 count: 6,
                 window: Duration::from_secs(600),
             },
+            std::path::Path::new("/run/tandem/ve"),
+        );
+        assert!(
+            e.text.contains("/run/tandem/ve/7/console.log"),
+            "{}",
+            e.text
         );
         assert!(
             e.text.contains("crashed 6 times within 600 s"),
@@ -543,6 +546,9 @@ mod tests {
         );
         assert!(e.text.contains("tandem ve start 7"), "{}", e.text);
         assert_eq!((e.old, e.new), ("crashed", "given up"));
-        assert_eq!(event(7, &VeAlert::Stopped).kind, "ve_stopped");
+        assert_eq!(
+            event(7, &VeAlert::Stopped, std::path::Path::new("/r")).kind,
+            "ve_stopped"
+        );
     }
 }
