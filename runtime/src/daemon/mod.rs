@@ -44,6 +44,7 @@ mod replica;
 mod serial;
 mod status;
 mod udp;
+mod ves;
 
 use std::sync::Arc;
 
@@ -135,6 +136,7 @@ pub async fn run(
         None => None,
     };
     let pinger = start_pinger(&settings, &inputs)?;
+    ves::connect(&admin, &hub);
     let service = control::serve(
         &settings,
         sync.clone(),

@@ -442,6 +442,16 @@ impl VeSupervisor {
         self.ves.stop(id, grace).await
     }
 
+    /// Whether VE `id` is known here and not stopped (running, or waiting for a
+    /// restart, or given up).
+    #[must_use]
+    pub fn watches(&self, id: u32) -> bool {
+        self.lock()
+            .ves
+            .get(&id)
+            .is_some_and(|w| w.health.state() != VeState::Stopped)
+    }
+
     /// The state of every VE this supervisor watched, by number.
     #[must_use]
     pub fn views(&self) -> Vec<VeHealthView> {

@@ -851,6 +851,8 @@ pub struct OnbootVes {
     pub garp_count: u32,
     /// Gap between them.
     pub garp_gap: Duration,
+    /// The watch the VEs are started and stopped through, when clusterd has one.
+    pub health: Option<super::health::VeSupervisor>,
     repeats: Option<crate::resources::Repeats>,
 }
 
@@ -862,8 +864,16 @@ impl OnbootVes {
             ves,
             garp_count,
             garp_gap,
+            health: None,
             repeats: None,
         }
+    }
+
+    /// Starts and stops the VEs through `health`, which watches them while they run.
+    #[must_use]
+    pub fn watched_by(mut self, health: super::health::VeSupervisor) -> OnbootVes {
+        self.health = Some(health);
+        self
     }
 
     /// Each running VE's addresses with the uplink they are announced on.
@@ -920,14 +930,27 @@ impl crate::resources::Resource for OnbootVes {
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
         Box::pin(async move {
             let ves = &self.ves;
+            let health = self.health.clone();
             let mut started = Vec::new();
             for id in ves.ids()? {
-                if !ves.file(id)?.onboot || ves.is_running(id) {
+                if !ves.file(id)?.onboot {
                     continue;
                 }
-                if let Err(e) = ves.start(id).await {
+                if ves.is_running(id) {
+                    // Still running from before clusterd started again: watched from
+                    // now on.
+                    if let Some(h) = &health {
+                        h.adopt(id);
+                    }
+                    continue;
+                }
+                let result = match &health {
+                    Some(h) => h.start(id).await,
+                    None => ves.start(id).await,
+                };
+                if let Err(e) = result {
                     for done in started.iter().rev() {
-                        let _ = ves.stop(*done, Duration::from_secs(10)).await;
+                        let _ = stop_for_release(ves, health.as_ref(), *done).await;
                     }
                     return Err(e.into());
                 }
@@ -955,14 +978,31 @@ impl crate::resources::Resource for OnbootVes {
             let mut first = None;
             let ids = ves.ids()?;
             for id in ids.into_iter().rev() {
-                if ves.is_running(id)
-                    && let Err(e) = ves.stop(id, Duration::from_secs(10)).await
-                {
+                // Also a VE waiting for its restart: it must not come back.
+                if let Err(e) = stop_for_release(ves, self.health.as_ref(), id).await {
                     first.get_or_insert(e);
                 }
             }
             first.map_or(Ok(()), |e| Err(e.into()))
         })
+    }
+}
+
+/// Stops VE `id` as the services are released (failover, switchover, shutdown):
+/// through `health` so that it is not restarted, else directly when it runs.
+async fn stop_for_release(
+    ves: &Ves,
+    health: Option<&super::health::VeSupervisor>,
+    id: u32,
+) -> Result<(), VeError> {
+    let grace = Duration::from_secs(10);
+    match health {
+        Some(h) if h.watches(id) || ves.is_running(id) => {
+            h.stop(id, grace, tandem_core::ve_health::StopCause::Release)
+                .await
+        }
+        None if ves.is_running(id) => ves.stop(id, grace).await,
+        _ => Ok(()),
     }
 }
 
