@@ -157,17 +157,14 @@ impl CrunRig {
             args.push("--env".to_owned());
             args.push(format!("{k}={v}"));
         }
-        args.extend(
-            [
-                format!("ve{id}"),
-                "/probe".to_owned(),
-                "--exact".to_owned(),
-                name.to_owned(),
-                "--nocapture".to_owned(),
-                "--test-threads=1".to_owned(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            format!("ve{id}"),
+            "/probe".to_owned(),
+            "--exact".to_owned(),
+            name.to_owned(),
+            "--nocapture".to_owned(),
+            "--test-threads=1".to_owned(),
+        ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.crun(&args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
