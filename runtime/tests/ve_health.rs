@@ -219,3 +219,114 @@ fn a_failing_health_check_restarts_the_ve_and_a_passing_one_does_not() {
         assert!(rig.ves.is_running(64));
     });
 }
+
+/// A tmpfs mounted on `path` for the test (the data area the control service asks
+/// for); unmounted when dropped.
+struct DataArea(std::path::PathBuf);
+
+impl DataArea {
+    fn mount(path: &std::path::Path) -> DataArea {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tandem-test"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs on {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DataArea(path.to_owned())
+    }
+}
+
+impl Drop for DataArea {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The operator's road: `VeStart`, `VeStop` and `VeRestart` requests to the control
+/// service, which start and stop through the watch.
+#[test]
+fn the_operators_requests_go_through_the_watch() {
+    use tandem_api::wire::RequestLine;
+    use tandem_api::{API_VERSION, Reply, Request};
+    use tandem_runtime::admin::Admin;
+    use tandem_runtime::control::{ClusterLink, Handled, Service};
+
+    let rig = CrunRig::new();
+    rig.create(67, "");
+    let data = DataArea::mount(&rig.dir.path().join("data"));
+    runtime().block_on(async {
+        let (sup, events) = supervisor(&rig);
+        let mut admin = Admin::new(
+            rig.dir.path().join("store"),
+            tandem_config::NodeId::Node1,
+            "sim".parse().unwrap(),
+        );
+        admin.ve.data_mount.clone_from(&data.0);
+        admin.ve_health = Some(sup.clone());
+        let link = ClusterLink {
+            ask: Arc::new(|_| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Reply::Done);
+                rx
+            }),
+            events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
+            hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
+                &tandem_runtime::hw::Board::None,
+            ))),
+        };
+        let service = Arc::new(Service::new(admin, Some(link)));
+        let ask = |request: Request| {
+            let service = Arc::clone(&service);
+            async move {
+                let line = RequestLine {
+                    version: API_VERSION,
+                    token: None,
+                    payload: 0,
+                    request,
+                };
+                match service.handle(0, line, Vec::new()).await {
+                    Handled::One(r, _) => r,
+                    Handled::Events { .. } => panic!("an event stream"),
+                }
+            }
+        };
+        assert_eq!(ask(Request::VeStart { id: 67 }).await, Reply::Done);
+        assert!(rig.ves.is_running(67));
+        // Started through the request: watched, so a crash is restarted.
+        kill_init(&rig, 67);
+        wait_for("the restart", Duration::from_secs(5), || {
+            kinds(&events).contains(&"ve_restarted")
+        })
+        .await;
+        let old = rig.init_pid(67).unwrap();
+        assert_eq!(ask(Request::VeRestart { id: 67 }).await, Reply::Done);
+        assert_ne!(rig.init_pid(67), Some(old), "not restarted");
+        assert_eq!(
+            ask(Request::VeStop {
+                id: 67,
+                grace_secs: Some(5)
+            })
+            .await,
+            Reply::Done
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !rig.ves.is_running(67),
+            "restarted after the operator's stop"
+        );
+        assert_eq!(kinds(&events), ["ve_crashed", "ve_restarted", "ve_stopped"]);
+        assert_eq!(sup.views()[0].state, "stopped");
+        // A VE that does not exist: refused with its number.
+        match ask(Request::VeStart { id: 68 }).await {
+            Reply::Refused(r) => assert!(r.to_string().contains("VE 68"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+    });
+    drop(data);
+}

@@ -71,6 +71,8 @@ pub enum StopCause {
     Operator,
     /// The node releases the services (failover, switchover, shutdown).
     Release,
+    /// The operator restarts it: a start follows at once.
+    Restart,
 }
 
 /// What the shell reports about a VE.

@@ -194,7 +194,7 @@ fn crashes_far_apart_never_give_up() {
 
 #[test]
 fn stops_by_the_operator_or_a_release_are_not_restarted() {
-    for cause in [StopCause::Operator, StopCause::Release] {
+    for cause in [StopCause::Operator, StopCause::Release, StopCause::Restart] {
         let mut s = Sim::new(RestartPolicy::default(), Some(Duration::from_secs(5)));
         s.run_until(12_000);
         s.input(VeInput::Stopping(cause));
@@ -206,7 +206,9 @@ fn stops_by_the_operator_or_a_release_are_not_restarted() {
         let alerts: Vec<&VeAlert> = s.alerts.iter().map(|(_, a)| a).collect();
         match cause {
             StopCause::Operator => assert_eq!(alerts, [&VeAlert::Stopped]),
-            StopCause::Release => assert!(alerts.is_empty(), "{alerts:?}"),
+            StopCause::Release | StopCause::Restart => {
+                assert!(alerts.is_empty(), "{alerts:?}");
+            }
         }
     }
     // A stop while a restart is pending cancels it.

@@ -627,9 +627,8 @@ impl Service {
         };
         let stopped = match action {
             VeAction::Start => Ok(()),
-            VeAction::Stop(_) | VeAction::Restart => {
-                health.stop(id, grace, StopCause::Operator).await
-            }
+            VeAction::Stop(_) => health.stop(id, grace, StopCause::Operator).await,
+            VeAction::Restart => health.stop(id, grace, StopCause::Restart).await,
         };
         let done = match (stopped, action) {
             (Err(e), _) => Err(e),
