@@ -197,6 +197,12 @@ fn probe_inside_a_ve() {
             println!("STATUS {who}{key} {v}");
         }
     }
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    println!(
+        "STATUS uid_map {}",
+        map.split_whitespace().collect::<Vec<_>>().join(":")
+    );
+    std::fs::write("/root/made-inside", "x").unwrap();
     let pids = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
@@ -330,6 +336,27 @@ fn a_ves_root_user_is_contained() {
         status["devices"], "-",
         "disk or memory devices in the VE's /dev: {out}"
     );
+    // Its own user namespace: its root is the node's 100000 + 41 * 65536, and so are
+    // the files it makes and the files of its private area.
+    let base = tandem_runtime::ve::idmap::id_base(41).unwrap();
+    assert_eq!(status["uid_map"], format!("0:{base}:65536"), "{out}");
+    // Shifted once at the first start, and recorded.
+    let marker = tandem_runtime::ve::idmap::marker(&rig.ves.layout.private_dir, 41);
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        base.to_string()
+    );
+    for f in ["root/made-inside", "etc/passwd", "sbin/init", ""] {
+        let m = std::fs::symlink_metadata(rig.private(41).join(f)).unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&m),
+                std::os::unix::fs::MetadataExt::gid(&m)
+            ),
+            (base, base),
+            "owner of {f} in VE 41's private area"
+        );
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -188,6 +188,12 @@ pub enum VeError {
     /// The VE runs and the operation needs it stopped.
     #[error("VE {0} is running; stop it first (tandem ve stop {0})")]
     Running(u32),
+    /// The VE's number has no user ID range of its own.
+    #[error(
+        "VE {0} cannot start: VEs above {max} have no user IDs of their own (restore it to a lower ID: tandem ve restore FILE --to ID)",
+        max = super::idmap::MAX_ID
+    )]
+    NoIdRange(u32),
     /// The VE is stopped and the operation needs it running.
     #[error("VE {0} is not running (tandem ve start {0})")]
     NotRunning(u32),
@@ -548,6 +554,9 @@ impl Ves {
             Some(_) => self.crun(id, &["delete", "-f", &container(id)])?,
             None => {}
         }
+        let id_base = super::idmap::id_base(id).ok_or(VeError::NoIdRange(id))?;
+        super::idmap::ensure_owned(&self.layout.private_dir, id, id_base)
+            .map_err(io("giving the VE's user IDs to the files of", &private))?;
         let bundle = self.layout.bundle(id);
         std::fs::create_dir_all(&bundle).map_err(io("creating", &bundle))?;
         let args = vec!["/sbin/init".to_owned()];
@@ -560,6 +569,7 @@ impl Ves {
                 args: &args,
                 hostname: &hostname,
                 netns: None,
+                id_base,
             },
         );
         write_atomic(&bundle.join("config.json"), spec.to_string().as_bytes())?;
@@ -834,6 +844,7 @@ impl Ves {
             std::fs::remove_dir_all(&doomed).map_err(io("removing", &doomed))?;
         }
         let _ = std::fs::remove_dir_all(self.layout.bundle(id));
+        let _ = std::fs::remove_file(super::idmap::marker(&self.layout.private_dir, id));
         Ok(())
     }
 }

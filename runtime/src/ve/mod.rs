@@ -10,6 +10,7 @@ pub mod conf;
 pub mod copyoff;
 pub mod freeze;
 pub mod health;
+pub mod idmap;
 pub mod manager;
 pub mod net;
 pub mod oci;

@@ -20,8 +20,8 @@
 //! `CAPABILITY` grants of those three, `noNewPrivileges` (no set-user-ID program or
 //! file capability raises them), the seccomp filter of [`super::seccomp`], its own
 //! PID, IPC, UTS, mount, cgroup and network namespaces, and no device but the few
-//! crun creates (null, zero, full, random, urandom, tty). It shares the node's user
-//! IDs: there is no user namespace yet.
+//! crun creates (null, zero, full, random, urandom, tty), and a user namespace of its
+//! own (its IDs 0..65535 are the node's range of [`super::idmap`]).
 
 use std::path::Path;
 
@@ -73,6 +73,8 @@ pub struct BundleSpec<'a> {
     /// A network namespace prepared by the node (`/run/netns/ve<ID>`), or `None` for
     /// a fresh, empty one.
     pub netns: Option<&'a Path>,
+    /// The node's user and group ID the VE's 0 maps to ([`super::idmap::id_base`]).
+    pub id_base: u32,
 }
 
 /// cgroup path of a VE, below the node's own cgroup tree.
@@ -150,6 +152,7 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
         }));
     }
     let mut namespaces = vec![
+        json!({"type": "user"}),
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
@@ -188,6 +191,8 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
             {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]}
         ],
         "linux": {
+            "uidMappings": [{ "containerID": 0, "hostID": spec.id_base, "size": super::idmap::RANGE }],
+            "gidMappings": [{ "containerID": 0, "hostID": spec.id_base, "size": super::idmap::RANGE }],
             "cgroupsPath": cgroup_path(spec.id),
             "resources": resources,
             "namespaces": namespaces,
@@ -210,6 +215,7 @@ mod tests {
             args,
             hostname: "web",
             netns: None,
+            id_base: 7_000_000,
         }
     }
 
@@ -260,6 +266,9 @@ mod tests {
         let args = vec!["/sbin/init".to_owned()];
         let c = config_json(&VeFile::default(), &spec(&root, &args));
         assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["linux"]["namespaces"][0]["type"], "user");
+        assert_eq!(c["linux"]["uidMappings"][0]["hostID"], 7_000_000);
+        assert_eq!(c["linux"]["gidMappings"][0]["size"], 65_536);
         let caps = c["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("a list");
