@@ -330,3 +330,54 @@ fn the_operators_requests_go_through_the_watch() {
     });
     drop(data);
 }
+
+/// The chain's step: a takeover starts the `ONBOOT="yes"` VEs watched (a crash is
+/// restarted), a release (failover, switchover) stops them and nothing restarts them,
+/// also not a VE waiting for its restart at that moment.
+#[test]
+fn the_chain_starts_watched_ves_and_its_release_is_not_restarted() {
+    use tandem_runtime::resources::Resource as _;
+    use tandem_runtime::ve::manager::OnbootVes;
+
+    let rig = CrunRig::new();
+    rig.create(68, "ONBOOT=\"yes\"\n");
+    rig.create(69, "ONBOOT=\"yes\"\n");
+    rig.create(70, "ONBOOT=\"no\"\n");
+    runtime().block_on(async {
+        let (sup, events) = supervisor(&rig);
+        let mut step =
+            OnbootVes::new(rig.ves.clone(), 1, Duration::from_millis(10)).watched_by(sup.clone());
+        step.acquire().await.unwrap();
+        assert!(rig.ves.is_running(68) && rig.ves.is_running(69));
+        assert!(!rig.ves.is_running(70));
+        kill_init(&rig, 68);
+        wait_for("the restart of VE 68", Duration::from_secs(5), || {
+            kinds(&events).contains(&"ve_restarted")
+        })
+        .await;
+        // VE 69 crashes just before the release: its restart is pending (300 ms).
+        kill_init(&rig, 69);
+        wait_for("the crash of VE 69", Duration::from_secs(5), || {
+            events.lock().unwrap().iter().any(|(_, e)| e.id == 69)
+        })
+        .await;
+        step.release().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !rig.ves.is_running(68) && !rig.ves.is_running(69),
+            "a VE runs after the release"
+        );
+        let ev: Vec<(u32, &str)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| (e.id, e.kind))
+            .collect();
+        assert_eq!(
+            ev,
+            [(68, "ve_crashed"), (68, "ve_restarted"), (69, "ve_crashed")]
+        );
+        let states: Vec<String> = sup.views().into_iter().map(|v| v.state).collect();
+        assert_eq!(states, ["stopped", "stopped"]);
+    });
+}

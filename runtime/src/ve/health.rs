@@ -452,14 +452,16 @@ impl VeSupervisor {
             .is_some_and(|w| w.health.state() != VeState::Stopped)
     }
 
-    /// The state of every VE this supervisor watched, by number.
+    /// The state of every VE this supervisor watched that still exists, by number.
     #[must_use]
     pub fn views(&self) -> Vec<VeHealthView> {
+        let existing = self.ves.ids().unwrap_or_default();
         let inner = self.lock();
         let now = Self::now(&inner);
         inner
             .ves
             .iter()
+            .filter(|(id, _)| existing.contains(id))
             .map(|(id, w)| {
                 let crashes = w.health.crashes(now);
                 let state = match w.health.state() {
