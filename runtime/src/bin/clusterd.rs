@@ -16,6 +16,7 @@ use clap::Parser;
 use tandem_api::DEFAULT_SOCKET;
 use tandem_config::schema::{self, NotificationConfig};
 use tandem_core::NodeId;
+use tandem_core::ve_health::RestartPolicy;
 use tandem_runtime::activate;
 use tandem_runtime::admin::Admin;
 use tandem_runtime::admin::activation::Engine;
@@ -27,7 +28,6 @@ use tandem_runtime::replication::{Replication, ReplicationPrimary};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
 use tandem_runtime::storage::{DataFilesystem, Links};
-use tandem_core::ve_health::RestartPolicy;
 use tandem_runtime::ve::health::VeSupervisor;
 use tandem_runtime::ve::manager::{Layout, OnbootVes, Ves};
 
