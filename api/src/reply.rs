@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
     ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView, Settings,
-    VeBackupsView, VeJobView, VeView,
+    UpdateView, VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -70,6 +70,10 @@ pub enum Reply {
     VeJob(Box<VeJobView>),
     /// The VE backups on the data area.
     VeBackups(Box<VeBackupsView>),
+    /// The system slots and updates of this node.
+    Update(Box<UpdateView>),
+    /// The update started in the background (install, then restart).
+    UpdateStarted,
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.

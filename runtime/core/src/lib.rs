@@ -71,6 +71,7 @@
 #![warn(missing_docs)]
 
 mod time;
+mod trial;
 pub mod ve_health;
 
 use std::collections::VecDeque;
@@ -80,6 +81,7 @@ pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
 };
 pub use time::Instant;
+pub use trial::{Trial, TrialHealth, TrialRule, TrialStep};
 
 /// A frame this far behind the newest sequence seen on any path is stale even if its
 /// own path has not seen it (a delayed or replayed copy on a path that was down).

@@ -12,6 +12,7 @@ pub mod activation;
 pub mod archive;
 pub mod password;
 pub mod settings;
+pub mod update;
 pub mod ve;
 pub mod ve_backup;
 
@@ -55,6 +56,8 @@ pub struct Admin {
     /// The watch over the VEs clusterd runs (their starts and stops go through it);
     /// `None` where clusterd runs no VEs (recovery mode, no data area).
     pub ve_health: Option<crate::ve::health::VeSupervisor>,
+    /// The system update.
+    pub update: update::UpdateJob,
 }
 
 impl Admin {
@@ -71,6 +74,9 @@ impl Admin {
             install: ve::InstallJob::default(),
             ve_backup: ve_backup::VeBackupJob::default(),
             ve_health: None,
+            update: update::UpdateJob::new(crate::update::Updater::node(PathBuf::from(
+                "/config/clusterd",
+            ))),
         }
     }
 
