@@ -40,7 +40,7 @@ pub use request::{
 };
 pub use status::{
     CountersJson, DroppedJson, EventJson, FactsJson, HwJson, HwSummaryJson, NodeFacts, PathJson,
-    PeerJson, PingJson, RaidItemJson, RaidJson, ReplicaFacts, SensorJson, StatusJson,
+    PeerJson, PingJson, RaidItemJson, RaidJson, ReplicaFacts, SensorJson, StatusJson, VeHealthJson,
 };
 pub use tandem_config::NodeId;
 pub use views::{

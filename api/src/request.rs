@@ -153,6 +153,26 @@ pub enum Request {
         #[serde(default)]
         to: Option<u32>,
     },
+    /// Start VE `id` on the active node; clusterd watches it from then on and
+    /// restarts it when it crashes (R8.2).
+    VeStart {
+        /// The VE.
+        id: u32,
+    },
+    /// Stop VE `id` (SIGTERM to its first process, SIGKILL after `grace_secs`,
+    /// default 10): it is not restarted.
+    VeStop {
+        /// The VE.
+        id: u32,
+        /// Seconds to wait after SIGTERM.
+        #[serde(default)]
+        grace_secs: Option<u64>,
+    },
+    /// Stop and start VE `id`.
+    VeRestart {
+        /// The VE.
+        id: u32,
+    },
     /// The VE backup or restore running, or the last one ([`crate::Reply::VeJob`]).
     VeBackupJob,
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).

@@ -77,6 +77,17 @@ pub struct CountersJson {
     pub bad_requests: u64,
 }
 
+/// A VE clusterd started on this node, in status (R8.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeHealthJson {
+    /// The VE.
+    pub id: u32,
+    /// `running`, `restarting in N s`, `given up after N crashes`, `stopped`.
+    pub state: String,
+    /// Crashes within the restart window.
+    pub crashes: u32,
+}
+
 /// `tandem status --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusJson {
@@ -116,6 +127,9 @@ pub struct StatusJson {
     /// Fencing is off: split brain is possible when every path is lost.
     #[serde(default)]
     pub fencing_off: bool,
+    /// The VEs clusterd started on this node and what became of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ves: Vec<VeHealthJson>,
     /// DRBD reported a split brain of the replicated data that the operator has not
     /// resolved yet.
     #[serde(default)]

@@ -86,6 +86,10 @@ pub struct VeView {
     pub ip: Vec<String>,
     /// Host name.
     pub hostname: String,
+    /// What clusterd's watch says (`running`, `restarting in N s`, `given up after N
+    /// crashes`, `stopped`); empty for a VE it has not started.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health: String,
 }
 
 /// Where a background job is.

@@ -5,7 +5,8 @@
 //! `takeover` or `role`, by the core's reason, old and new settled role), heartbeat
 //! paths going down and coming back, the peer lost and back, split brain, resource
 //! chain failures (acquire and release), the peer powered off or a fence that failed,
-//! a stale copy, replication state changes, hardware/RAID health changes and system
+//! a stale copy, replication state changes, hardware/RAID health changes, VE health
+//! changes (stopped by the operator, crashed, restarted, restart given up) and system
 //! updates (committed, given up, rolled back).
 //! Not mailed: what happens at every start (the first time a path or the peer is
 //! heard, `starting -> passive`), late paths, ping-node reach, refused frames.
@@ -36,6 +37,16 @@ pub enum Alert {
         /// Health before; `None` at the first poll.
         old: Option<String>,
         /// Health now.
+        new: String,
+    },
+    /// A VE's health changed (R8.2): stopped by the operator, crashed, restarted,
+    /// restart given up.
+    Ve {
+        /// The VE.
+        id: u32,
+        /// State before.
+        old: String,
+        /// State now.
         new: String,
     },
     /// A system update: committed, given up, rolled back (`old` and `new` are the
@@ -125,6 +136,7 @@ impl Alerts {
                 old: Some(old),
                 new,
             } => (old != new).then(|| self.event("replication", old, new, text, at)),
+            Alert::Ve { id, old, new } => Some(self.event(&format!("VE {id}"), old, new, text, at)),
             Alert::Hardware {
                 kind,
                 name,
@@ -217,6 +229,34 @@ mod tests {
 
     fn role(from: Role, to: Role, reason: Option<Reason>) -> Alert {
         Alert::Core(Event::RoleChanged { from, to, reason })
+    }
+
+    #[test]
+    fn every_ve_health_change_is_mailed() {
+        let mut a = Alerts::new(NodeId::Node1);
+        let ve = |old: &str, new: &str| Alert::Ve {
+            id: 101,
+            old: old.into(),
+            new: new.into(),
+        };
+        let got = subjects(
+            &mut a,
+            &[
+                ve("running", "crashed"),
+                ve("crashed", "running"),
+                ve("crashed", "given up"),
+                ve("running", "stopped"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "VE 101: running -> crashed",
+                "VE 101: crashed -> running",
+                "VE 101: crashed -> given up",
+                "VE 101: running -> stopped",
+            ]
+        );
     }
 
     #[test]

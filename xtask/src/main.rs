@@ -26,6 +26,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
+    // The OCI runtime of the VE tests.
+    ("crun", "crun"),
     // The update tests drive RAUC's service on a bus of their own, with its GRUB
     // back-end.
     ("rauc", "rauc"),
@@ -46,6 +48,8 @@ const TEST_FILES: &[(&str, &str)] = &[
     ),
     // The packet filter and the SSH server and client of the firewall and sshd tests
     // (nft also drops heartbeats on the pair scenarios' switch).
+    // The busybox the VE tests' built-in template copies.
+    ("/bin/busybox", "busybox-static"),
     ("/usr/sbin/nft", "nftables"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/ssh", "openssh-client"),

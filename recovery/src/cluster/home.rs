@@ -339,6 +339,30 @@ async fn home_page(app: &Arc<App>, a: &Visit, message: &str) -> Response {
         ),
         repl = replica_rows(lang, own.as_ref(), peer.as_ref()),
     );
+    // The VEs this node runs, as clusterd's watch sees them (R8.2).
+    let ves: String = status
+        .as_ref()
+        .map(|s| {
+            s.ves
+                .iter()
+                .map(|v| {
+                    line(
+                        &format!("VE {}", v.id),
+                        &super::ve_state_text(lang, &v.state),
+                        "",
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = if ves.is_empty() {
+        body
+    } else {
+        format!(
+            "{body}<h2>{}</h2><table id=\"ve-health\">{ves}</table>",
+            lang.t("VEs on this node", "VEs auf diesem Knoten")
+        )
+    };
     render(&app, lang, "/home", a, StatusCode::OK, &body)
 }
 

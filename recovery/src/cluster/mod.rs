@@ -140,6 +140,31 @@ fn row(k: &str, v: &str) -> String {
 }
 
 /// This node's VEs as `tandem ve list` shows them, or why there are none here.
+/// A VE's state as clusterd's watch words it (`running`, `restarting in N s`, `given
+/// up after N crashes`, `stopped`), in the page's language.
+fn ve_state_text(lang: Lang, state: &str) -> String {
+    if let Some(n) = state
+        .strip_prefix("restarting in ")
+        .and_then(|r| r.strip_suffix(" s"))
+    {
+        return lang.f(format!("restarting in {n} s"), format!("Neustart in {n} s"));
+    }
+    if let Some(n) = state
+        .strip_prefix("given up after ")
+        .and_then(|r| r.strip_suffix(" crashes"))
+    {
+        return lang.f(
+            format!("restart given up after {n} crashes"),
+            format!("Neustart aufgegeben nach {n} Abstürzen"),
+        );
+    }
+    match state {
+        "running" => lang.t("running", "läuft").to_owned(),
+        "stopped" => lang.t("stopped", "gestoppt").to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
     match reply {
         Reply::Ves(v) => {
@@ -150,7 +175,13 @@ fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
                         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         r.id,
                         r.nproc,
-                        esc(&r.status),
+                        // The watch's word for a VE that does not run (restarting,
+                        // given up).
+                        if r.health.is_empty() || r.status == "running" {
+                            esc(&r.status)
+                        } else {
+                            esc(&ve_state_text(lang, &r.health))
+                        },
                         esc(&r.ip.join(" ")),
                         esc(&r.hostname)
                     )
@@ -167,4 +198,37 @@ fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
 
 async fn ve_list_html(app: &Arc<App>, a: &Visit) -> String {
     ve_rows_html(a.lang, &ask_reply(app, a, Request::VeList).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ve_states_read_in_both_languages_and_the_list_shows_the_watch() {
+        assert_eq!(
+            ve_state_text(Lang::De, "restarting in 4 s"),
+            "Neustart in 4 s"
+        );
+        assert_eq!(
+            ve_state_text(Lang::En, "given up after 6 crashes"),
+            "restart given up after 6 crashes"
+        );
+        assert_eq!(ve_state_text(Lang::De, "running"), "läuft");
+        let view = |status: &str, health: &str| tandem_api::VeView {
+            id: 101,
+            nproc: 0,
+            status: status.into(),
+            ip: vec!["192.0.2.50".into()],
+            hostname: "web".into(),
+            health: health.into(),
+        };
+        let html = ve_rows_html(
+            Lang::En,
+            &Reply::Ves(vec![view("stopped", "restarting in 2 s")]),
+        );
+        assert!(html.contains("<td>restarting in 2 s</td>"), "{html}");
+        let html = ve_rows_html(Lang::En, &Reply::Ves(vec![view("running", "running")]));
+        assert!(html.contains("<td>running</td>"), "{html}");
+    }
 }

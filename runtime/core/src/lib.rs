@@ -61,6 +61,9 @@
 //! The ping-node handover waits three keepalives so that a switch failure seen by both
 //! nodes a moment apart does not move the services.
 //!
+//! Also here, in the same shape: the restart rule of a VE ([`ve_health`]: backoff,
+//! giving up, health checks).
+//!
 //! Limitations: two nodes only; the peer's configuration digest is compared and a
 //! mismatch reported, but a mismatching peer still counts as alive (ignoring it would
 //! make both nodes active). Start-up needs the replication layer's "data known good"
@@ -69,6 +72,7 @@
 
 mod time;
 mod trial;
+pub mod ve_health;
 
 use std::collections::VecDeque;
 use std::time::Duration;

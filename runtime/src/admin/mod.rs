@@ -53,6 +53,9 @@ pub struct Admin {
     pub install: ve::InstallJob,
     /// The VE backup or restore.
     pub ve_backup: ve_backup::VeBackupJob,
+    /// The watch over the VEs clusterd runs (their starts and stops go through it);
+    /// `None` where clusterd runs no VEs (recovery mode, no data area).
+    pub ve_health: Option<crate::ve::health::VeSupervisor>,
     /// The system update.
     pub update: update::UpdateJob,
 }
@@ -70,6 +73,7 @@ impl Admin {
             work_factor: tandem_config::archive::EXPORT_WORK_FACTOR,
             install: ve::InstallJob::default(),
             ve_backup: ve_backup::VeBackupJob::default(),
+            ve_health: None,
             update: update::UpdateJob::new(crate::update::Updater::node(PathBuf::from(
                 "/config/clusterd",
             ))),

@@ -112,6 +112,7 @@ impl VeSite {
                 status: r.status,
                 ip: r.ip.iter().map(ToString::to_string).collect(),
                 hostname: r.hostname,
+                health: String::new(),
             })
             .collect())
     }

@@ -16,6 +16,7 @@ use clap::Parser;
 use tandem_api::DEFAULT_SOCKET;
 use tandem_config::schema::{self, NotificationConfig};
 use tandem_core::NodeId;
+use tandem_core::ve_health::RestartPolicy;
 use tandem_runtime::activate;
 use tandem_runtime::admin::Admin;
 use tandem_runtime::admin::activation::Engine;
@@ -27,6 +28,7 @@ use tandem_runtime::replication::{Replication, ReplicationPrimary};
 use tandem_runtime::resources::{Chain, ServiceAddress};
 use tandem_runtime::settings::{self, LocalOptions, SerialPath, Settings, UdpPath};
 use tandem_runtime::storage::{DataFilesystem, Links};
+use tandem_runtime::ve::health::VeSupervisor;
 use tandem_runtime::ve::manager::{Layout, OnbootVes, Ves};
 
 #[derive(Parser, Debug)]
@@ -396,7 +398,7 @@ const GARP_COUNT: u32 = 5;
 /// Their spacing.
 const GARP_GAP: Duration = Duration::from_secs(1);
 
-fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
+fn chain(s: &Settings, ves: Option<VeSupervisor>) -> Chain {
     let mut c = Chain::new();
     if let (Some(repl), Some(ves)) = (&s.replication, ves) {
         c.push(Box::new(ReplicationPrimary(repl.clone())));
@@ -411,7 +413,9 @@ fn chain(s: &Settings, ves: Option<Ves>) -> Chain {
                 .map(std::path::PathBuf::from)
                 .collect(),
         }));
-        c.push(Box::new(OnbootVes::new(ves, GARP_COUNT, GARP_GAP)));
+        c.push(Box::new(
+            OnbootVes::new(ves.ves().clone(), GARP_COUNT, GARP_GAP).watched_by(ves),
+        ));
     }
     if let Some(ifname) = &s.service_interface {
         for (address, prefix) in &s.service_addresses {
@@ -532,9 +536,14 @@ fn main() -> ExitCode {
             let cfg = cfg.as_ref().context("--replication needs --config")?;
             s.replication = Some(data_area(cfg)?);
             let (ext, int) = ports;
-            ves = Some(Ves {
-                layout: Layout::for_cluster(Some(cfg), ext, int),
-            });
+            // Every start and stop of a VE on this node goes through this watch
+            // (the chain's and the operator's), which restarts crashed VEs.
+            ves = Some(VeSupervisor::new(
+                Ves {
+                    layout: Layout::for_cluster(Some(cfg), ext, int),
+                },
+                RestartPolicy::default(),
+            ));
         }
         let hw = hw_config(&cli)?;
         let mail = mail_settings(&cli, cfg.as_ref(), s.node);
@@ -546,8 +555,9 @@ fn main() -> ExitCode {
             (Some(store), Some(cfg)) => Some(SyncSetup::new(cfg, s.node, store.clone())),
             _ => None,
         };
+        let mut admin = admin(&cli, s.node);
+        admin.ve_health.clone_from(&ves);
         let c = chain(&s, ves);
-        let admin = admin(&cli, s.node);
         rt.block_on(tandem_runtime::daemon::run(
             s,
             c,

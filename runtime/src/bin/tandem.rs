@@ -775,6 +775,71 @@ fn run_backup_templates() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A connection to clusterd when it runs on this node.
+fn clusterd(control: &Path) -> Option<Client> {
+    Client::connect(control).ok()
+}
+
+/// `tandem ve start|stop|restart` as requests to clusterd.
+fn run_ve_through_clusterd(cmd: &VeCmd, mut client: Client) -> anyhow::Result<()> {
+    use ve::manager::parse_id;
+    let (request, done) = match cmd {
+        VeCmd::Start { id } => (Request::VeStart { id: parse_id(id)? }, "started"),
+        VeCmd::Stop { id, grace } => (
+            Request::VeStop {
+                id: parse_id(id)?,
+                grace_secs: Some(*grace),
+            },
+            "stopped",
+        ),
+        VeCmd::Restart { id } => (Request::VeRestart { id: parse_id(id)? }, "restarted"),
+        _ => bail!("not a start or stop"),
+    };
+    let id = match &request {
+        Request::VeStart { id } | Request::VeStop { id, .. } | Request::VeRestart { id } => *id,
+        _ => 0,
+    };
+    match client.call(&request)? {
+        Reply::Done => {
+            println!("VE {id} {done}");
+            Ok(())
+        }
+        Reply::Refused(r) => bail!("{r}"),
+        other => bail!("clusterd sent an unexpected answer: {other:?}"),
+    }
+}
+
+/// The VEs' states as clusterd's watch knows them; empty without clusterd.
+fn ve_health(control: &Path) -> Vec<tandem_api::VeHealthJson> {
+    match clusterd(control).and_then(|mut c| c.call(&Request::Status).ok()) {
+        Some(Reply::Status(s)) => s.ves,
+        _ => Vec::new(),
+    }
+}
+
+/// `tandem ve …` driven here, with the list showing clusterd's view of each VE.
+fn run_ve_with(cmd: VeCmd, control: &Path) -> anyhow::Result<u8> {
+    if let VeCmd::List { json } = cmd {
+        let ves = node_ves()?;
+        let mut rows = ves.list()?;
+        for h in ve_health(control) {
+            if let Some(r) = rows.iter_mut().find(|r| r.id == h.id)
+                && r.status != "running"
+            {
+                // A stopped VE that the watch restarts, or gave up on.
+                r.status = h.state;
+            }
+        }
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", ve::manager::format_list(&rows));
+        }
+        return Ok(0);
+    }
+    run_ve(cmd)
+}
+
 fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
     use ve::manager::{format_list, parse_id};
     if let VeCmd::BackupTemplates = cmd {
@@ -1093,6 +1158,9 @@ fn print_status(s: &StatusJson) {
     if let Some(h) = &s.hardware {
         println!("hardware   {}", h.text);
     }
+    for v in &s.ves {
+        println!("VE {:<7} {}", v.id, v.state);
+    }
     for w in &s.warnings {
         println!("WARNING    {w}");
     }
@@ -1396,9 +1464,29 @@ fn main() -> ExitCode {
             }
         };
     }
-    // VEs are driven directly (crun, netlink) on the active node.
+    // VE starts and stops go through clusterd, which watches the VEs it runs (R8.2).
+    if let Cmd::Ve {
+        cmd: cmd @ (VeCmd::Start { .. } | VeCmd::Stop { .. } | VeCmd::Restart { .. }),
+    } = &cli.cmd
+        && let Some(client) = clusterd(&cli.control)
+    {
+        return match run_ve_through_clusterd(cmd, client) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Without clusterd (bring-up) and for everything else, VEs are driven directly
+    // (crun, netlink) on the active node.
     if let Cmd::Ve { cmd } = cli.cmd {
-        return match run_ve(cmd) {
+        if matches!(cmd, VeCmd::Start { .. } | VeCmd::Restart { .. }) {
+            eprintln!(
+                "tandem: clusterd does not run on this node: the VE is started directly and nothing restarts it when it crashes"
+            );
+        }
+        return match run_ve_with(cmd, &cli.control) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("tandem: {e:#}");

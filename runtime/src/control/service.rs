@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tandem_api::wire::RequestLine;
 use tandem_api::{
@@ -102,6 +102,14 @@ enum Who {
     Root,
     /// A session.
     Session(SessionInfo),
+}
+
+/// What the operator asks of a VE.
+#[derive(Debug, Clone, Copy)]
+enum VeAction {
+    Start,
+    Stop(Duration),
+    Restart,
 }
 
 /// The control API's server side: sessions, the login throttle, the privileged
@@ -239,7 +247,13 @@ impl Service {
             return refused(r);
         }
         match request {
-            Request::Status => self.cluster_call(ClusterCall::Status, "status").await,
+            Request::Status => match self.cluster_call(ClusterCall::Status, "status").await {
+                Handled::One(Reply::Status(mut st), extra) => {
+                    st.ves = self.ve_health_json();
+                    Handled::One(Reply::Status(st), extra)
+                }
+                other => other,
+            },
             Request::Facts => self.cluster_call(ClusterCall::Facts, "facts").await,
             Request::Switchover => {
                 self.cluster_call(ClusterCall::Switchover, "switchover")
@@ -341,12 +355,25 @@ impl Service {
                 .await
             }
             Request::VeList => {
-                self.admin_reply(|a| {
+                let health = self.ve_health_json();
+                self.admin_reply(move |a| {
                     let c = crate::admin::current(&a.store)?;
-                    a.ve.list(&c).map(Reply::Ves)
+                    let mut ves = a.ve.list(&c)?;
+                    for v in &mut ves {
+                        if let Some(h) = health.iter().find(|h| h.id == v.id) {
+                            v.health.clone_from(&h.state);
+                        }
+                    }
+                    Ok(Reply::Ves(ves))
                 })
                 .await
             }
+            Request::VeStart { id } => self.ve_action(id, VeAction::Start).await,
+            Request::VeStop { id, grace_secs } => {
+                let grace = Duration::from_secs(grace_secs.unwrap_or(10).min(600));
+                self.ve_action(id, VeAction::Stop(grace)).await
+            }
+            Request::VeRestart { id } => self.ve_action(id, VeAction::Restart).await,
             Request::Export { passphrase } => self.export(passphrase.0).await,
             Request::Power { action } => {
                 self.admin_reply(move |a| a.power(action).map(|()| Reply::PowerSignalled(action)))
@@ -593,6 +620,56 @@ impl Service {
         })
         .await
         .and_then(|r| r)
+    }
+
+    /// The VEs' watch, as status shows it.
+    fn ve_health_json(&self) -> Vec<tandem_api::VeHealthJson> {
+        self.admin
+            .ve_health
+            .as_ref()
+            .map(|h| {
+                h.views()
+                    .into_iter()
+                    .map(|v| tandem_api::VeHealthJson {
+                        id: v.id,
+                        state: v.state,
+                        crashes: v.crashes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The operator starts, stops or restarts a VE through the watch, so that a stop
+    /// is never answered by a restart and a start is watched.
+    async fn ve_action(&self, id: u32, action: VeAction) -> Handled {
+        use tandem_core::ve_health::StopCause;
+        let Some(health) = self.admin.ve_health.clone() else {
+            return refused(Refusal::Failed(
+                "this clusterd runs no VEs (it holds no data area): VEs run on the active node, tandem status shows which".to_owned(),
+            ));
+        };
+        if let Err(r) = self.admin.ve.data_area() {
+            return refused(r);
+        }
+        let grace = match action {
+            VeAction::Stop(g) => g,
+            VeAction::Start | VeAction::Restart => Duration::from_secs(10),
+        };
+        let stopped = match action {
+            VeAction::Start => Ok(()),
+            VeAction::Stop(_) => health.stop(id, grace, StopCause::Operator).await,
+            VeAction::Restart => health.stop(id, grace, StopCause::Restart).await,
+        };
+        let done = match (stopped, action) {
+            (Err(e), _) => Err(e),
+            (Ok(()), VeAction::Stop(_)) => Ok(()),
+            (Ok(()), VeAction::Start | VeAction::Restart) => health.start(id).await,
+        };
+        match done {
+            Ok(()) => one(Reply::Done),
+            Err(e) => refused(Refusal::Failed(crate::error_chain(&e))),
+        }
     }
 
     /// Refuses `what` on the node that runs the services (or is taking them): an

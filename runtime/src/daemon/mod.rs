@@ -45,6 +45,7 @@ mod serial;
 mod status;
 mod udp;
 mod update;
+mod ves;
 
 use std::sync::Arc;
 
@@ -138,6 +139,7 @@ pub async fn run(
         None => None,
     };
     let pinger = start_pinger(&settings, &inputs)?;
+    ves::connect(&admin, &hub);
     let updates = update::Updates {
         job: admin.update.clone(),
         init_pid: admin.init_pid,

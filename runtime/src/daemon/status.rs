@@ -107,6 +107,8 @@ fn status_json(
             tandem_core::FenceStatus::Confirmed => "confirmed down by the operator".to_owned(),
         }),
         fencing_off: s.fencing_off,
+        // Filled in by the control service, which holds the VEs' watch.
+        ves: Vec::new(),
         split_brain: false,
         dropped: tandem_api::DroppedJson::default(),
     }

@@ -87,10 +87,40 @@ pub struct VeFile {
     pub searchdomains: Vec<String>,
     /// OS template (`OSTEMPLATE`).
     pub ostemplate: Option<String>,
+    /// Capabilities granted beyond the default set (`CAPABILITY="net_raw:on"`), as
+    /// `CAP_` names, in [`GRANTABLE`] order.
+    pub capabilities: Vec<String>,
+    /// The health check clusterd runs while the VE runs (`HEALTHCHECK="tcp:PORT"`).
+    pub health_check: Option<HealthCheck>,
+    /// Seconds between health checks (`HEALTHCHECK_INTERVAL`, default
+    /// [`DEFAULT_CHECK_INTERVAL`]).
+    pub health_check_interval: Option<u64>,
     /// Parameters accepted but without a cgroup v2 counterpart, in file order.
     pub not_enforced: Vec<String>,
     /// Every `KEY="VALUE"` of the file, as written (for `tandem ve set` to rewrite).
     pub raw: BTreeMap<String, String>,
+}
+
+/// Capabilities a VE file may grant beyond the default set (`CAPABILITY`): the ones
+/// Docker's default set has and a VE lacks unless it asks.
+pub const GRANTABLE: &[&str] = &["CAP_NET_RAW", "CAP_MKNOD", "CAP_SETFCAP"];
+
+/// Seconds between health checks when `HEALTHCHECK_INTERVAL` is not set.
+pub const DEFAULT_CHECK_INTERVAL: u64 = 10;
+
+/// A health check of a running VE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// A TCP connection to the VE's first address on this port is accepted.
+    Tcp(u16),
+}
+
+impl VeFile {
+    /// Seconds between health checks.
+    #[must_use]
+    pub fn check_interval(&self) -> u64 {
+        self.health_check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL)
+    }
 }
 
 /// Parameters of the old user beancounters that load but are not enforced.
@@ -243,6 +273,15 @@ impl VeFile {
                 }
                 self.ostemplate = Some(name.to_owned());
             }
+            "CAPABILITY" => self.capabilities = capabilities(value)?,
+            "HEALTHCHECK" => self.health_check = Some(health_check(value)?),
+            "HEALTHCHECK_INTERVAL" => {
+                let n = number(value.trim_end_matches('s'))?;
+                if !(1..=3600).contains(&n) {
+                    return Err(format!("{n} is out of range (expected 1 to 3600 seconds)"));
+                }
+                self.health_check_interval = Some(n);
+            }
             k if UBC_ONLY.contains(&k) => {
                 // Checked for form so that typos in values still show.
                 limit(value, 1)?;
@@ -330,6 +369,58 @@ fn limit(v: &str, unit: u64) -> Result<Limit, String> {
     }
 }
 
+/// vz's `name:on|off` list, e.g. `"net_raw:on mknod:on"`; only [`GRANTABLE`] names.
+fn capabilities(v: &str) -> Result<Vec<String>, String> {
+    let grantable = || {
+        GRANTABLE
+            .iter()
+            .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut on = Vec::new();
+    for item in v.split_whitespace() {
+        let (name, state) = item
+            .split_once(':')
+            .ok_or_else(|| format!("{item:?} is not NAME:on or NAME:off (e.g. \"net_raw:on\")"))?;
+        let cap = format!(
+            "CAP_{}",
+            name.trim_start_matches("CAP_")
+                .trim_start_matches("cap_")
+                .to_ascii_uppercase()
+        );
+        if !GRANTABLE.contains(&cap.as_str()) {
+            return Err(format!(
+                "{name:?} cannot be granted to a VE (grantable: {})",
+                grantable()
+            ));
+        }
+        match state {
+            "on" => on.push(cap),
+            "off" => on.retain(|c| *c != cap),
+            _ => return Err(format!("{item:?}: {state:?} is not on or off")),
+        }
+    }
+    let mut ordered: Vec<String> = GRANTABLE
+        .iter()
+        .filter(|g| on.iter().any(|c| c == *g))
+        .map(|g| (*g).to_owned())
+        .collect();
+    ordered.dedup();
+    Ok(ordered)
+}
+
+/// `tcp:PORT`.
+fn health_check(v: &str) -> Result<HealthCheck, String> {
+    let port = v.strip_prefix("tcp:").ok_or_else(|| {
+        format!("{v:?} is not a health check (expected tcp:PORT, e.g. \"tcp:80\")")
+    })?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(HealthCheck::Tcp(p)),
+        _ => Err(format!("{port:?} is not a TCP port (1 to 65535)")),
+    }
+}
+
 fn addresses(v: &str) -> Result<Vec<Ipv4Addr>, String> {
     v.split_whitespace()
         .map(|a| {
@@ -399,6 +490,41 @@ pub(crate) mod tests {
         assert_eq!(ve.physpages.limit, Some(131_072));
         assert_eq!(ve.swappages.limit, Some(262_144));
         assert_eq!(ve.numproc.limit, None);
+    }
+
+    #[test]
+    fn capabilities_and_health_checks_are_checked() {
+        let ve = VeFile::parse(
+            "CAPABILITY=\"mknod:on net_raw:on setfcap:on setfcap:off\"\nHEALTHCHECK=\"tcp:8080\"\nHEALTHCHECK_INTERVAL=\"5\"\n",
+        )
+        .expect("parses");
+        assert_eq!(ve.capabilities, ["CAP_NET_RAW", "CAP_MKNOD"]);
+        assert_eq!(ve.health_check, Some(HealthCheck::Tcp(8080)));
+        assert_eq!(ve.check_interval(), 5);
+        assert_eq!(VeFile::default().check_interval(), DEFAULT_CHECK_INTERVAL);
+        let text = "CAPABILITY=\"sys_admin:on\"\nHEALTHCHECK=\"http:80\"\nHEALTHCHECK_INTERVAL=\"0\"\nCAPABILITY2=\"x\"\n";
+        let shown: Vec<String> = VeFile::parse(text)
+            .expect_err("refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "line 1: CAPABILITY: \"sys_admin\" cannot be granted to a VE (grantable: net_raw, mknod, setfcap)",
+                "line 2: HEALTHCHECK: \"http:80\" is not a health check (expected tcp:PORT, e.g. \"tcp:80\")",
+                "line 3: HEALTHCHECK_INTERVAL: 0 is out of range (expected 1 to 3600 seconds)",
+                "line 4: CAPABILITY2: unknown parameter",
+            ]
+        );
+        for bad in [
+            "HEALTHCHECK=\"tcp:0\"",
+            "HEALTHCHECK=\"tcp:70000\"",
+            "CAPABILITY=\"net_raw\"",
+            "CAPABILITY=\"net_raw:yes\"",
+        ] {
+            assert!(VeFile::parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

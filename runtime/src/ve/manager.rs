@@ -188,6 +188,12 @@ pub enum VeError {
     /// The VE runs and the operation needs it stopped.
     #[error("VE {0} is running; stop it first (tandem ve stop {0})")]
     Running(u32),
+    /// The VE's number has no user ID range of its own.
+    #[error(
+        "VE {0} cannot start: VEs above {max} have no user IDs of their own (restore it to a lower ID: tandem ve restore FILE --to ID)",
+        max = super::idmap::MAX_ID
+    )]
+    NoIdRange(u32),
     /// The VE is stopped and the operation needs it running.
     #[error("VE {0} is not running (tandem ve start {0})")]
     NotRunning(u32),
@@ -492,6 +498,15 @@ impl Ves {
         Some((status, pid))
     }
 
+    /// The pid (in the node's pid namespace) of a running VE's first process.
+    #[must_use]
+    pub fn init_pid(&self, id: u32) -> Option<u32> {
+        match self.state(id) {
+            Some((s, pid)) if s == "running" && pid > 0 => Some(pid),
+            _ => None,
+        }
+    }
+
     /// True when the VE's processes run.
     #[must_use]
     pub fn is_running(&self, id: u32) -> bool {
@@ -539,6 +554,9 @@ impl Ves {
             Some(_) => self.crun(id, &["delete", "-f", &container(id)])?,
             None => {}
         }
+        let id_base = super::idmap::id_base(id).ok_or(VeError::NoIdRange(id))?;
+        super::idmap::ensure_owned(&self.layout.private_dir, id, id_base)
+            .map_err(io("giving the VE's user IDs to the files of", &private))?;
         let bundle = self.layout.bundle(id);
         std::fs::create_dir_all(&bundle).map_err(io("creating", &bundle))?;
         let args = vec!["/sbin/init".to_owned()];
@@ -551,6 +569,7 @@ impl Ves {
                 args: &args,
                 hostname: &hostname,
                 netns: None,
+                id_base,
             },
         );
         write_atomic(&bundle.join("config.json"), spec.to_string().as_bytes())?;
@@ -681,7 +700,9 @@ impl Ves {
             return Err(VeError::NotRunning(id));
         }
         let mut cmd = Command::new(&self.layout.crun);
-        cmd.arg("exec");
+        // crun exec takes the capabilities and the seccomp filter from the VE's
+        // configuration but not its noNewPrivileges.
+        cmd.args(["exec", "--no-new-privs"]);
         if tty {
             cmd.arg("-t");
         }
@@ -823,6 +844,7 @@ impl Ves {
             std::fs::remove_dir_all(&doomed).map_err(io("removing", &doomed))?;
         }
         let _ = std::fs::remove_dir_all(self.layout.bundle(id));
+        let _ = std::fs::remove_file(super::idmap::marker(&self.layout.private_dir, id));
         Ok(())
     }
 }
@@ -840,6 +862,8 @@ pub struct OnbootVes {
     pub garp_count: u32,
     /// Gap between them.
     pub garp_gap: Duration,
+    /// The watch the VEs are started and stopped through, when clusterd has one.
+    pub health: Option<super::health::VeSupervisor>,
     repeats: Option<crate::resources::Repeats>,
 }
 
@@ -851,8 +875,16 @@ impl OnbootVes {
             ves,
             garp_count,
             garp_gap,
+            health: None,
             repeats: None,
         }
+    }
+
+    /// Starts and stops the VEs through `health`, which watches them while they run.
+    #[must_use]
+    pub fn watched_by(mut self, health: super::health::VeSupervisor) -> OnbootVes {
+        self.health = Some(health);
+        self
     }
 
     /// Each running VE's addresses with the uplink they are announced on.
@@ -909,14 +941,27 @@ impl crate::resources::Resource for OnbootVes {
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
         Box::pin(async move {
             let ves = &self.ves;
+            let health = self.health.clone();
             let mut started = Vec::new();
             for id in ves.ids()? {
-                if !ves.file(id)?.onboot || ves.is_running(id) {
+                if !ves.file(id)?.onboot {
                     continue;
                 }
-                if let Err(e) = ves.start(id).await {
+                if ves.is_running(id) {
+                    // Still running from before clusterd started again: watched from
+                    // now on.
+                    if let Some(h) = &health {
+                        h.adopt(id);
+                    }
+                    continue;
+                }
+                let result = match &health {
+                    Some(h) => h.start(id).await,
+                    None => ves.start(id).await,
+                };
+                if let Err(e) = result {
                     for done in started.iter().rev() {
-                        let _ = ves.stop(*done, Duration::from_secs(10)).await;
+                        let _ = stop_for_release(ves, health.as_ref(), *done).await;
                     }
                     return Err(e.into());
                 }
@@ -944,14 +989,31 @@ impl crate::resources::Resource for OnbootVes {
             let mut first = None;
             let ids = ves.ids()?;
             for id in ids.into_iter().rev() {
-                if ves.is_running(id)
-                    && let Err(e) = ves.stop(id, Duration::from_secs(10)).await
-                {
+                // Also a VE waiting for its restart: it must not come back.
+                if let Err(e) = stop_for_release(ves, self.health.as_ref(), id).await {
                     first.get_or_insert(e);
                 }
             }
             first.map_or(Ok(()), |e| Err(e.into()))
         })
+    }
+}
+
+/// Stops VE `id` as the services are released (failover, switchover, shutdown):
+/// through `health` so that it is not restarted, else directly when it runs.
+async fn stop_for_release(
+    ves: &Ves,
+    health: Option<&super::health::VeSupervisor>,
+    id: u32,
+) -> Result<(), VeError> {
+    let grace = Duration::from_secs(10);
+    match health {
+        Some(h) if h.watches(id) || ves.is_running(id) => {
+            h.stop(id, grace, tandem_core::ve_health::StopCause::Release)
+                .await
+        }
+        None if ves.is_running(id) => ves.stop(id, grace).await,
+        _ => Ok(()),
     }
 }
 

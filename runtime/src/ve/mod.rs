@@ -9,10 +9,13 @@ pub mod backup;
 pub mod conf;
 pub mod copyoff;
 pub mod freeze;
+pub mod health;
+pub mod idmap;
 pub mod manager;
 pub mod net;
 pub mod oci;
 pub mod restore;
+pub mod seccomp;
 pub mod snapshot;
 
 /// Takes an exclusive lock on directory `dir` without waiting (one backup or

@@ -14,12 +14,47 @@
 //!
 //! `DISKSPACE` and `DISKINODES` are not enforced (the data area has no per-VE quota);
 //! they are reported with the beancounter-only parameters.
+//!
+//! Containment: the VE's root user has [`DEFAULT_CAPABILITIES`] (Docker's default set
+//! without `CAP_NET_RAW`, `CAP_MKNOD` and `CAP_SETFCAP`) plus what the file's
+//! `CAPABILITY` grants of those three, `noNewPrivileges` (no set-user-ID program or
+//! file capability raises them), the seccomp filter of [`super::seccomp`], its own
+//! PID, IPC, UTS, mount, cgroup and network namespaces, and no device but the few
+//! crun creates (null, zero, full, random, urandom, tty), and a user namespace of its
+//! own (its IDs 0..65535 are the node's range of [`super::idmap`]).
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
 use super::conf::{PAGE, VeFile};
+
+/// The capabilities of a VE's root user: Docker's default set without `CAP_NET_RAW`
+/// (raw sockets: forged packets on the node's LAN), `CAP_MKNOD` and `CAP_SETFCAP`; a
+/// VE file grants those back with `CAPABILITY`.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The capabilities of VE `ve`: the default set and those its file grants.
+#[must_use]
+pub fn capabilities(ve: &VeFile) -> Vec<String> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(ve.capabilities.iter().cloned())
+        .collect()
+}
 
 /// The CFS period used for `cpu.max`, in microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -38,6 +73,8 @@ pub struct BundleSpec<'a> {
     /// A network namespace prepared by the node (`/run/netns/ve<ID>`), or `None` for
     /// a fresh, empty one.
     pub netns: Option<&'a Path>,
+    /// The node's user and group ID the VE's 0 maps to ([`super::idmap::id_base`]).
+    pub id_base: u32,
 }
 
 /// cgroup path of a VE, below the node's own cgroup tree.
@@ -115,6 +152,7 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
         }));
     }
     let mut namespaces = vec![
+        json!({"type": "user"}),
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
@@ -125,22 +163,7 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
         Some(p) => json!({"type": "network", "path": p}),
         None => json!({"type": "network"}),
     });
-    let caps = json!([
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_RAW",
-        "CAP_SYS_CHROOT",
-        "CAP_MKNOD",
-        "CAP_AUDIT_WRITE",
-        "CAP_SETFCAP"
-    ]);
+    let caps = capabilities(ve);
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -153,7 +176,7 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
             "rlimits": rlimits,
-            "noNewPrivileges": false
+            "noNewPrivileges": true
         },
         "root": { "path": spec.rootfs, "readonly": false },
         "hostname": spec.hostname,
@@ -168,10 +191,13 @@ pub fn config_json(ve: &VeFile, spec: &BundleSpec<'_>) -> Value {
             {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]}
         ],
         "linux": {
+            "uidMappings": [{ "containerID": 0, "hostID": spec.id_base, "size": super::idmap::RANGE }],
+            "gidMappings": [{ "containerID": 0, "hostID": spec.id_base, "size": super::idmap::RANGE }],
             "cgroupsPath": cgroup_path(spec.id),
             "resources": resources,
             "namespaces": namespaces,
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+            "seccomp": super::seccomp::profile(),
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     })
@@ -189,6 +215,7 @@ mod tests {
             args,
             hostname: "web",
             netns: None,
+            id_base: 7_000_000,
         }
     }
 
@@ -231,6 +258,37 @@ mod tests {
         assert_eq!(r["pids"]["limit"], 32567);
         assert_eq!(r["unified"]["cpu.weight"], "10000");
         assert_eq!(c["process"]["rlimits"].as_array().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn containment_is_in_the_configuration() {
+        let root = PathBuf::from("/r");
+        let args = vec!["/sbin/init".to_owned()];
+        let c = config_json(&VeFile::default(), &spec(&root, &args));
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["linux"]["namespaces"][0]["type"], "user");
+        assert_eq!(c["linux"]["uidMappings"][0]["hostID"], 7_000_000);
+        assert_eq!(c["linux"]["gidMappings"][0]["size"], 65_536);
+        let caps = c["process"]["capabilities"]["bounding"]
+            .as_array()
+            .expect("a list");
+        for gone in ["CAP_NET_RAW", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_ADMIN"] {
+            assert!(!caps.iter().any(|c| c == gone), "{gone} granted");
+        }
+        assert_eq!(caps.len(), DEFAULT_CAPABILITIES.len());
+        assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        let ve = VeFile::parse("CAPABILITY=\"net_raw:on\"\n").expect("parses");
+        let c = config_json(&ve, &spec(&root, &args));
+        for set in ["bounding", "effective", "permitted"] {
+            assert!(
+                c["process"]["capabilities"][set]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .any(|c| c == "CAP_NET_RAW"),
+                "{set}"
+            );
+        }
     }
 
     #[test]

@@ -234,6 +234,8 @@ fn unpack(
         }
         e
     };
+    // The restored files are given the VE's user IDs at its next start.
+    let _ = std::fs::remove_file(super::idmap::marker(&site.private_dir, id));
     std::fs::rename(staging.join(PRIVATE_NAME), &target)
         .map_err(io_err("moving into place", &target))
         .map_err(undo)?;
