@@ -578,7 +578,8 @@ fn write_boot_selection(esp: &Path) -> Result<()> {
         at,
         Some("vfat"),
         nix::mount::MsFlags::empty(),
-        None::<&str>,
+        // The kernel's default (ascii) is a module the system does not carry.
+        Some("iocharset=iso8859-1"),
     )
     .with_context(|| format!("mounting the new EFI system partition {}", esp.display()))?;
     let res = (|| -> Result<()> {

@@ -426,7 +426,8 @@ fn prepare_updates() -> Result<()> {
             update::ESP_MOUNT,
             Some("vfat"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
+            // The kernel's default (ascii) is a module the system does not carry.
+            Some("iocharset=iso8859-1"),
         )
         .with_context(|| {
             format!(
