@@ -62,10 +62,14 @@ pub fn build(
     if fs::hard_link(system_image, &img).is_err() {
         fs::copy(system_image, &img).map_err(io(system_image))?;
     }
-    let bundle = out_dir.join(format!("tandem-{version}.raucb"));
-    if bundle.exists() {
-        fs::remove_file(&bundle).map_err(io(&bundle))?;
+    // One bundle per build directory: the one of this build.
+    for e in fs::read_dir(out_dir).map_err(io(out_dir))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("tandem-") && name.ends_with(".raucb") {
+            fs::remove_file(e.path()).map_err(io(&e.path()))?;
+        }
     }
+    let bundle = out_dir.join(format!("tandem-{version}.raucb"));
     run(Command::new("rauc")
         .arg(format!("--cert={}", signing.cert.display()))
         .arg(format!("--key={}", signing.key.display()))
