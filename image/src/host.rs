@@ -79,6 +79,12 @@ pub const TOOLS: &[Tool] = &[
         package: "faketime",
         shapes_image: false,
     },
+    // Makes the development signing keys when no release key is given.
+    Tool {
+        program: "openssl",
+        package: "openssl",
+        shapes_image: false,
+    },
 ];
 
 /// Directories that must exist (GRUB's platform files), with their packages.

@@ -23,17 +23,20 @@
 //! mksquashfs, zstd write the bytes); they are recorded, not pinned, in
 //! `build-info.txt` and the system image's `tandem-release`.
 //!
-//! Not done here: signing the image, and update bundles for slot B (the
-//! layout reserves the slot).
+//! The image carries RAUC, its system bus and the keyring of update bundles
+//! (see [`signing`]); [`bundle`] makes the signed update bundle of a build.
+//! Not done here: signing the install image itself.
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod cpio;
 pub mod elf;
 pub mod host;
 pub mod lock;
 pub mod modules;
 pub mod sbom;
+pub mod signing;
 
 use std::fs;
 use std::io::Write;
@@ -190,6 +193,8 @@ pub struct Inputs {
     /// The compiler that built the binaries (`rustc -V`), recorded with the
     /// host tools' versions.
     pub toolchain: String,
+    /// The key of update bundles; its keyring is baked into the image.
+    pub signing: signing::Signing,
 }
 
 /// What a build produced.
@@ -249,6 +254,12 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
         }
     }
     tree.symlink("bin/sh", "busybox");
+    // RAUC mounts bundles with mount(8); D-Bus clients find the system bus
+    // under /var/run.
+    tree.symlink("bin/mount", "busybox");
+    tree.symlink("bin/umount", "busybox");
+    tree.symlink("var/run", "../run");
+    updates_layout(&mut tree, inputs)?;
     let unresolved = elf::unresolved(&tree);
     if let Some(u) = unresolved.first() {
         return Err(ImageError::Missing(format!(
@@ -367,13 +378,43 @@ fn base_layout(tree: &mut Tree, inputs: &Inputs) {
     );
 }
 
+/// RAUC's files: the keyring the node trusts, the system bus configuration
+/// with RAUC's bus policy, and which kind of key signs the node's updates
+/// (`/etc/tandem-signing`, shown on the console). init writes RAUC's
+/// `system.conf` at boot (it names the disk's partitions).
+fn updates_layout(tree: &mut Tree, inputs: &Inputs) -> Result<(), ImageError> {
+    let keyring = &inputs.signing.keyring;
+    let pem = fs::read(keyring).map_err(io(keyring))?;
+    tree.file("etc/rauc/keyring.pem", pem, 0o644);
+    tree.file(
+        "usr/share/dbus-1/system.conf",
+        include_bytes!("../files/dbus-system.conf").to_vec(),
+        0o644,
+    );
+    tree.file(
+        "usr/share/dbus-1/system.d/de.pengutronix.rauc.conf",
+        include_bytes!("../files/de.pengutronix.rauc.conf").to_vec(),
+        0o644,
+    );
+    tree.file(
+        "etc/tandem-signing",
+        format!("{}\n", inputs.signing.describe()).into_bytes(),
+        0o644,
+    );
+    Ok(())
+}
+
 /// The system image's `tandem-release`: what it is, and the versions of the
 /// tools its bytes depend on (a second build that differs can be explained
 /// from these lines).
 fn release_text(inputs: &Inputs, lock: &Lock, tools: &[host::ToolVersion]) -> String {
     let mut text = format!(
-        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\ntoolchain={}\n",
-        inputs.version, lock.kernel.release, inputs.source_date_epoch, inputs.toolchain
+        "product=tandem\nversion={}\nkernel={}\nsource-date-epoch={}\ntoolchain={}\nupdates-signed-with={}\n",
+        inputs.version,
+        lock.kernel.release,
+        inputs.source_date_epoch,
+        inputs.toolchain,
+        inputs.signing.describe()
     );
     for t in tools.iter().filter(|t| t.shapes_image) {
         text.push_str(&format!("host.{}={}\n", t.name, t.version));
@@ -387,8 +428,11 @@ fn build_info(inputs: &Inputs, tools: &[host::ToolVersion]) -> String {
     let mut text = format!(
         "# What built this image. Two builds of one commit give the same bytes only\n\
          # with the same versions of the tools marked \"shapes-image\".\n\
-         version={}\nsource-date-epoch={}\ntoolchain={}\n",
-        inputs.version, inputs.source_date_epoch, inputs.toolchain
+         version={}\nsource-date-epoch={}\ntoolchain={}\nupdates-signed-with={}\n",
+        inputs.version,
+        inputs.source_date_epoch,
+        inputs.toolchain,
+        inputs.signing.describe()
     );
     for t in tools {
         let mark = if t.shapes_image {
@@ -694,8 +738,10 @@ fn installed_bootloader(inputs: &Inputs, work: &Path, tdir: &Path) -> Result<(),
             .arg(src)
             .arg(dst))?;
     }
-    // GRUB's environment block: exactly 1024 bytes, padded with '#'.
-    let mut env = b"# GRUB Environment Block\nslot=a\n".to_vec();
+    // GRUB's environment block: exactly 1024 bytes, padded with '#'. GRUB
+    // can only overwrite a file that exists; the installer writes the boot
+    // selection into it.
+    let mut env = b"# GRUB Environment Block\n".to_vec();
     env.resize(1024, b'#');
     let envf = work.join("grubenv");
     write(&envf, &env)?;
@@ -888,6 +934,12 @@ mod tests {
             source_date_epoch: 1_700_000_000,
             version: "0.1.0+abc".into(),
             toolchain: "rustc 1.95.0".into(),
+            signing: signing::Signing {
+                key: PathBuf::new(),
+                cert: PathBuf::new(),
+                keyring: PathBuf::new(),
+                development: true,
+            },
         };
         let tools = [
             host::ToolVersion {
@@ -904,6 +956,7 @@ mod tests {
         let info = build_info(&inputs, &tools);
         assert!(info.contains("toolchain=rustc 1.95.0\n"));
         assert!(info.contains("host.apt=2.6.1\n"));
+        assert!(info.contains("updates-signed-with=development key"));
         assert!(info.contains("host.xorriso=1.5.4-4  # shapes-image\n"));
         let lock =
             Lock::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("packages.lock")).unwrap();

@@ -431,6 +431,7 @@ fn write_all(
     write_part(&devs[0], &mut &core[..], parts[0].bytes())?;
     let mut esp = flate2::read::GzDecoder::new(esp_gz);
     write_part(&devs[1], &mut esp, parts[1].bytes())?;
+    write_boot_selection(&devs[1]).context("writing the boot selection (grub/grubenv)")?;
 
     out.line(&format!(
         "[4/6] Writing the system image to system-a ({} MiB)",
@@ -556,6 +557,45 @@ pub fn node_grubenv(node: &str, version: &str) -> Vec<u8> {
     env
 }
 
+/// The installed disk's boot selection, in RAUC's convention for GRUB (see
+/// `image/grub/node.cfg`): system-a (`A`) boots and is good; system-b (`B`)
+/// holds nothing yet.
+#[must_use]
+pub fn slot_grubenv() -> Vec<u8> {
+    let mut env =
+        b"# GRUB Environment Block\nORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=0\nB_TRY=0\n".to_vec();
+    env.resize(1024, b'#');
+    env
+}
+
+/// Writes [`slot_grubenv`] over the EFI system partition's `grub/grubenv`,
+/// in place: GRUB's `save_env` writes into the blocks of that file.
+fn write_boot_selection(esp: &Path) -> Result<()> {
+    let at = Path::new("/run/tandem-install/esp");
+    fs::create_dir_all(at)?;
+    nix::mount::mount(
+        Some(esp),
+        at,
+        Some("vfat"),
+        nix::mount::MsFlags::empty(),
+        // The kernel's default (ascii) is a module the system does not carry.
+        Some("iocharset=iso8859-1"),
+    )
+    .with_context(|| format!("mounting the new EFI system partition {}", esp.display()))?;
+    let res = (|| -> Result<()> {
+        let path = at.join("grub/grubenv");
+        let mut f = File::options()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.write_all(&slot_grubenv())?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    nix::mount::umount(at).context("unmounting the EFI system partition")?;
+    res
+}
+
 fn write_seed(path: &Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut seed = [0u8; 512];
@@ -620,5 +660,16 @@ mod tests {
         assert!(text.starts_with(
             "# GRUB Environment Block\ntandem_node=node2\ntandem_version=0.1.0+abc123slotb\n#"
         ));
+    }
+
+    #[test]
+    fn slot_grubenv_boots_a_and_leaves_b_unbootable() {
+        let env = slot_grubenv();
+        assert_eq!(env.len(), 1024);
+        let text = String::from_utf8(env).unwrap();
+        assert!(text.starts_with(
+            "# GRUB Environment Block\nORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=0\nB_TRY=0\n#"
+        ));
+        assert!(text.trim_end_matches('#').ends_with('\n'));
     }
 }

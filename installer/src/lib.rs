@@ -8,8 +8,11 @@
 //! reads the system slot back, and wipes the partition table again if
 //! anything fails half-way.
 //!
-//! Not done here: updating an installed node (slot B is reserved for that),
-//! and disks with sectors other than 512 bytes (4Kn).
+//! It also writes the boot selection (`grub/grubenv` on the EFI system
+//! partition): slot A good, slot B empty, in RAUC's convention, which updates
+//! use from then on.
+//!
+//! Not done here: disks with sectors other than 512 bytes (4Kn).
 
 pub mod apply;
 pub mod disks;

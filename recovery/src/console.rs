@@ -97,6 +97,11 @@ pub struct Screen {
     pub password_set: bool,
     /// The web console's login lockout, when logins are locked.
     pub lockout: Option<Lockout>,
+    /// The running system's version (`/etc/tandem-version`).
+    pub version: String,
+    /// Whether the image trusts update bundles of a development key
+    /// (`/etc/tandem-signing`) rather than the vendor's release key.
+    pub development_key: bool,
 }
 
 /// The menu's choices and question, at the bottom of the screen.
@@ -126,6 +131,14 @@ pub fn render(s: &Screen) -> String {
         "\r\n    Node:      {}\r\n    State:     {}\r\n",
         s.node, s.state
     ));
+    if s.development_key {
+        o.push_str(&format!(
+            "    Software:  {}  DEVELOPMENT KEY: updates signed on a build host, not for customers\r\n",
+            s.version
+        ));
+    } else {
+        o.push_str(&format!("    Software:  {}\r\n", s.version));
+    }
     match &s.health {
         Some(lines) => {
             for l in lines {
@@ -614,6 +627,8 @@ mod tests {
             configured: false,
             password_set: false,
             lockout: None,
+            version: "0.1.0+abc".into(),
+            development_key: true,
         }
     }
 
@@ -622,7 +637,7 @@ mod tests {
         let t = render(&screen());
         assert!(t.starts_with("\x1b[2J\x1b[H"));
         for want in [
-            "    State:     recovery\r\n",
+            "    State:     recovery\r\n    Software:  0.1.0+abc  DEVELOPMENT KEY",
             "    Health:    cluster daemon not running\r\n",
             "    Recovery:  https://192.168.100.101/  (laptop 192.168.100.100/24",
             "    Login:     admin / factory password\r\n",
@@ -641,6 +656,8 @@ mod tests {
         s.configured = true;
         assert!(render(&s).contains("(only in recovery mode)"));
         assert!(!render(&s).contains("Login:"));
+        s.development_key = false;
+        assert!(render(&s).contains("    Software:  0.1.0+abc\r\n"));
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Ctx<'_> {
 }
 
 /// Where the pair's base disks are kept between runs.
-fn base_dir() -> PathBuf {
+pub fn base_dir() -> PathBuf {
     image_dir()
         .parent()
         .map_or_else(|| PathBuf::from("target"), PathBuf::from)

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod install;
 pub mod pair;
 pub mod scenario;
+pub mod update;
 pub mod web;
 
 use std::io::{Read, Seek, Write};

@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask image`: builds the install image; the last line printed is
 //!   its path.
+//! - `cargo xtask bundle`: the same build, and the signed RAUC update bundle
+//!   of its system image; the last line printed is the bundle's path.
 //! - `cargo xtask test`: installs what the tests need, builds the image, runs
 //!   every test of the workspace, then the rig tests (network namespaces and
 //!   QEMU) against that image.
@@ -80,12 +82,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("image") => image().map(|iso| println!("{}", iso.display())),
+        Some("bundle") => version_suffix()
+            .and_then(bundle)
+            .map(|b| println!("{}", b.display())),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("scenarios") => scenarios(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask image          build the install image\n       cargo xtask test [FILTER]   run the whole test suite\n       cargo xtask scenarios --list | --all | NAME...\n                                   the release catalogue on QEMU machines (report in target/scenarios/)\n       cargo xtask fuzz [SECONDS]  build the fuzz targets and run each (default 60 s)"
+                "usage: cargo xtask image          build the install image\n       cargo xtask bundle         build the install image and the signed update bundle\n       cargo xtask test [FILTER]   run the whole test suite\n       cargo xtask scenarios --list | --all | NAME...\n                                   the release catalogue on QEMU machines (report in target/scenarios/)\n       cargo xtask fuzz [SECONDS]  build the fuzz targets and run each (default 60 s)"
             );
             return ExitCode::from(2);
         }
@@ -162,6 +167,94 @@ fn git(args: &[&str]) -> Option<String> {
 
 /// Builds the install image and returns its path.
 fn image() -> Result<PathBuf> {
+    Ok(build(version_suffix()?)?.0.iso)
+}
+
+/// Builds the install image and, from the same build, the signed update
+/// bundle of its system image; returns the bundle's path. With `suffix`,
+/// the version carries it and the build goes to `target/image-SUFFIX`.
+fn bundle(suffix: Option<String>) -> Result<PathBuf> {
+    let missing: Vec<&str> = tandem_image::bundle::TOOLS
+        .iter()
+        .filter(|(prog, _)| tandem_image::host::find_program(prog).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    ensure_packages(missing).context("the update bundle needs RAUC on this host")?;
+    let (out, inputs) = build(suffix)?;
+    let stamp = git(&[
+        "log",
+        "-1",
+        "--format=%cd",
+        "--date=format-local:%Y%m%d%H%M%S",
+    ])
+    .unwrap_or_else(|| inputs.source_date_epoch.to_string());
+    let bundle = tandem_image::bundle::build(
+        &out.system_image,
+        &inputs.version,
+        &stamp,
+        &workspace().join("CHANGELOG.md"),
+        &inputs.signing,
+        &inputs.out_dir,
+    )?;
+    let bytes = std::fs::metadata(&bundle).map_or(0, |m| m.len());
+    eprintln!(
+        "bundle: {} ({} MiB, version {}, signed with the {})",
+        bundle.display(),
+        bytes >> 20,
+        inputs.version,
+        inputs.signing.describe()
+    );
+    Ok(bundle)
+}
+
+/// The key of update bundles: `TANDEM_SIGNING_KEY` and `TANDEM_SIGNING_CERT`
+/// (with `TANDEM_SIGNING_CA`, the CA nodes trust, when the certificate is not
+/// self-signed), or else the development keys under `target/signing/`.
+fn signing(target_dir: &Path) -> Result<tandem_image::signing::Signing> {
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match (var("TANDEM_SIGNING_KEY"), var("TANDEM_SIGNING_CERT")) {
+        (Some(key), Some(cert)) => Ok(tandem_image::signing::Signing::release(
+            key,
+            cert,
+            var("TANDEM_SIGNING_CA"),
+        )?),
+        (None, None) => Ok(tandem_image::signing::Signing::development(
+            &target_dir.join("signing/development"),
+            &mut |l| eprintln!("image: {l}"),
+        )?),
+        _ => bail!(
+            "set both TANDEM_SIGNING_KEY and TANDEM_SIGNING_CERT (the release key), or neither (development key)"
+        ),
+    }
+}
+
+/// `TANDEM_VERSION_SUFFIX`, appended to the version (e.g. `.v2` for a test's
+/// second version of the same tree); its build goes to `target/image-SUFFIX`
+/// (without a leading `.`, `+`, `-` or `_`).
+fn version_suffix() -> Result<Option<String>> {
+    match std::env::var("TANDEM_VERSION_SUFFIX") {
+        Ok(s) if !s.is_empty() => {
+            if !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+            {
+                bail!(
+                    "TANDEM_VERSION_SUFFIX may hold only letters, digits and . + - _ (got {s:?})"
+                );
+            }
+            Ok(Some(s))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Builds the install image (its version with `suffix`, into
+/// `target/image-SUFFIX`); returns what was built and from what.
+fn build(suffix: Option<String>) -> Result<(tandem_image::Output, tandem_image::Inputs)> {
     let started = Instant::now();
     ensure_packages(tandem_image::host::missing_packages())?;
     let root = workspace();
@@ -195,13 +288,24 @@ fn image() -> Result<PathBuf> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1_735_689_600),
     };
-    let version = match git(&["rev-parse", "--short=12", "HEAD"]) {
+    let mut version = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(rev) => format!("{}+{rev}", env!("CARGO_PKG_VERSION")),
         None => env!("CARGO_PKG_VERSION").to_owned(),
     };
+    let out_dir = match &suffix {
+        Some(s) => {
+            version.push_str(s);
+            target_dir.join(format!(
+                "image-{}",
+                s.trim_start_matches(['.', '+', '-', '_'])
+            ))
+        }
+        None => target_dir.join("image"),
+    };
+    let signing = signing(&target_dir)?;
     let inputs = tandem_image::Inputs {
         workspace: root.clone(),
-        out_dir: target_dir.join("image"),
+        out_dir,
         cache_dir: cache_dir(),
         binaries: NODE_BINARIES
             .iter()
@@ -213,12 +317,13 @@ fn image() -> Result<PathBuf> {
         source_date_epoch: epoch,
         version,
         toolchain: rustc_version(),
+        signing,
     };
     let out = tandem_image::build(&inputs, &mut |l| eprintln!("image: {l}"))?;
     let sbom = tandem_image::sbom::write(&inputs, &node_crates()?)?;
     eprintln!("image: software bill of materials: {}", sbom.display());
     eprintln!("image: built in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(out.iso)
+    Ok((out, inputs))
 }
 
 /// The crates compiled into the node's programs (`cargo tree`, normal dependencies,
@@ -301,6 +406,9 @@ fn ensure_test_packages() -> Result<()> {
     ensure_packages(missing())
 }
 
+/// The version suffix of the update test's second version.
+const UPDATE_SUFFIX: &str = ".v2";
+
 fn test(args: &[String]) -> Result<()> {
     let started = Instant::now();
     ensure_test_packages()?;
@@ -320,6 +428,9 @@ fn test(args: &[String]) -> Result<()> {
             sum(&again).trim()
         );
     }
+    // A second version of this tree, for the update test on the QEMU rig.
+    eprintln!("xtask: building an update bundle with another version ({UPDATE_SUFFIX})");
+    let update_bundle = bundle(Some(UPDATE_SUFFIX.to_owned()))?;
     eprintln!("xtask: fuzz targets build (run them with `cargo xtask fuzz`)");
     run(cargo()
         .args(["build", "--locked", "--bins", "--manifest-path"])
@@ -343,6 +454,7 @@ fn test(args: &[String]) -> Result<()> {
     rig.args(["test", "--locked", "-p", "tandem-tests", "--", "--ignored"])
         .args(args)
         .env("TANDEM_IMAGE_DIR", &image_dir)
+        .env("TANDEM_UPDATE_BUNDLE", &update_bundle)
         .current_dir(&root);
     tally.run(&mut rig)?;
     eprintln!(

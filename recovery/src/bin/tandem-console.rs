@@ -156,6 +156,10 @@ fn screen(a: &Args) -> Screen {
         configured: configured(a),
         password_set: a.config_dir.join("admin.hash").exists(),
         lockout: lockout(&a.control),
+        version: std::fs::read_to_string("/etc/tandem-version")
+            .map_or_else(|_| "unknown".to_owned(), |v| v.trim().to_owned()),
+        development_key: std::fs::read_to_string("/etc/tandem-signing")
+            .is_ok_and(|t| t.starts_with("development")),
     }
 }
 

@@ -17,6 +17,9 @@
 //!   up, the node says why and stays in recovery mode so that it can be
 //!   repaired over the red cable.
 //!
+//! In both modes it runs the system bus (`dbus-daemon`) and RAUC's service, which
+//! installs update bundles (see [`update`]).
+//!
 //! Nothing here needs a shell or a service manager: the node has neither.
 
 pub mod entropy;
@@ -24,6 +27,7 @@ pub mod modalias;
 pub mod root;
 pub mod sysfs;
 pub mod trial;
+pub mod update;
 
 /// What the kernel command line asks of init.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -201,6 +201,11 @@ fn coldplug() -> usize {
         "nls_iso8859_1",
         "nls_utf8",
         "ipmi_devintf",
+        // RAUC opens /dev/loop-control and /dev/mapper/control for a
+        // bundle: they exist only once their drivers are loaded.
+        "loop",
+        "dm_mod",
+        "dm_verity",
     ];
     for m in always {
         load(&dir, &deps, m, &mut loaded, &mut tried);
@@ -391,8 +396,79 @@ fn node() -> Result<()> {
         mount_config(&config_dev)?;
     }
     random_pool(Some(Path::new(CONFIG)));
+    if let Err(e) = prepare_updates() {
+        say(&format!(
+            "tandem: updates are not available on this node: {e:#}; reinstall the node from the install medium if this persists"
+        ));
+    }
     node_on()
 }
+
+/// Set once RAUC's configuration is in place: the node then runs the system
+/// bus and RAUC's service.
+static UPDATES: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// Mounts the EFI system partition (GRUB's environment block, where the boot
+/// selection lives) and writes RAUC's `system.conf` naming this disk's
+/// system slots.
+fn prepare_updates() -> Result<()> {
+    use tandem_init::update;
+    let part = |name: &str| {
+        tandem_init::sysfs::partition(name)
+            .with_context(|| format!("the disk has no partition named \"{name}\""))
+    };
+    let (esp, a, b) = (part("esp")?, part("system-a")?, part("system-b")?);
+    fs::create_dir_all(update::ESP_MOUNT)
+        .with_context(|| format!("creating {}", update::ESP_MOUNT))?;
+    if !is_mountpoint(Path::new(update::ESP_MOUNT)) {
+        mount(
+            Some(&esp),
+            update::ESP_MOUNT,
+            Some("vfat"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            // The kernel's default (ascii) is a module the system does not carry.
+            Some("iocharset=iso8859-1"),
+        )
+        .with_context(|| {
+            format!(
+                "mounting the EFI system partition {} at {}",
+                esp.display(),
+                update::ESP_MOUNT
+            )
+        })?;
+    }
+    fs::create_dir_all(update::DATA_DIR)
+        .with_context(|| format!("creating {}", update::DATA_DIR))?;
+    let conf = Path::new(update::SYSTEM_CONF);
+    if let Some(dir) = conf.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(conf, update::system_conf(&a, &b))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    fs::create_dir_all("/run/dbus").context("creating /run/dbus")?;
+    let _ = UPDATES.set(());
+    Ok(())
+}
+
+/// The system bus and RAUC's service, when updates are prepared.
+fn update_services() -> Vec<Service> {
+    if UPDATES.get().is_none() {
+        return Vec::new();
+    }
+    let mut rauc = Service::new("update service (RAUC)", "/usr/bin/rauc", &["service"]);
+    rauc.needs = Some(SYSTEM_BUS);
+    vec![
+        Service::new(
+            "system bus",
+            "/usr/bin/dbus-daemon",
+            &["--system", "--nofork", "--nopidfile"],
+        ),
+        rauc,
+    ]
+}
+
+/// The system bus's socket: RAUC's service starts once it exists.
+const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 
 /// How long init waits for the random pool before it says that it cannot
 /// make it ready.
@@ -727,7 +803,8 @@ fn node_services(
     let fingerprint = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let tls = tls.to_string_lossy().into_owned();
-    let mut services: Vec<Service> = first.iter().map(Service::again).collect();
+    let mut services = update_services();
+    services.extend(first.iter().map(Service::again));
     let mut web = vec![
         "serve",
         "--node",
@@ -772,6 +849,9 @@ struct Service {
     args: Vec<String>,
     child: Option<Child>,
     started: Instant,
+    /// A file that must exist before the program starts (a socket of
+    /// another service).
+    needs: Option<&'static str>,
 }
 
 /// Where the services' output goes (tmpfs; each file is cut back when it
@@ -818,6 +898,7 @@ impl Service {
             args: self.args.clone(),
             child: None,
             started: Instant::now(),
+            needs: self.needs,
         }
     }
 
@@ -828,6 +909,7 @@ impl Service {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
             started: Instant::now(),
+            needs: None,
         }
     }
 }
@@ -840,6 +922,9 @@ fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<
             return services;
         }
         for s in &mut services {
+            if s.needs.is_some_and(|p| !Path::new(p).exists()) {
+                continue;
+            }
             let running = match &mut s.child {
                 Some(c) => matches!(c.try_wait(), Ok(None)),
                 None => false,
@@ -926,7 +1011,7 @@ fn power_off_or_restart(running: Vec<Service>) -> ! {
         say(&format!("tandem: writing the random seed file: {e}"));
     }
     nix::unistd::sync();
-    for m in ["/vz", CONFIG] {
+    for m in ["/vz", tandem_init::update::ESP_MOUNT, CONFIG] {
         if let Err(e) = nix::mount::umount(m)
             && e != nix::errno::Errno::EINVAL
         {
