@@ -716,17 +716,6 @@ impl Pair {
         self.ssh_in(n, command, None)
     }
 
-    /// Copies the local file `from` to `to` on node `n` over SSH (as root).
-    pub fn put(&self, n: Node, from: &Path, to: &str) {
-        let (ok, out) = self.ssh_in(n, &format!("cat > {to}"), Some(from));
-        assert!(
-            ok,
-            "copying {} to node{}:{to}: {out}",
-            from.display(),
-            n + 1
-        );
-    }
-
     /// [`Pair::ssh`] with the file `input` on the command's standard input.
     fn ssh_in(&self, n: Node, command: &str, input: Option<&Path>) -> (bool, String) {
         let key = self.ssh_key.clone();
@@ -772,41 +761,7 @@ impl Pair {
     /// Copies the local file `from` to `to` on node `n` (as root, over SSH
     /// from the LAN, like [`Pair::ssh`]); returns ssh's success and output.
     pub fn copy_to(&self, n: Node, from: &Path, to: &str) -> (bool, String) {
-        let key = self.ssh_key.clone();
-        let host = format!("root@{}", NODE_ADDR[n]);
-        let command = format!("cat > '{to}'");
-        let input =
-            std::fs::File::open(from).unwrap_or_else(|e| panic!("opening {}: {e}", from.display()));
-        self.lan.run(move || {
-            let out = Command::new("ssh")
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "LogLevel=ERROR",
-                    "-o",
-                    "ConnectTimeout=10",
-                    // A node that restarts never closes the connection.
-                    "-o",
-                    "ServerAliveInterval=5",
-                    "-o",
-                    "ServerAliveCountMax=3",
-                    "-i",
-                ])
-                .arg(&key)
-                .arg(&host)
-                .arg(&command)
-                .stdin(input)
-                .output()
-                .expect("ssh is missing: apt-get install openssh-client");
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            (out.status.success(), text)
-        })
+        self.ssh_in(n, &format!("cat > '{to}'"), Some(from))
     }
 
     /// Powers node `n` on (a new QEMU on its disk).
