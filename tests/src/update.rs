@@ -124,8 +124,8 @@ pub fn expect_refused(pair: &Pair, n: Node, remote: &str, what: &str, untouched:
         .expect("slot B's device")
         .to_owned();
     let (sum, env) = (head_sum(pair, n, &device), grubenv(pair, n));
-    let (good, out) = pair.ssh(n, &format!("rauc install {remote}"));
-    assert!(!good, "RAUC installed {what}: {out}");
+    let (good, out) = pair.ssh(n, &format!("tandem update install {remote}"));
+    assert!(!good, "the node installed {what}: {out}");
     if untouched {
         assert_eq!(
             head_sum(pair, n, &device),
@@ -187,16 +187,51 @@ pub struct UpdateFigures {
     pub restart_s: f64,
 }
 
-/// The update of node `n` to `bundle` (version `version`), from slot A:
-/// refusals first (one byte changed, another signer), then the install, a
-/// start of the new slot, a fallback to A when it is not marked good, a
-/// second start of B and its commit with `rauc status mark-good`.
+/// The JSON of `tandem update status --json` on node `n`.
+pub fn update_status(pair: &Pair, n: Node) -> serde_json::Value {
+    let out = ok(pair, n, "tandem update status --json");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("tandem update status: {e}: {out}"))
+}
+
+/// Waits until node `n`'s clusterd has committed the slot it runs (GRUB's
+/// try of it reset, no trial pending).
+fn committed(pair: &Pair, n: Node, slot: &str) {
+    wait_until(
+        &format!("slot {slot} committed by clusterd"),
+        8 * MIN,
+        || {
+            let env = grubenv(pair, n);
+            let st = update_status(pair, n);
+            (env.lines().any(|l| l == format!("{slot}_TRY=0")) && st["trial"].is_null())
+                .then_some(())
+        },
+    );
+}
+
+/// The texts of node `n`'s update history.
+fn history(pair: &Pair, n: Node) -> Vec<String> {
+    update_status(pair, n)["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|e| e["text"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The update of the passive node `n` to `bundle` (version `version`) the
+/// operator's way, `tandem update install` through clusterd: refusals first
+/// (one byte changed in the signature or the payload, another signer), then
+/// the install, the restart into the new slot, its trial kept by clusterd
+/// once the pair is healthy (and mailed), and the operator's rollback to the
+/// previous system.
 pub fn update_node(pair: &Pair, n: Node, bundle: &Path, version: &str) -> UpdateFigures {
     let bundle_bytes = std::fs::metadata(bundle).map_or(0, |m| m.len());
     let old_version = ok(pair, n, "cat /etc/tandem-version").trim().to_owned();
     assert_ne!(old_version, version, "the bundle holds the running version");
-    // The running slot is healthy: commit it, as the health check does.
-    ok(pair, n, "rauc status mark-good");
+    // clusterd commits the slot of an ordinary start.
+    committed(pair, n, "A");
     let st = rauc_status(pair, n);
     assert_eq!(st["compatible"], "tandem-sr2500", "{st}");
     assert_eq!(st["booted"], "A", "{st}");
@@ -256,84 +291,68 @@ pub fn update_node(pair: &Pair, n: Node, bundle: &Path, version: &str) -> Update
     ));
     ok(pair, n, "rm -f /tmp/foreign.raucb");
 
-    // The real one.
+    // The real one: installed, then the node restarts into it by itself.
+    let alerts_before = pair.smtp.subjects().len();
+    let before = boot_id(pair, n).expect("the node answers");
     let t = Instant::now();
-    let out = ok(pair, n, &format!("rauc install {REMOTE_BUNDLE}"));
+    // The connection may end with the node's restart.
+    let (_, out) = pair.ssh(n, &format!("tandem update install {REMOTE_BUNDLE}"));
     let install_s = t.elapsed().as_secs_f64();
-    ok(pair, n, &format!("rm -f {REMOTE_BUNDLE}"));
-    let env = grubenv(pair, n);
-    for want in ["ORDER=B A", "B_OK=1", "B_TRY=0"] {
-        assert!(
-            env.lines().any(|l| l == want),
-            "{want} not in\n{env}\n{out}"
-        );
-    }
+    let restart_t = Instant::now();
+    wait_until("the node restarted into the new system", 8 * MIN, || {
+        boot_id(pair, n).filter(|id| *id != before)
+    });
+    let restart_s = restart_t.elapsed().as_secs_f64();
     let st = rauc_status(pair, n);
-    assert_eq!(st["boot_primary"], "rootfs.1", "{st}");
-
-    // B starts once.
-    let restart_s = restart(pair, n);
-    let on_b = |what: &str| {
-        let st = rauc_status(pair, n);
-        assert_eq!(st["booted"], "B", "{what}: {st}");
-        let b = slot(&st, "rootfs.1");
-        assert_eq!(b["state"], "booted", "{what}: {st}");
-        assert_eq!(
-            b["slot_status"]["bundle"]["version"], version,
-            "{what}: {st}"
-        );
-        assert_eq!(
-            ok(pair, n, "cat /etc/tandem-version").trim(),
-            version,
-            "{what}"
-        );
-        let cmdline = ok(pair, n, "cat /proc/cmdline");
-        assert!(
-            cmdline.contains("rauc.slot=B") && cmdline.contains("tandem.slot=b"),
-            "{what}: {cmdline}"
-        );
-    };
-    on_b("first start of B");
-    let env = grubenv(pair, n);
-    assert!(env.lines().any(|l| l == "B_TRY=1"), "B started: {env}");
-
-    // Not marked good: the next start falls back to A by itself.
-    restart(pair, n);
-    let st = rauc_status(pair, n);
-    assert_eq!(st["booted"], "A", "fallback: {st}");
-    assert_eq!(
-        ok(pair, n, "cat /etc/tandem-version").trim(),
-        old_version,
-        "fallback"
+    assert_eq!(st["booted"], "B", "{st}\n{out}");
+    let b = slot(&st, "rootfs.1");
+    assert_eq!(b["slot_status"]["bundle"]["version"], version, "{st}");
+    assert_eq!(ok(pair, n, "cat /etc/tandem-version").trim(), version);
+    let cmdline = ok(pair, n, "cat /proc/cmdline");
+    assert!(
+        cmdline.contains("rauc.slot=B") && cmdline.contains("tandem.slot=b"),
+        "{cmdline}"
     );
-    let env = grubenv(pair, n);
-    for want in ["ORDER=B A", "B_OK=1", "B_TRY=1"] {
-        assert!(
-            env.lines().any(|l| l == want),
-            "fallback: {want} not in\n{env}"
-        );
-    }
+    // The trial: kept once the pair is healthy, said in the history and by mail.
+    let t = Instant::now();
+    committed(pair, n, "B");
     figure(&format!(
-        "update: B not marked good, the next start ran A again (rauc status: booted {}, boot_primary {})",
-        st["booted"], st["boot_primary"]
+        "update: the new system kept by clusterd {:.0} s after it answered SSH",
+        t.elapsed().as_secs_f64()
     ));
-
-    // Choose B again, start it, commit it.
-    ok(pair, n, "rauc status mark-good");
-    ok(pair, n, "rauc status mark-active other");
-    restart(pair, n);
-    on_b("second start of B");
-    ok(pair, n, "rauc status mark-good");
-    let env = grubenv(pair, n);
-    for want in ["ORDER=B A", "B_OK=1", "B_TRY=0"] {
-        assert!(
-            env.lines().any(|l| l == want),
-            "committed: {want} not in\n{env}"
-        );
-    }
+    let want = format!("updated from {old_version} to {version}");
+    assert_eq!(history(pair, n).last(), Some(&want));
+    wait_until("the update mailed", 3 * MIN, || {
+        pair.smtp
+            .subjects()
+            .iter()
+            .skip(alerts_before)
+            .any(|s| s.contains("update"))
+            .then_some(())
+    });
     let st = rauc_status(pair, n);
     assert_eq!(slot(&st, "rootfs.1")["boot_status"], "good", "{st}");
     assert_eq!(st["boot_primary"], "rootfs.1", "{st}");
+
+    // The operator goes back to the previous system.
+    let before = boot_id(pair, n).expect("the node answers");
+    let (_, out) = pair.ssh(n, "tandem update rollback");
+    figure(&format!("update: tandem update rollback: {}", out.trim()));
+    wait_until(
+        "the node restarted into the previous system",
+        8 * MIN,
+        || boot_id(pair, n).filter(|id| *id != before),
+    );
+    let st = rauc_status(pair, n);
+    assert_eq!(st["booted"], "A", "rollback: {st}");
+    assert_eq!(ok(pair, n, "cat /etc/tandem-version").trim(), old_version);
+    committed(pair, n, "A");
+    assert!(
+        history(pair, n)
+            .iter()
+            .any(|t| t.starts_with("the operator went back")),
+        "the rollback is not in the history"
+    );
 
     let f = UpdateFigures {
         bundle_bytes,
@@ -342,7 +361,7 @@ pub fn update_node(pair: &Pair, n: Node, bundle: &Path, version: &str) -> Update
         restart_s,
     };
     figure(&format!(
-        "update: bundle {} MiB, copied in {:.1} s, installed in {:.1} s, restarted into B in {:.1} s",
+        "update: bundle {} MiB, copied in {:.1} s, installed through clusterd in {:.1} s, restarted into B in {:.1} s",
         f.bundle_bytes >> 20,
         f.copy_s,
         f.install_s,

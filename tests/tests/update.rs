@@ -18,7 +18,7 @@ const MIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[test]
 #[ignore = "needs the install image, an update bundle, QEMU and root: run `cargo xtask test`"]
-fn a_signed_bundle_starts_once_falls_back_and_commits_and_a_forged_one_is_refused() {
+fn a_signed_bundle_is_tried_kept_when_healthy_and_rolled_back_and_a_forged_one_is_refused() {
     let bundle = bundle_under_test();
     let version = bundle_version(&bundle);
     let base = pair::base(&base_dir());

@@ -228,7 +228,7 @@ impl Updater {
         let other = st
             .other_slot()
             .ok_or_else(|| fail("the update service names no other slot"))?;
-        if other.boot_status != "good" || other.version.is_none() && other.installed.is_none() {
+        if other.boot_status != "good" {
             return Err(fail(format!(
                 "slot {} holds no system known good to go back to",
                 other.bootname
