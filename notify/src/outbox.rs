@@ -236,11 +236,31 @@ impl Outbox {
         now: UnixSecs,
         error: &str,
     ) -> Result<(), OutboxError> {
+        self.mark_failed_after(id, now, error, &[])
+    }
+
+    /// Records a failed attempt in which `delivered` (recipients) took the message
+    /// nevertheless: they are not sent to again.
+    ///
+    /// # Errors
+    /// The message is gone or cannot be rewritten.
+    pub fn mark_failed_after(
+        &self,
+        id: MessageId,
+        now: UnixSecs,
+        error: &str,
+        delivered: &[String],
+    ) -> Result<(), OutboxError> {
         let path = self.msg_path(id);
         if !path.exists() {
             return Err(OutboxError::NoSuchMessage { id });
         }
         let mut m: StoredMessage = Self::read_json(&path)?;
+        for d in delivered {
+            if !m.delivered_to.contains(d) {
+                m.delivered_to.push(d.clone());
+            }
+        }
         m.attempts = m.attempts.saturating_add(1);
         m.next_attempt = now.plus(plan::backoff(&self.policy.retry, m.attempts));
         m.last_error = Some(error.to_owned());
@@ -266,7 +286,7 @@ pub fn run_once(
             }
             Err(e) => {
                 let text = tandem_api::error_chain(&e);
-                outbox.mark_failed(m.id, now, &text)?;
+                outbox.mark_failed_after(m.id, now, &text, e.delivered())?;
                 report.failed.push((m.id, text));
             }
         }

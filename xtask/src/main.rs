@@ -26,6 +26,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The sweep bench compares against freeipmi's ipmi-sensors.
     ("ipmi-sensors", "freeipmi-tools"),
     ("openssl", "openssl"),
+    // The name server of the direct-delivery (MX) tests.
+    ("dnsmasq", "dnsmasq-base"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),

@@ -78,15 +78,20 @@ impl EventHub {
         self.publish(kind, text);
     }
 
-    /// New notification settings (a configuration change): the mail thread starts
-    /// when there was nobody to mail before, or sends with the new ones.
-    pub(super) fn set_notification(&self, n: &tandem_config::schema::NotificationConfig) {
+    /// New notification settings or name servers (a configuration change): the mail
+    /// thread starts when there was nobody to mail before, or sends with the new ones.
+    pub(super) fn set_notification(
+        &self,
+        n: &tandem_config::schema::NotificationConfig,
+        dns_servers: Vec<std::net::Ipv4Addr>,
+    ) {
         if let Some(mail) = &self.mail
             && let Ok(mut m) = mail.lock()
         {
             m.settings.notification = n.clone();
+            m.settings.dns_servers = dns_servers.clone();
             match &m.mailer {
-                Some(mailer) => mailer.set_notification(n.clone()),
+                Some(mailer) => mailer.set_notification(n.clone(), dns_servers),
                 None => m.start(),
             }
         }
