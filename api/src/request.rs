@@ -157,6 +157,12 @@ pub enum Request {
     VeBackupJob,
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).
     VeBackups,
+    /// This node's e-mail outbox: what waits, since when, the last error
+    /// ([`crate::Reply::Outbox`]).
+    MailOutbox,
+    /// Queue a test message to the configured recipients
+    /// ([`crate::Reply::MailTestQueued`]).
+    MailTest,
     /// The operator checked that the silent peer is down (its fence failed) and
     /// confirms it: this node then takes over. `node` is the peer's name as typed.
     FenceConfirm {

@@ -34,7 +34,7 @@ mod plan;
 mod smtp;
 
 pub use mx::{Exchanger, MxError, MxResolver};
-pub use outbox::{Outbox, OutboxError, RunReport, run_once};
+pub use outbox::{Outbox, OutboxError, OutboxSummary, RunReport, read_summary, run_once};
 pub use plan::{
     Event, FlapPolicy, History, MessageId, Plan, Policy, RetryPolicy, StoredMessage, UnixSecs,
     backoff, plan_event, remember,

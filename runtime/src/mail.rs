@@ -26,6 +26,50 @@ use tandem_notify::{
 /// Longest wait between two looks at the outbox when nothing is due.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// What the control API asks of the mail side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailCall {
+    /// The outbox's state ([`tandem_api::Reply::Outbox`]).
+    Outbox,
+    /// Queue a test message ([`tandem_api::Reply::MailTestQueued`]).
+    Test,
+}
+
+/// The test message: its subject names the node, its text says what it proves.
+#[must_use]
+pub fn test_event(node: &str, hostname: &str, at: UnixSecs) -> tandem_notify::Event {
+    tandem_notify::Event {
+        node: node.to_owned(),
+        kind: "test".to_owned(),
+        old: String::new(),
+        new: String::new(),
+        text: format!(
+            "test message from {hostname}, asked for by an administrator\n\nE-mail alerts of this cluster reach this address."
+        ),
+        at,
+    }
+}
+
+/// The outbox of `settings` as the operator sees it. Read beside the mail thread:
+/// files it removes in between are not counted.
+///
+/// # Errors
+/// The outbox cannot be read (the text says which file and why).
+pub fn outbox_view(settings: &MailSettings) -> Result<tandem_api::OutboxView, String> {
+    let s = tandem_notify::read_summary(&settings.outbox).map_err(|e| crate::error_chain(&e))?;
+    Ok(tandem_api::OutboxView {
+        recipients: has_recipients(&settings.notification),
+        relay: settings
+            .notification
+            .relay_host
+            .as_ref()
+            .map(|r| format!("{}:{}", r.host(), r.port().unwrap_or(25))),
+        queued: s.queued as u64,
+        oldest_queued: s.oldest.map(|t| t.0),
+        last_error: s.last_error,
+    })
+}
+
 /// What the mail thread needs.
 #[derive(Debug, Clone)]
 pub struct MailSettings {
@@ -73,7 +117,8 @@ impl Mailer {
 }
 
 /// The time of day in whole seconds since 1970, for the outbox's timestamps.
-fn unix_now() -> UnixSecs {
+#[must_use]
+pub fn unix_now() -> UnixSecs {
     UnixSecs(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

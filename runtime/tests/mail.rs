@@ -451,4 +451,52 @@ fn without_a_relay_failover_mails_reach_the_recipients_mx_once_and_in_order() {
         "out of order: {got:#?}"
     );
     assert!(pair.queued(0).is_empty() && pair.queued(1).is_empty());
+
+    // The console's and the CLI's test message and outbox, as requests to clusterd.
+    let mut client = tandem_api::Client::connect(&pair.rig.nodes[1].control).unwrap();
+    assert_eq!(
+        client.call(&tandem_api::Request::MailTest).unwrap(),
+        tandem_api::Reply::MailTestQueued
+    );
+    wait_until("test message at the MX", Duration::from_secs(15), || {
+        subjects(&maildir)
+            .iter()
+            .any(|s| s.starts_with("[tandem node2] test: test message from "))
+    });
+    let tandem_api::Reply::Outbox(v) = client.call(&tandem_api::Request::MailOutbox).unwrap()
+    else {
+        panic!("no outbox view");
+    };
+    assert!(v.recipients && v.relay.is_none(), "{v:?}");
+    assert_eq!((v.queued, v.oldest_queued), (0, None), "{v:?}");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("--control")
+            .arg(&pair.rig.nodes[1].control)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tandem {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A second test within the same second is the same event, which the outbox
+    // drops as a duplicate: ask a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(cli(&["mail", "test"]).contains("test message queued"));
+    let shown = cli(&["mail", "outbox"]);
+    assert!(
+        shown.contains("delivery:   the recipients' MX") && shown.contains("queued:"),
+        "{shown}"
+    );
+    wait_until(
+        "CLI test message at the MX",
+        Duration::from_secs(15),
+        || {
+            subjects(&maildir)
+                .iter()
+                .filter(|s| s.starts_with("[tandem node2] test: "))
+                .count()
+                == 2
+        },
+    );
 }
