@@ -67,11 +67,13 @@
 //! fact ([`Input::DataGood`]); until it is given, a node never takes over alone.
 #![warn(missing_docs)]
 
+mod clock_watch;
 mod time;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+pub use clock_watch::{ClockAlert, ClockWatch};
 pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
 };
