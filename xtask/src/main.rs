@@ -28,6 +28,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     // The name server of the direct-delivery (MX) tests.
     ("dnsmasq", "dnsmasq-base"),
+    // The NTP client and the local NTP server of the chrony test.
+    ("chronyd", "chrony"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
