@@ -98,15 +98,15 @@ pub enum SendError {
         /// Why the others failed (the first failing domain).
         source: Box<SendError>,
     },
-    /// The relay offers no STARTTLS while the configuration requires it: nothing is
-    /// sent over plain text.
+    /// The server (relay or mail exchanger) offers no STARTTLS while the configuration
+    /// requires it: nothing is sent over plain text.
     #[error(
-        "relay {target} offers no STARTTLS and notification.tls is \"required\": message {id} not sent over plain text"
+        "smtp server {target} offers no STARTTLS and notification.tls is \"required\": message {id} not sent over plain text"
     )]
     TlsRequired {
         /// The message.
         id: MessageId,
-        /// The relay.
+        /// The relay or mail exchanger.
         target: SmtpTarget,
         /// The cause.
         source: lettre::transport::smtp::Error,
