@@ -46,8 +46,9 @@ pub use tandem_config::NodeId;
 pub use views::{
     ActivationEvent, ActivationView, ArchiveSummary, BackupFailure, BackupView, ChangeRefusal,
     ChangeReport, CopyOutcome, FieldProblem, INSTALL_STEPS, InstallReport, InstallStep,
-    InstallView, JobState, NodeSettings, OutboxView, Settings, TemplateCopy, VeBackupFile,
-    VeBackupsView, VeJobKind, VeJobReport, VeJobView, VeView,
+    InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, TemplateCopy,
+    UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView, VeJobKind,
+    VeJobReport, VeJobView, VeView,
 };
 
 /// Control API version spoken by this build.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
     ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView,
-    OutboxView, Settings, VeBackupsView, VeJobView, VeView,
+    OutboxView, Settings, UpdateView, VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -74,6 +74,10 @@ pub enum Reply {
     Outbox(OutboxView),
     /// The test message is in the outbox (it goes out with the next delivery pass).
     MailTestQueued,
+    /// The system slots and updates of this node.
+    Update(Box<UpdateView>),
+    /// The update started in the background (install, then restart).
+    UpdateStarted,
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.

@@ -163,6 +163,22 @@ pub enum Request {
     /// Queue a test message to the configured recipients
     /// ([`crate::Reply::MailTestQueued`]).
     MailTest,
+    /// This node's system slots, the update running or the last one, the trial of a
+    /// new system and the update history ([`crate::Reply::Update`]).
+    UpdateStatus,
+    /// Root only: install the update bundle `file` (a path on this node) into the
+    /// inactive slot and restart into it; runs in the background
+    /// ([`Request::UpdateStatus`]). Refused on the node that runs the services.
+    UpdateInstall {
+        /// The bundle.
+        file: String,
+        /// Accept a bundle older than the running system.
+        #[serde(default)]
+        force_downgrade: bool,
+    },
+    /// Go back to the system in the other slot (it must have run well before) and
+    /// restart into it. Refused on the node that runs the services.
+    UpdateRollback,
     /// The operator checked that the silent peer is down (its fence failed) and
     /// confirms it: this node then takes over. `node` is the peer's name as typed.
     FenceConfirm {
@@ -236,6 +252,7 @@ impl Request {
                 | Request::ReloadConfig
                 | Request::SplitBrainDetected
                 | Request::ReplicationPeerLost
+                | Request::UpdateInstall { .. }
         )
     }
 }

@@ -504,3 +504,64 @@ pub struct VeBackupFile {
     /// Where it was copied off to; `None`: only on the pair's own disk.
     pub copied_to: Option<String>,
 }
+
+/// This node's system slots and updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateView {
+    /// The running system's version.
+    pub version: String,
+    /// The boot name of the slot that runs (`A`/`B`), when the update service tells.
+    pub booted: Option<String>,
+    /// The system slots.
+    pub slots: Vec<SlotView>,
+    /// Why the slots are unknown (the update service did not answer).
+    pub slots_error: Option<String>,
+    /// The install running, or the last one since clusterd started.
+    pub job: UpdateJobView,
+    /// This start tries a new system: what it waits for.
+    pub trial: Option<String>,
+    /// The history, oldest first.
+    pub history: Vec<UpdateHistoryEntry>,
+}
+
+/// One system slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotView {
+    /// Boot name (`A`/`B`).
+    pub bootname: String,
+    /// Its partition.
+    pub device: String,
+    /// `booted`, `inactive`, `active`.
+    pub state: String,
+    /// `good` or `bad` for the boot loader.
+    pub boot_status: String,
+    /// The version installed there by an update (`None`: written by the installer,
+    /// or never).
+    pub version: Option<String>,
+}
+
+/// An update install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateJobView {
+    /// Where it is.
+    pub state: JobState,
+    /// The bundle.
+    pub file: Option<String>,
+    /// The version being installed.
+    pub to_version: Option<String>,
+    /// Per cent done (RAUC's count).
+    pub percent: u8,
+    /// The step.
+    pub step: String,
+}
+
+/// One line of the update history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateHistoryEntry {
+    /// When (seconds since the epoch).
+    pub at: u64,
+    /// What happened.
+    pub text: String,
+    /// Whether it went well.
+    pub ok: bool,
+}

@@ -150,6 +150,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
                 .expect("built-in constant is valid"),
             user: "cluster".parse().expect("built-in constant is valid"),
             password: "change-me".parse().expect("built-in constant is valid"),
+            trial_deadline: None,
         },
         support: None,
         fencing: None,
@@ -394,6 +395,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "updates.password",
         "Password on the update server (kept in clear: the node must present it).",
+    ),
+    (
+        "updates.trial-deadline",
+        "How long a newly installed system may take to show the node healthy before the node goes back to the previous one (2m to 60m; default 5m).",
     ),
     (
         "support",

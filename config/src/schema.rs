@@ -626,6 +626,27 @@ pub struct UpdatesConfig {
     pub user: UserName,
     /// Password on the update server (kept in clear: the node must present it).
     pub password: Credential,
+    /// How long a newly installed system may take, after its first start, to show
+    /// that the node is healthy (the other node heard, the replication connected)
+    /// before the node gives it up and starts the previous system again. Absent:
+    /// [`DEFAULT_TRIAL_DEADLINE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_deadline: Option<Millis>,
+}
+
+/// A new system's default time to prove itself.
+pub const DEFAULT_TRIAL_DEADLINE: Millis = Millis::from_secs(300);
+/// Shortest time a new system is given (a pair forms in well under a minute).
+pub const MIN_TRIAL_DEADLINE: Millis = Millis::from_secs(120);
+/// Longest time a new system is given.
+pub const MAX_TRIAL_DEADLINE: Millis = Millis::from_secs(3600);
+
+impl UpdatesConfig {
+    /// The trial deadline in force.
+    #[must_use]
+    pub fn trial_deadline(&self) -> Millis {
+        self.trial_deadline.unwrap_or(DEFAULT_TRIAL_DEADLINE)
+    }
 }
 
 /// Remote-support tunnel (outbound SSH with a reverse port forward).

@@ -467,6 +467,17 @@ impl ApplianceConfig {
     }
 
     fn check_other(&self, c: &mut Checker) {
+        let d = self.updates.trial_deadline();
+        if d < crate::schema::MIN_TRIAL_DEADLINE || d > crate::schema::MAX_TRIAL_DEADLINE {
+            c.fail(
+                "updates.trial-deadline",
+                format!(
+                    "{d} is out of range (expected {} to {})",
+                    crate::schema::MIN_TRIAL_DEADLINE,
+                    crate::schema::MAX_TRIAL_DEADLINE
+                ),
+            );
+        }
         let k = &self.keys;
         let ssh = [
             ("keys.ssh-host-node1", &k.ssh_host_node1),

@@ -33,6 +33,7 @@ pub mod elf;
 pub mod host;
 pub mod lock;
 pub mod modules;
+pub mod sbom;
 
 use std::fs;
 use std::io::Write;
@@ -716,6 +717,11 @@ fn faketime(epoch: u64) -> Command {
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("TZ", "UTC");
     c
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`.
+fn fmt_utc_iso(epoch: u64) -> String {
+    format!("{}Z", fmt_utc(epoch).replace(' ', "T"))
 }
 
 /// `YYYY-MM-DD hh:mm:ss` in UTC (times past year 9999 show as its end).

@@ -5,7 +5,8 @@
 //! `takeover` or `role`, by the core's reason, old and new settled role), heartbeat
 //! paths going down and coming back, the peer lost and back, split brain, resource
 //! chain failures (acquire and release), the peer powered off or a fence that failed,
-//! a stale copy, replication state changes and hardware/RAID health changes.
+//! a stale copy, replication state changes, hardware/RAID health changes and system
+//! updates (committed, given up, rolled back).
 //! Not mailed: what happens at every start (the first time a path or the peer is
 //! heard, `starting -> passive`), late paths, ping-node reach, refused frames.
 
@@ -35,6 +36,14 @@ pub enum Alert {
         /// Health before; `None` at the first poll.
         old: Option<String>,
         /// Health now.
+        new: String,
+    },
+    /// A system update: committed, given up, rolled back (`old` and `new` are the
+    /// versions).
+    Update {
+        /// The version before.
+        old: String,
+        /// The version tried.
         new: String,
     },
 }
@@ -110,6 +119,7 @@ impl Alerts {
         match alert {
             Alert::Core(e) => self.core(e, text, at),
             Alert::ResourceError => Some(self.event("resources", "", "", text, at)),
+            Alert::Update { old, new } => Some(self.event("update", old, new, text, at)),
             Alert::Replication { old: None, .. } => None,
             Alert::Replication {
                 old: Some(old),

@@ -44,6 +44,7 @@ pub mod resources;
 pub mod settings;
 pub mod sshd;
 pub mod storage;
+pub mod update;
 pub mod ve;
 
 /// The last non-blank line of a program's output, the one that usually says what

@@ -713,7 +713,19 @@ impl Pair {
     /// Runs `command` as root on node `n` over SSH from the LAN (the operator's
     /// key, the node's external address); returns its exit status and output.
     pub fn ssh(&self, n: Node, command: &str) -> (bool, String) {
+        self.ssh_in(n, command, None)
+    }
+
+    /// Copies the local file `from` to `to` on node `n` over SSH (as root).
+    pub fn put(&self, n: Node, from: &Path, to: &str) {
+        let (ok, out) = self.ssh_in(n, &format!("cat > {to}"), Some(from));
+        assert!(ok, "copying {} to node{}:{to}: {out}", from.display(), n + 1);
+    }
+
+    /// [`Pair::ssh`] with the file `input` on the command's standard input.
+    fn ssh_in(&self, n: Node, command: &str, input: Option<&Path>) -> (bool, String) {
         let key = self.ssh_key.clone();
+        let input = input.map(Path::to_path_buf);
         let host = format!("root@{}", NODE_ADDR[n]);
         let command = command.to_owned();
         self.lan.run(move || {
@@ -734,6 +746,11 @@ impl Pair {
                 .arg(&key)
                 .arg(&host)
                 .arg(&command)
+                .stdin(match &input {
+                    Some(f) => std::fs::File::open(f)
+                        .map_or_else(|e| panic!("{}: {e}", f.display()), Stdio::from),
+                    None => Stdio::null(),
+                })
                 .output()
                 .expect("ssh is missing: apt-get install openssh-client");
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();

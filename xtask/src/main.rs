@@ -30,6 +30,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq", "dnsmasq-base"),
     // The NTP client and the local NTP server of the chrony test.
     ("chronyd", "chrony"),
+    // The update tests drive RAUC's service on a bus of their own, with its GRUB
+    // back-end.
+    ("rauc", "rauc"),
+    ("dbus-daemon", "dbus"),
+    ("grub-editenv", "grub-common"),
     // Browser tests of the web console (WebDriver).
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
@@ -210,8 +215,41 @@ fn image() -> Result<PathBuf> {
         toolchain: rustc_version(),
     };
     let out = tandem_image::build(&inputs, &mut |l| eprintln!("image: {l}"))?;
+    let sbom = tandem_image::sbom::write(&inputs, &node_crates()?)?;
+    eprintln!("image: software bill of materials: {}", sbom.display());
     eprintln!("image: built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(out.iso)
+}
+
+/// The crates compiled into the node's programs (`cargo tree`, normal dependencies,
+/// one per line), for the software bill of materials.
+fn node_crates() -> Result<String> {
+    let mut tree = cargo();
+    tree.args([
+        "tree",
+        "--locked",
+        "--offline",
+        "-e",
+        "normal",
+        "--target",
+        TARGET,
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ])
+    .current_dir(workspace());
+    for (pkg, _, _) in NODE_BINARIES {
+        tree.args(["-p", pkg]);
+    }
+    let out = tree.output().context("running cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `rustc -V` of the compiler cargo uses here (the pinned toolchain).

@@ -13,12 +13,12 @@ mod mail;
 mod maintenance;
 mod settings;
 mod status;
+mod updates;
 mod ves;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::i18n::Lang;
 use crate::page::{Frame, error_p, esc, page};
 use crate::refusal::refusal_html;
-use crate::visit::{Cluster, Visit};
+use crate::visit::Visit;
 
 /// The management version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -59,7 +59,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         )
         .route("/passwords/ve101", post(settings::save_ve101_password))
         .route(INSTALL_PROGRESS, get(ves::install_progress))
-        .route("/updates", get(updates))
+        .route("/updates", get(updates::updates))
         .route("/maintenance", get(maintenance::maintenance))
         .route("/maintenance/switchover", post(maintenance::switchover))
         .route("/maintenance/export", post(maintenance::export))
@@ -170,17 +170,4 @@ fn ve_rows_html(lang: Lang, reply: &Reply) -> String {
 
 async fn ve_list_html(app: &Arc<App>, a: &Visit) -> String {
     ve_rows_html(a.lang, &ask_reply(app, a, Request::VeList).await)
-}
-
-async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
-    let lang = a.lang;
-    let body = format!(
-        "<table>{}</table><p class=\"note\">{}</p>",
-        row(lang.t("installed version", "installierte Version"), VERSION),
-        lang.t(
-            "Listing and applying updates is not available yet.",
-            "Updates anzuzeigen und einzuspielen ist noch nicht möglich."
-        )
-    );
-    render(&app, lang, "/updates", &a, StatusCode::OK, &body)
 }

@@ -69,6 +69,7 @@
 
 mod clock_watch;
 mod time;
+mod trial;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -78,6 +79,7 @@ pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
 };
 pub use time::Instant;
+pub use trial::{Trial, TrialHealth, TrialRule, TrialStep};
 
 /// A frame this far behind the newest sequence seen on any path is stale even if its
 /// own path has not seen it (a delayed or replayed copy on a path that was down).

@@ -23,6 +23,7 @@ pub mod entropy;
 pub mod modalias;
 pub mod root;
 pub mod sysfs;
+pub mod trial;
 
 /// What the kernel command line asks of init.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -509,7 +509,9 @@ fn node_on() -> Result<()> {
         if member_failed.is_none() && tandem_config::store::is_configured(Path::new(CONFIG)) {
             match member(&node, &nic) {
                 Ok(services) => {
-                    let running = supervise(services, power_requested);
+                    let mut trial = trial_watch();
+                    let running =
+                        supervise(services, || power_requested() || trial_over(&mut trial));
                     power_off_or_restart(running);
                 }
                 Err(e) => {
@@ -555,6 +557,54 @@ fn node_on() -> Result<()> {
         stop(running, Duration::from_secs(5));
         say("tandem: a configuration was activated; moving to the configured network");
     }
+}
+
+/// clusterd's durable state (its `update.json` says which system an update waits for).
+const CLUSTERD_STATE: &str = "/config/clusterd";
+
+/// When this boot tries a newly installed system: when init restarts the node if the
+/// system has not been kept by then (see [`tandem_init::trial`]), and its version.
+fn trial_watch() -> Option<(Instant, String)> {
+    let boot = Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let version =
+        tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), boot.slot.as_deref()?)?;
+    let deadline = tandem_config::Store::open(CONFIG)
+        .ok()
+        .and_then(|s| s.current().ok().flatten())
+        .map_or(tandem_config::schema::DEFAULT_TRIAL_DEADLINE, |c| {
+            c.updates.trial_deadline()
+        });
+    let wait = Duration::from(deadline) + tandem_init::trial::MARGIN;
+    say(&format!(
+        "tandem: trying the new system {version}: kept once the node is healthy, otherwise the node starts the previous one within {} min",
+        wait.as_secs() / 60
+    ));
+    Some((Instant::now() + wait, version))
+}
+
+/// Whether the trial ran out with the new system still not kept (nor held because
+/// the node runs the services): then init restarts the node.
+fn trial_over(trial: &mut Option<(Instant, String)>) -> bool {
+    let Some((at, version)) = trial.as_ref() else {
+        return false;
+    };
+    if Instant::now() < *at {
+        return false;
+    }
+    let boot = Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let still = boot
+        .slot
+        .as_deref()
+        .and_then(|slot| tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), slot));
+    if still.is_none() {
+        *trial = None;
+        return false;
+    }
+    say(&format!(
+        "tandem: the new system {version} was not kept in time (the cluster daemon never decided): restarting into the previous system"
+    ));
+    POWER.store(nix::libc::SIGTERM, std::sync::atomic::Ordering::SeqCst);
+    true
 }
 
 /// How long the recovery web console keeps running after an activation

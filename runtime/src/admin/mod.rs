@@ -12,6 +12,7 @@ pub mod activation;
 pub mod archive;
 pub mod password;
 pub mod settings;
+pub mod update;
 pub mod ve;
 pub mod ve_backup;
 
@@ -52,6 +53,8 @@ pub struct Admin {
     pub install: ve::InstallJob,
     /// The VE backup or restore.
     pub ve_backup: ve_backup::VeBackupJob,
+    /// The system update.
+    pub update: update::UpdateJob,
 }
 
 impl Admin {
@@ -67,6 +70,9 @@ impl Admin {
             work_factor: tandem_config::archive::EXPORT_WORK_FACTOR,
             install: ve::InstallJob::default(),
             ve_backup: ve_backup::VeBackupJob::default(),
+            update: update::UpdateJob::new(crate::update::Updater::node(PathBuf::from(
+                "/config/clusterd",
+            ))),
         }
     }
 

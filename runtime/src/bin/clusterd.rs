@@ -462,6 +462,9 @@ fn admin(cli: &Cli, node: tandem_config::NodeId) -> Admin {
         cli.ve_program.clone(),
     );
     a.work_factor = cli.export_work_factor;
+    a.update = tandem_runtime::admin::update::UpdateJob::new(
+        tandem_runtime::update::Updater::node(cli.state_dir.clone()),
+    );
     eprintln!(
         "clusterd: restart and shutdown signal process {}",
         a.init_pid

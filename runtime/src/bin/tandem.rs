@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 use tandem_api::{Client, DEFAULT_SOCKET, HwJson, Reply, Request, StatusJson};
 use tandem_runtime::ve;
 
+#[path = "tandem/update.rs"]
+mod update;
+
 #[derive(Parser, Debug)]
 #[command(name = "tandem", about = "Cluster status and control")]
 struct Cli {
@@ -130,6 +133,12 @@ enum Cmd {
     Data {
         #[command(subcommand)]
         cmd: DataCmd,
+    },
+    /// System updates of this node: signed bundles into the inactive slot, tried
+    /// once, kept when the node is healthy.
+    Update {
+        #[command(subcommand)]
+        cmd: update::UpdateCmd,
     },
 }
 
@@ -1191,6 +1200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Cmd::NodeUp { .. }
         | Cmd::Firewall { .. }
         | Cmd::Apply { .. }
+        | Cmd::Update { .. }
         | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
@@ -1406,6 +1416,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: configuration not changed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::Update { cmd } = &cli.cmd {
+        return match update::run(cmd, &cli.control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: update: {e:#}");
                 ExitCode::FAILURE
             }
         };

@@ -473,6 +473,37 @@ impl Service {
                 }
                 None => refused(Refusal::RecoveryMode(request.name())),
             },
+            Request::UpdateStatus => {
+                self.admin_reply(|a| Ok(Reply::Update(Box::new(a.update.view()))))
+                    .await
+            }
+            Request::UpdateInstall {
+                file,
+                force_downgrade,
+            } => {
+                if let Err(r) = self.not_serving("update this node").await {
+                    return refused(r);
+                }
+                self.admin_reply(move |a| {
+                    let restart = crate::admin::update::restart_via_init(a.init_pid);
+                    a.update
+                        .start_install(file.into(), force_downgrade, restart)
+                        .map(|()| Reply::UpdateStarted)
+                })
+                .await
+            }
+            Request::UpdateRollback => {
+                if let Err(r) = self.not_serving("go back to the previous system").await {
+                    return refused(r);
+                }
+                self.admin_reply(|a| {
+                    let restart = crate::admin::update::restart_via_init(a.init_pid);
+                    a.update
+                        .rollback(restart)
+                        .map(|_| Reply::PowerSignalled(tandem_api::PowerAction::Reboot))
+                })
+                .await
+            }
             Request::VeBackups => {
                 self.admin_reply(|a| {
                     let c = crate::admin::current(&a.store)?;
@@ -582,6 +613,26 @@ impl Service {
         })
         .await
         .and_then(|r| r)
+    }
+
+    /// Refuses `what` on the node that runs the services (or is taking them): an
+    /// update restarts the node, so the services move first.
+    async fn not_serving(&self, what: &str) -> Result<(), Refusal> {
+        let Some(c) = &self.cluster else {
+            return Err(Refusal::RecoveryMode(what.to_owned()));
+        };
+        match c.call(ClusterCall::Status).await {
+            Reply::Status(st) if st.role == "passive" && st.resources == "stopped" => Ok(()),
+            Reply::Status(st) => Err(Refusal::Failed(format!(
+                "this node is {} with its services {}: move them to the other node first \
+                 (tandem switchover), then {what}; nothing was changed",
+                st.role, st.resources
+            ))),
+            Reply::Refused(r) => Err(r),
+            other => Err(Refusal::Failed(format!(
+                "unexpected status answer {other:?}"
+            ))),
+        }
     }
 
     async fn cluster_call(&self, call: ClusterCall, name: &str) -> Handled {

@@ -54,6 +54,8 @@ pub(super) struct Shell {
     /// holds them (or this instant), so the peer takes over from a clean release
     /// instead of from silence, which would make it fence this node.
     pub(super) leaving_until: Option<Instant>,
+    /// The system update: the trial of a new system.
+    pub(super) updates: super::update::Updates,
 }
 
 /// The core for this run, this run's boot generation, and the peer's boot generation
@@ -227,6 +229,7 @@ impl Shell {
                 }
             }
             In::Control(call, reply) => self.control(call, reply),
+            In::UpdateTrial(p) => self.trial_begins(p),
         }
     }
 

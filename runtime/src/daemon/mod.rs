@@ -44,6 +44,7 @@ mod replica;
 mod serial;
 mod status;
 mod udp;
+mod update;
 
 use std::sync::Arc;
 
@@ -88,6 +89,8 @@ enum In {
     Forced(Result<(), String>, oneshot::Sender<Reply>),
     /// This node's part of a split-brain resolution ran (what was done, or why not).
     Resolved(Result<String, String>, oneshot::Sender<Reply>),
+    /// This boot is the first of a newly installed system: its trial begins.
+    UpdateTrial(crate::update::record::Pending),
 }
 
 /// Runs clusterd until `shutdown` completes; on shutdown an active node releases its
@@ -135,6 +138,12 @@ pub async fn run(
         None => None,
     };
     let pinger = start_pinger(&settings, &inputs)?;
+    let updates = update::Updates {
+        job: admin.update.clone(),
+        init_pid: admin.init_pid,
+        trial: None,
+        deadline: std::time::Duration::ZERO,
+    };
     let service = control::serve(
         &settings,
         sync.clone(),
@@ -166,9 +175,15 @@ pub async fn run(
         hw_snapshot,
         replication_line,
         leaving_until: None,
+        updates,
         settings,
     };
     shell.started(generation);
+    update::start(
+        shell.updates.job.clone(),
+        shell.tx.clone(),
+        Arc::clone(&shell.hub),
+    );
     shell.run(shutdown, timer, heard, rx).await;
     shell.leave().await;
     Ok(())

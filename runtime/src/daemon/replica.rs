@@ -111,6 +111,7 @@ impl Shell {
             None => Input::DataGood(false),
         };
         self.core.handle(now, input);
+        self.trial_check(device.as_ref().is_some_and(|d| d.connection.is_linked()));
         let sb = &mut self.split_brain;
         if sb.marked && device.as_ref().is_some_and(|d| d.connection.is_linked()) {
             sb.marked = false;

@@ -1,0 +1,21 @@
+//! What the update engine answers (`rauc status`, `rauc info` JSON) and the update
+//! record on the configuration partition: any bytes, never a panic; a status that
+//! parses names a booted slot.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tandem_runtime::update::{rauc, record};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(s) = rauc::parse_status(text) {
+        assert!(!s.booted.is_empty() || s.booted_slot().is_none());
+    }
+    let _ = rauc::parse_info(text);
+    if let Ok(r) = serde_json::from_str::<record::Record>(text) {
+        let _ = record::classify("A", &r);
+    }
+});

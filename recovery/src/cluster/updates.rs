@@ -1,0 +1,238 @@
+//! The Updates page (R9.7): the running system's version, both system slots (which
+//! one runs, what each holds, whether the boot loader takes it), the trial of a new
+//! system, the install running or the last one, and the update history. Updates are
+//! installed on the passive node with `tandem update install FILE`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use tandem_api::{JobState, Reply, Request, UpdateView};
+
+use super::{VERSION, ask_reply, render, row};
+use crate::app::App;
+use crate::i18n::Lang;
+use crate::page::{error_p, esc};
+use crate::refusal::refusal_html;
+use crate::visit::Cluster;
+
+/// The page's body for clusterd's `reply`.
+pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
+    let v = match reply {
+        Reply::Update(v) => v,
+        Reply::Refused(r) => return refusal_html(lang, r).1,
+        other => return error_p(&format!("{other:?}")),
+    };
+    let mut body = format!(
+        "<table>{}{}</table>",
+        row(lang.t("running system", "laufendes System"), &v.version),
+        row(lang.t("web console", "Web-Konsole"), VERSION),
+    );
+    body.push_str(&slots_html(lang, v));
+    if let Some(t) = &v.trial {
+        body.push_str(&format!(
+            "<p class=\"note\" role=\"status\" id=\"update-trial\">{}</p>",
+            esc(t)
+        ));
+    }
+    body.push_str(&job_html(lang, v));
+    body.push_str(&format!("<h2>{}</h2>", lang.t("History", "Verlauf")));
+    if v.history.is_empty() {
+        body.push_str(&format!(
+            "<p>{}</p>",
+            lang.t("No update yet.", "Noch kein Update.")
+        ));
+    } else {
+        let rows: String = v
+            .history
+            .iter()
+            .rev()
+            .map(|h| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&tandem_config::archive::rfc3339(h.at)),
+                    if h.ok {
+                        lang.t("ok", "ok")
+                    } else {
+                        lang.t("<b>failed</b>", "<b>fehlgeschlagen</b>")
+                    },
+                    esc(&h.text)
+                )
+            })
+            .collect();
+        body.push_str(&format!(
+            "<table id=\"update-history\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+            lang.t("time (UTC)", "Zeit (UTC)"),
+            lang.t("result", "Ergebnis"),
+            lang.t("what", "was")
+        ));
+    }
+    body.push_str(lang.t(
+        "<p class=\"note\">An update is a signed bundle (<code>tandem-VERSION.raucb</code>). Move the services away from a node (Maintenance: switchover), copy the bundle onto it and run <code>tandem update install FILE</code> there: it is written into the other system slot and the node restarts into it. The new system is kept once the node is healthy again (the other node heard, the replication connected); otherwise the node goes back to the previous system by itself and says so here and by e-mail. Uploading bundles on this page is not available.</p>",
+        "<p class=\"note\">Ein Update ist ein signiertes Paket (<code>tandem-VERSION.raucb</code>). Dienste vom Knoten wegschalten (Wartung: Umschalten), das Paket auf den Knoten kopieren und dort <code>tandem update install DATEI</code> ausführen: es wird in den anderen Systembereich geschrieben, und der Knoten startet daraus neu. Das neue System bleibt, sobald der Knoten wieder gesund ist (anderer Knoten hörbar, Replikation verbunden); sonst kehrt der Knoten von selbst zum vorherigen System zurück und meldet das hier und per E-Mail. Pakete auf dieser Seite hochzuladen ist nicht möglich.</p>",
+    ));
+    body
+}
+
+fn slots_html(lang: Lang, v: &UpdateView) -> String {
+    if let Some(e) = &v.slots_error {
+        return format!(
+            "<p class=\"error\">{} {}</p>",
+            lang.t(
+                "The system slots are unknown:",
+                "Die Systembereiche sind unbekannt:"
+            ),
+            esc(e)
+        );
+    }
+    let rows: String = v
+        .slots
+        .iter()
+        .map(|s| {
+            let running = v.booted.as_deref() == Some(s.bootname.as_str());
+            format!(
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.bootname),
+                if running {
+                    lang.t(" (running)", " (läuft)")
+                } else {
+                    ""
+                },
+                esc(&s.device),
+                esc(s.version.as_deref().unwrap_or(lang.t(
+                    "as installed from the medium",
+                    "wie vom Installationsmedium"
+                ))),
+                if s.boot_status == "good" {
+                    lang.t("starts", "startbar")
+                } else {
+                    lang.t("not started", "wird nicht gestartet")
+                }
+            )
+        })
+        .collect();
+    format!(
+        "<h2>{}</h2><table id=\"update-slots\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        lang.t("System slots", "Systembereiche"),
+        lang.t("slot", "Bereich"),
+        lang.t("partition", "Partition"),
+        lang.t("version", "Version"),
+        lang.t("boot loader", "Bootlader")
+    )
+}
+
+fn job_html(lang: Lang, v: &UpdateView) -> String {
+    let j = &v.job;
+    let to = esc(j.to_version.as_deref().unwrap_or("?"));
+    match &j.state {
+        JobState::Idle => String::new(),
+        JobState::Running => format!(
+            "<p role=\"status\">{} {}% {}</p>",
+            lang.f(
+                format!("Installing {to}:"),
+                format!("{to} wird installiert:")
+            ),
+            j.percent,
+            esc(&j.step)
+        ),
+        JobState::Succeeded => format!("<p>{}</p>", esc(&j.step)),
+        JobState::Failed { error } => format!(
+            "<p class=\"error\">{} {}</p>",
+            lang.t(
+                "The last install failed:",
+                "Die letzte Installation schlug fehl:"
+            ),
+            esc(error)
+        ),
+    }
+}
+
+/// `GET /updates`.
+pub(super) async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
+    let lang = a.lang;
+    let body = updates_html(lang, &ask_reply(&app, &a, Request::UpdateStatus).await);
+    render(&app, lang, "/updates", &a, StatusCode::OK, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_api::{SlotView, UpdateHistoryEntry, UpdateJobView};
+
+    fn view() -> UpdateView {
+        UpdateView {
+            version: "0.2.0+def".into(),
+            booted: Some("B".into()),
+            slots: vec![
+                SlotView {
+                    bootname: "A".into(),
+                    device: "/dev/sda3".into(),
+                    state: "inactive".into(),
+                    boot_status: "good".into(),
+                    version: None,
+                },
+                SlotView {
+                    bootname: "B".into(),
+                    device: "/dev/sda4".into(),
+                    state: "booted".into(),
+                    boot_status: "good".into(),
+                    version: Some("0.2.0+def".into()),
+                },
+            ],
+            slots_error: None,
+            job: UpdateJobView {
+                state: JobState::Idle,
+                file: None,
+                to_version: None,
+                percent: 0,
+                step: String::new(),
+            },
+            trial: Some("trying 0.2.0+def: waiting for other node not heard".into()),
+            history: vec![
+                UpdateHistoryEntry {
+                    at: 1_796_600_000,
+                    text: "update to 0.3.0 failed, rolled back to 0.2.0+def".into(),
+                    ok: false,
+                },
+                UpdateHistoryEntry {
+                    at: 1_796_500_000,
+                    text: "updated from 0.1.0 to <0.2.0>".into(),
+                    ok: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_page_shows_slots_trial_and_history_in_both_languages() {
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(view())));
+        assert!(en.contains("B (running)"), "{en}");
+        assert!(en.contains("as installed from the medium"), "{en}");
+        assert!(en.contains("id=\"update-trial\""), "{en}");
+        assert!(en.contains("<b>failed</b>"), "{en}");
+        assert!(en.contains("updated from 0.1.0 to &lt;0.2.0&gt;"), "{en}");
+        let de = updates_html(Lang::De, &Reply::Update(Box::new(view())));
+        assert!(de.contains("B (läuft)"), "{de}");
+        assert!(de.contains("fehlgeschlagen"), "{de}");
+        assert!(de.contains("tandem update install DATEI"), "{de}");
+    }
+
+    #[test]
+    fn unknown_slots_and_a_failed_install_are_said() {
+        let mut v = view();
+        v.slots_error = Some("the update service cannot tell the slots".into());
+        v.job.state = JobState::Failed {
+            error: "signature verification failed".into(),
+        };
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v)));
+        assert!(
+            en.contains("The system slots are unknown: the update service"),
+            "{en}"
+        );
+        assert!(
+            en.contains("The last install failed: signature verification failed"),
+            "{en}"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The system update of this node as a background job: the bundle is checked at
+//! once (a refused bundle is answered in the request, nothing written), then
+//! installed into the inactive slot on a thread of its own, and the node restarts
+//! into it. [`tandem_api::Request::UpdateStatus`] reads the progress, the slots, the
+//! trial of a new system and the history.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tandem_api::{
+    JobState, PowerAction, Refusal, SlotView, UpdateHistoryEntry, UpdateJobView, UpdateView,
+};
+
+use crate::update::Updater;
+
+/// The node's one update job, and what clusterd's loop says of the trial.
+#[derive(Debug, Clone)]
+pub struct UpdateJob {
+    /// The updater.
+    pub updater: Updater,
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    job: UpdateJobView,
+    trial: Option<String>,
+}
+
+fn idle() -> UpdateJobView {
+    UpdateJobView {
+        state: JobState::Idle,
+        file: None,
+        to_version: None,
+        percent: 0,
+        step: String::new(),
+    }
+}
+
+fn lost() -> Refusal {
+    Refusal::Failed("the update job's state was lost".into())
+}
+
+impl UpdateJob {
+    /// A job of `updater`.
+    #[must_use]
+    pub fn new(updater: Updater) -> UpdateJob {
+        UpdateJob {
+            updater,
+            shared: Arc::new(Mutex::new(Shared {
+                job: idle(),
+                trial: None,
+            })),
+        }
+    }
+
+    /// What the loop says of the trial of a new system (`None`: not a trial, or
+    /// decided).
+    pub fn set_trial(&self, text: Option<String>) {
+        if let Ok(mut g) = self.shared.lock() {
+            g.trial = text;
+        }
+    }
+
+    /// The slots, the job, the trial, the history.
+    #[must_use]
+    pub fn view(&self) -> UpdateView {
+        let (job, trial) = match self.shared.lock() {
+            Ok(g) => (g.job.clone(), g.trial.clone()),
+            Err(_) => (idle(), None),
+        };
+        let (booted, slots, slots_error) = match self.updater.status() {
+            Ok(st) => (
+                Some(st.booted.clone()),
+                st.slots
+                    .iter()
+                    .map(|s| SlotView {
+                        bootname: s.bootname.clone(),
+                        device: s.device.clone(),
+                        state: s.state.clone(),
+                        boot_status: s.boot_status.clone(),
+                        version: s.version.clone(),
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => (None, Vec::new(), Some(e.0)),
+        };
+        let history = self
+            .updater
+            .record()
+            .map(|r| {
+                r.history
+                    .into_iter()
+                    .map(|e| UpdateHistoryEntry {
+                        at: e.at,
+                        text: e.text,
+                        ok: e.ok,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        UpdateView {
+            version: self.updater.running_version(),
+            booted,
+            slots,
+            slots_error,
+            job,
+            trial,
+            history,
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut UpdateJobView)) {
+        if let Ok(mut g) = self.shared.lock() {
+            f(&mut g.job);
+        }
+    }
+
+    /// Checks `file` now (signature, system, version: refused here with nothing
+    /// written), then installs it in the background and, when that worked, calls
+    /// `restart`.
+    ///
+    /// # Errors
+    /// An install runs already, or the bundle is refused.
+    pub fn start_install(
+        &self,
+        file: PathBuf,
+        force: bool,
+        restart: impl FnOnce() -> Result<(), Refusal> + Send + 'static,
+    ) -> Result<(), Refusal> {
+        {
+            let mut g = self.shared.lock().map_err(|_| lost())?;
+            if g.job.state == JobState::Running {
+                return Err(Refusal::Failed(format!(
+                    "an update is being installed already ({}): wait for it (tandem update status)",
+                    g.job.to_version.as_deref().unwrap_or("?")
+                )));
+            }
+            g.job = UpdateJobView {
+                state: JobState::Running,
+                file: Some(file.display().to_string()),
+                to_version: None,
+                percent: 0,
+                step: "checking the bundle".into(),
+            };
+        }
+        let info = match self.updater.check(&file, force) {
+            Ok(i) => i,
+            Err(e) => {
+                self.update(|j| {
+                    j.state = JobState::Failed { error: e.0.clone() };
+                });
+                return Err(Refusal::Failed(e.0));
+            }
+        };
+        self.update(|j| j.to_version = info.version.clone());
+        let job = self.clone();
+        super::start_thread("update", "the update", move || {
+            let mut progress = |p: crate::update::rauc::Progress| {
+                job.update(|j| {
+                    j.percent = p.percent;
+                    j.step = p.step;
+                });
+            };
+            match job.updater.install(&file, force, &mut progress) {
+                Ok(p) => {
+                    job.update(|j| {
+                        j.state = JobState::Succeeded;
+                        j.percent = 100;
+                        j.step = format!("{} is in slot {}; restarting into it", p.to_version, p.to_slot);
+                    });
+                    if let Err(e) = restart() {
+                        job.update(|j| {
+                            j.step = format!(
+                                "{} is in slot {}; the restart failed ({e}): restart the node to start it",
+                                p.to_version, p.to_slot
+                            );
+                        });
+                    }
+                }
+                Err(e) => job.update(|j| j.state = JobState::Failed { error: e.0 }),
+            }
+        })
+        .inspect_err(|_| self.update(|j| j.state = JobState::Failed { error: "no thread".into() }))
+    }
+
+    /// Makes the other slot's system the one started next, then calls `restart`.
+    ///
+    /// # Errors
+    /// An install runs, the other slot holds no good system, or RAUC refused.
+    pub fn rollback(
+        &self,
+        restart: impl FnOnce() -> Result<(), Refusal>,
+    ) -> Result<String, Refusal> {
+        if self.shared.lock().map_err(|_| lost())?.job.state == JobState::Running {
+            return Err(Refusal::Failed(
+                "an update is being installed: wait for it to end".into(),
+            ));
+        }
+        let version = self.updater.rollback().map_err(|e| Refusal::Failed(e.0))?;
+        restart()?;
+        Ok(version)
+    }
+}
+
+/// The restart after an update, through init (as the console's restart).
+pub fn restart_via_init(pid: i32) -> impl FnOnce() -> Result<(), Refusal> + Send + 'static {
+    move || super::signal_init(pid, PowerAction::Reboot)
+}

@@ -1,0 +1,165 @@
+//! `tandem update status|install|rollback`: requests to clusterd, then (for an
+//! install) its progress until the node restarts into the new system.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use tandem_api::Client;
+use tandem_api::{JobState, Reply, Request, UpdateView};
+
+/// `tandem update …`.
+#[derive(Subcommand, Debug)]
+pub enum UpdateCmd {
+    /// The system slots (version, state), the install running or the last one, the
+    /// trial of a new system and the history.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the update bundle FILE (on this node) into the inactive slot and
+    /// restart into it; the new system is kept once the node is healthy, otherwise
+    /// the node goes back by itself. Only on the passive node.
+    Install {
+        /// The bundle (`tandem-VERSION.raucb`).
+        file: String,
+        /// Accept a bundle older than the running system.
+        #[arg(long)]
+        force_downgrade: bool,
+    },
+    /// Go back to the system in the other slot (it must have run well) and restart.
+    /// Only on the passive node.
+    Rollback,
+}
+
+fn expect(reply: Reply) -> anyhow::Result<Reply> {
+    match reply {
+        Reply::Refused(r) => bail!("clusterd refused: {r}"),
+        other => Ok(other),
+    }
+}
+
+fn status(client: &mut Client) -> anyhow::Result<UpdateView> {
+    let Reply::Update(v) = expect(client.call(&Request::UpdateStatus)?)? else {
+        bail!("clusterd sent no update status");
+    };
+    Ok(*v)
+}
+
+fn print(v: &UpdateView) {
+    println!("running system: {}", v.version);
+    if let Some(e) = &v.slots_error {
+        println!("slots: unknown ({e})");
+    }
+    for s in &v.slots {
+        let mark = if v.booted.as_deref() == Some(s.bootname.as_str()) {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{mark} slot {} {:<12} {:<9} {:<5} {}",
+            s.bootname,
+            s.device,
+            s.state,
+            s.boot_status,
+            s.version.as_deref().unwrap_or("(as installed)")
+        );
+    }
+    if let Some(t) = &v.trial {
+        println!("{t}");
+    }
+    match &v.job.state {
+        JobState::Idle => {}
+        JobState::Running => println!(
+            "installing {}: {}% {}",
+            v.job.to_version.as_deref().unwrap_or("?"),
+            v.job.percent,
+            v.job.step
+        ),
+        JobState::Succeeded => println!("last install: {}", v.job.step),
+        JobState::Failed { error } => println!("last install failed: {error}"),
+    }
+    for h in &v.history {
+        println!(
+            "{} {} {}",
+            tandem_notify::UnixSecs(h.at),
+            if h.ok { "ok    " } else { "FAILED" },
+            h.text
+        );
+    }
+}
+
+/// Runs `cmd` against clusterd's socket `control`.
+///
+/// # Errors
+/// clusterd refused or cannot be reached; the install failed.
+pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
+    let mut client = Client::connect(control)?;
+    match cmd {
+        UpdateCmd::Status { json } => {
+            let v = status(&mut client)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print(&v);
+            }
+            Ok(())
+        }
+        UpdateCmd::Rollback => {
+            expect(client.call(&Request::UpdateRollback)?)?;
+            println!("the other slot's system starts next: this node restarts now");
+            Ok(())
+        }
+        UpdateCmd::Install {
+            file,
+            force_downgrade,
+        } => {
+            let path = std::fs::canonicalize(file)
+                .with_context(|| format!("{file}: no such bundle file"))?;
+            expect(client.call(&Request::UpdateInstall {
+                file: path.display().to_string(),
+                force_downgrade: *force_downgrade,
+            })?)?;
+            let tty = std::io::stderr().is_terminal();
+            let mut last = String::new();
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                // The node restarts right after a good install: the socket goes away.
+                let Ok(v) = status(&mut client) else {
+                    println!("the node is restarting into the new system");
+                    return Ok(());
+                };
+                let line = format!("{:>3}% {}", v.job.percent, v.job.step);
+                match &v.job.state {
+                    JobState::Running => {
+                        if line != last {
+                            if tty {
+                                eprint!("\r{line:<80}");
+                            } else {
+                                eprintln!("{line}");
+                            }
+                            last = line;
+                        }
+                    }
+                    JobState::Succeeded => {
+                        if tty {
+                            eprintln!();
+                        }
+                        println!("{}", v.job.step);
+                        return Ok(());
+                    }
+                    JobState::Failed { error } => {
+                        if tty {
+                            eprintln!();
+                        }
+                        bail!("{error}");
+                    }
+                    JobState::Idle => bail!("clusterd lost the install"),
+                }
+            }
+        }
+    }
+}
