@@ -719,7 +719,12 @@ impl Pair {
     /// Copies the local file `from` to `to` on node `n` over SSH (as root).
     pub fn put(&self, n: Node, from: &Path, to: &str) {
         let (ok, out) = self.ssh_in(n, &format!("cat > {to}"), Some(from));
-        assert!(ok, "copying {} to node{}:{to}: {out}", from.display(), n + 1);
+        assert!(
+            ok,
+            "copying {} to node{}:{to}: {out}",
+            from.display(),
+            n + 1
+        );
     }
 
     /// [`Pair::ssh`] with the file `input` on the command's standard input.
