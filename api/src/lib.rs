@@ -46,9 +46,9 @@ pub use tandem_config::NodeId;
 pub use views::{
     ActivationEvent, ActivationView, ArchiveSummary, BackupFailure, BackupView, ChangeRefusal,
     ChangeReport, CopyOutcome, FieldProblem, INSTALL_STEPS, InstallReport, InstallStep,
-    InstallView, JobState, NodeSettings, Settings, SlotView, TemplateCopy, UpdateHistoryEntry,
-    UpdateJobView, UpdateView, VeBackupFile, VeBackupsView, VeJobKind, VeJobReport, VeJobView,
-    VeView,
+    InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, TemplateCopy,
+    UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView, VeJobKind,
+    VeJobReport, VeJobView, VeView,
 };
 
 /// Control API version spoken by this build.

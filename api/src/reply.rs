@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
-    ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView, Settings,
-    UpdateView, VeBackupsView, VeJobView, VeView,
+    ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView,
+    OutboxView, Settings, UpdateView, VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -70,6 +70,10 @@ pub enum Reply {
     VeJob(Box<VeJobView>),
     /// The VE backups on the data area.
     VeBackups(Box<VeBackupsView>),
+    /// This node's e-mail outbox.
+    Outbox(OutboxView),
+    /// The test message is in the outbox (it goes out with the next delivery pass).
+    MailTestQueued,
     /// The system slots and updates of this node.
     Update(Box<UpdateView>),
     /// The update started in the background (install, then restart).

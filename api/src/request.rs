@@ -177,6 +177,12 @@ pub enum Request {
     VeBackupJob,
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).
     VeBackups,
+    /// This node's e-mail outbox: what waits, since when, the last error
+    /// ([`crate::Reply::Outbox`]).
+    MailOutbox,
+    /// Queue a test message to the configured recipients
+    /// ([`crate::Reply::MailTestQueued`]).
+    MailTest,
     /// This node's system slots, the update running or the last one, the trial of a
     /// new system and the update history ([`crate::Reply::Update`]).
     UpdateStatus,

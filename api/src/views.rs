@@ -466,6 +466,21 @@ pub struct VeJobReport {
     pub addresses_removed: bool,
 }
 
+/// This node's e-mail outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxView {
+    /// Whether the configuration names anybody to mail.
+    pub recipients: bool,
+    /// Where mail goes: the relay (`host:port`), or `None` for the recipients' MX.
+    pub relay: Option<String>,
+    /// Messages waiting.
+    pub queued: u64,
+    /// When the oldest waiting message was queued (seconds since 1970, UTC).
+    pub oldest_queued: Option<u64>,
+    /// The error of the latest failed attempt among the waiting messages.
+    pub last_error: Option<String>,
+}
+
 /// The VE backups on the data area.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VeBackupsView {

@@ -327,7 +327,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "notification.relay-host",
-        "Mail relay (host or host:port); needed when there are recipients (direct delivery to the recipients' mail exchangers is not available).",
+        "Mail relay (host or host:port); absent: straight to each recipient domain's mail exchangers (MX, found through network.dns-servers; port 25 outbound).",
     ),
     (
         "access",
@@ -343,7 +343,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "notification.tls",
-        "\"required\" (default: STARTTLS with a valid certificate, or nothing is sent) or \"opportunistic\".",
+        "\"required\" (STARTTLS with a valid certificate, or nothing is sent; the default with a relay) or \"opportunistic\" (STARTTLS when offered; the default for direct delivery to the recipients' MX, whose certificates are then not checked).",
     ),
     (
         "notification.copy-vendor",

@@ -505,8 +505,8 @@ pub struct NotificationConfig {
     /// Sender address; empty means `root@<hostname>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<EmailAddress>,
-    /// Relay host. Required when there are recipients: direct delivery to the
-    /// recipients' mail exchangers is not available.
+    /// Relay host. Absent: mail goes straight to each recipient domain's mail
+    /// exchangers (MX records, found through `network.dns-servers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_host: Option<HostPort>,
     /// Send a copy to the vendor's support.
@@ -515,28 +515,36 @@ pub struct NotificationConfig {
     /// The vendor's support address (needed when `copy-vendor` is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor_address: Option<EmailAddress>,
-    /// Whether mail to the relay must be encrypted (STARTTLS). Absent means
-    /// [`TlsPolicy::Required`].
+    /// Whether mail must be encrypted (STARTTLS). Absent means
+    /// [`TlsPolicy::Required`] with a relay (the site's own server, which should offer
+    /// it) and [`TlsPolicy::Opportunistic`] for direct delivery (many mail exchangers
+    /// offer no STARTTLS, and most certificates of those that do name another host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsPolicy>,
 }
 
 impl NotificationConfig {
-    /// The TLS policy in effect (required unless configured otherwise).
+    /// The TLS policy in effect: as configured, else required with a relay and
+    /// opportunistic for direct delivery to the recipients' MX.
     #[must_use]
     pub fn tls_policy(&self) -> TlsPolicy {
-        self.tls.unwrap_or_default()
+        match (self.tls, &self.relay_host) {
+            (Some(t), _) => t,
+            (None, Some(_)) => TlsPolicy::Required,
+            (None, None) => TlsPolicy::Opportunistic,
+        }
     }
 }
 
-/// Encryption of the SMTP session with the relay.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Encryption of the SMTP session with the relay or a mail exchanger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsPolicy {
-    /// STARTTLS with a valid certificate for the relay's name, or nothing is sent.
-    #[default]
+    /// STARTTLS with a valid certificate for the server's name, or nothing is sent.
     Required,
-    /// STARTTLS when the relay offers it (certificate checked), plain text otherwise.
+    /// STARTTLS when the server offers it, plain text otherwise. A relay's certificate
+    /// is checked; a mail exchanger's is not (encryption without authentication, as
+    /// mail servers deliver to each other, RFC 7435).
     Opportunistic,
 }
 

@@ -418,14 +418,6 @@ impl ApplianceConfig {
                 "missing (expected an address when copy-vendor is on)",
             );
         }
-        let has_recipients =
-            !m.addresses.is_empty() || (m.copy_vendor && m.vendor_address.is_some());
-        if has_recipients && m.relay_host.is_none() {
-            c.fail(
-                "notification.relay-host",
-                "missing: direct delivery to the recipients' MX is not available yet; configure a relay",
-            );
-        }
         let mut seen = HashMap::new();
         for (i, a) in m.addresses.iter().enumerate() {
             if let Some(first) = seen.insert(a.as_str(), i) {

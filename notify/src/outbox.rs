@@ -51,6 +51,17 @@ pub struct RunReport {
     pub failed: Vec<(MessageId, String)>,
 }
 
+/// What waits in an outbox, for the operator.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutboxSummary {
+    /// Messages not yet delivered.
+    pub queued: usize,
+    /// When the oldest of them was queued.
+    pub oldest: Option<UnixSecs>,
+    /// The error of the latest failed attempt among them.
+    pub last_error: Option<String>,
+}
+
 /// A persistent e-mail outbox in one directory.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -166,6 +177,14 @@ impl Outbox {
         Ok(out)
     }
 
+    /// What waits ([`read_summary`]).
+    ///
+    /// # Errors
+    /// The directory or a message file cannot be read, or a file is damaged.
+    pub fn summary(&self) -> Result<OutboxSummary, OutboxError> {
+        read_summary(&self.dir)
+    }
+
     /// Queues an event. The message is on disk before this returns.
     ///
     /// # Errors
@@ -236,16 +255,77 @@ impl Outbox {
         now: UnixSecs,
         error: &str,
     ) -> Result<(), OutboxError> {
+        self.mark_failed_after(id, now, error, &[])
+    }
+
+    /// Records a failed attempt in which `delivered` (recipients) took the message
+    /// nevertheless: they are not sent to again.
+    ///
+    /// # Errors
+    /// The message is gone or cannot be rewritten.
+    pub fn mark_failed_after(
+        &self,
+        id: MessageId,
+        now: UnixSecs,
+        error: &str,
+        delivered: &[String],
+    ) -> Result<(), OutboxError> {
         let path = self.msg_path(id);
         if !path.exists() {
             return Err(OutboxError::NoSuchMessage { id });
         }
         let mut m: StoredMessage = Self::read_json(&path)?;
+        for d in delivered {
+            if !m.delivered_to.contains(d) {
+                m.delivered_to.push(d.clone());
+            }
+        }
         m.attempts = m.attempts.saturating_add(1);
         m.next_attempt = now.plus(plan::backoff(&self.policy.retry, m.attempts));
         m.last_error = Some(error.to_owned());
         self.save(&m)
     }
+}
+
+/// What waits in the outbox in `dir`, read while another process (the mail thread) may
+/// be sending: a message delivered in between is not counted. A missing directory is an
+/// empty outbox.
+///
+/// # Errors
+/// The directory or a message file cannot be read, or a file is damaged.
+pub fn read_summary(dir: &Path) -> Result<OutboxSummary, OutboxError> {
+    let mut out = OutboxSummary::default();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut latest: Option<(UnixSecs, MessageId)> = None;
+    for entry in rd {
+        let path = entry.map_err(io_err(dir))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if !name.is_some_and(|n| n.starts_with("msg-") && n.ends_with(".json")) {
+            continue;
+        }
+        let m: StoredMessage = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| OutboxError::Corrupt {
+                path: path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        out.queued += 1;
+        out.oldest = Some(out.oldest.map_or(m.created, |o| o.min(m.created)));
+        // The latest failure is the one retried last (later retry, then newer id).
+        if let Some(err) = &m.last_error
+            && latest.is_none_or(|l| (m.next_attempt, m.id) > l)
+        {
+            latest = Some((m.next_attempt, m.id));
+            out.last_error = Some(err.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Sends every due message once; failures stay queued with their error.
@@ -266,7 +346,7 @@ pub fn run_once(
             }
             Err(e) => {
                 let text = tandem_api::error_chain(&e);
-                outbox.mark_failed(m.id, now, &text)?;
+                outbox.mark_failed_after(m.id, now, &text, e.delivered())?;
                 report.failed.push((m.id, text));
             }
         }

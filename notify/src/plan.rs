@@ -141,6 +141,10 @@ pub struct StoredMessage {
     pub next_attempt: UnixSecs,
     /// The last delivery error, for the operator.
     pub last_error: Option<String>,
+    /// Recipients that already took it (direct delivery, where each domain's exchanger
+    /// is a separate session): not sent to again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_to: Vec<String>,
 }
 
 /// Keeps header text on one line: the values come from the runtime, not from us.
@@ -267,6 +271,7 @@ pub fn plan_event(
             attempts: 0,
             next_attempt: now.plus(policy.flap.window_secs),
             last_error: None,
+            delivered_to: Vec::new(),
         })
     } else {
         Plan::New(StoredMessage {
@@ -277,6 +282,7 @@ pub fn plan_event(
             attempts: 0,
             next_attempt: now,
             last_error: None,
+            delivered_to: Vec::new(),
         })
     }
 }

@@ -151,3 +151,45 @@ fn event_without_node_is_refused_and_changes_nothing() {
     assert!(err.to_string().contains("node"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0);
 }
+
+#[test]
+fn summary_counts_the_queue_its_oldest_and_the_latest_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = Outbox::open(dir.path().join("ob"), Policy::default()).expect("open");
+    std::fs::remove_dir(missing.dir()).expect("remove");
+    assert_eq!(
+        missing.summary().expect("a missing outbox is empty"),
+        tandem_notify::OutboxSummary::default()
+    );
+    let ob = Outbox::open(dir.path().join("ob"), Policy::default()).expect("open");
+    ob.push(&ev("failover", "passive", "active", 100), UnixSecs(100))
+        .expect("push");
+    ob.push(&ev("link", "up", "down", 160), UnixSecs(160))
+        .expect("push");
+    let s = ob.summary().expect("summary");
+    assert_eq!(
+        (s.queued, s.oldest, s.last_error),
+        (2, Some(UnixSecs(100)), None)
+    );
+    let sim = SimSender::default();
+    sim.set_failure(Some("relay down"));
+    run_once(&ob, &sim, UnixSecs(200)).expect("run");
+    sim.set_failure(Some("relay refuses"));
+    run_once(
+        &ob,
+        &sim,
+        UnixSecs(200 + Policy::default().retry.initial_secs),
+    )
+    .expect("run");
+    let s = ob.summary().expect("summary");
+    assert_eq!(s.queued, 2);
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("relay refuses")),
+        "{s:?}"
+    );
+    sim.set_failure(None);
+    run_once(&ob, &sim, UnixSecs(100_000)).expect("run");
+    assert_eq!(ob.summary().expect("summary").queued, 0);
+}

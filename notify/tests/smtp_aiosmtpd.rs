@@ -239,7 +239,7 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         vendor_address: Some("support@vendor.example.com".parse().expect("address")),
         tls: Some(TlsPolicy::Opportunistic),
     };
-    let sender = SmtpSender::from_config(&cfg, "node1.example.net")
+    let sender = SmtpSender::from_config(&cfg, "node1.example.net", &[])
         .expect("sender")
         .expect("recipients configured")
         .with_timeout(Duration::from_secs(10));
@@ -258,10 +258,11 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         "{rcpt}"
     );
 
-    // Nobody to write to: no sender. No relay: a clear error (no MX delivery).
+    // Nobody to write to: no sender. No relay and no name server for MX delivery: a
+    // clear error naming the setting.
     let empty = NotificationConfig::default();
     assert!(
-        SmtpSender::from_config(&empty, "node1")
+        SmtpSender::from_config(&empty, "node1", &[])
             .expect("empty")
             .is_none()
     );
@@ -269,12 +270,17 @@ fn relay_host_and_recipients_come_from_the_configuration() {
         relay_host: None,
         ..cfg
     };
-    let err = SmtpSender::from_config(&no_relay, "node1").expect_err("no server");
-    assert!(
-        err.to_string().contains(
-            "direct delivery to the recipients' MX is not available yet; configure a relay"
-        ),
-        "{err}"
+    let err = SmtpSender::from_config(&no_relay, "node1", &[]).expect_err("no server");
+    let err = tandem_api::error_chain(&err);
+    assert!(err.contains("network.dns-servers"), "{err}");
+    // Without a relay the default policy is opportunistic (mail exchangers).
+    assert_eq!(
+        NotificationConfig {
+            tls: None,
+            ..no_relay
+        }
+        .tls_policy(),
+        TlsPolicy::Opportunistic
     );
 }
 
@@ -291,7 +297,7 @@ fn required_tls_sends_nothing_to_a_relay_without_starttls() {
         ..NotificationConfig::default()
     };
     assert_eq!(cfg.tls_policy(), TlsPolicy::Required);
-    let sender = SmtpSender::from_config(&cfg, "node1.example.net")
+    let sender = SmtpSender::from_config(&cfg, "node1.example.net", &[])
         .expect("sender")
         .expect("recipients configured")
         .with_timeout(Duration::from_secs(10));

@@ -152,7 +152,7 @@ pub struct Outbound {
 }
 
 /// The outbound connections `cfg` makes a node open (R14.1), in a stable order: DNS,
-/// mail relay, update server, support server, the BMCs (fencing), ping nodes.
+/// mail relay (or the recipients' MX), update server, support server, the BMCs (fencing), ping nodes.
 #[must_use]
 pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
     let mut v = Vec::new();
@@ -172,6 +172,13 @@ pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
             destination: relay.host().to_owned(),
             port: Some(relay.port().unwrap_or(25)),
             purpose: "mail relay (SMTP)".into(),
+        });
+    } else if crate::mail::has_recipients(&cfg.notification) {
+        v.push(Outbound {
+            protocol: "tcp",
+            destination: "the recipients' mail exchangers (MX)".into(),
+            port: Some(tandem_notify::MX_PORT),
+            purpose: "e-mail alerts, direct delivery (SMTP)".into(),
         });
     }
     let (host, port) = url_host_port(cfg.updates.url.as_str());
@@ -506,7 +513,16 @@ mod tests {
             );
         }
         assert!(!text.contains("mail relay"), "{text}");
+        assert!(!text.contains("SMTP"), "nobody to mail: {text}");
         assert!(!text.contains("support"), "{text}");
+        // Recipients without a relay: direct delivery to their MX on port 25.
+        c.notification.addresses = vec!["ops@example.net".parse().expect("address")];
+        let direct = outbound(&c);
+        let mx = direct
+            .iter()
+            .find(|o| o.purpose.contains("direct delivery"))
+            .expect("MX delivery listed");
+        assert_eq!((mx.protocol, mx.port), ("tcp", Some(25)));
         c.notification.relay_host = Some("mail.example.net:2525".parse().expect("relay"));
         c.support = Some(tandem_config::schema::SupportConfig {
             host: "support.example.com".parse().expect("host"),

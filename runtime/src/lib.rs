@@ -26,6 +26,7 @@
 pub mod activate;
 pub mod admin;
 pub mod alerts;
+pub mod chrony;
 pub mod confsync;
 pub mod control;
 pub mod daemon;

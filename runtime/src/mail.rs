@@ -6,11 +6,13 @@
 //! channel; writing the outbox (fsync) and talking SMTP (up to the sender's timeout per
 //! message) happen on the mail thread only.
 //!
+//! Mail goes to the configuration's relay host or, without one, straight to the
+//! recipients' MX (found through the configuration's DNS servers), with its TLS policy.
+//!
 //! Limitations: an event is on disk only once the mail thread has written it (a few
-//! milliseconds after it happened); a crash in between loses that one message. No MX
-//! lookup: mail goes to the configuration's relay host only (the configuration refuses
-//! recipients without one), with its TLS policy.
+//! milliseconds after it happened); a crash in between loses that one message.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +26,50 @@ use tandem_notify::{
 /// Longest wait between two looks at the outbox when nothing is due.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// What the control API asks of the mail side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailCall {
+    /// The outbox's state ([`tandem_api::Reply::Outbox`]).
+    Outbox,
+    /// Queue a test message ([`tandem_api::Reply::MailTestQueued`]).
+    Test,
+}
+
+/// The test message: its subject names the node, its text says what it proves.
+#[must_use]
+pub fn test_event(node: &str, hostname: &str, at: UnixSecs) -> tandem_notify::Event {
+    tandem_notify::Event {
+        node: node.to_owned(),
+        kind: "test".to_owned(),
+        old: String::new(),
+        new: String::new(),
+        text: format!(
+            "test message from {hostname}, asked for by an administrator\n\nE-mail alerts of this cluster reach this address."
+        ),
+        at,
+    }
+}
+
+/// The outbox of `settings` as the operator sees it. Read beside the mail thread:
+/// files it removes in between are not counted.
+///
+/// # Errors
+/// The outbox cannot be read (the text says which file and why).
+pub fn outbox_view(settings: &MailSettings) -> Result<tandem_api::OutboxView, String> {
+    let s = tandem_notify::read_summary(&settings.outbox).map_err(|e| crate::error_chain(&e))?;
+    Ok(tandem_api::OutboxView {
+        recipients: has_recipients(&settings.notification),
+        relay: settings
+            .notification
+            .relay_host
+            .as_ref()
+            .map(|r| format!("{}:{}", r.host(), r.port().unwrap_or(25))),
+        queued: s.queued as u64,
+        oldest_queued: s.oldest.map(|t| t.0),
+        last_error: s.last_error,
+    })
+}
+
 /// What the mail thread needs.
 #[derive(Debug, Clone)]
 pub struct MailSettings {
@@ -31,6 +77,8 @@ pub struct MailSettings {
     pub outbox: PathBuf,
     /// Recipients, sender and relay host.
     pub notification: NotificationConfig,
+    /// Name servers for direct delivery (`network.dns-servers`).
+    pub dns_servers: Vec<Ipv4Addr>,
     /// This node's host name, for the default sender `root@<hostname>`.
     pub hostname: String,
     /// Wait after the first failed delivery; it doubles per failure up to an hour.
@@ -51,7 +99,7 @@ pub struct Mailer {
 /// What the mail thread is told.
 enum Msg {
     Event(tandem_notify::Event),
-    Notification(NotificationConfig),
+    Notification(NotificationConfig, Vec<Ipv4Addr>),
 }
 
 impl Mailer {
@@ -61,15 +109,16 @@ impl Mailer {
         let _ = self.tx.send(Msg::Event(event));
     }
 
-    /// New recipients, sender and relay host (a configuration change): messages
-    /// still queued go out with them. Never blocks.
-    pub fn set_notification(&self, notification: NotificationConfig) {
-        let _ = self.tx.send(Msg::Notification(notification));
+    /// New recipients, sender, relay host or name servers (a configuration change):
+    /// messages still queued go out with them. Never blocks.
+    pub fn set_notification(&self, notification: NotificationConfig, dns_servers: Vec<Ipv4Addr>) {
+        let _ = self.tx.send(Msg::Notification(notification, dns_servers));
     }
 }
 
 /// The time of day in whole seconds since 1970, for the outbox's timestamps.
-fn unix_now() -> UnixSecs {
+#[must_use]
+pub fn unix_now() -> UnixSecs {
     UnixSecs(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -121,6 +170,12 @@ pub fn start(settings: MailSettings, report: Report) -> anyhow::Result<Option<Ma
     Ok(Some(Mailer { tx }))
 }
 
+/// The name servers mail is routed with: the configuration's `network.dns-servers`.
+#[must_use]
+pub fn dns_servers(cfg: &tandem_config::ApplianceConfig) -> Vec<Ipv4Addr> {
+    cfg.network.dns_servers.iter().map(|a| a.addr()).collect()
+}
+
 /// Whether `n` names anybody to mail: an address, or the vendor's copy.
 #[must_use]
 pub fn has_recipients(n: &NotificationConfig) -> bool {
@@ -129,12 +184,16 @@ pub fn has_recipients(n: &NotificationConfig) -> bool {
 
 /// The SMTP sender for `settings`, or `None` (reported) when it cannot send.
 fn make_sender(settings: &MailSettings, report: &Report) -> Option<SmtpSender> {
-    match SmtpSender::from_config(&settings.notification, &settings.hostname) {
+    match SmtpSender::from_config(
+        &settings.notification,
+        &settings.hostname,
+        &settings.dns_servers,
+    ) {
         Ok(Some(s)) => Some(s.with_timeout(settings.smtp_timeout)),
         Ok(None) => None,
         Err(e) => {
             report(format!(
-                "e-mail is queued in {} but not sent: {} (set a relay host in the notification settings)",
+                "e-mail is queued in {} but not sent: {} (check the notification settings and the DNS servers)",
                 settings.outbox.display(),
                 crate::error_chain(&e)
             ));
@@ -172,8 +231,9 @@ fn mail_loop(
                         ));
                     }
                 }
-                Msg::Notification(n) => {
+                Msg::Notification(n, dns) => {
                     settings.notification = n;
+                    settings.dns_servers = dns;
                     sender = make_sender(&settings, report);
                     failing = None;
                 }
@@ -223,6 +283,7 @@ mod tests {
             attempts: 0,
             next_attempt: UnixSecs(next),
             last_error: None,
+            delivered_to: Vec::new(),
         }
     }
 
@@ -252,6 +313,7 @@ mod tests {
             MailSettings {
                 outbox: dir.clone(),
                 notification: NotificationConfig::default(),
+                dns_servers: Vec::new(),
                 hostname: "node1".into(),
                 retry_initial: Duration::from_secs(30),
                 smtp_timeout: Duration::from_secs(30),

@@ -59,6 +59,10 @@ struct Smtp {
 
 impl Smtp {
     fn start(lan: &str, maildir: &Path) -> Smtp {
+        Smtp::start_on(lan, RELAY_PORT, maildir)
+    }
+
+    fn start_on(lan: &str, port: u16, maildir: &Path) -> Smtp {
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -70,7 +74,7 @@ impl Smtp {
                 "-n",
             ])
             .arg("-l")
-            .arg(format!("{PING_NODE}:{RELAY_PORT}"))
+            .arg(format!("{PING_NODE}:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdin(Stdio::null())
@@ -80,7 +84,7 @@ impl Smtp {
             .unwrap();
         let ns = lan.to_owned();
         wait_until("aiosmtpd listening", Duration::from_secs(15), || {
-            in_netns(&ns, || TcpStream::connect((PING_NODE, RELAY_PORT)).is_ok())
+            in_netns(&ns, move || TcpStream::connect((PING_NODE, port)).is_ok())
         });
         Smtp { child }
     }
@@ -89,6 +93,52 @@ impl Smtp {
 impl Drop for Smtp {
     fn drop(&mut self) {
         // `ip netns exec` execs python, so this PID is the server's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// dnsmasq (Debian package `dnsmasq-base`) on the LAN namespace's address, port 53 (the
+/// rig's `network.dns-servers`): `example.test` has its MX `mx.example.test` there too.
+/// Killed by its PID when dropped.
+struct Dns {
+    child: Child,
+}
+
+impl Dns {
+    fn start(lan: &str) -> Dns {
+        rig::need_tool("dnsmasq", "dnsmasq-base");
+        let child = Command::new("ip")
+            .args(["netns", "exec", lan, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+            ])
+            .args([
+                "--bind-interfaces",
+                &format!("--listen-address={PING_NODE}"),
+            ])
+            .args(["--port=53", "--local=/test/", "--pid-file="])
+            .arg("--mx-host=example.test,mx.example.test,10")
+            .arg(format!("--host-record=mx.example.test,{PING_NODE}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ns = lan.to_owned();
+        wait_until("dnsmasq listening", Duration::from_secs(10), || {
+            in_netns(&ns, || std::net::UdpSocket::bind((PING_NODE, 53)).is_err())
+        });
+        Dns { child }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        // `ip netns exec` execs dnsmasq (kept in the foreground): this PID is its.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -114,6 +164,21 @@ impl Pair {
         cfg.notification.tls = tls;
         let text = cfg.to_toml();
         ApplianceConfig::from_toml(&text).expect("mail configuration is valid");
+        let config = rig.dir.join("mail.toml");
+        std::fs::write(&config, text).unwrap();
+        Pair { rig, config }
+    }
+
+    /// No relay: mail for `ops@example.test` goes to its MX, found through the rig's
+    /// DNS server; the TLS policy is the default for that (opportunistic).
+    fn direct() -> Pair {
+        let rig = Rig::new();
+        let mut cfg = ApplianceConfig::from_toml(&config_text()).unwrap();
+        cfg.notification.addresses = vec!["ops@example.test".parse().unwrap()];
+        cfg.notification.relay_host = None;
+        cfg.notification.tls = None;
+        let text = cfg.to_toml();
+        ApplianceConfig::from_toml(&text).expect("direct-delivery configuration is valid");
         let config = rig.dir.join("mail.toml");
         std::fs::write(&config, text).unwrap();
         Pair { rig, config }
@@ -315,4 +380,123 @@ fn with_tls_required_nothing_goes_to_a_plain_relay_and_the_events_say_why() {
             .any(|m| m.contains("not sent over plain text"))
     });
     assert!(received(&maildir).is_empty(), "nothing in plain text");
+}
+
+/// The subjects in the order the server stored them.
+fn arrivals(maildir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(maildir.join("new")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|(_, p)| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_relay_failover_mails_reach_the_recipients_mx_once_and_in_order() {
+    require_aiosmtpd();
+    let mut pair = Pair::direct();
+    let maildir = pair.maildir();
+    let _dns = Dns::start(&pair.lan());
+    let _mx = Smtp::start_on(&pair.lan(), 25, &maildir);
+    pair.start(0);
+    wait_until("node1 active", Duration::from_secs(10), || {
+        pair.role(0) == "active"
+    });
+    pair.start(1);
+    pair.wait_roles("active", "passive", Duration::from_secs(10));
+    wait_until("takeover mail at the MX", Duration::from_secs(15), || {
+        count(&maildir, "[tandem node1] takeover: starting -> active") == 1
+    });
+    pair.kill(0);
+    wait_until("failover mails at the MX", Duration::from_secs(15), || {
+        count(&maildir, "[tandem node2] failover: passive -> active") == 1
+            && count(&maildir, "[tandem node2] peer node1: alive -> dead") == 1
+    });
+    pair.start(0);
+    pair.wait_roles("passive", "active", Duration::from_secs(10));
+    wait_until("peer-back mail at the MX", Duration::from_secs(15), || {
+        count(&maildir, "[tandem node2] peer node1: dead -> alive") == 1
+    });
+    // Nothing more comes, nothing twice, and they arrive in the order of the events.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = arrivals(&maildir);
+    eprintln!("arrived: {got:#?}");
+    let mut seen = std::collections::HashSet::new();
+    for subject in &got {
+        assert!(
+            seen.insert(subject.clone()),
+            "{subject} arrived twice: {got:#?}"
+        );
+    }
+    let pos = |s: &str| got.iter().position(|x| x == s).unwrap();
+    assert!(
+        pos("[tandem node1] takeover: starting -> active")
+            < pos("[tandem node2] failover: passive -> active")
+            && pos("[tandem node2] failover: passive -> active")
+                < pos("[tandem node2] peer node1: dead -> alive"),
+        "out of order: {got:#?}"
+    );
+    assert!(pair.queued(0).is_empty() && pair.queued(1).is_empty());
+
+    // The console's and the CLI's test message and outbox, as requests to clusterd.
+    let mut client = tandem_api::Client::connect(&pair.rig.nodes[1].control).unwrap();
+    assert_eq!(
+        client.call(&tandem_api::Request::MailTest).unwrap(),
+        tandem_api::Reply::MailTestQueued
+    );
+    wait_until("test message at the MX", Duration::from_secs(15), || {
+        subjects(&maildir)
+            .iter()
+            .any(|s| s.starts_with("[tandem node2] test: test message from "))
+    });
+    let tandem_api::Reply::Outbox(v) = client.call(&tandem_api::Request::MailOutbox).unwrap()
+    else {
+        panic!("no outbox view");
+    };
+    assert!(v.recipients && v.relay.is_none(), "{v:?}");
+    assert_eq!((v.queued, v.oldest_queued), (0, None), "{v:?}");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("--control")
+            .arg(&pair.rig.nodes[1].control)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tandem {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A second test within the same second is the same event, which the outbox
+    // drops as a duplicate: ask a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(cli(&["mail", "test"]).contains("test message queued"));
+    let shown = cli(&["mail", "outbox"]);
+    assert!(
+        shown.contains("delivery:   the recipients' MX") && shown.contains("queued:"),
+        "{shown}"
+    );
+    wait_until(
+        "CLI test message at the MX",
+        Duration::from_secs(15),
+        || {
+            subjects(&maildir)
+                .iter()
+                .filter(|s| s.starts_with("[tandem node2] test: "))
+                .count()
+                == 2
+        },
+    );
 }

@@ -511,6 +511,7 @@ fn the_cli_backs_up_lists_and_restores_through_clusterd() {
         hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
             &tandem_runtime::hw::Board::None,
         ))),
+        mail: Arc::new(|_| tandem_api::Reply::Done),
     };
     let service = Arc::new(Service::new(admin, Some(link)));
     let sock = a.dir.path().join("control.sock");

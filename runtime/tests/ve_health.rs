@@ -279,6 +279,7 @@ fn the_operators_requests_go_through_the_watch() {
             hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
                 &tandem_runtime::hw::Board::None,
             ))),
+            mail: Arc::new(|_| Reply::Done),
         };
         let service = Arc::new(Service::new(admin, Some(link)));
         let ask = |request: Request| {

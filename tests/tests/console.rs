@@ -90,6 +90,9 @@ fn loop_down() -> ClusterLink {
         hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
             &tandem_runtime::hw::Board::None,
         ))),
+        mail: Arc::new(|_| {
+            tandem_api::Reply::Refused(tandem_api::Refusal::ClusterDown("it has ended".into()))
+        }),
     }
 }
 
@@ -1784,6 +1787,19 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
         page.body
     );
     assert_eq!(field_value(&page.body, "revision"), rev.to_string());
+    // The outbox and the test button are there; the mail side of this clusterd
+    // does not answer (its loop has ended), and the page says so.
+    assert!(
+        page.body.contains("Outbox of this node")
+            && page.body.contains("action=\"/notification/test\""),
+        "{}",
+        page.body
+    );
+    let res = post(r, "/notification/test", &cookie, "").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "no token: {}", res.body);
+    let res = post(r, "/notification/test", &cookie, &format!("csrf={csrf}")).await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("it has ended"), "{}", res.body);
 
     // No token; a bad address and relay host; a stale revision: nothing changes.
     let res = post(

@@ -30,6 +30,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     // The OCI runtime of the VE tests.
     ("crun", "crun"),
+    // The name server of the direct-delivery (MX) tests.
+    ("dnsmasq", "dnsmasq-base"),
+    // The NTP client and the local NTP server of the chrony test.
+    ("chronyd", "chrony"),
     // The update tests drive RAUC's service on a bus of their own, with its GRUB
     // back-end.
     ("rauc", "rauc"),

@@ -5,9 +5,11 @@
 //! token: the cluster's state (roles, heartbeat paths, replication, hardware, events),
 //! the configured values without secrets, this node's VEs, and every change —
 //! switchover, settings on both nodes ([`settings`]), the archive download, restart or
-//! shutdown, VE 101 and the template backup. The web process does none of it itself.
+//! shutdown, VE 101 and the template backup, the e-mail outbox and test message
+//! ([`mail`]). The web process does none of it itself.
 
 mod home;
+mod mail;
 mod maintenance;
 mod settings;
 mod status;
@@ -50,6 +52,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/notification",
             get(settings::notification).post(settings::save_notification),
         )
+        .route("/notification/test", post(mail::mail_test))
         .route(
             "/passwords",
             get(settings::passwords).post(settings::save_passwords),

@@ -24,7 +24,7 @@ use crate::visit::{Cluster, Posted, Visit};
 
 /// Which page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Page {
+pub(super) enum Page {
     Network,
     Notification,
     Passwords,
@@ -263,7 +263,19 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
     }
 }
 
-/// The page: `message`, then the form with `values` (the committed ones when `None`).
+/// The page with `message` above the committed values.
+pub(super) async fn show_committed(
+    app: &Arc<App>,
+    a: &Visit,
+    page: Page,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    show(app, a, page, status, message, None).await
+}
+
+/// The page: `message`, then the form with `values` (the committed ones when `None`);
+/// the Notification page also shows this node's outbox.
 async fn show(
     app: &Arc<App>,
     a: &Visit,
@@ -280,8 +292,13 @@ async fn show(
                 Page::Notification => Values::Notification(notification_values(&s)),
                 Page::Passwords => Values::Passwords,
             });
+            let outbox = if page == Page::Notification {
+                super::mail::outbox_section(app, a).await
+            } else {
+                String::new()
+            };
             format!(
-                "{message}{}",
+                "{message}{}{outbox}",
                 form_html(lang, &values, a.csrf.as_str(), s.revision)
             )
         }

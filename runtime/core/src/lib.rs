@@ -70,6 +70,7 @@
 //! fact ([`Input::DataGood`]); until it is given, a node never takes over alone.
 #![warn(missing_docs)]
 
+mod clock_watch;
 mod time;
 mod trial;
 pub mod ve_health;
@@ -77,6 +78,7 @@ pub mod ve_health;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+pub use clock_watch::{ClockAlert, ClockWatch};
 pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
 };

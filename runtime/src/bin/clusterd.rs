@@ -176,18 +176,23 @@ struct Cli {
 }
 
 /// The e-mail settings: the configuration's notification section (recipients, sender,
-/// relay host, TLS policy), and nothing to mail without --config.
+/// relay host, TLS policy) and DNS servers, and nothing to mail without --config.
 fn mail_settings(
     cli: &Cli,
     cfg: Option<&tandem_config::ApplianceConfig>,
     node: NodeId,
 ) -> MailSettings {
-    let (notification, hostname) = match cfg {
+    let (notification, hostname, dns_servers) = match cfg {
         Some(cfg) => (
             cfg.notification.clone(),
             cfg.network.node(node).hostname.as_str().to_owned(),
+            tandem_runtime::mail::dns_servers(cfg),
         ),
-        None => (NotificationConfig::default(), node.name().to_owned()),
+        None => (
+            NotificationConfig::default(),
+            node.name().to_owned(),
+            Vec::new(),
+        ),
     };
     MailSettings {
         outbox: cli
@@ -195,6 +200,7 @@ fn mail_settings(
             .clone()
             .unwrap_or_else(|| cli.state_dir.join("outbox")),
         notification,
+        dns_servers,
         hostname,
         retry_initial: cli.mail_retry,
         smtp_timeout: Duration::from_secs(30),

@@ -112,6 +112,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VeCmd,
     },
+    /// E-mail alerts: this node's outbox, and a test message.
+    Mail {
+        #[command(subcommand)]
+        cmd: MailCmd,
+    },
     /// A split brain of the replicated data: both sides (role, DRBD's state and
     /// generation identifiers, data out of sync, last write); `resolve` runs DRBD's own
     /// resolution for this node.
@@ -490,6 +495,35 @@ fn read_new_password(prompt: &str) -> anyhow::Result<String> {
         bail!("the two entries differ; nothing was changed");
     }
     Ok(first)
+}
+
+#[derive(Subcommand, Debug)]
+enum MailCmd {
+    /// Queue a test message to the configured recipients (it goes out at once,
+    /// through the relay or the recipients' MX); `tandem mail outbox` shows whether it
+    /// left.
+    Test,
+    /// What waits in this node's outbox: how many, since when, the last error.
+    Outbox,
+}
+
+/// Prints the outbox as `tandem mail outbox` shows it.
+fn print_outbox(v: &tandem_api::OutboxView) {
+    let route = match &v.relay {
+        Some(r) => format!("relay {r}"),
+        None => "the recipients' MX (direct delivery)".to_owned(),
+    };
+    if !v.recipients {
+        println!("recipients: none configured (no e-mail is sent)");
+    }
+    println!("delivery:   {route}");
+    println!("queued:     {}", v.queued);
+    if let Some(t) = v.oldest_queued {
+        println!("oldest:     {}", tandem_config::archive::rfc3339(t));
+    }
+    if let Some(e) = &v.last_error {
+        println!("last error: {e}");
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -1257,6 +1291,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_hw(&h);
             }
+        }
+        Cmd::Mail { cmd: MailCmd::Test } => {
+            expect(client.call(&Request::MailTest)?)?;
+            println!("test message queued; `tandem mail outbox` shows whether it left");
+        }
+        Cmd::Mail {
+            cmd: MailCmd::Outbox,
+        } => {
+            let Reply::Outbox(v) = expect(client.call(&Request::MailOutbox)?)? else {
+                bail!("clusterd sent no outbox");
+            };
+            print_outbox(&v);
         }
         Cmd::Switchover => match client.call(&Request::Switchover)? {
             Reply::Refused(r) => bail!("{r}"),

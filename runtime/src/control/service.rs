@@ -65,6 +65,9 @@ pub struct ClusterLink {
     pub events: Arc<EventFeed>,
     /// The latest hardware readings.
     pub hw: Arc<Mutex<HwJson>>,
+    /// The e-mail side: the outbox's state and the test message (reads a few small
+    /// files or sends on a channel; never waits for a delivery).
+    pub mail: Arc<dyn Fn(crate::mail::MailCall) -> Reply + Send + Sync>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -480,6 +483,23 @@ impl Service {
                 .await
             }
             Request::VeBackupJob => one(Reply::VeJob(Box::new(self.admin.ve_backup.view()))),
+            Request::MailOutbox | Request::MailTest => match &self.cluster {
+                Some(c) => {
+                    let call = if matches!(request, Request::MailTest) {
+                        crate::mail::MailCall::Test
+                    } else {
+                        crate::mail::MailCall::Outbox
+                    };
+                    let mail = Arc::clone(&c.mail);
+                    match tokio::task::spawn_blocking(move || mail(call)).await {
+                        Ok(r) => one(r),
+                        Err(e) => {
+                            refused(Refusal::Failed(format!("the e-mail request failed: {e}")))
+                        }
+                    }
+                }
+                None => refused(Refusal::RecoveryMode(request.name())),
+            },
             Request::UpdateStatus => {
                 self.admin_reply(|a| Ok(Reply::Update(Box::new(a.update.view()))))
                     .await
@@ -858,6 +878,9 @@ mod tests {
             hw: Arc::new(Mutex::new(crate::hw::initial_snapshot(
                 &crate::hw::Board::None,
             ))),
+            mail: Arc::new(|call| {
+                Reply::Refused(Refusal::Failed(format!("{call:?} not simulated")))
+            }),
         }
     }
 

@@ -160,8 +160,8 @@ pub(super) fn reload_config(
         now,
         Input::ConfigDigest(crate::settings::config_digest(&cfg)),
     );
-    if changes.sections.contains(&"notification") {
-        hub.set_notification(&cfg.notification);
+    if changes.sections.contains(&"notification") || changes.sections.contains(&"network") {
+        hub.set_notification(&cfg.notification, crate::mail::dns_servers(&cfg));
     }
     // Addresses and ports take effect when the node starts again (as the network
     // does); who may reach the node at once.

@@ -29,15 +29,17 @@ pub(super) fn serve(
     settings: &Settings,
     sync: Option<SyncSetup>,
     tx: mpsc::Sender<In>,
-    hub: &EventHub,
+    hub: &Arc<EventHub>,
     hw_snapshot: &Arc<Mutex<HwJson>>,
     admin: Admin,
 ) -> anyhow::Result<Arc<Service>> {
+    let mail_hub = Arc::clone(hub);
     let listener = crate::control::bind(&settings.control, settings.control_group)?;
     let link = ClusterLink {
         ask: Arc::new(move |call| ask(call, &tx, sync.as_ref())),
         events: Arc::clone(&hub.feed),
         hw: Arc::clone(hw_snapshot),
+        mail: Arc::new(move |call| mail_hub.mail_call(call)),
     };
     let service = Arc::new(Service::new(admin, Some(link)));
     tokio::spawn(crate::control::serve(listener, Arc::clone(&service)));

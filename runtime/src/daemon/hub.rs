@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use crate::alerts::{Alert, Alerts};
 use crate::events::EventFeed;
 use crate::hw::{HwConfig, HwEvent, HwPoller};
-use crate::mail::{MailSettings, Mailer};
+use crate::mail::{MailCall, MailSettings, Mailer};
 use crate::settings::Settings;
+use tandem_api::{Refusal, Reply};
 
 pub(super) struct EventHub {
     pub(super) feed: Arc<EventFeed>,
@@ -24,6 +25,8 @@ pub(super) struct EventHub {
 
 /// The e-mail side of the hub.
 struct MailState {
+    /// This node's name, for the test message's subject.
+    node: String,
     alerts: Alerts,
     /// The thread, once there is somebody to mail.
     mailer: Option<Mailer>,
@@ -78,17 +81,54 @@ impl EventHub {
         self.publish(kind, text);
     }
 
-    /// New notification settings (a configuration change): the mail thread starts
-    /// when there was nobody to mail before, or sends with the new ones.
-    pub(super) fn set_notification(&self, n: &tandem_config::schema::NotificationConfig) {
+    /// New notification settings or name servers (a configuration change): the mail
+    /// thread starts when there was nobody to mail before, or sends with the new ones.
+    pub(super) fn set_notification(
+        &self,
+        n: &tandem_config::schema::NotificationConfig,
+        dns_servers: Vec<std::net::Ipv4Addr>,
+    ) {
         if let Some(mail) = &self.mail
             && let Ok(mut m) = mail.lock()
         {
             m.settings.notification = n.clone();
+            m.settings.dns_servers = dns_servers.clone();
             match &m.mailer {
-                Some(mailer) => mailer.set_notification(n.clone()),
+                Some(mailer) => mailer.set_notification(n.clone(), dns_servers),
                 None => m.start(),
             }
+        }
+    }
+
+    /// The control API's questions to the mail side: the outbox's state, or a test
+    /// message queued to the configured recipients.
+    pub(super) fn mail_call(&self, call: MailCall) -> Reply {
+        let failed = |text: String| Reply::Refused(Refusal::Failed(text));
+        let Some(mail) = &self.mail else {
+            return failed("this clusterd runs without a configuration: it sends no e-mail".into());
+        };
+        let Ok(m) = mail.lock() else {
+            return failed("the e-mail state is unavailable (a thread failed)".into());
+        };
+        match call {
+            MailCall::Outbox => match crate::mail::outbox_view(&m.settings) {
+                Ok(v) => Reply::Outbox(v),
+                Err(e) => failed(format!("reading the e-mail outbox: {e}")),
+            },
+            MailCall::Test => match &m.mailer {
+                Some(mailer) => {
+                    mailer.queue(crate::mail::test_event(
+                        &m.node,
+                        &m.settings.hostname,
+                        crate::mail::unix_now(),
+                    ));
+                    Reply::MailTestQueued
+                }
+                None => failed(
+                    "no e-mail recipients are configured: add addresses on the Notification page; no test message was queued"
+                        .into(),
+                ),
+            },
         }
     }
 
@@ -109,6 +149,7 @@ pub(super) fn start(settings: &Settings, mail: Option<MailSettings>) -> Arc<Even
     let (mail_reports_tx, mut mail_reports) = mpsc::channel::<String>(MAIL_REPORTS);
     let mail = mail.map(|ms| {
         let mut m = MailState {
+            node: settings.node.name().to_owned(),
             alerts: Alerts::new(settings.node),
             mailer: None,
             settings: ms,
