@@ -132,8 +132,16 @@ impl Shell {
             replica_connected: linked || self.settings.replication.is_none(),
         };
         let p = p.clone();
-        match trial.step(now, health) {
+        let step = trial.step(now, health);
+        if trial.decided() {
+            // Decided once: the record and the slot marks say the rest.
+            self.updates.trial = None;
+        }
+        match step {
             TrialStep::Wait(_) => {
+                let Some((trial, _)) = &self.updates.trial else {
+                    return;
+                };
                 let left = trial.deadline().since(now).as_secs();
                 let missing = health.missing();
                 self.updates.job.set_trial(Some(if missing.is_empty() {
