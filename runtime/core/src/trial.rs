@@ -94,6 +94,12 @@ impl Trial {
         }
     }
 
+    /// The timing of this trial.
+    #[must_use]
+    pub fn rule(&self) -> TrialRule {
+        self.rule
+    }
+
     /// When the slot will be given up if it is not committed first.
     #[must_use]
     pub fn deadline(&self) -> Instant {

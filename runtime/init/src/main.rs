@@ -638,12 +638,21 @@ fn node_on() -> Result<()> {
 /// clusterd's durable state (its `update.json` says which system an update waits for).
 const CLUSTERD_STATE: &str = "/config/clusterd";
 
-/// When this boot tries a newly installed system: when init restarts the node if the
-/// system has not been kept by then (see [`tandem_init::trial`]), and its version.
-fn trial_watch() -> Option<(Instant, String)> {
+/// A boot that tries a newly installed system (see [`tandem_init::trial`]).
+struct Trial {
+    /// When init restarts the node if the system has not been kept by then.
+    at: Instant,
+    /// The slot that booted (`a`/`b`).
+    slot: String,
+    /// The version tried.
+    version: String,
+}
+
+/// The trial of this boot, if it tries a newly installed system.
+fn trial_watch() -> Option<Trial> {
     let boot = Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
-    let version =
-        tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), boot.slot.as_deref()?)?;
+    let slot = boot.slot?;
+    let version = tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), &slot)?;
     let deadline = tandem_config::Store::open(CONFIG)
         .ok()
         .and_then(|s| s.current().ok().flatten())
@@ -655,29 +664,29 @@ fn trial_watch() -> Option<(Instant, String)> {
         "tandem: trying the new system {version}: kept once the node is healthy, otherwise the node starts the previous one within {} min",
         wait.as_secs() / 60
     ));
-    Some((Instant::now() + wait, version))
+    Some(Trial {
+        at: Instant::now() + wait,
+        slot,
+        version,
+    })
 }
 
 /// Whether the trial ran out with the new system still not kept (nor held because
 /// the node runs the services): then init restarts the node.
-fn trial_over(trial: &mut Option<(Instant, String)>) -> bool {
-    let Some((at, version)) = trial.as_ref() else {
+fn trial_over(trial: &mut Option<Trial>) -> bool {
+    let Some(t) = trial.as_ref() else {
         return false;
     };
-    if Instant::now() < *at {
+    if Instant::now() < t.at {
         return false;
     }
-    let boot = Boot::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
-    let still = boot
-        .slot
-        .as_deref()
-        .and_then(|slot| tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), slot));
-    if still.is_none() {
+    if tandem_init::trial::waiting_for(Path::new(CLUSTERD_STATE), &t.slot).is_none() {
         *trial = None;
         return false;
     }
     say(&format!(
-        "tandem: the new system {version} was not kept in time (the cluster daemon never decided): restarting into the previous system"
+        "tandem: the new system {} was not kept in time (the cluster daemon never decided): restarting into the previous system",
+        t.version
     ));
     POWER.store(nix::libc::SIGTERM, std::sync::atomic::Ordering::SeqCst);
     true

@@ -144,7 +144,6 @@ pub async fn run(
         job: admin.update.clone(),
         init_pid: admin.init_pid,
         trial: None,
-        deadline: std::time::Duration::ZERO,
     };
     let service = control::serve(
         &settings,

@@ -27,8 +27,6 @@ pub(super) struct Updates {
     pub(super) job: UpdateJob,
     pub(super) init_pid: i32,
     pub(super) trial: Option<(Trial, Pending)>,
-    /// The trial's deadline (`updates.trial-deadline`).
-    pub(super) deadline: Duration,
 }
 
 /// Reads what this boot is, off the loop: an ordinary boot is committed at once, a
@@ -99,13 +97,12 @@ impl Shell {
     /// The first boot of a new system begins its trial.
     pub(super) fn trial_begins(&mut self, p: Pending) {
         let now = self.clock.now();
-        self.updates.deadline = self.running_cfg.as_ref().map_or(
-            Duration::from(tandem_config::schema::DEFAULT_TRIAL_DEADLINE),
-            |c| Duration::from(c.updates.trial_deadline()),
-        );
         let rule = TrialRule {
             settle: SETTLE,
-            deadline: self.updates.deadline,
+            deadline: self.running_cfg.as_ref().map_or(
+                Duration::from(tandem_config::schema::DEFAULT_TRIAL_DEADLINE),
+                |c| Duration::from(c.updates.trial_deadline()),
+            ),
         };
         self.hub.publish(
             "update",
@@ -132,6 +129,7 @@ impl Shell {
             replica_connected: linked || self.settings.replication.is_none(),
         };
         let p = p.clone();
+        let minutes = trial.rule().deadline.as_secs() / 60;
         let step = trial.step(now, health);
         if trial.decided() {
             // Decided once: the record and the slot marks say the rest.
@@ -191,7 +189,7 @@ impl Shell {
                     format!(
                         "update to {} did not become healthy within {} min ({}), but this node runs the services: it stays on {} until the services are moved (tandem switchover) and it is restarted, which goes back to {}",
                         p.to_version,
-                        self.updates.deadline.as_secs() / 60,
+                        minutes,
                         health.missing().join(", "),
                         p.to_version,
                         p.from_version
@@ -213,7 +211,7 @@ impl Shell {
                 let text = format!(
                     "update to {} did not become healthy within {} min ({}): going back to {}",
                     p.to_version,
-                    self.updates.deadline.as_secs() / 60,
+                    minutes,
                     health.missing().join(", "),
                     p.from_version
                 );

@@ -7,8 +7,7 @@
 //! slot booted although an update was pending (the boot loader fell back: the update
 //! failed and was rolled back), or nothing pending (an ordinary boot).
 
-use std::fs::{self, File};
-use std::io::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -103,28 +102,19 @@ impl Record {
         }
     }
 
-    /// Writes the record into `dir`: a new file, synced, renamed over the old one,
-    /// the directory synced. A crash leaves the old record or the new one.
+    /// Writes the record into `dir` ([`crate::write_atomic`]: a crash leaves the old
+    /// record or the new one).
     ///
     /// # Errors
-    /// The first step that failed, with the file.
+    /// The write failed, with the file.
     pub fn save(&self, dir: &Path) -> Result<(), RecordError> {
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RecordError::Io { op, path, source }
-        };
         let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let bytes = serde_json::to_vec_pretty(self).expect("the record serialises");
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", dir))
+        crate::write_atomic(&path, &bytes, 0o644).map_err(|source| RecordError::Io {
+            op: "writing",
+            path,
+            source,
+        })
     }
 
     /// Adds `text` to the history (keeping the last [`HISTORY`]).
