@@ -229,8 +229,63 @@ pub trait Api: Send + Sync {
 }
 
 /// The control socket at a path: a connection per call.
+///
+/// A program started together with clusterd (the web console at boot) is made
+/// [`Socket::patient_until`] its start-up is over: until then a socket that is not
+/// there yet, or not yet listened on, is waited for (at most [`PATIENCE_PER_CALL`]
+/// per call) instead of failing the operator's first request.
 #[derive(Debug, Clone)]
-pub struct Socket(pub std::path::PathBuf);
+pub struct Socket {
+    path: std::path::PathBuf,
+    patient_until: Option<std::time::Instant>,
+}
+
+/// The longest one call waits for a starting daemon.
+pub const PATIENCE_PER_CALL: Duration = Duration::from_secs(20);
+
+impl Socket {
+    /// The socket at `path`; a call fails at once when nobody listens there.
+    #[must_use]
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Socket {
+        Socket {
+            path: path.into(),
+            patient_until: None,
+        }
+    }
+
+    /// Waits for a daemon that is not listening yet, until `until`.
+    #[must_use]
+    pub fn patient_until(mut self, until: std::time::Instant) -> Socket {
+        self.patient_until = Some(until);
+        self
+    }
+
+    /// The socket's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Client, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            match Client::connect(&self.path) {
+                Err(ClientError::Connect { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) && self
+                        .patient_until
+                        .is_some_and(|u| std::time::Instant::now() < u)
+                        && start.elapsed() < PATIENCE_PER_CALL =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+}
 
 impl Api for Socket {
     fn call(
@@ -239,13 +294,13 @@ impl Api for Socket {
         request: &Request,
         payload: &[u8],
     ) -> Result<(Reply, Vec<u8>), ClientError> {
-        Client::connect(&self.0)?
+        self.connect()?
             .with_token(token.cloned())
             .call_with(request, payload)
     }
 
     fn events(&self, limit: usize) -> Result<Vec<EventJson>, ClientError> {
-        Client::connect(&self.0)?.events(limit)
+        self.connect()?.events(limit)
     }
 }
 
@@ -257,4 +312,59 @@ pub fn ask(path: &Path, token: Option<&Token>, request: &Request) -> Result<Repl
     Client::connect(path)?
         .with_token(token.cloned())
         .call(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tandem-api-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("control.sock")
+    }
+
+    #[test]
+    fn a_patient_socket_waits_for_a_starting_daemon() {
+        let path = scratch("patient");
+        let later = path.clone();
+        let daemon = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            let l = UnixListener::bind(&later).unwrap();
+            l.accept().unwrap()
+        });
+        let t = Instant::now();
+        let socket = Socket::new(&path).patient_until(Instant::now() + Duration::from_secs(10));
+        socket.connect().expect("connected once the daemon listens");
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        daemon.join().unwrap();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_socket_past_its_patience_fails_at_once() {
+        let path = scratch("impatient");
+        for socket in [
+            Socket::new(&path),
+            Socket::new(&path).patient_until(Instant::now()),
+        ] {
+            let t = Instant::now();
+            let e = socket.connect().unwrap_err();
+            assert!(matches!(e, ClientError::Connect { .. }), "{e}");
+            assert!(
+                t.elapsed() < Duration::from_millis(150),
+                "{:?}",
+                t.elapsed()
+            );
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }

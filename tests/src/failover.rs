@@ -335,6 +335,11 @@ pub fn scenarios() -> Vec<Scenario> {
             clusterd_crash_active,
         ),
         pair_scenario(
+            "ve-crash",
+            "every process of VE 101 on the active node killed (SIGKILL, from the operator's SSH login): the node alerts the crash, starts the VE again and alerts that; nothing moves to the other node; no acknowledged write lost",
+            ve_crash,
+        ),
+        pair_scenario(
             "two-paths-cut",
             "serial cable and crossover cable pulled: the LAN path alone keeps the pair together, nothing moves",
             two_paths_cut,
@@ -601,6 +606,52 @@ fn clusterd_crash_active(c: &mut Ctx<'_>) {
         Some(after.as_str()),
         "clusterd restarted again"
     );
+}
+
+/// The processes of VE 101 on node `n` (its cgroup's members).
+fn ve_pids(c: &Ctx<'_>, n: Node) -> Option<Vec<String>> {
+    let (ok, out) = c
+        .pair
+        .ssh(n, "cat /sys/fs/cgroup/tandem.slice/ve-101/cgroup.procs");
+    let pids: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+    (ok && !pids.is_empty() && pids.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())))
+        .then_some(pids)
+}
+
+fn ve_crash(c: &mut Ctx<'_>) {
+    let (a, p) = (c.active, other(c.active));
+    c.wait_passive_in_sync(p, 5 * MIN);
+    let before = wait_until("VE 101's processes over SSH", 2 * MIN, || ve_pids(c, a));
+    let alerts_before = c.pair.smtp.subjects().len();
+    let t = Instant::now();
+    let (ok, out) = c.pair.ssh(a, &format!("kill -KILL {}", before.join(" ")));
+    assert!(ok, "kill over SSH: {out}");
+    c.alert_after(alerts_before, "ve_crashed", MIN);
+    c.alert_after(alerts_before, "ve_restarted", MIN);
+    let after = wait_until("VE 101 running again", MIN, || {
+        ve_pids(c, a).filter(|now| now.iter().all(|pid| !before.contains(pid)))
+    });
+    assert!(!after.is_empty());
+    let acked = c.client.acked();
+    c.client.wait_acked(5, MIN);
+    c.run.figure(
+        "killed → the client's writes acknowledged again",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
+    assert!(c.client.acked() > acked);
+    // The VE came back where it was: no takeover, no fence.
+    c.stays(a, "active", Duration::from_secs(10));
+    c.stays(p, "passive", Duration::from_secs(1));
+    let moved: Vec<String> = c
+        .pair
+        .smtp
+        .subjects()
+        .into_iter()
+        .skip(alerts_before)
+        .filter(|s| s.contains("failover") || s.contains("fencing") || s.contains("resources"))
+        .collect();
+    assert!(moved.is_empty(), "the services moved: {moved:?}");
 }
 
 fn serial_cut(c: &mut Ctx<'_>) {

@@ -455,11 +455,20 @@ fn test(args: &[String]) -> Result<()> {
         .args(["build", "--workspace", "--bins", "--locked"])
         .current_dir(&root))?;
     let mut rig = cargo();
-    rig.args(["test", "--locked", "-p", "tandem-tests", "--", "--ignored"])
-        .args(args)
-        .env("TANDEM_IMAGE_DIR", &image_dir)
-        .env("TANDEM_UPDATE_BUNDLE", &update_bundle)
-        .current_dir(&root);
+    // Every rig test runs even when one fails, so that a red run names all of them.
+    rig.args([
+        "test",
+        "--locked",
+        "--no-fail-fast",
+        "-p",
+        "tandem-tests",
+        "--",
+        "--ignored",
+    ])
+    .args(args)
+    .env("TANDEM_IMAGE_DIR", &image_dir)
+    .env("TANDEM_UPDATE_BUNDLE", &update_bundle)
+    .current_dir(&root);
     tally.run(&mut rig)?;
     eprintln!(
         "xtask: all tests passed in {:.0} s",

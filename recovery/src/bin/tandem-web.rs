@@ -20,6 +20,10 @@ use tokio::net::TcpListener;
 /// uid and gid of the `tandem-web` user of the system image.
 const UNPRIVILEGED: u32 = 101;
 
+/// How long after its own start the console waits for clusterd to listen (both
+/// start at boot; clusterd's start under emulation takes seconds).
+const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// Where `serve` writes its process id (`--pid-file`).
 const PID_FILE: &str = "/run/tandem/tandem-web.pid";
 
@@ -120,7 +124,11 @@ fn serve(args: &[String]) -> Result<()> {
     let https = bind(https_port)?;
     let http = bind(http_port)?;
     drop_privileges()?;
-    let app = Arc::new(App::new(&node, Box::new(tandem_api::Socket(control))).with_hsts(hsts));
+    // Started together with clusterd: a request in its first minutes waits for the
+    // daemon's control socket instead of telling the operator that nobody answers.
+    let control = tandem_api::Socket::new(control)
+        .patient_until(std::time::Instant::now() + STARTUP_PATIENCE);
+    let app = Arc::new(App::new(&node, Box::new(control)).with_hsts(hsts));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
