@@ -120,6 +120,10 @@ pub struct StatusJson {
     /// absent on daemons without a data area.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<String>,
+    /// The node's clock: synchronised to which time server, or why not; absent from
+    /// daemons that do not watch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
     /// The fence of the peer, when one is under way, done or failed (`delay`,
     /// `in progress`, `powered off`, `failed: why`, `confirmed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

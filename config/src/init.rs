@@ -110,6 +110,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
             ping_nodes: opts.ping_nodes.clone(),
             dns_search: Vec::new(),
             dns_servers: opts.dns_servers.clone(),
+            ntp_servers: Vec::new(),
             internal_netmask: Netmask::from_prefix(24).expect("built-in constant is valid"),
             node1: NodeNetwork {
                 hostname: h1,
@@ -205,6 +206,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     ("network.dns-search", "DNS search path."),
     ("network.dns-servers", "One or two DNS servers."),
+    (
+        "network.ntp-servers",
+        "Up to four time servers (NTP), by name or IPv4 address, optionally host:port; none: the clock is not synchronised and the Status page says so.",
+    ),
     (
         "network.internal-netmask",
         "Netmask of the internal (crossover) network.",

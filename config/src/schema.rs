@@ -111,6 +111,10 @@ pub struct NetworkConfig {
     pub dns_search: Vec<DomainName>,
     /// DNS servers (one or two).
     pub dns_servers: Vec<Ipv4>,
+    /// Time servers (NTP), by name or address, optionally with a port; none: the
+    /// clock is not synchronised (the console says so).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp_servers: Vec<HostPort>,
     /// Netmask of the internal (crossover) network.
     #[serde(default = "default_internal_netmask")]
     pub internal_netmask: Netmask,

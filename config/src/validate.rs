@@ -11,6 +11,9 @@ use crate::recovery;
 use crate::schema::{ApplianceConfig, HeartbeatPath};
 use crate::types::{Ipv4Net, NodeId};
 
+/// The most time servers a configuration names (chrony chooses among them).
+pub const MAX_NTP_SERVERS: usize = 4;
+
 /// One problem in a configuration, with the dotted path of the field it concerns
 /// (`network.node2.address`). The message says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +226,23 @@ impl ApplianceConfig {
                     n.dns_servers.len()
                 ),
             );
+        }
+        if n.ntp_servers.len() > MAX_NTP_SERVERS {
+            c.fail(
+                "network.ntp-servers",
+                format!(
+                    "{} servers given (expected at most {MAX_NTP_SERVERS})",
+                    n.ntp_servers.len()
+                ),
+            );
+        }
+        for (i, t) in n.ntp_servers.iter().enumerate() {
+            if n.ntp_servers[..i].contains(t) {
+                c.fail(
+                    format!("network.ntp-servers[{i}]"),
+                    format!("{t} is listed twice"),
+                );
+            }
         }
         if n.dns_search.len() > 6 {
             c.fail(

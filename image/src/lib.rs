@@ -361,14 +361,15 @@ fn base_layout(tree: &mut Tree, inputs: &Inputs) {
     }
     tree.file(
         "etc/passwd",
-        // sshd's privilege separation user (its directory is made at start).
-        b"root:x:0:0:root:/root:/bin/sh\ntandem-web:x:101:101:web console:/nonexistent:/bin/false\nsshd:x:102:65534:ssh privilege separation:/run/sshd:/bin/false\n"
+        // sshd's privilege separation user (its directory is made at start), and
+        // the user chronyd drops to (it makes its run directory itself).
+        b"root:x:0:0:root:/root:/bin/sh\ntandem-web:x:101:101:web console:/nonexistent:/bin/false\nsshd:x:102:65534:ssh privilege separation:/run/sshd:/bin/false\n_chrony:x:103:103:time synchronisation:/run/chrony:/bin/false\n"
             .to_vec(),
         0o644,
     );
     tree.file(
         "etc/group",
-        b"root:x:0:\ntandem-web:x:101:\nnogroup:x:65534:\n".to_vec(),
+        b"root:x:0:\ntandem-web:x:101:\n_chrony:x:103:\nnogroup:x:65534:\n".to_vec(),
         0o644,
     );
     tree.file(

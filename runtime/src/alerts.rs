@@ -6,8 +6,9 @@
 //! paths going down and coming back, the peer lost and back, split brain, resource
 //! chain failures (acquire and release), the peer powered off or a fence that failed,
 //! a stale copy, replication state changes, hardware/RAID health changes, VE health
-//! changes (stopped by the operator, crashed, restarted, restart given up) and system
-//! updates (committed, given up, rolled back).
+//! changes (stopped by the operator, crashed, restarted, restart given up), the clock
+//! unsynchronised for long and back, and system updates (committed, given up, rolled
+//! back).
 //! Not mailed: what happens at every start (the first time a path or the peer is
 //! heard, `starting -> passive`), late paths, ping-node reach, refused frames.
 
@@ -44,6 +45,13 @@ pub enum Alert {
     Ve {
         /// The VE.
         id: u32,
+        /// State before.
+        old: String,
+        /// State now.
+        new: String,
+    },
+    /// The node's clock unsynchronised for long, or synchronised again.
+    Clock {
         /// State before.
         old: String,
         /// State now.
@@ -131,6 +139,7 @@ impl Alerts {
             Alert::Core(e) => self.core(e, text, at),
             Alert::ResourceError => Some(self.event("resources", "", "", text, at)),
             Alert::Update { old, new } => Some(self.event("update", old, new, text, at)),
+            Alert::Clock { old, new } => Some(self.event("clock", old, new, text, at)),
             Alert::Replication { old: None, .. } => None,
             Alert::Replication {
                 old: Some(old),
@@ -255,6 +264,29 @@ mod tests {
                 "VE 101: crashed -> running",
                 "VE 101: crashed -> given up",
                 "VE 101: running -> stopped",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_clock_lost_and_back_is_mailed() {
+        let mut a = Alerts::new(NodeId::Node1);
+        let clock = |old: &str, new: &str| Alert::Clock {
+            old: old.into(),
+            new: new.into(),
+        };
+        let got = subjects(
+            &mut a,
+            &[
+                clock("synchronised", "unsynchronised"),
+                clock("unsynchronised", "synchronised"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "clock: synchronised -> unsynchronised",
+                "clock: unsynchronised -> synchronised",
             ]
         );
     }

@@ -20,6 +20,9 @@ pub enum ChronyConfError {
     BadPath(String),
 }
 
+/// NTP's port.
+pub const NTP_PORT: u16 = 123;
+
 /// The files chronyd keeps: drift file, pid file, command socket.
 fn plain(s: &str) -> bool {
     !s.is_empty()
@@ -27,7 +30,8 @@ fn plain(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '/'))
 }
 
-/// chronyd's configuration: each of `servers` (names or addresses) with `iburst` (a
+/// chronyd's configuration: each of `servers` (name or address, and a port other than
+/// NTP's 123 when given) with `iburst` (a
 /// first synchronisation within seconds), the clock stepped when it is more than a
 /// second off in the first three updates and slewed after, the hardware clock kept in
 /// step by the kernel, and its files in `state_dir` (drift) and `run_dir` (pid file,
@@ -37,7 +41,7 @@ fn plain(s: &str) -> bool {
 /// # Errors
 /// No servers, or a server or directory that is not a plain name or path.
 pub fn chrony_conf(
-    servers: &[&str],
+    servers: &[(&str, Option<u16>)],
     state_dir: &Path,
     run_dir: &Path,
 ) -> Result<String, ChronyConfError> {
@@ -54,17 +58,127 @@ pub fn chrony_conf(
     };
     let (state, run) = (dir(state_dir)?, dir(run_dir)?);
     let mut out = String::from("# Written by tandem from the configuration's time servers.\n");
-    for s in servers {
+    for (s, port) in servers {
         if !plain(s) || s.contains('/') || s.starts_with('-') {
             return Err(ChronyConfError::BadServer((*s).to_owned()));
         }
-        let _ = writeln!(out, "server {s} iburst");
+        match port {
+            Some(p) if *p != NTP_PORT => {
+                let _ = writeln!(out, "server {s} iburst port {p}");
+            }
+            _ => {
+                let _ = writeln!(out, "server {s} iburst");
+            }
+        }
     }
     let _ = write!(
         out,
         "makestep 1.0 3\nrtcsync\ndriftfile {state}/chrony.drift\npidfile {run}/chronyd.pid\ncmdport 0\nbindcmdaddress {run}/chronyd.sock\n"
     );
     Ok(out)
+}
+
+/// Where `tandem node-up` writes chronyd's configuration on a node; init starts
+/// chronyd when it exists.
+pub const NODE_CONF: &str = "/run/tandem/chrony.conf";
+/// chronyd's run directory on a node (pid file, command socket, drift file): chronyd
+/// makes it itself, owned by its user. The drift is learnt again after a restart of
+/// the node (a few minutes; `makestep` steps the clock at once).
+pub const NODE_RUN_DIR: &str = "/run/chrony";
+/// chronyc.
+pub const CHRONYC: &str = "/usr/bin/chronyc";
+
+/// The time servers of `cfg`, as [`chrony_conf`] takes them.
+#[must_use]
+pub fn servers(cfg: &tandem_config::ApplianceConfig) -> Vec<(&str, Option<u16>)> {
+    cfg.network
+        .ntp_servers
+        .iter()
+        .map(|s| (s.host(), s.port()))
+        .collect()
+}
+
+/// Writes chronyd's configuration for `cfg` to `path`, or removes `path` when the
+/// configuration names no time server; returns the line for the console.
+///
+/// # Errors
+/// The file could not be written or removed, or a server is not a plain name (which
+/// the configuration's own checks rule out).
+pub fn write_node_conf(
+    cfg: &tandem_config::ApplianceConfig,
+    path: &Path,
+    run_dir: &Path,
+) -> std::io::Result<String> {
+    let list = servers(cfg);
+    if list.is_empty() {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        return Ok(NO_SERVERS.to_owned());
+    }
+    let text = chrony_conf(&list, run_dir, run_dir)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(format!(
+        "time servers {}",
+        cfg.network
+            .ntp_servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// What the node says when the configuration names no time server.
+pub const NO_SERVERS: &str =
+    "no time servers configured (network.ntp-servers): the clock is not synchronised";
+
+/// Asks chronyd through its command socket (`chronyc -c -h SOCKET tracking`).
+///
+/// # Errors
+/// chronyc cannot run, or says something that is not a tracking report (chronyd not
+/// running, its socket missing): the text says what.
+pub fn ask_tracking(chronyc: &Path, socket: &Path) -> Result<Tracking, String> {
+    let out = std::process::Command::new(chronyc)
+        .arg("-c")
+        .arg("-h")
+        .arg(socket)
+        .arg("tracking")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", chronyc.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = err.lines().next().or(text.lines().next()).unwrap_or("");
+        return Err(format!("chronyd does not answer ({})", why.trim()));
+    }
+    parse_tracking(&text).map_err(|e| e.to_string())
+}
+
+impl Tracking {
+    /// One line for the status: `synchronised to NAME (stratum N, offset +x ms)` or
+    /// `not synchronised (...)`.
+    #[must_use]
+    pub fn line(&self) -> String {
+        if self.synchronised() {
+            format!(
+                "synchronised to {} (stratum {}, offset {:+.1} ms, error at most {:.1} ms)",
+                self.reference,
+                self.stratum,
+                self.offset_secs * 1000.0,
+                self.error_bound_secs * 1000.0
+            )
+        } else {
+            "not synchronised: no time server reached yet".to_owned()
+        }
+    }
 }
 
 /// What `chronyc -c tracking` reports.
@@ -176,6 +290,55 @@ mod tests {
     }
 
     #[test]
+    fn the_status_line_says_where_from_or_why_not() {
+        let t = parse_tracking(SYNCED).expect("fixture parses");
+        let line = t.line();
+        assert!(
+            line.starts_with("synchronised to 10.79.0.1 (stratum 9, offset "),
+            "{line}"
+        );
+        let t = parse_tracking(UNSYNCED).expect("fixture parses");
+        assert!(t.line().starts_with("not synchronised"), "{}", t.line());
+    }
+
+    #[test]
+    fn the_node_configuration_follows_the_time_servers() {
+        let (mut cfg, _) =
+            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default())
+                .expect("a configuration");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("tandem/chrony.conf");
+        let run = Path::new("/run/chrony");
+        // None configured: no file, and the console says so.
+        assert_eq!(
+            write_node_conf(&cfg, &conf, run).expect("written"),
+            NO_SERVERS
+        );
+        assert!(!conf.exists());
+        cfg.network.ntp_servers = vec![
+            "ntp.example.net".parse().expect("a host"),
+            "192.0.2.123:1123".parse().expect("a host"),
+        ];
+        assert_eq!(
+            write_node_conf(&cfg, &conf, run).expect("written"),
+            "time servers ntp.example.net, 192.0.2.123:1123"
+        );
+        let text = std::fs::read_to_string(&conf).expect("the file");
+        assert!(
+            text.contains("server ntp.example.net iburst\nserver 192.0.2.123 iburst port 1123\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bindcmdaddress /run/chrony/chronyd.sock"),
+            "{text}"
+        );
+        // Removed again when the servers go.
+        cfg.network.ntp_servers.clear();
+        write_node_conf(&cfg, &conf, run).expect("removed");
+        assert!(!conf.exists());
+    }
+
+    #[test]
     fn slow_clock_has_a_negative_offset() {
         let t = parse_tracking(
             "0A4F0001,10.79.0.1,3,1796613000.0,0.250000000,0,0,0,0,0,0.002,0.001,64.0,Normal",
@@ -201,13 +364,17 @@ mod tests {
     #[test]
     fn configuration_names_each_server_and_refuses_injection() {
         let c = chrony_conf(
-            &["ntp1.example.net", "192.0.2.123"],
+            &[
+                ("ntp1.example.net", None),
+                ("192.0.2.123", Some(NTP_PORT)),
+                ("192.0.2.124", Some(1123)),
+            ],
             Path::new("/config/chrony"),
             Path::new("/run/chrony"),
         )
         .expect("conf");
         assert!(
-            c.contains("server ntp1.example.net iburst\nserver 192.0.2.123 iburst\n"),
+            c.contains("server ntp1.example.net iburst\nserver 192.0.2.123 iburst\nserver 192.0.2.124 iburst port 1123\n"),
             "{c}"
         );
         assert!(c.contains("bindcmdaddress /run/chrony/chronyd.sock"), "{c}");
@@ -219,7 +386,7 @@ mod tests {
         for bad in ["ntp.example.net\nallow all", "a b", "", "-x"] {
             assert!(
                 matches!(
-                    chrony_conf(&[bad], Path::new("/a"), Path::new("/b")),
+                    chrony_conf(&[(bad, None)], Path::new("/a"), Path::new("/b")),
                     Err(ChronyConfError::BadServer(_))
                 ),
                 "{bad:?}"

@@ -152,7 +152,7 @@ pub struct Outbound {
 }
 
 /// The outbound connections `cfg` makes a node open (R14.1), in a stable order: DNS,
-/// mail relay (or the recipients' MX), update server, support server, the BMCs (fencing), ping nodes.
+/// mail relay (or the recipients' MX), time servers, update server, support server, the BMCs (fencing), ping nodes.
 #[must_use]
 pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
     let mut v = Vec::new();
@@ -179,6 +179,14 @@ pub fn outbound(cfg: &ApplianceConfig) -> Vec<Outbound> {
             destination: "the recipients' mail exchangers (MX)".into(),
             port: Some(tandem_notify::MX_PORT),
             purpose: "e-mail alerts, direct delivery (SMTP)".into(),
+        });
+    }
+    for t in &cfg.network.ntp_servers {
+        v.push(Outbound {
+            protocol: "udp",
+            destination: t.host().to_owned(),
+            port: Some(t.port().unwrap_or(crate::chrony::NTP_PORT)),
+            purpose: "time server (NTP)".into(),
         });
     }
     let (host, port) = url_host_port(cfg.updates.url.as_str());

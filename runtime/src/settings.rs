@@ -76,6 +76,8 @@ pub struct Settings {
     /// The SSH server's files clusterd rewrites with every configuration change
     /// (`--sshd-dir`).
     pub sshd: Option<crate::sshd::Setup>,
+    /// The node's time synchronisation to report on (chronyd, started by init).
+    pub time_sync: Option<TimeSync>,
 }
 
 impl Settings {
@@ -236,6 +238,7 @@ pub fn from_config(
         replication: None,
         firewall: None,
         sshd: None,
+        time_sync: None,
     }
 }
 
@@ -300,4 +303,15 @@ mod tests {
         let d = from_config(&other, NodeId::Node2, LocalOptions::default()).config_digest;
         assert_ne!(s.config_digest, d);
     }
+}
+
+/// What clusterd asks about the node's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeSync {
+    /// The configured time servers (`network.ntp-servers`); none: nothing is asked.
+    pub servers: Vec<String>,
+    /// chronyc.
+    pub chronyc: std::path::PathBuf,
+    /// chronyd's command socket.
+    pub socket: std::path::PathBuf,
 }

@@ -117,7 +117,7 @@ fn chronyd_with_the_written_configuration_synchronises_to_a_local_server() {
     std::fs::create_dir(&run).unwrap();
     // chronyd refuses a command socket in a directory others may enter.
     std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let conf = chrony_conf(&[SERVER], &run, &run).expect("configuration");
+    let conf = chrony_conf(&[(SERVER, None)], &run, &run).expect("configuration");
     let client = d.join("client.conf");
     std::fs::write(&client, &conf).unwrap();
     lab.chronyd(&client);

@@ -37,6 +37,8 @@ pub const NODE_ADDR: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
 pub const BMC_ADDR: [&str; 2] = ["192.0.2.21", "192.0.2.22"];
 /// The mail relay on the LAN.
 pub const SMTP_ADDR: &str = "192.0.2.1";
+/// The LAN's time server (NTP), on the router.
+pub const NTP_ADDR: &str = "192.0.2.1";
 /// The mail relay's port.
 pub const SMTP_PORT: u16 = 2525;
 /// BMC user of the rig.
@@ -45,7 +47,7 @@ const BMC_PASSWORD: &str = "fence-secret-1";
 
 /// The version of [`config`]: counted up whenever it changes, so that bases
 /// made with an earlier one are not reused.
-const BASE_CONFIG_VERSION: u32 = 4;
+const BASE_CONFIG_VERSION: u32 = 5;
 
 /// A node of the pair: 0 is node1, 1 is node2.
 pub type Node = usize;
@@ -59,7 +61,7 @@ pub fn other(n: Node) -> Node {
 /// The configuration of the catalogue's pair: the rig's timings (keepalive
 /// 500 ms, deadtime 4 s), all three heartbeat paths (the serial cable on
 /// ttyS1), the router as ping node, mail to the rig's relay, VE 101, and
-/// the BMCs for fencing.
+/// the BMCs for fencing, the LAN's time server.
 #[must_use]
 pub fn config() -> (
     tandem_config::ApplianceConfig,
@@ -91,6 +93,8 @@ pub fn config() -> (
     });
     // The rig's relay speaks plain SMTP (the default policy would send nothing to it).
     cfg.notification.tls = Some(tandem_config::schema::TlsPolicy::Opportunistic);
+    // The clock from the LAN's time server.
+    cfg.network.ntp_servers = vec![NTP_ADDR.parse().expect("a time server")];
     (cfg, passwords)
 }
 
@@ -178,6 +182,54 @@ impl Smtp {
 }
 
 impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The LAN's time server: chronyd (Debian package chrony) serving its own
+/// clock (`local stratum 8`) on the router's address; it never sets the clock
+/// of the machine (`-x`: the namespace shares it). Stopped by its PID when
+/// dropped.
+#[derive(Debug)]
+pub struct TimeServer {
+    child: Child,
+}
+
+impl TimeServer {
+    /// Starts it inside `lan`; its files go to `dir/ntp`.
+    fn start(lan: &Netns, dir: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let run = dir.join("ntp");
+        std::fs::create_dir_all(&run).expect("the time server's directory");
+        // chronyd refuses a command socket in a directory others may enter.
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
+            .expect("the time server's directory closed to others");
+        let conf = run.join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "local stratum 8\nallow 192.0.2.0/24\nbindaddress {NTP_ADDR}\ncmdport 0\nbindcmdaddress {r}/chronyd.sock\npidfile {r}/chronyd.pid\n",
+                r = run.display()
+            ),
+        )
+        .expect("the time server's configuration");
+        let child = lan.run(move || {
+            Command::new("/usr/sbin/chronyd")
+                .args(["-d", "-x", "-u", "root", "-f"])
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chronyd is missing: apt-get install chrony")
+        });
+        Self { child }
+    }
+}
+
+impl Drop for TimeServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -643,6 +695,8 @@ pub struct Pair {
     pub bmcs: [Bmc; 2],
     /// The mail relay.
     pub smtp: Smtp,
+    /// The time server.
+    _ntp: TimeServer,
     dir: PathBuf,
     xo: [u16; 2],
     disks: [PathBuf; 2],
@@ -660,6 +714,7 @@ impl Pair {
     pub fn boot(base: &Base, dir: &Path) -> Self {
         let lan = lan();
         let smtp = Smtp::start(&lan, dir);
+        let ntp = TimeServer::start(&lan, dir);
         let xo = [free_port(), free_port()];
         let mut disks = Vec::new();
         let mut bmcs = Vec::new();
@@ -692,6 +747,7 @@ impl Pair {
             vms: Mutex::new([None, None]),
             bmcs,
             smtp,
+            _ntp: ntp,
             dir: dir.to_owned(),
             xo,
             disks,

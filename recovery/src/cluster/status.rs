@@ -41,7 +41,7 @@ fn status_html(lang: Lang, s: &StatusJson) -> String {
          <h2>{peer_h}</h2><table>{pn}{alive}{prole}{pres}{pcfg}</table>\
          <h2>{hb}</h2><table><tr><th>{path}</th><th>{en}</th><th>{state}</th><th>{heard}</th></tr>{paths}</table>\
          <table>{ping}</table>\
-         <h2>{repl_h}</h2><p>{repl}</p>",
+         <h2>{repl_h}</h2><p>{repl}</p>{clock}",
         role = row(lang.t("role of this node", "Rolle dieses Knotens"), &s.role),
         res = row(lang.t("resources", "Ressourcen"), &s.resources),
         chain = row(
@@ -80,6 +80,11 @@ fn status_html(lang: Lang, s: &StatusJson) -> String {
         state = lang.t("state", "Zustand"),
         heard = lang.t("last heard", "zuletzt gehört"),
         ping = row(lang.t("ping nodes", "Ping-Knoten"), &ping.join(", ")),
+        clock = s.clock.as_deref().map_or_else(String::new, |c| format!(
+            "<h2>{}</h2><p>{}</p>",
+            lang.t("Time", "Uhrzeit"),
+            esc(c)
+        )),
         repl_h = lang.t("Replication", "Replikation"),
         repl = esc(s.replication.as_deref().unwrap_or(lang.t(
             "no replicated data area on this daemon",

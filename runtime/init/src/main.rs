@@ -755,6 +755,8 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             // sshd's files follow changes of `access`.
             "--sshd-dir",
             SSH_DIR,
+            // The clock's synchronisation in the status, and its alert.
+            "--time-sync",
             // The web console's unprivileged process reaches the control socket.
             "--control-group",
             WEB_GID,
@@ -772,8 +774,21 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
     } else {
         say("no SSH server in this system image: log in on the web console or the local console");
     }
+    // `tandem node-up` wrote chronyd's configuration when time servers are configured.
+    if Path::new(CHRONYD).exists() && Path::new(CHRONY_CONF).exists() {
+        first.push(Service::new(
+            "time synchronisation (chronyd)",
+            CHRONYD,
+            &["-d", "-u", "_chrony", "-f", CHRONY_CONF],
+        ));
+    }
     node_services(node, nic, &address, "member", &first)
 }
+
+/// chrony's daemon, and its configuration (`tandem node-up` writes it from
+/// `network.ntp-servers`).
+const CHRONYD: &str = "/usr/sbin/chronyd";
+const CHRONY_CONF: &str = "/run/tandem/chrony.conf";
 
 /// OpenSSH's server, and the directory of its files (`tandem node-up` writes them,
 /// clusterd rewrites them with every change of `access`).

@@ -170,6 +170,17 @@ struct Cli {
     /// rewritten and sshd reloaded with every change of `access`.
     #[arg(long, requires = "config")]
     sshd_dir: Option<PathBuf>,
+    /// Report on the node's clock (chronyd, which init starts for the configuration's
+    /// `network.ntp-servers`): a line in the status, an alert when it stays
+    /// unsynchronised.
+    #[arg(long, requires = "config")]
+    time_sync: bool,
+    /// The chronyc program.
+    #[arg(long, default_value = tandem_runtime::chrony::CHRONYC)]
+    chronyc: PathBuf,
+    /// chronyd's command socket.
+    #[arg(long, default_value = "/run/chrony/chronyd.sock")]
+    chrony_socket: PathBuf,
     /// Wait after a failed delivery, e.g. 30s; it doubles per failure up to an hour.
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
     mail_retry: Duration,
@@ -374,6 +385,7 @@ fn settings(
         replication: None,
         firewall: None,
         sshd: None,
+        time_sync: None,
     };
     s.config_digest = s.shared_digest();
     Ok((s, None))
@@ -529,6 +541,19 @@ fn main() -> ExitCode {
                     internal: ports.1.clone(),
                 },
                 initial: Box::new(cfg.clone()),
+            });
+        }
+        if cli.time_sync {
+            let cfg = cfg.as_ref().context("--time-sync needs --config")?;
+            s.time_sync = Some(tandem_runtime::settings::TimeSync {
+                servers: cfg
+                    .network
+                    .ntp_servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                chronyc: cli.chronyc.clone(),
+                socket: cli.chrony_socket.clone(),
             });
         }
         if let Some(dir) = &cli.sshd_dir {

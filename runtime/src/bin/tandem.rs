@@ -93,6 +93,10 @@ enum Cmd {
         /// are written.
         #[arg(long, default_value = tandem_runtime::sshd::DEFAULT_DIR)]
         ssh_dir: PathBuf,
+        /// Where chronyd's configuration is written (removed when the configuration
+        /// names no time server).
+        #[arg(long, default_value = tandem_runtime::chrony::NODE_CONF)]
+        chrony_conf: PathBuf,
     },
     /// Make FILE the cluster's configuration on both nodes: the other node commits it
     /// first, then this one, and clusterd puts it in effect (network and heartbeat
@@ -712,7 +716,13 @@ fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Resul
     Ok(())
 }
 
-fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path, ssh_dir: &Path) -> anyhow::Result<()> {
+fn run_node_up(
+    store: &Path,
+    etc: &Path,
+    tls_dir: &Path,
+    ssh_dir: &Path,
+    chrony_conf: &Path,
+) -> anyhow::Result<()> {
     use tandem_runtime::member::{Ports, bring_up, write_console_tls};
     let node = read_node(store)?;
     let cfg = committed_config(store)?;
@@ -742,6 +752,18 @@ fn run_node_up(store: &Path, etc: &Path, tls_dir: &Path, ssh_dir: &Path) -> anyh
         "{}",
         ssh.refresh(&cfg)
             .with_context(|| format!("writing the SSH server's files to {}", ssh_dir.display()))?
+    );
+    println!(
+        "{}",
+        tandem_runtime::chrony::write_node_conf(
+            &cfg,
+            chrony_conf,
+            std::path::Path::new(tandem_runtime::chrony::NODE_RUN_DIR)
+        )
+        .with_context(|| format!(
+            "writing the time service's configuration {}",
+            chrony_conf.display()
+        ))?
     );
     Ok(())
 }
@@ -1192,6 +1214,9 @@ fn print_status(s: &StatusJson) {
     if let Some(h) = &s.hardware {
         println!("hardware   {}", h.text);
     }
+    if let Some(c) = &s.clock {
+        println!("clock      {c}");
+    }
     for v in &s.ves {
         println!("VE {:<7} {}", v.id, v.state);
     }
@@ -1453,9 +1478,10 @@ fn main() -> ExitCode {
         etc,
         tls_dir,
         ssh_dir,
+        chrony_conf,
     } = &cli.cmd
     {
-        return match run_node_up(store, etc, tls_dir, ssh_dir) {
+        return match run_node_up(store, etc, tls_dir, ssh_dir, chrony_conf) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: bringing up the node's network: {e:#}");

@@ -49,6 +49,8 @@ pub(super) struct Shell {
     pub(super) bad_requests: Arc<AtomicU64>,
     pub(super) hw_snapshot: Arc<Mutex<HwJson>>,
     pub(super) replication_line: Arc<Mutex<Option<String>>>,
+    /// The clock's synchronisation in one line ([`super::timesync`]).
+    pub(super) clock_line: Arc<Mutex<Option<String>>>,
     pub(super) split_brain: SplitBrain,
     /// Set when a shutdown hands the services over: the loop runs on until the peer
     /// holds them (or this instant), so the peer takes over from a clean release

@@ -43,6 +43,7 @@ mod leave;
 mod replica;
 mod serial;
 mod status;
+mod timesync;
 mod udp;
 mod update;
 mod ves;
@@ -128,6 +129,7 @@ pub async fn run(
     // Started before any socket so a bad scenario file changes nothing.
     let (hw_snapshot, _hw_poller) = hub::start_hw(&hw, &hub)?;
     let replication_line = replica::watch(settings.replication.clone(), tx.clone(), &hub);
+    let clock_line = timesync::watch(settings.time_sync.clone(), &hub);
     let udp = udp::start(&settings, &inputs).await?;
     let serial_tx = match &settings.serial {
         Some(s) => Some(serial::start(
@@ -175,6 +177,7 @@ pub async fn run(
         service,
         hw_snapshot,
         replication_line,
+        clock_line,
         leaving_until: None,
         updates,
         settings,

@@ -22,6 +22,7 @@ impl Shell {
         );
         st.hardware = self.hw_snapshot.lock().ok().map(|h| h.summary.clone());
         st.replication = self.replication_line.lock().ok().and_then(|l| l.clone());
+        st.clock = self.clock_line.lock().ok().and_then(|l| l.clone());
         st.split_brain = self.split_brain.marked;
         if self.split_brain.marked {
             st.warnings.push(SPLIT_BRAIN_TEXT.to_owned());
@@ -99,6 +100,7 @@ fn status_json(
         warnings: s.warnings,
         hardware: None,
         replication: None,
+        clock: None,
         fence: s.fence.map(|f| match f {
             tandem_core::FenceStatus::Delay => "waiting the tiebreak delay".to_owned(),
             tandem_core::FenceStatus::InProgress => "in progress".to_owned(),
