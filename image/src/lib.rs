@@ -259,6 +259,11 @@ pub fn build(inputs: &Inputs, log: &mut dyn FnMut(&str)) -> Result<Output, Image
     tree.symlink("bin/mount", "busybox");
     tree.symlink("bin/umount", "busybox");
     tree.symlink("var/run", "../run");
+    // The VE commands operators know (R6.3): the admin program under their names.
+    if tree.contains("usr/bin/tandem") {
+        tree.symlink("usr/bin/vzctl", "tandem");
+        tree.symlink("usr/bin/vzlist", "tandem");
+    }
     updates_layout(&mut tree, inputs)?;
     let unresolved = elf::unresolved(&tree);
     if let Some(u) = unresolved.first() {

@@ -154,6 +154,7 @@ pub fn pair_scenario(name: &str, proves: &str, f: fn(&mut Ctx<'_>)) -> Scenario 
         f(&mut ctx);
         // Every acknowledged write is there, on whichever node serves now.
         let (acked, lost, gap) = client.finish(&pair.lan);
+        vzlist_shows_the_ve(&pair);
         run.figure("writes acknowledged", acked as f64, "count");
         run.downtime_s = Some(gap);
         run.writes_lost = Some(lost);
@@ -167,6 +168,23 @@ pub fn pair_scenario(name: &str, proves: &str, f: fn(&mut Ctx<'_>)) -> Scenario 
         );
         drop(dir);
     })
+}
+
+/// The operator's view over SSH: `vzlist -a` on the serving node shows VE 101
+/// running.
+fn vzlist_shows_the_ve(pair: &Pair) {
+    let serving = wait_until("a node serving", MIN, || {
+        (0..2).find(|n| pair.role(*n).as_deref() == Some("active"))
+    });
+    let (ok, out) = pair.ssh(serving, "vzlist -a");
+    assert!(
+        ok && out.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.first() == Some(&"101") && w.get(2) == Some(&"running")
+        }),
+        "`vzlist -a` on node{}: {out}",
+        serving + 1
+    );
 }
 
 /// Both nodes' Status pages say that their clock is synchronised to the LAN's

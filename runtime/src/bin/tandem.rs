@@ -10,6 +10,8 @@ use tandem_runtime::ve;
 
 #[path = "tandem/update.rs"]
 mod update;
+#[path = "tandem/vz.rs"]
+mod vz;
 
 #[derive(Parser, Debug)]
 #[command(name = "tandem", about = "Cluster status and control")]
@@ -278,6 +280,15 @@ enum VeCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Only the running VEs.
+        #[arg(long)]
+        running: bool,
+        /// Without the header line.
+        #[arg(long)]
+        no_header: bool,
+        /// Only this VE (repeat for more).
+        #[arg(long = "id")]
+        ids: Vec<u32>,
     },
     /// Create a VE from an OS template (`tandem-minimal` is built in).
     Create {
@@ -875,7 +886,13 @@ fn ve_health(control: &Path) -> Vec<tandem_api::VeHealthJson> {
 
 /// `tandem ve …` driven here, with the list showing clusterd's view of each VE.
 fn run_ve_with(cmd: VeCmd, control: &Path) -> anyhow::Result<u8> {
-    if let VeCmd::List { json } = cmd {
+    if let VeCmd::List {
+        json,
+        running,
+        no_header,
+        ids,
+    } = cmd
+    {
         let ves = node_ves()?;
         let mut rows = ves.list()?;
         for h in ve_health(control) {
@@ -886,10 +903,20 @@ fn run_ve_with(cmd: VeCmd, control: &Path) -> anyhow::Result<u8> {
                 r.status = h.state;
             }
         }
+        if let Some(missing) = ids.iter().find(|i| !rows.iter().any(|r| r.id == **i)) {
+            bail!("VE {missing} does not exist");
+        }
+        rows.retain(|r| {
+            (!running || r.status == "running") && (ids.is_empty() || ids.contains(&r.id))
+        });
         if json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            print!("{}", ve::manager::format_list(&rows));
+            let text = ve::manager::format_list(&rows);
+            let skip = usize::from(no_header);
+            for line in text.lines().skip(skip) {
+                println!("{line}");
+            }
         }
         return Ok(0);
     }
@@ -908,7 +935,7 @@ fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     match cmd {
-        VeCmd::List { json } => {
+        VeCmd::List { json, .. } => {
             let rows = ves.list()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -1449,8 +1476,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `tandem` command line for `vzctl …` and `vzlist …` ([`vz`]); `Err` is the
+/// exit status after the refusal was printed.
+fn vz_cli(kind: vz::Vz, argv: &[String]) -> Result<Cli, ExitCode> {
+    let name = argv
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or("vzctl")
+        .to_owned();
+    let addresses = |n: u32| -> Result<Vec<std::net::Ipv4Addr>, String> {
+        let rows = node_ves()
+            .and_then(|v| Ok(v.list()?))
+            .map_err(|e| format!("{e:#}"))?;
+        rows.into_iter()
+            .find(|r| r.id == n)
+            .map(|r| r.ip)
+            .ok_or_else(|| format!("VE {n} does not exist"))
+    };
+    match vz::translate(kind, argv.get(1..).unwrap_or_default(), &addresses) {
+        Ok(args) => Ok(Cli::parse_from(
+            std::iter::once("tandem".to_owned()).chain(args),
+        )),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match argv.first().and_then(|a| vz::Vz::invoked_as(a)) {
+        Some(kind) => match vz_cli(kind, &argv) {
+            Ok(c) => c,
+            Err(code) => return code,
+        },
+        None => Cli::parse(),
+    };
     // The configuration commands work without clusterd (on an unconfigured
     // node and on an operator's machine alike).
     if let Cmd::Config(args) = &cli.cmd {
