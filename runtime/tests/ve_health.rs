@@ -180,43 +180,85 @@ fn stops_by_the_operator_or_a_release_are_not_restarted() {
 #[test]
 fn a_failing_health_check_restarts_the_ve_and_a_passing_one_does_not() {
     let rig = CrunRig::new();
-    // The built-in template's web server listens on port 80, nothing on 81.
+    // The built-in template's web server listens on port 80 (serving /index.html),
+    // nothing on 81.
     rig.create(64, "HEALTHCHECK=\"tcp:80\"\nHEALTHCHECK_INTERVAL=\"1\"\n");
     rig.create(65, "HEALTHCHECK=\"tcp:81\"\nHEALTHCHECK_INTERVAL=\"1\"\n");
+    rig.create(66, "HEALTHCHECK=\"http:80/\"\nHEALTHCHECK_INTERVAL=\"1\"\n");
+    rig.create(
+        67,
+        "HEALTHCHECK=\"http:80/missing\"\nHEALTHCHECK_INTERVAL=\"1\"\n",
+    );
+    let unhealthy = [65, 67];
     runtime().block_on(async {
         let (sup, events) = supervisor(&rig);
-        sup.start(64).await.unwrap();
-        sup.start(65).await.unwrap();
-        let old = rig.init_pid(65).unwrap();
+        for id in 64..=67 {
+            sup.start(id).await.unwrap();
+        }
+        let old: Vec<i32> = unhealthy
+            .iter()
+            .map(|i| rig.init_pid(*i).unwrap())
+            .collect();
         // Two failed checks (1 s apart), then a stop and a start 300 ms later.
         wait_for(
-            "the unhealthy VE restarted",
-            Duration::from_secs(10),
-            || kinds(&events).contains(&"ve_restarted"),
+            "the unhealthy VEs restarted",
+            Duration::from_secs(15),
+            || {
+                let ev = events.lock().unwrap();
+                unhealthy.iter().all(|i| {
+                    ev.iter()
+                        .any(|(_, e)| e.id == *i && e.kind == "ve_restarted")
+                })
+            },
         )
         .await;
         let ev = events.lock().unwrap().clone();
-        let crashed = &ev.iter().find(|(_, e)| e.kind == "ve_crashed").unwrap().1;
-        assert_eq!(crashed.id, 65);
+        let crashed = |id: u32| {
+            ev.iter()
+                .find(|(_, e)| e.kind == "ve_crashed" && e.id == id)
+                .unwrap()
+                .1
+                .text
+                .clone()
+        };
+        let tcp = crashed(65);
         assert!(
-            crashed.text.contains("health check failed 2 times") && crashed.text.contains("tcp:81"),
-            "{}",
-            crashed.text
+            tcp.contains("health check failed 2 times") && tcp.contains("tcp:81"),
+            "{tcp}"
         );
-        assert_ne!(rig.init_pid(65), Some(old), "not restarted");
+        let http = crashed(67);
         assert!(
-            ev.iter().all(|(_, e)| e.id == 65),
-            "the healthy VE had events: {ev:?}"
+            http.contains("health check failed 2 times")
+                && http.contains("http:80/missing: answered 404"),
+            "{http}"
         );
-        sup.stop(65, Duration::from_secs(5), StopCause::Operator)
-            .await
-            .unwrap();
+        for (id, old) in unhealthy.iter().zip(old) {
+            assert_ne!(rig.init_pid(*id), Some(old), "VE {id} not restarted");
+        }
+        assert!(
+            ev.iter().all(|(_, e)| unhealthy.contains(&e.id)),
+            "a healthy VE had events: {ev:?}"
+        );
+        for id in unhealthy {
+            sup.stop(id, Duration::from_secs(5), StopCause::Operator)
+                .await
+                .unwrap();
+        }
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
-            events.lock().unwrap().iter().all(|(_, e)| e.id == 65),
-            "the healthy VE was restarted"
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|(_, e)| unhealthy.contains(&e.id)),
+            "a healthy VE was restarted"
         );
-        assert!(rig.ves.is_running(64));
+        assert!(rig.ves.is_running(64) && rig.ves.is_running(66));
+        for id in [64, 66] {
+            sup.stop(id, Duration::from_secs(5), StopCause::Operator)
+                .await
+                .unwrap();
+        }
     });
 }
 

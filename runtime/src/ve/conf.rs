@@ -109,10 +109,27 @@ pub const GRANTABLE: &[&str] = &["CAP_NET_RAW", "CAP_MKNOD", "CAP_SETFCAP"];
 pub const DEFAULT_CHECK_INTERVAL: u64 = 10;
 
 /// A health check of a running VE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheck {
     /// A TCP connection to the VE's first address on this port is accepted.
     Tcp(u16),
+    /// An HTTP `GET` of `path` on this port answers with a status below 400.
+    Http {
+        /// The port.
+        port: u16,
+        /// The path asked for (starts with `/`).
+        path: String,
+    },
+}
+
+impl std::fmt::Display for HealthCheck {
+    /// As the VE file writes it: `tcp:80`, `http:80/health`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealthCheck::Tcp(p) => write!(f, "tcp:{p}"),
+            HealthCheck::Http { port, path } => write!(f, "http:{port}{path}"),
+        }
+    }
 }
 
 impl VeFile {
@@ -410,15 +427,34 @@ fn capabilities(v: &str) -> Result<Vec<String>, String> {
     Ok(ordered)
 }
 
-/// `tcp:PORT`.
+/// `tcp:PORT`, or `http:PORT` / `http:PORT/PATH`.
 fn health_check(v: &str) -> Result<HealthCheck, String> {
-    let port = v.strip_prefix("tcp:").ok_or_else(|| {
-        format!("{v:?} is not a health check (expected tcp:PORT, e.g. \"tcp:80\")")
-    })?;
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(HealthCheck::Tcp(p)),
-        _ => Err(format!("{port:?} is not a TCP port (1 to 65535)")),
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{p:?} is not a TCP port (1 to 65535)")),
+    };
+    if let Some(p) = v.strip_prefix("tcp:") {
+        return port(p).map(HealthCheck::Tcp);
     }
+    if let Some(rest) = v.strip_prefix("http:") {
+        let (p, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let port = port(p)?;
+        if path.len() > 200 || !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{path:?} is not an HTTP path (printable characters without spaces, at most 200)"
+            ));
+        }
+        return Ok(HealthCheck::Http {
+            port,
+            path: path.to_owned(),
+        });
+    }
+    Err(format!(
+        "{v:?} is not a health check (expected tcp:PORT or http:PORT/PATH, e.g. \"tcp:80\" or \"http:80/health\")"
+    ))
 }
 
 fn addresses(v: &str) -> Result<Vec<Ipv4Addr>, String> {
@@ -502,7 +538,28 @@ pub(crate) mod tests {
         assert_eq!(ve.health_check, Some(HealthCheck::Tcp(8080)));
         assert_eq!(ve.check_interval(), 5);
         assert_eq!(VeFile::default().check_interval(), DEFAULT_CHECK_INTERVAL);
-        let text = "CAPABILITY=\"sys_admin:on\"\nHEALTHCHECK=\"http:80\"\nHEALTHCHECK_INTERVAL=\"0\"\nCAPABILITY2=\"x\"\n";
+        for (text, want) in [
+            (
+                "http:80",
+                HealthCheck::Http {
+                    port: 80,
+                    path: "/".into(),
+                },
+            ),
+            (
+                "http:8080/health?full=1",
+                HealthCheck::Http {
+                    port: 8080,
+                    path: "/health?full=1".into(),
+                },
+            ),
+        ] {
+            let ve = VeFile::parse(&format!("HEALTHCHECK=\"{text}\"\n")).expect("parses");
+            assert_eq!(ve.health_check.as_ref(), Some(&want));
+            let shown = want.to_string();
+            assert_eq!(shown, if text == "http:80" { "http:80/" } else { text });
+        }
+        let text = "CAPABILITY=\"sys_admin:on\"\nHEALTHCHECK=\"udp:80\"\nHEALTHCHECK_INTERVAL=\"0\"\nCAPABILITY2=\"x\"\n";
         let shown: Vec<String> = VeFile::parse(text)
             .expect_err("refused")
             .iter()
@@ -512,7 +569,7 @@ pub(crate) mod tests {
             shown,
             [
                 "line 1: CAPABILITY: \"sys_admin\" cannot be granted to a VE (grantable: net_raw, mknod, setfcap)",
-                "line 2: HEALTHCHECK: \"http:80\" is not a health check (expected tcp:PORT, e.g. \"tcp:80\")",
+                "line 2: HEALTHCHECK: \"udp:80\" is not a health check (expected tcp:PORT or http:PORT/PATH, e.g. \"tcp:80\" or \"http:80/health\")",
                 "line 3: HEALTHCHECK_INTERVAL: 0 is out of range (expected 1 to 3600 seconds)",
                 "line 4: CAPABILITY2: unknown parameter",
             ]
@@ -520,6 +577,9 @@ pub(crate) mod tests {
         for bad in [
             "HEALTHCHECK=\"tcp:0\"",
             "HEALTHCHECK=\"tcp:70000\"",
+            "HEALTHCHECK=\"http:0/\"",
+            "HEALTHCHECK=\"http:80/a b\"",
+            "HEALTHCHECK=\"http:x/\"",
             "CAPABILITY=\"net_raw\"",
             "CAPABILITY=\"net_raw:yes\"",
         ] {

@@ -311,12 +311,12 @@ impl VeSupervisor {
                 });
             }
             VeOutput::Check => {
-                let check = self.lock().ves.get(&id).and_then(|w| w.check);
+                let check = self.lock().ves.get(&id).and_then(|w| w.check.clone());
                 let pid = self.ves.init_pid(id);
                 let me = self.clone();
                 tokio::spawn(async move {
                     let result = match (check, pid) {
-                        (Some(HealthCheck::Tcp(port)), Some(pid)) => tcp_check(pid, port).await,
+                        (Some(c), Some(pid)) => check_in_ve(pid, c).await,
                         (Some(_), None) => Err("the VE has no first process".to_owned()),
                         (None, _) => Ok(()),
                     };
@@ -383,14 +383,15 @@ impl VeSupervisor {
         let now = Self::now(&inner);
         let interval = check.as_ref().and_then(|f| {
             f.health_check
+                .as_ref()
                 .map(|_| Duration::from_secs(f.check_interval()))
         });
-        let hc = check.as_ref().and_then(|f| f.health_check);
+        let hc = check.as_ref().and_then(|f| f.health_check.clone());
         let policy = self.policy;
         let w = inner.ves.entry(id).or_insert_with(|| Watched {
             health: VeHealth::new(policy, interval),
             run: 0,
-            check: hc,
+            check: None,
         });
         w.check = hc;
         w.health.set_check_interval(now, interval);
@@ -489,8 +490,9 @@ async fn wait_exit(fd: OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A TCP connection to `127.0.0.1:port` in the network namespace of process `pid`.
-async fn tcp_check(pid: u32, port: u16) -> Result<(), String> {
+/// `check` against `127.0.0.1` in the network namespace of process `pid`: a TCP
+/// connection, or an HTTP `GET` that answers below 400.
+async fn check_in_ve(pid: u32, check: HealthCheck) -> Result<(), String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A thread of its own: entering a namespace changes the thread for good.
     let spawned = std::thread::Builder::new()
@@ -504,10 +506,17 @@ async fn tcp_check(pid: u32, port: u16) -> Result<(), String> {
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )
                 .map_err(|e| format!("entering the VE's network namespace: {e}"))?;
-                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                std::net::TcpStream::connect_timeout(&addr, CHECK_TIMEOUT)
-                    .map(drop)
-                    .map_err(|e| format!("tcp:{port}: {e}"))
+                match &check {
+                    HealthCheck::Tcp(port) => {
+                        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+                        std::net::TcpStream::connect_timeout(&addr, CHECK_TIMEOUT)
+                            .map(drop)
+                            .map_err(|e| format!("{check}: {e}"))
+                    }
+                    HealthCheck::Http { port, path } => {
+                        http_get(*port, path).map_err(|e| format!("{check}: {e}"))
+                    }
+                }
             })();
             let _ = tx.send(r);
         });
@@ -518,9 +527,102 @@ async fn tcp_check(pid: u32, port: u16) -> Result<(), String> {
         .unwrap_or_else(|_| Err("the check ended without an answer".to_owned()))
 }
 
+/// The most of an HTTP answer read before its status must be known.
+const HTTP_HEAD_LIMIT: usize = 8192;
+
+/// `GET path` on `127.0.0.1:port` (of the calling thread's network namespace): `Ok`
+/// for a status below 400, else what was answered or went wrong.
+fn http_get(port: u16, path: &str) -> Result<(), String> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, CHECK_TIMEOUT).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(CHECK_TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(CHECK_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: tandem-health-check\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("sending the request: {e}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut answer = httparse::Response::new(&mut headers);
+        match answer.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) | Ok(httparse::Status::Partial)
+                if answer.code.is_some() =>
+            {
+                let code = answer.code.unwrap_or(0);
+                return if code < 400 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "answered {code} {}",
+                        answer.reason.unwrap_or_default()
+                    ))
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("not an HTTP answer ({e})")),
+        }
+        if buf.len() >= HTTP_HEAD_LIMIT {
+            return Err(format!("no HTTP status within {HTTP_HEAD_LIMIT} bytes"));
+        }
+        let n = s
+            .read(&mut chunk)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if n == 0 {
+            return Err("closed without an HTTP answer".to_owned());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on loopback answering `reply` to one connection.
+    fn one_answer(reply: &'static [u8]) -> u16 {
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let mut req = [0u8; 512];
+                let _ = c.read(&mut req);
+                let _ = c.write_all(reply);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn an_http_check_passes_below_400_and_says_what_was_answered() {
+        let p = one_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(http_get(p, "/"), Ok(()));
+        let p = one_answer(b"HTTP/1.0 302 Found\r\nLocation: /x\r\n\r\n");
+        assert_eq!(http_get(p, "/"), Ok(()));
+        let p = one_answer(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert_eq!(
+            http_get(p, "/health"),
+            Err("answered 503 Service Unavailable".to_owned())
+        );
+        let p = one_answer(b"SSH-2.0-OpenSSH_9.2\r\n");
+        assert!(
+            http_get(p, "/")
+                .unwrap_err()
+                .starts_with("not an HTTP answer"),
+            "garbage"
+        );
+        let p = one_answer(b"");
+        assert_eq!(
+            http_get(p, "/"),
+            Err("closed without an HTTP answer".to_owned())
+        );
+    }
 
     #[test]
     fn alerts_say_what_happened_and_what_to_do() {
