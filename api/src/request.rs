@@ -173,6 +173,15 @@ pub enum Request {
         /// The VE.
         id: u32,
     },
+    /// Set parameters of VE `id`'s file (`KEY`, `VALUE` pairs as `tandem ve set` and
+    /// `vzctl set --save` take them); the whole file is checked before it is
+    /// replaced, and a running VE takes the change when it starts again.
+    VeSet {
+        /// The VE.
+        id: u32,
+        /// The parameters.
+        changes: Vec<(String, String)>,
+    },
     /// The VE backup or restore running, or the last one ([`crate::Reply::VeJob`]).
     VeBackupJob,
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).

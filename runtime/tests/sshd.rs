@@ -112,6 +112,8 @@ fn key_login_from_an_admin_network_runs_a_command_and_nothing_else_gets_in() {
     let files = sshd::files(&cfg, NodeId::Node1, &[ext], &dir);
     sshd::write(&dir, &files).unwrap();
 
+    // The privilege separation directory of Debian's sshd (its check asks for it too).
+    std::fs::create_dir_all("/run/sshd").unwrap();
     // The real sshd accepts the generated configuration.
     let t = Command::new(SSHD)
         .arg("-t")
@@ -121,8 +123,6 @@ fn key_login_from_an_admin_network_runs_a_command_and_nothing_else_gets_in() {
         .unwrap();
     assert!(t.status.success(), "sshd -t: {}", text(&t.stderr));
 
-    // The privilege separation directory of Debian's sshd.
-    std::fs::create_dir_all("/run/sshd").unwrap();
     let log = std::fs::File::create(work.path().join("sshd.log")).unwrap();
     let _server = Server(
         Command::new("ip")

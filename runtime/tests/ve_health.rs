@@ -424,3 +424,45 @@ fn the_chain_starts_watched_ves_and_its_release_is_not_restarted() {
         assert_eq!(states, ["stopped", "stopped"]);
     });
 }
+
+/// `VeSet` (what `tandem ve set` and `vzctl set --save` send to clusterd): the whole
+/// file is checked before it is replaced; a refused change leaves it as it was.
+#[test]
+fn a_settings_change_is_checked_whole_and_a_refused_one_changes_nothing() {
+    use tandem_runtime::admin::ve::VeSite;
+
+    let rig = CrunRig::new();
+    rig.create(69, "ONBOOT=\"no\"\n");
+    let data = DataArea::mount(&rig.dir.path().join("data"));
+    let site = VeSite::at(
+        &data.0,
+        rig.ves.layout.conf_dir.clone(),
+        std::path::PathBuf::from("/bin/false"),
+    );
+    let (cfg, _) =
+        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+    let file = rig.ves.layout.conf_dir.join("ve-69.conf");
+    let set = |pairs: &[(&str, &str)]| {
+        let changes: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        site.set(&cfg, 69, &changes)
+    };
+    set(&[("ONBOOT", "yes"), ("HOSTNAME", "web2"), ("NUMPROC", "512")]).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("ONBOOT=\"yes\"")
+            && text.contains("HOSTNAME=\"web2\"")
+            && text.contains("NUMPROC=\"512\""),
+        "{text}"
+    );
+    let e = set(&[("HOSTNAME", "web3"), ("NUMPROC", "abc")]).unwrap_err();
+    assert!(e.to_string().contains("NUMPROC"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "changed");
+    let e = site
+        .set(&cfg, 70, &[("ONBOOT".to_owned(), "yes".to_owned())])
+        .unwrap_err();
+    assert!(e.to_string().contains("70"), "{e}");
+    drop(data);
+}

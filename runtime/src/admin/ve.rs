@@ -88,20 +88,46 @@ impl VeSite {
             || self.private_dir.join(id.to_string()).exists()
     }
 
-    /// This node's VEs as `tandem ve list` shows them.
-    ///
-    /// # Errors
-    /// No data area here, or the list failed.
-    pub fn list(&self, cfg: &tandem_config::ApplianceConfig) -> Result<Vec<VeView>, Refusal> {
+    /// The VE manager of this site, for `cfg`.
+    fn ves(&self, cfg: &tandem_config::ApplianceConfig) -> crate::ve::manager::Ves {
         use crate::ve::manager::{Layout, Ves};
-        self.data_area()?;
         let nics = crate::activate::node_nics();
         let port = |i: usize, dflt: &str| nics.get(i).cloned().unwrap_or_else(|| dflt.to_owned());
         let mut layout = Layout::for_cluster(Some(cfg), port(0, "eth0"), port(1, "eth1"));
         layout.conf_dir.clone_from(&self.conf_dir);
         layout.private_dir.clone_from(&self.private_dir);
         layout.template_dir.clone_from(&self.template_dir);
-        let rows = Ves { layout }
+        Ves { layout }
+    }
+
+    /// Sets `changes` in VE `id`'s file (checked as a whole before it is replaced).
+    ///
+    /// # Errors
+    /// No data area here, no such VE, or a value the VE file does not take (the
+    /// refusal names the line and the parameter).
+    pub fn set(
+        &self,
+        cfg: &tandem_config::ApplianceConfig,
+        id: u32,
+        changes: &[(String, String)],
+    ) -> Result<(), Refusal> {
+        self.data_area()?;
+        if changes.is_empty() {
+            return Err(Refusal::Failed(format!("VE {id}: nothing to set")));
+        }
+        self.ves(cfg)
+            .set(id, changes)
+            .map_err(|e| Refusal::Failed(error_chain(&e)))
+    }
+
+    /// This node's VEs as `tandem ve list` shows them.
+    ///
+    /// # Errors
+    /// No data area here, or the list failed.
+    pub fn list(&self, cfg: &tandem_config::ApplianceConfig) -> Result<Vec<VeView>, Refusal> {
+        self.data_area()?;
+        let rows = self
+            .ves(cfg)
             .list()
             .map_err(|e| Refusal::Failed(error_chain(&e)))?;
         Ok(rows

@@ -847,7 +847,18 @@ fn clusterd(control: &Path) -> Option<Client> {
     Client::connect(control).ok()
 }
 
-/// `tandem ve start|stop|restart` as requests to clusterd.
+/// `KEY=VALUE` arguments as pairs (quotes around the value dropped).
+fn set_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.trim_matches('"').to_owned())),
+            None => bail!("{p:?} is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// `tandem ve start|stop|restart|set` as requests to clusterd.
 fn run_ve_through_clusterd(cmd: &VeCmd, mut client: Client) -> anyhow::Result<()> {
     use ve::manager::parse_id;
     let (request, done) = match cmd {
@@ -860,10 +871,20 @@ fn run_ve_through_clusterd(cmd: &VeCmd, mut client: Client) -> anyhow::Result<()
             "stopped",
         ),
         VeCmd::Restart { id } => (Request::VeRestart { id: parse_id(id)? }, "restarted"),
-        _ => bail!("not a start or stop"),
+        VeCmd::Set { id, pairs } => (
+            Request::VeSet {
+                id: parse_id(id)?,
+                changes: set_pairs(pairs)?,
+            },
+            "updated",
+        ),
+        _ => bail!("not a start, stop or set"),
     };
     let id = match &request {
-        Request::VeStart { id } | Request::VeStop { id, .. } | Request::VeRestart { id } => *id,
+        Request::VeStart { id }
+        | Request::VeStop { id, .. }
+        | Request::VeRestart { id }
+        | Request::VeSet { id, .. } => *id,
         _ => 0,
     };
     match client.call(&request)? {
@@ -961,14 +982,7 @@ fn run_ve(cmd: VeCmd) -> anyhow::Result<u8> {
         }
         VeCmd::Set { id, pairs } => {
             let id = parse_id(&id)?;
-            let mut changes = Vec::new();
-            for p in pairs {
-                let Some((k, v)) = p.split_once('=') else {
-                    bail!("{p:?} is not KEY=VALUE");
-                };
-                changes.push((k.to_owned(), v.trim_matches('"').to_owned()));
-            }
-            ves.set(id, &changes)?;
+            ves.set(id, &set_pairs(&pairs)?)?;
             println!("VE {id} updated");
         }
         VeCmd::Start { id } => {
@@ -1598,9 +1612,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    // VE starts and stops go through clusterd, which watches the VEs it runs (R8.2).
+    // VE starts and stops go through clusterd, which watches the VEs it runs (R8.2),
+    // and so do changes of a VE's settings.
     if let Cmd::Ve {
-        cmd: cmd @ (VeCmd::Start { .. } | VeCmd::Stop { .. } | VeCmd::Restart { .. }),
+        cmd:
+            cmd @ (VeCmd::Start { .. } | VeCmd::Stop { .. } | VeCmd::Restart { .. } | VeCmd::Set { .. }),
     } = &cli.cmd
         && let Some(client) = clusterd(&cli.control)
     {

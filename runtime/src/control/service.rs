@@ -377,6 +377,13 @@ impl Service {
                 self.ve_action(id, VeAction::Stop(grace)).await
             }
             Request::VeRestart { id } => self.ve_action(id, VeAction::Restart).await,
+            Request::VeSet { id, changes } => {
+                self.admin_reply(move |a| {
+                    let c = crate::admin::current(&a.store)?;
+                    a.ve.set(&c, id, &changes).map(|()| Reply::Done)
+                })
+                .await
+            }
             Request::Export { passphrase } => self.export(passphrase.0).await,
             Request::Power { action } => {
                 self.admin_reply(move |a| a.power(action).map(|()| Reply::PowerSignalled(action)))
