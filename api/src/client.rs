@@ -241,7 +241,7 @@ pub struct Socket {
 }
 
 /// The longest one call waits for a starting daemon.
-pub const PATIENCE_PER_CALL: Duration = Duration::from_secs(20);
+pub const PATIENCE_PER_CALL: Duration = Duration::from_secs(10);
 
 impl Socket {
     /// The socket at `path`; a call fails at once when nobody listens there.

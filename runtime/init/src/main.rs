@@ -785,6 +785,11 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
     node_services(node, nic, &address, "member", &first)
 }
 
+/// clusterd's control socket (both modes).
+const CONTROL_SOCKET: &str = "/run/tandem/control.sock";
+/// How long the web console waits for clusterd's control socket at most.
+const CONSOLE_WAITS_FOR_CLUSTERD: Duration = Duration::from_secs(60);
+
 /// chrony's daemon, and its configuration (`tandem node-up` writes it from
 /// `network.ntp-servers`).
 const CHRONYD: &str = "/usr/sbin/chronyd";
@@ -841,7 +846,12 @@ fn node_services(
     if member {
         web.push("--hsts");
     }
-    services.push(Service::new("web console", "/usr/sbin/tandem-web", &web));
+    // The console answers once clusterd listens (its first page needs it), or after
+    // a minute without it, to say that clusterd does not answer.
+    let mut console = Service::new("web console", "/usr/sbin/tandem-web", &web);
+    console.needs = Some(CONTROL_SOCKET);
+    console.needs_until = Some(Instant::now() + CONSOLE_WAITS_FOR_CLUSTERD);
+    services.push(console);
     let url = format!("https://{address}/");
     for tty in consoles() {
         services.push(Service::new(
@@ -876,6 +886,9 @@ struct Service {
     /// A file that must exist before the program starts (a socket of
     /// another service).
     needs: Option<&'static str>,
+    /// Past this, the program starts without what it needs (so that it can
+    /// say what is missing); `None`: it waits for it as long as it takes.
+    needs_until: Option<Instant>,
 }
 
 /// Where the services' output goes (tmpfs; each file is cut back when it
@@ -923,6 +936,7 @@ impl Service {
             child: None,
             started: Instant::now(),
             needs: self.needs,
+            needs_until: self.needs_until,
         }
     }
 
@@ -934,6 +948,7 @@ impl Service {
             child: None,
             started: Instant::now(),
             needs: None,
+            needs_until: None,
         }
     }
 }
@@ -946,7 +961,9 @@ fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<
             return services;
         }
         for s in &mut services {
-            if s.needs.is_some_and(|p| !Path::new(p).exists()) {
+            if s.needs.is_some_and(|p| !Path::new(p).exists())
+                && s.needs_until.is_none_or(|t| Instant::now() < t)
+            {
                 continue;
             }
             let running = match &mut s.child {
