@@ -88,7 +88,26 @@ pub fn received(maildir: &Path) -> Vec<String> {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
+    // Python's Maildir names a message `SECONDS.MMICROSECONDSPPID…`, the
+    // microseconds not padded: in arrival order by those two numbers, not by name.
+    files.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut parts = name.splitn(2, ".M");
+        let secs: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let micros: u64 = parts
+            .next()
+            .map(|r| {
+                r.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        (secs, micros, name)
+    });
     files
         .iter()
         .map(|p| std::fs::read_to_string(p).expect("read received message"))
