@@ -415,6 +415,14 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     ("support.user", "Account on the support server."),
     (
+        "support.host-key",
+        "The support server's SSH host key (its /etc/ssh/ssh_host_ed25519_key.pub); no other is accepted, and without it the tunnel cannot be switched on.",
+    ),
+    (
+        "support.max-hours",
+        "Hours after which an open support tunnel closes by itself (1 to 72; default 8).",
+    ),
+    (
         "fencing",
         "Optional: before taking over from a silent peer, power it off through its BMC. Without this section a node takes over without fencing, and the console warns that split brain is possible.",
     ),
@@ -466,7 +474,7 @@ const OPTIONAL_EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "support",
-        "# [support]\n# host = \"support.example.com:22\"\n# user = \"tandem\"\n",
+        "# [support]\n# host = \"support.example.com:22\"\n# user = \"tandem\"\n# host-key = \"ssh-ed25519 AAAA... root@support\"\n# max-hours = 8\n",
     ),
     (
         "fencing",

@@ -657,10 +657,24 @@ impl UpdatesConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SupportConfig {
-    /// The vendor's support server.
+    /// The vendor's support server (port 22 when left out).
     pub host: HostPort,
     /// Account on the support server.
     pub user: UserName,
+    /// The support server's SSH host key (`ssh-ed25519 AAAA…`): no other is accepted
+    /// (no trust on first use). Without it the tunnel is refused when switched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<SshPublicKey>,
+    /// How long a tunnel stays open before it closes by itself, in hours (1 to 72).
+    #[serde(default = "default_support_hours")]
+    pub max_hours: u32,
+}
+
+/// A support tunnel closes by itself after this many hours unless configured otherwise.
+pub const DEFAULT_SUPPORT_HOURS: u32 = 8;
+
+fn default_support_hours() -> u32 {
+    DEFAULT_SUPPORT_HOURS
 }
 
 /// The copy-off target of VE backups: an SSH server outside the pair that takes the

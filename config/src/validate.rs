@@ -536,6 +536,17 @@ impl ApplianceConfig {
                 ),
             );
         }
+        if let Some(s) = &self.support
+            && !(1..=72).contains(&s.max_hours)
+        {
+            c.fail(
+                "support.max-hours",
+                format!(
+                    "is {} (expected 1 to 72 hours after which a support tunnel closes by itself)",
+                    s.max_hours
+                ),
+            );
+        }
         if let Some(f) = &self.fencing {
             if f.timeout.as_millis() < 1000 || f.timeout.as_millis() > 300_000 {
                 c.fail(

@@ -424,6 +424,12 @@ fn build(p: &Params, tls: &[(TlsCertificate, TlsPrivateKey)]) -> Option<Applianc
     c.support = p.support.then(|| SupportConfig {
         host: "support.example.org:2222".parse().unwrap(),
         user: "tandem".parse().unwrap(),
+        host_key: Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPwP89bL4rstUl52F0q3zNJhLPZUidXi9x0aTtyqGya"
+                .parse()
+                .unwrap(),
+        ),
+        max_hours: 12,
     });
     c.fencing = p.fencing.then(|| FencingConfig {
         policy: tandem_config::schema::FencingPolicy::Off,
