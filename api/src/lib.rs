@@ -46,7 +46,7 @@ pub use tandem_config::NodeId;
 pub use views::{
     ActivationEvent, ActivationView, ArchiveSummary, BackupFailure, BackupView, ChangeRefusal,
     ChangeReport, CopyOutcome, FieldProblem, INSTALL_STEPS, InstallReport, InstallStep,
-    InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, TemplateCopy,
+    InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, SupportView, TemplateCopy,
     UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView, VeJobKind,
     VeJobReport, VeJobView, VeView,
 };

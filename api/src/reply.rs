@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
     ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView,
-    OutboxView, Settings, UpdateView, VeBackupsView, VeJobView, VeView,
+    OutboxView, Settings, SupportView, UpdateView, VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -78,6 +78,8 @@ pub enum Reply {
     Update(Box<UpdateView>),
     /// The update started in the background (install, then restart).
     UpdateStarted,
+    /// The remote-support tunnel of this node.
+    Support(SupportView),
     /// The settings change is in effect.
     Changed(ChangeReport),
     /// The settings change was not made.

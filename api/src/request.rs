@@ -208,6 +208,19 @@ pub enum Request {
     /// Go back to the system in the other slot (it must have run well before) and
     /// restart into it. Refused on the node that runs the services.
     UpdateRollback,
+    /// Switch the remote-support tunnel of this node on for `hours` (default and
+    /// limit: `support.max-hours`): an outbound SSH connection to the configured
+    /// support server with a reverse forward to this node's SSH server. Switched on
+    /// again, the time starts anew ([`crate::Reply::Support`]).
+    SupportOn {
+        /// For how long.
+        #[serde(default)]
+        hours: Option<u32>,
+    },
+    /// Switch the remote-support tunnel of this node off ([`crate::Reply::Support`]).
+    SupportOff,
+    /// The remote-support tunnel of this node ([`crate::Reply::Support`]).
+    SupportStatus,
     /// The operator checked that the silent peer is down (its fence failed) and
     /// confirms it: this node then takes over. `node` is the peer's name as typed.
     FenceConfirm {

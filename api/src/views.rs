@@ -481,6 +481,35 @@ pub struct OutboxView {
     pub last_error: Option<String>,
 }
 
+/// The remote-support tunnel of this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportView {
+    /// The support server (`user@host:port`), when the configuration names one.
+    pub server: Option<String>,
+    /// Why the tunnel cannot be switched on, when it cannot (no `[support]` section,
+    /// no host key).
+    pub unavailable: Option<String>,
+    /// Whether it is on.
+    pub on: bool,
+    /// Who switched it on (the console's user and address, or `root` on the node).
+    pub by: Option<String>,
+    /// Since when (seconds since 1970, UTC).
+    pub since: Option<u64>,
+    /// When it closes by itself (seconds since 1970, UTC).
+    pub until: Option<u64>,
+    /// The port on the support server that leads to this node's SSH server, while the
+    /// connection is up.
+    pub port: Option<u16>,
+    /// While on and not connected: when the next attempt is made (seconds since
+    /// 1970, UTC); `None` while an attempt runs.
+    pub retry_at: Option<u64>,
+    /// What ended the last connection or attempt.
+    pub last_error: Option<String>,
+    /// The public half of the node's support key (for the support server's
+    /// `authorized_keys`).
+    pub client_key: Option<String>,
+}
+
 /// The VE backups on the data area.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VeBackupsView {

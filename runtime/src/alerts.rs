@@ -7,7 +7,8 @@
 //! chain failures (acquire and release), the peer powered off or a fence that failed,
 //! a stale copy, replication state changes, hardware/RAID health changes, VE health
 //! changes (stopped by the operator, crashed, restarted, restart given up), the clock
-//! unsynchronised for long and back, and system updates (committed, given up, rolled
+//! unsynchronised for long and back, the remote-support tunnel switched on and off, and
+//! system updates (committed, given up, rolled
 //! back).
 //! Not mailed: what happens at every start (the first time a path or the peer is
 //! heard, `starting -> passive`), late paths, ping-node reach, refused frames.
@@ -52,6 +53,13 @@ pub enum Alert {
     },
     /// The node's clock unsynchronised for long, or synchronised again.
     Clock {
+        /// State before.
+        old: String,
+        /// State now.
+        new: String,
+    },
+    /// The remote-support tunnel switched on or off (`old`, `new`: `off`, `on`).
+    Support {
         /// State before.
         old: String,
         /// State now.
@@ -140,6 +148,7 @@ impl Alerts {
             Alert::ResourceError => Some(self.event("resources", "", "", text, at)),
             Alert::Update { old, new } => Some(self.event("update", old, new, text, at)),
             Alert::Clock { old, new } => Some(self.event("clock", old, new, text, at)),
+            Alert::Support { old, new } => Some(self.event("support", old, new, text, at)),
             Alert::Replication { old: None, .. } => None,
             Alert::Replication {
                 old: Some(old),

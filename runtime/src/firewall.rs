@@ -535,6 +535,8 @@ mod tests {
         c.support = Some(tandem_config::schema::SupportConfig {
             host: "support.example.com".parse().expect("host"),
             user: "tandem".parse().expect("user"),
+            host_key: None,
+            max_hours: tandem_config::schema::DEFAULT_SUPPORT_HOURS,
         });
         c.updates.url = "https://updates.example.com:8443/tandem"
             .parse()

@@ -44,6 +44,7 @@ pub mod resources;
 pub mod settings;
 pub mod sshd;
 pub mod storage;
+pub mod support;
 pub mod update;
 pub mod ve;
 

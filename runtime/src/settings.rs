@@ -78,6 +78,8 @@ pub struct Settings {
     pub sshd: Option<crate::sshd::Setup>,
     /// The node's time synchronisation to report on (chronyd, started by init).
     pub time_sync: Option<TimeSync>,
+    /// The remote-support tunnel (with a configuration).
+    pub support: Option<crate::support::Setup>,
 }
 
 impl Settings {
@@ -239,6 +241,7 @@ pub fn from_config(
         firewall: None,
         sshd: None,
         time_sync: None,
+        support: None,
     }
 }
 

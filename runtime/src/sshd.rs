@@ -9,8 +9,13 @@
 //! in a directory (private key mode 0600) and [`reload`] tells a running sshd to read
 //! them again (SIGHUP to the process in its pid file).
 //!
+//! With a support server configured (`[support]`), sshd also listens on the loopback
+//! address and admits root from there: the support tunnel's reverse forward
+//! ([`crate::support`]) arrives there (loopback cannot be reached from outside the
+//! node), and the support engineer logs in with a key of `access.root-authorized-keys`.
+//!
 //! What it does not do: password logins (the archive holds argon2id hashes, which sshd
-//! cannot check), forwarding of any kind, or the support tunnel.
+//! cannot check) or forwarding of any kind.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -63,8 +68,12 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
         node.name(),
         cfg.cluster.revision
     );
+    let support = cfg.support.is_some();
     for a in listen {
         let _ = writeln!(c, "ListenAddress {a}:{PORT}");
+    }
+    if support && !listen.contains(&Ipv4Addr::LOCALHOST) {
+        let _ = writeln!(c, "ListenAddress {}:{PORT}", Ipv4Addr::LOCALHOST);
     }
     let _ = writeln!(c, "HostKey {}", dir.join(HOST_KEY).display());
     let _ = writeln!(c, "PidFile {}", dir.join(PID_FILE).display());
@@ -73,10 +82,13 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
         "AuthorizedKeysFile {}",
         dir.join(AUTHORIZED_KEYS).display()
     );
-    let allow: Vec<String> = crate::firewall::admin_networks(cfg)
+    let mut allow: Vec<String> = crate::firewall::admin_networks(cfg)
         .into_iter()
         .map(|n| format!("root@{}/{}", n.network(), n.prefix()))
         .collect();
+    if support {
+        allow.push(format!("root@{}", Ipv4Addr::LOCALHOST));
+    }
     let _ = writeln!(c, "AllowUsers {}", allow.join(" "));
     for line in [
         "PermitRootLogin prohibit-password",
@@ -256,5 +268,29 @@ mod tests {
         );
         assert_eq!(f.authorized_keys, "");
         assert!(f.config.contains("AllowUsers root@192.168.100.0/24\n"));
+        assert!(!f.config.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn with_a_support_server_the_tunnels_end_on_loopback_is_admitted() {
+        let mut c = cfg();
+        c.support = Some(tandem_config::schema::SupportConfig {
+            host: "support.example.com".parse().expect("host"),
+            user: "tandem".parse().expect("user"),
+            host_key: None,
+            max_hours: 8,
+        });
+        let a: Ipv4Addr = "192.0.2.11".parse().expect("a");
+        let f = files(&c, NodeId::Node1, &[a], Path::new("/d"));
+        assert!(
+            f.config
+                .contains("ListenAddress 192.0.2.11:22\nListenAddress 127.0.0.1:22\n"),
+            "{}",
+            f.config
+        );
+        assert!(
+            f.config
+                .contains("AllowUsers root@192.168.100.0/24 root@127.0.0.1\n")
+        );
     }
 }

@@ -512,6 +512,7 @@ fn the_cli_backs_up_lists_and_restores_through_clusterd() {
             &tandem_runtime::hw::Board::None,
         ))),
         mail: Arc::new(|_| tandem_api::Reply::Done),
+        support: tandem_runtime::support::Handle::none(),
     };
     let service = Arc::new(Service::new(admin, Some(link)));
     let sock = a.dir.path().join("control.sock");

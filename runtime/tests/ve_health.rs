@@ -322,6 +322,7 @@ fn the_operators_requests_go_through_the_watch() {
                 &tandem_runtime::hw::Board::None,
             ))),
             mail: Arc::new(|_| Reply::Done),
+            support: tandem_runtime::support::Handle::none(),
         };
         let service = Arc::new(Service::new(admin, Some(link)));
         let ask = |request: Request| {

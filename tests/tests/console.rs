@@ -93,6 +93,7 @@ fn loop_down() -> ClusterLink {
         mail: Arc::new(|_| {
             tandem_api::Reply::Refused(tandem_api::Refusal::ClusterDown("it has ended".into()))
         }),
+        support: tandem_runtime::support::Handle::none(),
     }
 }
 
@@ -1758,6 +1759,47 @@ async fn the_passive_node_says_where_to_back_up_the_template_cache() {
         res.body
     );
     assert!(!rig.dir.join("backups").exists());
+}
+
+#[tokio::test]
+async fn the_remote_support_form_needs_the_token_and_refuses_bad_hours() {
+    let rig = rig_with("support", Some(config()), commits(), |_, _| {});
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    let page = get(r, "/maintenance", &cookie).await;
+    // This clusterd runs no tunnel task: the section says so.
+    assert!(
+        page.body.contains("<h2>Fernwartung</h2>") || page.body.contains("<h2>Remote support</h2>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("no remote support"), "{}", page.body);
+    let res = post(r, "/maintenance/support", &cookie, "action=on").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "no token: {}", res.body);
+    let res = post(
+        r,
+        "/maintenance/support",
+        &cookie,
+        &format!("csrf={csrf}&action=on&hours=eight"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body
+            .contains("hours: &quot;eight&quot; is not a whole number")
+            && res.body.contains("was not switched on"),
+        "{}",
+        res.body
+    );
+    let res = post(
+        r,
+        "/maintenance/support",
+        &cookie,
+        &format!("csrf={csrf}&action=on&hours=2"),
+    )
+    .await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("no remote support"), "{}", res.body);
 }
 
 /// The value of form field `name` in `body`.

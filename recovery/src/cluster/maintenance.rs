@@ -1,7 +1,7 @@
 //! The Maintenance page (R9.8): switchover; the configuration archive's download,
 //! encrypted with a passphrase typed here (clusterd allows it only while both nodes run
 //! normally, R3.1); the backup of the template cache on the node that holds the data
-//! area; and restart or shutdown of this node only (the other node from its own
+//! area; remote support ([`super::support`]); and restart or shutdown of this node only (the other node from its own
 //! console), after a warning from clusterd's status of what happens to the services.
 
 use std::sync::Arc;
@@ -258,7 +258,7 @@ fn power_html(lang: Lang, csrf: &str, node: &str, status: &Result<StatusJson, St
 
 /// The Maintenance page with `message` on top, with clusterd's current status in the
 /// restart and shutdown warning.
-async fn maintenance_page(
+pub(super) async fn maintenance_page(
     app: &Arc<App>,
     lang: Lang,
     a: &Visit,
@@ -266,7 +266,11 @@ async fn maintenance_page(
     message: &str,
 ) -> Response {
     let cluster = get_status(app).await;
-    let power = power_html(lang, a.csrf.as_str(), &app.node, &cluster);
+    let power = format!(
+        "{}{}",
+        super::support::support_section(app, a).await,
+        power_html(lang, a.csrf.as_str(), &app.node, &cluster)
+    );
     let body = maintenance_body(lang, a.csrf.as_str(), message, &power);
     render(app, lang, "/maintenance", a, status, &body)
 }

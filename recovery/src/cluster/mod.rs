@@ -13,6 +13,7 @@ mod mail;
 mod maintenance;
 mod settings;
 mod status;
+mod support;
 mod updates;
 mod ves;
 
@@ -64,6 +65,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/maintenance/switchover", post(maintenance::switchover))
         .route("/maintenance/export", post(maintenance::export))
         .route("/maintenance/power", post(maintenance::power))
+        .route("/maintenance/support", post(support::support))
         .route(
             "/maintenance/backup-templates",
             post(maintenance::backup_templates),

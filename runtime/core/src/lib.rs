@@ -71,6 +71,7 @@
 #![warn(missing_docs)]
 
 mod clock_watch;
+pub mod support;
 mod time;
 mod trial;
 pub mod ve_health;
@@ -79,6 +80,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use clock_watch::{ClockAlert, ClockWatch};
+pub use support::{SupportAction, SupportTunnel};
 pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,
 };

@@ -181,6 +181,12 @@ struct Cli {
     /// chronyd's command socket.
     #[arg(long, default_value = "/run/chrony/chronyd.sock")]
     chrony_socket: PathBuf,
+    /// The SSH client of the remote-support tunnel.
+    #[arg(long, default_value = tandem_runtime::support::DEFAULT_SSH)]
+    support_ssh: PathBuf,
+    /// Where the remote-support tunnel's key and known-hosts files are written.
+    #[arg(long, default_value = tandem_runtime::support::DEFAULT_DIR)]
+    support_dir: PathBuf,
     /// Wait after a failed delivery, e.g. 30s; it doubles per failure up to an hour.
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
     mail_retry: Duration,
@@ -386,6 +392,7 @@ fn settings(
         firewall: None,
         sshd: None,
         time_sync: None,
+        support: None,
     };
     s.config_digest = s.shared_digest();
     Ok((s, None))
@@ -554,6 +561,13 @@ fn main() -> ExitCode {
                     .collect(),
                 chronyc: cli.chronyc.clone(),
                 socket: cli.chrony_socket.clone(),
+            });
+        }
+        if let Some(cfg) = &cfg {
+            s.support = Some(tandem_runtime::support::Setup {
+                ssh: cli.support_ssh.clone(),
+                dir: cli.support_dir.clone(),
+                initial: Box::new(cfg.clone()),
             });
         }
         if let Some(dir) = &cli.sshd_dir {

@@ -123,6 +123,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MailCmd,
     },
+    /// Remote support: a tunnel from this node to the configured support server
+    /// (`[support]`), through which the support engineer reaches this node's SSH server.
+    Support {
+        #[command(subcommand)]
+        cmd: SupportCmd,
+    },
     /// A split brain of the replicated data: both sides (role, DRBD's state and
     /// generation identifiers, data out of sync, last write); `resolve` runs DRBD's own
     /// resolution for this node.
@@ -520,6 +526,57 @@ enum MailCmd {
     Test,
     /// What waits in this node's outbox: how many, since when, the last error.
     Outbox,
+}
+
+#[derive(Subcommand, Debug)]
+enum SupportCmd {
+    /// Switch the tunnel on; it closes by itself after `--hours` (default and limit:
+    /// `support.max-hours`). Switched on again, the time starts anew.
+    On {
+        /// For how many hours.
+        #[arg(long)]
+        hours: Option<u32>,
+    },
+    /// Switch the tunnel off.
+    Off,
+    /// Whether the tunnel is on, since when and by whom, and the support server's port
+    /// that leads to this node.
+    Status,
+}
+
+/// Prints the tunnel as `tandem support status` shows it.
+fn print_support(v: &tandem_api::SupportView) {
+    let t = |s: Option<u64>| s.map(tandem_config::archive::rfc3339).unwrap_or_default();
+    println!(
+        "server:     {}",
+        v.server.as_deref().unwrap_or("none configured")
+    );
+    if let Some(why) = &v.unavailable {
+        println!("unavailable: {why}");
+    }
+    if !v.on {
+        println!("tunnel:     off");
+    } else {
+        println!(
+            "tunnel:     on since {} by {}, closes by itself at {}",
+            t(v.since),
+            v.by.as_deref().unwrap_or("?"),
+            t(v.until)
+        );
+        match (v.port, v.retry_at) {
+            (Some(p), _) => println!(
+                "connection: up; port {p} of the support server leads to this node's SSH server"
+            ),
+            (None, Some(r)) => println!("connection: down; next attempt at {}", t(Some(r))),
+            (None, None) => println!("connection: being made"),
+        }
+    }
+    if let Some(e) = &v.last_error {
+        println!("last error: {e}");
+    }
+    if let Some(k) = &v.client_key {
+        println!("node's key: {k}");
+    }
 }
 
 /// Prints the outbox as `tandem mail outbox` shows it.
@@ -1369,6 +1426,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("clusterd sent no outbox");
             };
             print_outbox(&v);
+        }
+        Cmd::Support { cmd } => {
+            let request = match cmd {
+                SupportCmd::On { hours } => Request::SupportOn { hours },
+                SupportCmd::Off => Request::SupportOff,
+                SupportCmd::Status => Request::SupportStatus,
+            };
+            let Reply::Support(v) = expect(client.call(&request)?)? else {
+                bail!("clusterd sent no support view");
+            };
+            print_support(&v);
         }
         Cmd::Switchover => match client.call(&Request::Switchover)? {
             Reply::Refused(r) => bail!("{r}"),

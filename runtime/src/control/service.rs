@@ -68,6 +68,8 @@ pub struct ClusterLink {
     /// The e-mail side: the outbox's state and the test message (reads a few small
     /// files or sends on a channel; never waits for a delivery).
     pub mail: Arc<dyn Fn(crate::mail::MailCall) -> Reply + Send + Sync>,
+    /// The remote-support tunnel.
+    pub support: crate::support::Handle,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -507,6 +509,21 @@ impl Service {
                 }
                 None => refused(Refusal::RecoveryMode(request.name())),
             },
+            Request::SupportOn { .. } | Request::SupportOff | Request::SupportStatus => {
+                let Some(c) = &self.cluster else {
+                    return refused(Refusal::RecoveryMode(request.name()));
+                };
+                let by = match &who {
+                    Who::Session(_) => "admin (web console)".to_owned(),
+                    _ => "root (on the node)".to_owned(),
+                };
+                let call = match request {
+                    Request::SupportOn { hours } => crate::support::Call::On { hours, by },
+                    Request::SupportOff => crate::support::Call::Off { by },
+                    _ => crate::support::Call::Status,
+                };
+                one(c.support.call(call).await)
+            }
             Request::UpdateStatus => {
                 self.admin_reply(|a| Ok(Reply::Update(Box::new(a.update.view()))))
                     .await
@@ -888,6 +905,7 @@ mod tests {
             mail: Arc::new(|call| {
                 Reply::Refused(Refusal::Failed(format!("{call:?} not simulated")))
             }),
+            support: crate::support::Handle::none(),
         }
     }
 

@@ -166,12 +166,12 @@ pub(super) fn reload_config(
     // Addresses and ports take effect when the node starts again (as the network
     // does); who may reach the node at once.
     if let Some(fw) = firewall
-        && changes.sections.contains(&"access")
+        && (changes.sections.contains(&"access") || changes.sections.contains(&"support"))
     {
         put_firewall_in_effect(fw, &fw.effective(&cfg), hub);
     }
     if let Some(ssh) = sshd
-        && changes.sections.contains(&"access")
+        && (changes.sections.contains(&"access") || changes.sections.contains(&"support"))
     {
         // sshd listens where the node is now: the addresses clusterd started with.
         let effective = firewall.map_or_else(|| cfg.clone(), |fw| fw.effective(&cfg));

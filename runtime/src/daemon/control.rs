@@ -31,6 +31,7 @@ pub(super) fn serve(
     tx: mpsc::Sender<In>,
     hub: &Arc<EventHub>,
     hw_snapshot: &Arc<Mutex<HwJson>>,
+    support: crate::support::Handle,
     admin: Admin,
 ) -> anyhow::Result<Arc<Service>> {
     let mail_hub = Arc::clone(hub);
@@ -40,6 +41,7 @@ pub(super) fn serve(
         events: Arc::clone(&hub.feed),
         hw: Arc::clone(hw_snapshot),
         mail: Arc::new(move |call| mail_hub.mail_call(call)),
+        support,
     };
     let service = Arc::new(Service::new(admin, Some(link)));
     tokio::spawn(crate::control::serve(listener, Arc::clone(&service)));

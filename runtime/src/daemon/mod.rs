@@ -43,6 +43,7 @@ mod leave;
 mod replica;
 mod serial;
 mod status;
+mod support;
 mod timesync;
 mod udp;
 mod update;
@@ -130,6 +131,7 @@ pub async fn run(
     let (hw_snapshot, _hw_poller) = hub::start_hw(&hw, &hub)?;
     let replication_line = replica::watch(settings.replication.clone(), tx.clone(), &hub);
     let clock_line = timesync::watch(settings.time_sync.clone(), &hub);
+    let support = support::start(settings.support.clone(), sync.clone(), &hub);
     let udp = udp::start(&settings, &inputs).await?;
     let serial_tx = match &settings.serial {
         Some(s) => Some(serial::start(
@@ -153,6 +155,7 @@ pub async fn run(
         tx.clone(),
         &hub,
         &hw_snapshot,
+        support,
         admin,
     )?;
     let running_cfg = config::start(&settings, sync.as_ref(), &tx, &hub).await?;
