@@ -301,6 +301,17 @@ mod tests {
     }
 
     #[test]
+    fn remote_support_on_and_off_is_mailed() {
+        let mut a = Alerts::new(NodeId::Node1);
+        let support = |old: &str, new: &str| Alert::Support {
+            old: old.into(),
+            new: new.into(),
+        };
+        let got = subjects(&mut a, &[support("off", "on"), support("on", "off")]);
+        assert_eq!(got, ["support: off -> on", "support: on -> off"]);
+    }
+
+    #[test]
     fn start_up_is_quiet_and_failover_names_settled_roles() {
         let mut a = Alerts::new(NodeId::Node2);
         let got = subjects(

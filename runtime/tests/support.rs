@@ -297,6 +297,20 @@ fn the_support_engineer_reaches_the_nodes_shell_only_while_the_tunnel_is_on() {
     wait_until("the port closed", Duration::from_secs(10), || {
         !login(port).status.success()
     });
+    // The CLI asks the same of clusterd.
+    let cli = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--control")
+        .arg(&rig.nodes[0].control)
+        .args(["support", "status"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success()
+            && shown.contains("tunnel:     off")
+            && shown.contains(&format!("server:     root@{PING_NODE}:{SUPPORT_PORT}")),
+        "{cli:?}"
+    );
     let again = c.call(&Request::SupportOff).unwrap();
     assert!(
         format!("{:?}", again.refusal()).contains("off already"),
