@@ -64,6 +64,8 @@ pub enum Reply {
     TemplatesBackedUp(BackupView),
     /// VE 101's root password is set.
     Ve101PasswordSet,
+    /// The password inside the VE is set.
+    VePasswordSet,
     /// The VE backup or restore started in the background.
     VeJobStarted,
     /// The VE backup or restore running, or the last one.

@@ -118,6 +118,17 @@ pub enum Request {
         /// Typed again.
         confirm: Secret,
     },
+    /// Set the password of `user` inside VE `id` on the active node.
+    VePassword {
+        /// The VE.
+        id: u32,
+        /// The user inside the VE.
+        user: String,
+        /// The new password.
+        new: Secret,
+        /// Typed again.
+        confirm: Secret,
+    },
     /// Change settings on both nodes (or on this one only, the other being down),
     /// starting from configuration `revision` (the one the page showed).
     ChangeSettings {

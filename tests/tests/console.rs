@@ -2100,6 +2100,138 @@ async fn ve101_root_password_is_set_inside_the_ve_on_the_node_with_the_data_area
     assert_eq!(calls(&passive.dir), "");
 }
 
+#[tokio::test]
+async fn a_ves_settings_and_passwords_change_from_the_ves_page_and_bad_input_changes_nothing() {
+    let body = "if [ \"$1 $2\" = 've passwd' ]; then read pw; echo \"stdin: $pw\" >> \"$(dirname \"$0\")/calls.log\"; fi";
+    let rig = ve_rig("veedit", config_with_ve101(), true, body);
+    let r = &rig.r;
+    let (cookie, csrf) = session(r, ADMIN_PASSWORD, "/home").await;
+    std::fs::create_dir_all(rig.dir.join("ves")).unwrap();
+    let file = rig.dir.join("ves/ve-102.conf");
+    std::fs::write(
+        &file,
+        "HOSTNAME=\"app\"\nIP_ADDRESS=\"192.0.2.60\"\nONBOOT=\"yes\"\n",
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&file).unwrap();
+    let page = get(r, "/ves", &cookie).await;
+    assert!(
+        page.body.contains("id=\"ve-edit-102\"") && page.body.contains("id=\"ve-password-102\""),
+        "{}",
+        page.body
+    );
+
+    // No token: nothing.
+    let res = post(r, "/ves/edit", &cookie, "id=102&hostname=web2").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // A bad address: refused with the parameter named, the file as it was.
+    let res = post(
+        r,
+        "/ves/edit",
+        &cookie,
+        &format!("csrf={csrf}&id=102&hostname=web2&ip=192.0.2.999"),
+    )
+    .await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("IP_ADDRESS"), "{}", res.body);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    // Nothing typed: nothing to change.
+    let res = post(r, "/ves/edit", &cookie, &format!("csrf={csrf}&id=102")).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.body.contains("nothing to change"), "{}", res.body);
+    // A good change: saved, the other lines kept.
+    let res = post(
+        r,
+        "/ves/edit",
+        &cookie,
+        &format!("csrf={csrf}&id=102&hostname=web2&ip=192.0.2.61+192.0.2.62&onboot=no&memory=512M"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.contains("The settings of VE 102 are saved"),
+        "{}",
+        res.body
+    );
+    let now = std::fs::read_to_string(&file).unwrap();
+    for want in [
+        "HOSTNAME=\"web2\"",
+        "IP_ADDRESS=\"192.0.2.61 192.0.2.62\"",
+        "ONBOOT=\"no\"",
+        "PHYSPAGES=\"512M\"",
+    ] {
+        assert!(now.contains(want), "{want} missing:\n{now}");
+    }
+    // A VE that does not exist.
+    let res = post(
+        r,
+        "/ves/edit",
+        &cookie,
+        &format!("csrf={csrf}&id=999&hostname=x"),
+    )
+    .await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("999"), "{}", res.body);
+
+    // Start, stop: this clusterd watches no VEs (no data area of its own), which the
+    // page says; a bad action or number is refused.
+    let res = post(
+        r,
+        "/ves/action",
+        &cookie,
+        &format!("csrf={csrf}&id=102&action=start"),
+    )
+    .await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("runs no VEs"), "{}", res.body);
+    let res = post(
+        r,
+        "/ves/action",
+        &cookie,
+        &format!("csrf={csrf}&id=x&action=start"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.body.contains("is not a VE number"), "{}", res.body);
+    let res = post(
+        r,
+        "/ves/action",
+        &cookie,
+        &format!("csrf={csrf}&id=102&action=explode"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+
+    // A password inside VE 102: the entries must match; then on standard input.
+    let res = post(
+        r,
+        "/ves/password",
+        &cookie,
+        &format!("csrf={csrf}&id=102&user=www&new=ve+secret+1&confirm=ve+secret+2"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert_eq!(calls(&rig.dir), "");
+    let res = post(
+        r,
+        "/ves/password",
+        &cookie,
+        &format!("csrf={csrf}&id=102&user=www&new=ve+secret+1&confirm=ve+secret+1"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body
+            .contains("The password of www inside VE 102 is set."),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        calls(&rig.dir),
+        "ve passwd 102 --user www\nstdin: ve secret 1\n"
+    );
+}
+
 #[test]
 fn a_member_console_serves_the_clusters_own_certificate() {
     // `tandem node-up` writes the archive's pair where init points the console.

@@ -15,6 +15,7 @@ mod settings;
 mod status;
 mod support;
 mod updates;
+mod ve_edit;
 mod ves;
 
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         )
         .route("/ves", get(ves::ves))
         .route("/ves/install", post(ves::install_ve101))
+        .route("/ves/action", post(ve_edit::ve_action))
+        .route("/ves/edit", post(ve_edit::ve_edit))
+        .route("/ves/password", post(ve_edit::ve_password))
         .route(
             "/notification",
             get(settings::notification).post(settings::save_notification),

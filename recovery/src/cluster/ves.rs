@@ -3,6 +3,7 @@
 //! of the committed configuration. The installation runs in clusterd in the background;
 //! its progress page reloads itself (no JavaScript) until it shows how it ended. The
 //! VE backups on the data area are listed with where each was copied off to (R12).
+//! Each VE of this node has its buttons and forms ([`super::ve_edit`]).
 
 use std::sync::Arc;
 
@@ -207,7 +208,7 @@ async fn ve101_html(
 }
 
 /// The VEs page with `message` on top.
-async fn ves_page(
+pub(super) async fn ves_page(
     app: &Arc<App>,
     lang: Lang,
     a: &Visit,
@@ -248,14 +249,14 @@ async fn ves_page(
     };
     let reply = ask_reply(app, a, Request::VeList).await;
     let list = ve_rows_html(lang, &reply);
+    let forms = match &reply {
+        Reply::Ves(rows) => super::ve_edit::ve_forms_html(lang, a.csrf.as_str(), rows),
+        _ => String::new(),
+    };
     let ve101 = ve101_html(app, a, settings.as_ref().ok(), &reply).await;
     let backups = backups_html(lang, &ask_reply(app, a, Request::VeBackups).await);
-    let note = lang.t(
-        "<p class=\"note\">Changing the VEs' network settings is not offered here yet (<code>tandem ve set</code> on the active node).</p>",
-        "<p class=\"note\">Die Netzwerkeinstellungen der VEs zu ändern, wird hier noch nicht angeboten (<code>tandem ve set</code> auf dem aktiven Knoten).</p>",
-    );
     let body = format!(
-        "{message}<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{ve101}{note}<h2>{}</h2>{backups}",
+        "{message}<h2>{}</h2>{configured}{running}<h2>{}</h2>{list}{forms}{ve101}<h2>{}</h2>{backups}",
         lang.t("Configured", "Konfiguriert"),
         lang.t("On this node", "Auf diesem Knoten"),
         lang.t("Backups", "Sicherungen")

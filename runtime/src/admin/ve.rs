@@ -223,6 +223,16 @@ impl VeSite {
     /// on its standard input, never on a command line).
     #[must_use]
     pub fn ve101_password(&self, new: &str, confirm: &str) -> Reply {
+        match self.ve_password(101, "root", new, confirm) {
+            Reply::VePasswordSet => Reply::Ve101PasswordSet,
+            other => other,
+        }
+    }
+
+    /// Sets the password of `user` inside VE `id` as `tandem ve passwd ID --user USER`
+    /// does (the password on its standard input), after checking the two entries.
+    #[must_use]
+    pub fn ve_password(&self, id: u32, user: &str, new: &str, confirm: &str) -> Reply {
         use std::io::Write as _;
         let refused = |p: FieldProblem| Reply::ChangeRefused(ChangeRefusal::Fields(vec![p]));
         if let Err(p) = super::settings::new_password(new, confirm, ("ve_new", "ve_confirm")) {
@@ -237,13 +247,16 @@ impl VeSite {
         if let Err(r) = self.data_area() {
             return Reply::Refused(r);
         }
-        if !self.exists(101) {
-            return Reply::ChangeRefused(ChangeRefusal::NotMade(
-                "VE 101 is not installed (install it on the VEs page first)".to_owned(),
-            ));
+        if !self.exists(id) {
+            return Reply::ChangeRefused(ChangeRefusal::NotMade(if id == 101 {
+                "VE 101 is not installed (install it on the VEs page first)".to_owned()
+            } else {
+                format!("VE {id} does not exist on this node")
+            }));
         }
+        let id_text = id.to_string();
         let child = std::process::Command::new(&self.program)
-            .args(["ve", "passwd", "101", "--user", "root"])
+            .args(["ve", "passwd", &id_text, "--user", user])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -261,7 +274,7 @@ impl VeSite {
             let _ = writeln!(stdin, "{new}");
         }
         match child.wait_with_output() {
-            Ok(o) if o.status.success() => Reply::Ve101PasswordSet,
+            Ok(o) if o.status.success() => Reply::VePasswordSet,
             Ok(o) => Reply::ChangeRefused(ChangeRefusal::NotMade(
                 String::from_utf8_lossy(&o.stderr).trim().to_owned(),
             )),

@@ -414,6 +414,18 @@ impl Service {
                 })
                 .await
             }
+            Request::VePassword {
+                id,
+                user,
+                new,
+                confirm,
+            } => {
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    Ok(a.ve.ve_password(id, &user, new.expose(), confirm.expose()))
+                })
+                .await
+            }
             Request::FenceConfirm { node } => match node.trim().parse::<tandem_config::NodeId>() {
                 Ok(n) => {
                     self.cluster_call(ClusterCall::FenceConfirm(n), "fence-confirm")
