@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    RemoteDir, SshPrivateKey, SshPublicKey, TlsCertificate, TlsPrivateKey, UserName,
+    RemoteDir, SshPrivateKey, SshPublicKey, TimeOfDay, TlsCertificate, TlsPrivateKey, UserName,
 };
 
 /// The schema version this build writes. Older versions are migrated on load
@@ -695,6 +695,21 @@ pub struct BackupConfig {
     /// How many backups of each VE are kept on the target (the older ones are deleted).
     #[serde(default = "default_backup_keep")]
     pub keep: u32,
+    /// When the active node backs up `ves` every day (UTC); none: backups run when
+    /// asked only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<TimeOfDay>,
+    /// The VEs the schedule backs up (none: every VE on the data area).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ves: Vec<u32>,
+    /// How many backups of each scheduled VE stay on the pair's own disk: after a
+    /// scheduled backup the older ones are deleted there (the target keeps `keep`).
+    #[serde(default = "default_backup_keep_local")]
+    pub keep_local: u32,
+}
+
+fn default_backup_keep_local() -> u32 {
+    2
 }
 
 fn default_backup_keep() -> u32 {

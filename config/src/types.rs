@@ -648,6 +648,43 @@ impl FromStr for RemoteDir {
 }
 string_serde!(RemoteDir, "a directory path");
 
+/// A time of day in UTC, `HH:MM` (`"02:30"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimeOfDay(u32);
+
+impl TimeOfDay {
+    /// Seconds after midnight, UTC.
+    #[must_use]
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.0 / 3600, self.0 / 60 % 60)
+    }
+}
+
+impl FromStr for TimeOfDay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a time of day (expected HH:MM in UTC, 00:00 to 23:59)");
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let h: u32 = h.parse().map_err(|_| bad())?;
+        let m: u32 = m.parse().map_err(|_| bad())?;
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay(h * 3600 + m * 60))
+    }
+}
+
+string_serde!(TimeOfDay, "a time of day");
+
 /// The cluster's identity: a random 128-bit id written like a UUID
 /// (`"6f1c2a9e-0b7d-4c1e-9a55-2f0e8d3b7c41"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -536,6 +536,33 @@ impl ApplianceConfig {
                 ),
             );
         }
+        if let Some(b) = &self.backup {
+            if !(1..=100).contains(&b.keep_local) {
+                c.fail(
+                    "backup.keep-local",
+                    format!(
+                        "is {} (expected 1 to 100 backups of each scheduled VE kept on the pair)",
+                        b.keep_local
+                    ),
+                );
+            }
+            for (i, id) in b.ves.iter().enumerate() {
+                if *id == 0 || *id > 999_999 {
+                    c.fail(
+                        &format!("backup.ves[{i}]"),
+                        format!("{id} is not a VE number (expected 1 to 999999)"),
+                    );
+                } else if b.ves[..i].contains(id) {
+                    c.fail(&format!("backup.ves[{i}]"), format!("VE {id} is listed twice"));
+                }
+            }
+            if !b.ves.is_empty() && b.schedule.is_none() {
+                c.fail(
+                    "backup.ves",
+                    "names the VEs of a schedule, but backup.schedule is not set (add e.g. schedule = \"02:30\", or remove ves)",
+                );
+            }
+        }
         if let Some(s) = &self.support
             && !(1..=72).contains(&s.max_hours)
         {
