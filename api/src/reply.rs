@@ -72,6 +72,8 @@ pub enum Reply {
     VeJob(Box<VeJobView>),
     /// The VE backups on the data area.
     VeBackups(Box<VeBackupsView>),
+    /// The backup files deleted from the data area.
+    VeBackupsPruned(Vec<String>),
     /// This node's e-mail outbox.
     Outbox(OutboxView),
     /// The test message is in the outbox (it goes out with the next delivery pass).

@@ -195,6 +195,14 @@ pub enum Request {
     },
     /// The VE backup or restore running, or the last one ([`crate::Reply::VeJob`]).
     VeBackupJob,
+    /// Delete VE `id`'s backups on the data area but the newest `keep`
+    /// ([`crate::Reply::VeBackupsPruned`]); the copies off the pair are left alone.
+    VeBackupsPrune {
+        /// The VE.
+        id: u32,
+        /// How many stay (at least 1).
+        keep: u32,
+    },
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).
     VeBackups,
     /// This node's e-mail outbox: what waits, since when, the last error

@@ -54,6 +54,7 @@ pub use store::{
 pub use types::{
     Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
     HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    RemoteDir, Secret, TimeOfDay, SshPrivateKey, SshPublicKey, TlsCertificate, TlsPrivateKey, UserName,
+    RemoteDir, Secret, SshPrivateKey, SshPublicKey, TimeOfDay, TlsCertificate, TlsPrivateKey,
+    UserName,
 };
 pub use validate::ValidationError;

@@ -549,11 +549,14 @@ impl ApplianceConfig {
             for (i, id) in b.ves.iter().enumerate() {
                 if *id == 0 || *id > 999_999 {
                     c.fail(
-                        &format!("backup.ves[{i}]"),
+                        format!("backup.ves[{i}]"),
                         format!("{id} is not a VE number (expected 1 to 999999)"),
                     );
                 } else if b.ves[..i].contains(id) {
-                    c.fail(&format!("backup.ves[{i}]"), format!("VE {id} is listed twice"));
+                    c.fail(
+                        format!("backup.ves[{i}]"),
+                        format!("VE {id} is listed twice"),
+                    );
                 }
             }
             if !b.ves.is_empty() && b.schedule.is_none() {

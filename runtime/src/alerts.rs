@@ -7,7 +7,7 @@
 //! chain failures (acquire and release), the peer powered off or a fence that failed,
 //! a stale copy, replication state changes, hardware/RAID health changes, VE health
 //! changes (stopped by the operator, crashed, restarted, restart given up), the clock
-//! unsynchronised for long and back, the remote-support tunnel switched on and off, and
+//! unsynchronised for long and back, the remote-support tunnel switched on and off, a failed scheduled VE backup, and
 //! system updates (committed, given up, rolled
 //! back).
 //! Not mailed: what happens at every start (the first time a path or the peer is
@@ -65,6 +65,8 @@ pub enum Alert {
         /// State now.
         new: String,
     },
+    /// A scheduled VE backup failed (a VE not backed up, or not copied off).
+    Backup,
     /// A system update: committed, given up, rolled back (`old` and `new` are the
     /// versions).
     Update {
@@ -148,6 +150,7 @@ impl Alerts {
             Alert::ResourceError => Some(self.event("resources", "", "", text, at)),
             Alert::Update { old, new } => Some(self.event("update", old, new, text, at)),
             Alert::Clock { old, new } => Some(self.event("clock", old, new, text, at)),
+            Alert::Backup => Some(self.event("backup", "scheduled", "failed", text, at)),
             Alert::Support { old, new } => Some(self.event("support", old, new, text, at)),
             Alert::Replication { old: None, .. } => None,
             Alert::Replication {

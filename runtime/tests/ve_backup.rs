@@ -578,6 +578,125 @@ fn the_cli_backs_up_lists_and_restores_through_clusterd() {
     assert!(!a.site.private(912).exists());
 }
 
+#[test]
+fn a_scheduled_run_backs_up_each_ve_once_a_day_and_keeps_keep_local_on_the_pair() {
+    use std::sync::{Arc, Mutex};
+    use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
+    use tandem_runtime::control::{ClusterLink, Service};
+    use tandem_runtime::ve::scheduled::run_once;
+
+    let a = area("sched");
+    make_ve(&a, 920, 1 << 20);
+    make_ve(&a, 921, 1 << 20);
+    let store = a.dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // The copy-off target is a closed port on loopback: every backup is made, and its
+    // copy-off fails, which the run reports as a failure of that VE.
+    let b = tandem_config::schema::BackupConfig {
+        target_host: "127.0.0.1:9".parse().unwrap(),
+        target_user: "tandem".parse().unwrap(),
+        target_path: "/srv".parse().unwrap(),
+        target_host_key:
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPwP89bL4rstUl52F0q3zNJhLPZUidXi9x0aTtyqGya"
+                .parse()
+                .unwrap(),
+        keep: 7,
+        schedule: Some("02:30".parse().unwrap()),
+        ves: vec![920, 921],
+        keep_local: 1,
+    };
+    let (mut cfg, _) =
+        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+    cfg.backup = Some(b.clone());
+    let s = tandem_config::Store::open(&store).unwrap();
+    s.stage(&cfg).unwrap();
+    s.commit().unwrap();
+    let mut admin = Admin::new(
+        store,
+        tandem_config::NodeId::Node1,
+        Engine::Sim {
+            delay: Duration::from_millis(10),
+            fail: false,
+        },
+    );
+    admin.ve = VeSite::at(a.dir.path(), a.site.conf_dir.clone(), "/bin/false".into());
+    admin.ve.data_mount = PathBuf::from("/");
+    let link = ClusterLink {
+        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
+        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
+        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
+            &tandem_runtime::hw::Board::None,
+        ))),
+        mail: Arc::new(|_| tandem_api::Reply::Done),
+        support: tandem_runtime::support::Handle::none(),
+    };
+    let service = Arc::new(Service::new(admin, Some(link)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let files = |id: u32| -> Vec<String> {
+        snapshot::list(&a.site.backup_dir)
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.ve == id)
+            .map(|l| l.name)
+            .collect()
+    };
+
+    // The day's run: both VEs backed up, one after the other.
+    let slot = now() - 10;
+    let first = rt.block_on(run_once(&service, &b, slot));
+    eprintln!("first run: {}", first.text());
+    assert_eq!(
+        first.made.iter().map(|m| m.0).collect::<Vec<_>>(),
+        [920, 921],
+        "{first:?}"
+    );
+    assert!(
+        first.failed.len() == 2
+            && first
+                .failed
+                .iter()
+                .all(|(_, why)| why.contains("not copied off")),
+        "{first:?}"
+    );
+    assert_eq!((files(920).len(), files(921).len()), (1, 1));
+    // Asked again for the same day (clusterd restarted, a switchover): nothing new.
+    let again = rt.block_on(run_once(&service, &b, slot));
+    assert_eq!(
+        (again.made.len(), again.current.as_slice()),
+        (0, &[920, 921][..]),
+        "{again:?}"
+    );
+    // The next day's: new backups, the older ones deleted from the pair (keep-local 1).
+    std::thread::sleep(Duration::from_millis(1100));
+    let old = (files(920), files(921));
+    let next = rt.block_on(run_once(&service, &b, now()));
+    eprintln!("next run: {}", next.text());
+    assert_eq!(next.made.len(), 2, "{next:?}");
+    let mut pruned = next.pruned.clone();
+    pruned.sort();
+    let mut want = [old.0.clone(), old.1.clone()].concat();
+    want.sort();
+    assert_eq!(pruned, want);
+    assert_eq!((files(920).len(), files(921).len()), (1, 1));
+    assert_ne!(files(920), old.0);
+    // A VE that is not there fails alone; the others are made.
+    let mut b2 = b.clone();
+    b2.ves = vec![999, 920];
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = rt.block_on(run_once(&service, &b2, now()));
+    assert!(r.failed.iter().any(|(id, _)| *id == 999), "{r:?}");
+    assert!(r.made.iter().any(|m| m.0 == 920), "{r:?}");
+}
+
 // ---- hostile files ----------------------------------------------------------------
 
 /// A tar member written by hand (no library check in the way).

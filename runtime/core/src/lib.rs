@@ -70,6 +70,7 @@
 //! fact ([`Input::DataGood`]); until it is given, a node never takes over alone.
 #![warn(missing_docs)]
 
+mod backup_schedule;
 mod clock_watch;
 pub mod support;
 mod time;
@@ -79,6 +80,7 @@ pub mod ve_health;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+pub use backup_schedule::BackupSchedule;
 pub use clock_watch::{ClockAlert, ClockWatch};
 pub use support::{SupportAction, SupportTunnel};
 pub use tandem_proto::{

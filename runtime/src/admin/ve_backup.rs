@@ -259,6 +259,42 @@ fn run_backup(
     Ok(report)
 }
 
+/// Deletes VE `id`'s backups in `site` but the newest `keep` (each file with its
+/// copy-off note); the names deleted, oldest first.
+///
+/// # Errors
+/// No data area here, `keep` is 0, or a file cannot be deleted (those before it are).
+pub fn prune(site: &Site, id: u32, keep: u32) -> Result<Vec<String>, Refusal> {
+    if keep == 0 {
+        return Err(Refusal::Failed(
+            "at least one backup of a VE stays (keep 1 or more); nothing was deleted".into(),
+        ));
+    }
+    site.check_mounted().map_err(|_| Refusal::NoDataArea)?;
+    let files = snapshot::list(&site.backup_dir)
+        .map_err(|e| Refusal::Failed(format!("reading {}: {e}", site.backup_dir.display())))?;
+    let mine: Vec<_> = files.into_iter().filter(|l| l.ve == id).collect();
+    let excess = mine.len().saturating_sub(keep as usize);
+    let mut deleted = Vec::new();
+    for l in mine.into_iter().take(excess) {
+        let path = site.backup_dir.join(&l.name);
+        std::fs::remove_file(&path).map_err(|e| {
+            Refusal::Failed(format!(
+                "deleting {}: {e}; deleted before it: {}",
+                path.display(),
+                if deleted.is_empty() {
+                    "none".to_owned()
+                } else {
+                    deleted.join(", ")
+                }
+            ))
+        })?;
+        let _ = std::fs::remove_file(snapshot::copied_marker(&site.backup_dir, &l.name));
+        deleted.push(l.name);
+    }
+    Ok(deleted)
+}
+
 /// The backups of `site` with their copy-off state.
 ///
 /// # Errors

@@ -504,6 +504,14 @@ impl Service {
                 .await
             }
             Request::VeBackupJob => one(Reply::VeJob(Box::new(self.admin.ve_backup.view()))),
+            Request::VeBackupsPrune { id, keep } => {
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    ve_backup::prune(&ve_backup::site_of(&a.ve), id, keep)
+                        .map(Reply::VeBackupsPruned)
+                })
+                .await
+            }
             Request::MailOutbox | Request::MailTest => match &self.cluster {
                 Some(c) => {
                     let call = if matches!(request, Request::MailTest) {

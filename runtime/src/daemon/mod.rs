@@ -32,6 +32,7 @@
 //! The loop itself never sends on any of these queues, so a full one cannot stall it.
 
 mod act;
+mod backup_schedule;
 mod clock;
 mod config;
 mod control;
@@ -159,6 +160,12 @@ pub async fn run(
         admin,
     )?;
     let running_cfg = config::start(&settings, sync.as_ref(), &tx, &hub).await?;
+    backup_schedule::start(
+        sync.clone(),
+        Arc::clone(&service),
+        tx.clone(),
+        Arc::clone(&hub),
+    );
     tokio::spawn(inputs::report_drops(inputs.clone(), Arc::clone(&hub)));
 
     let mut shell = Shell {

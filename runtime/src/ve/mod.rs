@@ -15,6 +15,7 @@ pub mod manager;
 pub mod net;
 pub mod oci;
 pub mod restore;
+pub mod scheduled;
 pub mod seccomp;
 pub mod snapshot;
 
