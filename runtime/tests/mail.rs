@@ -469,10 +469,17 @@ fn without_a_relay_failover_mails_reach_the_recipients_mx_once_and_in_order() {
             .iter()
             .any(|s| s.starts_with("[tandem node2] test: test message from "))
     });
-    let tandem_api::Reply::Outbox(v) = client.call(&tandem_api::Request::MailOutbox).unwrap()
-    else {
-        panic!("no outbox view");
-    };
+    // The server stores the message before the node hears its answer and deletes the
+    // message from its outbox: wait for that.
+    let mut v = tandem_api::OutboxView::default();
+    wait_until("the outbox empty", Duration::from_secs(10), || {
+        let tandem_api::Reply::Outbox(o) = client.call(&tandem_api::Request::MailOutbox).unwrap()
+        else {
+            panic!("no outbox view");
+        };
+        v = o;
+        v.queued == 0
+    });
     assert!(v.recipients && v.relay.is_none(), "{v:?}");
     assert_eq!((v.queued, v.oldest_queued), (0, None), "{v:?}");
     let cli = |args: &[&str]| {
