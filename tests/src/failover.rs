@@ -155,6 +155,7 @@ pub fn pair_scenario(name: &str, proves: &str, f: fn(&mut Ctx<'_>)) -> Scenario 
         // Every acknowledged write is there, on whichever node serves now.
         let (acked, lost, gap) = client.finish(&pair.lan);
         vzlist_shows_the_ve(&pair);
+        packet_filter_in_effect(&pair);
         run.figure("writes acknowledged", acked as f64, "count");
         run.downtime_s = Some(gap);
         run.writes_lost = Some(lost);
@@ -185,6 +186,22 @@ fn vzlist_shows_the_ve(pair: &Pair) {
         "`vzlist -a` on node{}: {out}",
         serving + 1
     );
+}
+
+/// Both nodes run with the packet filter clusterd loaded (nft's `inet tandem` table,
+/// input dropped unless allowed): everything the scenario did went through it.
+fn packet_filter_in_effect(pair: &Pair) {
+    for n in 0..2 {
+        if pair.role(n).is_none() {
+            continue;
+        }
+        let (ok, out) = pair.ssh(n, "nft list table inet tandem");
+        assert!(
+            ok && out.contains("policy drop;") && out.contains("set admin"),
+            "node{}'s packet filter is not in effect: {out}",
+            n + 1
+        );
+    }
 }
 
 /// Both nodes' Status pages say that their clock is synchronised to the LAN's
