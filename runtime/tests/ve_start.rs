@@ -1,0 +1,175 @@
+//! The VEs of a takeover started with the real crun, as the chain's last step starts
+//! them on a node: a small VE on the crossover network and a web VE on the LAN, each
+//! with its routed network in a network namespace of the test's own, watched by the
+//! supervisor. Each round takes the time until the step is done and until both VEs
+//! answer HTTP on port 80, and the crun commands the step ran; the last line gives
+//! the medians (`TANDEM_VE_START_ROUNDS` sets the rounds, 1 by default):
+//!
+//! ```text
+//! TANDEM_VE_START_ROUNDS=9 cargo test -p tandem-runtime --test ve_start -- --nocapture
+//! ```
+//!
+//! VEs that cannot start are each reported by their number, and the step leaves none
+//! of its VEs running.
+//!
+//! Runs as root (crun). Needs Debian packages crun, busybox-static and iproute2.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crun_rig;
+mod rig;
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crun_rig::CrunRig;
+use tandem_core::ve_health::RestartPolicy;
+use tandem_runtime::resources::Resource as _;
+use tandem_runtime::ve::health::VeSupervisor;
+use tandem_runtime::ve::manager::OnbootVes;
+
+const SMALL: (u32, Ipv4Addr) = (1, Ipv4Addr::new(192, 168, 255, 11));
+const WEB: (u32, Ipv4Addr) = (101, Ipv4Addr::new(10, 77, 0, 50));
+
+/// A network namespace standing in for the node: the LAN uplink `up0` and the
+/// crossover `int0`, each a veth whose other end stays in the namespace.
+struct NodeNs(String);
+
+impl NodeNs {
+    fn new() -> NodeNs {
+        rig::need_tool("ip", "iproute2");
+        let ns = NodeNs(format!("tvs-node-{}", std::process::id()));
+        rig::sh(&["ip", "netns", "add", &ns.0]);
+        for (dev, addr) in [("up0", "10.77.0.1/24"), ("int0", "192.168.255.1/24")] {
+            let peer = format!("{dev}p");
+            rig::sh(&[
+                "ip", "-n", &ns.0, "link", "add", dev, "type", "veth", "peer", "name", &peer,
+            ]);
+            rig::sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", dev]);
+            for d in [dev, peer.as_str()] {
+                rig::sh(&["ip", "-n", &ns.0, "link", "set", d, "up"]);
+            }
+        }
+        rig::sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for NodeNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+fn policy() -> RestartPolicy {
+    RestartPolicy {
+        first_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(60),
+        give_up_after: 1,
+        window: Duration::from_secs(60),
+        check_failures: 3,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether the web server at `addr` answers `GET /` with the built-in template's page.
+fn answers(addr: Ipv4Addr) -> bool {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&SocketAddr::from((addr, 80)), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut text = String::new();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_to_string(&mut text).is_ok()
+        && text.contains("tandem VE")
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn the_ves_of_a_takeover_start_and_answer() {
+    let rounds: usize = std::env::var("TANDEM_VE_START_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let ns = NodeNs::new();
+    let mut rig = CrunRig::new();
+    rig.ves.layout.uplinks = vec![
+        (Ipv4Addr::new(192, 168, 255, 0), 24, "int0".to_owned()),
+        (Ipv4Addr::UNSPECIFIED, 0, "up0".to_owned()),
+    ];
+    for (id, ip) in [SMALL, WEB] {
+        rig.create_at(id, "ONBOOT=\"yes\"\n", &[ip]);
+    }
+    let rig = std::sync::Arc::new(rig);
+    let r = std::sync::Arc::clone(&rig);
+    rig::in_netns(&ns.0, move || {
+        let rig = r;
+        runtime().block_on(async {
+            let sup = VeSupervisor::new(rig.ves.clone(), policy());
+            sup.run(std::sync::Arc::new(|e| eprintln!("event {}: {}", e.kind, e.text)));
+            let mut step = OnbootVes::new(rig.ves.clone(), 1, Duration::from_millis(10))
+                .watched_by(sup.clone());
+            let (mut done, mut answering) = (Vec::new(), Vec::new());
+            // The first round shifts the private areas to the VEs' user IDs, which
+            // a node did when the VEs first ran: not counted.
+            for round in 0..=rounds {
+                rig.take_crun_calls();
+                let t = Instant::now();
+                step.acquire().await.unwrap();
+                let started = t.elapsed();
+                let calls = rig.take_crun_calls();
+                for (id, _) in [SMALL, WEB] {
+                    assert!(rig.ves.is_running(id), "VE {id} does not run");
+                }
+                // Blocking connects, off the loop that watches the VEs.
+                let up = tokio::task::spawn_blocking(move || {
+                    let limit = Instant::now() + Duration::from_secs(10);
+                    let mut waiting = vec![SMALL.1, WEB.1];
+                    while !waiting.is_empty() && Instant::now() < limit {
+                        waiting.retain(|a| !answers(*a));
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    assert!(waiting.is_empty(), "{waiting:?} do not answer");
+                    t.elapsed()
+                })
+                .await
+                .unwrap();
+                println!(
+                    "round {round}: step done in {} ms, both VEs answer after {} ms; {} crun commands: {}",
+                    started.as_millis(),
+                    up.as_millis(),
+                    calls.len(),
+                    calls.join(" ")
+                );
+                if round > 0 {
+                    done.push(started);
+                    answering.push(up);
+                }
+                step.release().await.unwrap();
+            }
+            println!(
+                "median of {rounds}: step done in {} ms, both VEs answer after {} ms",
+                median(&done).as_millis(),
+                median(&answering).as_millis()
+            );
+        });
+    });
+}
