@@ -173,3 +173,39 @@ fn the_ves_of_a_takeover_start_and_answer() {
         });
     });
 }
+
+#[test]
+fn ves_that_cannot_start_are_each_named_and_none_is_left_running() {
+    let rig = CrunRig::new();
+    for id in [71, 72, 73] {
+        rig.create(id, "ONBOOT=\"yes\"\n");
+    }
+    // VE 72 has lost its root filesystem, VE 73 its first program.
+    std::fs::rename(rig.private(72), rig.dir.path().join("elsewhere")).unwrap();
+    std::fs::remove_file(rig.private(73).join("sbin/init")).unwrap();
+    runtime().block_on(async {
+        let sup = VeSupervisor::new(rig.ves.clone(), policy());
+        sup.run(std::sync::Arc::new(|e| {
+            eprintln!("event {}: {}", e.kind, e.text)
+        }));
+        let mut step =
+            OnbootVes::new(rig.ves.clone(), 1, Duration::from_millis(10)).watched_by(sup.clone());
+        let e = step.acquire().await.unwrap_err();
+        let text = tandem_runtime::error_chain(&e);
+        assert!(
+            text.contains("VE 72 did not start: finding the root filesystem"),
+            "{text}"
+        );
+        assert!(text.contains("VE 73 did not start: crun"), "{text}");
+        assert!(!text.contains("VE 71"), "{text}");
+        for id in [71, 72, 73] {
+            assert!(!rig.ves.is_running(id), "VE {id} runs");
+            assert!(
+                !rig.crun(&["state", &format!("ve{id}")]).status.success(),
+                "crun still knows VE {id}"
+            );
+        }
+        let states: Vec<(u32, String)> = sup.views().into_iter().map(|v| (v.id, v.state)).collect();
+        assert_eq!(states, [(71, "stopped".to_owned())]);
+    });
+}
