@@ -1265,8 +1265,10 @@ fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
             "sbin/init",
             // The VE's PID 1: the kernel delivers it only signals it handles,
             // so it ends the web server on TERM itself (a stop takes no grace
-            // period).
-            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\ntrap 'kill $p 2>/dev/null; exit 0' TERM INT\nhttpd -f -p 80 -h /var/www &\np=$!\nwait $p\n",
+            // period), its handler set first so that a stop right after the
+            // start is not lost. The applets' links are made at the first start
+            // only.
+            "#!/bin/busybox sh\ntrap 'kill $p 2>/dev/null; exit 0' TERM INT\n[ -e /bin/httpd ] || /bin/busybox --install -s /bin\nexport PATH=/bin\nhttpd -f -p 80 -h /var/www &\np=$!\nwait $p\n",
             0o755,
         ),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
