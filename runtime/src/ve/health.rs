@@ -293,7 +293,7 @@ impl VeSupervisor {
                     // Whatever is left of the crashed run (its container, its
                     // network) goes first.
                     let _ = me.ves.stop(id, Duration::ZERO).await;
-                    let started = match me.ves.plan_start(id).await {
+                    let started = match me.ves.plan_start(id, None).await {
                         Ok(plan) => me.ves.launch(plan).await,
                         Err(e) => Err(e),
                     };
@@ -405,8 +405,18 @@ impl VeSupervisor {
     /// # Errors
     /// The start failed (the VE is then not watched).
     pub async fn start(&self, id: u32) -> Result<(), VeError> {
+        self.start_known(id, None).await
+    }
+
+    /// [`VeSupervisor::start`] with crun's state of the VE when the caller asked
+    /// crun already (see [`Ves::plan_start`]).
+    pub(crate) async fn start_known(
+        &self,
+        id: u32,
+        known: Option<super::manager::CrunState>,
+    ) -> Result<(), VeError> {
         // A running VE is refused before anything here changes.
-        let plan = self.ves.plan_start(id).await?;
+        let plan = self.ves.plan_start(id, known).await?;
         self.entry(id);
         if let Some(w) = self.lock().ves.get_mut(&id) {
             w.health.start_requested();
@@ -427,11 +437,17 @@ impl VeSupervisor {
 
     /// Watches VE `id`, which runs already (clusterd started again while it ran).
     pub fn adopt(&self, id: u32) {
+        self.adopt_pid(id, None);
+    }
+
+    /// [`VeSupervisor::adopt`] with the pid of the VE's first process when the
+    /// caller knows it.
+    pub(crate) fn adopt_pid(&self, id: u32, pid: Option<u32>) {
         self.entry(id);
         if let Some(w) = self.lock().ves.get_mut(&id) {
             w.health.start_requested();
         }
-        self.started(id, None);
+        self.started(id, pid);
     }
 
     /// Stops VE `id` for `cause`: it is not restarted.

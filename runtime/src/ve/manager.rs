@@ -12,6 +12,7 @@
 //! work when a later step fails: a VE whose network cannot be set up is not left
 //! half-started, a template that cannot be unpacked leaves no private area behind.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -509,18 +510,19 @@ impl Ves {
         parse_state(&out.stdout)
     }
 
-    /// The VEs crun runs, with the pid of each one's first process: one `crun list`
-    /// for all of them.
-    async fn running(&self) -> std::collections::BTreeMap<u32, u32> {
+    /// What crun knows of every VE, as [`Ves::state`] says it of one: one `crun
+    /// list` for all of them; `None` when crun cannot list them.
+    async fn listed(&self) -> Option<BTreeMap<u32, (String, u32)>> {
         let out = tokio::process::Command::new(&self.layout.crun)
             .args(["list", "--format", "json"])
             .stdin(Stdio::null())
             .output()
-            .await;
-        match out {
-            Ok(o) if o.status.success() => parse_list(&o.stdout),
-            _ => std::collections::BTreeMap::new(),
+            .await
+            .ok()?;
+        if !out.status.success() {
+            return None;
         }
+        parse_list(&out.stdout)
     }
 
     /// The pid (in the node's pid namespace) of a running VE's first process.
@@ -568,17 +570,23 @@ impl Ves {
     /// # Errors
     /// The VE is unknown, running, has a bad file or no root, or a step fails.
     pub async fn start(&self, id: u32) -> Result<(), VeError> {
-        let plan = self.plan_start(id).await?;
+        let plan = self.plan_start(id, None).await?;
         self.launch(plan).await.map(drop)
     }
 
     /// The checks of [`Ves::start`] that change nothing: the VE's file, its root
-    /// filesystem, its user IDs, and that crun does not run it (one `crun state`).
+    /// filesystem, its user IDs, and that crun does not run it: `known`, crun's
+    /// state of it when the caller asked already (`Some(None)`: crun does not know
+    /// it), else one `crun state`.
     ///
     /// # Errors
     /// [`VeError::Running`] when it runs; the VE is unknown, has a bad file, no
     /// root or no user ID range.
-    pub(crate) async fn plan_start(&self, id: u32) -> Result<StartPlan, VeError> {
+    pub(crate) async fn plan_start(
+        &self,
+        id: u32,
+        known: Option<CrunState>,
+    ) -> Result<StartPlan, VeError> {
         let ve = self.file(id)?;
         let private = self.layout.private(id);
         if !private.is_dir() {
@@ -589,7 +597,11 @@ impl Ves {
             });
         }
         let id_base = super::idmap::id_base(id).ok_or(VeError::NoIdRange(id))?;
-        let leftover = match self.state_async(id).await {
+        let state = match known {
+            Some(s) => s,
+            None => self.state_async(id).await,
+        };
+        let leftover = match state {
             Some((s, _)) if s == "running" => return Err(VeError::Running(id)),
             Some(_) => true,
             None => false,
@@ -969,12 +981,27 @@ impl OnbootVes {
         self
     }
 
-    /// Each running VE's addresses with the uplink they are announced on.
-    async fn served(&self) -> Result<Vec<(crate::net::LinkInfo, Ipv4Addr)>, VeError> {
+    /// The addresses of the VEs `running` (else of those crun runs) with the uplink
+    /// they are announced on.
+    async fn served(
+        &self,
+        running: Option<&[u32]>,
+    ) -> Result<Vec<(crate::net::LinkInfo, Ipv4Addr)>, VeError> {
         let mut out = Vec::new();
-        let running = self.ves.running().await;
+        let running: Vec<u32> = match running {
+            Some(r) => r.to_vec(),
+            None => self
+                .ves
+                .listed()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, (s, _))| s == "running")
+                .map(|(id, _)| id)
+                .collect(),
+        };
         for id in self.ves.ids()? {
-            if !running.contains_key(&id) {
+            if !running.contains(&id) {
                 continue;
             }
             let f = self.ves.file(id)?;
@@ -993,12 +1020,16 @@ impl OnbootVes {
         Ok(out)
     }
 
-    /// One gratuitous ARP for every served address now, the rest in the background.
-    async fn announce_all(&mut self) -> Result<(), crate::resources::ResourceError> {
+    /// One gratuitous ARP for every address of the VEs `running` (else of those crun
+    /// runs) now, the rest in the background.
+    async fn announce_all(
+        &mut self,
+        running: Option<&[u32]>,
+    ) -> Result<(), crate::resources::ResourceError> {
         if let Some(r) = self.repeats.take() {
             r.cancel().await;
         }
-        let served = self.served().await?;
+        let served = self.served(running).await?;
         let send = move || {
             served
                 .iter()
@@ -1031,26 +1062,33 @@ impl crate::resources::Resource for OnbootVes {
                     onboot.push(id);
                 }
             }
-            // All at once: each VE's crun commands and network set-up overlap the
+            // One crun command tells the state of all (not one per VE), then all
+            // start at once: each VE's crun commands and network set-up overlap the
             // others' instead of waiting for them.
+            let listed = ves.listed().await;
             let mut jobs = tokio::task::JoinSet::new();
             for id in onboot {
                 let (ves, health) = (ves.clone(), health.clone());
-                jobs.spawn(async move { (id, start_onboot(&ves, health.as_ref(), id).await) });
+                let known = listed.as_ref().map(|l| l.get(&id).cloned());
+                jobs.spawn(
+                    async move { (id, start_onboot(&ves, health.as_ref(), id, known).await) },
+                );
             }
             let mut started = Vec::new();
+            let mut running = Vec::new();
             let mut failed = Vec::new();
             let mut broken = None;
             while let Some(done) = jobs.join_next().await {
                 match done {
                     Ok((id, Ok(true))) => started.push(id),
-                    Ok((_, Ok(false))) => {}
+                    Ok((id, Ok(false))) => running.push(id),
                     Ok((id, Err(e))) => failed.push((id, e)),
                     Err(e) => broken = Some(e.to_string()),
                 }
             }
             if failed.is_empty() && broken.is_none() {
-                return self.announce_all().await;
+                running.extend(&started);
+                return self.announce_all(Some(&running)).await;
             }
             started.sort_unstable();
             for id in started.iter().rev() {
@@ -1069,7 +1107,7 @@ impl crate::resources::Resource for OnbootVes {
     fn announce(
         &mut self,
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
-        Box::pin(self.announce_all())
+        Box::pin(self.announce_all(None))
     }
 
     fn release(
@@ -1101,16 +1139,25 @@ async fn start_onboot(
     ves: &Ves,
     health: Option<&super::health::VeSupervisor>,
     id: u32,
+    known: Option<CrunState>,
 ) -> Result<bool, VeError> {
+    let pid = known
+        .clone()
+        .flatten()
+        .map(|(_, pid)| pid)
+        .filter(|p| *p > 0);
     let result = match health {
-        Some(h) => h.start(id).await,
-        None => ves.start(id).await,
+        Some(h) => h.start_known(id, known).await,
+        None => match ves.plan_start(id, known).await {
+            Ok(plan) => ves.launch(plan).await.map(drop),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => Ok(true),
         Err(VeError::Running(_)) => {
             if let Some(h) = health {
-                h.adopt(id);
+                h.adopt_pid(id, pid);
             }
             Ok(false)
         }
@@ -1162,20 +1209,31 @@ fn parse_state(json: &[u8]) -> Option<(String, u32)> {
     Some((status, pid))
 }
 
-/// The running VEs (by number, with their first process's pid) of `crun list
-/// --format json`'s answer; containers that are no VE are left out.
-fn parse_list(json: &[u8]) -> std::collections::BTreeMap<u32, u32> {
+/// A VE's state as crun reports it (status and the pid of its first process), `None`
+/// when crun does not know the VE.
+pub(crate) type CrunState = Option<(String, u32)>;
+
+/// The VEs (by number) of `crun list --format json`'s answer with their status and
+/// first process's pid; containers that are no VE are left out. `None` for an
+/// answer that is no list.
+fn parse_list(json: &[u8]) -> Option<BTreeMap<u32, (String, u32)>> {
     let Ok(serde_json::Value::Array(all)) = serde_json::from_slice(json) else {
-        return std::collections::BTreeMap::new();
+        return None;
     };
-    all.iter()
-        .filter(|c| c.get("status").and_then(serde_json::Value::as_str) == Some("running"))
-        .filter_map(|c| {
-            let id = c.get("id")?.as_str()?.strip_prefix("ve")?.parse().ok()?;
-            let pid = u32::try_from(c.get("pid")?.as_u64()?).ok()?;
-            Some((id, pid))
-        })
-        .collect()
+    Some(
+        all.iter()
+            .filter_map(|c| {
+                let id = c.get("id")?.as_str()?.strip_prefix("ve")?.parse().ok()?;
+                let status = c.get("status")?.as_str()?.to_owned();
+                let pid = c
+                    .get("pid")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0);
+                Some((id, (status, pid)))
+            })
+            .collect(),
+    )
 }
 
 /// A pidfd of process `pid`; `None` when it has ended.
@@ -1488,10 +1546,17 @@ mod tests {
 {"id": "ve7", "pid": 4300, "status": "created", "bundle": "/run/tandem/ve/7", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"},
 {"id": "builder", "pid": 4400, "status": "running", "bundle": "/tmp/b", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"}
 ]"#;
-        let running = parse_list(json);
-        assert_eq!(running.into_iter().collect::<Vec<_>>(), [(101, 4242)]);
-        assert!(parse_list(b"[\n\n]").is_empty());
-        assert!(parse_list(b"no json").is_empty());
+        let listed = parse_list(json).expect("a list");
+        assert_eq!(
+            listed.into_iter().collect::<Vec<_>>(),
+            [
+                (1, ("stopped".to_owned(), 0)),
+                (7, ("created".to_owned(), 4300)),
+                (101, ("running".to_owned(), 4242))
+            ]
+        );
+        assert_eq!(parse_list(b"[\n\n]"), Some(BTreeMap::new()));
+        assert_eq!(parse_list(b"no json"), None);
         assert_eq!(
             parse_state(br#"{"ociVersion": "1.0.0", "id": "ve1", "pid": 77, "status": "running"}"#),
             Some(("running".to_owned(), 77))
