@@ -33,35 +33,57 @@ use tandem_runtime::ve::manager::OnbootVes;
 const SMALL: (u32, Ipv4Addr) = (1, Ipv4Addr::new(192, 168, 255, 11));
 const WEB: (u32, Ipv4Addr) = (101, Ipv4Addr::new(10, 77, 0, 50));
 
-/// A network namespace standing in for the node: the LAN uplink `up0` and the
-/// crossover `int0`, each a veth whose other end stays in the namespace.
-struct NodeNs(String);
+/// Network namespaces standing in for the node and its LAN: the node's uplink `up0`
+/// reaches a LAN client at 10.77.0.9 (a namespace of its own); its crossover `int0`
+/// is a veth whose other end stays in the node's namespace.
+struct NodeNs {
+    node: String,
+    lan: String,
+}
 
 impl NodeNs {
     fn new() -> NodeNs {
         rig::need_tool("ip", "iproute2");
-        let ns = NodeNs(format!("tvs-node-{}", std::process::id()));
-        rig::sh(&["ip", "netns", "add", &ns.0]);
-        for (dev, addr) in [("up0", "10.77.0.1/24"), ("int0", "192.168.255.1/24")] {
-            let peer = format!("{dev}p");
-            rig::sh(&[
-                "ip", "-n", &ns.0, "link", "add", dev, "type", "veth", "peer", "name", &peer,
-            ]);
-            rig::sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", dev]);
-            for d in [dev, peer.as_str()] {
-                rig::sh(&["ip", "-n", &ns.0, "link", "set", d, "up"]);
-            }
+        let ns = NodeNs {
+            node: format!("tvs-node-{}", std::process::id()),
+            lan: format!("tvs-lan-{}", std::process::id()),
+        };
+        let (node, lan) = (ns.node.as_str(), ns.lan.as_str());
+        rig::sh(&["ip", "netns", "add", node]);
+        rig::sh(&["ip", "netns", "add", lan]);
+        rig::sh(&[
+            "ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "lan0",
+            "netns", lan,
+        ]);
+        rig::sh(&[
+            "ip", "-n", node, "link", "add", "int0", "type", "veth", "peer", "name", "int0p",
+        ]);
+        for (ns, dev, addr) in [
+            (node, "up0", "10.77.0.1/24"),
+            (node, "int0", "192.168.255.1/24"),
+            (lan, "lan0", "10.77.0.9/24"),
+        ] {
+            rig::sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
         }
-        rig::sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+        for (ns, dev) in [
+            (node, "up0"),
+            (node, "int0"),
+            (node, "int0p"),
+            (node, "lo"),
+            (lan, "lan0"),
+            (lan, "lo"),
+        ] {
+            rig::sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
         ns
     }
 }
 
 impl Drop for NodeNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
+        for ns in [&self.node, &self.lan] {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+        }
     }
 }
 
@@ -120,17 +142,20 @@ fn the_ves_of_a_takeover_start_and_answer() {
     }
     let rig = std::sync::Arc::new(rig);
     let r = std::sync::Arc::clone(&rig);
-    rig::in_netns(&ns.0, move || {
+    let lan = ns.lan.clone();
+    rig::in_netns(&ns.node, move || {
         let rig = r;
         runtime().block_on(async {
             let sup = VeSupervisor::new(rig.ves.clone(), policy());
             sup.run(std::sync::Arc::new(|e| eprintln!("event {}: {}", e.kind, e.text)));
             let mut step = OnbootVes::new(rig.ves.clone(), 1, Duration::from_millis(10))
                 .watched_by(sup.clone());
-            let (mut done, mut answering) = (Vec::new(), Vec::new());
+            let (mut done, mut answering, mut from_lan) = (Vec::new(), Vec::new(), Vec::new());
             // The first round shifts the private areas to the VEs' user IDs, which
             // a node did when the VEs first ran: not counted.
             for round in 0..=rounds {
+                // A LAN client that does not know the web VE's address yet.
+                rig::sh(&["ip", "-n", &lan, "neigh", "flush", "all"]);
                 rig.take_crun_calls();
                 let t = Instant::now();
                 step.acquire().await.unwrap();
@@ -140,7 +165,8 @@ fn the_ves_of_a_takeover_start_and_answer() {
                     assert!(rig.ves.is_running(id), "VE {id} does not run");
                 }
                 // Blocking connects, off the loop that watches the VEs.
-                let up = tokio::task::spawn_blocking(move || {
+                let lan_ns = lan.clone();
+                let (up, lan_up) = tokio::task::spawn_blocking(move || {
                     let limit = Instant::now() + Duration::from_secs(10);
                     let mut waiting = vec![SMALL.1, WEB.1];
                     while !waiting.is_empty() && Instant::now() < limit {
@@ -148,14 +174,23 @@ fn the_ves_of_a_takeover_start_and_answer() {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     assert!(waiting.is_empty(), "{waiting:?} do not answer");
-                    t.elapsed()
+                    let up = t.elapsed();
+                    let lan_up = rig::in_netns(&lan_ns, move || {
+                        while !answers(WEB.1) {
+                            assert!(Instant::now() < limit, "the LAN does not reach the web VE");
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        t.elapsed()
+                    });
+                    (up, lan_up)
                 })
                 .await
                 .unwrap();
                 println!(
-                    "round {round}: step done in {} ms, both VEs answer after {} ms; {} crun commands: {}",
+                    "round {round}: step done in {} ms, both VEs answer the node after {} ms, the web VE the LAN after {} ms; {} crun commands: {}",
                     started.as_millis(),
                     up.as_millis(),
+                    lan_up.as_millis(),
                     calls.len(),
                     calls.join(" ")
                 );
@@ -164,6 +199,7 @@ fn the_ves_of_a_takeover_start_and_answer() {
                 if round > 0 {
                     done.push(started);
                     answering.push(up);
+                    from_lan.push(lan_up);
                 } else {
                     // VEs running already (clusterd started again) are watched, not
                     // started again: one crun list says so.
@@ -178,9 +214,10 @@ fn the_ves_of_a_takeover_start_and_answer() {
                 step.release().await.unwrap();
             }
             println!(
-                "median of {rounds}: step done in {} ms, both VEs answer after {} ms",
+                "median of {rounds}: step done in {} ms, both VEs answer the node after {} ms, the web VE the LAN after {} ms",
                 median(&done).as_millis(),
-                median(&answering).as_millis()
+                median(&answering).as_millis(),
+                median(&from_lan).as_millis()
             );
         });
     });
