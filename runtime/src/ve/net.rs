@@ -4,7 +4,8 @@
 //! (made there as `eth0` by the kernel, no device moves between namespaces);
 //! the node keeps the host end `ve<ID>h` without an address, routes the VE's address
 //! to it, answers ARP for it on the uplink (a proxy neighbour entry: the address
-//! appears on the LAN with the node's MAC) and announces it with gratuitous ARP. The
+//! appears on the LAN with the node's MAC; answered at once, `proxy_delay` 0, as
+//! the VE's own ARP on the host end) and announces it with gratuitous ARP. The
 //! node keeps reaching the VE, the VE reaches the LAN through the node, and on
 //! takeover the address moves with the VE like a service address.
 
@@ -163,15 +164,24 @@ pub async fn attach(
         .map_err(req("add veth"))
         .map_err(nl("creating the veth pair into the VE"))?;
     let host_index = require_index(&h, &host, id, "looking up the host end").await?;
-    let sysctl = |path: String| {
-        std::fs::write(&path, "1").map_err(|source| VeNetError::Io {
+    let sysctl = |path: String, value: &str| {
+        std::fs::write(&path, value).map_err(|source| VeNetError::Io {
             id,
-            what: format!("setting {path}"),
+            what: format!("setting {path} to {value}"),
             source,
         })
     };
-    sysctl(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"))?;
-    sysctl("/proc/sys/net/ipv4/ip_forward".to_owned())?;
+    sysctl(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")?;
+    // Proxy ARP answers at once: the kernel's default holds each answer back up to
+    // 0.8 s (proxy_delay) for a real owner of the address to answer first, and
+    // there is none. Here the answers to the VE, whose first packet to anyone
+    // after its start waits for one; on the uplink those to the LAN.
+    sysctl(format!("/proc/sys/net/ipv4/neigh/{host}/proxy_delay"), "0")?;
+    sysctl(
+        format!("/proc/sys/net/ipv4/neigh/{uplink}/proxy_delay"),
+        "0",
+    )?;
+    sysctl("/proc/sys/net/ipv4/ip_forward".to_owned(), "1")?;
     let up = net::link_info(uplink)
         .await
         .map_err(nl("looking up the uplink"))?;
