@@ -400,6 +400,7 @@ impl Ves {
             let _ = std::fs::remove_dir_all(&private);
             return Err(e);
         }
+        super::idmap::shift_ahead(&self.layout.private_dir, id);
         Ok(())
     }
 
@@ -1403,6 +1404,14 @@ mod tests {
         assert_eq!(f.ip_addresses, ip);
         assert_eq!(f.numproc.limit, Some(64));
         assert!(d.join("private/101/var/www/cgi-bin/append").is_file());
+        if rustix::process::geteuid().is_root() {
+            // Given the VE's user IDs now, not at its first start.
+            use std::os::unix::fs::MetadataExt as _;
+            let base = super::super::idmap::id_base(101).expect("a range");
+            let m = std::fs::symlink_metadata(d.join("private/101/bin/sh")).expect("stat");
+            assert_eq!((m.uid(), m.gid()), (base, base));
+            assert!(super::super::idmap::marker(&d.join("private"), 101).is_file());
+        }
 
         ves.set(101, &[("HOSTNAME".into(), "shop".into())])
             .expect("set");
