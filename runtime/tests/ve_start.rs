@@ -2,7 +2,8 @@
 //! them on a node: a small VE on the crossover network and a web VE on the LAN, each
 //! with its routed network in a network namespace of the test's own, watched by the
 //! supervisor. Each round takes the time until the step is done and until both VEs
-//! answer HTTP on port 80, and the crun commands the step ran; the last line gives
+//! answer HTTP on port 80 (from the node, and the web VE from a LAN client), the
+//! time the release takes, and the crun commands each ran; the last line gives
 //! the medians (`TANDEM_VE_START_ROUNDS` sets the rounds, 1 by default):
 //!
 //! ```text
@@ -150,7 +151,8 @@ fn the_ves_of_a_takeover_start_and_answer() {
             sup.run(std::sync::Arc::new(|e| eprintln!("event {}: {}", e.kind, e.text)));
             let mut step = OnbootVes::new(rig.ves.clone(), 1, Duration::from_millis(10))
                 .watched_by(sup.clone());
-            let (mut done, mut answering, mut from_lan) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut done, mut answering, mut from_lan, mut released) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             // The first round shifts the private areas to the VEs' user IDs, which
             // a node did when the VEs first ran: not counted.
             for round in 0..=rounds {
@@ -211,13 +213,27 @@ fn the_ves_of_a_takeover_start_and_answer() {
                     }
                     rig.take_crun_calls();
                 }
+                rig.take_crun_calls();
+                let t = Instant::now();
                 step.release().await.unwrap();
+                let gone = t.elapsed();
+                let calls = rig.take_crun_calls();
+                println!(
+                    "round {round}: released in {} ms; {} crun commands: {}",
+                    gone.as_millis(),
+                    calls.len(),
+                    calls.join(" ")
+                );
+                if round > 0 {
+                    released.push(gone);
+                }
             }
             println!(
-                "median of {rounds}: step done in {} ms, both VEs answer the node after {} ms, the web VE the LAN after {} ms",
+                "median of {rounds}: step done in {} ms, both VEs answer the node after {} ms, the web VE the LAN after {} ms; released in {} ms",
                 median(&done).as_millis(),
                 median(&answering).as_millis(),
-                median(&from_lan).as_millis()
+                median(&from_lan).as_millis(),
+                median(&released).as_millis()
             );
         });
     });
