@@ -247,9 +247,22 @@ pub fn send_gratuitous_arp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(
         halen: 6,
         addr,
     });
-    rustix::net::sendto(&fd, &gratuitous_arp(mac, ip), SendFlags::empty(), &dest)
-        .map_err(ArpError::Send)?;
-    Ok(())
+    let sent = rustix::net::sendto(&fd, &gratuitous_arp(mac, ip), SendFlags::empty(), &dest)
+        .map(drop)
+        .map_err(ArpError::Send);
+    close_later(fd);
+    sent
+}
+
+/// Closes a packet socket without waiting for it: the kernel releases a packet
+/// socket only after an RCU grace period (`synchronize_net`), milliseconds on a
+/// host and far more on an emulated node, which the sender of an announcement (a
+/// takeover step, clusterd's loop) need not wait for. Inline when no thread can be
+/// started.
+fn close_later(fd: OwnedFd) {
+    let _ = std::thread::Builder::new()
+        .name("arp-close".to_owned())
+        .spawn(move || drop(fd));
 }
 
 fn icmp_checksum(data: &[u8]) -> u16 {

@@ -17,7 +17,6 @@
 //! once the VE runs), so its exit status is not known: the alert says that it ended.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use tandem_core::ve_health::{
 use tokio::sync::Notify;
 
 use super::conf::HealthCheck;
-use super::manager::{VeError, Ves};
+use super::manager::{VeError, Ves, wait_exit};
 
 /// How long a health check's connection may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -294,12 +293,16 @@ impl VeSupervisor {
                     // Whatever is left of the crashed run (its container, its
                     // network) goes first.
                     let _ = me.ves.stop(id, Duration::ZERO).await;
-                    match me.ves.start(id).await {
+                    let started = match me.ves.plan_start(id, None).await {
+                        Ok(plan) => me.ves.launch(plan).await,
+                        Err(e) => Err(e),
+                    };
+                    match started {
                         // Stopped meanwhile (the operator, a release): not wanted.
-                        Ok(()) if !me.starting(id) => {
+                        Ok(_) if !me.starting(id) => {
                             let _ = me.ves.stop(id, UNHEALTHY_GRACE).await;
                         }
-                        Ok(()) => me.started(id),
+                        Ok(pid) => me.started(id, Some(pid)),
                         Err(e) => me.report(id, VeInput::StartFailed(crate::error_chain(&e))),
                     }
                 });
@@ -339,8 +342,9 @@ impl VeSupervisor {
             .is_some_and(|w| w.health.is_starting())
     }
 
-    /// Watches VE `id` (just started) and reports it started.
-    fn started(&self, id: u32) {
+    /// Watches VE `id` (just started, its first process `pid` when known) and
+    /// reports it started.
+    fn started(&self, id: u32, pid: Option<u32>) {
         let run = {
             let mut inner = self.lock();
             let Some(w) = inner.ves.get_mut(&id) else {
@@ -349,18 +353,16 @@ impl VeSupervisor {
             w.run += 1;
             w.run
         };
-        self.watch(id, run);
+        self.watch(id, run, pid);
         self.report(id, VeInput::Started);
     }
 
-    /// Waits (in a task) for the end of VE `id`'s first process of run `run`.
-    fn watch(&self, id: u32, run: u64) {
+    /// Waits (in a task) for the end of VE `id`'s first process of run `run`: `pid`,
+    /// else the one crun names.
+    fn watch(&self, id: u32, run: u64, pid: Option<u32>) {
         let me = self.clone();
-        let pid = self.ves.init_pid(id);
-        let fd = pid.and_then(|p| {
-            let pid = rustix::process::Pid::from_raw(i32::try_from(p).ok()?)?;
-            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-        });
+        let pid = pid.or_else(|| self.ves.init_pid(id));
+        let fd = pid.and_then(super::manager::pidfd);
         tokio::spawn(async move {
             let how = match (pid, fd) {
                 (Some(p), Some(fd)) => match wait_exit(fd).await {
@@ -403,18 +405,27 @@ impl VeSupervisor {
     /// # Errors
     /// The start failed (the VE is then not watched).
     pub async fn start(&self, id: u32) -> Result<(), VeError> {
-        if self.ves.is_running(id) {
-            return Err(VeError::Running(id));
-        }
+        self.start_known(id, None).await
+    }
+
+    /// [`VeSupervisor::start`] with crun's state of the VE when the caller asked
+    /// crun already (see [`Ves::plan_start`]).
+    pub(crate) async fn start_known(
+        &self,
+        id: u32,
+        known: Option<super::manager::CrunState>,
+    ) -> Result<(), VeError> {
+        // A running VE is refused before anything here changes.
+        let plan = self.ves.plan_start(id, known).await?;
         self.entry(id);
         if let Some(w) = self.lock().ves.get_mut(&id) {
             w.health.start_requested();
             w.run += 1;
         }
         self.wake.notify_one();
-        match self.ves.start(id).await {
-            Ok(()) => {
-                self.started(id);
+        match self.ves.launch(plan).await {
+            Ok(pid) => {
+                self.started(id, Some(pid));
                 Ok(())
             }
             Err(e) => {
@@ -426,11 +437,17 @@ impl VeSupervisor {
 
     /// Watches VE `id`, which runs already (clusterd started again while it ran).
     pub fn adopt(&self, id: u32) {
+        self.adopt_pid(id, None);
+    }
+
+    /// [`VeSupervisor::adopt`] with the pid of the VE's first process when the
+    /// caller knows it.
+    pub(crate) fn adopt_pid(&self, id: u32, pid: Option<u32>) {
         self.entry(id);
         if let Some(w) = self.lock().ves.get_mut(&id) {
             w.health.start_requested();
         }
-        self.started(id);
+        self.started(id, pid);
     }
 
     /// Stops VE `id` for `cause`: it is not restarted.
@@ -481,13 +498,6 @@ impl VeSupervisor {
             })
             .collect()
     }
-}
-
-/// Waits until the process of `fd` has ended.
-async fn wait_exit(fd: OwnedFd) -> std::io::Result<()> {
-    let afd = crate::net::register_readable(fd)?;
-    let _ready = afd.readable().await?;
-    Ok(())
 }
 
 /// `check` against `127.0.0.1` in the network namespace of process `pid`: a TCP

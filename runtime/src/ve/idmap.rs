@@ -6,6 +6,8 @@
 //! [`ensure_owned`] shifts them once (every VE created or restored, and every VE made
 //! before VEs had their own IDs) and records it in a marker beside the private area
 //! (`<ID>.idmap`, holding the base), so that later starts do not walk the tree again.
+//! Creating a VE does it at once ([`shift_ahead`]), not its first start, which may
+//! be a takeover.
 //! The shift maps each ID to the VE's range by its place in a range (0..65535, or a
 //! former base's range): running it again, after a crash half-way or on a restored
 //! tree made for another VE ID, gives the same owners.
@@ -93,6 +95,15 @@ pub fn ensure_owned(private_dir: &Path, id: u32, base: u32) -> std::io::Result<O
     let n = shift_tree(&private_dir.join(id.to_string()), base)?;
     crate::write_atomic(&m, format!("{base}\n").as_bytes(), 0o644)?;
     Ok(Some(n))
+}
+
+/// [`ensure_owned`] for VE `id` right after its private area was made, so that its first start, which may be a takeover, does not walk the
+/// tree. A failure (or a VE without a range) is left to that start, which tries
+/// again and says what failed.
+pub fn shift_ahead(private_dir: &Path, id: u32) {
+    if let Some(base) = id_base(id) {
+        let _ = ensure_owned(private_dir, id, base);
+    }
 }
 
 #[cfg(test)]

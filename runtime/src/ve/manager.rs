@@ -12,10 +12,11 @@
 //! work when a later step fails: a VE whose network cannot be set up is not left
 //! half-started, a template that cannot be unpacked leaves no private area behind.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::conf::{VeFile, VeFileError};
 use super::net::{self as venet, VeNetError};
@@ -207,6 +208,10 @@ pub enum VeError {
         /// crun's last line.
         detail: String,
     },
+    /// VEs that the chain's step started together and that did not start, each
+    /// with its number and why (the others it started were stopped again).
+    #[error("{}", .0.iter().map(|(id, e)| format!("VE {id} did not start: {}", crate::error_chain(e))).collect::<Vec<_>>().join("; "))]
+    NotStarted(Vec<(u32, VeError)>),
     /// The VE's network.
     #[error(transparent)]
     Net(#[from] VeNetError),
@@ -395,6 +400,7 @@ impl Ves {
             let _ = std::fs::remove_dir_all(&private);
             return Err(e);
         }
+        super::idmap::shift_ahead(&self.layout.private_dir, id);
         Ok(())
     }
 
@@ -488,14 +494,36 @@ impl Ves {
         if !out.status.success() {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let status = v.get("status")?.as_str()?.to_owned();
-        let pid = v
-            .get("pid")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0);
-        Some((status, pid))
+        parse_state(&out.stdout)
+    }
+
+    /// [`Ves::state`] without holding up the caller's runtime.
+    async fn state_async(&self, id: u32) -> Option<(String, u32)> {
+        let out = tokio::process::Command::new(&self.layout.crun)
+            .args(["state", &container(id)])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        parse_state(&out.stdout)
+    }
+
+    /// What crun knows of every VE, as [`Ves::state`] says it of one: one `crun
+    /// list` for all of them; `None` when crun cannot list them.
+    async fn listed(&self) -> Option<BTreeMap<u32, (String, u32)>> {
+        let out = tokio::process::Command::new(&self.layout.crun)
+            .args(["list", "--format", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        parse_list(&out.stdout)
     }
 
     /// The pid (in the node's pid namespace) of a running VE's first process.
@@ -513,11 +541,14 @@ impl Ves {
         matches!(self.state(id), Some((s, _)) if s == "running")
     }
 
-    fn crun(&self, id: u32, args: &[&str]) -> Result<(), VeError> {
-        let out = Command::new(&self.layout.crun)
+    /// Runs crun with `args` for VE `id` without holding up the caller's runtime
+    /// (clusterd's loop keeps answering heartbeats, other VEs start meanwhile).
+    async fn crun(&self, id: u32, args: &[&str]) -> Result<(), VeError> {
+        let out = tokio::process::Command::new(&self.layout.crun)
             .args(args)
             .stdin(Stdio::null())
             .output()
+            .await
             .map_err(|e| VeError::Runtime {
                 id,
                 args: args.join(" "),
@@ -540,6 +571,23 @@ impl Ves {
     /// # Errors
     /// The VE is unknown, running, has a bad file or no root, or a step fails.
     pub async fn start(&self, id: u32) -> Result<(), VeError> {
+        let plan = self.plan_start(id, None).await?;
+        self.launch(plan).await.map(drop)
+    }
+
+    /// The checks of [`Ves::start`] that change nothing: the VE's file, its root
+    /// filesystem, its user IDs, and that crun does not run it: `known`, crun's
+    /// state of it when the caller asked already (`Some(None)`: crun does not know
+    /// it), else one `crun state`.
+    ///
+    /// # Errors
+    /// [`VeError::Running`] when it runs; the VE is unknown, has a bad file, no
+    /// root or no user ID range.
+    pub(crate) async fn plan_start(
+        &self,
+        id: u32,
+        known: Option<CrunState>,
+    ) -> Result<StartPlan, VeError> {
         let ve = self.file(id)?;
         let private = self.layout.private(id);
         if !private.is_dir() {
@@ -549,12 +597,41 @@ impl Ves {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        match self.state(id) {
-            Some((s, _)) if s == "running" => return Err(VeError::Running(id)),
-            Some(_) => self.crun(id, &["delete", "-f", &container(id)])?,
-            None => {}
-        }
         let id_base = super::idmap::id_base(id).ok_or(VeError::NoIdRange(id))?;
+        let state = match known {
+            Some(s) => s,
+            None => self.state_async(id).await,
+        };
+        let leftover = match state {
+            Some((s, _)) if s == "running" => return Err(VeError::Running(id)),
+            Some(_) => true,
+            None => false,
+        };
+        Ok(StartPlan {
+            id,
+            ve,
+            id_base,
+            leftover,
+        })
+    }
+
+    /// Starts the VE of `plan`; the pid (in the node's pid namespace) of its first
+    /// process. Three crun commands: `create` (which writes the pid), `start`, and
+    /// `delete` only for what an earlier run left.
+    ///
+    /// # Errors
+    /// A step fails; everything is taken down again.
+    pub(crate) async fn launch(&self, plan: StartPlan) -> Result<u32, VeError> {
+        let StartPlan {
+            id,
+            ve,
+            id_base,
+            leftover,
+        } = plan;
+        let private = self.layout.private(id);
+        if leftover {
+            self.crun(id, &["delete", "-f", &container(id)]).await?;
+        }
         super::idmap::ensure_owned(&self.layout.private_dir, id, id_base)
             .map_err(io("giving the VE's user IDs to the files of", &private))?;
         let bundle = self.layout.bundle(id);
@@ -574,17 +651,22 @@ impl Ves {
         );
         write_atomic(&bundle.join("config.json"), spec.to_string().as_bytes())?;
         let log = bundle.join("console.log");
+        let pid_file = bundle.join("pid");
+        let _ = std::fs::remove_file(&pid_file);
         let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
         let err = out.try_clone().map_err(io("opening", &log))?;
-        let status = Command::new(&self.layout.crun)
+        let status = tokio::process::Command::new(&self.layout.crun)
             .arg("create")
             .arg("--bundle")
             .arg(&bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
             .arg(container(id))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .status()
+            .await
             .map_err(|e| VeError::Runtime {
                 id,
                 args: "create".into(),
@@ -598,35 +680,40 @@ impl Ves {
                 detail: crate::last_line(&text),
             });
         }
-        let undo = |e: VeError| {
-            let _ = self.crun(id, &["delete", "-f", &container(id)]);
-            e
-        };
-        let pid = match self.state(id) {
-            Some((_, pid)) if pid > 0 => pid,
-            _ => {
-                return Err(undo(VeError::Runtime {
-                    id,
-                    args: "state".into(),
-                    detail: "the created VE has no process".into(),
-                }));
-            }
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|p| *p > 0);
+        let Some(pid) = pid else {
+            let _ = self.crun(id, &["delete", "-f", &container(id)]).await;
+            return Err(VeError::Runtime {
+                id,
+                args: "create".into(),
+                detail: format!(
+                    "the created VE has no process ({} holds no pid)",
+                    pid_file.display()
+                ),
+            });
         };
         let uplink = self.layout.uplink_of(&ve);
-        let started = match &uplink {
+        let attached = match &uplink {
             Some(up) => venet::attach(id, pid, &ve.ip_addresses, up)
                 .await
                 .map_err(VeError::from),
             None => Ok(()),
-        }
-        .and_then(|()| self.crun(id, &["start", &container(id)]));
+        };
+        let started = match attached {
+            Ok(()) => self.crun(id, &["start", &container(id)]).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = started {
             if let Some(up) = &uplink {
                 let _ = venet::detach(id, &ve.ip_addresses, up).await;
             }
-            return Err(undo(e));
+            let _ = self.crun(id, &["delete", "-f", &container(id)]).await;
+            return Err(e);
         }
-        Ok(())
+        Ok(pid)
     }
 
     /// Stops a VE: SIGTERM to its first process, SIGKILL after `grace`, then removes
@@ -636,18 +723,24 @@ impl Ves {
     /// The VE is unknown or crun fails.
     pub async fn stop(&self, id: u32, grace: Duration) -> Result<(), VeError> {
         let ve = self.file(id)?;
-        if let Some((status, _)) = self.state(id) {
+        if let Some((status, pid)) = self.state_async(id).await {
             if status == "running" {
-                let _ = self.crun(id, &["kill", &container(id), "TERM"]);
-                let start = Instant::now();
-                while start.elapsed() < grace && self.is_running(id) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                if self.is_running(id) {
-                    let _ = self.crun(id, &["kill", "-a", &container(id), "KILL"]);
+                // The end of the first process is waited for through its pidfd: the
+                // kernel says when, no crun command asks again and again.
+                let ended = match pidfd(pid) {
+                    Some(fd) => {
+                        let _ =
+                            rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::TERM);
+                        tokio::time::timeout(grace, wait_exit(fd)).await.is_ok()
+                    }
+                    // Gone already.
+                    None => true,
+                };
+                if !ended {
+                    let _ = self.crun(id, &["kill", "-a", &container(id), "KILL"]).await;
                 }
             }
-            self.crun(id, &["delete", "-f", &container(id)])?;
+            self.crun(id, &["delete", "-f", &container(id)]).await?;
         }
         if let Some(up) = self.layout.uplink_of(&ve) {
             venet::detach(id, &ve.ip_addresses, &up).await?;
@@ -849,8 +942,10 @@ impl Ves {
     }
 }
 
-/// The chain step that starts the VEs marked `ONBOOT="yes"` on takeover and stops
-/// every running VE on release. The addresses of the running VEs are announced by
+/// The chain step that starts the VEs marked `ONBOOT="yes"` on takeover, all at
+/// once, and stops every running VE on release. When some do not start, those that
+/// did are stopped again and the step fails naming each one that did not
+/// ([`VeError::NotStarted`]). The addresses of the running VEs are announced by
 /// gratuitous ARP `garp_count` times, `garp_gap` apart, after the takeover and on each
 /// [`crate::resources::Resource::announce`] (the peer back after every path was lost,
 /// a split brain resolved): one ARP at VE start may be missed by a router.
@@ -887,11 +982,27 @@ impl OnbootVes {
         self
     }
 
-    /// Each running VE's addresses with the uplink they are announced on.
-    async fn served(&self) -> Result<Vec<(crate::net::LinkInfo, Ipv4Addr)>, VeError> {
+    /// The addresses of the VEs `running` (else of those crun runs) with the uplink
+    /// they are announced on.
+    async fn served(
+        &self,
+        running: Option<&[u32]>,
+    ) -> Result<Vec<(crate::net::LinkInfo, Ipv4Addr)>, VeError> {
         let mut out = Vec::new();
+        let running: Vec<u32> = match running {
+            Some(r) => r.to_vec(),
+            None => self
+                .ves
+                .listed()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, (s, _))| s == "running")
+                .map(|(id, _)| id)
+                .collect(),
+        };
         for id in self.ves.ids()? {
-            if !self.ves.is_running(id) {
+            if !running.contains(&id) {
                 continue;
             }
             let f = self.ves.file(id)?;
@@ -910,12 +1021,16 @@ impl OnbootVes {
         Ok(out)
     }
 
-    /// One gratuitous ARP for every served address now, the rest in the background.
-    async fn announce_all(&mut self) -> Result<(), crate::resources::ResourceError> {
+    /// One gratuitous ARP for every address of the VEs `running` (else of those crun
+    /// runs) now, the rest in the background.
+    async fn announce_all(
+        &mut self,
+        running: Option<&[u32]>,
+    ) -> Result<(), crate::resources::ResourceError> {
         if let Some(r) = self.repeats.take() {
             r.cancel().await;
         }
-        let served = self.served().await?;
+        let served = self.served(running).await?;
         let send = move || {
             served
                 .iter()
@@ -942,39 +1057,58 @@ impl crate::resources::Resource for OnbootVes {
         Box::pin(async move {
             let ves = &self.ves;
             let health = self.health.clone();
-            let mut started = Vec::new();
+            let mut onboot = Vec::new();
             for id in ves.ids()? {
-                if !ves.file(id)?.onboot {
-                    continue;
+                if ves.file(id)?.onboot {
+                    onboot.push(id);
                 }
-                if ves.is_running(id) {
-                    // Still running from before clusterd started again: watched from
-                    // now on.
-                    if let Some(h) = &health {
-                        h.adopt(id);
-                    }
-                    continue;
-                }
-                let result = match &health {
-                    Some(h) => h.start(id).await,
-                    None => ves.start(id).await,
-                };
-                if let Err(e) = result {
-                    for done in started.iter().rev() {
-                        let _ = stop_for_release(ves, health.as_ref(), *done).await;
-                    }
-                    return Err(e.into());
-                }
-                started.push(id);
             }
-            self.announce_all().await
+            // One crun command tells the state of all (not one per VE), then all
+            // start at once: each VE's crun commands and network set-up overlap the
+            // others' instead of waiting for them.
+            let listed = ves.listed().await;
+            let mut jobs = tokio::task::JoinSet::new();
+            for id in onboot {
+                let (ves, health) = (ves.clone(), health.clone());
+                let known = listed.as_ref().map(|l| l.get(&id).cloned());
+                jobs.spawn(
+                    async move { (id, start_onboot(&ves, health.as_ref(), id, known).await) },
+                );
+            }
+            let mut started = Vec::new();
+            let mut running = Vec::new();
+            let mut failed = Vec::new();
+            let mut broken = None;
+            while let Some(done) = jobs.join_next().await {
+                match done {
+                    Ok((id, Ok(true))) => started.push(id),
+                    Ok((id, Ok(false))) => running.push(id),
+                    Ok((id, Err(e))) => failed.push((id, e)),
+                    Err(e) => broken = Some(e.to_string()),
+                }
+            }
+            if failed.is_empty() && broken.is_none() {
+                running.extend(&started);
+                return self.announce_all(Some(&running)).await;
+            }
+            started.sort_unstable();
+            for id in started.iter().rev() {
+                let _ = stop_for_release(ves, health.as_ref(), *id).await;
+            }
+            if failed.is_empty() {
+                return Err(crate::resources::ResourceError::Task(
+                    broken.unwrap_or_default(),
+                ));
+            }
+            failed.sort_by_key(|(id, _)| *id);
+            Err(VeError::NotStarted(failed).into())
         })
     }
 
     fn announce(
         &mut self,
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
-        Box::pin(self.announce_all())
+        Box::pin(self.announce_all(None))
     }
 
     fn release(
@@ -999,6 +1133,39 @@ impl crate::resources::Resource for OnbootVes {
     }
 }
 
+/// Starts VE `id` for the chain, through `health` when there is one: `true` when it
+/// was started now, `false` when it was still running from before clusterd started
+/// again (watched from now on).
+async fn start_onboot(
+    ves: &Ves,
+    health: Option<&super::health::VeSupervisor>,
+    id: u32,
+    known: Option<CrunState>,
+) -> Result<bool, VeError> {
+    let pid = known
+        .clone()
+        .flatten()
+        .map(|(_, pid)| pid)
+        .filter(|p| *p > 0);
+    let result = match health {
+        Some(h) => h.start_known(id, known).await,
+        None => match ves.plan_start(id, known).await {
+            Ok(plan) => ves.launch(plan).await.map(drop),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(VeError::Running(_)) => {
+            if let Some(h) = health {
+                h.adopt_pid(id, pid);
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Stops VE `id` as the services are released (failover, switchover, shutdown):
 /// through `health` so that it is not restarted, else directly when it runs.
 async fn stop_for_release(
@@ -1019,6 +1186,68 @@ async fn stop_for_release(
 
 fn container(id: u32) -> String {
     format!("ve{id}")
+}
+
+/// What [`Ves::plan_start`] found: the VE's file and whether crun still knows an
+/// earlier run of it (to be deleted first).
+#[derive(Debug)]
+pub(crate) struct StartPlan {
+    id: u32,
+    ve: VeFile,
+    id_base: u32,
+    leftover: bool,
+}
+
+/// The status and pid of `crun state`'s answer.
+fn parse_state(json: &[u8]) -> Option<(String, u32)> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let status = v.get("status")?.as_str()?.to_owned();
+    let pid = v
+        .get("pid")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    Some((status, pid))
+}
+
+/// A VE's state as crun reports it (status and the pid of its first process), `None`
+/// when crun does not know the VE.
+pub(crate) type CrunState = Option<(String, u32)>;
+
+/// The VEs (by number) of `crun list --format json`'s answer with their status and
+/// first process's pid; containers that are no VE are left out. `None` for an
+/// answer that is no list.
+fn parse_list(json: &[u8]) -> Option<BTreeMap<u32, (String, u32)>> {
+    let Ok(serde_json::Value::Array(all)) = serde_json::from_slice(json) else {
+        return None;
+    };
+    Some(
+        all.iter()
+            .filter_map(|c| {
+                let id = c.get("id")?.as_str()?.strip_prefix("ve")?.parse().ok()?;
+                let status = c.get("status")?.as_str()?.to_owned();
+                let pid = c
+                    .get("pid")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0);
+                Some((id, (status, pid)))
+            })
+            .collect(),
+    )
+}
+
+/// A pidfd of process `pid`; `None` when it has ended.
+pub(crate) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Waits until the process of `fd` (a pidfd) has ended.
+pub(crate) async fn wait_exit(fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
+    let afd = crate::net::register_readable(fd)?;
+    let _ready = afd.readable().await?;
+    Ok(())
 }
 
 /// Replaces (or appends) `KEY="VALUE"` lines, keeping everything else as written.
@@ -1095,8 +1324,10 @@ fn minimal_rootfs(root: &Path, busybox: &Path) -> Result<(), VeError> {
             "sbin/init",
             // The VE's PID 1: the kernel delivers it only signals it handles,
             // so it ends the web server on TERM itself (a stop takes no grace
-            // period).
-            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\ntrap 'kill $p 2>/dev/null; exit 0' TERM INT\nhttpd -f -p 80 -h /var/www &\np=$!\nwait $p\n",
+            // period), its handler set first so that a stop right after the
+            // start is not lost. The applets' links are made at the first start
+            // only.
+            "#!/bin/busybox sh\ntrap 'kill $p 2>/dev/null; exit 0' TERM INT\n[ -e /bin/httpd ] || /bin/busybox --install -s /bin\nexport PATH=/bin\nhttpd -f -p 80 -h /var/www &\np=$!\nwait $p\n",
             0o755,
         ),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
@@ -1173,6 +1404,14 @@ mod tests {
         assert_eq!(f.ip_addresses, ip);
         assert_eq!(f.numproc.limit, Some(64));
         assert!(d.join("private/101/var/www/cgi-bin/append").is_file());
+        if rustix::process::geteuid().is_root() {
+            // Given the VE's user IDs now, not at its first start.
+            use std::os::unix::fs::MetadataExt as _;
+            let base = super::super::idmap::id_base(101).expect("a range");
+            let m = std::fs::symlink_metadata(d.join("private/101/bin/sh")).expect("stat");
+            assert_eq!((m.uid(), m.gid()), (base, base));
+            assert!(super::super::idmap::marker(&d.join("private"), 101).is_file());
+        }
 
         ves.set(101, &[("HOSTNAME".into(), "shop".into())])
             .expect("set");
@@ -1305,6 +1544,32 @@ mod tests {
             "root:keep:1:0:99999:7:::\n"
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn crun_list_gives_the_running_ves_with_their_pids() {
+        // As crun 1.8 answers `crun list --format json`.
+        let json = br#"[
+{"id": "ve101", "pid": 4242, "status": "running", "bundle": "/run/tandem/ve/101", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"},
+{"id": "ve1", "pid": 0, "status": "stopped", "bundle": "/run/tandem/ve/1", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"},
+{"id": "ve7", "pid": 4300, "status": "created", "bundle": "/run/tandem/ve/7", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"},
+{"id": "builder", "pid": 4400, "status": "running", "bundle": "/tmp/b", "created": "2026-12-07T11:50:01.000000Z", "owner": "root"}
+]"#;
+        let listed = parse_list(json).expect("a list");
+        assert_eq!(
+            listed.into_iter().collect::<Vec<_>>(),
+            [
+                (1, ("stopped".to_owned(), 0)),
+                (7, ("created".to_owned(), 4300)),
+                (101, ("running".to_owned(), 4242))
+            ]
+        );
+        assert_eq!(parse_list(b"[\n\n]"), Some(BTreeMap::new()));
+        assert_eq!(parse_list(b"no json"), None);
+        assert_eq!(
+            parse_state(br#"{"ociVersion": "1.0.0", "id": "ve1", "pid": 77, "status": "running"}"#),
+            Some(("running".to_owned(), 77))
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A VE's network: a routed veth pair, as OpenVZ's venet did it.
 //!
-//! The VE sees `eth0` with its address as a /32 and a default route out of `eth0`;
+//! The VE sees `eth0` with its address as a /32 and a default route out of `eth0`
+//! (made there as `eth0` by the kernel, no device moves between namespaces);
 //! the node keeps the host end `ve<ID>h` without an address, routes the VE's address
 //! to it, answers ARP for it on the uplink (a proxy neighbour entry: the address
-//! appears on the LAN with the node's MAC) and announces it with gratuitous ARP. The
+//! appears on the LAN with the node's MAC; answered at once, `proxy_delay` 0, as
+//! the VE's own ARP on the host end) and announces it with gratuitous ARP. The
 //! node keeps reaching the VE, the VE reaches the LAN through the node, and on
 //! takeover the address moves with the VE like a service address.
 
@@ -11,10 +13,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use futures_util::TryStreamExt;
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
-use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::net::{self, NetlinkError};
+
+/// The VE's end of its veth pair, inside the VE.
+const GUEST_NAME: &str = "eth0";
 
 /// Names of a VE's veth ends.
 #[must_use]
@@ -103,16 +109,22 @@ async fn require_index(
         })
 }
 
-/// Removes the link `name` (with a veth pair, both ends) when it exists.
+/// Removes the link `name` (with a veth pair, both ends) when it exists. A pair
+/// that goes meanwhile is fine: the kernel removes it with the namespace of the
+/// VE's end once the VE's last process has ended.
 async fn delete_link(h: &rtnetlink::Handle, name: &str) -> Result<(), NetlinkError> {
     if let Some(i) = index_of(h, name).await? {
-        h.link()
-            .del(i)
-            .execute()
-            .await
-            .map_err(req("delete veth"))?;
+        match h.link().del(i).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -enodev() => {}
+            r => r.map_err(req("delete veth"))?,
+        }
     }
     Ok(())
+}
+
+/// `ENODEV`, the kernel's answer for a link that is not there (any more).
+fn enodev() -> i32 {
+    rustix::io::Errno::NODEV.raw_os_error()
 }
 
 /// Connects the network namespace of process `pid` (the VE's first process) to the
@@ -127,45 +139,49 @@ pub async fn attach(
     uplink: &str,
 ) -> Result<(), VeNetError> {
     let nl = |what: &'static str| move |source| VeNetError::Netlink { id, what, source };
-    let (host, guest) = link_names(id);
+    let (host, _) = link_names(id);
     let h = handle().map_err(nl("opening netlink"))?;
     // A host end left from a VE that died is removed first.
     delete_link(&h, &host)
         .await
         .map_err(nl("removing a stale host end"))?;
+    // The VE end is made inside the VE's namespace, named eth0 there: moving a
+    // device between namespaces waits for the kernel's RCU grace periods.
+    let guest_end = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(GUEST_NAME.to_owned())
+        .setns_by_pid(pid)
+        .build();
     h.link()
-        .add(LinkVeth::new(&host, &guest).build())
-        .execute()
-        .await
-        .map_err(req("add veth"))
-        .map_err(nl("creating the veth pair"))?;
-    let guest_index = require_index(&h, &guest, id, "looking up the VE end").await?;
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(guest_index)
-                .setns_by_pid(pid)
+        .add(
+            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(host.clone())
+                .up()
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(guest_end)))
                 .build(),
         )
         .execute()
         .await
-        .map_err(req("move veth"))
-        .map_err(nl("moving the VE end into the VE"))?;
+        .map_err(req("add veth"))
+        .map_err(nl("creating the veth pair into the VE"))?;
     let host_index = require_index(&h, &host, id, "looking up the host end").await?;
-    h.link()
-        .set(LinkUnspec::new_with_index(host_index).up().build())
-        .execute()
-        .await
-        .map_err(req("link up"))
-        .map_err(nl("bringing the host end up"))?;
-    let sysctl = |path: String| {
-        std::fs::write(&path, "1").map_err(|source| VeNetError::Io {
+    let sysctl = |path: String, value: &str| {
+        std::fs::write(&path, value).map_err(|source| VeNetError::Io {
             id,
-            what: format!("setting {path}"),
+            what: format!("setting {path} to {value}"),
             source,
         })
     };
-    sysctl(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"))?;
-    sysctl("/proc/sys/net/ipv4/ip_forward".to_owned())?;
+    sysctl(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")?;
+    // Proxy ARP answers at once: the kernel's default holds each answer back up to
+    // 0.8 s (proxy_delay) for a real owner of the address to answer first, and
+    // there is none. Here the answers to the VE, whose first packet to anyone
+    // after its start waits for one; on the uplink those to the LAN.
+    sysctl(format!("/proc/sys/net/ipv4/neigh/{host}/proxy_delay"), "0")?;
+    sysctl(
+        format!("/proc/sys/net/ipv4/neigh/{uplink}/proxy_delay"),
+        "0",
+    )?;
+    sysctl("/proc/sys/net/ipv4/ip_forward".to_owned(), "1")?;
     let up = net::link_info(uplink)
         .await
         .map_err(nl("looking up the uplink"))?;
@@ -191,7 +207,7 @@ pub async fn attach(
             .map_err(req("add proxy neighbour"))
             .map_err(nl("answering ARP for the VE's address on the uplink"))?;
     }
-    inside(id, pid, guest, addresses.to_vec()).await?;
+    inside(id, pid, addresses.to_vec()).await?;
     for a in addresses {
         net::send_gratuitous_arp(up.index, up.mac, *a).map_err(|source| VeNetError::Arp {
             id,
@@ -204,12 +220,7 @@ pub async fn attach(
 }
 
 /// Configures the VE's side from a thread that joined its network namespace.
-async fn inside(
-    id: u32,
-    pid: u32,
-    guest: String,
-    addresses: Vec<Ipv4Addr>,
-) -> Result<(), VeNetError> {
+async fn inside(id: u32, pid: u32, addresses: Vec<Ipv4Addr>) -> Result<(), VeNetError> {
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns = std::fs::File::open(&ns_path).map_err(|source| VeNetError::Io {
         id,
@@ -234,7 +245,7 @@ async fn inside(
                 what: "starting the netlink runtime".into(),
                 source,
             })?;
-        rt.block_on(configure_guest(id, &guest, &addresses))
+        rt.block_on(configure_guest(id, &addresses))
     });
     tokio::task::spawn_blocking(move || job.join())
         .await
@@ -249,7 +260,7 @@ async fn inside(
         })
 }
 
-async fn configure_guest(id: u32, guest: &str, addresses: &[Ipv4Addr]) -> Result<(), VeNetError> {
+async fn configure_guest(id: u32, addresses: &[Ipv4Addr]) -> Result<(), VeNetError> {
     let nl = |what: &'static str| move |source| VeNetError::Netlink { id, what, source };
     let h = handle().map_err(nl("opening netlink in the VE"))?;
     if let Some(lo) = index_of(&h, "lo").await.map_err(nl("looking up lo"))? {
@@ -260,17 +271,7 @@ async fn configure_guest(id: u32, guest: &str, addresses: &[Ipv4Addr]) -> Result
             .map_err(req("lo up"))
             .map_err(nl("bringing lo up in the VE"))?;
     }
-    let idx = require_index(&h, guest, id, "looking up the VE end").await?;
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(idx)
-                .name("eth0".to_owned())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(req("rename"))
-        .map_err(nl("naming the VE's interface eth0"))?;
+    let idx = require_index(&h, GUEST_NAME, id, "looking up the VE's eth0").await?;
     h.link()
         .set(LinkUnspec::new_with_index(idx).up().build())
         .execute()

@@ -59,15 +59,18 @@ impl CrunRig {
         let state = dir.path().join("crun-state");
         std::fs::create_dir_all(&state).unwrap();
         let wrapper = dir.path().join("crun");
+        let calls = dir.path().join("crun-calls");
         let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
         let script = if hybrid {
             format!(
-                "#!/bin/sh\nexec unshare -m sh -c 'mount --make-rprivate / && mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && exec /usr/bin/crun --cgroup-manager=disabled --root {} \"$@\"' crun \"$@\"\n",
+                "#!/bin/sh\necho \"$1\" >> {}\nexec unshare -m sh -c 'mount --make-rprivate / && mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && exec /usr/bin/crun --cgroup-manager=disabled --root {} \"$@\"' crun \"$@\"\n",
+                calls.display(),
                 state.display()
             )
         } else {
             format!(
-                "#!/bin/sh\nexec /usr/bin/crun --root {} \"$@\"\n",
+                "#!/bin/sh\necho \"$1\" >> {}\nexec /usr/bin/crun --root {} \"$@\"\n",
+                calls.display(),
                 state.display()
             )
         };
@@ -95,10 +98,25 @@ impl CrunRig {
 
     /// Creates VE `id` from the built-in template with the VE file `conf`.
     pub fn create(&self, id: u32, conf: &str) {
+        self.create_at(id, conf, &[]);
+    }
+
+    /// Creates VE `id` from the built-in template with the VE file `conf` and the
+    /// addresses `ips`.
+    pub fn create_at(&self, id: u32, conf: &str, ips: &[std::net::Ipv4Addr]) {
         self.ves
-            .create(id, MINIMAL_TEMPLATE, conf, &format!("ve{id}"), &[])
+            .create(id, MINIMAL_TEMPLATE, conf, &format!("ve{id}"), ips)
             .unwrap();
         self.created.lock().unwrap().push(id);
+    }
+
+    /// The crun commands run since the rig was made or the last call of this (the
+    /// first argument of each, in order), and forgets them.
+    pub fn take_crun_calls(&self) -> Vec<String> {
+        let path = self.dir.path().join("crun-calls");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        text.lines().map(str::to_owned).collect()
     }
 
     pub fn private(&self, id: u32) -> PathBuf {
