@@ -22,12 +22,15 @@ pub enum SupportAction {
     Connect,
     /// End the connection (if one runs).
     Disconnect,
-    /// Report: the tunnel was switched on by `by` until `until`.
+    /// Report: the tunnel was switched on by `by` until `until` (`again`: it was on
+    /// already, and its time starts anew).
     SwitchedOn {
         /// Who switched it on.
         by: String,
         /// When it closes by itself.
         until: Instant,
+        /// It was on already.
+        again: bool,
     },
     /// Report: the connection is up; the support server forwards its `port`.
     Up {
@@ -168,6 +171,7 @@ impl SupportTunnel {
             return Err(SupportRefusal::BadDuration { limit });
         }
         let until = now.saturating_add(time);
+        let again = self.session.is_some();
         match &mut self.session {
             Some(s) => {
                 s.until = until;
@@ -188,6 +192,7 @@ impl SupportTunnel {
         self.out.push_back(SupportAction::SwitchedOn {
             by: by.to_owned(),
             until,
+            again,
         });
         Ok(())
     }
@@ -313,7 +318,8 @@ mod tests {
                 SupportAction::Connect,
                 SupportAction::SwitchedOn {
                     by: "admin".into(),
-                    until: at(7200)
+                    until: at(7200),
+                    again: false
                 }
             ]
         );
@@ -412,7 +418,8 @@ mod tests {
             drain(&mut t),
             [SupportAction::SwitchedOn {
                 by: "root".into(),
-                until: at(4200)
+                until: at(4200),
+                again: true
             }]
         );
         let SupportState::On {

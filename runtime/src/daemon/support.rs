@@ -157,20 +157,29 @@ impl Task {
                         c.stop();
                     }
                 }
-                SupportAction::SwitchedOn { by, until } => {
+                SupportAction::SwitchedOn { by, until, again } => {
                     let server = self
                         .config()
                         .ok()
                         .and_then(|c| c.support.as_ref().map(crate::support::server))
                         .unwrap_or_default();
+                    let until = tandem_config::archive::rfc3339(self.unix(until));
+                    let (text, old) = if again {
+                        (
+                            format!("remote support switched on again by {by}: it now closes at {until}"),
+                            "on",
+                        )
+                    } else {
+                        (
+                            format!("remote support switched on by {by} until {until}: a tunnel to {server} leads to this node's SSH server"),
+                            "off",
+                        )
+                    };
                     self.hub.alert(
                         "support",
-                        format!(
-                            "remote support switched on by {by} until {}: a tunnel to {server} leads to this node's SSH server",
-                            tandem_config::archive::rfc3339(self.unix(until))
-                        ),
+                        text,
                         &Alert::Support {
-                            old: "off".into(),
+                            old: old.into(),
                             new: "on".into(),
                         },
                     );
