@@ -108,7 +108,6 @@ pub fn ruleset(cfg: &ApplianceConfig, node: NodeId, ifs: &Interfaces) -> String 
         "\t\ttype filter hook input priority filter; policy drop;"
     );
     let _ = writeln!(s, "\t\tct state established,related accept");
-    let _ = writeln!(s, "\t\tct state invalid drop");
     let _ = writeln!(s, "\t\tiif \"lo\" accept");
     let cross = format!("iifname \"{int}\" ip saddr {peer_int} ip daddr {own_int}");
     if cfg.heartbeat.is_enabled(HeartbeatPath::Internal) {
@@ -119,6 +118,17 @@ pub fn ruleset(cfg: &ApplianceConfig, node: NodeId, ifs: &Interfaces) -> String 
         "\t\t{cross} tcp dport {hb} accept comment \"configuration sync\""
     );
     let _ = writeln!(s, "\t\t{cross} tcp dport {drbd} accept comment \"drbd\"");
+    // The other node's side of the connections this node opened, accepted by address
+    // and port, not only as conntrack's "established": conntrack calls packets of a
+    // fast connection it picked up in mid-stream (DRBD connects before clusterd
+    // loads the ruleset, so the window scaling of its SYN was never seen) "invalid",
+    // and dropping them stalled replication until DRBD gave up on the peer (42 s,
+    // ko-count × timeout, in the QEMU rig).
+    let _ = writeln!(
+        s,
+        "\t\t{cross} tcp sport {{ {hb}, {drbd} }} accept comment \"replies of configuration sync and drbd\""
+    );
+    let _ = writeln!(s, "\t\tct state invalid drop");
     if cfg.heartbeat.is_enabled(HeartbeatPath::External) {
         let _ = writeln!(
             s,
@@ -440,6 +450,16 @@ mod tests {
         assert!(r.contains(&format!("{cross} udp dport 694 accept")), "{r}");
         assert!(r.contains(&format!("{cross} tcp dport 694 accept")), "{r}");
         assert!(r.contains(&format!("{cross} tcp dport 7788 accept")), "{r}");
+        assert!(
+            r.contains(&format!("{cross} tcp sport {{ 694, 7788 }} accept")),
+            "{r}"
+        );
+        // The cluster's own connections are accepted before conntrack's "invalid" is
+        // dropped: it misjudges fast connections it picked up in mid-stream.
+        let invalid = r.find("ct state invalid drop").expect("invalid dropped");
+        for rule in ["tcp dport 7788", "tcp sport { 694, 7788 }", "tcp dport 694"] {
+            assert!(r.find(rule).is_some_and(|i| i < invalid), "{rule}: {r}");
+        }
         let peer_ext = c.network.node2.address;
         assert!(
             r.contains(&format!(
