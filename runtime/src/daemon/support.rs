@@ -19,26 +19,14 @@ use crate::alerts::Alert;
 use crate::confsync::SyncSetup;
 use crate::support::{Call, Connection, Handle, Report, Setup};
 
-enum Msg {
-    Call(Call, oneshot::Sender<Reply>),
-    Conn(u64, Report),
-}
-
 /// Starts the task when `setup` is given; the handle the control server asks.
 pub(super) fn start(setup: Option<Setup>, sync: Option<SyncSetup>, hub: &Arc<EventHub>) -> Handle {
     let Some(setup) = setup else {
         return Handle::none();
     };
-    let (call_tx, mut call_rx) = mpsc::channel::<(Call, oneshot::Sender<Reply>)>(8);
-    let (tx, mut rx) = mpsc::channel::<Msg>(32);
-    let forward = tx.clone();
-    tokio::spawn(async move {
-        while let Some((c, r)) = call_rx.recv().await {
-            if forward.send(Msg::Call(c, r)).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (call_tx, mut calls) = mpsc::channel::<(Call, oneshot::Sender<Reply>)>(8);
+    // What the running `ssh` reports, with the number of its run.
+    let (tx, mut reports) = mpsc::channel::<(u64, Report)>(32);
     let mut task = Task {
         setup,
         sync,
@@ -57,14 +45,14 @@ pub(super) fn start(setup: Option<Setup>, sync: Option<SyncSetup>, hub: &Arc<Eve
             let deadline = task.tunnel.poll_timeout();
             let wait = deadline.map(|d| d.since(task.clock.now()));
             tokio::select! {
-                m = rx.recv() => match m {
+                c = calls.recv() => match c {
                     None => return,
-                    Some(Msg::Call(c, reply)) => {
+                    Some((c, reply)) => {
                         let r = task.call(c);
                         let _ = reply.send(r);
                     }
-                    Some(Msg::Conn(g, r)) => task.report(g, r),
                 },
+                Some((g, r)) = reports.recv() => task.report(g, r),
                 () = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
                     task.tunnel.handle_timeout(task.clock.now());
                 }
@@ -86,7 +74,7 @@ struct Task {
     /// The running `ssh` and its number (reports of earlier ones are ignored).
     conn: Option<(u64, Connection)>,
     generation: u64,
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<(u64, Report)>,
 }
 
 impl Task {
@@ -100,14 +88,16 @@ impl Task {
     fn call(&mut self, call: Call) -> Reply {
         let now = self.clock.now();
         let failed = |t: String| Reply::Refused(Refusal::Failed(t));
+        // Read once for the whole call: the switch, the connection and the view.
+        let read = self.config();
         match call {
             Call::Status => {}
             Call::On { hours, by } => {
-                let cfg = match self.config() {
+                let cfg = match &read {
                     Ok(c) => c,
-                    Err(e) => return failed(e),
+                    Err(e) => return failed(e.clone()),
                 };
-                if let Some(why) = crate::support::unavailable(&cfg) {
+                if let Some(why) = crate::support::unavailable(cfg) {
                     return failed(format!("remote support cannot be switched on: {why}"));
                 }
                 let max = cfg
@@ -129,8 +119,8 @@ impl Task {
                 }
             }
         }
-        self.act();
-        Reply::Support(self.view())
+        self.act_with(Some(read.clone()));
+        Reply::Support(self.view(read.as_ref().ok()))
     }
 
     fn report(&mut self, generation: u64, r: Report) {
@@ -149,17 +139,31 @@ impl Task {
 
     /// Carries out what the tunnel asks, until it asks nothing more.
     fn act(&mut self) {
+        self.act_with(None);
+    }
+
+    /// [`Task::act`] with the configuration already read (else read at the first
+    /// action that needs it).
+    fn act_with(&mut self, mut cfg: Option<Result<tandem_config::ApplianceConfig, String>>) {
         while let Some(a) = self.tunnel.poll_action() {
             match a {
-                SupportAction::Connect => self.connect(),
+                SupportAction::Connect => {
+                    let c = cfg.get_or_insert_with(|| self.config());
+                    let prepared = c
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|c| crate::support::prepare(c, &self.setup.dir));
+                    self.connect(prepared);
+                }
                 SupportAction::Disconnect => {
                     if let Some((_, c)) = self.conn.take() {
                         c.stop();
                     }
                 }
                 SupportAction::SwitchedOn { by, until, again } => {
-                    let server = self
-                        .config()
+                    let server = cfg
+                        .get_or_insert_with(|| self.config())
+                        .as_ref()
                         .ok()
                         .and_then(|c| c.support.as_ref().map(crate::support::server))
                         .unwrap_or_default();
@@ -217,13 +221,11 @@ impl Task {
         }
     }
 
-    fn connect(&mut self) {
+    /// Starts `ssh` with the arguments `prepared` (or reports why there are none).
+    fn connect(&mut self, prepared: Result<Vec<std::ffi::OsString>, String>) {
         if let Some((_, c)) = self.conn.take() {
             c.stop();
         }
-        let prepared = self
-            .config()
-            .and_then(|cfg| crate::support::prepare(&cfg, &self.setup.dir));
         let args = match prepared {
             Ok(a) => a,
             Err(e) => {
@@ -234,7 +236,7 @@ impl Task {
         self.generation += 1;
         let (g, tx) = (self.generation, self.tx.clone());
         match Connection::start(&self.setup.ssh, &args, move |r| {
-            let _ = tx.blocking_send(Msg::Conn(g, r));
+            let _ = tx.blocking_send((g, r));
         }) {
             Ok(c) => self.conn = Some((g, c)),
             Err(e) => self.tunnel.ended(
@@ -249,14 +251,11 @@ impl Task {
         self.started_unix_us.saturating_add(at.as_micros()) / 1_000_000
     }
 
-    fn view(&self) -> SupportView {
-        let cfg = self.config().ok();
+    fn view(&self, cfg: Option<&tandem_config::ApplianceConfig>) -> SupportView {
         let mut v = SupportView {
-            server: cfg
-                .as_ref()
-                .and_then(|c| c.support.as_ref().map(crate::support::server)),
-            unavailable: cfg.as_ref().and_then(crate::support::unavailable),
-            client_key: cfg.as_ref().map(|c| c.keys.support_ssh.public_key()),
+            server: cfg.and_then(|c| c.support.as_ref().map(crate::support::server)),
+            unavailable: cfg.and_then(crate::support::unavailable),
+            client_key: cfg.map(|c| c.keys.support_ssh.public_key()),
             ..SupportView::default()
         };
         if let SupportState::On {
