@@ -128,6 +128,17 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
     }
 }
 
+/// The `known_hosts` line by which an SSH client knows `host` (on `port`) by `key`
+/// only: `host KEY` on port 22, `[host]:port KEY` on another.
+#[must_use]
+pub fn known_hosts_line(host: &str, port: u16, key: &str) -> String {
+    if port == PORT {
+        format!("{host} {}\n", key.trim())
+    } else {
+        format!("[{host}]:{port} {}\n", key.trim())
+    }
+}
+
 /// Writes `files` into `dir` (created mode 0700): the host key mode 0600, the others
 /// 0644, each atomically.
 ///

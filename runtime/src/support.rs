@@ -80,14 +80,9 @@ pub fn prepare(cfg: &ApplianceConfig, dir: &Path) -> Result<Vec<OsString>, Strin
         }
         crate::write_atomic(&key, text.as_bytes(), 0o600)?;
         let known = dir.join("known_hosts");
-        let host_field = if port == 22 {
-            s.host.host().to_owned()
-        } else {
-            format!("[{}]:{port}", s.host.host())
-        };
         crate::write_atomic(
             &known,
-            format!("{host_field} {}\n", host_key.as_str().trim()).as_bytes(),
+            crate::sshd::known_hosts_line(s.host.host(), port, host_key.as_str()).as_bytes(),
             0o600,
         )?;
         Ok((key, known))

@@ -136,14 +136,9 @@ pub fn copy_off(
     let key_file = tmp.0.join("id");
     write_private(&key_file, key.as_bytes())?;
     let known = tmp.0.join("known_hosts");
-    let host_field = if target.port == 22 {
-        target.host.clone()
-    } else {
-        format!("[{}]:{}", target.host, target.port)
-    };
     write_private(
         &known,
-        format!("{host_field} {}\n", target.host_key.trim()).as_bytes(),
+        crate::sshd::known_hosts_line(&target.host, target.port, &target.host_key).as_bytes(),
     )?;
     let partial = target.remote(&format!(".{name}.partial"));
     let fin = target.remote(&name);
