@@ -483,20 +483,20 @@ fn measure_backup_against_tar_zstd() {
 /// The CLI as the operator runs it: `tandem ve backup`, `ve backups`, `ve restore`
 /// against clusterd's control service (in this process, on a socket of the test), with
 /// progress on the error stream and the freeze time at the end.
-#[test]
-fn the_cli_backs_up_lists_and_restores_through_clusterd() {
+/// The control plane of a member node whose data area is `a` and whose committed
+/// configuration is `cfg` (its cluster loop does not answer; VEs run nowhere).
+fn control_service(
+    a: &Area,
+    cfg: &tandem_config::ApplianceConfig,
+) -> std::sync::Arc<tandem_runtime::control::Service> {
     use std::sync::{Arc, Mutex};
     use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
-    use tandem_runtime::control::{self, ClusterLink, Service};
+    use tandem_runtime::control::{ClusterLink, Service};
 
-    let a = area("cli");
-    make_ve(&a, 910, 8 << 20);
     let store = a.dir.path().join("store");
     std::fs::create_dir_all(&store).unwrap();
-    let (cfg, _) =
-        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
     let s = tandem_config::Store::open(&store).unwrap();
-    s.stage(&cfg).unwrap();
+    s.stage(cfg).unwrap();
     s.commit().unwrap();
     let engine = Engine::Sim {
         delay: Duration::from_millis(10),
@@ -514,7 +514,18 @@ fn the_cli_backs_up_lists_and_restores_through_clusterd() {
         mail: Arc::new(|_| tandem_api::Reply::Done),
         support: tandem_runtime::support::Handle::none(),
     };
-    let service = Arc::new(Service::new(admin, Some(link)));
+    Arc::new(Service::new(admin, Some(link)))
+}
+
+#[test]
+fn the_cli_backs_up_lists_and_restores_through_clusterd() {
+    use tandem_runtime::control;
+
+    let a = area("cli");
+    make_ve(&a, 910, 8 << 20);
+    let (cfg, _) =
+        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+    let service = control_service(&a, &cfg);
     let sock = a.dir.path().join("control.sock");
     let listener_path = sock.clone();
     std::thread::spawn(move || {
@@ -580,16 +591,11 @@ fn the_cli_backs_up_lists_and_restores_through_clusterd() {
 
 #[test]
 fn a_scheduled_run_backs_up_each_ve_once_a_day_and_keeps_keep_local_on_the_pair() {
-    use std::sync::{Arc, Mutex};
-    use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
-    use tandem_runtime::control::{ClusterLink, Service};
     use tandem_runtime::ve::scheduled::run_once;
 
     let a = area("sched");
     make_ve(&a, 920, 1 << 20);
     make_ve(&a, 921, 1 << 20);
-    let store = a.dir.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
     // The copy-off target is a closed port on loopback: every backup is made, and its
     // copy-off fails, which the run reports as a failure of that VE.
     let b = tandem_config::schema::BackupConfig {
@@ -608,29 +614,7 @@ fn a_scheduled_run_backs_up_each_ve_once_a_day_and_keeps_keep_local_on_the_pair(
     let (mut cfg, _) =
         tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
     cfg.backup = Some(b.clone());
-    let s = tandem_config::Store::open(&store).unwrap();
-    s.stage(&cfg).unwrap();
-    s.commit().unwrap();
-    let mut admin = Admin::new(
-        store,
-        tandem_config::NodeId::Node1,
-        Engine::Sim {
-            delay: Duration::from_millis(10),
-            fail: false,
-        },
-    );
-    admin.ve = VeSite::at(a.dir.path(), a.site.conf_dir.clone(), "/bin/false".into());
-    admin.ve.data_mount = PathBuf::from("/");
-    let link = ClusterLink {
-        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
-        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
-        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
-            &tandem_runtime::hw::Board::None,
-        ))),
-        mail: Arc::new(|_| tandem_api::Reply::Done),
-        support: tandem_runtime::support::Handle::none(),
-    };
-    let service = Arc::new(Service::new(admin, Some(link)));
+    let service = control_service(&a, &cfg);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

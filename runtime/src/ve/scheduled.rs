@@ -174,17 +174,18 @@ async fn backup(
     service: &Arc<Service>,
     id: u32,
 ) -> Result<(String, Option<String>, Option<String>), String> {
+    // A backup or restore someone else started runs to its end first (the job's
+    // own state says so; one job runs at a time).
     let started = std::time::Instant::now();
-    loop {
-        match ask(service, Request::VeBackup { id }).await {
-            Reply::VeJobStarted => break,
-            Reply::Refused(r)
-                if r.to_string().contains("running") && started.elapsed() < BUSY_WAIT =>
-            {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            other => return Err(refusal(&other)),
-        }
+    while let Reply::VeJob(v) = ask(service, Request::VeBackupJob).await
+        && v.state == JobState::Running
+        && started.elapsed() < BUSY_WAIT
+    {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    match ask(service, Request::VeBackup { id }).await {
+        Reply::VeJobStarted => {}
+        other => return Err(refusal(&other)),
     }
     loop {
         tokio::time::sleep(POLL).await;
