@@ -497,33 +497,27 @@ impl Ves {
         parse_state(&out.stdout)
     }
 
-    /// [`Ves::state`] without holding up the caller's runtime.
-    async fn state_async(&self, id: u32) -> Option<(String, u32)> {
+    /// What crun prints for `args`, without holding up the caller's runtime; `None`
+    /// when it cannot be run or fails.
+    async fn crun_stdout(&self, args: &[&str]) -> Option<Vec<u8>> {
         let out = tokio::process::Command::new(&self.layout.crun)
-            .args(["state", &container(id)])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .await
             .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        parse_state(&out.stdout)
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// [`Ves::state`] without holding up the caller's runtime.
+    async fn state_async(&self, id: u32) -> Option<(String, u32)> {
+        parse_state(&self.crun_stdout(&["state", &container(id)]).await?)
     }
 
     /// What crun knows of every VE, as [`Ves::state`] says it of one: one `crun
     /// list` for all of them; `None` when crun cannot list them.
     async fn listed(&self) -> Option<BTreeMap<u32, (String, u32)>> {
-        let out = tokio::process::Command::new(&self.layout.crun)
-            .args(["list", "--format", "json"])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        parse_list(&out.stdout)
+        parse_list(&self.crun_stdout(&["list", "--format", "json"]).await?)
     }
 
     /// The pid (in the node's pid namespace) of a running VE's first process.
