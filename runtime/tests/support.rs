@@ -329,6 +329,27 @@ fn the_support_engineer_reaches_the_nodes_shell_only_while_the_tunnel_is_on() {
             && said("remote support switched off by root (on the node)"),
         "{events:#?}"
     );
+
+    // The tunnel ends with clusterd: on again, then clusterd killed (SIGKILL, as a
+    // crash): its ssh gets the parent-death signal and the port goes.
+    support(&mut c, &Request::SupportOn { hours: Some(1) });
+    wait_until("the tunnel's port again", Duration::from_secs(20), || {
+        port = support(&mut c, &Request::SupportStatus).port.unwrap_or(0);
+        port != 0
+    });
+    assert!(login(port).status.success());
+    let clusterd = rig.pid(0).to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &clusterd])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(
+        "the port closed with clusterd",
+        Duration::from_secs(10),
+        || !login(port).status.success(),
+    );
     drop(vendor);
-    rig.kill(0);
 }
