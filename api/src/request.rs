@@ -227,6 +227,21 @@ pub enum Request {
     /// Go back to the system in the other slot (it must have run well before) and
     /// restart into it. Refused on the node that runs the services.
     UpdateRollback,
+    /// Root only, on the node that runs the services: update both nodes from the
+    /// bundle `file` (a path on this node), one after the other — the other node
+    /// first, then the services move to it, then this node; the services end on the
+    /// other node unless `switch_back`. Runs in the background
+    /// ([`Request::UpdateStatus`]'s `rolling`); the bundle is checked here first.
+    UpdateRolling {
+        /// The bundle.
+        file: String,
+        /// Move the services back to this node at the end.
+        #[serde(default)]
+        switch_back: bool,
+        /// Accept a bundle older than the running system.
+        #[serde(default)]
+        force_downgrade: bool,
+    },
     /// Switch the remote-support tunnel of this node on for `hours` (default and
     /// limit: `support.max-hours`): an outbound SSH connection to the configured
     /// support server with a reverse forward to this node's SSH server. Switched on
@@ -314,6 +329,7 @@ impl Request {
                 | Request::SplitBrainDetected
                 | Request::ReplicationPeerLost
                 | Request::UpdateInstall { .. }
+                | Request::UpdateRolling { .. }
         )
     }
 }

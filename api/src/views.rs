@@ -555,6 +555,13 @@ pub struct UpdateView {
     pub trial: Option<String>,
     /// The history, oldest first.
     pub history: Vec<UpdateHistoryEntry>,
+    /// The version written to the other slot whose first start is pending (the
+    /// trial not decided yet).
+    #[serde(default)]
+    pub pending: Option<String>,
+    /// The rolling update of the pair this node leads: where it stands.
+    #[serde(default)]
+    pub rolling: Option<String>,
 }
 
 /// One system slot.

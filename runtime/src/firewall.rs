@@ -14,7 +14,8 @@
 //! - packets of established and related connections, and loopback;
 //! - from the other node's crossover address on the crossover port: the heartbeat (UDP),
 //!   configuration sync and the node facts (TCP, both on the heartbeat's port number) and
-//!   DRBD (TCP, the replication port);
+//!   DRBD (TCP, the replication port), and SSH (TCP 22; the other node's key may only
+//!   run the rolling update's few commands, see [`crate::update::peer`]);
 //! - from the other node's external address on the external port: the heartbeat (UDP),
 //!   when the external path is enabled;
 //! - from the recovery network and the configured admin networks (`access.admin-networks`):
@@ -118,6 +119,10 @@ pub fn ruleset(cfg: &ApplianceConfig, node: NodeId, ifs: &Interfaces) -> String 
         "\t\t{cross} tcp dport {hb} accept comment \"configuration sync\""
     );
     let _ = writeln!(s, "\t\t{cross} tcp dport {drbd} accept comment \"drbd\"");
+    let _ = writeln!(
+        s,
+        "\t\t{cross} tcp dport {SSH_PORT} accept comment \"ssh of the other node (rolling update)\""
+    );
     // The other node's side of the connections this node opened, accepted by address
     // and port, not only as conntrack's "established": conntrack calls packets of a
     // fast connection it picked up in mid-stream (DRBD connects before clusterd
@@ -450,6 +455,7 @@ mod tests {
         assert!(r.contains(&format!("{cross} udp dport 694 accept")), "{r}");
         assert!(r.contains(&format!("{cross} tcp dport 694 accept")), "{r}");
         assert!(r.contains(&format!("{cross} tcp dport 7788 accept")), "{r}");
+        assert!(r.contains(&format!("{cross} tcp dport 22 accept")), "{r}");
         assert!(
             r.contains(&format!("{cross} tcp sport {{ 694, 7788 }} accept")),
             "{r}"

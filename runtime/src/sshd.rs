@@ -33,6 +33,8 @@ pub const HOST_KEY: &str = "ssh_host_ed25519_key";
 pub const AUTHORIZED_KEYS: &str = "authorized_keys";
 /// The configuration's file name in that directory.
 pub const CONFIG: &str = "sshd_config";
+/// What the other node's key may run ([`crate::update::peer`]).
+pub const PEER_COMMAND: &str = "/usr/bin/tandem peer-ssh";
 /// The pid file's name in that directory.
 pub const PID_FILE: &str = "sshd.pid";
 
@@ -89,6 +91,8 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
     if support {
         allow.push(format!("root@{}", Ipv4Addr::LOCALHOST));
     }
+    let peer_int = cfg.network.node(node.peer()).internal_address.addr();
+    allow.push(format!("root@{peer_int}"));
     let _ = writeln!(c, "AllowUsers {}", allow.join(" "));
     for line in [
         "PermitRootLogin prohibit-password",
@@ -121,12 +125,36 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
         keys.push_str(k.as_str());
         keys.push('\n');
     }
+    // The other node (a rolling update): from its crossover address only, and only
+    // `tandem peer-ssh`, which takes a few fixed commands.
+    let _ = writeln!(
+        keys,
+        "from=\"{peer_int}\",restrict,command=\"{PEER_COMMAND}\" {} {}",
+        cfg.keys.cluster_ssh.public_key().trim(),
+        node.peer().name()
+    );
     Files {
         config: c,
         host_key: cfg.keys.ssh_host(node).expose().to_owned(),
         authorized_keys: keys,
     }
 }
+
+/// The `-o` options every SSH client of the node runs with: the host is known by the
+/// key given in the caller's known-hosts file only, the node's own key only, never a
+/// prompt, a dead connection noticed.
+pub const CLIENT_OPTIONS: [&str; 10] = [
+    "GlobalKnownHostsFile=/dev/null",
+    "StrictHostKeyChecking=yes",
+    "CheckHostIP=no",
+    "UpdateHostKeys=no",
+    "BatchMode=yes",
+    "IdentitiesOnly=yes",
+    "IdentityAgent=none",
+    "PasswordAuthentication=no",
+    "ConnectTimeout=15",
+    "ServerAliveInterval=15",
+];
 
 /// The `known_hosts` line by which an SSH client knows `host` (on `port`) by `key`
 /// only: `host KEY` on port 22, `[host]:port KEY` on another.
@@ -210,7 +238,8 @@ impl Setup {
     /// A file cannot be written or sshd cannot be signalled.
     pub fn refresh(&self, cfg: &ApplianceConfig) -> std::io::Result<String> {
         let ext = cfg.network.node(self.node).address.addr();
-        write(&self.dir, &files(cfg, self.node, &[ext], &self.dir))?;
+        let int = cfg.network.node(self.node).internal_address.addr();
+        write(&self.dir, &files(cfg, self.node, &[ext, int], &self.dir))?;
         let told = reload(&self.dir)?;
         Ok(format!(
             "ssh server: {} key(s) for root from {}{}",
@@ -247,11 +276,15 @@ mod tests {
         let ext = c.network.node1.address.addr();
         let f = files(&c, NodeId::Node1, &[ext], Path::new("/run/tandem/ssh"));
         let lines: Vec<&str> = f.config.lines().collect();
+        let allow = format!(
+            "AllowUsers root@192.168.100.0/24 root@192.0.2.64/28 root@{}",
+            c.network.node2.internal_address.addr()
+        );
         for want in [
             "ListenAddress 192.0.2.11:22",
             "HostKey /run/tandem/ssh/ssh_host_ed25519_key",
             "AuthorizedKeysFile /run/tandem/ssh/authorized_keys",
-            "AllowUsers root@192.168.100.0/24 root@192.0.2.64/28",
+            allow.as_str(),
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "AuthenticationMethods publickey",
@@ -260,7 +293,12 @@ mod tests {
             assert!(lines.contains(&want), "{want} missing:\n{}", f.config);
         }
         assert!(!f.config.contains("PasswordAuthentication yes"));
-        assert_eq!(f.authorized_keys, format!("{KEY}\n"));
+        let peer = format!(
+            "from=\"{}\",restrict,command=\"/usr/bin/tandem peer-ssh\" {} node2\n",
+            c.network.node2.internal_address.addr(),
+            c.keys.cluster_ssh.public_key().trim()
+        );
+        assert_eq!(f.authorized_keys, format!("{KEY}\n{peer}"));
         assert_eq!(f.host_key, c.keys.ssh_host_node1.expose());
         let f2 = files(&c, NodeId::Node2, &[ext], Path::new("/x"));
         assert_eq!(f2.host_key, c.keys.ssh_host_node2.expose());
@@ -277,8 +315,15 @@ mod tests {
             f.config
                 .contains("ListenAddress 192.0.2.11:22\nListenAddress 192.168.100.101:22\n")
         );
-        assert_eq!(f.authorized_keys, "");
-        assert!(f.config.contains("AllowUsers root@192.168.100.0/24\n"));
+        assert!(
+            f.authorized_keys.starts_with("from=") && f.authorized_keys.lines().count() == 1,
+            "only the other node's forced command: {}",
+            f.authorized_keys
+        );
+        assert!(f.config.contains(&format!(
+            "AllowUsers root@192.168.100.0/24 root@{}\n",
+            c.network.node2.internal_address.addr()
+        )));
         assert!(!f.config.contains("127.0.0.1"));
     }
 
@@ -299,9 +344,9 @@ mod tests {
             "{}",
             f.config
         );
-        assert!(
-            f.config
-                .contains("AllowUsers root@192.168.100.0/24 root@127.0.0.1\n")
-        );
+        assert!(f.config.contains(&format!(
+            "AllowUsers root@192.168.100.0/24 root@127.0.0.1 root@{}\n",
+            c.network.node2.internal_address.addr()
+        )));
     }
 }

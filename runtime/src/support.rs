@@ -97,21 +97,11 @@ pub fn prepare(cfg: &ApplianceConfig, dir: &Path) -> Result<Vec<OsString>, Strin
         args.push(o.into());
     };
     opt(format!("UserKnownHostsFile={}", known.display()));
-    for o in [
-        "GlobalKnownHostsFile=/dev/null",
-        "StrictHostKeyChecking=yes",
-        "CheckHostIP=no",
-        "UpdateHostKeys=no",
-        "BatchMode=yes",
-        "IdentitiesOnly=yes",
-        "IdentityAgent=none",
-        "PasswordAuthentication=no",
+    for o in crate::sshd::CLIENT_OPTIONS.into_iter().chain([
         "ExitOnForwardFailure=yes",
-        "ConnectTimeout=15",
-        "ServerAliveInterval=15",
         "ServerAliveCountMax=3",
         "LogLevel=INFO",
-    ] {
+    ]) {
         opt(o.to_owned());
     }
     args.push("-p".into());

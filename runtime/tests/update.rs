@@ -313,6 +313,7 @@ fn the_new_system_is_committed_when_it_booted() {
     Record {
         pending: Some(pending()),
         history: Vec::new(),
+        rolling: None,
     }
     .save(&rig.path("state"))
     .unwrap();
@@ -340,6 +341,7 @@ fn a_fallback_to_the_old_system_is_recorded_and_not_tried_again() {
     Record {
         pending: Some(pending()),
         history: Vec::new(),
+        rolling: None,
     }
     .save(&rig.path("state"))
     .unwrap();

@@ -513,6 +513,7 @@ fn control_service(
         ))),
         mail: Arc::new(|_| tandem_api::Reply::Done),
         support: tandem_runtime::support::Handle::none(),
+        rolling: tandem_runtime::update::rolling::Handle::none(),
     };
     Arc::new(Service::new(admin, Some(link)))
 }

@@ -323,6 +323,7 @@ fn the_operators_requests_go_through_the_watch() {
             ))),
             mail: Arc::new(|_| Reply::Done),
             support: tandem_runtime::support::Handle::none(),
+            rolling: tandem_runtime::update::rolling::Handle::none(),
         };
         let service = Arc::new(Service::new(admin, Some(link)));
         let ask = |request: Request| {

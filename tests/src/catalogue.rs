@@ -71,16 +71,7 @@ pub fn all() -> Vec<Scenario> {
         install_again_prompt,
     ));
     list.extend(crate::failover::scenarios());
-    list.push(Scenario::not_yet(
-        "update-rolling",
-        "a signed update bundle installed on both nodes one after the other, services moved by one switchover",
-        "the rolling update of the pair as one action is not built yet (each node is updated on its own with `tandem update install`, which tests/tests/update.rs proves)",
-    ));
-    list.push(Scenario::not_yet(
-        "update-rollback",
-        "an update whose cluster daemon never becomes healthy rolls back by itself",
-        "the rig cannot build a bundle that fails its trial yet; the rollback an operator asks for is proven by tests/tests/update.rs",
-    ));
+    list.extend(crate::rolling::scenarios());
     list
 }
 

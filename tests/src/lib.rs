@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod failover;
 pub mod install;
 pub mod pair;
+pub mod rolling;
 pub mod scenario;
 pub mod update;
 pub mod web;

@@ -209,7 +209,7 @@ fn committed(pair: &Pair, n: Node, slot: &str) {
 }
 
 /// The texts of node `n`'s update history.
-fn history(pair: &Pair, n: Node) -> Vec<String> {
+pub fn history(pair: &Pair, n: Node) -> Vec<String> {
     update_status(pair, n)["history"]
         .as_array()
         .map(|h| {

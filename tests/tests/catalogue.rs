@@ -40,3 +40,9 @@ fn run_scenario(name: &str) {
 fn catalogue_power_loss_of_the_active_node() {
     run_scenario("power-off-active");
 }
+
+#[test]
+#[ignore = "needs the install image, an update bundle, QEMU and root: run `cargo xtask test`"]
+fn catalogue_rolling_update_of_the_pair() {
+    run_scenario("update-rolling");
+}

@@ -94,6 +94,7 @@ fn loop_down() -> ClusterLink {
             tandem_api::Reply::Refused(tandem_api::Refusal::ClusterDown("it has ended".into()))
         }),
         support: tandem_runtime::support::Handle::none(),
+        rolling: tandem_runtime::update::rolling::Handle::none(),
     }
 }
 

@@ -516,12 +516,24 @@ fn scenarios(args: &[String]) -> Result<()> {
     run(cargo()
         .args(["build", "--workspace", "--bins", "--locked"])
         .current_dir(&root))?;
-    run(runner()
+    let mut scenarios = runner();
+    scenarios
         .args(args)
         .arg("--out")
         .arg(root.join("target/scenarios"))
-        .env("TANDEM_IMAGE_DIR", &image_dir))
-    .context("a scenario failed: see target/scenarios/report.md")
+        .env("TANDEM_IMAGE_DIR", &image_dir);
+    // The update scenarios update the pair to a second version of this tree.
+    if args
+        .iter()
+        .any(|a| a == "--all" || a.starts_with("update-"))
+    {
+        eprintln!("xtask: building an update bundle with another version ({UPDATE_SUFFIX})");
+        scenarios.env(
+            "TANDEM_UPDATE_BUNDLE",
+            bundle(Some(UPDATE_SUFFIX.to_owned()))?,
+        );
+    }
+    run(&mut scenarios).context("a scenario failed: see target/scenarios/report.md")
 }
 
 /// Fuzz targets under `fuzz/` (cargo-fuzz; nightly when installed, else the pinned

@@ -36,6 +36,13 @@ pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
             esc(t)
         ));
     }
+    if let Some(r) = &v.rolling {
+        body.push_str(&format!(
+            "<p role=\"status\" id=\"update-rolling\">{} {}</p>",
+            lang.t("Rolling update of the pair:", "Update des Paars:"),
+            esc(r)
+        ));
+    }
     body.push_str(&job_html(lang, v));
     body.push_str(&format!("<h2>{}</h2>", lang.t("History", "Verlauf")));
     if v.history.is_empty() {
@@ -69,8 +76,8 @@ pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
         ));
     }
     body.push_str(lang.t(
-        "<p class=\"note\">An update is a signed bundle (<code>tandem-VERSION.raucb</code>). Move the services away from a node (Maintenance: switchover), copy the bundle onto it and run <code>tandem update install FILE</code> there: it is written into the other system slot and the node restarts into it. The new system is kept once the node is healthy again (the other node heard, the replication connected); otherwise the node goes back to the previous system by itself and says so here and by e-mail. Uploading bundles on this page is not available.</p>",
-        "<p class=\"note\">Ein Update ist ein signiertes Paket (<code>tandem-VERSION.raucb</code>). Dienste vom Knoten wegschalten (Wartung: Umschalten), das Paket auf den Knoten kopieren und dort <code>tandem update install DATEI</code> ausführen: es wird in den anderen Systembereich geschrieben, und der Knoten startet daraus neu. Das neue System bleibt, sobald der Knoten wieder gesund ist (anderer Knoten hörbar, Replikation verbunden); sonst kehrt der Knoten von selbst zum vorherigen System zurück und meldet das hier und per E-Mail. Pakete auf dieser Seite hochzuladen ist nicht möglich.</p>",
+        "<p class=\"note\">An update is a signed bundle (<code>tandem-VERSION.raucb</code>). Move the services away from a node (Maintenance: switchover), copy the bundle onto it and run <code>tandem update install FILE</code> there: it is written into the other system slot and the node restarts into it. The new system is kept once the node is healthy again (the other node heard, the replication connected); otherwise the node goes back to the previous system by itself and says so here and by e-mail. <code>tandem update rolling FILE</code> on the node that runs the services updates both nodes in turn, with one switchover. Uploading bundles on this page is not available.</p>",
+        "<p class=\"note\">Ein Update ist ein signiertes Paket (<code>tandem-VERSION.raucb</code>). Dienste vom Knoten wegschalten (Wartung: Umschalten), das Paket auf den Knoten kopieren und dort <code>tandem update install DATEI</code> ausführen: es wird in den anderen Systembereich geschrieben, und der Knoten startet daraus neu. Das neue System bleibt, sobald der Knoten wieder gesund ist (anderer Knoten hörbar, Replikation verbunden); sonst kehrt der Knoten von selbst zum vorherigen System zurück und meldet das hier und per E-Mail. <code>tandem update rolling DATEI</code> auf dem Knoten mit den Diensten aktualisiert beide Knoten nacheinander, mit einer Umschaltung. Pakete auf dieser Seite hochzuladen ist nicht möglich.</p>",
     ));
     body
 }
@@ -201,6 +208,8 @@ mod tests {
                     ok: true,
                 },
             ],
+            pending: None,
+            rolling: Some("node2 tries 0.3.0".into()),
         }
     }
 
@@ -212,10 +221,15 @@ mod tests {
         assert!(en.contains("id=\"update-trial\""), "{en}");
         assert!(en.contains("<b>failed</b>"), "{en}");
         assert!(en.contains("updated from 0.1.0 to &lt;0.2.0&gt;"), "{en}");
+        assert!(
+            en.contains("Rolling update of the pair: node2 tries 0.3.0"),
+            "{en}"
+        );
         let de = updates_html(Lang::De, &Reply::Update(Box::new(view())));
         assert!(de.contains("B (läuft)"), "{de}");
         assert!(de.contains("fehlgeschlagen"), "{de}");
         assert!(de.contains("tandem update install DATEI"), "{de}");
+        assert!(de.contains("Update des Paars: node2 tries 0.3.0"), "{de}");
     }
 
     #[test]

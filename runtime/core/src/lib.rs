@@ -72,6 +72,7 @@
 
 mod backup_schedule;
 mod clock_watch;
+pub mod rolling;
 pub mod support;
 mod time;
 mod trial;
@@ -82,6 +83,7 @@ use std::time::Duration;
 
 pub use backup_schedule::BackupSchedule;
 pub use clock_watch::{ClockAlert, ClockWatch};
+pub use rolling::{PeerSeen, Phase, Roles, Rolling, RollingRule, RollingStep};
 pub use support::{SupportAction, SupportTunnel};
 pub use tandem_proto::{
     ClusterKey, DIGEST_LEN, DecodeError, FRAME_LEN, Frame, NodeId, PathId, ResourceState, Role,

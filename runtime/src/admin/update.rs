@@ -25,6 +25,7 @@ pub struct UpdateJob {
 struct Shared {
     job: UpdateJobView,
     trial: Option<String>,
+    rolling: Option<String>,
 }
 
 fn idle() -> UpdateJobView {
@@ -50,6 +51,7 @@ impl UpdateJob {
             shared: Arc::new(Mutex::new(Shared {
                 job: idle(),
                 trial: None,
+                rolling: None,
             })),
         }
     }
@@ -62,12 +64,27 @@ impl UpdateJob {
         }
     }
 
+    /// Where the rolling update this node leads stands (`None`: none runs).
+    pub fn set_rolling(&self, text: Option<String>) {
+        if let Ok(mut g) = self.shared.lock() {
+            g.rolling = text;
+        }
+    }
+
+    /// Whether an install runs.
+    #[must_use]
+    pub fn installing(&self) -> bool {
+        self.shared
+            .lock()
+            .is_ok_and(|g| g.job.state == JobState::Running)
+    }
+
     /// The slots, the job, the trial, the history.
     #[must_use]
     pub fn view(&self) -> UpdateView {
-        let (job, trial) = match self.shared.lock() {
-            Ok(g) => (g.job.clone(), g.trial.clone()),
-            Err(_) => (idle(), None),
+        let (job, trial, rolling) = match self.shared.lock() {
+            Ok(g) => (g.job.clone(), g.trial.clone(), g.rolling.clone()),
+            Err(_) => (idle(), None, None),
         };
         let (booted, slots, slots_error) = match self.updater.status() {
             Ok(st) => (
@@ -86,20 +103,17 @@ impl UpdateJob {
             ),
             Err(e) => (None, Vec::new(), Some(e.0)),
         };
-        let history = self
-            .updater
-            .record()
-            .map(|r| {
-                r.history
-                    .into_iter()
-                    .map(|e| UpdateHistoryEntry {
-                        at: e.at,
-                        text: e.text,
-                        ok: e.ok,
-                    })
-                    .collect()
+        let record = self.updater.record().unwrap_or_default();
+        let pending = record.pending.map(|p| p.to_version);
+        let history = record
+            .history
+            .into_iter()
+            .map(|e| UpdateHistoryEntry {
+                at: e.at,
+                text: e.text,
+                ok: e.ok,
             })
-            .unwrap_or_default();
+            .collect();
         UpdateView {
             version: self.updater.running_version(),
             booted,
@@ -108,6 +122,8 @@ impl UpdateJob {
             job,
             trial,
             history,
+            pending,
+            rolling,
         }
     }
 

@@ -152,6 +152,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: update::UpdateCmd,
     },
+    /// What the other node's key runs over SSH (a forced command; the request is in
+    /// `SSH_ORIGINAL_COMMAND`): the few steps of a rolling update it leads.
+    #[command(hide = true)]
+    PeerSsh,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1392,6 +1396,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Cmd::Firewall { .. }
         | Cmd::Apply { .. }
         | Cmd::Update { .. }
+        | Cmd::PeerSsh
         | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
@@ -1654,6 +1659,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: configuration not changed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::PeerSsh = &cli.cmd {
+        return match update::peer_ssh(&cli.control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e:#}");
                 ExitCode::FAILURE
             }
         };

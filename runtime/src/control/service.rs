@@ -70,6 +70,8 @@ pub struct ClusterLink {
     pub mail: Arc<dyn Fn(crate::mail::MailCall) -> Reply + Send + Sync>,
     /// The remote-support tunnel.
     pub support: crate::support::Handle,
+    /// The rolling update of the pair.
+    pub rolling: crate::update::rolling::Handle,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -563,6 +565,23 @@ impl Service {
                 })
                 .await
             }
+            Request::UpdateRolling {
+                file,
+                switch_back,
+                force_downgrade,
+            } => {
+                let Some(c) = &self.cluster else {
+                    return refused(Refusal::RecoveryMode("update-rolling".into()));
+                };
+                one(c
+                    .rolling
+                    .call(crate::update::rolling::Call::Start {
+                        file,
+                        switch_back,
+                        force_downgrade,
+                    })
+                    .await)
+            }
             Request::UpdateRollback => {
                 if let Err(r) = self.not_serving("go back to the previous system").await {
                     return refused(r);
@@ -926,6 +945,7 @@ mod tests {
                 Reply::Refused(Refusal::Failed(format!("{call:?} not simulated")))
             }),
             support: crate::support::Handle::none(),
+            rolling: crate::update::rolling::Handle::none(),
         }
     }
 

@@ -31,7 +31,7 @@ pub(super) fn serve(
     tx: mpsc::Sender<In>,
     hub: &Arc<EventHub>,
     hw_snapshot: &Arc<Mutex<HwJson>>,
-    support: crate::support::Handle,
+    (support, rolling): (crate::support::Handle, crate::update::rolling::Handle),
     admin: Admin,
 ) -> anyhow::Result<Arc<Service>> {
     let mail_hub = Arc::clone(hub);
@@ -42,6 +42,7 @@ pub(super) fn serve(
         hw: Arc::clone(hw_snapshot),
         mail: Arc::new(move |call| mail_hub.mail_call(call)),
         support,
+        rolling,
     };
     let service = Arc::new(Service::new(admin, Some(link)));
     tokio::spawn(crate::control::serve(listener, Arc::clone(&service)));

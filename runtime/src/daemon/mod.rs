@@ -42,6 +42,7 @@ mod hub;
 mod inputs;
 mod leave;
 mod replica;
+mod rolling;
 mod serial;
 mod status;
 mod support;
@@ -150,15 +151,30 @@ pub async fn run(
         init_pid: admin.init_pid,
         trial: None,
     };
+    let (rolling_tx, rolling_rx) = mpsc::channel(4);
+    let rolling_handle = crate::update::rolling::Handle::new(rolling_tx);
     let service = control::serve(
         &settings,
         sync.clone(),
         tx.clone(),
         &hub,
         &hw_snapshot,
-        support,
+        (support, rolling_handle.clone()),
         admin,
     )?;
+    rolling::start(
+        sync.clone().map(|sync| rolling::Ctx {
+            job: updates.job.clone(),
+            service: Arc::clone(&service),
+            tx: tx.clone(),
+            hub: Arc::clone(&hub),
+            sync,
+            node: settings.node,
+            clock: Clock::start(),
+            dir: std::path::PathBuf::from(crate::update::peer::CLIENT_DIR),
+        }),
+        rolling_rx,
+    );
     let running_cfg = config::start(&settings, sync.as_ref(), &tx, &hub).await?;
     backup_schedule::start(
         sync.clone(),
@@ -197,6 +213,7 @@ pub async fn run(
         shell.updates.job.clone(),
         shell.tx.clone(),
         Arc::clone(&shell.hub),
+        rolling_handle,
     );
     shell.run(shutdown, timer, heard, rx).await;
     shell.leave().await;

@@ -3,6 +3,7 @@
 //! when the node is healthy, given up (marked bad, node restarted into the previous
 //! system) when it is not by the deadline. A rolled-back update is reported.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::core_loop::Shell;
 use super::hub::EventHub;
 use crate::admin::update::UpdateJob;
 use crate::alerts::Alert;
+use crate::update::peer::{CLIENT_DIR, Peer};
 use crate::update::record::{Boot, Pending};
 
 /// How long every health fact must hold before a new system is kept.
@@ -33,7 +35,12 @@ pub(super) struct Updates {
 /// rollback reported and committed, a trial handed to the loop. Each question to
 /// RAUC runs on a blocking thread of its own; the waits between them are the loop's
 /// timers, so a shutdown never waits for the update service.
-pub(super) fn start(job: UpdateJob, tx: mpsc::Sender<In>, hub: Arc<EventHub>) {
+pub(super) fn start(
+    job: UpdateJob,
+    tx: mpsc::Sender<In>,
+    hub: Arc<EventHub>,
+    rolling: crate::update::rolling::Handle,
+) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let boot = loop {
@@ -56,20 +63,39 @@ pub(super) fn start(job: UpdateJob, tx: mpsc::Sender<In>, hub: Arc<EventHub>) {
             }
         };
         let after = tokio::task::spawn_blocking(move || after_boot(&job, boot, &hub)).await;
-        if let Ok(Some(p)) = after {
-            let _ = tx.send(In::UpdateTrial(p)).await;
+        match after {
+            Ok(After::Trial(p)) => {
+                let _ = tx.send(In::UpdateTrial(p)).await;
+            }
+            Ok(After::Resume(r)) => {
+                let _ = rolling.call(crate::update::rolling::Call::Resume(*r)).await;
+            }
+            Ok(After::Nothing) | Err(_) => {}
         }
     });
 }
 
-/// Acts on what this boot is; returns the update whose trial begins.
-fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> Option<Pending> {
+/// What follows the start's look at the update record.
+enum After {
+    /// Nothing.
+    Nothing,
+    /// The trial of this new system begins.
+    Trial(Pending),
+    /// The rolling update this node leads goes on.
+    Resume(Box<crate::update::record::RollingRecord>),
+}
+
+/// Acts on what this boot is; returns what follows.
+fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> After {
     match boot {
         Boot::Ordinary => {
             if let Err(e) = job.updater.commit(None) {
                 hub.publish("update", e.0);
             }
-            None
+            match job.updater.record().map(|r| r.rolling) {
+                Ok(Some(r)) => After::Resume(Box::new(r)),
+                _ => After::Nothing,
+            }
         }
         Boot::RolledBack(p) => {
             let text = job
@@ -87,9 +113,11 @@ fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> Option<Pending> {
             if let Err(e) = job.updater.commit(None) {
                 hub.publish("update", e.0);
             }
-            None
+            // This node went back during the last phase of a rolling update it led.
+            super::rolling::finish(job, hub, None, false);
+            After::Nothing
         }
-        Boot::Trial(p) => Some(p),
+        Boot::Trial(p) => After::Trial(p),
     }
 }
 
@@ -156,6 +184,10 @@ impl Shell {
             TrialStep::Commit => {
                 self.updates.job.set_trial(None);
                 let (job, hub) = (self.updates.job.clone(), Arc::clone(&self.hub));
+                let back = self
+                    .running_cfg
+                    .as_ref()
+                    .and_then(|c| Peer::new(c, self.settings.node, Path::new(CLIENT_DIR)).ok());
                 tokio::task::spawn_blocking(move || {
                     let (text, ok) = match job.updater.commit(Some(&p)) {
                         Ok(()) => (
@@ -173,6 +205,7 @@ impl Shell {
                     };
                     if ok {
                         hub.alert("update", text, &alert);
+                        super::rolling::finish(&job, &hub, back.as_ref(), true);
                     } else {
                         hub.publish("update", text);
                     }

@@ -11,8 +11,10 @@
 //! The rule with time in it (commit when healthy, give up at a deadline) is
 //! [`tandem_core::Trial`]; clusterd's loop feeds it.
 
+pub mod peer;
 pub mod rauc;
 pub mod record;
+pub mod rolling;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

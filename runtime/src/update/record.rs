@@ -56,6 +56,30 @@ pub struct Record {
     /// The history, oldest first.
     #[serde(default)]
     pub history: Vec<Entry>,
+    /// The rolling update of the pair this node leads (see
+    /// [`tandem_core::rolling`]), while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<RollingRecord>,
+}
+
+/// A rolling update of the pair led by this node, as it survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingRecord {
+    /// The bundle on this node.
+    pub file: String,
+    /// The version it brings.
+    pub to_version: String,
+    /// The version the pair ran.
+    pub from_version: String,
+    /// The phase ([`tandem_core::Phase::name`]).
+    pub phase: String,
+    /// Move the services back to this node at the end.
+    pub switch_back: bool,
+    /// Accept a bundle older than the running system.
+    #[serde(default)]
+    pub force_downgrade: bool,
+    /// When it began (seconds since the epoch).
+    pub started_at: u64,
 }
 
 /// Reading or writing the record failed.
@@ -177,6 +201,7 @@ mod tests {
         let mut r = Record {
             pending: Some(pending()),
             history: Vec::new(),
+            rolling: None,
         };
         for i in 0..(HISTORY as u64 + 5) {
             r.note(i, format!("entry {i}"), true);

@@ -210,30 +210,12 @@ fn run(
         .arg(key)
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known.display()))
-        .args([
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "CheckHostIP=no",
-            "-o",
-            "UpdateHostKeys=no",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "PasswordAuthentication=no",
-            "-o",
-            "ConnectTimeout=15",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=4",
-        ])
+        .args(
+            crate::sshd::CLIENT_OPTIONS
+                .into_iter()
+                .chain(["ServerAliveCountMax=4"])
+                .flat_map(|o| ["-o", o]),
+        )
         .arg(format!("{}@{}", target.user, target.host))
         .stdin(Stdio::null())
         .output()

@@ -71,7 +71,8 @@ impl RunReport {
     }
 }
 
-async fn ask(service: &Arc<Service>, request: Request) -> Reply {
+/// `request`'s answer from `service`, asked as root on this node.
+pub(crate) async fn ask(service: &Arc<Service>, request: Request) -> Reply {
     let line = RequestLine {
         version: tandem_api::API_VERSION,
         token: None,

@@ -32,6 +32,20 @@ pub enum UpdateCmd {
     /// Go back to the system in the other slot (it must have run well) and restart.
     /// Only on the passive node.
     Rollback,
+    /// Update both nodes from the bundle FILE (on this node), on the node that runs
+    /// the services: the other node first (it restarts into the new system and
+    /// must keep it), then the services move to it, then this node. Stops, with
+    /// the services running, when a step fails. Follows it until this node restarts.
+    Rolling {
+        /// The bundle (`tandem-VERSION.raucb`).
+        file: String,
+        /// Move the services back to this node at the end.
+        #[arg(long)]
+        switch_back: bool,
+        /// Accept a bundle older than the running system.
+        #[arg(long)]
+        force_downgrade: bool,
+    },
 }
 
 fn expect(reply: Reply) -> anyhow::Result<Reply> {
@@ -70,6 +84,9 @@ fn print(v: &UpdateView) {
     }
     if let Some(t) = &v.trial {
         println!("{t}");
+    }
+    if let Some(r) = &v.rolling {
+        println!("rolling update: {r}");
     }
     match &v.job.state {
         JobState::Idle => {}
@@ -112,6 +129,20 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
             expect(client.call(&Request::UpdateRollback)?)?;
             println!("the other slot's system starts next: this node restarts now");
             Ok(())
+        }
+        UpdateCmd::Rolling {
+            file,
+            switch_back,
+            force_downgrade,
+        } => {
+            let path = std::fs::canonicalize(file)
+                .with_context(|| format!("{file}: no such bundle file"))?;
+            expect(client.call(&Request::UpdateRolling {
+                file: path.display().to_string(),
+                switch_back: *switch_back,
+                force_downgrade: *force_downgrade,
+            })?)?;
+            follow_rolling(&mut client)
         }
         UpdateCmd::Install {
             file,
@@ -160,6 +191,72 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
                     JobState::Idle => bail!("clusterd lost the install"),
                 }
             }
+        }
+    }
+}
+
+/// Prints each new step of the rolling update until this node restarts into the new
+/// system (its trial ends the update there) or the update stops.
+fn follow_rolling(client: &mut Client) -> anyhow::Result<()> {
+    let mut last = String::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(v) = status(client) else {
+            println!(
+                "this node restarts into the new system; the rolling update ends there once it is kept: `tandem update status` after the restart"
+            );
+            return Ok(());
+        };
+        let Some(r) = v.rolling else {
+            let end = v.history.last().map(|h| h.text.clone()).unwrap_or_default();
+            println!("{end}");
+            return Ok(());
+        };
+        if r != last {
+            println!("{r}");
+            if let Some(why) = r.strip_prefix("stopped: ") {
+                bail!("the rolling update stopped: {why}");
+            }
+            last = r;
+        }
+    }
+}
+
+/// `tandem peer-ssh`: the forced command of the other node's key. One of the few
+/// steps of a rolling update the other node leads, named in `SSH_ORIGINAL_COMMAND`;
+/// anything else is refused.
+///
+/// # Errors
+/// The command is not one of them, or it failed.
+pub fn peer_ssh(control: &Path) -> anyhow::Result<()> {
+    use tandem_runtime::update::peer::{BUNDLE, PeerCommand};
+    let line = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
+    let cmd = PeerCommand::parse(&line).map_err(anyhow::Error::msg)?;
+    match cmd {
+        PeerCommand::ReceiveBundle => {
+            let part = format!("{BUNDLE}.part");
+            let mut out =
+                std::fs::File::create(&part).with_context(|| format!("creating {part}"))?;
+            let n = std::io::copy(&mut std::io::stdin().lock(), &mut out)
+                .with_context(|| format!("writing {part}"))?;
+            out.sync_all().with_context(|| format!("writing {part}"))?;
+            std::fs::rename(&part, BUNDLE).with_context(|| format!("renaming {part}"))?;
+            println!("{n} bytes in {BUNDLE}");
+            Ok(())
+        }
+        PeerCommand::Install { force_downgrade } => run(
+            &UpdateCmd::Install {
+                file: BUNDLE.to_owned(),
+                force_downgrade,
+            },
+            control,
+        ),
+        PeerCommand::Status => run(&UpdateCmd::Status { json: true }, control),
+        PeerCommand::Switchover => {
+            let mut client = Client::connect(control)?;
+            expect(client.call(&Request::Switchover)?)?;
+            println!("switchover started");
+            Ok(())
         }
     }
 }
