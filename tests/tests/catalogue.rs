@@ -3,7 +3,8 @@
 //! from the DVD and activated through its consoles (the catalogue's base),
 //! then the power loss of the active node with the client's workload
 //! running — takeover, no acknowledged write lost, never two active nodes,
-//! the alert mailed, the node rejoining passive in sync.
+//! the alert mailed, the node rejoining passive in sync — and the rolling
+//! update of the pair to a second version of this tree.
 //!
 //! These tests need the image and root; `cargo xtask test` runs them.
 

@@ -85,6 +85,12 @@ pub(super) fn start(ctx: Option<Ctx>, mut rx: mpsc::Receiver<(Call, oneshot::Sen
                 },
                 Call::Resume(r) => r,
             };
+            // Said before the answer, so that a client following the status never
+            // sees the update not begun.
+            ctx.job.set_rolling(Some(format!(
+                "to {}: begins ({} phase)",
+                plan.to_version, plan.phase
+            )));
             let _ = reply.send(Reply::UpdateStarted);
             let c = Arc::clone(&ctx);
             running = Some(tokio::spawn(async move { lead(&c, plan).await }));
