@@ -44,6 +44,19 @@ fn version_now(pair: &Pair, n: Node) -> Option<String> {
     good.then(|| out.trim().to_owned())
 }
 
+/// Node `n`'s update history, `None` while it does not answer (it restarts).
+fn history_now(pair: &Pair, n: Node) -> Option<Vec<String>> {
+    let (good, out) = pair.ssh(n, "tandem update status --json");
+    let v: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| good)?;
+    Some(
+        v["history"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["text"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 /// Copies the bundle under test to node `n`; returns its version.
 fn bundle_on(pair: &Pair, n: Node) -> String {
     let bundle = bundle_under_test();
@@ -83,7 +96,7 @@ fn update_rolling(c: &mut Ctx<'_>) {
     );
     let done = format!("rolling update to {to} done");
     let end = wait_until("the rolling update done on the leader", 15 * MIN, || {
-        history(c.pair, a)
+        history_now(c.pair, a)?
             .into_iter()
             .find(|h| h.starts_with(&done))
     });
@@ -174,7 +187,7 @@ fn update_rollback(c: &mut Ctx<'_>) {
     c.pair.crossover(true);
     let stopped = format!("rolling update to {to} stopped");
     let why = wait_until("the leader stopping the rolling update", 5 * MIN, || {
-        history(c.pair, a)
+        history_now(c.pair, a)?
             .into_iter()
             .find(|h| h.starts_with(&stopped))
     });
