@@ -420,7 +420,13 @@ fn walk<R: Read>(ar: &mut tar::Archive<R>, limit: u64) -> Result<(u64, u64), Che
                 "member {path:?} is in the archive twice"
             )));
         }
-        let size = entry.header().size().map_err(damaged)?;
+        // What unpacking reads of every header.
+        let header = entry.header();
+        let size = header.size().map_err(damaged)?;
+        header.mode().map_err(damaged)?;
+        header.uid().map_err(damaged)?;
+        header.gid().map_err(damaged)?;
+        header.mtime().map_err(damaged)?;
         if size > limit {
             return Err(CheckError::Bomb(format!(
                 "member {path:?} declares {size} bytes, more than the file may unpack to ({limit}): a decompression bomb is refused"
@@ -943,6 +949,8 @@ mod tests {
             h.set_entry_type(*kind);
             h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
             h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
             match kind {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
                     h.set_size(0);
@@ -1072,6 +1080,14 @@ mod tests {
     #[test]
     fn truncated_and_trailing_data_are_refused() {
         let t = tar_of(&rootfs());
+        // A header whose owner is not a number (what unpacking reads).
+        let mut bad = t.clone();
+        bad[512 + 108..512 + 116].copy_from_slice(b"zzzzzzz\0");
+        let mut h = tar::Header::from_byte_slice(&bad[512..1024]).clone();
+        h.set_cksum();
+        bad[512..1024].copy_from_slice(h.as_bytes());
+        let e = check_bytes(&bad).expect_err("uid");
+        assert!(matches!(e, CheckError::Damaged(_)), "{e}");
         // Cut at a block boundary: the tar reader alone would take it for the end.
         let cut = &t[..t.len() - 1024 - 512];
         let e = check_bytes(cut).expect_err("cut at a block");
@@ -1109,6 +1125,10 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_path("huge").expect("path");
         h.set_size(1 << 40);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(Regular);
         h.set_cksum();
         t.truncate(t.len() - 1024);
