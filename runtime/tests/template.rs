@@ -215,35 +215,28 @@ fn templates_are_added_listed_refused_and_deleted_through_clusterd() {
     let mut device = rootfs();
     device.push(("./dev/sda", Char, b""));
     let good_gz = std::fs::read(&good).unwrap();
-    let cases: Vec<(&str, Vec<u8>, &[&str], &str)> = vec![
+    // Refused for what is in them (`TANDEM_TEMPLATE_SEEDS=DIR` keeps them as fuzz
+    // seeds), then for their names.
+    let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "traversal.tar.gz",
             gzip(&tar_of(&traversal)),
-            &[],
             "climbs out with \"..\"",
         ),
-        (
-            "absolute.tar",
-            tar_of(&absolute),
-            &[],
-            "has an absolute path",
-        ),
+        ("absolute.tar", tar_of(&absolute), "has an absolute path"),
         (
             "device.tar.zst",
             zstd::encode_all(&tar_of(&device)[..], 3).unwrap(),
-            &[],
             "is a device node",
         ),
         (
             "zbomb.tar.zst",
             zstd::encode_all(&tar_of(&bomb_members)[..], 3).unwrap(),
-            &[],
             "a decompression bomb is refused",
         ),
         (
             "gzbomb.tar.gz",
             gzip(&tar_of(&big_member)),
-            &[],
             "a decompression bomb is refused",
         ),
         (
@@ -252,15 +245,20 @@ fn templates_are_added_listed_refused_and_deleted_through_clusterd() {
                 ("./srv/", Directory, b""),
                 ("./srv/a", Regular, b"a"),
             ])),
-            &[],
             "holds no root filesystem",
         ),
         (
             "cut.tar.gz",
             good_gz[..good_gz.len() / 2].to_vec(),
-            &[],
             "damaged (truncated or corrupted)",
         ),
+    ];
+    let seeds = std::env::var_os("TANDEM_TEMPLATE_SEEDS").map(PathBuf::from);
+    if let Some(d) = &seeds {
+        std::fs::write(d.join("good-debian-12.tar.gz"), &good_gz).unwrap();
+        std::fs::write(d.join("good-plain.tar"), tar_of(&rootfs())).unwrap();
+    }
+    let named: Vec<(&str, Vec<u8>, &[&str], &str)> = vec![
         (
             "again.tar.gz",
             good_gz.clone(),
@@ -280,7 +278,16 @@ fn templates_are_added_listed_refused_and_deleted_through_clusterd() {
             "built-in template's name",
         ),
     ];
-    for (file, bytes, extra, want) in &cases {
+    let cases = hostile
+        .into_iter()
+        .map(|(f, b, w)| {
+            if let Some(d) = &seeds {
+                std::fs::write(d.join(format!("hostile-{f}")), &b).unwrap();
+            }
+            (f, b, &[][..], w)
+        })
+        .chain(named);
+    for (file, bytes, extra, want) in cases {
         let path = up.join(file);
         std::fs::write(&path, bytes).unwrap();
         let mut args = vec!["template", "add", path.to_str().unwrap()];
@@ -357,4 +364,24 @@ fn templates_are_added_listed_refused_and_deleted_through_clusterd() {
         );
     }
     assert!(!passive.join("template").exists());
+}
+
+/// The fuzz seeds: the good ones pass the check, every hostile one is refused.
+#[test]
+fn the_fuzz_seeds_are_checked_as_an_add_checks_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/template_check");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&p).unwrap();
+        let r = tandem_runtime::ve::template::check(&bytes[..], bytes.len() as u64);
+        if name.starts_with("hostile-") {
+            assert!(r.is_err(), "{name} was accepted");
+        } else {
+            assert!(r.is_ok(), "{name}: {:?}", r.err());
+        }
+        n += 1;
+    }
+    assert!(n >= 9, "{n} seeds");
 }
