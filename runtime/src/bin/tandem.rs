@@ -308,7 +308,8 @@ enum VeCmd {
     Create {
         /// VE number.
         id: String,
-        /// OS template in /vz/template (without .tar or .tar.gz).
+        /// OS template in /vz/template (without .tar, .tar.gz, .tar.xz or .tar.zst;
+        /// tandem template list shows them).
         #[arg(long, default_value = ve::manager::MINIMAL_TEMPLATE)]
         template: String,
         /// A VE file with the limits to start from (e.g. the tkunlimited sample).
