@@ -257,7 +257,7 @@ pub fn check(input: impl Read, file_size: u64) -> Result<Checked, CheckError> {
     let mut head = [0u8; 512];
     let got = read_full(&mut hashed, &mut head).map_err(|e| CheckError::Damaged(e.to_string()))?;
     let compression = Compression::sniff(&head[..got])
-        .ok_or_else(|| CheckError::Foreign("its first bytes are none of these formats'".into()))?;
+        .ok_or_else(|| CheckError::Foreign("its first bytes match none of them".into()))?;
     let read = Rc::new(Cell::new(0u64));
     let (members, data_bytes) = {
         let chained = io::Cursor::new(&head[..got]).chain(&mut hashed);
@@ -323,7 +323,6 @@ pub fn check(input: impl Read, file_size: u64) -> Result<Checked, CheckError> {
     loop {
         match hashed.read(&mut buf) {
             Ok(0) => break,
-            Ok(_) if compression == Compression::None => {}
             Ok(_) => {
                 return Err(CheckError::Member(
                     "data follows the end of the compressed stream".into(),
@@ -501,9 +500,14 @@ fn walk<R: Read>(ar: &mut tar::Archive<R>, limit: u64) -> Result<(u64, u64), Che
                 )));
             }
         }
-        let top = path.split('/').next().unwrap_or("");
-        etc |= top == "etc";
-        bin |= top == "bin" || path == "usr/bin" || path.starts_with("usr/bin/");
+        // A directory (or a link to one, as `bin` → `usr/bin`), or something below it.
+        let is = |d: &str| match path.strip_prefix(d) {
+            Some("") => is_dir || kind == tar::EntryType::Symlink,
+            Some(rest) => rest.starts_with('/'),
+            None => false,
+        };
+        etc |= is("etc");
+        bin |= is("bin") || is("usr/bin");
     }
     if first {
         return Err(CheckError::NoRootfs("the archive is empty".into()));
@@ -1071,6 +1075,12 @@ mod tests {
         ]))
         .expect_err("one down");
         assert!(matches!(e, CheckError::NoRootfs(_)), "{e}");
+        let e = check_bytes(&tar_of(&[
+            ("./etc", Regular, b""),
+            ("./bin/", Directory, b""),
+        ]))
+        .expect_err("etc a file");
+        assert!(e.to_string().contains("no etc at its top"), "{e}");
         let e = check_bytes(b"hello, this is text and no tar").expect_err("text");
         assert!(matches!(e, CheckError::Foreign(_)), "{e}");
         let e = check_bytes(&[0u8; 1024]).expect_err("zeros");
