@@ -1148,6 +1148,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_changed_after_its_check_is_not_put_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("t.tar");
+        let t = tar_of(&rootfs());
+        std::fs::write(&src, &t).expect("write");
+        let checked = check_bytes(&t).expect("good");
+        let mut other = t.clone();
+        other[600] ^= 1;
+        std::fs::write(&src, &other).expect("write");
+        let (partial, target) = (dir.path().join(".t.tar.partial"), dir.path().join("t.tar2"));
+        let mut f = File::open(&src).expect("open");
+        let e = copy_into_place(&mut f, &src, &checked, &partial, &target).expect_err("changed");
+        assert!(matches!(e, TemplateError::Changed(_)), "{e}");
+        assert!(!target.exists());
+        // The same bytes go into place, and never over an existing file.
+        std::fs::write(&src, &t).expect("write");
+        let _ = std::fs::remove_file(&partial);
+        copy_into_place(&mut f, &src, &checked, &partial, &target).expect("copied");
+        assert_eq!(std::fs::read(&target).expect("read"), t);
+        assert!(!partial.exists());
+        let e = copy_into_place(&mut f, &src, &checked, &partial, &target).expect_err("exists");
+        assert!(matches!(e, TemplateError::Io { .. }), "{e}");
+    }
+
+    #[test]
     fn names_and_suffixes() {
         assert_eq!(
             Compression::of_name("debian-12.tar.xz"),
