@@ -47,8 +47,8 @@ pub use views::{
     ActivationEvent, ActivationView, ArchiveSummary, BackupFailure, BackupView, ChangeRefusal,
     ChangeReport, CopyOutcome, FieldProblem, INSTALL_STEPS, InstallReport, InstallStep,
     InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, SupportView, TemplateCopy,
-    UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView, VeJobKind,
-    VeJobReport, VeJobView, VeView,
+    TemplateView, UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView,
+    VeJobKind, VeJobReport, VeJobView, VeView,
 };
 
 /// Control API version spoken by this build.
@@ -181,5 +181,42 @@ mod tests {
             assert_eq!(Token::parse(bad), None, "{bad}");
         }
         assert_eq!(format!("{:?}", Secret::from("pw")), "Secret([redacted])");
+    }
+
+    #[test]
+    fn templates_read_in_their_older_form_and_round_trip() {
+        let old: Reply =
+            serde_json::from_str(r#"{"templates":["tandem-minimal","debian-12"]}"#).unwrap();
+        let Reply::Templates(list) = old else {
+            panic!("{old:?}");
+        };
+        assert_eq!(list[0].name, MINIMAL_TEMPLATE);
+        assert!(list[0].built_in);
+        assert_eq!(
+            (list[1].name.as_str(), list[1].built_in),
+            ("debian-12", false)
+        );
+        assert!(list[1].used_by.is_empty() && list[1].file.is_none());
+        let full = Reply::Templates(vec![TemplateView {
+            name: "debian-12".into(),
+            file: Some("debian-12.tar.xz".into()),
+            bytes: 123,
+            modified: Some(1_700_000_000),
+            used_by: vec![101, 102],
+            built_in: false,
+        }]);
+        let text = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), full);
+        let r: Request =
+            serde_json::from_str(r#"{"request":"template-add","file":"/root/d.tar.xz"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::TemplateAdd {
+                file: "/root/d.tar.xz".into(),
+                name: None
+            }
+        );
+        assert!(r.is_root_only());
+        assert!(!Request::TemplateDelete { name: "x".into() }.is_root_only());
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{EventJson, FactsJson, HwJson, StatusJson};
 use crate::views::{
     ActivationView, ArchiveSummary, BackupView, ChangeRefusal, ChangeReport, InstallView,
-    OutboxView, Settings, SupportView, UpdateView, VeBackupsView, VeJobView, VeView,
+    OutboxView, Settings, SupportView, TemplateView, UpdateView, VeBackupsView, VeJobView, VeView,
 };
 use crate::{PowerAction, Token};
 
@@ -54,8 +54,9 @@ pub enum Reply {
     },
     /// The node was told to restart or power off.
     PowerSignalled(PowerAction),
-    /// The OS templates for VE 101, the built-in one first.
-    Templates(Vec<String>),
+    /// The OS templates of the data area, the built-in one first, each with its file,
+    /// size, time and the VEs that use it.
+    Templates(Vec<TemplateView>),
     /// The installation of VE 101 started in the background.
     InstallStarted,
     /// The installation of VE 101.
@@ -74,6 +75,8 @@ pub enum Reply {
     VeBackups(Box<VeBackupsView>),
     /// The backup files deleted from the data area.
     VeBackupsPruned(Vec<String>),
+    /// The OS template was added to the data area.
+    TemplateAdded(TemplateView),
     /// This node's e-mail outbox.
     Outbox(OutboxView),
     /// The test message is in the outbox (it goes out with the next delivery pass).

@@ -101,7 +101,8 @@ pub enum Request {
         /// Which.
         action: PowerAction,
     },
-    /// The OS templates VE 101 can be installed from.
+    /// The OS templates of the data area, which VE 101 can be installed from
+    /// ([`crate::Reply::Templates`]).
     VeTemplates,
     /// Install VE 101 from `template` in the background, with the configured host name
     /// and address.
@@ -205,6 +206,23 @@ pub enum Request {
     },
     /// The VE backups on the data area ([`crate::Reply::VeBackups`]).
     VeBackups,
+    /// Root only: add the rootfs tarball `file` (a path on this node; `.tar`,
+    /// `.tar.gz`, `.tar.xz` or `.tar.zst`) to the data area's OS templates as `name`
+    /// (default: the file's name without its suffix), checked whole before anything
+    /// is written ([`crate::Reply::TemplateAdded`]). On the active node.
+    TemplateAdd {
+        /// The tarball.
+        file: String,
+        /// The template's name.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Delete OS template `name` from the data area; refused while a VE's file names
+    /// it, and for the built-in template.
+    TemplateDelete {
+        /// The template.
+        name: String,
+    },
     /// This node's e-mail outbox: what waits, since when, the last error
     /// ([`crate::Reply::Outbox`]).
     MailOutbox,
@@ -330,6 +348,7 @@ impl Request {
                 | Request::ReplicationPeerLost
                 | Request::UpdateInstall { .. }
                 | Request::UpdateRolling { .. }
+                | Request::TemplateAdd { .. }
         )
     }
 }

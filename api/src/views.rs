@@ -538,6 +538,74 @@ pub struct VeBackupFile {
     pub copied_to: Option<String>,
 }
 
+/// One OS template of the data area ([`crate::Reply::Templates`]).
+///
+/// Read from the older form of the reply too, a bare name (`"debian-12"`): the other
+/// fields then have their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "TemplateWire")]
+pub struct TemplateView {
+    /// The name `tandem ve create --template` takes.
+    pub name: String,
+    /// Its file in the template directory (`debian-12.tar.xz`); `None` for the
+    /// built-in template.
+    pub file: Option<String>,
+    /// The file's size.
+    pub bytes: u64,
+    /// When the file was last written (seconds since 1970, UTC).
+    pub modified: Option<u64>,
+    /// The VEs whose file names it (`OSTEMPLATE`), ascending.
+    pub used_by: Vec<u32>,
+    /// The built-in template (made from the node's busybox, no file).
+    pub built_in: bool,
+}
+
+/// [`TemplateView`] as it may come on the wire: a bare name, or every field.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TemplateWire {
+    Name(String),
+    Full(TemplateFields),
+}
+
+#[derive(Deserialize)]
+struct TemplateFields {
+    name: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(default)]
+    modified: Option<u64>,
+    #[serde(default)]
+    used_by: Vec<u32>,
+    #[serde(default)]
+    built_in: bool,
+}
+
+impl From<TemplateWire> for TemplateView {
+    fn from(w: TemplateWire) -> TemplateView {
+        match w {
+            TemplateWire::Name(name) => TemplateView {
+                built_in: name == crate::MINIMAL_TEMPLATE,
+                name,
+                file: None,
+                bytes: 0,
+                modified: None,
+                used_by: Vec::new(),
+            },
+            TemplateWire::Full(f) => TemplateView {
+                name: f.name,
+                file: f.file,
+                bytes: f.bytes,
+                modified: f.modified,
+                used_by: f.used_by,
+                built_in: f.built_in,
+            },
+        }
+    }
+}
+
 /// This node's system slots and updates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateView {

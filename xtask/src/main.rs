@@ -547,6 +547,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "areca_reply",
     "config_exchange",
     "control_request",
+    "template_check",
 ];
 
 fn fuzz(args: &[String]) -> Result<()> {

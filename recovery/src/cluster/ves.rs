@@ -152,7 +152,7 @@ async fn ve101_html(
         _ => return String::new(),
     }
     let templates = match ask_reply(app, a, Request::VeTemplates).await {
-        Reply::Templates(t) => t,
+        Reply::Templates(t) => t.into_iter().map(|t| t.name).collect::<Vec<_>>(),
         Reply::Refused(r) => return format!("{title}{}", refusal_html(lang, &r).1),
         other => return format!("{title}{}", error_p(&format!("{other:?}"))),
     };

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use tandem_api::{
     BackupFailure, BackupView, ChangeRefusal, FieldProblem, INSTALL_STEPS, InstallStep,
-    InstallView, JobState, Refusal, Reply, VeView,
+    InstallView, JobState, Refusal, Reply, TemplateView, VeView,
 };
 
 use crate::error_chain;
 use crate::ve::backup::{BackupError, TemplateBackup};
+use crate::ve::template::Templates;
 
 /// Longest time one step of a VE installation may take (unpacking a large template).
 const INSTALL_STEP_LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -29,7 +30,7 @@ pub struct VeSite {
     /// Mount point of the replicated data area: VEs are handled only while it is
     /// mounted here (on the active node).
     pub data_mount: PathBuf,
-    /// OS templates (`NAME.tar`, `NAME.tar.gz`).
+    /// OS templates (`NAME.tar`, `.tar.gz`, `.tar.xz`, `.tar.zst`).
     pub template_dir: PathBuf,
     /// VE files (`ve-ID.conf`).
     pub conf_dir: PathBuf,
@@ -143,24 +144,46 @@ impl VeSite {
             .collect())
     }
 
-    /// The OS templates in the data area, `tandem-minimal` first. Only names that
-    /// `tandem ve create --template` takes and that cannot name a path.
+    /// The OS templates in the data area, `tandem-minimal` first, each with its file,
+    /// size, time and the VEs that use it. Only names that `tandem ve create
+    /// --template` takes and that cannot name a path.
     ///
     /// # Errors
-    /// No data area here.
-    pub fn templates(&self) -> Result<Vec<String>, Refusal> {
-        use crate::ve::manager::{MINIMAL_TEMPLATE, template_files};
+    /// No data area here, or its template directory cannot be read.
+    pub fn templates(&self) -> Result<Vec<TemplateView>, Refusal> {
+        self.template_area()?
+            .list()
+            .map_err(|e| Refusal::Failed(error_chain(&e)))
+    }
+
+    /// Adds the tarball `file` (a path on this node) as OS template `name` (default:
+    /// the file's name without its suffix), checked whole before anything is written.
+    ///
+    /// # Errors
+    /// No data area here, or the add was refused or failed (nothing was written).
+    pub fn template_add(&self, file: &Path, name: Option<&str>) -> Result<TemplateView, Refusal> {
+        self.template_area()?
+            .add(file, name)
+            .map_err(|e| Refusal::Failed(error_chain(&e)))
+    }
+
+    /// Deletes OS template `name` unless a VE uses it or it is the built-in one.
+    ///
+    /// # Errors
+    /// No data area here, or the delete was refused or failed.
+    pub fn template_delete(&self, name: &str) -> Result<(), Refusal> {
+        self.template_area()?
+            .delete(name)
+            .map_err(|e| Refusal::Failed(error_chain(&e)))
+    }
+
+    /// The templates of the data area, when it is mounted here.
+    fn template_area(&self) -> Result<Templates, Refusal> {
         self.data_area()?;
-        let mut names: Vec<String> = template_files(&self.template_dir)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        names.sort();
-        names.dedup();
-        names.retain(|n| n != MINIMAL_TEMPLATE);
-        names.insert(0, MINIMAL_TEMPLATE.to_owned());
-        Ok(names)
+        Ok(Templates {
+            dir: self.template_dir.clone(),
+            conf_dir: self.conf_dir.clone(),
+        })
     }
 
     /// Starts installing VE 101 from `template` with the host name and address of
@@ -182,7 +205,7 @@ impl VeSite {
         let Some(v) = &cfg.ves.ve101 else {
             return Err(Refusal::NoVe101);
         };
-        let available = self.templates()?;
+        let available: Vec<String> = self.templates()?.into_iter().map(|t| t.name).collect();
         if !available.iter().any(|n| n == template) {
             return Err(Refusal::BadTemplate {
                 name: template.chars().take(100).collect(),

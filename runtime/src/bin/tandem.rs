@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use tandem_api::{Client, DEFAULT_SOCKET, HwJson, Reply, Request, StatusJson};
 use tandem_runtime::ve;
 
+#[path = "tandem/template.rs"]
+mod template;
 #[path = "tandem/update.rs"]
 mod update;
 #[path = "tandem/vz.rs"]
@@ -117,6 +119,12 @@ enum Cmd {
     Ve {
         #[command(subcommand)]
         cmd: VeCmd,
+    },
+    /// OS templates of the data area (on the active node): add a root filesystem
+    /// tarball, list them with the VEs that use them, delete one.
+    Template {
+        #[command(subcommand)]
+        cmd: template::TemplateCmd,
     },
     /// E-mail alerts: this node's outbox, and a test message.
     Mail {
@@ -304,7 +312,8 @@ enum VeCmd {
     Create {
         /// VE number.
         id: String,
-        /// OS template in /vz/template (without .tar or .tar.gz).
+        /// OS template in /vz/template (without .tar, .tar.gz, .tar.xz or .tar.zst;
+        /// tandem template list shows them).
         #[arg(long, default_value = ve::manager::MINIMAL_TEMPLATE)]
         template: String,
         /// A VE file with the limits to start from (e.g. the tkunlimited sample).
@@ -1397,6 +1406,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Cmd::Apply { .. }
         | Cmd::Update { .. }
         | Cmd::PeerSsh
+        | Cmd::Template { .. }
         | Cmd::Replication { .. } => {
             unreachable!("handled in main")
         }
@@ -1677,6 +1687,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: update: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::Template { cmd } = &cli.cmd {
+        return match template::run(cmd, &cli.control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: template: {e:#}");
                 ExitCode::FAILURE
             }
         };

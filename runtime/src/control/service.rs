@@ -506,6 +506,21 @@ impl Service {
                 .await
             }
             Request::VeBackupJob => one(Reply::VeJob(Box::new(self.admin.ve_backup.view()))),
+            Request::TemplateAdd { file, name } => {
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    a.ve.template_add(std::path::Path::new(&file), name.as_deref())
+                        .map(Reply::TemplateAdded)
+                })
+                .await
+            }
+            Request::TemplateDelete { name } => {
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    a.ve.template_delete(&name).map(|()| Reply::Done)
+                })
+                .await
+            }
             Request::VeBackupsPrune { id, keep } => {
                 self.admin_reply(move |a| {
                     crate::admin::current(&a.store)?;

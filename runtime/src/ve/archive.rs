@@ -218,11 +218,27 @@ impl Manifest {
     }
 }
 
-/// Checks a member path: relative, plain components only, short.
+/// Checks a member path: relative, plain components only, short, and one of the
+/// backup's names.
 ///
 /// # Errors
 /// What is wrong, naming the path.
 pub fn check_path(p: &str) -> Result<(), String> {
+    check_relative(p)?;
+    if p != CONF_NAME && p != PRIVATE_NAME && !p.starts_with("private/") {
+        return Err(format!(
+            "member {p:?} is neither {CONF_NAME} nor below {PRIVATE_NAME}/"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a path inside an archive (a VE backup, an OS template): relative, plain
+/// components only (no `..`, `.` or empty ones), no NUL, at most [`MAX_PATH`].
+///
+/// # Errors
+/// What is wrong, naming the path.
+pub fn check_relative(p: &str) -> Result<(), String> {
     if p.is_empty() || p.len() > MAX_PATH {
         return Err(format!("member path {p:?} is empty or too long"));
     }
@@ -239,11 +255,6 @@ pub fn check_path(p: &str) -> Result<(), String> {
             _ => {}
         }
     }
-    if p != CONF_NAME && p != PRIVATE_NAME && !p.starts_with("private/") {
-        return Err(format!(
-            "member {p:?} is neither {CONF_NAME} nor below {PRIVATE_NAME}/"
-        ));
-    }
     Ok(())
 }
 
@@ -256,27 +267,39 @@ pub fn check_symlink(path: &str, target: &str) -> Result<(), String> {
     if target.is_empty() || target.len() > MAX_PATH || target.contains('\0') {
         return Err(format!("symlink {path:?} has an empty, long or NUL target"));
     }
-    // Depth of the link's directory below the VE root (`private/a/b` → 1: `a`).
+    let in_root = path.strip_prefix("private/").unwrap_or(path);
+    if link_stays_inside(in_root, target) {
+        Ok(())
+    } else {
+        Err(format!(
+            "symlink {path:?} points outside the VE ({target:?})"
+        ))
+    }
+}
+
+/// Whether a symlink at `path` (relative to a root: `etc/localtime`) pointing at
+/// `target` resolves inside that root, an absolute target being absolute inside it.
+#[must_use]
+pub fn link_stays_inside(path: &str, target: &str) -> bool {
+    // Depth of the link's directory below the root (`a/b/link` → 2).
     let mut depth: i64 = if target.starts_with('/') {
         0
     } else {
-        path.split('/').count() as i64 - 2
+        path.split('/').count() as i64 - 1
     };
     for c in Path::new(target).components() {
         match c {
             Component::ParentDir => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(format!(
-                        "symlink {path:?} points outside the VE ({target:?})"
-                    ));
+                    return false;
                 }
             }
             Component::Normal(_) => depth += 1,
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    Ok(())
+    true
 }
 
 /// Hex of a digest.
@@ -323,11 +346,14 @@ pub fn member_bytes(name: &str, data: &[u8], mtime: u64) -> io::Result<Vec<u8>> 
 pub type Progress<'a> = dyn FnMut(u64) + 'a;
 
 /// A reader that refuses to yield more than a limit that can be raised as the reader
-/// learns more (the manifest).
-struct Bounded<R> {
-    inner: R,
-    read: Rc<Cell<u64>>,
-    limit: Rc<Cell<u64>>,
+/// learns more (the manifest); `read` counts what it yielded, so a caller can tell
+/// a refusal of this reader from other errors (the tar reader may reword them).
+pub(crate) struct Bounded<R> {
+    pub(crate) inner: R,
+    pub(crate) read: Rc<Cell<u64>>,
+    pub(crate) limit: Rc<Cell<u64>>,
+    /// The error's text when the limit is passed.
+    pub(crate) message: &'static str,
 }
 
 impl<R: Read> Read for Bounded<R> {
@@ -338,7 +364,7 @@ impl<R: Read> Read for Bounded<R> {
             let mut probe = [0u8; 1];
             return match self.inner.read(&mut probe)? {
                 0 => Ok(0),
-                _ => Err(io::Error::new(io::ErrorKind::InvalidData, BOMB)),
+                _ => Err(io::Error::new(io::ErrorKind::InvalidData, self.message)),
             };
         }
         let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
@@ -419,6 +445,7 @@ pub fn read_backup(
         inner: decoder,
         read: Rc::clone(&read),
         limit: Rc::clone(&limit),
+        message: BOMB,
     };
     let mut ar = tar::Archive::new(bounded);
     let mut entries = ar.entries().map_err(|e| damaged(&e))?;

@@ -1,5 +1,6 @@
 //! Backup of the OS template cache (R9.8): every template file of the data area
-//! (`/vz/template/NAME.tar[.gz]`) copied into `/vz/backups/templatecache/`.
+//! (`/vz/template/NAME.tar`, `.tar.gz`, `.tar.xz`, `.tar.zst`) copied into
+//! `/vz/backups/templatecache/`.
 //!
 //! Each copy is written to a temporary file beside its place (`.NAME.partial`), synced,
 //! renamed into place and the directory synced: a crash or a full disk leaves the old
@@ -33,7 +34,7 @@ pub const BACKUP_SUBDIR: &str = "backups/templatecache";
 pub struct TemplateBackup {
     /// Mount point of the data area: the backup runs only while it is mounted here.
     pub data_mount: PathBuf,
-    /// OS templates (`NAME.tar`, `NAME.tar.gz`).
+    /// OS templates (`NAME.tar`, `.tar.gz`, `.tar.xz`, `.tar.zst`).
     pub template_dir: PathBuf,
     /// The backups.
     pub backup_dir: PathBuf,

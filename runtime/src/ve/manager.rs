@@ -4,7 +4,7 @@
 //!
 //! Layout ([`Layout::node`]): VE files in `/etc/tandem/ves` (one of the R5.2 links,
 //! so they live in the data area and follow the active node), root filesystems in
-//! `/vz/private/<ID>`, OS templates in `/vz/template/<NAME>.tar[.gz]`, OCI bundles
+//! `/vz/private/<ID>`, OS templates in `/vz/template/<NAME>.tar[.gz|.xz|.zst]`, OCI bundles
 //! in `/run/tandem/ve/<ID>`. The template `tandem-minimal` is built in: the node's
 //! own busybox with a web server, enough for a first service without a download.
 //!
@@ -38,30 +38,31 @@ pub fn template_name_ok(name: &str) -> bool {
 }
 
 /// The template files in `dir`: `(NAME, file name)` of every regular file
-/// `NAME.tar` or `NAME.tar.gz` with a [`template_name_ok`] name, by file name. A
-/// missing directory has none.
+/// `NAME.tar`, `NAME.tar.gz`, `NAME.tar.xz` or `NAME.tar.zst` with a
+/// [`template_name_ok`] name, by name and then in that order of suffixes (the first
+/// of a name is the one `create` unpacks). A missing directory has none.
 ///
 /// # Errors
 /// The directory exists but cannot be read.
 pub fn template_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    use super::template::Compression;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<(String, String)> = entries
+    let mut files: Vec<(String, Compression, String)> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().is_file())
         .filter_map(|e| {
             let file = e.file_name().to_str()?.to_owned();
-            let stem = file
-                .strip_suffix(".tar.gz")
-                .or_else(|| file.strip_suffix(".tar"))?;
-            template_name_ok(stem).then(|| (stem.to_owned(), file.clone()))
+            let (stem, c) = Compression::of_name(&file)?;
+            template_name_ok(stem).then(|| (stem.to_owned(), c, file.clone()))
         })
         .collect();
-    files.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(files)
+    let rank = |c: Compression| Compression::ALL.iter().position(|a| *a == c);
+    files.sort_by(|a, b| a.0.cmp(&b.0).then(rank(a.1).cmp(&rank(b.1))));
+    Ok(files.into_iter().map(|(n, _, f)| (n, f)).collect())
 }
 
 /// Where things are on a node (tests point them elsewhere).
@@ -71,7 +72,7 @@ pub struct Layout {
     pub conf_dir: PathBuf,
     /// Root filesystems (`<ID>/`).
     pub private_dir: PathBuf,
-    /// OS templates (`<NAME>.tar`, `<NAME>.tar.gz`).
+    /// OS templates (`<NAME>.tar`, `.tar.gz`, `.tar.xz`, `.tar.zst`).
     pub template_dir: PathBuf,
     /// OCI bundles.
     pub run_dir: PathBuf,
@@ -406,39 +407,25 @@ impl Ves {
 
     fn unpack_template(&self, name: &str, dst: &Path) -> Result<(), VeError> {
         let dir = &self.layout.template_dir;
-        let plain = dir.join(format!("{name}.tar"));
-        let gz = dir.join(format!("{name}.tar.gz"));
-        let (path, gzip) = if plain.is_file() {
-            (plain, false)
-        } else if gz.is_file() {
-            (gz, true)
-        } else {
-            let mut available: Vec<String> = std::fs::read_dir(dir)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter_map(|e| {
-                            let n = e.file_name().to_string_lossy().into_owned();
-                            n.strip_suffix(".tar.gz")
-                                .or_else(|| n.strip_suffix(".tar"))
-                                .map(str::to_owned)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+        let files = template_files(dir).map_err(io("reading", dir))?;
+        let Some((_, file)) = files.iter().find(|(n, _)| n == name) else {
+            let mut available: Vec<String> = files.into_iter().map(|(n, _)| n).collect();
             available.push(MINIMAL_TEMPLATE.to_owned());
             available.sort();
+            available.dedup();
             return Err(VeError::NoTemplate {
                 name: name.to_owned(),
                 dir: dir.clone(),
                 available: available.join(", "),
             });
         };
+        let path = dir.join(file);
+        let compression = super::template::Compression::of_name(file)
+            .map_or(super::template::Compression::None, |(_, c)| c);
         let f = std::fs::File::open(&path).map_err(io("opening", &path))?;
-        let reader: Box<dyn std::io::Read> = if gzip {
-            Box::new(flate2::read::GzDecoder::new(f))
-        } else {
-            Box::new(f)
-        };
+        let reader = compression
+            .decoder(std::io::BufReader::new(f))
+            .map_err(io("reading template", &path))?;
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(true);
         ar.set_preserve_ownerships(true);

@@ -18,6 +18,7 @@ pub mod restore;
 pub mod scheduled;
 pub mod seccomp;
 pub mod snapshot;
+pub mod template;
 
 /// Takes an exclusive lock on directory `dir` without waiting (one backup or
 /// restore at a time): `None` while another process holds it. The lock lasts as
