@@ -1,6 +1,7 @@
-//! What the update engine answers (`rauc status`, `rauc info` JSON) and the update
-//! record on the configuration partition: any bytes, never a panic; a status that
-//! parses names a booted slot.
+//! What the update engine answers (`rauc status`, `rauc info` JSON), the update
+//! record on the configuration partition and what the other node asks over SSH in a
+//! rolling update: any bytes, never a panic; a status that parses names a booted
+//! slot; a command taken is exactly one of the few named.
 
 #![no_main]
 
@@ -15,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!s.booted.is_empty() || s.booted_slot().is_none());
     }
     let _ = rauc::parse_info(text);
+    if let Ok(c) = tandem_runtime::update::peer::PeerCommand::parse(text) {
+        assert_eq!(c.line(), text.trim());
+    }
     if let Ok(r) = serde_json::from_str::<record::Record>(text) {
         let _ = record::classify("A", &r);
     }

@@ -548,6 +548,9 @@ const FUZZ_TARGETS: &[&str] = &[
     "config_exchange",
     "control_request",
     "template_check",
+    "update_status",
+    "chrony_tracking",
+    "ve_backup",
 ];
 
 fn fuzz(args: &[String]) -> Result<()> {
