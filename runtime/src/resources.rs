@@ -102,6 +102,13 @@ pub trait Resource: Send + Debug {
     fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
     /// Takes the resource down on this node.
     fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>>;
+    /// Whether a failed release of this step leaves something behind that still uses
+    /// the steps before it (a VE that did not stop still runs from the data area):
+    /// the chain's release then stops there and takes none of them down. The default
+    /// is false: the chain tries every step.
+    fn failed_release_holds_earlier(&self) -> bool {
+        false
+    }
     /// Tells the network again that this node holds the resource (after a split brain,
     /// when routers may have learnt the peer's MAC). Called only while acquired; the
     /// default does nothing.
@@ -173,26 +180,33 @@ impl Chain {
     }
 
     /// Releases in reverse order, trying every resource; returns the first failure,
-    /// naming the step.
+    /// naming the step. A step whose failed release holds the ones before it
+    /// ([`Resource::failed_release_holds_earlier`]) ends the release there: those
+    /// stay up, and its failure is the one returned, as it is why they are up.
     ///
     /// # Errors
     /// [`ResourceError::Step`]: the first resource's failure (the others were still
-    /// attempted).
+    /// attempted), or the failure of the step that held the ones before it.
     pub async fn release(&mut self) -> Result<(), ResourceError> {
         self.timings.clear();
         let mut first = None;
         let total = self.resources.len();
         for (i, r) in self.resources.iter_mut().enumerate().rev() {
             let t = std::time::Instant::now();
-            if let Err(e) = r.release().await {
-                first.get_or_insert(ResourceError::Step {
+            let done = r.release().await;
+            self.timings.push((r.name(), t.elapsed()));
+            if let Err(e) = done {
+                let failed = ResourceError::Step {
                     step: r.name(),
                     index: i + 1,
                     total,
                     source: Box::new(e),
-                });
+                };
+                if r.failed_release_holds_earlier() {
+                    return Err(failed);
+                }
+                first.get_or_insert(failed);
             }
-            self.timings.push((r.name(), t.elapsed()));
         }
         first.map_or(Ok(()), Err)
     }
@@ -573,6 +587,59 @@ mod tests {
                 r
             })
         }
+    }
+
+    /// A step whose failed release leaves something using the steps before it.
+    #[derive(Debug)]
+    struct Holding(SimResource);
+
+    impl Resource for Holding {
+        fn name(&self) -> String {
+            self.0.name()
+        }
+        fn acquire(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+            self.0.acquire()
+        }
+        fn release(&mut self) -> BoxFuture<'_, Result<(), ResourceError>> {
+            self.0.release()
+        }
+        fn failed_release_holds_earlier(&self) -> bool {
+            true
+        }
+    }
+
+    /// VEs that do not stop keep the data area (and what it needs) up; what comes
+    /// after them is released first, and a later release goes on from them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_holding_step_that_fails_keeps_the_steps_before_it() {
+        let k = Arc::new(SimKnobs::default());
+        let ves = Arc::new(SimKnobs::default());
+        let mut c = Chain::new();
+        c.push(sim("drbd", &k));
+        c.push(sim("mount", &k));
+        c.push(Box::new(Holding(SimResource {
+            name: "ves".to_string(),
+            delay: Duration::from_millis(1),
+            knobs: Arc::clone(&ves),
+        })));
+        c.push(sim("address", &k));
+        c.acquire().await.unwrap();
+        ves.fail_release.store(true, Ordering::SeqCst);
+        k.fail_release.store(true, Ordering::SeqCst);
+        let e = c.release().await.unwrap_err();
+        assert_eq!(
+            crate::error_chain(&e),
+            "step 3 of 4 (ves): simulated failure of ves"
+        );
+        assert!(ves.held.load(Ordering::SeqCst));
+        assert!(k.held.load(Ordering::SeqCst));
+        assert_eq!(
+            *k.log.lock().unwrap(),
+            ["+drbd", "+mount", "+address", "-address"]
+        );
+        c.release().await.unwrap();
+        assert!(!ves.held.load(Ordering::SeqCst));
+        assert_eq!(k.log.lock().unwrap()[4..], ["-address", "-mount", "-drbd"]);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -213,6 +213,18 @@ pub enum VeError {
     /// with its number and why (the others it started were stopped again).
     #[error("{}", .0.iter().map(|(id, e)| format!("VE {id} did not start: {}", crate::error_chain(e))).collect::<Vec<_>>().join("; "))]
     NotStarted(Vec<(u32, VeError)>),
+    /// VEs that the chain's release stopped together and that did not stop, each
+    /// with its number and why (the others were still stopped).
+    #[error("{}", .0.iter().map(|(id, e)| format!("VE {id} did not stop: {}", crate::error_chain(e))).collect::<Vec<_>>().join("; "))]
+    NotStopped(Vec<(u32, VeError)>),
+    /// The task stopping a VE ended without an answer (it panicked).
+    #[error("the task stopping VE {id} ended abnormally: {detail}")]
+    Task {
+        /// VE number.
+        id: u32,
+        /// What the runtime said.
+        detail: String,
+    },
     /// The VE's network.
     #[error(transparent)]
     Net(#[from] VeNetError),
@@ -924,9 +936,11 @@ impl Ves {
 }
 
 /// The chain step that starts the VEs marked `ONBOOT="yes"` on takeover, all at
-/// once, and stops every running VE on release. When some do not start, those that
-/// did are stopped again and the step fails naming each one that did not
-/// ([`VeError::NotStarted`]). The addresses of the running VEs are announced by
+/// once, and stops every running VE on release, all at once too. When some do not
+/// start, those that did are stopped again and the step fails naming each one that
+/// did not ([`VeError::NotStarted`]); when some do not stop, the others are still
+/// stopped and the step fails naming each one that did not ([`VeError::NotStopped`]),
+/// after every stop has ended. The addresses of the running VEs are announced by
 /// gratuitous ARP `garp_count` times, `garp_gap` apart, after the takeover and on each
 /// [`crate::resources::Resource::announce`] (the peer back after every path was lost,
 /// a split brain resolved): one ARP at VE start may be missed by a router.
@@ -1072,10 +1086,7 @@ impl crate::resources::Resource for OnbootVes {
                 running.extend(&started);
                 return self.announce_all(Some(&running)).await;
             }
-            started.sort_unstable();
-            for id in started.iter().rev() {
-                let _ = stop_for_release(ves, health.as_ref(), *id).await;
-            }
+            let _ = stop_all(ves, health.as_ref(), &started, None).await;
             if failed.is_empty() {
                 return Err(crate::resources::ResourceError::Task(
                     broken.unwrap_or_default(),
@@ -1092,6 +1103,12 @@ impl crate::resources::Resource for OnbootVes {
         Box::pin(self.announce_all(None))
     }
 
+    /// A VE that did not stop still runs from the data area: `/vz`, the links into
+    /// it and the replication stay up.
+    fn failed_release_holds_earlier(&self) -> bool {
+        true
+    }
+
     fn release(
         &mut self,
     ) -> crate::resources::BoxFuture<'_, Result<(), crate::resources::ResourceError>> {
@@ -1101,15 +1118,22 @@ impl crate::resources::Resource for OnbootVes {
                 r.cancel().await;
             }
             let ves = &self.ves;
-            let mut first = None;
             let ids = ves.ids()?;
-            for id in ids.into_iter().rev() {
-                // Also a VE waiting for its restart: it must not come back.
-                if let Err(e) = stop_for_release(ves, self.health.as_ref(), id).await {
-                    first.get_or_insert(e);
-                }
+            // A watched VE is stopped whatever crun says of it; one crun command
+            // tells which of the others run (not one per VE). Then all stop at once:
+            // the release waits for the slowest VE, not for the sum of them.
+            let health = self.health.as_ref();
+            let listed = if ids.iter().all(|id| health.is_some_and(|h| h.watches(*id))) {
+                None
+            } else {
+                ves.listed().await
+            };
+            let failed = stop_all(ves, health, &ids, listed.as_ref()).await;
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(VeError::NotStopped(failed).into())
             }
-            first.map_or(Ok(()), |e| Err(e.into()))
         })
     }
 }
@@ -1147,21 +1171,70 @@ async fn start_onboot(
     }
 }
 
+/// Stops the VEs `ids` at once as the services are released (or a takeover is
+/// undone), each as [`stop_for_release`] does, and returns when every stop has ended:
+/// nothing below the VEs in the chain is taken down while one of them is still being
+/// stopped. `listed` is what one `crun list` said of all VEs, when the caller asked.
+/// The VEs that did not stop, by number, each with why.
+async fn stop_all(
+    ves: &Ves,
+    health: Option<&super::health::VeSupervisor>,
+    ids: &[u32],
+    listed: Option<&BTreeMap<u32, (String, u32)>>,
+) -> Vec<(u32, VeError)> {
+    let mut jobs = tokio::task::JoinSet::new();
+    let mut tasks = BTreeMap::new();
+    for &id in ids {
+        let (ves, health) = (ves.clone(), health.cloned());
+        let known = listed.map(|l| l.get(&id).cloned());
+        let task =
+            jobs.spawn(async move { stop_for_release(&ves, health.as_ref(), id, known).await });
+        tasks.insert(task.id(), id);
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = jobs.join_next_with_id().await {
+        match done {
+            Ok((_, Ok(()))) => {}
+            Ok((task, Err(e))) => failed.extend(tasks.get(&task).map(|id| (*id, e))),
+            Err(e) => failed.extend(tasks.get(&e.id()).map(|id| {
+                (
+                    *id,
+                    VeError::Task {
+                        id: *id,
+                        detail: e.to_string(),
+                    },
+                )
+            })),
+        }
+    }
+    failed.sort_by_key(|(id, _)| *id);
+    failed
+}
+
 /// Stops VE `id` as the services are released (failover, switchover, shutdown):
-/// through `health` so that it is not restarted, else directly when it runs.
+/// through `health` so that it is not restarted (also a VE waiting for its restart:
+/// it must not come back), else directly when it runs. `known` is crun's state of it
+/// when the caller asked already (`Some(None)`: crun does not know it).
 async fn stop_for_release(
     ves: &Ves,
     health: Option<&super::health::VeSupervisor>,
     id: u32,
+    known: Option<CrunState>,
 ) -> Result<(), VeError> {
     let grace = Duration::from_secs(10);
+    let stop = health.is_some_and(|h| h.watches(id))
+        || match known {
+            Some(state) => state,
+            None => ves.state_async(id).await,
+        }
+        .is_some_and(|(s, _)| s == "running");
     match health {
-        Some(h) if h.watches(id) || ves.is_running(id) => {
+        _ if !stop => Ok(()),
+        Some(h) => {
             h.stop(id, grace, tandem_core::ve_health::StopCause::Release)
                 .await
         }
-        None if ves.is_running(id) => ves.stop(id, grace).await,
-        _ => Ok(()),
+        None => ves.stop(id, grace).await,
     }
 }
 
