@@ -145,6 +145,9 @@ pub struct SessionInfo {
     pub csrf: Token,
     /// Which pages it opens.
     pub kind: SessionKind,
+    /// Where its login came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<std::net::IpAddr>,
     /// Seconds until it ends without use.
     pub idle_left_s: u64,
     /// Seconds until it ends whatever happens (its absolute lifetime).

@@ -551,7 +551,10 @@ impl Service {
                     return refused(Refusal::RecoveryMode(request.name()));
                 };
                 let by = match &who {
-                    Who::Session(_) => "admin (web console)".to_owned(),
+                    Who::Session(s) => match s.source {
+                        Some(ip) => format!("admin (web console, from {ip})"),
+                        None => "admin (web console)".to_owned(),
+                    },
                     _ => "root (on the node)".to_owned(),
                 };
                 let call = match request {
@@ -861,7 +864,7 @@ impl Service {
             let Ok(mut s) = self.sessions.lock() else {
                 return Reply::Refused(Refusal::Failed("sessions lost".into()));
             };
-            return Reply::LoggedIn(s.open(now, kind, &random32(), &random32()));
+            return Reply::LoggedIn(s.open(now, kind, source, &random32(), &random32()));
         }
         match self.throttle.lock() {
             Ok(t) => Reply::LoginRefused(t.wrong(now, source)),
@@ -1005,7 +1008,9 @@ mod tests {
 
     async fn logged_in(s: &Arc<Service>, pw: &str) -> SessionInfo {
         match login(s, pw, 100).await {
-            Reply::LoggedIn(i) => i,
+            // The session remembers where its login came from (shown as who
+            // switched the support tunnel on).
+            Reply::LoggedIn(i) if i.source == Some(IpAddr::from([192, 168, 100, 100])) => i,
             other => panic!("{other:?}"),
         }
     }

@@ -7,6 +7,7 @@
 //! token's text.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ struct Entry<T> {
     token: Token,
     csrf: Token,
     kind: SessionKind,
+    source: IpAddr,
     created: Instant,
     last_used: Instant,
     data: T,
@@ -64,6 +66,7 @@ impl<T: Default> Sessions<T> {
             token: e.token.clone(),
             csrf: e.csrf.clone(),
             kind: e.kind,
+            source: Some(e.source),
             idle_left_s: left(IDLE, now.duration_since(e.last_used)),
             lifetime_left_s: left(LIFETIME, now.duration_since(e.created)),
         }
@@ -73,12 +76,13 @@ impl<T: Default> Sessions<T> {
         now.duration_since(e.last_used) < IDLE && now.duration_since(e.created) < LIFETIME
     }
 
-    /// Opens a session of `kind` with the tokens `token` and `csrf` (32 random bytes
-    /// each, from the caller's random source).
+    /// Opens a session of `kind` for a login from `source` with the tokens `token` and
+    /// `csrf` (32 random bytes each, from the caller's random source).
     pub fn open(
         &mut self,
         now: Instant,
         kind: SessionKind,
+        source: IpAddr,
         token: &[u8; 32],
         csrf: &[u8; 32],
     ) -> SessionInfo {
@@ -99,6 +103,7 @@ impl<T: Default> Sessions<T> {
             csrf: Token::from_bytes(csrf),
             token: token.clone(),
             kind,
+            source,
             created: now,
             last_used: now,
             data: T::default(),
@@ -147,6 +152,7 @@ mod tests {
         s.open(
             now,
             SessionKind::Cluster,
+            IpAddr::from([192, 0, 2, n]),
             &[n; 32],
             &[n.wrapping_add(100); 32],
         )
@@ -161,6 +167,7 @@ mod tests {
         let (info, data) = s.check(t0 + IDLE / 2, &t).unwrap();
         *data = 7;
         assert_eq!(info.kind, SessionKind::Cluster);
+        assert_eq!(info.source, Some(IpAddr::from([192, 0, 2, 1])));
         assert_eq!(info.idle_left_s, IDLE.as_secs());
         // Used half-way: the idle time starts again.
         assert_eq!(*s.check(t0 + IDLE, &t).unwrap().1, 7);

@@ -20,6 +20,10 @@ use super::UpdateError;
 /// tmpfs: gone with the restart it leads to).
 pub const BUNDLE: &str = "/tmp/tandem-rolling.raucb";
 
+/// The largest bundle the other node takes: one that does not fit a system slot
+/// (512 MiB) cannot be installed.
+pub const MAX_BUNDLE: u64 = 512 << 20;
+
 /// Where clusterd keeps the SSH client's files for the other node (key, known hosts).
 pub const CLIENT_DIR: &str = "/run/tandem/peer-ssh";
 

@@ -229,16 +229,28 @@ fn follow_rolling(client: &mut Client) -> anyhow::Result<()> {
 /// # Errors
 /// The command is not one of them, or it failed.
 pub fn peer_ssh(control: &Path) -> anyhow::Result<()> {
-    use tandem_runtime::update::peer::{BUNDLE, PeerCommand};
+    use tandem_runtime::update::peer::{BUNDLE, MAX_BUNDLE, PeerCommand};
     let line = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
     let cmd = PeerCommand::parse(&line).map_err(anyhow::Error::msg)?;
     match cmd {
         PeerCommand::ReceiveBundle => {
+            use std::io::Read as _;
             let part = format!("{BUNDLE}.part");
             let mut out =
                 std::fs::File::create(&part).with_context(|| format!("creating {part}"))?;
-            let n = std::io::copy(&mut std::io::stdin().lock(), &mut out)
-                .with_context(|| format!("writing {part}"))?;
+            let copied = std::io::copy(&mut std::io::stdin().lock().take(MAX_BUNDLE + 1), &mut out)
+                .with_context(|| format!("writing {part}"));
+            let n = match copied {
+                Ok(n) if n <= MAX_BUNDLE => n,
+                other => {
+                    let _ = std::fs::remove_file(&part);
+                    other?;
+                    bail!(
+                        "the bundle is larger than a system slot ({} MiB): refused, nothing kept",
+                        MAX_BUNDLE >> 20
+                    );
+                }
+            };
             out.sync_all().with_context(|| format!("writing {part}"))?;
             std::fs::rename(&part, BUNDLE).with_context(|| format!("renaming {part}"))?;
             println!("{n} bytes in {BUNDLE}");
