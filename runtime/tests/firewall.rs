@@ -404,8 +404,10 @@ fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
         firewall::ruleset(&next, NodeId::Node1, &ifs)
     );
     wait_for("sshd's new files", &log, || {
-        std::fs::read_to_string(ssh_dir.join("authorized_keys"))
-            .is_ok_and(|k| k == format!("{key}\n"))
+        std::fs::read_to_string(ssh_dir.join("authorized_keys")).is_ok_and(|k| {
+            k == tandem_runtime::sshd::files(&next, NodeId::Node1, &[], &ssh_dir).authorized_keys
+                && k.starts_with(&format!("{key}\n"))
+        })
     });
     let conf = std::fs::read_to_string(ssh_dir.join("sshd_config")).unwrap();
     assert!(
