@@ -5,8 +5,8 @@
 //!
 //! 1. [`Phase::Peer`]: the other (passive) node gets the bundle, installs it and
 //!    restarts into it; its trial ([`crate::Trial`]) keeps the new system or goes
-//!    back. The leader waits until the other node runs the new version, kept, and is
-//!    heard again; a rollback there, or no decision by the deadline, stops the
+//!    back. The leader waits until the other node runs the new version, kept, is
+//!    heard again and has its copy of the data up to date; a rollback there, or no decision by the deadline, stops the
 //!    rolling update with the services where they are, on the old version.
 //! 2. [`Phase::Switchover`]: the services move to the updated node (the downtime
 //!    of the whole update is this one switchover). Stops when the move has not
@@ -79,6 +79,9 @@ pub enum PeerSeen {
     Kept {
         /// It is heard on a heartbeat path.
         heard: bool,
+        /// Its copy of the replicated data is up to date (a switchover to it would
+        /// be refused otherwise; after its restart it may still be resynchronising).
+        data_good: bool,
     },
     /// It tries the new version, or still runs the old one with the update pending.
     Pending,
@@ -163,9 +166,12 @@ impl Rolling {
     #[must_use]
     pub fn peer_seen(&self, now: Instant, seen: PeerSeen) -> RollingStep {
         match seen {
-            PeerSeen::Kept { heard: true } => return RollingStep::Next(Phase::Switchover),
+            PeerSeen::Kept {
+                heard: true,
+                data_good: true,
+            } => return RollingStep::Next(Phase::Switchover),
             PeerSeen::WentBack => return RollingStep::Stop(Stop::PeerWentBack),
-            PeerSeen::Kept { heard: false } | PeerSeen::Pending | PeerSeen::Unreachable => {}
+            PeerSeen::Kept { .. } | PeerSeen::Pending | PeerSeen::Unreachable => {}
         }
         if now >= self.deadline() {
             RollingStep::Stop(Stop::PeerTimedOut)
@@ -207,12 +213,26 @@ mod tests {
         for seen in [
             PeerSeen::Unreachable,
             PeerSeen::Pending,
-            PeerSeen::Kept { heard: false },
+            PeerSeen::Kept {
+                heard: false,
+                data_good: true,
+            },
+            // Kept and heard, but still resynchronising its copy.
+            PeerSeen::Kept {
+                heard: true,
+                data_good: false,
+            },
         ] {
             assert_eq!(r.peer_seen(at(200), seen), RollingStep::Wait(at(1000)));
         }
         assert_eq!(
-            r.peer_seen(at(200), PeerSeen::Kept { heard: true }),
+            r.peer_seen(
+                at(200),
+                PeerSeen::Kept {
+                    heard: true,
+                    data_good: true
+                }
+            ),
             RollingStep::Next(Phase::Switchover)
         );
     }
@@ -234,7 +254,13 @@ mod tests {
         );
         // Kept but not heard is no reason to move the services there.
         assert_eq!(
-            r.peer_seen(at(900), PeerSeen::Kept { heard: false }),
+            r.peer_seen(
+                at(900),
+                PeerSeen::Kept {
+                    heard: false,
+                    data_good: true
+                }
+            ),
             RollingStep::Stop(Stop::PeerTimedOut)
         );
     }

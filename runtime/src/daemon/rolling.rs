@@ -337,12 +337,13 @@ fn stop_text(s: Stop, ctx: &Ctx, plan: &RollingRecord) -> String {
     }
 }
 
-/// What the other node's update status says of `to`.
-fn seen(v: &UpdateView, to: &str, heard: bool) -> PeerSeen {
+/// What the other node's update status says of `to`, with what this node hears of
+/// it (`heard`, `data_good`).
+fn seen(v: &UpdateView, to: &str, heard: bool, data_good: bool) -> PeerSeen {
     if v.pending.as_deref() == Some(to) || v.trial.is_some() {
         PeerSeen::Pending
     } else if v.version == to {
-        PeerSeen::Kept { heard }
+        PeerSeen::Kept { heard, data_good }
     } else {
         PeerSeen::WentBack
     }
@@ -400,12 +401,17 @@ async fn update_peer(
     }
     loop {
         let view = status(peer.clone()).await;
-        let heard = status_now(&ctx.tx).await.is_some_and(|s| s.peer.alive);
+        let (heard, data_good) = status_now(&ctx.tx)
+            .await
+            .map_or((false, false), |s| (s.peer.alive, s.peer.data_good));
         let s = view
             .as_ref()
-            .map_or(PeerSeen::Unreachable, |v| seen(v, &to, heard));
+            .map_or(PeerSeen::Unreachable, |v| seen(v, &to, heard, data_good));
         ctx.job.set_rolling(Some(match (s, view.as_ref()) {
             (PeerSeen::Unreachable, _) => format!("{name} restarts (installing {to})"),
+            (PeerSeen::Kept { .. }, _) => format!(
+                "{name} runs {to}, kept; waiting until it is heard with its copy of the data up to date"
+            ),
             (_, Some(v)) if v.trial.is_some() => {
                 format!("{name}: {}", v.trial.as_deref().unwrap_or_default())
             }
@@ -514,19 +520,27 @@ mod tests {
 
     #[test]
     fn the_other_nodes_status_is_read_as_pending_kept_or_gone_back() {
+        let s = |v, heard, good| seen(&v, "2", heard, good);
         assert_eq!(
-            seen(&view("1", Some("2"), false), "2", true),
+            s(view("1", Some("2"), false), true, true),
             PeerSeen::Pending
         );
+        assert_eq!(s(view("2", Some("2"), true), true, true), PeerSeen::Pending);
+        assert_eq!(s(view("2", None, true), true, true), PeerSeen::Pending);
         assert_eq!(
-            seen(&view("2", Some("2"), true), "2", true),
-            PeerSeen::Pending
+            s(view("2", None, false), false, true),
+            PeerSeen::Kept {
+                heard: false,
+                data_good: true
+            }
         );
-        assert_eq!(seen(&view("2", None, true), "2", true), PeerSeen::Pending);
         assert_eq!(
-            seen(&view("2", None, false), "2", false),
-            PeerSeen::Kept { heard: false }
+            s(view("2", None, false), true, false),
+            PeerSeen::Kept {
+                heard: true,
+                data_good: false
+            }
         );
-        assert_eq!(seen(&view("1", None, false), "2", true), PeerSeen::WentBack);
+        assert_eq!(s(view("1", None, false), true, true), PeerSeen::WentBack);
     }
 }
