@@ -13,7 +13,15 @@
 use tandem_tests::figure;
 use tandem_tests::scenario::{Outcome, run_one};
 
+/// One scenario at a time: two pairs of QEMU machines at once on this
+/// machine's cores would measure each other (as `cargo xtask scenarios` runs
+/// them, one after the other).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_scenario(name: &str) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = tandem_tests::catalogue::all()
         .into_iter()
         .find(|s| s.name == name)
