@@ -339,13 +339,19 @@ fn stop_text(s: Stop, ctx: &Ctx, plan: &RollingRecord) -> String {
 
 /// What the other node's update status says of `to`, with what this node hears of
 /// it (`heard`, `data_good`).
+///
+/// It went back only when its history says so (its last entry a failure, as the
+/// rollback records it): a node on its way down may answer before it restarts, or
+/// without its record (the configuration partition unmounted), which proves nothing.
 fn seen(v: &UpdateView, to: &str, heard: bool, data_good: bool) -> PeerSeen {
     if v.pending.as_deref() == Some(to) || v.trial.is_some() {
         PeerSeen::Pending
     } else if v.version == to {
         PeerSeen::Kept { heard, data_good }
-    } else {
+    } else if v.history.last().is_some_and(|h| !h.ok) {
         PeerSeen::WentBack
+    } else {
+        PeerSeen::Pending
     }
 }
 
@@ -388,10 +394,12 @@ async fn update_peer(
         })
         .await;
         if let Err(e) = installed {
-            // The node may have gone down for its restart before the command ended.
-            let after = status(peer.clone()).await;
-            if after.is_some_and(|v| v.pending.as_deref() != Some(to.as_str())) {
-                return Err(format!("{name} did not install {to}: {e}"));
+            // The node may have gone down for its restart before the command ended:
+            // only a failed install job there is a failure.
+            if let Some(tandem_api::JobState::Failed { error }) =
+                status(peer.clone()).await.map(|v| v.job.state)
+            {
+                return Err(format!("{name} did not install {to}: {error} ({e})"));
             }
         }
         ctx.hub.publish(
@@ -541,6 +549,16 @@ mod tests {
                 data_good: false
             }
         );
-        assert_eq!(s(view("1", None, false), true, true), PeerSeen::WentBack);
+        // Its history says it went back.
+        let mut back = view("1", None, false);
+        back.history.push(tandem_api::UpdateHistoryEntry {
+            at: 1,
+            text: "update to 2 failed, rolled back to 1".into(),
+            ok: false,
+        });
+        assert_eq!(s(back, true, true), PeerSeen::WentBack);
+        // Still on the old version, nothing pending and nothing failed: a node on
+        // its way down, or without its record; not a rollback.
+        assert_eq!(s(view("1", None, false), true, true), PeerSeen::Pending);
     }
 }
