@@ -44,6 +44,19 @@ pub enum PeerCommand {
 }
 
 impl PeerCommand {
+    /// Every command, as [`PeerCommand::parse`] takes them.
+    pub const ALL: [PeerCommand; 5] = [
+        PeerCommand::ReceiveBundle,
+        PeerCommand::Install {
+            force_downgrade: false,
+        },
+        PeerCommand::Install {
+            force_downgrade: true,
+        },
+        PeerCommand::Status,
+        PeerCommand::Switchover,
+    ];
+
     /// The command line sent (the forced command sees it in `SSH_ORIGINAL_COMMAND`).
     #[must_use]
     pub fn line(self) -> &'static str {
@@ -65,23 +78,13 @@ impl PeerCommand {
     /// # Errors
     /// Anything else, named.
     pub fn parse(line: &str) -> Result<PeerCommand, String> {
-        [
-            PeerCommand::ReceiveBundle,
-            PeerCommand::Install {
-                force_downgrade: false,
-            },
-            PeerCommand::Install {
-                force_downgrade: true,
-            },
-            PeerCommand::Status,
-            PeerCommand::Switchover,
-        ]
-        .into_iter()
-        .find(|c| c.line() == line.trim())
-        .ok_or_else(|| {
-            let shown: String = line.chars().take(80).collect();
-            format!("the other node may not ask {shown:?} here")
-        })
+        PeerCommand::ALL
+            .into_iter()
+            .find(|c| c.line() == line.trim())
+            .ok_or_else(|| {
+                let shown: String = line.chars().take(80).collect();
+                format!("the other node may not ask {shown:?} here")
+            })
     }
 }
 
@@ -200,17 +203,7 @@ mod tests {
 
     #[test]
     fn only_the_named_commands_are_taken() {
-        for c in [
-            PeerCommand::ReceiveBundle,
-            PeerCommand::Install {
-                force_downgrade: false,
-            },
-            PeerCommand::Install {
-                force_downgrade: true,
-            },
-            PeerCommand::Status,
-            PeerCommand::Switchover,
-        ] {
+        for c in PeerCommand::ALL {
             assert_eq!(PeerCommand::parse(c.line()), Ok(c));
         }
         for bad in [
