@@ -248,12 +248,13 @@ pub enum Request {
     /// Root only, on the node that runs the services: update both nodes from the
     /// bundle `file` (a path on this node), one after the other — the other node
     /// first, then the services move to it, then this node; the services end on the
-    /// other node unless `switch_back`. Runs in the background
+    /// other node. Runs in the background
     /// ([`Request::UpdateStatus`]'s `rolling`); the bundle is checked here first.
     UpdateRolling {
         /// The bundle.
         file: String,
-        /// Move the services back to this node at the end.
+        /// Move the services back to this node at the end: refused, not available
+        /// yet.
         #[serde(default)]
         switch_back: bool,
         /// Accept a bundle older than the running system.

@@ -123,6 +123,11 @@ async fn begin(
             "{peer} is not heard as the passive node: both nodes must be up and formed before a rolling update; nothing was changed"
         ));
     }
+    if switch_back {
+        return Err(format!(
+            "--switch-back is not available yet: after the rolling update, run `tandem switchover` on {peer}; nothing was changed"
+        ));
+    }
     if ctx.job.installing() {
         return Err("an update is being installed on this node: wait for it to end".into());
     }
@@ -142,7 +147,6 @@ async fn begin(
             to_version: info.version.unwrap_or_default(),
             from_version: job.updater.running_version(),
             phase: Phase::Peer.name().to_owned(),
-            switch_back,
             force_downgrade,
             started_at: now_secs(),
         };
@@ -154,13 +158,8 @@ async fn begin(
     ctx.hub.publish(
         "update",
         format!(
-            "rolling update to {} begins: {peer} first, then the services move to it, then this node{}",
-            checked.to_version,
-            if switch_back {
-                ", then the services come back"
-            } else {
-                ""
-            }
+            "rolling update to {} begins: {peer} first, then the services move to it, then this node",
+            checked.to_version
         ),
     );
     Ok(checked)
@@ -446,9 +445,9 @@ async fn update_peer(
 }
 
 /// The end of the rolling update on this node, at the decision of its own trial:
-/// `kept` (the new system stays; the services come back when asked) or not (this
-/// node went back; the services stay on the other node).
-pub(super) fn finish(job: &UpdateJob, hub: &EventHub, peer: Option<&Peer>, kept: bool) {
+/// `kept` (the new system stays; the services stay on `other`, the other node) or not
+/// (this node went back; the services stay on the other node with the new system).
+pub(super) fn finish(job: &UpdateJob, hub: &EventHub, other: &str, kept: bool) {
     let Ok(record) = job.updater.record() else {
         return;
     };
@@ -456,28 +455,14 @@ pub(super) fn finish(job: &UpdateJob, hub: &EventHub, peer: Option<&Peer>, kept:
     if plan.phase != Phase::Here.name() {
         return;
     }
-    let other = peer.map_or("the other node", |p| p.node.name());
     let (text, ok) = if kept {
-        let mut text = format!(
-            "rolling update to {} done: both nodes run it",
-            plan.to_version
-        );
-        if plan.switch_back {
-            let back = peer
-                .ok_or_else(|| "the other node is not known".to_owned())
-                .and_then(|p| p.run(PeerCommand::Switchover, None).map_err(|e| e.0));
-            match back {
-                Ok(_) => text.push_str(&format!(
-                    "; the services move back from {other} to this node"
-                )),
-                Err(e) => text.push_str(&format!(
-                    "; moving the services back failed ({e}): they stay on {other}"
-                )),
-            }
-        } else {
-            text.push_str(&format!("; the services stay on {other}"));
-        }
-        (text, true)
+        (
+            format!(
+                "rolling update to {} done: both nodes run it; the services stay on {other}",
+                plan.to_version
+            ),
+            true,
+        )
     } else {
         (
             format!(

@@ -3,7 +3,6 @@
 //! when the node is healthy, given up (marked bad, node restarted into the previous
 //! system) when it is not by the deadline. A rolled-back update is reported.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use super::core_loop::Shell;
 use super::hub::EventHub;
 use crate::admin::update::UpdateJob;
 use crate::alerts::Alert;
-use crate::update::peer::{CLIENT_DIR, Peer};
 use crate::update::record::{Boot, Pending};
 
 /// How long every health fact must hold before a new system is kept.
@@ -114,7 +112,7 @@ fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> After {
                 hub.publish("update", e.0);
             }
             // This node went back during the last phase of a rolling update it led.
-            super::rolling::finish(job, hub, None, false);
+            super::rolling::finish(job, hub, "the other node", false);
             After::Nothing
         }
         Boot::Trial(p) => After::Trial(p),
@@ -184,10 +182,7 @@ impl Shell {
             TrialStep::Commit => {
                 self.updates.job.set_trial(None);
                 let (job, hub) = (self.updates.job.clone(), Arc::clone(&self.hub));
-                let back = self
-                    .running_cfg
-                    .as_ref()
-                    .and_then(|c| Peer::new(c, self.settings.node, Path::new(CLIENT_DIR)).ok());
+                let other = self.settings.node.peer().name();
                 tokio::task::spawn_blocking(move || {
                     let (text, ok) = match job.updater.commit(Some(&p)) {
                         Ok(()) => (
@@ -205,7 +200,7 @@ impl Shell {
                     };
                     if ok {
                         hub.alert("update", text, &alert);
-                        super::rolling::finish(&job, &hub, back.as_ref(), true);
+                        super::rolling::finish(&job, &hub, other, true);
                     } else {
                         hub.publish("update", text);
                     }

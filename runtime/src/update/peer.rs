@@ -39,13 +39,11 @@ pub enum PeerCommand {
     },
     /// `tandem update status --json`.
     Status,
-    /// `tandem switchover`.
-    Switchover,
 }
 
 impl PeerCommand {
     /// Every command, as [`PeerCommand::parse`] takes them.
-    pub const ALL: [PeerCommand; 5] = [
+    pub const ALL: [PeerCommand; 4] = [
         PeerCommand::ReceiveBundle,
         PeerCommand::Install {
             force_downgrade: false,
@@ -54,7 +52,6 @@ impl PeerCommand {
             force_downgrade: true,
         },
         PeerCommand::Status,
-        PeerCommand::Switchover,
     ];
 
     /// The command line sent (the forced command sees it in `SSH_ORIGINAL_COMMAND`).
@@ -69,7 +66,6 @@ impl PeerCommand {
                 force_downgrade: true,
             } => "update-install --force-downgrade",
             PeerCommand::Status => "update-status",
-            PeerCommand::Switchover => "switchover",
         }
     }
 

@@ -73,8 +73,6 @@ pub struct RollingRecord {
     pub from_version: String,
     /// The phase ([`tandem_core::Phase::name`]).
     pub phase: String,
-    /// Move the services back to this node at the end.
-    pub switch_back: bool,
     /// Accept a bundle older than the running system.
     #[serde(default)]
     pub force_downgrade: bool,

@@ -39,7 +39,8 @@ pub enum UpdateCmd {
     Rolling {
         /// The bundle (`tandem-VERSION.raucb`).
         file: String,
-        /// Move the services back to this node at the end.
+        /// Move the services back to this node at the end: not available yet
+        /// (refused; run `tandem switchover` on the other node afterwards).
         #[arg(long)]
         switch_back: bool,
         /// Accept a bundle older than the running system.
@@ -264,11 +265,5 @@ pub fn peer_ssh(control: &Path) -> anyhow::Result<()> {
             control,
         ),
         PeerCommand::Status => run(&UpdateCmd::Status { json: true }, control),
-        PeerCommand::Switchover => {
-            let mut client = Client::connect(control)?;
-            expect(client.call(&Request::Switchover)?)?;
-            println!("switchover started");
-            Ok(())
-        }
     }
 }
