@@ -388,8 +388,8 @@ fn progress_body(lang: Lang, v: &ActivationView) -> String {
             if let Some(url) = &v.new_url {
                 let u = esc(url);
                 body.push_str(&lang.f(
-                    format!("<p>The new address of this node's console: <a href=\"{u}\">{u}</a> (its configured external address). In about ten seconds the node leaves the recovery network and answers there (connect this laptop to the company LAN); log in with the management password.</p>"),
-                    format!("<p>Die neue Adresse der Konsole dieses Knotens: <a href=\"{u}\">{u}</a> (seine konfigurierte externe Adresse). In etwa zehn Sekunden verlässt der Knoten das Wiederherstellungsnetz und antwortet dort (Laptop mit dem Firmennetz verbinden); melden Sie sich mit dem Verwaltungspasswort an.</p>"),
+                    format!("<p>The new address of this node's console: <a href=\"{u}\">{u}</a> (its configured external address). In a few seconds the node leaves the recovery network and answers there (connect this laptop to the company LAN); log in with the management password.</p>"),
+                    format!("<p>Die neue Adresse der Konsole dieses Knotens: <a href=\"{u}\">{u}</a> (seine konfigurierte externe Adresse). In wenigen Sekunden verlässt der Knoten das Wiederherstellungsnetz und antwortet dort (Laptop mit dem Firmennetz verbinden); melden Sie sich mit dem Verwaltungspasswort an.</p>"),
                 ));
             }
         }

@@ -117,8 +117,34 @@ pub fn upload_and_activate(
 /// Polls the activation's progress page until it contains `needle`.
 pub fn progress_until(addr: &str, session: &str, needle: &str, limit: Duration) -> String {
     let start = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    let mut failed = 0;
     loop {
-        let p = https(addr, "GET", "/progress", Some(session), None).unwrap();
+        // A node busy making its data area under TCG may miss a connection's
+        // 5 s; it stays on the recovery network until this page has shown
+        // the finished activation, so one more try finds it.
+        let p = match https(addr, "GET", "/progress", Some(session), None) {
+            Ok(p) => p,
+            Err(e) if failed < 3 && start.elapsed() < limit => {
+                failed += 1;
+                seen.push(format!("{:6.1} s: {e}", start.elapsed().as_secs_f64()));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => panic!(
+                "GET /progress at {addr} after {:.1} s: {e}; the last polls:\n{}",
+                start.elapsed().as_secs_f64(),
+                seen.join("\n")
+            ),
+        };
+        failed = 0;
+        let text = text_of(&p.body);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let tail = words[words.len().saturating_sub(24)..].join(" ");
+        seen.push(format!("{:6.1} s: {tail}", start.elapsed().as_secs_f64()));
+        if seen.len() > 20 {
+            seen.remove(0);
+        }
         assert!(
             !p.body.contains("Activation stopped"),
             "activation at {addr} failed:\n{}",

@@ -8,8 +8,8 @@
 //! - Unconfigured (no committed configuration): recovery mode. The recovery
 //!   address on the first port, the web console and the console screens,
 //!   restarted when they exit. When an activation commits a configuration,
-//!   init waits a few seconds (the web page shows the new address), stops
-//!   these services and becomes a member.
+//!   init waits until the web page has shown the new address (see
+//!   [`activated`]), stops these services and becomes a member.
 //! - Configured: member mode. `tandem node-up` sets the host name, the
 //!   external address with default route and DNS, and the crossover address;
 //!   then clusterd (with replication), the web console on the external address
@@ -22,6 +22,7 @@
 //!
 //! Nothing here needs a shell or a service manager: the node has neither.
 
+pub mod activated;
 pub mod entropy;
 pub mod modalias;
 pub mod root;

@@ -614,18 +614,21 @@ fn node_on() -> Result<()> {
         }
         ip(&["link", "set", &nic, "up"])?;
         let services = node_services(&node, &nic, recovery, &state, &[recovery_clusterd(&node)])?;
-        // Once an activation commits a configuration, the page that ran it
-        // gets a moment to show the new address before the node moves there.
-        let mut committed_at: Option<Instant> = None;
+        // Once an activation commits a configuration, the node moves to its
+        // configured network after the page that ran it has shown the new address.
+        let mut watch = tandem_init::activated::MoveWatch::default();
+        let _ = fs::remove_file(ACTIVATION_SHOWN);
         let running = supervise(services, || {
             if power_requested() {
                 return true;
             }
-            if member_failed.is_some() || !tandem_config::store::is_configured(Path::new(CONFIG)) {
-                return false;
-            }
-            let at = *committed_at.get_or_insert_with(Instant::now);
-            at.elapsed() >= MOVE_DELAY
+            let committed =
+                member_failed.is_none() && tandem_config::store::is_configured(Path::new(CONFIG));
+            watch.due(
+                Instant::now(),
+                committed,
+                Path::new(ACTIVATION_SHOWN).exists(),
+            )
         });
         if power_requested() {
             power_off_or_restart(running);
@@ -692,9 +695,9 @@ fn trial_over(trial: &mut Option<Trial>) -> bool {
     true
 }
 
-/// How long the recovery web console keeps running after an activation
-/// committed, so that its page can show the node's new address.
-const MOVE_DELAY: Duration = Duration::from_secs(10);
+/// Where clusterd (recovery mode) notes that the progress page has shown the
+/// finished activation (`tandem_runtime::admin::activation::SHOWN_MARKER`).
+const ACTIVATION_SHOWN: &str = "/run/tandem/activation-shown";
 
 /// clusterd in recovery mode: the control API alone, through which the web
 /// console checks and activates an archive (and the console screen sets the

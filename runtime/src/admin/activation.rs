@@ -89,7 +89,14 @@ pub struct ActivationJob {
     node: NodeId,
     engine: Engine,
     shared: Arc<Mutex<Shared>>,
+    shown: Option<PathBuf>,
 }
+
+/// Where clusterd in recovery mode on a node (beside its control socket) notes that the progress page has shown a finished
+/// activation: init moves the node to its configured network only after that (or a
+/// minute after the commit when no page looks), so that the operator always sees the
+/// node's new address.
+pub const SHOWN_MARKER: &str = "/run/tandem/activation-shown";
 
 impl ActivationJob {
     /// Activations of the store in `store` for `node`, run by `engine`.
@@ -104,7 +111,15 @@ impl ActivationJob {
                 choice: None,
                 events: Vec::new(),
             })),
+            shown: None,
         }
+    }
+
+    /// The same job, noting in `marker` when its finished result has been shown.
+    #[must_use]
+    pub fn with_shown_marker(mut self, marker: PathBuf) -> ActivationJob {
+        self.shown = Some(marker);
+        self
     }
 
     /// Whether an activation runs now.
@@ -190,6 +205,25 @@ impl ActivationJob {
             v.new_url = super::current(&self.store)
                 .ok()
                 .map(|c| format!("https://{}/", c.network.node(self.node).address.addr()));
+        }
+        v
+    }
+
+    /// [`Self::view`] for the progress page: a finished activation is noted as shown
+    /// (see [`SHOWN_MARKER`]).
+    #[must_use]
+    pub fn view_shown(&self) -> ActivationView {
+        let v = self.view();
+        if v.state == JobState::Succeeded
+            && let Some(marker) = &self.shown
+            && !marker.exists()
+            && let Err(e) = std::fs::write(marker, b"")
+        {
+            // init then moves the node a minute after the commit.
+            eprintln!(
+                "clusterd: cannot note the shown activation in {}: {e}",
+                marker.display()
+            );
         }
         v
     }
@@ -331,11 +365,18 @@ mod tests {
             delay: Duration::from_millis(200),
             fail: false,
         };
-        let j = ActivationJob::new(dir.path().to_owned(), NodeId::Node2, engine);
-        assert_eq!(j.view().state, JobState::Idle);
+        let marker = dir.path().join("activation-shown");
+        let j = ActivationJob::new(dir.path().to_owned(), NodeId::Node2, engine)
+            .with_shown_marker(marker.clone());
+        assert_eq!(j.view_shown().state, JobState::Idle);
         j.start(DataChoice::DestroyData).unwrap();
         assert_eq!(j.start(DataChoice::DestroyData), Err(Refusal::Running));
+        assert_eq!(j.view_shown().state, JobState::Running);
+        assert!(!marker.exists(), "shown before it finished");
         let v = wait(&j);
+        assert!(!marker.exists(), "a view for itself is not the page");
+        assert_eq!(j.view_shown(), v);
+        assert!(marker.exists(), "the page showed the finished activation");
         assert_eq!(v.state, JobState::Succeeded, "{v:?}");
         assert!(v.peer_missing());
         assert_eq!(v.events.last(), Some(&ActivationEvent::Committed));

@@ -349,7 +349,7 @@ impl Service {
                 choice,
                 confirm_name,
             } => self.activate(token.as_ref(), choice, confirm_name).await,
-            Request::Activation => one(Reply::Activation(self.admin.activation.view())),
+            Request::Activation => one(Reply::Activation(self.admin.activation.view_shown())),
             Request::CheckedArchive => match self.checked(token.as_ref()) {
                 Some(c) => one(Reply::Checked(c.summary.clone())),
                 None => refused(Refusal::NoArchive),
