@@ -34,3 +34,14 @@ pub(crate) fn try_lock_dir(dir: &std::path::Path) -> std::io::Result<Option<std:
         Err(e) => Err(e.into()),
     }
 }
+
+/// Free bytes of the file system that holds `dir`, or would hold it (its parent when
+/// it does not exist yet); 0 when that cannot be asked.
+pub(crate) fn free_bytes(dir: &std::path::Path) -> u64 {
+    let probe = if dir.exists() {
+        dir
+    } else {
+        dir.parent().unwrap_or(std::path::Path::new("/"))
+    };
+    rustix::fs::statvfs(probe).map_or(0, |s| s.f_bfree.saturating_mul(s.f_frsize))
+}

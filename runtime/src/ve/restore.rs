@@ -136,7 +136,7 @@ pub fn restore(
     let need = manifest
         .total_bytes
         .saturating_add(manifest.members.len() as u64 * 4096);
-    let free = free_bytes(&site.private_dir);
+    let free = super::free_bytes(&site.private_dir);
     if need > free {
         return Err(RestoreError::NoSpace {
             need,
@@ -253,16 +253,6 @@ fn unpack(
         let _ = std::fs::remove_dir_all(&aside);
     }
     Ok((replaced, addresses_removed))
-}
-
-/// Bytes free (for root) in the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> u64 {
-    let probe = if dir.exists() {
-        dir
-    } else {
-        dir.parent().unwrap_or(Path::new("/"))
-    };
-    rustix::fs::statvfs(probe).map_or(0, |s| s.f_bfree.saturating_mul(s.f_frsize))
 }
 
 /// The error of `op` on `path` failing with an I/O error (for `map_err`).

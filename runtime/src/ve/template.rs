@@ -769,7 +769,7 @@ impl Templates {
             }
         })?;
         let need = checked.file_bytes.saturating_add(SPACE_MARGIN);
-        let free = free_bytes(&self.dir);
+        let free = super::free_bytes(&self.dir);
         if need > free {
             return Err(TemplateError::NoSpace {
                 need,
@@ -933,11 +933,6 @@ pub fn ostemplate(text: &str) -> Option<String> {
             .trim_start_matches('.');
         (!v.is_empty()).then(|| v.to_owned())
     })
-}
-
-/// Bytes free (for root) in the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> u64 {
-    rustix::fs::statvfs(dir).map_or(0, |s| s.f_bfree.saturating_mul(s.f_frsize))
 }
 
 #[cfg(test)]
