@@ -71,6 +71,7 @@ pub fn all() -> Vec<Scenario> {
         install_again_prompt,
     ));
     list.extend(crate::failover::scenarios());
+    list.extend(crate::ve_backup::scenarios());
     list.extend(crate::rolling::scenarios());
     list
 }

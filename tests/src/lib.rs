@@ -14,6 +14,7 @@ pub mod pair;
 pub mod rolling;
 pub mod scenario;
 pub mod update;
+pub mod ve_backup;
 pub mod web;
 
 use std::io::{Read, Seek, Write};

@@ -1147,6 +1147,17 @@ impl Client {
         self.acked.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// The records acknowledged so far, as the VE stores them (`TAG-N`).
+    #[must_use]
+    pub fn acked_records(&self) -> Vec<String> {
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|n| format!("{}-{n}", self.tag))
+            .collect()
+    }
+
     /// Waits until `more` further writes were acknowledged.
     pub fn wait_acked(&self, more: usize, limit: Duration) {
         let target = self.acked() + more;
