@@ -67,7 +67,12 @@ pub enum ConfigCommand {
         file: Option<PathBuf>,
     },
     /// Read a password from standard input and print its argon2id hash.
-    HashPassword,
+    HashPassword {
+        /// Print its SHA-512 crypt hash instead (`passwords.root-node1-crypt` /
+        /// `root-node2-crypt`, which the nodes' SSH server checks).
+        #[arg(long)]
+        crypt: bool,
+    },
 }
 
 /// `config init`.
@@ -200,7 +205,7 @@ pub fn execute(args: &ConfigArgs, out: &mut dyn Write, err: &mut dyn Write) -> u
         ConfigCommand::Import(a) => cmd_import(&args.store, a, out, err),
         ConfigCommand::Discard => cmd_discard(&args.store, out),
         ConfigCommand::Show { file } => cmd_show(&args.store, file.as_deref(), out),
-        ConfigCommand::HashPassword => cmd_hash_password(out),
+        ConfigCommand::HashPassword { crypt } => cmd_hash_password(*crypt, out),
     };
     match r {
         Ok(code) => code,
@@ -281,15 +286,20 @@ fn cmd_show(store: &Path, file: Option<&Path>, out: &mut dyn Write) -> Result<u8
     Ok(EXIT_OK)
 }
 
-fn cmd_hash_password(out: &mut dyn Write) -> Result<u8, Failure> {
+fn cmd_hash_password(crypt: bool, out: &mut dyn Write) -> Result<u8, Failure> {
     let mut line = String::new();
     io::stdin()
         .take(4096)
         .read_to_string(&mut line)
         .context("reading the password from standard input")?;
     let pw = line.lines().next().unwrap_or("");
-    let h = secrets::hash_password(pw).map_err(|e| anyhow!(e))?;
-    let _ = writeln!(out, "{h}");
+    if crypt {
+        let h = secrets::crypt_password(pw).map_err(|e| anyhow!(e))?;
+        let _ = writeln!(out, "{h}");
+    } else {
+        let h = secrets::hash_password(pw).map_err(|e| anyhow!(e))?;
+        let _ = writeln!(out, "{h}");
+    }
     Ok(EXIT_OK)
 }
 

@@ -134,6 +134,8 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
             admin: secrets::hash_password(&pw.admin)?,
             root_node1: secrets::hash_password(&pw.root_node1)?,
             root_node2: secrets::hash_password(&pw.root_node2)?,
+            root_node1_crypt: Some(secrets::crypt_password(&pw.root_node1)?),
+            root_node2_crypt: Some(secrets::crypt_password(&pw.root_node2)?),
             root_ve101: None,
             ve_manager: None,
         },
@@ -344,7 +346,11 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "access.root-authorized-keys",
-        "Keys that may log in as root over SSH (authorized_keys lines); key-only, no passwords.",
+        "Keys that may log in as root over SSH (authorized_keys lines).",
+    ),
+    (
+        "access.password-login",
+        "true: root may also log in over SSH with the node's root password (passwords.root-node1-crypt / root-node2-crypt, both needed), from the same networks. Default false: key-only.",
     ),
     (
         "notification.tls",
@@ -360,11 +366,19 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "passwords",
-        "Salted argon2id hashes, never clear text. Set them with the console or `tandem config hash-password`.",
+        "Salted argon2id hashes (and each node's root password as SHA-512 crypt, for SSH), never clear text. Set them with the console or `tandem config hash-password` (`--crypt` for the -crypt keys).",
     ),
     ("passwords.admin", "Web console user admin."),
     ("passwords.root-node1", "root on node1."),
     ("passwords.root-node2", "root on node2."),
+    (
+        "passwords.root-node1-crypt",
+        "root on node1 as SHA-512 crypt (\"$6$...\", the same password as root-node1): what the node's SSH server checks when access.password-login is on.",
+    ),
+    (
+        "passwords.root-node2-crypt",
+        "root on node2 as SHA-512 crypt (the same password as root-node2).",
+    ),
     (
         "passwords.root-ve101",
         "root inside VE 101 (only when VE 101 exists).",
@@ -470,7 +484,7 @@ pub fn field_doc(path: &str) -> Option<&'static str> {
 const OPTIONAL_EXAMPLES: &[(&str, &str)] = &[
     (
         "access",
-        "# [access]\n# Networks that may reach the web console and SSH (besides the recovery network).\n# admin-networks = [\"192.0.2.0/24\"]\n# Keys that may log in as root over SSH (authorized_keys lines).\n# root-authorized-keys = [\"ssh-ed25519 AAAA... ops@example\"]\n",
+        "# [access]\n# Networks that may reach the web console and SSH (besides the recovery network).\n# admin-networks = [\"192.0.2.0/24\"]\n# Keys that may log in as root over SSH (authorized_keys lines).\n# root-authorized-keys = [\"ssh-ed25519 AAAA... ops@example\"]\n# root may also log in over SSH with its password (needs passwords.root-node*-crypt).\n# password-login = false\n",
     ),
     (
         "support",
@@ -581,6 +595,27 @@ mod tests {
     fn new_cluster_is_valid_and_renders_back() {
         let (cfg, pw) = new_cluster(&InitOptions::default()).unwrap();
         assert!(secrets::verify_password(&pw.admin, &cfg.passwords.admin));
+        for (clear, argon, crypt) in [
+            (
+                &pw.root_node1,
+                &cfg.passwords.root_node1,
+                &cfg.passwords.root_node1_crypt,
+            ),
+            (
+                &pw.root_node2,
+                &cfg.passwords.root_node2,
+                &cfg.passwords.root_node2_crypt,
+            ),
+        ] {
+            let crypt = crypt.as_ref().expect("a crypt hash for sshd");
+            assert!(secrets::verify_password(clear, argon));
+            assert!(secrets::verify_crypt(clear, crypt));
+            assert!(!secrets::verify_crypt("relation", crypt));
+        }
+        assert!(
+            !cfg.access.password_login,
+            "password login is off by default"
+        );
         assert!(!secrets::verify_password("relation", &cfg.passwords.admin));
         let text = render_commented(&cfg);
         let back = ApplianceConfig::from_toml(&text).unwrap();

@@ -52,9 +52,9 @@ pub use store::{
     UpdateError, import_archive,
 };
 pub use types::{
-    Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
-    HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    RemoteDir, Secret, SshPrivateKey, SshPublicKey, TimeOfDay, TlsCertificate, TlsPrivateKey,
-    UserName,
+    Baud, ClusterId, ClusterKey, Credential, CryptHash, DevicePath, DomainName, DrbdResource,
+    EmailAddress, HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId,
+    PasswordHash, Port, Rate, RemoteDir, Secret, SshPrivateKey, SshPublicKey, TimeOfDay,
+    TlsCertificate, TlsPrivateKey, UserName,
 };
 pub use validate::ValidationError;

@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    Baud, ClusterId, ClusterKey, Credential, DevicePath, DomainName, DrbdResource, EmailAddress,
-    HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId, PasswordHash, Port, Rate,
-    RemoteDir, SshPrivateKey, SshPublicKey, TimeOfDay, TlsCertificate, TlsPrivateKey, UserName,
+    Baud, ClusterId, ClusterKey, Credential, CryptHash, DevicePath, DomainName, DrbdResource,
+    EmailAddress, HostPort, Hostname, HttpUrl, Ipv4, Ipv4Net, Millis, Netmask, NodeId,
+    PasswordHash, Port, Rate, RemoteDir, SshPrivateKey, SshPublicKey, TimeOfDay, TlsCertificate,
+    TlsPrivateKey, UserName,
 };
 
 /// The schema version this build writes. Older versions are migrated on load
@@ -70,13 +71,28 @@ pub struct AccessConfig {
     /// nobody logs in over SSH.
     #[serde(default)]
     pub root_authorized_keys: Vec<SshPublicKey>,
+    /// root may also log in over SSH with a password (from the same networks), checked
+    /// against the node's `passwords.root-node1-crypt` / `root-node2-crypt`. Off by
+    /// default: key-only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub password_login: bool,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl AccessConfig {
     /// Nothing configured (the section is then left out of a written file).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.admin_networks.is_empty() && self.root_authorized_keys.is_empty()
+        self.admin_networks.is_empty()
+            && self.root_authorized_keys.is_empty()
+            && !self.password_login
     }
 }
 
@@ -552,7 +568,8 @@ pub enum TlsPolicy {
     Opportunistic,
 }
 
-/// Password hashes (argon2id PHC strings), never clear text.
+/// Password hashes (argon2id PHC strings; a node's root password also as SHA-512 crypt for
+/// sshd), never clear text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PasswordsConfig {
@@ -562,6 +579,13 @@ pub struct PasswordsConfig {
     pub root_node1: PasswordHash,
     /// `root` on node 2.
     pub root_node2: PasswordHash,
+    /// `root` on node 1 as SHA-512 crypt (the same password): what sshd checks when
+    /// `access.password-login` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_node1_crypt: Option<CryptHash>,
+    /// `root` on node 2 as SHA-512 crypt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_node2_crypt: Option<CryptHash>,
     /// `root` inside VE 101 (when VE 101 exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_ve101: Option<PasswordHash>,
@@ -577,6 +601,15 @@ impl PasswordsConfig {
         match id {
             NodeId::Node1 => &self.root_node1,
             NodeId::Node2 => &self.root_node2,
+        }
+    }
+
+    /// The SHA-512 crypt hash of a node's root password, if the configuration has one.
+    #[must_use]
+    pub fn root_crypt(&self, id: NodeId) -> Option<&CryptHash> {
+        match id {
+            NodeId::Node1 => self.root_node1_crypt.as_ref(),
+            NodeId::Node2 => self.root_node2_crypt.as_ref(),
         }
     }
 }

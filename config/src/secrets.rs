@@ -11,7 +11,7 @@ use rand_core::{OsRng, RngCore as _};
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
 use crate::types::{
-    ClusterId, ClusterKey, PasswordHash, SshPrivateKey, TlsCertificate, TlsPrivateKey,
+    ClusterId, ClusterKey, CryptHash, PasswordHash, SshPrivateKey, TlsCertificate, TlsPrivateKey,
 };
 
 /// Accepts only argon2id PHC strings with parameters argon2 itself can use.
@@ -35,6 +35,50 @@ pub(crate) fn check_password_hash(s: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The most rounds a SHA-512 crypt hash may ask for: a hostile archive must not be able
+/// to make every SSH password attempt cost seconds (the default is 5000).
+pub const CRYPT_MAX_ROUNDS: u32 = 1_000_000;
+
+/// Accepts only SHA-512 crypt hashes (`$6$[rounds=N$]salt$hash`): a salt of 1 to 16
+/// characters and a hash of 86, both of `./0-9A-Za-z`, rounds 1000 to
+/// [`CRYPT_MAX_ROUNDS`].
+pub(crate) fn check_crypt_hash(s: &str) -> Result<(), String> {
+    let bad = || {
+        "is not a SHA-512 crypt hash (expected \"$6$salt$hash\", as `tandem config hash-password --crypt` prints)".to_owned()
+    };
+    let alphabet = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return Err(bad());
+    };
+    let mut parts: Vec<&str> = rest.split('$').collect();
+    if parts.len() == 3 {
+        let rounds = parts.remove(0);
+        let n: u32 = rounds
+            .strip_prefix("rounds=")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        if !(1000..=CRYPT_MAX_ROUNDS).contains(&n) || rounds != format!("rounds={n}") {
+            return Err(format!(
+                "is a SHA-512 crypt hash with {rounds} (expected 1000 to {CRYPT_MAX_ROUNDS} rounds)"
+            ));
+        }
+    }
+    match parts.as_slice() {
+        [salt, hash]
+            if (1..=16).contains(&salt.len())
+                && hash.len() == 86
+                && alphabet(salt)
+                && alphabet(hash) =>
+        {
+            Ok(())
+        }
+        _ => Err(bad()),
+    }
 }
 
 pub(crate) fn check_ssh_private_key(s: &str) -> Result<(), String> {
@@ -162,6 +206,26 @@ pub fn hash_password(password: &str) -> Result<PasswordHash, String> {
     h.to_string().parse()
 }
 
+/// Hashes `password` with SHA-512 crypt (5000 rounds, a random 16-character salt): the
+/// form a node's `/etc/shadow` holds for sshd.
+///
+/// # Errors
+/// When the password is empty or longer than 1024 bytes.
+pub fn crypt_password(password: &str) -> Result<CryptHash, String> {
+    if password.is_empty() || password.len() > 1024 {
+        return Err("a password must have 1 to 1024 bytes".to_owned());
+    }
+    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
+        .map_err(|e| format!("hashing failed: {e:?}"))?
+        .parse()
+}
+
+/// Whether `password` matches the SHA-512 crypt `hash`.
+#[must_use]
+pub fn verify_crypt(password: &str, hash: &CryptHash) -> bool {
+    sha_crypt::sha512_check(password, hash.as_str()).is_ok()
+}
+
 /// Whether `password` matches `hash`.
 #[must_use]
 pub fn verify_password(password: &str, hash: &PasswordHash) -> bool {
@@ -245,6 +309,36 @@ pub fn generate_password(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crypt_hashes_are_sha512_crypt_and_only_that() {
+        let h = crypt_password("open sesame").unwrap();
+        assert!(h.as_str().starts_with("$6$"), "{h}");
+        assert!(verify_crypt("open sesame", &h));
+        assert!(!verify_crypt("open sesame ", &h));
+        assert_eq!(format!("{h:?}"), "CryptHash([redacted])");
+        let hash = "a".repeat(86);
+        assert!(check_crypt_hash(&format!("$6$saltsalt${hash}")).is_ok());
+        assert!(check_crypt_hash(&format!("$6$rounds=10000$salt${hash}")).is_ok());
+        for bad in [
+            String::new(),
+            format!("$5$salt${hash}"),
+            format!("$6$salt${}", "a".repeat(85)),
+            format!("$6$${hash}"),
+            format!("$6${}${hash}", "s".repeat(17)),
+            format!("$6$sa:lt${hash}"),
+            format!("$6$salt${hash}$"),
+            format!("$6$rounds=999$salt${hash}"),
+            format!("$6$rounds=99999999$salt${hash}"),
+            format!("$6$rounds=x$salt${hash}"),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+            "!".to_owned(),
+            "*".to_owned(),
+        ] {
+            assert!(check_crypt_hash(&bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(crypt_password("").is_err());
+    }
 
     #[test]
     fn tls_key_matches_only_its_certificate() {

@@ -907,6 +907,40 @@ impl FromStr for PasswordHash {
 }
 string_serde!(PasswordHash, "an argon2id password hash");
 
+/// A SHA-512 crypt hash (`$6$salt$hash` or `$6$rounds=N$salt$hash`), the form the C
+/// library's `crypt` checks and `/etc/shadow` holds: what a node's sshd checks a root
+/// password against. Never clear text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CryptHash(String);
+
+impl CryptHash {
+    /// The hash (`$6$…`).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CryptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CryptHash([redacted])")
+    }
+}
+
+impl fmt::Display for CryptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for CryptHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::secrets::check_crypt_hash(s).map(|()| CryptHash(s.to_owned()))
+    }
+}
+string_serde!(CryptHash, "a SHA-512 crypt password hash");
+
 /// An unencrypted OpenSSH ed25519 private key (`-----BEGIN OPENSSH PRIVATE KEY-----`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SshPrivateKey(String);

@@ -451,6 +451,32 @@ impl ApplianceConfig {
 
     fn check_access(&self, c: &mut Checker) {
         let a = &self.access;
+        if a.password_login {
+            let missing: Vec<&str> = [
+                (
+                    "passwords.root-node1-crypt",
+                    &self.passwords.root_node1_crypt,
+                ),
+                (
+                    "passwords.root-node2-crypt",
+                    &self.passwords.root_node2_crypt,
+                ),
+            ]
+            .into_iter()
+            .filter(|(_, h)| h.is_none())
+            .map(|(k, _)| k)
+            .collect();
+            if !missing.is_empty() {
+                c.fail(
+                    "access.password-login",
+                    format!(
+                        "is on but {} {} missing (expected the SHA-512 crypt hash of each node's root password, from `tandem config hash-password --crypt`)",
+                        missing.join(" and "),
+                        if missing.len() == 1 { "is" } else { "are" }
+                    ),
+                );
+            }
+        }
         for (i, n) in a.admin_networks.iter().enumerate() {
             let path = format!("access.admin-networks[{i}]");
             if n.addr() != n.network() {

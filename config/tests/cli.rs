@@ -266,3 +266,40 @@ fn commit_over_a_staged_configuration_names_discard() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(": imported: cluster lab-cluster ("));
 }
+
+#[test]
+fn hash_password_prints_argon2id_or_sha512_crypt() {
+    use std::io::Write as _;
+    let d = tempfile::tempdir().unwrap();
+    let hash = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-config"))
+            .arg("--store")
+            .arg(d.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"lab password\n")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        text(&o.stdout).trim().to_owned()
+    };
+    let argon: tandem_config::PasswordHash = hash(&["hash-password"]).parse().unwrap();
+    assert!(tandem_config::secrets::verify_password(
+        "lab password",
+        &argon
+    ));
+    let crypt: tandem_config::CryptHash = hash(&["hash-password", "--crypt"]).parse().unwrap();
+    assert!(crypt.as_str().starts_with("$6$"));
+    assert!(tandem_config::secrets::verify_crypt("lab password", &crypt));
+    assert!(!tandem_config::secrets::verify_crypt(
+        "lab passwort",
+        &crypt
+    ));
+}

@@ -3,19 +3,32 @@
 //!
 //! [`files`] is pure: `sshd_config`, the node's host key from the configuration archive
 //! (a reinstalled node keeps its fingerprint) and root's `authorized_keys`
-//! (`access.root-authorized-keys`). Logins are key-only (no password, no keyboard-
-//! interactive), for root only, and only from the recovery network and the configured
-//! admin networks (`AllowUsers root@NET`, as the packet filter). [`write`] puts the files
-//! in a directory (private key mode 0600) and [`reload`] tells a running sshd to read
-//! them again (SIGHUP to the process in its pid file).
+//! (`access.root-authorized-keys`). Logins are for root only, and only from the recovery
+//! network and the configured admin networks (`AllowUsers root@NET`, as the packet
+//! filter). [`write`] puts the files in a directory (private key mode 0600) and
+//! [`reload`] tells a running sshd to read them again (SIGHUP to the process in its pid
+//! file).
+//!
+//! By default logins are key-only (`PasswordAuthentication no`). With
+//! `access.password-login = true` root may also log in with the node's root password
+//! (`PasswordAuthentication yes`, `PermitRootLogin yes`); keyboard-interactive stays
+//! off. sshd runs without PAM (`UsePAM no`), so it checks a password itself: the
+//! `crypt` of the C library against root's line of `/etc/shadow`. The configuration's
+//! argon2id hashes cannot be checked that way; the SHA-512 crypt hash of the same
+//! password (`passwords.root-node1-crypt` / `root-node2-crypt`) can, and [`write_shadow`]
+//! puts it in root's line of the node's `/etc/shadow` (atomically, mode 0600), or `*`
+//! (no password matches; keys still work) while password login is off. The node's
+//! root filesystem is a tmpfs copy of the system image made by init, so `/etc` is
+//! writable; `tandem node-up` writes the file at boot and clusterd again with every
+//! change of `access` or `passwords` ([`Setup::refresh`]).
 //!
 //! With a support server configured (`[support]`), sshd also listens on the loopback
 //! address and admits root from there: the support tunnel's reverse forward
 //! ([`crate::support`]) arrives there (loopback cannot be reached from outside the
 //! node), and the support engineer logs in with a key of `access.root-authorized-keys`.
 //!
-//! What it does not do: password logins (the archive holds argon2id hashes, which sshd
-//! cannot check) or forwarding of any kind.
+//! What it does not do: keyboard-interactive or PAM logins, passwords for any user but
+//! root, or forwarding of any kind.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -37,6 +50,8 @@ pub const CONFIG: &str = "sshd_config";
 pub const PEER_COMMAND: &str = "/usr/bin/tandem peer-ssh";
 /// The pid file's name in that directory.
 pub const PID_FILE: &str = "sshd.pid";
+/// The node's shadow password file, which sshd reads root's password hash from.
+pub const SHADOW: &str = "/etc/shadow";
 
 /// The files of one node's sshd.
 #[derive(Clone, PartialEq, Eq)]
@@ -94,11 +109,24 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
     let peer_int = cfg.network.node(node.peer()).internal_address.addr();
     allow.push(format!("root@{peer_int}"));
     let _ = writeln!(c, "AllowUsers {}", allow.join(" "));
+    let passwords = password_login(cfg, node);
     for line in [
-        "PermitRootLogin prohibit-password",
-        "AuthenticationMethods publickey",
+        if passwords {
+            "PermitRootLogin yes"
+        } else {
+            "PermitRootLogin prohibit-password"
+        },
+        if passwords {
+            "AuthenticationMethods publickey password"
+        } else {
+            "AuthenticationMethods publickey"
+        },
         "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
+        if passwords {
+            "PasswordAuthentication yes"
+        } else {
+            "PasswordAuthentication no"
+        },
         "KbdInteractiveAuthentication no",
         "HostbasedAuthentication no",
         "PermitEmptyPasswords no",
@@ -138,6 +166,69 @@ pub fn files(cfg: &ApplianceConfig, node: NodeId, listen: &[Ipv4Addr], dir: &Pat
         host_key: cfg.keys.ssh_host(node).expose().to_owned(),
         authorized_keys: keys,
     }
+}
+
+/// Whether root logs in on `node` with a password too: `access.password-login` is on
+/// and the configuration has the node's SHA-512 crypt hash (validation refuses the one
+/// without the other).
+#[must_use]
+pub fn password_login(cfg: &ApplianceConfig, node: NodeId) -> bool {
+    cfg.access.password_login && cfg.passwords.root_crypt(node).is_some()
+}
+
+/// root's line of `/etc/shadow` for `node`, password last changed on `day` (days since
+/// 1970; at least 1, as 0 would make sshd demand a new password): the SHA-512 crypt hash
+/// while [`password_login`] is on, else `*`, which no password matches but which does
+/// not lock the account (`!` would, for keys too, as sshd without PAM reads it). No
+/// ageing: the password does not expire.
+#[must_use]
+pub fn root_shadow_line(cfg: &ApplianceConfig, node: NodeId, day: u64) -> String {
+    let hash = match cfg.passwords.root_crypt(node) {
+        Some(h) if password_login(cfg, node) => h.as_str(),
+        _ => "*",
+    };
+    format!("root:{hash}:{}::::::", day.max(1))
+}
+
+/// Puts root's line of [`root_shadow_line`] (password changed today) into the shadow
+/// file `path`: the file's other lines are kept, root's is replaced (or added first).
+/// The file is replaced atomically (temporary file in the same directory, fsync,
+/// rename), mode 0600, owned by the caller (root on the node).
+///
+/// # Errors
+/// The file exists but cannot be read, or cannot be replaced.
+pub fn write_shadow(path: &Path, cfg: &ApplianceConfig, node: NodeId) -> std::io::Result<()> {
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let line = root_shadow_line(cfg, node, day);
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let new = shadow_with_root(&old, &line);
+    crate::write_atomic(path, new.as_bytes(), 0o600)
+}
+
+/// `text` (a shadow file) with root's line replaced by `line`, or `line` first when
+/// there is none.
+fn shadow_with_root(text: &str, line: &str) -> String {
+    let mut out = String::with_capacity(text.len() + line.len() + 1);
+    let mut found = false;
+    for l in text.lines() {
+        if l.split(':').next() == Some("root") {
+            if !found {
+                out.push_str(line);
+                out.push('\n');
+            }
+            found = true;
+        } else {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if found { out } else { format!("{line}\n{out}") }
 }
 
 /// The `-o` options every SSH client of the node runs with: the host is known by the
@@ -221,13 +312,16 @@ pub fn reload(dir: &Path) -> std::io::Result<bool> {
 }
 
 /// How clusterd keeps sshd's files current: rewritten and reloaded with every
-/// change of `access`.
+/// change of `access` or `passwords`.
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The directory of the files (sshd's `-f DIR/sshd_config`).
     pub dir: PathBuf,
     /// This node.
     pub node: NodeId,
+    /// The shadow file whose root line [`write_shadow`] keeps ([`SHADOW`] on a node);
+    /// `None`: left alone.
+    pub shadow: Option<PathBuf>,
 }
 
 impl Setup {
@@ -239,11 +333,23 @@ impl Setup {
     pub fn refresh(&self, cfg: &ApplianceConfig) -> std::io::Result<String> {
         let ext = cfg.network.node(self.node).address.addr();
         let int = cfg.network.node(self.node).internal_address.addr();
+        // root's password first: it is in place before sshd is told to ask for it,
+        // and `*` once it is off.
+        if let Some(shadow) = &self.shadow {
+            write_shadow(shadow, cfg, self.node).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("writing {}: {e}", shadow.display()))
+            })?;
+        }
         write(&self.dir, &files(cfg, self.node, &[ext, int], &self.dir))?;
         let told = reload(&self.dir)?;
         Ok(format!(
-            "ssh server: {} key(s) for root from {}{}",
+            "ssh server: {} key(s){} for root from {}{}",
             cfg.access.root_authorized_keys.len(),
+            if password_login(cfg, self.node) {
+                " and the root password"
+            } else {
+                ""
+            },
             crate::firewall::admin_networks(cfg)
                 .iter()
                 .map(ToString::to_string)
@@ -348,5 +454,111 @@ mod tests {
             "AllowUsers root@192.168.100.0/24 root@127.0.0.1 root@{}\n",
             c.network.node2.internal_address.addr()
         )));
+    }
+
+    #[test]
+    fn password_login_only_when_the_key_is_on() {
+        let mut c = cfg();
+        assert!(
+            c.passwords.root_node1_crypt.is_some(),
+            "a new cluster has the hashes"
+        );
+        let a: Ipv4Addr = "192.0.2.11".parse().expect("a");
+        let off = files(&c, NodeId::Node1, &[a], Path::new("/d")).config;
+        c.access.password_login = true;
+        let on = files(&c, NodeId::Node1, &[a], Path::new("/d")).config;
+        for (text, want, not) in [
+            (
+                &off,
+                [
+                    "PasswordAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "AuthenticationMethods publickey",
+                ],
+                "PasswordAuthentication yes",
+            ),
+            (
+                &on,
+                [
+                    "PasswordAuthentication yes",
+                    "PermitRootLogin yes",
+                    "AuthenticationMethods publickey password",
+                ],
+                "PasswordAuthentication no",
+            ),
+        ] {
+            let lines: Vec<&str> = text.lines().collect();
+            for w in want.into_iter().chain([
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "PermitEmptyPasswords no",
+            ]) {
+                assert!(lines.contains(&w), "{w} missing:\n{text}");
+            }
+            assert!(!lines.contains(&not), "{not} in:\n{text}");
+        }
+        // Without the node's crypt hash (validation refuses that) it stays off.
+        c.passwords.root_node1_crypt = None;
+        assert!(!password_login(&c, NodeId::Node1));
+        assert!(password_login(&c, NodeId::Node2));
+        let f = files(&c, NodeId::Node1, &[a], Path::new("/d")).config;
+        assert!(f.contains("PasswordAuthentication no\n"), "{f}");
+    }
+
+    #[test]
+    fn roots_shadow_line_has_the_crypt_hash_only_while_password_login_is_on() {
+        let mut c = cfg();
+        let h1 = c.passwords.root_node1_crypt.clone().expect("hash");
+        let h2 = c.passwords.root_node2_crypt.clone().expect("hash");
+        assert_eq!(
+            root_shadow_line(&c, NodeId::Node1, 20_000),
+            "root:*:20000::::::"
+        );
+        c.access.password_login = true;
+        assert_eq!(
+            root_shadow_line(&c, NodeId::Node1, 20_000),
+            format!("root:{h1}:20000::::::")
+        );
+        assert_eq!(
+            root_shadow_line(&c, NodeId::Node2, 0),
+            format!("root:{h2}:1::::::"),
+            "day 0 would ask for a new password"
+        );
+    }
+
+    #[test]
+    fn the_shadow_file_gets_roots_line_and_keeps_the_others() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("shadow");
+        let mut c = cfg();
+        c.access.password_login = true;
+        let hash = c.passwords.root_node2_crypt.clone().expect("hash");
+        // No file yet: root's line alone.
+        write_shadow(&path, &c, NodeId::Node2).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with(&format!("root:{hash}:")), "{text}");
+        assert_eq!(text.lines().count(), 1);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        // Other users' lines stay; root's is replaced; off writes `*`.
+        std::fs::write(
+            &path,
+            "daemon:*:19000:0:99999:7:::\nroot:$6$old$x:1:0:99999:7:::\nweb:!:19000::::::\n",
+        )
+        .expect("seed");
+        c.access.password_login = false;
+        write_shadow(&path, &c, NodeId::Node2).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "daemon:*:19000:0:99999:7:::");
+        assert!(
+            lines[1].starts_with("root:*:") && lines[1].ends_with("::::::"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "web:!:19000::::::");
+        assert!(!text.contains("$6$old"));
+        assert!(!dir.path().join("shadow.tmp").exists());
     }
 }

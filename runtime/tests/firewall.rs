@@ -323,6 +323,9 @@ fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
     let sock = work.path().join("control.sock");
     let file = work.path().join("firewall.nft");
     let ssh_dir = work.path().join("ssh");
+    // Stands for the node's /etc/shadow.
+    let shadow = work.path().join("shadow");
+    std::fs::write(&shadow, "root:*:20000::::::\nsshd:!:20000::::::\n").unwrap();
     let log = work.path().join("clusterd.log");
     assert!(!nft_list(&lab.node1).contains("table inet tandem"));
     let _daemon = Daemon(
@@ -337,6 +340,8 @@ fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
             .arg(&file)
             .arg("--sshd-dir")
             .arg(&ssh_dir)
+            .arg("--sshd-shadow")
+            .arg(&shadow)
             .arg("--control")
             .arg(&sock)
             .arg("--state-dir")
@@ -371,13 +376,15 @@ fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
     drop(l);
 
     // A configuration change (this node only: the other node is not running) with
-    // another admin network and a key for root: the ruleset and sshd's files follow.
+    // another admin network, a key for root and password login: the ruleset, sshd's
+    // files and root's line of the shadow file follow.
     let mut next = cfg.clone();
     next.cluster.revision += 1;
     next.access.admin_networks = vec!["198.51.100.0/24".parse().unwrap()];
     let key =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPwP89bL4rstUl52F0q3zNJhLPZUidXi9x0aTtyqGya ops@lab";
     next.access.root_authorized_keys = vec![key.parse().unwrap()];
+    next.access.password_login = true;
     let next_path = work.path().join("next.toml");
     std::fs::write(&next_path, next.to_toml()).unwrap();
     let out = Command::new("ip")
@@ -414,6 +421,16 @@ fn clusterd_puts_the_ruleset_in_effect_at_start_and_with_each_change() {
         conf.contains("AllowUsers root@192.168.100.0/24 root@198.51.100.0/24"),
         "{conf}"
     );
+    assert!(conf.contains("\nPasswordAuthentication yes\n"), "{conf}");
+    let crypt = next.passwords.root_node1_crypt.as_ref().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&shadow)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("root:{crypt}:")), "{lines:?}");
+    assert_eq!(lines[1], "sshd:!:20000::::::");
     let ev = events(&sock);
     assert_eq!(
         ev.iter().filter(|(k, _)| k == "firewall").count(),

@@ -257,3 +257,182 @@ fn key_login_from_an_admin_network_runs_a_command_and_nothing_else_gets_in() {
     let out = client.run(&lab.admin, Some(&op_key), &["-o", "BatchMode=yes"], "true");
     assert!(!out.status.success(), "the removed key still logs in");
 }
+
+/// sshd in node1's namespace and in a mount namespace of its own, in which `shadow`
+/// is bind-mounted over `/etc/shadow`: the sshd reads the file made by the code under
+/// test, and the build host's `/etc/shadow` is never touched.
+fn sshd_with_shadow(lab: &Lab, config: &Path, shadow: &Path, log: &Path) -> Server {
+    let log = std::fs::File::create(log).unwrap();
+    Server(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.node1])
+            .args(["unshare", "--mount", "--propagation", "private", "--"])
+            .args([
+                "/bin/sh",
+                "-c",
+                "mount --bind \"$1\" /etc/shadow && exec \"$2\" -D -e -f \"$3\"",
+                "sh",
+            ])
+            .arg(shadow)
+            .arg(SSHD)
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn set_askpass(dir: &Path, password: &str) {
+    let askpass = dir.join("askpass.sh");
+    std::fs::write(
+        &askpass,
+        format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+const PASSWORD_ONLY: [&str; 6] = [
+    "-o",
+    "PubkeyAuthentication=no",
+    "-o",
+    "PreferredAuthentications=password",
+    "-o",
+    "NumberOfPasswordPrompts=1",
+];
+
+#[test]
+fn password_login_with_the_nodes_shadow_line_only_while_it_is_switched_on() {
+    need_tool(SSHD, "openssh-server");
+    need_tool(SSH, "openssh-client");
+    need_tool("/usr/bin/unshare", "util-linux");
+    let host_shadow = std::fs::read("/etc/shadow").unwrap();
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = work.path().join("ssh");
+    let lab = Lab::new(work.path());
+    let sshd_log = work.path().join("sshd.log");
+    let log = || std::fs::read_to_string(&sshd_log).unwrap_or_default();
+
+    let operator = keygen(&work.path().join("operator"));
+    let password = "correct horse 7 battery";
+    let mut cfg = config();
+    cfg.access.root_authorized_keys = vec![operator.parse().unwrap()];
+    cfg.access.password_login = true;
+    cfg.passwords.root_node1_crypt =
+        Some(tandem_config::secrets::crypt_password(password).unwrap());
+    cfg.validate().unwrap();
+    let ext = cfg.network.node1.address.addr();
+    sshd::write(&dir, &sshd::files(&cfg, NodeId::Node1, &[ext], &dir)).unwrap();
+    // root's line as the node writes it at node-up.
+    let shadow = work.path().join("shadow");
+    sshd::write_shadow(&shadow, &cfg, NodeId::Node1).unwrap();
+
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let t = Command::new(SSHD)
+        .arg("-t")
+        .arg("-f")
+        .arg(dir.join(sshd::CONFIG))
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "sshd -t: {}", text(&t.stderr));
+    let _server = sshd_with_shadow(&lab, &dir.join(sshd::CONFIG), &shadow, &sshd_log);
+    let t0 = Instant::now();
+    while !tcp_reaches(&lab.admin, NODE1_EXT, 22) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "sshd did not listen: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let known_hosts = work.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("{NODE1_EXT} {}\n", cfg.keys.ssh_host_node1.public_key()),
+    )
+    .unwrap();
+    let client = Client {
+        dir: work.path(),
+        known_hosts,
+    };
+
+    // 1. The right password: logged in, the command runs.
+    set_askpass(work.path(), password);
+    let out = client.run(
+        &lab.admin,
+        None,
+        &PASSWORD_ONLY,
+        "echo logged-in-as-$(id -un) $((6 * 7))",
+    );
+    assert!(
+        out.status.success(),
+        "password login refused: {}\nsshd: {}",
+        text(&out.stderr),
+        log()
+    );
+    assert_eq!(text(&out.stdout).trim(), "logged-in-as-root 42");
+
+    // 2. A wrong password: refused.
+    set_askpass(work.path(), "correct horse 7 battery!");
+    let out = client.run(&lab.admin, None, &PASSWORD_ONLY, "echo in");
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Permission denied (publickey,password)."),
+        "{err}"
+    );
+
+    // 3. The root line does not lock the account: the key still logs in.
+    let out = client.run(
+        &lab.admin,
+        Some(&work.path().join("operator")),
+        &["-o", "BatchMode=yes"],
+        "echo by-key",
+    );
+    assert!(
+        out.status.success(),
+        "{}\nsshd: {}",
+        text(&out.stderr),
+        log()
+    );
+    assert_eq!(text(&out.stdout).trim(), "by-key");
+
+    // 4. Password login switched off (sshd reads its files again on SIGHUP), the
+    //    shadow file unchanged: the right password is refused, the server offers keys
+    //    only.
+    cfg.access.password_login = false;
+    sshd::write(&dir, &sshd::files(&cfg, NodeId::Node1, &[ext], &dir)).unwrap();
+    assert!(sshd::reload(&dir).unwrap(), "sshd's pid file");
+    set_askpass(work.path(), password);
+    let t0 = Instant::now();
+    loop {
+        let out = client.run(&lab.admin, None, &PASSWORD_ONLY, "echo in");
+        let err = text(&out.stderr);
+        if err.contains("Permission denied (publickey).") {
+            assert!(!out.status.success());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "password login still possible: {}{err}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // 5. And what the node writes while it is off: no password matches root's line.
+    sshd::write_shadow(&shadow, &cfg, NodeId::Node1).unwrap();
+    let line = std::fs::read_to_string(&shadow).unwrap();
+    assert!(line.starts_with("root:*:"), "{line}");
+
+    assert_eq!(
+        std::fs::read("/etc/shadow").unwrap(),
+        host_shadow,
+        "the build host's /etc/shadow changed"
+    );
+}

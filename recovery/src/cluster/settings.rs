@@ -256,8 +256,8 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
             ),
             ve_go = lang.t("Set the root password of VE 101", "root-Passwort der VE 101 setzen"),
             others = lang.t(
-                "The nodes themselves have no password login: they are run from this console and their local console.",
-                "Die Knoten selbst haben keine Passwort-Anmeldung: Sie werden über diese Konsole und ihre lokale Konsole bedient."
+                "The nodes themselves are run from this console and their local console. Over SSH root logs in with a key; with a password too only when the configuration file switches it on (access.password-login, with the root passwords' crypt hashes).",
+                "Die Knoten selbst werden über diese Konsole und ihre lokale Konsole bedient. Über SSH meldet sich root mit einem Schlüssel an; mit Passwort nur, wenn die Konfigurationsdatei es einschaltet (access.password-login, mit den crypt-Hashes der root-Passwörter)."
             ),
         ),
     }

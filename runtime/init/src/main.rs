@@ -755,9 +755,12 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             "--replication",
             // The packet filter, at start and with every change of `access`.
             "--firewall",
-            // sshd's files follow changes of `access`.
+            // sshd's files follow changes of `access`, root's line of /etc/shadow
+            // changes of `passwords` too.
             "--sshd-dir",
             SSH_DIR,
+            "--sshd-shadow",
+            "/etc/shadow",
             // The clock's synchronisation in the status, and its alert.
             "--time-sync",
             // The web console's unprivileged process reaches the control socket.

@@ -167,9 +167,13 @@ struct Cli {
     #[arg(long, default_value = tandem_runtime::firewall::DEFAULT_RULESET_PATH)]
     firewall_file: PathBuf,
     /// The SSH server's directory (written by `tandem node-up`): its files are
-    /// rewritten and sshd reloaded with every change of `access`.
+    /// rewritten and sshd reloaded with every change of `access` or `passwords`.
     #[arg(long, requires = "config")]
     sshd_dir: Option<PathBuf>,
+    /// The shadow file whose root line follows the node's root password for SSH
+    /// (`access.password-login`; `tandem node-up` writes it first). Absent: left alone.
+    #[arg(long, requires = "sshd_dir")]
+    sshd_shadow: Option<PathBuf>,
     /// Report on the node's clock (chronyd, which init starts for the configuration's
     /// `network.ntp-servers`): a line in the status, an alert when it stays
     /// unsynchronised.
@@ -576,6 +580,7 @@ fn main() -> ExitCode {
             s.sshd = Some(tandem_runtime::sshd::Setup {
                 dir: dir.clone(),
                 node: s.node,
+                shadow: cli.sshd_shadow.clone(),
             });
         }
         let mut ves = None;

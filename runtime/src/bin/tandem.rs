@@ -97,6 +97,10 @@ enum Cmd {
         /// are written.
         #[arg(long, default_value = tandem_runtime::sshd::DEFAULT_DIR)]
         ssh_dir: PathBuf,
+        /// The shadow file whose root line gets the node's root password hash for the
+        /// SSH server (`access.password-login`), or `*` while password login is off.
+        #[arg(long, default_value = tandem_runtime::sshd::SHADOW)]
+        shadow: PathBuf,
         /// Where chronyd's configuration is written (removed when the configuration
         /// names no time server).
         #[arg(long, default_value = tandem_runtime::chrony::NODE_CONF)]
@@ -802,6 +806,7 @@ fn run_node_up(
     etc: &Path,
     tls_dir: &Path,
     ssh_dir: &Path,
+    shadow: &Path,
     chrony_conf: &Path,
 ) -> anyhow::Result<()> {
     use tandem_runtime::member::{Ports, bring_up, write_console_tls};
@@ -828,6 +833,7 @@ fn run_node_up(
     let ssh = tandem_runtime::sshd::Setup {
         dir: ssh_dir.to_owned(),
         node,
+        shadow: Some(shadow.to_owned()),
     };
     println!(
         "{}",
@@ -1637,10 +1643,11 @@ fn main() -> ExitCode {
         etc,
         tls_dir,
         ssh_dir,
+        shadow,
         chrony_conf,
     } = &cli.cmd
     {
-        return match run_node_up(store, etc, tls_dir, ssh_dir, chrony_conf) {
+        return match run_node_up(store, etc, tls_dir, ssh_dir, shadow, chrony_conf) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: bringing up the node's network: {e:#}");

@@ -171,7 +171,9 @@ pub(super) fn reload_config(
         put_firewall_in_effect(fw, &fw.effective(&cfg), hub);
     }
     if let Some(ssh) = sshd
-        && (changes.sections.contains(&"access") || changes.sections.contains(&"support"))
+        && (changes.sections.contains(&"access")
+            || changes.sections.contains(&"support")
+            || changes.sections.contains(&"passwords"))
     {
         // sshd listens where the node is now: the addresses clusterd started with.
         let effective = firewall.map_or_else(|| cfg.clone(), |fw| fw.effective(&cfg));

@@ -868,12 +868,12 @@ impl Ves {
         std::fs::File::from(old)
             .read_to_string(&mut text)
             .map_err(io("reading", &shadow_path))?;
-        let hash = sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
-            .map_err(|e| bad(&format!("hashing the password: {e:?}")))?;
+        let hash = tandem_config::secrets::crypt_password(password)
+            .map_err(|e| bad(&format!("hashing the password: {e}")))?;
         let days = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 86_400);
-        let new = shadow_with(&text, user, &hash, days).ok_or_else(|| {
+        let new = shadow_with(&text, user, hash.as_str(), days).ok_or_else(|| {
             bad(&format!(
                 "the VE has no user {user} (no line for it in /etc/shadow)"
             ))
