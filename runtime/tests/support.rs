@@ -238,12 +238,14 @@ fn the_support_engineer_reaches_the_nodes_shell_only_while_the_tunnel_is_on() {
     );
     assert!(!support(&mut c, &Request::SupportStatus).on);
 
-    // On (as `tandem support on` asks): the tunnel comes up with a port.
+    // On (as `tandem support on` asks): the tunnel comes up with a port. Who asked is
+    // this test, root: "on the node", or the SSH login it runs in.
+    let me = tandem_runtime::control::origin::Origin::of_process(
+        i32::try_from(std::process::id()).unwrap(),
+    )
+    .root();
     let on = support(&mut c, &Request::SupportOn { hours: Some(1) });
-    assert!(
-        on.on && on.by.as_deref() == Some("root (on the node)"),
-        "{on:?}"
-    );
+    assert!(on.on && on.by.as_deref() == Some(me.as_str()), "{on:?}");
     assert_eq!(on.until.unwrap() - on.since.unwrap(), 3600);
     let mut port = 0;
     let took = wait_until("the tunnel's port", Duration::from_secs(20), || {
@@ -316,6 +318,23 @@ fn the_support_engineer_reaches_the_nodes_shell_only_while_the_tunnel_is_on() {
         format!("{:?}", again.refusal()).contains("off already"),
         "{again:?}"
     );
+    // root in an SSH login (sshd sets SSH_CONNECTION): clusterd reads where it came
+    // from in the environment of the process that asks, not in the request.
+    let from_ssh = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.11 22")
+            .arg("--control")
+            .arg(&rig.nodes[0].control)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tandem {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    from_ssh(&["support", "on", "--hours", "1"]);
+    let shown = from_ssh(&["support", "status"]);
+    assert!(shown.contains("root (SSH from 198.51.100.9)"), "{shown}");
+    from_ssh(&["support", "off"]);
     let events = rig.events(0);
     let said = |what: &str| {
         events
@@ -323,10 +342,12 @@ fn the_support_engineer_reaches_the_nodes_shell_only_while_the_tunnel_is_on() {
             .any(|(k, t)| k == "support" && t.contains(what))
     };
     assert!(
-        said("remote support switched on by root (on the node)")
+        said(&format!("remote support switched on by {me}"))
             && said("support tunnel up: port")
             && said("support tunnel down:")
-            && said("remote support switched off by root (on the node)"),
+            && said(&format!("remote support switched off by {me}"))
+            && said("remote support switched on by root (SSH from 198.51.100.9)")
+            && said("remote support switched off by root (SSH from 198.51.100.9)"),
         "{events:#?}"
     );
 

@@ -10,6 +10,7 @@
 //! its payload; `events` with `follow` streams. At most [`MAX_CONNECTIONS`] connections
 //! at once: one more is answered that it must wait and closed.
 
+pub mod origin;
 pub mod service;
 pub mod session;
 pub mod throttle;
@@ -105,7 +106,9 @@ async fn write_reply(w: &mut OwnedWriteHalf, r: &Reply, payload: &[u8]) -> bool 
 
 async fn connection(stream: UnixStream, service: &Arc<Service>) {
     // Root is told by the kernel, never by the client.
-    let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+    let cred = stream.peer_cred().ok();
+    let uid = cred.map_or(u32::MAX, |c| c.uid());
+    let pid = cred.and_then(|c| c.pid());
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     let mut line = Vec::new();
@@ -147,7 +150,7 @@ async fn connection(stream: UnixStream, service: &Arc<Service>) {
                 return;
             }
         }
-        match service.handle(uid, req, payload).await {
+        match service.handle_from(uid, pid, req, payload).await {
             Handled::One(reply, out) => {
                 if !write_reply(&mut w, &reply, &out).await {
                     return;

@@ -105,8 +105,11 @@ pub enum Handled {
 enum Who {
     /// Anyone who may connect (open requests).
     Anyone,
-    /// Root on the node.
-    Root,
+    /// Root on the node, in this process when the kernel named it.
+    Root {
+        /// The client's process.
+        pid: Option<i32>,
+    },
     /// A session.
     Session(SessionInfo),
 }
@@ -236,6 +239,18 @@ impl Service {
         line: RequestLine,
         payload: Vec<u8>,
     ) -> Handled {
+        self.handle_from(uid, None, line, payload).await
+    }
+
+    /// Answers one request of a client with user id `uid` in process `pid` (as the
+    /// kernel names them: root's origin is read from that process).
+    pub async fn handle_from(
+        self: &Arc<Self>,
+        uid: u32,
+        pid: Option<i32>,
+        line: RequestLine,
+        payload: Vec<u8>,
+    ) -> Handled {
         let RequestLine { token, request, .. } = line;
         if request.is_root_only() && uid != 0 {
             return refused(Refusal::RootOnly);
@@ -243,7 +258,7 @@ impl Service {
         let who = if request.is_open() {
             Who::Anyone
         } else if uid == 0 {
-            Who::Root
+            Who::Root { pid }
         } else {
             match token.as_ref().and_then(|t| self.session(t)) {
                 Some(s) => Who::Session(s),
@@ -493,7 +508,7 @@ impl Service {
                 .await
             }
             Request::VeRestore { file, to } => {
-                let any_path = matches!(who, Who::Root);
+                let any_path = matches!(who, Who::Root { .. });
                 self.admin_reply(move |a| {
                     crate::admin::current(&a.store)?;
                     let site = ve_backup::site_of(&a.ve);
@@ -555,7 +570,8 @@ impl Service {
                         Some(ip) => format!("admin (web console, from {ip})"),
                         None => "admin (web console)".to_owned(),
                     },
-                    _ => "root (on the node)".to_owned(),
+                    Who::Root { pid: Some(pid) } => super::origin::Origin::of_process(*pid).root(),
+                    _ => super::origin::Origin::Node.root(),
                 };
                 let call = match request {
                     Request::SupportOn { hours } => crate::support::Call::On { hours, by },
