@@ -21,8 +21,16 @@
 //! - from the recovery network and the configured admin networks (`access.admin-networks`):
 //!   the web console (TCP 80, 443), SSH (TCP 22) and ICMP echo requests.
 //!
-//! What it does not do: filter forwarded packets (the VEs' own traffic) or outbound
-//! packets; IPv6 is dropped on input except loopback and established connections.
+//!
+//! What it forwards (everything else is dropped): the VEs' traffic only — between the
+//! external LAN and the VEs with addresses on it, between the VEs, and from the other
+//! node's crossover address to the VEs on the crossover network (VE 1), with the
+//! replies. Nothing crosses between the external LAN and the crossover network (a host
+//! that routes the crossover subnet through the node gets nowhere), and no VE opens a
+//! connection into the crossover network.
+//!
+//! What it does not do: filter outbound packets, or a VE's ports (a VE's services are
+//! its own); IPv6 is dropped on input except loopback and established connections.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -149,9 +157,50 @@ pub fn ruleset(cfg: &ApplianceConfig, node: NodeId, ifs: &Interfaces) -> String 
         "\t\tip saddr @admin icmp type echo-request accept comment \"ping\""
     );
     let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s);
+    forward_chain(&mut s, cfg, node, ifs);
     let _ = writeln!(s, "}}");
     s
 }
+
+/// The node forwards only the VEs' traffic: between the external LAN and the VEs on
+/// it, between the VEs, and from the other node to the VEs on the crossover network
+/// (VE 1); replies of those. Nothing crosses between the external LAN and the
+/// crossover network, and no VE opens a connection into the crossover network.
+fn forward_chain(s: &mut String, cfg: &ApplianceConfig, node: NodeId, ifs: &Interfaces) {
+    let (ext, int) = (&ifs.external, &ifs.internal);
+    let xnet = net_text(cfg.network.internal_net(node));
+    let peer_int = cfg.network.node(node.peer()).internal_address.addr();
+    let ve = VE_LINKS;
+    let _ = writeln!(s, "\tchain forward {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook forward priority filter; policy drop;"
+    );
+    let _ = writeln!(s, "\t\tct state established,related accept");
+    let _ = writeln!(s, "\t\tct state invalid drop");
+    let _ = writeln!(
+        s,
+        "\t\tiifname \"{ext}\" oifname \"{ve}\" ip daddr != {xnet} accept comment \"the external LAN to its VEs\""
+    );
+    let _ = writeln!(
+        s,
+        "\t\tiifname \"{ve}\" oifname \"{ext}\" ip saddr != {xnet} accept comment \"the VEs on the external LAN to it\""
+    );
+    let _ = writeln!(
+        s,
+        "\t\tiifname \"{int}\" ip saddr {peer_int} oifname \"{ve}\" ip daddr {xnet} accept comment \"the other node to the VEs on the crossover network\""
+    );
+    let _ = writeln!(
+        s,
+        "\t\tiifname \"{ve}\" oifname \"{ve}\" accept comment \"between the VEs\""
+    );
+    let _ = writeln!(s, "\t}}");
+}
+
+/// The node's ends of the VEs' veth pairs (`ve<ID>h`, [`crate::ve::net::link_names`]),
+/// as an nftables interface name pattern.
+pub const VE_LINKS: &str = "ve*";
 
 /// One outbound connection the node makes, for the customer's firewall admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,7 +563,48 @@ mod tests {
         let mut c = cfg();
         c.heartbeat.external.enabled = false;
         let r = ruleset(&c, NodeId::Node1, &ifs());
-        assert!(!r.contains("iifname \"eth0\""), "{r}");
+        assert!(
+            !r.contains(&format!("ip saddr {} udp", c.network.node2.address)),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn only_the_ves_traffic_is_forwarded() {
+        let c = cfg();
+        let r = ruleset(&c, NodeId::Node1, &ifs());
+        let fwd = &r[r.find("chain forward {").expect("a forward chain")..];
+        let xnet = net_text(c.network.internal_net(NodeId::Node1));
+        let peer = c.network.node2.internal_address;
+        assert!(
+            fwd.contains("hook forward priority filter; policy drop;"),
+            "{fwd}"
+        );
+        let rules: Vec<&str> = fwd
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.ends_with('"') && l.contains(" accept comment"))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                format!(
+                    "iifname \"eth0\" oifname \"ve*\" ip daddr != {xnet} accept comment \"the external LAN to its VEs\""
+                ),
+                format!(
+                    "iifname \"ve*\" oifname \"eth0\" ip saddr != {xnet} accept comment \"the VEs on the external LAN to it\""
+                ),
+                format!(
+                    "iifname \"eth1\" ip saddr {peer} oifname \"ve*\" ip daddr {xnet} accept comment \"the other node to the VEs on the crossover network\""
+                ),
+                "iifname \"ve*\" oifname \"ve*\" accept comment \"between the VEs\"".to_owned(),
+            ]
+        );
+        // Nothing from a VE into the crossover network, nothing between the two LANs.
+        assert!(!fwd.contains("oifname \"eth1\""), "{fwd}");
+        assert!(!fwd.contains("iifname \"eth0\" oifname \"eth1\""), "{fwd}");
+        let (h, _) = crate::ve::net::link_names(101);
+        assert!(h.starts_with(VE_LINKS.trim_end_matches('*')), "{h}");
     }
 
     #[test]
