@@ -102,16 +102,7 @@ fn service(data: &Path, mounted: bool) -> Arc<Service> {
     } else {
         data.to_owned()
     };
-    let link = ClusterLink {
-        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
-        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
-        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
-            &tandem_runtime::hw::Board::None,
-        ))),
-        mail: Arc::new(|_| tandem_api::Reply::Done),
-        support: tandem_runtime::support::Handle::none(),
-        rolling: tandem_runtime::update::rolling::Handle::none(),
-    };
+    let link = ClusterLink::ended("node1");
     Arc::new(Service::new(admin, Some(link)))
 }
 

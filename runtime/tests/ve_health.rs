@@ -317,13 +317,7 @@ fn the_operators_requests_go_through_the_watch() {
                 let _ = tx.send(Reply::Done);
                 rx
             }),
-            events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
-            hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
-                &tandem_runtime::hw::Board::None,
-            ))),
-            mail: Arc::new(|_| Reply::Done),
-            support: tandem_runtime::support::Handle::none(),
-            rolling: tandem_runtime::update::rolling::Handle::none(),
+            ..ClusterLink::ended("node1")
         };
         let service = Arc::new(Service::new(admin, Some(link)));
         let ask = |request: Request| {

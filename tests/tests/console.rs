@@ -84,18 +84,7 @@ impl Api for InProcess {
 
 /// A cluster loop that has ended: every question to it goes unanswered.
 fn loop_down() -> ClusterLink {
-    ClusterLink {
-        ask: Arc::new(|_| tokio::sync::oneshot::channel().1),
-        events: Arc::new(tandem_runtime::events::EventFeed::new("node1")),
-        hw: Arc::new(Mutex::new(tandem_runtime::hw::initial_snapshot(
-            &tandem_runtime::hw::Board::None,
-        ))),
-        mail: Arc::new(|_| {
-            tandem_api::Reply::Refused(tandem_api::Refusal::ClusterDown("it has ended".into()))
-        }),
-        support: tandem_runtime::support::Handle::none(),
-        rolling: tandem_runtime::update::rolling::Handle::none(),
-    }
+    ClusterLink::ended("node1")
 }
 
 struct Rig {

@@ -81,6 +81,26 @@ impl std::fmt::Debug for ClusterLink {
 }
 
 impl ClusterLink {
+    /// A link to a cluster loop of node `node` that has ended: every call is answered
+    /// "the cluster loop is down", no events come, the hardware is unknown, the mail
+    /// side answers as the loop would, and neither a support tunnel nor a rolling
+    /// update can start. The control plane then still serves what it does itself
+    /// (VEs, templates, backups, settings): tests replace the sides they need with
+    /// `ClusterLink { ask: …, ..ClusterLink::ended("node1") }`.
+    #[must_use]
+    pub fn ended(node: &str) -> ClusterLink {
+        ClusterLink {
+            ask: Arc::new(|_| oneshot::channel().1),
+            events: Arc::new(EventFeed::new(node)),
+            hw: Arc::new(Mutex::new(crate::hw::initial_snapshot(
+                &crate::hw::Board::None,
+            ))),
+            mail: Arc::new(|_| Reply::Refused(Refusal::ClusterDown("it has ended".into()))),
+            support: crate::support::Handle::none(),
+            rolling: crate::update::rolling::Handle::none(),
+        }
+    }
+
     /// The loop's answer to `call`.
     pub async fn call(&self, call: ClusterCall) -> Reply {
         (self.ask)(call)
@@ -971,15 +991,10 @@ mod tests {
                 });
                 rx
             }),
-            events: Arc::new(EventFeed::new("node1")),
-            hw: Arc::new(Mutex::new(crate::hw::initial_snapshot(
-                &crate::hw::Board::None,
-            ))),
             mail: Arc::new(|call| {
                 Reply::Refused(Refusal::Failed(format!("{call:?} not simulated")))
             }),
-            support: crate::support::Handle::none(),
-            rolling: crate::update::rolling::Handle::none(),
+            ..ClusterLink::ended("node1")
         }
     }
 
