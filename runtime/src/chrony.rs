@@ -73,7 +73,7 @@ pub fn chrony_conf(
     }
     let _ = write!(
         out,
-        "makestep 1.0 3\nrtcsync\ndriftfile {state}/chrony.drift\npidfile {run}/chronyd.pid\ncmdport 0\nbindcmdaddress {run}/chronyd.sock\n"
+        "makestep 1.0 3\nrtcsync\ndriftfile {state}/chrony.drift\npidfile {run}/{PID_FILE}\ncmdport 0\nbindcmdaddress {run}/{SOCKET}\n"
     );
     Ok(out)
 }
@@ -87,6 +87,10 @@ pub const NODE_CONF: &str = "/run/tandem/chrony.conf";
 pub const NODE_RUN_DIR: &str = "/run/chrony";
 /// chronyc.
 pub const CHRONYC: &str = "/usr/bin/chronyc";
+/// chronyd's pid file in its run directory.
+pub const PID_FILE: &str = "chronyd.pid";
+/// chronyd's command socket in its run directory.
+pub const SOCKET: &str = "chronyd.sock";
 
 /// The time servers of `cfg`, as [`chrony_conf`] takes them.
 #[must_use]
@@ -133,6 +137,82 @@ pub fn write_node_conf(
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+/// Ends the chronyd whose pid file is in `run_dir` (SIGTERM to that process id, and
+/// only when that process is chronyd: a stale pid file may name another program).
+/// `Ok(false)` when no chronyd runs there.
+///
+/// # Errors
+/// The pid file holds no process id, or the signal cannot be sent.
+pub fn stop(run_dir: &Path) -> std::io::Result<bool> {
+    let pid_file = run_dir.join(PID_FILE);
+    let text = match std::fs::read_to_string(&pid_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} holds no process id: {:?}",
+                pid_file.display(),
+                text.trim()
+            ))
+        })?;
+    let comm =
+        std::fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero())).unwrap_or_default();
+    if comm.trim_end() != "chronyd" {
+        return Ok(false);
+    }
+    match rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How clusterd keeps chronyd's configuration current: with every change of the time
+/// servers it rewrites the file (as `tandem node-up` does) and ends chronyd, which
+/// cannot read its configuration again; init starts it again with the new file, or
+/// not at all when the file is gone (no time servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// chronyd's configuration file ([`NODE_CONF`] on a node).
+    pub conf: std::path::PathBuf,
+    /// chronyd's run directory: its pid file ([`PID_FILE`]) and command socket
+    /// ([`SOCKET`]) ([`NODE_RUN_DIR`] on a node).
+    pub run_dir: std::path::PathBuf,
+}
+
+impl Setup {
+    /// Writes (or removes) chronyd's configuration for `cfg` and ends the running
+    /// chronyd; a line for the event stream.
+    ///
+    /// # Errors
+    /// The file cannot be written or removed, or chronyd cannot be signalled.
+    pub fn refresh(&self, cfg: &tandem_config::ApplianceConfig) -> std::io::Result<String> {
+        let line = write_node_conf(cfg, &self.conf, &self.run_dir)?;
+        let stopped = stop(&self.run_dir)?;
+        Ok(refresh_line(&line, !servers(cfg).is_empty(), stopped))
+    }
+}
+
+/// The event line of [`Setup::refresh`]: what is configured (`line` of
+/// [`write_node_conf`]) and what happens to chronyd.
+#[must_use]
+pub fn refresh_line(line: &str, any_server: bool, stopped: bool) -> String {
+    let what = match (any_server, stopped) {
+        (true, true) => "chronyd restarts with them",
+        (true, false) => "chronyd starts with them",
+        (false, true) => "chronyd stopped",
+        (false, false) => "chronyd not running",
+    };
+    format!("{line} ({what})")
 }
 
 /// What the node says when the configuration names no time server.
@@ -336,6 +416,61 @@ mod tests {
         cfg.network.ntp_servers.clear();
         write_node_conf(&cfg, &conf, run).expect("removed");
         assert!(!conf.exists());
+    }
+
+    #[test]
+    fn the_event_line_says_what_happens_to_chronyd() {
+        assert_eq!(
+            refresh_line("time servers 127.0.0.1", true, true),
+            "time servers 127.0.0.1 (chronyd restarts with them)"
+        );
+        assert_eq!(
+            refresh_line("time servers 127.0.0.1", true, false),
+            "time servers 127.0.0.1 (chronyd starts with them)"
+        );
+        assert_eq!(
+            refresh_line(NO_SERVERS, false, true),
+            format!("{NO_SERVERS} (chronyd stopped)")
+        );
+        assert_eq!(
+            refresh_line(NO_SERVERS, false, false),
+            format!("{NO_SERVERS} (chronyd not running)")
+        );
+    }
+
+    #[test]
+    fn refresh_without_a_running_chronyd_writes_and_removes_the_file() {
+        let (mut cfg, _) =
+            tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default())
+                .expect("a configuration");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let setup = Setup {
+            conf: dir.path().join("chrony.conf"),
+            run_dir: dir.path().join("run"),
+        };
+        cfg.network.ntp_servers = vec!["127.0.0.1".parse().expect("a host")];
+        assert_eq!(
+            setup.refresh(&cfg).expect("refreshed"),
+            "time servers 127.0.0.1 (chronyd starts with them)"
+        );
+        assert!(setup.conf.exists());
+        // A stale pid file naming a process that is not chronyd: left alone.
+        std::fs::create_dir_all(&setup.run_dir).expect("run dir");
+        std::fs::write(
+            setup.run_dir.join(PID_FILE),
+            format!("{}\n", std::process::id()),
+        )
+        .expect("pid file");
+        assert!(!stop(&setup.run_dir).expect("not signalled"));
+        std::fs::write(setup.run_dir.join(PID_FILE), "garbage\n").expect("pid file");
+        assert!(stop(&setup.run_dir).is_err());
+        std::fs::remove_file(setup.run_dir.join(PID_FILE)).expect("removed");
+        cfg.network.ntp_servers.clear();
+        assert_eq!(
+            setup.refresh(&cfg).expect("refreshed"),
+            format!("{NO_SERVERS} (chronyd not running)")
+        );
+        assert!(!setup.conf.exists());
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct Settings {
     pub sshd: Option<crate::sshd::Setup>,
     /// The node's time synchronisation to report on (chronyd, started by init).
     pub time_sync: Option<TimeSync>,
+    /// chronyd's configuration clusterd rewrites with every change of the time servers
+    /// (`--chrony-conf`).
+    pub chrony: Option<crate::chrony::Setup>,
     /// The remote-support tunnel (with a configuration).
     pub support: Option<crate::support::Setup>,
 }
@@ -241,6 +244,7 @@ pub fn from_config(
         firewall: None,
         sshd: None,
         time_sync: None,
+        chrony: None,
         support: None,
     }
 }

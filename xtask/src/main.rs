@@ -32,7 +32,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("crun", "crun"),
     // The name server of the direct-delivery (MX) tests.
     ("dnsmasq", "dnsmasq-base"),
-    // The NTP client and the local NTP server of the chrony test.
+    // The NTP client and the local NTP server of the chrony tests.
     ("chronyd", "chrony"),
     // The update tests drive RAUC's service on a bus of their own, with its GRUB
     // back-end.

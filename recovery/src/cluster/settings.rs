@@ -202,8 +202,8 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
                 "Jeder abgeschaltete Heartbeat-Pfad erhöht das Risiko eines Split-Brain (beide Knoten aktiv), wenn die übrigen Pfade ausfallen."
             ),
             restart = lang.t(
-                "Network and heartbeat settings take effect when each node starts again: afterwards restart the passive node, switch over, then restart the other one (Maintenance page).",
-                "Netzwerk- und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie danach den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
+                "Network settings other than the time servers, and heartbeat settings, take effect when each node starts again: afterwards restart the passive node, switch over, then restart the other one (Maintenance page).",
+                "Netzwerk-Einstellungen außer den Zeitservern und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie danach den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
             ),
         ),
         Values::Notification(v) => format!(
@@ -536,8 +536,8 @@ fn changed_html(lang: Lang, r: &ChangeReport) -> String {
         html.push_str(&format!(
             "<p class=\"warn\">{}</p>",
             lang.t(
-                "Network and heartbeat settings take effect when each node starts again: restart the passive node, switch over, then restart the other one (Maintenance page).",
-                "Netzwerk- und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
+                "Network settings other than the time servers, and heartbeat settings, take effect when each node starts again: restart the passive node, switch over, then restart the other one (Maintenance page).",
+                "Netzwerk-Einstellungen außer den Zeitservern und Heartbeat-Einstellungen wirken, sobald jeder Knoten neu startet: Starten Sie den passiven Knoten neu, übergeben Sie, dann den anderen (Seite Wartung)."
             )
         ));
     }

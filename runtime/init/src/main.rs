@@ -761,6 +761,9 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
             SSH_DIR,
             "--sshd-shadow",
             "/etc/shadow",
+            // chronyd's configuration follows changes of `network.ntp-servers`.
+            "--chrony-conf",
+            CHRONY_CONF,
             // The clock's synchronisation in the status, and its alert.
             "--time-sync",
             // The web console's unprivileged process reaches the control socket.
@@ -780,13 +783,17 @@ fn member(node: &str, nic: &str) -> Result<Vec<Service>> {
     } else {
         say("no SSH server in this system image: log in on the web console or the local console");
     }
-    // `tandem node-up` wrote chronyd's configuration when time servers are configured.
-    if Path::new(CHRONYD).exists() && Path::new(CHRONY_CONF).exists() {
-        first.push(Service::new(
+    // chronyd runs while its configuration exists: `tandem node-up` writes it when time
+    // servers are configured, clusterd rewrites or removes it when they change (and
+    // ends chronyd, which cannot read it again).
+    if Path::new(CHRONYD).exists() {
+        let mut chronyd = Service::new(
             "time synchronisation (chronyd)",
             CHRONYD,
             &["-d", "-u", "_chrony", "-f", CHRONY_CONF],
-        ));
+        );
+        chronyd.needs = Some(CHRONY_CONF);
+        first.push(chronyd);
     }
     node_services(node, nic, &address, "member", &first)
 }
@@ -959,6 +966,14 @@ impl Service {
     }
 }
 
+/// Whether a service waits for what it needs (`needed_there`: the file it needs
+/// exists, or it needs none), with `until` the time past which it starts without
+/// it. A service that waits is neither started nor started again when it exits:
+/// chronyd runs only while its configuration exists.
+fn waits(needed_there: bool, until: Option<Instant>, now: Instant) -> bool {
+    !needed_there && until.is_none_or(|t| now < t)
+}
+
 /// Starts every service and restarts any that exits, at most every 2 s, until
 /// `done` says so; returns the services, still running.
 fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<Service> {
@@ -967,9 +982,11 @@ fn supervise(mut services: Vec<Service>, mut done: impl FnMut() -> bool) -> Vec<
             return services;
         }
         for s in &mut services {
-            if s.needs.is_some_and(|p| !Path::new(p).exists())
-                && s.needs_until.is_none_or(|t| Instant::now() < t)
-            {
+            if waits(
+                s.needs.is_none_or(|p| Path::new(p).exists()),
+                s.needs_until,
+                Instant::now(),
+            ) {
                 continue;
             }
             let running = match &mut s.child {
@@ -1108,5 +1125,23 @@ fn stop(services: Vec<Service>, grace: Duration) {
     for c in &mut children {
         let _ = c.kill();
         let _ = c.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_waits_while_what_it_needs_is_missing() {
+        let now = Instant::now();
+        // chronyd: no configuration, no start (and no restart), for as long as it takes.
+        assert!(waits(false, None, now));
+        assert!(!waits(true, None, now));
+        // The console: waits for clusterd's socket until its deadline.
+        let later = now + Duration::from_secs(60);
+        assert!(waits(false, Some(later), now));
+        assert!(!waits(false, Some(now), later));
+        assert!(!waits(true, Some(later), now));
     }
 }

@@ -185,6 +185,14 @@ struct Cli {
     /// chronyd's command socket.
     #[arg(long, default_value = "/run/chrony/chronyd.sock")]
     chrony_socket: PathBuf,
+    /// chronyd's configuration (written by `tandem node-up`): rewritten, or removed
+    /// when no time server is left, with every change of `network.ntp-servers`, and
+    /// chronyd ended so that init starts it again with it.
+    #[arg(long, requires = "config")]
+    chrony_conf: Option<PathBuf>,
+    /// chronyd's run directory (its pid file `chronyd.pid`), with --chrony-conf.
+    #[arg(long, default_value = tandem_runtime::chrony::NODE_RUN_DIR)]
+    chrony_run_dir: PathBuf,
     /// The SSH client of the remote-support tunnel.
     #[arg(long, default_value = tandem_runtime::support::DEFAULT_SSH)]
     support_ssh: PathBuf,
@@ -396,6 +404,7 @@ fn settings(
         firewall: None,
         sshd: None,
         time_sync: None,
+        chrony: None,
         support: None,
     };
     s.config_digest = s.shared_digest();
@@ -574,6 +583,12 @@ fn main() -> ExitCode {
                 ssh: cli.support_ssh.clone(),
                 dir: cli.support_dir.clone(),
                 initial: Box::new(cfg.clone()),
+            });
+        }
+        if let Some(conf) = &cli.chrony_conf {
+            s.chrony = Some(tandem_runtime::chrony::Setup {
+                conf: conf.clone(),
+                run_dir: cli.chrony_run_dir.clone(),
             });
         }
         if let Some(dir) = &cli.sshd_dir {

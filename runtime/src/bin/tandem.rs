@@ -107,10 +107,11 @@ enum Cmd {
         chrony_conf: PathBuf,
     },
     /// Make FILE the cluster's configuration on both nodes: the other node commits it
-    /// first, then this one, and clusterd puts it in effect (network and heartbeat
-    /// settings when each node starts again). FILE must be this node's configuration
-    /// with `cluster.revision` raised by one; the cluster's identity, keys and
-    /// replication settings change only with an activation.
+    /// first, then this one, and clusterd puts it in effect (new time servers at once,
+    /// other network settings and heartbeat settings when each node starts again).
+    /// FILE must be this node's configuration with `cluster.revision` raised by one;
+    /// the cluster's identity, keys and replication settings change only with an
+    /// activation.
     Apply {
         /// The new configuration (TOML).
         file: PathBuf,
@@ -788,7 +789,8 @@ fn run_apply(file: &Path, this_node_only: bool, control: &Path) -> anyhow::Resul
     );
     if a.needs_restart {
         println!(
-            "network and heartbeat settings take effect when each node starts again: \
+            "network settings other than the time servers, and heartbeat settings, \
+             take effect when each node starts again: \
              restart the passive node, switch over, then restart the other"
         );
     }

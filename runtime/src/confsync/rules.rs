@@ -13,6 +13,24 @@ pub struct Changes {
     pub sections: Vec<&'static str>,
     /// The management password changed.
     pub admin_password: bool,
+    /// The time servers (`network.ntp-servers`) changed: clusterd puts them in effect
+    /// at once.
+    pub time_servers: bool,
+    /// Network settings other than the time servers changed: they take effect when
+    /// the node starts again.
+    pub network_at_start: bool,
+}
+
+/// Whether `old` and `new` differ in network settings other than the time servers
+/// (those are set up when the node starts; the time servers are put in effect at once).
+#[must_use]
+pub fn network_changed_besides_time_servers(
+    old: &tandem_config::schema::NetworkConfig,
+    new: &tandem_config::schema::NetworkConfig,
+) -> bool {
+    let mut old = old.clone();
+    old.ntp_servers.clone_from(&new.ntp_servers);
+    old != *new
 }
 
 impl Changes {
@@ -37,16 +55,16 @@ impl Changes {
         Changes {
             sections,
             admin_password: old.passwords.admin != new.passwords.admin,
+            time_servers: old.network.ntp_servers != new.network.ntp_servers,
+            network_at_start: network_changed_besides_time_servers(&old.network, &new.network),
         }
     }
 
-    /// Whether the change takes effect only when each node starts again: network and
-    /// heartbeat settings are set up at boot.
+    /// Whether the change takes effect only when each node starts again: network
+    /// settings other than the time servers, and heartbeat settings, are set up at boot.
     #[must_use]
     pub fn needs_restart(&self) -> bool {
-        self.sections
-            .iter()
-            .any(|s| matches!(*s, "network" | "heartbeat"))
+        self.network_at_start || self.sections.contains(&"heartbeat")
     }
 
     /// The changed sections as one comma-separated string (`none` when empty).
@@ -293,6 +311,55 @@ mod tests {
         assert!(matches!(
             judge(&old, &other),
             Err(Refusal::OtherCluster { .. })
+        ));
+    }
+
+    #[test]
+    fn time_servers_alone_take_effect_at_once_other_network_changes_at_start() {
+        let old = cfg();
+        let mut ntp = old.clone();
+        ntp.network.ntp_servers = vec!["ntp.example.net".parse().unwrap()];
+        let c = Changes::between(&old, &ntp);
+        assert_eq!(c.sections, vec!["network"]);
+        assert!(c.time_servers);
+        assert!(!c.network_at_start);
+        assert!(!c.needs_restart(), "{c:?}");
+        // Removed again, or replaced: the same.
+        let c = Changes::between(&ntp, &old);
+        assert!(c.time_servers && !c.needs_restart(), "{c:?}");
+        let mut other = ntp.clone();
+        other.network.ntp_servers = vec!["192.0.2.123:1123".parse().unwrap()];
+        let c = Changes::between(&ntp, &other);
+        assert!(c.time_servers && !c.needs_restart(), "{c:?}");
+
+        // The time servers with another network setting: a restart for that one.
+        let mut both = ntp.clone();
+        both.network.dns_servers.clear();
+        assert_ne!(both.network.dns_servers, old.network.dns_servers);
+        let c = Changes::between(&old, &both);
+        assert!(
+            c.time_servers && c.network_at_start && c.needs_restart(),
+            "{c:?}"
+        );
+        // Another network setting alone.
+        let mut dns = old.clone();
+        dns.network.dns_servers.clear();
+        let c = Changes::between(&old, &dns);
+        assert!(!c.time_servers && c.needs_restart(), "{c:?}");
+        // The heartbeat still needs one; nothing else does.
+        let mut hb = old.clone();
+        hb.heartbeat.keepalive = tandem_config::Millis(1234);
+        let c = Changes::between(&old, &hb);
+        assert!(!c.time_servers && c.needs_restart(), "{c:?}");
+        let c = Changes::between(&old, &old);
+        assert!(!c.time_servers && !c.needs_restart(), "{c:?}");
+        assert!(!network_changed_besides_time_servers(
+            &old.network,
+            &ntp.network
+        ));
+        assert!(network_changed_besides_time_servers(
+            &old.network,
+            &both.network
         ));
     }
 

@@ -135,9 +135,22 @@ async fn catch_up(setup: SyncSetup, tx: mpsc::Sender<In>, hub: Arc<EventHub>) {
     }
 }
 
+/// What [`reload_config`] changes on this node besides clusterd itself.
+pub(super) struct Local<'a> {
+    /// The packet filter (`--firewall`).
+    pub(super) firewall: Option<&'a crate::firewall::Setup>,
+    /// sshd's files (`--sshd-dir`).
+    pub(super) sshd: Option<&'a crate::sshd::Setup>,
+    /// chronyd's configuration (`--chrony-conf`).
+    pub(super) chrony: Option<&'a crate::chrony::Setup>,
+    /// The time servers the clock's watch asks about.
+    pub(super) time_servers: &'a tokio::sync::watch::Sender<Vec<String>>,
+}
+
 /// Puts the committed configuration in effect: the heartbeat carries its digest,
-/// e-mail goes to its recipients; network and heartbeat settings wait for the next
-/// start. Reports the change as an event.
+/// e-mail goes to its recipients, chronyd takes new time servers; other network
+/// settings and heartbeat settings wait for the next start. Reports the change as an
+/// event.
 pub(super) fn reload_config(
     sync: Option<&SyncSetup>,
     running: &mut Option<tandem_config::ApplianceConfig>,
@@ -145,8 +158,14 @@ pub(super) fn reload_config(
     now: tandem_core::Instant,
     hub: &EventHub,
     service: &Service,
-    (firewall, sshd): (Option<&crate::firewall::Setup>, Option<&crate::sshd::Setup>),
+    local: &Local<'_>,
 ) -> Result<(), String> {
+    let Local {
+        firewall,
+        sshd,
+        chrony,
+        time_servers,
+    } = *local;
     let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
     let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
     if running.as_ref() == Some(&cfg) {
@@ -183,6 +202,24 @@ pub(super) fn reload_config(
         };
         hub.publish("ssh", text);
     }
+    if changes.time_servers {
+        // chronyd cannot read its configuration again: it is ended, and init starts it
+        // with the new file (or not at all when no time server is left).
+        if let Some(chrony) = chrony {
+            let text = match chrony.refresh(&cfg) {
+                Ok(t) => t,
+                Err(e) => format!("time servers not changed: {e}"),
+            };
+            hub.publish("time", text);
+        }
+        time_servers.send_replace(
+            cfg.network
+                .ntp_servers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        );
+    }
     if changes.admin_password {
         // Whoever logged in with the old password is logged out, on both nodes.
         service.end_sessions();
@@ -193,7 +230,9 @@ pub(super) fn reload_config(
         changes.list()
     );
     if changes.needs_restart() {
-        text.push_str("; network and heartbeat settings take effect when this node starts again");
+        text.push_str(
+            "; network settings other than the time servers, and heartbeat settings, take effect when this node starts again",
+        );
     }
     hub.publish("config", text);
     *running = Some(cfg);
@@ -224,7 +263,12 @@ impl super::core_loop::Shell {
             self.clock.now(),
             &self.hub,
             &self.service,
-            (self.settings.firewall.as_ref(), self.settings.sshd.as_ref()),
+            &Local {
+                firewall: self.settings.firewall.as_ref(),
+                sshd: self.settings.sshd.as_ref(),
+                chrony: self.settings.chrony.as_ref(),
+                time_servers: &self.time_servers,
+            },
         )
     }
 }

@@ -51,6 +51,8 @@ pub(super) struct Shell {
     pub(super) replication_line: Arc<Mutex<Option<String>>>,
     /// The clock's synchronisation in one line ([`super::timesync`]).
     pub(super) clock_line: Arc<Mutex<Option<String>>>,
+    /// Where a change of the time servers reaches the clock's watch.
+    pub(super) time_servers: tokio::sync::watch::Sender<Vec<String>>,
     pub(super) split_brain: SplitBrain,
     /// Set when a shutdown hands the services over: the loop runs on until the peer
     /// holds them (or this instant), so the peer takes over from a clean release

@@ -132,7 +132,7 @@ pub async fn run(
     // Started before any socket so a bad scenario file changes nothing.
     let (hw_snapshot, _hw_poller) = hub::start_hw(&hw, &hub)?;
     let replication_line = replica::watch(settings.replication.clone(), tx.clone(), &hub);
-    let clock_line = timesync::watch(settings.time_sync.clone(), &hub);
+    let time_watch = timesync::watch(settings.time_sync.clone(), &hub);
     let support = support::start(settings.support.clone(), sync.clone(), &hub);
     let udp = udp::start(&settings, &inputs).await?;
     let serial_tx = match &settings.serial {
@@ -203,7 +203,8 @@ pub async fn run(
         service,
         hw_snapshot,
         replication_line,
-        clock_line,
+        clock_line: time_watch.line,
+        time_servers: time_watch.servers,
         leaving_until: None,
         updates,
         settings,

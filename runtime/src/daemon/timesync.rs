@@ -15,25 +15,54 @@ use crate::settings::TimeSync;
 
 /// How often chronyd is asked.
 pub const EVERY: Duration = Duration::from_secs(30);
+/// After a change of the time servers, how long chronyd is given to start again
+/// before it is asked.
+const AFTER_CHANGE: Duration = Duration::from_secs(5);
 
-/// Starts watching the clock as `setup` says; returns the status line it keeps.
-pub(super) fn watch(setup: Option<TimeSync>, hub: &Arc<EventHub>) -> Arc<Mutex<Option<String>>> {
+/// The clock's line in the status, and where a change of the time servers is told.
+pub(super) struct TimeWatch {
+    /// The status line.
+    pub(super) line: Arc<Mutex<Option<String>>>,
+    /// The configured time servers (`network.ntp-servers`), as they change.
+    pub(super) servers: tokio::sync::watch::Sender<Vec<String>>,
+}
+
+/// Starts watching the clock as `setup` says; returns the status line it keeps and
+/// the sender by which a change of the time servers reaches it.
+pub(super) fn watch(setup: Option<TimeSync>, hub: &Arc<EventHub>) -> TimeWatch {
     let line = Arc::new(Mutex::new(None::<String>));
-    let Some(setup) = setup else {
-        return line;
+    let (servers, mut rx) = tokio::sync::watch::channel(
+        setup
+            .as_ref()
+            .map(|s| s.servers.clone())
+            .unwrap_or_default(),
+    );
+    let watch = TimeWatch {
+        line: Arc::clone(&line),
+        servers,
     };
-    if setup.servers.is_empty() {
-        if let Ok(mut l) = line.lock() {
-            *l = Some(NO_SERVERS.to_owned());
-        }
-        return line;
-    }
-    let (hub, kept) = (Arc::clone(hub), Arc::clone(&line));
+    let Some(setup) = setup else {
+        return watch;
+    };
+    let (hub, kept) = (Arc::clone(hub), line);
     tokio::spawn(async move {
         let clock = Clock::start();
         let mut watch = ClockWatch::new();
-        let servers = setup.servers.join(", ");
         loop {
+            let configured = rx.borrow_and_update().clone();
+            if configured.is_empty() {
+                if let Ok(mut l) = kept.lock() {
+                    *l = Some(NO_SERVERS.to_owned());
+                }
+                // Nothing to watch until time servers are configured again.
+                watch = ClockWatch::new();
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(AFTER_CHANGE).await;
+                continue;
+            }
+            let servers = configured.join(", ");
             let s = setup.clone();
             let report =
                 tokio::task::spawn_blocking(move || ask_tracking(&s.chronyc, &s.socket)).await;
@@ -68,8 +97,16 @@ pub(super) fn watch(setup: Option<TimeSync>, hub: &Arc<EventHub>) -> Arc<Mutex<O
                 ),
                 None => {}
             }
-            tokio::time::sleep(EVERY).await;
+            tokio::select! {
+                () = tokio::time::sleep(EVERY) => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(AFTER_CHANGE).await;
+                }
+            }
         }
     });
-    line
+    watch
 }
