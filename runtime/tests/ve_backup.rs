@@ -489,7 +489,7 @@ fn control_service(
     a: &Area,
     cfg: &tandem_config::ApplianceConfig,
 ) -> std::sync::Arc<tandem_runtime::control::Service> {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
     use tandem_runtime::control::{ClusterLink, Service};
 
