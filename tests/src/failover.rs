@@ -156,6 +156,7 @@ pub fn pair_scenario(name: &str, proves: &str, f: fn(&mut Ctx<'_>)) -> Scenario 
         let (acked, lost, gap) = client.finish(&pair.lan);
         vzlist_shows_the_ve(&pair);
         packet_filter_in_effect(&pair);
+        root_logs_in_with_its_password(&pair);
         run.figure("writes acknowledged", acked as f64, "count");
         run.downtime_s = Some(gap);
         run.writes_lost = Some(lost);
@@ -186,6 +187,25 @@ fn vzlist_shows_the_ve(pair: &Pair) {
         "`vzlist -a` on node{}: {out}",
         serving + 1
     );
+}
+
+/// `access.password-login`: root logs in over SSH with the node's password (checked
+/// by sshd against the SHA-512 crypt hash clusterd put in `/etc/shadow`); a wrong
+/// password is refused.
+fn root_logs_in_with_its_password(pair: &Pair) {
+    for n in 0..2 {
+        if pair.role(n).is_none() {
+            continue;
+        }
+        let (ok, out) = pair.ssh_password(n, None, "echo password-login-ok");
+        assert!(
+            ok && out.contains("password-login-ok"),
+            "node{}: root's password login: {out}",
+            n + 1
+        );
+        let (ok, out) = pair.ssh_password(n, Some("not-the-password"), "true");
+        assert!(!ok, "node{}: a wrong password logged in: {out}", n + 1);
+    }
 }
 
 /// Both nodes run with the packet filter clusterd loaded (nft's `inet tandem` table,

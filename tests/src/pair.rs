@@ -47,7 +47,7 @@ const BMC_PASSWORD: &str = "fence-secret-1";
 
 /// The version of [`config`]: counted up whenever it changes, so that bases
 /// made with an earlier one are not reused.
-const BASE_CONFIG_VERSION: u32 = 5;
+const BASE_CONFIG_VERSION: u32 = 6;
 
 /// A node of the pair: 0 is node1, 1 is node2.
 pub type Node = usize;
@@ -95,6 +95,9 @@ pub fn config() -> (
     cfg.notification.tls = Some(tandem_config::schema::TlsPolicy::Opportunistic);
     // The clock from the LAN's time server.
     cfg.network.ntp_servers = vec![NTP_ADDR.parse().expect("a time server")];
+    // root may log in over SSH with the node's password too (its SHA-512 crypt hash
+    // is in the configuration `new_cluster` made).
+    cfg.access.password_login = true;
     (cfg, passwords)
 }
 
@@ -444,6 +447,8 @@ pub struct Base {
     pub cfg: tandem_config::ApplianceConfig,
     /// The management password.
     pub admin: String,
+    /// root's passwords on node1 and node2.
+    pub root: [String; 2],
     /// What making it took, seconds (0 when it was found ready).
     pub made_in_s: f64,
     /// The private key whose public half is in root's authorized keys.
@@ -474,6 +479,7 @@ pub fn base(dir: &Path) -> Base {
                 disks: [bdir.join("node1.qcow2"), bdir.join("node2.qcow2")],
                 cfg,
                 admin: v["admin"].as_str().unwrap_or_default().to_owned(),
+                root: [0, 1].map(|n| v["root"][n].as_str().unwrap_or_default().to_owned()),
                 made_in_s: 0.0,
                 ssh_key: bdir.join(SSH_KEY),
             }
@@ -482,7 +488,7 @@ pub fn base(dir: &Path) -> Base {
             let _ = std::fs::remove_dir_all(&bdir);
             std::fs::create_dir_all(&bdir).expect("the base's directory");
             let b = make_base(&bdir);
-            let v = serde_json::json!({"cfg": b.cfg, "admin": b.admin});
+            let v = serde_json::json!({"cfg": b.cfg, "admin": b.admin, "root": b.root});
             std::fs::write(&ready, v.to_string()).expect("writing ready.json");
             b
         }
@@ -654,6 +660,7 @@ fn make_base(dir: &Path) -> Base {
         disks: [dir.join("node1.qcow2"), dir.join("node2.qcow2")],
         cfg,
         admin,
+        root: [passwords.root_node1.clone(), passwords.root_node2.clone()],
         made_in_s: made,
         ssh_key: key,
     }
@@ -706,6 +713,7 @@ pub struct Pair {
     pub cfg: tandem_config::ApplianceConfig,
     sessions: Mutex<[Option<String>; 2]>,
     ssh_key: PathBuf,
+    root: [String; 2],
 }
 
 impl Pair {
@@ -755,6 +763,7 @@ impl Pair {
             cfg: base.cfg.clone(),
             sessions: Mutex::new([None, None]),
             ssh_key: base.ssh_key.clone(),
+            root: base.root.clone(),
         };
         pair.power_on(0);
         pair.power_on(1);
@@ -812,6 +821,65 @@ impl Pair {
             text.push_str(&String::from_utf8_lossy(&out.stderr));
             (out.status.success(), text)
         })
+    }
+
+    /// Logs in to node `n` as root over SSH from the LAN with a password, not a key
+    /// (`password`, or the node's own when `None`), and runs `command`; returns ssh's
+    /// success and output.
+    pub fn ssh_password(&self, n: Node, password: Option<&str>, command: &str) -> (bool, String) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let pw = password.map_or_else(|| self.root[n].clone(), str::to_owned);
+        assert!(
+            !pw.is_empty(),
+            "no root password of node{} in the base",
+            n + 1
+        );
+        // OpenSSH reads a password only from a terminal or an askpass program.
+        let askpass = self.dir.join(format!("askpass-{}", std::process::id()));
+        std::fs::write(
+            &askpass,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' '{}'\n",
+                pw.replace('\'', "'\\''")
+            ),
+        )
+        .expect("the askpass program");
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))
+            .expect("askpass mode");
+        let host = format!("root@{}", NODE_ADDR[n]);
+        let command = command.to_owned();
+        let ask = askpass.clone();
+        let out = self.lan.run(move || {
+            Command::new("ssh")
+                .args([
+                    "-o",
+                    "PubkeyAuthentication=no",
+                    "-o",
+                    "PreferredAuthentications=password",
+                    "-o",
+                    "NumberOfPasswordPrompts=1",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "LogLevel=ERROR",
+                    "-o",
+                    "ConnectTimeout=10",
+                ])
+                .arg(&host)
+                .arg(&command)
+                .env("SSH_ASKPASS", &ask)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", ":0")
+                .stdin(Stdio::null())
+                .output()
+                .expect("ssh is missing: apt-get install openssh-client")
+        });
+        let _ = std::fs::remove_file(&askpass);
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
     }
 
     /// Copies the local file `from` to `to` on node `n` (as root, over SSH
