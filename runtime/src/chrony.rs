@@ -146,24 +146,9 @@ pub fn write_node_conf(
 /// # Errors
 /// The pid file holds no process id, or the signal cannot be sent.
 pub fn stop(run_dir: &Path) -> std::io::Result<bool> {
-    let pid_file = run_dir.join(PID_FILE);
-    let text = match std::fs::read_to_string(&pid_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(pid) = crate::read_pid_file(&run_dir.join(PID_FILE))? else {
+        return Ok(false);
     };
-    let pid = text
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "{} holds no process id: {:?}",
-                pid_file.display(),
-                text.trim()
-            ))
-        })?;
     let comm =
         std::fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero())).unwrap_or_default();
     if comm.trim_end() != "chronyd" {

@@ -96,3 +96,29 @@ pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8], mode: u32) -> st
 /// An error and all its causes on one line (`a: b: c`): the control API's, the one
 /// printer of error chains for logs, events, the outbox and the consoles.
 pub use tandem_api::error_chain;
+
+/// The process id in the pid file `path`; `None` when there is no pid file.
+///
+/// # Errors
+/// The file cannot be read, or holds no process id.
+pub(crate) fn read_pid_file(
+    path: &std::path::Path,
+) -> std::io::Result<Option<rustix::process::Pid>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .map(Some)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} holds no process id: {:?}",
+                path.display(),
+                text.trim()
+            ))
+        })
+}

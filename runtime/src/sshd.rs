@@ -288,22 +288,9 @@ pub fn write(dir: &Path, files: &Files) -> std::io::Result<()> {
 /// # Errors
 /// The pid file holds no process id, or the signal cannot be sent.
 pub fn reload(dir: &Path) -> std::io::Result<bool> {
-    let pid_file: PathBuf = dir.join(PID_FILE);
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+    let Some(pid) = crate::read_pid_file(&dir.join(PID_FILE))? else {
         return Ok(false);
     };
-    let pid = text
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "{} holds no process id: {:?}",
-                pid_file.display(),
-                text.trim()
-            ))
-        })?;
     match rustix::process::kill_process(pid, rustix::process::Signal::HUP) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::SRCH) => Ok(false),

@@ -49,6 +49,19 @@ const BMC_PASSWORD: &str = "fence-secret-1";
 /// made with an earlier one are not reused.
 const BASE_CONFIG_VERSION: u32 = 6;
 
+/// The rig's OpenSSH client options for a login to a node: the nodes' host keys
+/// change with every base, so none is remembered.
+const RIG_SSH: [&str; 8] = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
+];
+
 /// A node of the pair: 0 is node1, 1 is node2.
 pub type Node = usize;
 
@@ -789,17 +802,10 @@ impl Pair {
         let command = command.to_owned();
         self.lan.run(move || {
             let out = Command::new("ssh")
+                .args(RIG_SSH)
                 .args([
                     "-o",
                     "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "LogLevel=ERROR",
-                    "-o",
-                    "ConnectTimeout=10",
                     // A node that restarts never closes the connection.
                     "-o",
                     "ServerAliveInterval=5",
@@ -858,15 +864,8 @@ impl Pair {
                     "PreferredAuthentications=password",
                     "-o",
                     "NumberOfPasswordPrompts=1",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "LogLevel=ERROR",
-                    "-o",
-                    "ConnectTimeout=10",
                 ])
+                .args(RIG_SSH)
                 .arg(&host)
                 .arg(&command)
                 .env("SSH_ASKPASS", &ask)

@@ -696,7 +696,8 @@ fn trial_over(trial: &mut Option<Trial>) -> bool {
 }
 
 /// Where clusterd (recovery mode) notes that the progress page has shown the
-/// finished activation (`tandem_runtime::admin::activation::SHOWN_MARKER`).
+/// finished activation (`tandem_runtime::admin::activation::SHOWN_MARKER` beside
+/// its control socket).
 const ACTIVATION_SHOWN: &str = "/run/tandem/activation-shown";
 
 /// clusterd in recovery mode: the control API alone, through which the web

@@ -92,11 +92,12 @@ pub struct ActivationJob {
     shown: Option<PathBuf>,
 }
 
-/// Where clusterd in recovery mode on a node (beside its control socket) notes that the progress page has shown a finished
-/// activation: init moves the node to its configured network only after that (or a
-/// minute after the commit when no page looks), so that the operator always sees the
-/// node's new address.
-pub const SHOWN_MARKER: &str = "/run/tandem/activation-shown";
+/// The file in which clusterd in recovery mode (beside its control socket:
+/// `/run/tandem/activation-shown` on a node) notes that the progress page has shown a
+/// finished activation: init moves the node to its configured network only after that
+/// (or a minute after the commit when no page looks), so that the operator always sees
+/// the node's new address.
+pub const SHOWN_MARKER: &str = "activation-shown";
 
 impl ActivationJob {
     /// Activations of the store in `store` for `node`, run by `engine`.
@@ -365,7 +366,7 @@ mod tests {
             delay: Duration::from_millis(200),
             fail: false,
         };
-        let marker = dir.path().join("activation-shown");
+        let marker = dir.path().join(SHOWN_MARKER);
         let j = ActivationJob::new(dir.path().to_owned(), NodeId::Node2, engine)
             .with_shown_marker(marker.clone());
         assert_eq!(j.view_shown().state, JobState::Idle);

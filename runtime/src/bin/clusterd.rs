@@ -520,11 +520,11 @@ fn recovery(cli: &Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let listener = tandem_runtime::control::bind(&cli.control, cli.control_group)?;
-        // Beside the control socket: on a node, the activation module's `SHOWN_MARKER`.
         let mut admin = admin(cli, node);
-        admin.activation = admin
-            .activation
-            .with_shown_marker(cli.control.with_file_name("activation-shown"));
+        admin.activation = admin.activation.with_shown_marker(
+            cli.control
+                .with_file_name(tandem_runtime::admin::activation::SHOWN_MARKER),
+        );
         let service = std::sync::Arc::new(tandem_runtime::control::Service::new(admin, None));
         eprintln!(
             "clusterd: {node} in recovery mode: control API on {}",
