@@ -238,7 +238,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "heartbeat.initdead",
-        "Deadtime right after start-up, when the peer may still be booting; at least deadtime.",
+        "Deadtime right after start-up, when the peer may still be booting; at least deadtime. With fencing, a node that has not heard its peer since it started waits at least deadtime + fencing.node1-delay + fencing.timeout before it fences, so a fence the peer began first lands first.",
     ),
     (
         "heartbeat.udp-port",

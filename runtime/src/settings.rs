@@ -107,6 +107,7 @@ impl Settings {
             fencing: match &self.fencing {
                 Some(f) if f.required => tandem_core::FencePolicy::Required {
                     node1_delay: f.node1_delay,
+                    fence_timeout: f.fencer.timeout,
                 },
                 _ => tandem_core::FencePolicy::Off,
             },

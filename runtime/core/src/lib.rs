@@ -25,6 +25,9 @@
 //! both nodes would fence at once (neither holds the resources, all paths lost
 //! together), `node1` waits [`FencePolicy::Required`]'s `node1_delay` first, so
 //! `node2`'s fence lands before `node1`'s is sent: exactly one node is powered off.
+//! A node that starts without hearing its peer fences only after initdead and at least
+//! deadtime + `node1_delay` + the fence timeout: a fence the peer began against it (it
+//! went silent, then restarted into a partition) lands before its own is sent.
 //!
 //! Announcements: acquiring the resources announces them (the shell's gratuitous
 //! ARPs); the core asks for them again ([`Output::Announce`]) when a split brain ends in
@@ -147,6 +150,10 @@ pub enum FencePolicy {
         /// fence at the same moment `node2`'s fence wins (deterministic tiebreak).
         /// Longer than a fence takes.
         node1_delay: Duration,
+        /// The shell's bound on one fence (power off, then status until it reads
+        /// off). A node that starts without hearing its peer waits for a fence the peer
+        /// may already have begun against it to land before it fences in turn.
+        fence_timeout: Duration,
     },
     /// Take over without fencing: two active nodes are possible when every path is
     /// lost while both run.
@@ -357,7 +364,8 @@ impl Reason {
 /// Why a node that might act stays where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitReason {
-    /// Within initdead, peer not heard yet.
+    /// Within initdead, peer not heard yet (with fencing, at least until a fence the
+    /// peer may have begun against this node would have landed).
     InitDead,
     /// Peer silent but this node's replicated data is not known good.
     DataNotGood,
@@ -378,7 +386,9 @@ impl WaitReason {
     #[must_use]
     pub fn text(self) -> &'static str {
         match self {
-            WaitReason::InitDead => "waiting for the peer (initdead)",
+            WaitReason::InitDead => {
+                "waiting for the peer (initdead; with fencing, until a fence the peer may have begun against this node has landed)"
+            }
             WaitReason::DataNotGood => {
                 "peer silent, but replicated data is not known good: not taking over"
             }
@@ -884,6 +894,7 @@ impl Core {
         }
         if self.role == Role::Starting {
             consider(self.started.saturating_add(self.p.initdead));
+            consider(self.started.saturating_add(self.start_wait()));
         }
         for u in [self.handover_until, self.want_switchover_until]
             .into_iter()
@@ -1070,7 +1081,7 @@ impl Core {
     /// On a node that holds nothing (DRBD promoting it for the operator's
     /// force-primary) the fence is sent at once.
     pub fn fence_for_data(&mut self, now: Instant) -> bool {
-        let FencePolicy::Required { node1_delay } = self.p.fencing else {
+        let FencePolicy::Required { node1_delay, .. } = self.p.fencing else {
             return false;
         };
         self.evaluate(now);
@@ -1340,12 +1351,33 @@ impl Core {
         }
     }
 
+    /// How long a starting node waits for its peer before it acts alone: initdead,
+    /// and with fencing at least as long as the peer may take to power this node off
+    /// after its last heartbeat (deadtime, node1's tiebreak delay, the fence). A node
+    /// that restarts into a partition would otherwise fence a peer whose fence of it is
+    /// still on its way, and both would go off. Both nodes wait the same, so when they
+    /// start together node1's tiebreak delay still lets node2's fence land first.
+    fn start_wait(&self) -> Duration {
+        match self.p.fencing {
+            FencePolicy::Off => self.p.initdead,
+            FencePolicy::Required {
+                node1_delay,
+                fence_timeout,
+            } => self.p.initdead.max(
+                self.p
+                    .deadtime
+                    .saturating_add(node1_delay)
+                    .saturating_add(fence_timeout),
+            ),
+        }
+    }
+
     /// Takes over for `reason` once the peer is fenced, as the policy says; `delay`:
     /// both nodes may want to fence now, so `node1` waits its tiebreak delay.
     fn takeover_fenced(&mut self, now: Instant, reason: Reason, delay: bool) {
         let node1_delay = match self.p.fencing {
             FencePolicy::Off => return self.start_acquire(now, reason),
-            FencePolicy::Required { node1_delay } => node1_delay,
+            FencePolicy::Required { node1_delay, .. } => node1_delay,
         };
         match self.fence {
             Fence::Idle => {
@@ -1689,8 +1721,8 @@ impl Core {
         self.split_brain_reported = false;
         let Some(pv) = peer else {
             let known_peer = self.peer.is_some();
-            let init_over = now.since(self.started) >= self.p.initdead;
-            if self.role == Role::Starting && !init_over {
+            let starting = self.role == Role::Starting;
+            if starting && now.since(self.started) < self.p.initdead {
                 return self.set_waiting(Some(WaitReason::InitDead));
             }
             // Either the peer died after we had heard it, or it was never heard.
@@ -1710,6 +1742,9 @@ impl Core {
                     // off would only break what it is doing.
                     self.fence = Fence::Idle;
                     return self.start_acquire(now, reason);
+                }
+                if starting && now.since(self.started) < self.start_wait() {
+                    return self.set_waiting(Some(WaitReason::InitDead));
                 }
                 return self.takeover_fenced(now, reason, true);
             }

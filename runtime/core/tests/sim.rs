@@ -28,6 +28,17 @@ const INITDEAD: u64 = 2000;
 const FENCE_DELAY: u64 = 3000;
 /// The shell's bound on a fence (power off, then status until off).
 const FENCE_TIMEOUT: u64 = 2500;
+/// How long a node that never heard its peer waits before fencing it, with fencing:
+/// until a fence the peer may have begun at its deadtime (and tiebreak) has landed.
+const START_WAIT: u64 = DEADTIME + FENCE_DELAY + FENCE_TIMEOUT;
+
+/// Fencing as the chaos runs have it: node1's tiebreak and the shell's fence bound.
+fn required() -> FencePolicy {
+    FencePolicy::Required {
+        node1_delay: Duration::from_millis(FENCE_DELAY),
+        fence_timeout: Duration::from_millis(FENCE_TIMEOUT),
+    }
+}
 
 fn params(node: NodeId, generation: u64) -> Params {
     Params {
@@ -1026,9 +1037,7 @@ fn chaos_with(
         s.kill(1);
         s.queue.clear();
         for n in 0..2 {
-            s.nodes[n].fencing = FencePolicy::Required {
-                node1_delay: Duration::from_millis(FENCE_DELAY),
-            };
+            s.nodes[n].fencing = required();
             s.nodes[n].fence_time = plan.random_range(50..FENCE_DELAY - 500);
         }
         s.start(0);
@@ -1283,9 +1292,7 @@ fn replay_burst_at_restart_does_not_double_activate() {
 fn fenced(seed: u64) -> Sim {
     let mut s = Sim::stopped(seed);
     for n in 0..2 {
-        s.nodes[n].fencing = FencePolicy::Required {
-            node1_delay: Duration::from_millis(FENCE_DELAY),
-        };
+        s.nodes[n].fencing = required();
     }
     s.start(0);
     s.start(1);
@@ -1460,9 +1467,7 @@ fn both_losing_every_path_at_once_exactly_one_fences() {
         let mut s = Sim::stopped(200 + seed);
         let mut rng = SmallRng::seed_from_u64(seed);
         for n in 0..2 {
-            s.nodes[n].fencing = FencePolicy::Required {
-                node1_delay: Duration::from_millis(FENCE_DELAY),
-            };
+            s.nodes[n].fencing = required();
             // Any fence time shorter than the tiebreak delay.
             s.nodes[n].fence_time = rng.random_range(50..FENCE_DELAY - 200);
         }
@@ -1872,9 +1877,7 @@ fn an_outdated_copy_never_promotes_even_in_a_fresh_core() {
     let mut s = Sim::stopped(401);
     // Whatever the node believed before (it starts with data known good here), DRBD's
     // word decides.
-    s.nodes[1].fencing = FencePolicy::Required {
-        node1_delay: Duration::from_millis(FENCE_DELAY),
-    };
+    s.nodes[1].fencing = required();
     s.start(1);
     let now = s.now();
     s.core(1).handle(now, replica(ReplicaDisk::Outdated, false));
@@ -1911,9 +1914,7 @@ fn a_silent_peer_whose_replication_is_connected_and_secondary_is_not_fenced() {
     // heartbeats from it, but DRBD connected with its device secondary.
     for seed in 0..10 {
         let mut s = Sim::stopped(700 + seed);
-        s.nodes[1].fencing = FencePolicy::Required {
-            node1_delay: Duration::from_millis(FENCE_DELAY),
-        };
+        s.nodes[1].fencing = required();
         s.start(1);
         let now = s.now();
         s.core(1).handle(now, replica(ReplicaDisk::UpToDate, true));
@@ -1924,11 +1925,9 @@ fn a_silent_peer_whose_replication_is_connected_and_secondary_is_not_fenced() {
     }
     // Without the replication's word the never-heard peer is fenced first.
     let mut s = Sim::stopped(720);
-    s.nodes[1].fencing = FencePolicy::Required {
-        node1_delay: Duration::from_millis(FENCE_DELAY),
-    };
+    s.nodes[1].fencing = required();
     s.start(1);
-    s.run_until(s.t + INITDEAD + DEADTIME * 2);
+    s.run_until(s.t + START_WAIT + DEADTIME);
     assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [1]);
 }
 
@@ -2012,4 +2011,47 @@ fn a_restarted_daemon_of_the_active_node2_keeps_the_services_and_node1_does_not_
         );
         assert!(s.fences.is_empty());
     }
+}
+
+#[test]
+fn a_node_restarting_into_a_partition_waits_for_the_peers_fence_before_its_own() {
+    // node1 (passive) lost every path to node2 (active) and waits its tiebreak delay;
+    // node2 crashes and comes back into the partition. Fencing at its initdead, node2
+    // would power node1 off while node1's fence of node2 is on its way: both go off.
+    for seed in 0..20 {
+        let mut s = fenced(900 + seed);
+        let now = s.now();
+        s.core(0).switchover(now).unwrap();
+        s.drain(0);
+        s.run_until(s.t + 3000);
+        assert_eq!(s.role(1), Some(Role::Active));
+        for n in 0..2 {
+            s.nodes[n].fence_time = FENCE_DELAY - 500;
+        }
+        cut_all(&mut s, true);
+        s.run_until(s.t + DEADTIME + 100);
+        assert!(s.has_event(0, |e| *e == Event::Waiting(WaitReason::FenceDelay)));
+        s.kill(1);
+        s.run_until(s.t + 400 + seed * 50);
+        s.start(1);
+        s.run_until(s.t + START_WAIT + FENCE_DELAY * 2);
+        assert!(s.both_off.is_empty(), "seed {seed}: {:?}", s.powered_off);
+        assert_eq!(
+            s.powered_off.iter().map(|p| p.1).collect::<Vec<_>>(),
+            [1],
+            "seed {seed}: node1's fence lands, node2 never fences"
+        );
+        assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [0]);
+        assert_eq!(s.role(0), Some(Role::Active), "seed {seed}");
+    }
+}
+
+#[test]
+fn the_chaos_run_that_once_powered_off_both_nodes_powers_off_at_most_one() {
+    // Found by `with_fencing_never_two_actives_even_when_every_path_is_lost`: node2
+    // restarted into a partition and fenced at its initdead while node1's tiebreak
+    // delay ran out.
+    let (s, _) = chaos_with(15_095_192_463_331_945_837, 3, 0.0, Attack::None, true, true);
+    assert!(s.both_off.is_empty(), "{:?}", s.powered_off);
+    assert!(s.double_holders.is_empty());
 }
