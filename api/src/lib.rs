@@ -47,8 +47,8 @@ pub use views::{
     ActivationEvent, ActivationView, ArchiveSummary, BackupFailure, BackupView, ChangeRefusal,
     ChangeReport, CopyOutcome, FieldProblem, INSTALL_STEPS, InstallReport, InstallStep,
     InstallView, JobState, NodeSettings, OutboxView, Settings, SlotView, SupportView, TemplateCopy,
-    TemplateView, UpdateHistoryEntry, UpdateJobView, UpdateView, VeBackupFile, VeBackupsView,
-    VeJobKind, VeJobReport, VeJobView, VeView,
+    TemplateView, UpdateHistoryEntry, UpdateJobView, UpdateOffer, UpdateServerView, UpdateView,
+    VeBackupFile, VeBackupsView, VeJobKind, VeJobReport, VeJobView, VeView,
 };
 
 /// Control API version spoken by this build.

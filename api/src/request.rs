@@ -232,6 +232,10 @@ pub enum Request {
     /// This node's system slots, the update running or the last one, the trial of a
     /// new system and the update history ([`crate::Reply::Update`]).
     UpdateStatus,
+    /// Ask the configured update server now what it offers that is newer than the
+    /// running system ([`crate::Reply::Update`], its `server` part); refused when no
+    /// server is configured. clusterd also asks by itself once a day.
+    UpdateCheck,
     /// Root only: install the update bundle `file` (a path on this node) into the
     /// inactive slot and restart into it; runs in the background
     /// ([`Request::UpdateStatus`]). Refused on the node that runs the services.

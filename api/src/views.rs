@@ -630,6 +630,37 @@ pub struct UpdateView {
     /// The rolling update of the pair this node leads: where it stands.
     #[serde(default)]
     pub rolling: Option<String>,
+    /// The update server's last answer (`None`: no server configured).
+    #[serde(default)]
+    pub server: Option<UpdateServerView>,
+}
+
+/// What the configured update server offered at its last check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateServerView {
+    /// The server's URL.
+    pub url: String,
+    /// When it was last asked (seconds since 1970; `None`: not yet).
+    pub checked_at: Option<u64>,
+    /// The newest version it offers that this node may install (`None`: nothing
+    /// newer than the running system).
+    pub offer: Option<UpdateOffer>,
+    /// Why the last check failed.
+    pub error: Option<String>,
+}
+
+/// A bundle the update server offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOffer {
+    /// Its version.
+    pub version: String,
+    /// Its file name on the server.
+    pub file: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What changed, in the vendor's words.
+    #[serde(default)]
+    pub changes: String,
 }
 
 /// One system slot.

@@ -154,6 +154,7 @@ pub fn new_cluster(opts: &InitOptions) -> Result<(ApplianceConfig, InitialPasswo
             user: "cluster".parse().expect("built-in constant is valid"),
             password: "change-me".parse().expect("built-in constant is valid"),
             trial_deadline: None,
+            ca_certificate: None,
         },
         support: None,
         fencing: None,
@@ -409,11 +410,18 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
         "Private key of the web console's certificate (PEM, PKCS#8).",
     ),
     ("updates", "Update server."),
-    ("updates.url", "Base URL of the update server."),
+    (
+        "updates.url",
+        "Base URL of the update server: the node reads URL/index.json (as `cargo xtask bundle` writes it) daily and alerts when a newer version is offered. A host under example.com, .example or .invalid means none is configured.",
+    ),
     ("updates.user", "Account on the update server."),
     (
         "updates.password",
         "Password on the update server (kept in clear: the node must present it).",
+    ),
+    (
+        "updates.ca-certificate",
+        "Optional: the CA certificate (PEM) the update server's certificate must come from, for a server with a certificate of the vendor's own CA. Absent: the public CAs.",
     ),
     (
         "updates.trial-deadline",

@@ -669,6 +669,10 @@ pub struct UpdatesConfig {
     /// [`DEFAULT_TRIAL_DEADLINE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial_deadline: Option<Millis>,
+    /// The CA certificate (PEM) the update server's certificate must come from, for a
+    /// server with a certificate of the vendor's own CA. Absent: the public CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 /// A new system's default time to prove itself.

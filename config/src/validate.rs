@@ -524,6 +524,16 @@ impl ApplianceConfig {
                 ),
             );
         }
+        if let Some(ca) = &self.updates.ca_certificate
+            && (ca.len() > 65_536
+                || !ca.contains("-----BEGIN CERTIFICATE-----")
+                || !ca.contains("-----END CERTIFICATE-----"))
+        {
+            c.fail(
+                "updates.ca-certificate",
+                "is not a PEM certificate (expected -----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----, at most 64 KiB)",
+            );
+        }
         let k = &self.keys;
         let ssh = [
             ("keys.ssh-host-node1", &k.ssh_host_node1),

@@ -67,6 +67,13 @@ pub enum Alert {
     },
     /// A scheduled VE backup failed (a VE not backed up, or not copied off).
     Backup,
+    /// The update server offers a newer version (`running`: this node's).
+    UpdateAvailable {
+        /// The running version.
+        running: String,
+        /// The version offered.
+        offered: String,
+    },
     /// A system update: committed, given up, rolled back (`old` and `new` are the
     /// versions).
     Update {
@@ -149,6 +156,9 @@ impl Alerts {
             Alert::Core(e) => self.core(e, text, at),
             Alert::ResourceError => Some(self.event("resources", "", "", text, at)),
             Alert::Update { old, new } => Some(self.event("update", old, new, text, at)),
+            Alert::UpdateAvailable { running, offered } => {
+                Some(self.event("update available", running, offered, text, at))
+            }
             Alert::Clock { old, new } => Some(self.event("clock", old, new, text, at)),
             Alert::Backup => Some(self.event("backup", "scheduled", "failed", text, at)),
             Alert::Support { old, new } => Some(self.event("support", old, new, text, at)),
@@ -312,6 +322,19 @@ mod tests {
         };
         let got = subjects(&mut a, &[support("off", "on"), support("on", "off")]);
         assert_eq!(got, ["support: off -> on", "support: on -> off"]);
+    }
+
+    #[test]
+    fn a_newer_version_on_the_update_server_is_mailed() {
+        let mut a = Alerts::new(NodeId::Node1);
+        let got = subjects(
+            &mut a,
+            &[Alert::UpdateAvailable {
+                running: "0.1.0".into(),
+                offered: "0.2.0".into(),
+            }],
+        );
+        assert_eq!(got, ["update available: 0.1.0 -> 0.2.0"]);
     }
 
     #[test]

@@ -208,6 +208,13 @@ fn bundle(suffix: Option<String>) -> Result<PathBuf> {
         inputs.version,
         inputs.signing.describe()
     );
+    let changelog = std::fs::read_to_string(workspace().join("CHANGELOG.md"))
+        .context("reading CHANGELOG.md")?;
+    let index = tandem_image::bundle::write_index(&bundle, &inputs.version, &changelog)?;
+    eprintln!(
+        "bundle: the update server's list is {} (publish it beside the bundle)",
+        index.display()
+    );
     Ok(bundle)
 }
 

@@ -65,6 +65,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/passwords/ve101", post(settings::save_ve101_password))
         .route(INSTALL_PROGRESS, get(ves::install_progress))
         .route("/updates", get(updates::updates))
+        .route("/updates/check", post(updates::check))
         .route("/maintenance", get(maintenance::maintenance))
         .route("/maintenance/switchover", post(maintenance::switchover))
         .route("/maintenance/export", post(maintenance::export))

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use tandem_api::{JobState, Reply, Request, UpdateView};
+use serde::Deserialize;
+use tandem_api::{JobState, Reply, Request, UpdateServerView, UpdateView};
 
 use super::{VERSION, ask_reply, render, row};
 use crate::app::App;
 use crate::i18n::Lang;
 use crate::page::{error_p, esc};
 use crate::refusal::refusal_html;
-use crate::visit::Cluster;
+use crate::visit::{Cluster, Posted};
 
-/// The page's body for clusterd's `reply`.
-pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
+/// The page's body for clusterd's `reply` (`csrf`: the session's token for the
+/// check button).
+pub(super) fn updates_html(lang: Lang, reply: &Reply, csrf: &str) -> String {
     let v = match reply {
         Reply::Update(v) => v,
         Reply::Refused(r) => return refusal_html(lang, r).1,
@@ -44,6 +46,7 @@ pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
         ));
     }
     body.push_str(&job_html(lang, v));
+    body.push_str(&server_html(lang, v.server.as_ref(), csrf));
     body.push_str(&format!("<h2>{}</h2>", lang.t("History", "Verlauf")));
     if v.history.is_empty() {
         body.push_str(&format!(
@@ -80,6 +83,70 @@ pub(super) fn updates_html(lang: Lang, reply: &Reply) -> String {
         "<p class=\"note\">Ein Update ist ein signiertes Paket (<code>tandem-VERSION.raucb</code>). Dienste vom Knoten wegschalten (Wartung: Umschalten), das Paket auf den Knoten kopieren und dort <code>tandem update install DATEI</code> ausführen: es wird in den anderen Systembereich geschrieben, und der Knoten startet daraus neu. Das neue System bleibt, sobald der Knoten wieder gesund ist (anderer Knoten hörbar, Replikation verbunden); sonst kehrt der Knoten von selbst zum vorherigen System zurück und meldet das hier und per E-Mail. <code>tandem update rolling DATEI</code> auf dem Knoten mit den Diensten aktualisiert beide Knoten nacheinander, mit einer Umschaltung. Pakete auf dieser Seite hochzuladen ist nicht möglich.</p>",
     ));
     body
+}
+
+fn server_html(lang: Lang, server: Option<&UpdateServerView>, csrf: &str) -> String {
+    let mut out = format!("<h2>{}</h2>", lang.t("Update server", "Update-Server"));
+    match server {
+        None => out.push_str(&format!(
+            "<p id=\"update-server\">{}</p>",
+            lang.t(
+                "No update server has answered yet: none is configured (updates.url), or its first check, a few minutes after the start, has not run.",
+                "Noch kein Update-Server hat geantwortet: Keiner ist eingetragen (updates.url), oder seine erste Abfrage, einige Minuten nach dem Start, lief noch nicht."
+            )
+        )),
+        Some(s) => {
+            let when = s.checked_at.map_or_else(
+                || lang.t("not yet", "noch nicht").to_owned(),
+                |t| format!("{} UTC", tandem_config::archive::rfc3339(t)),
+            );
+            let offer = match &s.offer {
+                Some(o) => format!(
+                    "<b>{}</b> ({}, {} MiB){}",
+                    esc(&o.version),
+                    esc(&o.file),
+                    o.size.div_ceil(1 << 20),
+                    if o.changes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("<pre>{}</pre>", esc(&o.changes))
+                    }
+                ),
+                None if s.error.is_none() => lang
+                    .t(
+                        "nothing newer than the running system",
+                        "nichts Neueres als das laufende System",
+                    )
+                    .to_owned(),
+                None => "–".to_owned(),
+            };
+            out.push_str(&format!(
+                "<table id=\"update-server\">{}{}<tr><th>{}</th><td id=\"update-offer\">{offer}</td></tr></table>",
+                row("URL", &s.url),
+                row(lang.t("last asked", "zuletzt gefragt"), &when),
+                lang.t("offers", "bietet an")
+            ));
+            if let Some(e) = &s.error {
+                out.push_str(&format!(
+                    "<p class=\"error\" id=\"update-server-error\">{} {}</p>",
+                    lang.t("The last check failed:", "Die letzte Abfrage schlug fehl:"),
+                    esc(e)
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "<form id=\"update-check\" method=\"post\" action=\"/updates/check\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <p><button type=\"submit\">{}</button> {}</p></form>",
+        esc(csrf),
+        lang.t("Ask the update server now", "Update-Server jetzt fragen"),
+        lang.t(
+            "(it is also asked once a day; a newer version is announced by e-mail)",
+            "(er wird auch einmal täglich gefragt; eine neuere Version wird per E-Mail gemeldet)"
+        )
+    ));
+    out
 }
 
 fn slots_html(lang: Lang, v: &UpdateView) -> String {
@@ -158,8 +225,45 @@ fn job_html(lang: Lang, v: &UpdateView) -> String {
 /// `GET /updates`.
 pub(super) async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) -> Response {
     let lang = a.lang;
-    let body = updates_html(lang, &ask_reply(&app, &a, Request::UpdateStatus).await);
+    let body = updates_html(
+        lang,
+        &ask_reply(&app, &a, Request::UpdateStatus).await,
+        a.csrf.as_str(),
+    );
     render(&app, lang, "/updates", &a, StatusCode::OK, &body)
+}
+
+/// The check button's form: only the session's token.
+#[derive(Debug, Deserialize)]
+pub struct CheckForm {}
+
+/// `POST /updates/check`: asks the update server now, then shows the page with
+/// its answer (or why nothing was asked).
+pub(super) async fn check(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form: CheckForm {},
+    }: Posted<Cluster, CheckForm>,
+) -> Response {
+    let lang = a.lang;
+    let (status, body) = match ask_reply(&app, &a, Request::UpdateCheck).await {
+        r @ Reply::Update(_) => (StatusCode::OK, updates_html(lang, &r, a.csrf.as_str())),
+        Reply::Refused(r) => {
+            let (status, msg) = refusal_html(lang, &r);
+            let page = updates_html(
+                lang,
+                &ask_reply(&app, &a, Request::UpdateStatus).await,
+                a.csrf.as_str(),
+            );
+            (status, format!("{msg}{page}"))
+        }
+        other => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_p(&format!("{other:?}")),
+        ),
+    };
+    render(&app, lang, "/updates", &a, status, &body)
 }
 
 #[cfg(test)]
@@ -210,12 +314,13 @@ mod tests {
             ],
             pending: None,
             rolling: Some("node2 tries 0.3.0".into()),
+            server: None,
         }
     }
 
     #[test]
     fn the_page_shows_slots_trial_and_history_in_both_languages() {
-        let en = updates_html(Lang::En, &Reply::Update(Box::new(view())));
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(view())), "tok");
         assert!(en.contains("B (running)"), "{en}");
         assert!(en.contains("as installed from the medium"), "{en}");
         assert!(en.contains("id=\"update-trial\""), "{en}");
@@ -225,11 +330,44 @@ mod tests {
             en.contains("Rolling update of the pair: node2 tries 0.3.0"),
             "{en}"
         );
-        let de = updates_html(Lang::De, &Reply::Update(Box::new(view())));
+        let de = updates_html(Lang::De, &Reply::Update(Box::new(view())), "tok");
         assert!(de.contains("B (läuft)"), "{de}");
         assert!(de.contains("fehlgeschlagen"), "{de}");
         assert!(de.contains("tandem update install DATEI"), "{de}");
         assert!(de.contains("Update des Paars: node2 tries 0.3.0"), "{de}");
+    }
+
+    #[test]
+    fn the_update_servers_offer_and_its_failure_are_shown_with_the_check_button() {
+        let mut v = view();
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v.clone())), "tok");
+        assert!(en.contains("No update server has answered yet"), "{en}");
+        assert!(en.contains("action=\"/updates/check\""), "{en}");
+        assert!(en.contains("name=\"csrf\" value=\"tok\""), "{en}");
+        v.server = Some(UpdateServerView {
+            url: "https://updates.vendor.example.net/tandem".into(),
+            checked_at: Some(1_796_600_000),
+            offer: Some(tandem_api::UpdateOffer {
+                version: "0.3.0+abc".into(),
+                file: "tandem-0.3.0+abc.raucb".into(),
+                size: 300 << 20,
+                changes: "- <faster> failover".into(),
+            }),
+            error: Some("the update server … refused the account".into()),
+        });
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v.clone())), "tok");
+        assert!(
+            en.contains("<b>0.3.0+abc</b> (tandem-0.3.0+abc.raucb, 300 MiB)"),
+            "{en}"
+        );
+        assert!(en.contains("<pre>- &lt;faster&gt; failover</pre>"), "{en}");
+        assert!(
+            en.contains("The last check failed: the update server"),
+            "{en}"
+        );
+        let de = updates_html(Lang::De, &Reply::Update(Box::new(v)), "tok");
+        assert!(de.contains("Update-Server jetzt fragen"), "{de}");
+        assert!(de.contains("Die letzte Abfrage schlug fehl"), "{de}");
     }
 
     #[test]
@@ -239,7 +377,7 @@ mod tests {
         v.job.state = JobState::Failed {
             error: "signature verification failed".into(),
         };
-        let en = updates_html(Lang::En, &Reply::Update(Box::new(v)));
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v)), "tok");
         assert!(
             en.contains("The system slots are unknown: the update service"),
             "{en}"

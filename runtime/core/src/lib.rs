@@ -79,6 +79,7 @@ pub mod rolling;
 pub mod support;
 mod time;
 mod trial;
+mod update_check;
 pub mod ve_health;
 
 use std::collections::VecDeque;
@@ -93,6 +94,7 @@ pub use tandem_proto::{
 };
 pub use time::Instant;
 pub use trial::{Trial, TrialHealth, TrialRule, TrialStep};
+pub use update_check::UpdateCheck;
 
 /// A frame this far behind the newest sequence seen on any path is stale even if its
 /// own path has not seen it (a delayed or replayed copy on a path that was down).

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tandem_api::{
-    JobState, PowerAction, Refusal, SlotView, UpdateHistoryEntry, UpdateJobView, UpdateView,
+    JobState, PowerAction, Refusal, SlotView, UpdateHistoryEntry, UpdateJobView, UpdateOffer,
+    UpdateServerView, UpdateView,
 };
 
-use crate::update::Updater;
+use crate::update::{Updater, server};
 
 /// The node's one update job, and what clusterd's loop says of the trial.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ struct Shared {
     job: UpdateJobView,
     trial: Option<String>,
     rolling: Option<String>,
+    server: Option<UpdateServerView>,
 }
 
 fn idle() -> UpdateJobView {
@@ -52,6 +54,7 @@ impl UpdateJob {
                 job: idle(),
                 trial: None,
                 rolling: None,
+                server: None,
             })),
         }
     }
@@ -82,9 +85,14 @@ impl UpdateJob {
     /// The slots, the job, the trial, the history.
     #[must_use]
     pub fn view(&self) -> UpdateView {
-        let (job, trial, rolling) = match self.shared.lock() {
-            Ok(g) => (g.job.clone(), g.trial.clone(), g.rolling.clone()),
-            Err(_) => (idle(), None, None),
+        let (job, trial, rolling, server) = match self.shared.lock() {
+            Ok(g) => (
+                g.job.clone(),
+                g.trial.clone(),
+                g.rolling.clone(),
+                g.server.clone(),
+            ),
+            Err(_) => (idle(), None, None, None),
         };
         let (booted, slots, slots_error) = match self.updater.status() {
             Ok(st) => (
@@ -124,7 +132,44 @@ impl UpdateJob {
             history,
             pending,
             rolling,
+            server,
         }
+    }
+
+    /// Asks the update server of `updates` now what it offers that is newer than the
+    /// running system; the answer (or why there is none) shows in [`Self::view`].
+    /// `None`: no server is configured (see [`server::configured`]), nothing asked.
+    pub fn check_server(
+        &self,
+        updates: &tandem_config::schema::UpdatesConfig,
+    ) -> Option<Result<Option<UpdateOffer>, String>> {
+        if !server::configured(updates) {
+            if let Ok(mut g) = self.shared.lock() {
+                g.server = None;
+            }
+            return None;
+        }
+        let s = server::Server::new(updates);
+        let result = s.check(&self.updater.running_version()).map_err(|e| e.0);
+        if let Ok(mut g) = self.shared.lock() {
+            let last = g.server.take().filter(|v| v.url == s.url);
+            g.server = Some(match &result {
+                Ok(offer) => UpdateServerView {
+                    url: s.url.clone(),
+                    checked_at: Some(crate::update::now_secs()),
+                    offer: offer.clone(),
+                    error: None,
+                },
+                // A failed check keeps what the server offered before.
+                Err(e) => UpdateServerView {
+                    url: s.url.clone(),
+                    checked_at: Some(crate::update::now_secs()),
+                    offer: last.and_then(|l| l.offer),
+                    error: Some(e.clone()),
+                },
+            });
+        }
+        Some(result)
     }
 
     fn update(&self, f: impl FnOnce(&mut UpdateJobView)) {

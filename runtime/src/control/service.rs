@@ -604,6 +604,19 @@ impl Service {
                 self.admin_reply(|a| Ok(Reply::Update(Box::new(a.update.view()))))
                     .await
             }
+            Request::UpdateCheck => {
+                self.admin_reply(|a| {
+                    let c = crate::admin::current(&a.store)?;
+                    match a.update.check_server(&c.updates) {
+                        None => Err(Refusal::Failed(format!(
+                            "no update server is configured ({} is an example address): set updates.url, updates.user and updates.password",
+                            c.updates.url
+                        ))),
+                        Some(_) => Ok(Reply::Update(Box::new(a.update.view()))),
+                    }
+                })
+                .await
+            }
             Request::UpdateInstall {
                 file,
                 force_downgrade,

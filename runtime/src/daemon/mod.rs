@@ -49,6 +49,7 @@ mod support;
 mod timesync;
 mod udp;
 mod update;
+mod update_check;
 mod ves;
 
 use std::sync::Arc;
@@ -179,6 +180,12 @@ pub async fn run(
     backup_schedule::start(
         sync.clone(),
         Arc::clone(&service),
+        tx.clone(),
+        Arc::clone(&hub),
+    );
+    update_check::start(
+        sync.clone(),
+        updates.job.clone(),
         tx.clone(),
         Arc::clone(&hub),
     );

@@ -508,6 +508,7 @@ mod tests {
             history: Vec::new(),
             pending: pending.map(Into::into),
             rolling: None,
+            server: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod peer;
 pub mod rauc;
 pub mod record;
 pub mod rolling;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

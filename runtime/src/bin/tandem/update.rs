@@ -29,6 +29,9 @@ pub enum UpdateCmd {
         #[arg(long)]
         force_downgrade: bool,
     },
+    /// Ask the update server (`[updates]`) now what it offers that is newer than the
+    /// running system (clusterd also asks once a day).
+    Check,
     /// Go back to the system in the other slot (it must have run well) and restart.
     /// Only on the passive node.
     Rollback,
@@ -89,6 +92,9 @@ fn print(v: &UpdateView) {
     if let Some(r) = &v.rolling {
         println!("rolling update: {r}");
     }
+    if let Some(s) = &v.server {
+        print_server(s);
+    }
     match &v.job.state {
         JobState::Idle => {}
         JobState::Running => println!(
@@ -110,6 +116,27 @@ fn print(v: &UpdateView) {
     }
 }
 
+fn print_server(s: &tandem_api::UpdateServerView) {
+    let when = s.checked_at.map_or_else(
+        || "not asked yet".to_owned(),
+        |t| format!("asked {}", tandem_notify::UnixSecs(t)),
+    );
+    println!("update server: {} ({when})", s.url);
+    match &s.offer {
+        Some(o) => {
+            println!("  offers {} ({}, {} MiB)", o.version, o.file, o.size >> 20);
+            for l in o.changes.lines().filter(|l| !l.trim().is_empty()) {
+                println!("    {l}");
+            }
+        }
+        None if s.error.is_none() => println!("  nothing newer than the running system"),
+        None => {}
+    }
+    if let Some(e) = &s.error {
+        println!("  last check failed: {e}");
+    }
+}
+
 /// Runs `cmd` against clusterd's socket `control`.
 ///
 /// # Errors
@@ -125,6 +152,17 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
                 print(&v);
             }
             Ok(())
+        }
+        UpdateCmd::Check => {
+            let Reply::Update(v) = expect(client.call(&Request::UpdateCheck)?)? else {
+                bail!("clusterd sent no update status");
+            };
+            let s = v.server.context("clusterd asked no update server")?;
+            print_server(&s);
+            match s.error {
+                Some(e) => bail!("the update server was not asked successfully: {e}"),
+                None => Ok(()),
+            }
         }
         UpdateCmd::Rollback => {
             expect(client.call(&Request::UpdateRollback)?)?;

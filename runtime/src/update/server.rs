@@ -1,0 +1,312 @@
+//! The vendor's update server (`[updates]`): the list of its bundles, `index.json`
+//! beside them as `cargo xtask bundle` writes it, fetched over HTTP(S) with the
+//! configured account, and the newest version in it that this node may install.
+//!
+//! The list only tells that a newer system exists; whatever is installed is still a
+//! bundle RAUC checks against the key the system trusts.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tandem_api::UpdateOffer;
+
+use super::{COMPATIBLE, UpdateError, fail};
+
+/// The list's name under the server's URL.
+pub const INDEX: &str = "index.json";
+
+/// The longest list read.
+const MAX_INDEX: u64 = 1 << 20;
+
+/// How long one request may take, connection included.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server's list of bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    /// The system the bundles are for.
+    pub compatible: String,
+    /// The bundles.
+    pub bundles: Vec<Offered>,
+}
+
+/// One bundle in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offered {
+    /// Its version.
+    pub version: String,
+    /// Its file name beside the list.
+    pub file: String,
+    /// SHA-256 of the file, hexadecimal.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What changed.
+    #[serde(default)]
+    pub changes: String,
+}
+
+/// Reads a list as the server sent it.
+///
+/// # Errors
+/// It is not a list of bundles: what is wrong, and where.
+pub fn parse_index(bytes: &[u8]) -> Result<Index, UpdateError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        fail(format!(
+            "the update server's {INDEX} is not a list of bundles: {e}"
+        ))
+    })
+}
+
+fn version(v: &str) -> Option<semver::Version> {
+    semver::Version::parse(v.trim()).ok()
+}
+
+fn plain_file_name(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 255
+        && f.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
+        && !f.starts_with('.')
+}
+
+/// The newest bundle of `index` for this system that is newer than `running`
+/// (entries that name no version, a strange file name or a bad checksum are left
+/// out). `None`: nothing newer.
+#[must_use]
+pub fn newest(index: &Index, running: &str) -> Option<UpdateOffer> {
+    if index.compatible != COMPATIBLE {
+        return None;
+    }
+    let running = version(running)?;
+    index
+        .bundles
+        .iter()
+        .filter(|b| plain_file_name(&b.file))
+        .filter(|b| b.sha256.len() == 64 && b.sha256.bytes().all(|c| c.is_ascii_hexdigit()))
+        .filter_map(|b| version(&b.version).map(|v| (v, b)))
+        .filter(|(v, _)| v.cmp_precedence(&running) == std::cmp::Ordering::Greater)
+        .max_by(|a, b| a.0.cmp_precedence(&b.0))
+        .map(|(_, b)| UpdateOffer {
+            version: b.version.trim().to_owned(),
+            file: b.file.clone(),
+            size: b.size,
+            changes: b.changes.chars().take(4000).collect(),
+        })
+}
+
+/// Whether `[updates]` names a server to ask: a host of the names reserved for
+/// examples (`example.com`, `example.net`, `example.org`, `*.example`, `*.invalid`,
+/// as `tandem config init` writes) names none.
+#[must_use]
+pub fn configured(c: &tandem_config::schema::UpdatesConfig) -> bool {
+    let url = c.url.as_str();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let reserved = ["example.com", "example.net", "example.org"];
+    !(reserved
+        .iter()
+        .any(|r| host == *r || host.ends_with(&format!(".{r}")))
+        || host.ends_with(".example")
+        || host.ends_with(".invalid")
+        || host == "example"
+        || host == "invalid")
+}
+
+/// The configured server.
+#[derive(Clone)]
+pub struct Server {
+    /// Its base URL.
+    pub url: String,
+    user: String,
+    password: String,
+    /// The CA its certificate must come from (PEM); `None`: the public CAs.
+    ca: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The server of `[updates]`.
+    #[must_use]
+    pub fn new(c: &tandem_config::schema::UpdatesConfig) -> Server {
+        Server {
+            url: c.url.as_str().trim_end_matches('/').to_owned(),
+            user: c.user.to_string(),
+            password: c.password.expose().to_owned(),
+            ca: c.ca_certificate.clone(),
+        }
+    }
+
+    fn agent(&self) -> Result<ureq::Agent, UpdateError> {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots = match &self.ca {
+            None => RootCerts::WebPki,
+            Some(pem) => {
+                let cert = Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+                    fail(format!(
+                        "updates.ca-certificate is not a PEM certificate: {e}"
+                    ))
+                })?;
+                RootCerts::Specific(std::sync::Arc::new(vec![cert]))
+            }
+        };
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build();
+        Ok(config.new_agent())
+    }
+
+    /// Fetches the list.
+    ///
+    /// # Errors
+    /// The server cannot be reached, refused the account, or sent no list: in words.
+    pub fn fetch_index(&self) -> Result<Index, UpdateError> {
+        let url = format!("{}/{INDEX}", self.url);
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        let mut response = self
+            .agent()?
+            .get(&url)
+            .header("Authorization", &format!("Basic {auth}"))
+            .call()
+            .map_err(|e| fail(format!("the update server {url} cannot be reached: {e}")))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(fail(format!(
+                    "the update server {url} refused the account \"{}\" (HTTP {status}): check updates.user and updates.password",
+                    self.user
+                )));
+            }
+            404 => {
+                return Err(fail(format!(
+                    "the update server has no {INDEX} at {url} (HTTP 404): check updates.url"
+                )));
+            }
+            other => {
+                return Err(fail(format!(
+                    "the update server {url} answered HTTP {other}"
+                )));
+            }
+        }
+        let mut bytes = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(MAX_INDEX + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("reading {url}: {e}")))?;
+        if bytes.len() as u64 > MAX_INDEX {
+            return Err(fail(format!(
+                "the update server's {INDEX} is larger than {MAX_INDEX} bytes: not read"
+            )));
+        }
+        parse_index(&bytes)
+    }
+
+    /// Asks the server what it offers that is newer than `running`.
+    ///
+    /// # Errors
+    /// As [`Server::fetch_index`].
+    pub fn check(&self, running: &str) -> Result<Option<UpdateOffer>, UpdateError> {
+        Ok(newest(&self.fetch_index()?, running))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered(version: &str, file: &str) -> Offered {
+        Offered {
+            version: version.into(),
+            file: file.into(),
+            sha256: "ab".repeat(32),
+            size: 7,
+            changes: "fixes".into(),
+        }
+    }
+
+    #[test]
+    fn the_newest_compatible_newer_bundle_is_offered() {
+        let index = Index {
+            compatible: COMPATIBLE.into(),
+            bundles: vec![
+                offered("0.2.0+b", "tandem-0.2.0+b.raucb"),
+                offered("0.3.0+c", "tandem-0.3.0+c.raucb"),
+                offered("0.1.0+a", "tandem-0.1.0+a.raucb"),
+                offered("9.0.0", "../escape.raucb"),
+                offered("not a version", "tandem-x.raucb"),
+            ],
+        };
+        let o = newest(&index, "0.2.0+a").unwrap();
+        assert_eq!(o.version, "0.3.0+c");
+        assert_eq!(o.file, "tandem-0.3.0+c.raucb");
+        assert_eq!(
+            newest(&index, "0.3.0+z"),
+            None,
+            "the same version is not newer"
+        );
+        assert_eq!(newest(&index, "unknown"), None);
+        let foreign = Index {
+            compatible: "someone-else".into(),
+            ..index
+        };
+        assert_eq!(newest(&foreign, "0.1.0"), None);
+    }
+
+    #[test]
+    fn the_example_servers_name_none() {
+        let mut c = tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default())
+            .unwrap()
+            .0
+            .updates;
+        assert!(!configured(&c), "{}", c.url);
+        for (url, yes) in [
+            ("https://updates.vendor.de/tandem", true),
+            ("http://127.0.0.1:8443/x", true),
+            ("https://EXAMPLE.org:443/x", false),
+            ("https://mirror.example/x", false),
+            ("https://updates.invalid", false),
+            ("https://example.com.vendor.de/", true),
+        ] {
+            c.url = url.parse().unwrap();
+            assert_eq!(configured(&c), yes, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_list_that_is_not_one_is_refused_in_words() {
+        let e = parse_index(b"<html>login</html>").unwrap_err().0;
+        assert!(e.contains("is not a list of bundles"), "{e}");
+        let e = parse_index(br#"{"compatible":"tandem-sr2500"}"#)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("bundles"), "{e}");
+        let good = serde_json::to_vec(&Index {
+            compatible: COMPATIBLE.into(),
+            bundles: vec![offered("0.2.0", "tandem-0.2.0.raucb")],
+        })
+        .unwrap();
+        assert_eq!(parse_index(&good).unwrap().bundles.len(), 1);
+    }
+}
