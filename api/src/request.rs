@@ -236,6 +236,15 @@ pub enum Request {
     /// running system ([`crate::Reply::Update`], its `server` part); refused when no
     /// server is configured. clusterd also asks by itself once a day.
     UpdateCheck,
+    /// Download the bundle the update server offered at its last check onto this
+    /// node and have it checked (signature, system, version), in the background
+    /// ([`crate::Reply::UpdateStarted`]; [`Request::UpdateStatus`]'s
+    /// `server.download` follows it and names the file to install).
+    UpdateDownload,
+    /// On the node that runs the services: the rolling update of the pair
+    /// ([`Request::UpdateRolling`]) with the bundle [`Request::UpdateDownload`]
+    /// fetched and checked (the console's one click; no path travels).
+    UpdateRollingDownloaded,
     /// Root only: install the update bundle `file` (a path on this node) into the
     /// inactive slot and restart into it; runs in the background
     /// ([`Request::UpdateStatus`]). Refused on the node that runs the services.

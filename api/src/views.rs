@@ -647,6 +647,10 @@ pub struct UpdateServerView {
     pub offer: Option<UpdateOffer>,
     /// Why the last check failed.
     pub error: Option<String>,
+    /// The download of the offered bundle onto this node, running or the last one
+    /// (`file`: where it is kept once done).
+    #[serde(default)]
+    pub download: Option<UpdateJobView>,
 }
 
 /// A bundle the update server offers.
@@ -658,6 +662,9 @@ pub struct UpdateOffer {
     pub file: String,
     /// Its size in bytes.
     pub size: u64,
+    /// SHA-256 of the file, hexadecimal (as the server's list says).
+    #[serde(default)]
+    pub sha256: String,
     /// What changed, in the vendor's words.
     #[serde(default)]
     pub changes: String,

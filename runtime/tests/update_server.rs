@@ -111,6 +111,12 @@ impl Rig {
             "# Changes\n\n## 9.1.0\n\n- faster failover\n\n## 0.1.0\n\n- first\n",
         )
         .unwrap();
+        // A bundle damaged after its list was written (a broken mirror).
+        std::fs::create_dir_all(site.join("tandem-damaged")).unwrap();
+        let damaged = site.join("tandem-damaged/tandem-9.2.0.raucb");
+        std::fs::write(&damaged, vec![7u8; 4096]).unwrap();
+        tandem_image::bundle::write_index(&damaged, "9.2.0", "").unwrap();
+        std::fs::write(&damaged, vec![8u8; 4096]).unwrap();
         std::fs::create_dir_all(site.join("tandem-bad")).unwrap();
         std::fs::write(
             site.join("tandem-bad/index.json"),
@@ -207,6 +213,7 @@ fn clusterd(dir: &Path, cfg: &tandem_config::ApplianceConfig, version: &str) -> 
         state_dir,
         version_file,
     });
+    admin.update.download_dir = dir.join("downloads");
     let service = Arc::new(Service::new(admin, Some(ClusterLink::ended("node1"))));
     let sock = dir.join("control.sock");
     let path = sock.clone();
@@ -283,4 +290,77 @@ fn tandem_update_check_asks_the_server_through_clusterd_and_status_shows_the_off
         "{out}"
     );
     assert!(out.contains("offers 9.1.0+abc"), "{out}");
+}
+
+#[test]
+fn the_offered_bundle_is_downloaded_whole_and_a_damaged_one_is_not_kept() {
+    let rig = Rig::new();
+    let server = Server::new(&rig.updates("tandem", PASSWORD));
+    let offer = server.check("0.1.0").unwrap().unwrap();
+    let dir = rig.dir.path().join("downloads");
+    let mut seen = Vec::new();
+    let path = server
+        .download(&offer, &dir, &mut |p| seen.push(p))
+        .unwrap();
+    assert_eq!(path, dir.join("tandem-9.1.0+abc.raucb"));
+    assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 4096]);
+    assert_eq!(seen.last(), Some(&100));
+
+    let server = Server::new(&rig.updates("tandem-damaged", PASSWORD));
+    let offer = server.check("0.1.0").unwrap().unwrap();
+    let dir = rig.dir.path().join("damaged");
+    let e = server.download(&offer, &dir, &mut |_| {}).unwrap_err().0;
+    assert!(
+        e.contains("arrived damaged") && e.contains("not kept"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+}
+
+#[test]
+fn tandem_update_download_fetches_the_offer_and_a_bundle_the_engine_refuses_is_not_kept() {
+    let rig = Rig::new();
+    let (mut cfg, _) =
+        tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
+    cfg.updates = rig.updates("tandem", PASSWORD);
+    let node = rig.dir.path().join("node");
+    std::fs::create_dir_all(&node).unwrap();
+    let sock = clusterd(&node, &cfg, "0.1.0+abc");
+
+    // Nothing offered yet: nothing to download.
+    let (ok, out) = tandem(&sock, &["update", "download"]);
+    assert!(!ok);
+    assert!(
+        out.contains("offered nothing newer at its last check"),
+        "{out}"
+    );
+
+    let (ok, out) = tandem(&sock, &["update", "check"]);
+    assert!(ok, "{out}");
+    // The file is a stand-in, not a signed bundle: it arrives whole, then the
+    // update engine refuses it and it is not kept.
+    let (ok, out) = tandem(&sock, &["update", "download"]);
+    eprintln!("tandem update download:\n{out}");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is refused") || out.contains("not installed"),
+        "{out}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(node.join("downloads"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
+    let (_, out) = tandem(&sock, &["update", "status"]);
+    assert!(out.contains("offers 9.1.0+abc"), "{out}");
+    // The console's one click has nothing to start with.
+    let reply = tandem_api::Client::connect(&sock)
+        .unwrap()
+        .call(&tandem_api::Request::UpdateRollingDownloaded)
+        .unwrap();
+    assert!(
+        format!("{reply:?}").contains("no bundle is downloaded on this node"),
+        "{reply:?}"
+    );
 }

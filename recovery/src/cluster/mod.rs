@@ -66,6 +66,8 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route(INSTALL_PROGRESS, get(ves::install_progress))
         .route("/updates", get(updates::updates))
         .route("/updates/check", post(updates::check))
+        .route("/updates/download", post(updates::download))
+        .route("/updates/rolling", post(updates::rolling))
         .route("/maintenance", get(maintenance::maintenance))
         .route("/maintenance/switchover", post(maintenance::switchover))
         .route("/maintenance/export", post(maintenance::export))

@@ -133,6 +133,7 @@ fn server_html(lang: Lang, server: Option<&UpdateServerView>, csrf: &str) -> Str
                     esc(e)
                 ));
             }
+            out.push_str(&download_html(lang, s, csrf));
         }
     }
     out.push_str(&format!(
@@ -146,6 +147,72 @@ fn server_html(lang: Lang, server: Option<&UpdateServerView>, csrf: &str) -> Str
             "(er wird auch einmal täglich gefragt; eine neuere Version wird per E-Mail gemeldet)"
         )
     ));
+    out
+}
+
+/// A form of one button posting the session's token to `action`.
+fn button(id: &str, action: &str, csrf: &str, label: &str) -> String {
+    format!(
+        "<form id=\"{id}\" method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <p><button type=\"submit\">{}</button></p></form>",
+        esc(csrf),
+        esc(label)
+    )
+}
+
+/// The download of the offered bundle: its state, and the next step's button.
+fn download_html(lang: Lang, s: &UpdateServerView, csrf: &str) -> String {
+    let mut out = String::new();
+    let running = s
+        .download
+        .as_ref()
+        .is_some_and(|d| d.state == JobState::Running);
+    if let Some(d) = &s.download {
+        let to = esc(d.to_version.as_deref().unwrap_or("?"));
+        out.push_str(&match &d.state {
+            JobState::Idle => String::new(),
+            JobState::Running => format!(
+                "<p role=\"status\" id=\"update-download\">{} {}% {}</p>",
+                lang.f(format!("Downloading {to}:"), format!("{to} wird geladen:")),
+                d.percent,
+                esc(&d.step)
+            ),
+            JobState::Succeeded => format!(
+                "<p class=\"ok\" id=\"update-download\">{}</p>{}<p class=\"note\">{}</p>",
+                esc(&d.step),
+                button(
+                    "update-rolling-start",
+                    "/updates/rolling",
+                    csrf,
+                    &lang.f(
+                        format!("Update both nodes to {}", d.to_version.as_deref().unwrap_or("?")),
+                        format!("Beide Knoten auf {} aktualisieren", d.to_version.as_deref().unwrap_or("?")),
+                    ),
+                ),
+                lang.t(
+                    "On the node that runs the services: the other node is updated first, then the services move to it (one switchover), then this node. The update stops with the services running if a node does not keep the new system.",
+                    "Auf dem Knoten mit den Diensten: Zuerst wird der andere Knoten aktualisiert, dann wechseln die Dienste zu ihm (eine Umschaltung), dann dieser Knoten. Behält ein Knoten das neue System nicht, hält das Update an, die Dienste laufen weiter."
+                )
+            ),
+            JobState::Failed { error } => format!(
+                "<p class=\"error\" id=\"update-download\">{} {}</p>",
+                lang.t("The download failed:", "Das Laden schlug fehl:"),
+                esc(error)
+            ),
+        });
+    }
+    if let Some(o) = s.offer.as_ref().filter(|_| !running) {
+        out.push_str(&button(
+            "update-download-start",
+            "/updates/download",
+            csrf,
+            &lang.f(
+                format!("Download {} onto this node", o.version),
+                format!("{} auf diesen Knoten laden", o.version),
+            ),
+        ));
+    }
     out
 }
 
@@ -233,9 +300,9 @@ pub(super) async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) ->
     render(&app, lang, "/updates", &a, StatusCode::OK, &body)
 }
 
-/// The check button's form: only the session's token.
+/// A button's form: only the session's token.
 #[derive(Debug, Deserialize)]
-pub struct CheckForm {}
+pub struct ButtonForm {}
 
 /// `POST /updates/check`: asks the update server now, then shows the page with
 /// its answer (or why nothing was asked).
@@ -243,17 +310,52 @@ pub(super) async fn check(
     State(app): State<Arc<App>>,
     Posted {
         visit: Cluster(a),
-        form: CheckForm {},
-    }: Posted<Cluster, CheckForm>,
+        form: ButtonForm {},
+    }: Posted<Cluster, ButtonForm>,
 ) -> Response {
+    act(&app, &a, Request::UpdateCheck).await
+}
+
+/// `POST /updates/download`: downloads the offered bundle onto this node.
+pub(super) async fn download(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form: ButtonForm {},
+    }: Posted<Cluster, ButtonForm>,
+) -> Response {
+    act(&app, &a, Request::UpdateDownload).await
+}
+
+/// `POST /updates/rolling`: the rolling update with the downloaded bundle.
+pub(super) async fn rolling(
+    State(app): State<Arc<App>>,
+    Posted {
+        visit: Cluster(a),
+        form: ButtonForm {},
+    }: Posted<Cluster, ButtonForm>,
+) -> Response {
+    act(&app, &a, Request::UpdateRollingDownloaded).await
+}
+
+/// Asks `request`, then shows the page as it stands, with the refusal on top.
+async fn act(app: &Arc<App>, a: &crate::visit::Visit, request: Request) -> Response {
     let lang = a.lang;
-    let (status, body) = match ask_reply(&app, &a, Request::UpdateCheck).await {
+    let (status, body) = match ask_reply(app, a, request).await {
         r @ Reply::Update(_) => (StatusCode::OK, updates_html(lang, &r, a.csrf.as_str())),
+        Reply::UpdateStarted => (
+            StatusCode::OK,
+            updates_html(
+                lang,
+                &ask_reply(app, a, Request::UpdateStatus).await,
+                a.csrf.as_str(),
+            ),
+        ),
         Reply::Refused(r) => {
             let (status, msg) = refusal_html(lang, &r);
             let page = updates_html(
                 lang,
-                &ask_reply(&app, &a, Request::UpdateStatus).await,
+                &ask_reply(app, a, Request::UpdateStatus).await,
                 a.csrf.as_str(),
             );
             (status, format!("{msg}{page}"))
@@ -263,7 +365,7 @@ pub(super) async fn check(
             error_p(&format!("{other:?}")),
         ),
     };
-    render(&app, lang, "/updates", &a, status, &body)
+    render(app, lang, "/updates", a, status, &body)
 }
 
 #[cfg(test)]
@@ -351,9 +453,11 @@ mod tests {
                 version: "0.3.0+abc".into(),
                 file: "tandem-0.3.0+abc.raucb".into(),
                 size: 300 << 20,
+                sha256: String::new(),
                 changes: "- <faster> failover".into(),
             }),
             error: Some("the update server … refused the account".into()),
+            download: None,
         });
         let en = updates_html(Lang::En, &Reply::Update(Box::new(v.clone())), "tok");
         assert!(
@@ -365,9 +469,40 @@ mod tests {
             en.contains("The last check failed: the update server"),
             "{en}"
         );
-        let de = updates_html(Lang::De, &Reply::Update(Box::new(v)), "tok");
+        assert!(en.contains("Download 0.3.0+abc onto this node"), "{en}");
+        assert!(en.contains("action=\"/updates/download\""), "{en}");
+        let de = updates_html(Lang::De, &Reply::Update(Box::new(v.clone())), "tok");
         assert!(de.contains("Update-Server jetzt fragen"), "{de}");
         assert!(de.contains("Die letzte Abfrage schlug fehl"), "{de}");
+        assert!(de.contains("0.3.0+abc auf diesen Knoten laden"), "{de}");
+
+        // Running: no second download; done: the rolling update's button.
+        let server = v.server.as_mut().unwrap();
+        server.download = Some(UpdateJobView {
+            state: JobState::Running,
+            file: None,
+            to_version: Some("0.3.0+abc".into()),
+            percent: 42,
+            step: "downloading tandem-0.3.0+abc.raucb".into(),
+        });
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v.clone())), "tok");
+        assert!(en.contains("Downloading 0.3.0+abc: 42%"), "{en}");
+        assert!(!en.contains("/updates/download"), "{en}");
+        let d = v.server.as_mut().unwrap().download.as_mut().unwrap();
+        d.state = JobState::Succeeded;
+        d.step = "0.3.0+abc downloaded and checked: /tmp/x.raucb".into();
+        let en = updates_html(Lang::En, &Reply::Update(Box::new(v.clone())), "tok");
+        assert!(en.contains("Update both nodes to 0.3.0+abc"), "{en}");
+        assert!(en.contains("action=\"/updates/rolling\""), "{en}");
+        let d = v.server.as_mut().unwrap().download.as_mut().unwrap();
+        d.state = JobState::Failed {
+            error: "tandem-0.3.0+abc.raucb arrived damaged".into(),
+        };
+        let de = updates_html(Lang::De, &Reply::Update(Box::new(v)), "tok");
+        assert!(
+            de.contains("Das Laden schlug fehl: tandem-0.3.0+abc.raucb arrived damaged"),
+            "{de}"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::update::{Updater, server};
 pub struct UpdateJob {
     /// The updater.
     pub updater: Updater,
+    /// Where bundles from the update server are downloaded ([`DOWNLOAD_DIR`]).
+    pub download_dir: PathBuf,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -28,7 +30,13 @@ struct Shared {
     trial: Option<String>,
     rolling: Option<String>,
     server: Option<UpdateServerView>,
+    download: Option<UpdateJobView>,
 }
+
+/// Where a bundle downloaded from the update server is kept: in memory, like the
+/// bundle a rolling update copies to the other node (the node restarts into the
+/// new system anyway).
+pub const DOWNLOAD_DIR: &str = "/tmp/tandem-download";
 
 fn idle() -> UpdateJobView {
     UpdateJobView {
@@ -50,11 +58,13 @@ impl UpdateJob {
     pub fn new(updater: Updater) -> UpdateJob {
         UpdateJob {
             updater,
+            download_dir: PathBuf::from(DOWNLOAD_DIR),
             shared: Arc::new(Mutex::new(Shared {
                 job: idle(),
                 trial: None,
                 rolling: None,
                 server: None,
+                download: None,
             })),
         }
     }
@@ -90,7 +100,10 @@ impl UpdateJob {
                 g.job.clone(),
                 g.trial.clone(),
                 g.rolling.clone(),
-                g.server.clone(),
+                g.server.clone().map(|mut s| {
+                    s.download.clone_from(&g.download);
+                    s
+                }),
             ),
             Err(_) => (idle(), None, None, None),
         };
@@ -159,6 +172,7 @@ impl UpdateJob {
                     checked_at: Some(crate::update::now_secs()),
                     offer: offer.clone(),
                     error: None,
+                    download: None,
                 },
                 // A failed check keeps what the server offered before.
                 Err(e) => UpdateServerView {
@@ -166,10 +180,114 @@ impl UpdateJob {
                     checked_at: Some(crate::update::now_secs()),
                     offer: last.and_then(|l| l.offer),
                     error: Some(e.clone()),
+                    download: None,
                 },
             });
         }
         Some(result)
+    }
+
+    fn update_download(&self, f: impl FnOnce(&mut UpdateJobView)) {
+        if let Ok(mut g) = self.shared.lock()
+            && let Some(d) = g.download.as_mut()
+        {
+            f(d);
+        }
+    }
+
+    /// Downloads the bundle the update server offered at its last check into
+    /// [`Self::download_dir`]
+    /// in the background, then has RAUC check it (signature, system, version) as
+    /// [`Self::start_install`] would; the result shows in [`Self::view`] (`file`: the
+    /// bundle to install). A bundle that fails is not kept.
+    ///
+    /// # Errors
+    /// No server is configured, it offered nothing at its last check, or a download
+    /// runs already.
+    pub fn start_download(
+        &self,
+        updates: &tandem_config::schema::UpdatesConfig,
+    ) -> Result<String, Refusal> {
+        if !server::configured(updates) {
+            return Err(Refusal::Failed(format!(
+                "no update server is configured ({} is an example address): set updates.url, updates.user and updates.password",
+                updates.url
+            )));
+        }
+        let s = server::Server::new(updates);
+        let offer = {
+            let mut g = self.shared.lock().map_err(|_| lost())?;
+            if g.download
+                .as_ref()
+                .is_some_and(|d| d.state == JobState::Running)
+            {
+                return Err(Refusal::Failed(
+                    "a download runs already: follow it with `tandem update status`".into(),
+                ));
+            }
+            let Some(offer) = g
+                .server
+                .as_ref()
+                .filter(|v| v.url == s.url)
+                .and_then(|v| v.offer.clone())
+            else {
+                return Err(Refusal::Failed(
+                    "the update server offered nothing newer at its last check: ask it again (tandem update check)".into(),
+                ));
+            };
+            g.download = Some(UpdateJobView {
+                state: JobState::Running,
+                file: None,
+                to_version: Some(offer.version.clone()),
+                percent: 0,
+                step: format!("downloading {} from {}", offer.file, s.url),
+            });
+            offer
+        };
+        let job = self.clone();
+        let dir = self.download_dir.clone();
+        let version = offer.version.clone();
+        super::start_thread("download", "the download", move || {
+            let mut progress = |p: u8| job.update_download(|d| d.percent = p);
+            let got = s.download(&offer, &dir, &mut progress).and_then(|path| {
+                job.updater
+                    .check(&path, false)
+                    .map(|_| path.clone())
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_file(&path);
+                    })
+            });
+            job.update_download(|d| match got {
+                Ok(path) => {
+                    d.state = JobState::Succeeded;
+                    d.percent = 100;
+                    d.step = format!(
+                        "{} downloaded and checked: {}",
+                        offer.version,
+                        path.display()
+                    );
+                    d.file = Some(path.display().to_string());
+                }
+                Err(e) => d.state = JobState::Failed { error: e.0 },
+            });
+        })
+        .inspect_err(|_| {
+            self.update_download(|d| {
+                d.state = JobState::Failed {
+                    error: "no thread".into(),
+                };
+            });
+        })?;
+        Ok(version)
+    }
+
+    /// The bundle the last download fetched and checked, while it is still there.
+    #[must_use]
+    pub fn downloaded(&self) -> Option<PathBuf> {
+        let g = self.shared.lock().ok()?;
+        let d = g.download.as_ref()?;
+        let file = d.file.as_ref().filter(|_| d.state == JobState::Succeeded)?;
+        Some(PathBuf::from(file)).filter(|p| p.is_file())
     }
 
     fn update(&self, f: impl FnOnce(&mut UpdateJobView)) {

@@ -617,6 +617,15 @@ impl Service {
                 })
                 .await
             }
+            Request::UpdateDownload => {
+                self.admin_reply(|a| {
+                    let c = crate::admin::current(&a.store)?;
+                    a.update
+                        .start_download(&c.updates)
+                        .map(|_| Reply::UpdateStarted)
+                })
+                .await
+            }
             Request::UpdateInstall {
                 file,
                 force_downgrade,
@@ -646,6 +655,24 @@ impl Service {
                         file,
                         switch_back,
                         force_downgrade,
+                    })
+                    .await)
+            }
+            Request::UpdateRollingDownloaded => {
+                let Some(c) = &self.cluster else {
+                    return refused(Refusal::RecoveryMode("update-rolling".into()));
+                };
+                let Some(file) = self.admin.update.downloaded() else {
+                    return refused(Refusal::Failed(
+                        "no bundle is downloaded on this node: download the update server's offer first (tandem update download, or the Updates page)".into(),
+                    ));
+                };
+                one(c
+                    .rolling
+                    .call(crate::update::rolling::Call::Start {
+                        file: file.display().to_string(),
+                        switch_back: false,
+                        force_downgrade: false,
                     })
                     .await)
             }

@@ -6,6 +6,8 @@
 //! bundle RAUC checks against the key the system trusts.
 
 use std::io::Read as _;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,6 +24,9 @@ const MAX_INDEX: u64 = 1 << 20;
 
 /// How long one request may take, connection included.
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a bundle's download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The server's list of bundles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +98,7 @@ pub fn newest(index: &Index, running: &str) -> Option<UpdateOffer> {
             version: b.version.trim().to_owned(),
             file: b.file.clone(),
             size: b.size,
+            sha256: b.sha256.to_ascii_lowercase(),
             changes: b.changes.chars().take(4000).collect(),
         })
 }
@@ -153,7 +159,7 @@ impl Server {
         }
     }
 
-    fn agent(&self) -> Result<ureq::Agent, UpdateError> {
+    fn agent(&self, timeout: Duration) -> Result<ureq::Agent, UpdateError> {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
         let roots = match &self.ca {
             None => RootCerts::WebPki,
@@ -167,11 +173,44 @@ impl Server {
             }
         };
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(TIMEOUT))
             .http_status_as_error(false)
             .tls_config(TlsConfig::builder().root_certs(roots).build())
             .build();
         Ok(config.new_agent())
+    }
+
+    /// GETs `name` under the server's URL with the account; only a 200 answer is
+    /// returned.
+    fn get(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, UpdateError> {
+        let url = format!("{}/{name}", self.url);
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        let response = self
+            .agent(timeout)?
+            .get(&url)
+            .header("Authorization", &format!("Basic {auth}"))
+            .call()
+            .map_err(|e| fail(format!("the update server {url} cannot be reached: {e}")))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => Ok(response),
+            401 | 403 => Err(fail(format!(
+                "the update server {url} refused the account \"{}\" (HTTP {status}): check updates.user and updates.password",
+                self.user
+            ))),
+            404 => Err(fail(format!(
+                "the update server has no {name} at {url} (HTTP 404): check updates.url"
+            ))),
+            other => Err(fail(format!(
+                "the update server {url} answered HTTP {other}"
+            ))),
+        }
     }
 
     /// Fetches the list.
@@ -180,34 +219,7 @@ impl Server {
     /// The server cannot be reached, refused the account, or sent no list: in words.
     pub fn fetch_index(&self) -> Result<Index, UpdateError> {
         let url = format!("{}/{INDEX}", self.url);
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.user, self.password));
-        let mut response = self
-            .agent()?
-            .get(&url)
-            .header("Authorization", &format!("Basic {auth}"))
-            .call()
-            .map_err(|e| fail(format!("the update server {url} cannot be reached: {e}")))?;
-        let status = response.status().as_u16();
-        match status {
-            200 => {}
-            401 | 403 => {
-                return Err(fail(format!(
-                    "the update server {url} refused the account \"{}\" (HTTP {status}): check updates.user and updates.password",
-                    self.user
-                )));
-            }
-            404 => {
-                return Err(fail(format!(
-                    "the update server has no {INDEX} at {url} (HTTP 404): check updates.url"
-                )));
-            }
-            other => {
-                return Err(fail(format!(
-                    "the update server {url} answered HTTP {other}"
-                )));
-            }
-        }
+        let mut response = self.get(INDEX, TIMEOUT)?;
         let mut bytes = Vec::new();
         response
             .body_mut()
@@ -221,6 +233,93 @@ impl Server {
             )));
         }
         parse_index(&bytes)
+    }
+
+    /// Downloads `offer` into `dir` (created, mode 0700) and returns its path; the
+    /// file is there only complete, of the size and SHA-256 the list names.
+    /// `progress` gets the percentage done.
+    ///
+    /// # Errors
+    /// The server refused or went away, the file is larger than a bundle may be or
+    /// than the list said, or its checksum differs: nothing is left in `dir` then.
+    pub fn download(
+        &self,
+        offer: &UpdateOffer,
+        dir: &Path,
+        progress: &mut dyn FnMut(u8),
+    ) -> Result<PathBuf, UpdateError> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        if !plain_file_name(&offer.file) {
+            return Err(fail(format!(
+                "the update server names the bundle {:?}: not a plain file name",
+                offer.file
+            )));
+        }
+        if offer.size > super::peer::MAX_BUNDLE {
+            return Err(fail(format!(
+                "{} is {} MiB, more than a bundle may be ({} MiB): not downloaded",
+                offer.file,
+                offer.size >> 20,
+                super::peer::MAX_BUNDLE >> 20
+            )));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let part = dir.join(format!(".{}.part", offer.file));
+        let done = dir.join(&offer.file);
+        let result = (|| {
+            let mut response = self.get(&offer.file, DOWNLOAD_TIMEOUT)?;
+            let mut reader = response.body_mut().as_reader();
+            let mut out = std::fs::File::create(&part)
+                .map_err(|e| fail(format!("{}: {e}", part.display())))?;
+            let mut hash = sha2::Sha256::new();
+            let mut got: u64 = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            let mut shown = 0u8;
+            progress(0);
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| fail(format!("downloading {}: {e}", offer.file)))?;
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+                if got > offer.size {
+                    return Err(fail(format!(
+                        "{} is larger than the {} bytes the update server's list names: not kept",
+                        offer.file, offer.size
+                    )));
+                }
+                hash.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .map_err(|e| fail(format!("{}: {e}", part.display())))?;
+                let pct = u8::try_from(got * 100 / offer.size.max(1)).unwrap_or(100);
+                if pct != shown {
+                    shown = pct;
+                    progress(pct);
+                }
+            }
+            out.sync_all()
+                .map_err(|e| fail(format!("{}: {e}", part.display())))?;
+            let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            if got != offer.size || sha != offer.sha256 {
+                return Err(fail(format!(
+                    "{} arrived damaged ({got} of {} bytes, SHA-256 {sha} where the list names {}): not kept",
+                    offer.file, offer.size, offer.sha256
+                )));
+            }
+            std::fs::rename(&part, &done).map_err(|e| fail(format!("{}: {e}", done.display())))?;
+            Ok(done.clone())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        result
     }
 
     /// Asks the server what it offers that is newer than `running`.

@@ -24,7 +24,15 @@ pub enum UpdateCmd {
     /// the node goes back by itself. Only on the passive node.
     Install {
         /// The bundle (`tandem-VERSION.raucb`).
-        file: String,
+        #[arg(
+            required_unless_present = "from_server",
+            conflicts_with = "from_server"
+        )]
+        file: Option<String>,
+        /// Download the bundle the update server offers first (`tandem update
+        /// download`) and install that.
+        #[arg(long)]
+        from_server: bool,
         /// Accept a bundle older than the running system.
         #[arg(long)]
         force_downgrade: bool,
@@ -32,6 +40,10 @@ pub enum UpdateCmd {
     /// Ask the update server (`[updates]`) now what it offers that is newer than the
     /// running system (clusterd also asks once a day).
     Check,
+    /// Download the bundle the update server offered at its last check onto this
+    /// node (kept in memory until the node restarts) and have it checked; prints
+    /// the file to install.
+    Download,
     /// Go back to the system in the other slot (it must have run well) and restart.
     /// Only on the passive node.
     Rollback,
@@ -41,7 +53,15 @@ pub enum UpdateCmd {
     /// the services running, when a step fails. Follows it until this node restarts.
     Rolling {
         /// The bundle (`tandem-VERSION.raucb`).
-        file: String,
+        #[arg(
+            required_unless_present = "from_server",
+            conflicts_with = "from_server"
+        )]
+        file: Option<String>,
+        /// Download the bundle the update server offers first (`tandem update
+        /// download`) and update the pair with that.
+        #[arg(long)]
+        from_server: bool,
         /// Move the services back to this node at the end: not available yet
         /// (refused; run `tandem switchover` on the other node afterwards).
         #[arg(long)]
@@ -137,6 +157,58 @@ fn print_server(s: &tandem_api::UpdateServerView) {
     }
 }
 
+/// Starts the download of the offered bundle and follows it; returns the file.
+fn download(client: &mut Client) -> anyhow::Result<String> {
+    expect(client.call(&Request::UpdateDownload)?)?;
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let v = status(client)?;
+        let Some(d) = v.server.and_then(|s| s.download) else {
+            bail!("clusterd lost the download");
+        };
+        match d.state {
+            JobState::Running => {
+                let line = format!("{:>3}% {}", d.percent, d.step);
+                if line != last {
+                    if tty {
+                        eprint!("\r{line:<80}");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    last = line;
+                }
+            }
+            JobState::Succeeded => {
+                if tty {
+                    eprintln!();
+                }
+                eprintln!("{}", d.step);
+                return d.file.context("clusterd names no downloaded file");
+            }
+            JobState::Failed { error } => {
+                if tty {
+                    eprintln!();
+                }
+                bail!("{error}");
+            }
+            JobState::Idle => bail!("clusterd lost the download"),
+        }
+    }
+}
+
+/// The bundle named, or the one downloaded from the update server.
+fn bundle(client: &mut Client, file: Option<&String>, from_server: bool) -> anyhow::Result<String> {
+    match file {
+        Some(f) if !from_server => Ok(std::fs::canonicalize(f)
+            .with_context(|| format!("{f}: no such bundle file"))?
+            .display()
+            .to_string()),
+        _ => download(client),
+    }
+}
+
 /// Runs `cmd` against clusterd's socket `control`.
 ///
 /// # Errors
@@ -164,6 +236,14 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
                 None => Ok(()),
             }
         }
+        UpdateCmd::Download => {
+            let file = download(&mut client)?;
+            println!("{file}");
+            println!(
+                "install it with `tandem update rolling {file}` on the node that runs the services (both nodes), or `tandem update install {file}` on the passive node"
+            );
+            Ok(())
+        }
         UpdateCmd::Rollback => {
             expect(client.call(&Request::UpdateRollback)?)?;
             println!("the other slot's system starts next: this node restarts now");
@@ -171,13 +251,13 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
         }
         UpdateCmd::Rolling {
             file,
+            from_server,
             switch_back,
             force_downgrade,
         } => {
-            let path = std::fs::canonicalize(file)
-                .with_context(|| format!("{file}: no such bundle file"))?;
+            let path = bundle(&mut client, file.as_ref(), *from_server)?;
             expect(client.call(&Request::UpdateRolling {
-                file: path.display().to_string(),
+                file: path,
                 switch_back: *switch_back,
                 force_downgrade: *force_downgrade,
             })?)?;
@@ -185,12 +265,12 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
         }
         UpdateCmd::Install {
             file,
+            from_server,
             force_downgrade,
         } => {
-            let path = std::fs::canonicalize(file)
-                .with_context(|| format!("{file}: no such bundle file"))?;
+            let path = bundle(&mut client, file.as_ref(), *from_server)?;
             expect(client.call(&Request::UpdateInstall {
-                file: path.display().to_string(),
+                file: path,
                 force_downgrade: *force_downgrade,
             })?)?;
             let tty = std::io::stderr().is_terminal();
@@ -297,7 +377,8 @@ pub fn peer_ssh(control: &Path) -> anyhow::Result<()> {
         }
         PeerCommand::Install { force_downgrade } => run(
             &UpdateCmd::Install {
-                file: BUNDLE.to_owned(),
+                file: Some(BUNDLE.to_owned()),
+                from_server: false,
                 force_downgrade,
             },
             control,
