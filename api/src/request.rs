@@ -461,6 +461,10 @@ pub struct NetworkForm {
     pub dns_server1: String,
     /// Second DNS server (may be empty).
     pub dns_server2: String,
+    /// Time servers (NTP), each a name or address with an optional `:port`, separated
+    /// by spaces, commas or newlines; empty: none (the clock is not synchronised).
+    #[serde(default)]
+    pub time_servers: String,
     /// Serial heartbeat on.
     pub serial_heartbeat: bool,
     /// External heartbeat on.
@@ -521,5 +525,17 @@ mod tests {
         );
         assert!(Request::Status.is_open() && !Request::Switchover.is_open());
         assert!(Request::LiftLockout.is_root_only());
+    }
+
+    #[test]
+    fn a_network_form_without_time_servers_still_parses() {
+        let mut v = serde_json::to_value(NetworkForm {
+            time_servers: "ntp.example.net".into(),
+            ..NetworkForm::default()
+        })
+        .unwrap();
+        v.as_object_mut().unwrap().remove("time_servers");
+        let f: NetworkForm = serde_json::from_value(v).unwrap();
+        assert_eq!(f, NetworkForm::default());
     }
 }

@@ -57,6 +57,10 @@ pub struct Settings {
     pub dns_search: Vec<String>,
     /// DNS servers.
     pub dns_servers: Vec<String>,
+    /// Time servers (NTP), each a name or address with an optional `:port`; none: the
+    /// clock is not synchronised.
+    #[serde(default)]
+    pub time_servers: Vec<String>,
     /// Serial heartbeat path enabled.
     pub serial_heartbeat: bool,
     /// External heartbeat path enabled.

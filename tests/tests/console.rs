@@ -1909,10 +1909,12 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
         "dns_search",
         "dns_server1",
         "dns_server2",
+        "time_servers",
     ]
     .iter()
     .map(|f| ((*f).to_owned(), field_value(&page.body, f)))
     .collect();
+    assert_eq!(form[10].1, "", "no time servers configured: {}", page.body);
     form.push(("serial_heartbeat".into(), "yes".into()));
     let encode = |form: &[(String, String)], extra: &str| {
         let mut s = format!("csrf={csrf}&revision={}&this_node_only=yes", rev + 1);
@@ -1932,9 +1934,39 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
     );
     assert_eq!(committed().cluster.revision, rev + 1);
     form[3].1 = now.network.node2.address.to_string();
+    // A bad time server, and too many: named at the field, nothing changes.
+    form[10].1 = "ntp1.example.net bad_name:123".into();
+    let res = post(r, "/network", &cookie, &encode(&form, "")).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body.contains("<b>time servers</b>") && res.body.contains("bad_name:123"),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        field_value(&res.body, "time_servers"),
+        "ntp1.example.net bad_name:123",
+        "what was typed comes back"
+    );
+    form[10].1 = "a.example b.example c.example d.example e.example".into();
+    let res = post(r, "/network", &cookie, &encode(&form, "")).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body
+            .contains("<b>time servers</b>: 5 servers given (at most 4)"),
+        "{}",
+        res.body
+    );
+    assert_eq!(committed(), now);
     form[7].1 = "lab.example example.org".into();
+    form[10].1 = "ntp1.example.net,192.0.2.123:1123".into();
     let res = post(r, "/network", &cookie, &encode(&form, "")).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(
+        field_value(&res.body, "time_servers"),
+        "ntp1.example.net 192.0.2.123:1123",
+        "the page shows the committed time servers"
+    );
     assert!(
         res.body.contains("take effect when each node starts again"),
         "{}",
@@ -1943,6 +1975,13 @@ async fn settings_forms_change_the_configuration_and_refuse_bad_input() {
     let after = committed();
     assert_eq!(after.cluster.revision, rev + 2);
     assert_eq!(after.network.dns_search.len(), 2);
+    let times: Vec<String> = after
+        .network
+        .ntp_servers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(times, ["ntp1.example.net", "192.0.2.123:1123"]);
     assert!(!after.heartbeat.external.enabled, "unticked box: path off");
 
     // Password: a typo is refused; then the new one opens the console, the old not.

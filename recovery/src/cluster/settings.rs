@@ -43,7 +43,7 @@ impl Page {
 /// What a form shows: the committed values, or what was typed.
 #[derive(Clone)]
 enum Values {
-    Network(NetworkForm),
+    Network(Box<NetworkForm>),
     Notification(NotificationForm),
     Passwords,
 }
@@ -62,6 +62,7 @@ fn network_values(s: &Settings) -> NetworkForm {
         dns_search: s.dns_search.join(" "),
         dns_server1: s.dns_servers.first().cloned().unwrap_or_default(),
         dns_server2: s.dns_servers.get(1).cloned().unwrap_or_default(),
+        time_servers: s.time_servers.join(" "),
         serial_heartbeat: s.serial_heartbeat,
         external_heartbeat: s.external_heartbeat,
     }
@@ -87,6 +88,7 @@ fn label(lang: Lang, field: &str) -> String {
         "dns_search" => ("DNS search path", "DNS-Suchpfad"),
         "dns_server1" => ("DNS server 1", "DNS-Server 1"),
         "dns_server2" => ("DNS server 2", "DNS-Server 2"),
+        "time_servers" => ("time servers", "Zeitserver"),
         "serial_heartbeat" => ("heartbeat paths", "Heartbeat-Pfade"),
         "addresses" => ("addresses", "Adressen"),
         "relay_host" => ("relay host", "Relay-Host"),
@@ -165,7 +167,7 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
     match values {
         Values::Network(v) => format!(
             "<form id=\"network\" method=\"post\" action=\"/network\">\
-             <h2>node1</h2>{h1}{a1}<h2>node2</h2>{h2}{a2}<h2>{net}</h2>{mask}{gw}{ping}{search}{d1}{d2}\
+             <h2>node1</h2>{h1}{a1}<h2>node2</h2>{h2}{a2}<h2>{net}</h2>{mask}{gw}{ping}{search}{d1}{d2}{time}\
              <h2>{hb}</h2>{ser}{ext}<p class=\"warn\">{hb_warn}</p><p class=\"note\">{restart}</p>{tail}",
             h1 = text_input("node1_hostname", lang.t("host name", "Hostname"), &v.node1_hostname),
             a1 = text_input("node1_address", lang.t("address", "Adresse"), &v.node1_address),
@@ -186,6 +188,14 @@ fn form_html(lang: Lang, values: &Values, csrf: &str, revision: u64) -> String {
             ),
             d1 = text_input("dns_server1", lang.t("DNS server 1", "DNS-Server 1"), &v.dns_server1),
             d2 = text_input("dns_server2", lang.t("DNS server 2 (optional)", "DNS-Server 2 (optional)"), &v.dns_server2),
+            time = text_input(
+                "time_servers",
+                lang.t(
+                    "time servers (up to 4, separated by spaces; name or address, optional :port; empty: the clock is not synchronised)",
+                    "Zeitserver (bis zu 4, durch Leerzeichen getrennt; Name oder Adresse, optional :Port; leer: die Uhr wird nicht synchronisiert)"
+                ),
+                &v.time_servers
+            ),
             hb = lang.t("Heartbeat", "Heartbeat"),
             ser = checkbox(
                 "serial_heartbeat",
@@ -288,7 +298,7 @@ async fn show(
     let body = match get_settings(app, a).await {
         Ok(s) => {
             let values = values.unwrap_or_else(|| match page {
-                Page::Network => Values::Network(network_values(&s)),
+                Page::Network => Values::Network(Box::new(network_values(&s))),
                 Page::Notification => Values::Notification(notification_values(&s)),
                 Page::Passwords => Values::Passwords,
             });
@@ -360,6 +370,8 @@ pub(super) struct NetworkPost {
     #[serde(default)]
     dns_server2: String,
     #[serde(default)]
+    time_servers: String,
+    #[serde(default)]
     serial_heartbeat: String,
     #[serde(default)]
     external_heartbeat: String,
@@ -409,10 +421,11 @@ pub(super) async fn save_network(
         dns_search: f.dns_search,
         dns_server1: f.dns_server1,
         dns_server2: f.dns_server2,
+        time_servers: f.time_servers,
         serial_heartbeat: yes(&f.serial_heartbeat),
         external_heartbeat: yes(&f.external_heartbeat),
     };
-    let values = Values::Network(form.clone());
+    let values = Values::Network(Box::new(form.clone()));
     let change = SettingsChange::Network(form);
     submit(&app, &a, Page::Network, &f.common, change, values).await
 }

@@ -14,6 +14,7 @@ use tandem_api::{
     ChangeRefusal, ChangeReport, FieldProblem, MAX_SECRET, MIN_PASSWORD, NodeId, NodeSettings,
     Refusal, Reply, Settings, SettingsChange,
 };
+use tandem_config::validate::MAX_NTP_SERVERS;
 use tandem_config::{
     ApplianceConfig, DomainName, EmailAddress, HostPort, Hostname, Ipv4, Netmask, secrets,
 };
@@ -54,6 +55,7 @@ pub fn view(c: &ApplianceConfig) -> Settings {
         ping_nodes: list(&n.ping_nodes),
         dns_search: list(&n.dns_search),
         dns_servers: list(&n.dns_servers),
+        time_servers: list(&n.ntp_servers),
         serial_heartbeat: c.heartbeat.serial.enabled,
         external_heartbeat: c.heartbeat.external.enabled,
         notify_addresses: list(&c.notification.addresses),
@@ -97,6 +99,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("network.ping-nodes", "ping_nodes"),
     ("network.dns-search", "dns_search"),
     ("network.dns-servers", "dns_server1"),
+    ("network.ntp-servers", "time_servers"),
     ("heartbeat", "serial_heartbeat"),
     ("notification.addresses", "addresses"),
     ("notification.relay-host", "relay_host"),
@@ -187,6 +190,14 @@ pub fn make(
                 dns.push(d);
             }
             n.dns_servers = dns;
+            let times = words(&f.time_servers).count();
+            if times > MAX_NTP_SERVERS {
+                p.push(FieldProblem::new(
+                    "time_servers",
+                    format!("{times} servers given (at most {MAX_NTP_SERVERS})"),
+                ));
+            }
+            n.ntp_servers = parse_list::<HostPort>(&mut p, "time_servers", &f.time_servers);
             new.heartbeat.serial.enabled = f.serial_heartbeat;
             new.heartbeat.external.enabled = f.external_heartbeat;
         }
@@ -328,6 +339,7 @@ mod tests {
             dns_search: "example.com, lab.example".into(),
             dns_server1: n.dns_servers[0].to_string(),
             dns_server2: String::new(),
+            time_servers: list(&n.ntp_servers).join(" "),
             serial_heartbeat: true,
             external_heartbeat: false,
         }
@@ -344,6 +356,95 @@ mod tests {
         assert_eq!(new.keys, c.keys);
         assert_eq!(new.passwords, c.passwords);
         crate::confsync::judge(&c, &new).unwrap();
+    }
+
+    #[test]
+    fn time_servers_are_set_from_the_network_form() {
+        let c = cfg();
+        assert!(c.network.ntp_servers.is_empty());
+        // The form as the page shows it, with only the time servers typed.
+        let mut f = network_form(&c);
+        f.dns_search = list(&c.network.dns_search).join(" ");
+        f.serial_heartbeat = c.heartbeat.serial.enabled;
+        f.external_heartbeat = c.heartbeat.external.enabled;
+        f.time_servers = "ntp1.example.net, 192.0.2.123:1123\r\nntp2.example.net".into();
+        let new = make(&c, &SettingsChange::Network(f)).unwrap();
+        assert_eq!(
+            list(&new.network.ntp_servers),
+            ["ntp1.example.net", "192.0.2.123:1123", "ntp2.example.net"]
+        );
+        assert_eq!(view(&new).time_servers, list(&new.network.ntp_servers));
+        let changes = crate::confsync::Changes::between(&c, &new);
+        assert!(
+            changes.time_servers && !changes.network_at_start,
+            "{changes:?}"
+        );
+        assert_eq!(changes.sections, ["network"]);
+
+        // Empty clears them.
+        let mut f = network_form(&new);
+        assert_eq!(
+            f.time_servers,
+            "ntp1.example.net 192.0.2.123:1123 ntp2.example.net"
+        );
+        f.time_servers = " \n".into();
+        let cleared = make(&new, &SettingsChange::Network(f)).unwrap();
+        assert!(cleared.network.ntp_servers.is_empty());
+        assert!(view(&cleared).time_servers.is_empty());
+    }
+
+    #[test]
+    fn bad_time_servers_are_refused_at_their_field() {
+        let mut c = cfg();
+        c.network.ntp_servers = vec!["ntp.example.net".parse().unwrap()];
+        let try_servers = |servers: &str| {
+            let mut f = network_form(&c);
+            f.time_servers = servers.into();
+            make(&c, &SettingsChange::Network(f)).unwrap_err()
+        };
+
+        let e = try_servers("ntp1.example.net bad_name:123 192.0.2.1:0");
+        let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["time_servers", "time_servers"], "{e:?}");
+        assert!(e[0].message.contains("bad_name:123"), "{e:?}");
+        assert!(e[1].message.contains("192.0.2.1:0"), "{e:?}");
+
+        let e = try_servers("a.example b.example c.example d.example e.example");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "time_servers");
+        assert!(
+            e[0].message.contains("5 servers given (at most 4)"),
+            "{e:?}"
+        );
+
+        // The configuration's own rules name the field too.
+        let e = try_servers("ntp.example.net ntp.example.net");
+        assert_eq!(e[0].field, "time_servers", "{e:?}");
+        assert!(e[0].message.contains("listed twice"), "{e:?}");
+
+        // Through the store: refused at the field, and the committed configuration
+        // is the one before.
+        let dir = tempfile::tempdir().unwrap();
+        let store = tandem_config::Store::open(dir.path()).unwrap();
+        store.stage(&c).unwrap();
+        store.commit().unwrap();
+        let mut f = network_form(&c);
+        f.time_servers = "ntp1.example.net ntp 2.example.net:x".into();
+        let reply = change(
+            dir.path(),
+            NodeId::Node1,
+            &SettingsChange::Network(f),
+            c.cluster.revision,
+            true,
+            &|| panic!("nothing to put in effect"),
+        );
+        let Reply::ChangeRefused(ChangeRefusal::Fields(e)) = reply else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "time_servers");
+        assert!(e[0].message.contains("2.example.net:x"), "{e:?}");
+        assert_eq!(store.current().unwrap().unwrap(), c);
     }
 
     #[test]
