@@ -41,13 +41,21 @@ pub const SMTP_ADDR: &str = "192.0.2.1";
 pub const NTP_ADDR: &str = "192.0.2.1";
 /// The mail relay's port.
 pub const SMTP_PORT: u16 = 2525;
+/// The LAN's update server (plain HTTP on the router: TLS to an update server is
+/// shown by `runtime/tests/update_server.rs`).
+pub const UPDATES_ADDR: &str = "192.0.2.1";
+/// The update server's port.
+pub const UPDATES_PORT: u16 = 8080;
+/// The cluster's account on the update server.
+const UPDATES_USER: &str = "cluster";
+const UPDATES_PASSWORD: &str = "updates-secret-1";
 /// BMC user of the rig.
 const BMC_USER: &str = "fence";
 const BMC_PASSWORD: &str = "fence-secret-1";
 
 /// The version of [`config`]: counted up whenever it changes, so that bases
 /// made with an earlier one are not reused.
-const BASE_CONFIG_VERSION: u32 = 6;
+const BASE_CONFIG_VERSION: u32 = 7;
 
 /// The rig's OpenSSH client options for a login to a node: the nodes' host keys
 /// change with every base, so none is remembered.
@@ -106,6 +114,13 @@ pub fn config() -> (
     });
     // The rig's relay speaks plain SMTP (the default policy would send nothing to it).
     cfg.notification.tls = Some(tandem_config::schema::TlsPolicy::Opportunistic);
+    // Updates offered by the LAN's update server (it runs only while a scenario
+    // needs it; otherwise a node's daily question finds nobody and says so).
+    cfg.updates.url = format!("http://{UPDATES_ADDR}:{UPDATES_PORT}/tandem")
+        .parse()
+        .expect("a URL");
+    cfg.updates.user = UPDATES_USER.parse().expect("a user");
+    cfg.updates.password = UPDATES_PASSWORD.parse().expect("a password");
     // The clock from the LAN's time server.
     cfg.network.ntp_servers = vec![NTP_ADDR.parse().expect("a time server")];
     // root may log in over SSH with the node's password too (its SHA-512 crypt hash
@@ -198,6 +213,77 @@ impl Smtp {
 }
 
 impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The LAN's update server: Python's `http.server` on the router, serving a
+/// directory with `bundle` and its list (`index.json`, as `cargo xtask bundle`
+/// writes it) under `/tandem/` to the cluster's account (HTTP basic
+/// authentication); stopped by its PID when dropped.
+#[derive(Debug)]
+pub struct UpdateServer {
+    child: Child,
+}
+
+const SERVE_UPDATES: &str = r#"
+import base64, http.server, os, sys
+os.chdir(sys.argv[1])
+expected = "Basic " + base64.b64encode(sys.argv[2].encode()).decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="updates"')
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((sys.argv[3], int(sys.argv[4])), H).serve_forever()
+"#;
+
+impl UpdateServer {
+    /// Starts it inside `lan`, offering `bundle` (version `version`) from `dir`.
+    pub fn start(lan: &Netns, dir: &Path, bundle: &Path, version: &str) -> Self {
+        let site = dir.join("update-site");
+        let tandem = site.join("tandem");
+        std::fs::create_dir_all(&tandem).expect("creating the update site");
+        let name = bundle.file_name().expect("a bundle file name");
+        let copy = tandem.join(name);
+        if std::fs::hard_link(bundle, &copy).is_err() {
+            std::fs::copy(bundle, &copy).expect("copying the bundle to the update site");
+        }
+        tandem_image::bundle::write_index(&copy, version, "## next\n\n- the version under test\n")
+            .expect("writing the update site's list");
+        let child = lan.run(move || {
+            Command::new("/usr/bin/python3")
+                .arg("-c")
+                .arg(SERVE_UPDATES)
+                .arg(&site)
+                .arg(format!("{UPDATES_USER}:{UPDATES_PASSWORD}"))
+                .arg(UPDATES_ADDR)
+                .arg(UPDATES_PORT.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 is missing (it comes with python3-aiosmtpd)")
+        });
+        lan.run(|| {
+            wait_until(
+                "the rig's update server listening",
+                Duration::from_secs(20),
+                || TcpStream::connect((UPDATES_ADDR, UPDATES_PORT)).ok(),
+            );
+        });
+        Self { child }
+    }
+}
+
+impl Drop for UpdateServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -730,6 +816,12 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// Starts the LAN's update server offering `bundle` (version `version`).
+    #[must_use]
+    pub fn update_server(&self, bundle: &Path, version: &str) -> UpdateServer {
+        UpdateServer::start(&self.lan, &self.dir, bundle, version)
+    }
+
     /// Boots both nodes from fresh overlays of `base` in `dir` and joins the
     /// cables (see [`Pair::wait_formed`]).
     pub fn boot(base: &Base, dir: &Path) -> Self {

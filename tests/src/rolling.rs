@@ -1,5 +1,6 @@
 //! The release catalogue's update scenarios: the rolling update of the pair
-//! (`tandem update rolling`) with the client writing — the other node first,
+//! with a bundle from the LAN's update server (`tandem update check`, `tandem
+//! update rolling --from-server`) with the client writing — the other node first,
 //! one switchover, then the node that led — and the same update stopped by a
 //! new system that does not become healthy on the other node (its crossover
 //! cable pulled while it installs): that node goes back by itself, the
@@ -20,7 +21,7 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         pair_scenario(
             "update-rolling",
-            "`tandem update rolling` on the active node: the passive node updated first and kept, the services moved by one switchover, then the other node updated and kept; both run the new version, no write lost",
+            "`tandem update check` and `tandem update rolling --from-server` on the active node: the new version offered by the LAN's update server, downloaded and checked; the passive node updated first and kept, the services moved by one switchover, then the other node updated and kept; both run the new version, no write lost",
             update_rolling,
         ),
         pair_scenario(
@@ -81,13 +82,23 @@ fn update_rolling(c: &mut Ctx<'_>) {
     );
     let _ = c.pair.ssh(p, &format!("rm -f {REMOTE_BUNDLE}"));
 
-    bundle_on(c.pair, a);
+    // The bundle comes from the LAN's update server: offered, downloaded and
+    // checked on the active node, then the rolling update with it.
+    let _server = c.pair.update_server(&bundle_under_test(), &to);
+    let (good, out) = c.pair.ssh(a, "tandem update check");
+    assert!(
+        good && out.contains(&format!("offers {to}")),
+        "tandem update check: {out}"
+    );
     let alerts = c.pair.smtp.subjects().len();
     let t = Instant::now();
-    // It follows the update until the node it runs on restarts.
-    let (_, out) = c
-        .pair
-        .ssh(a, &format!("tandem update rolling {REMOTE_BUNDLE}"));
+    // It follows the download, then the update until the node it runs on
+    // restarts.
+    let (_, out) = c.pair.ssh(a, "tandem update rolling --from-server");
+    assert!(
+        out.contains(&format!("{to} downloaded and checked")),
+        "the download: {out}"
+    );
     let led_s = t.elapsed().as_secs_f64();
     assert!(
         out.contains(&format!("node{} runs {to}, kept", p + 1))
