@@ -145,6 +145,8 @@ pub(super) struct Local<'a> {
     pub(super) chrony: Option<&'a crate::chrony::Setup>,
     /// The time servers the clock's watch asks about.
     pub(super) time_servers: &'a tokio::sync::watch::Sender<Vec<String>>,
+    /// The revision in effect, for the tasks that read the configuration.
+    pub(super) revision: &'a tokio::sync::watch::Sender<u64>,
 }
 
 /// Puts the committed configuration in effect: the heartbeat carries its digest,
@@ -165,6 +167,7 @@ pub(super) fn reload_config(
         sshd,
         chrony,
         time_servers,
+        revision,
     } = *local;
     let setup = sync.ok_or("this clusterd runs without a configuration store (--store)")?;
     let cfg = committed_config(setup).map_err(|e| format!("reading the configuration: {e:#}"))?;
@@ -235,6 +238,7 @@ pub(super) fn reload_config(
         );
     }
     hub.publish("config", text);
+    revision.send_replace(cfg.cluster.revision);
     *running = Some(cfg);
     Ok(())
 }
@@ -268,6 +272,7 @@ impl super::core_loop::Shell {
                 sshd: self.settings.sshd.as_ref(),
                 chrony: self.settings.chrony.as_ref(),
                 time_servers: &self.time_servers,
+                revision: &self.revision,
             },
         )
     }

@@ -53,6 +53,8 @@ pub(super) struct Shell {
     pub(super) clock_line: Arc<Mutex<Option<String>>>,
     /// Where a change of the time servers reaches the clock's watch.
     pub(super) time_servers: tokio::sync::watch::Sender<Vec<String>>,
+    /// The configuration revision in effect, for the tasks that read it.
+    pub(super) revision: tokio::sync::watch::Sender<u64>,
     pub(super) split_brain: SplitBrain,
     /// Set when a shutdown hands the services over: the loop runs on until the peer
     /// holds them (or this instant), so the peer takes over from a clean release

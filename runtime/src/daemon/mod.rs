@@ -177,11 +177,14 @@ pub async fn run(
         rolling_rx,
     );
     let running_cfg = config::start(&settings, sync.as_ref(), &tx, &hub).await?;
+    let (revision, revision_rx) =
+        tokio::sync::watch::channel(running_cfg.as_ref().map_or(0, |c| c.cluster.revision));
     backup_schedule::start(
         sync.clone(),
         Arc::clone(&service),
         tx.clone(),
         Arc::clone(&hub),
+        revision_rx,
     );
     update_check::start(
         sync.clone(),
@@ -212,6 +215,7 @@ pub async fn run(
         replication_line,
         clock_line: time_watch.line,
         time_servers: time_watch.servers,
+        revision,
         leaving_until: None,
         updates,
         settings,
