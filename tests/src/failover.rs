@@ -379,6 +379,11 @@ pub fn scenarios() -> Vec<Scenario> {
             kernel_panic_active,
         ),
         pair_scenario(
+            "time-servers-change",
+            "the time servers changed on the active node's Network page: both nodes take the new one at once (chronyd started again with it, no node restart) and their clocks synchronise to it; the old one is asked no more",
+            time_servers_change,
+        ),
+        pair_scenario(
             "config-change-peer-down",
             "a settings change made on this node only while the other is off reaches the other node when it is back",
             config_change_peer_down,
@@ -878,6 +883,94 @@ fn kernel_panic_active(c: &mut Ctx<'_>) {
     c.client.wait_acked(5, MIN);
     // The panicked node restarts by itself and rejoins passive.
     c.wait_passive_in_sync(a, 6 * MIN);
+}
+
+/// The value of the input `name` on `page`.
+fn field_value(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let Some(i) = page.find(&marker).map(|i| i + marker.len()) else {
+        panic!("no field {name} on the page: {}", crate::web::text_of(page));
+    };
+    page[i..].split('"').next().unwrap_or("").to_owned()
+}
+
+/// The second time server of the LAN.
+const NEW_NTP: &str = "192.0.2.3";
+
+fn time_servers_change(c: &mut Ctx<'_>) {
+    let a = c.active;
+    let _new = c.pair.time_server(NEW_NTP);
+    let page = c.pair.get(a, "/network");
+    // As a browser sends the form (the rig's values hold no HTML escapes).
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b' ' => "+".to_owned(),
+                b if b.is_ascii_alphanumeric() || b"-._".contains(&b) => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let keep = |f: &str| format!("{f}={}", encode(&field_value(&page, f)));
+    let mut fields: Vec<String> = [
+        "revision",
+        "node1_hostname",
+        "node1_address",
+        "node2_hostname",
+        "node2_address",
+        "netmask",
+        "gateway",
+        "ping_nodes",
+        "dns_search",
+        "dns_server1",
+        "dns_server2",
+    ]
+    .iter()
+    .map(|f| keep(f))
+    .collect();
+    assert_eq!(
+        field_value(&page, "time_servers"),
+        pair::NTP_ADDR,
+        "the page shows the time server in use"
+    );
+    fields.push(format!("time_servers={NEW_NTP}"));
+    for (f, on) in [
+        ("serial_heartbeat", c.pair.cfg.heartbeat.serial.enabled),
+        ("external_heartbeat", c.pair.cfg.heartbeat.external.enabled),
+    ] {
+        if on {
+            fields.push(format!("{f}=yes"));
+        }
+    }
+    let t = Instant::now();
+    let r = c.pair.post(a, "/network", "/network", &fields.join("&"));
+    let said = crate::web::text_of(&r.body);
+    assert_eq!(r.status, 200, "{said}");
+    assert!(said.contains("Saved on both nodes"), "{said}");
+    assert!(
+        !said.contains("when each node starts again"),
+        "the time servers need no restart: {said}"
+    );
+    let want = format!("synchronised to {NEW_NTP}");
+    for n in 0..2 {
+        wait_until(
+            &format!("node{}'s clock synchronised to the new server", n + 1),
+            3 * MIN,
+            || c.pair.status(n).filter(|s| s.contains(&want)),
+        );
+        let (ok, out) = c.pair.ssh(n, "chronyc -n sources");
+        assert!(ok, "chronyc on node{}: {out}", n + 1);
+        assert!(
+            out.contains(NEW_NTP) && !out.contains(pair::NTP_ADDR),
+            "node{}'s sources: {out}",
+            n + 1
+        );
+    }
+    c.run.figure(
+        "time servers saved → both clocks synchronised to the new one",
+        t.elapsed().as_secs_f64(),
+        "s",
+    );
 }
 
 fn config_change_peer_down(c: &mut Ctx<'_>) {

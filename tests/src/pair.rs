@@ -300,10 +300,11 @@ pub struct TimeServer {
 }
 
 impl TimeServer {
-    /// Starts it inside `lan`; its files go to `dir/ntp`.
-    fn start(lan: &Netns, dir: &Path) -> Self {
+    /// Starts it inside `lan` on `addr` (an address of the LAN's bridge); its
+    /// files go to `dir/ntp-ADDR`.
+    fn start(lan: &Netns, dir: &Path, addr: &str) -> Self {
         use std::os::unix::fs::PermissionsExt;
-        let run = dir.join("ntp");
+        let run = dir.join(format!("ntp-{addr}"));
         std::fs::create_dir_all(&run).expect("the time server's directory");
         // chronyd refuses a command socket in a directory others may enter.
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
@@ -312,7 +313,7 @@ impl TimeServer {
         std::fs::write(
             &conf,
             format!(
-                "local stratum 8\nallow 192.0.2.0/24\nbindaddress {NTP_ADDR}\ncmdport 0\nbindcmdaddress {r}/chronyd.sock\npidfile {r}/chronyd.pid\n",
+                "local stratum 8\nallow 192.0.2.0/24\nbindaddress {addr}\ncmdport 0\nbindcmdaddress {r}/chronyd.sock\npidfile {r}/chronyd.pid\n",
                 r = run.display()
             ),
         )
@@ -816,6 +817,14 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// Starts another time server on the LAN at `addr` (added to the LAN's
+    /// bridge, /24).
+    #[must_use]
+    pub fn time_server(&self, addr: &str) -> TimeServer {
+        self.lan.ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"]);
+        TimeServer::start(&self.lan, &self.dir, addr)
+    }
+
     /// Starts the LAN's update server offering `bundle` (version `version`).
     #[must_use]
     pub fn update_server(&self, bundle: &Path, version: &str) -> UpdateServer {
@@ -827,7 +836,7 @@ impl Pair {
     pub fn boot(base: &Base, dir: &Path) -> Self {
         let lan = lan();
         let smtp = Smtp::start(&lan, dir);
-        let ntp = TimeServer::start(&lan, dir);
+        let ntp = TimeServer::start(&lan, dir, NTP_ADDR);
         let xo = [free_port(), free_port()];
         let mut disks = Vec::new();
         let mut bmcs = Vec::new();
