@@ -266,8 +266,7 @@ pub enum Request {
     UpdateRolling {
         /// The bundle.
         file: String,
-        /// Move the services back to this node at the end: refused, not available
-        /// yet.
+        /// Move the services back to this node at the end (a second switchover).
         #[serde(default)]
         switch_back: bool,
         /// Accept a bundle older than the running system.

@@ -21,7 +21,7 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         pair_scenario(
             "update-rolling",
-            "`tandem update check` and `tandem update rolling --from-server` on the active node: the new version offered by the LAN's update server, downloaded and checked; the passive node updated first and kept, the services moved by one switchover, then the other node updated and kept; both run the new version, no write lost",
+            "`tandem update check` and `tandem update rolling --from-server --switch-back` on the active node: the new version offered by the LAN's update server, downloaded and checked; the passive node updated first and kept, the services moved by one switchover, then the other node updated and kept, then the services moved back; both run the new version, no write lost",
             update_rolling,
         ),
         pair_scenario(
@@ -94,7 +94,9 @@ fn update_rolling(c: &mut Ctx<'_>) {
     let t = Instant::now();
     // It follows the download, then the update until the node it runs on
     // restarts.
-    let (_, out) = c.pair.ssh(a, "tandem update rolling --from-server");
+    let (_, out) = c
+        .pair
+        .ssh(a, "tandem update rolling --from-server --switch-back");
     assert!(
         out.contains(&format!("{to} downloaded and checked")),
         "the download: {out}"
@@ -121,9 +123,17 @@ fn update_rolling(c: &mut Ctx<'_>) {
         led_s,
         "s",
     );
-    assert!(
-        end.contains(&format!("the services stay on node{}", p + 1)),
-        "{end}"
+    assert!(end.contains("the services move back to this node"), "{end}");
+    let back = format!("the services moved back to node{}", a + 1);
+    wait_until("the services back on the leader", 10 * MIN, || {
+        history_now(c.pair, a)?
+            .into_iter()
+            .find(|h| h.starts_with(&back))
+    });
+    c.run.figure(
+        "rolling update: begun → the services back on the leader",
+        t.elapsed().as_secs_f64(),
+        "s",
     );
     for n in [a, p] {
         assert_eq!(
@@ -142,8 +152,8 @@ fn update_rolling(c: &mut Ctx<'_>) {
         "node{}'s history",
         p + 1
     );
-    assert_eq!(c.pair.role(p).as_deref(), Some("active"));
-    c.wait_passive_in_sync(a, 5 * MIN);
+    assert_eq!(c.pair.role(a).as_deref(), Some("active"));
+    c.wait_passive_in_sync(p, 5 * MIN);
     c.client.wait_acked(5, MIN);
     c.alert_after(alerts, "update", 3 * MIN);
 }

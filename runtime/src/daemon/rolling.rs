@@ -123,11 +123,6 @@ async fn begin(
             "{peer} is not heard as the passive node: both nodes must be up and formed before a rolling update; nothing was changed"
         ));
     }
-    if switch_back {
-        return Err(format!(
-            "--switch-back is not available yet: after the rolling update, run `tandem switchover` on {peer}; nothing was changed"
-        ));
-    }
     if ctx.job.installing() {
         return Err("an update is being installed on this node: wait for it to end".into());
     }
@@ -149,6 +144,7 @@ async fn begin(
             phase: Phase::Peer.name().to_owned(),
             force_downgrade,
             started_at: now_secs(),
+            switch_back,
         };
         save(&job, Some(&plan), None)?;
         Ok(plan)
@@ -445,22 +441,35 @@ async fn update_peer(
 }
 
 /// The end of the rolling update on this node, at the decision of its own trial:
-/// `kept` (the new system stays; the services stay on `other`, the other node) or not
-/// (this node went back; the services stay on the other node with the new system).
-pub(super) fn finish(job: &UpdateJob, hub: &EventHub, other: &str, kept: bool) {
-    let Ok(record) = job.updater.record() else {
-        return;
-    };
-    let Some(plan) = record.rolling else { return };
+/// `kept` (the new system stays; the services stay on `other`, the other node, or
+/// come back here when the update was asked with `switch_back`: returns the plan
+/// then) or not (this node went back; the services stay on the other node with the
+/// new system).
+pub(super) fn finish(
+    job: &UpdateJob,
+    hub: &EventHub,
+    other: &str,
+    kept: bool,
+) -> Option<RollingRecord> {
+    let record = job.updater.record().ok()?;
+    let plan = record.rolling?;
     if plan.phase != Phase::Here.name() {
-        return;
+        return None;
     }
+    let back = kept && plan.switch_back;
     let (text, ok) = if kept {
         (
-            format!(
-                "rolling update to {} done: both nodes run it; the services stay on {other}",
-                plan.to_version
-            ),
+            if back {
+                format!(
+                    "rolling update to {} done: both nodes run it; the services move back to this node",
+                    plan.to_version
+                )
+            } else {
+                format!(
+                    "rolling update to {} done: both nodes run it; the services stay on {other}",
+                    plan.to_version
+                )
+            },
             true,
         )
     } else {
@@ -480,10 +489,78 @@ pub(super) fn finish(job: &UpdateJob, hub: &EventHub, other: &str, kept: bool) {
         "update",
         text,
         &Alert::Update {
-            old: plan.from_version,
-            new: plan.to_version,
+            old: plan.from_version.clone(),
+            new: plan.to_version.clone(),
         },
     );
+    back.then_some(plan)
+}
+
+/// The `switch_back` of a finished rolling update: once this node is passive with
+/// its copy current and the other node active, a switchover brings the services
+/// here; said in the history, by e-mail when it does not happen within
+/// [`SWITCHOVER`].
+pub(super) async fn switch_back(
+    plan: RollingRecord,
+    job: UpdateJob,
+    service: Arc<Service>,
+    tx: mpsc::Sender<In>,
+    hub: Arc<EventHub>,
+    here: NodeId,
+) {
+    let peer = here.peer().name();
+    let started = std::time::Instant::now();
+    let mut asked = false;
+    let text = loop {
+        if started.elapsed() >= SWITCHOVER {
+            break Err(format!(
+                "the services did not move back to {here} within {} min: they run on {peer}; move them with `tandem switchover`",
+                SWITCHOVER.as_secs() / 60
+            ));
+        }
+        let Some(s) = status_now(&tx).await else {
+            return;
+        };
+        if s.role == "active" {
+            break Ok(format!("the services moved back to {here} after the rolling update"));
+        }
+        let ready = s.role == "passive"
+            && s.data_good
+            && s.peer.alive
+            && s.peer.role.as_deref() == Some("active");
+        if ready && !asked {
+            match crate::ve::scheduled::ask(&service, Request::Switchover).await {
+                Reply::Refused(r) => {
+                    job.set_rolling(Some(format!("switching back: refused ({r}); asking again")));
+                }
+                _ => {
+                    asked = true;
+                    job.set_rolling(Some(format!("the services move back to {here}")));
+                }
+            }
+        }
+        tokio::time::sleep(LOOK).await;
+    };
+    job.set_rolling(None);
+    let (text, ok) = match text {
+        Ok(t) => (t, true),
+        Err(t) => (t, false),
+    };
+    let j = job.clone();
+    let t = text.clone();
+    let _ = tokio::task::spawn_blocking(move || save(&j, None, Some((t, ok)))).await;
+    if ok {
+        hub.publish("update", text);
+    } else {
+        hub.alert(
+            "update",
+            text,
+            &Alert::Update {
+                old: plan.from_version,
+                new: plan.to_version,
+            },
+        );
+    }
 }
 
 #[cfg(test)]

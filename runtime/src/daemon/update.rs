@@ -112,7 +112,7 @@ fn after_boot(job: &UpdateJob, boot: Boot, hub: &EventHub) -> After {
                 hub.publish("update", e.0);
             }
             // This node went back during the last phase of a rolling update it led.
-            super::rolling::finish(job, hub, "the other node", false);
+            let _ = super::rolling::finish(job, hub, "the other node", false);
             After::Nothing
         }
         Boot::Trial(p) => After::Trial(p),
@@ -183,7 +183,14 @@ impl Shell {
                 self.updates.job.set_trial(None);
                 let (job, hub) = (self.updates.job.clone(), Arc::clone(&self.hub));
                 let other = self.settings.node.peer().name();
-                tokio::task::spawn_blocking(move || {
+                let back = (
+                    job.clone(),
+                    Arc::clone(&self.service),
+                    self.tx.clone(),
+                    Arc::clone(&hub),
+                    self.settings.node,
+                );
+                let committed = tokio::task::spawn_blocking(move || {
                     let (text, ok) = match job.updater.commit(Some(&p)) {
                         Ok(()) => (
                             format!(
@@ -200,9 +207,16 @@ impl Shell {
                     };
                     if ok {
                         hub.alert("update", text, &alert);
-                        super::rolling::finish(&job, &hub, other, true);
+                        super::rolling::finish(&job, &hub, other, true)
                     } else {
                         hub.publish("update", text);
+                        None
+                    }
+                });
+                tokio::spawn(async move {
+                    if let Ok(Some(plan)) = committed.await {
+                        let (job, service, tx, hub, node) = back;
+                        super::rolling::switch_back(plan, job, service, tx, hub, node).await;
                     }
                 });
             }

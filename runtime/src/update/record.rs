@@ -78,6 +78,9 @@ pub struct RollingRecord {
     pub force_downgrade: bool,
     /// When it began (seconds since the epoch).
     pub started_at: u64,
+    /// Move the services back to this node at the end.
+    #[serde(default)]
+    pub switch_back: bool,
 }
 
 /// Reading or writing the record failed.

@@ -14,8 +14,7 @@ pub enum Call {
     Start {
         /// The bundle on this node.
         file: String,
-        /// Move the services back to this node at the end (refused: not available
-        /// yet).
+        /// Move the services back to this node at the end.
         switch_back: bool,
         /// Accept a bundle older than the running system.
         force_downgrade: bool,

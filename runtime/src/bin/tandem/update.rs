@@ -62,8 +62,8 @@ pub enum UpdateCmd {
         /// download`) and update the pair with that.
         #[arg(long)]
         from_server: bool,
-        /// Move the services back to this node at the end: not available yet
-        /// (refused; run `tandem switchover` on the other node afterwards).
+        /// Move the services back to this node at the end (a second switchover,
+        /// once this node runs the new system, kept, and its copy is current).
         #[arg(long)]
         switch_back: bool,
         /// Accept a bundle older than the running system.
