@@ -821,7 +821,8 @@ impl Pair {
     /// bridge, /24).
     #[must_use]
     pub fn time_server(&self, addr: &str) -> TimeServer {
-        self.lan.ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"]);
+        self.lan
+            .ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"]);
         TimeServer::start(&self.lan, &self.dir, addr)
     }
 

@@ -522,7 +522,9 @@ pub(super) async fn switch_back(
             return;
         };
         if s.role == "active" {
-            break Ok(format!("the services moved back to {here} after the rolling update"));
+            break Ok(format!(
+                "the services moved back to {here} after the rolling update"
+            ));
         }
         let ready = s.role == "passive"
             && s.data_good
