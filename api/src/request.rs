@@ -217,6 +217,17 @@ pub enum Request {
         #[serde(default)]
         name: Option<String>,
     },
+    /// Root only: fetch the tarball at `url` (`http://` or `https://`) onto the data
+    /// area and add it as OS template `name` (default: the URL's file name without
+    /// its suffix) as [`Request::TemplateAdd`] does ([`crate::Reply::TemplateAdded`]);
+    /// the fetched file is not kept. On the active node.
+    TemplateFetch {
+        /// Where the tarball is.
+        url: String,
+        /// The template's name.
+        #[serde(default)]
+        name: Option<String>,
+    },
     /// Delete OS template `name` from the data area; refused while a VE's file names
     /// it, and for the built-in template.
     TemplateDelete {
@@ -362,6 +373,7 @@ impl Request {
                 | Request::UpdateInstall { .. }
                 | Request::UpdateRolling { .. }
                 | Request::TemplateAdd { .. }
+                | Request::TemplateFetch { .. }
         )
     }
 }

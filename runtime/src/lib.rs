@@ -32,6 +32,7 @@ pub mod control;
 pub mod daemon;
 pub mod drbd;
 pub mod events;
+pub mod fetch;
 pub mod fence;
 pub mod firewall;
 pub mod generation;

@@ -377,3 +377,106 @@ fn the_fuzz_seeds_are_checked_as_an_add_checks_them() {
     }
     assert!(n >= 9, "{n} seeds");
 }
+
+/// Python's `http.server` serving `dir` on loopback; stopped by its PID when dropped.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> HttpServer {
+        use std::io::BufRead as _;
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is missing (it comes with python3-aiosmtpd)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 43211 (http://127.0.0.1:43211/) ..."
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the server's port: {line}"));
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_template_is_fetched_by_url_and_a_failed_fetch_adds_nothing() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data = dir.path().join("vz");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(data.join("ves")).unwrap();
+    std::fs::create_dir_all(&site).unwrap();
+    let sock = dir.path().join("control.sock");
+    serve(service(&data, true), &sock);
+    let templates = data.join("template");
+    std::fs::write(site.join("alpine-3.tar.gz"), gzip(&tar_of(&rootfs()))).unwrap();
+    let mut hostile = rootfs();
+    hostile.push(("../escape", Regular, b"x"));
+    std::fs::write(site.join("hostile.tar.xz"), xz(&tar_of(&hostile))).unwrap();
+    let server = HttpServer::start(&site);
+    let url = |f: &str| format!("http://127.0.0.1:{}/{f}", server.port);
+
+    let (ok, out, err) = tandem(&sock, &["template", "add", &url("alpine-3.tar.gz")]);
+    assert!(
+        ok && out.contains("template alpine-3 added from http://127.0.0.1:"),
+        "{out}{err}"
+    );
+    assert_eq!(listing(&templates), ["alpine-3.tar.gz"]);
+    assert_eq!(
+        std::fs::read(templates.join("alpine-3.tar.gz")).unwrap(),
+        std::fs::read(site.join("alpine-3.tar.gz")).unwrap()
+    );
+
+    for (what, args, said) in [
+        (
+            "the same name again",
+            vec![url("alpine-3.tar.gz")],
+            "a template alpine-3 exists already",
+        ),
+        (
+            "nothing there",
+            vec![url("missing.tar.gz")],
+            "(HTTP 404); nothing was added",
+        ),
+        ("a hostile tarball", vec![url("hostile.tar.xz")], "refused"),
+        (
+            "no name in the URL",
+            vec![url("download?id=3")],
+            "give the template's name with --name",
+        ),
+        (
+            "not an HTTP URL",
+            vec!["http://".to_owned(), "--name".to_owned(), "x".to_owned()],
+            "is not an http:// or https:// URL",
+        ),
+    ] {
+        let mut a = vec!["template".to_owned(), "add".to_owned()];
+        a.extend(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, out, err) = tandem(&sock, &a);
+        assert!(!ok, "{what}: {out}{err}");
+        assert!(err.contains(said), "{what}: {err}");
+        assert_eq!(
+            listing(&templates),
+            ["alpine-3.tar.gz"],
+            "{what}: nothing added, nothing left behind"
+        );
+    }
+}

@@ -161,7 +161,7 @@ fn the_newest_version_on_the_server_is_offered_and_each_failure_says_what_is_wro
         .unwrap_err()
         .0;
     assert!(
-        e.contains("refused the account \"cluster\" (HTTP 401)"),
+        e.contains("refused the account \"cluster\" (HTTP 401): check updates.user"),
         "{e}"
     );
     assert!(!e.contains("wrong"), "the password is not echoed: {e}");
@@ -177,7 +177,7 @@ fn the_newest_version_on_the_server_is_offered_and_each_failure_says_what_is_wro
         .unwrap_err()
         .0;
     assert!(
-        e.contains("has no index.json") && e.contains("HTTP 404"),
+        e.contains("has nothing at") && e.contains("index.json (HTTP 404): check updates.url"),
         "{e}"
     );
 

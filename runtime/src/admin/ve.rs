@@ -19,6 +19,9 @@ use crate::error_chain;
 use crate::ve::backup::{BackupError, TemplateBackup};
 use crate::ve::template::Templates;
 
+/// How long fetching a template may take.
+const TEMPLATE_FETCH_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
 /// Longest time one step of a VE installation may take (unpacking a large template).
 const INSTALL_STEP_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Output kept of one step, in bytes (the end).
@@ -165,6 +168,55 @@ impl VeSite {
         self.template_area()?
             .add(file, name)
             .map_err(|e| Refusal::Failed(error_chain(&e)))
+    }
+
+    /// Fetches the tarball at `url` (`http://` or `https://`; a server certificate
+    /// from a public CA) onto the data area and adds it as OS template `name`
+    /// (default: the URL's file name without its `.tar…` suffix) as
+    /// [`Self::template_add`] does; the fetched file is not kept either way.
+    ///
+    /// # Errors
+    /// Not such a URL, no name, a template of that name exists, no data area, the
+    /// fetch failed (said with the server's answer), or the add was refused.
+    pub fn template_fetch(&self, url: &str, name: Option<&str>) -> Result<TemplateView, Refusal> {
+        let url: tandem_config::HttpUrl = url.parse().map_err(Refusal::Failed)?;
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => {
+                let path = url.as_str().split(['?', '#']).next().unwrap_or("");
+                let base = path.rsplit('/').next().unwrap_or("");
+                match crate::ve::template::Compression::of_name(base) {
+                    Some((stem, _)) => stem.to_owned(),
+                    None => {
+                        return Err(Refusal::Failed(format!(
+                            "{url} does not end in NAME.tar, .tar.gz, .tar.xz or .tar.zst: give the template's name with --name; nothing was fetched"
+                        )));
+                    }
+                }
+            }
+        };
+        crate::ve::template::check_name(&name).map_err(Refusal::Failed)?;
+        if self.templates()?.iter().any(|t| t.name == name) {
+            return Err(Refusal::Failed(format!(
+                "a template {name} exists already: delete it first or give another name with --name; nothing was fetched"
+            )));
+        }
+        std::fs::create_dir_all(&self.template_dir)
+            .map_err(|e| Refusal::Failed(format!("{}: {e}", self.template_dir.display())))?;
+        let part = self.template_dir.join(format!(".fetch-{name}.part"));
+        crate::fetch::Fetch::default()
+            .to_file(
+                url.as_str(),
+                "the server",
+                TEMPLATE_FETCH_TIMEOUT,
+                &part,
+                crate::ve::template::MAX_UNPACKED,
+                &mut |_, _| {},
+            )
+            .map_err(|e| Refusal::Failed(format!("{e}; nothing was added")))?;
+        let added = self.template_add(&part, Some(&name));
+        let _ = std::fs::remove_file(&part);
+        added
     }
 
     /// Deletes OS template `name` unless a VE uses it or it is the built-in one.

@@ -549,6 +549,14 @@ impl Service {
                 })
                 .await
             }
+            Request::TemplateFetch { url, name } => {
+                self.admin_reply(move |a| {
+                    crate::admin::current(&a.store)?;
+                    a.ve.template_fetch(&url, name.as_deref())
+                        .map(Reply::TemplateAdded)
+                })
+                .await
+            }
             Request::TemplateDelete { name } => {
                 self.admin_reply(move |a| {
                     crate::admin::current(&a.store)?;

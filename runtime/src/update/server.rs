@@ -10,11 +10,11 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tandem_api::UpdateOffer;
 
 use super::{COMPATIBLE, UpdateError, fail};
+use crate::fetch::Fetch;
 
 /// The list's name under the server's URL.
 pub const INDEX: &str = "index.json";
@@ -128,22 +128,23 @@ pub fn configured(c: &tandem_config::schema::UpdatesConfig) -> bool {
 }
 
 /// The configured server.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Server {
     /// Its base URL.
     pub url: String,
-    user: String,
-    password: String,
-    /// The CA its certificate must come from (PEM); `None`: the public CAs.
-    ca: Option<String>,
+    fetch: Fetch,
 }
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("url", &self.url)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+/// The operator's words for a failure to talk to the server: what to check.
+fn hint(e: String) -> UpdateError {
+    if e.contains("refused the account") {
+        fail(format!("{e}: check updates.user and updates.password"))
+    } else if e.contains("(HTTP 404)") {
+        fail(format!("{e}: check updates.url"))
+    } else if e.contains("CA certificate") {
+        fail(format!("updates.ca-certificate: {e}"))
+    } else {
+        fail(e)
     }
 }
 
@@ -153,63 +154,10 @@ impl Server {
     pub fn new(c: &tandem_config::schema::UpdatesConfig) -> Server {
         Server {
             url: c.url.as_str().trim_end_matches('/').to_owned(),
-            user: c.user.to_string(),
-            password: c.password.expose().to_owned(),
-            ca: c.ca_certificate.clone(),
-        }
-    }
-
-    fn agent(&self, timeout: Duration) -> Result<ureq::Agent, UpdateError> {
-        use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let roots = match &self.ca {
-            None => RootCerts::WebPki,
-            Some(pem) => {
-                let cert = Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-                    fail(format!(
-                        "updates.ca-certificate is not a PEM certificate: {e}"
-                    ))
-                })?;
-                RootCerts::Specific(std::sync::Arc::new(vec![cert]))
-            }
-        };
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(TIMEOUT))
-            .http_status_as_error(false)
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .build();
-        Ok(config.new_agent())
-    }
-
-    /// GETs `name` under the server's URL with the account; only a 200 answer is
-    /// returned.
-    fn get(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<ureq::http::Response<ureq::Body>, UpdateError> {
-        let url = format!("{}/{name}", self.url);
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.user, self.password));
-        let response = self
-            .agent(timeout)?
-            .get(&url)
-            .header("Authorization", &format!("Basic {auth}"))
-            .call()
-            .map_err(|e| fail(format!("the update server {url} cannot be reached: {e}")))?;
-        let status = response.status().as_u16();
-        match status {
-            200 => Ok(response),
-            401 | 403 => Err(fail(format!(
-                "the update server {url} refused the account \"{}\" (HTTP {status}): check updates.user and updates.password",
-                self.user
-            ))),
-            404 => Err(fail(format!(
-                "the update server has no {name} at {url} (HTTP 404): check updates.url"
-            ))),
-            other => Err(fail(format!(
-                "the update server {url} answered HTTP {other}"
-            ))),
+            fetch: Fetch {
+                account: Some((c.user.to_string(), c.password.expose().to_owned())),
+                ca: c.ca_certificate.clone(),
+            },
         }
     }
 
@@ -219,7 +167,10 @@ impl Server {
     /// The server cannot be reached, refused the account, or sent no list: in words.
     pub fn fetch_index(&self) -> Result<Index, UpdateError> {
         let url = format!("{}/{INDEX}", self.url);
-        let mut response = self.get(INDEX, TIMEOUT)?;
+        let mut response = self
+            .fetch
+            .get(&url, "the update server", TIMEOUT)
+            .map_err(hint)?;
         let mut bytes = Vec::new();
         response
             .body_mut()
@@ -249,7 +200,6 @@ impl Server {
         progress: &mut dyn FnMut(u8),
     ) -> Result<PathBuf, UpdateError> {
         use sha2::Digest as _;
-        use std::io::Write as _;
         if !plain_file_name(&offer.file) {
             return Err(fail(format!(
                 "the update server names the bundle {:?}: not a plain file name",
@@ -271,55 +221,50 @@ impl Server {
             .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
         let part = dir.join(format!(".{}.part", offer.file));
         let done = dir.join(&offer.file);
-        let result = (|| {
-            let mut response = self.get(&offer.file, DOWNLOAD_TIMEOUT)?;
-            let mut reader = response.body_mut().as_reader();
-            let mut out = std::fs::File::create(&part)
-                .map_err(|e| fail(format!("{}: {e}", part.display())))?;
-            let mut hash = sha2::Sha256::new();
-            let mut got: u64 = 0;
-            let mut buf = vec![0u8; 1 << 16];
-            let mut shown = 0u8;
-            progress(0);
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| fail(format!("downloading {}: {e}", offer.file)))?;
-                if n == 0 {
-                    break;
-                }
-                got += n as u64;
-                if got > offer.size {
-                    return Err(fail(format!(
+        let url = format!("{}/{}", self.url, offer.file);
+        let mut hash = sha2::Sha256::new();
+        let mut shown = 0u8;
+        progress(0);
+        let got = self
+            .fetch
+            .to_file(
+                &url,
+                "the update server",
+                DOWNLOAD_TIMEOUT,
+                &part,
+                offer.size,
+                &mut |piece, got| {
+                    hash.update(piece);
+                    let pct = u8::try_from(got * 100 / offer.size.max(1)).unwrap_or(100);
+                    if pct != shown {
+                        shown = pct;
+                        progress(pct);
+                    }
+                },
+            )
+            .map_err(|e| {
+                if e.contains("is larger than") {
+                    fail(format!(
                         "{} is larger than the {} bytes the update server's list names: not kept",
                         offer.file, offer.size
-                    )));
+                    ))
+                } else {
+                    hint(e)
                 }
-                hash.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .map_err(|e| fail(format!("{}: {e}", part.display())))?;
-                let pct = u8::try_from(got * 100 / offer.size.max(1)).unwrap_or(100);
-                if pct != shown {
-                    shown = pct;
-                    progress(pct);
-                }
-            }
-            out.sync_all()
-                .map_err(|e| fail(format!("{}: {e}", part.display())))?;
-            let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            if got != offer.size || sha != offer.sha256 {
-                return Err(fail(format!(
-                    "{} arrived damaged ({got} of {} bytes, SHA-256 {sha} where the list names {}): not kept",
-                    offer.file, offer.size, offer.sha256
-                )));
-            }
-            std::fs::rename(&part, &done).map_err(|e| fail(format!("{}: {e}", done.display())))?;
-            Ok(done.clone())
-        })();
-        if result.is_err() {
+            })?;
+        let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if got != offer.size || sha != offer.sha256 {
             let _ = std::fs::remove_file(&part);
+            return Err(fail(format!(
+                "{} arrived damaged ({got} of {} bytes, SHA-256 {sha} where the list names {}): not kept",
+                offer.file, offer.size, offer.sha256
+            )));
         }
-        result
+        std::fs::rename(&part, &done).map_err(|e| {
+            let _ = std::fs::remove_file(&part);
+            fail(format!("{}: {e}", done.display()))
+        })?;
+        Ok(done)
     }
 
     /// Asks the server what it offers that is newer than `running`.

@@ -12,10 +12,11 @@ use tandem_api::{Client, Refusal, Reply, Request, TemplateView};
 #[derive(Subcommand, Debug)]
 pub enum TemplateCmd {
     /// Add the root filesystem tarball FILE (on this node: .tar, .tar.gz, .tar.xz or
-    /// .tar.zst) as an OS template; the whole file is checked before anything is
-    /// written. On the active node.
+    /// .tar.zst), or fetch it from the http:// or https:// URL FILE, as an OS
+    /// template; the whole file is checked before anything is written. On the
+    /// active node.
     Add {
-        /// The tarball.
+        /// The tarball, or its URL.
         file: String,
         /// The template's name (default: FILE's name without its .tar… suffix).
         #[arg(long)]
@@ -87,6 +88,25 @@ pub fn run(cmd: &TemplateCmd, control: &Path) -> anyhow::Result<()> {
             for t in &list {
                 println!("{}", line(t));
             }
+        }
+        TemplateCmd::Add { file, name } if file.starts_with("http://") || file.starts_with("https://") => {
+            if std::io::stderr().is_terminal() {
+                eprintln!("fetching {file}, then checking it (the whole file is read)");
+            }
+            client.wait_forever()?;
+            let Reply::TemplateAdded(t) = expect(client.call(&Request::TemplateFetch {
+                url: file.clone(),
+                name: name.clone(),
+            })?)?
+            else {
+                bail!("clusterd did not say what it added");
+            };
+            println!(
+                "template {} added from {file}: {} ({})",
+                t.name,
+                t.file.as_deref().unwrap_or("?"),
+                super::human(t.bytes)
+            );
         }
         TemplateCmd::Add { file, name } => {
             let path =
