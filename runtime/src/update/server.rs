@@ -77,23 +77,34 @@ fn plain_file_name(f: &str) -> bool {
         && !f.starts_with('.')
 }
 
-/// The newest bundle of `index` for this system that is newer than `running`
+/// The newest bundle of `index` for this system that `running` should move to
 /// (entries that name no version, a strange file name or a bad checksum are left
-/// out). `None`: nothing newer.
+/// out): of the highest version (semantic-version precedence, which does not order
+/// the build part after `+`), when that is higher than `running`'s, or when it is
+/// the same version in another build and the list no longer holds the running
+/// build itself (the vendor rebuilt it). `None`: nothing to move to.
 #[must_use]
 pub fn newest(index: &Index, running: &str) -> Option<UpdateOffer> {
+    use std::cmp::Ordering;
     if index.compatible != COMPATIBLE {
         return None;
     }
-    let running = version(running)?;
+    let running_text = running.trim();
+    let running = version(running_text)?;
+    let listed = |b: &Offered| b.version.trim() == running_text;
+    let still_offered = index.bundles.iter().any(listed);
     index
         .bundles
         .iter()
         .filter(|b| plain_file_name(&b.file))
         .filter(|b| b.sha256.len() == 64 && b.sha256.bytes().all(|c| c.is_ascii_hexdigit()))
         .filter_map(|b| version(&b.version).map(|v| (v, b)))
-        .filter(|(v, _)| v.cmp_precedence(&running) == std::cmp::Ordering::Greater)
         .max_by(|a, b| a.0.cmp_precedence(&b.0))
+        .filter(|(v, b)| match v.cmp_precedence(&running) {
+            Ordering::Greater => true,
+            Ordering::Equal => !still_offered && !listed(b),
+            Ordering::Less => false,
+        })
         .map(|(_, b)| UpdateOffer {
             version: b.version.trim().to_owned(),
             file: b.file.clone(),
@@ -305,11 +316,15 @@ mod tests {
         let o = newest(&index, "0.2.0+a").unwrap();
         assert_eq!(o.version, "0.3.0+c");
         assert_eq!(o.file, "tandem-0.3.0+c.raucb");
+        assert_eq!(newest(&index, "0.3.0+c"), None, "the running build");
         assert_eq!(
-            newest(&index, "0.3.0+z"),
-            None,
-            "the same version is not newer"
+            newest(&index, "0.3.0+z").map(|o| o.version),
+            Some("0.3.0+c".to_owned()),
+            "another build of the running version, the running one no longer listed"
         );
+        let mut both = index.clone();
+        both.bundles.push(offered("0.3.0+z", "tandem-0.3.0+z.raucb"));
+        assert_eq!(newest(&both, "0.3.0+z"), None, "the running build still listed");
         assert_eq!(newest(&index, "unknown"), None);
         let foreign = Index {
             compatible: "someone-else".into(),
