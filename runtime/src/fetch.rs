@@ -63,7 +63,8 @@ impl Fetch {
     ) -> Result<ureq::http::Response<ureq::Body>, String> {
         let mut request = self.agent(timeout)?.get(url);
         if let Some((user, password)) = &self.account {
-            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             request = request.header("Authorization", &format!("Basic {auth}"));
         }
         let response = request
@@ -76,9 +77,7 @@ impl Fetch {
             (401 | 403, Some(user)) => Err(format!(
                 "{what} {url} refused the account \"{user}\" (HTTP {status})"
             )),
-            (401 | 403, None) => Err(format!(
-                "{what} {url} asks for an account (HTTP {status})"
-            )),
+            (401 | 403, None) => Err(format!("{what} {url} asks for an account (HTTP {status})")),
             (404, _) => Err(format!("{what} has nothing at {url} (HTTP 404)")),
             (other, _) => Err(format!("{what} {url} answered HTTP {other}")),
         }
@@ -101,8 +100,8 @@ impl Fetch {
         let result = (|| {
             let mut response = self.get(url, what, timeout)?;
             let mut reader = response.body_mut().as_reader();
-            let mut out = std::fs::File::create(part)
-                .map_err(|e| format!("{}: {e}", part.display()))?;
+            let mut out =
+                std::fs::File::create(part).map_err(|e| format!("{}: {e}", part.display()))?;
             let mut got: u64 = 0;
             let mut buf = vec![0u8; 1 << 16];
             loop {

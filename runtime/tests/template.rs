@@ -388,7 +388,15 @@ impl HttpServer {
     fn start(dir: &Path) -> HttpServer {
         use std::io::BufRead as _;
         let mut child = Command::new("/usr/bin/python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

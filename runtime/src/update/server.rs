@@ -323,8 +323,13 @@ mod tests {
             "another build of the running version, the running one no longer listed"
         );
         let mut both = index.clone();
-        both.bundles.push(offered("0.3.0+z", "tandem-0.3.0+z.raucb"));
-        assert_eq!(newest(&both, "0.3.0+z"), None, "the running build still listed");
+        both.bundles
+            .push(offered("0.3.0+z", "tandem-0.3.0+z.raucb"));
+        assert_eq!(
+            newest(&both, "0.3.0+z"),
+            None,
+            "the running build still listed"
+        );
         assert_eq!(newest(&index, "unknown"), None);
         let foreign = Index {
             compatible: "someone-else".into(),

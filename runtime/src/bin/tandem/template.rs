@@ -89,7 +89,9 @@ pub fn run(cmd: &TemplateCmd, control: &Path) -> anyhow::Result<()> {
                 println!("{}", line(t));
             }
         }
-        TemplateCmd::Add { file, name } if file.starts_with("http://") || file.starts_with("https://") => {
+        TemplateCmd::Add { file, name }
+            if file.starts_with("http://") || file.starts_with("https://") =>
+        {
             if std::io::stderr().is_terminal() {
                 eprintln!("fetching {file}, then checking it (the whole file is read)");
             }
