@@ -216,7 +216,13 @@ impl VeSite {
             .map_err(|e| Refusal::Failed(format!("{e}; nothing was added")))?;
         let added = self.template_add(&part, Some(&name));
         let _ = std::fs::remove_file(&part);
-        added
+        // The operator named the URL, not the file it was fetched into.
+        added.map_err(|r| match r {
+            Refusal::Failed(t) => {
+                Refusal::Failed(t.replace(&part.display().to_string(), url.as_str()))
+            }
+            other => other,
+        })
     }
 
     /// Deletes OS template `name` unless a VE uses it or it is the built-in one.
