@@ -381,6 +381,8 @@ pub enum WaitReason {
     FenceFailed,
     /// The peer cannot release its resources, and fencing is off.
     PeerReleaseFailed,
+    /// This node's daemon is stopping: it takes nothing over.
+    Leaving,
 }
 
 impl WaitReason {
@@ -407,6 +409,7 @@ impl WaitReason {
             WaitReason::PeerReleaseFailed => {
                 "peer could not release its resources and fencing is off: check it"
             }
+            WaitReason::Leaving => "this node's cluster daemon is stopping: it takes nothing over",
         }
     }
 }
@@ -777,6 +780,8 @@ pub struct Core {
     peer_request_seen: bool,
     config_mismatch_reported: bool,
     split_brain_reported: bool,
+    /// On its way out ([`Core::leave`]): takes nothing over.
+    leaving: bool,
     /// Since when the ping-node handover condition holds.
     ping_rule_since: Option<Instant>,
     /// The fencing of the peer.
@@ -837,6 +842,7 @@ impl Core {
             peer_request_seen: false,
             config_mismatch_reported: false,
             split_brain_reported: false,
+            leaving: false,
             ping_rule_since: None,
             fence: Fence::Idle,
             fence_reason: Reason::PeerDead,
@@ -1003,6 +1009,17 @@ impl Core {
         if now >= self.next_send {
             self.send_heartbeats(now);
         }
+    }
+
+    /// This node is on its way out (its daemon stops: a shutdown, a restart). From now
+    /// on it takes nothing over, whatever becomes of the peer: no takeover, no fence,
+    /// not the services back after a handover the peer did not take. It goes on
+    /// releasing what it holds (the shell hands the services over with
+    /// [`Core::switchover`] first). A peer that dies meanwhile is left to whoever
+    /// starts next.
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.evaluate(now);
     }
 
     /// Operator switchover, asked on either node. On the active node the release starts
@@ -1693,6 +1710,13 @@ impl Core {
                 // The peer took the services: the handover is complete.
                 self.handover_until = None;
             }
+        }
+        if self.leaving && matches!(self.role, Role::Starting | Role::Passive) {
+            self.handover_until = None;
+            if matches!(self.fence, Fence::Delay { .. }) {
+                self.fence = Fence::Idle;
+            }
+            return self.set_waiting(Some(WaitReason::Leaving));
         }
         if let Some(u) = self.handover_until
             && now >= u

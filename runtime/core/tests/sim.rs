@@ -2055,3 +2055,29 @@ fn the_chaos_run_that_once_powered_off_both_nodes_powers_off_at_most_one() {
     assert!(s.both_off.is_empty(), "{:?}", s.powered_off);
     assert!(s.double_holders.is_empty());
 }
+
+#[test]
+fn a_node_shutting_down_takes_nothing_back_when_its_peer_dies_meanwhile() {
+    // The active node hands its services over on its way out; the peer dies before
+    // it takes them. Without `leave` the first node would fence the peer and take the
+    // services back (then stop anyway); leaving, it does neither.
+    for (seed, leaving) in [(950, true), (951, true), (952, false)] {
+        let mut s = fenced(seed);
+        let now = s.now();
+        s.core(0).switchover(now).unwrap();
+        if leaving {
+            s.core(0).leave(now);
+        }
+        s.drain(0);
+        s.kill(1);
+        s.run_until(s.t + DEADTIME * 3 + FENCE_DELAY * 2 + FENCE_TIMEOUT);
+        if leaving {
+            assert!(s.fences.is_empty(), "seed {seed}: {:?}", s.fences);
+            assert_eq!(s.role(0), Some(Role::Passive), "seed {seed}");
+            assert!(s.has_event(0, |e| *e == Event::Waiting(WaitReason::Leaving)));
+        } else {
+            assert_eq!(s.fences.iter().map(|f| f.1).collect::<Vec<_>>(), [0]);
+            assert_eq!(s.role(0), Some(Role::Active), "seed {seed}");
+        }
+    }
+}

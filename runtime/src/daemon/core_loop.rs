@@ -148,7 +148,11 @@ impl Shell {
     /// is nothing to hand over (the loop ends now).
     fn hand_over(&mut self) -> bool {
         let now = self.clock.now();
-        if self.core.role() == Role::Active && self.core.switchover(now).is_ok() {
+        let handing = self.core.role() == Role::Active && self.core.switchover(now).is_ok();
+        // From here on this node takes nothing over: a peer that dies while the
+        // services are handed to it is not fenced, nor are they taken back.
+        self.core.leave(now);
+        if handing {
             self.hub.publish(
                 "shutdown",
                 "handing the services over to the peer before exit".into(),
