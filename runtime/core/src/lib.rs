@@ -1711,13 +1711,6 @@ impl Core {
                 self.handover_until = None;
             }
         }
-        if self.leaving && matches!(self.role, Role::Starting | Role::Passive) {
-            self.handover_until = None;
-            if matches!(self.fence, Fence::Delay { .. }) {
-                self.fence = Fence::Idle;
-            }
-            return self.set_waiting(Some(WaitReason::Leaving));
-        }
         if let Some(u) = self.handover_until
             && now >= u
         {
@@ -1730,9 +1723,17 @@ impl Core {
                 && self.peer_alive
                 && self.data_good
                 && self.role == Role::Passive
+                && !self.leaving
             {
                 return self.start_acquire(now, Reason::HandoverNotTaken);
             }
+        }
+        if self.leaving && matches!(self.role, Role::Starting | Role::Passive) {
+            // Still offering the handover (its frames say so), but taking nothing.
+            if matches!(self.fence, Fence::Delay { .. }) {
+                self.fence = Fence::Idle;
+            }
+            return self.set_waiting(Some(WaitReason::Leaving));
         }
         match self.role {
             Role::Starting | Role::Passive => self.decide_idle(now, peer),

@@ -2080,4 +2080,14 @@ fn a_node_shutting_down_takes_nothing_back_when_its_peer_dies_meanwhile() {
             assert_eq!(s.role(0), Some(Role::Active), "seed {seed}");
         }
     }
+    // Leaving, with the peer alive: the handover still goes through.
+    let mut s = fenced(953);
+    let now = s.now();
+    s.core(0).switchover(now).unwrap();
+    s.core(0).leave(now);
+    s.drain(0);
+    s.run_until(s.t + DEADTIME * 3);
+    assert_eq!(s.role(1), Some(Role::Active));
+    assert_eq!(s.role(0), Some(Role::Passive));
+    assert!(s.fences.is_empty(), "{:?}", s.fences);
 }
