@@ -12,6 +12,72 @@ use base64::Engine as _;
 /// How long connecting may take.
 const CONNECT: Duration = Duration::from_secs(30);
 
+/// Why a fetch failed; its words name the server and the URL, never the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The CA certificate given is not one.
+    #[error("the CA certificate is not a PEM certificate: {0}")]
+    BadCa(String),
+    /// No answer (connection, TLS, time).
+    #[error("{what} {url} cannot be reached: {why}")]
+    Unreachable {
+        /// The server, in words.
+        what: String,
+        /// The URL.
+        url: String,
+        /// The client's words.
+        why: String,
+    },
+    /// The account was refused, or one is needed.
+    #[error("{what} {url} {} (HTTP {status})", refused(user.as_deref()))]
+    Refused {
+        /// The server, in words.
+        what: String,
+        /// The URL.
+        url: String,
+        /// The account presented.
+        user: Option<String>,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// Nothing at the URL.
+    #[error("{what} has nothing at {url} (HTTP 404)")]
+    NotFound {
+        /// The server, in words.
+        what: String,
+        /// The URL.
+        url: String,
+    },
+    /// Another answer.
+    #[error("{what} {url} answered HTTP {status}")]
+    Status {
+        /// The server, in words.
+        what: String,
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// More bytes than allowed.
+    #[error("{url} is larger than {max} bytes: not kept")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The bound.
+        max: u64,
+    },
+    /// Reading the answer or writing the file failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn refused(user: Option<&str>) -> String {
+    match user {
+        Some(u) => format!("refused the account \"{u}\""),
+        None => "asks for an account".to_owned(),
+    }
+}
+
 /// Where to fetch from and as whom.
 #[derive(Clone, Default)]
 pub struct Fetch {
@@ -31,13 +97,13 @@ impl std::fmt::Debug for Fetch {
 }
 
 impl Fetch {
-    fn agent(&self, timeout: Duration) -> Result<ureq::Agent, String> {
+    fn agent(&self, timeout: Duration) -> Result<ureq::Agent, FetchError> {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
         let roots = match &self.ca {
             None => RootCerts::WebPki,
             Some(pem) => {
                 let cert = Certificate::from_pem(pem.as_bytes())
-                    .map_err(|e| format!("the CA certificate is not a PEM certificate: {e}"))?;
+                    .map_err(|e| FetchError::BadCa(e.to_string()))?;
                 RootCerts::Specific(std::sync::Arc::new(vec![cert]))
             }
         };
@@ -60,26 +126,29 @@ impl Fetch {
         url: &str,
         what: &str,
         timeout: Duration,
-    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
         let mut request = self.agent(timeout)?.get(url);
         if let Some((user, password)) = &self.account {
             let auth =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             request = request.header("Authorization", &format!("Basic {auth}"));
         }
-        let response = request
-            .call()
-            .map_err(|e| format!("{what} {url} cannot be reached: {e}"))?;
-        let status = response.status().as_u16();
-        let user = self.account.as_ref().map(|a| a.0.as_str());
-        match (status, user) {
-            (200, _) => Ok(response),
-            (401 | 403, Some(user)) => Err(format!(
-                "{what} {url} refused the account \"{user}\" (HTTP {status})"
-            )),
-            (401 | 403, None) => Err(format!("{what} {url} asks for an account (HTTP {status})")),
-            (404, _) => Err(format!("{what} has nothing at {url} (HTTP 404)")),
-            (other, _) => Err(format!("{what} {url} answered HTTP {other}")),
+        let (what, url) = (what.to_owned(), url.to_owned());
+        let response = request.call().map_err(|e| FetchError::Unreachable {
+            what: what.clone(),
+            url: url.clone(),
+            why: e.to_string(),
+        })?;
+        match response.status().as_u16() {
+            200 => Ok(response),
+            status @ (401 | 403) => Err(FetchError::Refused {
+                what,
+                url,
+                user: self.account.as_ref().map(|a| a.0.clone()),
+                status,
+            }),
+            404 => Err(FetchError::NotFound { what, url }),
+            status => Err(FetchError::Status { what, url, status }),
         }
     }
 
@@ -96,31 +165,35 @@ impl Fetch {
         part: &Path,
         max: u64,
         chunk: &mut dyn FnMut(&[u8], u64),
-    ) -> Result<u64, String> {
+    ) -> Result<u64, FetchError> {
+        let io = |what: &dyn std::fmt::Display, e: std::io::Error| {
+            FetchError::Io(format!("{what}: {e}"))
+        };
         let result = (|| {
             let mut response = self.get(url, what, timeout)?;
             let mut reader = response.body_mut().as_reader();
-            let mut out =
-                std::fs::File::create(part).map_err(|e| format!("{}: {e}", part.display()))?;
+            let mut out = std::fs::File::create(part).map_err(|e| io(&part.display(), e))?;
             let mut got: u64 = 0;
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let n = reader
                     .read(&mut buf)
-                    .map_err(|e| format!("fetching {url}: {e}"))?;
+                    .map_err(|e| io(&format_args!("fetching {url}"), e))?;
                 if n == 0 {
                     break;
                 }
                 got += n as u64;
                 if got > max {
-                    return Err(format!("{url} is larger than {max} bytes: not kept"));
+                    return Err(FetchError::TooLarge {
+                        url: url.to_owned(),
+                        max,
+                    });
                 }
                 out.write_all(&buf[..n])
-                    .map_err(|e| format!("{}: {e}", part.display()))?;
+                    .map_err(|e| io(&part.display(), e))?;
                 chunk(&buf[..n], got);
             }
-            out.sync_all()
-                .map_err(|e| format!("{}: {e}", part.display()))?;
+            out.sync_all().map_err(|e| io(&part.display(), e))?;
             Ok(got)
         })();
         if result.is_err() {

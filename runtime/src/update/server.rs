@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tandem_api::UpdateOffer;
 
 use super::{COMPATIBLE, UpdateError, fail};
-use crate::fetch::Fetch;
+use crate::fetch::{Fetch, FetchError};
 
 /// The list's name under the server's URL.
 pub const INDEX: &str = "index.json";
@@ -147,15 +147,12 @@ pub struct Server {
 }
 
 /// The operator's words for a failure to talk to the server: what to check.
-fn hint(e: String) -> UpdateError {
-    if e.contains("refused the account") {
-        fail(format!("{e}: check updates.user and updates.password"))
-    } else if e.contains("(HTTP 404)") {
-        fail(format!("{e}: check updates.url"))
-    } else if e.contains("CA certificate") {
-        fail(format!("updates.ca-certificate: {e}"))
-    } else {
-        fail(e)
+fn hint(e: FetchError) -> UpdateError {
+    match e {
+        FetchError::Refused { .. } => fail(format!("{e}: check updates.user and updates.password")),
+        FetchError::NotFound { .. } => fail(format!("{e}: check updates.url")),
+        FetchError::BadCa(_) => fail(format!("updates.ca-certificate: {e}")),
+        other => fail(other.to_string()),
     }
 }
 
@@ -253,15 +250,12 @@ impl Server {
                     }
                 },
             )
-            .map_err(|e| {
-                if e.contains("is larger than") {
-                    fail(format!(
-                        "{} is larger than the {} bytes the update server's list names: not kept",
-                        offer.file, offer.size
-                    ))
-                } else {
-                    hint(e)
-                }
+            .map_err(|e| match e {
+                FetchError::TooLarge { .. } => fail(format!(
+                    "{} is larger than the {} bytes the update server's list names: not kept",
+                    offer.file, offer.size
+                )),
+                other => hint(other),
             })?;
         let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
         if got != offer.size || sha != offer.sha256 {
