@@ -214,15 +214,12 @@ impl VeSite {
                 &mut |_, _| {},
             )
             .map_err(|e| Refusal::Failed(format!("{e}; nothing was added")))?;
-        let added = self.template_add(&part, Some(&name));
+        let added = self
+            .template_area()?
+            .add_as(&part, Some(&name), Path::new(url.as_str()))
+            .map_err(|e| Refusal::Failed(error_chain(&e)));
         let _ = std::fs::remove_file(&part);
-        // The operator named the URL, not the file it was fetched into.
-        added.map_err(|r| match r {
-            Refusal::Failed(t) => {
-                Refusal::Failed(t.replace(&part.display().to_string(), url.as_str()))
-            }
-            other => other,
-        })
+        added
     }
 
     /// Deletes OS template `name` unless a VE uses it or it is the built-in one.

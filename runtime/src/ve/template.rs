@@ -729,10 +729,24 @@ impl Templates {
     /// # Errors
     /// See [`TemplateError`]; in every case the template directory is as it was.
     pub fn add(&self, file: &Path, name: Option<&str>) -> Result<TemplateView, TemplateError> {
+        self.add_as(file, name, file)
+    }
+
+    /// [`Self::add`] of `file`, named `shown` wherever the operator reads about it
+    /// (a URL the file was fetched from): the default name and every error.
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn add_as(
+        &self,
+        file: &Path,
+        name: Option<&str>,
+        shown: &Path,
+    ) -> Result<TemplateView, TemplateError> {
         let name = match name {
             Some(n) => n.to_owned(),
             None => {
-                let base = file
+                let base = shown
                     .file_name()
                     .and_then(|f| f.to_str())
                     .unwrap_or_default();
@@ -741,7 +755,7 @@ impl Templates {
                     None => {
                         return Err(TemplateError::Name(format!(
                             "{} is not named NAME.tar, .tar.gz, .tar.xz or .tar.zst: give the template's name with --name",
-                            file.display()
+                            shown.display()
                         )));
                     }
                 }
@@ -749,13 +763,13 @@ impl Templates {
         };
         check_name(&name).map_err(TemplateError::Name)?;
         let open_err = |source| TemplateError::Open {
-            path: file.to_owned(),
+            path: shown.to_owned(),
             source,
         };
         let mut src = File::open(file).map_err(open_err)?;
         let meta = src.metadata().map_err(open_err)?;
         if !meta.is_file() {
-            return Err(TemplateError::NotAFile(file.to_owned()));
+            return Err(TemplateError::NotAFile(shown.to_owned()));
         }
         std::fs::create_dir_all(&self.dir).map_err(io_err("creating", &self.dir))?;
         let _lock = super::try_lock_dir(&self.dir)
@@ -764,7 +778,7 @@ impl Templates {
         self.refuse_existing(&name)?;
         let checked = check(io::BufReader::new(&src), meta.len()).map_err(|source| {
             TemplateError::Refused {
-                path: file.to_owned(),
+                path: shown.to_owned(),
                 source,
             }
         })?;
@@ -781,7 +795,7 @@ impl Templates {
         let target = self.dir.join(&final_name);
         let partial = self.dir.join(format!(".{final_name}.partial"));
         let _ = std::fs::remove_file(&partial);
-        let r = copy_into_place(&mut src, file, &checked, &partial, &target);
+        let r = copy_into_place(&mut src, shown, &checked, &partial, &target);
         if r.is_err() {
             let _ = std::fs::remove_file(&partial);
         }
