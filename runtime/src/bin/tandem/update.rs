@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use tandem_api::Client;
-use tandem_api::{JobState, Reply, Request, UpdateView};
+use tandem_api::{JobState, Reply, Request, UpdateJobView, UpdateView};
 
 /// `tandem update …`.
 #[derive(Subcommand, Debug)]
@@ -157,20 +157,27 @@ fn print_server(s: &tandem_api::UpdateServerView) {
     }
 }
 
-/// Starts the download of the offered bundle and follows it; returns the file.
-fn download(client: &mut Client) -> anyhow::Result<String> {
-    expect(client.call(&Request::UpdateDownload)?)?;
+/// Follows the job `job` picks from clusterd's update status until it ends, its
+/// progress on the error stream: `Some` when it succeeded, `None` when clusterd went
+/// away (the node restarts).
+fn follow_job(
+    client: &mut Client,
+    what: &str,
+    job: impl Fn(UpdateView) -> Option<UpdateJobView>,
+) -> anyhow::Result<Option<UpdateJobView>> {
     let tty = std::io::stderr().is_terminal();
     let mut last = String::new();
     loop {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let v = status(client)?;
-        let Some(d) = v.server.and_then(|s| s.download) else {
-            bail!("clusterd lost the download");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Ok(v) = status(client) else {
+            return Ok(None);
         };
-        match d.state {
+        let Some(j) = job(v) else {
+            bail!("clusterd lost the {what}");
+        };
+        match &j.state {
             JobState::Running => {
-                let line = format!("{:>3}% {}", d.percent, d.step);
+                let line = format!("{:>3}% {}", j.percent, j.step);
                 if line != last {
                     if tty {
                         eprint!("\r{line:<80}");
@@ -184,8 +191,7 @@ fn download(client: &mut Client) -> anyhow::Result<String> {
                 if tty {
                     eprintln!();
                 }
-                eprintln!("{}", d.step);
-                return d.file.context("clusterd names no downloaded file");
+                return Ok(Some(j));
             }
             JobState::Failed { error } => {
                 if tty {
@@ -193,9 +199,19 @@ fn download(client: &mut Client) -> anyhow::Result<String> {
                 }
                 bail!("{error}");
             }
-            JobState::Idle => bail!("clusterd lost the download"),
+            JobState::Idle => bail!("clusterd lost the {what}"),
         }
     }
+}
+
+/// Starts the download of the offered bundle and follows it; returns the file.
+fn download(client: &mut Client) -> anyhow::Result<String> {
+    expect(client.call(&Request::UpdateDownload)?)?;
+    let Some(d) = follow_job(client, "download", |v| v.server.and_then(|s| s.download))? else {
+        bail!("clusterd went away during the download");
+    };
+    eprintln!("{}", d.step);
+    d.file.context("clusterd names no downloaded file")
 }
 
 /// The bundle named, or the one downloaded from the update server.
@@ -273,43 +289,12 @@ pub fn run(cmd: &UpdateCmd, control: &Path) -> anyhow::Result<()> {
                 file: path,
                 force_downgrade: *force_downgrade,
             })?)?;
-            let tty = std::io::stderr().is_terminal();
-            let mut last = String::new();
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                // The node restarts right after a good install: the socket goes away.
-                let Ok(v) = status(&mut client) else {
-                    println!("the node is restarting into the new system");
-                    return Ok(());
-                };
-                let line = format!("{:>3}% {}", v.job.percent, v.job.step);
-                match &v.job.state {
-                    JobState::Running => {
-                        if line != last {
-                            if tty {
-                                eprint!("\r{line:<80}");
-                            } else {
-                                eprintln!("{line}");
-                            }
-                            last = line;
-                        }
-                    }
-                    JobState::Succeeded => {
-                        if tty {
-                            eprintln!();
-                        }
-                        println!("{}", v.job.step);
-                        return Ok(());
-                    }
-                    JobState::Failed { error } => {
-                        if tty {
-                            eprintln!();
-                        }
-                        bail!("{error}");
-                    }
-                    JobState::Idle => bail!("clusterd lost the install"),
-                }
+            // The node restarts right after a good install: the socket goes away.
+            match follow_job(&mut client, "install", |v| Some(v.job))? {
+                Some(j) => println!("{}", j.step),
+                None => println!("the node is restarting into the new system"),
             }
+            Ok(())
         }
     }
 }
