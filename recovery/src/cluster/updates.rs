@@ -8,12 +8,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 use tandem_api::{JobState, Reply, Request, UpdateServerView, UpdateView};
 
 use super::{VERSION, ask_reply, render, row};
 use crate::app::App;
 use crate::i18n::Lang;
+use crate::login::CsrfForm;
 use crate::page::{error_p, esc};
 use crate::refusal::refusal_html;
 use crate::visit::{Cluster, Posted};
@@ -300,18 +300,14 @@ pub(super) async fn updates(State(app): State<Arc<App>>, Cluster(a): Cluster) ->
     render(&app, lang, "/updates", &a, StatusCode::OK, &body)
 }
 
-/// A button's form: only the session's token.
-#[derive(Debug, Deserialize)]
-pub struct ButtonForm {}
-
 /// `POST /updates/check`: asks the update server now, then shows the page with
 /// its answer (or why nothing was asked).
 pub(super) async fn check(
     State(app): State<Arc<App>>,
     Posted {
         visit: Cluster(a),
-        form: ButtonForm {},
-    }: Posted<Cluster, ButtonForm>,
+        form: CsrfForm {},
+    }: Posted<Cluster, CsrfForm>,
 ) -> Response {
     act(&app, &a, Request::UpdateCheck).await
 }
@@ -321,8 +317,8 @@ pub(super) async fn download(
     State(app): State<Arc<App>>,
     Posted {
         visit: Cluster(a),
-        form: ButtonForm {},
-    }: Posted<Cluster, ButtonForm>,
+        form: CsrfForm {},
+    }: Posted<Cluster, CsrfForm>,
 ) -> Response {
     act(&app, &a, Request::UpdateDownload).await
 }
@@ -332,8 +328,8 @@ pub(super) async fn rolling(
     State(app): State<Arc<App>>,
     Posted {
         visit: Cluster(a),
-        form: ButtonForm {},
-    }: Posted<Cluster, ButtonForm>,
+        form: CsrfForm {},
+    }: Posted<Cluster, CsrfForm>,
 ) -> Response {
     act(&app, &a, Request::UpdateRollingDownloaded).await
 }
