@@ -17,10 +17,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tandem_runtime::admin::{Admin, activation::Engine, ve::VeSite};
-use tandem_runtime::control::{self, ClusterLink, Service};
+use tandem_runtime::control::{ClusterLink, Service};
+
+mod served;
+use served::serve;
 use tar::EntryType::{self, Char, Directory, Link, Regular, Symlink};
 
 /// A tar stream of `members` (path, kind, data or link target) with raw names (the
@@ -104,26 +107,6 @@ fn service(data: &Path, mounted: bool) -> Arc<Service> {
     };
     let link = ClusterLink::ended("node1");
     Arc::new(Service::new(admin, Some(link)))
-}
-
-/// Serves `service` on `sock` on a thread of its own.
-fn serve(service: Arc<Service>, sock: &Path) {
-    let path = sock.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = control::bind(&path, None).unwrap();
-            control::serve(l, service).await;
-        });
-    });
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Runs `tandem --control sock ARGS`: success, stdout, stderr.

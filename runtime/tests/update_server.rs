@@ -14,9 +14,11 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tandem_runtime::update::server::Server;
+
+mod served;
 
 const USER: &str = "cluster";
 const PASSWORD: &str = "s3cret-updates";
@@ -192,7 +194,7 @@ fn the_newest_version_on_the_server_is_offered_and_each_failure_says_what_is_wro
 /// configuration `cfg`, on a socket in `dir`; returns the socket.
 fn clusterd(dir: &Path, cfg: &tandem_config::ApplianceConfig, version: &str) -> PathBuf {
     use tandem_runtime::admin::{Admin, activation::Engine};
-    use tandem_runtime::control::{self, ClusterLink, Service};
+    use tandem_runtime::control::{ClusterLink, Service};
 
     let store = dir.join("store");
     std::fs::create_dir_all(&store).unwrap();
@@ -216,22 +218,7 @@ fn clusterd(dir: &Path, cfg: &tandem_config::ApplianceConfig, version: &str) -> 
     admin.update.download_dir = dir.join("downloads");
     let service = Arc::new(Service::new(admin, Some(ClusterLink::ended("node1"))));
     let sock = dir.join("control.sock");
-    let path = sock.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = control::bind(&path, None).unwrap();
-            control::serve(l, service).await;
-        });
-    });
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served::serve(service, &sock);
     sock
 }
 

@@ -14,6 +14,7 @@
 )]
 
 mod lab;
+mod served;
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -511,30 +512,13 @@ fn control_service(
 
 #[test]
 fn the_cli_backs_up_lists_and_restores_through_clusterd() {
-    use tandem_runtime::control;
-
     let a = area("cli");
     make_ve(&a, 910, 8 << 20);
     let (cfg, _) =
         tandem_config::init::new_cluster(&tandem_config::init::InitOptions::default()).unwrap();
     let service = control_service(&a, &cfg);
     let sock = a.dir.path().join("control.sock");
-    let listener_path = sock.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = control::bind(&listener_path, None).unwrap();
-            control::serve(l, service).await;
-        });
-    });
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served::serve(service, &sock);
     let tandem = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
             .arg("--control")

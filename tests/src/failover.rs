@@ -885,15 +885,6 @@ fn kernel_panic_active(c: &mut Ctx<'_>) {
     c.wait_passive_in_sync(a, 6 * MIN);
 }
 
-/// The value of the input `name` on `page`.
-fn field_value(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let Some(i) = page.find(&marker).map(|i| i + marker.len()) else {
-        panic!("no field {name} on the page: {}", crate::web::text_of(page));
-    };
-    page[i..].split('"').next().unwrap_or("").to_owned()
-}
-
 /// The second time server of the LAN.
 const NEW_NTP: &str = "192.0.2.3";
 
@@ -911,7 +902,7 @@ fn time_servers_change(c: &mut Ctx<'_>) {
             })
             .collect()
     };
-    let keep = |f: &str| format!("{f}={}", encode(&field_value(&page, f)));
+    let keep = |f: &str| format!("{f}={}", encode(&crate::web::field_value(&page, f)));
     let mut fields: Vec<String> = [
         "revision",
         "node1_hostname",
@@ -929,7 +920,7 @@ fn time_servers_change(c: &mut Ctx<'_>) {
     .map(|f| keep(f))
     .collect();
     assert_eq!(
-        field_value(&page, "time_servers"),
+        crate::web::field_value(&page, "time_servers"),
         pair::NTP_ADDR,
         "the page shows the time server in use"
     );

@@ -162,6 +162,19 @@ pub fn progress_until(addr: &str, session: &str, needle: &str, limit: Duration) 
     }
 }
 
+/// The value of the input `name` on `page`.
+///
+/// # Panics
+/// The page has no such input.
+#[must_use]
+pub fn field_value(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let Some(i) = page.find(&marker).map(|i| i + marker.len()) else {
+        panic!("no field {name} on the page: {}", text_of(page));
+    };
+    page[i..].split('"').next().unwrap_or("").to_owned()
+}
+
 /// A page's text without its tags, for failure messages.
 pub fn text_of(html: &str) -> String {
     let mut out = String::new();

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tandem_tests::web::field_value;
 
 use axum::Router;
 use axum::body::Body;
@@ -1790,14 +1791,6 @@ async fn the_remote_support_form_needs_the_token_and_refuses_bad_hours() {
     .await;
     assert_ne!(res.status, StatusCode::OK, "{}", res.body);
     assert!(res.body.contains("no remote support"), "{}", res.body);
-}
-
-/// The value of form field `name` in `body`.
-fn field_value(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let i = body.find(&marker).expect("the field") + marker.len();
-    let j = body[i..].find('"').unwrap();
-    body[i..i + j].to_owned()
 }
 
 #[tokio::test]
