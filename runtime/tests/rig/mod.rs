@@ -283,8 +283,11 @@ impl Rig {
             .unwrap();
         n.child = Some(child);
         let sock = n.control.clone();
+        // Answering, not only accepting: a request right after this finds it ready.
         wait_until("control socket", Duration::from_secs(10), || {
-            Client::connect(&sock).is_ok()
+            Client::connect(&sock)
+                .and_then(|mut c| c.call(&tandem_api::Request::Status))
+                .is_ok()
         });
     }
 
